@@ -1,0 +1,36 @@
+# pgb: the two quick-start commands are `make demo` and `make test`.
+GO      ?= go
+BIN     ?= bin/pgb
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test unit demo bench vet fmt clean
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+## test: vet plus every test, the integration tests against a real PostgreSQL 15 included.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+## unit: the fast tests only (no PostgreSQL needed).
+unit:
+	$(GO) test -count=1 -short ./...
+
+## demo: a throwaway cluster archiving through pgb, end to end.
+demo: build
+	scripts/demo.sh $(abspath $(BIN))
+
+## bench: the project's own benchmarks (see scripts/bench).
+bench:
+	scripts/bench
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

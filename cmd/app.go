@@ -1,0 +1,195 @@
+// Package cmd is pgb's command line: it parses flags, loads the configuration, and
+// calls the engine in internal/. It holds no engine logic.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/config"
+)
+
+// Build describes the binary.
+type Build struct {
+	Version string
+	Commit  string
+}
+
+// Main runs pgb with args (args[0] is the program name) and returns the exit code.
+func Main(ctx context.Context, args []string, build Build) (code int) {
+	stdout, stderr := io.Writer(os.Stdout), io.Writer(os.Stderr)
+	defer func() {
+		// A bug must never exit with Go's panic status 2, which restore_command would
+		// take for "not in the archive": report it and use the status that stops recovery.
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "pgb: internal error (please report): %v\n%s", p, debug.Stack())
+			code = exitRecoveryMustStop
+		}
+	}()
+	app := newApp(build, stdout, stderr)
+	app.Metadata = map[string]any{"args": args}
+	err := app.RunContext(ctx, args)
+	return exitCode(err, stderr, logFormatFromArgs(args))
+}
+
+func newApp(build Build, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "pgb",
+		Usage:   "PostgreSQL backup and point-in-time recovery",
+		Version: build.Version + commitSuffix(build.Commit),
+		Description: "pgb archives every WAL segment PostgreSQL completes (archive_command = 'pgb wal-push %p')\n" +
+			"and fetches it back during recovery (restore_command = 'pgb wal-fetch %f %p').\n\n" +
+			"Every setting is a flag, an environment variable and a key in the YAML config file\n" +
+			"(--config / PGB_CONFIG, default " + config.DefaultFile + " when present).\n" +
+			"Precedence: flag > environment > config file > default.",
+		Writer:                 stdout,
+		ErrWriter:              stderr,
+		HideHelpCommand:        true,
+		UseShortOptionHandling: false,
+		ExitErrHandler:         func(*cli.Context, error) {}, // exit codes are decided in exit.go only
+		Commands: []*cli.Command{
+			walPushCommand(),
+			walFetchCommand(),
+			checkCommand(),
+		},
+	}
+}
+
+func commitSuffix(c string) string {
+	if c == "" {
+		return ""
+	}
+	return " (" + c + ")"
+}
+
+// commonKeys are the settings every command takes.
+var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyLogLevel, config.KeyLogFormat,
+	config.KeyStorageTimeout, config.KeyStorageRetries}
+
+// flags builds the flags of a command: the common settings plus keys.
+func flags(keys ...string) []cli.Flag {
+	all := append(append([]string(nil), commonKeys...), keys...)
+	out := make([]cli.Flag, 0, len(all))
+	for _, k := range all {
+		s, ok := config.Lookup(k)
+		if !ok {
+			panic("unknown setting " + k) // programming error, caught by tests
+		}
+		usage := s.Usage
+		if s.Secret {
+			usage += " (prefer the environment or the config file: flags show in ps)"
+		}
+		out = append(out, &cli.StringFlag{
+			Name:        s.Key,
+			Usage:       usage,
+			EnvVars:     s.Env,
+			Value:       s.Default,
+			DefaultText: s.Default,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Names()[0] < out[j].Names()[0] })
+	return out
+}
+
+// env is what a command runs with.
+type env struct {
+	cfg    config.Config
+	log    *slog.Logger
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// load resolves the configuration of the command being run.
+func load(c *cli.Context) (*env, error) {
+	src := func(key string) (string, bool) {
+		if !hasFlag(c, key) || !c.IsSet(key) {
+			return "", false
+		}
+		return c.String(key), true
+	}
+	cfg, err := config.Load(src)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	stderr := c.App.ErrWriter
+	e := &env{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stdout: c.App.Writer, stderr: stderr}
+	for _, s := range config.All() {
+		if s.Secret && hasFlag(c, s.Key) && flagGiven(c, s.Key) {
+			e.log.Warn("a secret was given on the command line, where other users can see it in ps; use the environment or the config file", "flag", "--"+s.Key)
+		}
+	}
+	return e, nil
+}
+
+func hasFlag(c *cli.Context, key string) bool {
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			if n == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// flagGiven reports whether the flag itself (not its environment variable) was used.
+func flagGiven(c *cli.Context, key string) bool {
+	args, _ := c.App.Metadata["args"].([]string)
+	for _, a := range args {
+		if a == "--"+key || strings.HasPrefix(a, "--"+key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// logFormatFromArgs finds --log-format early, for errors that happen before the
+// configuration is loaded.
+func logFormatFromArgs(args []string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--log-format="); ok {
+			return v
+		}
+		if a == "--log-format" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return os.Getenv("PGB_LOG_FORMAT")
+}
+
+// usageError marks errors in how pgb was called.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// exactArgs checks the number of positional arguments.
+func exactArgs(c *cli.Context, n int, names string) error {
+	if c.NArg() != n {
+		return usagef("%s wants %d argument(s): %s (got %d); see pgb %s --help", c.Command.Name, n, names, c.NArg(), c.Command.Name)
+	}
+	return nil
+}
+
+var errSilent = errors.New("failure already reported")

@@ -1,0 +1,195 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "check the archiving path end to end",
+		Description: "Connects to PostgreSQL, reports archive_mode and archive_command, checks that the repository\n" +
+			"is reachable, writable and belongs to this cluster, then forces a WAL switch and waits (up to\n" +
+			"--archive-timeout) until that segment is in the repository. Prints one ok/FAIL line per step;\n" +
+			"exits non-zero on any failure.",
+		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 0, "none"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			return e.check(c.Context)
+		},
+	}
+}
+
+// checker prints one line per step.
+type checker struct {
+	w      io.Writer
+	failed int
+}
+
+func (k *checker) ok(format string, a ...any) { fmt.Fprintf(k.w, "ok    "+format+"\n", a...) }
+func (k *checker) warn(format string, a ...any) {
+	fmt.Fprintf(k.w, "WARN  "+format+"\n", a...)
+}
+func (k *checker) fail(format string, a ...any) {
+	k.failed++
+	fmt.Fprintln(k.w, "FAIL  "+oneLine(fmt.Sprintf(format, a...)))
+}
+
+func (e *env) check(ctx context.Context) error {
+	k := &checker{w: e.stdout}
+	err := e.runChecks(ctx, k)
+	if err != nil {
+		k.fail("%v", err)
+	}
+	if k.failed > 0 {
+		fmt.Fprintf(e.stdout, "check FAILED (%d problem(s))\n", k.failed)
+		return withCode(exitError, errSilent)
+	}
+	fmt.Fprintln(e.stdout, "check passed: WAL reaches the repository")
+	return nil
+}
+
+func (e *env) runChecks(ctx context.Context, k *checker) error {
+	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sysid, err := conn.SystemID(ctx)
+	if err != nil {
+		return err
+	}
+	k.ok("connected to PostgreSQL %d (server_version_num %d, system identifier %d)", conn.Major(), conn.Version, sysid)
+
+	mode, err := conn.Setting(ctx, "archive_mode")
+	if err != nil {
+		return err
+	}
+	if mode == "off" {
+		k.fail("archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL")
+	} else {
+		k.ok("archive_mode = %s", mode)
+	}
+	cmdline, err := conn.Setting(ctx, "archive_command")
+	if err != nil {
+		return err
+	}
+	switch {
+	case strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)":
+		k.fail("archive_command is empty: set archive_command = 'pgb wal-push %%p' and reload PostgreSQL")
+	case !strings.Contains(cmdline, "wal-push"):
+		k.warn("archive_command = '%s' does not call pgb wal-push; the WAL check below shows whether WAL still arrives", cmdline)
+	default:
+		k.ok("archive_command = '%s'", cmdline)
+	}
+
+	st, err := e.openStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := probeWrite(ctx, st); err != nil {
+		return fmt.Errorf("repository %s is not writable: %w", st, err)
+	}
+	id, err := catalog.ReadIdentity(ctx, st)
+	switch {
+	case errors.Is(err, catalog.ErrNoIdentity):
+		k.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
+	case err != nil:
+		return err
+	case id.SystemID != catalog.SystemID(sysid) || id.PGVersion != conn.Major():
+		k.fail("repository %s: %v", st, id.Matches(catalog.SystemID(sysid), conn.Major()))
+		return nil
+	default:
+		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
+	}
+	if k.failed > 0 {
+		return nil // no point waiting for WAL that cannot arrive
+	}
+
+	before, err := conn.Archiver(ctx)
+	if err != nil {
+		return err
+	}
+	seg, err := conn.SwitchWAL(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := wal.Parse(seg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(e.cfg.ArchiveTimeout)
+	for {
+		_, err := st.Stat(ctx, catalog.WALKey(f))
+		if err == nil {
+			k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("look for segment %s: %w", seg, err)
+		}
+		if time.Now().After(deadline) {
+			now, _ := conn.Archiver(ctx)
+			hint := "is the archiver running and archive_command pointing at this repository?"
+			if now.FailedCount > before.FailedCount {
+				hint = fmt.Sprintf("archive_command failed %d time(s), last for %s: see the PostgreSQL log", now.FailedCount-before.FailedCount, now.LastFailed)
+			}
+			k.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, e.cfg.ArchiveTimeout, hint)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// probeWrite writes, reads back and deletes a small object.
+func probeWrite(ctx context.Context, st storage.Store) error {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	key := "check/probe-" + hex.EncodeToString(r[:])
+	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
+	if err := st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
+		return err
+	}
+	defer st.Delete(context.WithoutCancel(ctx), key)
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, body) {
+		return fmt.Errorf("probe object read back differently")
+	}
+	return nil
+}

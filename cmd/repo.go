@@ -1,0 +1,47 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/open"
+)
+
+// openStore opens the configured repository with retries and deadlines.
+// create allows a missing filesystem repository directory to be created.
+func (e *env) openStore(ctx context.Context, create bool) (storage.Store, error) {
+	return open.Open(ctx, e.cfg.Repo, open.Options{
+		Timeout:     e.cfg.StorageTimeout,
+		MaxAttempts: e.cfg.StorageRetries,
+		Create:      create,
+	})
+}
+
+func (e *env) codec() (compress.Codec, error) {
+	return compress.New(e.cfg.Compression, e.cfg.CompressionLevel)
+}
+
+// dataDir is --pgdata / PGDATA, else the working directory when it is a data
+// directory (archive_command and restore_command run there). "" when neither.
+func (e *env) dataDir() string {
+	if e.cfg.PGData != "" {
+		return e.cfg.PGData
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(wd, "global", "pg_control")); err == nil {
+		return wd
+	}
+	if _, err := os.Stat(filepath.Join(wd, "PG_VERSION")); err == nil {
+		return wd
+	}
+	return ""
+}
+
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -1,0 +1,90 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/archive"
+)
+
+func walFetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wal-fetch",
+		Usage:     "restore one WAL file (restore_command = 'pgb wal-fetch %f %p')",
+		ArgsUsage: "NAME DEST",
+		Description: "Fetches the archived WAL file NAME, verifies its checksum and writes it atomically to DEST.\n\n" +
+			"Exit status, as PostgreSQL reads it:\n" +
+			"  0    DEST holds the verified file.\n" +
+			"  1    NAME is not in the archive (the end of the archive); nothing was written.\n" +
+			"       Also any other failure on a standby (standby.signal present), which retries by itself.\n" +
+			"  255  any other failure during archive recovery (repository unreachable after retries,\n" +
+			"       corrupt object, checksum mismatch, disk full, wrong arguments or settings):\n" +
+			"       PostgreSQL stops recovery instead of ending it early and promoting with committed\n" +
+			"       transactions missing.",
+		Flags: flags(),
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return fetchExit(nil, "", usageError{err})
+		},
+		Action: func(c *cli.Context) error {
+			// Every failure, a misconfiguration included, goes through fetchExit: a
+			// restore_command that cannot work must stop recovery, not end it.
+			if err := exactArgs(c, 2, "NAME DEST"); err != nil {
+				return fetchExit(nil, c.Args().First(), err)
+			}
+			e, err := load(c)
+			if err != nil {
+				return fetchExit(nil, c.Args().First(), err)
+			}
+			return fetchExit(e, c.Args().First(), e.walFetch(c, c.Args().Get(0), c.Args().Get(1)))
+		},
+	}
+}
+
+func (e *env) walFetch(c *cli.Context, name, dest string) error {
+	ctx := c.Context
+	st, err := e.openStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := &archive.Archive{Store: st, Log: e.log, FetchAttempts: e.cfg.StorageRetries}
+	sum, err := a.Fetch(ctx, name, dest)
+	if err != nil {
+		return err
+	}
+	e.log.Debug("fetched", "file", name, "bytes", sum.Size)
+	return nil
+}
+
+// fetchExit maps a wal-fetch outcome onto the exit status PostgreSQL expects.
+func fetchExit(e *env, name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, archive.ErrNotArchived):
+		e.log.Debug("not in the archive", "file", name)
+		return withCode(exitError, errSilent)
+	case standby(e):
+		return withCode(exitError, fmt.Errorf("wal-fetch %s: %w (standby: PostgreSQL will retry)", name, err))
+	default:
+		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery rather than end it early: fix the cause and start PostgreSQL again)", name, err, exitRecoveryMustStop))
+	}
+}
+
+// standby reports whether the data directory asks for standby mode, where PostgreSQL
+// retries restore_command by itself. Without a configuration it looks at the working
+// directory, which is the data directory under restore_command.
+func standby(e *env) bool {
+	dir := "."
+	if e != nil {
+		if d := e.dataDir(); d != "" {
+			dir = d
+		}
+	}
+	_, err := os.Stat(filepath.Join(dir, "standby.signal"))
+	return err == nil
+}

@@ -1,0 +1,63 @@
+package cmd
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/config"
+)
+
+func walPushCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "wal-push",
+		Usage:     "archive one WAL file (archive_command = 'pgb wal-push %p')",
+		ArgsUsage: "PATH",
+		Description: "Compresses the WAL segment, .partial, .backup or .history file at PATH and stores it in the\n" +
+			"repository; exits 0 only once it is durable there. Pushing a file the repository already holds\n" +
+			"with identical content succeeds; different content under the same name fails and leaves the\n" +
+			"stored object untouched. The first push binds the repository to this cluster (system identifier\n" +
+			"and PostgreSQL version, from global/pg_control); pushes from another cluster are refused.",
+		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 1, "PATH"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			return e.walPush(c, c.Args().First())
+		},
+	}
+}
+
+func (e *env) walPush(c *cli.Context, path string) error {
+	ctx := c.Context
+	codec, err := e.codec()
+	if err != nil {
+		return usageError{err}
+	}
+	var cluster *archive.Cluster
+	if dir := e.dataDir(); dir != "" {
+		cl, err := archive.ClusterFromDataDir(dir)
+		if err != nil {
+			return err
+		}
+		cluster = &cl
+	}
+	st, err := e.openStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	a := &archive.Archive{Store: st, Codec: codec, Log: e.log}
+	res, err := a.Push(ctx, path, cluster)
+	if err != nil {
+		return fmt.Errorf("wal-push: %w", err)
+	}
+	e.log.Debug("archived", "file", res.File.Name, "bytes", res.Size, "stored", res.Stored,
+		"compression", res.Compressed, "duplicate", res.Duplicate, "duration", res.Duration)
+	return nil
+}

@@ -1,0 +1,248 @@
+// Package archive ships WAL files between PostgreSQL and the repository: Push for
+// archive_command, Fetch for restore_command.
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/atomicfile"
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// ErrConflict means the repository holds a different file under the same WAL name.
+var ErrConflict = errors.New("repository holds different content under this WAL name")
+
+// Archive pushes and fetches WAL files.
+type Archive struct {
+	Store storage.Store
+	Codec compress.Codec
+	Log   *slog.Logger
+	// FetchAttempts bounds how often a fetch whose body failed mid-stream is started
+	// again (opening the object is retried by the store wrapper itself).
+	FetchAttempts int
+}
+
+// Cluster identifies the cluster a WAL file comes from.
+type Cluster struct {
+	SystemID  catalog.SystemID
+	PGVersion int
+}
+
+// ClusterFromDataDir reads the identity of the cluster in dataDir.
+func ClusterFromDataDir(dataDir string) (Cluster, error) {
+	c, err := pg.ReadControl(dataDir)
+	if err != nil {
+		return Cluster{}, err
+	}
+	v, err := pg.MajorVersion(dataDir, c)
+	if err != nil {
+		return Cluster{}, err
+	}
+	return Cluster{SystemID: catalog.SystemID(c.SystemID), PGVersion: v}, nil
+}
+
+// PushResult says what Push did.
+type PushResult struct {
+	File       wal.File
+	Key        string
+	Size       int64 // bytes of the WAL file
+	Stored     int64 // bytes in the repository
+	Duplicate  bool  // the repository already held identical content
+	Duration   time.Duration
+	Compressed string
+}
+
+// Push archives the WAL file at path for cluster. It returns only once the object is
+// durable in the repository, or the repository already held identical content.
+// cluster may be nil when the data directory is unknown: then a segment's own header
+// says which cluster wrote it, and other files are refused.
+func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (PushResult, error) {
+	start := time.Now()
+	f, err := wal.Parse(filepath.Base(path))
+	if err != nil {
+		return PushResult{}, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return PushResult{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	cl, err := checkOrigin(f, data, cluster)
+	if err != nil {
+		return PushResult{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := catalog.EnsureIdentity(ctx, a.Store, catalog.Identity{
+		SystemID: cl.SystemID, PGVersion: cl.PGVersion, Created: time.Now().UTC(),
+		CreatedBy: "pgb", FirstWrite: "wal-push " + f.Name,
+	}); err != nil {
+		return PushResult{}, err
+	}
+
+	var buf bytes.Buffer
+	buf.Grow(len(data)/2 + envelope.Overhead)
+	ew, err := envelope.NewWriter(&buf, a.Codec)
+	if err != nil {
+		return PushResult{}, err
+	}
+	if _, err := ew.Write(data); err != nil {
+		return PushResult{}, err
+	}
+	if err := ew.Close(); err != nil {
+		return PushResult{}, err
+	}
+	res := PushResult{File: f, Key: catalog.WALKey(f), Size: int64(len(data)), Stored: int64(buf.Len()), Compressed: a.Codec.Name()}
+
+	err = a.Store.Put(ctx, res.Key, bytes.NewReader(buf.Bytes()), storage.PutOptions{IfAbsent: true, Size: int64(buf.Len())})
+	if errors.Is(err, storage.ErrExist) {
+		err = a.compareExisting(ctx, res.Key, ew.Sum())
+		res.Duplicate = err == nil
+	}
+	if err != nil {
+		return PushResult{}, fmt.Errorf("archive %s: %w", f.Name, err)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// checkOrigin works out which cluster wrote the file and refuses files that do not
+// belong to the given cluster.
+func checkOrigin(f wal.File, data []byte, cluster *Cluster) (Cluster, error) {
+	if f.Kind != wal.Segment && f.Kind != wal.Partial {
+		if cluster == nil {
+			return Cluster{}, fmt.Errorf("cannot tell which cluster this %s belongs to: set --pgdata (or run from the data directory, as archive_command does)", f.Kind)
+		}
+		return *cluster, nil
+	}
+	h, err := wal.ParseSegmentHeader(data)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("not a valid WAL segment: %w", err)
+	}
+	if int64(h.SegSize) != int64(len(data)) {
+		return Cluster{}, fmt.Errorf("WAL segment is %d bytes but its header says %d: incomplete copy?", len(data), h.SegSize)
+	}
+	if cluster == nil {
+		if h.MajorGuess == 0 {
+			return Cluster{}, fmt.Errorf("cannot tell the PostgreSQL version from the segment (page magic %#x): set --pgdata", h.Magic)
+		}
+		return Cluster{SystemID: catalog.SystemID(h.SystemID), PGVersion: h.MajorGuess}, nil
+	}
+	if catalog.SystemID(h.SystemID) != cluster.SystemID {
+		return Cluster{}, fmt.Errorf("%w: segment was written by cluster %d, but the data directory is cluster %s",
+			catalog.ErrForeignCluster, h.SystemID, cluster.SystemID)
+	}
+	return *cluster, nil
+}
+
+// compareExisting decides whether the object already stored under key holds the same
+// plain content as sum. It reads only the object's trailer.
+func (a *Archive) compareExisting(ctx context.Context, key string, sum envelope.Sum) error {
+	stored, err := readTrailer(ctx, a.Store, key)
+	if err != nil {
+		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
+	}
+	if stored != sum {
+		return fmt.Errorf("%w: stored %d bytes sha256 %s..., this file %d bytes sha256 %s...; "+
+			"the stored object is left untouched (two clusters archiving into one repository, or a timeline problem)",
+			ErrConflict, stored.Size, stored.Hex()[:16], sum.Size, sum.Hex()[:16])
+	}
+	a.Log.Info("already archived with identical content", "key", key)
+	return nil
+}
+
+func readTrailer(ctx context.Context, st storage.Store, key string) (envelope.Sum, error) {
+	info, err := st.Stat(ctx, key)
+	if err != nil {
+		return envelope.Sum{}, err
+	}
+	if info.Size < envelope.Overhead {
+		return envelope.Sum{}, fmt.Errorf("%w: %s is %d bytes", envelope.ErrCorrupt, key, info.Size)
+	}
+	rc, err := st.Get(ctx, key, info.Size-envelope.TrailerSize, envelope.TrailerSize)
+	if err != nil {
+		return envelope.Sum{}, err
+	}
+	defer rc.Close()
+	t := make([]byte, envelope.TrailerSize)
+	if _, err := io.ReadFull(rc, t); err != nil {
+		return envelope.Sum{}, fmt.Errorf("read trailer of %s: %w", key, err)
+	}
+	return envelope.ParseTrailer(t)
+}
+
+// ErrNotArchived means the repository does not hold the requested WAL file: for
+// PostgreSQL, the end of the archive.
+var ErrNotArchived = errors.New("not in the archive")
+
+// Fetch restores the WAL file name into dest: written to a temp file beside dest,
+// decompressed, checked against its checksum, synced, then renamed. A file that is
+// not archived gives an error wrapping ErrNotArchived and writes nothing. When the
+// repository itself is missing or uninitialised that is not "end of archive": the
+// error wraps catalog.ErrNoIdentity instead.
+func (a *Archive) Fetch(ctx context.Context, name, dest string) (envelope.Sum, error) {
+	f, err := wal.Parse(name)
+	if err != nil {
+		return envelope.Sum{}, err
+	}
+	key := catalog.WALKey(f)
+	attempts := max(a.FetchAttempts, 1)
+	for i := 1; ; i++ {
+		sum, err := a.fetchOnce(ctx, key, dest)
+		if err == nil {
+			return sum, nil
+		}
+		if errors.Is(err, storage.ErrNotExist) {
+			if _, idErr := catalog.ReadIdentity(ctx, a.Store); idErr != nil {
+				return envelope.Sum{}, fmt.Errorf("fetch %s: %w", name, idErr)
+			}
+			return envelope.Sum{}, fmt.Errorf("%s: %w", name, ErrNotArchived)
+		}
+		if !retryBody(err) || i >= attempts || ctx.Err() != nil {
+			return envelope.Sum{}, fmt.Errorf("fetch %s: %w", name, err)
+		}
+		a.Log.Warn("fetch failed, retrying", "file", name, "attempt", i, "error", err)
+	}
+}
+
+// retryBody says whether a failed fetch is worth starting over: storage hiccups while
+// streaming the body are, verified corruption and local disk errors are not.
+func retryBody(err error) bool {
+	var pe *os.PathError
+	return !errors.Is(err, envelope.ErrCorrupt) && !errors.As(err, &pe) && !errors.Is(err, context.Canceled)
+}
+
+func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (envelope.Sum, error) {
+	rc, err := a.Store.Get(ctx, key, 0, -1)
+	if err != nil {
+		return envelope.Sum{}, err
+	}
+	defer rc.Close()
+	er, err := envelope.NewReader(rc)
+	if err != nil {
+		return envelope.Sum{}, fmt.Errorf("%s: %w", key, err)
+	}
+	defer er.Close()
+	out, err := atomicfile.Create(dest, 0o600)
+	if err != nil {
+		return envelope.Sum{}, err
+	}
+	defer out.Abort()
+	if _, err := io.Copy(out, er); err != nil {
+		return envelope.Sum{}, fmt.Errorf("%s: %w", key, err)
+	}
+	if err := out.Commit(); err != nil {
+		return envelope.Sum{}, err
+	}
+	return er.Sum(), nil
+}

@@ -1,0 +1,141 @@
+// Package catalog is the repository's key layout and its small metadata documents:
+// which cluster a repository belongs to, and (later) backup manifests, restore points
+// and retention. See docs/repository-format.md.
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// Key layout.
+const (
+	// IdentityKey names the document that binds a repository to one cluster.
+	IdentityKey = "pgb.json"
+	walPrefix   = "wal/"
+)
+
+// FormatVersion is the repository layout version pgb writes.
+const FormatVersion = 1
+
+// WALKey is where an archived WAL file lives: segments, partial segments and backup
+// history files under wal/<timeline+log>/, timeline history files at wal/<name>.
+func WALKey(f wal.File) string {
+	if f.Kind == wal.History {
+		return walPrefix + f.Name
+	}
+	return walPrefix + f.Name[:16] + "/" + f.Name
+}
+
+// Identity is the content of pgb.json.
+type Identity struct {
+	Format     int       `json:"format"`
+	SystemID   SystemID  `json:"system_identifier"`
+	PGVersion  int       `json:"pg_version"`
+	Created    time.Time `json:"created"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	FirstWrite string    `json:"first_write,omitempty"` // what wrote the identity: "wal-push 0000…"
+}
+
+// SystemID is a cluster's system identifier. It is a string in JSON, since a uint64
+// does not survive JavaScript-based tooling.
+type SystemID uint64
+
+func (s SystemID) String() string { return strconv.FormatUint(uint64(s), 10) }
+
+// MarshalText writes the decimal form.
+func (s SystemID) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads the decimal form.
+func (s *SystemID) UnmarshalText(b []byte) error {
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("system identifier %q: %w", b, err)
+	}
+	*s = SystemID(v)
+	return nil
+}
+
+// ErrNoIdentity means the repository has no pgb.json: it is empty, or --repo points
+// at the wrong place.
+var ErrNoIdentity = errors.New("repository is not initialised (no " + IdentityKey + ")")
+
+// ErrForeignCluster means the repository belongs to another cluster.
+var ErrForeignCluster = errors.New("repository belongs to another cluster")
+
+// ReadIdentity reads pgb.json.
+func ReadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
+	rc, err := st.Get(ctx, IdentityKey, 0, -1)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return Identity{}, fmt.Errorf("%w: %s", ErrNoIdentity, st)
+		}
+		return Identity{}, fmt.Errorf("read %s: %w", IdentityKey, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return Identity{}, fmt.Errorf("read %s: %w", IdentityKey, err)
+	}
+	var id Identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return Identity{}, fmt.Errorf("%s in %s is damaged: %w", IdentityKey, st, err)
+	}
+	if id.Format > FormatVersion {
+		return Identity{}, fmt.Errorf("repository %s has format %d; this pgb understands up to %d: upgrade pgb", st, id.Format, FormatVersion)
+	}
+	return id, nil
+}
+
+// Matches checks that a cluster may write to a repository with identity id.
+func (id Identity) Matches(sys SystemID, pgVersion int) error {
+	if id.SystemID != sys {
+		return fmt.Errorf("%w: it holds cluster %s, this is cluster %s; give each cluster its own repository (--repo)",
+			ErrForeignCluster, id.SystemID, sys)
+	}
+	if id.PGVersion != pgVersion {
+		return fmt.Errorf("%w: it holds PostgreSQL %d, this cluster runs %d; after a major upgrade start a new repository (--repo)",
+			ErrForeignCluster, id.PGVersion, pgVersion)
+	}
+	return nil
+}
+
+// EnsureIdentity binds the repository to a cluster on first use, and on every later
+// use checks that it is the same cluster. The first writer wins atomically; a racing
+// second writer re-reads and compares.
+func EnsureIdentity(ctx context.Context, st storage.Store, want Identity) (Identity, error) {
+	id, err := ReadIdentity(ctx, st)
+	if err == nil {
+		return id, id.Matches(want.SystemID, want.PGVersion)
+	}
+	if !errors.Is(err, ErrNoIdentity) {
+		return Identity{}, err
+	}
+	want.Format = FormatVersion
+	b, err := json.MarshalIndent(want, "", "  ")
+	if err != nil {
+		return Identity{}, err
+	}
+	b = append(b, '\n')
+	err = st.Put(ctx, IdentityKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
+	if err == nil {
+		return want, nil
+	}
+	if !errors.Is(err, storage.ErrExist) {
+		return Identity{}, fmt.Errorf("initialise repository %s: %w", st, err)
+	}
+	id, err = ReadIdentity(ctx, st)
+	if err != nil {
+		return Identity{}, err
+	}
+	return id, id.Matches(want.SystemID, want.PGVersion)
+}

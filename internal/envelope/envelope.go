@@ -1,0 +1,289 @@
+// Package envelope is the on-disk format of every object pgb stores: a small header
+// naming the codec (and, later, the cipher), the encoded stream, and a trailer with
+// the size and SHA-256 of the original bytes. Readers verify the trailer at the end
+// of the stream, so no byte is handed on as good unless its checksum matched.
+//
+//	header  (8 bytes):  "PGB\x00" | version=1 | codec id | cipher id (0 = none) | flags (0)
+//	body:               codec(cipher(plain bytes))
+//	trailer (48 bytes): "PGBT" | 4 zero bytes | plain size uint64 LE | SHA-256 of plain bytes
+//
+// See docs/repository-format.md.
+package envelope
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/pgb-project/pgb/internal/compress"
+)
+
+// Sizes of the fixed parts.
+const (
+	HeaderSize  = 8
+	TrailerSize = 48
+	// Overhead is what the envelope adds around the encoded body.
+	Overhead = HeaderSize + TrailerSize
+)
+
+var (
+	headerMagic  = []byte("PGB\x00")
+	trailerMagic = []byte("PGBT")
+)
+
+const formatVersion = 1
+
+// ErrCorrupt means an object failed verification: bad header or trailer, a stream that
+// does not decode, or a size or checksum that does not match.
+var ErrCorrupt = errors.New("corrupt object")
+
+// Sum identifies the plain content of an object.
+type Sum struct {
+	Size   int64
+	SHA256 [32]byte
+}
+
+// Hex is the checksum in hex.
+func (s Sum) Hex() string { return hex.EncodeToString(s.SHA256[:]) }
+
+// Writer encodes a stream into the envelope format.
+type Writer struct {
+	dst   io.Writer
+	enc   io.WriteCloser
+	hash  hash.Hash
+	n     int64
+	sum   Sum
+	done  bool
+	count *countingWriter
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// NewWriter writes the header to dst and returns a Writer; Close writes the trailer.
+func NewWriter(dst io.Writer, codec compress.Codec) (*Writer, error) {
+	cw := &countingWriter{w: dst}
+	hdr := append(append([]byte(nil), headerMagic...), formatVersion, codec.ID(), 0, 0)
+	if _, err := cw.Write(hdr); err != nil {
+		return nil, err
+	}
+	enc, err := codec.NewWriter(cw)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{dst: dst, enc: enc, hash: sha256.New(), count: cw}, nil
+}
+
+// Write encodes p.
+func (w *Writer) Write(p []byte) (int, error) {
+	n, err := w.enc.Write(p)
+	w.hash.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// Close flushes the codec and writes the trailer. It does not close dst.
+func (w *Writer) Close() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	if err := w.enc.Close(); err != nil {
+		return err
+	}
+	w.sum.Size = w.n
+	copy(w.sum.SHA256[:], w.hash.Sum(nil))
+	_, err := w.count.Write(encodeTrailer(w.sum))
+	return err
+}
+
+// Sum is the size and checksum of the plain bytes written; valid after Close.
+func (w *Writer) Sum() Sum { return w.sum }
+
+// Written is the number of encoded bytes written to dst so far (after Close: the
+// whole object's size).
+func (w *Writer) Written() int64 { return w.count.n }
+
+func encodeTrailer(s Sum) []byte {
+	t := make([]byte, TrailerSize)
+	copy(t, trailerMagic)
+	binary.LittleEndian.PutUint64(t[8:], uint64(s.Size))
+	copy(t[16:], s.SHA256[:])
+	return t
+}
+
+// ParseTrailer decodes the last TrailerSize bytes of an object.
+func ParseTrailer(t []byte) (Sum, error) {
+	if len(t) != TrailerSize || !bytes.Equal(t[:4], trailerMagic) {
+		return Sum{}, fmt.Errorf("%w: bad trailer", ErrCorrupt)
+	}
+	var s Sum
+	s.Size = int64(binary.LittleEndian.Uint64(t[8:]))
+	copy(s.SHA256[:], t[16:])
+	return s, nil
+}
+
+// Header is what an object's header says.
+type Header struct {
+	Codec  compress.Codec
+	Cipher byte
+}
+
+// ParseHeader decodes the first HeaderSize bytes of an object.
+func ParseHeader(h []byte) (Header, error) {
+	if len(h) != HeaderSize || !bytes.Equal(h[:4], headerMagic) {
+		return Header{}, fmt.Errorf("%w: not a pgb object (bad header)", ErrCorrupt)
+	}
+	if h[4] != formatVersion {
+		return Header{}, fmt.Errorf("%w: object format version %d is not known to this pgb", ErrCorrupt, h[4])
+	}
+	codec, err := compress.ByID(h[5])
+	if err != nil {
+		return Header{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if h[6] != 0 {
+		return Header{}, fmt.Errorf("%w: object is encrypted (cipher %d) and this repository has no key configured", ErrCorrupt, h[6])
+	}
+	return Header{Codec: codec, Cipher: h[6]}, nil
+}
+
+// Reader decodes an envelope stream and verifies it. Read returns io.EOF only after
+// the size and checksum in the trailer matched what was decoded; any mismatch is an
+// error wrapping ErrCorrupt.
+type Reader struct {
+	hold *holdback
+	dec  io.ReadCloser
+	hash hash.Hash
+	n    int64
+	sum  Sum
+	err  error
+}
+
+// NewReader reads the header from src and returns a verifying Reader.
+func NewReader(src io.Reader) (*Reader, error) {
+	hb := make([]byte, HeaderSize)
+	if _, err := io.ReadFull(src, hb); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: object shorter than its header", ErrCorrupt)
+		}
+		return nil, err
+	}
+	h, err := ParseHeader(hb)
+	if err != nil {
+		return nil, err
+	}
+	hold := newHoldback(src)
+	dec, err := h.Codec.NewReader(hold)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{hold: hold, dec: dec, hash: sha256.New()}, nil
+}
+
+// Read decodes into p.
+func (r *Reader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	n, err := r.dec.Read(p)
+	r.hash.Write(p[:n])
+	r.n += int64(n)
+	if err == io.EOF {
+		err = r.finish()
+		r.err = err
+	} else if err != nil {
+		if se := r.hold.srcErr; se != nil && se != io.EOF {
+			err = fmt.Errorf("read object: %w", se) // storage failed, not the data
+		} else {
+			err = fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode
+		}
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *Reader) finish() error {
+	// The codec may stop before consuming all of the body (trailing garbage): drain it.
+	if n, err := io.Copy(io.Discard, r.hold); err != nil {
+		return fmt.Errorf("read object: %w", err)
+	} else if n > 0 {
+		return fmt.Errorf("%w: %d bytes of garbage after the encoded stream", ErrCorrupt, n)
+	}
+	if se := r.hold.srcErr; se != nil && se != io.EOF {
+		return fmt.Errorf("read object: %w", se)
+	}
+	if len(r.hold.tail()) != TrailerSize {
+		return fmt.Errorf("%w: truncated (no trailer)", ErrCorrupt)
+	}
+	s, err := ParseTrailer(r.hold.tail())
+	if err != nil {
+		return err
+	}
+	r.sum = s
+	if s.Size != r.n {
+		return fmt.Errorf("%w: decoded %d bytes, trailer says %d", ErrCorrupt, r.n, s.Size)
+	}
+	var got [32]byte
+	copy(got[:], r.hash.Sum(nil))
+	if got != s.SHA256 {
+		return fmt.Errorf("%w: checksum mismatch (sha256 %x, trailer says %x)", ErrCorrupt, got[:8], s.SHA256[:8])
+	}
+	return io.EOF
+}
+
+// Sum is the verified trailer; valid once Read returned io.EOF.
+func (r *Reader) Sum() Sum { return r.sum }
+
+// Close releases the decoder. It does not close src.
+func (r *Reader) Close() error { return r.dec.Close() }
+
+// holdback passes on everything from src except the last TrailerSize bytes, which it
+// keeps for the trailer check.
+type holdback struct {
+	src    io.Reader
+	buf    []byte
+	r, w   int // unread data is buf[r:w]
+	srcErr error
+}
+
+func newHoldback(src io.Reader) *holdback {
+	return &holdback{src: src, buf: make([]byte, 256<<10)}
+}
+
+// tail is what was held back: the trailer, if the stream was whole.
+func (h *holdback) tail() []byte { return h.buf[h.r:h.w] }
+
+func (h *holdback) Read(p []byte) (int, error) {
+	for {
+		if avail := h.w - h.r - TrailerSize; avail > 0 {
+			n := copy(p, h.buf[h.r:h.r+avail])
+			h.r += n
+			return n, nil
+		}
+		if h.srcErr != nil {
+			return 0, h.srcErr
+		}
+		if h.r > 0 {
+			h.w = copy(h.buf, h.buf[h.r:h.w])
+			h.r = 0
+		}
+		n, err := h.src.Read(h.buf[h.w:])
+		h.w += n
+		if err != nil {
+			h.srcErr = err
+		}
+	}
+}

@@ -1,0 +1,444 @@
+// Package retry wraps a storage.Store with per-attempt deadlines and bounded retries
+// with exponential backoff and full jitter. Whether an error is worth another attempt is
+// decided in one place, Retryable.
+package retry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultMaxAttempts = 5
+	DefaultBaseDelay   = 200 * time.Millisecond
+	DefaultMaxDelay    = 10 * time.Second
+)
+
+// Config tunes the retries. The zero value is usable.
+type Config struct {
+	// MaxAttempts bounds the attempts per call, the first included; below 1 means
+	// DefaultMaxAttempts, and 1 disables retrying.
+	MaxAttempts int
+	// Timeout bounds each attempt, separately from the caller's context; zero means no
+	// per-attempt deadline. It covers a whole Put, Stat or Delete attempt; for Get, only
+	// opening the reader (reading the body is bounded by the caller's context); for
+	// List, the wait for each next entry (the time spent in the callback is not counted),
+	// so that long listings that make progress do not time out.
+	Timeout time.Duration
+	// BaseDelay is the backoff cap before the second attempt; it doubles for each later
+	// attempt, up to MaxDelay. The wait is drawn at random between zero and the cap
+	// ("full jitter"). Zero means DefaultBaseDelay and DefaultMaxDelay.
+	BaseDelay, MaxDelay time.Duration
+	// Sleep waits for d, or until ctx is done and then returns ctx's error. Nil means a
+	// real timer; tests substitute one that returns at once.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Jitter returns a random duration in [0, d]. Nil means uniform, from math/rand/v2.
+	Jitter func(d time.Duration) time.Duration
+	// OnRetry, if set, is called after a failed attempt that will be retried, with the
+	// operation ("put", "get", "stat", "list", "delete"), the key (List: the prefix),
+	// the number of the attempt that failed, its error and the wait before the next.
+	// It may be called concurrently by concurrent calls.
+	OnRetry func(op, key string, attempt int, err error, wait time.Duration)
+}
+
+// New returns a store that retries inner's failing calls as cfg says.
+//
+// Put is retried only when its reader is also an io.Seeker, which is rewound to where
+// it stood at the call before each retry; any other reader gets exactly one attempt.
+// Get retries opening; an error while reading the body is returned to the caller. List
+// resumes after the last key it delivered, so fn never sees a key twice, and a List
+// attempt that delivered new entries does not count against MaxAttempts.
+//
+// Errors after retries say how many attempts were made and wrap the last attempt's
+// error, so errors.Is works on them as on the inner store's errors.
+func New(inner storage.Store, cfg Config) storage.Store {
+	if cfg.MaxAttempts < 1 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.BaseDelay <= 0 {
+		cfg.BaseDelay = DefaultBaseDelay
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = DefaultMaxDelay
+	}
+	if cfg.MaxDelay < cfg.BaseDelay {
+		cfg.MaxDelay = cfg.BaseDelay
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(d time.Duration) time.Duration { return rand.N(d + 1) }
+	}
+	return &store{inner: inner, cfg: cfg}
+}
+
+// Retryable reports whether another attempt might succeed where err failed:
+//   - nil, and errors wrapping storage.ErrNotExist, ErrExist, ErrInvalidKey,
+//     ErrInvalidRange or ErrUnsupported, are final: they are answers, not failures;
+//   - an error with a Retryable() bool method (storage.Permanent gives false, the
+//     timeout of a single attempt gives true) is taken at its word;
+//   - context.Canceled and context.DeadlineExceeded are final: they come from the
+//     caller's context (a per-attempt timeout is marked retryable, above);
+//   - the network errnos ECONNRESET, ECONNREFUSED, ECONNABORTED, EPIPE, ETIMEDOUT,
+//     EHOSTUNREACH, ENETUNREACH and ENETDOWN are retryable, although syscall.Errno
+//     calls most of them not Temporary;
+//   - an error with a Temporary() bool method is taken at its word (syscall.Errno:
+//     EINTR, EAGAIN, EMFILE are temporary; EACCES, ENOSPC, EROFS are not);
+//   - anything else is retryable, as network failures mostly are. Backends mark what
+//     is known to be permanent (permission denied, bad credentials) with
+//     storage.Permanent.
+//
+// The outermost marker in err's chain wins.
+func Retryable(err error) bool {
+	if err == nil || isAnswer(err) {
+		return false
+	}
+	var r interface{ Retryable() bool }
+	if errors.As(err, &r) {
+		return r.Retryable()
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) && slices.Contains(networkErrnos, errno) {
+		return true
+	}
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) {
+		return t.Temporary()
+	}
+	return true
+}
+
+// networkErrnos are transient network failures; see Retryable.
+var networkErrnos = []syscall.Errno{
+	syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
+	syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN,
+}
+
+// isAnswer reports whether err carries one of storage's sentinel answers.
+func isAnswer(err error) bool {
+	for _, s := range []error{storage.ErrNotExist, storage.ErrExist, storage.ErrInvalidKey, storage.ErrInvalidRange, storage.ErrUnsupported} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// errAttemptTimeout is the cause of an attempt context that hit Config.Timeout.
+var errAttemptTimeout = errors.New("attempt deadline exceeded")
+
+// timeoutError is an attempt's error when the attempt's own deadline ended it.
+type timeoutError struct {
+	d   time.Duration
+	err error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("attempt timed out after %v: %v", e.d, e.err)
+}
+func (e *timeoutError) Unwrap() error   { return e.err }
+func (e *timeoutError) Retryable() bool { return true }
+
+// abortError makes run return err as it is, at once: fn's error in List.
+type abortError struct{ err error }
+
+func (e *abortError) Error() string { return e.err.Error() }
+
+type store struct {
+	inner storage.Store
+	cfg   Config
+}
+
+// call describes one retried operation.
+type call struct {
+	op, key string
+	max     int
+	// try makes one attempt under the caller's ctx; it sets up its own deadline.
+	try func(ctx context.Context) error
+	// rewind, if set, prepares for a retry (Put: seek the reader back).
+	rewind func() error
+	// progressed, if set, reports whether the last attempt made progress, which
+	// restarts the attempt budget (List).
+	progressed func() bool
+	// note is added to the error when a retryable failure cannot be retried.
+	note string
+}
+
+// run makes attempts until one succeeds, an error is final, the attempts are used up
+// or ctx is done.
+func (s *store) run(ctx context.Context, c call) error {
+	used := 0 // attempts counted against c.max
+	for total := 1; ; total++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s %q: %w", c.op, c.key, err)
+		}
+		err := c.try(ctx)
+		if err == nil {
+			return nil
+		}
+		var abort *abortError
+		if errors.As(err, &abort) {
+			return abort.err
+		}
+		if c.progressed == nil || !c.progressed() {
+			used++
+		}
+		switch {
+		case ctx.Err() != nil, !Retryable(err):
+			if total == 1 {
+				return err
+			}
+			return fmt.Errorf("%s %q: failed after %d attempts: %w", c.op, c.key, total, err)
+		case used >= c.max:
+			return fmt.Errorf("%s %q: giving up after %d attempt%s%s: %w", c.op, c.key, total, plural(total), c.note, err)
+		}
+		if c.rewind != nil {
+			if rerr := c.rewind(); rerr != nil {
+				return fmt.Errorf("%s %q: cannot rewind the data to retry (%v) after %d attempt%s: %w", c.op, c.key, rerr, total, plural(total), err)
+			}
+		}
+		wait := s.backoff(max(used, 1))
+		if s.cfg.OnRetry != nil {
+			s.cfg.OnRetry(c.op, c.key, total, err, wait)
+		}
+		if serr := s.cfg.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("%s %q: %w while waiting to retry, after %d attempt%s (last error: %v)", c.op, c.key, serr, total, plural(total), err)
+		}
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// backoff is the wait after the failure of attempt n (from 1).
+func (s *store) backoff(n int) time.Duration {
+	limit := s.cfg.MaxDelay
+	if shift := n - 1; shift < 62 {
+		if d := s.cfg.BaseDelay << shift; d > 0 && d < limit && d>>shift == s.cfg.BaseDelay {
+			limit = d
+		}
+	}
+	return s.cfg.Jitter(limit)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// timed runs f under a context that ends after Config.Timeout, marking a failure
+// caused by that deadline as retryable.
+func (s *store) timed(ctx context.Context, f func(ctx context.Context) error) error {
+	if s.cfg.Timeout <= 0 {
+		return f(ctx)
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errAttemptTimeout)
+	defer cancel()
+	return s.markTimeout(ctx, actx, f(actx))
+}
+
+// markTimeout wraps err in a timeoutError when the attempt context actx ended by its
+// own deadline while the caller's ctx is still live, unless err is an answer or marked
+// permanent: those stand whatever the deadline.
+func (s *store) markTimeout(ctx, actx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil || !errors.Is(context.Cause(actx), errAttemptTimeout) {
+		return err
+	}
+	if isAnswer(err) || storage.IsPermanent(err) {
+		return err
+	}
+	return &timeoutError{d: s.cfg.Timeout, err: err}
+}
+
+// Put stores r's content, retrying as New describes.
+//
+// A retried Put with IfAbsent is ambiguous: when an attempt fails after the store
+// committed the object (a lost acknowledgement or a timeout at the last moment), the
+// retry finds the object and fails with storage.ErrExist although this call wrote it.
+// Callers that use IfAbsent as a lock or a once-only write must treat ErrExist by
+// reading the object and comparing it with what they meant to write.
+func (s *store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	c := call{op: "put", key: key, max: s.cfg.MaxAttempts}
+	sk, ok := r.(io.Seeker)
+	var start int64
+	if ok {
+		var err error
+		if start, err = sk.Seek(0, io.SeekCurrent); err != nil {
+			ok = false // a pipe or similar: seeking is not possible after all
+		}
+	}
+	if ok {
+		c.rewind = func() error {
+			_, err := sk.Seek(start, io.SeekStart)
+			return err
+		}
+	} else {
+		c.max = 1
+		c.note = " (not retried: the data cannot be rewound)"
+	}
+	c.try = func(ctx context.Context) error {
+		return s.timed(ctx, func(ctx context.Context) error { return s.inner.Put(ctx, key, r, opts) })
+	}
+	return s.run(ctx, c)
+}
+
+// Get opens the object, retrying the opening as New describes. The reader must be
+// closed, which also releases the attempt's context.
+func (s *store) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	err := s.run(ctx, call{op: "get", key: key, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
+		var err error
+		rc, err = s.getAttempt(ctx, key, off, length)
+		return err
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return rc, nil
+}
+
+// getAttempt opens the reader under a context whose deadline is disarmed once the
+// reader is returned: the reader may need the context for as long as it is read.
+func (s *store) getAttempt(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if s.cfg.Timeout <= 0 {
+		return s.inner.Get(ctx, key, off, length)
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	rc, err := s.inner.Get(actx, key, off, length)
+	if !timer.Stop() && err == nil {
+		// The deadline passed just as the reader came back: its context is done.
+		rc.Close()
+		cancel(errAttemptTimeout)
+		return nil, &timeoutError{d: s.cfg.Timeout, err: errors.New("reader opened too late")}
+	}
+	if err != nil {
+		err = s.markTimeout(ctx, actx, err)
+		cancel(nil)
+		return nil, err
+	}
+	return &closer{ReadCloser: rc, cancel: cancel}, nil
+}
+
+// closer releases the attempt's context when the reader is closed.
+type closer struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (c *closer) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel(nil)
+	return err
+}
+
+// Stat describes the object, retrying as New describes.
+func (s *store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
+	var info storage.ObjectInfo
+	err := s.run(ctx, call{op: "stat", key: key, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
+		return s.timed(ctx, func(ctx context.Context) error {
+			var err error
+			info, err = s.inner.Stat(ctx, key)
+			return err
+		})
+	}})
+	if err != nil {
+		return storage.ObjectInfo{}, err
+	}
+	return info, nil
+}
+
+// Delete removes the object, retrying as New describes. Like IfAbsent, a retried
+// Delete is ambiguous: storage.ErrNotExist after a failed attempt may mean that the
+// failed attempt did delete the object.
+func (s *store) Delete(ctx context.Context, key string) error {
+	return s.run(ctx, call{op: "delete", key: key, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
+		return s.timed(ctx, func(ctx context.Context) error { return s.inner.Delete(ctx, key) })
+	}})
+}
+
+// List lists the objects under prefix, retrying as New describes. A retry resumes
+// after the last key delivered to fn (the inner store lists in lexical order), so fn
+// sees each key once. fn's error is returned as it is, without retrying.
+func (s *store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	var (
+		last     string
+		started  bool
+		progress bool
+	)
+	deliver := func(oi storage.ObjectInfo) error {
+		if started && oi.Key <= last {
+			return nil // delivered by an earlier attempt
+		}
+		if err := fn(oi); err != nil {
+			return &abortError{err}
+		}
+		started, last, progress = true, oi.Key, true
+		return nil
+	}
+	return s.run(ctx, call{
+		op: "list", key: prefix, max: s.cfg.MaxAttempts,
+		try: func(ctx context.Context) error {
+			progress = false
+			return s.listAttempt(ctx, prefix, deliver)
+		},
+		progressed: func() bool { return progress },
+	})
+}
+
+// listAttempt lists under a deadline that restarts with each entry and is paused
+// while fn runs.
+func (s *store) listAttempt(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if s.cfg.Timeout <= 0 {
+		return s.inner.List(ctx, prefix, fn)
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer timer.Stop()
+	err := s.inner.List(actx, prefix, func(oi storage.ObjectInfo) error {
+		if !timer.Stop() {
+			cancel(errAttemptTimeout) // the deadline passed; make sure the cause is set
+			return errAttemptTimeout
+		}
+		if err := fn(oi); err != nil {
+			return err
+		}
+		timer.Reset(s.cfg.Timeout)
+		return nil
+	})
+	var abort *abortError
+	if errors.As(err, &abort) {
+		return abort
+	}
+	return s.markTimeout(ctx, actx, err)
+}
+
+// String names the inner store.
+func (s *store) String() string { return s.inner.String() }
+
+// Close closes the inner store.
+func (s *store) Close() error { return s.inner.Close() }
