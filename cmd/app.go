@@ -25,8 +25,11 @@ type Build struct {
 }
 
 // Main runs pgb with args (args[0] is the program name) and returns the exit code.
-func Main(ctx context.Context, args []string, build Build) (code int) {
-	stdout, stderr := io.Writer(os.Stdout), io.Writer(os.Stderr)
+func Main(ctx context.Context, args []string, build Build) int {
+	return run(ctx, args, build, os.Stdout, os.Stderr)
+}
+
+func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writer) (code int) {
 	defer func() {
 		// A bug must never exit with Go's panic status 2, which restore_command would
 		// take for "not in the archive": report it and use the status that stops recovery.

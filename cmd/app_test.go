@@ -1,0 +1,145 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/waltest"
+)
+
+type outcome struct {
+	code           int
+	stdout, stderr string
+}
+
+func pgb(t *testing.T, args ...string) outcome {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), append([]string{"pgb"}, args...), Build{Version: "test"}, &out, &errb)
+	return outcome{code, out.String(), errb.String()}
+}
+
+// isolate clears every variable pgb reads, so the developer's environment cannot leak in.
+func isolate(t *testing.T) {
+	for _, s := range config.All() {
+		for _, e := range s.Env {
+			t.Setenv(e, "")
+			os.Unsetenv(e)
+		}
+	}
+	t.Setenv("PGB_CONFIG", "") // never read /etc/pgb/pgb.yaml in tests
+}
+
+func TestPrecedenceFlagOverEnvOverFile(t *testing.T) {
+	isolate(t)
+	base := t.TempDir()
+	repoFile, repoEnv, repoFlag := filepath.Join(base, "file"), filepath.Join(base, "env"), filepath.Join(base, "flag")
+	cfg := filepath.Join(base, "pgb.yaml")
+	os.WriteFile(cfg, []byte("repo: "+repoFile+"\ncompression: zstd\n"), 0o600)
+	dir := waltest.DataDir(t, 42)
+	seg := waltest.WriteWAL(t, dir, "000000010000000000000001", waltest.Segment(42, 1))
+	stored := func(repo string) bool {
+		_, err := os.Stat(filepath.Join(repo, "wal", "0000000100000000", "000000010000000000000001"))
+		return err == nil
+	}
+
+	t.Setenv("PGB_CONFIG", cfg)
+	t.Setenv("PGB_REPO", repoEnv)
+	if r := pgb(t, "wal-push", "--pgdata", dir, "--repo", repoFlag, seg); r.code != 0 {
+		t.Fatalf("flag: %+v", r)
+	}
+	if !stored(repoFlag) || stored(repoEnv) || stored(repoFile) {
+		t.Fatal("the flag did not win")
+	}
+	if r := pgb(t, "wal-push", "--pgdata", dir, seg); r.code != 0 {
+		t.Fatalf("env: %+v", r)
+	}
+	if !stored(repoEnv) || stored(repoFile) {
+		t.Fatal("the environment did not beat the file")
+	}
+	os.Unsetenv("PGB_REPO")
+	if r := pgb(t, "wal-push", "--pgdata", dir, seg); r.code != 0 {
+		t.Fatalf("file: %+v", r)
+	}
+	if !stored(repoFile) {
+		t.Fatal("the config file's repo was not used")
+	}
+	// The file's compression applied: the object's header names zstd (codec id 2).
+	b, _ := os.ReadFile(filepath.Join(repoFile, "wal", "0000000100000000", "000000010000000000000001"))
+	if len(b) < 8 || b[5] != 2 {
+		t.Fatalf("object header %x, want codec zstd from the config file", b[:8])
+	}
+}
+
+func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
+	isolate(t)
+	repo := t.TempDir()
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"wal-push"}, exitUsage, "wal-push wants 1 argument(s): PATH"},
+		{[]string{"wal-push", "--compression", "brotli", "--repo", repo, "x"}, exitUsage, `unknown compression "brotli"`},
+		{[]string{"wal-push", "--nope", "x"}, exitUsage, "flag provided but not defined"},
+		{[]string{"nosuchcommand"}, exitUsage, "No help topic"},
+		{[]string{"wal-push", "--repo", "s3://bucket/p", "--pgdata", waltest.DataDir(t, 1), "000000010000000000000001"}, exitError, "not built yet"},
+		{[]string{"wal-fetch", "--repo", repo}, exitRecoveryMustStop, "wants 2 argument(s)"},
+		{[]string{"wal-fetch", "--nope", "a", "b"}, exitRecoveryMustStop, "flag provided but not defined"},
+		{[]string{"wal-fetch", "--repo", "gs://b/p", "000000010000000000000001", "x"}, exitRecoveryMustStop, "not built yet"},
+	}
+	for _, c := range cases {
+		r := pgb(t, c.args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != c.code || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("pgb %v: exit %d, stderr %q; want exit %d mentioning %q", c.args, r.code, r.stderr, c.code, c.want)
+		}
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "pgb: error: ") {
+			t.Errorf("pgb %v: last line %q is not the error line", c.args, last)
+		}
+	}
+}
+
+func TestJSONLogFormatForErrors(t *testing.T) {
+	isolate(t)
+	r := pgb(t, "wal-push", "--log-format", "json", "--repo", t.TempDir(), "/nonexistent/000000010000000000000001")
+	if r.code == 0 || !strings.HasPrefix(strings.TrimSpace(r.stderr), `{"`) || !strings.Contains(r.stderr, `"level":"ERROR"`) {
+		t.Fatalf("json error: %+v", r)
+	}
+}
+
+func TestEveryCommandDocumentsItsSettings(t *testing.T) {
+	isolate(t)
+	for _, c := range newApp(Build{}, nil, nil).Commands {
+		r := pgb(t, c.Name, "--help")
+		if r.code != 0 {
+			t.Fatalf("%s --help: %+v", c.Name, r)
+		}
+		for _, f := range c.Flags {
+			name := f.Names()[0]
+			if name == "help" {
+				continue
+			}
+			s, _ := config.Lookup(name)
+			if !strings.Contains(r.stdout, "--"+name) || !strings.Contains(r.stdout, s.Env[0]) {
+				t.Errorf("%s --help lacks --%s or $%s", c.Name, name, s.Env[0])
+			}
+		}
+	}
+}
+
+func TestSecretOnTheCommandLineIsWarnedAbout(t *testing.T) {
+	isolate(t)
+	r := pgb(t, "check", "--repo", t.TempDir(), "--pg-dsn", "host=127.0.0.1 port=1 password=hunter2 connect_timeout=1")
+	if !strings.Contains(r.stderr, "secret was given on the command line") {
+		t.Errorf("no warning: %+v", r)
+	}
+	if strings.Contains(r.stderr+r.stdout, "hunter2") {
+		t.Errorf("the password was echoed: %+v", r)
+	}
+}
