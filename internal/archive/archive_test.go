@@ -30,7 +30,7 @@ var (
 	writeWAL = waltest.WriteWAL
 )
 
-func newArchive(t *testing.T, st storage.Store, codec string) *Archive {
+func newArchive(t testing.TB, st storage.Store, codec string) *Archive {
 	t.Helper()
 	c, err := compress.New(codec, 0)
 	if err != nil {
@@ -39,7 +39,7 @@ func newArchive(t *testing.T, st storage.Store, codec string) *Archive {
 	return &Archive{Store: st, Codec: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), FetchAttempts: 3}
 }
 
-func cluster(t *testing.T, dir string) *Cluster {
+func cluster(t testing.TB, dir string) *Cluster {
 	t.Helper()
 	c, err := ClusterFromDataDir(dir)
 	if err != nil {

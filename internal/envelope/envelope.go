@@ -87,11 +87,28 @@ func NewWriter(dst io.Writer, codec compress.Codec) (*Writer, error) {
 	return &Writer{dst: dst, enc: enc, hash: sha256.New(), count: cw}, nil
 }
 
-// Write encodes p.
+// parallelMin is the size from which hashing runs beside the codec instead of after it.
+const parallelMin = 256 << 10
+
+// Write encodes p. Large writes are hashed on another core while the codec works.
 func (w *Writer) Write(p []byte) (int, error) {
+	if len(p) < parallelMin {
+		n, err := w.enc.Write(p)
+		w.hash.Write(p[:n])
+		w.n += int64(n)
+		return n, err
+	}
+	done := make(chan struct{})
+	go func() {
+		w.hash.Write(p)
+		close(done)
+	}()
 	n, err := w.enc.Write(p)
-	w.hash.Write(p[:n])
+	<-done
 	w.n += int64(n)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
 	return n, err
 }
 
@@ -205,14 +222,53 @@ func (r *Reader) Read(p []byte) (int, error) {
 		err = r.finish()
 		r.err = err
 	} else if err != nil {
-		if se := r.hold.srcErr; se != nil && se != io.EOF {
-			err = fmt.Errorf("read object: %w", se) // storage failed, not the data
-		} else {
-			err = fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode
-		}
+		err = r.wrapDecodeErr(err)
 		r.err = err
 	}
 	return n, err
+}
+
+// WriteTo decodes the whole stream into w, hashing each chunk on another core while w
+// writes it. Like Read, it fails unless the trailer matched.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for r.err == nil {
+		n, rerr := io.ReadFull(r.dec, buf)
+		if n > 0 {
+			done := make(chan struct{})
+			go func() {
+				r.hash.Write(buf[:n])
+				close(done)
+			}()
+			_, werr := w.Write(buf[:n])
+			<-done
+			r.n += int64(n)
+			total += int64(n)
+			if werr != nil {
+				r.err = werr
+				return total, werr
+			}
+		}
+		switch {
+		case rerr == nil:
+		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+			r.err = r.finish()
+		default:
+			r.err = r.wrapDecodeErr(rerr)
+		}
+	}
+	if r.err == io.EOF {
+		return total, nil
+	}
+	return total, r.err
+}
+
+func (r *Reader) wrapDecodeErr(err error) error {
+	if se := r.hold.srcErr; se != nil && se != io.EOF {
+		return fmt.Errorf("read object: %w", se) // storage failed, not the data
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode
 }
 
 func (r *Reader) finish() error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"testing"
@@ -50,13 +51,27 @@ func seal(t *testing.T, codec compress.Codec, plain []byte) []byte {
 	return buf.Bytes()
 }
 
+// open decodes obj both ways, through Read and through WriteTo, and insists that the
+// two agree.
 func open(obj []byte) ([]byte, error) {
 	r, err := NewReader(bytes.NewReader(obj))
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	viaRead, errRead := io.ReadAll(r)
+
+	r2, _ := NewReader(bytes.NewReader(obj))
+	defer r2.Close()
+	var buf bytes.Buffer
+	_, errTo := io.Copy(&buf, r2)
+	if (errRead == nil) != (errTo == nil) || errors.Is(errRead, ErrCorrupt) != errors.Is(errTo, ErrCorrupt) {
+		return nil, fmt.Errorf("Read and WriteTo disagree: %v vs %v", errRead, errTo)
+	}
+	if errRead == nil && !bytes.Equal(viaRead, buf.Bytes()) {
+		return nil, fmt.Errorf("Read and WriteTo decoded different bytes")
+	}
+	return viaRead, errRead
 }
 
 func TestRoundTripEveryCodec(t *testing.T) {

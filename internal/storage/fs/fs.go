@@ -104,6 +104,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if opts.IfAbsent {
+		// Fail early rather than after copying the data; the link below is the check
+		// that counts.
+		if _, err := os.Lstat(p); err == nil {
+			return linkError(p, iofs.ErrExist)
+		}
+	}
 	dir := filepath.Dir(p)
 	f, err := s.createTemp(dir)
 	if err != nil {

@@ -45,6 +45,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("mem: put %q: %w", key, err)
 	}
+	if opts.IfAbsent {
+		s.mu.RLock()
+		_, ok := s.objs[key]
+		s.mu.RUnlock()
+		if ok { // fail before reading the data; the check under the write lock counts
+			return fmt.Errorf("mem: put %q: %w", key, storage.ErrExist)
+		}
+	}
 	var buf bytes.Buffer
 	if opts.Size > 0 {
 		buf.Grow(int(min(opts.Size, 64<<20)))

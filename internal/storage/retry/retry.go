@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"syscall"
 	"time"
 
@@ -29,10 +28,12 @@ type Config struct {
 	// DefaultMaxAttempts, and 1 disables retrying.
 	MaxAttempts int
 	// Timeout bounds each attempt, separately from the caller's context; zero means no
-	// per-attempt deadline. It covers a whole Put, Stat or Delete attempt; for Get, only
-	// opening the reader (reading the body is bounded by the caller's context); for
-	// List, the wait for each next entry (the time spent in the callback is not counted),
-	// so that long listings that make progress do not time out.
+	// per-attempt deadline. It covers a whole Stat or Delete attempt; for Get, only
+	// opening the reader (reading the body is bounded by the caller's context). For
+	// Put and List it bounds inactivity, so that large uploads and long listings that
+	// make progress do not time out: for Put, the time the store goes without reading
+	// from r (time spent inside r's Read, waiting for the producer, is not counted);
+	// for List, the wait for each next entry (time spent in the callback is not counted).
 	Timeout time.Duration
 	// BaseDelay is the backoff cap before the second attempt; it doubles for each later
 	// attempt, up to MaxDelay. The wait is drawn at random between zero and the cap
@@ -87,18 +88,21 @@ func New(inner storage.Store, cfg Config) storage.Store {
 //     ErrInvalidRange or ErrUnsupported, are final: they are answers, not failures;
 //   - an error with a Retryable() bool method (storage.Permanent gives false, the
 //     timeout of a single attempt gives true) is taken at its word;
-//   - context.Canceled and context.DeadlineExceeded are final: they come from the
-//     caller's context (a per-attempt timeout is marked retryable, above);
+//   - context.Canceled is final;
 //   - the network errnos ECONNRESET, ECONNREFUSED, ECONNABORTED, EPIPE, ETIMEDOUT,
 //     EHOSTUNREACH, ENETUNREACH and ENETDOWN are retryable, although syscall.Errno
 //     calls most of them not Temporary;
 //   - an error with a Temporary() bool method is taken at its word (syscall.Errno:
 //     EINTR, EAGAIN, EMFILE are temporary; EACCES, ENOSPC, EROFS are not);
+//     context.DeadlineExceeded and network timeouts say they are temporary;
 //   - anything else is retryable, as network failures mostly are. Backends mark what
 //     is known to be permanent (permission denied, bad credentials) with
 //     storage.Permanent.
 //
-// The outermost marker in err's chain wins.
+// The outermost marker in err's chain wins. An error cannot tell whose deadline
+// expired; the retrying store checks the caller's context before every retry, so the
+// caller's cancellation or deadline always ends the retries, while a deadline inside
+// the inner store (an HTTP client timeout) or of the attempt is retried.
 func Retryable(err error) bool {
 	if err == nil || isAnswer(err) {
 		return false
@@ -107,11 +111,11 @@ func Retryable(err error) bool {
 	if errors.As(err, &r) {
 		return r.Retryable()
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return false
 	}
 	var errno syscall.Errno
-	if errors.As(err, &errno) && slices.Contains(networkErrnos, errno) {
+	if errors.As(err, &errno) && isNetworkErrno(errno) {
 		return true
 	}
 	var t interface{ Temporary() bool }
@@ -121,10 +125,14 @@ func Retryable(err error) bool {
 	return true
 }
 
-// networkErrnos are transient network failures; see Retryable.
-var networkErrnos = []syscall.Errno{
-	syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
-	syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN,
+// isNetworkErrno reports transient network failures; see Retryable.
+func isNetworkErrno(e syscall.Errno) bool {
+	switch e {
+	case syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.ECONNABORTED, syscall.EPIPE,
+		syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ENETDOWN:
+		return true
+	}
+	return false
 }
 
 // isAnswer reports whether err carries one of storage's sentinel answers.
@@ -140,7 +148,9 @@ func isAnswer(err error) bool {
 // errAttemptTimeout is the cause of an attempt context that hit Config.Timeout.
 var errAttemptTimeout = errors.New("attempt deadline exceeded")
 
-// timeoutError is an attempt's error when the attempt's own deadline ended it.
+// timeoutError is an attempt's error when the attempt's own deadline ended it. It
+// matches context.DeadlineExceeded, whatever the inner store saw (a deadline, or a
+// cancellation for the paused deadlines of Get, Put and List).
 type timeoutError struct {
 	d   time.Duration
 	err error
@@ -151,6 +161,9 @@ func (e *timeoutError) Error() string {
 }
 func (e *timeoutError) Unwrap() error   { return e.err }
 func (e *timeoutError) Retryable() bool { return true }
+func (e *timeoutError) Is(target error) bool {
+	return target == context.DeadlineExceeded
+}
 
 // abortError makes run return err as it is, at once: fn's error in List.
 type abortError struct{ err error }
@@ -299,11 +312,47 @@ func (s *store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		c.max = 1
 		c.note = " (not retried: the data cannot be rewound)"
 	}
-	c.try = func(ctx context.Context) error {
-		return s.timed(ctx, func(ctx context.Context) error { return s.inner.Put(ctx, key, r, opts) })
-	}
+	c.try = func(ctx context.Context) error { return s.putAttempt(ctx, key, r, opts) }
 	return s.run(ctx, c)
 }
+
+// putAttempt puts under a deadline that is paused while r's Read runs and restarts
+// after each.
+func (s *store) putAttempt(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	if s.cfg.Timeout <= 0 {
+		return s.inner.Put(ctx, key, r, opts)
+	}
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer timer.Stop()
+	tr := &timedReader{r: r, timer: timer, d: s.cfg.Timeout}
+	var body io.Reader = tr
+	if sk, ok := r.(io.Seeker); ok {
+		body = &timedReadSeeker{timedReader: tr, sk: sk} // the inner store may use Seek
+	}
+	return s.markTimeout(ctx, actx, s.inner.Put(actx, key, body, opts))
+}
+
+// timedReader stops timer while reading from r and restarts it afterwards.
+type timedReader struct {
+	r     io.Reader
+	timer *time.Timer
+	d     time.Duration
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	t.timer.Stop()
+	defer t.timer.Reset(t.d)
+	return t.r.Read(p)
+}
+
+type timedReadSeeker struct {
+	*timedReader
+	sk io.Seeker
+}
+
+func (t *timedReadSeeker) Seek(off int64, whence int) (int64, error) { return t.sk.Seek(off, whence) }
 
 // Get opens the object, retrying the opening as New describes. The reader must be
 // closed, which also releases the attempt's context.

@@ -1,0 +1,81 @@
+package archive
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/storage/fs"
+	"github.com/pgb-project/pgb/internal/waltest"
+)
+
+// BenchmarkPush pushes a 16 MiB segment into a filesystem repository (fsync included)
+// with each codec. MB/s is of WAL bytes.
+func BenchmarkPush(b *testing.B) {
+	for _, codec := range compress.Names() {
+		b.Run(codec, func(b *testing.B) {
+			ctx := context.Background()
+			st, err := fs.New(filepath.Join(b.TempDir(), "repo"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			a := newArchive(b, st, codec)
+			dir := waltest.DataDir(b, 42)
+			cl := cluster(b, dir)
+			seg := waltest.Segment(42, 1)
+			paths := make([]string, 8)
+			for i := range paths {
+				paths[i] = waltest.WriteWAL(b, dir, fmt.Sprintf("0000000100000000%08X", i+1), seg)
+			}
+			b.SetBytes(waltest.SegSize)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				if i > 0 && i%len(paths) == 0 { // a fresh repository, so every push stores
+					st, _ = fs.New(filepath.Join(b.TempDir(), fmt.Sprint("repo", i)))
+					a.Store = st
+				}
+				b.StartTimer()
+				res, err := a.Push(ctx, paths[i%len(paths)], cl)
+				if err != nil || res.Duplicate {
+					b.Fatal(res, err)
+				}
+				if i == 0 {
+					b.ReportMetric(float64(res.Stored)/float64(res.Size), "ratio")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFetch fetches, verifies and durably writes a 16 MiB segment.
+func BenchmarkFetch(b *testing.B) {
+	for _, codec := range compress.Names() {
+		b.Run(codec, func(b *testing.B) {
+			ctx := context.Background()
+			st, err := fs.New(filepath.Join(b.TempDir(), "repo"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			a := newArchive(b, st, codec)
+			dir := waltest.DataDir(b, 42)
+			const name = "000000010000000000000001"
+			if _, err := a.Push(ctx, waltest.WriteWAL(b, dir, name, waltest.Segment(42, 1)), cluster(b, dir)); err != nil {
+				b.Fatal(err)
+			}
+			dest := filepath.Join(b.TempDir(), "RECOVERYXLOG")
+			b.SetBytes(waltest.SegSize)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := a.Fetch(ctx, name, dest); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			os.Remove(dest)
+		})
+	}
+}
