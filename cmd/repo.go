@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -45,3 +46,12 @@ func (e *env) dataDir() string {
 }
 
 func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
+
+// oneShotMemory tunes the garbage collector for a short process that handles one WAL
+// file: its memory is bounded by the file (16 MiB segments by default), so collecting
+// while it runs only costs time. The limit keeps a collection as a backstop for
+// unusually large segments.
+func oneShotMemory() {
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(512 << 20)
+}

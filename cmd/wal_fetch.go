@@ -46,6 +46,7 @@ func walFetchCommand() *cli.Command {
 
 func (e *env) walFetch(c *cli.Context, name, dest string) error {
 	ctx := c.Context
+	oneShotMemory()
 	st, err := e.openStore(ctx, false)
 	if err != nil {
 		return err

@@ -2,10 +2,12 @@ package cmd
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
 )
 
@@ -35,6 +37,7 @@ func walPushCommand() *cli.Command {
 
 func (e *env) walPush(c *cli.Context, path string) error {
 	ctx := c.Context
+	oneShotMemory()
 	codec, err := e.codec()
 	if err != nil {
 		return usageError{err}
@@ -52,7 +55,8 @@ func (e *env) walPush(c *cli.Context, path string) error {
 		return err
 	}
 	defer st.Close()
-	a := &archive.Archive{Store: st, Codec: codec, Log: e.log}
+	// One segment at a time: let the codec use every core for it.
+	a := &archive.Archive{Store: st, Codec: compress.WithConcurrency(codec, runtime.GOMAXPROCS(0)), Log: e.log}
 	res, err := a.Push(ctx, path, cluster)
 	if err != nil {
 		return fmt.Errorf("wal-push: %w", err)

@@ -69,17 +69,30 @@ type PushResult struct {
 // durable in the repository, or the repository already held identical content.
 // cluster may be nil when the data directory is unknown: then a segment's own header
 // says which cluster wrote it, and other files are refused.
+//
+// The file is streamed through the codec into memory (a compressed segment is a few
+// MiB), so that a failed upload can be retried from the start.
 func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (PushResult, error) {
 	start := time.Now()
 	f, err := wal.Parse(filepath.Base(path))
 	if err != nil {
 		return PushResult{}, err
 	}
-	data, err := os.ReadFile(path)
+	in, err := os.Open(path)
 	if err != nil {
 		return PushResult{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	cl, err := checkOrigin(f, data, cluster)
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return PushResult{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	head := make([]byte, wal.LongHeaderSize)
+	n, err := io.ReadFull(in, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return PushResult{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	cl, err := checkOrigin(f, head[:n], fi.Size(), cluster)
 	if err != nil {
 		return PushResult{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -90,23 +103,35 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 		return PushResult{}, err
 	}
 
-	var buf bytes.Buffer
-	buf.Grow(len(data)/2 + envelope.Overhead)
-	ew, err := envelope.NewWriter(&buf, a.Codec)
+	// Room for the worst case (incompressible data), so the buffer is never copied while
+	// it grows. make, unlike bytes.Buffer.Grow, leaves fresh pages untouched: only the
+	// compressed bytes cost page faults.
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size()+fi.Size()/64+envelope.Overhead+64<<10))
+	ew, err := envelope.NewWriter(buf, a.Codec)
 	if err != nil {
 		return PushResult{}, err
 	}
-	if _, err := ew.Write(data); err != nil {
+	if _, err := ew.Write(head[:n]); err != nil {
 		return PushResult{}, err
+	}
+	size := int64(n)
+	// onlyReader hides *os.File's WriterTo, which would copy in 32 KiB pieces.
+	if m, err := io.CopyBuffer(ew, onlyReader{in}, make([]byte, 1<<20)); err != nil {
+		return PushResult{}, fmt.Errorf("read %s: %w", path, err)
+	} else {
+		size += m
 	}
 	if err := ew.Close(); err != nil {
 		return PushResult{}, err
 	}
-	res := PushResult{File: f, Key: catalog.WALKey(f), Size: int64(len(data)), Stored: int64(buf.Len()), Compressed: a.Codec.Name()}
+	if size != fi.Size() {
+		return PushResult{}, fmt.Errorf("%s changed size while being read (%d, now %d bytes)", path, fi.Size(), size)
+	}
+	res := PushResult{File: f, Key: catalog.WALKey(f), Size: size, Stored: int64(buf.Len()), Compressed: a.Codec.Name()}
 
 	err = a.Store.Put(ctx, res.Key, bytes.NewReader(buf.Bytes()), storage.PutOptions{IfAbsent: true, Size: int64(buf.Len())})
 	if errors.Is(err, storage.ErrExist) {
-		err = a.compareExisting(ctx, res.Key, ew.Sum())
+		err = a.compareExisting(ctx, res.Key, ew.Sum(), path)
 		res.Duplicate = err == nil
 	}
 	if err != nil {
@@ -116,21 +141,23 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 	return res, nil
 }
 
+type onlyReader struct{ io.Reader }
+
 // checkOrigin works out which cluster wrote the file and refuses files that do not
-// belong to the given cluster.
-func checkOrigin(f wal.File, data []byte, cluster *Cluster) (Cluster, error) {
+// belong to the given cluster. head is the start of the file, size its length.
+func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster, error) {
 	if f.Kind != wal.Segment && f.Kind != wal.Partial {
 		if cluster == nil {
 			return Cluster{}, fmt.Errorf("cannot tell which cluster this %s belongs to: set --pgdata (or run from the data directory, as archive_command does)", f.Kind)
 		}
 		return *cluster, nil
 	}
-	h, err := wal.ParseSegmentHeader(data)
+	h, err := wal.ParseSegmentHeader(head)
 	if err != nil {
 		return Cluster{}, fmt.Errorf("not a valid WAL segment: %w", err)
 	}
-	if int64(h.SegSize) != int64(len(data)) {
-		return Cluster{}, fmt.Errorf("WAL segment is %d bytes but its header says %d: incomplete copy?", len(data), h.SegSize)
+	if int64(h.SegSize) != size {
+		return Cluster{}, fmt.Errorf("WAL segment is %d bytes but its header says %d: incomplete copy?", size, h.SegSize)
 	}
 	if cluster == nil {
 		if h.MajorGuess == 0 {
@@ -146,18 +173,48 @@ func checkOrigin(f wal.File, data []byte, cluster *Cluster) (Cluster, error) {
 }
 
 // compareExisting decides whether the object already stored under key holds the same
-// plain content as sum. It reads only the object's trailer.
-func (a *Archive) compareExisting(ctx context.Context, key string, sum envelope.Sum) error {
+// content as the file at path, whose sum is sum. The trailer (one ranged read) settles
+// most cases; when size and checksum match, the stored object is decoded and compared
+// byte for byte, so a checksum collision can never hide a conflict.
+func (a *Archive) compareExisting(ctx context.Context, key string, sum envelope.Sum, path string) error {
 	stored, err := readTrailer(ctx, a.Store, key)
 	if err != nil {
 		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
 	}
-	if stored != sum {
-		return fmt.Errorf("%w: stored %d bytes sha256 %s..., this file %d bytes sha256 %s...; "+
-			"the stored object is left untouched (two clusters archiving into one repository, or a timeline problem)",
-			ErrConflict, stored.Size, stored.Hex()[:16], sum.Size, sum.Hex()[:16])
+	if stored == sum {
+		if err = a.sameBytes(ctx, key, path); err == nil {
+			a.Log.Info("already archived with identical content", "key", key)
+			return nil
+		}
 	}
-	a.Log.Info("already archived with identical content", "key", key)
+	return fmt.Errorf("%w: stored %s, this file %s; "+
+		"the stored object is left untouched (two clusters archiving into one repository, or a timeline problem)",
+		ErrConflict, stored, sum)
+}
+
+// sameBytes decodes the stored object and compares it with the file.
+func (a *Archive) sameBytes(ctx context.Context, key, path string) error {
+	rc, err := a.Store.Get(ctx, key, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	er, err := envelope.NewReader(rc)
+	if err != nil {
+		return err
+	}
+	defer er.Close()
+	stored, err := io.ReadAll(er)
+	if err != nil {
+		return err
+	}
+	local, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(stored, local) {
+		return errors.New("content differs")
+	}
 	return nil
 }
 

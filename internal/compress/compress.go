@@ -25,6 +25,22 @@ type Codec interface {
 	NewReader(r io.Reader) (io.ReadCloser, error)
 }
 
+// WithConcurrency returns codec set to compress one stream on up to n cores (lz4:
+// blocks in parallel; zstd: independent frames in parallel). Use it for a single large
+// stream, such as one WAL segment; leave it at 1 where many streams already run side
+// by side.
+func WithConcurrency(c Codec, n int) Codec {
+	switch c := c.(type) {
+	case lz4Codec:
+		c.concurrency = n
+		return c
+	case zstdCodec:
+		c.concurrency = n
+		return c
+	}
+	return c
+}
+
 // Codec IDs as stored on disk.
 const (
 	IDNone byte = 0
@@ -91,7 +107,7 @@ type nopWriteCloser struct{ io.Writer }
 
 func (nopWriteCloser) Close() error { return nil }
 
-type lz4Codec struct{ level int }
+type lz4Codec struct{ level, concurrency int }
 
 func (lz4Codec) Name() string { return "lz4" }
 func (lz4Codec) ID() byte     { return IDLZ4 }
@@ -107,7 +123,7 @@ func (c lz4Codec) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	}
 	// pgb checksums every object itself; lz4's own checksums would only cost time.
 	if err := zw.Apply(lz4.CompressionLevelOption(level), lz4.ChecksumOption(false),
-		lz4.BlockSizeOption(lz4.Block4Mb), lz4.ConcurrencyOption(1)); err != nil {
+		lz4.BlockSizeOption(lz4.Block256Kb), lz4.ConcurrencyOption(max(c.concurrency, 1))); err != nil {
 		return nil, fmt.Errorf("lz4 writer: %w", err)
 	}
 	return zw, nil
@@ -121,7 +137,7 @@ func (lz4Codec) NewReader(r io.Reader) (io.ReadCloser, error) {
 	return io.NopCloser(zr), nil
 }
 
-type zstdCodec struct{ level int }
+type zstdCodec struct{ level, concurrency int }
 
 func (zstdCodec) Name() string { return "zstd" }
 func (zstdCodec) ID() byte     { return IDZstd }
@@ -130,6 +146,9 @@ func (c zstdCodec) NewWriter(w io.Writer) (io.WriteCloser, error) {
 	level := zstd.SpeedFastest
 	if c.level > 0 {
 		level = zstd.EncoderLevelFromZstd(c.level)
+	}
+	if c.concurrency > 1 {
+		return newFramesWriter(w, level, c.concurrency)
 	}
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1),
 		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
