@@ -157,9 +157,6 @@ func TestPITRPause(t *testing.T) {
 }
 
 func TestBuildPGB(t *testing.T) {
-	if os.Getenv("PGTEST_BUILD_PGB") == "" {
-		t.Skip("set PGTEST_BUILD_PGB=1 to test building the pgb binary")
-	}
 	p := pgtest.BuildPGB(t)
 	if p2 := pgtest.BuildPGB(t); p2 != p {
 		t.Fatalf("second build returned %s, first %s", p2, p)

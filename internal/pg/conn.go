@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgb-project/pgb/internal/wal"
 )
 
 // Conn is a connection to the cluster being backed up.
@@ -109,4 +111,139 @@ func privilegeHint(err error, what string) error {
 		return fmt.Errorf("%w (connect as a superuser, or GRANT EXECUTE ON FUNCTION %s to the pgb role)", err, what)
 	}
 	return err
+}
+
+// BackupStart begins a non-exclusive base backup on this session, which must stay open
+// until BackupStop. fast asks for an immediate checkpoint.
+func (c *Conn) BackupStart(ctx context.Context, label string, fast bool) (wal.LSN, uint32, error) {
+	q := "SELECT pg_backup_start($1, $2)::text"
+	if c.Major() < 15 {
+		q = "SELECT pg_start_backup($1, $2, false)::text"
+	}
+	var lsn string
+	if err := c.c.QueryRow(ctx, q, label, fast).Scan(&lsn); err != nil {
+		return 0, 0, fmt.Errorf("start backup: %w", privilegeHint(err, "pg_backup_start(text, boolean)"))
+	}
+	start, err := wal.ParseLSN(lsn)
+	if err != nil {
+		return 0, 0, err
+	}
+	var tli int64
+	if err := c.c.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&tli); err != nil {
+		return 0, 0, fmt.Errorf("read timeline: %w", err)
+	}
+	return start, uint32(tli), nil
+}
+
+// BackupStopResult is what pg_backup_stop returns.
+type BackupStopResult struct {
+	LSN           wal.LSN
+	Label         string // backup_label content
+	TablespaceMap string // tablespace_map content ("" without tablespaces)
+	NextXID       uint64 // first transaction id not yet assigned when the backup stopped
+}
+
+// BackupStop ends the backup. It does not wait for WAL archiving inside PostgreSQL
+// (that wait has no bound); the caller waits for the stop segment itself.
+func (c *Conn) BackupStop(ctx context.Context) (BackupStopResult, error) {
+	q := "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop(false)"
+	if c.Major() < 15 {
+		q = "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_stop_backup(false, false)"
+	}
+	var r BackupStopResult
+	var lsn string
+	if err := c.c.QueryRow(ctx, q).Scan(&lsn, &r.Label, &r.TablespaceMap); err != nil {
+		return r, fmt.Errorf("stop backup: %w", privilegeHint(err, "pg_backup_stop(boolean)"))
+	}
+	var err error
+	if r.LSN, err = wal.ParseLSN(lsn); err != nil {
+		return r, err
+	}
+	var xmax string
+	if err := c.c.QueryRow(ctx, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text").Scan(&xmax); err != nil {
+		return r, fmt.Errorf("read next transaction id: %w", err)
+	}
+	r.NextXID, _ = strconv.ParseUint(xmax, 10, 64)
+	return r, nil
+}
+
+// WALFileName is pg_walfile_name(lsn) on the server's current timeline.
+func (c *Conn) WALFileName(ctx context.Context, lsn wal.LSN) (string, error) {
+	var name string
+	if err := c.c.QueryRow(ctx, "SELECT pg_walfile_name($1::pg_lsn)", lsn.String()).Scan(&name); err != nil {
+		return "", fmt.Errorf("WAL file name of %s: %w", lsn, err)
+	}
+	return name, nil
+}
+
+// ClusterInfo is what a backup records about the cluster.
+type ClusterInfo struct {
+	SystemID      uint64
+	DataDirectory string
+	Checksums     bool
+	SegSize       uint64
+	BlockSize     int
+	Tablespaces   []Tablespace
+}
+
+// Tablespace is a user tablespace (pg_tblspc/<OID> → Location).
+type Tablespace struct {
+	OID      uint32 `json:"oid"`
+	Name     string `json:"name"`
+	Location string `json:"location"`
+}
+
+// Cluster reads what a backup records about the cluster.
+func (c *Conn) Cluster(ctx context.Context) (ClusterInfo, error) {
+	var ci ClusterInfo
+	var sys int64
+	var checksum int32
+	var seg int64
+	err := c.c.QueryRow(ctx, `SELECT s.system_identifier, current_setting('data_directory'),
+		i.data_page_checksum_version, i.bytes_per_wal_segment, i.database_block_size
+		FROM pg_control_system() s, pg_control_init() i`).Scan(&sys, &ci.DataDirectory, &checksum, &seg, &ci.BlockSize)
+	if err != nil {
+		return ci, fmt.Errorf("read cluster settings: %w", privilegeHint(err, "pg_control_init()"))
+	}
+	ci.SystemID, ci.Checksums, ci.SegSize = uint64(sys), checksum != 0, uint64(seg)
+	rows, err := c.c.Query(ctx, `SELECT oid::int8, spcname, pg_tablespace_location(oid)
+		FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid`)
+	if err != nil {
+		return ci, fmt.Errorf("list tablespaces: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t Tablespace
+		var oid int64
+		if err := rows.Scan(&oid, &t.Name, &t.Location); err != nil {
+			return ci, err
+		}
+		t.OID = uint32(oid)
+		ci.Tablespaces = append(ci.Tablespaces, t)
+	}
+	return ci, rows.Err()
+}
+
+// CreateRestorePoint makes a named restore point and returns its LSN and timeline.
+func (c *Conn) CreateRestorePoint(ctx context.Context, name string) (wal.LSN, uint32, error) {
+	var lsn string
+	if err := c.c.QueryRow(ctx, "SELECT pg_create_restore_point($1)::text", name).Scan(&lsn); err != nil {
+		return 0, 0, fmt.Errorf("create restore point: %w", privilegeHint(err, "pg_create_restore_point(text)"))
+	}
+	l, err := wal.ParseLSN(lsn)
+	if err != nil {
+		return 0, 0, err
+	}
+	var tli int64
+	if err := c.c.QueryRow(ctx, "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&tli); err != nil {
+		return 0, 0, fmt.Errorf("read timeline: %w", err)
+	}
+	return l, uint32(tli), nil
+}
+
+// InRecovery reports pg_is_in_recovery().
+func (c *Conn) InRecovery(ctx context.Context) (bool, error) {
+	var r bool
+	err := c.c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r)
+	return r, err
 }
