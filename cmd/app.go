@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -63,6 +64,11 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			walPushCommand(),
 			walFetchCommand(),
 			checkCommand(),
+			backupPushCommand(),
+			backupListCommand(),
+			backupFetchCommand(),
+			restorePointCommand(),
+			restoreCommand(),
 		},
 	}
 }
@@ -91,6 +97,10 @@ func flags(keys ...string) []cli.Flag {
 		if s.Secret {
 			usage += " (prefer the environment or the config file: flags show in ps)"
 		}
+		if s.Kind == config.Bool {
+			out = append(out, &cli.BoolFlag{Name: s.Key, Usage: usage, EnvVars: s.Env})
+			continue
+		}
 		out = append(out, &cli.StringFlag{
 			Name:        s.Key,
 			Usage:       usage,
@@ -116,6 +126,9 @@ func load(c *cli.Context) (*env, error) {
 	src := func(key string) (string, bool) {
 		if !hasFlag(c, key) || !c.IsSet(key) {
 			return "", false
+		}
+		if s, _ := config.Lookup(key); s.Kind == config.Bool {
+			return strconv.FormatBool(c.Bool(key)), true
 		}
 		return c.String(key), true
 	}

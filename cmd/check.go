@@ -142,31 +142,21 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		return err
 	}
 	start := time.Now()
-	deadline := start.Add(e.cfg.ArchiveTimeout)
-	for {
-		_, err := st.Stat(ctx, catalog.WALKey(f))
-		if err == nil {
-			k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
-			return nil
+	err = catalog.WaitForWAL(ctx, st, f, e.cfg.ArchiveTimeout)
+	switch {
+	case err == nil:
+		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
+	case errors.Is(err, catalog.ErrWALTimeout):
+		now, _ := conn.Archiver(ctx)
+		hint := "is the archiver running and archive_command pointing at this repository?"
+		if now.FailedCount > before.FailedCount {
+			hint = fmt.Sprintf("archive_command failed %d time(s), last for %s: see the PostgreSQL log", now.FailedCount-before.FailedCount, now.LastFailed)
 		}
-		if !errors.Is(err, storage.ErrNotExist) {
-			return fmt.Errorf("look for segment %s: %w", seg, err)
-		}
-		if time.Now().After(deadline) {
-			now, _ := conn.Archiver(ctx)
-			hint := "is the archiver running and archive_command pointing at this repository?"
-			if now.FailedCount > before.FailedCount {
-				hint = fmt.Sprintf("archive_command failed %d time(s), last for %s: see the PostgreSQL log", now.FailedCount-before.FailedCount, now.LastFailed)
-			}
-			k.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, e.cfg.ArchiveTimeout, hint)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		k.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, e.cfg.ArchiveTimeout, hint)
+	default:
+		return err
 	}
+	return nil
 }
 
 // probeWrite writes, reads back and deletes a small object.

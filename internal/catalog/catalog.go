@@ -139,3 +139,28 @@ func EnsureIdentity(ctx context.Context, st storage.Store, want Identity) (Ident
 	}
 	return id, id.Matches(want.SystemID, want.PGVersion)
 }
+
+// ErrWALTimeout means a WAL file did not reach the repository in time.
+var ErrWALTimeout = errors.New("WAL file did not reach the repository in time")
+
+// WaitForWAL polls until the WAL file f is in the repository, for at most timeout.
+func WaitForWAL(ctx context.Context, st storage.Store, f wal.File, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := st.Stat(ctx, WALKey(f))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("look for %s: %w", f.Name, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s after %s", ErrWALTimeout, f.Name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,9 @@ const (
 	KeyStorageTimeout   = "storage-timeout"
 	KeyStorageRetries   = "storage-retries"
 	KeyArchiveTimeout   = "archive-timeout"
+	KeyPartSize         = "part-size"
+	KeyConcurrency      = "concurrency"
+	KeyFast             = "fast"
 )
 
 // Settings is the table of every setting pgb knows.
@@ -69,7 +73,10 @@ var settings = []Setting{
 	{Key: KeyLogFormat, Env: []string{"PGB_LOG_FORMAT"}, Default: "text", Usage: "log format on stderr: text or json"},
 	{Key: KeyStorageTimeout, Env: []string{"PGB_STORAGE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "deadline of one storage request attempt"},
 	{Key: KeyStorageRetries, Env: []string{"PGB_STORAGE_RETRIES"}, Default: "5", Kind: Int, Usage: "attempts per storage request before giving up (1 = no retry)"},
-	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check (and backups) wait for a WAL segment to reach the repository"},
+	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
+	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
+	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
+	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
 }
 
 // Lookup returns the setting for key.
@@ -98,6 +105,9 @@ type Config struct {
 	StorageTimeout   time.Duration
 	StorageRetries   int
 	ArchiveTimeout   time.Duration
+	PartSize         int64
+	Concurrency      int
+	Fast             bool
 }
 
 // Source yields the values set above the file: by flag or environment. ok is false
@@ -160,6 +170,24 @@ func Load(src Source) (Config, error) {
 	c.StorageTimeout = duration(KeyStorageTimeout)
 	c.StorageRetries = integer(KeyStorageRetries)
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
+	if v, where := get(KeyPartSize); true {
+		n, err := ParseSize(v)
+		if err != nil || n < 1<<20 {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a size of at least 1MiB (e.g. 512MiB, 1GiB)", where, v))
+		}
+		c.PartSize = n
+	}
+	c.Concurrency = integer(KeyConcurrency)
+	if c.Concurrency <= 0 {
+		c.Concurrency = runtime.NumCPU()
+	}
+	if v, where := get(KeyFast); true {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
+		}
+		c.Fast = b
+	}
 
 	if len(errs) == 0 {
 		if _, err := compress.New(c.Compression, c.CompressionLevel); err != nil {
@@ -217,6 +245,29 @@ func ReadFile(path string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ParseSize reads a byte size: a number with an optional k/KiB, m/MiB, g/GiB, t/TiB
+// suffix (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	lower := strings.ToLower(s)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"tib", 1 << 40}, {"gib", 1 << 30}, {"mib", 1 << 20}, {"kib", 1 << 10}, {"tb", 1 << 40}, {"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10},
+		{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}, {"b", 1}} {
+		if strings.HasSuffix(lower, u.suffix) {
+			mult, s = u.mult, strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return n * mult, nil
 }
 
 func kindName(k Kind) string {

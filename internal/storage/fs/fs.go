@@ -37,6 +37,10 @@ const copyChunk = 256 << 10
 // safe for concurrent use, including by several processes on the same root.
 type Store struct {
 	root string
+	// owner is set when pgb runs as root in a repository that belongs to another user
+	// (typically postgres): everything created is given to that user, so that the
+	// archive_command running as that user can still read and write it.
+	owner *[2]int
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -58,7 +62,22 @@ func New(root string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("fs: root %s is not a directory", root)
 	}
-	return &Store{root: root}, nil
+	st := &Store{root: root}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && sys.Uid != 0 {
+		st.owner = &[2]int{int(sys.Uid), int(sys.Gid)}
+	}
+	return st, nil
+}
+
+// chown gives a created file or directory to the repository's owner, if any.
+func (s *Store) chown(p string) error {
+	if s.owner == nil {
+		return nil
+	}
+	if err := os.Lchown(p, s.owner[0], s.owner[1]); err != nil {
+		return fmt.Errorf("fs: give %s to the repository's owner: %w", p, err)
+	}
+	return nil
 }
 
 // String returns "file://" followed by the root.
@@ -186,6 +205,11 @@ func (s *Store) createTemp(dir string) (*os.File, error) {
 		var f *os.File
 		f, err = os.CreateTemp(dir, tmpPrefix+"*")
 		if err == nil {
+			if err := s.chown(f.Name()); err != nil {
+				f.Close()
+				os.Remove(f.Name())
+				return nil, err
+			}
 			return f, nil
 		}
 		if !errors.Is(err, iofs.ErrNotExist) {
@@ -218,6 +242,9 @@ func (s *Store) mkdirs(dir string) error {
 		if errors.Is(err, iofs.ErrExist) {
 			return nil // created concurrently
 		}
+		return err
+	}
+	if err := s.chown(dir); err != nil {
 		return err
 	}
 	return syncDir(parent)

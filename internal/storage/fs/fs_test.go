@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/storage"
@@ -299,5 +300,36 @@ func TestReadOnlyDir(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(r, "ro", "old"))
 	if err != nil || string(b) != "x" {
 		t.Errorf("ro/old = %q, %v; want x", b, err)
+	}
+}
+
+// As root in a repository that belongs to another user, everything pgb creates goes to
+// that user: a backup run as root must not lock archive_command (as postgres) out.
+func TestRootGivesNewObjectsToTheRepositoryOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := filepath.Join(t.TempDir(), "repo")
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(root, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	st, err := fs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), "a/b/c", strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"a", "a/b", "a/b/c"} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 65534 {
+			t.Errorf("%s belongs to uid %d, want the repository owner 65534", p, uid)
+		}
 	}
 }

@@ -1,0 +1,79 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/backup"
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/pg"
+)
+
+func backupPushCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backup-push",
+		Usage: "take an online base backup (for cron: no prompts, one summary line)",
+		Description: "Runs pg_backup_start, copies the data directory and every tablespace into compressed tar\n" +
+			"parts uploaded in parallel, runs pg_backup_stop, waits (up to --archive-timeout) until the stop\n" +
+			"WAL segment is in the repository, and writes the manifest last: until then the backup does not\n" +
+			"exist for backup-list or restore. Progress goes to stderr only on a terminal. One backup per\n" +
+			"repository at a time. Exits 0 only when the backup is complete and restorable.",
+		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 0, "none"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			return e.backupPush(c.Context)
+		},
+	}
+}
+
+func (e *env) backupPush(ctx context.Context) error {
+	codec, err := e.codec()
+	if err != nil {
+		return usageError{err}
+	}
+	dataDir := e.dataDir()
+	if dataDir == "" {
+		return usagef("backup-push needs the data directory: set --pgdata or PGDATA")
+	}
+	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	st, err := e.openStore(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
+		DataDir: dataDir, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
+		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
+	}}
+	start := time.Now()
+	m, err := p.Run(ctx)
+	if err != nil {
+		return fmt.Errorf("backup-push: %w", err)
+	}
+	d := time.Since(start)
+	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s, %.0f MB/s, LSN %s to %s\n",
+		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
+		d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20), m.StartLSN, m.StopLSN)
+	return nil
+}
+
+func ratio(stored, size int64) float64 {
+	if size == 0 {
+		return 1
+	}
+	return float64(stored) / float64(size)
+}

@@ -1,0 +1,52 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// isTTY reports whether w is a terminal.
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progress returns a callback that redraws one status line on a terminal, and nil
+// (no progress at all) when stderr is not one, as under cron.
+func progress(w io.Writer, what string) func(done, total int64) {
+	if !isTTY(w) {
+		return nil
+	}
+	start := time.Now()
+	return func(done, total int64) {
+		pct := 100.0
+		if total > 0 {
+			pct = float64(done) * 100 / float64(total)
+		}
+		rate := float64(done) / time.Since(start).Seconds() / (1 << 20)
+		fmt.Fprintf(w, "\r%s: %s of %s (%.0f%%), %.0f MB/s   ", what, human(done), human(total), pct, rate)
+		if done >= total {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
+// human formats a byte count.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

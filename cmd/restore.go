@@ -1,0 +1,284 @@
+package cmd
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "restore a backup and set up recovery to a target (point-in-time recovery)",
+		Description: "Restores the newest backup that can reach the target into --pgdata (which must be absent or\n" +
+			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
+			"postgresql.auto.conf, a restore_command that fetches WAL from this repository plus the\n" +
+			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
+			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
+			"interrupted restore never leaves a directory PostgreSQL would start.",
+		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 0, "none"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			t, err := parseTarget(c)
+			if err != nil {
+				return err
+			}
+			return e.restore(c, c.String("backup"), e.cfg.PGData, &t)
+		},
+	}
+}
+
+func backupFetchCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "backup-fetch",
+		Usage:     "restore the files of one backup, without recovery settings",
+		ArgsUsage: "NAME DIR",
+		Description: "Restores backup NAME (or LATEST) into DIR (absent or empty), with backup_label and\n" +
+			"tablespace_map, verifying every file, but writes no recovery.signal and no restore_command:\n" +
+			"for those who set up recovery themselves.",
+		Flags: append(flags(config.KeyConcurrency), restoreFlags(false)...),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 2, "NAME DIR"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			name := c.Args().Get(0)
+			if strings.EqualFold(name, "LATEST") {
+				name = ""
+			}
+			return e.restore(c, name, c.Args().Get(1), nil)
+		},
+	}
+}
+
+func restoreFlags(targets bool) []cli.Flag {
+	out := []cli.Flag{
+		&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore the tablespace at OLD to NEW (`OLD=NEW`, repeatable)"},
+		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the directory's parent)"},
+	}
+	if !targets {
+		return out
+	}
+	return append(out,
+		&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that can reach the target"},
+		&cli.StringFlag{Name: "target-time", Usage: "recover to `TIMESTAMP` (RFC 3339 or PostgreSQL's format, with a time zone)"},
+		&cli.StringFlag{Name: "target-name", Usage: "recover to the restore point `NAME` made with pgb restore-point"},
+		&cli.StringFlag{Name: "target-lsn", Usage: "recover to `LSN` (e.g. 0/3000060)"},
+		&cli.StringFlag{Name: "target-xid", Usage: "recover to the commit of transaction `XID`"},
+		&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
+		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
+		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
+		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
+	)
+}
+
+func parseTarget(c *cli.Context) (restore.Target, error) {
+	t := restore.Target{Action: c.String("target-action"), Timeline: c.String("target-timeline"), Exclusive: c.Bool("target-exclusive")}
+	n := 0
+	if v := c.String("target-time"); v != "" {
+		tm, err := restore.ParseTime(v)
+		if err != nil {
+			return t, usageError{err}
+		}
+		t.Kind, t.Time, n = restore.ToTime, tm, n+1
+	}
+	if v := c.String("target-name"); v != "" {
+		t.Kind, t.Name, n = restore.ToName, v, n+1
+	}
+	if v := c.String("target-lsn"); v != "" {
+		l, err := wal.ParseLSN(v)
+		if err != nil {
+			return t, usageError{fmt.Errorf("--target-lsn: %w", err)}
+		}
+		t.Kind, t.LSN, n = restore.ToLSN, l, n+1
+	}
+	if v := c.String("target-xid"); v != "" {
+		x, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || x < 3 {
+			return t, usageError{fmt.Errorf("--target-xid %q is not a transaction id", v)}
+		}
+		t.Kind, t.XID, n = restore.ToXID, x, n+1
+	}
+	if c.Bool("target-immediate") {
+		t.Kind, n = restore.ToImmediate, n+1
+	}
+	if n > 1 {
+		return t, usagef("give at most one of --target-time, --target-name, --target-lsn, --target-xid, --target-immediate")
+	}
+	switch t.Action {
+	case "pause", "promote", "shutdown":
+	default:
+		return t, usagef("--target-action %q: want pause, promote or shutdown", t.Action)
+	}
+	if tl := t.Timeline; tl != "latest" && tl != "current" {
+		if _, err := strconv.ParseUint(tl, 10, 32); err != nil {
+			return t, usagef("--target-timeline %q: want latest, current or a timeline number", tl)
+		}
+	}
+	if t.Exclusive && (t.Kind == restore.ToEnd || t.Kind == restore.ToImmediate || t.Kind == restore.ToName) {
+		return t, usagef("--target-exclusive applies to --target-time, --target-lsn and --target-xid only")
+	}
+	return t, nil
+}
+
+// restore restores backup name ("" = choose) into dir; t nil means files only.
+func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error {
+	ctx := c.Context
+	if dir == "" {
+		return usagef("restore needs the target directory: --pgdata DIR")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := restore.CheckEmpty(abs, "data directory"); err != nil {
+		return err
+	}
+	spcMap, err := parseTablespaceMap(c.StringSlice("tablespace-map"))
+	if err != nil {
+		return err
+	}
+	owner, err := restoreOwner(c.String("owner"), abs)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	backups, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		return err
+	}
+	target := restore.Target{Kind: restore.ToEnd}
+	if t != nil {
+		target = *t
+	}
+	m, err := restore.Choose(ctx, st, backups, &target, name)
+	if err != nil {
+		return err
+	}
+	opt := restore.Options{DataDir: abs, TablespaceMap: spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
+		Progress: progress(e.stderr, "restore")}
+	if t != nil {
+		cmd, err := e.restoreCommand()
+		if err != nil {
+			return err
+		}
+		opt.Recovery = &restore.Recovery{RestoreCommand: cmd, Target: target}
+	}
+	e.log.Info("restoring", "backup", m.Name, "into", abs, "target", target.String())
+	start := time.Now()
+	r := &restore.Restorer{Store: st, Log: e.log, Opt: opt}
+	if err := r.Run(ctx, m); err != nil {
+		return fmt.Errorf("restore of backup %s into %s failed: %w (the directory is incomplete: no global/pg_control; empty it before retrying)", m.Name, abs, err)
+	}
+	d := time.Since(start)
+	fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
+		m.Name, human(m.Size), len(m.Files), abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
+	if t == nil {
+		fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "recovery target: %s (backup ends at %s, LSN %s)\n", target, m.StopTime.Format(time.RFC3339), m.StopLSN)
+	fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
+	switch {
+	case target.Kind == restore.ToEnd:
+		fmt.Fprintln(e.stdout, "      it replays every archived WAL file, then promotes and opens for writes")
+	case target.Action == "pause":
+		fmt.Fprintln(e.stdout, "      at the target it pauses, read-only: check the data, then SELECT pg_wal_replay_resume(); to promote")
+		fmt.Fprintln(e.stdout, "      (or restore again with another target if this is not the right point)")
+	case target.Action == "promote":
+		fmt.Fprintln(e.stdout, "      at the target it promotes and opens for writes on a new timeline")
+	default:
+		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
+	}
+	fmt.Fprintln(e.stdout, "      note: archive_command still points where the source cluster's did")
+	return nil
+}
+
+// restoreCommand is the restore_command the restored cluster runs: this pgb, by
+// absolute path, with the repository settings it needs.
+func (e *env) restoreCommand() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find pgb's own path for restore_command: %w", err)
+	}
+	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(e.cfg.Repo)}
+	if e.cfg.File != "" {
+		f, _ := filepath.Abs(e.cfg.File)
+		parts = append(parts, "--config", shellQuote(f))
+	}
+	return strings.Join(append(parts, "%f", "%p"), " "), nil
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-:+=@,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+func parseTablespaceMap(specs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range specs {
+		old, nw, ok := strings.Cut(s, "=")
+		if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(nw) {
+			return nil, usagef("--tablespace-map %q: want OLD=NEW with absolute paths", s)
+		}
+		out[filepath.Clean(old)] = filepath.Clean(nw)
+	}
+	return out, nil
+}
+
+// restoreOwner decides who restored files belong to: only root can choose.
+func restoreOwner(name, dir string) (*restore.Owner, error) {
+	if os.Geteuid() != 0 {
+		if name != "" {
+			return nil, usagef("--owner needs root")
+		}
+		return nil, nil
+	}
+	if name != "" {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, usagef("--owner %q: %v", name, err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &restore.Owner{UID: uid, GID: gid}, nil
+	}
+	fi, err := os.Stat(filepath.Dir(dir))
+	if err != nil {
+		return nil, fmt.Errorf("parent of %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, nil
+	}
+	return &restore.Owner{UID: int(st.Uid), GID: int(st.Gid)}, nil
+}

@@ -1,0 +1,132 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+func restorePointCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restore-point",
+		Usage:     "create a named restore point (before a risky change), or list them",
+		ArgsUsage: "NAME",
+		Description: "Runs pg_create_restore_point(NAME), records name, LSN, timeline and time in the repository,\n" +
+			"and switches WAL so that the point reaches the archive promptly (waiting up to\n" +
+			"--archive-timeout). restore --target-name NAME then recovers to exactly that point.",
+		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 1, "NAME"); err != nil {
+				return err
+			}
+			e, err := load(c)
+			if err != nil {
+				return err
+			}
+			return e.restorePoint(c.Context, c.Args().First())
+		},
+		Subcommands: []*cli.Command{{
+			Name:  "list",
+			Usage: "list restore points, oldest first",
+			Flags: append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
+			Action: func(c *cli.Context) error {
+				if err := exactArgs(c, 0, "none"); err != nil {
+					return err
+				}
+				e, err := load(c)
+				if err != nil {
+					return err
+				}
+				return e.restorePointList(c.Context, c.Bool("json"))
+			},
+		}},
+	}
+}
+
+func (e *env) restorePoint(ctx context.Context, name string) error {
+	if err := catalog.ValidRestorePointName(name); err != nil {
+		return usageError{err}
+	}
+	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sysid, err := conn.SystemID(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	id, err := catalog.ReadIdentity(ctx, st)
+	if err != nil {
+		return err
+	}
+	if err := id.Matches(catalog.SystemID(sysid), conn.Major()); err != nil {
+		return err
+	}
+	if _, err := catalog.ReadRestorePoint(ctx, st, name); err == nil {
+		return fmt.Errorf("%w: %q; pick another name", catalog.ErrRestorePointExists, name)
+	}
+	lsn, tli, err := conn.CreateRestorePoint(ctx, name)
+	if err != nil {
+		return err
+	}
+	rp := catalog.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: time.Now().UTC()}
+	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+		return err
+	}
+	seg, err := conn.SwitchWAL(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := wal.Parse(seg)
+	if err != nil {
+		return err
+	}
+	archived := catalog.WaitForWAL(ctx, st, f, e.cfg.ArchiveTimeout)
+	fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, lsn, tli, rp.Time.Format(time.RFC3339))
+	if archived != nil {
+		e.log.Warn("the restore point's WAL has not reached the repository yet; recovering to it needs it", "segment", seg, "error", archived)
+	}
+	return nil
+}
+
+func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
+	st, err := e.openStore(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rps, err := catalog.ListRestorePoints(ctx, st)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rps)
+	}
+	if len(rps) == 0 {
+		fmt.Fprintln(e.stdout, "no restore points")
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTIME\tLSN\tTL")
+	for _, rp := range rps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", rp.Name, rp.Time.Format(time.RFC3339), rp.LSN, rp.Timeline)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,420 @@
+// Package backup takes online base backups: between pg_backup_start and
+// pg_backup_stop it reads the data directory and every tablespace directly, streams
+// the files into compressed tar parts uploaded in parallel, and writes the manifest
+// that makes the backup exist last.
+package backup
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// Source is the PostgreSQL session a backup runs in (pg.Conn).
+type Source interface {
+	Major() int
+	Cluster(ctx context.Context) (pg.ClusterInfo, error)
+	BackupStart(ctx context.Context, label string, fast bool) (wal.LSN, uint32, error)
+	BackupStop(ctx context.Context) (pg.BackupStopResult, error)
+	WALFileName(ctx context.Context, lsn wal.LSN) (string, error)
+}
+
+// Options tune a backup.
+type Options struct {
+	DataDir        string
+	Fast           bool          // immediate checkpoint at start
+	PartSize       int64         // uncompressed bytes per tar part (a larger file makes a larger part)
+	Concurrency    int           // parts built and uploaded at once
+	Codec          compress.Codec
+	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
+	// Progress, if set, is called about once a second with bytes copied so far and
+	// the total expected.
+	Progress func(done, total int64)
+}
+
+// Pusher takes a backup into a repository.
+type Pusher struct {
+	Store storage.Store
+	Src   Source
+	Log   *slog.Logger
+	Opt   Options
+	Now   func() time.Time
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Run takes one backup and returns its manifest. The backup exists only if Run
+// returns nil; on failure the parts it uploaded are removed (best effort) and nothing
+// can be mistaken for a good backup, since no manifest is written.
+func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	info, err := p.Src.Cluster(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctl, err := pg.ReadControl(p.Opt.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if ctl.SystemID != info.SystemID {
+		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
+			p.Opt.DataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
+	}
+	if _, err := catalog.EnsureIdentity(ctx, p.Store, catalog.Identity{
+		SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
+		CreatedBy: "pgb", FirstWrite: "backup-push",
+	}); err != nil {
+		return nil, err
+	}
+
+	start := now().UTC()
+	m := &catalog.Manifest{
+		Name: start.Format("20060102T150405Z"), SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(),
+		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
+		Compression: p.Opt.Codec.Name(),
+	}
+	for _, t := range info.Tablespaces {
+		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: t.OID, Name: t.Name, Location: t.Location})
+	}
+	if _, err := p.Store.Stat(ctx, catalog.ManifestKey(m.Name)); err == nil {
+		return nil, fmt.Errorf("backup %s already exists: wait a second and run again", m.Name)
+	}
+
+	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push "+m.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release(context.WithoutCancel(ctx))
+
+	ok := false
+	defer func() {
+		if !ok {
+			p.cleanup(context.WithoutCancel(ctx), m.Name)
+		}
+	}()
+
+	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
+	if err != nil {
+		return nil, err
+	}
+	if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
+		return nil, err
+	}
+	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL)
+
+	t, err := walk(p.Opt.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range t.dirs {
+		m.Dirs = append(m.Dirs, catalog.Dir{Path: d.path, Mode: uint32(d.mode)})
+	}
+	for _, l := range t.links {
+		m.Links = append(m.Links, catalog.Link{Path: l.path, Target: l.target})
+	}
+	if err := p.copyFiles(ctx, t, m); err != nil {
+		return nil, err
+	}
+
+	stop, err := p.Src.BackupStop(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.StopLSN, m.Label, m.TablespaceMap, m.NextXID = stop.LSN, stop.Label, stop.TablespaceMap, stop.NextXID
+	m.StopTime = now().UTC()
+	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
+		return nil, err
+	}
+	if err := p.waitForWAL(ctx, m.StopWAL); err != nil {
+		return nil, err
+	}
+	m.Sort()
+	if err := catalog.PutManifest(ctx, p.Store, m); err != nil {
+		return nil, fmt.Errorf("write manifest: %w", err)
+	}
+	ok = true
+	return m, nil
+}
+
+// waitForWAL waits until the backup's stop segment is in the repository: without it
+// the backup cannot be made consistent.
+func (p *Pusher) waitForWAL(ctx context.Context, name string) error {
+	f, err := wal.Parse(name)
+	if err != nil {
+		return err
+	}
+	err = catalog.WaitForWAL(ctx, p.Store, f, p.Opt.ArchiveTimeout)
+	if errors.Is(err, catalog.ErrWALTimeout) {
+		return fmt.Errorf("the backup's stop WAL segment %s did not reach the repository within %s (--archive-timeout): "+
+			"without it the backup cannot be restored, so it was not recorded; check archiving with pgb check", name, p.Opt.ArchiveTimeout)
+	}
+	return err
+}
+
+// cleanup removes the objects of a backup that did not complete.
+func (p *Pusher) cleanup(ctx context.Context, name string) {
+	var keys []string
+	_ = p.Store.List(ctx, catalog.BackupPrefix(name), func(o storage.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	for _, k := range keys {
+		if err := p.Store.Delete(ctx, k); err != nil {
+			p.Log.Warn("could not remove part of an incomplete backup", "key", k, "error", err)
+		}
+	}
+}
+
+// copyFiles streams every file into parts, Concurrency at a time.
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan entry)
+	var (
+		mu      sync.Mutex
+		nextN   atomic.Int64
+		done    atomic.Int64
+		wg      sync.WaitGroup
+		workers = max(p.Opt.Concurrency, 1)
+	)
+	stopProgress := p.progress(&done, t.bytes)
+	defer stopProgress()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done)
+			mu.Lock()
+			m.Files = append(m.Files, files...)
+			m.Parts = append(m.Parts, parts...)
+			mu.Unlock()
+			if err != nil {
+				cancel(err)
+			}
+		}()
+	}
+feed:
+	for _, e := range t.files {
+		select {
+		case work <- e:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	for _, pt := range m.Parts {
+		m.StoredSize += pt.Stored
+	}
+	for _, f := range m.Files {
+		m.Size += f.Size
+	}
+	return nil
+}
+
+func (p *Pusher) progress(done *atomic.Int64, total int64) func() {
+	if p.Opt.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				p.Opt.Progress(done.Load(), total)
+				return
+			case <-tick.C:
+				p.Opt.Progress(done.Load(), total)
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
+
+// part is one tar stream on its way into the repository.
+type part struct {
+	catalog.Part
+	pw   *io.PipeWriter
+	buf  *bufio.Writer
+	ew   *envelope.Writer
+	tw   *tar.Writer
+	done chan error
+}
+
+func (p *Pusher) openPart(ctx context.Context, backup string, n int) (*part, error) {
+	pr, pw := io.Pipe()
+	pt := &part{Part: catalog.Part{N: n}, pw: pw, done: make(chan error, 1)}
+	pt.buf = bufio.NewWriterSize(pw, 1<<20)
+	ew, err := envelope.NewWriter(pt.buf, p.Opt.Codec)
+	if err != nil {
+		return nil, err
+	}
+	pt.ew = ew
+	pt.tw = tar.NewWriter(ew)
+	key := catalog.PartKey(backup, n)
+	go func() {
+		err := p.Store.Put(ctx, key, pr, storage.PutOptions{IfAbsent: true, Size: -1})
+		if err != nil {
+			err = fmt.Errorf("upload %s: %w", key, err)
+		}
+		pr.CloseWithError(errOr(err, io.ErrClosedPipe))
+		pt.done <- err
+	}()
+	return pt, nil
+}
+
+func errOr(err, alt error) error {
+	if err != nil {
+		return err
+	}
+	return alt
+}
+
+// close finishes the part and waits until the repository has it.
+func (pt *part) close() error {
+	err := pt.tw.Close()
+	if err == nil {
+		err = pt.ew.Close()
+	}
+	if err == nil {
+		err = pt.buf.Flush()
+	}
+	pt.pw.CloseWithError(err)
+	if perr := <-pt.done; perr != nil {
+		return perr
+	}
+	pt.Stored = pt.ew.Written()
+	return err
+}
+
+// abort breaks the upload so that nothing of the part is stored.
+func (pt *part) abort(cause error) {
+	pt.pw.CloseWithError(cause)
+	<-pt.done
+}
+
+func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64) ([]catalog.File, []catalog.Part, error) {
+	var (
+		files []catalog.File
+		parts []catalog.Part
+		cur   *part
+		buf   = make([]byte, 256<<10)
+	)
+	fail := func(err error) ([]catalog.File, []catalog.Part, error) {
+		if cur != nil {
+			cur.abort(err)
+		}
+		return nil, nil, err
+	}
+	for e := range work {
+		if ctx.Err() != nil {
+			return fail(context.Cause(ctx))
+		}
+		if cur == nil {
+			var err error
+			if cur, err = p.openPart(ctx, backup, int(nextN.Add(1))); err != nil {
+				return fail(err)
+			}
+		}
+		f, n, err := copyFile(cur.tw, e, buf, done)
+		if err != nil {
+			return fail(err)
+		}
+		if n < 0 {
+			continue // vanished during the backup
+		}
+		f.Part = cur.N
+		files = append(files, f)
+		cur.Files++
+		cur.Size += n
+		if cur.Size >= p.Opt.PartSize {
+			if err := cur.close(); err != nil {
+				return fail(err)
+			}
+			parts = append(parts, cur.Part)
+			cur = nil
+		}
+	}
+	if cur != nil {
+		if err := cur.close(); err != nil {
+			return fail(err)
+		}
+		parts = append(parts, cur.Part)
+	}
+	return files, parts, ctx.Err()
+}
+
+// copyFile appends one file to a tar stream. It copies the size the file has when it
+// is opened: a file that shrinks meanwhile is padded with zeros and one that grows is
+// cut, as PostgreSQL's own base backup does; WAL replay repairs both. A file that
+// vanished returns n < 0.
+func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64) (catalog.File, int64, error) {
+	f, err := os.Open(e.abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return catalog.File{}, -1, nil
+		}
+		return catalog.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return catalog.File{}, 0, fmt.Errorf("stat %s: %w", e.abs, err)
+	}
+	size := fi.Size()
+	hdr := &tar.Header{Name: e.path, Size: size, Mode: int64(e.mode), ModTime: fi.ModTime().Truncate(time.Second), Typeflag: tar.TypeReg}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return catalog.File{}, 0, err
+	}
+	crc := crc32.New(castagnoli)
+	var copied int64
+	for copied < size {
+		want := min(int64(len(buf)), size-copied)
+		n, rerr := io.ReadFull(f, buf[:want])
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			clear(buf[n:want]) // the file shrank: pad
+			n, rerr = int(want), nil
+		}
+		if rerr != nil {
+			return catalog.File{}, 0, fmt.Errorf("read %s: %w", e.abs, rerr)
+		}
+		crc.Write(buf[:n])
+		if _, err := tw.Write(buf[:n]); err != nil {
+			return catalog.File{}, 0, err
+		}
+		copied += int64(n)
+		done.Add(int64(n))
+	}
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
+	return catalog.File{Path: e.path, Size: size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: hex.EncodeToString(sum[:])}, size, nil
+}

@@ -1,0 +1,99 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+const backupLockKey = "locks/backup.json"
+
+// ErrLocked means another backup holds the repository's backup lock.
+var ErrLocked = errors.New("another backup is running")
+
+// Lock is a held repository lock.
+type Lock struct {
+	st    storage.Store
+	key   string
+	Owner LockOwner
+}
+
+// LockOwner says who holds a lock.
+type LockOwner struct {
+	Host    string    `json:"host"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"`
+	What    string    `json:"what"`
+}
+
+// AcquireBackupLock takes the repository's backup lock. A lock left by a dead process
+// on this host (a killed backup) is taken over; any other holder is ErrLocked.
+func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Lock, error) {
+	host, _ := os.Hostname()
+	me := LockOwner{Host: host, PID: os.Getpid(), Started: time.Now().UTC(), What: what}
+	b, _ := json.Marshal(me)
+	for attempt := 0; attempt < 2; attempt++ {
+		err := st.Put(ctx, backupLockKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
+		if err == nil {
+			return &Lock{st: st, key: backupLockKey, Owner: me}, nil
+		}
+		if !errors.Is(err, storage.ErrExist) {
+			return nil, fmt.Errorf("take backup lock: %w", err)
+		}
+		holder, rerr := readLock(ctx, st)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if holder.Host != host || processAlive(holder.PID) || attempt > 0 {
+			return nil, fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
+				ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
+		}
+		// The holder died without releasing the lock: take it over.
+		if err := st.Delete(ctx, backupLockKey); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale backup lock: %w", err)
+		}
+	}
+	return nil, ErrLocked
+}
+
+func readLock(ctx context.Context, st storage.Store) (LockOwner, error) {
+	var o LockOwner
+	rc, err := st.Get(ctx, backupLockKey, 0, -1)
+	if err != nil {
+		return o, fmt.Errorf("read backup lock: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<16))
+	if err != nil {
+		return o, fmt.Errorf("read backup lock: %w", err)
+	}
+	if err := json.Unmarshal(b, &o); err != nil {
+		return o, fmt.Errorf("backup lock %s is damaged (%w): delete it if no backup is running", backupLockKey, err)
+	}
+	return o, nil
+}
+
+// processAlive reports whether a process with that pid exists on this host.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Release gives the lock up.
+func (l *Lock) Release(ctx context.Context) error {
+	if err := l.st.Delete(ctx, l.key); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("release backup lock: %w", err)
+	}
+	return nil
+}

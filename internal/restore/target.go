@@ -1,0 +1,176 @@
+// Package restore brings a base backup back into an empty directory and writes the
+// recovery settings that make PostgreSQL replay archived WAL to the chosen target.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// TargetKind says where recovery stops.
+type TargetKind int
+
+// Recovery targets.
+const (
+	ToEnd       TargetKind = iota // replay the whole archive
+	ToTime                        // recovery_target_time
+	ToName                        // recovery_target_name
+	ToLSN                         // recovery_target_lsn
+	ToXID                         // recovery_target_xid
+	ToImmediate                   // recovery_target = 'immediate'
+)
+
+// Target is a recovery target with its options.
+type Target struct {
+	Kind      TargetKind
+	Time      time.Time
+	Name      string
+	LSN       wal.LSN
+	XID       uint64
+	Exclusive bool   // stop just before the target instead of just after
+	Action    string // pause, promote or shutdown
+	Timeline  string // latest, current or a number
+}
+
+func (t Target) String() string {
+	switch t.Kind {
+	case ToTime:
+		return "time " + t.Time.UTC().Format(time.RFC3339Nano)
+	case ToName:
+		return "restore point " + strconv.Quote(t.Name)
+	case ToLSN:
+		return "LSN " + t.LSN.String()
+	case ToXID:
+		return "transaction " + strconv.FormatUint(t.XID, 10)
+	case ToImmediate:
+		return "the end of the backup (immediate)"
+	}
+	return "the end of the archive"
+}
+
+// ParseTime reads a target time: RFC 3339 or PostgreSQL's format, with a time zone.
+func ParseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	layouts := []string{
+		time.RFC3339Nano,
+		"2006-01-02 15:04:05.999999999Z07:00",
+		"2006-01-02 15:04:05.999999999Z07",
+		"2006-01-02 15:04:05.999999999Z0700",
+		"2006-01-02 15:04:05.999999999 Z07:00",
+		"2006-01-02 15:04:05.999999999 Z07",
+		"2006-01-02 15:04:05.999999999 Z0700",
+		"2006-01-02T15:04:05.999999999Z07",
+		"2006-01-02 15:04:05.999999999 UTC",
+	}
+	for _, l := range layouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, nil
+		}
+	}
+	for _, l := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999", "2006-01-02"} {
+		if _, err := time.Parse(l, s); err == nil {
+			return time.Time{}, fmt.Errorf("target time %q has no time zone: add one, e.g. %q or %q", s, s+"+00", s+"Z")
+		}
+	}
+	return time.Time{}, fmt.Errorf("target time %q: want RFC 3339 (2026-11-23T20:39:44Z) or PostgreSQL's format (2026-11-23 20:39:44.123+00)", s)
+}
+
+// pgTime formats a time the way recovery_target_time takes it.
+func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999999") + "+00" }
+
+// ErrNoUsableBackup means no backup can reach the target.
+var ErrNoUsableBackup = errors.New("no backup can reach the target")
+
+// Choose picks the newest backup that can reach the target: one whose end (its
+// consistency point) comes before the target. name, if set, must be such a backup.
+func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, t *Target, name string) (*catalog.Manifest, error) {
+	if len(backups) == 0 {
+		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, st)
+	}
+	var pointLSN wal.LSN
+	if t.Kind == ToName {
+		rp, err := catalog.ReadRestorePoint(ctx, st, t.Name)
+		if err != nil {
+			if errors.Is(err, catalog.ErrNoRestorePoint) {
+				return nil, fmt.Errorf("%w; %s", err, window(ctx, st, backups))
+			}
+			return nil, err
+		}
+		pointLSN = rp.LSN
+	}
+	reaches := func(m *catalog.Manifest) bool {
+		switch t.Kind {
+		case ToTime:
+			return m.StopTime.Before(t.Time)
+		case ToName:
+			return m.StopLSN <= pointLSN
+		case ToLSN:
+			return m.StopLSN <= t.LSN
+		case ToXID:
+			return m.NextXID <= t.XID
+		}
+		return true
+	}
+	if name != "" {
+		for _, m := range backups {
+			if m.Name == name {
+				if !reaches(m) {
+					return nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
+						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, window(ctx, st, backups))
+				}
+				return m, nil
+			}
+		}
+		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", catalog.ErrNoBackup, name)
+	}
+	for i := len(backups) - 1; i >= 0; i-- {
+		if reaches(backups[i]) {
+			return backups[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, window(ctx, st, backups))
+}
+
+// window describes the recoverable window: from the end of the oldest backup to the
+// newest archived WAL.
+func window(ctx context.Context, st storage.Store, backups []*catalog.Manifest) string {
+	if len(backups) == 0 {
+		return "there are no backups"
+	}
+	first := backups[0]
+	s := fmt.Sprintf("the recoverable window starts at %s (LSN %s, end of backup %s)",
+		first.StopTime.Format(time.RFC3339), first.StopLSN, first.Name)
+	if last, err := LastArchived(ctx, st); err == nil && last != "" {
+		s += " and runs to the end of archived WAL segment " + last
+	}
+	return s
+}
+
+// LastArchived is the name of the newest archived WAL segment ("" if none).
+func LastArchived(ctx context.Context, st storage.Store) (string, error) {
+	last := ""
+	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
+		i := strings.LastIndexByte(o.Key, '/')
+		name := o.Key[i+1:]
+		if f, err := wal.Parse(name); err == nil && f.Kind == wal.Segment && name[8:] > lastSeg(last) {
+			last = name
+		}
+		return nil
+	})
+	return last, err
+}
+
+func lastSeg(name string) string {
+	if len(name) < 24 {
+		return ""
+	}
+	return name[8:]
+}
