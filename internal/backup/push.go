@@ -41,9 +41,9 @@ type Source interface {
 // Options tune a backup.
 type Options struct {
 	DataDir        string
-	Fast           bool          // immediate checkpoint at start
-	PartSize       int64         // uncompressed bytes per tar part (a larger file makes a larger part)
-	Concurrency    int           // parts built and uploaded at once
+	Fast           bool  // immediate checkpoint at start
+	PartSize       int64 // uncompressed bytes per tar part (a larger file makes a larger part)
+	Concurrency    int   // parts built and uploaded at once
 	Codec          compress.Codec
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
 	// Progress, if set, is called about once a second with bytes copied so far and

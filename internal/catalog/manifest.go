@@ -26,7 +26,9 @@ const manifestName = "manifest"
 func BackupPrefix(name string) string { return backupsPrefix + name + "/" }
 
 // PartKey names part n (1-based) of a backup.
-func PartKey(backup string, n int) string { return fmt.Sprintf("%spart-%05d.tar", BackupPrefix(backup), n) }
+func PartKey(backup string, n int) string {
+	return fmt.Sprintf("%spart-%05d.tar", BackupPrefix(backup), n)
+}
 
 // ManifestKey names a backup's manifest.
 func ManifestKey(backup string) string { return BackupPrefix(backup) + manifestName }
