@@ -98,15 +98,14 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	for _, t := range info.Tablespaces {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: t.OID, Name: t.Name, Location: t.Location})
 	}
-	if _, err := p.Store.Stat(ctx, catalog.ManifestKey(m.Name)); err == nil {
-		return nil, fmt.Errorf("backup %s already exists: wait a second and run again", m.Name)
-	}
-
-	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push "+m.Name)
+	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push")
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Release(context.WithoutCancel(ctx))
+	if m.Name, err = p.freeName(ctx, m.Name); err != nil {
+		return nil, err
+	}
 
 	ok := false
 	defer func() {
@@ -115,6 +114,9 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		}
 	}()
 
+	if !p.Opt.Fast {
+		p.Log.Info("waiting for PostgreSQL's checkpoint, spread over checkpoint_completion_target; --fast makes it immediate")
+	}
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
 	if err != nil {
 		return nil, err
@@ -172,6 +174,31 @@ func (p *Pusher) waitForWAL(ctx context.Context, name string) error {
 	}
 	return err
 }
+
+// freeName returns name, or name-2, name-3… when a backup already uses it (two
+// backups in one second). It runs under the backup lock.
+func (p *Pusher) freeName(ctx context.Context, name string) (string, error) {
+	for i := 1; i < 100; i++ {
+		cand := name
+		if i > 1 {
+			cand = fmt.Sprintf("%s-%d", name, i)
+		}
+		used := false
+		err := p.Store.List(ctx, catalog.BackupPrefix(cand), func(storage.ObjectInfo) error {
+			used = true
+			return errStopList
+		})
+		if err != nil && !errors.Is(err, errStopList) {
+			return "", fmt.Errorf("list backups: %w", err)
+		}
+		if !used {
+			return cand, nil
+		}
+	}
+	return "", fmt.Errorf("no free backup name near %s", name)
+}
+
+var errStopList = errors.New("stop listing")
 
 // cleanup removes the objects of a backup that did not complete.
 func (p *Pusher) cleanup(ctx context.Context, name string) {

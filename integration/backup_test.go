@@ -1,0 +1,232 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+func listBackups(t *testing.T, repo string) []string {
+	t.Helper()
+	var rows []struct{ Name string }
+	r := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatalf("backup-list --json: %v\n%s", err, r.stdout)
+	}
+	var names []string
+	for _, row := range rows {
+		names = append(names, row.Name)
+	}
+	return names
+}
+
+func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "5").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	bench := src.Command(t, "pgbench", "-n", "-c", "2", "-T", "8")
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	// Small parts and two workers, so that several parts are written while pgbench runs.
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--part-size", "8MiB", "--concurrency", "2", "--fast")
+	if err := bench.Wait(); err != nil {
+		t.Fatalf("pgbench: %v", err)
+	}
+	want := src.QueryString(t, "SELECT count(*) || '/' || sum(abalance) || '/' || (SELECT count(*) FROM pgbench_history) FROM pgbench_accounts")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	got := c.QueryString(t, "SELECT count(*) || '/' || sum(abalance) || '/' || (SELECT count(*) FROM pgbench_history) FROM pgbench_accounts")
+	if got != want {
+		t.Fatalf("restored accounts/balance/history = %s, source has %s", got, want)
+	}
+	if out, err := c.Command(t, "psql", "-XAtc", "CREATE EXTENSION amcheck; SELECT bt_index_check('pgbench_accounts_pkey', true)").CombinedOutput(); err != nil {
+		t.Fatalf("amcheck on the restored index: %v\n%s", err, out)
+	}
+}
+
+func TestTablespaceIsBackedUpAndRestoredThroughTheMap(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
+	src.Exec(t, "CREATE TABLESPACE fast LOCATION '"+spc+"'")
+	src.Exec(t, "CREATE TABLE on_fast (v int) TABLESPACE fast")
+	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 5000)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(5001, 6000)")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	base := pgtest.TempDir(t)
+	dir, newSpc := filepath.Join(base, "restored"), filepath.Join(base, "spc2")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--tablespace-map", spc+"="+newSpc)
+	link, err := os.Readlink(filepath.Join(dir, "pg_tblspc", src.QueryString(t, "SELECT oid FROM pg_tablespace WHERE spcname = 'fast'")))
+	if err != nil || link != newSpc {
+		t.Fatalf("tablespace link = %q, %v; want %s", link, err, newSpc)
+	}
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM on_fast"); got != 6000 {
+		t.Fatalf("rows in the tablespace = %d, want 6000", got)
+	}
+	if got := c.QueryString(t, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'"); got != newSpc {
+		t.Fatalf("tablespace location = %q, want %s", got, newSpc)
+	}
+}
+
+func TestSecondConcurrentBackupIsRefused(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+	// Hold the lock the way a running backup does: a live process on this host.
+	holder := exec.Command("sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
+	host, _ := os.Hostname()
+	lock := `{"host":"` + host + `","pid":` + strconv.Itoa(holder.Process.Pid) + `,"started":"2026-11-23T00:00:00Z","what":"backup-push X"}`
+	os.MkdirAll(filepath.Join(repo, "locks"), 0o700)
+	os.WriteFile(filepath.Join(repo, "locks", "backup.json"), []byte(lock), 0o600)
+	pgtest.ChownToPG(t, repo)
+
+	start := time.Now()
+	r := pgb(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	if r.code == 0 || !strings.Contains(r.stderr, "another backup is running") {
+		t.Fatalf("second backup: %s", r)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("refusal took %s; it should fail fast", d)
+	}
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("backups after a refused run: %v", names)
+	}
+}
+
+func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "10").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	// Kill the backup while its first part is being written.
+	cmd := exec.Command(pgtest.BuildPGB(t), "backup-push", "--repo", repo, "--concurrency", "1", "--compression", "zstd", "--compression-level", "9", "--fast")
+	cmd.Env = append(cleanEnv(), src.Env()...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		writing, _ := filepath.Glob(filepath.Join(repo, "backups", "*", ".tmp-*"))
+		if len(writing) > 0 {
+			time.Sleep(200 * time.Millisecond)
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("backup never started writing a part:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("a killed backup is listed: %v", names)
+	}
+	r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", filepath.Join(pgtest.TempDir(t), "x"))
+	if r.code == 0 || !strings.Contains(r.stderr, "no backups") {
+		t.Fatalf("restore from only a killed backup: %s", r)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // a new backup name
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	if names := listBackups(t, repo); len(names) != 1 {
+		t.Fatalf("backups after a good run: %v", names)
+	}
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--target-immediate", "--target-action", "promote")
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM pgbench_accounts"); got != 1_000_000 {
+		t.Fatalf("accounts = %d", got)
+	}
+}
+
+func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "CREATE TABLE big AS SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--compression", "none")
+	parts, _ := filepath.Glob(filepath.Join(repo, "backups", "*", "part-*"))
+	if len(parts) == 0 {
+		t.Fatal("no parts")
+	}
+	// Flip one byte in the middle of the largest part: inside some file's data.
+	largest := parts[0]
+	for _, p := range parts {
+		a, _ := os.Stat(p)
+		b, _ := os.Stat(largest)
+		if a.Size() > b.Size() {
+			largest = p
+		}
+	}
+	data, _ := os.ReadFile(largest)
+	data[len(data)/2] ^= 0x40
+	os.WriteFile(largest, data, 0o600)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	if r.code == 0 || !strings.Contains(r.stderr, "file base/") || !strings.Contains(r.stderr, "checksum mismatch") {
+		t.Fatalf("restore of a damaged backup: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
+		t.Fatal("a failed restore left global/pg_control: PostgreSQL could start it")
+	}
+}
+
+func TestBackupFetchRestoresFilesOnly(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	dir := filepath.Join(pgtest.TempDir(t), "fetched")
+	mustPGB(t, "", nil, "backup-fetch", "--repo", repo, "LATEST", dir)
+	for _, f := range []string{"backup_label", "global/pg_control", "PG_VERSION", "pg_wal/archive_status"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("%s missing: %v", f, err)
+		}
+	}
+	for _, f := range []string{"recovery.signal", "postmaster.pid"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s should not be there", f)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf")); strings.Contains(string(b), "restore_command") {
+		t.Errorf("backup-fetch wrote recovery settings:\n%s", b)
+	}
+}
