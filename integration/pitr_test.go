@@ -21,6 +21,7 @@ type scenario struct {
 	lastTS      string // timestamp of the last committed row
 	dropTime    string // a time after the last commit and before the drop
 	lsnBefore   string // an LSN after the last commit and before the drop
+	lastXID     string // the transaction that committed the last row
 	backupStop  time.Time
 	backupNames []string
 }
@@ -37,6 +38,7 @@ func newScenario(t *testing.T) *scenario {
 	mustPGB(t, "", s.src.Env(), "restore-point", "--repo", s.repo, "before_release")
 	s.atPoint = s.src.QueryInt(t, "SELECT count(*) FROM ticks")
 	s.tick(t, 20)
+	s.lastXID = s.src.QueryString(t, "INSERT INTO ticks (pad) VALUES ('last') RETURNING pg_current_xact_id()")
 	s.beforeDrop = s.src.QueryInt(t, "SELECT count(*) FROM ticks")
 	s.lastTS = s.src.QueryString(t, "SELECT max(ts) FROM ticks")
 	time.Sleep(50 * time.Millisecond)
@@ -125,6 +127,15 @@ func TestRestoreToLSNBeforeTheDrop(t *testing.T) {
 	}
 	if got := c.QueryString(t, "SELECT max(ts) FROM ticks"); got != s.lastTS {
 		t.Fatalf("last row at %s, want %s", got, s.lastTS)
+	}
+}
+
+func TestRestoreToTransactionID(t *testing.T) {
+	s := newScenario(t)
+	c := s.restore(t, "--target-xid", s.lastXID, "--target-action", "promote")
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != s.beforeDrop {
+		t.Fatalf("rows = %d, want %d", got, s.beforeDrop)
 	}
 }
 
