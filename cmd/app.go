@@ -209,3 +209,18 @@ func exactArgs(c *cli.Context, n int, names string) error {
 }
 
 var errSilent = errors.New("failure already reported")
+
+// action builds a command's Action: it checks the positional arguments, loads the
+// configuration and calls fn.
+func action(nargs int, names string, fn func(c *cli.Context, e *env) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if err := exactArgs(c, nargs, names); err != nil {
+			return err
+		}
+		e, err := load(c)
+		if err != nil {
+			return err
+		}
+		return fn(c, e)
+	}
+}

@@ -18,16 +18,9 @@ func backupListCommand() *cli.Command {
 		Usage:       "list the complete backups, oldest first",
 		Description: "One row per backup whose manifest exists. --json prints the same as a JSON array.",
 		Flags:       append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 0, "none"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupList(c.Context, c.Bool("json"))
-		},
+		}),
 	}
 }
 

@@ -23,16 +23,9 @@ func backupPushCommand() *cli.Command {
 			"repository at a time. Exits 0 only when the backup is complete and restorable.",
 		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 0, "none"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupPush(c.Context)
-		},
+		}),
 	}
 }
 

@@ -29,16 +29,9 @@ func checkCommand() *cli.Command {
 			"--archive-timeout) until that segment is in the repository. Prints one ok/FAIL line per step;\n" +
 			"exits non-zero on any failure.",
 		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 0, "none"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.check(c.Context)
-		},
+		}),
 	}
 }
 

@@ -29,20 +29,13 @@ func restoreCommand() *cli.Command {
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
 			"interrupted restore never leaves a directory PostgreSQL would start.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 0, "none"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
 			if err != nil {
 				return err
 			}
 			return e.restore(c, c.String("backup"), e.cfg.PGData, &t)
-		},
+		}),
 	}
 }
 
@@ -55,20 +48,13 @@ func backupFetchCommand() *cli.Command {
 			"tablespace_map, verifying every file, but writes no recovery.signal and no restore_command:\n" +
 			"for those who set up recovery themselves.",
 		Flags: append(flags(config.KeyConcurrency), restoreFlags(false)...),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 2, "NAME DIR"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(2, "NAME DIR", func(c *cli.Context, e *env) error {
 			name := c.Args().Get(0)
 			if strings.EqualFold(name, "LATEST") {
 				name = ""
 			}
 			return e.restore(c, name, c.Args().Get(1), nil)
-		},
+		}),
 	}
 }
 

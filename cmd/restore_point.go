@@ -24,30 +24,16 @@ func restorePointCommand() *cli.Command {
 			"and switches WAL so that the point reaches the archive promptly (waiting up to\n" +
 			"--archive-timeout). restore --target-name NAME then recovers to exactly that point.",
 		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1, "NAME"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(1, "NAME", func(c *cli.Context, e *env) error {
 			return e.restorePoint(c.Context, c.Args().First())
-		},
+		}),
 		Subcommands: []*cli.Command{{
 			Name:  "list",
 			Usage: "list restore points, oldest first",
 			Flags: append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
-			Action: func(c *cli.Context) error {
-				if err := exactArgs(c, 0, "none"); err != nil {
-					return err
-				}
-				e, err := load(c)
-				if err != nil {
-					return err
-				}
+			Action: action(0, "none", func(c *cli.Context, e *env) error {
 				return e.restorePointList(c.Context, c.Bool("json"))
-			},
+			}),
 		}},
 	}
 }

@@ -22,16 +22,9 @@ func walPushCommand() *cli.Command {
 			"stored object untouched. The first push binds the repository to this cluster (system identifier\n" +
 			"and PostgreSQL version, from global/pg_control); pushes from another cluster are refused.",
 		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel),
-		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1, "PATH"); err != nil {
-				return err
-			}
-			e, err := load(c)
-			if err != nil {
-				return err
-			}
+		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
 			return e.walPush(c, c.Args().First())
-		},
+		}),
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -48,7 +49,7 @@ type Options struct {
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
-	Progress func(done, total int64)
+	Progress progress.Func
 }
 
 // Pusher takes a backup into a repository.
@@ -226,7 +227,7 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) er
 		wg      sync.WaitGroup
 		workers = max(p.Opt.Concurrency, 1)
 	)
-	stopProgress := p.progress(&done, t.bytes)
+	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -264,28 +265,6 @@ feed:
 	return nil
 }
 
-func (p *Pusher) progress(done *atomic.Int64, total int64) func() {
-	if p.Opt.Progress == nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				p.Opt.Progress(done.Load(), total)
-				return
-			case <-tick.C:
-				p.Opt.Progress(done.Load(), total)
-			}
-		}
-	}()
-	return func() { close(stop); <-finished }
-}
 
 // part is one tar stream on its way into the repository.
 type part struct {

@@ -27,6 +27,7 @@ import (
 	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/storage"
 )
 
@@ -42,7 +43,7 @@ type Options struct {
 	// Recovery, when set, are the settings written to postgresql.auto.conf along with
 	// recovery.signal. Nil (backup-fetch) restores the files only.
 	Recovery *Recovery
-	Progress func(done, total int64)
+	Progress progress.Func
 }
 
 // Recovery is what restore writes for PostgreSQL's recovery.
@@ -271,7 +272,7 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 	)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stop := r.progress(&done, m.Size)
+	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
 	parts := make(chan catalog.Part)
 	for w := 0; w < max(r.Opt.Concurrency, 1); w++ {
@@ -310,28 +311,6 @@ feed:
 	return nil
 }
 
-func (r *Restorer) progress(done *atomic.Int64, total int64) func() {
-	if r.Opt.Progress == nil {
-		return func() {}
-	}
-	stop := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				r.Opt.Progress(done.Load(), total)
-				return
-			case <-tick.C:
-				r.Opt.Progress(done.Load(), total)
-			}
-		}
-	}()
-	return func() { close(stop); <-finished }
-}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
