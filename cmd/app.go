@@ -84,9 +84,10 @@ func commitSuffix(c string) string {
 var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyLogLevel, config.KeyLogFormat,
 	config.KeyStorageTimeout, config.KeyStorageRetries}
 
-// flags builds the flags of a command: the common settings plus keys.
+// flags builds the flags of a command: the common settings, every repository
+// backend's settings, plus keys.
 func flags(keys ...string) []cli.Flag {
-	all := append(append([]string(nil), commonKeys...), keys...)
+	all := append(append(append([]string(nil), commonKeys...), config.RepoKeys()...), keys...)
 	out := make([]cli.Flag, 0, len(all))
 	for _, k := range all {
 		s, ok := config.Lookup(k)
@@ -98,7 +99,7 @@ func flags(keys ...string) []cli.Flag {
 			usage += " (prefer the environment or the config file: flags show in ps)"
 		}
 		if s.Kind == config.Bool {
-			out = append(out, &cli.BoolFlag{Name: s.Key, Usage: usage, EnvVars: s.Env})
+			out = append(out, &cli.BoolFlag{Name: s.Key, Usage: usage, EnvVars: s.Env, Category: s.Category})
 			continue
 		}
 		out = append(out, &cli.StringFlag{
@@ -107,6 +108,7 @@ func flags(keys ...string) []cli.Flag {
 			EnvVars:     s.Env,
 			Value:       s.Default,
 			DefaultText: s.Default,
+			Category:    s.Category,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Names()[0] < out[j].Names()[0] })

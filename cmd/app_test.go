@@ -145,4 +145,12 @@ func TestSecretOnTheCommandLineIsWarnedAbout(t *testing.T) {
 	if strings.Contains(r.stderr+r.stdout, "hunter2") {
 		t.Errorf("the password was echoed: %+v", r)
 	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "hunter3")
+	t.Setenv("PGB_PG_DSN", "password=hunter4")
+	for _, c := range newApp(Build{}, nil, nil).Commands {
+		r := pgb(t, c.Name, "--help")
+		if strings.Contains(r.stdout+r.stderr, "hunter") {
+			t.Errorf("%s --help shows a secret from the environment:\n%s", c.Name, r.stdout)
+		}
+	}
 }

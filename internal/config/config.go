@@ -35,12 +35,13 @@ const (
 
 // Setting describes one configuration key.
 type Setting struct {
-	Key     string
-	Env     []string
-	Default string
-	Usage   string
-	Kind    Kind
-	Secret  bool // never echoed; warn when given on the command line
+	Key      string
+	Env      []string
+	Default  string
+	Usage    string
+	Kind     Kind
+	Secret   bool   // never echoed; warn when given on the command line
+	Category string // --help group
 }
 
 // Keys of the settings.
@@ -59,6 +60,36 @@ const (
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
+
+	KeyS3Endpoint        = "s3-endpoint"
+	KeyS3Region          = "s3-region"
+	KeyS3ForcePathStyle  = "s3-force-path-style"
+	KeyS3AccessKeyID     = "s3-access-key-id"
+	KeyS3SecretAccessKey = "s3-secret-access-key"
+	KeyS3SessionToken    = "s3-session-token"
+	KeyS3Profile         = "s3-profile"
+	KeyS3SSE             = "s3-sse"
+	KeyS3SSEKMSKeyID     = "s3-sse-kms-key-id"
+	KeyS3StorageClass    = "s3-storage-class"
+	KeyS3PartSize        = "s3-part-size"
+	KeyS3Concurrency     = "s3-upload-concurrency"
+	KeyS3MaxAttempts     = "s3-max-attempts"
+	KeyS3RequestTimeout  = "s3-request-timeout"
+	KeyS3RateLimit       = "s3-rate-limit"
+
+	KeyGCSCredentialsFile = "gcs-credentials-file"
+	KeyGCSEndpoint        = "gcs-endpoint"
+	KeyGCSChunkSize       = "gcs-chunk-size"
+	KeyGCSStorageClass    = "gcs-storage-class"
+	KeyGCSKMSKeyName      = "gcs-kms-key-name"
+	KeyGCSMaxAttempts     = "gcs-max-attempts"
+	KeyGCSRequestTimeout  = "gcs-request-timeout"
+)
+
+// Categories group settings in --help.
+const (
+	CategoryS3  = "S3 repository (s3://bucket/prefix)"
+	CategoryGCS = "GCS repository (gs://bucket/prefix)"
 )
 
 // Settings is the table of every setting pgb knows.
@@ -77,6 +108,42 @@ var settings = []Setting{
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
+
+	{Key: KeyS3Endpoint, Env: []string{"PGB_S3_ENDPOINT"}, Category: CategoryS3, Usage: "endpoint `URL` of an S3-compatible store (MinIO, Ceph RGW, versitygw, R2…); empty = AWS"},
+	{Key: KeyS3Region, Env: []string{"PGB_S3_REGION", "AWS_REGION"}, Category: CategoryS3, Usage: "region (default: the SDK's configuration, else us-east-1)"},
+	{Key: KeyS3ForcePathStyle, Env: []string{"PGB_S3_FORCE_PATH_STYLE"}, Default: "false", Kind: Bool, Category: CategoryS3, Usage: "path-style addressing (http://endpoint/bucket/key), as most S3-compatible stores need"},
+	{Key: KeyS3AccessKeyID, Env: []string{"AWS_ACCESS_KEY_ID"}, Category: CategoryS3, Usage: "static access key id (default: the SDK's credential chain: env, shared profile, web identity, container and instance roles)"},
+	{Key: KeyS3SecretAccessKey, Env: []string{"AWS_SECRET_ACCESS_KEY"}, Category: CategoryS3, Secret: true, Usage: "static secret access key"},
+	{Key: KeyS3SessionToken, Env: []string{"AWS_SESSION_TOKEN"}, Category: CategoryS3, Secret: true, Usage: "session token for temporary static credentials"},
+	{Key: KeyS3Profile, Env: []string{"AWS_PROFILE"}, Category: CategoryS3, Usage: "shared-config profile"},
+	{Key: KeyS3SSE, Env: []string{"PGB_S3_SSE"}, Category: CategoryS3, Usage: "server-side encryption: AES256 or aws:kms"},
+	{Key: KeyS3SSEKMSKeyID, Env: []string{"PGB_S3_SSE_KMS_KEY_ID"}, Category: CategoryS3, Usage: "KMS key id for aws:kms"},
+	{Key: KeyS3StorageClass, Env: []string{"PGB_S3_STORAGE_CLASS"}, Category: CategoryS3, Usage: "storage class of new objects (e.g. STANDARD_IA)"},
+	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size (memory per upload: part size × upload concurrency)"},
+	{Key: KeyS3Concurrency, Env: []string{"PGB_S3_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryS3, Usage: "parts of one upload in flight"},
+	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryS3, Usage: "attempts per HTTP request inside the SDK (pgb's --storage-retries sits above)"},
+	{Key: KeyS3RequestTimeout, Env: []string{"PGB_S3_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryS3, Usage: "timeout of one HTTP request"},
+	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
+
+	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
+	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
+	{Key: KeyGCSChunkSize, Env: []string{"PGB_GCS_CHUNK_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryGCS, Usage: "resumable upload chunk size (memory per upload)"},
+	{Key: KeyGCSStorageClass, Env: []string{"PGB_GCS_STORAGE_CLASS"}, Category: CategoryGCS, Usage: "storage class of new objects (e.g. NEARLINE)"},
+	{Key: KeyGCSKMSKeyName, Env: []string{"PGB_GCS_KMS_KEY_NAME"}, Category: CategoryGCS, Usage: "Cloud KMS key name for CMEK"},
+	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "attempts per request inside the client (pgb's --storage-retries sits above)"},
+	{Key: KeyGCSRequestTimeout, Env: []string{"PGB_GCS_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryGCS, Usage: "timeout of one request"},
+}
+
+// RepoKeys are the settings of every repository backend: every command that opens a
+// repository takes them.
+func RepoKeys() []string {
+	var out []string
+	for _, s := range settings {
+		if s.Category == CategoryS3 || s.Category == CategoryGCS {
+			out = append(out, s.Key)
+		}
+	}
+	return out
 }
 
 // Lookup returns the setting for key.
@@ -108,6 +175,27 @@ type Config struct {
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
+	S3               S3
+	GCS              GCS
+}
+
+// S3 holds the S3 repository settings.
+type S3 struct {
+	Endpoint, Region                           string
+	ForcePathStyle                             bool
+	AccessKeyID, SecretAccessKey, SessionToken string
+	Profile, SSE, SSEKMSKeyID, StorageClass    string
+	PartSize                                   int64
+	Concurrency, MaxAttempts, RateLimit        int
+	RequestTimeout                             time.Duration
+}
+
+// GCS holds the GCS repository settings.
+type GCS struct {
+	CredentialsFile, Endpoint, StorageClass, KMSKeyName string
+	ChunkSize                                           int64
+	MaxAttempts                                         int
+	RequestTimeout                                      time.Duration
 }
 
 // Source yields the values set above the file: by flag or environment. ok is false
@@ -176,6 +264,39 @@ func Load(src Source) (Config, error) {
 			errs = append(errs, fmt.Sprintf("%s: %q is not a size of at least 1MiB (e.g. 512MiB, 1GiB)", where, v))
 		}
 		c.PartSize = n
+	}
+	size := func(key string, minimum int64) int64 {
+		v, where := get(key)
+		n, err := ParseSize(v)
+		if err != nil || n < minimum {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a size of at least %d bytes (e.g. 16MiB)", where, v, minimum))
+		}
+		return n
+	}
+	boolean := func(key string) bool {
+		v, where := get(key)
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
+		}
+		return b
+	}
+	c.S3 = S3{
+		Endpoint: str(KeyS3Endpoint), Region: str(KeyS3Region), ForcePathStyle: boolean(KeyS3ForcePathStyle),
+		AccessKeyID: str(KeyS3AccessKeyID), SecretAccessKey: str(KeyS3SecretAccessKey), SessionToken: str(KeyS3SessionToken),
+		Profile: str(KeyS3Profile), SSE: str(KeyS3SSE), SSEKMSKeyID: str(KeyS3SSEKMSKeyID), StorageClass: str(KeyS3StorageClass),
+		PartSize: size(KeyS3PartSize, 5<<20), Concurrency: integer(KeyS3Concurrency), MaxAttempts: integer(KeyS3MaxAttempts),
+		RateLimit: integer(KeyS3RateLimit), RequestTimeout: duration(KeyS3RequestTimeout),
+	}
+	switch c.S3.SSE {
+	case "", "AES256", "aws:kms":
+	default:
+		errs = append(errs, fmt.Sprintf("s3-sse %q: want AES256 or aws:kms", c.S3.SSE))
+	}
+	c.GCS = GCS{
+		CredentialsFile: str(KeyGCSCredentialsFile), Endpoint: str(KeyGCSEndpoint), StorageClass: str(KeyGCSStorageClass),
+		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10), MaxAttempts: integer(KeyGCSMaxAttempts),
+		RequestTimeout: duration(KeyGCSRequestTimeout),
 	}
 	c.Concurrency = integer(KeyConcurrency)
 	if c.Concurrency <= 0 {
