@@ -356,18 +356,76 @@ func (t *timedReadSeeker) Seek(off int64, whence int) (int64, error) { return t.
 
 // Get opens the object, retrying the opening as New describes. The reader must be
 // closed, which also releases the attempt's context.
+//
+// A body that breaks off with a retryable error (a reset connection, a truncated
+// response) is resumed: the object is opened again at the first byte not yet read,
+// up to MaxAttempts times per Get. This relies on objects never changing under a key
+// once written, which holds for everything pgb stores.
 func (s *store) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	rc, err := s.open(ctx, key, off, length)
+	if err != nil {
+		return nil, err
+	}
+	return &resumer{s: s, ctx: ctx, key: key, off: off, length: length, rc: rc}, nil
+}
+
+func (s *store) open(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
 	err := s.run(ctx, call{op: "get", key: key, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
 		var err error
 		rc, err = s.getAttempt(ctx, key, off, length)
 		return err
 	}})
-	if err != nil {
-		return nil, err
-	}
-	return rc, nil
+	return rc, err
 }
+
+// resumer reads a Get body, reopening the object where a broken body stopped.
+type resumer struct {
+	s           *store
+	ctx         context.Context
+	key         string
+	off, length int64 // the range asked for; length < 0: to the end
+	read        int64
+	resumes     int
+	rc          io.ReadCloser
+}
+
+func (r *resumer) Read(p []byte) (int, error) {
+	for {
+		n, err := r.rc.Read(p)
+		r.read += int64(n)
+		if err == nil || err == io.EOF || n > 0 {
+			if err != nil && err != io.EOF && n > 0 {
+				err = nil // report the bytes now; the error comes back on the next Read
+			}
+			return n, err
+		}
+		if !Retryable(err) || r.ctx.Err() != nil || r.resumes+1 >= r.s.cfg.MaxAttempts {
+			return 0, err
+		}
+		r.resumes++
+		r.rc.Close()
+		if werr := r.s.cfg.Sleep(r.ctx, r.s.backoff(r.resumes)); werr != nil {
+			return 0, err
+		}
+		length := r.length
+		if length >= 0 {
+			length -= r.read
+		}
+		rc, oerr := r.s.open(r.ctx, r.key, r.off+r.read, length)
+		if oerr != nil {
+			r.rc = io.NopCloser(errReader{oerr})
+			return 0, fmt.Errorf("resume reading %s after %w: %w", r.key, err, oerr)
+		}
+		r.rc = rc
+	}
+}
+
+func (r *resumer) Close() error { return r.rc.Close() }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // getAttempt opens the reader under a context whose deadline is disarmed once the
 // reader is returned: the reader may need the context for as long as it is read.

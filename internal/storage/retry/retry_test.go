@@ -486,3 +486,45 @@ func (s *slowReader) Read(p []byte) (int, error) {
 }
 
 func (s *slowReader) Seek(off int64, whence int) (int64, error) { return s.r.Seek(off, whence) }
+
+func TestGetResumesABrokenBody(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	want := strings.Repeat("0123456789", 10_000)
+	if err := inner.Put(ctx, "k", strings.NewReader(want), storage.PutOptions{Size: int64(len(want))}); err != nil {
+		t.Fatal(err)
+	}
+	// The first two bodies break off; the third is whole.
+	f := faulty.New(inner, faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 30_000, Count: 2})
+	s := retry.New(f, retry.Config{MaxAttempts: 3, Sleep: (&fakeClock{}).sleep})
+	got, err := readAll(s, ctx, "k")
+	if err != nil || got != want {
+		t.Fatalf("resumed read: %d bytes, %v", len(got), err)
+	}
+	if n := f.Calls(faulty.Get); n != 3 {
+		t.Fatalf("opened %d times, want 3", n)
+	}
+
+	// A range is resumed as a range.
+	f.Reset()
+	f.Add(faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 1000, Count: 1})
+	rc, err := s.Get(ctx, "k", 5, 20_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(b) != want[5:20_005] {
+		t.Fatalf("resumed range: %d bytes, %v", len(b), err)
+	}
+
+	// A body that keeps breaking fails after MaxAttempts opens, with the error.
+	f.Reset()
+	f.Add(faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 100})
+	if _, err := readAll(s, ctx, "k"); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("persistent truncation: %v", err)
+	}
+	if n := f.Calls(faulty.Get); n != 3 {
+		t.Fatalf("opened %d times, want 3", n)
+	}
+}
