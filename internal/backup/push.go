@@ -24,8 +24,8 @@ import (
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
-	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -264,7 +264,6 @@ feed:
 	}
 	return nil
 }
-
 
 // part is one tar stream on its way into the repository.
 type part struct {

@@ -311,7 +311,6 @@ feed:
 	return nil
 }
 
-
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (r *Restorer) restorePart(ctx context.Context, m *catalog.Manifest, pt catalog.Part, want map[string]*catalog.File,
