@@ -4,13 +4,14 @@ BIN     ?= bin/pgb
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit demo bench vet fmt clean
+.PHONY: build test test-servers unit demo bench vet fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-## test: vet plus every test, the integration tests against a real PostgreSQL 15 included.
-test:
+## test: vet plus every test, the integration tests against a real PostgreSQL 15 and the
+## S3 (versitygw) and GCS (fake-gcs-server) backend tests included.
+test: test-servers
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
@@ -25,6 +26,10 @@ demo: build
 ## bench: the project's own benchmarks (see scripts/bench).
 bench:
 	scripts/bench
+
+## test-servers: the pinned object-store servers the backend tests run against.
+test-servers:
+	scripts/install-test-servers
 
 vet:
 	$(GO) vet ./...
