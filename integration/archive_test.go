@@ -14,9 +14,16 @@ import (
 // archivingCluster starts a cluster whose archive_command is pgb wal-push into repo.
 func archivingCluster(t *testing.T, repo string, extra ...string) *pgtest.Cluster {
 	t.Helper()
+	return archivingClusterWith(t, append([]string{"--repo", repo}, extra...))
+}
+
+// archivingClusterWith starts a cluster whose archive_command is pgb wal-push with
+// the given flags (which select the repository).
+func archivingClusterWith(t *testing.T, flags []string) *pgtest.Cluster {
+	t.Helper()
 	bin := pgtest.BuildPGB(t)
 	c := pgtest.NewCluster(t, pgtest.Options{
-		ArchiveCommand: bin + " wal-push --repo " + repo + " " + strings.Join(extra, " ") + " %p",
+		ArchiveCommand: bin + " wal-push " + strings.Join(flags, " ") + " %p",
 	})
 	c.Start(t)
 	return c

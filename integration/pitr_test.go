@@ -14,7 +14,8 @@ import (
 // scenario is the story pgb exists for: a table gets rows, a base backup is taken
 // mid-way, a restore point is made, more rows commit, and then the table is dropped.
 type scenario struct {
-	repo        string
+	repo        string   // the filesystem repository ("" for object stores)
+	sel         []string // the flags that select the repository: --repo X or --config F
 	src         *pgtest.Cluster
 	atPoint     int64  // rows committed when the restore point was made
 	beforeDrop  int64  // rows committed before the drop
@@ -29,13 +30,21 @@ type scenario struct {
 func newScenario(t *testing.T) *scenario {
 	t.Helper()
 	pgtest.Require(t)
-	s := &scenario{repo: newRepo(t)}
-	s.src = archivingCluster(t, s.repo)
+	repo := newRepo(t)
+	return newScenarioOn(t, repo, []string{"--repo", repo})
+}
+
+// newScenarioOn plays the scenario against the repository that sel selects.
+func newScenarioOn(t *testing.T, repo string, sel []string) *scenario {
+	t.Helper()
+	pgtest.Require(t)
+	s := &scenario{repo: repo, sel: sel}
+	s.src = archivingClusterWith(t, sel)
 	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
 	s.tick(t, 20)
 	s.backup(t)
 	s.tick(t, 20)
-	mustPGB(t, "", s.src.Env(), "restore-point", "--repo", s.repo, "before_release")
+	mustPGB(t, "", s.src.Env(), s.cmd("restore-point", "before_release")...)
 	s.atPoint = s.src.QueryInt(t, "SELECT count(*) FROM ticks")
 	s.tick(t, 20)
 	s.lastXID = s.src.QueryString(t, "INSERT INTO ticks (pad) VALUES ('last') RETURNING pg_current_xact_id()")
@@ -51,6 +60,11 @@ func newScenario(t *testing.T) *scenario {
 	return s
 }
 
+// cmd is a pgb command line against the scenario's repository.
+func (s *scenario) cmd(name string, args ...string) []string {
+	return append(append([]string{name}, s.sel...), args...)
+}
+
 // tick commits n rows, one transaction each, about 10 ms apart.
 func (s *scenario) tick(t *testing.T, n int) {
 	t.Helper()
@@ -62,7 +76,7 @@ func (s *scenario) tick(t *testing.T, n int) {
 
 func (s *scenario) backup(t *testing.T) {
 	t.Helper()
-	r := mustPGB(t, "", s.src.Env(), "backup-push", "--repo", s.repo, "--fast")
+	r := mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast")...)
 	if !strings.Contains(r.stdout, "complete") {
 		t.Fatalf("backup-push summary: %s", r)
 	}
@@ -70,7 +84,7 @@ func (s *scenario) backup(t *testing.T) {
 		Name     string    `json:"name"`
 		StopTime time.Time `json:"stop_time"`
 	}
-	out := mustPGB(t, "", nil, "backup-list", "--repo", s.repo, "--json")
+	out := mustPGB(t, "", nil, s.cmd("backup-list", "--json")...)
 	if err := json.Unmarshal([]byte(out.stdout), &rows); err != nil {
 		t.Fatalf("backup-list --json: %v\n%s", err, out.stdout)
 	}
@@ -85,7 +99,7 @@ func (s *scenario) backup(t *testing.T) {
 func (s *scenario) restore(t *testing.T, args ...string) *pgtest.Cluster {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
-	r := mustPGB(t, "", nil, append([]string{"restore", "--repo", s.repo, "--pgdata", dir}, args...)...)
+	r := mustPGB(t, "", nil, s.cmd("restore", append([]string{"--pgdata", dir}, args...)...)...)
 	if !strings.Contains(r.stdout, "every file verified") {
 		t.Fatalf("restore output: %s", r)
 	}
