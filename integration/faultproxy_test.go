@@ -1,0 +1,124 @@
+package integration
+
+import (
+	"io"
+	"log"
+	"math/rand"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// faultProxy sits between pgb and a real object-store server and breaks a share of the
+// requests the way real networks do: 503 SlowDown answers, connections reset before an
+// answer, and response bodies cut off short of their Content-Length. Decisions come
+// from a seeded source, so a run is reproducible; every fault is counted.
+type faultProxy struct {
+	URL string // what pgb uses as its endpoint
+
+	mu       sync.Mutex
+	rng      *rand.Rand
+	failRate float64 // share of requests that get a fault
+	faults   atomic.Int64
+	requests atomic.Int64
+}
+
+func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) *faultProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{rng: rand.New(rand.NewSource(seed)), failRate: failRate}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.requests.Add(1)
+		switch p.pick() {
+		case "503":
+			p.faults.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+		case "reset":
+			p.faults.Add(1)
+			io.Copy(io.Discard, r.Body)
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, _, err := hj.Hijack(); err == nil {
+					if tc, ok := conn.(*net.TCPConn); ok {
+						tc.SetLinger(0) // RST, not FIN
+					}
+					conn.Close()
+					return
+				}
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		case "truncate":
+			p.faults.Add(1)
+			rp.ServeHTTP(&truncatingWriter{ResponseWriter: w, method: r.Method}, r)
+		default:
+			rp.ServeHTTP(w, r)
+		}
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+func (p *faultProxy) pick() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rng.Float64() >= p.failRate {
+		return ""
+	}
+	return []string{"503", "reset", "truncate"}[p.rng.Intn(3)]
+}
+
+// truncatingWriter passes on the status and headers (Content-Length included) but only
+// half of a GET body, then breaks the connection.
+type truncatingWriter struct {
+	http.ResponseWriter
+	method  string
+	limit   int64
+	written int64
+	cut     bool
+}
+
+func (w *truncatingWriter) WriteHeader(code int) {
+	if n, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil && w.method == http.MethodGet && code < 300 && n > 1 {
+		w.limit = n / 2
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *truncatingWriter) Write(b []byte) (int, error) {
+	if w.limit == 0 || w.cut {
+		if w.cut {
+			return 0, io.ErrClosedPipe
+		}
+		return w.ResponseWriter.Write(b)
+	}
+	if w.written+int64(len(b)) > w.limit {
+		b = b[:w.limit-w.written]
+		w.ResponseWriter.Write(b)
+		w.cut = true
+		if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+			}
+		}
+		return 0, io.ErrClosedPipe
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
