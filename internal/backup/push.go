@@ -96,9 +96,6 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
 		Compression: p.Opt.Codec.Name(),
 	}
-	for _, t := range info.Tablespaces {
-		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: t.OID, Name: t.Name, Location: t.Location})
-	}
 	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push")
 	if err != nil {
 		return nil, err
@@ -136,6 +133,15 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	}
 	for _, l := range t.links {
 		m.Links = append(m.Links, catalog.Link{Path: l.path, Target: l.target})
+	}
+	// The tablespaces are what the walk found under pg_tblspc, so that one created
+	// while the backup started is restorable too; names come from the catalog.
+	names := map[uint32]string{}
+	for _, ts := range info.Tablespaces {
+		names[ts.OID] = ts.Name
+	}
+	for _, ts := range t.tablespaces {
+		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	if err := p.copyFiles(ctx, t, m); err != nil {
 		return nil, err
@@ -362,18 +368,21 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 		cur.Files++
 		cur.Size += n
 		if cur.Size >= p.Opt.PartSize {
-			if err := cur.close(); err != nil {
+			pt := cur
+			cur = nil // closed either way: fail must not abort it again
+			if err := pt.close(); err != nil {
 				return fail(err)
 			}
-			parts = append(parts, cur.Part)
-			cur = nil
+			parts = append(parts, pt.Part)
 		}
 	}
 	if cur != nil {
-		if err := cur.close(); err != nil {
+		pt := cur
+		cur = nil
+		if err := pt.close(); err != nil {
 			return fail(err)
 		}
-		parts = append(parts, cur.Part)
+		parts = append(parts, pt.Part)
 	}
 	return files, parts, ctx.Err()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -44,10 +45,17 @@ type entry struct {
 
 // tree is the result of a walk.
 type tree struct {
-	dirs  []entry
-	files []entry
-	links []entry
-	bytes int64
+	dirs        []entry
+	files       []entry
+	links       []entry
+	tablespaces []tablespace
+	bytes       int64
+}
+
+// tablespace is a link found under pg_tblspc.
+type tablespace struct {
+	oid      uint32
+	location string
 }
 
 // walk lists what belongs in a base backup of dataDir. Tablespace links under
@@ -99,6 +107,11 @@ func (t *tree) walkDir(abs, rel string, top bool) error {
 				if err != nil {
 					return fmt.Errorf("tablespace %s -> %s: %w", p, target, err)
 				}
+				oid, err := strconv.ParseUint(name, 10, 32)
+				if err != nil {
+					return fmt.Errorf("pg_tblspc/%s is not a tablespace OID", name)
+				}
+				t.tablespaces = append(t.tablespaces, tablespace{oid: uint32(oid), location: target})
 				t.dirs = append(t.dirs, entry{path: p, abs: a, mode: ti.Mode().Perm()})
 				if err := t.walkDir(a, p, false); err != nil {
 					return err

@@ -52,11 +52,22 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Loc
 		if rerr != nil {
 			return nil, rerr
 		}
+		locked := fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
+			ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
 		if holder.Host != host || processAlive(holder.PID) || attempt > 0 {
-			return nil, fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
-				ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
+			return nil, locked
 		}
-		// The holder died without releasing the lock: take it over.
+		// The holder died without releasing the lock. Several processes may find the
+		// same stale lock: only the one that claims it (put-if-absent of a marker named
+		// after that very lock) may remove it, so none can remove a fresh lock another
+		// took meanwhile. Markers are tiny and stay, one per taken-over lock.
+		marker := fmt.Sprintf("%s.takeover-%d-%d", backupLockKey, holder.PID, holder.Started.UnixNano())
+		if err := st.Put(ctx, marker, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))}); err != nil {
+			if errors.Is(err, storage.ErrExist) {
+				return nil, locked // another process is taking it over
+			}
+			return nil, fmt.Errorf("take over stale backup lock: %w", err)
+		}
 		if err := st.Delete(ctx, backupLockKey); err != nil && !errors.Is(err, storage.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale backup lock: %w", err)
 		}

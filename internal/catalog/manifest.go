@@ -78,7 +78,7 @@ type Tablespace struct {
 type Part struct {
 	N      int   `json:"n"`
 	Files  int   `json:"files"`
-	Size   int64 `json:"size"`   // tar bytes before compression
+	Size   int64 `json:"size"`   // bytes of file data in the part (tar headers not counted)
 	Stored int64 `json:"stored"` // bytes in the repository
 }
 

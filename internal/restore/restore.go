@@ -89,6 +89,7 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 	if !filepath.IsAbs(r.Opt.DataDir) {
 		return fmt.Errorf("--pgdata %q must be an absolute path", r.Opt.DataDir)
 	}
+	r.Opt.DataDir = filepath.Clean(r.Opt.DataDir)
 	spc, err := r.tablespaceLocations(m)
 	if err != nil {
 		return err
@@ -138,6 +139,7 @@ func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, 
 		if n, ok := r.Opt.TablespaceMap[t.Location]; ok {
 			loc = n
 		}
+		loc = filepath.Clean(loc)
 		if !filepath.IsAbs(loc) {
 			return nil, fmt.Errorf("tablespace %s: location %q must be an absolute path", t.Name, loc)
 		}

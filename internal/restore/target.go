@@ -68,6 +68,7 @@ func ParseTime(s string) (time.Time, error) {
 		"2006-01-02 15:04:05.999999999 Z07",
 		"2006-01-02 15:04:05.999999999 Z0700",
 		"2006-01-02T15:04:05.999999999Z07",
+		"2006-01-02T15:04:05.999999999Z0700",
 		"2006-01-02 15:04:05.999999999 UTC",
 	}
 	for _, l := range layouts {
@@ -160,7 +161,7 @@ func LastArchived(ctx context.Context, st storage.Store) (string, error) {
 	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
 		i := strings.LastIndexByte(o.Key, '/')
 		name := o.Key[i+1:]
-		if f, err := wal.Parse(name); err == nil && f.Kind == wal.Segment && name[8:] > lastSeg(last) {
+		if f, err := wal.Parse(name); err == nil && f.Kind == wal.Segment && order(name) > order(last) {
 			last = name
 		}
 		return nil
@@ -168,9 +169,10 @@ func LastArchived(ctx context.Context, st storage.Store) (string, error) {
 	return last, err
 }
 
-func lastSeg(name string) string {
+// order sorts segment names by position, then timeline.
+func order(name string) string {
 	if len(name) < 24 {
 		return ""
 	}
-	return name[8:]
+	return name[8:24] + name[:8]
 }

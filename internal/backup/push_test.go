@@ -1,0 +1,631 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+const testSystemID = 7440292914373421110
+
+// pgControl is the start of a pg_control file for system id sys.
+func pgControl(sys uint64) []byte {
+	b := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(b[0:], sys)
+	binary.LittleEndian.PutUint32(b[8:], 1300)
+	binary.LittleEndian.PutUint32(b[12:], 202209061)
+	return b
+}
+
+// fakeSource is a PostgreSQL session with canned answers.
+type fakeSource struct {
+	sys         uint64
+	dataDir     string
+	tablespaces []pg.Tablespace
+	startLSN    wal.LSN
+	stopLSN     wal.LSN
+	stopWAL     string // if set, the stop segment's name regardless of the LSN
+	nextXID     uint64
+
+	mu         sync.Mutex
+	startLabel string
+	startFast  bool
+	stopped    bool
+}
+
+func newFakeSource(dataDir string) *fakeSource {
+	return &fakeSource{sys: testSystemID, dataDir: dataDir, startLSN: 0x2000028, stopLSN: 0x2000100, nextXID: 742}
+}
+
+func (s *fakeSource) Major() int { return 15 }
+
+func (s *fakeSource) Cluster(context.Context) (pg.ClusterInfo, error) {
+	return pg.ClusterInfo{SystemID: s.sys, DataDirectory: s.dataDir, Checksums: true, SegSize: 16 << 20,
+		BlockSize: 8192, Tablespaces: s.tablespaces}, nil
+}
+
+func (s *fakeSource) BackupStart(_ context.Context, label string, fast bool) (wal.LSN, uint32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startLabel, s.startFast = label, fast
+	return s.startLSN, 1, nil
+}
+
+func (s *fakeSource) BackupStop(context.Context) (pg.BackupStopResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	var spcmap strings.Builder
+	for _, t := range s.tablespaces {
+		fmt.Fprintf(&spcmap, "%d %s\n", t.OID, t.Location)
+	}
+	return pg.BackupStopResult{LSN: s.stopLSN, Label: "START WAL LOCATION: " + s.startLSN.String() + "\nLABEL: " + s.startLabel + "\n",
+		TablespaceMap: spcmap.String(), NextXID: s.nextXID}, nil
+}
+
+func (s *fakeSource) WALFileName(_ context.Context, lsn wal.LSN) (string, error) {
+	if lsn == s.stopLSN && s.stopWAL != "" {
+		return s.stopWAL, nil
+	}
+	return wal.SegmentFileName(1, lsn.SegmentNumber(16<<20), 16<<20), nil
+}
+
+// recordingStore remembers every key it stored.
+type recordingStore struct {
+	storage.Store
+	mu  sync.Mutex
+	put []string
+}
+
+func (r *recordingStore) Put(ctx context.Context, key string, rd io.Reader, opts storage.PutOptions) error {
+	err := r.Store.Put(ctx, key, rd, opts)
+	if err == nil {
+		r.mu.Lock()
+		r.put = append(r.put, key)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+func (r *recordingStore) keys() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.put...)
+}
+
+func putWAL(t *testing.T, st storage.Store, name string) {
+	t.Helper()
+	f, err := wal.Parse(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), catalog.WALKey(f), strings.NewReader("segment "+name), storage.PutOptions{Size: -1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func allKeys(t *testing.T, st storage.Store, prefix string) []string {
+	t.Helper()
+	var keys []string
+	if err := st.List(context.Background(), prefix, func(o storage.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// backupFixture is a small data directory with a tablespace; want maps every
+// file that must be in the backup to its content.
+type backupFixture struct {
+	dataDir, spcDir string
+	want            map[string][]byte
+}
+
+func newBackupFixture(t *testing.T, sys uint64, extra map[string][]byte) backupFixture {
+	t.Helper()
+	dataDir, spcDir := t.TempDir(), t.TempDir()
+	want := map[string][]byte{
+		"PG_VERSION":                 []byte("15\n"),
+		"global/pg_control":          pgControl(sys),
+		"global/1262":                randomBytes(1, 8192),
+		"base/1/1259":                randomBytes(2, 3*8192),
+		"base/5/16384":               randomBytes(3, 40_000),
+		"base/5/16384.1":             randomBytes(4, 17),
+		"base/5/16384_fsm":           bytes.Repeat([]byte{0}, 24576),
+		"base/5/16385_init":          nil,
+		"postgresql.conf":            []byte("shared_buffers = 16MB\n"),
+		"postgresql.auto.conf":       []byte("work_mem = '64MB'\n"),
+		"pg_logical/replorigin_chkp": randomBytes(5, 16),
+	}
+	for p, b := range extra {
+		want[p] = b
+	}
+	writeFiles(t, dataDir, want)
+	writeFiles(t, dataDir, map[string][]byte{
+		"postmaster.pid":                  []byte("1234\n"),
+		"base/5/16385":                    []byte("unlogged main fork"),
+		"base/5/t3_16390":                 []byte("temp"),
+		"pg_wal/000000010000000000000002": make([]byte, 1000),
+		"pg_wal/archive_status/000000010000000000000001.done": nil,
+	})
+	writeFiles(t, spcDir, map[string][]byte{
+		"PG_15_202209061/5/16401":    randomBytes(6, 12345),
+		"PG_15_202209061/5/t4_16402": []byte("temp"),
+	})
+	mkdirs(t, dataDir, "pg_tblspc", "pg_stat_tmp")
+	if err := os.Symlink(spcDir, filepath.Join(dataDir, "pg_tblspc", "16400")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(spcDir, "PG_15_202209061/5/16401"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want["pg_tblspc/16400/PG_15_202209061/5/16401"] = b
+	return backupFixture{dataDir: dataDir, spcDir: spcDir, want: want}
+}
+
+func newPusher(st storage.Store, src Source, dataDir string, partSize int64, concurrency int, now time.Time) *Pusher {
+	codec, err := compress.New("lz4", 0)
+	if err != nil {
+		panic(err)
+	}
+	return &Pusher{
+		Store: st,
+		Src:   src,
+		Log:   slog.New(slog.DiscardHandler),
+		Opt: Options{DataDir: dataDir, Fast: true, PartSize: partSize, Concurrency: concurrency, Codec: codec,
+			ArchiveTimeout: 2 * time.Second},
+		Now: func() time.Time { return now },
+	}
+}
+
+// readPart decodes part n of a backup into its tar entries.
+func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][]byte {
+	t.Helper()
+	rc, err := st.Get(context.Background(), catalog.PartKey(backup, n), 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	er, err := envelope.NewReader(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer er.Close()
+	tr := tar.NewReader(er)
+	out := map[string][]byte{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("part %d: %v", n, err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatalf("part %d: %s: %v", n, hdr.Name, err)
+		}
+		out[hdr.Name] = b
+	}
+	if _, err := io.Copy(io.Discard, er); err != nil {
+		t.Fatalf("part %d: %v", n, err)
+	}
+	return out
+}
+
+func TestPushEndToEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		partSize    int64
+		concurrency int
+	}{
+		{"one part per worker", 1 << 20, 2},
+		{"part per file", 1, 3},
+		{"small parts, one worker", 16 << 10, 1},
+		{"zero concurrency means one", 16 << 10, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			fx := newBackupFixture(t, testSystemID, nil)
+			st := mem.New()
+			putWAL(t, st, "000000010000000000000002")
+			src := newFakeSource(fx.dataDir)
+			src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+			now := time.Date(2026, 11, 23, 20, 39, 44, 0, time.UTC)
+			p := newPusher(st, src, fx.dataDir, tc.partSize, tc.concurrency, now)
+
+			m, err := p.Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkManifest(t, st, m, fx, src, "20261123T203944Z")
+
+			stored, err := catalog.ReadManifest(ctx, st, m.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(stored.Files) != len(m.Files) || len(stored.Parts) != len(m.Parts) || stored.Size != m.Size || stored.StopLSN != m.StopLSN {
+				t.Errorf("stored manifest differs from the returned one: %+v", stored)
+			}
+			checkManifest(t, st, stored, fx, src, "20261123T203944Z")
+
+			list, err := catalog.ListBackups(ctx, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) != 1 || list[0].Name != m.Name {
+				t.Errorf("ListBackups = %v, want [%s]", names(list), m.Name)
+			}
+			if _, err := st.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
+				t.Errorf("backup lock after the backup: %v, want it gone", err)
+			}
+			id, err := catalog.ReadIdentity(ctx, st)
+			if err != nil || id.SystemID != testSystemID || id.PGVersion != 15 {
+				t.Errorf("identity = %+v, %v", id, err)
+			}
+
+			// A second backup in the same second gets a name of its own.
+			m2, err := p.Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m2.Name != "20261123T203944Z-2" {
+				t.Errorf("second backup in one second is named %s, want 20261123T203944Z-2", m2.Name)
+			}
+			if list, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 2 {
+				t.Errorf("ListBackups = %v, %v; want two backups", names(list), err)
+			}
+		})
+	}
+}
+
+func names(ms []*catalog.Manifest) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backupFixture, src *fakeSource, name string) {
+	t.Helper()
+	if m.Name != name {
+		t.Errorf("name = %s, want %s", m.Name, name)
+	}
+	if m.SystemID != testSystemID || m.PGVersion != 15 || !m.DataChecksums || m.WALSegSize != 16<<20 || m.Timeline != 1 {
+		t.Errorf("cluster fields: system %d, version %d, checksums %v, segsize %d, timeline %d",
+			m.SystemID, m.PGVersion, m.DataChecksums, m.WALSegSize, m.Timeline)
+	}
+	if m.StartLSN != src.startLSN || m.StopLSN != src.stopLSN || m.StartWAL != "000000010000000000000002" ||
+		m.StopWAL != "000000010000000000000002" || m.NextXID != src.nextXID {
+		t.Errorf("WAL fields: start %s %s, stop %s %s, next xid %d", m.StartLSN, m.StartWAL, m.StopLSN, m.StopWAL, m.NextXID)
+	}
+	if src.startLabel != "pgb "+m.Name || !src.startFast {
+		t.Errorf("backup started with label %q, fast %v; want %q, true", src.startLabel, src.startFast, "pgb "+m.Name)
+	}
+	if !strings.Contains(m.Label, "LABEL: pgb "+m.Name) {
+		t.Errorf("backup label %q is not the one pg_backup_stop returned", m.Label)
+	}
+	if m.Compression != "lz4" {
+		t.Errorf("compression = %q", m.Compression)
+	}
+	if len(m.Tablespaces) != 1 || m.Tablespaces[0] != (catalog.Tablespace{OID: 16400, Name: "ts", Location: fx.spcDir}) {
+		t.Errorf("tablespaces = %+v", m.Tablespaces)
+	}
+	if want := fmt.Sprintf("16400 %s\n", fx.spcDir); m.TablespaceMap != want {
+		t.Errorf("tablespace map = %q, want %q", m.TablespaceMap, want)
+	}
+
+	// Files: exactly the expected ones, with size and checksum of their content.
+	var size int64
+	seen := map[string]bool{}
+	perPart := map[int][]string{}
+	for _, f := range m.Files {
+		if seen[f.Path] {
+			t.Errorf("file %s listed twice", f.Path)
+		}
+		seen[f.Path] = true
+		size += f.Size
+		perPart[f.Part] = append(perPart[f.Part], f.Path)
+		want, ok := fx.want[f.Path]
+		if !ok {
+			t.Errorf("manifest lists %s, which must not be backed up", f.Path)
+			continue
+		}
+		if f.Size != int64(len(want)) || f.CRC != crc32cHex(want) {
+			t.Errorf("file %s: size %d crc %s, want %d %s", f.Path, f.Size, f.CRC, len(want), crc32cHex(want))
+		}
+	}
+	for p := range fx.want {
+		if !seen[p] {
+			t.Errorf("file %s is missing from the manifest", p)
+		}
+	}
+	if !sort.SliceIsSorted(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path }) {
+		t.Error("manifest files are not sorted by path")
+	}
+	if m.Size != size {
+		t.Errorf("Size = %d, want the sum of file sizes %d", m.Size, size)
+	}
+
+	// Parts: numbered 1..N, each holding exactly the files the manifest assigns to it.
+	var stored int64
+	nums := map[int]bool{}
+	for _, pt := range m.Parts {
+		if nums[pt.N] {
+			t.Errorf("part %d listed twice", pt.N)
+		}
+		nums[pt.N] = true
+		stored += pt.Stored
+		if pt.Files != len(perPart[pt.N]) {
+			t.Errorf("part %d: Files = %d, but %d files name it", pt.N, pt.Files, len(perPart[pt.N]))
+		}
+		info, err := st.Stat(context.Background(), catalog.PartKey(m.Name, pt.N))
+		if err != nil {
+			t.Errorf("part %d: %v", pt.N, err)
+			continue
+		}
+		if info.Size != pt.Stored {
+			t.Errorf("part %d: stored %d bytes, manifest says %d", pt.N, info.Size, pt.Stored)
+		}
+		entries := readPart(t, st, m.Name, pt.N)
+		if len(entries) != len(perPart[pt.N]) {
+			t.Errorf("part %d holds %d entries, manifest assigns %d", pt.N, len(entries), len(perPart[pt.N]))
+		}
+		for _, p := range perPart[pt.N] {
+			if got, ok := entries[p]; !ok || !bytes.Equal(got, fx.want[p]) {
+				t.Errorf("part %d: %s missing or different (present %v)", pt.N, p, ok)
+			}
+		}
+	}
+	for n := 1; n <= len(m.Parts); n++ {
+		if !nums[n] {
+			t.Errorf("parts are %v: part %d is missing", nums, n)
+		}
+	}
+	for n := range perPart {
+		if !nums[n] {
+			t.Errorf("files name part %d, which the manifest does not list", n)
+		}
+	}
+	if m.StoredSize != stored {
+		t.Errorf("StoredSize = %d, want %d", m.StoredSize, stored)
+	}
+	if got := len(allKeys(t, st, catalog.BackupPrefix(m.Name))); got != len(m.Parts)+1 {
+		t.Errorf("%d objects under %s, want %d parts and the manifest", got, catalog.BackupPrefix(m.Name), len(m.Parts))
+	}
+
+	// Directories.
+	dirs := map[string]bool{}
+	for _, d := range m.Dirs {
+		dirs[d.Path] = true
+	}
+	for _, d := range []string{"base", "base/1", "base/5", "global", "pg_wal", "pg_wal/archive_status", "pg_tblspc",
+		"pg_tblspc/16400", "pg_tblspc/16400/PG_15_202209061", "pg_tblspc/16400/PG_15_202209061/5", "pg_stat_tmp", "pg_logical"} {
+		if !dirs[d] {
+			t.Errorf("directory %s is missing from the manifest", d)
+		}
+	}
+}
+
+func TestPushStopWALNeverArrives(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := &recordingStore{Store: mem.New()}
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	first, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := allKeys(t, st, "")
+
+	src = newFakeSource(fx.dataDir)
+	src.stopWAL = "000000010000000000000009"
+	p := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC))
+	p.Opt.ArchiveTimeout = 300 * time.Millisecond
+	m, err := p.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "000000010000000000000009") {
+		t.Fatalf("Run = %v, %v; want an error naming the stop segment", m, err)
+	}
+	if !src.stopped {
+		t.Error("the backup failed before pg_backup_stop")
+	}
+	failed := "20260101T010000Z"
+	uploaded := 0
+	for _, k := range st.keys() {
+		if strings.HasPrefix(k, catalog.BackupPrefix(failed)) {
+			uploaded++
+		}
+	}
+	if uploaded == 0 {
+		t.Fatalf("the failed backup uploaded nothing under %s (keys %v): the test proves no cleanup", catalog.BackupPrefix(failed), st.keys())
+	}
+	if left := allKeys(t, st, catalog.BackupPrefix(failed)); len(left) != 0 {
+		t.Errorf("the failed backup left %v", left)
+	}
+	list, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Name != first.Name {
+		t.Errorf("ListBackups = %v, want only %s", names(list), first.Name)
+	}
+	if after := allKeys(t, st, ""); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Errorf("repository before the failed backup:\n%v\nafter:\n%v", before, after)
+	}
+}
+
+func TestPushRefusesBeforeWriting(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		prepare func(t *testing.T, st storage.Store, src *fakeSource)
+		wantErr string
+		is      error
+		check   func(t *testing.T, st storage.Store)
+	}{
+		{
+			name:    "data directory of another cluster",
+			prepare: func(t *testing.T, st storage.Store, src *fakeSource) { src.sys = testSystemID + 1 },
+			wantErr: "--pgdata",
+			check: func(t *testing.T, st storage.Store) {
+				if _, err := catalog.ReadIdentity(ctx, st); !errors.Is(err, catalog.ErrNoIdentity) {
+					t.Errorf("repository initialised for the wrong cluster: %v", err)
+				}
+			},
+		},
+		{
+			name: "repository of another cluster",
+			prepare: func(t *testing.T, st storage.Store, src *fakeSource) {
+				if _, err := catalog.EnsureIdentity(ctx, st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			is: catalog.ErrForeignCluster,
+			check: func(t *testing.T, st storage.Store) {
+				if _, err := st.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
+					t.Errorf("lock taken: %v", err)
+				}
+			},
+		},
+		{
+			name: "lock held by another host",
+			prepare: func(t *testing.T, st storage.Store, src *fakeSource) {
+				b := []byte(`{"host":"elsewhere.example","pid":1,"started":"2026-01-01T00:00:00Z","what":"backup-push"}`)
+				if err := st.Put(ctx, "locks/backup.json", bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			is:      catalog.ErrLocked,
+			wantErr: "elsewhere.example",
+			check: func(t *testing.T, st storage.Store) {
+				rc, err := st.Get(ctx, "locks/backup.json", 0, -1)
+				if err != nil {
+					t.Fatalf("the other host's lock is gone: %v", err)
+				}
+				defer rc.Close()
+				if b, _ := io.ReadAll(rc); !bytes.Contains(b, []byte("elsewhere.example")) {
+					t.Errorf("the other host's lock was replaced: %s", b)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newBackupFixture(t, testSystemID, nil)
+			st := mem.New()
+			src := newFakeSource(fx.dataDir)
+			tc.prepare(t, st, src)
+			putWAL(t, st, "000000010000000000000002")
+			_, err := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Now()).Run(ctx)
+			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Run = %v, want an error (%v) containing %q", err, tc.is, tc.wantErr)
+			}
+			if src.startLabel != "" {
+				t.Error("the backup was started")
+			}
+			if left := allKeys(t, st, "backups/"); len(left) != 0 {
+				t.Errorf("objects written: %v", left)
+			}
+			tc.check(t, st)
+		})
+	}
+}
+
+func TestPushFailingUploads(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		concurrency int
+		extra       map[string][]byte
+	}{
+		{
+			// The failure surfaces while a file is written into the part.
+			name:        "upload fails during a large file",
+			concurrency: 1,
+			extra:       map[string][]byte{"base/5/99999": randomBytes(7, 3<<20)},
+		},
+		{
+			// The failure surfaces only when the part is closed: every file fits in
+			// the part's buffers.
+			name:        "upload fails at the end of a part",
+			concurrency: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			fx := newBackupFixture(t, testSystemID, tc.extra)
+			inner := mem.New()
+			putWAL(t, inner, "000000010000000000000002")
+			st := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: "backups/"})
+			p := newPusher(st, newFakeSource(fx.dataDir), fx.dataDir, 1<<20, tc.concurrency, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+
+			type result struct {
+				m   *catalog.Manifest
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				m, err := p.Run(ctx)
+				done <- result{m, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Run did not return (deadlock) after its uploads failed")
+			}
+			if r.err == nil || !errors.Is(r.err, faulty.ErrInjected) {
+				t.Fatalf("Run = %v, %v; want the injected upload failure", r.m, r.err)
+			}
+			if st.Faults(faulty.Put) == 0 {
+				t.Fatal("no upload was attempted")
+			}
+			if _, err := catalog.ReadManifest(ctx, inner, "20260101T000000Z"); !errors.Is(err, catalog.ErrNoBackup) {
+				t.Errorf("ReadManifest after a failed backup: %v, want ErrNoBackup", err)
+			}
+			if list, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+				t.Errorf("ListBackups = %v, %v; want none", names(list), err)
+			}
+			if left := allKeys(t, inner, "backups/"); len(left) != 0 {
+				t.Errorf("the failed backup left %v", left)
+			}
+			if _, err := inner.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
+				t.Errorf("backup lock after the failed backup: %v, want it gone", err)
+			}
+		})
+	}
+}

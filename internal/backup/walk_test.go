@@ -1,0 +1,415 @@
+package backup
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeFiles creates every file of files (relative, "/"-separated paths) under root,
+// with its parent directories. The content of each file is distinct and its size
+// differs from file to file, so a byte count cannot be right by accident.
+func writeFiles(t *testing.T, root string, files map[string][]byte) {
+	t.Helper()
+	for p, b := range files {
+		abs := filepath.Join(root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(abs, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mkdirs(t *testing.T, root string, dirs ...string) {
+	t.Helper()
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, filepath.FromSlash(d)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func content(i int, p string) []byte {
+	return []byte(strings.Repeat(p+";", i+1))
+}
+
+// walkFixture is a data directory whose expected backup contents are known.
+type walkFixture struct {
+	dataDir string
+	kept    map[string][]byte // files that must be backed up, by backup path
+	dirs    []string          // directories that must be listed
+	links   map[string]string // non-tablespace links
+}
+
+// newWalkFixture builds a data directory with every kind of file a base backup
+// keeps or skips. With walSymlink, pg_wal is a link to a directory elsewhere.
+func newWalkFixture(t *testing.T, walSymlink bool) walkFixture {
+	t.Helper()
+	dataDir := t.TempDir()
+	spcDir := t.TempDir()
+
+	keep := []string{
+		"PG_VERSION",
+		"global/pg_control",
+		"base/5/16384",
+		"base/5/16384.1",
+		"base/5/16384_fsm",
+		"base/5/16385_init", // unlogged relation: only the init fork
+		"base/5/16385_init.1",
+		"base/5/PG_VERSION",
+		"postgresql.conf",
+		"postgresql.auto.conf",
+	}
+	skipped := []string{
+		"base/5/16385", "base/5/16385.1", "base/5/16385_vm", "base/5/16385_fsm",
+		"base/5/t3_16390", "base/5/t3_16390_fsm", "base/5/t3_16390.2",
+		"base/5/pg_internal.init", "global/pg_internal.init",
+		"base/pgsql_tmp/pgsql_tmp123.0",
+		"pg_replslot/slot/state",
+		"pg_stat_tmp/x",
+		"pg_subtrans/0000",
+		"pg_notify/0000",
+		"pg_dynshmem/x",
+		"pg_serial/x",
+		"pg_snapshots/x",
+		"postmaster.pid", "postmaster.opts",
+		"backup_label", "backup_label.old",
+		"tablespace_map", "tablespace_map.old", "backup_manifest",
+		"recovery.signal", "standby.signal",
+		"postgresql.auto.conf.tmp", "current_logfiles.tmp",
+		"base/5/.pgb-tmp-postgresql.auto.conf-123",
+	}
+	all := map[string][]byte{}
+	kept := map[string][]byte{}
+	for i, p := range keep {
+		all[p] = content(i, p)
+		kept[p] = all[p]
+	}
+	for i, p := range skipped {
+		all[p] = content(i+len(keep), p)
+	}
+	writeFiles(t, dataDir, all)
+
+	// pg_wal: its files are skipped, the directory and archive_status are kept.
+	walFiles := map[string][]byte{
+		"000000010000000000000001":     make([]byte, 100),
+		"archive_status/x.done":        nil,
+		"000000010000000000000002.tmp": []byte("x"),
+	}
+	if walSymlink {
+		walDir := t.TempDir()
+		writeFiles(t, walDir, walFiles)
+		if err := os.Symlink(walDir, filepath.Join(dataDir, "pg_wal")); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		writeFiles(t, filepath.Join(dataDir, "pg_wal"), walFiles)
+	}
+
+	// A tablespace: pg_tblspc/16400 -> spcDir.
+	spcFiles := map[string][]byte{
+		"PG_15_202209061/5/16401":      []byte("tablespace relation 16401"),
+		"PG_15_202209061/5/16401_fsm":  []byte("fsm"),
+		"PG_15_202209061/5/t4_16402":   []byte("temp relation in a tablespace"),
+		"PG_15_202209061/5/16403_init": []byte("init fork"),
+		"PG_15_202209061/5/16403":      []byte("main fork of an unlogged relation"),
+		"PG_15_202209061/pgsql_tmp/p1": []byte("temp file"),
+	}
+	writeFiles(t, spcDir, spcFiles)
+	mkdirs(t, dataDir, "pg_tblspc")
+	if err := os.Symlink(spcDir, filepath.Join(dataDir, "pg_tblspc", "16400")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"PG_15_202209061/5/16401", "PG_15_202209061/5/16401_fsm", "PG_15_202209061/5/16403_init"} {
+		kept["pg_tblspc/16400/"+p] = spcFiles[p]
+	}
+
+	// A link that is not a tablespace is kept as a link.
+	if err := os.Symlink("/nonexistent/pgb/log", filepath.Join(dataDir, "log")); err != nil {
+		t.Fatal(err)
+	}
+	// A socket is not part of the cluster's state (optional: the path may be too long).
+	if l, err := net.Listen("unix", filepath.Join(dataDir, ".s.PGSQL.5432")); err == nil {
+		t.Cleanup(func() { l.Close() })
+	} else {
+		t.Logf("no socket in the fixture: %v", err)
+	}
+
+	return walkFixture{
+		dataDir: dataDir,
+		kept:    kept,
+		dirs: []string{
+			"base", "base/5", "global",
+			"pg_wal", "pg_wal/archive_status",
+			"pg_replslot", "pg_stat_tmp", "pg_subtrans", "pg_notify", "pg_dynshmem", "pg_serial", "pg_snapshots",
+			"pg_tblspc", "pg_tblspc/16400", "pg_tblspc/16400/PG_15_202209061", "pg_tblspc/16400/PG_15_202209061/5",
+		},
+		links: map[string]string{"log": "/nonexistent/pgb/log"},
+	}
+}
+
+func TestWalk(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		walSymlink bool
+	}{
+		{"pg_wal directory", false},
+		{"pg_wal symlink", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newWalkFixture(t, tc.walSymlink)
+			tr, err := walk(fx.dataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// Files: exactly the kept set, each readable at abs with the right content.
+			got := map[string]bool{}
+			var sum int64
+			for _, e := range tr.files {
+				if got[e.path] {
+					t.Errorf("file %s listed twice", e.path)
+				}
+				got[e.path] = true
+				sum += e.size
+				want, ok := fx.kept[e.path]
+				if !ok {
+					t.Errorf("file %s is listed but must be skipped", e.path)
+					continue
+				}
+				if e.size != int64(len(want)) {
+					t.Errorf("file %s: size %d, want %d", e.path, e.size, len(want))
+				}
+				b, err := os.ReadFile(e.abs)
+				if err != nil {
+					t.Errorf("file %s: abs %s: %v", e.path, e.abs, err)
+				} else if !bytes.Equal(b, want) {
+					t.Errorf("file %s: abs %s holds other content", e.path, e.abs)
+				}
+				if e.mode != 0o600 {
+					t.Errorf("file %s: mode %o, want 600", e.path, e.mode)
+				}
+			}
+			var wantBytes int64
+			for p, b := range fx.kept {
+				wantBytes += int64(len(b))
+				if !got[p] {
+					t.Errorf("file %s is missing from the walk", p)
+				}
+			}
+			if tr.bytes != wantBytes || sum != wantBytes {
+				t.Errorf("tree.bytes = %d (sum of listed sizes %d), want %d", tr.bytes, sum, wantBytes)
+			}
+			if !sort.SliceIsSorted(tr.files, func(i, j int) bool { return tr.files[i].size > tr.files[j].size }) {
+				t.Error("files are not ordered largest first")
+			}
+
+			// Directories: exactly the expected set, no duplicates.
+			var dirs []string
+			seen := map[string]int{}
+			for _, d := range tr.dirs {
+				dirs = append(dirs, d.path)
+				seen[d.path]++
+			}
+			for p, n := range seen {
+				if n > 1 {
+					t.Errorf("directory %s listed %d times", p, n)
+				}
+			}
+			want := append([]string(nil), fx.dirs...)
+			sort.Strings(want)
+			sort.Strings(dirs)
+			if strings.Join(dirs, "\n") != strings.Join(want, "\n") {
+				t.Errorf("directories:\n got %q\nwant %q", dirs, want)
+			}
+
+			// Links: only the non-tablespace, non-pg_wal one.
+			gotLinks := map[string]string{}
+			for _, l := range tr.links {
+				gotLinks[l.path] = l.target
+			}
+			if len(gotLinks) != len(fx.links) {
+				t.Errorf("links = %v, want %v", gotLinks, fx.links)
+			}
+			for p, target := range fx.links {
+				if gotLinks[p] != target {
+					t.Errorf("link %s -> %q, want %q", p, gotLinks[p], target)
+				}
+			}
+		})
+	}
+}
+
+func TestWalkMissingDataDir(t *testing.T) {
+	if _, err := walk(filepath.Join(t.TempDir(), "absent")); err == nil {
+		t.Fatal("walk of an absent data directory succeeded")
+	}
+}
+
+func TestWalkBrokenTablespaceLink(t *testing.T) {
+	dataDir := t.TempDir()
+	mkdirs(t, dataDir, "pg_tblspc")
+	if err := os.Symlink(filepath.Join(t.TempDir(), "gone"), filepath.Join(dataDir, "pg_tblspc", "16400")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := walk(dataDir)
+	if err == nil || !strings.Contains(err.Error(), "pg_tblspc/16400") {
+		t.Fatalf("walk with a dangling tablespace link: %v, want an error naming pg_tblspc/16400", err)
+	}
+}
+
+func TestSkipRules(t *testing.T) {
+	for _, tc := range []struct {
+		name, rel string
+		top       bool
+		want      bool
+	}{
+		{"postmaster.pid", "", true, true},
+		{"postmaster.pid", "base/5", false, false}, // only the top directory's
+		{"backup_label", "", true, true},
+		{"postgresql.conf", "", true, false},
+		{"pgsql_tmp", "base", false, true},
+		{"pgsql_tmp12.3", "base/5", false, true},
+		{"pg_internal.init", "global", false, true},
+		{"pg_internal.init.123", "base/5", false, true},
+		{"t3_16390", "base/5", false, true},
+		{"t3_16390_fsm", "base/5", false, true},
+		{"t3_16390.7", "base/5", false, true},
+		{"t3_16390", "global", false, false}, // not a database directory
+		{"t4_16402", "pg_tblspc/16400/PG_15_202209061/5", false, true},
+		{"t4_16402", "pg_tblspc/16400/PG_15_202209061", false, false},
+		{"16390", "base/5", false, false},
+		{"t3x_16390", "base/5", false, false},
+		{".pgb-tmp-backup_label-1", "", true, true},
+	} {
+		if got := skip(tc.name, tc.rel, tc.top); got != tc.want {
+			t.Errorf("skip(%q, %q, %v) = %v, want %v", tc.name, tc.rel, tc.top, got, tc.want)
+		}
+	}
+}
+
+func crc32cHex(b []byte) string {
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestCopyFile(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, 100_000)
+	for i := range big {
+		big[i] = byte(i*7 + i/251)
+	}
+	for _, tc := range []struct {
+		name    string
+		data    []byte
+		bufSize int
+	}{
+		{"empty", nil, 16},
+		{"one byte", []byte{0x42}, 16},
+		{"smaller than the buffer", []byte("hello, pg_control"), 64},
+		{"many buffers", big, 4096},
+		{"buffer not dividing size", big[:9999], 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			abs := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_"))
+			if err := os.WriteFile(abs, tc.data, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Stat(abs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := entry{path: "base/5/" + filepath.Base(abs), abs: abs, mode: 0o640, size: int64(len(tc.data))}
+			var out bytes.Buffer
+			tw := tar.NewWriter(&out)
+			var done atomic.Int64
+			f, n, err := copyFile(tw, e, make([]byte, tc.bufSize), &done)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if n != int64(len(tc.data)) || f.Size != n || done.Load() != n {
+				t.Errorf("n = %d, Size = %d, done = %d, want %d", n, f.Size, done.Load(), len(tc.data))
+			}
+			if want := crc32cHex(tc.data); f.CRC != want {
+				t.Errorf("CRC = %s, want %s", f.CRC, want)
+			}
+			if f.Path != e.path || f.Mode != 0o640 || !f.MTime.Equal(fi.ModTime()) || f.MTime.Location() != time.UTC {
+				t.Errorf("file = %+v, want path %s, mode 640, mtime %s (UTC)", f, e.path, fi.ModTime().UTC())
+			}
+
+			tr := tar.NewReader(&out)
+			hdr, err := tr.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hdr.Name != e.path || hdr.Size != int64(len(tc.data)) || hdr.Typeflag != tar.TypeReg || fs.FileMode(hdr.Mode) != 0o640 {
+				t.Errorf("tar header = %+v", hdr)
+			}
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, tc.data) {
+				t.Errorf("tar holds %d bytes that differ from the file's %d", len(b), len(tc.data))
+			}
+			if _, err := tr.Next(); err != io.EOF {
+				t.Errorf("more than one tar entry: %v", err)
+			}
+		})
+	}
+}
+
+func TestCopyFileVanished(t *testing.T) {
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	var done atomic.Int64
+	e := entry{path: "base/5/16384", abs: filepath.Join(t.TempDir(), "16384"), mode: 0o600, size: 8192}
+	f, n, err := copyFile(tw, e, make([]byte, 1024), &done)
+	if err != nil || n >= 0 {
+		t.Fatalf("copyFile of a vanished file = %+v, %d, %v; want n < 0 and no error", f, n, err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tar.NewReader(&out).Next(); err != io.EOF {
+		t.Errorf("a vanished file left a tar entry: %v", err)
+	}
+	if done.Load() != 0 {
+		t.Errorf("done = %d, want 0", done.Load())
+	}
+}
+
+func TestCopyFileUnreadable(t *testing.T) {
+	// A path that cannot be opened for another reason than absence is an error, not a
+	// vanished file.
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	var done atomic.Int64
+	dir := t.TempDir()
+	mkdirs(t, dir, "d")
+	if err := os.WriteFile(filepath.Join(dir, "d", "x"), make([]byte, 5000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := entry{path: "x", abs: filepath.Join(dir, "d", "x", "notadir"), mode: 0o600}
+	if _, _, err := copyFile(tw, e, make([]byte, 1024), &done); err == nil {
+		t.Error("copyFile of a path under a regular file succeeded")
+	}
+}

@@ -1,0 +1,102 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+func TestValidRestorePointName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"before-drop", true},
+		{"release_2026.11.23", true},
+		{"v1:pre", true},
+		{"A", true},
+		{strings.Repeat("x", 63), true},
+		{strings.Repeat("x", 64), false},
+		{strings.Repeat("x", 100), false},
+		{"", false},
+		{"list", false},
+		{".hidden", false},
+		{".", false},
+		{"..", false},
+		{"with space", false},
+		{"a/b", false},
+		{"../x", false},
+		{"tab\there", false},
+		{"quote'", false},
+		{"dollar$", false},
+		{"é", false},
+	} {
+		err := ValidRestorePointName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidRestorePointName(%q) = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err == nil {
+			if kerr := storage.ValidKey(restorePointKey(tc.name)); kerr != nil {
+				t.Errorf("valid name %q makes an invalid key: %v", tc.name, kerr)
+			}
+		}
+	}
+}
+
+func TestRestorePoints(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	if list, err := ListRestorePoints(ctx, st); err != nil || len(list) != 0 {
+		t.Fatalf("no restore points: %v, %v", list, err)
+	}
+	at := time.Date(2026, 11, 23, 20, 39, 44, 0, time.UTC)
+	// Name order differs from LSN order.
+	points := []RestorePoint{
+		{Name: "b-middle", LSN: 0x3000000, Timeline: 1, Time: at.Add(time.Hour)},
+		{Name: "a-last", LSN: 0x1_0000_0028, Timeline: 2, Time: at.Add(2 * time.Hour)},
+		{Name: "c-first", LSN: 0x2000000, Timeline: 1, Time: at},
+	}
+	for _, rp := range points {
+		if err := PutRestorePoint(ctx, st, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := PutRestorePoint(ctx, st, RestorePoint{Name: "b-middle", LSN: 0x9000000})
+	if !errors.Is(err, ErrRestorePointExists) || !strings.Contains(err.Error(), "b-middle") {
+		t.Errorf("second PutRestorePoint = %v, want ErrRestorePointExists naming it", err)
+	}
+	rp, err := ReadRestorePoint(ctx, st, "b-middle")
+	if err != nil || rp.LSN != 0x3000000 || rp.Timeline != 1 || !rp.Time.Equal(at.Add(time.Hour)) {
+		t.Errorf("ReadRestorePoint = %+v, %v; the first one must stay", rp, err)
+	}
+	if _, err := ReadRestorePoint(ctx, st, "nope"); !errors.Is(err, ErrNoRestorePoint) || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing restore point: %v", err)
+	}
+
+	// Something else under the prefix is ignored.
+	if err := st.Put(ctx, "restore-points/README", strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := ListRestorePoints(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	var lsns []wal.LSN
+	for _, rp := range list {
+		got = append(got, rp.Name)
+		lsns = append(lsns, rp.LSN)
+	}
+	if strings.Join(got, ",") != "c-first,b-middle,a-last" {
+		t.Errorf("ListRestorePoints = %v (LSNs %v), want ordered by LSN", got, lsns)
+	}
+	if list[2].Timeline != 2 || list[2].LSN != 0x1_0000_0028 {
+		t.Errorf("restore point = %+v", list[2])
+	}
+}
