@@ -17,6 +17,7 @@ import (
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/open"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -117,6 +118,20 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		return nil
 	default:
 		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
+	}
+	if p, ok := open.Unwrap(st).(interface {
+		ProbeConditionalWrites(context.Context) (bool, error)
+	}); ok {
+		switch enforced, err := p.ProbeConditionalWrites(ctx); {
+		case err != nil:
+			k.fail("probing conditional writes: %v", err)
+		case enforced:
+			k.ok("the store enforces conditional writes (If-None-Match): put-if-absent is atomic")
+		case e.cfg.S3.Conditional == "head-check":
+			k.warn("the store ignores conditional writes (If-None-Match); s3-conditional-writes = head-check makes pgb check before writing, which two racing writers could both pass")
+		default:
+			k.fail("the store ignores conditional writes (If-None-Match), so two writers could overwrite each other: set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES) to use the safest fallback")
+		}
 	}
 	if k.failed > 0 {
 		return nil // no point waiting for WAL that cannot arrive

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -15,10 +16,15 @@ import (
 // openStore opens the configured repository with retries and deadlines.
 // create allows a missing filesystem repository directory to be created.
 func (e *env) openStore(ctx context.Context, create bool) (storage.Store, error) {
+	if strings.HasPrefix(e.cfg.Repo, "s3://") && e.cfg.S3.Conditional == "head-check" {
+		e.log.Warn("this S3 store does not enforce conditional writes: put-if-absent falls back to a HEAD check before each write, which two racing writers could both pass")
+	}
 	return open.Open(ctx, e.cfg.Repo, open.Options{
 		Timeout:     e.cfg.StorageTimeout,
 		MaxAttempts: e.cfg.StorageRetries,
 		Create:      create,
+		S3:          e.cfg.S3,
+		GCS:         e.cfg.GCS,
 	})
 }
 

@@ -76,6 +76,7 @@ const (
 	KeyS3MaxAttempts     = "s3-max-attempts"
 	KeyS3RequestTimeout  = "s3-request-timeout"
 	KeyS3RateLimit       = "s3-rate-limit"
+	KeyS3Conditional     = "s3-conditional-writes"
 
 	KeyGCSCredentialsFile = "gcs-credentials-file"
 	KeyGCSEndpoint        = "gcs-endpoint"
@@ -124,6 +125,7 @@ var settings = []Setting{
 	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryS3, Usage: "attempts per HTTP request inside the SDK (pgb's --storage-retries sits above)"},
 	{Key: KeyS3RequestTimeout, Env: []string{"PGB_S3_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryS3, Usage: "timeout of one HTTP request"},
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
+	{Key: KeyS3Conditional, Env: []string{"PGB_S3_CONDITIONAL_WRITES"}, Default: "enforced", Category: CategoryS3, Usage: "how put-if-absent works: enforced (If-None-Match, the safe default), head-check (for stores that ignore If-None-Match, as pgb check reports), unsupported"},
 
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
@@ -188,6 +190,7 @@ type S3 struct {
 	PartSize                                   int64
 	Concurrency, MaxAttempts, RateLimit        int
 	RequestTimeout                             time.Duration
+	Conditional                                string // enforced, head-check or unsupported
 }
 
 // GCS holds the GCS repository settings.
@@ -287,6 +290,12 @@ func Load(src Source) (Config, error) {
 		Profile: str(KeyS3Profile), SSE: str(KeyS3SSE), SSEKMSKeyID: str(KeyS3SSEKMSKeyID), StorageClass: str(KeyS3StorageClass),
 		PartSize: size(KeyS3PartSize, 5<<20), Concurrency: integer(KeyS3Concurrency), MaxAttempts: integer(KeyS3MaxAttempts),
 		RateLimit: integer(KeyS3RateLimit), RequestTimeout: duration(KeyS3RequestTimeout),
+		Conditional: str(KeyS3Conditional),
+	}
+	switch c.S3.Conditional {
+	case "enforced", "head-check", "unsupported":
+	default:
+		errs = append(errs, fmt.Sprintf("s3-conditional-writes %q: want enforced, head-check or unsupported", c.S3.Conditional))
 	}
 	switch c.S3.SSE {
 	case "", "AES256", "aws:kms":

@@ -8,9 +8,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
+	"github.com/pgb-project/pgb/internal/storage/gcs"
 	"github.com/pgb-project/pgb/internal/storage/retry"
+	"github.com/pgb-project/pgb/internal/storage/s3"
 )
 
 // Options tune every store.
@@ -20,6 +23,8 @@ type Options struct {
 	// Create allows creating a missing filesystem repository directory. Readers leave
 	// it false, so that a mistyped --repo is an error and not an empty repository.
 	Create bool
+	S3     config.S3
+	GCS    config.GCS
 }
 
 // Open opens the repository at raw (see storage.ParseLocation).
@@ -37,14 +42,46 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 			}
 		}
 		st, err = fs.New(loc.Path)
-		if err != nil {
-			return nil, fmt.Errorf("repository %s: %w", loc, err)
+	case "s3":
+		c := opts.S3
+		mode := s3.ConditionalEnforced
+		switch c.Conditional {
+		case "head-check":
+			mode = s3.ConditionalHeadCheck
+		case "unsupported":
+			mode = s3.ConditionalUnsupported
 		}
-	case "s3", "gs":
-		return nil, fmt.Errorf("repository %s: %s:// repositories are not built yet; use a local path or file:///path for now: %w",
-			loc, loc.Scheme, storage.ErrUnsupported)
+		st, err = s3.New(ctx, s3.Config{
+			Conditional: mode,
+			Bucket:      loc.Bucket, Prefix: loc.Prefix, Region: c.Region, Endpoint: c.Endpoint,
+			ForcePathStyle: c.ForcePathStyle, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
+			SessionToken: c.SessionToken, Profile: c.Profile, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
+			StorageClass: c.StorageClass, PartSize: c.PartSize, Concurrency: c.Concurrency,
+			MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
+		})
+	case "gs":
+		c := opts.GCS
+		st, err = gcs.New(ctx, gcs.Config{
+			Bucket: loc.Bucket, Prefix: loc.Prefix, CredentialsFile: c.CredentialsFile, Endpoint: c.Endpoint,
+			ChunkSize: int(c.ChunkSize), MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout,
+			StorageClass: c.StorageClass, KMSKeyName: c.KMSKeyName,
+		})
 	default:
 		return nil, fmt.Errorf("repository %s: unknown scheme %q", loc, loc.Scheme)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", loc, err)
+	}
 	return retry.New(st, retry.Config{Timeout: opts.Timeout, MaxAttempts: opts.MaxAttempts}), nil
+}
+
+// Unwrap returns the backend under the wrappers Open added.
+func Unwrap(st storage.Store) storage.Store {
+	for {
+		u, ok := st.(interface{ Unwrap() storage.Store })
+		if !ok {
+			return st
+		}
+		st = u.Unwrap()
+	}
 }

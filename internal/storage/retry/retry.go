@@ -549,3 +549,6 @@ func (s *store) String() string { return s.inner.String() }
 
 // Close closes the inner store.
 func (s *store) Close() error { return s.inner.Close() }
+
+// Unwrap returns the wrapped store.
+func (s *store) Unwrap() storage.Store { return s.inner }

@@ -1,0 +1,164 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+	"github.com/pgb-project/pgb/internal/storage/s3/s3test"
+)
+
+// configFile writes a pgb config file the postgres user can read and returns the flags
+// that select it.
+func configFile(t *testing.T, body string) []string {
+	t.Helper()
+	p := filepath.Join(pgtest.TempDir(t), "pgb.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.ChownToPG(t, p)
+	return []string{"--config", p}
+}
+
+// s3Repo starts versitygw (behind a fault proxy when failRate > 0) and returns the
+// flags that select a fresh bucket on it, and the secret key (for leak checks).
+func s3Repo(t *testing.T, failRate float64, secretOverride string) ([]string, string) {
+	sel, secret, _ := s3RepoBehind(t, failRate, secretOverride)
+	return sel, secret
+}
+
+// s3RepoBehind is s3Repo that also returns the fault proxy (nil without faults).
+func s3RepoBehind(t *testing.T, failRate float64, secretOverride string) ([]string, string, *faultProxy) {
+	t.Helper()
+	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	var proxy *faultProxy
+	if failRate > 0 {
+		proxy = startFaultProxy(t, endpoint, failRate, 7)
+		endpoint = proxy.URL
+	}
+	if secretOverride != "" {
+		secret = secretOverride
+	}
+	return configFile(t, "repo: s3://"+bucket+"/cluster1\n"+
+		"s3-endpoint: "+endpoint+"\n"+
+		"s3-region: us-east-1\n"+
+		"s3-force-path-style: true\n"+
+		"s3-access-key-id: "+access+"\n"+
+		"s3-secret-access-key: "+secret+"\n"+
+		"s3-part-size: 5MiB\n"+
+		"storage-retries: 8\n"), secret, proxy
+}
+
+// assertFaulted checks that the proxy really broke requests during a test.
+func assertFaulted(t *testing.T, p *faultProxy) {
+	t.Helper()
+	if p.faults.Load() < 5 {
+		t.Fatalf("only %d of %d requests were faulted: the test did not test faults", p.faults.Load(), p.requests.Load())
+	}
+	t.Logf("%d of %d requests faulted", p.faults.Load(), p.requests.Load())
+}
+
+// pitrOn plays the drop-table scenario on a repository and recovers to the named
+// point and to a time just before the drop.
+func pitrOn(t *testing.T, sel []string) {
+	s := newScenarioOn(t, "", sel)
+	c := s.restore(t, "--target-name", "before_release")
+	c.WaitRecoveryPaused(t, 120*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != s.atPoint {
+		t.Fatalf("rows at restore point = %d, want %d", got, s.atPoint)
+	}
+	c = s.restore(t, "--target-time", s.dropTime, "--target-action", "promote")
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != s.beforeDrop {
+		t.Fatalf("rows = %d, want every committed row: %d", got, s.beforeDrop)
+	}
+	if got := c.QueryString(t, "SELECT max(ts) FROM ticks"); got != s.lastTS {
+		t.Fatalf("last row at %s, want %s", got, s.lastTS)
+	}
+}
+
+func TestPITROnS3(t *testing.T) {
+	sel, _ := s3Repo(t, 0, "")
+	pitrOn(t, sel)
+}
+
+// Under transient faults (503 SlowDown, reset connections, cut-off bodies) every step
+// still succeeds, and the restored data is verified.
+func TestPITROnS3UnderTransientFaults(t *testing.T) {
+	sel, _, proxy := s3RepoBehind(t, 0.15, "")
+	pitrOn(t, sel)
+	assertFaulted(t, proxy)
+}
+
+func TestS3PermanentFaultsFailFastWithOneLine(t *testing.T) {
+	pgtest.Require(t)
+	dir := pgtest.TempDir(t)
+	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "/bin/true"})
+	c.Start(t)
+	seg := c.SwitchWAL(t)
+
+	good, _ := s3Repo(t, 0, "")
+	bad, wrongSecret := s3Repo(t, 0, "wrong-secret-s3cr3t")
+	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	noBucket := configFile(t, "repo: s3://no-such-bucket-"+strings.ToLower(filepath.Base(dir))+"/x\ns3-endpoint: "+endpoint+
+		"\ns3-region: us-east-1\ns3-force-path-style: true\ns3-access-key-id: "+access+"\ns3-secret-access-key: "+secret+"\n")
+	_ = bucket
+	closed := configFile(t, "repo: s3://b/x\ns3-endpoint: http://127.0.0.1:1\ns3-region: us-east-1\ns3-force-path-style: true\n"+
+		"s3-access-key-id: a\ns3-secret-access-key: b\nstorage-retries: 2\ns3-max-attempts: 1\n")
+
+	push := func(sel []string) result {
+		return pgb(t, c.DataDir(), nil, append(append([]string{"wal-push"}, sel...), filepath.Join("pg_wal", seg))...)
+	}
+	for name, tc := range map[string]struct {
+		sel  []string
+		want string
+	}{
+		"wrong credentials":    {bad, "credentials"},
+		"missing bucket":       {noBucket, "no-such-bucket"},
+		"unreachable endpoint": {closed, "127.0.0.1:1"},
+	} {
+		start := time.Now()
+		r := push(tc.sel)
+		d := time.Since(start)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%s: want a one-line error mentioning %q, got %s", name, tc.want, r)
+		}
+		if d > 45*time.Second {
+			t.Errorf("%s: took %s; permanent faults must fail within seconds", name, d)
+		}
+		if strings.Contains(r.stderr, wrongSecret) {
+			t.Errorf("%s: the secret key appears in the error", name)
+		}
+	}
+
+	// wal-fetch keeps PostgreSQL's exit-code rules on S3.
+	if r := push(good); r.code != 0 {
+		t.Fatalf("push to a good repository: %s", r)
+	}
+	work := pgtest.TempDir(t)
+	if r := pgb(t, work, nil, append(append([]string{"wal-fetch"}, good...), seg, "x")...); r.code != 0 {
+		t.Fatalf("fetch: %s", r)
+	}
+	if r := pgb(t, work, nil, append(append([]string{"wal-fetch"}, good...), "0000000100000000000000FE", "y")...); r.code != 1 {
+		t.Fatalf("fetch of a missing segment: want exit 1, got %s", r)
+	}
+	if r := pgb(t, work, nil, append(append([]string{"wal-fetch"}, closed...), seg, "z")...); r.code <= 125 {
+		t.Fatalf("fetch from an unreachable store: want exit > 125, got %s", r)
+	}
+	if r := pgb(t, work, nil, append(append([]string{"wal-fetch"}, bad...), seg, "z")...); r.code <= 125 || strings.Contains(r.stderr, wrongSecret) {
+		t.Fatalf("fetch with wrong credentials: want exit > 125 and no secret, got %s", r)
+	}
+}
+
+func TestCheckReportsConditionalWritesOnS3(t *testing.T) {
+	pgtest.Require(t)
+	sel, _ := s3Repo(t, 0, "")
+	c := archivingClusterWith(t, sel)
+	r := mustPGB(t, "", c.Env(), append([]string{"check"}, sel...)...)
+	if !strings.Contains(r.stdout, "conditional writes") || !strings.Contains(r.stdout, "check passed") {
+		t.Fatalf("check on S3:\n%s", r)
+	}
+}

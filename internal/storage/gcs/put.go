@@ -1,0 +1,111 @@
+package gcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	gs "cloud.google.com/go/storage"
+
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// copyChunk is the buffer Put reads r with; ctx is checked between reads.
+const copyChunk = 256 << 10
+
+// Put uploads r's bytes to key's object; the object appears, complete, only when the
+// upload is finalized, which happens after r's io.EOF. With opts.IfAbsent the upload is
+// conditional on no object existing (checked by GCS when the upload starts and when it
+// is finalized) and fails with storage.ErrExist otherwise.
+//
+// If r fails or ctx is cancelled first, the upload is abandoned: its context is
+// cancelled before the client is told the data has ended, so the finalizing request is
+// never sent. The unfinished upload session expires on the server by itself.
+//
+// Memory: one chunk of Config.ChunkSize, or less when opts.Size announces a smaller
+// body (which then goes in one request).
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	name, err := s.object(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return s.translateError("put", key, err)
+	}
+	obj := s.idem.Object(name)
+	if opts.IfAbsent {
+		obj = obj.If(gs.Conditions{DoesNotExist: true})
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := obj.NewWriter(wctx)
+	w.ChunkSize = s.chunkSize(opts.Size)
+	w.ContentType = "application/octet-stream" // and no sniffing of the first bytes
+	w.StorageClass = s.cfg.StorageClass
+	w.KMSKeyName = s.cfg.KMSKeyName
+
+	if err := copyCtx(ctx, w, r); err != nil {
+		cancel()
+		_ = w.Close() // waits for the upload to end; it fails, with the context's error
+		return s.putError(ctx, key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		cancel()
+		_ = w.Close()
+		return s.translateError("put", key, err)
+	}
+	if err := w.Close(); err != nil {
+		return s.putError(ctx, key, err)
+	}
+	return nil
+}
+
+// putError translates a failed upload; ctx's error comes first, as a cancelled upload
+// may fail with a broken pipe or a failed request.
+func (s *Store) putError(ctx context.Context, key string, err error) error {
+	var re *readError
+	if ctx.Err() == nil && errors.As(err, &re) {
+		return fmt.Errorf("gcs: put %q: read source: %w", key, re.err)
+	}
+	return s.translateError("put", key, ctxFirst(ctx, err))
+}
+
+// chunkSize is the upload chunk size for a body of size bytes (-1: unknown). A body
+// that fits in a chunk gets a buffer one byte larger than itself, so that the client
+// sees its end within the first chunk and sends it in one request.
+func (s *Store) chunkSize(size int64) int {
+	if size >= 0 && size < int64(s.cfg.ChunkSize) {
+		return int(size) + 1
+	}
+	return s.cfg.ChunkSize
+}
+
+// readError marks a failure of the source reader, as opposed to the upload.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// copyCtx copies r to w in chunks, failing with ctx's error once ctx is done; a
+// failure of r comes back as a *readError.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
+	buf := make([]byte, copyChunk)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return &readError{err: rerr}
+		}
+	}
+}

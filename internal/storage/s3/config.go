@@ -1,0 +1,221 @@
+package s3
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// Defaults and limits for Config fields.
+const (
+	DefaultPartSize    = 16 << 20
+	MinPartSize        = 5 << 20 // S3's minimum for every part but the last
+	MaxPartSize        = 5 << 30 // S3's maximum part size
+	DefaultConcurrency = 4
+	// DefaultMaxAttempts is modest on purpose: pgb's own retry layer sits above.
+	DefaultMaxAttempts = 3
+	// DefaultRequestTimeout is what the configuration layer passes by default; a zero
+	// Config.RequestTimeout means no timeout.
+	DefaultRequestTimeout = 60 * time.Second
+	// DefaultRegion is used when neither Config.Region nor the SDK's configuration
+	// (AWS_REGION, the shared config file) names one.
+	DefaultRegion = "us-east-1"
+)
+
+// ConditionalMode says how Put with IfAbsent is carried out.
+type ConditionalMode int
+
+const (
+	// ConditionalEnforced (the default) sends "If-None-Match: *" with the PutObject or
+	// CompleteMultipartUpload request and trusts the server to refuse an existing key
+	// atomically, as AWS S3 has done since 2024 and versitygw does.
+	ConditionalEnforced ConditionalMode = iota
+	// ConditionalHeadCheck is for servers that ignore If-None-Match (see
+	// Store.ProbeConditionalWrites): a HeadObject check, then the write (still with
+	// If-None-Match). It RACES: two writers that both check before either writes both
+	// succeed, and the later one silently replaces the earlier object. Use it only
+	// where a single writer per key is guaranteed some other way.
+	ConditionalHeadCheck
+	// ConditionalUnsupported makes Put with IfAbsent fail with storage.ErrUnsupported,
+	// the honest answer of a store that cannot enforce it.
+	ConditionalUnsupported
+)
+
+// String names the mode as the configuration would.
+func (m ConditionalMode) String() string {
+	switch m {
+	case ConditionalEnforced:
+		return "enforced"
+	case ConditionalHeadCheck:
+		return "head-check"
+	case ConditionalUnsupported:
+		return "unsupported"
+	}
+	return fmt.Sprintf("ConditionalMode(%d)", int(m))
+}
+
+// Config describes an S3 (or S3-compatible) repository. Zero fields take the defaults
+// named on each; New validates the whole.
+type Config struct {
+	Bucket string // required
+	// Prefix is the key prefix inside the bucket, without leading or trailing "/";
+	// object key k is stored as Prefix + "/" + k. Empty means the bucket's root.
+	Prefix string
+	// Region of the bucket. Empty: the SDK's configuration (AWS_REGION, the shared
+	// config profile), else DefaultRegion.
+	Region string
+	// Endpoint of an S3-compatible store, e.g. "http://127.0.0.1:7070". Empty: AWS.
+	Endpoint string
+	// ForcePathStyle addresses buckets as http://endpoint/bucket/key, as most
+	// S3-compatible stores need.
+	ForcePathStyle bool
+	// Static credentials. Empty AccessKeyID and SecretAccessKey mean the SDK's default
+	// credential chain: AWS_ACCESS_KEY_ID etc., the shared config profile (AWS_PROFILE
+	// or Profile), web identity (IRSA), container and instance roles.
+	AccessKeyID, SecretAccessKey, SessionToken string
+	// Profile selects a shared-config profile (like AWS_PROFILE).
+	Profile string
+	// SSE is the server-side encryption of new objects: "", "AES256" or "aws:kms";
+	// SSEKMSKeyID names the KMS key for "aws:kms" (empty: the bucket's default key).
+	SSE, SSEKMSKeyID string
+	// StorageClass of new objects, e.g. "STANDARD_IA". Empty: the bucket's default.
+	StorageClass string
+	// PartSize is the multipart part size: objects up to PartSize bytes go up in one
+	// PutObject, larger ones in parts of PartSize. Default DefaultPartSize, at least
+	// MinPartSize. A Put buffers up to Concurrency parts in memory.
+	PartSize int64
+	// Concurrency is the number of parts of one upload in flight. Default
+	// DefaultConcurrency.
+	Concurrency int
+	// MaxAttempts bounds the SDK's own attempts per HTTP request (it retries 5xx,
+	// throttling and connection errors). Default DefaultMaxAttempts.
+	MaxAttempts int
+	// RequestTimeout bounds connecting and then waiting for the response headers of
+	// one HTTP request attempt; streaming a body in either direction is not bounded by
+	// it, so large transfers that make progress do not time out. Zero means no
+	// timeout (the configuration layer passes DefaultRequestTimeout by default).
+	RequestTimeout time.Duration
+	// RateLimit caps HTTP requests (SDK retries included) per second; 0 means no cap.
+	RateLimit int
+	// Conditional says how IfAbsent is enforced; see ConditionalMode.
+	Conditional ConditionalMode
+	// WrapTransport, if set, wraps the store's HTTP transport (which keeps the
+	// connection pooling and timeouts above): tests inject faults with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+}
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.PartSize == 0 {
+		c.PartSize = DefaultPartSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	return c
+}
+
+// validate reports the first unusable setting, naming it as the user sets it.
+func (c Config) validate() error {
+	switch {
+	case c.Bucket == "":
+		return fmt.Errorf("no bucket given: set --repo s3://bucket/prefix")
+	case strings.Contains(c.Bucket, "/"):
+		return fmt.Errorf("bucket %q contains '/': check --repo (s3://bucket/prefix)", c.Bucket)
+	case c.Prefix != "" && storage.ValidKey(c.Prefix) != nil:
+		return fmt.Errorf("prefix %q is not usable (no leading or trailing '/', no empty, '.' or '..' elements): check --repo", c.Prefix)
+	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
+		return fmt.Errorf("static credentials need both an access key id and a secret access key: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or --s3-access-key-id and --s3-secret-access-key), or neither")
+	case c.SessionToken != "" && c.AccessKeyID == "":
+		return fmt.Errorf("a session token needs static credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY too, or drop AWS_SESSION_TOKEN / --s3-session-token")
+	case c.PartSize < MinPartSize || c.PartSize > MaxPartSize:
+		return fmt.Errorf("part size %d is out of range: set --s3-part-size between 5MiB and 5GiB", c.PartSize)
+	case c.Concurrency < 1:
+		return fmt.Errorf("upload concurrency %d: set --s3-upload-concurrency to 1 or more", c.Concurrency)
+	case c.MaxAttempts < 1:
+		return fmt.Errorf("max attempts %d: set --s3-max-attempts to 1 or more", c.MaxAttempts)
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("request timeout %v is negative: check --s3-request-timeout", c.RequestTimeout)
+	case c.RateLimit < 0:
+		return fmt.Errorf("rate limit %d is negative: check --s3-rate-limit", c.RateLimit)
+	case c.Conditional < ConditionalEnforced || c.Conditional > ConditionalUnsupported:
+		return fmt.Errorf("unknown conditional-write mode %v", c.Conditional)
+	}
+	switch c.SSE {
+	case "", "AES256", "aws:kms":
+	default:
+		return fmt.Errorf("server-side encryption %q: set --s3-sse (PGB_S3_SSE) to AES256 or aws:kms, or leave it empty", c.SSE)
+	}
+	if c.SSEKMSKeyID != "" && c.SSE != "aws:kms" {
+		return fmt.Errorf("a KMS key id (--s3-sse-kms-key-id) needs --s3-sse aws:kms")
+	}
+	if c.Endpoint != "" {
+		u, err := url.Parse(c.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("endpoint %q is not an http(s) URL: check PGB_S3_ENDPOINT / --s3-endpoint", redactURL(c.Endpoint))
+		}
+	}
+	return nil
+}
+
+// location is the repository URL, s3://bucket[/prefix].
+func (c Config) location() string {
+	if c.Prefix == "" {
+		return "s3://" + c.Bucket
+	}
+	return "s3://" + c.Bucket + "/" + c.Prefix
+}
+
+// String describes the configuration without secrets: credentials are only said to
+// be static or to come from the SDK's chain.
+func (c Config) String() string {
+	var b strings.Builder
+	b.WriteString(c.location())
+	if c.Endpoint != "" {
+		fmt.Fprintf(&b, " endpoint=%s", redactURL(c.Endpoint))
+	}
+	if c.Region != "" {
+		fmt.Fprintf(&b, " region=%s", c.Region)
+	}
+	if c.ForcePathStyle {
+		b.WriteString(" path-style")
+	}
+	switch {
+	case c.AccessKeyID != "":
+		b.WriteString(" credentials=static")
+	case c.Profile != "":
+		fmt.Fprintf(&b, " credentials=profile:%s", c.Profile)
+	default:
+		b.WriteString(" credentials=default-chain")
+	}
+	if c.SSE != "" {
+		fmt.Fprintf(&b, " sse=%s", c.SSE)
+	}
+	if c.StorageClass != "" {
+		fmt.Fprintf(&b, " storage-class=%s", c.StorageClass)
+	}
+	return b.String()
+}
+
+// GoString is String, so that %#v does not print the secrets either.
+func (c Config) GoString() string { return "s3.Config{" + c.String() + "}" }
+
+// redactURL drops any user:password from an endpoint URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if err != nil && strings.Contains(raw, "@") {
+			return "(unparsable URL)"
+		}
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}

@@ -1,0 +1,243 @@
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Credentials of the versitygw root user that StartVersityGW runs.
+const (
+	VersityAccessKey = "pgbtestaccess"
+	VersitySecretKey = "pgbtestsecret-8f3Kq2Zx"
+	// VersityRegion is the region versitygw signs for by default.
+	VersityRegion = "us-east-1"
+)
+
+// startTimeout bounds the wait for a started versitygw to answer its health check.
+const startTimeout = 15 * time.Second
+
+// versity is the one versitygw of the test binary.
+var versity struct {
+	once sync.Once
+	srv  *gateway
+	err  error
+}
+
+// gateway is a running versitygw.
+type gateway struct {
+	endpoint string
+	root     string // the posix backend's directory: one subdirectory per bucket
+	cmd      *exec.Cmd
+	out      *syncBuffer
+	exited   chan struct{} // closed once cmd.Wait returned, with its error in waitErr
+	waitErr  error
+}
+
+// stop kills the process and waits for it.
+func (g *gateway) stop() {
+	g.cmd.Process.Kill()
+	<-g.exited
+}
+
+// StartVersityGW returns the endpoint and root credentials of a versitygw (posix
+// backend) and a fresh, empty bucket on it, which is removed at t's cleanup.
+//
+// One server serves the whole test binary: it starts on the first call, on a free
+// loopback port with a temporary directory, and stops when the test process exits
+// (it is started with a parent-death signal) or when Shutdown is called, typically
+// from TestMain.
+//
+// The binary is $PGB_VERSITYGW, else <module root>/.build/bin/versitygw, else
+// versitygw on $PATH. If none exists the test is skipped, or fails when $CI is set:
+// in CI a skipped backend test is a failure.
+func StartVersityGW(t testing.TB) (endpoint, accessKey, secretKey, bucket string) {
+	t.Helper()
+	bin, err := findVersityGW()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("versitygw is required in CI: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	versity.once.Do(func() { versity.srv, versity.err = startGateway(bin) })
+	if versity.err != nil {
+		t.Fatalf("start versitygw: %v", versity.err)
+	}
+	srv := versity.srv
+	bucket = newBucketName()
+	if err := createBucket(t.Context(), srv.endpoint, bucket); err != nil {
+		t.Fatalf("versitygw: create bucket %s: %v\nserver output:\n%s", bucket, err, srv.out)
+	}
+	t.Cleanup(func() { os.RemoveAll(filepath.Join(srv.root, bucket)) })
+	return srv.endpoint, VersityAccessKey, VersitySecretKey, bucket
+}
+
+// Shutdown stops the versitygw that StartVersityGW started, if any, and removes its
+// directory. Call it after m.Run in TestMain; no StartVersityGW may follow.
+func Shutdown() {
+	if srv := versity.srv; srv != nil {
+		srv.stop()
+		os.RemoveAll(srv.root)
+	}
+}
+
+// findVersityGW locates the binary; see StartVersityGW.
+func findVersityGW() (string, error) {
+	if p := os.Getenv("PGB_VERSITYGW"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("PGB_VERSITYGW: %w", err)
+		}
+		return p, nil
+	}
+	if root, err := moduleRoot(); err == nil {
+		p := filepath.Join(root, ".build", "bin", "versitygw")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("versitygw")
+	if err != nil {
+		return "", fmt.Errorf("versitygw not found: set PGB_VERSITYGW, install it as .build/bin/versitygw, or put it on PATH")
+	}
+	return p, nil
+}
+
+// moduleRoot walks up from the working directory to the directory holding go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// startGateway starts bin and waits for its health check, trying a few ports in case
+// another process takes the free port first.
+func startGateway(bin string) (*gateway, error) {
+	root, err := os.MkdirTemp("", "pgb-versitygw-")
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		g := &gateway{endpoint: "http://" + port, root: root, out: &syncBuffer{}, exited: make(chan struct{})}
+		g.cmd = exec.Command(bin, "--port", port, "--access", VersityAccessKey, "--secret", VersitySecretKey,
+			"--region", VersityRegion, "--health", "/health", "--quiet", "posix", root)
+		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := g.cmd.Start(); err != nil {
+			os.RemoveAll(root)
+			return nil, err
+		}
+		go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
+		if lastErr = g.waitHealthy(); lastErr == nil {
+			return g, nil
+		}
+		g.stop()
+	}
+	os.RemoveAll(root)
+	return nil, lastErr
+}
+
+// waitHealthy polls the health endpoint until it answers 200, the process exits or
+// startTimeout passes.
+func (g *gateway) waitHealthy() error {
+	deadline := time.Now().Add(startTimeout)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-g.exited:
+			return fmt.Errorf("versitygw exited (%v):\n%s", g.waitErr, g.out)
+		default:
+		}
+		resp, err := client.Get(g.endpoint + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("versitygw at %s not healthy after %v:\n%s", g.endpoint, startTimeout, g.out)
+}
+
+// freePort returns a loopback address with a port that was free a moment ago.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// newBucketName returns a unique valid bucket name.
+func newBucketName() string {
+	return "pgb-" + strings.ToLower(rand.Text()[:16])
+}
+
+// createBucket creates bucket through the S3 API, as a user would.
+func createBucket(ctx context.Context, endpoint, bucket string) error {
+	_, err := AdminClient(endpoint).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	return err
+}
+
+// AdminClient returns a plain SDK client with the versitygw root credentials, for
+// tests that look behind the store (for example at unfinished multipart uploads).
+func AdminClient(endpoint string) *s3.Client {
+	return s3.New(s3.Options{
+		Region:       VersityRegion,
+		BaseEndpoint: aws.String(endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(VersityAccessKey, VersitySecretKey, ""),
+	})
+}
+
+// syncBuffer collects the server's output for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
