@@ -33,6 +33,9 @@ func isolate(t *testing.T) {
 		}
 	}
 	t.Setenv("PGB_CONFIG", "") // never read /etc/pgb/pgb.yaml in tests
+	// Cloud SDKs must never reach for instance metadata from a test.
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("GCE_METADATA_HOST", "127.0.0.1:1")
 }
 
 func TestPrecedenceFlagOverEnvOverFile(t *testing.T) {
@@ -88,10 +91,13 @@ func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
 		{[]string{"wal-push", "--compression", "brotli", "--repo", repo, "x"}, exitUsage, `unknown compression "brotli"`},
 		{[]string{"wal-push", "--nope", "x"}, exitUsage, "flag provided but not defined"},
 		{[]string{"nosuchcommand"}, exitUsage, "No help topic"},
-		{[]string{"wal-push", "--repo", "s3://bucket/p", "--pgdata", waltest.DataDir(t, 1), "000000010000000000000001"}, exitError, "not built yet"},
+		{[]string{"wal-push", "--repo", "ftp://bucket/p", "--pgdata", waltest.DataDir(t, 1), "000000010000000000000001"}, exitError, `unknown scheme "ftp"`},
+		{[]string{"wal-push", "--repo", "s3://", "x"}, exitError, "no bucket"},
 		{[]string{"wal-fetch", "--repo", repo}, exitRecoveryMustStop, "wants 2 argument(s)"},
 		{[]string{"wal-fetch", "--nope", "a", "b"}, exitRecoveryMustStop, "flag provided but not defined"},
-		{[]string{"wal-fetch", "--repo", "gs://b/p", "000000010000000000000001", "x"}, exitRecoveryMustStop, "not built yet"},
+		{[]string{"wal-fetch", "--repo", "s3://b/p", "--s3-endpoint", "http://127.0.0.1:1", "--s3-access-key-id", "a",
+			"--s3-secret-access-key", "b", "--storage-retries", "1", "--s3-max-attempts", "1", "000000010000000000000001", "x"},
+			exitRecoveryMustStop, "127.0.0.1:1"},
 	}
 	for _, c := range cases {
 		r := pgb(t, c.args...)

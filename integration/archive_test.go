@@ -158,7 +158,7 @@ func TestWalPushRefusesBadInput(t *testing.T) {
 		"no argument":       {"wal-push", "--repo", repo},
 		"no repository":     {"wal-push", "--pgdata", c.DataDir(), short},
 		"relative repo":     {"wal-push", "--repo", "relative/dir", "--pgdata", c.DataDir(), short},
-		"s3 not built":      {"wal-push", "--repo", "s3://bucket/prefix", "--pgdata", c.DataDir(), short},
+		"unknown scheme":    {"wal-push", "--repo", "ftp://bucket/prefix", "--pgdata", c.DataDir(), short},
 		"bad compression":   {"wal-push", "--repo", repo, "--compression", "gzip", "--pgdata", c.DataDir(), short},
 	} {
 		r := pgb(t, "", nil, args...)

@@ -54,7 +54,8 @@ func cleanEnv() []string {
 		}
 		out = append(out, kv)
 	}
-	return append(out, "PGB_CONFIG=")
+	// Cloud SDKs must never reach for instance metadata from a test.
+	return append(out, "PGB_CONFIG=", "AWS_EC2_METADATA_DISABLED=true", "GCE_METADATA_HOST=127.0.0.1:1")
 }
 
 func mustPGB(t *testing.T, dir string, env []string, args ...string) result {
