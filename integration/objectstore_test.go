@@ -134,6 +134,22 @@ func TestS3PermanentFaultsFailFastWithOneLine(t *testing.T) {
 		}
 	}
 
+	// backup-push and restore fail the same way.
+	for name, args := range map[string][]string{
+		"backup-push": append(append([]string{"backup-push"}, bad...), "--fast"),
+		"restore":     append(append([]string{"restore"}, bad...), "--pgdata", filepath.Join(dir, "restored")),
+	} {
+		start := time.Now()
+		r := pgb(t, "", c.Env(), args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "credentials") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 ||
+			strings.Contains(r.stderr, wrongSecret) {
+			t.Errorf("%s with wrong credentials: want one line about credentials, got %s", name, r)
+		}
+		if d := time.Since(start); d > 45*time.Second {
+			t.Errorf("%s with wrong credentials took %s", name, d)
+		}
+	}
+
 	// wal-fetch keeps PostgreSQL's exit-code rules on S3.
 	if r := push(good); r.code != 0 {
 		t.Fatalf("push to a good repository: %s", r)
