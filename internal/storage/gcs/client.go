@@ -2,6 +2,8 @@ package gcs
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -98,7 +100,11 @@ func httpClient(ctx context.Context, cfg Config) (*http.Client, error) {
 	if !cfg.noAuth() {
 		opts := []option.ClientOption{option.WithScopes(gs.ScopeReadWrite), option.WithUserAgent("pgb")}
 		if cfg.CredentialsFile != "" {
-			opts = append(opts, option.WithAuthCredentialsFile(option.ServiceAccount, cfg.CredentialsFile))
+			o, err := credentialsFile(cfg.CredentialsFile)
+			if err != nil {
+				return nil, credentialsError(cfg, err)
+			}
+			opts = append(opts, o)
 		}
 		// The credentials keep the context for fetching tokens later: it must outlive
 		// New's caller.
@@ -109,6 +115,36 @@ func httpClient(ctx context.Context, cfg Config) (*http.Client, error) {
 	}
 	hc.Transport = rt
 	return &hc, nil
+}
+
+// credentialsFile is the option that loads the credentials file at path: a
+// service-account key, or another kind of Google credentials file that
+// GOOGLE_APPLICATION_CREDENTIALS may name (user, impersonation and workload identity
+// federation credentials). The file's type is checked here, since the option does not
+// check it on every path, and the file's content is never quoted.
+func credentialsFile(path string) (option.ClientOption, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var f struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, errors.New("the file is not JSON")
+	}
+	switch t := option.CredentialsType(f.Type); t {
+	case option.ServiceAccount, option.AuthorizedUser, option.ImpersonatedServiceAccount, option.ExternalAccount,
+		option.CredentialsType("external_account_authorized_user"):
+		return option.WithAuthCredentialsJSON(t, data), nil
+	case "":
+		return nil, errors.New("the file has no \"type\": not a Google credentials file")
+	default:
+		if len(f.Type) > 64 {
+			return nil, errors.New("unsupported credentials type")
+		}
+		return nil, fmt.Errorf("unsupported credentials type %q", f.Type)
+	}
 }
 
 // credentialsError explains a failure to load credentials.

@@ -61,8 +61,12 @@ func (s *Store) translateError(op, key string, err error) error {
 			err: err,
 		})
 	case code == http.StatusBadRequest:
+		check := "the bucket name in --repo"
+		if op == "put" {
+			check += ", --gcs-storage-class and --gcs-kms-key-name"
+		}
 		return storage.Permanent(&edgeError{
-			msg: fmt.Sprintf("%s: request refused as invalid%s: check --gcs-storage-class and --gcs-kms-key-name", what, serverSays(gerr)),
+			msg: fmt.Sprintf("%s: request refused as invalid%s: check %s", what, serverSays(gerr), check),
 			err: err,
 		})
 	case errors.Is(err, syscall.ECONNREFUSED):

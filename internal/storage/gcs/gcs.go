@@ -17,8 +17,8 @@
 //   - List pages through the objects under the store's prefix in the lexical order
 //     GCS returns them in, checking ctx between entries.
 //
-// Retries: the client retries each request (Config.MaxAttempts attempts, except that
-// upload chunks are retried for up to 32s each) for idempotent operations only: reads,
+// Retries: the client makes up to Config.MaxAttempts attempts at each request (for an
+// upload: at each chunk, and within 32s) for idempotent operations only: reads,
 // listings and uploads (an upload replaces the object with the same bytes, and an
 // IfAbsent upload is conditional). Delete is not retried by the client: a retry after
 // a lost reply would report the object as missing. The storage/retry wrapper sits
@@ -57,9 +57,11 @@ type Config struct {
 	// Prefix is prepended, with a "/", to every key; empty means the bucket's root.
 	// It has no leading or trailing "/" and no empty, "." or ".." elements.
 	Prefix string
-	// CredentialsFile is a service-account JSON key file. Empty means Application
-	// Default Credentials (which honour GOOGLE_APPLICATION_CREDENTIALS), or no
-	// authentication at all when an endpoint is set.
+	// CredentialsFile is a service-account JSON key file (or another Google
+	// credentials file of the kinds GOOGLE_APPLICATION_CREDENTIALS may name, such as
+	// workload identity federation). Empty means Application Default Credentials
+	// (which honour GOOGLE_APPLICATION_CREDENTIALS), or no authentication at all when
+	// an endpoint is set.
 	CredentialsFile string
 	// Endpoint is a custom endpoint, such as an emulator: "host:port" (plain HTTP),
 	// "http(s)://host[:port]", or a full JSON API base URL ending in "/storage/v1/".
@@ -153,9 +155,9 @@ func location(bucket, prefix string) string {
 type Store struct {
 	cfg    Config
 	client *gs.Client
-	// idem retries every request (reads, listings, uploads); once does not retry
-	// requests that are not idempotent (Delete). Each has its own retry settings: the
-	// client merges later options into a handle's settings in place.
+	// idem retries every request (reads, listings); once does not retry requests that
+	// are not idempotent (Delete). Each has its own retry settings: the client merges
+	// later options into a handle's settings in place. Put makes a handle per upload.
 	idem, once *gs.BucketHandle
 	// prefix is "" or Config.Prefix + "/".
 	prefix string

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	gs "cloud.google.com/go/storage"
 
@@ -16,8 +17,8 @@ const copyChunk = 256 << 10
 
 // Put uploads r's bytes to key's object; the object appears, complete, only when the
 // upload is finalized, which happens after r's io.EOF. With opts.IfAbsent the upload is
-// conditional on no object existing (checked by GCS when the upload starts and when it
-// is finalized) and fails with storage.ErrExist otherwise.
+// conditional on no object existing, which GCS checks atomically as it finalizes the
+// upload (and may check earlier), and fails with storage.ErrExist otherwise.
 //
 // If r fails or ctx is cancelled first, the upload is abandoned: its context is
 // cancelled before the client is told the data has ended, so the finalizing request is
@@ -33,7 +34,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err := ctx.Err(); err != nil {
 		return s.translateError("put", key, err)
 	}
-	obj := s.idem.Object(name)
+	tries := &uploadTries{max: s.cfg.MaxAttempts}
+	obj := s.client.Bucket(s.cfg.Bucket).Retryer(append(retryOptions(s.cfg, gs.RetryAlways), gs.WithErrorFunc(tries.retry))...).Object(name)
 	if opts.IfAbsent {
 		obj = obj.If(gs.Conditions{DoesNotExist: true})
 	}
@@ -44,6 +46,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	w.ContentType = "application/octet-stream" // and no sniffing of the first bytes
 	w.StorageClass = s.cfg.StorageClass
 	w.KMSKeyName = s.cfg.KMSKeyName
+	w.ProgressFunc = tries.progress
 
 	if err := copyCtx(ctx, w, r); err != nil {
 		cancel()
@@ -80,6 +83,23 @@ func (s *Store) chunkSize(size int64) int {
 	}
 	return s.cfg.ChunkSize
 }
+
+// uploadTries bounds an upload's retries. The client bounds upload retries by time
+// only (32s per chunk) or not at all (the request that starts an upload, and a body
+// sent in one request), whatever its MaxAttempts: this allows max consecutive failed
+// attempts, counting afresh after each chunk that goes through.
+type uploadTries struct {
+	max    int
+	failed atomic.Int64
+}
+
+// retry decides on a failed attempt.
+func (u *uploadTries) retry(err error) bool {
+	return gs.ShouldRetry(err) && u.failed.Add(1) < int64(u.max)
+}
+
+// progress is called after each chunk that went through.
+func (u *uploadTries) progress(int64) { u.failed.Store(0) }
 
 // readError marks a failure of the source reader, as opposed to the upload.
 type readError struct{ err error }
