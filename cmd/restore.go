@@ -76,6 +76,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
 		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
+		&cli.StringFlag{Name: "archive-mode", Value: "preserve", Usage: "archive_mode of the restored cluster: preserve (archive into this repository after promotion, as the source did) or off (for drills and copies)"},
 	)
 }
 
@@ -121,6 +122,9 @@ func parseTarget(c *cli.Context) (restore.Target, error) {
 		if _, err := strconv.ParseUint(tl, 10, 32); err != nil {
 			return t, usagef("--target-timeline %q: want latest, current or a timeline number", tl)
 		}
+	}
+	if m := c.String("archive-mode"); m != "preserve" && m != "off" {
+		return t, usagef("--archive-mode %q: want preserve or off", m)
 	}
 	if t.Exclusive && (t.Kind == restore.ToEnd || t.Kind == restore.ToImmediate || t.Kind == restore.ToName) {
 		return t, usagef("--target-exclusive applies to --target-time, --target-lsn and --target-xid only")
@@ -173,7 +177,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		if err != nil {
 			return err
 		}
-		opt.Recovery = &restore.Recovery{RestoreCommand: cmd, Target: target}
+		opt.Recovery = &restore.Recovery{RestoreCommand: cmd, Target: target, ArchiveOff: c.String("archive-mode") == "off"}
 	}
 	e.log.Info("restoring", "backup", m.Name, "into", abs, "target", target.String())
 	start := time.Now()
@@ -201,7 +205,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
-	fmt.Fprintln(e.stdout, "      note: archive_command still points where the source cluster's did")
+	if c.String("archive-mode") != "off" {
+		fmt.Fprintln(e.stdout, "      note: archive_command still points where the source cluster's did (--archive-mode off for a copy)")
+	}
 	return nil
 }
 

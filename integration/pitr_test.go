@@ -95,15 +95,22 @@ func (s *scenario) backup(t *testing.T) {
 	s.backupStop = rows[len(rows)-1].StopTime
 }
 
-// restore runs pgb restore into a fresh directory and starts PostgreSQL on it.
+// restore runs pgb restore into a fresh directory and starts PostgreSQL on it, with
+// archiving off so the copy never archives into the scenario's repository.
 func (s *scenario) restore(t *testing.T, args ...string) *pgtest.Cluster {
+	t.Helper()
+	return s.restoreWith(t, []string{"archive_mode = off"}, args...)
+}
+
+// restoreWith is restore with the given server settings on the command line.
+func (s *scenario) restoreWith(t *testing.T, conf []string, args ...string) *pgtest.Cluster {
 	t.Helper()
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	r := mustPGB(t, "", nil, s.cmd("restore", append([]string{"--pgdata", dir}, args...)...)...)
 	if !strings.Contains(r.stdout, "every file verified") {
 		t.Fatalf("restore output: %s", r)
 	}
-	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: conf})
 	c.Start(t)
 	return c
 }
@@ -155,7 +162,11 @@ func TestRestoreToTransactionID(t *testing.T) {
 
 func TestRestoreToEndOfArchiveReplaysEverything(t *testing.T) {
 	s := newScenario(t)
-	c := s.restore(t)
+	// No server-side override here: pgb's own --archive-mode off must do it.
+	c := s.restoreWith(t, nil, "--archive-mode", "off")
+	if got := c.QueryString(t, "SHOW archive_mode"); got != "off" {
+		t.Fatalf("archive_mode of the restored copy = %q, want off", got)
+	}
 	c.WaitRecoveryDone(t, 60*time.Second)
 	if got := c.QueryInt(t, "SELECT count(*) FROM after_drop"); got != 1 {
 		t.Fatalf("after_drop rows = %d", got)

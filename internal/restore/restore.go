@@ -50,6 +50,9 @@ type Options struct {
 type Recovery struct {
 	RestoreCommand string
 	Target         Target
+	// ArchiveOff sets archive_mode = off, so that a restored copy (a drill, a
+	// look at old data) never archives into the source cluster's repository.
+	ArchiveOff bool
 }
 
 // Restorer restores a backup.
@@ -466,6 +469,16 @@ var recoverySettings = []string{"restore_command", "recovery_target", "recovery_
 	"recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive", "recovery_target_timeline",
 	"recovery_target_action"}
 
+// owned reports whether restore writes this setting itself, so a previous value goes.
+func owned(key string, rec *Recovery) bool {
+	for _, s := range recoverySettings {
+		if strings.EqualFold(key, s) {
+			return true
+		}
+	}
+	return rec.ArchiveOff && strings.EqualFold(key, "archive_mode")
+}
+
 // RecoveryConf returns postgresql.auto.conf with the recovery settings of the source
 // removed and pgb's appended.
 func RecoveryConf(old []byte, backup string, rec *Recovery) []byte {
@@ -475,10 +488,7 @@ func RecoveryConf(old []byte, backup string, rec *Recovery) []byte {
 		if i := strings.IndexAny(key, " \t="); i > 0 {
 			key = key[:i]
 		}
-		drop := false
-		for _, s := range recoverySettings {
-			drop = drop || strings.EqualFold(key, s)
-		}
+		drop := owned(key, rec)
 		if strings.HasPrefix(strings.TrimSpace(line), "# Recovery settings written by pgb restore") {
 			drop = true
 		}
@@ -512,6 +522,9 @@ func RecoveryConf(old []byte, backup string, rec *Recovery) []byte {
 		set("recovery_target_action", t.Action)
 	}
 	set("recovery_target_timeline", t.Timeline)
+	if rec.ArchiveOff {
+		set("archive_mode", "off")
+	}
 	return b.Bytes()
 }
 
