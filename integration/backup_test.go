@@ -166,6 +166,34 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 	if names := listBackups(t, repo); len(names) != 1 {
 		t.Fatalf("backups after a good run: %v", names)
 	}
+	// A restore killed mid-way leaves a directory PostgreSQL refuses to start.
+	killed := filepath.Join(pgtest.TempDir(t), "killed")
+	rcmd := exec.Command(pgtest.BuildPGB(t), "restore", "--repo", repo, "--pgdata", killed, "--concurrency", "1")
+	rcmd.Env = cleanEnv()
+	if err := rcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if fileExists(filepath.Join(killed, "base")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			rcmd.Process.Kill()
+			t.Fatal("restore never started writing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rcmd.Process.Signal(syscall.SIGKILL)
+	if err := rcmd.Wait(); err == nil {
+		t.Fatal("the restore finished before it could be killed")
+	}
+	if fileExists(filepath.Join(killed, "global", "pg_control")) {
+		t.Fatal("a killed restore left global/pg_control in place")
+	}
+	if out, err := exec.Command(filepath.Join(pgtest.Require(t), "pg_controldata"), killed).CombinedOutput(); err == nil {
+		t.Fatalf("pg_controldata reads the directory of a killed restore:\n%s", out)
+	}
+
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--target-immediate", "--target-action", "promote")
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
