@@ -60,9 +60,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 			Files: len(m.Files), Parts: len(m.Parts), PGVersion: m.PGVersion})
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
+		return e.printJSON(rows)
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(e.stdout, "no backups")
@@ -76,4 +74,11 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 			time.Duration(r.Duration*float64(time.Second)).Round(time.Second))
 	}
 	return tw.Flush()
+}
+
+// printJSON writes v to stdout as indented JSON, for scripts and monitoring.
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

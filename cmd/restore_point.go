@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -101,9 +100,7 @@ func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rps)
+		return e.printJSON(rps)
 	}
 	if len(rps) == 0 {
 		fmt.Fprintln(e.stdout, "no restore points")
