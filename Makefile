@@ -12,6 +12,7 @@ build:
 ## test: vet plus every test, the integration tests against a real PostgreSQL 15 and the
 ## S3 (versitygw) and GCS (fake-gcs-server) backend tests included.
 test: test-servers
+	scripts/ensure-postgres
 	$(GO) vet ./...
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...
 
@@ -21,6 +22,7 @@ unit:
 
 ## demo: a throwaway cluster archiving through pgb, end to end.
 demo: build
+	scripts/ensure-postgres
 	scripts/demo.sh $(abspath $(BIN))
 
 ## bench: the project's own benchmarks (see scripts/bench).
