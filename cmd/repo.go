@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -50,8 +49,6 @@ func (e *env) dataDir() string {
 	}
 	return ""
 }
-
-func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }
 
 // oneShotMemory tunes the garbage collector for a short process that handles one WAL
 // file: its memory is bounded by the file (16 MiB segments by default), so collecting

@@ -81,7 +81,6 @@ func sumOf(h hash.Hash, n int64) Sum {
 
 // Writer encodes a stream into the envelope format.
 type Writer struct {
-	dst   io.Writer
 	enc   io.WriteCloser
 	hash  hash.Hash
 	n     int64
@@ -112,7 +111,7 @@ func NewWriter(dst io.Writer, codec compress.Codec) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{dst: dst, enc: enc, hash: newHash(), count: cw}, nil
+	return &Writer{enc: enc, hash: newHash(), count: cw}, nil
 }
 
 // Write encodes p.
