@@ -201,10 +201,10 @@ func TestHang(t *testing.T) {
 	s := faulty.New(inner, faulty.Rule{Op: faulty.Get, Fault: faulty.Hang})
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	// It returns only because the context ended (no timing is asserted).
 	_, err := s.Get(ctx, "k", 0, -1)
-	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 20*time.Millisecond {
-		t.Errorf("hung Get: error %v after %v, want DeadlineExceeded after 20ms", err, time.Since(start))
+	if !errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil {
+		t.Errorf("hung Get: error %v (ctx %v), want DeadlineExceeded once the context is done", err, ctx.Err())
 	}
 }
 
