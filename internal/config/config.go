@@ -81,6 +81,7 @@ const (
 	KeyGCSCredentialsFile = "gcs-credentials-file"
 	KeyGCSEndpoint        = "gcs-endpoint"
 	KeyGCSChunkSize       = "gcs-chunk-size"
+	KeyGCSConcurrency     = "gcs-upload-concurrency"
 	KeyGCSStorageClass    = "gcs-storage-class"
 	KeyGCSKMSKeyName      = "gcs-kms-key-name"
 	KeyGCSMaxAttempts     = "gcs-max-attempts"
@@ -130,6 +131,7 @@ var settings = []Setting{
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
 	{Key: KeyGCSChunkSize, Env: []string{"PGB_GCS_CHUNK_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryGCS, Usage: "resumable upload chunk size (memory per upload)"},
+	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads in flight on one connection pool (parts of a backup upload side by side, up to --concurrency)"},
 	{Key: KeyGCSStorageClass, Env: []string{"PGB_GCS_STORAGE_CLASS"}, Category: CategoryGCS, Usage: "storage class of new objects (e.g. NEARLINE)"},
 	{Key: KeyGCSKMSKeyName, Env: []string{"PGB_GCS_KMS_KEY_NAME"}, Category: CategoryGCS, Usage: "Cloud KMS key name for CMEK"},
 	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "attempts per request inside the client (pgb's --storage-retries sits above)"},
@@ -197,7 +199,7 @@ type S3 struct {
 type GCS struct {
 	CredentialsFile, Endpoint, StorageClass, KMSKeyName string
 	ChunkSize                                           int64
-	MaxAttempts                                         int
+	Concurrency, MaxAttempts                            int
 	RequestTimeout                                      time.Duration
 }
 
@@ -305,6 +307,7 @@ func Load(src Source) (Config, error) {
 	c.GCS = GCS{
 		CredentialsFile: str(KeyGCSCredentialsFile), Endpoint: str(KeyGCSEndpoint), StorageClass: str(KeyGCSStorageClass),
 		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10), MaxAttempts: integer(KeyGCSMaxAttempts),
+		Concurrency:    integer(KeyGCSConcurrency),
 		RequestTimeout: duration(KeyGCSRequestTimeout),
 	}
 	c.Concurrency = integer(KeyConcurrency)

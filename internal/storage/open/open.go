@@ -63,7 +63,7 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 		c := opts.GCS
 		st, err = gcs.New(ctx, gcs.Config{
 			Bucket: loc.Bucket, Prefix: loc.Prefix, CredentialsFile: c.CredentialsFile, Endpoint: c.Endpoint,
-			ChunkSize: int(c.ChunkSize), MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout,
+			ChunkSize: int(c.ChunkSize), Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout,
 			StorageClass: c.StorageClass, KMSKeyName: c.KMSKeyName,
 		})
 	default:
