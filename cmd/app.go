@@ -50,8 +50,10 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 		Name:    "pgb",
 		Usage:   "PostgreSQL backup and point-in-time recovery",
 		Version: build.Version + commitSuffix(build.Commit),
-		Description: "pgb archives every WAL segment PostgreSQL completes (archive_command = 'pgb wal-push %p')\n" +
-			"and fetches it back during recovery (restore_command = 'pgb wal-fetch %f %p').\n\n" +
+		Description: "pgb archives every WAL segment PostgreSQL completes (archive_command = 'pgb wal-push %p'),\n" +
+			"takes online base backups (pgb backup-push, from cron), and restores to any point in time:\n" +
+			"pgb restore --pgdata DIR --target-time|--target-name|--target-lsn|--target-xid …, replaying WAL\n" +
+			"through restore_command = 'pgb wal-fetch %f %p'. Repositories: a directory, s3:// or gs://.\n\n" +
 			"Every setting is a flag, an environment variable and a key in the YAML config file\n" +
 			"(--config / PGB_CONFIG, default " + config.DefaultFile + " when present).\n" +
 			"Precedence: flag > environment > config file > default.",
