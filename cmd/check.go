@@ -141,16 +141,8 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 	if err != nil {
 		return err
 	}
-	seg, err := conn.SwitchWAL(ctx)
-	if err != nil {
-		return err
-	}
-	f, err := wal.Parse(seg)
-	if err != nil {
-		return err
-	}
 	start := time.Now()
-	err = catalog.WaitForWAL(ctx, st, f, e.cfg.ArchiveTimeout)
+	seg, err := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
 	switch {
 	case err == nil:
 		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
@@ -190,4 +182,19 @@ func probeWrite(ctx context.Context, st storage.Store) error {
 		return fmt.Errorf("probe object read back differently")
 	}
 	return nil
+}
+
+// switchWAL completes the current WAL segment and waits, up to timeout, until it is in
+// the repository. A segment that does not arrive is an error wrapping
+// catalog.ErrWALTimeout, with the segment's name returned.
+func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout time.Duration) (string, error) {
+	seg, err := conn.SwitchWAL(ctx)
+	if err != nil {
+		return "", err
+	}
+	f, err := wal.Parse(seg)
+	if err != nil {
+		return "", err
+	}
+	return seg, catalog.WaitForWAL(ctx, st, f, timeout)
 }

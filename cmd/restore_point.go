@@ -11,7 +11,6 @@ import (
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
-	"github.com/pgb-project/pgb/internal/wal"
 )
 
 func restorePointCommand() *cli.Command {
@@ -73,15 +72,10 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
 		return err
 	}
-	seg, err := conn.SwitchWAL(ctx)
-	if err != nil {
-		return err
+	seg, archived := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
+	if archived != nil && seg == "" {
+		return archived
 	}
-	f, err := wal.Parse(seg)
-	if err != nil {
-		return err
-	}
-	archived := catalog.WaitForWAL(ctx, st, f, e.cfg.ArchiveTimeout)
 	fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, lsn, tli, rp.Time.Format(time.RFC3339))
 	if archived != nil {
 		e.log.Warn("the restore point's WAL has not reached the repository yet; recovering to it needs it", "segment", seg, "error", archived)

@@ -28,6 +28,7 @@ import (
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/workpool"
 )
 
 // Source is the PostgreSQL session a backup runs in (pg.Conn).
@@ -249,15 +250,7 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) er
 			}
 		}()
 	}
-feed:
-	for _, e := range t.files {
-		select {
-		case work <- e:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
+	workpool.Feed(ctx, work, t.files)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/workpool"
 )
 
 // Owner is who restored files belong to (when pgb runs as root).
@@ -295,15 +296,7 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 	}
 	sorted := append([]catalog.Part(nil), m.Parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
-feed:
-	for _, pt := range sorted {
-		select {
-		case parts <- pt:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(parts)
+	workpool.Feed(ctx, parts, sorted)
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return err
