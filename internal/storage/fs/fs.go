@@ -147,7 +147,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 	}()
 
-	if err := copyCtx(ctx, f, r); err != nil {
+	if err := storage.CopyContext(ctx, f, r, make([]byte, copyChunk)); err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -272,28 +272,6 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// copyCtx copies r to w in chunks, failing with ctx's error once ctx is done.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
-	buf := make([]byte, copyChunk)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return fmt.Errorf("read source: %w", rerr)
-		}
-	}
 }
 
 // Get opens the object and positions it at off. The reader yields at most length bytes

@@ -48,7 +48,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	w.KMSKeyName = s.cfg.KMSKeyName
 	w.ProgressFunc = tries.progress
 
-	if err := copyCtx(ctx, w, r); err != nil {
+	if err := storage.CopyContext(ctx, w, r, make([]byte, copyChunk)); err != nil {
 		cancel()
 		_ = w.Close() // waits for the upload to end; it fails, with the context's error
 		return s.putError(ctx, key, err)
@@ -67,9 +67,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 // putError translates a failed upload; ctx's error comes first, as a cancelled upload
 // may fail with a broken pipe or a failed request.
 func (s *Store) putError(ctx context.Context, key string, err error) error {
-	var re *readError
-	if ctx.Err() == nil && errors.As(err, &re) {
-		return fmt.Errorf("gcs: put %q: read source: %w", key, re.err)
+	var se *storage.SourceError
+	if ctx.Err() == nil && errors.As(err, &se) {
+		return fmt.Errorf("gcs: put %q: %w", key, se)
 	}
 	return s.translateError("put", key, ctxFirst(ctx, err))
 }
@@ -100,32 +100,3 @@ func (u *uploadTries) retry(err error) bool {
 
 // progress is called after each chunk that went through.
 func (u *uploadTries) progress(int64) { u.failed.Store(0) }
-
-// readError marks a failure of the source reader, as opposed to the upload.
-type readError struct{ err error }
-
-func (e *readError) Error() string { return e.err.Error() }
-func (e *readError) Unwrap() error { return e.err }
-
-// copyCtx copies r to w in chunks, failing with ctx's error once ctx is done; a
-// failure of r comes back as a *readError.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
-	buf := make([]byte, copyChunk)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			return &readError{err: rerr}
-		}
-	}
-}
