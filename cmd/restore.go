@@ -71,7 +71,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.StringFlag{Name: "target-time", Usage: "recover to `TIMESTAMP` (RFC 3339 or PostgreSQL's format, with a time zone)"},
 		&cli.StringFlag{Name: "target-name", Usage: "recover to the restore point `NAME` made with pgb restore-point"},
 		&cli.StringFlag{Name: "target-lsn", Usage: "recover to `LSN` (e.g. 0/3000060)"},
-		&cli.StringFlag{Name: "target-xid", Usage: "recover to the commit of transaction `XID`"},
+		&cli.StringFlag{Name: "target-xid", Usage: "recover to the commit of transaction `XID`: the 32-bit form logs and pg_stat_activity show, or the full 64-bit one (pg_current_xact_id())"},
 		&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
 		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
@@ -102,7 +102,7 @@ func parseTarget(c *cli.Context) (restore.Target, error) {
 	}
 	if v := c.String("target-xid"); v != "" {
 		x, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || x < 3 {
+		if err != nil || uint32(x) < 3 {
 			return t, usageError{fmt.Errorf("--target-xid %q is not a transaction id", v)}
 		}
 		t.Kind, t.XID, n = restore.ToXID, x, n+1

@@ -504,7 +504,9 @@ func RecoveryConf(old []byte, backup string, rec *Recovery) []byte {
 	case ToLSN:
 		set("recovery_target_lsn", t.LSN.String())
 	case ToXID:
-		set("recovery_target_xid", strconv.FormatUint(t.XID, 10))
+		// PostgreSQL reads recovery_target_xid as a 32-bit xid (it truncates a full
+		// one): write what it compares; the header above names the full id.
+		set("recovery_target_xid", strconv.FormatUint(uint64(uint32(t.XID)), 10))
 	case ToImmediate:
 		set("recovery_target", "immediate")
 	}

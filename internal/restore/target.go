@@ -49,6 +49,9 @@ func (t Target) String() string {
 	case ToLSN:
 		return "LSN " + t.LSN.String()
 	case ToXID:
+		if t.XID >= 1<<32 {
+			return fmt.Sprintf("transaction %d (xid %d of epoch %d)", t.XID, uint32(t.XID), t.XID>>32)
+		}
 		return "transaction " + strconv.FormatUint(t.XID, 10)
 	case ToImmediate:
 		return "the end of the backup (immediate)"
@@ -106,6 +109,10 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 			return nil, err
 		}
 		pointLSN = rp.LSN
+	}
+	if t.Kind == ToXID {
+		// The newest backup's horizon is the reference for a 32-bit xid.
+		t.XID = FullXID(t.XID, backups[len(backups)-1].NextXID)
 	}
 	reaches := func(m *catalog.Manifest) bool {
 		switch t.Kind {
@@ -175,4 +182,23 @@ func order(name string) string {
 		return ""
 	}
 	return name[8:24] + name[:8]
+}
+
+// FullXID resolves a transaction id to PostgreSQL's 64-bit full form (epoch << 32 |
+// xid). A value of 2^32 or more already is one. A smaller value is the 32-bit form
+// that PostgreSQL's logs, pg_waldump and pg_stat_activity show: it stands for the
+// transaction with those low 32 bits nearest ref (within 2^31 either way, as
+// PostgreSQL itself compares 32-bit xids), never one before epoch 0.
+func FullXID(xid, ref uint64) uint64 {
+	if xid >= 1<<32 {
+		return xid
+	}
+	f := ref&^0xFFFFFFFF | xid
+	switch {
+	case f >= ref+1<<31 && f >= 1<<32:
+		f -= 1 << 32
+	case f+1<<31 < ref:
+		f += 1 << 32
+	}
+	return f
 }

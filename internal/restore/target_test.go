@@ -88,7 +88,7 @@ func TestRecoveryConf(t *testing.T) {
 		{"lsn exclusive", Target{Kind: ToLSN, LSN: 0x3000060, Exclusive: true, Action: "pause", Timeline: "latest"},
 			[]string{"recovery_target_lsn = '0/3000060'", "recovery_target_inclusive = 'false'", "recovery_target_action = 'pause'", "recovery_target_timeline = 'latest'"}},
 		{"xid", Target{Kind: ToXID, XID: 4294967301, Action: "pause", Timeline: "latest"},
-			[]string{"recovery_target_xid = '4294967301'", "recovery_target_action = 'pause'", "recovery_target_timeline = 'latest'"}},
+			[]string{"recovery_target_xid = '5'", "recovery_target_action = 'pause'", "recovery_target_timeline = 'latest'"}},
 		{"xid exclusive", Target{Kind: ToXID, XID: 742, Exclusive: true, Action: "promote", Timeline: "latest"},
 			[]string{"recovery_target_xid = '742'", "recovery_target_inclusive = 'false'", "recovery_target_action = 'promote'", "recovery_target_timeline = 'latest'"}},
 		{"immediate", Target{Kind: ToImmediate, Exclusive: true, Action: "promote", Timeline: "latest"},
@@ -262,6 +262,90 @@ func TestChoose(t *testing.T) {
 				t.Errorf("Choose picked %s, want %s", m.Name, tc.want)
 			}
 		})
+	}
+}
+
+// An xid in PostgreSQL's 32-bit form (what logs, pg_waldump and pg_stat_activity show)
+// means the transaction with those low 32 bits nearest the backups' xid horizon.
+func TestChooseXIDInEitherForm(t *testing.T) {
+	ctx := context.Background()
+	const epoch1 = 1 << 32
+	st := mem.New()
+	for i, b := range []struct {
+		name string
+		stop wal.LSN
+		xid  uint64
+	}{
+		{"e1a", 0x2000100, epoch1 + 500},
+		{"e1b", 0x5000100, epoch1 + 2000},
+	} {
+		t0 := time.Date(2026, 11, 23, 10+i, 0, 0, 0, time.UTC)
+		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}
+		if err := catalog.PutManifest(ctx, st, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	backups, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		xid      uint64
+		want     string
+		full     uint64 // the full xid the target resolves to
+		conf     string // what recovery_target_xid says
+		refused  bool
+		inString string
+	}{
+		{name: "32-bit form after the newest backup", xid: 2500, want: "e1b", full: epoch1 + 2500, conf: "2500"},
+		{name: "32-bit form between the backups", xid: 725, want: "e1a", full: epoch1 + 725, conf: "725"},
+		{name: "full form", xid: epoch1 + 725, want: "e1a", full: epoch1 + 725, conf: "725"},
+		{name: "32-bit form before the oldest backup", xid: 400, refused: true, inString: "xid 400 of epoch 1"},
+		{name: "32-bit form of the previous epoch", xid: 1<<32 - 10, refused: true},
+		{name: "full form before the oldest backup", xid: epoch1 + 400, refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := Target{Kind: ToXID, XID: tc.xid, Action: "pause", Timeline: "latest"}
+			m, err := Choose(ctx, st, backups, &target, "")
+			if tc.refused {
+				if !errors.Is(err, ErrNoUsableBackup) || !strings.Contains(err.Error(), tc.inString) {
+					t.Fatalf("Choose = %v, %v; want ErrNoUsableBackup mentioning %q", m, err, tc.inString)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Name != tc.want || target.XID != tc.full {
+				t.Errorf("Choose picked %s with xid %d, want %s with %d", m.Name, target.XID, tc.want, tc.full)
+			}
+			conf := string(RecoveryConf(nil, m.Name, &Recovery{RestoreCommand: "x", Target: target}))
+			if !strings.Contains(conf, "recovery_target_xid = '"+tc.conf+"'\n") {
+				t.Errorf("recovery settings:\n%s\nwant recovery_target_xid = '%s'", conf, tc.conf)
+			}
+		})
+	}
+}
+
+func TestFullXID(t *testing.T) {
+	const e = 1 << 32
+	for _, tc := range []struct{ xid, ref, want uint64 }{
+		{725, 1000, 725},                     // epoch 0
+		{725, e + 500, e + 725},              // same epoch, after the reference
+		{725, e + 5000, e + 725},             // same epoch, before it
+		{e - 10, e + 5000, e - 10},           // just before the epoch turned
+		{10, e - 100, e + 10},                // just after the epoch turns
+		{3_000_000_000, 1000, 3_000_000_000}, // no epoch before 0
+		{725, 3*e + 1<<31 + 800, 4*e + 725},  // nearest, within 2^31
+		{e + 725, 7 * e, e + 725},            // a full id is taken as it is
+	} {
+		if got := FullXID(tc.xid, tc.ref); got != tc.want {
+			t.Errorf("FullXID(%d, %d) = %d, want %d", tc.xid, tc.ref, got, tc.want)
+		}
 	}
 }
 
