@@ -93,18 +93,30 @@ func pgTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.999
 // ErrNoUsableBackup means no backup can reach the target.
 var ErrNoUsableBackup = errors.New("no backup can reach the target")
 
+// ErrBeyondArchive means the target lies past the newest archived WAL: PostgreSQL
+// would replay everything and then stop with "recovery ended before configured
+// recovery target was reached".
+var ErrBeyondArchive = errors.New("the target is beyond the archived WAL")
+
 // Choose picks the newest backup that can reach the target: one whose end (its
 // consistency point) comes before the target. name, if set, must be such a backup.
+// It refuses a target past the newest archived WAL. A target transaction id in the
+// 32-bit form is resolved to the full one (see FullXID).
 func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, t *Target, name string) (*catalog.Manifest, error) {
 	if len(backups) == 0 {
 		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, st)
 	}
+	arch, err := scanArchive(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	win := window(backups, arch)
 	var pointLSN wal.LSN
 	if t.Kind == ToName {
 		rp, err := catalog.ReadRestorePoint(ctx, st, t.Name)
 		if err != nil {
 			if errors.Is(err, catalog.ErrNoRestorePoint) {
-				return nil, fmt.Errorf("%w; %s", err, window(ctx, st, backups))
+				return nil, fmt.Errorf("%w; %s", err, win)
 			}
 			return nil, err
 		}
@@ -113,6 +125,9 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	if t.Kind == ToXID {
 		// The newest backup's horizon is the reference for a 32-bit xid.
 		t.XID = FullXID(t.XID, backups[len(backups)-1].NextXID)
+	}
+	if err := arch.reaches(t, segSize(backups)); err != nil {
+		return nil, fmt.Errorf("%w; %s", err, win)
 	}
 	reaches := func(m *catalog.Manifest) bool {
 		switch t.Kind {
@@ -132,7 +147,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 			if m.Name == name {
 				if !reaches(m) {
 					return nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
-						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, window(ctx, st, backups))
+						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, win)
 				}
 				return m, nil
 			}
@@ -144,20 +159,89 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 			return backups[i], nil
 		}
 	}
-	return nil, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, window(ctx, st, backups))
+	return nil, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, win)
+}
+
+// segSize is the WAL segment size the backups record (16 MiB if they do not say).
+func segSize(backups []*catalog.Manifest) uint64 {
+	for _, m := range backups {
+		if s := m.WALSegSize; s >= 1<<20 && s <= 1<<30 && s&(s-1) == 0 {
+			return s
+		}
+	}
+	return 16 << 20
+}
+
+// archive is what the repository's wal/ holds, as far as choosing a backup needs.
+type archive struct {
+	newest       string    // the segment furthest in the WAL ("" if none)
+	stored       string    // the segment stored last
+	storedAt     time.Time // when it was stored, as the store reports it
+	newestSegNum uint64
+}
+
+// scanArchive lists wal/.
+func scanArchive(ctx context.Context, st storage.Store) (*archive, error) {
+	a := &archive{}
+	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
+		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		f, err := wal.Parse(name)
+		if err != nil || f.Kind != wal.Segment {
+			return nil
+		}
+		if order(name) > order(a.newest) {
+			a.newest = name
+		}
+		if a.stored == "" || o.ModTime.After(a.storedAt) {
+			a.stored, a.storedAt = name, o.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list archived WAL: %w", err)
+	}
+	return a, nil
+}
+
+// end is the LSN where the newest archived segment ends.
+func (a *archive) end(segSize uint64) wal.LSN {
+	f, err := wal.Parse(a.newest)
+	if err != nil {
+		return 0
+	}
+	return wal.LSN((f.SegmentNumber(segSize) + 1) * segSize)
+}
+
+// reaches refuses a time or LSN target that lies past the archived WAL. (A time
+// between the last archived commit and the time its segment was stored passes; the
+// exact check needs a WAL reader.)
+func (a *archive) reaches(t *Target, segSize uint64) error {
+	if a.newest == "" {
+		return nil
+	}
+	switch {
+	case t.Kind == ToTime && t.Time.After(a.storedAt):
+		return fmt.Errorf("%w: the target %s is after the newest archived WAL (segment %s, stored at %s): PostgreSQL would replay it all and stop without reaching the target",
+			ErrBeyondArchive, t, a.stored, a.storedAt.UTC().Format(time.RFC3339))
+	case t.Kind == ToLSN && t.LSN > a.end(segSize):
+		return fmt.Errorf("%w: the target %s is past the end of the newest archived WAL (segment %s ends at LSN %s): PostgreSQL would replay it all and stop without reaching the target",
+			ErrBeyondArchive, t, a.newest, a.end(segSize))
+	}
+	return nil
 }
 
 // window describes the recoverable window: from the end of the oldest backup to the
 // newest archived WAL.
-func window(ctx context.Context, st storage.Store, backups []*catalog.Manifest) string {
+func window(backups []*catalog.Manifest, a *archive) string {
 	if len(backups) == 0 {
 		return "there are no backups"
 	}
 	first := backups[0]
 	s := fmt.Sprintf("the recoverable window starts at %s (LSN %s, end of backup %s)",
 		first.StopTime.Format(time.RFC3339), first.StopLSN, first.Name)
-	if last, err := LastArchived(ctx, st); err == nil && last != "" {
-		s += " and runs to the end of archived WAL segment " + last
+	if a.newest != "" {
+		s += fmt.Sprintf(" and runs to the end of archived WAL segment %s (LSN %s; the last segment was stored at %s)",
+			a.newest, a.end(segSize(backups)), a.storedAt.UTC().Format(time.RFC3339))
 	}
 	return s
 }

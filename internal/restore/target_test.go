@@ -239,6 +239,12 @@ func TestChoose(t *testing.T) {
 		{name: "explicit backup after the target", target: Target{Kind: ToTime, Time: mid}, backup: "b3", is: ErrNoUsableBackup,
 			msg: []string{"backup b3", "pick an older backup", "recoverable window starts at"}},
 		{name: "explicit backup after the lsn", target: Target{Kind: ToLSN, LSN: 0x3000000}, backup: "b2", is: ErrNoUsableBackup},
+		{name: "time after the newest archived segment", target: Target{Kind: ToTime, Time: time.Now().Add(time.Hour)}, is: ErrBeyondArchive,
+			msg: []string{"after the newest archived WAL", "00000001000000000000000A", "recoverable window starts at", fx.t1.Format(time.RFC3339)}},
+		{name: "lsn at the end of the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000000}, want: "b3"},
+		{name: "lsn past the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000001}, is: ErrBeyondArchive,
+			msg: []string{"past the end of the newest archived WAL", "00000001000000000000000A", "0/B000000", "recoverable window starts at"}},
+		{name: "explicit backup, lsn past the archive", target: Target{Kind: ToLSN, LSN: 0x1_0000_0000}, backup: "b3", is: ErrBeyondArchive},
 		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: catalog.ErrNoBackup, msg: []string{"b9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
