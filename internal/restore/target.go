@@ -106,9 +106,21 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	if len(backups) == 0 {
 		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, st)
 	}
-	arch, err := scanArchive(ctx, st)
+	arch, err := scanArchive(ctx, st, segSize(backups))
 	if err != nil {
 		return nil, err
+	}
+	tls, err := readTimelines(ctx, st, arch, backups)
+	if err != nil {
+		return nil, err
+	}
+	tli, err := tls.target(t.Timeline)
+	if err != nil {
+		return nil, err
+	}
+	if tli != 0 {
+		// Pin what was checked: PostgreSQL's own "latest" could see another timeline.
+		t.Timeline = strconv.FormatUint(uint64(tli), 10)
 	}
 	win := window(backups, arch)
 	var pointLSN wal.LSN
@@ -142,6 +154,10 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 		}
 		return true
 	}
+	offHistory := func(m *catalog.Manifest) error {
+		return fmt.Errorf("%w: backup %s (timeline %d, LSN %s to %s) does not lie on the history of %s before it branched off, so PostgreSQL could not follow it; %s; choose the timeline with --target-timeline N",
+			ErrNoUsableBackup, m.Name, m.Timeline, m.StartLSN, m.StopLSN, tls.path(tli), tls.describe())
+	}
 	if name != "" {
 		for _, m := range backups {
 			if m.Name == name {
@@ -149,15 +165,29 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 					return nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
 						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, win)
 				}
+				if !tls.onHistory(m, tli) {
+					return nil, offHistory(m)
+				}
 				return m, nil
 			}
 		}
 		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", catalog.ErrNoBackup, name)
 	}
+	var skipped *catalog.Manifest
 	for i := len(backups) - 1; i >= 0; i-- {
-		if reaches(backups[i]) {
-			return backups[i], nil
+		m := backups[i]
+		if !reaches(m) {
+			continue
 		}
+		if tls.onHistory(m, tli) {
+			return m, nil
+		}
+		if skipped == nil {
+			skipped = m
+		}
+	}
+	if skipped != nil {
+		return nil, offHistory(skipped)
 	}
 	return nil, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, win)
 }
@@ -174,21 +204,33 @@ func segSize(backups []*catalog.Manifest) uint64 {
 
 // archive is what the repository's wal/ holds, as far as choosing a backup needs.
 type archive struct {
-	newest       string    // the segment furthest in the WAL ("" if none)
-	stored       string    // the segment stored last
-	storedAt     time.Time // when it was stored, as the store reports it
-	newestSegNum uint64
+	newest    string    // the segment furthest in the WAL ("" if none)
+	stored    string    // the segment stored last
+	storedAt  time.Time // when it was stored, as the store reports it
+	segs      map[uint32][]segRef
+	histories map[uint32]storage.ObjectInfo
 }
 
 // scanArchive lists wal/.
-func scanArchive(ctx context.Context, st storage.Store) (*archive, error) {
-	a := &archive{}
+func scanArchive(ctx context.Context, st storage.Store, segSize uint64) (*archive, error) {
+	a := &archive{segs: map[uint32][]segRef{}, histories: map[uint32]storage.ObjectInfo{}}
 	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
 		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
 		f, err := wal.Parse(name)
-		if err != nil || f.Kind != wal.Segment {
+		if err != nil {
 			return nil
 		}
+		if f.Kind == wal.History {
+			if o.Key == catalog.WALKey(f) {
+				a.histories[f.Timeline] = o
+			}
+			return nil
+		}
+		if f.Kind != wal.Segment || o.Key != catalog.WALKey(f) {
+			return nil
+		}
+		// List is in key order: per timeline, segments come in WAL order.
+		a.segs[f.Timeline] = append(a.segs[f.Timeline], segRef{name: name, segNo: f.SegmentNumber(segSize), storedAt: o.ModTime})
 		if order(name) > order(a.newest) {
 			a.newest = name
 		}

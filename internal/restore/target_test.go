@@ -173,7 +173,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 		{"b2", 0x5000100, 2000},
 		{"b3", 0x9000100, 3000},
 	} {
-		m := &catalog.Manifest{Name: b.name, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
+		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
 			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}
 		if err := catalog.PutManifest(ctx, st, m); err != nil {
 			t.Fatal(err)

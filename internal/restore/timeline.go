@@ -1,0 +1,169 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// ErrTimeline means the timelines in the repository do not allow the restore as
+// asked: the target timeline is unknown, or no backup lies on its history.
+var ErrTimeline = errors.New("timeline problem")
+
+// segRef is an archived segment.
+type segRef struct {
+	name     string
+	segNo    uint64
+	storedAt time.Time
+}
+
+// timelines is the timeline history the repository holds.
+type timelines struct {
+	history  map[uint32][]wal.TimelineSpan // ancestry of each timeline with a .history object
+	storedAt map[uint32]time.Time          // when its .history object was stored
+	segs     map[uint32][]segRef           // archived segments per timeline
+	known    map[uint32]bool               // timelines with a history, a segment or a backup
+}
+
+// readTimelines reads every archived .history file (through its envelope, bounded).
+func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []*catalog.Manifest) (*timelines, error) {
+	ts := &timelines{history: map[uint32][]wal.TimelineSpan{}, storedAt: map[uint32]time.Time{}, segs: a.segs, known: map[uint32]bool{}}
+	for tli := range a.segs {
+		ts.known[tli] = true
+	}
+	for _, m := range backups {
+		ts.known[m.Timeline] = true
+	}
+	for tli, o := range a.histories {
+		b, err := readHistory(ctx, st, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		spans, err := wal.ParseHistory(tli, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Key, err)
+		}
+		ts.history[tli], ts.storedAt[tli], ts.known[tli] = spans, o.ModTime, true
+	}
+	return ts, nil
+}
+
+func readHistory(ctx context.Context, st storage.Store, key string) ([]byte, error) {
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	er, err := envelope.NewReader(rc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	defer er.Close()
+	b, err := io.ReadAll(io.LimitReader(er, wal.MaxHistorySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(b) > wal.MaxHistorySize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", key, wal.ErrBadHistory, wal.MaxHistorySize)
+	}
+	return b, nil
+}
+
+// ancestry is the history of timeline tli, itself last. Like PostgreSQL, a timeline
+// without a history file has no parents.
+func (ts *timelines) ancestry(tli uint32) []wal.TimelineSpan {
+	if h, ok := ts.history[tli]; ok {
+		return h
+	}
+	return []wal.TimelineSpan{{TLI: tli, End: wal.EndOfTimeline}}
+}
+
+// latest is the newest timeline the repository knows (1 if it knows none).
+func (ts *timelines) latest() uint32 {
+	l := uint32(1)
+	for tli := range ts.known {
+		l = max(l, tli)
+	}
+	return l
+}
+
+// target resolves --target-timeline: 0 for "current" (the backup's own timeline).
+func (ts *timelines) target(spec string) (uint32, error) {
+	switch spec {
+	case "", "latest":
+		return ts.latest(), nil
+	case "current":
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(spec, 10, 32)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%w: --target-timeline %q: want latest, current or a timeline number", ErrTimeline, spec)
+	}
+	if !ts.known[uint32(n)] {
+		return 0, fmt.Errorf("%w: timeline %d is not in the repository (no %s.history and no WAL on it); %s",
+			ErrTimeline, n, fmt.Sprintf("%08X", n), ts.describe())
+	}
+	return uint32(n), nil
+}
+
+// onHistory reports whether backup m can start a recovery that follows timeline tli:
+// its timeline is in tli's history and the backup ends before that timeline
+// branched off (PostgreSQL: "requested timeline is not a child of this server's
+// history" otherwise). tli 0 ("current") takes any backup.
+func (ts *timelines) onHistory(m *catalog.Manifest, tli uint32) bool {
+	if tli == 0 {
+		return true
+	}
+	for _, s := range ts.ancestry(tli) {
+		if s.TLI == m.Timeline {
+			return m.StartLSN >= s.Begin && m.StopLSN <= s.End
+		}
+	}
+	return false
+}
+
+// describe lists the timelines: where each branched and how far its WAL goes.
+func (ts *timelines) describe() string {
+	var tlis []uint32
+	for tli := range ts.known {
+		tlis = append(tlis, tli)
+	}
+	sort.Slice(tlis, func(i, j int) bool { return tlis[i] < tlis[j] })
+	var parts []string
+	for _, tli := range tlis {
+		s := fmt.Sprintf("timeline %d", tli)
+		if anc := ts.ancestry(tli); len(anc) > 1 {
+			p := anc[len(anc)-2]
+			s += fmt.Sprintf(" (branched from %d at LSN %s)", p.TLI, p.End)
+		}
+		if segs := ts.segs[tli]; len(segs) > 0 {
+			n := segs[len(segs)-1]
+			s += fmt.Sprintf(" archived up to %s", n.name)
+		}
+		parts = append(parts, s)
+	}
+	return "the repository holds " + strings.Join(parts, "; ")
+}
+
+// path says how tli descends, for messages: "timeline 3 (from 2 at 0/7000000, from 1 at 0/5000000)".
+func (ts *timelines) path(tli uint32) string {
+	anc := ts.ancestry(tli)
+	var from []string
+	for i := len(anc) - 2; i >= 0; i-- {
+		from = append(from, fmt.Sprintf("from %d at LSN %s", anc[i].TLI, anc[i].End))
+	}
+	if len(from) == 0 {
+		return fmt.Sprintf("timeline %d", tli)
+	}
+	return fmt.Sprintf("timeline %d (%s)", tli, strings.Join(from, ", "))
+}

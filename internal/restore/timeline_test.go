@@ -1,0 +1,163 @@
+package restore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// putWAL stores an archived WAL file as wal-push does: in an envelope, under WALKey.
+func putWAL(t *testing.T, st storage.Store, name string, body []byte) {
+	t.Helper()
+	f, err := wal.Parse(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := compress.New("zstd", 0)
+	var buf bytes.Buffer
+	w, err := envelope.NewWriter(&buf, codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(body)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), catalog.WALKey(f), &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type tlBackup struct {
+	name        string
+	tli         uint32
+	start, stop wal.LSN
+}
+
+func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*catalog.Manifest {
+	t.Helper()
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for i, b := range bs {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		m := &catalog.Manifest{Name: b.name, Timeline: b.tli, StartLSN: b.start, StopLSN: b.stop, NextXID: uint64(1000 * (i + 1)),
+			StartTime: at.Add(-time.Minute), StopTime: at, WALSegSize: 16 << 20}
+		if err := catalog.PutManifest(ctx, st, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backups, err := catalog.ListBackups(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backups
+}
+
+// The report: a restore to a point was promoted and archived timeline 2 (branched
+// from 1 at 0/5000000) while timeline 1 went on and got a backup after the fork.
+func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
+	st := mem.New()
+	for _, seg := range []string{"000000010000000000000002", "000000010000000000000003", "000000010000000000000004"} {
+		putWAL(t, st, seg, []byte("wal"))
+	}
+	putWAL(t, st, "00000002.history", []byte("1\t0/5000000\tbefore 2026-11-23 12:00:00+00\n"))
+	for _, seg := range []string{"000000020000000000000005", "000000020000000000000006", "000000020000000000000007"} {
+		putWAL(t, st, seg, []byte("wal"))
+	}
+	for _, seg := range []string{"000000010000000000000005", "000000010000000000000009"} {
+		putWAL(t, st, seg, []byte("wal"))
+	}
+	backups := putBackups(t, st, []tlBackup{
+		{"tl1-before-fork", 1, 0x2000028, 0x2000100},
+		{"tl1-at-fork", 1, 0x4FFFF00, 0x5000000},
+		{"tl2", 2, 0x6000028, 0x6000100},
+		{"tl1-after-fork", 1, 0x8000028, 0x8000100},
+	})
+	for _, tc := range []struct {
+		name     string
+		target   Target
+		backup   string
+		want     string
+		timeline string // written to recovery_target_timeline
+		msg      []string
+	}{
+		{name: "timeline 2 to the end", target: Target{Kind: ToEnd, Timeline: "2"}, want: "tl2", timeline: "2"},
+		{name: "timeline 2 before its own backup", target: Target{Kind: ToLSN, LSN: 0x5800000, Timeline: "2"}, want: "tl1-at-fork", timeline: "2"},
+		{name: "timeline 2 before the fork", target: Target{Kind: ToLSN, LSN: 0x4000000, Timeline: "2"}, want: "tl1-before-fork", timeline: "2"},
+		{name: "timeline 1 to the end", target: Target{Kind: ToEnd, Timeline: "1"}, want: "tl1-after-fork", timeline: "1"},
+		{name: "current", target: Target{Kind: ToEnd, Timeline: "current"}, want: "tl1-after-fork", timeline: "current"},
+		{name: "timeline 1 at an LSN only timeline 1 has", target: Target{Kind: ToLSN, LSN: 0x8800000, Timeline: "1"}, want: "tl1-after-fork", timeline: "1"},
+		{name: "timeline 2 with a backup after the fork", target: Target{Kind: ToEnd, Timeline: "2"}, backup: "tl1-after-fork",
+			msg: []string{"backup tl1-after-fork", "timeline 2 (from 1 at LSN 0/5000000)", "--target-timeline"}},
+		{name: "timeline 1 with the backup of timeline 2", target: Target{Kind: ToEnd, Timeline: "1"}, backup: "tl2",
+			msg: []string{"backup tl2", "timeline 1", "timeline 2 (branched from 1 at LSN 0/5000000)"}},
+		{name: "unknown timeline", target: Target{Kind: ToEnd, Timeline: "3"}, msg: []string{"timeline 3 is not in the repository", "timeline 1", "timeline 2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := tc.target
+			m, err := Choose(context.Background(), st, backups, &target, tc.backup)
+			if tc.want == "" {
+				if err == nil || !(errors.Is(err, ErrNoUsableBackup) || errors.Is(err, ErrTimeline)) {
+					t.Fatalf("Choose = %v, %v; want a refusal", m, err)
+				}
+				for _, s := range tc.msg {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("message %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Name != tc.want || target.Timeline != tc.timeline {
+				t.Errorf("Choose picked %s on timeline %s, want %s on %s", m.Name, target.Timeline, tc.want, tc.timeline)
+			}
+		})
+	}
+}
+
+// Only backups taken on timeline 1 after timeline 2 branched: none can reach timeline 2.
+func TestChooseRefusesWhenNoBackupLiesOnTheTimeline(t *testing.T) {
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000008", []byte("wal"))
+	putWAL(t, st, "00000002.history", []byte("1\t0/5000000\tno recovery target specified\n"))
+	putWAL(t, st, "000000020000000000000005", []byte("wal"))
+	backups := putBackups(t, st, []tlBackup{{"late", 1, 0x7000028, 0x7000100}})
+	target := Target{Kind: ToEnd, Timeline: "2"}
+	_, err := Choose(context.Background(), st, backups, &target, "")
+	if !errors.Is(err, ErrNoUsableBackup) {
+		t.Fatalf("Choose = %v, want ErrNoUsableBackup", err)
+	}
+	for _, s := range []string{"backup late", "timeline 2 (from 1 at LSN 0/5000000)", "timeline 1 archived up to 000000010000000000000008"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("message %q does not contain %q", err, s)
+		}
+	}
+}
+
+func TestChooseRefusesADamagedHistory(t *testing.T) {
+	for name, body := range map[string][]byte{
+		"garbage":   []byte("this is not a history\n"),
+		"too large": bytes.Repeat([]byte("#"), wal.MaxHistorySize+1),
+	} {
+		st := mem.New()
+		putWAL(t, st, "000000010000000000000003", []byte("wal"))
+		putWAL(t, st, "00000002.history", body)
+		backups := putBackups(t, st, []tlBackup{{"b", 1, 0x2000028, 0x2000100}})
+		_, err := Choose(context.Background(), st, backups, &Target{Kind: ToEnd, Timeline: "1"}, "")
+		if !errors.Is(err, wal.ErrBadHistory) || !strings.Contains(err.Error(), "wal/00000002.history") {
+			t.Errorf("%s: Choose = %v, want ErrBadHistory naming the object", name, err)
+		}
+	}
+}
