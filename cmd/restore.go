@@ -27,7 +27,12 @@ func restoreCommand() *cli.Command {
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository plus the\n" +
 			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
-			"interrupted restore never leaves a directory PostgreSQL would start.",
+			"interrupted restore never leaves a directory PostgreSQL would start.\n\n" +
+			"The restored cluster does not archive (archive_mode = off) unless --archive-mode preserve says it\n" +
+			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
+			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +
+			"history forked (a timeline that is no ancestor of the newest, or one archived on after a child\n" +
+			"branched from it), \"latest\" is refused: choose with --target-timeline N.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -76,7 +81,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
 		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
-		&cli.StringFlag{Name: "archive-mode", Value: "preserve", Usage: "archive_mode of the restored cluster: preserve (archive into this repository after promotion, as the source did) or off (for drills and copies)"},
+		&cli.StringFlag{Name: "archive-mode", Value: "off", Usage: "archive_mode of the restored cluster: off (the default: a drill or a copy never archives into the source's repository) or preserve (this copy is the new primary: it archives as the source did once promoted)"},
 	)
 }
 
@@ -205,8 +210,11 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
-	if c.String("archive-mode") != "off" {
-		fmt.Fprintln(e.stdout, "      note: archive_command still points where the source cluster's did (--archive-mode off for a copy)")
+	if c.String("archive-mode") == "off" {
+		fmt.Fprintln(e.stdout, "      archiving is off (archive_mode = off in postgresql.auto.conf): this copy does not archive into the repository")
+		fmt.Fprintln(e.stdout, "      if it becomes the new primary: ALTER SYSTEM RESET archive_mode; then restart it (or restore with --archive-mode preserve)")
+	} else {
+		fmt.Fprintln(e.stdout, "      archiving is as the source's (--archive-mode preserve): once promoted it archives a new timeline into the repository")
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +83,60 @@ func TestRestoreFollowingAPromotedTimelineSkipsBackupsTakenAfterTheFork(t *testi
 	}
 	if got := c.QueryString(t, "SELECT to_regclass('on_the_copy')::text"); got != "" {
 		t.Fatalf("timeline 1 has the copy's table: %q", got)
+	}
+}
+
+// Issue 7 item 3: a promoted drill copy archived timeline 2 into production's
+// repository while production went on archiving timeline 1; a default restore followed
+// timeline 2 and silently dropped production's later commits. Now it is refused, and
+// --target-timeline 1 recovers every production row.
+func TestDefaultRestoreRefusesAHistoryForkedByAPromotedCopy(t *testing.T) {
+	f := forkRepository(t, false)
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	r := pgb(t, "", nil, f.cmd("restore", "--pgdata", dir)...)
+	if r.code == 0 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("a default restore of a forked repository: want a one-line refusal, got %s", r)
+	}
+	for _, s := range []string{"timeline 1 kept being archived after timeline 2 branched from it", "timeline 2 (branched from 1 at LSN",
+		"--target-timeline N"} {
+		if !strings.Contains(r.stderr, s) {
+			t.Errorf("refusal does not say %q: %s", s, r.stderr)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused restore created %s: %v", dir, err)
+	}
+
+	c := f.restore(t, "--target-timeline", "1")
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM orders"); got != f.after {
+		t.Fatalf("rows = %d, want every production row: %d", got, f.after)
+	}
+}
+
+// A restored copy that is promoted does not archive unless asked to.
+func TestPromotedRestoredCopyDoesNotArchiveByDefault(t *testing.T) {
+	s := newScenario(t)
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	r := mustPGB(t, "", nil, s.cmd("restore", "--pgdata", dir)...)
+	if !strings.Contains(r.stdout, "does not archive into the repository") || !strings.Contains(r.stdout, "ALTER SYSTEM RESET archive_mode") {
+		t.Errorf("restore does not say that the copy does not archive, and how to turn it on:\n%s", r.stdout)
+	}
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{}) // postgresql.conf still says archive_mode = on
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := c.QueryString(t, "SHOW archive_mode"); got != "off" {
+		t.Fatalf("archive_mode of the promoted copy = %q, want off", got)
+	}
+	c.Exec(t, "CREATE TABLE on_the_copy AS SELECT 1 AS marker")
+	c.SwitchWAL(t)
+	c.Exec(t, "CHECKPOINT")
+	if n := c.QueryInt(t, "SELECT archived_count + failed_count FROM pg_stat_archiver"); n != 0 {
+		t.Fatalf("the copy tried to archive %d files", n)
+	}
+	for _, f := range repoFiles(t, s.repo) {
+		if strings.HasPrefix(f, "wal/00000002") {
+			t.Fatalf("the copy archived %s into the source's repository", f)
+		}
 	}
 }

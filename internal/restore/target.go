@@ -118,6 +118,12 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	if err != nil {
 		return nil, err
 	}
+	if t.Timeline == "" || t.Timeline == "latest" {
+		if why := tls.forks(tli, segSize(backups)); len(why) > 0 {
+			return nil, fmt.Errorf("%w: %s; %s; nothing was written: choose the history to restore with --target-timeline N",
+				ErrAmbiguousTimeline, strings.Join(why, "; "), tls.describe())
+		}
+	}
 	if tli != 0 {
 		// Pin what was checked: PostgreSQL's own "latest" could see another timeline.
 		t.Timeline = strconv.FormatUint(uint64(tli), 10)

@@ -167,3 +167,48 @@ func (ts *timelines) path(tli uint32) string {
 	}
 	return fmt.Sprintf("timeline %d (%s)", tli, strings.Join(from, ", "))
 }
+
+// ErrAmbiguousTimeline means the repository's history forked so that following the
+// newest timeline ("latest") could silently drop commits of another one.
+var ErrAmbiguousTimeline = errors.New(`the repository's history forked, so the target timeline "latest" is ambiguous`)
+
+// forks says why following timeline l, the newest, could drop committed work of
+// another timeline: a timeline that is not on l's history (a sibling branch), or an
+// ancestor that kept being archived past its branch point after the child timeline's
+// .history was stored (a promoted copy archived into the repository of a primary that
+// went on). A normal point-in-time restore that was promoted leaves the old timeline
+// with WAL past the branch point too, but all of it stored before the new timeline
+// appeared.
+func (ts *timelines) forks(l uint32, segSize uint64) []string {
+	anc := ts.ancestry(l)
+	on := map[uint32]bool{}
+	for _, s := range anc {
+		on[s.TLI] = true
+	}
+	var why []string
+	var tlis []uint32
+	for tli := range ts.known {
+		tlis = append(tlis, tli)
+	}
+	sort.Slice(tlis, func(i, j int) bool { return tlis[i] < tlis[j] })
+	for _, tli := range tlis {
+		if !on[tli] {
+			why = append(why, fmt.Sprintf("timeline %d is not on the history of timeline %d", tli, l))
+		}
+	}
+	for i := 0; i+1 < len(anc); i++ {
+		parent, child := anc[i], anc[i+1].TLI
+		born, ok := ts.storedAt[child]
+		if !ok {
+			continue
+		}
+		for _, sg := range ts.segs[parent.TLI] {
+			if wal.LSN((sg.segNo+1)*segSize) > parent.End && sg.storedAt.After(born) {
+				why = append(why, fmt.Sprintf("timeline %d kept being archived after timeline %d branched from it at LSN %s (%s was stored at %s, %08X.history at %s)",
+					parent.TLI, child, parent.End, sg.name, sg.storedAt.UTC().Format(time.RFC3339), child, born.UTC().Format(time.RFC3339)))
+				break
+			}
+		}
+	}
+	return why
+}

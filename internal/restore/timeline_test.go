@@ -161,3 +161,98 @@ func TestChooseRefusesADamagedHistory(t *testing.T) {
 		}
 	}
 }
+
+// stampedStore reports the ModTime the test gives each key, so that the order in
+// which objects were stored is part of the fixture.
+type stampedStore struct {
+	storage.Store
+	at map[string]time.Time
+}
+
+func (s stampedStore) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		if at, ok := s.at[o.Key]; ok {
+			o.ModTime = at
+		}
+		return fn(o)
+	})
+}
+
+// history is a repository filled in the order given, a minute per object.
+func history(t *testing.T, objects ...[2]string) stampedStore {
+	t.Helper()
+	st := stampedStore{Store: mem.New(), at: map[string]time.Time{}}
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for i, o := range objects {
+		putWAL(t, st.Store, o[0], []byte(o[1]))
+		f, _ := wal.Parse(o[0])
+		st.at[catalog.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
+	}
+	return st
+}
+
+func seg(name string) [2]string { return [2]string{name, "wal"} }
+
+func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
+	b1 := []tlBackup{{"b1", 1, 0x2000028, 0x2000100}}
+	for _, tc := range []struct {
+		name      string
+		repo      [][2]string
+		timeline  string
+		ambiguous bool
+		msg       []string
+		want      string // timeline followed otherwise
+	}{
+		{name: "a promoted point-in-time restore, the old primary gone", timeline: "latest", want: "2", repo: [][2]string{
+			seg("000000010000000000000002"), seg("000000010000000000000003"), seg("000000010000000000000004"), seg("000000010000000000000005"),
+			{"00000002.history", "1\t0/3800000\tbefore 2026-11-23 11:00:00+00\n"},
+			seg("000000020000000000000003"), seg("000000020000000000000004")}},
+		{name: "a promoted copy while the primary went on archiving", timeline: "latest", ambiguous: true, repo: [][2]string{
+			seg("000000010000000000000002"), seg("000000010000000000000003"),
+			{"00000002.history", "1\t0/3F00000\tno recovery target specified\n"},
+			seg("000000020000000000000003"), seg("000000020000000000000004"),
+			seg("000000010000000000000004"), seg("000000010000000000000005")},
+			msg: []string{"timeline 1 kept being archived after timeline 2 branched from it at LSN 0/3F00000", "000000010000000000000004",
+				"timeline 1 archived up to 000000010000000000000005", "timeline 2 (branched from 1 at LSN 0/3F00000) archived up to 000000020000000000000004",
+				"--target-timeline N", "nothing was written"}},
+		{name: "the same, the default", timeline: "", ambiguous: true, repo: [][2]string{
+			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003")}},
+		{name: "the same, timeline 1 chosen", timeline: "1", want: "1", repo: [][2]string{
+			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003")}},
+		{name: "the same, timeline 2 chosen", timeline: "2", want: "2", repo: [][2]string{
+			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003")}},
+		{name: "two timelines branched from one parent", timeline: "latest", ambiguous: true, repo: [][2]string{
+			seg("000000010000000000000002"), seg("000000010000000000000003"), seg("000000010000000000000004"),
+			{"00000002.history", "1\t0/3000000\tx\n"}, seg("000000020000000000000003"),
+			{"00000003.history", "1\t0/4000000\ty\n"}, seg("000000030000000000000004")},
+			msg: []string{"timeline 2 is not on the history of timeline 3", "timeline 2 (branched from 1 at LSN 0/3000000)", "timeline 3 (branched from 1 at LSN 0/4000000)"}},
+		{name: "a chain of promoted restores", timeline: "latest", want: "3", repo: [][2]string{
+			seg("000000010000000000000002"), seg("000000010000000000000003"),
+			{"00000002.history", "1\t0/2800000\tx\n"}, seg("000000020000000000000002"), seg("000000020000000000000003"),
+			{"00000003.history", "1\t0/2800000\tx\n2\t0/3800000\ty\n"}, seg("000000030000000000000003")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := history(t, tc.repo...)
+			backups := putBackups(t, st.Store, b1)
+			target := Target{Kind: ToEnd, Timeline: tc.timeline}
+			m, err := Choose(context.Background(), st, backups, &target, "")
+			if tc.ambiguous {
+				if !errors.Is(err, ErrAmbiguousTimeline) {
+					t.Fatalf("Choose = %v, %v; want ErrAmbiguousTimeline", m, err)
+				}
+				for _, s := range tc.msg {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("message %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if target.Timeline != tc.want {
+				t.Errorf("follows timeline %s, want %s", target.Timeline, tc.want)
+			}
+		})
+	}
+}
