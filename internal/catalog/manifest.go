@@ -172,16 +172,40 @@ func ReadManifest(ctx context.Context, st storage.Store, name string) (*Manifest
 		if errors.Is(err, storage.ErrNotExist) {
 			return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
 		}
+		if errors.Is(err, envelope.ErrCorrupt) {
+			return nil, fmt.Errorf("manifest of backup %s is %w: %w", name, ErrDamagedBackup, err)
+		}
 		return nil, fmt.Errorf("read manifest of backup %s: %w", name, err)
 	}
 	if m.Format > FormatVersion {
-		return nil, fmt.Errorf("backup %s has format %d; this pgb understands up to %d: upgrade pgb", name, m.Format, FormatVersion)
+		return nil, fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, m.Format, FormatVersion)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("manifest of backup %s is %w: it describes backup %q", name, ErrDamagedBackup, m.Name)
 	}
 	return &m, nil
 }
 
-// ListBackups returns every complete backup (those with a manifest), oldest first.
-func ListBackups(ctx context.Context, st storage.Store) ([]*Manifest, error) {
+// ErrDamagedBackup marks a backup whose manifest exists but cannot be used: it does
+// not decode, fails its checksum, or is not a manifest of that backup. Such a backup
+// (and one of a newer format, ErrNewerFormat) is skipped, never silently: ListBackups
+// reports it.
+var ErrDamagedBackup = errors.New("damaged")
+
+// ErrNewerFormat means a repository object was written by a newer pgb.
+var ErrNewerFormat = errors.New("written by a newer pgb")
+
+// DamagedBackup is a backup that ListBackups skipped, and why.
+type DamagedBackup struct {
+	Name string
+	Err  error // wraps ErrDamagedBackup or ErrNewerFormat
+}
+
+// ListBackups returns every complete backup (those with a manifest), oldest first, and
+// apart from them the backups whose manifest is damaged (see ErrDamagedBackup): one
+// damaged backup must not make the others unusable. A storage error (unreachable,
+// timeout, denied) is not damage: it fails the listing.
+func ListBackups(ctx context.Context, st storage.Store) ([]*Manifest, []DamagedBackup, error) {
 	var names []string
 	err := st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
 		rest := strings.TrimPrefix(o.Key, backupsPrefix)
@@ -191,16 +215,24 @@ func ListBackups(ctx context.Context, st storage.Store) ([]*Manifest, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list backups: %w", err)
+		return nil, nil, fmt.Errorf("list backups: %w", err)
 	}
 	out := make([]*Manifest, 0, len(names))
+	var damaged []DamagedBackup
 	for _, n := range names {
 		m, err := ReadManifest(ctx, st, n)
-		if err != nil {
-			return nil, err
+		switch {
+		case err == nil:
+			out = append(out, m)
+		case errors.Is(err, ErrNoBackup):
+			// deleted since the listing: not there any more
+		case errors.Is(err, ErrDamagedBackup), errors.Is(err, ErrNewerFormat):
+			damaged = append(damaged, DamagedBackup{Name: n, Err: err})
+		default:
+			return nil, nil, err
 		}
-		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].StopLSN < out[j].StopLSN })
-	return out, nil
+	sort.Slice(damaged, func(i, j int) bool { return damaged[i].Name < damaged[j].Name })
+	return out, damaged, nil
 }
