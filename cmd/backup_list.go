@@ -14,32 +14,37 @@ import (
 
 func backupListCommand() *cli.Command {
 	return &cli.Command{
-		Name:        "backup-list",
-		Usage:       "list the complete backups, oldest first",
-		Description: "One row per backup whose manifest exists. --json prints the same as a JSON array.",
-		Flags:       append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
+		Name:  "backup-list",
+		Usage: "list the complete backups, oldest first",
+		Description: "One row per backup whose manifest exists, oldest first. A backup whose manifest is damaged\n" +
+			"(or written by a newer pgb) is listed last with status \"damaged\" and a warning saying why;\n" +
+			"restore and backup-fetch skip it. --json prints the same as a JSON array.",
+		Flags: append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupList(c.Context, c.Bool("json"))
 		}),
 	}
 }
 
-// backupRow is one backup as backup-list shows it.
+// backupRow is one backup as backup-list shows it. A damaged backup has its name, its
+// status and the reason only.
 type backupRow struct {
 	Name       string    `json:"name"`
-	StartTime  time.Time `json:"start_time"`
-	StopTime   time.Time `json:"stop_time"`
-	StartLSN   string    `json:"start_lsn"`
-	StopLSN    string    `json:"stop_lsn"`
-	StartWAL   string    `json:"start_wal"`
-	StopWAL    string    `json:"stop_wal"`
-	Timeline   uint32    `json:"timeline"`
-	Size       int64     `json:"size"`
-	StoredSize int64     `json:"stored_size"`
-	Duration   float64   `json:"duration_seconds"`
-	Files      int       `json:"files"`
-	Parts      int       `json:"parts"`
-	PGVersion  int       `json:"pg_version"`
+	Status     string    `json:"status"`          // ok, damaged
+	Error      string    `json:"error,omitempty"` // why a backup is damaged
+	StartTime  time.Time `json:"start_time,omitzero"`
+	StopTime   time.Time `json:"stop_time,omitzero"`
+	StartLSN   string    `json:"start_lsn,omitempty"`
+	StopLSN    string    `json:"stop_lsn,omitempty"`
+	StartWAL   string    `json:"start_wal,omitempty"`
+	StopWAL    string    `json:"stop_wal,omitempty"`
+	Timeline   uint32    `json:"timeline,omitempty"`
+	Size       int64     `json:"size,omitempty"`
+	StoredSize int64     `json:"stored_size,omitempty"`
+	Duration   float64   `json:"duration_seconds,omitempty"`
+	Files      int       `json:"files,omitempty"`
+	Parts      int       `json:"parts,omitempty"`
+	PGVersion  int       `json:"pg_version,omitempty"`
 }
 
 func (e *env) backupList(ctx context.Context, asJSON bool) error {
@@ -48,16 +53,20 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	defer st.Close()
-	ms, err := catalog.ListBackups(ctx, st)
+	ms, damaged, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		return err
 	}
-	rows := make([]backupRow, 0, len(ms))
+	rows := make([]backupRow, 0, len(ms)+len(damaged))
 	for _, m := range ms {
-		rows = append(rows, backupRow{Name: m.Name, StartTime: m.StartTime, StopTime: m.StopTime,
+		rows = append(rows, backupRow{Name: m.Name, Status: "ok", StartTime: m.StartTime, StopTime: m.StopTime,
 			StartLSN: m.StartLSN.String(), StopLSN: m.StopLSN.String(), StartWAL: m.StartWAL, StopWAL: m.StopWAL,
 			Timeline: m.Timeline, Size: m.Size, StoredSize: m.StoredSize, Duration: m.Duration().Seconds(),
 			Files: len(m.Files), Parts: len(m.Parts), PGVersion: m.PGVersion})
+	}
+	for _, d := range damaged {
+		e.log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
+		rows = append(rows, backupRow{Name: d.Name, Status: "damaged", Error: d.Err.Error()})
 	}
 	if asJSON {
 		return e.printJSON(rows)
@@ -67,11 +76,15 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION")
+	fmt.Fprintln(tw, "NAME\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION\tSTATUS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
+		if r.Status != "ok" {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
 			r.StopTime.Format(time.RFC3339), r.StartLSN, r.StopLSN, r.Timeline, human(r.Size), human(r.StoredSize),
-			time.Duration(r.Duration*float64(time.Second)).Round(time.Second))
+			time.Duration(r.Duration*float64(time.Second)).Round(time.Second), r.Status)
 	}
 	return tw.Flush()
 }

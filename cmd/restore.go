@@ -163,9 +163,15 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		return err
 	}
 	defer st.Close()
-	backups, err := catalog.ListBackups(ctx, st)
+	backups, damaged, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		return err
+	}
+	for _, d := range damaged {
+		if d.Name == name {
+			return fmt.Errorf("backup %s cannot be restored: %w; pick another (pgb backup-list shows them)", name, d.Err)
+		}
+		e.log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
 	}
 	target := restore.Target{Kind: restore.ToEnd}
 	if t != nil {

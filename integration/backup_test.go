@@ -258,3 +258,71 @@ func TestBackupFetchRestoresFilesOnly(t *testing.T) {
 		t.Errorf("backup-fetch wrote recovery settings:\n%s", b)
 	}
 }
+
+func TestRestoreSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "CREATE TABLE kept AS SELECT generate_series(1, 1000) AS v")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	names := listBackups(t, repo)
+	if len(names) != 2 {
+		t.Fatalf("backups %v, want two", names)
+	}
+	older, newer := names[0], names[1]
+	src.Exec(t, "INSERT INTO kept SELECT generate_series(1001, 1500)")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	// One byte of the newer backup's manifest goes bad.
+	manifest := filepath.Join(repo, "backups", newer, "manifest")
+	data, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x10
+	if err := os.WriteFile(manifest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// backup-list shows both, the damaged one marked, and says why.
+	r := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json")
+	var rows []struct{ Name, Status, Error string }
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatalf("backup-list --json: %v\n%s", err, r.stdout)
+	}
+	if len(rows) != 2 || rows[0].Name != older || rows[0].Status != "ok" || rows[1].Name != newer ||
+		rows[1].Status != "damaged" || !strings.Contains(rows[1].Error, "corrupt") {
+		t.Fatalf("backup-list --json with a damaged manifest: %+v", rows)
+	}
+	if !strings.Contains(r.stderr, newer) {
+		t.Errorf("backup-list does not warn about %s: %s", newer, r)
+	}
+	if r := mustPGB(t, "", nil, "backup-list", "--repo", repo); !strings.Contains(r.stdout, "damaged") {
+		t.Errorf("backup-list table does not mark the damaged backup: %s", r)
+	}
+
+	// Naming the damaged backup is refused, saying why.
+	r = pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", filepath.Join(pgtest.TempDir(t), "x"), "--backup", newer)
+	if r.code == 0 || !strings.Contains(r.stderr, newer) || !strings.Contains(r.stderr, "damaged") {
+		t.Fatalf("restore --backup of the damaged backup: %s", r)
+	}
+
+	// The older backup still restores, with a warning naming the skipped one, and
+	// recovery replays every committed row.
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	r = mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	if !strings.Contains(r.stdout, "restored backup "+older) || !strings.Contains(r.stderr, newer) {
+		t.Fatalf("restore with a damaged newest backup: %s", r)
+	}
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM kept"); got != 1500 {
+		t.Fatalf("restored rows = %d, want 1500", got)
+	}
+	fetched := filepath.Join(pgtest.TempDir(t), "fetched")
+	if r := mustPGB(t, "", nil, "backup-fetch", "--repo", repo, "LATEST", fetched); !strings.Contains(r.stdout, older) {
+		t.Fatalf("backup-fetch LATEST with a damaged newest backup: %s", r)
+	}
+}

@@ -283,7 +283,7 @@ func TestPushEndToEnd(t *testing.T) {
 			}
 			checkManifest(t, st, stored, fx, src, "20261123T203944Z")
 
-			list, err := catalog.ListBackups(ctx, st)
+			list, _, err := catalog.ListBackups(ctx, st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -306,7 +306,7 @@ func TestPushEndToEnd(t *testing.T) {
 			if m2.Name != "20261123T203944Z-2" {
 				t.Errorf("second backup in one second is named %s, want 20261123T203944Z-2", m2.Name)
 			}
-			if list, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 2 {
+			if list, _, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 2 {
 				t.Errorf("ListBackups = %v, %v; want two backups", names(list), err)
 			}
 		})
@@ -478,7 +478,7 @@ func TestPushStopWALNeverArrives(t *testing.T) {
 	if left := allKeys(t, st, catalog.BackupPrefix(failed)); len(left) != 0 {
 		t.Errorf("the failed backup left %v", left)
 	}
-	list, err := catalog.ListBackups(ctx, st)
+	list, _, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -617,7 +617,7 @@ func TestPushFailingUploads(t *testing.T) {
 			if _, err := catalog.ReadManifest(ctx, inner, "20260101T000000Z"); !errors.Is(err, catalog.ErrNoBackup) {
 				t.Errorf("ReadManifest after a failed backup: %v, want ErrNoBackup", err)
 			}
-			if list, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+			if list, _, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
 				t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 			}
 			if left := allKeys(t, inner, "backups/"); len(left) != 0 {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -82,7 +81,10 @@ func ReadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 		return Identity{}, fmt.Errorf("read %s: %w", IdentityKey, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	b, err := readLimited(rc, smallDocLimit, IdentityKey)
+	if errors.Is(err, ErrTooLarge) {
+		return Identity{}, fmt.Errorf("%w in %s: it is damaged; it should be a few hundred bytes", err, st)
+	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("read %s: %w", IdentityKey, err)
 	}

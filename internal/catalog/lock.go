@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"syscall"
 	"time"
@@ -82,7 +81,10 @@ func readLock(ctx context.Context, st storage.Store) (LockOwner, error) {
 		return o, fmt.Errorf("read backup lock: %w", err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<16))
+	b, err := readLimited(rc, smallDocLimit, backupLockKey)
+	if errors.Is(err, ErrTooLarge) {
+		return o, fmt.Errorf("backup lock %w: it is damaged; delete it if no backup is running", err)
+	}
 	if err != nil {
 		return o, fmt.Errorf("read backup lock: %w", err)
 	}

@@ -139,7 +139,7 @@ func TestReadManifestErrors(t *testing.T) {
 func TestListBackups(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	if list, err := ListBackups(ctx, st); err != nil || len(list) != 0 {
+	if list, _, err := ListBackups(ctx, st); err != nil || len(list) != 0 {
 		t.Fatalf("empty repository: %v, %v", list, err)
 	}
 	// Names do not sort the way the backups do: StopLSN decides.
@@ -157,9 +157,9 @@ func TestListBackups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	list, err := ListBackups(ctx, st)
-	if err != nil {
-		t.Fatal(err)
+	list, damaged, err := ListBackups(ctx, st)
+	if err != nil || len(damaged) != 0 {
+		t.Fatal(err, damaged)
 	}
 	var got []string
 	for _, m := range list {
@@ -169,13 +169,67 @@ func TestListBackups(t *testing.T) {
 		t.Errorf("ListBackups = %v, want [b c a] (by stop LSN)", got)
 	}
 
-	// A damaged manifest is an error, not a silently missing backup.
-	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("c"), Fault: faulty.Corrupt, Offset: 30})
-	if _, err := ListBackups(ctx, fst); !errors.Is(err, envelope.ErrCorrupt) {
-		t.Errorf("ListBackups with a damaged manifest: %v", err)
-	}
-	fst = faulty.New(st, faulty.Rule{Op: faulty.List})
-	if _, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) {
+	fst := faulty.New(st, faulty.Rule{Op: faulty.List})
+	if _, _, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) {
 		t.Errorf("ListBackups with a failing list: %v", err)
+	}
+}
+
+// One damaged manifest must not make every other backup unusable: it is reported and
+// skipped. A storage error is not damage: it still fails the listing.
+func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	for _, b := range []struct {
+		name string
+		stop wal.LSN
+	}{{"a", 0x1000000}, {"b", 0x2000000}, {"c", 0x3000000}} {
+		if err := PutManifest(ctx, st, testManifest(b.name, b.stop)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// d: a good manifest of another backup copied under d's name.
+	if err := putJSON(ctx, st, ManifestKey("d"), testManifest("a", 0x4000000)); err != nil {
+		t.Fatal(err)
+	}
+	// e: written by a newer pgb.
+	if err := putJSON(ctx, st, ManifestKey("e"), map[string]any{"format": FormatVersion + 1, "name": "e"}); err != nil {
+		t.Fatal(err)
+	}
+	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b"), Fault: faulty.Corrupt, Offset: 30})
+	list, damaged, err := ListBackups(ctx, fst)
+	if err != nil {
+		t.Fatalf("ListBackups with one damaged manifest: %v", err)
+	}
+	var got []string
+	for _, m := range list {
+		got = append(got, m.Name)
+	}
+	if strings.Join(got, ",") != "a,c" {
+		t.Errorf("usable backups %v, want [a c]", got)
+	}
+	if len(damaged) != 3 || damaged[0].Name != "b" || damaged[1].Name != "d" || damaged[2].Name != "e" {
+		t.Fatalf("damaged = %v, want b, d, e", damaged)
+	}
+	for _, d := range damaged[:2] {
+		if !errors.Is(d.Err, ErrDamagedBackup) || !strings.Contains(d.Err.Error(), "backup "+d.Name) {
+			t.Errorf("damaged %s: %v, want ErrDamagedBackup naming it", d.Name, d.Err)
+		}
+	}
+	if !errors.Is(damaged[0].Err, envelope.ErrCorrupt) {
+		t.Errorf("damaged b: %v, want the corruption as the cause", damaged[0].Err)
+	}
+	if !errors.Is(damaged[2].Err, ErrNewerFormat) || !strings.Contains(damaged[2].Err.Error(), "upgrade pgb") {
+		t.Errorf("newer format e: %v", damaged[2].Err)
+	}
+
+	// Reading one manifest fails in the store: that is not damage, the listing fails.
+	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b")})
+	if list, damaged, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
+		t.Errorf("ListBackups with an unreadable manifest = %d, %v, %v; want the storage error", len(list), damaged, err)
+	}
+	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b"), Fault: faulty.Truncate, Offset: 30, Err: faulty.ErrInjected})
+	if _, _, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
+		t.Errorf("ListBackups with a manifest read breaking off = %v; want the storage error", err)
 	}
 }

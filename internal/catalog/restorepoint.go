@@ -59,7 +59,7 @@ func PutRestorePoint(ctx context.Context, st storage.Store, rp RestorePoint) err
 // ReadRestorePoint reads one restore point.
 func ReadRestorePoint(ctx context.Context, st storage.Store, name string) (RestorePoint, error) {
 	var rp RestorePoint
-	if err := getJSON(ctx, st, restorePointKey(name), &rp); err != nil {
+	if err := getJSON(ctx, st, restorePointKey(name), &rp, smallDocLimit, "a restore point is a few hundred bytes"); err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
 			return rp, fmt.Errorf("%w %q (pgb restore-point list shows them)", ErrNoRestorePoint, name)
 		}

@@ -20,7 +20,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -98,21 +100,32 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 	if err != nil {
 		return err
 	}
+	if err := checkLayout(m); err != nil {
+		return err
+	}
 	if err := CheckEmpty(r.Opt.DataDir, "data directory"); err != nil {
 		return err
 	}
+	existing := map[string]bool{}
 	for _, loc := range spc {
 		if err := CheckEmpty(loc, "tablespace directory"); err != nil {
 			return err
 		}
+		if existing[loc], err = r.checkTablespaceDir(loc); err != nil {
+			return err
+		}
 	}
-	if err := r.makeDirs(m, spc); err != nil {
+	if err := r.makeDirs(m, spc, existing); err != nil {
 		return err
 	}
 	if err := r.restoreParts(ctx, m, spc); err != nil {
 		return err
 	}
 	if err := r.writeRecoveryFiles(m, spc); err != nil {
+		return err
+	}
+	// Links only now, after every file: nothing is ever written through one.
+	if err := r.makeLinks(m, spc); err != nil {
 		return err
 	}
 	// Everything on disk before pg_control appears: without it PostgreSQL will not
@@ -170,19 +183,120 @@ func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, 
 
 // localPath maps a backup path to where it is written.
 func (r *Restorer) localPath(p string, spc map[uint32]string) (string, error) {
+	root, rel, err := r.localRoot(p, spc)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, rel), nil
+}
+
+// localRoot maps a backup path to the directory it is restored under (the data
+// directory or a tablespace location) and its path below that.
+func (r *Restorer) localRoot(p string, spc map[uint32]string) (root, rel string, err error) {
 	if rest, ok := strings.CutPrefix(p, "pg_tblspc/"); ok {
 		oidStr, sub, _ := strings.Cut(rest, "/")
 		oid, err := strconv.ParseUint(oidStr, 10, 32)
 		if err != nil {
-			return "", fmt.Errorf("%w: path %q", ErrDamaged, p)
+			return "", "", fmt.Errorf("%w: path %q", ErrDamaged, p)
 		}
 		loc, ok := spc[uint32(oid)]
 		if !ok {
-			return "", fmt.Errorf("%w: path %q belongs to no tablespace of the backup", ErrDamaged, p)
+			return "", "", fmt.Errorf("%w: path %q belongs to no tablespace of the backup", ErrDamaged, p)
 		}
-		return filepath.Join(loc, filepath.FromSlash(sub)), nil
+		return loc, filepath.FromSlash(sub), nil
 	}
-	return filepath.Join(r.Opt.DataDir, filepath.FromSlash(p)), nil
+	return r.Opt.DataDir, filepath.FromSlash(p), nil
+}
+
+// ownFiles are written by restore itself: the manifest may not put a link there.
+var ownFiles = map[string]bool{"backup_label": true, "tablespace_map": true, "recovery.signal": true,
+	"postgresql.auto.conf": true, controlFile: true, controlFile + ".pgb-restore": true}
+
+func isTablespaceLink(p string) bool {
+	rest, ok := strings.CutPrefix(p, "pg_tblspc/")
+	return ok && rest != "" && !strings.Contains(rest, "/")
+}
+
+// checkLayout refuses, before anything is written, a manifest that would make restore
+// write through a link or put two things at one path. Repository data is untrusted: a
+// manifest listing a link (pg_evil -> /anywhere) and a file under it must not create
+// that file anywhere. Tablespace contents (pg_tblspc/<oid>/…) are written to the
+// tablespace's location directly, never through its link.
+func checkLayout(m *catalog.Manifest) error {
+	kind := map[string]string{}
+	add := func(p, k string) error {
+		if !safePath(p) {
+			return fmt.Errorf("%w: %s %q", ErrDamaged, k, p)
+		}
+		if old, ok := kind[p]; ok && (old != "directory" || k != "directory") {
+			return fmt.Errorf("%w: the manifest lists %s both as a %s and as a %s", ErrDamaged, p, old, k)
+		}
+		kind[p] = k
+		return nil
+	}
+	for _, d := range m.Dirs {
+		k := "directory"
+		if isTablespaceLink(d.Path) {
+			k = "tablespace link"
+		}
+		if err := add(d.Path, k); err != nil {
+			return err
+		}
+	}
+	for _, f := range m.Files {
+		if err := add(f.Path, "file"); err != nil {
+			return err
+		}
+	}
+	for _, l := range m.Links {
+		if ownFiles[l.Path] || isTablespaceLink(l.Path) {
+			return fmt.Errorf("%w: the manifest lists a link at %s, which restore writes itself", ErrDamaged, l.Path)
+		}
+		if err := add(l.Path, "link"); err != nil {
+			return err
+		}
+	}
+	paths := make([]string, 0, len(kind))
+	for p := range kind {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		for a := path.Dir(p); a != "."; a = path.Dir(a) {
+			if k := kind[a]; k == "link" || k == "file" {
+				return fmt.Errorf("%w: the manifest lists %s %s under the %s %s; restore never writes through a link",
+					ErrDamaged, kind[p], p, k, a)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTablespaceDir looks at a tablespace location before restore writes: an existing
+// directory is used as it is (its owner and mode are never changed: the location comes
+// from the manifest or --tablespace-map, and pgb did not create it), and only if the
+// restored files' owner owns it.
+func (r *Restorer) checkTablespaceDir(loc string) (exists bool, err error) {
+	fi, err := os.Stat(loc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("tablespace directory %s: %w", loc, err)
+	}
+	if !fi.IsDir() {
+		return false, fmt.Errorf("tablespace directory %s is not a directory", loc)
+	}
+	uid := os.Geteuid()
+	if r.Opt.Owner != nil {
+		uid = r.Opt.Owner.UID
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
+		return true, fmt.Errorf("tablespace directory %s exists and belongs to uid %d, not to uid %d who will own the restored files; "+
+			"restore never changes the owner of a directory it did not create: remove it, give it to that user, or restore the tablespace elsewhere (--tablespace-map OLD=NEW); nothing was written",
+			loc, st.Uid, uid)
+	}
+	return true, nil
 }
 
 func safePath(p string) bool {
@@ -209,11 +323,14 @@ func (r *Restorer) mkdir(p string) error {
 	return r.chown(p)
 }
 
-func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string) error {
+func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string, existing map[string]bool) error {
 	if err := r.mkdir(r.Opt.DataDir); err != nil {
 		return err
 	}
 	for _, loc := range spc {
+		if existing[loc] {
+			continue // checked by checkTablespaceDir, left as it is
+		}
 		if err := r.mkdir(loc); err != nil {
 			return err
 		}
@@ -249,11 +366,17 @@ func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// makeLinks recreates the backup's links (other than tablespaces'), after every file
+// is written. checkLayout made sure no file or directory lies under one.
+func (r *Restorer) makeLinks(m *catalog.Manifest, spc map[uint32]string) error {
 	for _, l := range m.Links {
-		if !safePath(l.Path) {
-			return fmt.Errorf("%w: link %q", ErrDamaged, l.Path)
+		lp, err := r.localPath(l.Path, spc)
+		if err != nil {
+			return err
 		}
-		lp := filepath.Join(r.Opt.DataDir, filepath.FromSlash(l.Path))
 		if err := os.Symlink(l.Target, lp); err != nil {
 			return err
 		}
@@ -362,14 +485,14 @@ func (r *Restorer) writeFile(src io.Reader, f *catalog.File, spc map[uint32]stri
 	if !safePath(f.Path) {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
-	dest, err := r.localPath(f.Path, spc)
+	root, rel, err := r.localRoot(f.Path, spc)
 	if err != nil {
 		return err
 	}
 	if f.Path == controlFile {
-		dest += ".pgb-restore" // renamed into place last
+		rel += ".pgb-restore" // renamed into place last
 	}
-	out, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := createBeneath(root, rel)
 	if err != nil {
 		return err
 	}
@@ -398,10 +521,54 @@ func (r *Restorer) writeFile(src io.Reader, f *catalog.File, spc map[uint32]stri
 			return err
 		}
 	}
-	if err := out.Close(); err != nil {
+	if err := setMTime(out, f.MTime); err != nil {
 		return err
 	}
-	return os.Chtimes(dest, f.MTime, f.MTime)
+	return out.Close()
+}
+
+// createBeneath creates the new file rel below root without following any symbolic
+// link on the way (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS): whatever appears in
+// the directory meanwhile, restore writes below root or fails.
+func createBeneath(root, rel string) (*os.File, error) {
+	name := filepath.Join(root, rel)
+	d, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
+		Flags:   unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC,
+		Mode:    0o600,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if errors.Is(err, unix.ENOSYS) { // kernels before 5.6: checkLayout still holds
+		return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "create", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// setMTime sets a file's access and modification times through its descriptor
+// (futimens), never through a path.
+func setMTime(f *os.File, t time.Time) error {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	if err := sc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return &fs.PathError{Op: "futimens", Path: f.Name(), Err: errno}
+	}
+	return nil
 }
 
 // writeRecoveryFiles writes backup_label, tablespace_map and, for a restore, the

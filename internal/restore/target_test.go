@@ -194,7 +194,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 			t.Fatal(err)
 		}
 	}
-	backups, err := catalog.ListBackups(ctx, st)
+	backups, _, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
