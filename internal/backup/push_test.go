@@ -25,6 +25,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -627,5 +628,59 @@ func TestPushFailingUploads(t *testing.T) {
 				t.Errorf("backup lock after the failed backup: %v, want it gone", err)
 			}
 		})
+	}
+}
+
+// A manifest write whose acknowledgement is lost (the object store stored it, the
+// response never came) is retried by the retry layer, which then finds the manifest
+// already there. The backup is complete: it must be kept and listed, not cleaned up.
+func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	inner := mem.New()
+	putWAL(t, inner, "000000010000000000000002")
+	name := "20260101T000000Z"
+	fst := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: catalog.ManifestKey(name), Fault: faulty.FailAfter, Count: 1})
+	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil }})
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	p := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+
+	m, err := p.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run = %v; the manifest is stored, so the backup is complete", err)
+	}
+	if fst.Faults(faulty.Put) != 1 {
+		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
+	}
+	list, err := catalog.ListBackups(ctx, inner)
+	if err != nil || len(list) != 1 || list[0].Name != name {
+		t.Fatalf("ListBackups = %v, %v; want [%s]", names(list), err, name)
+	}
+	checkManifest(t, inner, list[0], fx, src, name)
+	if len(m.Files) != len(list[0].Files) {
+		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(list[0].Files))
+	}
+}
+
+// A manifest that is already there with other content is not this backup's: the
+// backup fails (and says so), and the other manifest is left untouched.
+func TestPutManifestRefusesADifferentExistingOne(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	other := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 1}
+	if err := catalog.PutManifest(ctx, st, other); err != nil {
+		t.Fatal(err)
+	}
+	mine := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 2}
+	if err := catalog.PutManifest(ctx, st, mine); !errors.Is(err, storage.ErrExist) {
+		t.Fatalf("PutManifest over a different manifest = %v, want ErrExist", err)
+	}
+	got, err := catalog.ReadManifest(ctx, st, other.Name)
+	if err != nil || got.StopLSN != 1 {
+		t.Fatalf("stored manifest = %+v, %v; want the first one untouched", got, err)
+	}
+	if err := catalog.PutManifest(ctx, st, other); err != nil {
+		t.Errorf("PutManifest of the identical manifest again = %v, want success", err)
 	}
 }
