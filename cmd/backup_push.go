@@ -58,9 +58,9 @@ func (e *env) backupPush(ctx context.Context) error {
 		return fmt.Errorf("backup-push: %w", err)
 	}
 	d := time.Since(start)
-	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s, %.0f MB/s, LSN %s to %s\n",
+	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
-		d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20), m.StartLSN, m.StopLSN)
+		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
 	return nil
 }
 

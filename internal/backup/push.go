@@ -60,6 +60,24 @@ type Pusher struct {
 	Log   *slog.Logger
 	Opt   Options
 	Now   func() time.Time
+	// Stats holds the timings of the last Run.
+	Stats Stats
+}
+
+// Stats are the timings of one backup.
+type Stats struct {
+	Start time.Duration // pg_backup_start, its checkpoint included
+	Copy  time.Duration // reading the files and uploading the parts
+}
+
+// Rate is the copy's throughput in bytes per second: size over the copy alone, so that
+// a spread checkpoint or the wait for WAL archiving does not count. It is 0 when no
+// time was measured.
+func Rate(size int64, copyTime time.Duration) float64 {
+	if copyTime <= 0 {
+		return 0
+	}
+	return float64(size) / copyTime.Seconds()
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -114,12 +132,15 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	}()
 
 	if !p.Opt.Fast {
-		p.Log.Info("waiting for PostgreSQL's checkpoint, spread over checkpoint_completion_target; --fast makes it immediate")
+		p.Log.Info("waiting for the checkpoint (spread; --fast to force it)")
 	}
+	p.Stats = Stats{}
+	t0 := now()
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
 	if err != nil {
 		return nil, err
 	}
+	p.Stats.Start = now().Sub(t0)
 	if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
 		return nil, err
 	}
@@ -144,9 +165,11 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	for _, ts := range t.tablespaces {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
+	t1 := now()
 	if err := p.copyFiles(ctx, t, m); err != nil {
 		return nil, err
 	}
+	p.Stats.Copy = now().Sub(t1)
 
 	stop, err := p.Src.BackupStop(ctx)
 	if err != nil {

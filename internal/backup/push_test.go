@@ -49,6 +49,7 @@ type fakeSource struct {
 	stopLSN     wal.LSN
 	stopWAL     string // if set, the stop segment's name regardless of the LSN
 	nextXID     uint64
+	onStart     func() // called in BackupStart (a checkpoint that takes time)
 
 	mu         sync.Mutex
 	startLabel string
@@ -71,6 +72,9 @@ func (s *fakeSource) BackupStart(_ context.Context, label string, fast bool) (wa
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.startLabel, s.startFast = label, fast
+	if s.onStart != nil {
+		s.onStart()
+	}
 	return s.startLSN, 1, nil
 }
 
@@ -682,5 +686,57 @@ func TestPutManifestRefusesADifferentExistingOne(t *testing.T) {
 	}
 	if err := catalog.PutManifest(ctx, st, other); err != nil {
 		t.Errorf("PutManifest of the identical manifest again = %v, want success", err)
+	}
+}
+
+func TestRateIsOverTheCopyOnly(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		d    time.Duration
+		want float64
+	}{
+		{100 << 20, 2 * time.Second, 50 << 20},
+		{0, time.Second, 0},
+		{1 << 20, 0, 0}, // nothing timed: no rate, not +Inf
+		{3 << 20, 1500 * time.Millisecond, 2 << 20},
+	} {
+		if got := Rate(tc.size, tc.d); got != tc.want {
+			t.Errorf("Rate(%d, %s) = %v, want %v", tc.size, tc.d, got, tc.want)
+		}
+	}
+
+	// A spread checkpoint of ten minutes is not part of the copy's time.
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	src := newFakeSource(fx.dataDir)
+	src.onStart = func() { mu.Lock(); clock = clock.Add(10 * time.Minute); mu.Unlock() }
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, clock)
+	p.Opt.Fast = false
+	var logs bytes.Buffer
+	p.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	p.Now = func() time.Time { // every reading advances the clock by a second
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	m, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.Start < 10*time.Minute {
+		t.Errorf("Stats.Start = %s, want the ten-minute checkpoint", p.Stats.Start)
+	}
+	if p.Stats.Copy != time.Second {
+		t.Errorf("Stats.Copy = %s, want 1s (the copy alone)", p.Stats.Copy)
+	}
+	if got, want := Rate(m.Size, p.Stats.Copy), float64(m.Size); got != want {
+		t.Errorf("rate = %v B/s, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "waiting for the checkpoint (spread; --fast to force it)") {
+		t.Errorf("a spread checkpoint is not announced; log:\n%s", logs.String())
 	}
 }
