@@ -94,13 +94,17 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl, err := pg.ReadControl(p.Opt.DataDir)
+	dataDir := p.Opt.DataDir
+	if dataDir == "" {
+		dataDir = info.DataDirectory // the server's own: SHOW data_directory
+	}
+	ctl, err := pg.ReadControl(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if ctl.SystemID != info.SystemID {
 		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
-			p.Opt.DataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
+			dataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
 	}
 	if _, err := catalog.EnsureIdentity(ctx, p.Store, catalog.Identity{
 		SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
@@ -145,8 +149,11 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL)
+	if err := checkLive(dataDir, info.DataDirectory, m.StartLSN); err != nil {
+		return nil, err
+	}
 
-	t, err := walk(p.Opt.DataDir)
+	t, err := walk(dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +196,25 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	}
 	ok = true
 	return m, nil
+}
+
+// checkLive makes sure that dataDir is the directory the server runs on, not a copy
+// of it: pg_backup_start has just written its checkpoint into the server's
+// pg_control, so the pg_control read from dataDir must show a redo point at or after
+// the backup's start. An old copy (same system identifier, older contents) shows an
+// earlier one. This holds whatever path the directory is reached by (symlinks, bind
+// mounts, containers).
+func checkLive(dataDir, serverDir string, start wal.LSN) error {
+	ctl, err := pg.ReadControl(dataDir)
+	if err != nil {
+		return err
+	}
+	if ctl.Redo < start {
+		return fmt.Errorf("--pgdata %s is not the data directory the server runs on (%s): its pg_control shows a checkpoint at %s, "+
+			"older than this backup's checkpoint at %s, so it is an old copy; leave --pgdata and PGDATA unset to read the server's data directory, or point --pgdata at it",
+			dataDir, serverDir, ctl.Redo, start)
+	}
+	return nil
 }
 
 // waitForWAL waits until the backup's stop segment is in the repository: without it

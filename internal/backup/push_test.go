@@ -37,6 +37,8 @@ func pgControl(sys uint64) []byte {
 	binary.LittleEndian.PutUint64(b[0:], sys)
 	binary.LittleEndian.PutUint32(b[8:], 1300)
 	binary.LittleEndian.PutUint32(b[12:], 202209061)
+	binary.LittleEndian.PutUint64(b[32:], 0x2000060) // checkpoint, after
+	binary.LittleEndian.PutUint64(b[40:], 0x2000028) // its redo point: the fake source's start LSN
 	return b
 }
 
@@ -739,4 +741,39 @@ func TestRateIsOverTheCopyOnly(t *testing.T) {
 	if !strings.Contains(logs.String(), "waiting for the checkpoint (spread; --fast to force it)") {
 		t.Errorf("a spread checkpoint is not announced; log:\n%s", logs.String())
 	}
+}
+
+// A copy of the data directory (same system identifier) whose pg_control predates the
+// checkpoint pg_backup_start just made is not the directory the server runs on.
+func TestPushRefusesAnOldCopyOfTheDataDirectory(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	old := pgControl(testSystemID)
+	binary.LittleEndian.PutUint64(old[32:], 0x1000060)
+	binary.LittleEndian.PutUint64(old[40:], 0x1000028) // an earlier checkpoint
+	writeFiles(t, fx.dataDir, map[string][]byte{"global/pg_control": old})
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource("/var/lib/postgresql/15/main")
+	_, err := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Now()).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "old copy") || !strings.Contains(err.Error(), fx.dataDir) {
+		t.Fatalf("Run on an old copy = %v, want it refused naming the directory", err)
+	}
+	if left := allKeys(t, st, "backups/"); len(left) != 0 {
+		t.Errorf("objects written: %v", left)
+	}
+}
+
+// Without --pgdata the backup reads the directory the server reports.
+func TestPushDefaultsToTheServersDataDirectory(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, "", 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkManifest(t, st, m, fx, src, "20260101T000000Z")
 }
