@@ -20,7 +20,9 @@ func backupPushCommand() *cli.Command {
 			"parts uploaded in parallel, runs pg_backup_stop, waits (up to --archive-timeout) until the stop\n" +
 			"WAL segment is in the repository, and writes the manifest last: until then the backup does not\n" +
 			"exist for backup-list or restore. Progress goes to stderr only on a terminal. One backup per\n" +
-			"repository at a time. Exits 0 only when the backup is complete and restorable.",
+			"repository at a time. Exits 0 only when the backup is complete and restorable.\n\n" +
+			"The data directory read is the server's own (SHOW data_directory) unless --pgdata/PGDATA names\n" +
+			"it; a directory that is not the one the server runs on (an old copy of it) is refused.",
 		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
@@ -34,10 +36,6 @@ func (e *env) backupPush(ctx context.Context) error {
 	if err != nil {
 		return usageError{err}
 	}
-	dataDir := e.dataDir()
-	if dataDir == "" {
-		return usagef("backup-push needs the data directory: set --pgdata or PGDATA")
-	}
 	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
 	if err != nil {
 		return err
@@ -49,7 +47,7 @@ func (e *env) backupPush(ctx context.Context) error {
 	}
 	defer st.Close()
 	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
-		DataDir: dataDir, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
+		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
 	}}
 	start := time.Now()
@@ -58,9 +56,9 @@ func (e *env) backupPush(ctx context.Context) error {
 		return fmt.Errorf("backup-push: %w", err)
 	}
 	d := time.Since(start)
-	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s, %.0f MB/s, LSN %s to %s\n",
+	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
-		d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20), m.StartLSN, m.StopLSN)
+		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
 	return nil
 }
 

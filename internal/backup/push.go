@@ -60,6 +60,24 @@ type Pusher struct {
 	Log   *slog.Logger
 	Opt   Options
 	Now   func() time.Time
+	// Stats holds the timings of the last Run.
+	Stats Stats
+}
+
+// Stats are the timings of one backup.
+type Stats struct {
+	Start time.Duration // pg_backup_start, its checkpoint included
+	Copy  time.Duration // reading the files and uploading the parts
+}
+
+// Rate is the copy's throughput in bytes per second: size over the copy alone, so that
+// a spread checkpoint or the wait for WAL archiving does not count. It is 0 when no
+// time was measured.
+func Rate(size int64, copyTime time.Duration) float64 {
+	if copyTime <= 0 {
+		return 0
+	}
+	return float64(size) / copyTime.Seconds()
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -76,13 +94,17 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctl, err := pg.ReadControl(p.Opt.DataDir)
+	dataDir := p.Opt.DataDir
+	if dataDir == "" {
+		dataDir = info.DataDirectory // the server's own: SHOW data_directory
+	}
+	ctl, err := pg.ReadControl(dataDir)
 	if err != nil {
 		return nil, err
 	}
 	if ctl.SystemID != info.SystemID {
 		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
-			p.Opt.DataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
+			dataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
 	}
 	if _, err := catalog.EnsureIdentity(ctx, p.Store, catalog.Identity{
 		SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
@@ -114,18 +136,24 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	}()
 
 	if !p.Opt.Fast {
-		p.Log.Info("waiting for PostgreSQL's checkpoint, spread over checkpoint_completion_target; --fast makes it immediate")
+		p.Log.Info("waiting for the checkpoint (spread; --fast to force it)")
 	}
+	p.Stats = Stats{}
+	t0 := now()
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
 	if err != nil {
 		return nil, err
 	}
+	p.Stats.Start = now().Sub(t0)
 	if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
 		return nil, err
 	}
 	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL)
+	if err := checkLive(dataDir, info.DataDirectory, m.StartLSN); err != nil {
+		return nil, err
+	}
 
-	t, err := walk(p.Opt.DataDir)
+	t, err := walk(dataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +172,11 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	for _, ts := range t.tablespaces {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
+	t1 := now()
 	if err := p.copyFiles(ctx, t, m); err != nil {
 		return nil, err
 	}
+	p.Stats.Copy = now().Sub(t1)
 
 	stop, err := p.Src.BackupStop(ctx)
 	if err != nil {
@@ -166,6 +196,25 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	}
 	ok = true
 	return m, nil
+}
+
+// checkLive makes sure that dataDir is the directory the server runs on, not a copy
+// of it: pg_backup_start has just written its checkpoint into the server's
+// pg_control, so the pg_control read from dataDir must show a redo point at or after
+// the backup's start. An old copy (same system identifier, older contents) shows an
+// earlier one. This holds whatever path the directory is reached by (symlinks, bind
+// mounts, containers).
+func checkLive(dataDir, serverDir string, start wal.LSN) error {
+	ctl, err := pg.ReadControl(dataDir)
+	if err != nil {
+		return err
+	}
+	if ctl.Redo < start {
+		return fmt.Errorf("--pgdata %s is not the data directory the server runs on (%s): its pg_control shows a checkpoint at %s, "+
+			"older than this backup's checkpoint at %s, so it is an old copy; leave --pgdata and PGDATA unset to read the server's data directory, or point --pgdata at it",
+			dataDir, serverDir, ctl.Redo, start)
+	}
+	return nil
 }
 
 // waitForWAL waits until the backup's stop segment is in the repository: without it

@@ -25,6 +25,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -36,6 +37,8 @@ func pgControl(sys uint64) []byte {
 	binary.LittleEndian.PutUint64(b[0:], sys)
 	binary.LittleEndian.PutUint32(b[8:], 1300)
 	binary.LittleEndian.PutUint32(b[12:], 202209061)
+	binary.LittleEndian.PutUint64(b[32:], 0x2000060) // checkpoint, after
+	binary.LittleEndian.PutUint64(b[40:], 0x2000028) // its redo point: the fake source's start LSN
 	return b
 }
 
@@ -48,6 +51,7 @@ type fakeSource struct {
 	stopLSN     wal.LSN
 	stopWAL     string // if set, the stop segment's name regardless of the LSN
 	nextXID     uint64
+	onStart     func() // called in BackupStart (a checkpoint that takes time)
 
 	mu         sync.Mutex
 	startLabel string
@@ -70,6 +74,9 @@ func (s *fakeSource) BackupStart(_ context.Context, label string, fast bool) (wa
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.startLabel, s.startFast = label, fast
+	if s.onStart != nil {
+		s.onStart()
+	}
 	return s.startLSN, 1, nil
 }
 
@@ -628,4 +635,145 @@ func TestPushFailingUploads(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A manifest write whose acknowledgement is lost (the object store stored it, the
+// response never came) is retried by the retry layer, which then finds the manifest
+// already there. The backup is complete: it must be kept and listed, not cleaned up.
+func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	inner := mem.New()
+	putWAL(t, inner, "000000010000000000000002")
+	name := "20260101T000000Z"
+	fst := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: catalog.ManifestKey(name), Fault: faulty.FailAfter, Count: 1})
+	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil }})
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	p := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+
+	m, err := p.Run(ctx)
+	if err != nil {
+		t.Fatalf("Run = %v; the manifest is stored, so the backup is complete", err)
+	}
+	if fst.Faults(faulty.Put) != 1 {
+		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
+	}
+	list, err := catalog.ListBackups(ctx, inner)
+	if err != nil || len(list) != 1 || list[0].Name != name {
+		t.Fatalf("ListBackups = %v, %v; want [%s]", names(list), err, name)
+	}
+	checkManifest(t, inner, list[0], fx, src, name)
+	if len(m.Files) != len(list[0].Files) {
+		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(list[0].Files))
+	}
+}
+
+// A manifest that is already there with other content is not this backup's: the
+// backup fails (and says so), and the other manifest is left untouched.
+func TestPutManifestRefusesADifferentExistingOne(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	other := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 1}
+	if err := catalog.PutManifest(ctx, st, other); err != nil {
+		t.Fatal(err)
+	}
+	mine := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 2}
+	if err := catalog.PutManifest(ctx, st, mine); !errors.Is(err, storage.ErrExist) {
+		t.Fatalf("PutManifest over a different manifest = %v, want ErrExist", err)
+	}
+	got, err := catalog.ReadManifest(ctx, st, other.Name)
+	if err != nil || got.StopLSN != 1 {
+		t.Fatalf("stored manifest = %+v, %v; want the first one untouched", got, err)
+	}
+	if err := catalog.PutManifest(ctx, st, other); err != nil {
+		t.Errorf("PutManifest of the identical manifest again = %v, want success", err)
+	}
+}
+
+func TestRateIsOverTheCopyOnly(t *testing.T) {
+	for _, tc := range []struct {
+		size int64
+		d    time.Duration
+		want float64
+	}{
+		{100 << 20, 2 * time.Second, 50 << 20},
+		{0, time.Second, 0},
+		{1 << 20, 0, 0}, // nothing timed: no rate, not +Inf
+		{3 << 20, 1500 * time.Millisecond, 2 << 20},
+	} {
+		if got := Rate(tc.size, tc.d); got != tc.want {
+			t.Errorf("Rate(%d, %s) = %v, want %v", tc.size, tc.d, got, tc.want)
+		}
+	}
+
+	// A spread checkpoint of ten minutes is not part of the copy's time.
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	src := newFakeSource(fx.dataDir)
+	src.onStart = func() { mu.Lock(); clock = clock.Add(10 * time.Minute); mu.Unlock() }
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, clock)
+	p.Opt.Fast = false
+	var logs bytes.Buffer
+	p.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	p.Now = func() time.Time { // every reading advances the clock by a second
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	m, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats.Start < 10*time.Minute {
+		t.Errorf("Stats.Start = %s, want the ten-minute checkpoint", p.Stats.Start)
+	}
+	if p.Stats.Copy != time.Second {
+		t.Errorf("Stats.Copy = %s, want 1s (the copy alone)", p.Stats.Copy)
+	}
+	if got, want := Rate(m.Size, p.Stats.Copy), float64(m.Size); got != want {
+		t.Errorf("rate = %v B/s, want %v", got, want)
+	}
+	if !strings.Contains(logs.String(), "waiting for the checkpoint (spread; --fast to force it)") {
+		t.Errorf("a spread checkpoint is not announced; log:\n%s", logs.String())
+	}
+}
+
+// A copy of the data directory (same system identifier) whose pg_control predates the
+// checkpoint pg_backup_start just made is not the directory the server runs on.
+func TestPushRefusesAnOldCopyOfTheDataDirectory(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	old := pgControl(testSystemID)
+	binary.LittleEndian.PutUint64(old[32:], 0x1000060)
+	binary.LittleEndian.PutUint64(old[40:], 0x1000028) // an earlier checkpoint
+	writeFiles(t, fx.dataDir, map[string][]byte{"global/pg_control": old})
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource("/var/lib/postgresql/15/main")
+	_, err := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Now()).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "old copy") || !strings.Contains(err.Error(), fx.dataDir) {
+		t.Fatalf("Run on an old copy = %v, want it refused naming the directory", err)
+	}
+	if left := allKeys(t, st, "backups/"); len(left) != 0 {
+		t.Errorf("objects written: %v", left)
+	}
+}
+
+// Without --pgdata the backup reads the directory the server reports.
+func TestPushDefaultsToTheServersDataDirectory(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, "", 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkManifest(t, st, m, fx, src, "20260101T000000Z")
 }

@@ -113,10 +113,56 @@ func (m *Manifest) Sort() {
 }
 
 // PutManifest writes a backup's manifest, making the backup exist. It never replaces
-// an existing manifest.
+// an existing manifest. When one is already there with exactly this content, the
+// write counts as done: a retried put whose first attempt was stored but lost its
+// acknowledgement (S3, GCS) finds its own manifest. Other content fails with an error
+// wrapping storage.ErrExist and leaves the stored manifest untouched.
 func PutManifest(ctx context.Context, st storage.Store, m *Manifest) error {
 	m.Format = FormatVersion
-	return putJSON(ctx, st, ManifestKey(m.Name), m)
+	key := ManifestKey(m.Name)
+	js, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	err = putEnvelope(ctx, st, key, js)
+	if !errors.Is(err, storage.ErrExist) {
+		return err
+	}
+	same, cerr := storedEquals(ctx, st, key, js)
+	switch {
+	case cerr != nil:
+		return fmt.Errorf("%w; and the stored manifest could not be read to compare: %w", err, cerr)
+	case !same:
+		return fmt.Errorf("%w: another backup's manifest is stored under %s; it was left untouched", err, key)
+	}
+	return nil
+}
+
+// storedEquals reports whether the envelope stored under key decodes to exactly want.
+// It reads at most one byte more than want.
+func storedEquals(ctx context.Context, st storage.Store, key string, want []byte) (bool, error) {
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	r, err := envelope.NewReader(rc)
+	if err != nil {
+		return false, err
+	}
+	defer r.Close()
+	got, err := io.ReadAll(io.LimitReader(r, int64(len(want))+1))
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(got, want) {
+		return false, nil
+	}
+	// The envelope's size and checksum are checked only at its end.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // putJSON stores v as compressed, checksummed JSON, only if absent.
@@ -125,6 +171,11 @@ func putJSON(ctx context.Context, st storage.Store, key string, v any) error {
 	if err != nil {
 		return err
 	}
+	return putEnvelope(ctx, st, key, js)
+}
+
+// putEnvelope stores js zstd-compressed in an envelope, only if absent.
+func putEnvelope(ctx context.Context, st storage.Store, key string, js []byte) error {
 	codec, _ := compress.New("zstd", 0)
 	var buf bytes.Buffer
 	w, err := envelope.NewWriter(&buf, codec)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pgb-project/pgb/internal/wal"
 )
 
 // Control is what pgb needs from global/pg_control. Only the leading fields are read:
@@ -19,6 +21,10 @@ type Control struct {
 	SystemID       uint64
 	ControlVersion uint32
 	CatalogVersion uint32
+	// Checkpoint and Redo are the last checkpoint's location and its redo point
+	// (PostgreSQL 11 and later; zero for older control files).
+	Checkpoint wal.LSN
+	Redo       wal.LSN
 }
 
 // catalogMajor lists the catalog version each major release shipped with (first of
@@ -56,8 +62,11 @@ func ReadControl(dataDir string) (Control, error) {
 		return Control{}, fmt.Errorf("read pg_control: %w", err)
 	}
 	defer f.Close()
-	var b [16]byte
-	if _, err := io.ReadFull(f, b[:]); err != nil {
+	// system_identifier, pg_control_version, catalog_version_no, state, (padding),
+	// time, checkPoint, checkPointCopy.redo: the layout of PostgreSQL 11 to 17.
+	var b [48]byte
+	n, err := io.ReadFull(f, b[:])
+	if err != nil && (err != io.ErrUnexpectedEOF || n < 16) {
 		return Control{}, fmt.Errorf("read %s: %w", p, err)
 	}
 	c := Control{
@@ -67,6 +76,10 @@ func ReadControl(dataDir string) (Control, error) {
 	}
 	if c.SystemID == 0 || c.ControlVersion < 900 || c.ControlVersion > 10000 {
 		return Control{}, fmt.Errorf("%s does not look like a pg_control file (system identifier %d, version %d)", p, c.SystemID, c.ControlVersion)
+	}
+	if n == len(b) && c.ControlVersion >= 1100 {
+		c.Checkpoint = wal.LSN(binary.LittleEndian.Uint64(b[32:]))
+		c.Redo = wal.LSN(binary.LittleEndian.Uint64(b[40:]))
 	}
 	return c, nil
 }

@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+// withoutPGDATA is env without its PGDATA entry.
+func withoutPGDATA(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "PGDATA=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// errorLines are the "pgb: error:" lines of stderr.
+func errorLines(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "pgb: error:") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestBackupPushOfAnOldCopyOfTheDataDirectoryIsRefused(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "CREATE TABLE before_copy AS SELECT generate_series(1, 100) AS v")
+	src.Stop(t)
+	stale := filepath.Join(pgtest.TempDir(t), "stale")
+	if out, err := exec.Command("cp", "-a", src.DataDir(), stale).CombinedOutput(); err != nil {
+		t.Fatalf("copy the data directory: %v\n%s", err, out)
+	}
+	src.Start(t)
+	src.Exec(t, "CREATE TABLE after_copy AS SELECT generate_series(1, 1000) AS v")
+	src.Exec(t, "CHECKPOINT")
+
+	r := pgb(t, "", src.Env(), "backup-push", "--repo", repo, "--pgdata", stale, "--fast")
+	if lines := errorLines(r.stderr); r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "old copy") ||
+		!strings.Contains(lines[0], stale) {
+		t.Fatalf("backup-push --pgdata of an old copy: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("backups after a refused run: %v", names)
+	}
+}
+
+func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS v")
+	// As from cron: no --pgdata, no PGDATA, and a working directory that is not the
+	// data directory.
+	mustPGB(t, "/", withoutPGDATA(src.Env()), "backup-push", "--repo", repo, "--fast")
+	if names := listBackups(t, repo); len(names) != 1 {
+		t.Fatalf("backups = %v, want one", names)
+	}
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM t"); got != 1000 {
+		t.Fatalf("restored rows = %d, want 1000", got)
+	}
+}
