@@ -3,6 +3,8 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,13 +34,20 @@ type LockOwner struct {
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
 	What    string    `json:"what"`
+	// Token is random, new for every acquisition: a lock object holding our exact
+	// body is ours, even when the Put that wrote it reported a failure.
+	Token string `json:"token,omitempty"`
 }
 
 // AcquireBackupLock takes the repository's backup lock. A lock left by a dead process
 // on this host (a killed backup) is taken over; any other holder is ErrLocked.
 func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Lock, error) {
 	host, _ := os.Hostname()
-	me := LockOwner{Host: host, PID: os.Getpid(), Started: time.Now().UTC(), What: what}
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	me := LockOwner{Host: host, PID: os.Getpid(), Started: time.Now().UTC(), What: what, Token: token}
 	b, _ := json.Marshal(me)
 	for attempt := 0; attempt < 2; attempt++ {
 		err := st.Put(ctx, backupLockKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
@@ -48,9 +57,14 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Loc
 		if !errors.Is(err, storage.ErrExist) {
 			return nil, fmt.Errorf("take backup lock: %w", err)
 		}
-		holder, rerr := readLock(ctx, st)
+		holder, raw, rerr := readLock(ctx, st)
 		if rerr != nil {
 			return nil, rerr
+		}
+		if bytes.Equal(raw, b) {
+			// Our own Put committed the lock but its acknowledgement was lost, and a
+			// retry found it: the token makes the body unique to this acquisition.
+			return &Lock{st: st, key: backupLockKey, Owner: me}, nil
 		}
 		locked := fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
 			ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
@@ -75,21 +89,31 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Loc
 	return nil, ErrLocked
 }
 
-func readLock(ctx context.Context, st storage.Store) (LockOwner, error) {
+// newToken returns 128 random bits in hex.
+func newToken() (string, error) {
+	var t [16]byte
+	if _, err := rand.Read(t[:]); err != nil {
+		return "", fmt.Errorf("backup lock token: %w", err)
+	}
+	return hex.EncodeToString(t[:]), nil
+}
+
+// readLock reads the lock object: its owner and its exact bytes.
+func readLock(ctx context.Context, st storage.Store) (LockOwner, []byte, error) {
 	var o LockOwner
 	rc, err := st.Get(ctx, backupLockKey, 0, -1)
 	if err != nil {
-		return o, fmt.Errorf("read backup lock: %w", err)
+		return o, nil, fmt.Errorf("read backup lock: %w", err)
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, 1<<16))
 	if err != nil {
-		return o, fmt.Errorf("read backup lock: %w", err)
+		return o, nil, fmt.Errorf("read backup lock: %w", err)
 	}
 	if err := json.Unmarshal(b, &o); err != nil {
-		return o, fmt.Errorf("backup lock %s is damaged (%w): delete it if no backup is running", backupLockKey, err)
+		return o, nil, fmt.Errorf("backup lock %s is damaged (%w): delete it if no backup is running", backupLockKey, err)
 	}
-	return o, nil
+	return o, b, nil
 }
 
 // processAlive reports whether a process with that pid exists on this host.

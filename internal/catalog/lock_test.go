@@ -16,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 func putLock(t *testing.T, st storage.Store, o LockOwner) {
@@ -31,7 +32,7 @@ func putLock(t *testing.T, st storage.Store, o LockOwner) {
 
 func lockHolder(t *testing.T, st storage.Store) LockOwner {
 	t.Helper()
-	o, err := readLock(context.Background(), st)
+	o, _, err := readLock(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +263,26 @@ func TestBackupLockTakeOverRace(t *testing.T) {
 		t.Errorf("both A (%+v) and B (%+v) hold the backup lock; the repository holds %+v", first.Owner, second.Owner, lockHolder(t, inner))
 	} else if !errors.Is(err, ErrLocked) {
 		t.Errorf("B: %v, want ErrLocked", err)
+	}
+}
+
+// A lock Put whose acknowledgement is lost is retried by the store wrapper and then
+// finds the lock this very call wrote: that is success, not "another backup is running".
+func TestBackupLockPutWithLostAcknowledgementIsOurs(t *testing.T) {
+	ctx := context.Background()
+	fst := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: backupLockKey, Fault: faulty.FailAfter, Count: 1})
+	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil }})
+	l, err := AcquireBackupLock(ctx, st, "backup-push")
+	if err != nil {
+		t.Fatalf("AcquireBackupLock after a lost acknowledgement = %v, want the lock", err)
+	}
+	if fst.Faults(faulty.Put) != 1 {
+		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, backupLockKey); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("lock left behind after Release: %v", err)
 	}
 }
