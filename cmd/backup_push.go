@@ -22,7 +22,7 @@ func backupPushCommand() *cli.Command {
 			"exist for backup-list or restore. Progress goes to stderr only on a terminal. One backup per\n" +
 			"repository at a time. Exits 0 only when the backup is complete and restorable.",
 		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
-			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout),
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupPush(c.Context)
 		}),
@@ -51,6 +51,7 @@ func (e *env) backupPush(ctx context.Context) error {
 	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: dataDir, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
+		LockMaxAge: e.cfg.LockMaxAge,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)
