@@ -24,7 +24,7 @@ func backupPushCommand() *cli.Command {
 			"The data directory read is the server's own (SHOW data_directory) unless --pgdata/PGDATA names\n" +
 			"it; a directory that is not the one the server runs on (an old copy of it) is refused.",
 		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
-			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout),
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupPush(c.Context)
 		}),
@@ -49,6 +49,7 @@ func (e *env) backupPush(ctx context.Context) error {
 	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
+		LockMaxAge: e.cfg.LockMaxAge,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)

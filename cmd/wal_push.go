@@ -18,9 +18,11 @@ func walPushCommand() *cli.Command {
 		ArgsUsage: "PATH",
 		Description: "Compresses the WAL segment, .partial, .backup or .history file at PATH and stores it in the\n" +
 			"repository; exits 0 only once it is durable there. Pushing a file the repository already holds\n" +
-			"with identical content succeeds; different content under the same name fails and leaves the\n" +
-			"stored object untouched. The first push binds the repository to this cluster (system identifier\n" +
-			"and PostgreSQL version, from global/pg_control); pushes from another cluster are refused.",
+			"with identical content succeeds, once the stored copy is durable (a filesystem repository fsyncs\n" +
+			"it again: the push that wrote it may have been killed first); different content under the same\n" +
+			"name fails and leaves the stored object untouched. The first push binds the repository to this\n" +
+			"cluster (system identifier and PostgreSQL version, from global/pg_control); pushes from another\n" +
+			"cluster are refused.",
 		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel),
 		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
 			return e.walPush(c, c.Args().First())

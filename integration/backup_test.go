@@ -104,7 +104,7 @@ func TestSecondConcurrentBackupIsRefused(t *testing.T) {
 	}
 	defer holder.Process.Kill()
 	host, _ := os.Hostname()
-	lock := `{"host":"` + host + `","pid":` + strconv.Itoa(holder.Process.Pid) + `,"started":"2026-11-23T00:00:00Z","what":"backup-push X"}`
+	lock := `{"host":"` + host + `","pid":` + strconv.Itoa(holder.Process.Pid) + `,"started":"` + time.Now().UTC().Format(time.RFC3339) + `","what":"backup-push X"}` // recent: older than --lock-max-age is taken over
 	os.MkdirAll(filepath.Join(repo, "locks"), 0o700)
 	os.WriteFile(filepath.Join(repo, "locks", "backup.json"), []byte(lock), 0o600)
 	pgtest.ChownToPG(t, repo)

@@ -48,6 +48,7 @@ type Options struct {
 	Concurrency    int   // parts built and uploaded at once
 	Codec          compress.Codec
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
+	LockMaxAge     time.Duration // take over a backup lock older than this (0: catalog.DefaultLockMaxAge)
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
 	Progress progress.Func
@@ -119,7 +120,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
 		Compression: p.Opt.Codec.Name(),
 	}
-	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push")
+	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push", catalog.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {
 		return nil, err
 	}

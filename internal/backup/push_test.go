@@ -533,7 +533,8 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 		{
 			name: "lock held by another host",
 			prepare: func(t *testing.T, st storage.Store, src *fakeSource) {
-				b := []byte(`{"host":"elsewhere.example","pid":1,"started":"2026-01-01T00:00:00Z","what":"backup-push"}`)
+				// Recent: a lock older than --lock-max-age would be taken over.
+				b := []byte(`{"host":"elsewhere.example","pid":1,"started":"` + time.Now().UTC().Format(time.RFC3339) + `","what":"backup-push"}`)
 				if err := st.Put(ctx, "locks/backup.json", bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))}); err != nil {
 					t.Fatal(err)
 				}

@@ -95,7 +95,7 @@ func TestSmallDocumentsAreReadThroughALimit(t *testing.T) {
 	if err := st.Put(ctx, backupLockKey, strings.NewReader(lock), storage.PutOptions{Size: int64(len(lock))}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readLock(ctx, st); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), backupLockKey) {
+	if _, _, err := readLock(ctx, st); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), backupLockKey) {
 		t.Errorf("readLock of an oversized lock = %v; want ErrTooLarge naming it", err)
 	}
 }

@@ -3,11 +3,12 @@ package catalog
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"syscall"
+	"log/slog"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
@@ -15,96 +16,259 @@ import (
 
 const backupLockKey = "locks/backup.json"
 
+// DefaultLockMaxAge is how old a backup lock must be before it is taken over from a
+// holder that cannot be proven gone (another host, another boot, another PID
+// namespace). A day: a daily cron backup then misses at most one run after a crash in
+// a container, each refused run says why, and a backup that runs longer than a day
+// needs a larger --lock-max-age.
+const DefaultLockMaxAge = 24 * time.Hour
+
+// markerStaleAfter is the age after which a takeover marker is taken for the leftover
+// of a process killed in the middle of a takeover (which lasts a few requests).
+const markerStaleAfter = time.Hour
+
 // ErrLocked means another backup holds the repository's backup lock.
 var ErrLocked = errors.New("another backup is running")
+
+// ErrLockLost means the lock was no longer ours when it was released: it was taken
+// over (or removed by hand) while we held it. It is left alone.
+var ErrLockLost = errors.New("the backup lock is no longer ours")
 
 // Lock is a held repository lock.
 type Lock struct {
 	st    storage.Store
 	key   string
+	body  []byte
 	Owner LockOwner
 }
 
-// LockOwner says who holds a lock.
+// LockOwner says who holds a lock. The fields after What let another process on the
+// same machine prove that the holder is gone; they are empty in locks written by
+// older versions, which are then taken over only by age.
 type LockOwner struct {
 	Host    string    `json:"host"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
 	What    string    `json:"what"`
+	// Token is random, new for every acquisition: a lock object holding our exact
+	// body is ours, even when the Put that wrote it reported a failure.
+	Token string `json:"token,omitempty"`
+	// BootID is the holder's /proc/sys/kernel/random/boot_id, PIDNamespace its
+	// /proc/self/ns/pid link and ProcStart its start time (/proc/PID/stat field 22):
+	// the same pid means the same process only on the same boot, in the same PID
+	// namespace, with the same start time.
+	BootID       string `json:"boot_id,omitempty"`
+	PIDNamespace string `json:"pid_ns,omitempty"`
+	ProcStart    uint64 `json:"proc_start,omitempty"`
 }
 
-// AcquireBackupLock takes the repository's backup lock. A lock left by a dead process
-// on this host (a killed backup) is taken over; any other holder is ErrLocked.
-func AcquireBackupLock(ctx context.Context, st storage.Store, what string) (*Lock, error) {
-	host, _ := os.Hostname()
-	me := LockOwner{Host: host, PID: os.Getpid(), Started: time.Now().UTC(), What: what}
+// LockOptions tune AcquireBackupLock.
+type LockOptions struct {
+	// Host describes this process and its machine; the zero value means LocalHost().
+	Host Host
+	// MaxAge: a lock older than this is taken over even when its holder cannot be
+	// proven gone. Zero means DefaultLockMaxAge.
+	MaxAge time.Duration
+	// Log receives the warning that a lock was taken over; nil discards it.
+	Log *slog.Logger
+}
+
+// AcquireBackupLock takes the repository's backup lock.
+//
+// A lock held by someone else is taken over only when its holder is provably gone —
+// same host name, same boot and same PID namespace as this process, and no process
+// with its pid and start time — or when it is older than opts.MaxAge; a takeover is
+// logged as a warning naming the old holder. Any other holder is ErrLocked.
+func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts LockOptions) (*Lock, error) {
+	h := opts.Host
+	if h.Now == nil {
+		h = LocalHost()
+	}
+	maxAge := opts.MaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultLockMaxAge
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	token, err := newToken()
+	if err != nil {
+		return nil, err
+	}
+	me := LockOwner{Host: h.Name, PID: h.PID, Started: h.Now().UTC(), What: what, Token: token,
+		BootID: h.BootID, PIDNamespace: h.PIDNamespace}
+	if h.ProcessStart != nil {
+		me.ProcStart, _ = h.ProcessStart(h.PID) // zero when unknown: then only the pid counts
+	}
 	b, _ := json.Marshal(me)
+	mine := &Lock{st: st, key: backupLockKey, body: b, Owner: me}
 	for attempt := 0; attempt < 2; attempt++ {
 		err := st.Put(ctx, backupLockKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
 		if err == nil {
-			return &Lock{st: st, key: backupLockKey, Owner: me}, nil
+			return mine, nil
 		}
 		if !errors.Is(err, storage.ErrExist) {
 			return nil, fmt.Errorf("take backup lock: %w", err)
 		}
-		holder, rerr := readLock(ctx, st)
+		holder, raw, rerr := readLock(ctx, st)
+		if errors.Is(rerr, storage.ErrNotExist) && attempt == 0 {
+			continue // released between our Put and our read
+		}
 		if rerr != nil {
 			return nil, rerr
 		}
+		if bytes.Equal(raw, b) {
+			// Our own Put committed the lock but its acknowledgement was lost, and a
+			// retry found it: the token makes the body unique to this acquisition.
+			return mine, nil
+		}
 		locked := fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
 			ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
-		if holder.Host != host || processAlive(holder.PID) || attempt > 0 {
+		why := h.gone(holder, maxAge)
+		if why == "" || attempt > 0 {
 			return nil, locked
 		}
-		// The holder died without releasing the lock. Several processes may find the
-		// same stale lock: only the one that claims it (put-if-absent of a marker named
-		// after that very lock) may remove it, so none can remove a fresh lock another
-		// took meanwhile. Markers are tiny and stay, one per taken-over lock.
-		marker := fmt.Sprintf("%s.takeover-%d-%d", backupLockKey, holder.PID, holder.Started.UnixNano())
-		if err := st.Put(ctx, marker, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))}); err != nil {
-			if errors.Is(err, storage.ErrExist) {
-				return nil, locked // another process is taking it over
-			}
-			return nil, fmt.Errorf("take over stale backup lock: %w", err)
+		taken, err := takeOver(ctx, st, holder, raw, b, h.Now)
+		if err != nil {
+			return nil, err
 		}
-		if err := st.Delete(ctx, backupLockKey); err != nil && !errors.Is(err, storage.ErrNotExist) {
-			return nil, fmt.Errorf("remove stale backup lock: %w", err)
+		if !taken {
+			return nil, locked // another process took it over first
 		}
+		log.Warn("took over the backup lock of a backup that is gone", "reason", why,
+			"holder_what", holder.What, "holder_pid", holder.PID, "holder_host", holder.Host,
+			"holder_started", holder.Started.Format(time.RFC3339), "lock", backupLockKey)
 	}
 	return nil, ErrLocked
 }
 
-func readLock(ctx context.Context, st storage.Store) (LockOwner, error) {
-	var o LockOwner
-	rc, err := st.Get(ctx, backupLockKey, 0, -1)
+// takeOver removes the stale lock whose exact bytes are raw, unless another process
+// got there first; it reports whether the lock was removed (or was gone).
+//
+// Several processes may find the same stale lock. Only the one that claims it, by a
+// put-if-absent of a marker named after that lock, may remove it; and it removes it
+// only if the lock object still holds those bytes, so that a process that read the
+// stale lock long ago and claims the marker after an earlier taker released it cannot
+// remove the fresh lock that taker put meanwhile. The marker is removed at the end; a
+// marker older than markerStaleAfter is the leftover of a process killed mid-takeover
+// and is removed before claiming.
+func takeOver(ctx context.Context, st storage.Store, holder LockOwner, raw, b []byte, now func() time.Time) (bool, error) {
+	marker := markerKey(holder)
+	claimed, err := claimMarker(ctx, st, marker, b, now)
+	if err != nil || !claimed {
+		return false, err
+	}
+	defer func() {
+		_ = st.Delete(context.WithoutCancel(ctx), marker) // best effort: a leftover goes stale
+	}()
+	_, cur, err := readLock(ctx, st)
+	switch {
+	case errors.Is(err, storage.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, err
+	case !bytes.Equal(cur, raw):
+		return false, nil // taken over by another process, which holds it now
+	}
+	if err := st.Delete(ctx, backupLockKey); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return false, fmt.Errorf("remove stale backup lock: %w", err)
+	}
+	return true, nil
+}
+
+// markerKey names the takeover marker of a lock.
+func markerKey(o LockOwner) string {
+	if o.Token != "" {
+		return backupLockKey + ".takeover-" + o.Token
+	}
+	return fmt.Sprintf("%s.takeover-%d-%d", backupLockKey, o.PID, o.Started.UnixNano())
+}
+
+// claimMarker puts the marker if absent. A marker that exists is another taker's,
+// unless it holds our own body (a lost acknowledgement) or is older than
+// markerStaleAfter: then it is removed and claimed once more.
+func claimMarker(ctx context.Context, st storage.Store, marker string, b []byte, now func() time.Time) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		err := st.Put(ctx, marker, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, storage.ErrExist) {
+			return false, fmt.Errorf("take over stale backup lock: %w", err)
+		}
+		if got, err := readSmall(ctx, st, marker); err == nil && bytes.Equal(got, b) {
+			return true, nil
+		}
+		if attempt > 0 {
+			return false, nil
+		}
+		info, err := st.Stat(ctx, marker)
+		if errors.Is(err, storage.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("take over stale backup lock: %w", err)
+		}
+		if now().Sub(info.ModTime) < markerStaleAfter {
+			return false, nil
+		}
+		if err := st.Delete(ctx, marker); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return false, fmt.Errorf("remove stale takeover marker: %w", err)
+		}
+	}
+}
+
+// newToken returns 128 random bits in hex.
+func newToken() (string, error) {
+	var t [16]byte
+	if _, err := rand.Read(t[:]); err != nil {
+		return "", fmt.Errorf("backup lock token: %w", err)
+	}
+	return hex.EncodeToString(t[:]), nil
+}
+
+// maxLockSize bounds what is read of a lock object: repository data is untrusted.
+const maxLockSize = 1 << 16
+
+// readSmall reads an object of at most maxLockSize bytes.
+func readSmall(ctx context.Context, st storage.Store, key string) ([]byte, error) {
+	rc, err := st.Get(ctx, key, 0, -1)
 	if err != nil {
-		return o, fmt.Errorf("read backup lock: %w", err)
+		return nil, err
 	}
 	defer rc.Close()
-	b, err := readLimited(rc, smallDocLimit, backupLockKey)
-	if errors.Is(err, ErrTooLarge) {
-		return o, fmt.Errorf("backup lock %w: it is damaged; delete it if no backup is running", err)
-	}
+	return readLimited(rc, maxLockSize, key)
+}
+
+// readLock reads the lock object: its owner and its exact bytes.
+func readLock(ctx context.Context, st storage.Store) (LockOwner, []byte, error) {
+	var o LockOwner
+	b, err := readSmall(ctx, st, backupLockKey)
 	if err != nil {
-		return o, fmt.Errorf("read backup lock: %w", err)
+		return o, nil, fmt.Errorf("read backup lock: %w", err)
 	}
 	if err := json.Unmarshal(b, &o); err != nil {
-		return o, fmt.Errorf("backup lock %s is damaged (%w): delete it if no backup is running", backupLockKey, err)
+		return o, nil, fmt.Errorf("backup lock %s is damaged (%w): delete it if no backup is running", backupLockKey, err)
 	}
-	return o, nil
+	return o, b, nil
 }
 
-// processAlive reports whether a process with that pid exists on this host.
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// Release gives the lock up.
+// Release gives the lock up. It deletes the lock object only while it still holds this
+// lock's exact body; a lock that was taken over meanwhile is left to its new holder and
+// Release says so with ErrLockLost. (The store has no conditional delete: a takeover
+// in the instant between the read and the delete is not detected.)
 func (l *Lock) Release(ctx context.Context) error {
+	_, cur, err := readLock(ctx, l.st)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release backup lock: %w", err)
+	}
+	if !bytes.Equal(cur, l.body) {
+		return fmt.Errorf("release backup lock: %w: it was taken over; %s is left in place", ErrLockLost, l.key)
+	}
 	if err := l.st.Delete(ctx, l.key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("release backup lock: %w", err)
 	}

@@ -5,9 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	iofs "io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +20,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 func putLock(t *testing.T, st storage.Store, o LockOwner) {
@@ -31,7 +36,7 @@ func putLock(t *testing.T, st storage.Store, o LockOwner) {
 
 func lockHolder(t *testing.T, st storage.Store) LockOwner {
 	t.Helper()
-	o, err := readLock(context.Background(), st)
+	o, _, err := readLock(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +51,7 @@ func deadPID(t *testing.T) int {
 		t.Skipf("cannot run true: %v", err)
 	}
 	pid := cmd.Process.Pid
-	if processAlive(pid) {
+	if _, err := procStart(pid); !errors.Is(err, iofs.ErrNotExist) {
 		t.Skipf("pid %d was reused at once", pid)
 	}
 	return pid
@@ -55,7 +60,7 @@ func deadPID(t *testing.T) int {
 func TestBackupLockHeldByThisProcess(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	l, err := AcquireBackupLock(ctx, st, "backup-push")
+	l, err := acquireLocal(ctx, st, "backup-push")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +69,7 @@ func TestBackupLockHeldByThisProcess(t *testing.T) {
 		t.Errorf("lock holder = %+v, Owner = %+v; want this process", o, l.Owner)
 	}
 
-	_, err = AcquireBackupLock(ctx, st, "backup-push")
+	_, err = acquireLocal(ctx, st, "backup-push")
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second AcquireBackupLock = %v, want ErrLocked", err)
 	}
@@ -86,7 +91,7 @@ func TestBackupLockHeldByThisProcess(t *testing.T) {
 	if err := l.Release(ctx); err != nil {
 		t.Errorf("second Release = %v, want nil", err)
 	}
-	l2, err := AcquireBackupLock(ctx, st, "restore")
+	l2, err := acquireLocal(ctx, st, "restore")
 	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
 	}
@@ -98,59 +103,59 @@ func TestBackupLockHeldByThisProcess(t *testing.T) {
 	}
 }
 
-func TestBackupLockHolders(t *testing.T) {
-	host, err := os.Hostname()
-	if err != nil {
-		t.Skip(err)
+// fakeHost is a machine with the given live processes (pid -> start time).
+func fakeHost(now time.Time, live map[int]uint64) Host {
+	return Host{
+		Name: "db1", BootID: "boot-1", PIDNamespace: "pid:[4026531836]", PID: 4242,
+		ProcessStart: func(pid int) (uint64, error) {
+			if st, ok := live[pid]; ok {
+				return st, nil
+			}
+			return 0, fmt.Errorf("pid %d: %w", pid, iofs.ErrNotExist)
+		},
+		Now: func() time.Time { return now },
 	}
-	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+}
+
+func TestBackupLockHolders(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	recent := now.Add(-time.Hour)
+	here := LockOwner{Host: "db1", BootID: "boot-1", PIDNamespace: "pid:[4026531836]", PID: 77, ProcStart: 1000,
+		Started: recent, What: "backup-push", Token: "t"}
+	with := func(f func(o *LockOwner)) LockOwner { o := here; f(&o); return o }
+	live := map[int]uint64{77: 1000, 78: 5000}
 	for _, tc := range []struct {
 		name     string
-		holder   func(t *testing.T) LockOwner
+		holder   LockOwner
 		takeOver bool
-		mention  []string
 	}{
-		{
-			name: "dead process on this host",
-			holder: func(t *testing.T) LockOwner {
-				return LockOwner{Host: host, PID: deadPID(t), Started: started, What: "backup-push"}
-			},
-			takeOver: true,
-		},
-		{
-			name: "no pid on this host",
-			holder: func(t *testing.T) LockOwner {
-				return LockOwner{Host: host, PID: 0, Started: started, What: "backup-push"}
-			},
-			takeOver: true,
-		},
-		{
-			name: "live process on this host",
-			holder: func(t *testing.T) LockOwner {
-				return LockOwner{Host: host, PID: os.Getppid(), Started: started, What: "backup-push"}
-			},
-			mention: []string{host, "2026-01-02T03:04:05Z"},
-		},
-		{
-			name: "another host",
-			holder: func(t *testing.T) LockOwner {
-				return LockOwner{Host: "db2.example.org", PID: deadPID(t), Started: started, What: "backup-push"}
-			},
-			mention: []string{"db2.example.org", "backup-push", "2026-01-02T03:04:05Z"},
-		},
+		{"live process here", here, false},
+		{"dead process here", with(func(o *LockOwner) { o.PID = 99 }), true},
+		{"pid reused by another process", with(func(o *LockOwner) { o.PID, o.ProcStart = 78, 1000 }), true},
+		{"no pid here", with(func(o *LockOwner) { o.PID = 0 }), true},
+		{"another PID namespace, same host name", with(func(o *LockOwner) { o.PIDNamespace, o.PID = "pid:[4026532999]", 99 }), false},
+		{"another boot (a cloned VM, or before a reboot)", with(func(o *LockOwner) { o.BootID, o.PID = "boot-0", 99 }), false},
+		{"another host", with(func(o *LockOwner) { o.Host, o.PID = "db2.example.org", 99 }), false},
+		{"an older pgb's lock, no boot id", with(func(o *LockOwner) { o.BootID, o.PIDNamespace, o.PID = "", "", 99 }), false},
+		{"another host, older than the limit", with(func(o *LockOwner) { o.Host, o.Started = "db2.example.org", now.Add(-25*time.Hour) }), true},
+		{"live process here, older than the limit", with(func(o *LockOwner) { o.Started = now.Add(-25 * time.Hour) }), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			st := mem.New()
-			old := tc.holder(t)
-			putLock(t, st, old)
-			l, err := AcquireBackupLock(ctx, st, "backup-push")
+			putLock(t, st, tc.holder)
+			var logged bytes.Buffer
+			opts := LockOptions{Host: fakeHost(now, live), Log: slog.New(slog.NewTextHandler(&logged, nil))}
+			l, err := AcquireBackupLock(ctx, st, "backup-push", opts)
 			if tc.takeOver {
 				if err != nil {
 					t.Fatalf("AcquireBackupLock = %v, want the stale lock taken over", err)
 				}
-				if o := lockHolder(t, st); o.PID != os.Getpid() || o.Host != host {
+				if o := lockHolder(t, st); o.PID != 4242 || o.Host != "db1" || o.Token == tc.holder.Token {
 					t.Errorf("lock holder after take-over = %+v", o)
+				}
+				if !strings.Contains(logged.String(), "took over") || !strings.Contains(logged.String(), "holder_pid="+strconv.Itoa(tc.holder.PID)) {
+					t.Errorf("takeover not logged with the old holder: %q", logged.String())
 				}
 				if err := l.Release(ctx); err != nil {
 					t.Fatal(err)
@@ -160,13 +165,13 @@ func TestBackupLockHolders(t *testing.T) {
 			if !errors.Is(err, ErrLocked) {
 				t.Fatalf("AcquireBackupLock = %v, %v; want ErrLocked", l, err)
 			}
-			for _, s := range tc.mention {
+			for _, s := range []string{tc.holder.Host, "2026-01-02T02:04:05Z", backupLockKey} {
 				if !strings.Contains(err.Error(), s) {
 					t.Errorf("message %q does not mention %q", err, s)
 				}
 			}
-			if o := lockHolder(t, st); !o.Started.Equal(old.Started) || o.Host != old.Host || o.PID != old.PID {
-				t.Errorf("refused acquire changed the lock: %+v, was %+v", o, old)
+			if o := lockHolder(t, st); o != tc.holder {
+				t.Errorf("refused acquire changed the lock: %+v, was %+v", o, tc.holder)
 			}
 		})
 	}
@@ -179,20 +184,20 @@ func TestBackupLockErrors(t *testing.T) {
 	if err := st.Put(ctx, backupLockKey, strings.NewReader("{broken"), storage.PutOptions{Size: -1}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := AcquireBackupLock(ctx, st, "backup-push")
+	_, err := acquireLocal(ctx, st, "backup-push")
 	if err == nil || errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("damaged lock: %v, want a damaged-lock error", err)
 	}
 
 	fst := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: "locks/"})
-	_, err = AcquireBackupLock(ctx, fst, "backup-push")
+	_, err = acquireLocal(ctx, fst, "backup-push")
 	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrLocked) {
 		t.Errorf("failing store: %v, want the storage error", err)
 	}
 
 	// A failing Delete on Release is reported.
 	fst = faulty.New(mem.New(), faulty.Rule{Op: faulty.Delete})
-	l, err := AcquireBackupLock(ctx, fst, "backup-push")
+	l, err := acquireLocal(ctx, fst, "backup-push")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,23 +206,27 @@ func TestBackupLockErrors(t *testing.T) {
 	}
 }
 
-func TestProcessAlive(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		pid  func(t *testing.T) int
-		want bool
-	}{
-		{"self", func(*testing.T) int { return os.Getpid() }, true},
-		{"pid 1", func(*testing.T) int { return 1 }, true}, // EPERM counts as alive
-		{"zero", func(*testing.T) int { return 0 }, false},
-		{"negative", func(*testing.T) int { return -1 }, false},
-		{"reaped child", deadPID, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := processAlive(tc.pid(t)); got != tc.want {
-				t.Errorf("processAlive = %v, want %v", got, tc.want)
-			}
-		})
+func TestProcStart(t *testing.T) {
+	self, err := procStart(os.Getpid())
+	if err != nil || self == 0 {
+		t.Skipf("no /proc here: %v", err)
+	}
+	if again, _ := procStart(os.Getpid()); again != self {
+		t.Errorf("start time of this process changed: %d, %d", self, again)
+	}
+	if _, err := procStart(deadPID(t)); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("reaped child: %v, want ErrNotExist", err)
+	}
+	if _, err := procStart(0); !errors.Is(err, iofs.ErrNotExist) {
+		t.Errorf("pid 0: %v, want ErrNotExist", err)
+	}
+	// The command name may hold spaces and parentheses.
+	line := "123 (a) b (c) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 12345 67 18446744073709551615"
+	if got, err := parseProcStart(line); err != nil || got != 987654 {
+		t.Errorf("parseProcStart = %d, %v; want 987654", got, err)
+	}
+	if _, err := parseProcStart("123 (x) S 1"); err == nil {
+		t.Error("short stat line accepted")
 	}
 }
 
@@ -252,9 +261,9 @@ func TestBackupLockTakeOverRace(t *testing.T) {
 	var firstErr error
 	st := &interleavingStore{Store: inner, hook: func() {
 		// Process A takes the stale lock over while B is deciding.
-		first, firstErr = AcquireBackupLock(ctx, inner, "backup A")
+		first, firstErr = acquireLocal(ctx, inner, "backup A")
 	}}
-	second, err := AcquireBackupLock(ctx, st, "backup B")
+	second, err := acquireLocal(ctx, st, "backup B")
 	if firstErr != nil {
 		t.Fatalf("A could not take the stale lock over: %v", firstErr)
 	}
@@ -262,5 +271,26 @@ func TestBackupLockTakeOverRace(t *testing.T) {
 		t.Errorf("both A (%+v) and B (%+v) hold the backup lock; the repository holds %+v", first.Owner, second.Owner, lockHolder(t, inner))
 	} else if !errors.Is(err, ErrLocked) {
 		t.Errorf("B: %v, want ErrLocked", err)
+	}
+}
+
+// A lock Put whose acknowledgement is lost is retried by the store wrapper and then
+// finds the lock this very call wrote: that is success, not "another backup is running".
+func TestBackupLockPutWithLostAcknowledgementIsOurs(t *testing.T) {
+	ctx := context.Background()
+	fst := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: backupLockKey, Fault: faulty.FailAfter, Count: 1})
+	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil }})
+	l, err := acquireLocal(ctx, st, "backup-push")
+	if err != nil {
+		t.Fatalf("AcquireBackupLock after a lost acknowledgement = %v, want the lock", err)
+	}
+	if fst.Faults(faulty.Put) != 1 {
+		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, backupLockKey); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("lock left behind after Release: %v", err)
 	}
 }

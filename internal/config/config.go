@@ -60,6 +60,7 @@ const (
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
+	KeyLockMaxAge       = "lock-max-age"
 
 	KeyS3Endpoint        = "s3-endpoint"
 	KeyS3Region          = "s3-region"
@@ -110,6 +111,7 @@ var settings = []Setting{
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
+	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 
 	{Key: KeyS3Endpoint, Env: []string{"PGB_S3_ENDPOINT"}, Category: CategoryS3, Usage: "endpoint `URL` of an S3-compatible store (MinIO, Ceph RGW, versitygw, R2…); empty = AWS"},
 	{Key: KeyS3Region, Env: []string{"PGB_S3_REGION", "AWS_REGION"}, Category: CategoryS3, Usage: "region (default: the SDK's configuration, else us-east-1)"},
@@ -179,6 +181,7 @@ type Config struct {
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
+	LockMaxAge       time.Duration
 	S3               S3
 	GCS              GCS
 }
@@ -263,6 +266,7 @@ func Load(src Source) (Config, error) {
 	c.StorageTimeout = duration(KeyStorageTimeout)
 	c.StorageRetries = integer(KeyStorageRetries)
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
+	c.LockMaxAge = duration(KeyLockMaxAge)
 	if v, where := get(KeyPartSize); true {
 		n, err := ParseSize(v)
 		if err != nil || n < 1<<20 {

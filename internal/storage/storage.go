@@ -40,6 +40,14 @@ type PutOptions struct {
 	// IfAbsent makes the Put fail with ErrExist when the key is already present.
 	// The check is enforced by the store itself, atomically: two racing writers
 	// never both succeed. A backend that cannot enforce it returns ErrUnsupported.
+	//
+	// ErrExist also promises that the existing object is durable, as a successful Put
+	// would be: a caller that finds identical content counts the write as done (a
+	// retried wal-push, after which PostgreSQL recycles the segment), yet the writer
+	// that made the object visible may have died before making it durable (fs: killed
+	// between link(2) and the directory fsync). The fs backend fsyncs the object and
+	// its directories before answering ErrExist, and answers with another error if it
+	// cannot; S3, GCS and mem objects are durable once visible.
 	IfAbsent bool
 	// Size is the number of bytes r will yield, or -1 when unknown. Backends may use it
 	// to choose a single request over a multipart upload. It is a hint: the bytes read

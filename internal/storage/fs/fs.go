@@ -3,7 +3,8 @@
 //
 // Put writes a temp file (".tmp-*") beside the target, fsyncs it, renames it over the
 // target (or, with IfAbsent, hard-links it to the target name so that an existing object
-// makes the call fail with storage.ErrExist), and fsyncs the directory. Directories are
+// makes the call fail with storage.ErrExist, after fsyncing that object and its
+// directories: its writer may have died before it did), and fsyncs the directory. Directories are
 // created 0700 and files 0600. Keys whose last element begins with ".tmp-" are
 // rejected, since List skips such names; a key cannot name both an object and a
 // "directory" of other objects ("a" and "a/b"), unlike in object stores.
@@ -37,6 +38,7 @@ const copyChunk = 256 << 10
 // safe for concurrent use, including by several processes on the same root.
 type Store struct {
 	root string
+	opt  Options
 	// owner is set when pgb runs as root in a repository that belongs to another user
 	// (typically postgres): everything created is given to that user, so that the
 	// archive_command running as that user can still read and write it.
@@ -45,9 +47,22 @@ type Store struct {
 
 var _ storage.Store = (*Store)(nil)
 
+// Options are the store's access to the OS, for tests that must observe or control it.
+type Options struct {
+	// Fsync makes a file or directory durable; nil means (*os.File).Sync. Tests
+	// record what was synced.
+	Fsync func(f *os.File) error
+}
+
 // New opens the store rooted at root, which must be an absolute path. The directory
 // is created with mode 0700, along with missing parents, if it does not exist.
-func New(root string) (*Store, error) {
+func New(root string) (*Store, error) { return NewWithOptions(root, Options{}) }
+
+// NewWithOptions is New with explicit Options.
+func NewWithOptions(root string, opt Options) (*Store, error) {
+	if opt.Fsync == nil {
+		opt.Fsync = (*os.File).Sync
+	}
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("fs: root %q is not an absolute path", root)
 	}
@@ -62,7 +77,7 @@ func New(root string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("fs: root %s is not a directory", root)
 	}
-	st := &Store{root: root}
+	st := &Store{root: root, opt: opt}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && sys.Uid != 0 {
 		st.owner = &[2]int{int(sys.Uid), int(sys.Gid)}
 	}
@@ -127,7 +142,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		// Fail early rather than after copying the data; the link below is the check
 		// that counts.
 		if _, err := os.Lstat(p); err == nil {
-			return linkError(p, iofs.ErrExist)
+			return s.existing(p, linkError(p, iofs.ErrExist))
 		}
 	}
 	dir := filepath.Dir(p)
@@ -150,7 +165,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err := storage.CopyContext(ctx, f, r, make([]byte, copyChunk)); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.opt.Fsync(f); err != nil {
 		return err
 	}
 	cerr := f.Close()
@@ -164,7 +179,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 
 	if opts.IfAbsent {
 		if err := os.Link(tmp, p); err != nil {
-			return linkError(p, err)
+			return s.existing(p, linkError(p, err))
 		}
 		committed = true
 		// The object is in place; a temp name left behind by a failed remove is
@@ -176,7 +191,48 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 		committed = true
 	}
-	return syncDir(dir)
+	return s.syncDir(dir)
+}
+
+// existing returns err, a put-if-absent's failure, once the object it found at p is
+// durable when err says that it exists. The writer that made it visible may have died
+// before its fsyncs (killed between link(2) and the directory fsync); a caller that
+// counts ErrExist with identical content as success (a retried wal-push, after which
+// PostgreSQL recycles the segment) must not rely on an object a crash can still lose.
+// If the object cannot be made durable, the error says so and is not ErrExist.
+func (s *Store) existing(p string, err error) error {
+	if !errors.Is(err, storage.ErrExist) {
+		return err
+	}
+	if derr := s.makeDurable(p); derr != nil {
+		return fmt.Errorf("the object exists but cannot be made durable: %w", derr)
+	}
+	return err
+}
+
+// makeDurable fsyncs the file at p, then its directory and every parent up to the
+// root, whose entries a killed writer may not have synced either.
+func (s *Store) makeDurable(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	err = s.opt.Fsync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	for dir := filepath.Dir(p); strings.HasPrefix(dir, s.root); dir = filepath.Dir(dir) {
+		if err := s.syncDir(dir); err != nil {
+			return err
+		}
+		if dir == s.root {
+			break
+		}
+	}
+	return nil
 }
 
 // linkError translates the error of linking the temp file to the target name.
@@ -247,7 +303,7 @@ func (s *Store) mkdirs(dir string) error {
 	if err := s.chown(dir); err != nil {
 		return err
 	}
-	return syncDir(parent)
+	return s.syncDir(parent)
 }
 
 // removeEmptyDirs removes dir and then its parents while they are empty, stopping
@@ -262,12 +318,12 @@ func (s *Store) removeEmptyDirs(dir string) {
 	}
 }
 
-func syncDir(dir string) error {
+func (s *Store) syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = s.opt.Fsync(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}

@@ -1,0 +1,87 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+)
+
+func realBootID(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skip(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// A lock whose pid is not a process here but which was written in another PID
+// namespace (a container with the same host name) may belong to a live backup.
+func TestBackupLockFromAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	host, _ := os.Hostname()
+	putLock(t, st, LockOwner{Host: host, PID: deadPID(t), Started: time.Now().UTC(), What: "backup-push in a container",
+		BootID: realBootID(t), PIDNamespace: "pid:[1]", Token: "other"})
+	_, err := acquireLocal(ctx, st, "backup-push")
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("AcquireBackupLock = %v, want ErrLocked", err)
+	}
+	if o := lockHolder(t, st); o.Token != "other" {
+		t.Errorf("lock changed to %+v", o)
+	}
+}
+
+// Release deletes only its own lock, never one that was taken over meanwhile.
+func TestBackupLockReleaseLeavesALockItNoLongerHolds(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	l, err := acquireLocal(ctx, st, "backup-push")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := LockOwner{Host: "db2", PID: 7, Started: time.Now().UTC(), What: "backup-push", Token: "theirs"}
+	putLock(t, st, other) // taken over (by age, or by hand) while we ran
+	l.Release(ctx)
+	if _, err := st.Stat(ctx, backupLockKey); err != nil {
+		t.Fatalf("Release removed a lock it no longer held: %v", err)
+	}
+	if o := lockHolder(t, st); o.Token != "theirs" {
+		t.Errorf("lock changed to %+v", o)
+	}
+}
+
+// A takeover leaves nothing behind but the new lock.
+func TestBackupLockTakeOverLeavesNoMarker(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	host, _ := os.Hostname()
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Skip(err)
+	}
+	putLock(t, st, LockOwner{Host: host, PID: deadPID(t), Started: time.Now().UTC(), What: "killed backup",
+		BootID: realBootID(t), PIDNamespace: ns, Token: "dead"})
+	l, err := acquireLocal(ctx, st, "backup-push")
+	if err != nil {
+		t.Fatalf("stale lock not taken over: %v", err)
+	}
+	var keys []string
+	st.List(ctx, "locks/", func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+	if len(keys) != 1 || keys[0] != backupLockKey {
+		t.Errorf("objects under locks/ after a takeover: %q, want only %s", keys, backupLockKey)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func acquireLocal(ctx context.Context, st storage.Store, what string) (*Lock, error) {
+	return AcquireBackupLock(ctx, st, what, LockOptions{})
+}

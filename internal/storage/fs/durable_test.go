@@ -1,0 +1,68 @@
+package fs_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/fs"
+)
+
+// syncRecorder records the paths the store fsyncs, and fails those in fail.
+type syncRecorder struct {
+	mu     sync.Mutex
+	synced []string
+	fail   string
+}
+
+func (r *syncRecorder) fsync(f *os.File) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.synced = append(r.synced, f.Name())
+	if r.fail != "" && f.Name() == r.fail {
+		return errors.New("injected fsync failure")
+	}
+	return f.Sync()
+}
+
+// A put-if-absent that finds an object left by a writer killed between link(2) and
+// the directory fsync makes that object durable before it answers ErrExist.
+func TestIfAbsentMakesTheExistingObjectDurable(t *testing.T) {
+	ctx := context.Background()
+	rec := &syncRecorder{}
+	r := filepath.Join(t.TempDir(), "repo")
+	s, err := fs.NewWithOptions(r, fs.Options{Fsync: rec.fsync})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := filepath.Join(r, "wal", "0000000100000000", "000000010000000000000001")
+	if err := os.MkdirAll(filepath.Dir(obj), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(obj, []byte("segment"), 0o600); err != nil { // visible, never synced
+		t.Fatal(err)
+	}
+	err = s.Put(ctx, "wal/0000000100000000/000000010000000000000001", strings.NewReader("segment"), storage.PutOptions{IfAbsent: true, Size: 7})
+	if !errors.Is(err, storage.ErrExist) {
+		t.Fatalf("Put = %v, want ErrExist", err)
+	}
+	for _, p := range []string{obj, filepath.Dir(obj), filepath.Join(r, "wal"), r} {
+		if !slices.Contains(rec.synced, p) {
+			t.Errorf("%s was not fsynced before ErrExist (synced: %q)", p, rec.synced)
+		}
+	}
+
+	// When the existing object cannot be made durable, the answer is not ErrExist:
+	// the caller must not count it as stored.
+	rec.fail = filepath.Dir(obj)
+	err = s.Put(ctx, "wal/0000000100000000/000000010000000000000001", strings.NewReader("segment"), storage.PutOptions{IfAbsent: true, Size: 7})
+	if err == nil || errors.Is(err, storage.ErrExist) {
+		t.Fatalf("Put with a failing fsync = %v, want an error that is not ErrExist", err)
+	}
+}
