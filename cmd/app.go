@@ -41,12 +41,15 @@ func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writ
 	}()
 	app := newApp(build, stdout, stderr)
 	app.Metadata = map[string]any{"args": args}
-	err := app.RunContext(ctx, args)
+	placed, err := placeFlags(app, args)
+	if err == nil {
+		err = app.RunContext(ctx, placed)
+	}
 	return exitCode(err, stderr, logFormatFromArgs(args))
 }
 
 func newApp(build Build, stdout, stderr io.Writer) *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "pgb",
 		Usage:   "PostgreSQL backup and point-in-time recovery",
 		Version: build.Version + commitSuffix(build.Commit),
@@ -56,7 +59,11 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			"through restore_command = 'pgb wal-fetch %f %p'. Repositories: a directory, s3:// or gs://.\n\n" +
 			"Every setting is a flag, an environment variable and a key in the YAML config file\n" +
 			"(--config / PGB_CONFIG, default " + config.DefaultFile + " when present).\n" +
-			"Precedence: flag > environment > config file > default.",
+			"Precedence: flag > environment > config file > default. Flags go before or after the command\n" +
+			"name (pgb --config F wal-fetch %f %p); after wins when both are given.\n\n" +
+			"Exit status: 0 done; 1 failed (wal-fetch: see pgb wal-fetch --help); 255 usage error (unknown\n" +
+			"command or flag, missing argument, bad setting): above 125, so that a mistyped restore_command\n" +
+			"stops recovery instead of ending it early; 130 / 143 interrupted by SIGINT / SIGTERM.",
 		Writer:                 stdout,
 		ErrWriter:              stderr,
 		HideHelpCommand:        true,
@@ -73,6 +80,9 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restoreCommand(),
 		},
 	}
+	app.OnUsageError = onUsageError("pgb", &cli.Command{Flags: app.Flags})
+	setUsageErrors("", app.Commands)
+	return app
 }
 
 func commitSuffix(c string) string {

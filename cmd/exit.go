@@ -13,7 +13,10 @@ import (
 const (
 	exitOK    = 0
 	exitError = 1
-	exitUsage = 2
+	// exitUsage is for mistakes in how pgb was called. It is above 125 because pgb
+	// cannot know whether it runs as restore_command, where PostgreSQL takes 1..125 for
+	// "not in the archive" and would end recovery early and promote.
+	exitUsage = 255
 	// exitRecoveryMustStop is above 125, which PostgreSQL treats as a hard failure of
 	// restore_command: it stops recovery instead of taking the failure for the end of
 	// the archive and promoting with committed transactions missing.

@@ -22,13 +22,11 @@ func walFetchCommand() *cli.Command {
 			"  1    NAME is not in the archive (the end of the archive); nothing was written.\n" +
 			"       Also any other failure on a standby (standby.signal present), which retries by itself.\n" +
 			"  255  any other failure during archive recovery (repository unreachable after retries,\n" +
-			"       corrupt object, checksum mismatch, disk full, wrong arguments or settings):\n" +
-			"       PostgreSQL stops recovery instead of ending it early and promoting with committed\n" +
-			"       transactions missing.",
+			"       corrupt object, checksum mismatch, disk full), and a usage error (unknown flag,\n" +
+			"       missing argument, bad setting) on a standby too: PostgreSQL stops recovery instead of\n" +
+			"       ending it early and promoting with committed transactions missing.\n" +
+			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).",
 		Flags: flags(),
-		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return fetchExit(nil, "", usageError{err})
-		},
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
 			// restore_command that cannot work must stop recovery, not end it.
@@ -63,9 +61,14 @@ func (e *env) walFetch(c *cli.Context, name, dest string) error {
 
 // fetchExit maps a wal-fetch outcome onto the exit status PostgreSQL expects.
 func fetchExit(e *env, name string, err error) error {
+	var ue usageError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &ue):
+		// A usage error exits 255 on a standby too: a restore_command that can never
+		// work must not pass for "not yet archived".
+		return usageError{fmt.Errorf("wal-fetch: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", err, exitUsage)}
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)
