@@ -660,7 +660,7 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 	if fst.Faults(faulty.Put) != 1 {
 		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
 	}
-	list, err := catalog.ListBackups(ctx, inner)
+	list, _, err := catalog.ListBackups(ctx, inner)
 	if err != nil || len(list) != 1 || list[0].Name != name {
 		t.Fatalf("ListBackups = %v, %v; want [%s]", names(list), err, name)
 	}

@@ -294,7 +294,7 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	backups, err := catalog.ListBackups(ctx, st)
+	backups, _, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*catalog.Manife
 			t.Fatal(err)
 		}
 	}
-	backups, err := catalog.ListBackups(ctx, st)
+	backups, _, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
