@@ -104,6 +104,7 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 	binary.LittleEndian.PutUint64(ctl[0:], testSystemID)
 	binary.LittleEndian.PutUint32(ctl[8:], 1300)
 	binary.LittleEndian.PutUint32(ctl[12:], 202209061)
+	binary.LittleEndian.PutUint64(ctl[40:], 0x2000028) // redo of the checkpoint the fake backup started at
 	writeTree(t, dataDir, map[string][]byte{
 		"PG_VERSION":                      []byte("15\n"),
 		"global/pg_control":               ctl,
@@ -539,6 +540,7 @@ func TestRestoreTablespaceCreatedDuringBackup(t *testing.T) {
 	binary.LittleEndian.PutUint64(ctl[0:], testSystemID)
 	binary.LittleEndian.PutUint32(ctl[8:], 1300)
 	binary.LittleEndian.PutUint32(ctl[12:], 202209061)
+	binary.LittleEndian.PutUint64(ctl[40:], 0x2000028) // redo of the checkpoint the fake backup started at
 	writeTree(t, dataDir, map[string][]byte{"PG_VERSION": []byte("15\n"), "global/pg_control": ctl})
 	writeTree(t, spcDir, map[string][]byte{"PG_15_202209061/5/16401": []byte("new tablespace")})
 	if err := os.MkdirAll(filepath.Join(dataDir, "pg_tblspc"), 0o700); err != nil {
