@@ -77,3 +77,26 @@ func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
 		t.Fatalf("restored rows = %d, want 1000", got)
 	}
 }
+
+func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "ALTER SYSTEM SET allow_in_place_tablespaces = on")
+	src.Exec(t, "SELECT pg_reload_conf()")
+	src.Exec(t, "CREATE TABLESPACE inplace LOCATION ''")
+	src.Exec(t, "CREATE TABLE in_place (v int) TABLESPACE inplace")
+	src.Exec(t, "INSERT INTO in_place SELECT generate_series(1, 5000)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.Exec(t, "INSERT INTO in_place SELECT generate_series(5001, 6000)")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM in_place"); got != 6000 {
+		t.Fatalf("rows in the in-place tablespace = %d, want 6000", got)
+	}
+}

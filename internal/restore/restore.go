@@ -61,6 +61,10 @@ type Restorer struct {
 	Store storage.Store
 	Log   *slog.Logger
 	Opt   Options
+
+	// inPlace holds the OIDs of in-place tablespaces (allow_in_place_tablespaces):
+	// directories under pg_tblspc rather than links, restored where they were.
+	inPlace map[uint32]bool
 }
 
 // controlTemp is where global/pg_control is written until everything else is in place.
@@ -98,6 +102,7 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 	if err != nil {
 		return err
 	}
+	r.inPlace = inPlaceTablespaces(m, spc)
 	if err := CheckEmpty(r.Opt.DataDir, "data directory"); err != nil {
 		return err
 	}
@@ -168,6 +173,24 @@ func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, 
 	return out, nil
 }
 
+// inPlaceTablespaces finds the directories pg_tblspc/<oid> of the backup that are no
+// tablespace link: in-place tablespaces, which PostgreSQL leaves out of
+// tablespace_map and which live inside the data directory.
+func inPlaceTablespaces(m *catalog.Manifest, spc map[uint32]string) map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, d := range m.Dirs {
+		rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/")
+		if !ok || strings.Contains(rest, "/") {
+			continue
+		}
+		oid, err := strconv.ParseUint(rest, 10, 32)
+		if _, linked := spc[uint32(oid)]; err == nil && !linked && strconv.FormatUint(oid, 10) == rest {
+			out[uint32(oid)] = true
+		}
+	}
+	return out
+}
+
 // localPath maps a backup path to where it is written.
 func (r *Restorer) localPath(p string, spc map[uint32]string) (string, error) {
 	if rest, ok := strings.CutPrefix(p, "pg_tblspc/"); ok {
@@ -177,12 +200,21 @@ func (r *Restorer) localPath(p string, spc map[uint32]string) (string, error) {
 			return "", fmt.Errorf("%w: path %q", ErrDamaged, p)
 		}
 		loc, ok := spc[uint32(oid)]
+		if !ok && r.inPlace[uint32(oid)] {
+			return filepath.Join(r.Opt.DataDir, filepath.FromSlash(p)), nil
+		}
 		if !ok {
 			return "", fmt.Errorf("%w: path %q belongs to no tablespace of the backup", ErrDamaged, p)
 		}
 		return filepath.Join(loc, filepath.FromSlash(sub)), nil
 	}
 	return filepath.Join(r.Opt.DataDir, filepath.FromSlash(p)), nil
+}
+
+// inPlaceDir reports whether pg_tblspc/name is an in-place tablespace.
+func (r *Restorer) inPlaceDir(name string) bool {
+	oid, err := strconv.ParseUint(name, 10, 32)
+	return err == nil && r.inPlace[uint32(oid)]
 }
 
 func safePath(p string) bool {
@@ -222,7 +254,7 @@ func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string) error {
 		if !safePath(d.Path) {
 			return fmt.Errorf("%w: directory %q", ErrDamaged, d.Path)
 		}
-		if rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/"); ok && !strings.Contains(rest, "/") {
+		if rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/"); ok && !strings.Contains(rest, "/") && !r.inPlaceDir(rest) {
 			// the tablespace link itself
 			oid, _ := strconv.ParseUint(rest, 10, 32)
 			loc, ok := spc[uint32(oid)]
