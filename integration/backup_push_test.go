@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,50 @@ func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
 	c.WaitRecoveryDone(t, 60*time.Second)
 	if got := c.QueryInt(t, "SELECT count(*) FROM in_place"); got != 6000 {
 		t.Fatalf("rows in the in-place tablespace = %d, want 6000", got)
+	}
+}
+
+func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
+	pgtest.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	// Root's secret: a world-readable file in a directory only root may enter.
+	secretDir := filepath.Join(pgtest.TempDir(t), "root-only")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "root's secret: never in a backup"
+	if err := os.WriteFile(filepath.Join(secretDir, "shadow"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The postgres user plants a tablespace link to it.
+	if err := os.Symlink(secretDir, filepath.Join(src.DataDir(), "pg_tblspc", "99999")); err != nil {
+		t.Fatal(err)
+	}
+	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--compression", "none")
+	if !strings.Contains(r.stderr, "pg_tblspc/99999") {
+		t.Errorf("no warning about the planted link:\n%s", r.stderr)
+	}
+	parts, _ := filepath.Glob(filepath.Join(repo, "backups", "*", "part-*"))
+	for _, p := range parts {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
+			t.Fatalf("%s holds root's secret", p)
+		}
+	}
+
+	// A file the postgres user cannot read fails the backup, which names it.
+	rootFile := filepath.Join(src.DataDir(), "root_only.conf")
+	if err := os.WriteFile(rootFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = pgb(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--compression", "none")
+	if lines := errorLines(r.stderr); r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], rootFile) {
+		t.Fatalf("backup-push with a file postgres cannot read: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 1 {
+		t.Fatalf("backups = %v, want only the first", names)
 	}
 }

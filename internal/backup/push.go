@@ -16,7 +16,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,9 +152,25 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 
-	t, err := walk(dataDir)
+	// The tablespaces as they are now that the backup has started: a tablespace
+	// created since the first look must be followed too.
+	if info, err = p.Src.Cluster(ctx); err != nil {
+		return nil, err
+	}
+	known := map[uint32]string{}
+	for _, ts := range info.Tablespaces {
+		known[ts.OID] = ts.Location
+	}
+	open, err := clusterOpener(dataDir)
 	if err != nil {
 		return nil, err
+	}
+	t, err := walk(dataDir, known, open)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range t.skipped {
+		p.Log.Warn("not following a link in pg_tblspc that is no tablespace of this cluster (pg_tablespace); it is not backed up", "link", s)
 	}
 	for _, d := range t.dirs {
 		m.Dirs = append(m.Dirs, catalog.Dir{Path: d.path, Mode: uint32(d.mode)})
@@ -173,7 +188,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	t1 := now()
-	if err := p.copyFiles(ctx, t, m); err != nil {
+	if err := p.copyFiles(ctx, t, m, open); err != nil {
 		return nil, err
 	}
 	p.Stats.Copy = now().Sub(t1)
@@ -272,7 +287,7 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 }
 
 // copyFiles streams every file into parts, Concurrency at a time.
-func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) error {
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest, open openFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan entry)
@@ -289,7 +304,7 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done)
+			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
 			mu.Lock()
 			m.Files = append(m.Files, files...)
 			m.Parts = append(m.Parts, parts...)
@@ -375,7 +390,7 @@ func (pt *part) abort(cause error) {
 	<-pt.done
 }
 
-func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64) ([]catalog.File, []catalog.Part, error) {
+func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]catalog.File, []catalog.Part, error) {
 	var (
 		files []catalog.File
 		parts []catalog.Part
@@ -398,7 +413,7 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 				return fail(err)
 			}
 		}
-		f, n, err := copyFile(cur.tw, e, buf, done)
+		f, n, err := copyFile(cur.tw, e, buf, done, open)
 		if err != nil {
 			return fail(err)
 		}
@@ -433,11 +448,14 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 // is opened: a file that shrinks meanwhile is padded with zeros and one that grows is
 // cut, as PostgreSQL's own base backup does; WAL replay repairs both. A file that
 // vanished returns n < 0.
-func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64) (catalog.File, int64, error) {
-	f, err := os.Open(e.abs)
+func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open openFunc) (catalog.File, int64, error) {
+	f, err := open(e.abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return catalog.File{}, -1, nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return catalog.File{}, 0, fmt.Errorf("open %s: %w (the cluster's owner cannot read it, so neither does the backup: make it readable by the data directory's owner, or remove it)", e.abs, err)
 		}
 		return catalog.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
 	}
