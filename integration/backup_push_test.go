@@ -102,6 +102,49 @@ func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
 	}
 }
 
+func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "10").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	cmd := exec.Command(pgtest.BuildPGB(t), "backup-push", "--repo", repo, "--concurrency", "1", "--compression", "zstd",
+		"--compression-level", "9", "--fast")
+	cmd.Env = append(cleanEnv(), src.Env()...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Stop PostgreSQL (pg_ctl stop -m fast) once the copy is under way: a part is
+	// being written into the repository.
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if writing, _ := filepath.Glob(filepath.Join(repo, "backups", "*", ".tmp-*")); len(writing) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the backup never started writing a part:\n%s", stderr.String())
+		}
+	}
+	src.Stop(t)
+	err := cmd.Wait()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	}
+	lines := errorLines(r.stderr)
+	if r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0],
+		"PostgreSQL stopped (or the connection was lost) during the backup: the backup is incomplete and was not recorded") {
+		t.Fatalf("backup-push while PostgreSQL stops: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("backups after PostgreSQL stopped during the backup: %v", names)
+	}
+}
+
 func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
 	pgtest.Require(t)
 	if os.Geteuid() != 0 {

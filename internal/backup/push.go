@@ -50,6 +50,26 @@ type Options struct {
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
 	Progress progress.Func
+	// PingInterval is how often the backup session is checked while files are copied
+	// and while the stop segment is awaited; 0 means DefaultPingInterval.
+	PingInterval time.Duration
+}
+
+// DefaultPingInterval is how often a backup checks that PostgreSQL is still there.
+const DefaultPingInterval = 3 * time.Second
+
+// pingTimeout bounds one check of the backup session.
+const pingTimeout = 10 * time.Second
+
+// ErrServerGone means the backup session ended under the backup: PostgreSQL stopped,
+// or the connection broke. pg_backup_stop can then never run, so the backup cannot
+// be completed.
+var ErrServerGone = errors.New("PostgreSQL stopped (or the connection was lost) during the backup: the backup is incomplete and was not recorded")
+
+// Pinger is implemented by a Source that can check that its session is alive
+// (pg.Conn). Without it, a lost server is noticed when the backup next talks to it.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // Pusher takes a backup into a repository.
@@ -83,8 +103,81 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Run takes one backup and returns its manifest. The backup exists only if Run
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
-// can be mistaken for a good backup, since no manifest is written.
+// can be mistaken for a good backup, since no manifest is written. When PostgreSQL
+// stops (or the session breaks) during the backup, the error wraps ErrServerGone.
 func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
+	m, err := p.run(ctx)
+	if err != nil {
+		err = p.explain(ctx, err)
+	}
+	return m, err
+}
+
+// explain turns the failure of a backup whose session is gone into ErrServerGone,
+// whatever the step that ran into it first ("broken pipe", "unexpected EOF").
+func (p *Pusher) explain(ctx context.Context, err error) error {
+	pinger, ok := p.Src.(Pinger)
+	if !ok || errors.Is(err, ErrServerGone) || ctx.Err() != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+	defer cancel()
+	if perr := pinger.Ping(pctx); perr != nil {
+		return fmt.Errorf("%w: %w", ErrServerGone, err)
+	}
+	return err
+}
+
+// watch runs fn, which must not use the backup session, with a context that is
+// cancelled (cause ErrServerGone) as soon as the session stops answering, so that a
+// stopped server ends the copy or the wait at once instead of at its end.
+func (p *Pusher) watch(ctx context.Context, fn func(context.Context) error) error {
+	pinger, ok := p.Src.(Pinger)
+	if !ok {
+		return fn(ctx)
+	}
+	interval := p.Opt.PingInterval
+	if interval <= 0 {
+		interval = DefaultPingInterval
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// The ping itself is not cancelled when fn ends (that would close the
+			// session): stop waits for it.
+			pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+			err := pinger.Ping(pctx)
+			pcancel()
+			if err != nil {
+				cancel(fmt.Errorf("%w: %w", ErrServerGone, err))
+				return
+			}
+		}
+	}()
+	err := fn(ctx)
+	close(stop)
+	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, ErrServerGone) {
+		return cause
+	}
+	return err
+}
+
+func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	now := p.Now
 	if now == nil {
 		now = time.Now
@@ -188,7 +281,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	t1 := now()
-	if err := p.copyFiles(ctx, t, m, open); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open) }); err != nil {
 		return nil, err
 	}
 	p.Stats.Copy = now().Sub(t1)
@@ -202,7 +295,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
 		return nil, err
 	}
-	if err := p.waitForWAL(ctx, m.StopWAL); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL) }); err != nil {
 		return nil, err
 	}
 	m.Sort()
