@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/waltest"
@@ -158,5 +159,18 @@ func TestSecretOnTheCommandLineIsWarnedAbout(t *testing.T) {
 		if strings.Contains(r.stdout+r.stderr, "hunter") {
 			t.Errorf("%s --help shows a secret from the environment:\n%s", c.Name, r.stdout)
 		}
+	}
+}
+
+// The progress line's rate counts from the copy's first report, not from when the
+// command started (a spread checkpoint can take minutes before the copy).
+func TestProgressRateStartsWithTheCopy(t *testing.T) {
+	var m rateMeter
+	t0 := time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC) // ten minutes of checkpoint before
+	if r := m.rate(t0, 0); r != 0 {
+		t.Errorf("first reading: rate %v, want 0", r)
+	}
+	if r := m.rate(t0.Add(2*time.Second), 100<<20); r != 50<<20 {
+		t.Errorf("rate after 100 MiB in 2s = %v, want %v", r, 50<<20)
 	}
 }

@@ -23,13 +23,13 @@ func progress(w io.Writer, what string) func(done, total int64) {
 	if !isTTY(w) {
 		return nil
 	}
-	start := time.Now()
+	var m rateMeter
 	return func(done, total int64) {
 		pct := 100.0
 		if total > 0 {
 			pct = float64(done) * 100 / float64(total)
 		}
-		rate := float64(done) / time.Since(start).Seconds() / (1 << 20)
+		rate := m.rate(time.Now(), done) / (1 << 20)
 		fmt.Fprintf(w, "\r%s: %s of %s (%.0f%%), %.0f MB/s   ", what, human(done), human(total), pct, rate)
 		if done >= total {
 			fmt.Fprintln(w)
@@ -49,4 +49,23 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// rateMeter measures bytes per second from its first reading on: the copy's own rate,
+// not counting what came before it (a spread checkpoint).
+type rateMeter struct {
+	start   time.Time
+	done0   int64
+	started bool
+}
+
+func (m *rateMeter) rate(now time.Time, done int64) float64 {
+	if !m.started {
+		m.start, m.done0, m.started = now, done, true
+	}
+	d := now.Sub(m.start).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(done-m.done0) / d
 }

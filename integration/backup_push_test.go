@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -75,5 +76,116 @@ func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
 	c.WaitRecoveryDone(t, 60*time.Second)
 	if got := c.QueryInt(t, "SELECT count(*) FROM t"); got != 1000 {
 		t.Fatalf("restored rows = %d, want 1000", got)
+	}
+}
+
+func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "ALTER SYSTEM SET allow_in_place_tablespaces = on")
+	src.Exec(t, "SELECT pg_reload_conf()")
+	src.Exec(t, "CREATE TABLESPACE inplace LOCATION ''")
+	src.Exec(t, "CREATE TABLE in_place (v int) TABLESPACE inplace")
+	src.Exec(t, "INSERT INTO in_place SELECT generate_series(1, 5000)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.Exec(t, "INSERT INTO in_place SELECT generate_series(5001, 6000)")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM in_place"); got != 6000 {
+		t.Fatalf("rows in the in-place tablespace = %d, want 6000", got)
+	}
+}
+
+func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "10").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	cmd := exec.Command(pgtest.BuildPGB(t), "backup-push", "--repo", repo, "--concurrency", "1", "--compression", "zstd",
+		"--compression-level", "9", "--fast")
+	cmd.Env = append(cleanEnv(), src.Env()...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Stop PostgreSQL (pg_ctl stop -m fast) once the copy is under way: a part is
+	// being written into the repository.
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if writing, _ := filepath.Glob(filepath.Join(repo, "backups", "*", ".tmp-*")); len(writing) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the backup never started writing a part:\n%s", stderr.String())
+		}
+	}
+	src.Stop(t)
+	err := cmd.Wait()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	}
+	lines := errorLines(r.stderr)
+	if r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0],
+		"PostgreSQL stopped (or the connection was lost) during the backup: the backup is incomplete and was not recorded") {
+		t.Fatalf("backup-push while PostgreSQL stops: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("backups after PostgreSQL stopped during the backup: %v", names)
+	}
+}
+
+func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
+	pgtest.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	// Root's secret: a world-readable file in a directory only root may enter.
+	secretDir := filepath.Join(pgtest.TempDir(t), "root-only")
+	if err := os.Mkdir(secretDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "root's secret: never in a backup"
+	if err := os.WriteFile(filepath.Join(secretDir, "shadow"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The postgres user plants a tablespace link to it.
+	if err := os.Symlink(secretDir, filepath.Join(src.DataDir(), "pg_tblspc", "99999")); err != nil {
+		t.Fatal(err)
+	}
+	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--compression", "none")
+	if !strings.Contains(r.stderr, "pg_tblspc/99999") {
+		t.Errorf("no warning about the planted link:\n%s", r.stderr)
+	}
+	parts, _ := filepath.Glob(filepath.Join(repo, "backups", "*", "part-*"))
+	for _, p := range parts {
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
+			t.Fatalf("%s holds root's secret", p)
+		}
+	}
+
+	// A file the postgres user cannot read fails the backup, which names it.
+	rootFile := filepath.Join(src.DataDir(), "root_only.conf")
+	if err := os.WriteFile(rootFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = pgb(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--compression", "none")
+	if lines := errorLines(r.stderr); r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], rootFile) {
+		t.Fatalf("backup-push with a file postgres cannot read: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 1 {
+		t.Fatalf("backups = %v, want only the first", names)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +51,26 @@ type Options struct {
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
 	Progress progress.Func
+	// PingInterval is how often the backup session is checked while files are copied
+	// and while the stop segment is awaited; 0 means DefaultPingInterval.
+	PingInterval time.Duration
+}
+
+// DefaultPingInterval is how often a backup checks that PostgreSQL is still there.
+const DefaultPingInterval = 3 * time.Second
+
+// pingTimeout bounds one check of the backup session.
+const pingTimeout = 10 * time.Second
+
+// ErrServerGone means the backup session ended under the backup: PostgreSQL stopped,
+// or the connection broke. pg_backup_stop can then never run, so the backup cannot
+// be completed.
+var ErrServerGone = errors.New("PostgreSQL stopped (or the connection was lost) during the backup: the backup is incomplete and was not recorded")
+
+// Pinger is implemented by a Source that can check that its session is alive
+// (pg.Conn). Without it, a lost server is noticed when the backup next talks to it.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // Pusher takes a backup into a repository.
@@ -85,8 +104,81 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Run takes one backup and returns its manifest. The backup exists only if Run
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
-// can be mistaken for a good backup, since no manifest is written.
+// can be mistaken for a good backup, since no manifest is written. When PostgreSQL
+// stops (or the session breaks) during the backup, the error wraps ErrServerGone.
 func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
+	m, err := p.run(ctx)
+	if err != nil {
+		err = p.explain(ctx, err)
+	}
+	return m, err
+}
+
+// explain turns the failure of a backup whose session is gone into ErrServerGone,
+// whatever the step that ran into it first ("broken pipe", "unexpected EOF").
+func (p *Pusher) explain(ctx context.Context, err error) error {
+	pinger, ok := p.Src.(Pinger)
+	if !ok || errors.Is(err, ErrServerGone) || ctx.Err() != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+	defer cancel()
+	if perr := pinger.Ping(pctx); perr != nil {
+		return fmt.Errorf("%w: %w", ErrServerGone, err)
+	}
+	return err
+}
+
+// watch runs fn, which must not use the backup session, with a context that is
+// cancelled (cause ErrServerGone) as soon as the session stops answering, so that a
+// stopped server ends the copy or the wait at once instead of at its end.
+func (p *Pusher) watch(ctx context.Context, fn func(context.Context) error) error {
+	pinger, ok := p.Src.(Pinger)
+	if !ok {
+		return fn(ctx)
+	}
+	interval := p.Opt.PingInterval
+	if interval <= 0 {
+		interval = DefaultPingInterval
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// The ping itself is not cancelled when fn ends (that would close the
+			// session): stop waits for it.
+			pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), pingTimeout)
+			err := pinger.Ping(pctx)
+			pcancel()
+			if err != nil {
+				cancel(fmt.Errorf("%w: %w", ErrServerGone, err))
+				return
+			}
+		}
+	}()
+	err := fn(ctx)
+	close(stop)
+	wg.Wait()
+	if cause := context.Cause(ctx); errors.Is(cause, ErrServerGone) {
+		return cause
+	}
+	return err
+}
+
+func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	now := p.Now
 	if now == nil {
 		now = time.Now
@@ -154,9 +246,25 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 
-	t, err := walk(dataDir)
+	// The tablespaces as they are now that the backup has started: a tablespace
+	// created since the first look must be followed too.
+	if info, err = p.Src.Cluster(ctx); err != nil {
+		return nil, err
+	}
+	known := map[uint32]string{}
+	for _, ts := range info.Tablespaces {
+		known[ts.OID] = ts.Location
+	}
+	open, err := clusterOpener(dataDir)
 	if err != nil {
 		return nil, err
+	}
+	t, err := walk(dataDir, known, open)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range t.skipped {
+		p.Log.Warn("not following a link in pg_tblspc that is no tablespace of this cluster (pg_tablespace); it is not backed up", "link", s)
 	}
 	for _, d := range t.dirs {
 		m.Dirs = append(m.Dirs, catalog.Dir{Path: d.path, Mode: uint32(d.mode)})
@@ -174,7 +282,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	t1 := now()
-	if err := p.copyFiles(ctx, t, m); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open) }); err != nil {
 		return nil, err
 	}
 	p.Stats.Copy = now().Sub(t1)
@@ -188,7 +296,7 @@ func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
 	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
 		return nil, err
 	}
-	if err := p.waitForWAL(ctx, m.StopWAL); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL) }); err != nil {
 		return nil, err
 	}
 	m.Sort()
@@ -273,7 +381,7 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 }
 
 // copyFiles streams every file into parts, Concurrency at a time.
-func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) error {
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest, open openFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan entry)
@@ -290,7 +398,7 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest) er
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done)
+			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
 			mu.Lock()
 			m.Files = append(m.Files, files...)
 			m.Parts = append(m.Parts, parts...)
@@ -376,7 +484,7 @@ func (pt *part) abort(cause error) {
 	<-pt.done
 }
 
-func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64) ([]catalog.File, []catalog.Part, error) {
+func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]catalog.File, []catalog.Part, error) {
 	var (
 		files []catalog.File
 		parts []catalog.Part
@@ -399,7 +507,7 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 				return fail(err)
 			}
 		}
-		f, n, err := copyFile(cur.tw, e, buf, done)
+		f, n, err := copyFile(cur.tw, e, buf, done, open)
 		if err != nil {
 			return fail(err)
 		}
@@ -434,11 +542,14 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 // is opened: a file that shrinks meanwhile is padded with zeros and one that grows is
 // cut, as PostgreSQL's own base backup does; WAL replay repairs both. A file that
 // vanished returns n < 0.
-func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64) (catalog.File, int64, error) {
-	f, err := os.Open(e.abs)
+func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open openFunc) (catalog.File, int64, error) {
+	f, err := open(e.abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return catalog.File{}, -1, nil
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return catalog.File{}, 0, fmt.Errorf("open %s: %w (the cluster's owner cannot read it, so neither does the backup: make it readable by the data directory's owner, or remove it)", e.abs, err)
 		}
 		return catalog.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -777,4 +778,76 @@ func TestPushDefaultsToTheServersDataDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkManifest(t, st, m, fx, src, "20260101T000000Z")
+}
+
+// pingingSource is a fakeSource whose session can be lost: then Ping and BackupStop fail.
+type pingingSource struct {
+	*fakeSource
+	gone  chan struct{} // closed when the server stops
+	pings atomic.Int64
+}
+
+var errConnClosed = errors.New("conn closed")
+
+func (s *pingingSource) Ping(ctx context.Context) error {
+	s.pings.Add(1)
+	select {
+	case <-s.gone:
+		return errConnClosed
+	default:
+		return nil
+	}
+}
+
+func (s *pingingSource) BackupStop(ctx context.Context) (pg.BackupStopResult, error) {
+	select {
+	case <-s.gone:
+		return pg.BackupStopResult{}, fmt.Errorf("stop backup: write: broken pipe")
+	default:
+		return s.fakeSource.BackupStop(ctx)
+	}
+}
+
+func TestPushNoticesTheServerStoppingDuringTheCopy(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	inner := mem.New()
+	putWAL(t, inner, "000000010000000000000002")
+	// Uploads hang (as a long copy would) until the backup gives up on them.
+	st := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: "backups/", Fault: faulty.Hang})
+	src := &pingingSource{fakeSource: newFakeSource(fx.dataDir), gone: make(chan struct{})}
+	close(src.gone) // PostgreSQL stops while the files are copied
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Opt.PingInterval = time.Millisecond
+	_, err := p.Run(ctx)
+	if !errors.Is(err, ErrServerGone) || !errors.Is(err, errConnClosed) {
+		t.Fatalf("Run = %v; want ErrServerGone with the ping's error", err)
+	}
+	if src.stopped {
+		t.Error("pg_backup_stop was called on a lost session")
+	}
+	if list, _, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
+	}
+	if left := allKeys(t, inner, "backups/"); len(left) != 0 {
+		t.Errorf("the failed backup left %v", left)
+	}
+}
+
+func TestPushSaysPlainlyWhenTheServerStoppedBeforePgBackupStop(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := &pingingSource{fakeSource: newFakeSource(fx.dataDir), gone: make(chan struct{})}
+	src.onStart = func() { close(src.gone) }
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Opt.PingInterval = time.Hour // the copy ends before any ping: the stop runs into it
+	_, err := p.Run(ctx)
+	if !errors.Is(err, ErrServerGone) || !strings.Contains(err.Error(), "broken pipe") {
+		t.Fatalf("Run = %v; want ErrServerGone, keeping the failing step's error", err)
+	}
+	if list, _, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 0 {
+		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
+	}
 }

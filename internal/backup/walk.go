@@ -50,6 +50,12 @@ type tree struct {
 	links       []entry
 	tablespaces []tablespace
 	bytes       int64
+	// skipped are links under pg_tblspc that are no tablespace of the cluster: they
+	// are not followed and not backed up.
+	skipped []string
+
+	known map[uint32]string // the cluster's tablespaces: OID -> location
+	open  openFunc
 }
 
 // tablespace is a link found under pg_tblspc.
@@ -58,11 +64,16 @@ type tablespace struct {
 	location string
 }
 
-// walk lists what belongs in a base backup of dataDir. Tablespace links under
-// pg_tblspc are followed and their contents listed under pg_tblspc/<oid>/; pg_wal is
-// kept as an empty directory even when it is a link.
-func walk(dataDir string) (*tree, error) {
-	t := &tree{}
+// walk lists what belongs in a base backup of dataDir. Links under pg_tblspc are
+// followed only when they are tablespaces of the running cluster (known: OID ->
+// location, as pg_tablespace says) and their contents listed under pg_tblspc/<oid>/;
+// any other link there is skipped (tree.skipped). pg_wal is kept as an empty directory
+// even when it is a link. Directories are read through open.
+func walk(dataDir string, known map[uint32]string, open openFunc) (*tree, error) {
+	t := &tree{known: known, open: open}
+	if t.open == nil {
+		t.open = os.Open
+	}
 	if err := t.walkDir(dataDir, "", true); err != nil {
 		return nil, err
 	}
@@ -70,8 +81,20 @@ func walk(dataDir string) (*tree, error) {
 	return t, nil
 }
 
+// readDir lists a directory, sorted by name, opened through t.open.
+func (t *tree) readDir(abs string) ([]os.DirEntry, error) {
+	d, err := t.open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	return ents, err
+}
+
 func (t *tree) walkDir(abs, rel string, top bool) error {
-	ents, err := os.ReadDir(abs)
+	ents, err := t.readDir(abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !top {
 			return nil // dropped while we walked: WAL replay recreates or removes it
@@ -102,14 +125,17 @@ func (t *tree) walkDir(abs, rel string, top bool) error {
 			switch {
 			case rel == "pg_tblspc":
 				// A tablespace: its contents are backed up under the link's path and
-				// restored through tablespace_map.
+				// restored through tablespace_map. Only the cluster's own: a link
+				// planted here must not make the backup read anything else.
+				oid, err := strconv.ParseUint(name, 10, 32)
+				loc, known := t.known[uint32(oid)]
+				if err != nil || !known || loc != target || strconv.FormatUint(oid, 10) != name {
+					t.skipped = append(t.skipped, p+" -> "+target)
+					continue
+				}
 				ti, err := os.Stat(a)
 				if err != nil {
 					return fmt.Errorf("tablespace %s -> %s: %w", p, target, err)
-				}
-				oid, err := strconv.ParseUint(name, 10, 32)
-				if err != nil {
-					return fmt.Errorf("pg_tblspc/%s is not a tablespace OID", name)
 				}
 				t.tablespaces = append(t.tablespaces, tablespace{oid: uint32(oid), location: target})
 				t.dirs = append(t.dirs, entry{path: p, abs: a, mode: ti.Mode().Perm()})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -53,6 +54,8 @@ type walkFixture struct {
 	kept    map[string][]byte // files that must be backed up, by backup path
 	dirs    []string          // directories that must be listed
 	links   map[string]string // non-tablespace links
+	// tablespaces are the cluster's tablespaces (pg_tablespace): OID -> location.
+	tablespaces map[uint32]string
 }
 
 // newWalkFixture builds a data directory with every kind of file a base backup
@@ -158,7 +161,8 @@ func newWalkFixture(t *testing.T, walSymlink bool) walkFixture {
 			"pg_replslot", "pg_stat_tmp", "pg_subtrans", "pg_notify", "pg_dynshmem", "pg_serial", "pg_snapshots",
 			"pg_tblspc", "pg_tblspc/16400", "pg_tblspc/16400/PG_15_202209061", "pg_tblspc/16400/PG_15_202209061/5",
 		},
-		links: map[string]string{"log": "/nonexistent/pgb/log"},
+		links:       map[string]string{"log": "/nonexistent/pgb/log"},
+		tablespaces: map[uint32]string{16400: spcDir},
 	}
 }
 
@@ -172,7 +176,7 @@ func TestWalk(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newWalkFixture(t, tc.walSymlink)
-			tr, err := walk(fx.dataDir)
+			tr, err := walk(fx.dataDir, fx.tablespaces, os.Open)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +259,7 @@ func TestWalk(t *testing.T) {
 }
 
 func TestWalkMissingDataDir(t *testing.T) {
-	if _, err := walk(filepath.Join(t.TempDir(), "absent")); err == nil {
+	if _, err := walk(filepath.Join(t.TempDir(), "absent"), nil, os.Open); err == nil {
 		t.Fatal("walk of an absent data directory succeeded")
 	}
 }
@@ -263,10 +267,11 @@ func TestWalkMissingDataDir(t *testing.T) {
 func TestWalkBrokenTablespaceLink(t *testing.T) {
 	dataDir := t.TempDir()
 	mkdirs(t, dataDir, "pg_tblspc")
-	if err := os.Symlink(filepath.Join(t.TempDir(), "gone"), filepath.Join(dataDir, "pg_tblspc", "16400")); err != nil {
+	gone := filepath.Join(t.TempDir(), "gone")
+	if err := os.Symlink(gone, filepath.Join(dataDir, "pg_tblspc", "16400")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := walk(dataDir)
+	_, err := walk(dataDir, map[uint32]string{16400: gone}, os.Open)
 	if err == nil || !strings.Contains(err.Error(), "pg_tblspc/16400") {
 		t.Fatalf("walk with a dangling tablespace link: %v, want an error naming pg_tblspc/16400", err)
 	}
@@ -338,7 +343,7 @@ func TestCopyFile(t *testing.T) {
 			var out bytes.Buffer
 			tw := tar.NewWriter(&out)
 			var done atomic.Int64
-			f, n, err := copyFile(tw, e, make([]byte, tc.bufSize), &done)
+			f, n, err := copyFile(tw, e, make([]byte, tc.bufSize), &done, os.Open)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,7 +387,7 @@ func TestCopyFileVanished(t *testing.T) {
 	tw := tar.NewWriter(&out)
 	var done atomic.Int64
 	e := entry{path: "base/5/16384", abs: filepath.Join(t.TempDir(), "16384"), mode: 0o600, size: 8192}
-	f, n, err := copyFile(tw, e, make([]byte, 1024), &done)
+	f, n, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open)
 	if err != nil || n >= 0 {
 		t.Fatalf("copyFile of a vanished file = %+v, %d, %v; want n < 0 and no error", f, n, err)
 	}
@@ -409,7 +414,106 @@ func TestCopyFileUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := entry{path: "x", abs: filepath.Join(dir, "d", "x", "notadir"), mode: 0o600}
-	if _, _, err := copyFile(tw, e, make([]byte, 1024), &done); err == nil {
+	if _, _, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open); err == nil {
 		t.Error("copyFile of a path under a regular file succeeded")
+	}
+}
+
+// The postgres OS user can plant links in pg_tblspc. A backup running as root must
+// follow only the cluster's own tablespaces (pg_tablespace), at their own locations.
+func TestWalkDoesNotFollowPlantedTablespaceLinks(t *testing.T) {
+	fx := newWalkFixture(t, false)
+	secret := t.TempDir()
+	writeFiles(t, secret, map[string][]byte{"shadow": []byte("root:secret"), "PG_15_202209061/1/1": []byte("x")})
+	for name, target := range map[string]string{
+		"99999": secret,                                   // not a tablespace of the cluster
+		"16401": filepath.Join(secret, "PG_15_202209061"), // known OID below, other location
+		"abc":   secret,                                   // not an OID at all
+	} {
+		if err := os.Symlink(target, filepath.Join(fx.dataDir, "pg_tblspc", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := map[uint32]string{16400: fx.tablespaces[16400], 16401: "/srv/elsewhere"}
+	tr, err := walk(fx.dataDir, known, os.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, list := range [][]entry{tr.files, tr.dirs, tr.links} {
+		for _, e := range list {
+			if strings.Contains(e.abs, secret) || strings.HasPrefix(e.path, "pg_tblspc/99999") ||
+				strings.HasPrefix(e.path, "pg_tblspc/16401") || strings.HasPrefix(e.path, "pg_tblspc/abc") {
+				t.Errorf("walk followed a planted link: %s (%s)", e.path, e.abs)
+			}
+		}
+	}
+	if len(tr.tablespaces) != 1 || tr.tablespaces[0].oid != 16400 {
+		t.Errorf("tablespaces = %+v, want only 16400", tr.tablespaces)
+	}
+	if len(tr.skipped) != 3 {
+		t.Errorf("skipped = %q, want the three planted links (for a warning)", tr.skipped)
+	}
+}
+
+// As root, pgb reads the cluster's files as the data directory's owner: a file the
+// owner cannot read (root's own, in the data directory or reached through a link) is
+// not read, and the backup fails naming it.
+func TestRootReadsOnlyWhatTheClusterOwnerCanRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	const nobody = 65534
+	base := t.TempDir()
+	for _, d := range []string{filepath.Dir(base), base} { // the owner reaches its data directory
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dataDir := filepath.Join(base, "data")
+	rootOnly := filepath.Join(base, "root-only")
+	writeFiles(t, dataDir, map[string][]byte{"base/5/16384": []byte("the owner's own data")})
+	writeFiles(t, rootOnly, map[string][]byte{"secret": []byte("root's secret, world-readable file in a root-only directory")})
+	if err := os.Chmod(filepath.Join(rootOnly, "secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := filepath.WalkDir(dataDir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, nobody, nobody)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Root's files inside the data directory: one in place, one through a link.
+	writeFiles(t, dataDir, map[string][]byte{"base/5/16385": []byte("root-only file in the data directory")})
+	if err := os.Symlink(filepath.Join(rootOnly, "secret"), filepath.Join(dataDir, "base", "5", "16386")); err != nil {
+		t.Fatal(err)
+	}
+
+	open, err := clusterOpener(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := open(filepath.Join(dataDir, "base/5/16384"))
+	if err != nil {
+		t.Fatalf("the owner's own file: %v", err)
+	}
+	f.Close()
+	for _, p := range []string{"base/5/16385", "base/5/16386"} {
+		var out bytes.Buffer
+		tw := tar.NewWriter(&out)
+		var done atomic.Int64
+		e := entry{path: p, abs: filepath.Join(dataDir, p), mode: 0o600}
+		_, _, err := copyFile(tw, e, make([]byte, 1024), &done, open)
+		if err == nil || !strings.Contains(err.Error(), p) || !errors.Is(err, fs.ErrPermission) {
+			t.Errorf("copyFile(%s) as root = %v; want a permission error naming it", p, err)
+		}
+		if done.Load() != 0 {
+			t.Errorf("%s: %d bytes read", p, done.Load())
+		}
+	}
+	// The process's own credentials are untouched afterwards.
+	if _, err := os.ReadFile(filepath.Join(rootOnly, "secret")); err != nil {
+		t.Errorf("root lost access to its own file after reading as the owner: %v", err)
 	}
 }

@@ -233,3 +233,59 @@ func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
 		t.Errorf("ListBackups with a manifest read breaking off = %v; want the storage error", err)
 	}
 }
+
+// File names are bytes: one that is not valid UTF-8 must come back from the manifest
+// exactly, not as U+FFFD.
+func TestManifestKeepsNamesThatAreNotUTF8(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	m := testManifest("20261123T200000Z", 0x2000100)
+	bad := "base/5/caf\xe9-\xff"
+	m.Files = append(m.Files, File{Path: bad, Size: 1, Mode: 0o600, MTime: m.StartTime, CRC: "00000001", Part: 1})
+	m.Dirs = append(m.Dirs, Dir{Path: "x\xff", Mode: 0o700})
+	m.Links = append(m.Links, Link{Path: "log\xfe", Target: "/var/log/\xff"})
+	m.Tablespaces = append(m.Tablespaces, Tablespace{OID: 16401, Name: "t2", Location: "/srv/\xc3\x28"})
+	m.Sort()
+	if err := PutManifest(ctx, st, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadManifest(ctx, st, m.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(want string, paths []string) bool {
+		for _, p := range paths {
+			if p == want {
+				return true
+			}
+		}
+		return false
+	}
+	var files, dirs, links, targets, locs []string
+	for _, f := range got.Files {
+		files = append(files, f.Path)
+	}
+	for _, d := range got.Dirs {
+		dirs = append(dirs, d.Path)
+	}
+	for _, l := range got.Links {
+		links, targets = append(links, l.Path), append(targets, l.Target)
+	}
+	for _, ts := range got.Tablespaces {
+		locs = append(locs, ts.Location)
+	}
+	for _, c := range []struct {
+		want string
+		in   []string
+	}{{bad, files}, {"global/pg_control", files}, {"x\xff", dirs}, {"base", dirs}, {"log\xfe", links},
+		{"/var/log/\xff", targets}, {"/var/log/pg", targets}, {"/srv/\xc3\x28", locs}, {"/srv/ts", locs}} {
+		if !has(c.want, c.in) {
+			t.Errorf("%q did not survive the manifest: got %q", c.want, c.in)
+		}
+	}
+	for _, f := range got.Files {
+		if f.Path == bad && (f.Size != 1 || f.CRC != "00000001" || f.Part != 1 || !f.MTime.Equal(m.StartTime)) {
+			t.Errorf("other fields of %q changed: %+v", bad, f)
+		}
+	}
+}

@@ -50,6 +50,9 @@ func Connect(ctx context.Context, dsn string) (*Conn, error) {
 // Close ends the session.
 func (c *Conn) Close(ctx context.Context) error { return c.c.Close(ctx) }
 
+// Ping checks that the session still answers.
+func (c *Conn) Ping(ctx context.Context) error { return c.c.Ping(ctx) }
+
 // Major is the major version, e.g. 15.
 func (c *Conn) Major() int { return c.Version / 10000 }
 

@@ -28,3 +28,14 @@ func TestStopReportsTheFinalCount(t *testing.T) {
 	}
 	Start(nil, &done, 1, time.Millisecond)() // nil callback: nothing, no panic
 }
+
+// The first report comes when the work starts, so that a rate can be measured from it.
+func TestStartReportsAtOnce(t *testing.T) {
+	var done atomic.Int64
+	var calls atomic.Int64
+	stop := Start(func(int64, int64) { calls.Add(1) }, &done, 100, time.Hour)
+	if calls.Load() != 1 {
+		t.Errorf("%d reports before the first interval, want 1", calls.Load())
+	}
+	stop()
+}

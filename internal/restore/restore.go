@@ -63,6 +63,10 @@ type Restorer struct {
 	Store storage.Store
 	Log   *slog.Logger
 	Opt   Options
+
+	// inPlace holds the OIDs of in-place tablespaces (allow_in_place_tablespaces):
+	// directories under pg_tblspc rather than links, restored where they were.
+	inPlace map[uint32]bool
 }
 
 // controlTemp is where global/pg_control is written until everything else is in place.
@@ -103,6 +107,7 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 	if err := checkLayout(m); err != nil {
 		return err
 	}
+	r.inPlace = inPlaceTablespaces(m, spc)
 	if err := CheckEmpty(r.Opt.DataDir, "data directory"); err != nil {
 		return err
 	}
@@ -181,6 +186,24 @@ func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, 
 	return out, nil
 }
 
+// inPlaceTablespaces finds the directories pg_tblspc/<oid> of the backup that are no
+// tablespace link: in-place tablespaces, which PostgreSQL leaves out of
+// tablespace_map and which live inside the data directory.
+func inPlaceTablespaces(m *catalog.Manifest, spc map[uint32]string) map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, d := range m.Dirs {
+		rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/")
+		if !ok || strings.Contains(rest, "/") {
+			continue
+		}
+		oid, err := strconv.ParseUint(rest, 10, 32)
+		if _, linked := spc[uint32(oid)]; err == nil && !linked && strconv.FormatUint(oid, 10) == rest {
+			out[uint32(oid)] = true
+		}
+	}
+	return out
+}
+
 // localPath maps a backup path to where it is written.
 func (r *Restorer) localPath(p string, spc map[uint32]string) (string, error) {
 	root, rel, err := r.localRoot(p, spc)
@@ -200,6 +223,9 @@ func (r *Restorer) localRoot(p string, spc map[uint32]string) (root, rel string,
 			return "", "", fmt.Errorf("%w: path %q", ErrDamaged, p)
 		}
 		loc, ok := spc[uint32(oid)]
+		if !ok && r.inPlace[uint32(oid)] {
+			return r.Opt.DataDir, filepath.FromSlash(p), nil
+		}
 		if !ok {
 			return "", "", fmt.Errorf("%w: path %q belongs to no tablespace of the backup", ErrDamaged, p)
 		}
@@ -299,6 +325,12 @@ func (r *Restorer) checkTablespaceDir(loc string) (exists bool, err error) {
 	return true, nil
 }
 
+// inPlaceDir reports whether pg_tblspc/name is an in-place tablespace.
+func (r *Restorer) inPlaceDir(name string) bool {
+	oid, err := strconv.ParseUint(name, 10, 32)
+	return err == nil && r.inPlace[uint32(oid)]
+}
+
 func safePath(p string) bool {
 	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.HasPrefix(p, "../") && p != ".."
 }
@@ -339,7 +371,7 @@ func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string, existing
 		if !safePath(d.Path) {
 			return fmt.Errorf("%w: directory %q", ErrDamaged, d.Path)
 		}
-		if rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/"); ok && !strings.Contains(rest, "/") {
+		if rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/"); ok && !strings.Contains(rest, "/") && !r.inPlaceDir(rest) {
 			// the tablespace link itself
 			oid, _ := strconv.ParseUint(rest, 10, 32)
 			loc, ok := spc[uint32(oid)]

@@ -35,6 +35,9 @@ type fakeSource struct {
 	dataDir     string
 	tablespaces []pg.Tablespace
 	label       string
+	// createdAtStart are tablespaces created while pg_backup_start waits for its
+	// checkpoint: in pg_tablespace from then on.
+	createdAtStart []pg.Tablespace
 }
 
 func (s *fakeSource) Major() int { return 15 }
@@ -46,6 +49,7 @@ func (s *fakeSource) Cluster(context.Context) (pg.ClusterInfo, error) {
 
 func (s *fakeSource) BackupStart(_ context.Context, label string, _ bool) (wal.LSN, uint32, error) {
 	s.label = label
+	s.tablespaces = append(s.tablespaces, s.createdAtStart...)
 	return 0x2000028, 1, nil
 }
 
@@ -556,7 +560,8 @@ func TestRestoreTablespaceCreatedDuringBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	codec, _ := compress.New("lz4", 0)
-	p := &backup.Pusher{Store: st, Src: &fakeSource{dataDir: dataDir}, Log: slog.New(slog.DiscardHandler),
+	src := &fakeSource{dataDir: dataDir, createdAtStart: []pg.Tablespace{{OID: 16500, Name: "new", Location: spcDir}}}
+	p := &backup.Pusher{Store: st, Src: src, Log: slog.New(slog.DiscardHandler),
 		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 1, Codec: codec, ArchiveTimeout: 2 * time.Second}}
 	m, err := p.Run(ctx)
 	if err != nil {
