@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/config"
 )
 
 func walFetchCommand() *cli.Command {
@@ -24,11 +25,12 @@ func walFetchCommand() *cli.Command {
 			"  0    DEST holds the verified file.\n" +
 			"  1    NAME is not in the archive (the end of the archive); nothing was written.\n" +
 			"       Also any other failure on a standby (standby.signal present), which retries by itself.\n" +
-			"  255  any other failure during archive recovery (repository unreachable after retries,\n" +
+			"  255  any other failure during archive recovery (repository unreachable after retries or\n" +
+			"       for longer than --wal-timeout,\n" +
 			"       corrupt object, checksum mismatch, disk full, wrong arguments or settings):\n" +
 			"       PostgreSQL stops recovery instead of ending it early and promoting with committed\n" +
 			"       transactions missing.",
-		Flags: flags(),
+		Flags: flags(config.KeyWALTimeout),
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return fetchExit(nil, "", usageError{err})
 		},
@@ -47,8 +49,10 @@ func walFetchCommand() *cli.Command {
 	}
 }
 
-func (e *env) walFetch(c *cli.Context, name, dest string) error {
-	ctx := c.Context
+func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
+	ctx, cancel := archive.WithDeadline(c.Context, e.cfg.WALTimeout)
+	defer cancel()
+	defer func() { err = archive.Explain(ctx, err) }()
 	oneShotMemory()
 	st, err := e.openStore(ctx, false)
 	if err != nil {

@@ -228,6 +228,28 @@ func readTrailer(ctx context.Context, st storage.Store, key string) (envelope.Su
 	return envelope.ParseTrailer(t)
 }
 
+// ErrTimeout means a WAL command ran out of its overall deadline (WithDeadline).
+var ErrTimeout = errors.New("WAL command deadline exceeded")
+
+// WithDeadline bounds a whole wal-push or wal-fetch, opening the repository and every
+// retry included, by d. Explain then names the deadline in the command's error.
+func WithDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: gave up after %s (wal-timeout)", ErrTimeout, d))
+}
+
+// Explain adds the reason ctx ended to err when it was WithDeadline's deadline, so
+// that the message says which setting to change rather than a bare "context deadline
+// exceeded".
+func Explain(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, ErrTimeout) {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	return err
+}
+
 // ErrNotArchived means the repository does not hold the requested WAL file: for
 // PostgreSQL, the end of the archive.
 var ErrNotArchived = errors.New("not in the archive")

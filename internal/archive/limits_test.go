@@ -6,12 +6,15 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 )
 
@@ -143,4 +146,19 @@ func TestDuplicateCheckReadsNoMoreThanTheLocalFile(t *testing.T) {
 	if !bytes.Equal(get(t, inner, "wal/0000000100000000/"+name), forged) {
 		t.Error("the stored object changed")
 	}
+}
+
+// A repository that never answers ends a fetch at the command's deadline, with an
+// error that names it and is not "not archived".
+func TestFetchFromAHungStoreEndsAtTheDeadline(t *testing.T) {
+	fst := faulty.New(mem.New(), faulty.Rule{Op: faulty.Get, Fault: faulty.Hang})
+	ctx, cancel := WithDeadline(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	out := t.TempDir()
+	_, err := newArchive(t, fst, "lz4").Fetch(ctx, "000000010000000000000001", filepath.Join(out, "RECOVERYXLOG"))
+	err = Explain(ctx, err)
+	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrNotArchived) || !strings.Contains(err.Error(), "wal-timeout") {
+		t.Fatalf("Fetch = %v, want ErrTimeout naming wal-timeout", err)
+	}
+	assertEmptyDir(t, out)
 }
