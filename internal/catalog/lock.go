@@ -137,7 +137,7 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 		if !taken {
 			return nil, locked // another process took it over first
 		}
-		log.Warn("took over the backup lock of a backup that is gone", "reason", why,
+		log.Warn("took over a stale backup lock", "reason", why,
 			"holder_what", holder.What, "holder_pid", holder.PID, "holder_host", holder.Host,
 			"holder_started", holder.Started.Format(time.RFC3339), "lock", backupLockKey)
 	}
