@@ -110,6 +110,9 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 			return mine, nil
 		}
 		if !errors.Is(err, storage.ErrExist) {
+			// The Put may have committed before it failed (a lost acknowledgement on
+			// the last attempt): remove the lock if it is ours, best effort.
+			_ = mine.Release(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("take backup lock: %w", err)
 		}
 		holder, raw, rerr := readLock(ctx, st)
