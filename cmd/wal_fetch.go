@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/config"
 )
 
 func walFetchCommand() *cli.Command {
@@ -16,17 +17,20 @@ func walFetchCommand() *cli.Command {
 		Name:      "wal-fetch",
 		Usage:     "restore one WAL file (restore_command = 'pgb wal-fetch %f %p')",
 		ArgsUsage: "NAME DEST",
-		Description: "Fetches the archived WAL file NAME, verifies its checksum and writes it atomically to DEST.\n\n" +
+		Description: "Fetches the archived WAL file NAME, verifies its checksum and writes it atomically to DEST.\n" +
+			"A segment must decode to exactly the segment size its own header records (a power of two,\n" +
+			"1 MiB to 1 GiB), a .history file to at most 16 MiB, a .backup file to at most 1 MiB: any other\n" +
+			"object is refused as corrupt before DEST is written.\n\n" +
 			"Exit status, as PostgreSQL reads it:\n" +
 			"  0    DEST holds the verified file.\n" +
 			"  1    NAME is not in the archive (the end of the archive); nothing was written.\n" +
 			"       Also any other failure on a standby (standby.signal present), which retries by itself.\n" +
-			"  255  any other failure during archive recovery (repository unreachable after retries,\n" +
-			"       corrupt object, checksum mismatch, disk full), and a usage error (unknown flag,\n" +
-			"       missing argument, bad setting) on a standby too: PostgreSQL stops recovery instead of\n" +
-			"       ending it early and promoting with committed transactions missing.\n" +
+			"  255  any other failure during archive recovery (repository unreachable after retries or\n" +
+			"       for longer than --wal-timeout, corrupt object, checksum mismatch, disk full), and a\n" +
+			"       usage error (unknown flag, missing argument, bad setting) on a standby too: PostgreSQL\n" +
+			"       stops recovery instead of ending it early and promoting with committed transactions missing.\n" +
 			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).",
-		Flags: flags(),
+		Flags: flags(config.KeyWALTimeout),
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
 			// restore_command that cannot work must stop recovery, not end it.
@@ -42,8 +46,10 @@ func walFetchCommand() *cli.Command {
 	}
 }
 
-func (e *env) walFetch(c *cli.Context, name, dest string) error {
-	ctx := c.Context
+func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
+	ctx, cancel := archive.WithDeadline(c.Context, e.cfg.WALTimeout)
+	defer cancel()
+	defer func() { err = archive.Explain(ctx, err) }()
 	oneShotMemory()
 	st, err := e.openStore(ctx, false)
 	if err != nil {

@@ -23,15 +23,17 @@ func walPushCommand() *cli.Command {
 			"name fails and leaves the stored object untouched. The first push binds the repository to this\n" +
 			"cluster (system identifier and PostgreSQL version, from global/pg_control); pushes from another\n" +
 			"cluster are refused.",
-		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel),
+		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel, config.KeyWALTimeout),
 		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
 			return e.walPush(c, c.Args().First())
 		}),
 	}
 }
 
-func (e *env) walPush(c *cli.Context, path string) error {
-	ctx := c.Context
+func (e *env) walPush(c *cli.Context, path string) (err error) {
+	ctx, cancel := archive.WithDeadline(c.Context, e.cfg.WALTimeout)
+	defer cancel()
+	defer func() { err = archive.Explain(ctx, err) }()
 	oneShotMemory()
 	codec, err := e.codec()
 	if err != nil {

@@ -192,7 +192,8 @@ func (a *Archive) compareExisting(ctx context.Context, key string, sum envelope.
 		ErrConflict, stored, sum)
 }
 
-// sameBytes decodes the stored object and compares it with the file.
+// sameBytes decodes the stored object and compares it with the file, as a stream
+// that reads at most one byte more than the file holds.
 func (a *Archive) sameBytes(ctx context.Context, key, path string) error {
 	rc, err := a.Store.Get(ctx, key, 0, -1)
 	if err != nil {
@@ -204,18 +205,7 @@ func (a *Archive) sameBytes(ctx context.Context, key, path string) error {
 		return err
 	}
 	defer er.Close()
-	stored, err := io.ReadAll(er)
-	if err != nil {
-		return err
-	}
-	local, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(stored, local) {
-		return errors.New("content differs")
-	}
-	return nil
+	return sameContent(er, path)
 }
 
 func readTrailer(ctx context.Context, st storage.Store, key string) (envelope.Sum, error) {
@@ -238,6 +228,28 @@ func readTrailer(ctx context.Context, st storage.Store, key string) (envelope.Su
 	return envelope.ParseTrailer(t)
 }
 
+// ErrTimeout means a WAL command ran out of its overall deadline (WithDeadline).
+var ErrTimeout = errors.New("WAL command deadline exceeded")
+
+// WithDeadline bounds a whole wal-push or wal-fetch, opening the repository and every
+// retry included, by d. Explain then names the deadline in the command's error.
+func WithDeadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: gave up after %s (wal-timeout)", ErrTimeout, d))
+}
+
+// Explain adds the reason ctx ended to err when it was WithDeadline's deadline, so
+// that the message says which setting to change rather than a bare "context deadline
+// exceeded".
+func Explain(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, ErrTimeout) {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrTimeout) {
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	return err
+}
+
 // ErrNotArchived means the repository does not hold the requested WAL file: for
 // PostgreSQL, the end of the archive.
 var ErrNotArchived = errors.New("not in the archive")
@@ -255,7 +267,7 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) (envelope.Sum, e
 	key := catalog.WALKey(f)
 	attempts := max(a.FetchAttempts, 1)
 	for i := 1; ; i++ {
-		sum, err := a.fetchOnce(ctx, key, dest)
+		sum, err := a.fetchOnce(ctx, f, key, dest)
 		if err == nil {
 			return sum, nil
 		}
@@ -279,7 +291,7 @@ func retryBody(err error) bool {
 	return !errors.Is(err, envelope.ErrCorrupt) && !errors.As(err, &pe) && !errors.Is(err, context.Canceled)
 }
 
-func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (envelope.Sum, error) {
+func (a *Archive) fetchOnce(ctx context.Context, f wal.File, key, dest string) (envelope.Sum, error) {
 	rc, err := a.Store.Get(ctx, key, 0, -1)
 	if err != nil {
 		return envelope.Sum{}, err
@@ -295,7 +307,7 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (envelope.Sum
 		return envelope.Sum{}, err
 	}
 	defer out.Abort()
-	if _, err := io.Copy(out, er); err != nil {
+	if err := copyWAL(out, er, f, make([]byte, 1<<20)); err != nil {
 		return envelope.Sum{}, fmt.Errorf("%s: %w", key, err)
 	}
 	if err := out.Commit(); err != nil {

@@ -109,6 +109,9 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 			return mine, nil
 		}
 		if !errors.Is(err, storage.ErrExist) {
+			// The Put may have committed before it failed (a lost acknowledgement on
+			// the last attempt): remove the lock if it is ours, best effort.
+			_ = mine.Release(context.WithoutCancel(ctx))
 			return nil, fmt.Errorf("take backup lock: %w", err)
 		}
 		holder, raw, rerr := readLock(ctx, st)
@@ -136,7 +139,7 @@ func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 		if !taken {
 			return nil, locked // another process took it over first
 		}
-		log.Warn("took over the backup lock of a backup that is gone", "reason", why,
+		log.Warn("took over a stale backup lock", "reason", why,
 			"holder_what", holder.What, "holder_pid", holder.PID, "holder_host", holder.Host,
 			"holder_started", holder.Started.Format(time.RFC3339), "lock", backupLockKey)
 	}

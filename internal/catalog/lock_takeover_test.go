@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 )
 
@@ -84,4 +85,18 @@ func TestBackupLockTakeOverLeavesNoMarker(t *testing.T) {
 
 func acquireLocal(ctx context.Context, st storage.Store, what string) (*Lock, error) {
 	return AcquireBackupLock(ctx, st, what, LockOptions{})
+}
+
+// A lock Put that committed but reported a failure every time leaves no lock behind:
+// the failed acquire removes what it wrote, and only that.
+func TestFailedLockPutLeavesNoLockBehind(t *testing.T) {
+	ctx := context.Background()
+	fst := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: backupLockKey, Fault: faulty.FailAfter})
+	_, err := acquireLocal(ctx, fst, "backup-push")
+	if !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("AcquireBackupLock = %v, want the injected failure", err)
+	}
+	if _, err := fst.Inner().Stat(ctx, backupLockKey); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("a failed acquire left its lock behind: %v", err)
+	}
 }

@@ -154,7 +154,7 @@ func TestBackupLockHolders(t *testing.T) {
 				if o := lockHolder(t, st); o.PID != 4242 || o.Host != "db1" || o.Token == tc.holder.Token {
 					t.Errorf("lock holder after take-over = %+v", o)
 				}
-				if !strings.Contains(logged.String(), "took over") || !strings.Contains(logged.String(), "holder_pid="+strconv.Itoa(tc.holder.PID)) {
+				if !strings.Contains(logged.String(), "took over a stale backup lock") || !strings.Contains(logged.String(), "holder_pid="+strconv.Itoa(tc.holder.PID)) {
 					t.Errorf("takeover not logged with the old holder: %q", logged.String())
 				}
 				if err := l.Release(ctx); err != nil {

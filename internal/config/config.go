@@ -57,6 +57,7 @@ const (
 	KeyStorageTimeout   = "storage-timeout"
 	KeyStorageRetries   = "storage-retries"
 	KeyArchiveTimeout   = "archive-timeout"
+	KeyWALTimeout       = "wal-timeout"
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
@@ -108,6 +109,7 @@ var settings = []Setting{
 	{Key: KeyStorageTimeout, Env: []string{"PGB_STORAGE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "deadline of one storage request attempt"},
 	{Key: KeyStorageRetries, Env: []string{"PGB_STORAGE_RETRIES"}, Default: "5", Kind: Int, Usage: "attempts per storage request before giving up (1 = no retry)"},
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
+	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
@@ -178,6 +180,7 @@ type Config struct {
 	StorageTimeout   time.Duration
 	StorageRetries   int
 	ArchiveTimeout   time.Duration
+	WALTimeout       time.Duration
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
@@ -266,6 +269,7 @@ func Load(src Source) (Config, error) {
 	c.StorageTimeout = duration(KeyStorageTimeout)
 	c.StorageRetries = integer(KeyStorageRetries)
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
+	c.WALTimeout = duration(KeyWALTimeout)
 	c.LockMaxAge = duration(KeyLockMaxAge)
 	if v, where := get(KeyPartSize); true {
 		n, err := ParseSize(v)

@@ -64,6 +64,10 @@ const (
 	// Hang blocks the call until its context is done and then fails with the
 	// context's error, without calling the inner store: a stuck connection.
 	Hang
+	// Stall lets a Get open and deliver Offset bytes of its body, then blocks the
+	// body's Read until the Get's context is done and fails with the context's
+	// error: a connection that went silent mid-body. Other operations treat it as Hang.
+	Stall
 )
 
 // Rule says which calls fail and how. The zero Rule (apart from Op) fails every call
@@ -189,7 +193,7 @@ func hang(ctx context.Context, op Op, key string) error {
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
 	rule := s.match(Put, key)
 	switch {
-	case rule != nil && rule.Fault == Hang:
+	case rule != nil && (rule.Fault == Hang || rule.Fault == Stall):
 		return hang(ctx, Put, key)
 	case rule == nil:
 		return s.inner.Put(ctx, key, r, opts)
@@ -221,6 +225,8 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	switch rule.Fault {
 	case Truncate:
 		return &readCloser{Reader: &breakingReader{r: rc, left: rule.Offset, err: rule.Err}, Closer: rc}, nil
+	case Stall:
+		return &readCloser{Reader: &stallingReader{ctx: ctx, r: rc, left: rule.Offset, key: key}, Closer: rc}, nil
 	case Corrupt:
 		return &readCloser{Reader: &corruptingReader{r: rc, at: rule.Offset}, Closer: rc}, nil
 	default: // FailAfter
@@ -235,7 +241,7 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error
 	if rule == nil || rule.Fault == Corrupt {
 		return s.inner.Stat(ctx, key)
 	}
-	if rule.Fault == Hang {
+	if rule.Fault == Hang || rule.Fault == Stall {
 		return storage.ObjectInfo{}, hang(ctx, Stat, key)
 	}
 	if rule.Fault == FailAfter {
@@ -250,7 +256,7 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.ObjectInfo, error
 func (s *Store) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	rule := s.match(List, prefix)
 	switch {
-	case rule != nil && rule.Fault == Hang:
+	case rule != nil && (rule.Fault == Hang || rule.Fault == Stall):
 		return hang(ctx, List, prefix)
 	case rule == nil || rule.Fault == Corrupt:
 		return s.inner.List(ctx, prefix, fn)
@@ -285,7 +291,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if rule == nil || rule.Fault == Corrupt {
 		return s.inner.Delete(ctx, key)
 	}
-	if rule.Fault == Hang {
+	if rule.Fault == Hang || rule.Fault == Stall {
 		return hang(ctx, Delete, key)
 	}
 	if rule.Fault == FailAfter {
@@ -323,6 +329,26 @@ func (b *breakingReader) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.left -= int64(n)
+	return n, err
+}
+
+// stallingReader yields left bytes of r, then blocks until ctx is done.
+type stallingReader struct {
+	ctx  context.Context
+	r    io.Reader
+	left int64
+	key  string
+}
+
+func (s *stallingReader) Read(p []byte) (int, error) {
+	if s.left <= 0 {
+		return 0, hang(s.ctx, Get, s.key)
+	}
+	if int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
 	return n, err
 }
 

@@ -222,3 +222,24 @@ func TestPutTruncateWithBytes(t *testing.T) {
 		t.Errorf("stored %q, want old", got)
 	}
 }
+
+func TestStall(t *testing.T) {
+	inner := mem.New()
+	put(t, inner, "k", "0123456789")
+	s := faulty.New(inner, faulty.Rule{Op: faulty.Get, Fault: faulty.Stall, Offset: 4})
+	ctx, cancel := context.WithCancel(t.Context())
+	rc, err := s.Get(ctx, "k", 0, -1)
+	if err != nil {
+		t.Fatalf("a stalling Get must open: %v", err)
+	}
+	defer rc.Close()
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(rc, got); err != nil || string(got) != "0123" {
+		t.Fatalf("first bytes = %q, %v", got, err)
+	}
+	cancel()
+	// It returns only because the context ended.
+	if n, err := rc.Read(make([]byte, 10)); n != 0 || !errors.Is(err, context.Canceled) {
+		t.Errorf("stalled Read = %d, %v; want context.Canceled", n, err)
+	}
+}

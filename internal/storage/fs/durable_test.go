@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
@@ -64,5 +65,36 @@ func TestIfAbsentMakesTheExistingObjectDurable(t *testing.T) {
 	err = s.Put(ctx, "wal/0000000100000000/000000010000000000000001", strings.NewReader("segment"), storage.PutOptions{IfAbsent: true, Size: 7})
 	if err == nil || errors.Is(err, storage.ErrExist) {
 		t.Fatalf("Put with a failing fsync = %v, want an error that is not ErrExist", err)
+	}
+}
+
+// Temp files left by killed writers are removed by the next Put into their
+// directory once they are older than StaleTempAge; younger ones may be a live
+// writer's and stay.
+func TestPutRemovesStaleTempFiles(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	dir := filepath.Join(root(t, s), "wal", "0000000100000000")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, young := filepath.Join(dir, ".tmp-killed"), filepath.Join(dir, ".tmp-live")
+	for _, p := range []string{old, young} {
+		if err := os.WriteFile(p, make([]byte, 1024), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-fs.StaleTempAge - time.Minute)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "wal/0000000100000000/000000010000000000000002", strings.NewReader("x"), storage.PutOptions{IfAbsent: true, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("stale temp file after a Put: %v, want it removed", err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("young temp file: %v, want it kept", err)
 	}
 }

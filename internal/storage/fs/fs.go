@@ -4,7 +4,9 @@
 // Put writes a temp file (".tmp-*") beside the target, fsyncs it, renames it over the
 // target (or, with IfAbsent, hard-links it to the target name so that an existing object
 // makes the call fail with storage.ErrExist, after fsyncing that object and its
-// directories: its writer may have died before it did), and fsyncs the directory. Directories are
+// directories: its writer may have died before it did), and fsyncs the directory. A
+// successful Put then removes the temp files in that directory older than
+// StaleTempAge, left by killed writers. Directories are
 // created 0700 and files 0600. Keys whose last element begins with ".tmp-" are
 // rejected, since List skips such names; a key cannot name both an object and a
 // "directory" of other objects ("a" and "a/b"), unlike in object stores.
@@ -24,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -52,7 +55,15 @@ type Options struct {
 	// Fsync makes a file or directory durable; nil means (*os.File).Sync. Tests
 	// record what was synced.
 	Fsync func(f *os.File) error
+	// Now is the clock that ages temp files; nil means time.Now.
+	Now func() time.Time
 }
+
+// StaleTempAge is the age after which a temp file is taken for the leftover of a
+// killed writer and removed by the next Put into its directory. A live writer never
+// leaves its temp file untouched for that long: each write updates its mtime, and a
+// Put that waits that long for its data has long hit its deadline.
+const StaleTempAge = time.Hour
 
 // New opens the store rooted at root, which must be an absolute path. The directory
 // is created with mode 0700, along with missing parents, if it does not exist.
@@ -62,6 +73,9 @@ func New(root string) (*Store, error) { return NewWithOptions(root, Options{}) }
 func NewWithOptions(root string, opt Options) (*Store, error) {
 	if opt.Fsync == nil {
 		opt.Fsync = (*os.File).Sync
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
 	}
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("fs: root %q is not an absolute path", root)
@@ -191,7 +205,29 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 		committed = true
 	}
-	return s.syncDir(dir)
+	if err := s.syncDir(dir); err != nil {
+		return err
+	}
+	s.removeStaleTemps(dir)
+	return nil
+}
+
+// removeStaleTemps removes the temp files in dir older than StaleTempAge, left by
+// writers that were killed, best effort.
+func (s *Store) removeStaleTemps(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	cutoff := s.opt.Now().Add(-StaleTempAge)
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // existing returns err, a put-if-absent's failure, once the object it found at p is

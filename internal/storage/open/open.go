@@ -12,13 +12,14 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/gcs"
+	"github.com/pgb-project/pgb/internal/storage/idle"
 	"github.com/pgb-project/pgb/internal/storage/retry"
 	"github.com/pgb-project/pgb/internal/storage/s3"
 )
 
 // Options tune every store.
 type Options struct {
-	Timeout     time.Duration // per attempt
+	Timeout     time.Duration // per attempt, and the longest a Get body may go without data
 	MaxAttempts int
 	// Create allows creating a missing filesystem repository directory. Readers leave
 	// it false, so that a mistyped --repo is an error and not an empty repository.
@@ -72,6 +73,9 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", loc, err)
 	}
+	// A body that delivers nothing for a whole attempt's deadline is cut off and, by
+	// the retry layer, resumed where it stopped.
+	st = idle.New(st, opts.Timeout)
 	return retry.New(st, retry.Config{Timeout: opts.Timeout, MaxAttempts: opts.MaxAttempts}), nil
 }
 

@@ -1,0 +1,104 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// Limits on what a fetched WAL file may decode to. Repository data is untrusted: an
+// object that decodes to more is refused before anything reaches DEST.
+const (
+	minSegSize = 1 << 20 // PostgreSQL's wal_segment_size: a power of two, 1 MiB to 1 GiB
+	maxSegSize = 1 << 30
+	// maxHistorySize bounds a timeline .history file: one line (~60 bytes plus the
+	// reason) per timeline switch.
+	maxHistorySize = 16 << 20
+	// maxBackupFileSize bounds a .backup history file: a few lines naming the backup.
+	maxBackupFileSize = 1 << 20
+)
+
+// copyWAL copies the decoded WAL file r of kind f into w. A segment (or .partial) must
+// be exactly the size its own long page header records, a power of two from 1 MiB to
+// 1 GiB; a .history or .backup file at most maxHistorySize / maxBackupFileSize. It
+// never reads more than one byte past the limit; a file of the wrong size is an error
+// wrapping envelope.ErrCorrupt.
+func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
+	limit := int64(maxBackupFileSize)
+	exact := false
+	var head []byte
+	switch f.Kind {
+	case wal.History:
+		limit = maxHistorySize
+	case wal.Segment, wal.Partial:
+		head = make([]byte, wal.LongHeaderSize)
+		if _, err := io.ReadFull(r, head); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF { // the decoded stream ended (a failing source is another error)
+				return fmt.Errorf("%w: decodes to less than a WAL page header", envelope.ErrCorrupt)
+			}
+			return err
+		}
+		h, err := wal.ParseSegmentHeader(head)
+		if err != nil {
+			return fmt.Errorf("%w: not a WAL segment: %w", envelope.ErrCorrupt, err)
+		}
+		if h.SegSize < minSegSize || h.SegSize > maxSegSize {
+			return fmt.Errorf("%w: its header records a segment size of %d bytes, not a power of two from 1 MiB to 1 GiB", envelope.ErrCorrupt, h.SegSize)
+		}
+		limit, exact = int64(h.SegSize), true
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+	}
+	n, err := io.CopyBuffer(w, io.LimitReader(r, limit-int64(len(head))+1), buf)
+	n += int64(len(head))
+	switch {
+	case err != nil:
+		return err
+	case n > limit:
+		return fmt.Errorf("%w: decodes to more than the %d bytes a %s can have", envelope.ErrCorrupt, limit, f.Kind)
+	case exact && n != limit:
+		return fmt.Errorf("%w: decodes to %d bytes, but the segment's header records %d", envelope.ErrCorrupt, n, limit)
+	}
+	return nil
+}
+
+// sameContent compares the decoded stored object with the local file at path, reading
+// at most one byte more than the file holds: an object that decodes to far more (a
+// decompression bomb) costs nothing.
+func sameContent(stored io.Reader, path string) error {
+	local, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	fi, err := local.Stat()
+	if err != nil {
+		return err
+	}
+	a, b := make([]byte, 256<<10), make([]byte, 256<<10)
+	lr := io.LimitReader(stored, fi.Size()+1)
+	for {
+		n, err := io.ReadFull(lr, a)
+		if n > 0 {
+			if _, lerr := io.ReadFull(local, b[:n]); lerr != nil || !bytes.Equal(a[:n], b[:n]) {
+				return errors.New("content differs")
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF { // the decoded stream ended, verified
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if m, _ := local.Read(b[:1]); m > 0 {
+		return errors.New("content differs (the stored object is shorter)")
+	}
+	return nil
+}
