@@ -27,7 +27,10 @@ func restoreCommand() *cli.Command {
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository plus the\n" +
 			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
-			"interrupted restore never leaves a directory PostgreSQL would start.",
+			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
+			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
+			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
+			"without that marker.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -46,7 +49,8 @@ func backupFetchCommand() *cli.Command {
 		ArgsUsage: "NAME DIR",
 		Description: "Restores backup NAME (or LATEST) into DIR (absent or empty), with backup_label and\n" +
 			"tablespace_map, verifying every file, but writes no recovery.signal and no restore_command:\n" +
-			"for those who set up recovery themselves.",
+			"for those who set up recovery themselves. --force clears what an interrupted restore or\n" +
+			"backup-fetch left (a directory holding " + restore.IncompleteMarker + "), and nothing else.",
 		Flags: append(flags(config.KeyConcurrency), restoreFlags(false)...),
 		Action: action(2, "NAME DIR", func(c *cli.Context, e *env) error {
 			name := c.Args().Get(0)
@@ -62,6 +66,7 @@ func restoreFlags(targets bool) []cli.Flag {
 	out := []cli.Flag{
 		&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore the tablespace at OLD to NEW (`OLD=NEW`, repeatable)"},
 		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the directory's parent)"},
+		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + ")"},
 	}
 	if !targets {
 		return out
@@ -142,7 +147,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
-	if err := restore.CheckEmpty(abs, "data directory"); err != nil {
+	if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
 		return err
 	}
 	spcMap, err := parseTablespaceMap(c.StringSlice("tablespace-map"))
@@ -177,7 +182,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		return err
 	}
 	opt := restore.Options{DataDir: abs, TablespaceMap: spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
-		Progress: progress(e.stderr, "restore")}
+		Force: c.Bool("force"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
 		cmd, err := e.restoreCommand()
 		if err != nil {
@@ -189,7 +194,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	start := time.Now()
 	r := &restore.Restorer{Store: st, Log: e.log, Opt: opt}
 	if err := r.Run(ctx, m); err != nil {
-		return fmt.Errorf("restore of backup %s into %s failed: %w (the directory is incomplete: no global/pg_control; empty it before retrying)", m.Name, abs, err)
+		return fmt.Errorf("restore of backup %s into %s failed: %w (if it wrote anything, the directory is incomplete, without global/pg_control, and marked %s: retry with --force to clear it)",
+			m.Name, abs, err, restore.IncompleteMarker)
 	}
 	d := time.Since(start)
 	fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",

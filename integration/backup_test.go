@@ -229,11 +229,27 @@ func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
-	if r.code == 0 || !strings.Contains(r.stderr, "file base/") || !strings.Contains(r.stderr, "checksum mismatch") {
+	if r.code == 0 || !strings.Contains(r.stderr, "file base/") || !strings.Contains(r.stderr, "checksum mismatch") ||
+		!strings.Contains(r.stderr, "--force") {
 		t.Fatalf("restore of a damaged backup: %s", r)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
 		t.Fatal("a failed restore left global/pg_control: PostgreSQL could start it")
+	}
+
+	// Once the part is repaired, --force clears the incomplete directory and restores;
+	// without it the directory is refused.
+	data[len(data)/2] ^= 0x40
+	os.WriteFile(largest, data, 0o600)
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir); r.code == 0 || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("retry without --force: %s", r)
+	}
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--force")
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM big"); got != 200000 {
+		t.Fatalf("rows after restore --force = %d, want 200000", got)
 	}
 }
 
