@@ -3,11 +3,9 @@ package cmd
 import (
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -30,7 +28,8 @@ func restoreCommand() *cli.Command {
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
 			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
 			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
-			"without that marker.",
+			"without that marker. As root, files belong to --owner, else to the backed-up data directory's\n" +
+			"owner recorded in the manifest (refused if this host lacks that user), never to root.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -65,7 +64,7 @@ func backupFetchCommand() *cli.Command {
 func restoreFlags(targets bool) []cli.Flag {
 	out := []cli.Flag{
 		&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore the tablespace at OLD to NEW (`OLD=NEW`, repeatable)"},
-		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the directory's parent)"},
+		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the backed-up data directory)"},
 		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + ")"},
 	}
 	if !targets {
@@ -154,9 +153,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
-	owner, err := restoreOwner(c.String("owner"), abs)
-	if err != nil {
-		return err
+	if c.String("owner") != "" && os.Geteuid() != 0 {
+		return usagef("--owner needs root")
 	}
 	st, err := e.openStore(ctx, false)
 	if err != nil {
@@ -178,6 +176,11 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		target = *t
 	}
 	m, err := restore.Choose(ctx, st, backups, &target, name)
+	if err != nil {
+		return err
+	}
+	owner, err := restore.ChooseOwner(restore.OwnerRequest{EUID: os.Geteuid(), Flag: c.String("owner"),
+		Recorded: m.DataDirOwner, Dir: abs, Users: restore.HostUsers})
 	if err != nil {
 		return err
 	}
@@ -257,32 +260,4 @@ func parseTablespaceMap(specs []string) (map[string]string, error) {
 		out[filepath.Clean(old)] = filepath.Clean(nw)
 	}
 	return out, nil
-}
-
-// restoreOwner decides who restored files belong to: only root can choose.
-func restoreOwner(name, dir string) (*restore.Owner, error) {
-	if os.Geteuid() != 0 {
-		if name != "" {
-			return nil, usagef("--owner needs root")
-		}
-		return nil, nil
-	}
-	if name != "" {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return nil, usagef("--owner %q: %v", name, err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &restore.Owner{UID: uid, GID: gid}, nil
-	}
-	fi, err := os.Stat(filepath.Dir(dir))
-	if err != nil {
-		return nil, fmt.Errorf("parent of %s: %w", dir, err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, nil
-	}
-	return &restore.Owner{UID: int(st.Uid), GID: int(st.Gid)}, nil
 }
