@@ -578,7 +578,9 @@ func createBeneath(root, rel string) (*os.File, error) {
 		Mode:    0o600,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
 	})
-	if errors.Is(err, unix.ENOSYS) { // kernels before 5.6: checkLayout still holds
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		// Kernels before 5.6, or a container's seccomp filter that refuses openat2:
+		// checkLayout still holds, and the last component is never followed.
 		return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	}
 	if err != nil {
