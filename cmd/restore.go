@@ -3,11 +3,9 @@ package cmd
 import (
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -27,7 +25,11 @@ func restoreCommand() *cli.Command {
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository plus the\n" +
 			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
-			"interrupted restore never leaves a directory PostgreSQL would start.\n\n" +
+			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
+			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
+			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
+			"without that marker. As root, files belong to --owner, else to the backed-up data directory's\n" +
+			"owner recorded in the manifest (refused if this host lacks that user), never to root.\n\n" +
 			"The restored cluster does not archive (archive_mode = off) unless --archive-mode preserve says it\n" +
 			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
 			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +
@@ -51,7 +53,8 @@ func backupFetchCommand() *cli.Command {
 		ArgsUsage: "NAME DIR",
 		Description: "Restores backup NAME (or LATEST) into DIR (absent or empty), with backup_label and\n" +
 			"tablespace_map, verifying every file, but writes no recovery.signal and no restore_command:\n" +
-			"for those who set up recovery themselves.",
+			"for those who set up recovery themselves. --force clears what an interrupted restore or\n" +
+			"backup-fetch left (a directory holding " + restore.IncompleteMarker + "), and nothing else.",
 		Flags: append(flags(config.KeyConcurrency), restoreFlags(false)...),
 		Action: action(2, "NAME DIR", func(c *cli.Context, e *env) error {
 			name := c.Args().Get(0)
@@ -66,7 +69,8 @@ func backupFetchCommand() *cli.Command {
 func restoreFlags(targets bool) []cli.Flag {
 	out := []cli.Flag{
 		&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore the tablespace at OLD to NEW (`OLD=NEW`, repeatable)"},
-		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the directory's parent)"},
+		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the backed-up data directory)"},
+		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + ")"},
 	}
 	if !targets {
 		return out
@@ -147,16 +151,15 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
-	if err := restore.CheckEmpty(abs, "data directory"); err != nil {
+	if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
 		return err
 	}
 	spcMap, err := parseTablespaceMap(c.StringSlice("tablespace-map"))
 	if err != nil {
 		return err
 	}
-	owner, err := restoreOwner(c.String("owner"), abs)
-	if err != nil {
-		return err
+	if c.String("owner") != "" && os.Geteuid() != 0 {
+		return usagef("--owner needs root")
 	}
 	st, err := e.openStore(ctx, false)
 	if err != nil {
@@ -181,8 +184,13 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
+	owner, err := restore.ChooseOwner(restore.OwnerRequest{EUID: os.Geteuid(), Flag: c.String("owner"),
+		Recorded: m.DataDirOwner, Dir: abs, Users: restore.HostUsers})
+	if err != nil {
+		return err
+	}
 	opt := restore.Options{DataDir: abs, TablespaceMap: spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
-		Progress: progress(e.stderr, "restore")}
+		Force: c.Bool("force"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
 		cmd, err := e.restoreCommand()
 		if err != nil {
@@ -194,7 +202,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	start := time.Now()
 	r := &restore.Restorer{Store: st, Log: e.log, Opt: opt}
 	if err := r.Run(ctx, m); err != nil {
-		return fmt.Errorf("restore of backup %s into %s failed: %w (the directory is incomplete: no global/pg_control; empty it before retrying)", m.Name, abs, err)
+		return fmt.Errorf("restore of backup %s into %s failed: %w (if it wrote anything, the directory is incomplete, without global/pg_control, and marked %s: retry with --force to clear it)",
+			m.Name, abs, err, restore.IncompleteMarker)
 	}
 	d := time.Since(start)
 	fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
@@ -259,32 +268,4 @@ func parseTablespaceMap(specs []string) (map[string]string, error) {
 		out[filepath.Clean(old)] = filepath.Clean(nw)
 	}
 	return out, nil
-}
-
-// restoreOwner decides who restored files belong to: only root can choose.
-func restoreOwner(name, dir string) (*restore.Owner, error) {
-	if os.Geteuid() != 0 {
-		if name != "" {
-			return nil, usagef("--owner needs root")
-		}
-		return nil, nil
-	}
-	if name != "" {
-		u, err := user.Lookup(name)
-		if err != nil {
-			return nil, usagef("--owner %q: %v", name, err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &restore.Owner{UID: uid, GID: gid}, nil
-	}
-	fi, err := os.Stat(filepath.Dir(dir))
-	if err != nil {
-		return nil, fmt.Errorf("parent of %s: %w", dir, err)
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return nil, nil
-	}
-	return &restore.Owner{UID: int(st.Uid), GID: int(st.Gid)}, nil
 }

@@ -229,11 +229,27 @@ func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
 
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
-	if r.code == 0 || !strings.Contains(r.stderr, "file base/") || !strings.Contains(r.stderr, "checksum mismatch") {
+	if r.code == 0 || !strings.Contains(r.stderr, "file base/") || !strings.Contains(r.stderr, "checksum mismatch") ||
+		!strings.Contains(r.stderr, "--force") {
 		t.Fatalf("restore of a damaged backup: %s", r)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "global", "pg_control")); err == nil {
 		t.Fatal("a failed restore left global/pg_control: PostgreSQL could start it")
+	}
+
+	// Once the part is repaired, --force clears the incomplete directory and restores;
+	// without it the directory is refused.
+	data[len(data)/2] ^= 0x40
+	os.WriteFile(largest, data, 0o600)
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir); r.code == 0 || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("retry without --force: %s", r)
+	}
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--force")
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM big"); got != 200000 {
+		t.Fatalf("rows after restore --force = %d, want 200000", got)
 	}
 }
 
@@ -324,5 +340,60 @@ func TestRestoreSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
 	fetched := filepath.Join(pgtest.TempDir(t), "fetched")
 	if r := mustPGB(t, "", nil, "backup-fetch", "--repo", repo, "LATEST", fetched); !strings.Contains(r.stdout, older) {
 		t.Fatalf("backup-fetch LATEST with a damaged newest backup: %s", r)
+	}
+}
+
+func TestRestoreAsRootIntoARootOwnedDirectoryGivesTheFilesToPostgres(t *testing.T) {
+	pgtest.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("restoring as root needs root")
+	}
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Exec(t, "CREATE TABLE owned AS SELECT generate_series(1, 100) AS v")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	// /tmp/…/restore-root belongs to root, as /var/lib/postgresql/15 might after a
+	// careless mkdir: the restored files must still belong to the data directory's
+	// owner, not to root.
+	parent := filepath.Join(pgtest.TempDir(t), "restore-root")
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(parent, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "pgdata")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	srcInfo, err := os.Stat(src.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := srcInfo.Sys().(*syscall.Stat_t).Uid
+	for _, p := range []string{dir, filepath.Join(dir, "PG_VERSION"), filepath.Join(dir, "global", "pg_control"), filepath.Join(dir, "base")} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Sys().(*syscall.Stat_t).Uid; got != want {
+			t.Errorf("%s belongs to uid %d, want %d (the source data directory's owner)", p, got, want)
+		}
+	}
+	// PostgreSQL, as the postgres user, reads it as it is (the harness below chowns
+	// the tree itself, so this is the check that the files are usable unchanged).
+	pgbin, err := pgtest.PGBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := pgtest.RunAsPG(t, filepath.Join(pgbin, "postgres"), "-D", dir, "-C", "data_directory").CombinedOutput(); err != nil ||
+		strings.TrimSpace(string(out)) != dir {
+		t.Fatalf("postgres -D %s -C data_directory as the postgres user: %v\n%s", dir, err, out)
+	}
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM owned"); got != 100 {
+		t.Fatalf("rows = %d, want 100", got)
 	}
 }

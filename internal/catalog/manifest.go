@@ -62,6 +62,10 @@ type Manifest struct {
 	Dirs          []Dir        `json:"dirs"`
 	Links         []Link       `json:"links,omitempty"`
 	Files         []File       `json:"files"`
+
+	// DataDirOwner is who owned the data directory at backup time: a restore as root
+	// gives the files back to that user. Manifests of older pgb have none.
+	DataDirOwner *Owner `json:"data_directory_owner,omitempty"`
 }
 
 // Duration is how long the backup took.
@@ -72,6 +76,14 @@ type Tablespace struct {
 	OID      uint32 `json:"oid"`
 	Name     string `json:"name"`
 	Location string `json:"location"`
+}
+
+// Owner is an OS user and group, by number and by name.
+type Owner struct {
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
 }
 
 // Part is one tar stream of a backup.

@@ -43,6 +43,9 @@ type Options struct {
 	TablespaceMap map[string]string // original location -> new location
 	Owner         *Owner            // nil: leave files to the user pgb runs as
 	Concurrency   int               // parts downloaded at once
+	// Force clears first what an interrupted restore left (directories holding
+	// IncompleteMarker, and only those).
+	Force bool
 	// Recovery, when set, are the settings written to postgresql.auto.conf along with
 	// recovery.signal. Nil (backup-fetch) restores the files only.
 	Recovery *Recovery
@@ -108,12 +111,20 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 		return err
 	}
 	r.inPlace = inPlaceTablespaces(m, spc)
-	if err := CheckEmpty(r.Opt.DataDir, "data directory"); err != nil {
+	if r.Opt.Force {
+		if err := r.clearForce(spc); err != nil {
+			return err
+		}
+	}
+	if err := CheckTarget(r.Opt.DataDir, false); err != nil {
 		return err
 	}
 	existing := map[string]bool{}
 	for _, loc := range spc {
 		if err := CheckEmpty(loc, "tablespace directory"); err != nil {
+			if hasMarker(loc) {
+				return fmt.Errorf("%w: an interrupted restore left it incomplete; run the same command with --force to clear it and restore again", err)
+			}
 			return err
 		}
 		if existing[loc], err = r.checkTablespaceDir(loc); err != nil {
@@ -121,6 +132,17 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 		}
 	}
 	if err := r.makeDirs(m, spc, existing); err != nil {
+		return err
+	}
+	if err := r.writeMarker(r.Opt.DataDir, m.Name, spc); err != nil {
+		return err
+	}
+	for _, loc := range values(spc) {
+		if err := r.writeMarker(loc, m.Name, nil); err != nil {
+			return err
+		}
+	}
+	if err := r.makeDirsInside(m, spc); err != nil {
 		return err
 	}
 	if err := r.restoreParts(ctx, m, spc); err != nil {
@@ -140,7 +162,16 @@ func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
 			return err
 		}
 	}
-	return r.finishControl()
+	if err := r.finishControl(); err != nil {
+		return err
+	}
+	// The very last step: the directories are no longer incomplete.
+	for _, loc := range values(spc) {
+		if err := removeMarker(loc); err != nil {
+			return err
+		}
+	}
+	return removeMarker(r.Opt.DataDir)
 }
 
 func values(m map[uint32]string) []string {
@@ -367,6 +398,11 @@ func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string, existing
 			return err
 		}
 	}
+	return nil
+}
+
+// makeDirsInside recreates the backup's directories and tablespace links.
+func (r *Restorer) makeDirsInside(m *catalog.Manifest, spc map[uint32]string) error {
 	for _, d := range m.Dirs {
 		if !safePath(d.Path) {
 			return fmt.Errorf("%w: directory %q", ErrDamaged, d.Path)
@@ -574,7 +610,9 @@ func createBeneath(root, rel string) (*os.File, error) {
 		Mode:    0o600,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
 	})
-	if errors.Is(err, unix.ENOSYS) { // kernels before 5.6: checkLayout still holds
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		// Kernels before 5.6, or a container's seccomp filter that refuses openat2:
+		// checkLayout still holds, and the last component is never followed.
 		return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	}
 	if err != nil {

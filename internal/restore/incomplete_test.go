@@ -1,0 +1,120 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+)
+
+// An interrupted restore (here: a damaged part) leaves its directories marked
+// incomplete; running it again with Force clears them and restores.
+func TestInterruptedRestoreIsRetriedWithForce(t *testing.T) {
+	ctx := context.Background()
+	b := takeBackup(t, "none")
+	n := -1
+	for _, f := range b.m.Files {
+		if f.Path == bigFile {
+			n = f.Part
+		}
+	}
+	key := catalog.PartKey(b.m.Name, n)
+	info, err := b.st.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := faulty.New(b.st, faulty.Rule{Op: faulty.Get, Key: key, Fault: faulty.Corrupt, Offset: info.Size / 2})
+	base := t.TempDir()
+	target, newSpc := filepath.Join(base, "pgdata"), filepath.Join(base, "ts")
+	spcMap := map[string]string{b.spcDir: newSpc}
+	rec := &Recovery{RestoreCommand: "x", Target: Target{Timeline: "latest"}}
+	if err := newRestorer(broken, target, spcMap, rec).Run(ctx, b.m); err == nil {
+		t.Fatal("restore of a damaged part succeeded")
+	}
+	for _, d := range []string{target, newSpc} {
+		if _, err := os.Stat(filepath.Join(d, IncompleteMarker)); err != nil {
+			t.Fatalf("the interrupted restore left %s unmarked: %v", d, err)
+		}
+	}
+
+	// Without --force: refused, pointing at --force, nothing changed.
+	before := snapshot(t, base)
+	err = newRestorer(b.st, target, spcMap, rec).Run(ctx, b.m)
+	if !errors.Is(err, ErrNotEmpty) || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("retry without force = %v, want ErrNotEmpty suggesting --force", err)
+	}
+	if err := CheckTarget(target, false); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("CheckTarget without force = %v, want a hint at --force", err)
+	}
+	if after := snapshot(t, base); after != before {
+		t.Errorf("a refused retry changed the directories")
+	}
+
+	// With --force: cleared and restored, no marker left.
+	if err := CheckTarget(target, true); err != nil {
+		t.Fatalf("CheckTarget with force on an incomplete restore: %v", err)
+	}
+	r := newRestorer(b.st, target, spcMap, rec)
+	r.Opt.Force = true
+	if err := r.Run(ctx, b.m); err != nil {
+		t.Fatalf("restore --force: %v", err)
+	}
+	for _, d := range []string{target, newSpc} {
+		if _, err := os.Stat(filepath.Join(d, IncompleteMarker)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a complete restore left the marker in %s: %v", d, err)
+		}
+	}
+	if ctl, err := pg.ReadControl(target); err != nil || ctl.SystemID != testSystemID {
+		t.Errorf("pg_control after restore --force: %+v, %v", ctl, err)
+	}
+	want, _ := os.ReadFile(filepath.Join(b.dataDir, bigFile))
+	if got, err := os.ReadFile(filepath.Join(target, bigFile)); err != nil || string(got) != string(want) {
+		t.Errorf("%s after restore --force: %v", bigFile, err)
+	}
+}
+
+// --force clears only what pgb itself left incomplete: a directory without the
+// marker is refused and left untouched, and so is a directory that a marker lists
+// but that has no marker of its own.
+func TestForceRefusesADirectoryPgbDidNotLeaveIncomplete(t *testing.T) {
+	ctx := context.Background()
+	b := takeBackup(t, "none")
+	base := t.TempDir()
+	target, newSpc, other := filepath.Join(base, "pgdata"), filepath.Join(base, "ts"), filepath.Join(base, "precious")
+	writeTree(t, target, map[string][]byte{"PG_VERSION": []byte("15\n"), "base/1/1259": []byte("real data")})
+	writeTree(t, other, map[string][]byte{"keep": []byte("precious")})
+	before := snapshot(t, base)
+	if err := CheckTarget(target, true); !errors.Is(err, ErrNotIncomplete) || !strings.Contains(err.Error(), target) {
+		t.Errorf("CheckTarget with force on a foreign directory = %v, want ErrNotIncomplete naming it", err)
+	}
+	r := newRestorer(b.st, target, map[string]string{b.spcDir: newSpc}, nil)
+	r.Opt.Force = true
+	if err := r.Run(ctx, b.m); !errors.Is(err, ErrNotIncomplete) {
+		t.Errorf("restore --force into a foreign directory = %v, want ErrNotIncomplete", err)
+	}
+	if after := snapshot(t, base); after != before {
+		t.Errorf("--force changed a directory pgb did not leave incomplete:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// A marked data directory whose marker lists a directory without its own marker.
+	target2 := filepath.Join(base, "pgdata2")
+	writeTree(t, target2, map[string][]byte{IncompleteMarker: []byte("tablespace " + other + "\n"), "half": nil})
+	r = newRestorer(b.st, target2, map[string]string{b.spcDir: newSpc}, nil)
+	r.Opt.Force = true
+	if err := r.Run(ctx, b.m); err != nil {
+		t.Fatalf("restore --force over a marked directory: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(other, "keep")); err != nil || string(got) != "precious" {
+		t.Errorf("--force cleared a listed directory that has no marker of its own: %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(target2, "half")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("--force kept a leftover of the incomplete restore: %v", err)
+	}
+}
