@@ -26,7 +26,10 @@ type Build struct {
 }
 
 // Main runs pgb with args (args[0] is the program name) and returns the exit code.
+// SIGINT and SIGTERM cancel ctx; a command they interrupt exits 130 or 143.
 func Main(ctx context.Context, args []string, build Build) int {
+	ctx, stop := withSignals(ctx)
+	defer stop()
 	return run(ctx, args, build, os.Stdout, os.Stderr)
 }
 
@@ -45,7 +48,7 @@ func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writ
 	if err == nil {
 		err = app.RunContext(ctx, placed)
 	}
-	return exitCode(err, stderr, logFormatFromArgs(args))
+	return exitCode(interruptedError(ctx, err), stderr, logFormatFromArgs(args))
 }
 
 func newApp(build Build, stdout, stderr io.Writer) *cli.App {
