@@ -155,6 +155,9 @@ func load(c *cli.Context) (*env, error) {
 	}
 	stderr := c.App.ErrWriter
 	e := &env{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stdout: c.App.Writer, stderr: stderr}
+	for _, w := range cfg.Warnings {
+		e.log.Warn(w)
+	}
 	for _, s := range config.All() {
 		if s.Secret && hasFlag(c, s.Key) && flagGiven(c, s.Key) {
 			e.log.Warn("a secret was given on the command line, where other users can see it in ps; use the environment or the config file", "flag", "--"+s.Key)
