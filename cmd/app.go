@@ -83,7 +83,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restoreCommand(),
 		},
 	}
-	app.OnUsageError = onUsageError("pgb", &cli.Command{Flags: app.Flags})
+	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})
 	setUsageErrors("", app.Commands)
 	return app
 }
