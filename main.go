@@ -4,8 +4,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/pgb-project/pgb/cmd"
 )
@@ -17,8 +15,5 @@ var (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cmd.Main(ctx, os.Args, cmd.Build{Version: version, Commit: commit})
-	stop()
-	os.Exit(code)
+	os.Exit(cmd.Main(context.Background(), os.Args, cmd.Build{Version: version, Commit: commit}))
 }

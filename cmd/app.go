@@ -26,7 +26,10 @@ type Build struct {
 }
 
 // Main runs pgb with args (args[0] is the program name) and returns the exit code.
+// SIGINT and SIGTERM cancel ctx; a command they interrupt exits 130 or 143.
 func Main(ctx context.Context, args []string, build Build) int {
+	ctx, stop := withSignals(ctx)
+	defer stop()
 	return run(ctx, args, build, os.Stdout, os.Stderr)
 }
 
@@ -45,7 +48,7 @@ func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writ
 	if err == nil {
 		err = app.RunContext(ctx, placed)
 	}
-	return exitCode(err, stderr, logFormatFromArgs(args))
+	return exitCode(interruptedError(ctx, err), stderr, logFormatFromArgs(args))
 }
 
 func newApp(build Build, stdout, stderr io.Writer) *cli.App {
@@ -80,7 +83,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restoreCommand(),
 		},
 	}
-	app.OnUsageError = onUsageError("pgb", &cli.Command{Flags: app.Flags})
+	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})
 	setUsageErrors("", app.Commands)
 	return app
 }
@@ -152,6 +155,9 @@ func load(c *cli.Context) (*env, error) {
 	}
 	stderr := c.App.ErrWriter
 	e := &env{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stdout: c.App.Writer, stderr: stderr}
+	for _, w := range cfg.Warnings {
+		e.log.Warn(w)
+	}
 	for _, s := range config.All() {
 		if s.Secret && hasFlag(c, s.Key) && flagGiven(c, s.Key) {
 			e.log.Warn("a secret was given on the command line, where other users can see it in ps; use the environment or the config file", "flag", "--"+s.Key)

@@ -174,3 +174,22 @@ func TestProgressRateStartsWithTheCopy(t *testing.T) {
 		t.Errorf("rate after 100 MiB in 2s = %v, want %v", r, 50<<20)
 	}
 }
+
+func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
+	isolate(t)
+	repo := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "pgb.yaml")
+	os.WriteFile(cfg, []byte("repo: "+repo+"\ns3-secret-access-key: hunter5\n"), 0o644)
+	os.Chmod(cfg, 0o644)
+	r := pgb(t, "--config", cfg, "backup-list")
+	if r.code != 0 || !strings.Contains(r.stderr, "level=WARN") || !strings.Contains(r.stderr, cfg) || !strings.Contains(r.stderr, "chmod 600") {
+		t.Errorf("no warning about a world-readable config file holding a secret: %+v", r)
+	}
+	if strings.Contains(r.stderr+r.stdout, "hunter5") {
+		t.Errorf("the secret was echoed: %+v", r)
+	}
+	os.Chmod(cfg, 0o600)
+	if r := pgb(t, "--config", cfg, "backup-list"); r.code != 0 || strings.Contains(r.stderr, "WARN") {
+		t.Errorf("a 0600 config file was warned about: %+v", r)
+	}
+}

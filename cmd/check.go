@@ -25,10 +25,12 @@ func checkCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "check",
 		Usage: "check the archiving path end to end",
-		Description: "Connects to PostgreSQL, reports archive_mode and archive_command, checks that the repository\n" +
-			"is reachable, writable and belongs to this cluster, then forces a WAL switch and waits (up to\n" +
-			"--archive-timeout) until that segment is in the repository. Prints one ok/FAIL line per step;\n" +
-			"exits non-zero on any failure.",
+		Description: "Connects to PostgreSQL, reports archive_mode and archive_command (FAIL unless it calls pgb\n" +
+			"wal-push with %p), checks that the repository is reachable, writable and belongs to this\n" +
+			"cluster, then forces a WAL switch and waits (up to --archive-timeout) until that segment is in\n" +
+			"the repository; it fails at once when pg_stat_archiver shows archive_command failing for that\n" +
+			"segment (see the PostgreSQL log for why). Prints one ok/FAIL line per step; exits 1 on any\n" +
+			"failure.",
 		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.check(c.Context)
@@ -90,11 +92,15 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 	if err != nil {
 		return err
 	}
+	noArchiving := mode == "off"
 	switch {
 	case strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)":
 		k.fail("archive_command is empty: set archive_command = 'pgb wal-push %%p' and reload PostgreSQL")
-	case !strings.Contains(cmdline, "wal-push"):
-		k.warn("archive_command = '%s' does not call pgb wal-push; the WAL check below shows whether WAL still arrives", cmdline)
+		noArchiving = true
+	case !callsWALPush(cmdline):
+		// The WAL switch below still shows what this command does.
+		k.fail("archive_command = '%s' does not call pgb wal-push with %%p: set archive_command = 'pgb wal-push %%p' "+
+			"(with pgb's absolute path if it is not in the server's PATH) and reload PostgreSQL", cmdline)
 	default:
 		k.ok("archive_command = '%s'", cmdline)
 	}
@@ -133,8 +139,14 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 			k.fail("the store ignores conditional writes (If-None-Match), so two writers could overwrite each other: set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES) to use the safest fallback")
 		}
 	}
-	if k.failed > 0 {
-		return nil // no point waiting for WAL that cannot arrive
+	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
+	// alone is no reason not to look.
+	notPGB := 0
+	if !callsWALPush(cmdline) {
+		notPGB = 1
+	}
+	if noArchiving || k.failed > notPGB {
+		return nil
 	}
 
 	before, err := conn.Archiver(ctx)
@@ -146,6 +158,8 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 	switch {
 	case err == nil:
 		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
+	case errors.Is(err, pg.ErrArchiveFailing):
+		k.fail("WAL switch: segment %s did not reach the repository: %v", seg, err)
 	case errors.Is(err, catalog.ErrWALTimeout):
 		now, _ := conn.Archiver(ctx)
 		hint := "is the archiver running and archive_command pointing at this repository?"
@@ -187,7 +201,13 @@ func probeWrite(ctx context.Context, st storage.Store) error {
 // switchWAL completes the current WAL segment and waits, up to timeout, until it is in
 // the repository. A segment that does not arrive is an error wrapping
 // catalog.ErrWALTimeout, with the segment's name returned.
+// It gives up early, with an error wrapping pg.ErrArchiveFailing, as soon as
+// pg_stat_archiver shows archive_command failing for that segment or a later one.
 func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout time.Duration) (string, error) {
+	before, err := conn.Archiver(ctx)
+	if err != nil {
+		return "", err
+	}
 	seg, err := conn.SwitchWAL(ctx)
 	if err != nil {
 		return "", err
@@ -196,5 +216,11 @@ func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout tim
 	if err != nil {
 		return "", err
 	}
-	return seg, catalog.WaitForWAL(ctx, st, f, timeout)
+	failing := func(ctx context.Context) error { return conn.ArchiveFailing(ctx, before, seg) }
+	return seg, catalog.WaitForWALUntil(ctx, st, f, timeout, failing)
+}
+
+// callsWALPush reports whether an archive_command runs pgb wal-push on %p.
+func callsWALPush(cmdline string) bool {
+	return strings.Contains(cmdline, "wal-push") && strings.Contains(cmdline, "%p")
 }

@@ -127,6 +127,10 @@ func commandNames(cmds []*cli.Command) []string {
 // onUsageError makes urfave/cli's parse errors of command c one line naming the
 // mistake; it replaces the help text urfave/cli would print.
 func onUsageError(path string, c *cli.Command) cli.OnUsageErrorFunc {
+	help, of := "pgb "+path+" --help", " for "+path
+	if path == "" {
+		help, of = "pgb --help", ""
+	}
 	return func(_ *cli.Context, err error, _ bool) error {
 		msg := err.Error()
 		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
@@ -135,12 +139,12 @@ func onUsageError(path string, c *cli.Command) cli.OnUsageErrorFunc {
 			for _, f := range c.Flags {
 				names = append(names, f.Names()...)
 			}
-			return usagef("unknown flag --%s for %s%s; see pgb %s --help", name, path, didYouMean("--", name, names), path)
+			return usagef("unknown flag --%s%s%s; see %s", name, of, didYouMean("--", name, names), help)
 		}
 		if name, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
-			return usagef("flag --%s of %s needs a value", strings.TrimLeft(name, "-"), path)
+			return usagef("flag --%s%s needs a value", strings.TrimLeft(name, "-"), strings.Replace(of, " for ", " of ", 1))
 		}
-		return usagef("%s: %s; see pgb %s --help", path, strings.ReplaceAll(msg, " -", " --"), path)
+		return usagef("%s; see %s", strings.ReplaceAll(msg, " -", " --"), help)
 	}
 }
 

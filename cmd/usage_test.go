@@ -77,8 +77,9 @@ func TestUsageErrorsExitAbove125WithOneLine(t *testing.T) {
 		{"missing value", []string{"wal-push", "--repo"}, "--repo of wal-push needs a value"},
 		{"missing value before the command", []string{"--config"}, "flag --config needs a value"},
 		{"no command after flags", []string{"--repo", repo}, "no command after --repo"},
+		{"unknown flag of pgb itself", []string{"--repo", repo, "--help=x"}, "see pgb --help"},
 		{"bad value", []string{"wal-push", "--repo", repo, "--storage-retries", "many", seg}, `--storage-retries: "many" is not a whole number`},
-		{"bad boolean", []string{"backup-push", "--repo", repo, "--fast=maybe"}, `invalid boolean value "maybe" for --fast`},
+		{"bad boolean", []string{"backup-push", "--repo", repo, "--fast=maybe"}, `invalid boolean value "maybe" for --fast: parse error; see pgb backup-push --help`},
 		{"missing config file", []string{"--config", "/nonexistent/pgb.yaml", "wal-fetch", seg1, dest}, "/nonexistent/pgb.yaml"},
 	}
 	for _, c := range cases {

@@ -74,7 +74,7 @@ func fetchExit(e *env, name string, err error) error {
 	case errors.As(err, &ue):
 		// A usage error exits 255 on a standby too: a restore_command that can never
 		// work must not pass for "not yet archived".
-		return usageError{fmt.Errorf("wal-fetch: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", err, exitUsage)}
+		return usageError{fmt.Errorf("%w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", err, exitUsage)}
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)

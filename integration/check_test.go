@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestCheckFailsWhenWALDoesNotArrive(t *testing.T) {
 	if r.code == 0 {
 		t.Fatalf("check passed with a broken archive_command:\n%s", r)
 	}
-	for _, want := range []string{"WARN  archive_command = '/bin/false'", "FAIL  WAL switch: segment", "archive_command failed", "check FAILED"} {
+	for _, want := range []string{"FAIL  archive_command = '/bin/false' does not call pgb wal-push with %p", "FAIL  WAL switch: segment", "archive_command", "check FAILED"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
 		}
@@ -58,5 +59,51 @@ func TestCheckReportsUnreachablePostgreSQL(t *testing.T) {
 	r := pgb(t, "", []string{"PGHOST=127.0.0.1", "PGPORT=1", "PGUSER=postgres", "PGCONNECT_TIMEOUT=3"}, "check", "--repo", newRepo(t))
 	if r.code == 0 || !strings.Contains(r.stdout, "FAIL  connect to PostgreSQL") {
 		t.Fatalf("check without a server:\n%s", r)
+	}
+}
+
+// TestCheckFailsAsSoonAsArchiveCommandFails: with an archive_command that fails, check
+// says so as soon as pg_stat_archiver shows the switched segment failing, quoting
+// last_failed_wal, instead of waiting out --archive-timeout.
+func TestCheckFailsAsSoonAsArchiveCommandFails(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "false"})
+	c.Start(t)
+	r := pgb(t, "", c.Env(), "check", "--repo", repo, "--archive-timeout", "2m")
+	if r.code != 1 {
+		t.Fatalf("check with archive_command = false:\n%s", r)
+	}
+	failed := c.ArchiverStats(t).LastFailedWAL
+	for _, want := range []string{
+		"FAIL  archive_command = 'false' does not call pgb wal-push with %p: set archive_command = 'pgb wal-push %p'",
+		"FAIL  WAL switch: segment " + failed + " did not reach the repository: archive_command is failing",
+		"last for " + failed + " (last_failed_wal): see the PostgreSQL log",
+		"check FAILED",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "--archive-timeout") {
+		t.Errorf("check waited out --archive-timeout instead of noticing the failure:\n%s", r.stdout)
+	}
+}
+
+// TestCheckFlagsAnArchiveCommandThatIsNotPGB: an archive_command that copies WAL
+// elsewhere is a FAIL line saying what to set.
+func TestCheckFlagsAnArchiveCommandThatIsNotPGB(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	elsewhere := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "elsewhere"))
+	for _, cmd := range []string{"cp %p " + elsewhere + "/%f", pgtest.BuildPGB(t) + " wal-push --repo " + repo + " pg_wal/%f"} {
+		c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: cmd})
+		c.Start(t)
+		r := pgb(t, "", c.Env(), "check", "--repo", repo, "--archive-timeout", "2s")
+		want := "FAIL  archive_command = '" + cmd + "' does not call pgb wal-push with %p: set archive_command = 'pgb wal-push %p'"
+		if r.code != 1 || !strings.Contains(r.stdout, want) {
+			t.Errorf("check with archive_command = '%s': want exit 1 and %q:\n%s", cmd, want, r)
+		}
+		c.Stop(t)
 	}
 }

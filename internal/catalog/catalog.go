@@ -147,6 +147,13 @@ var ErrWALTimeout = errors.New("WAL file did not reach the repository in time")
 
 // WaitForWAL polls until the WAL file f is in the repository, for at most timeout.
 func WaitForWAL(ctx context.Context, st storage.Store, f wal.File, timeout time.Duration) error {
+	return WaitForWALUntil(ctx, st, f, timeout, nil)
+}
+
+// WaitForWALUntil is WaitForWAL that also gives up as soon as probe (if not nil) returns
+// an error, which it returns: probe tells when the file can no longer arrive, such as
+// archive_command failing for it.
+func WaitForWALUntil(ctx context.Context, st storage.Store, f wal.File, timeout time.Duration, probe func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		_, err := st.Stat(ctx, WALKey(f))
@@ -155,6 +162,11 @@ func WaitForWAL(ctx context.Context, st storage.Store, f wal.File, timeout time.
 		}
 		if !errors.Is(err, storage.ErrNotExist) {
 			return fmt.Errorf("look for %s: %w", f.Name, err)
+		}
+		if probe != nil {
+			if err := probe(ctx); err != nil {
+				return err
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: %s after %s", ErrWALTimeout, f.Name, timeout)

@@ -7,8 +7,10 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -169,7 +171,8 @@ func All() []Setting { return append([]Setting(nil), settings...) }
 
 // Config is the validated configuration handed to the engine.
 type Config struct {
-	File             string // the config file that was read, "" if none
+	File             string   // the config file that was read, "" if none
+	Warnings         []string // what the user should fix but pgb can work with, one line each
 	Repo             string
 	PGData           string
 	PGDSN            string
@@ -259,6 +262,9 @@ func Load(src Source) (Config, error) {
 		return d
 	}
 	c.File = file
+	if w := exposedSecret(file, fileVals); file != "" && w != "" {
+		c.Warnings = append(c.Warnings, w)
+	}
 	c.Repo = str(KeyRepo)
 	c.PGData = str(KeyPGData)
 	c.PGDSN = str(KeyPGDSN)
@@ -354,44 +360,85 @@ func Load(src Source) (Config, error) {
 	return c, nil
 }
 
-// ReadFile reads a flat YAML map of setting keys to scalar values. Unknown keys are an
-// error, so a typo cannot silently leave a setting at its default.
+// ReadFile reads a flat YAML map of setting keys to scalar values. Each value is taken
+// exactly as written (0123_4567 stays 0123_4567, not the number YAML would make of it),
+// so that a secret cannot silently change. Unknown keys are an error, so a typo cannot
+// silently leave a setting at its default; so are a key given twice and a value that is
+// not a scalar. true/false are accepted only for boolean settings.
 func ReadFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
-	var raw map[string]any
-	if err := yaml.Unmarshal(b, &raw); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("config file %s is not valid YAML: %w", path, err)
 	}
-	out := make(map[string]string, len(raw))
-	for k, v := range raw {
+	out := map[string]string{}
+	if doc.Kind == 0 || len(doc.Content) == 0 { // empty file
+		return out, nil
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config file %s is not a map of settings (key: value, one a line)", path)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		kn, vn := root.Content[i], scalar(root.Content[i+1])
+		k := kn.Value
 		s, ok := Lookup(k)
-		if !ok || k == KeyConfig {
-			return nil, fmt.Errorf("config file %s: unknown key %q (keys are the flag names, e.g. repo, compression)", path, k)
+		if kn.Kind != yaml.ScalarNode || !ok || k == KeyConfig {
+			return nil, fmt.Errorf("config file %s line %d: unknown key %q (keys are the flag names, e.g. repo, compression)", path, kn.Line, k)
 		}
-		switch v := v.(type) {
-		case nil:
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("config file %s line %d: key %q appears twice", path, kn.Line, k)
+		}
+		switch {
+		case vn.Kind != yaml.ScalarNode:
+			return nil, fmt.Errorf("config file %s line %d: key %q wants a single value", path, kn.Line, k)
+		case vn.Tag == "!!null":
 			out[k] = ""
-		case map[string]any, []any:
-			return nil, fmt.Errorf("config file %s: key %q wants a single value", path, k)
-		case bool:
-			if s.Kind != Bool {
-				return nil, fmt.Errorf("config file %s: key %q wants a %s, not true/false", path, k, kindName(s.Kind))
-			}
-			out[k] = strconv.FormatBool(v)
+		case vn.Tag == "!!bool" && s.Kind != Bool:
+			return nil, fmt.Errorf("config file %s line %d: key %q wants a %s, not true/false", path, kn.Line, k, kindName(s.Kind))
 		default:
-			out[k] = fmt.Sprint(v)
+			out[k] = vn.Value
 		}
 	}
 	return out, nil
+}
+
+// scalar follows an alias to the node it names.
+func scalar(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		return n.Alias
+	}
+	return n
+}
+
+// exposedSecret warns when the config file holds a secret and other users can read it.
+func exposedSecret(path string, vals map[string]string) string {
+	var secrets []string
+	for k, v := range vals {
+		if s, _ := Lookup(k); s.Secret && v != "" {
+			secrets = append(secrets, k)
+		}
+	}
+	if len(secrets) == 0 {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+		return ""
+	}
+	sort.Strings(secrets)
+	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as",
+		path, strings.Join(secrets, ", "), fi.Mode().Perm(), path)
 }
 
 // ParseSize reads a byte size: a number with an optional k/KiB, m/MiB, g/GiB, t/TiB
 // suffix (powers of 1024).
 func ParseSize(s string) (int64, error) {
 	s = strings.TrimSpace(s)
+	orig := s
 	mult := int64(1)
 	lower := strings.ToLower(s)
 	for _, u := range []struct {
@@ -406,7 +453,10 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size", s)
+		return 0, fmt.Errorf("%q is not a size", orig)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large a size", orig)
 	}
 	return n * mult, nil
 }

@@ -98,3 +98,71 @@ func TestEverySettingHasUsageAndEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSizeRefusesOverflow(t *testing.T) {
+	for _, s := range []string{"9223372036854775807k", "8388608t", "9223372036854775808", "8589934592GiB"} {
+		if n, err := ParseSize(s); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", s, n)
+		}
+	}
+	for s, want := range map[string]int64{"8388607t": 8388607 << 40, "9223372036854775807": 1<<63 - 1, "16MiB": 16 << 20} {
+		if n, err := ParseSize(s); err != nil || n != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, n, err, want)
+		}
+	}
+	_, err := Load(src(map[string]string{KeyConfig: "", KeyPartSize: "9223372036854775807k"}))
+	if err == nil || !strings.Contains(err.Error(), "9223372036854775807k") {
+		t.Errorf("an overflowing part-size was accepted: %v", err)
+	}
+}
+
+func TestFileValuesAreTakenAsWritten(t *testing.T) {
+	file := writeFile(t, "s3-secret-access-key: 0123_4567\ns3-session-token: 0x1F\ns3-access-key-id: 1e3\n"+
+		"s3-region: 'quoted'\ncompression-level: 3\ns3-force-path-style: true\nfast: FALSE\npg-dsn: ~\n")
+	c, err := Load(src(map[string]string{KeyConfig: file}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3.SecretAccessKey != "0123_4567" || c.S3.SessionToken != "0x1F" || c.S3.AccessKeyID != "1e3" || c.S3.Region != "quoted" {
+		t.Errorf("values changed on the way: secret %q, token %q, key id %q, region %q", c.S3.SecretAccessKey, c.S3.SessionToken, c.S3.AccessKeyID, c.S3.Region)
+	}
+	if c.CompressionLevel != 3 || !c.S3.ForcePathStyle || c.Fast || c.PGDSN != "" {
+		t.Errorf("typed values: %+v", c)
+	}
+	for body, want := range map[string]string{
+		"repo: /a\nrepo: /b\n": `key "repo" appears twice`,
+		"- repo\n":             "is not a map of settings",
+		"repo: {a: b}\n":       "wants a single value",
+	} {
+		_, err := Load(src(map[string]string{KeyConfig: writeFile(t, body)}))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("file %q: err = %v, want %q", body, err, want)
+		}
+	}
+}
+
+func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		mode os.FileMode
+		warn bool
+	}{
+		{"s3-secret-access-key: k\n", 0o644, true},
+		{"pg-dsn: password=x\n", 0o640, true},
+		{"s3-secret-access-key: k\n", 0o600, false},
+		{"repo: /x\n", 0o644, false},
+	} {
+		file := writeFile(t, c.body)
+		if err := os.Chmod(file, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := Load(src(map[string]string{KeyConfig: file}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		warned := len(cfg.Warnings) == 1 && strings.Contains(cfg.Warnings[0], file) && strings.Contains(cfg.Warnings[0], "chmod 600")
+		if warned != c.warn || (!c.warn && len(cfg.Warnings) > 0) {
+			t.Errorf("%q mode %o: warnings %q, want a warning: %v", c.body, c.mode, cfg.Warnings, c.warn)
+		}
+	}
+}

@@ -108,6 +108,28 @@ func (c *Conn) Archiver(ctx context.Context) (ArchiverStats, error) {
 	return s, nil
 }
 
+// ErrArchiveFailing means pg_stat_archiver shows archive_command failing for a WAL file
+// that is waited for.
+var ErrArchiveFailing = errors.New("archive_command is failing")
+
+// ArchiveFailing returns an error wrapping ErrArchiveFailing when pg_stat_archiver, compared
+// with since (read before seg was completed), shows archive_command failing for the WAL
+// segment seg or a later one: a failed attempt since then whose last_failed_wal is seg or
+// after it. It returns nil while that is not (yet) so.
+func (c *Conn) ArchiveFailing(ctx context.Context, since ArchiverStats, seg string) error {
+	now, err := c.Archiver(ctx)
+	if err != nil {
+		return err
+	}
+	const nameLen = 24 // timeline, log and segment: names of one cluster sort in WAL order
+	if now.FailedCount <= since.FailedCount || len(now.LastFailed) < nameLen || len(seg) < nameLen ||
+		now.LastFailed[:nameLen] < seg[:nameLen] {
+		return nil
+	}
+	return fmt.Errorf("%w: it failed %d time(s) since the switch, last for %s (last_failed_wal): see the PostgreSQL log for why",
+		ErrArchiveFailing, now.FailedCount-since.FailedCount, now.LastFailed)
+}
+
 func privilegeHint(err error, what string) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42501" {
