@@ -256,3 +256,19 @@ func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
 		})
 	}
 }
+
+// S3 keeps an object's time to the second: a target within that second is reachable.
+func TestChooseAllowsForCoarseStoredTimes(t *testing.T) {
+	st := history(t, seg("000000010000000000000002"), seg("000000010000000000000003")) // stored 12:00 and 12:01
+	backups := putBackups(t, st.Store, []tlBackup{{"b", 1, 0x2000028, 0x2000100}})
+	last := time.Date(2026, 11, 23, 12, 1, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		at time.Time
+		ok bool
+	}{{last, true}, {last.Add(900 * time.Millisecond), true}, {last.Add(time.Second), true}, {last.Add(1001 * time.Millisecond), false}} {
+		_, err := Choose(context.Background(), st, backups, &Target{Kind: ToTime, Time: tc.at, Timeline: "latest"}, "")
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBeyondArchive)) {
+			t.Errorf("target %s: %v", tc.at.Format(time.RFC3339Nano), err)
+		}
+	}
+}
