@@ -139,6 +139,10 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 			return nil, err
 		}
 		pointLSN = rp.LSN
+		if tli != 0 && rp.Timeline != 0 && !tls.holds(tli, rp.Timeline, rp.LSN) {
+			return nil, fmt.Errorf("%w: restore point %q (timeline %d, LSN %s) is not on the history of %s, which recovery would follow and never meet it; restore it with --target-timeline %d",
+				ErrTimeline, rp.Name, rp.Timeline, rp.LSN, tls.path(tli), rp.Timeline)
+		}
 	}
 	if t.Kind == ToXID {
 		// The newest backup's horizon is the reference for a 32-bit xid.
