@@ -168,7 +168,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
-	target := restore.Target{Kind: restore.ToEnd}
+	// Files only (backup-fetch): no recovery follows, so no timeline constrains the choice.
+	target := restore.Target{Kind: restore.ToEnd, Timeline: "current"}
 	if t != nil {
 		target = *t
 	}
@@ -202,7 +203,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "recovery target: %s (backup ends at %s, LSN %s)\n", target, m.StopTime.Format(time.RFC3339), m.StopLSN)
+	fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s, on timeline %d)\n",
+		target, target.Timeline, m.StopTime.Format(time.RFC3339), m.StopLSN, m.Timeline)
 	fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
 	switch {
 	case target.Kind == restore.ToEnd:
