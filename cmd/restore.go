@@ -22,7 +22,8 @@ func restoreCommand() *cli.Command {
 		Usage: "restore a backup and set up recovery to a target (point-in-time recovery)",
 		Description: "Restores the newest backup that can reach the target into --pgdata (which must be absent or\n" +
 			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
-			"postgresql.auto.conf, a restore_command that fetches WAL from this repository plus the\n" +
+			"postgresql.auto.conf, a restore_command that fetches WAL from this repository (with --config and\n" +
+			"every non-secret setting given by flag or environment; never a secret) plus the\n" +
 			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
@@ -176,7 +177,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		}
 		e.log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
 	}
-	target := restore.Target{Kind: restore.ToEnd}
+	// Files only (backup-fetch): no recovery follows, so no timeline constrains the choice.
+	target := restore.Target{Kind: restore.ToEnd, Timeline: "current"}
 	if t != nil {
 		target = *t
 	}
@@ -189,12 +191,16 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
+	var serverNeeds []string
 	opt := restore.Options{DataDir: abs, TablespaceMap: spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
 		Force: c.Bool("force"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
-		cmd, err := e.restoreCommand()
+		cmd, secrets, err := e.restoreCommand()
 		if err != nil {
 			return err
+		}
+		for _, k := range secrets {
+			serverNeeds = append(serverNeeds, secretOrigin(c, k))
 		}
 		opt.Recovery = &restore.Recovery{RestoreCommand: cmd, Target: target, ArchiveOff: c.String("archive-mode") == "off"}
 	}
@@ -212,7 +218,8 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "recovery target: %s (backup ends at %s, LSN %s)\n", target, m.StopTime.Format(time.RFC3339), m.StopLSN)
+	fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s, on timeline %d)\n",
+		target, target.Timeline, m.StopTime.Format(time.RFC3339), m.StopLSN, m.Timeline)
 	fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
 	switch {
 	case target.Kind == restore.ToEnd:
@@ -225,6 +232,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
+	for _, n := range serverNeeds {
+		fmt.Fprintf(e.stdout, "      %s: the server needs it in its environment or in the config file (restore_command never carries secrets)\n", n)
+	}
 	if c.String("archive-mode") == "off" {
 		fmt.Fprintln(e.stdout, "      archiving is off (archive_mode = off in postgresql.auto.conf): this copy does not archive into the repository")
 		fmt.Fprintln(e.stdout, "      if it becomes the new primary: ALTER SYSTEM RESET archive_mode; then restart it (or restore with --archive-mode preserve)")
@@ -235,18 +245,39 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 }
 
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by
-// absolute path, with the repository settings it needs.
-func (e *env) restoreCommand() (string, error) {
+// absolute path, with the repository settings it needs. Settings given to restore by
+// flag or environment become flags (PostgreSQL runs it in its own environment); the
+// config file travels as --config. Secrets are never written: their keys come back so
+// that restore can say what the server must provide.
+func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("find pgb's own path for restore_command: %w", err)
+		return "", nil, fmt.Errorf("find pgb's own path for restore_command: %w", err)
 	}
 	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(e.cfg.Repo)}
 	if e.cfg.File != "" {
 		f, _ := filepath.Abs(e.cfg.File)
 		parts = append(parts, "--config", shellQuote(f))
 	}
-	return strings.Join(append(parts, "%f", "%p"), " "), nil
+	flags, secrets := config.PassOn(e.cfg, append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries))
+	for _, f := range flags {
+		parts = append(parts, shellQuote(f))
+	}
+	return strings.Join(append(parts, "%f", "%p"), " "), secrets, nil
+}
+
+// secretOrigin says where a secret that restore_command does not carry came from.
+func secretOrigin(c *cli.Context, key string) string {
+	s, _ := config.Lookup(key)
+	if flagGiven(c, key) {
+		return "--" + key + " came from a flag"
+	}
+	for _, name := range s.Env {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			return name + " came from the environment"
+		}
+	}
+	return key + " came from a flag or the environment"
 }
 
 func shellQuote(s string) string {

@@ -112,6 +112,9 @@ func TestDefaultRestoreRefusesAHistoryForkedByAPromotedCopy(t *testing.T) {
 	if got := c.QueryInt(t, "SELECT count(*) FROM orders"); got != f.after {
 		t.Fatalf("rows = %d, want every production row: %d", got, f.after)
 	}
+
+	// backup-fetch sets up no recovery: the fork does not concern it.
+	mustPGB(t, "", nil, f.cmd("backup-fetch", "LATEST", filepath.Join(pgtest.TempDir(t), "files"))...)
 }
 
 // A restored copy that is promoted does not archive unless asked to.

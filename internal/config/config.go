@@ -171,8 +171,10 @@ func All() []Setting { return append([]Setting(nil), settings...) }
 
 // Config is the validated configuration handed to the engine.
 type Config struct {
-	File             string   // the config file that was read, "" if none
-	Warnings         []string // what the user should fix but pgb can work with, one line each
+	File     string   // the config file that was read, "" if none
+	Warnings []string // what the user should fix but pgb can work with, one line each
+	// Given holds the values set above the file, by flag or environment, by key.
+	Given            map[string]string
 	Repo             string
 	PGData           string
 	PGDSN            string
@@ -264,6 +266,12 @@ func Load(src Source) (Config, error) {
 	c.File = file
 	if w := exposedSecret(file, fileVals); file != "" && w != "" {
 		c.Warnings = append(c.Warnings, w)
+	}
+	c.Given = map[string]string{}
+	for _, s := range settings {
+		if v, ok := src(s.Key); ok {
+			c.Given[s.Key] = v
+		}
 	}
 	c.Repo = str(KeyRepo)
 	c.PGData = str(KeyPGData)
@@ -473,4 +481,42 @@ func kindName(k Kind) string {
 		return "size"
 	}
 	return "string"
+}
+
+// PassOn carries the settings given by flag or environment over to a pgb command that
+// another process runs later, in another environment (restore_command, run by
+// PostgreSQL): flags --key=value, in the order of keys, for each non-secret setting
+// whose value differs from its default; and the keys of the secrets given that way,
+// which are never written down (the other process must find them itself: in its
+// environment or the config file). Settings from the config file travel with
+// --config.
+func PassOn(c Config, keys []string) (flags, secrets []string) {
+	for _, k := range keys {
+		v, ok := c.Given[k]
+		s, known := Lookup(k)
+		if !ok || !known {
+			continue
+		}
+		if s.Secret {
+			if strings.TrimSpace(v) != "" {
+				secrets = append(secrets, k)
+			}
+			continue
+		}
+		if isDefault(s, v) {
+			continue
+		}
+		flags = append(flags, "--"+k+"="+strings.TrimSpace(v))
+	}
+	return flags, secrets
+}
+
+func isDefault(s Setting, v string) bool {
+	v = strings.TrimSpace(v)
+	if s.Kind == Bool {
+		a, err1 := strconv.ParseBool(v)
+		b, err2 := strconv.ParseBool(s.Default)
+		return err1 == nil && err2 == nil && a == b
+	}
+	return v == s.Default
 }

@@ -166,3 +166,36 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 		}
 	}
 }
+
+// A command another process runs later (restore_command) gets the settings given by
+// flag or environment, but never a secret.
+func TestPassOn(t *testing.T) {
+	file := writeFile(t, "repo: s3://b/p\ns3-access-key-id: from-file\ns3-storage-class: STANDARD_IA\n")
+	c, err := Load(src(map[string]string{
+		KeyConfig:            file,
+		KeyS3Endpoint:        "http://127.0.0.1:7070",
+		KeyS3ForcePathStyle:  "true",
+		KeyS3Region:          "eu-west-1",
+		KeyS3SecretAccessKey: "s3cr3t",
+		KeyStorageRetries:    "5", // the default: nothing to pass on
+		KeyStorageTimeout:    "90s",
+		KeyS3SSE:             "aws:kms",
+		KeyCompression:       "zstd", // not a repository setting
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags, secrets := PassOn(c, append(RepoKeys(), KeyStorageTimeout, KeyStorageRetries))
+	want := []string{"--s3-endpoint=http://127.0.0.1:7070", "--s3-region=eu-west-1", "--s3-force-path-style=true", "--s3-sse=aws:kms", "--storage-timeout=90s"}
+	if strings.Join(flags, " ") != strings.Join(want, " ") {
+		t.Errorf("flags = %q, want %q", flags, want)
+	}
+	if strings.Join(secrets, " ") != KeyS3SecretAccessKey {
+		t.Errorf("secrets = %q, want the secret access key only", secrets)
+	}
+	for _, f := range flags {
+		if strings.Contains(f, "s3cr3t") || strings.Contains(f, "from-file") {
+			t.Errorf("flag %q carries a secret or a file setting", f)
+		}
+	}
+}

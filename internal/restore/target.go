@@ -139,6 +139,10 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 			return nil, err
 		}
 		pointLSN = rp.LSN
+		if tli != 0 && rp.Timeline != 0 && !tls.holds(tli, rp.Timeline, rp.LSN) {
+			return nil, fmt.Errorf("%w: restore point %q (timeline %d, LSN %s) is not on the history of %s, which recovery would follow and never meet it; restore it with --target-timeline %d",
+				ErrTimeline, rp.Name, rp.Timeline, rp.LSN, tls.path(tli), rp.Timeline)
+		}
 	}
 	if t.Kind == ToXID {
 		// The newest backup's horizon is the reference for a 32-bit xid.
@@ -260,6 +264,11 @@ func (a *archive) end(segSize uint64) wal.LSN {
 	return wal.LSN((f.SegmentNumber(segSize) + 1) * segSize)
 }
 
+// storedTimePrecision is how coarse a store may keep an object's time: S3's
+// Last-Modified has whole seconds, so a segment "stored at 22:05:31" may hold commits
+// of 22:05:31.9.
+const storedTimePrecision = time.Second
+
 // reaches refuses a time or LSN target that lies past the archived WAL. (A time
 // between the last archived commit and the time its segment was stored passes; the
 // exact check needs a WAL reader.)
@@ -268,7 +277,7 @@ func (a *archive) reaches(t *Target, segSize uint64) error {
 		return nil
 	}
 	switch {
-	case t.Kind == ToTime && t.Time.After(a.storedAt):
+	case t.Kind == ToTime && t.Time.After(a.storedAt.Add(storedTimePrecision)):
 		return fmt.Errorf("%w: the target %s is after the newest archived WAL (segment %s, stored at %s): PostgreSQL would replay it all and stop without reaching the target",
 			ErrBeyondArchive, t, a.stored, a.storedAt.UTC().Format(time.RFC3339))
 	case t.Kind == ToLSN && t.LSN > a.end(segSize):

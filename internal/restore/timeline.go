@@ -132,6 +132,16 @@ func (ts *timelines) onHistory(m *catalog.Manifest, tli uint32) bool {
 	return false
 }
 
+// holds reports whether position lsn of timeline pt is on the history of timeline tli.
+func (ts *timelines) holds(tli, pt uint32, lsn wal.LSN) bool {
+	for _, s := range ts.ancestry(tli) {
+		if s.TLI == pt {
+			return lsn >= s.Begin && lsn <= s.End
+		}
+	}
+	return false
+}
+
 // describe lists the timelines: where each branched and how far its WAL goes.
 func (ts *timelines) describe() string {
 	var tlis []uint32

@@ -77,6 +77,15 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 	for _, seg := range []string{"000000010000000000000005", "000000010000000000000009"} {
 		putWAL(t, st, seg, []byte("wal"))
 	}
+	for _, rp := range []catalog.RestorePoint{
+		{Name: "tl1-before-fork", LSN: 0x4000000, Timeline: 1},
+		{Name: "tl1-after-fork", LSN: 0x8800000, Timeline: 1},
+		{Name: "tl2", LSN: 0x6800000, Timeline: 2},
+	} {
+		if err := catalog.PutRestorePoint(context.Background(), st, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
 	backups := putBackups(t, st, []tlBackup{
 		{"tl1-before-fork", 1, 0x2000028, 0x2000100},
 		{"tl1-at-fork", 1, 0x4FFFF00, 0x5000000},
@@ -101,6 +110,12 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 			msg: []string{"backup tl1-after-fork", "timeline 2 (from 1 at LSN 0/5000000)", "--target-timeline"}},
 		{name: "timeline 1 with the backup of timeline 2", target: Target{Kind: ToEnd, Timeline: "1"}, backup: "tl2",
 			msg: []string{"backup tl2", "timeline 1", "timeline 2 (branched from 1 at LSN 0/5000000)"}},
+		{name: "point before the fork, timeline 2", target: Target{Kind: ToName, Name: "tl1-before-fork", Timeline: "2"}, want: "tl1-before-fork", timeline: "2"},
+		{name: "point of timeline 2", target: Target{Kind: ToName, Name: "tl2", Timeline: "2"}, want: "tl2", timeline: "2"},
+		{name: "point after the fork, timeline 1", target: Target{Kind: ToName, Name: "tl1-after-fork", Timeline: "1"}, want: "tl1-after-fork", timeline: "1"},
+		{name: "point after the fork on timeline 1, timeline 2", target: Target{Kind: ToName, Name: "tl1-after-fork", Timeline: "2"},
+			msg: []string{`restore point "tl1-after-fork" (timeline 1, LSN 0/8800000) is not on the history of timeline 2`, "--target-timeline 1"}},
+		{name: "point of timeline 2, timeline 1", target: Target{Kind: ToName, Name: "tl2", Timeline: "1"}, msg: []string{"--target-timeline 2"}},
 		{name: "unknown timeline", target: Target{Kind: ToEnd, Timeline: "3"}, msg: []string{"timeline 3 is not in the repository", "timeline 1", "timeline 2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,5 +269,21 @@ func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
 				t.Errorf("follows timeline %s, want %s", target.Timeline, tc.want)
 			}
 		})
+	}
+}
+
+// S3 keeps an object's time to the second: a target within that second is reachable.
+func TestChooseAllowsForCoarseStoredTimes(t *testing.T) {
+	st := history(t, seg("000000010000000000000002"), seg("000000010000000000000003")) // stored 12:00 and 12:01
+	backups := putBackups(t, st.Store, []tlBackup{{"b", 1, 0x2000028, 0x2000100}})
+	last := time.Date(2026, 11, 23, 12, 1, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		at time.Time
+		ok bool
+	}{{last, true}, {last.Add(900 * time.Millisecond), true}, {last.Add(time.Second), true}, {last.Add(1001 * time.Millisecond), false}} {
+		_, err := Choose(context.Background(), st, backups, &Target{Kind: ToTime, Time: tc.at, Timeline: "latest"}, "")
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBeyondArchive)) {
+			t.Errorf("target %s: %v", tc.at.Format(time.RFC3339Nano), err)
+		}
 	}
 }

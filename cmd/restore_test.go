@@ -1,0 +1,43 @@
+package cmd
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/config"
+)
+
+// The restore_command PostgreSQL runs in its own environment carries the repository
+// settings restore got by flag or environment, the config file, and no secret.
+func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
+	isolate(t)
+	file := t.TempDir() + "/pgb conf.yaml"
+	os.WriteFile(file, []byte("s3-access-key-id: AKIA\n"), 0o600)
+	given := map[string]string{ // as flags and environment give them
+		config.KeyConfig:            file,
+		config.KeyRepo:              "s3://bucket/prod",
+		config.KeyS3Endpoint:        "http://127.0.0.1:7070",
+		config.KeyS3ForcePathStyle:  "true",
+		config.KeyS3Region:          "eu-west-1",
+		config.KeyS3SecretAccessKey: "s3cr3t",
+		config.KeyS3StorageClass:    "it's",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := given[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	want := shellQuote(self) + " wal-fetch --repo s3://bucket/prod --config '" + file + "' --s3-endpoint=http://127.0.0.1:7070 " +
+		"--s3-region=eu-west-1 --s3-force-path-style=true '--s3-storage-class=it'\"'\"'s' %f %p"
+	if cmd != want {
+		t.Errorf("restore_command =\n%s\nwant\n%s", cmd, want)
+	}
+	if strings.Contains(cmd, "s3cr3t") || len(secrets) != 1 || secrets[0] != config.KeyS3SecretAccessKey {
+		t.Errorf("secrets: command %q, reported %q", cmd, secrets)
+	}
+}
