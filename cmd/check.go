@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -220,7 +221,11 @@ func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout tim
 	return seg, catalog.WaitForWALUntil(ctx, st, f, timeout, failing)
 }
 
+// pgbWALPush matches a command line that runs a program named pgb… (any directory, flags
+// before the command allowed) with wal-push; other tools' wal-push (wal-g) do not match.
+var pgbWALPush = regexp.MustCompile(`(^|[\s/'"])pgb[^\s/]*\s(.*\s)?wal-push(\s|$)`)
+
 // callsWALPush reports whether an archive_command runs pgb wal-push on %p.
 func callsWALPush(cmdline string) bool {
-	return strings.Contains(cmdline, "wal-push") && strings.Contains(cmdline, "%p")
+	return pgbWALPush.MatchString(cmdline) && strings.Contains(cmdline, "%p")
 }
