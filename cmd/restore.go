@@ -237,7 +237,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	}
 	if c.String("archive-mode") == "off" {
 		fmt.Fprintln(e.stdout, "      archiving is off (archive_mode = off in postgresql.auto.conf): this copy does not archive into the repository")
-		fmt.Fprintln(e.stdout, "      if it becomes the new primary: ALTER SYSTEM RESET archive_mode; then restart it (or restore with --archive-mode preserve)")
+		fmt.Fprintln(e.stdout, "      if it becomes the new primary: restore with --archive-mode preserve; or, once it is promoted,")
+		fmt.Fprintln(e.stdout, "      ALTER SYSTEM RESET archive_mode; restart it, pgb wal-push pg_wal/<its timeline>.history, and take a new pgb backup-push")
+		fmt.Fprintln(e.stdout, "      (WAL written while archiving was off never reaches the repository: recovery of the new primary starts at that backup)")
 	} else {
 		fmt.Fprintln(e.stdout, "      archiving is as the source's (--archive-mode preserve): once promoted it archives a new timeline into the repository")
 	}
