@@ -38,7 +38,8 @@ func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writ
 		// A bug must never exit with Go's panic status 2, which restore_command would
 		// take for "not in the archive": report it and use the status that stops recovery.
 		if p := recover(); p != nil {
-			fmt.Fprintf(stderr, "pgb: internal error (please report): %v\n%s", p, debug.Stack())
+			// Nowhere else to report a failed write to stderr; the exit code still tells.
+			_, _ = fmt.Fprintf(stderr, "pgb: internal error (please report): %v\n%s", p, debug.Stack())
 			code = exitRecoveryMustStop
 		}
 	}()

@@ -30,7 +30,9 @@ func isolate(t *testing.T) {
 	for _, s := range config.All() {
 		for _, e := range s.Env {
 			t.Setenv(e, "")
-			os.Unsetenv(e)
+			if err := os.Unsetenv(e); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	t.Setenv("PGB_CONFIG", "") // never read /etc/pgb/pgb.yaml in tests
@@ -44,7 +46,9 @@ func TestPrecedenceFlagOverEnvOverFile(t *testing.T) {
 	base := t.TempDir()
 	repoFile, repoEnv, repoFlag := filepath.Join(base, "file"), filepath.Join(base, "env"), filepath.Join(base, "flag")
 	cfg := filepath.Join(base, "pgb.yaml")
-	os.WriteFile(cfg, []byte("repo: "+repoFile+"\ncompression: zstd\n"), 0o600)
+	if err := os.WriteFile(cfg, []byte("repo: "+repoFile+"\ncompression: zstd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	dir := waltest.DataDir(t, 42)
 	seg := waltest.WriteWAL(t, dir, "000000010000000000000001", waltest.Segment(42, 1))
 	stored := func(repo string) bool {
@@ -66,7 +70,9 @@ func TestPrecedenceFlagOverEnvOverFile(t *testing.T) {
 	if !stored(repoEnv) || stored(repoFile) {
 		t.Fatal("the environment did not beat the file")
 	}
-	os.Unsetenv("PGB_REPO")
+	if err := os.Unsetenv("PGB_REPO"); err != nil {
+		t.Fatal(err)
+	}
 	if r := pgb(t, "wal-push", "--pgdata", dir, seg); r.code != 0 {
 		t.Fatalf("file: %+v", r)
 	}
@@ -179,8 +185,12 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 	isolate(t)
 	repo := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "pgb.yaml")
-	os.WriteFile(cfg, []byte("repo: "+repo+"\ns3-secret-access-key: hunter5\n"), 0o644)
-	os.Chmod(cfg, 0o644)
+	if err := os.WriteFile(cfg, []byte("repo: "+repo+"\ns3-secret-access-key: hunter5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cfg, 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
 	r := pgb(t, "--config", cfg, "backup-list")
 	if r.code != 0 || !strings.Contains(r.stderr, "level=WARN") || !strings.Contains(r.stderr, cfg) || !strings.Contains(r.stderr, "chmod 600") {
 		t.Errorf("no warning about a world-readable config file holding a secret: %+v", r)
@@ -188,7 +198,9 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 	if strings.Contains(r.stderr+r.stdout, "hunter5") {
 		t.Errorf("the secret was echoed: %+v", r)
 	}
-	os.Chmod(cfg, 0o600)
+	if err := os.Chmod(cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := pgb(t, "--config", cfg, "backup-list"); r.code != 0 || strings.Contains(r.stderr, "WARN") {
 		t.Errorf("a 0600 config file was warned about: %+v", r)
 	}

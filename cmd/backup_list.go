@@ -52,7 +52,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
 	ms, damaged, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		return err
@@ -72,17 +72,18 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		return e.printJSON(rows)
 	}
 	if len(rows) == 0 {
-		fmt.Fprintln(e.stdout, "no backups")
-		return nil
+		_, err := fmt.Fprintln(e.stdout, "no backups")
+		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION\tSTATUS")
+	// tabwriter holds every line (each has a tab) until Flush, which reports write errors.
+	_, _ = fmt.Fprintln(tw, "NAME\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION\tSTATUS")
 	for _, r := range rows {
 		if r.Status != "ok" {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
+			_, _ = fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
 			r.StopTime.Format(time.RFC3339), r.StartLSN, r.StopLSN, r.Timeline, human(r.Size), human(r.StoredSize),
 			time.Duration(r.Duration*float64(time.Second)).Round(time.Second), r.Status)
 	}

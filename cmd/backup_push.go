@@ -40,12 +40,12 @@ func (e *env) backupPush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
 	st, err := e.openStore(ctx, true)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
 	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
@@ -57,7 +57,8 @@ func (e *env) backupPush(ctx context.Context) error {
 		return fmt.Errorf("backup-push: %w", err)
 	}
 	d := time.Since(start)
-	fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
+	// The backup is stored: failing to print the summary is no reason to fail.
+	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
 		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
 	return nil

@@ -55,12 +55,13 @@ func exitCode(err error, stderr io.Writer, format string) int {
 		code = exitUsage
 	}
 	if !errors.Is(err, errSilent) {
+		// Writes to stderr are unchecked: there is nowhere else to report; the code still tells.
 		msg := oneLine(err.Error())
 		if format == "json" {
 			b, _ := json.Marshal(map[string]any{"time": time.Now().Format(time.RFC3339Nano), "level": "ERROR", "msg": msg, "exit_code": code})
-			fmt.Fprintln(stderr, string(b))
+			_, _ = fmt.Fprintln(stderr, string(b))
 		} else {
-			fmt.Fprintln(stderr, "pgb: error: "+msg)
+			_, _ = fmt.Fprintln(stderr, "pgb: error: "+msg)
 		}
 	}
 	return code

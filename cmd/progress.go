@@ -30,9 +30,10 @@ func progress(w io.Writer, what string) func(done, total int64) {
 			pct = float64(done) * 100 / float64(total)
 		}
 		rate := m.rate(time.Now(), done) / (1 << 20)
-		fmt.Fprintf(w, "\r%s: %s of %s (%.0f%%), %.0f MB/s   ", what, human(done), human(total), pct, rate)
+		// Progress is cosmetic: a failed write must not fail the command.
+		_, _ = fmt.Fprintf(w, "\r%s: %s of %s (%.0f%%), %.0f MB/s   ", what, human(done), human(total), pct, rate)
 		if done >= total {
-			fmt.Fprintln(w)
+			_, _ = fmt.Fprintln(w)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
 	sysid, err := conn.SystemID(ctx)
 	if err != nil {
 		return err
@@ -53,7 +53,7 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
 	id, err := catalog.ReadIdentity(ctx, st)
 	if err != nil {
 		return err
@@ -76,7 +76,8 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if archived != nil && seg == "" {
 		return archived
 	}
-	fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, lsn, tli, rp.Time.Format(time.RFC3339))
+	// The restore point exists: failing to print this is no reason to fail.
+	_, _ = fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, lsn, tli, rp.Time.Format(time.RFC3339))
 	if archived != nil {
 		e.log.Warn("the restore point's WAL has not reached the repository yet; recovering to it needs it", "segment", seg, "error", archived)
 	}
@@ -88,7 +89,7 @@ func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
 	rps, err := catalog.ListRestorePoints(ctx, st)
 	if err != nil {
 		return err
@@ -97,13 +98,14 @@ func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
 		return e.printJSON(rps)
 	}
 	if len(rps) == 0 {
-		fmt.Fprintln(e.stdout, "no restore points")
-		return nil
+		_, err := fmt.Fprintln(e.stdout, "no restore points")
+		return err
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTIME\tLSN\tTL")
+	// tabwriter holds every line (each has a tab) until Flush, which reports write errors.
+	_, _ = fmt.Fprintln(tw, "NAME\tTIME\tLSN\tTL")
 	for _, rp := range rps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", rp.Name, rp.Time.Format(time.RFC3339), rp.LSN, rp.Timeline)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", rp.Name, rp.Time.Format(time.RFC3339), rp.LSN, rp.Timeline)
 	}
 	return tw.Flush()
 }

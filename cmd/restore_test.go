@@ -13,7 +13,9 @@ import (
 func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
 	isolate(t)
 	file := t.TempDir() + "/pgb conf.yaml"
-	os.WriteFile(file, []byte("s3-access-key-id: AKIA\n"), 0o600)
+	if err := os.WriteFile(file, []byte("s3-access-key-id: AKIA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	given := map[string]string{ // as flags and environment give them
 		config.KeyConfig:            file,
 		config.KeyRepo:              "s3://bucket/prod",

@@ -51,7 +51,7 @@ func (e *env) walPush(c *cli.Context, path string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
 	// One segment at a time: let the codec use every core for it.
 	a := &archive.Archive{Store: st, Codec: compress.WithConcurrency(codec, runtime.GOMAXPROCS(0)), Log: e.log}
 	res, err := a.Push(ctx, path, cluster)

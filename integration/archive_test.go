@@ -147,9 +147,13 @@ func TestWalPushRefusesBadInput(t *testing.T) {
 	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
 	dir := pgtest.TempDir(t)
 	stray := filepath.Join(dir, "postmaster.opts")
-	os.WriteFile(stray, []byte("x"), 0o600)
+	if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	short := filepath.Join(dir, "000000010000000000000099")
-	os.WriteFile(short, []byte("not a segment"), 0o600)
+	if err := os.WriteFile(short, []byte("not a segment"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	for name, args := range map[string][]string{
 		"missing file":      {"wal-push", "--repo", repo, "--pgdata", c.DataDir(), filepath.Join(dir, "000000010000000000000042")},

@@ -105,8 +105,12 @@ func TestSecondConcurrentBackupIsRefused(t *testing.T) {
 	defer holder.Process.Kill()
 	host, _ := os.Hostname()
 	lock := `{"host":"` + host + `","pid":` + strconv.Itoa(holder.Process.Pid) + `,"started":"` + time.Now().UTC().Format(time.RFC3339) + `","what":"backup-push X"}` // recent: older than --lock-max-age is taken over
-	os.MkdirAll(filepath.Join(repo, "locks"), 0o700)
-	os.WriteFile(filepath.Join(repo, "locks", "backup.json"), []byte(lock), 0o600)
+	if err := os.MkdirAll(filepath.Join(repo, "locks"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "locks", "backup.json"), []byte(lock), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	pgtest.ChownToPG(t, repo)
 
 	start := time.Now()
@@ -225,7 +229,9 @@ func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
 	}
 	data, _ := os.ReadFile(largest)
 	data[len(data)/2] ^= 0x40
-	os.WriteFile(largest, data, 0o600)
+	if err := os.WriteFile(largest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
@@ -240,7 +246,9 @@ func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
 	// Once the part is repaired, --force clears the incomplete directory and restores;
 	// without it the directory is refused.
 	data[len(data)/2] ^= 0x40
-	os.WriteFile(largest, data, 0o600)
+	if err := os.WriteFile(largest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir); r.code == 0 || !strings.Contains(r.stderr, "--force") {
 		t.Fatalf("retry without --force: %s", r)
 	}

@@ -46,14 +46,14 @@ func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) 
 			w.Header().Set("Content-Type", "application/xml")
 			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
 		case "reset":
 			p.faults.Add(1)
-			io.Copy(io.Discard, r.Body)
+			_, _ = io.Copy(io.Discard, r.Body) // drain before the reset; its error changes nothing
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {
 					if tc, ok := conn.(*net.TCPConn); ok {
-						tc.SetLinger(0) // RST, not FIN
+						_ = tc.SetLinger(0) // RST, not FIN; a FIN is a fault too
 					}
 					conn.Close()
 					return
@@ -109,7 +109,7 @@ func (w *truncatingWriter) Write(b []byte) (int, error) {
 	}
 	if w.written+int64(len(b)) > w.limit {
 		b = b[:w.limit-w.written]
-		w.ResponseWriter.Write(b)
+		_, _ = w.ResponseWriter.Write(b) // the connection is cut next anyway
 		w.cut = true
 		if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {

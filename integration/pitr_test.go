@@ -179,7 +179,9 @@ func TestRestoreToEndOfArchiveReplaysEverything(t *testing.T) {
 func TestRestoreRefusesBadRequests(t *testing.T) {
 	s := newScenario(t)
 	full := pgtest.TempDir(t)
-	os.WriteFile(filepath.Join(full, "precious"), []byte("keep me"), 0o600)
+	if err := os.WriteFile(filepath.Join(full, "precious"), []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]struct {
 		args []string
 		want string

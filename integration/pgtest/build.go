@@ -58,8 +58,9 @@ func buildPGB() (string, error) {
 	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if !isExecutable(goTool) {
+		// go test puts GOROOT/bin first in PATH, so this is only for other runners.
+		goTool = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+		if os.Getenv("GOROOT") == "" || !isExecutable(goTool) {
 			return "", fmt.Errorf("pgtest: cannot find the go tool to build pgb: %w", err)
 		}
 	}
@@ -73,15 +74,15 @@ func buildPGB() (string, error) {
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("pgtest: go build pgb in %s: %v\n%s", root, err, out)
+		_ = os.Remove(tmp) // best effort: the build error is what matters
+		return "", fmt.Errorf("pgtest: go build pgb in %s: %w\n%s", root, err, out)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the error above is what matters
 		return "", err
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the error above is what matters
 		return "", err
 	}
 	return final, nil

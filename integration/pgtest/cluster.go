@@ -276,7 +276,7 @@ func (c *Cluster) TryStart() error {
 				continue
 			}
 		}
-		return fmt.Errorf("pgtest: pg_ctl start (data %s, port %d): %v\n%s\n--- server log tail ---\n%s",
+		return fmt.Errorf("pgtest: pg_ctl start (data %s, port %d): %w\n%s\n--- server log tail ---\n%s",
 			c.dataDir, c.port, err, bytes.TrimSpace(out), c.LogTail(40))
 	}
 }
@@ -353,7 +353,7 @@ func (c *Cluster) LogTail(n int) string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	size := fileSize(c.logFile)
 	start := max(size-maxRead, 0)
 	data, err := io.ReadAll(io.NewSectionReader(f, start, size-start))
@@ -380,7 +380,7 @@ func readFrom(p string, offset int64) string {
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return ""
 	}
@@ -394,7 +394,7 @@ func appendFile(p, s string) error {
 		return err
 	}
 	if _, err := f.WriteString(s); err != nil {
-		f.Close()
+		_ = f.Close() // the write error is what matters
 		return err
 	}
 	return f.Close()
@@ -416,7 +416,7 @@ func nextFreePort() (int, error) {
 			return 0, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		_ = l.Close() // only probing for a free port
 		if !portsUsed[port] {
 			portsUsed[port] = true
 			return port, nil

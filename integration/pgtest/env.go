@@ -282,12 +282,12 @@ func makeTempDir() (string, error) {
 		return "", err
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir) // best-effort cleanup; the error below is what matters
 		return "", err
 	}
 	if cred.runsAsOther() {
 		if err := os.Chown(dir, cred.uid, cred.gid); err != nil {
-			os.RemoveAll(dir)
+			_ = os.RemoveAll(dir) // best-effort cleanup; the error below is what matters
 			return "", err
 		}
 	}

@@ -33,7 +33,7 @@ func TestArchiveWAL(t *testing.T) {
 
 	first := c.SwitchWAL(t)
 	last := c.GenerateWAL(t, 3)
-	if !(last > first) {
+	if last <= first {
 		t.Fatalf("GenerateWAL returned %s, not after %s", last, first)
 	}
 	c.WaitArchived(t, last, 30*time.Second)

@@ -27,8 +27,9 @@ func Create(path string, mode os.FileMode) (*File, error) {
 		return nil, err
 	}
 	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		// Best-effort cleanup of an empty temp file: the Chmod error is what matters.
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 		return nil, err
 	}
 	return &File{File: f, path: path}, nil
@@ -42,16 +43,17 @@ func (f *File) Commit() error {
 	f.done = true
 	tmp := f.Name()
 	if err := f.Sync(); err != nil {
-		f.File.Close()
-		os.Remove(tmp)
+		// Best-effort cleanup: the temp file is abandoned and the Sync error is reported.
+		_ = f.Close()
+		_ = os.Remove(tmp)
 		return fmt.Errorf("sync %s: %w", f.path, err)
 	}
-	if err := f.File.Close(); err != nil {
-		os.Remove(tmp)
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp) // best effort: the Close error is reported
 		return fmt.Errorf("close %s: %w", f.path, err)
 	}
 	if err := os.Rename(tmp, f.path); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the Rename error is reported
 		return err
 	}
 	return SyncDir(filepath.Dir(f.path))
@@ -63,8 +65,10 @@ func (f *File) Abort() {
 		return
 	}
 	f.done = true
-	f.File.Close()
-	os.Remove(f.Name())
+	// Best effort: the content is being thrown away, so a failed Close or Remove loses
+	// nothing but a stray temp file.
+	_ = f.Close()
+	_ = os.Remove(f.Name())
 }
 
 // SyncDir fsyncs a directory so that a rename or create in it is durable.
@@ -73,7 +77,7 @@ func SyncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // opened read-only: only the Sync result matters
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}

@@ -101,7 +101,7 @@ func (o ownerOpener) openOnThread(name string) (f *os.File, restored bool, err e
 	gid, _ := unix.SetfsgidRetGid(-1)
 	restored = gerr == nil && uid == prevUID && gid == prevGID
 	if err != nil && f != nil {
-		f.Close()
+		_ = f.Close() // opened for reading, nothing read: err is what is reported
 		f = nil
 	}
 	return f, restored, err

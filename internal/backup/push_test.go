@@ -237,7 +237,7 @@ func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][
 	out := map[string][]byte{}
 	for {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -87,7 +87,7 @@ func (t *tree) readDir(abs string) ([]os.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // directory opened read-only
 	ents, err := d.ReadDir(-1)
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	return ents, err

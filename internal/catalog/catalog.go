@@ -80,7 +80,7 @@ func ReadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 		}
 		return Identity{}, fmt.Errorf("read %s: %w", IdentityKey, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only: the JSON decode checks what was read
 	b, err := readLimited(rc, smallDocLimit, IdentityKey)
 	if errors.Is(err, ErrTooLarge) {
 		return Identity{}, fmt.Errorf("%w in %s: it is damaged; it should be a few hundred bytes", err, st)

@@ -84,11 +84,15 @@ func TestIdentityChecks(t *testing.T) {
 	if err := id.Matches(7440292914373421110, 16); !errors.Is(err, ErrForeignCluster) || !strings.Contains(err.Error(), "major upgrade") {
 		t.Errorf("other major version: %v", err)
 	}
-	st.Put(ctx, IdentityKey, bytes.NewReader([]byte("{not json")), storage.PutOptions{})
+	if err := st.Put(ctx, IdentityKey, bytes.NewReader([]byte("{not json")), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ReadIdentity(ctx, st); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("damaged identity: %v", err)
 	}
-	st.Put(ctx, IdentityKey, bytes.NewReader([]byte(`{"format": 99, "system_identifier": "1"}`)), storage.PutOptions{})
+	if err := st.Put(ctx, IdentityKey, bytes.NewReader([]byte(`{"format": 99, "system_identifier": "1"}`)), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ReadIdentity(ctx, st); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
 		t.Errorf("newer format: %v", err)
 	}

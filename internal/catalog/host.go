@@ -53,7 +53,7 @@ func procStart(pid int) (uint64, error) {
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, fmt.Errorf("pid %d exists but its start time cannot be read: %v", pid, err) // not ErrNotExist
+		return 0, fmt.Errorf("pid %d exists but its start time cannot be read: %s", pid, err.Error()) // deliberately not wrapped: must not read as ErrNotExist
 	}
 	return parseProcStart(string(b))
 }

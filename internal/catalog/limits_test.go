@@ -27,12 +27,17 @@ func putBomb(t *testing.T, st storage.Store, key string, n int) int64 {
 		t.Fatal(err)
 	}
 	head, tail := []byte(`{"format":1,"name":"bomb","backup_label":"`), []byte(`"}`)
-	w.Write(head)
+	write := func(b []byte) {
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(head)
 	chunk := bytes.Repeat([]byte("A"), 1<<20)
 	for left := n - len(head) - len(tail); left > 0; left -= len(chunk) {
-		w.Write(chunk[:min(left, len(chunk))])
+		write(chunk[:min(left, len(chunk))])
 	}
-	w.Write(tail)
+	write(tail)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -240,7 +240,7 @@ func readSmall(ctx context.Context, st storage.Store, key string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only: the caller parses what was read
 	return readLimited(rc, maxLockSize, key)
 }
 

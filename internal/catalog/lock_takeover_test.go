@@ -49,7 +49,9 @@ func TestBackupLockReleaseLeavesALockItNoLongerHolds(t *testing.T) {
 	}
 	other := LockOwner{Host: "db2", PID: 7, Started: time.Now().UTC(), What: "backup-push", Token: "theirs"}
 	putLock(t, st, other) // taken over (by age, or by hand) while we ran
-	l.Release(ctx)
+	if err := l.Release(ctx); !errors.Is(err, ErrLockLost) {
+		t.Errorf("Release of a lock taken over = %v, want ErrLockLost", err)
+	}
 	if _, err := st.Stat(ctx, backupLockKey); err != nil {
 		t.Fatalf("Release removed a lock it no longer held: %v", err)
 	}
@@ -74,7 +76,9 @@ func TestBackupLockTakeOverLeavesNoMarker(t *testing.T) {
 		t.Fatalf("stale lock not taken over: %v", err)
 	}
 	var keys []string
-	st.List(ctx, "locks/", func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil })
+	if err := st.List(ctx, "locks/", func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
 	if len(keys) != 1 || keys[0] != backupLockKey {
 		t.Errorf("objects under locks/ after a takeover: %q, want only %s", keys, backupLockKey)
 	}

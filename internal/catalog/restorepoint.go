@@ -35,7 +35,7 @@ func ValidRestorePointName(name string) error {
 		return fmt.Errorf("restore point name %q: want 1 to 63 characters", name)
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.:", r)) {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("_-.:", r) {
 			return fmt.Errorf("restore point name %q: use letters, digits and _ - . : only", name)
 		}
 	}

@@ -89,6 +89,6 @@ func (f *framesWriter) Close() error {
 	for len(f.pending) > 0 {
 		f.flushOne()
 	}
-	f.enc.Close()
+	_ = f.enc.Close() // only EncodeAll was used: Close just releases the encoder and writes nothing
 	return f.err
 }

@@ -230,7 +230,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 	n, err := r.dec.Read(p)
 	r.hash.Write(p[:n])
 	r.n += int64(n)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		err = r.finish()
 		r.err = err
 	} else if err != nil {
@@ -259,20 +259,20 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 		}
 		switch {
 		case rerr == nil:
-		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+		case errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF):
 			r.err = r.finish()
 		default:
 			r.err = r.wrapDecodeErr(rerr)
 		}
 	}
-	if r.err == io.EOF {
+	if errors.Is(r.err, io.EOF) {
 		return total, nil
 	}
 	return total, r.err
 }
 
 func (r *Reader) wrapDecodeErr(err error) error {
-	if se := r.hold.srcErr; se != nil && se != io.EOF {
+	if se := r.hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
 		return fmt.Errorf("read object: %w", se) // storage failed, not the data
 	}
 	return fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode
@@ -285,7 +285,7 @@ func (r *Reader) finish() error {
 	} else if n > 0 {
 		return fmt.Errorf("%w: %d bytes of garbage after the encoded stream", ErrCorrupt, n)
 	}
-	if se := r.hold.srcErr; se != nil && se != io.EOF {
+	if se := r.hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
 		return fmt.Errorf("read object: %w", se)
 	}
 	if len(r.hold.tail()) != TrailerSize {

@@ -68,7 +68,7 @@ func open(obj []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	_, errTo := io.Copy(&buf, r2)
 	if (errRead == nil) != (errTo == nil) || errors.Is(errRead, ErrCorrupt) != errors.Is(errTo, ErrCorrupt) {
-		return nil, fmt.Errorf("Read and WriteTo disagree: %v vs %v", errRead, errTo)
+		return nil, fmt.Errorf("Read and WriteTo disagree: %w vs %w", errRead, errTo)
 	}
 	if errRead == nil && !bytes.Equal(viaRead, buf.Bytes()) {
 		return nil, fmt.Errorf("Read and WriteTo decoded different bytes")

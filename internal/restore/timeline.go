@@ -63,12 +63,12 @@ func readHistory(ctx context.Context, st storage.Store, key string) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read-only: the envelope check decides
 	er, err := envelope.NewReader(rc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
-	defer er.Close()
+	defer func() { _ = er.Close() }() // read-only: the envelope check decides
 	b, err := io.ReadAll(io.LimitReader(er, wal.MaxHistorySize+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)

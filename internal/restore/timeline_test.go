@@ -29,7 +29,9 @@ func putWAL(t *testing.T, st storage.Store, name string, body []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Write(body)
+	if _, err := w.Write(body); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +124,7 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 			target := tc.target
 			m, err := Choose(context.Background(), st, backups, &target, tc.backup)
 			if tc.want == "" {
-				if err == nil || !(errors.Is(err, ErrNoUsableBackup) || errors.Is(err, ErrTimeline)) {
+				if err == nil || !errors.Is(err, ErrNoUsableBackup) && !errors.Is(err, ErrTimeline) {
 					t.Fatalf("Choose = %v, %v; want a refusal", m, err)
 				}
 				for _, s := range tc.msg {

@@ -230,7 +230,7 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	case Corrupt:
 		return &readCloser{Reader: &corruptingReader{r: rc, at: rule.Offset}, Closer: rc}, nil
 	default: // FailAfter
-		rc.Close()
+		_ = rc.Close() // nothing read: the injected error is the result
 		return nil, injected(Get, key, rule.Err)
 	}
 }

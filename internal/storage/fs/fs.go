@@ -130,7 +130,8 @@ func (s *Store) path(key string) (string, error) {
 // storage.ErrNotExist, keeping the original error in the message.
 func notExist(err error) error {
 	if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fmt.Errorf("%w: %v", storage.ErrNotExist, err)
+		// Only the storage sentinel is part of the chain: the OS error is for the message.
+		return fmt.Errorf("%w: %s", storage.ErrNotExist, err.Error())
 	}
 	return err
 }
@@ -168,10 +169,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	committed := false
 	defer func() {
 		if f != nil {
-			f.Close()
+			_ = f.Close() // only on failure: the temp file is removed below
 		}
 		if !committed {
-			os.Remove(tmp)
+			_ = os.Remove(tmp) // best effort, like removeEmptyDirs
 			s.removeEmptyDirs(dir)
 		}
 	}()
@@ -278,10 +279,10 @@ func linkError(target string, err error) error {
 		if fi, serr := os.Lstat(target); serr == nil && fi.IsDir() {
 			return fmt.Errorf("a directory of other objects has this name: %w", err)
 		}
-		return fmt.Errorf("%w: %v", storage.ErrExist, err)
+		return fmt.Errorf("%w: %s", storage.ErrExist, err.Error()) // only the storage sentinel in the chain
 	case errors.Is(err, syscall.EPERM), errors.Is(err, errors.ErrUnsupported):
 		// link(2) gives EPERM when the filesystem does not support hard links.
-		return fmt.Errorf("%w: IfAbsent needs hard links: %v", storage.ErrUnsupported, err)
+		return fmt.Errorf("%w: IfAbsent needs hard links: %s", storage.ErrUnsupported, err.Error()) // only the storage sentinel in the chain
 	}
 	return err
 }
@@ -298,8 +299,9 @@ func (s *Store) createTemp(dir string) (*os.File, error) {
 		f, err = os.CreateTemp(dir, tmpPrefix+"*")
 		if err == nil {
 			if err := s.chown(f.Name()); err != nil {
-				f.Close()
-				os.Remove(f.Name())
+				// Best-effort cleanup of an empty temp file: the chown error is reported.
+				_ = f.Close()
+				_ = os.Remove(f.Name())
 				return nil, err
 			}
 			return f, nil
@@ -383,7 +385,7 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	}
 	rc, err := openRange(ctx, f, off, length)
 	if err != nil {
-		f.Close()
+		_ = f.Close() // opened read-only and nothing read: the openRange error is reported
 		return nil, fmt.Errorf("fs: get %q: %w", key, err)
 	}
 	return rc, nil
@@ -423,7 +425,7 @@ func (rr *rangeReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := rr.r.Read(p)
-	if err == io.EOF && rr.r.N > 0 {
+	if errors.Is(err, io.EOF) && rr.r.N > 0 {
 		err = fmt.Errorf("fs: %s: file ended %d bytes early: %w", rr.f.Name(), rr.r.N, io.ErrUnexpectedEOF)
 	}
 	return n, err

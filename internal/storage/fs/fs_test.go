@@ -285,7 +285,11 @@ func TestReadOnlyDir(t *testing.T) {
 	if err := os.Chmod(filepath.Join(r, "ro"), 0o500); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Chmod(filepath.Join(r, "ro"), 0o700) })
+	t.Cleanup(func() {
+		if err := os.Chmod(filepath.Join(r, "ro"), 0o700); err != nil { // else TempDir cannot be removed
+			t.Error(err)
+		}
+	})
 	for _, opts := range []storage.PutOptions{{Size: 1}, {IfAbsent: true, Size: 1}} {
 		if err := s.Put(ctx, "ro/new", strings.NewReader("y"), opts); err == nil || errors.Is(err, storage.ErrExist) {
 			t.Errorf("Put(%+v) into a read-only directory: error = %v, want a permission error", opts, err)

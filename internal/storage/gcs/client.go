@@ -166,7 +166,7 @@ type ctxGuard struct{ next http.RoundTripper }
 func (g ctxGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		if req.Body != nil {
-			req.Body.Close()
+			_ = req.Body.Close() // RoundTrip must close the body; the context's error is the result
 		}
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func (s *Store) emptyRange(ctx context.Context, obj *gs.ObjectHandle, key string
 // may fail with a less telling error first.
 func ctxFirst(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("%w (%v)", cerr, err)
+		return fmt.Errorf("%w (%s)", cerr, err.Error()) // only ctx's error is in the chain
 	}
 	return err
 }

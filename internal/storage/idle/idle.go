@@ -80,7 +80,7 @@ func (r *reader) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		var ie *idleError
 		if cause := context.Cause(r.ctx); errors.As(cause, &ie) {
-			return n, fmt.Errorf("%w (%v)", cause, err)
+			return n, fmt.Errorf("%w (%s)", cause, err.Error()) // only the idle timeout is in the chain
 		}
 	}
 	return n, err

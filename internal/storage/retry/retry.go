@@ -220,7 +220,7 @@ func (s *store) run(ctx context.Context, c call) error {
 		}
 		if c.rewind != nil {
 			if rerr := c.rewind(); rerr != nil {
-				return fmt.Errorf("%s %q: cannot rewind the data to retry (%v) after %d attempt%s: %w", c.op, c.key, rerr, total, plural(total), err)
+				return fmt.Errorf("%s %q: cannot rewind the data to retry (%s) after %d attempt%s: %w", c.op, c.key, rerr.Error(), total, plural(total), err)
 			}
 		}
 		wait := s.backoff(max(used, 1))
@@ -228,7 +228,7 @@ func (s *store) run(ctx context.Context, c call) error {
 			s.cfg.OnRetry(c.op, c.key, total, err, wait)
 		}
 		if serr := s.cfg.Sleep(ctx, wait); serr != nil {
-			return fmt.Errorf("%s %q: %w while waiting to retry, after %d attempt%s (last error: %v)", c.op, c.key, serr, total, plural(total), err)
+			return fmt.Errorf("%s %q: %w while waiting to retry, after %d attempt%s (last error: %s)", c.op, c.key, serr, total, plural(total), err.Error()) // only serr is the cause
 		}
 	}
 }
@@ -404,7 +404,7 @@ func (r *resumer) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		r.resumes++
-		r.rc.Close()
+		_ = r.rc.Close() // abandoned for a resumed read: its error is the one to report
 		if werr := r.s.cfg.Sleep(r.ctx, r.s.backoff(r.resumes)); werr != nil {
 			return 0, err
 		}
@@ -438,7 +438,7 @@ func (s *store) getAttempt(ctx context.Context, key string, off, length int64) (
 	rc, err := s.inner.Get(actx, key, off, length)
 	if !timer.Stop() && err == nil {
 		// The deadline passed just as the reader came back: its context is done.
-		rc.Close()
+		_ = rc.Close() // never read: the timeout is the result
 		cancel(errAttemptTimeout)
 		return nil, &timeoutError{d: s.cfg.Timeout, err: errors.New("reader opened too late")}
 	}

@@ -121,7 +121,9 @@ func TestTransientErrorsRetried(t *testing.T) {
 		t.Fatalf("List = %q, %v", keys, err)
 	}
 	r := strings.NewReader("xxnew content")
-	r.Seek(2, io.SeekStart) // Put starts where the reader stands
+	if _, err := r.Seek(2, io.SeekStart); err != nil { // Put starts where the reader stands
+		t.Fatal(err)
+	}
 	if err := s.Put(ctx, "n", r, storage.PutOptions{Size: -1}); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
@@ -241,7 +243,9 @@ func TestDefaultJitterInRange(t *testing.T) {
 	f := faulty.New(mem.New(), faulty.Rule{Op: faulty.Stat})
 	s := retry.New(f, retry.Config{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond,
 		Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
-	s.Stat(t.Context(), "k")
+	if _, err := s.Stat(t.Context(), "k"); err == nil {
+		t.Fatal("Stat succeeded through a fault on every attempt")
+	}
 	if len(waits) != 49 {
 		t.Fatalf("%d waits, want 49", len(waits))
 	}
@@ -420,7 +424,7 @@ func TestListResumes(t *testing.T) {
 	s = retry.New(f, retry.Config{Sleep: (&fakeClock{}).sleep})
 	stop := errors.New("stop")
 	err = s.List(t.Context(), "o/", func(storage.ObjectInfo) error { return stop })
-	if err != stop || f.Calls(faulty.List) != 1 {
+	if !errors.Is(err, stop) || f.Calls(faulty.List) != 1 {
 		t.Errorf("List error = %v after %d attempts, want stop after 1", err, f.Calls(faulty.List))
 	}
 }

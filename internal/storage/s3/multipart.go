@@ -174,6 +174,6 @@ func (s *Store) abort(ctx context.Context, key, obj, id string, cause error) err
 	if err == nil || errors.As(err, &noUpload) {
 		return cause
 	}
-	return fmt.Errorf("%w (and aborting multipart upload %s failed, so its parts stay stored until a bucket lifecycle rule for incomplete uploads removes them: %v)",
-		cause, id, s.translateError("abort", key, err))
+	return fmt.Errorf("%w (and aborting multipart upload %s failed, so its parts stay stored until a bucket lifecycle rule for incomplete uploads removes them: %s)",
+		cause, id, s.translateError("abort", key, err).Error()) // only cause is in the chain
 }

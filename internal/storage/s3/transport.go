@@ -55,7 +55,7 @@ type limitedTransport struct {
 func (l *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := l.lim.Wait(req.Context()); err != nil {
 		if req.Body != nil {
-			req.Body.Close() // RoundTrip must close the body, even on errors
+			_ = req.Body.Close() // RoundTrip must close the body, even on errors
 		}
 		return nil, fmt.Errorf("waiting for the request rate limit (--s3-rate-limit): %w", err)
 	}

@@ -97,7 +97,7 @@ func CreateBucket(t testing.TB, endpoint string) string {
 	if err != nil {
 		t.Fatalf("gcstest: create bucket %s: %v", name, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		t.Fatalf("gcstest: create bucket %s: %s: %s", name, resp.Status, msg)
@@ -227,7 +227,7 @@ func (s *server) waitReady(limit time.Duration) error {
 	for {
 		resp, err := client.Get(s.endpoint + "/storage/v1/b")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // only the status matters
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
@@ -249,7 +249,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only probing for a free port
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -129,7 +129,7 @@ func (f *FaultyTransport) choose(req *http.Request) bool {
 // closeBody closes the request body, as RoundTrip must even when it fails.
 func closeBody(req *http.Request) {
 	if req.Body != nil {
-		req.Body.Close()
+		_ = req.Body.Close() // best effort: the injected failure is the result
 	}
 }
 

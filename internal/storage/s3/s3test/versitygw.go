@@ -52,7 +52,7 @@ type gateway struct {
 
 // stop kills the process and waits for it.
 func (g *gateway) stop() {
-	g.cmd.Process.Kill()
+	_ = g.cmd.Process.Kill() // fails only if it has exited already; wait either way
 	<-g.exited
 }
 
@@ -85,7 +85,7 @@ func StartVersityGW(t testing.TB) (endpoint, accessKey, secretKey, bucket string
 	if err := createBucket(t.Context(), srv.endpoint, bucket); err != nil {
 		t.Fatalf("versitygw: create bucket %s: %v\nserver output:\n%s", bucket, err, srv.out)
 	}
-	t.Cleanup(func() { os.RemoveAll(filepath.Join(srv.root, bucket)) })
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Join(srv.root, bucket)) }) // best-effort cleanup
 	return srv.endpoint, VersityAccessKey, VersitySecretKey, bucket
 }
 
@@ -94,7 +94,7 @@ func StartVersityGW(t testing.TB) (endpoint, accessKey, secretKey, bucket string
 func Shutdown() {
 	if srv := versity.srv; srv != nil {
 		srv.stop()
-		os.RemoveAll(srv.root)
+		_ = os.RemoveAll(srv.root) // best-effort cleanup
 	}
 }
 
@@ -156,7 +156,7 @@ func startGateway(bin string) (*gateway, error) {
 		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := g.cmd.Start(); err != nil {
-			os.RemoveAll(root)
+			_ = os.RemoveAll(root) // best-effort cleanup
 			return nil, err
 		}
 		go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
@@ -165,7 +165,7 @@ func startGateway(bin string) (*gateway, error) {
 		}
 		g.stop()
 	}
-	os.RemoveAll(root)
+	_ = os.RemoveAll(root) // best-effort cleanup
 	return nil, lastErr
 }
 
@@ -177,12 +177,15 @@ func (g *gateway) waitHealthy() error {
 	for time.Now().Before(deadline) {
 		select {
 		case <-g.exited:
-			return fmt.Errorf("versitygw exited (%v):\n%s", g.waitErr, g.out)
+			if g.waitErr == nil {
+				return fmt.Errorf("versitygw exited (status 0):\n%s", g.out)
+			}
+			return fmt.Errorf("versitygw exited (%w):\n%s", g.waitErr, g.out)
 		default:
 		}
 		resp, err := client.Get(g.endpoint + "/health")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // only the status matters
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
@@ -198,7 +201,7 @@ func freePort() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only probing for a free port
 	return l.Addr().String(), nil
 }
 
