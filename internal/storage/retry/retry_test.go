@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -304,7 +305,12 @@ func TestCancelStopsRetrying(t *testing.T) {
 	// Cancelled while an attempt hangs: that attempt's error is final.
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	s, f, clock := setup(t, retry.Config{}, faulty.Rule{Op: faulty.Get, Fault: faulty.Hang})
-	time.AfterFunc(10*time.Millisecond, cancel2)
+	go func() { // cancel once the attempt is hanging, not after a guessed delay
+		for f.Calls(faulty.Get) == 0 {
+			runtime.Gosched()
+		}
+		cancel2()
+	}()
 	if _, err := s.Get(ctx2, "k", 0, -1); !errors.Is(err, context.Canceled) {
 		t.Errorf("hung Get: error = %v, want context.Canceled", err)
 	}
