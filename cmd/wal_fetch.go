@@ -19,7 +19,7 @@ func walFetchCommand() *cli.Command {
 		ArgsUsage: "NAME DEST",
 		Description: "Fetches the archived WAL file NAME, verifies its checksum and writes it atomically to DEST.\n" +
 			"A segment must decode to exactly the segment size its own header records (a power of two,\n" +
-			"1 MiB to 1 GiB), a .history file to at most 16 MiB, a .backup file to at most 1 MiB: any other\n" +
+			"1 MiB to 1 GiB), a .history file to at most 1 MiB (as restore reads it), a .backup file to at most 1 MiB: any other\n" +
 			"object is refused as corrupt before DEST is written.\n\n" +
 			"Exit status, as PostgreSQL reads it:\n" +
 			"  0    DEST holds the verified file.\n" +
