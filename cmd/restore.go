@@ -23,7 +23,8 @@ func restoreCommand() *cli.Command {
 		Description: "Restores the newest backup that can reach the target into --pgdata (which must be absent or\n" +
 			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository (with --config and\n" +
-			"every non-secret setting given by flag or environment; never a secret) plus the\n" +
+			"every non-secret setting given by flag or environment; never a secret; shell-quoted, every %\n" +
+			"in a value doubled so that only %f %p are placeholders) plus the\n" +
 			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
@@ -247,21 +248,23 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by
 // absolute path, with the repository settings it needs. Settings given to restore by
 // flag or environment become flags (PostgreSQL runs it in its own environment); the
-// config file travels as --config. Secrets are never written: their keys come back so
-// that restore can say what the server must provide.
+// config file travels as --config. Every % in a value is doubled (commandWord); only
+// the trailing %f %p are placeholders. Secrets are never written: their keys come back
+// so that restore can say what the server must provide.
 func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, fmt.Errorf("find pgb's own path for restore_command: %w", err)
 	}
-	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(e.cfg.Repo)}
+	parts := []string{self, "wal-fetch", "--repo", e.cfg.Repo}
 	if e.cfg.File != "" {
 		f, _ := filepath.Abs(e.cfg.File)
-		parts = append(parts, "--config", shellQuote(f))
+		parts = append(parts, "--config", f)
 	}
 	flags, secrets := config.PassOn(e.cfg, append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries))
-	for _, f := range flags {
-		parts = append(parts, shellQuote(f))
+	parts = append(parts, flags...)
+	for i, p := range parts {
+		parts[i] = commandWord(p)
 	}
 	return strings.Join(append(parts, "%f", "%p"), " "), secrets, nil
 }
@@ -278,6 +281,12 @@ func secretOrigin(c *cli.Context, key string) string {
 		}
 	}
 	return key + " came from a flag or the environment"
+}
+
+// commandWord is s as one word of restore_command: shell-quoted, and every % doubled,
+// since PostgreSQL reads a lone % as a placeholder (%f, %p, %r) and %% as a %.
+func commandWord(s string) string {
+	return strings.ReplaceAll(shellQuote(s), "%", "%%")
 }
 
 func shellQuote(s string) string {

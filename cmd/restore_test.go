@@ -41,3 +41,31 @@ func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
 		t.Errorf("secrets: command %q, reported %q", cmd, secrets)
 	}
 }
+
+// PostgreSQL reads every % in restore_command as a placeholder: a % in a value (the
+// repository, an endpoint, the config file's path) is written as %%, and only the
+// trailing %f %p stay placeholders.
+func TestRestoreCommandEscapesPercentInValues(t *testing.T) {
+	isolate(t)
+	file := t.TempDir() + "/100%pgb.yaml"
+	os.WriteFile(file, []byte("s3-region: us-east-1\n"), 0o600)
+	given := map[string]string{
+		config.KeyConfig:     file,
+		config.KeyRepo:       "s3://bucket/50%p",
+		config.KeyS3Endpoint: "http://host/%f",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := given[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, _, err := (&env{cfg: cfg}).restoreCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	want := strings.ReplaceAll(shellQuote(self), "%", "%%") + " wal-fetch --repo '" + "s3://bucket/50%%p' --config '" +
+		strings.ReplaceAll(file, "%", "%%") + "' '--s3-endpoint=http://host/%%f' %f %p"
+	if cmd != want {
+		t.Errorf("restore_command =\n%s\nwant\n%s", cmd, want)
+	}
+}
