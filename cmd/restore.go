@@ -23,9 +23,10 @@ func restoreCommand() *cli.Command {
 		Description: "Restores the newest backup that can reach the target into --pgdata (which must be absent or\n" +
 			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository (with --config and\n" +
-			"every non-secret setting given by flag or environment; never a secret; shell-quoted, every %\n" +
-			"in a value doubled so that only %f %p are placeholders) plus the\n" +
-			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
+			"every non-secret setting given by flag or environment, even one equal to its default since it\n" +
+			"overrides the file; never a secret; every value shell-quoted, each % in it doubled so that only\n" +
+			"%f %p are placeholders) plus the recovery_target_* settings. Start PostgreSQL on the directory\n" +
+			"to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
 			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
