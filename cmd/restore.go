@@ -32,7 +32,9 @@ func restoreCommand() *cli.Command {
 			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
 			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
 			"without that marker. As root, files belong to --owner, else to the backed-up data directory's\n" +
-			"owner recorded in the manifest (refused if this host lacks that user), never to root.\n\n" +
+			"owner recorded in the manifest (refused if this host lacks that user), never to root; and\n" +
+			"restore warns when that user cannot read the --config file restore_command names (judged\n" +
+			"from mode bits and primary group only), saying what to chown before starting PostgreSQL.\n\n" +
 			"The restored cluster does not archive (archive_mode = off) unless --archive-mode preserve says it\n" +
 			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
 			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +
@@ -234,6 +236,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
+	if w := configUnreadable(e.cfg.File, owner); w != "" {
+		e.log.Warn(w)
+	}
 	for _, n := range serverNeeds {
 		fmt.Fprintf(e.stdout, "      %s: the server needs it in its environment or in the config file (restore_command never carries secrets)\n", n)
 	}
@@ -268,6 +273,34 @@ func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 		parts[i] = commandWord(p)
 	}
 	return strings.Join(append(parts, "%f", "%p"), " "), secrets, nil
+}
+
+// configUnreadable is a warning when the server's OS user (owner, chosen as root)
+// cannot read the config file restore_command passes with --config; "" otherwise. It
+// warns rather than refuses: the check ignores supplementary groups and ACLs, so it can
+// be wrong, and when it is right the cost is a recovery that stops (exit 255) at the
+// first WAL file with a clear line, fixed by a chown before starting PostgreSQL, not
+// by restoring again.
+func configUnreadable(file string, owner *restore.Owner) string {
+	if file == "" || owner == nil {
+		return ""
+	}
+	abs, _ := filepath.Abs(file)
+	blocked, err := restore.CannotRead(abs, *owner)
+	if err != nil || blocked == "" {
+		return ""
+	}
+	who, name := "uid "+strconv.Itoa(owner.UID), strconv.Itoa(owner.UID)
+	if u, err := restore.HostUsers.ByID(name); err == nil {
+		who, name = u.Username, u.Username
+	}
+	fix := "chown " + name + " " + shellQuote(abs)
+	if blocked != abs {
+		fix = "give " + who + " search permission on " + shellQuote(blocked) + " (e.g. chmod o+x " + shellQuote(blocked) + ")"
+	}
+	return fmt.Sprintf("the server's OS user %s cannot read %s, which restore_command reads (--config): wal-fetch would stop recovery at the first WAL file; "+
+		"before starting PostgreSQL, %s, or restore with a --config it can read (judged from mode bits and primary group; supplementary groups and ACLs not checked)",
+		who, abs, fix)
 }
 
 // secretOrigin says where a secret that restore_command does not carry came from.

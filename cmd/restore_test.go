@@ -2,10 +2,12 @@ package cmd
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/restore"
 )
 
 // The restore_command PostgreSQL runs in its own environment carries the repository
@@ -67,5 +69,29 @@ func TestRestoreCommandEscapesPercentInValues(t *testing.T) {
 		strings.ReplaceAll(file, "%", "%%") + "' '--s3-endpoint=http://host/%%f' %f %p"
 	if cmd != want {
 		t.Errorf("restore_command =\n%s\nwant\n%s", cmd, want)
+	}
+}
+
+// As root, restore warns when the server's OS user cannot read the config file that
+// restore_command names, and says what to run.
+func TestRestoreWarnsWhenTheServerCannotReadTheConfigFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	file := filepath.Join(dir, "pgb.yaml")
+	os.WriteFile(file, []byte("repo: /r\n"), 0o600)
+	owner := &restore.Owner{UID: 4242, GID: 4242}
+	if w := configUnreadable(file, owner); !strings.Contains(w, "chown 4242 "+file) {
+		t.Errorf("warning %q does not say to chown %s", w, file)
+	}
+	os.Chmod(file, 0o644)
+	if w := configUnreadable(file, owner); w != "" {
+		t.Errorf("readable file: warning %q", w)
+	}
+	if w := configUnreadable(file, nil); w != "" {
+		t.Errorf("not root (no owner chosen): warning %q", w)
 	}
 }
