@@ -23,14 +23,18 @@ func restoreCommand() *cli.Command {
 		Description: "Restores the newest backup that can reach the target into --pgdata (which must be absent or\n" +
 			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository (with --config and\n" +
-			"every non-secret setting given by flag or environment; never a secret) plus the\n" +
-			"recovery_target_* settings. Start PostgreSQL on the directory to replay WAL to the target.\n" +
+			"every non-secret setting given by flag or environment, even one equal to its default since it\n" +
+			"overrides the file; never a secret; every value shell-quoted, each % in it doubled so that only\n" +
+			"%f %p are placeholders) plus the recovery_target_* settings. Start PostgreSQL on the directory\n" +
+			"to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
 			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
 			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
 			"without that marker. As root, files belong to --owner, else to the backed-up data directory's\n" +
-			"owner recorded in the manifest (refused if this host lacks that user), never to root.\n\n" +
+			"owner recorded in the manifest (refused if this host lacks that user), never to root; and\n" +
+			"restore warns when that user cannot read the --config file restore_command names (judged\n" +
+			"from mode bits and primary group only), saying what to chown before starting PostgreSQL.\n\n" +
 			"The restored cluster does not archive (archive_mode = off) unless --archive-mode preserve says it\n" +
 			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
 			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +
@@ -232,6 +236,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
+	if w := configUnreadable(e.cfg.File, owner); w != "" {
+		e.log.Warn(w)
+	}
 	for _, n := range serverNeeds {
 		fmt.Fprintf(e.stdout, "      %s: the server needs it in its environment or in the config file (restore_command never carries secrets)\n", n)
 	}
@@ -249,23 +256,53 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by
 // absolute path, with the repository settings it needs. Settings given to restore by
 // flag or environment become flags (PostgreSQL runs it in its own environment); the
-// config file travels as --config. Secrets are never written: their keys come back so
-// that restore can say what the server must provide.
+// config file travels as --config. Every % in a value is doubled (commandWord); only
+// the trailing %f %p are placeholders. Secrets are never written: their keys come back
+// so that restore can say what the server must provide.
 func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, fmt.Errorf("find pgb's own path for restore_command: %w", err)
 	}
-	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(e.cfg.Repo)}
+	parts := []string{self, "wal-fetch", "--repo", e.cfg.Repo}
 	if e.cfg.File != "" {
 		f, _ := filepath.Abs(e.cfg.File)
-		parts = append(parts, "--config", shellQuote(f))
+		parts = append(parts, "--config", f)
 	}
 	flags, secrets := config.PassOn(e.cfg, append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries))
-	for _, f := range flags {
-		parts = append(parts, shellQuote(f))
+	parts = append(parts, flags...)
+	for i, p := range parts {
+		parts[i] = commandWord(p)
 	}
 	return strings.Join(append(parts, "%f", "%p"), " "), secrets, nil
+}
+
+// configUnreadable is a warning when the server's OS user (owner, chosen as root)
+// cannot read the config file restore_command passes with --config; "" otherwise. It
+// warns rather than refuses: the check ignores supplementary groups and ACLs, so it can
+// be wrong, and when it is right the cost is a recovery that stops (exit 255) at the
+// first WAL file with a clear line, fixed by a chown before starting PostgreSQL, not
+// by restoring again.
+func configUnreadable(file string, owner *restore.Owner) string {
+	if file == "" || owner == nil {
+		return ""
+	}
+	abs, _ := filepath.Abs(file)
+	blocked, err := restore.CannotRead(abs, *owner)
+	if err != nil || blocked == "" {
+		return ""
+	}
+	who, name := "uid "+strconv.Itoa(owner.UID), strconv.Itoa(owner.UID)
+	if u, err := restore.HostUsers.ByID(name); err == nil {
+		who, name = u.Username, u.Username
+	}
+	fix := "chown " + name + " " + shellQuote(abs)
+	if blocked != abs {
+		fix = "give " + who + " search permission on " + shellQuote(blocked) + " (e.g. chmod o+x " + shellQuote(blocked) + ")"
+	}
+	return fmt.Sprintf("the server's OS user %s cannot read %s, which restore_command reads (--config): wal-fetch would stop recovery at the first WAL file; "+
+		"before starting PostgreSQL, %s, or restore with a --config it can read (judged from mode bits and primary group; supplementary groups and ACLs not checked)",
+		who, abs, fix)
 }
 
 // secretOrigin says where a secret that restore_command does not carry came from.
@@ -280,6 +317,12 @@ func secretOrigin(c *cli.Context, key string) string {
 		}
 	}
 	return key + " came from a flag or the environment"
+}
+
+// commandWord is s as one word of restore_command: shell-quoted, and every % doubled,
+// since PostgreSQL reads a lone % as a placeholder (%f, %p, %r) and %% as a %.
+func commandWord(s string) string {
+	return strings.ReplaceAll(shellQuote(s), "%", "%%")
 }
 
 func shellQuote(s string) string {

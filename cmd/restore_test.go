@@ -2,10 +2,12 @@ package cmd
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/restore"
 )
 
 // The restore_command PostgreSQL runs in its own environment carries the repository
@@ -41,5 +43,57 @@ func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
 	}
 	if strings.Contains(cmd, "s3cr3t") || len(secrets) != 1 || secrets[0] != config.KeyS3SecretAccessKey {
 		t.Errorf("secrets: command %q, reported %q", cmd, secrets)
+	}
+}
+
+// PostgreSQL reads every % in restore_command as a placeholder: a % in a value (the
+// repository, an endpoint, the config file's path) is written as %%, and only the
+// trailing %f %p stay placeholders.
+func TestRestoreCommandEscapesPercentInValues(t *testing.T) {
+	isolate(t)
+	file := t.TempDir() + "/100%pgb.yaml"
+	os.WriteFile(file, []byte("s3-region: us-east-1\n"), 0o600)
+	given := map[string]string{
+		config.KeyConfig:     file,
+		config.KeyRepo:       "s3://bucket/50%p",
+		config.KeyS3Endpoint: "http://host/%f",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := given[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, _, err := (&env{cfg: cfg}).restoreCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := os.Executable()
+	want := strings.ReplaceAll(shellQuote(self), "%", "%%") + " wal-fetch --repo '" + "s3://bucket/50%%p' --config '" +
+		strings.ReplaceAll(file, "%", "%%") + "' '--s3-endpoint=http://host/%%f' %f %p"
+	if cmd != want {
+		t.Errorf("restore_command =\n%s\nwant\n%s", cmd, want)
+	}
+}
+
+// As root, restore warns when the server's OS user cannot read the config file that
+// restore_command names, and says what to run.
+func TestRestoreWarnsWhenTheServerCannotReadTheConfigFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755)
+	file := filepath.Join(dir, "pgb.yaml")
+	os.WriteFile(file, []byte("repo: /r\n"), 0o600)
+	owner := &restore.Owner{UID: 4242, GID: 4242}
+	if w := configUnreadable(file, owner); !strings.Contains(w, "chown 4242 "+file) {
+		t.Errorf("warning %q does not say to chown %s", w, file)
+	}
+	os.Chmod(file, 0o644)
+	if w := configUnreadable(file, owner); w != "" {
+		t.Errorf("readable file: warning %q", w)
+	}
+	if w := configUnreadable(file, nil); w != "" {
+		t.Errorf("not root (no owner chosen): warning %q", w)
 	}
 }

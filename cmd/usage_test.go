@@ -133,3 +133,61 @@ func TestDidYouMean(t *testing.T) {
 		}
 	}
 }
+
+// restoreDataDir is a data directory of cluster sysid made the working directory, as
+// PostgreSQL runs restore_command in it.
+func restoreDataDir(t *testing.T, sysid uint64) string {
+	t.Helper()
+	dir := waltest.DataDir(t, sysid)
+	t.Chdir(dir)
+	return dir
+}
+
+// A plain restore (no standby.signal in the data directory restore_command runs in)
+// must stop on a repository error even when the config file's pgdata names a standby
+// elsewhere on the host: exit 1 would end recovery and promote with commits missing.
+func TestWALFetchDuringARestoreStopsOnARepositoryErrorWhenTheConfigNamesAStandby(t *testing.T) {
+	isolate(t)
+	repo, _ := pushedRepo(t)
+	obj := filepath.Join(repo, "wal", "0000000100000000", seg1)
+	if err := os.WriteFile(obj, []byte("damaged"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	standby := t.TempDir()
+	if err := os.WriteFile(filepath.Join(standby, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "pgb.yaml")
+	if err := os.WriteFile(cfg, []byte("repo: "+repo+"\npgdata: "+standby+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restoreDataDir(t, 42)
+	if r := pgb(t, "wal-fetch", "--config", cfg, seg1, "pg_wal/RECOVERYXLOG"); r.code != exitRecoveryMustStop {
+		t.Fatalf("wal-fetch of a damaged object during a restore: exit %d, want %d: %+v", r.code, exitRecoveryMustStop, r)
+	}
+}
+
+// A restore_command pointing at another cluster's repository must never look like the
+// end of the archive: wal-fetch of a file that repository lacks exits 255 naming both
+// clusters, on a standby too; in the right repository it is the end of the archive (1).
+func TestWALFetchFromAnotherClustersRepositoryStopsRecovery(t *testing.T) {
+	isolate(t)
+	repo, _ := pushedRepo(t) // cluster 42
+	const absent = "000000010000000000000002"
+	dir := restoreDataDir(t, 43)
+	r := pgb(t, "wal-fetch", "--repo", repo, absent, "pg_wal/RECOVERYXLOG")
+	if r.code != exitRecoveryMustStop || !strings.Contains(r.stderr, "cluster 42") || !strings.Contains(r.stderr, "cluster 43") ||
+		!strings.Contains(r.stderr, "wrong --repo") {
+		t.Errorf("wal-fetch from another cluster's repository: exit %d, stderr %q; want 255 naming both clusters", r.code, r.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := pgb(t, "wal-fetch", "--repo", repo, absent, "pg_wal/RECOVERYXLOG"); r.code != exitRecoveryMustStop {
+		t.Errorf("on a standby: exit %d, want %d: %+v", r.code, exitRecoveryMustStop, r)
+	}
+	restoreDataDir(t, 42)
+	if r := pgb(t, "wal-fetch", "--repo", repo, absent, "pg_wal/RECOVERYXLOG"); r.code != exitError || r.stderr != "" {
+		t.Errorf("the cluster's own repository: exit %d, stderr %q; want 1 (end of the archive), silent", r.code, r.stderr)
+	}
+}

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 )
 
@@ -19,16 +19,19 @@ func walFetchCommand() *cli.Command {
 		ArgsUsage: "NAME DEST",
 		Description: "Fetches the archived WAL file NAME, verifies its checksum and writes it atomically to DEST.\n" +
 			"A segment must decode to exactly the segment size its own header records (a power of two,\n" +
-			"1 MiB to 1 GiB), a .history file to at most 16 MiB, a .backup file to at most 1 MiB: any other\n" +
-			"object is refused as corrupt before DEST is written.\n\n" +
+			"1 MiB to 1 GiB), a .history file to at most 1 MiB (as restore reads it), a .backup file to\n" +
+			"at most 1 MiB: any other object is refused as corrupt before DEST is written.\n\n" +
 			"Exit status, as PostgreSQL reads it:\n" +
 			"  0    DEST holds the verified file.\n" +
 			"  1    NAME is not in the archive (the end of the archive); nothing was written.\n" +
-			"       Also any other failure on a standby (standby.signal present), which retries by itself.\n" +
+			"       Also any other failure on a standby (standby.signal in the working directory, which is\n" +
+			"       the data directory under restore_command; --pgdata is not looked at), which retries by itself.\n" +
 			"  255  any other failure during archive recovery (repository unreachable after retries or\n" +
 			"       for longer than --wal-timeout, corrupt object, checksum mismatch, disk full), and a\n" +
 			"       usage error (unknown flag, missing argument, bad setting) on a standby too: PostgreSQL\n" +
 			"       stops recovery instead of ending it early and promoting with committed transactions missing.\n" +
+			"       Also, on a standby too, NAME missing from a repository that belongs to another cluster\n" +
+			"       than the working directory's global/pg_control: a wrong --repo is never the end of the archive.\n" +
 			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).",
 		Flags: flags(config.KeyWALTimeout),
 		Action: func(c *cli.Context) error {
@@ -56,7 +59,13 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 		return err
 	}
 	defer st.Close()
-	a := &archive.Archive{Store: st, Log: e.log, FetchAttempts: e.cfg.StorageRetries}
+	// PostgreSQL runs restore_command in the data directory: the working directory, never
+	// --pgdata, says which cluster fetches (a config file's pgdata may name another).
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = "."
+	}
+	a := &archive.Archive{Store: st, Log: e.log, FetchAttempts: e.cfg.StorageRetries, DataDir: wd}
 	sum, err := a.Fetch(ctx, name, dest)
 	if err != nil {
 		return err
@@ -78,7 +87,10 @@ func fetchExit(e *env, name string, err error) error {
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)
-	case standby(e):
+	case errors.Is(err, catalog.ErrForeignCluster):
+		// A wrong repository never works: stop recovery, on a standby too.
+		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", name, err, exitRecoveryMustStop))
+	case standby():
 		return withCode(exitError, fmt.Errorf("wal-fetch %s: %w (standby: PostgreSQL will retry)", name, err))
 	default:
 		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery rather than end it early: fix the cause and start PostgreSQL again)", name, err, exitRecoveryMustStop))
@@ -86,15 +98,10 @@ func fetchExit(e *env, name string, err error) error {
 }
 
 // standby reports whether the data directory asks for standby mode, where PostgreSQL
-// retries restore_command by itself. Without a configuration it looks at the working
-// directory, which is the data directory under restore_command.
-func standby(e *env) bool {
-	dir := "."
-	if e != nil {
-		if d := e.dataDir(); d != "" {
-			dir = d
-		}
-	}
-	_, err := os.Stat(filepath.Join(dir, "standby.signal"))
+// retries restore_command by itself. It looks only at the working directory, which is
+// the data directory under restore_command: never at --pgdata or a config file's
+// pgdata, which may name another cluster on this host (a standby beside a drill restore).
+func standby() bool {
+	_, err := os.Stat("standby.signal")
 	return err == nil
 }

@@ -33,6 +33,10 @@ type Archive struct {
 	// FetchAttempts bounds how often a fetch whose body failed mid-stream is started
 	// again (opening the object is retried by the store wrapper itself).
 	FetchAttempts int
+	// DataDir, when set, is the directory Fetch runs for (restore_command runs in the
+	// data directory). When it holds global/pg_control, a file the repository lacks is
+	// the end of the archive only if the repository belongs to that cluster.
+	DataDir string
 }
 
 // Cluster identifies the cluster a WAL file comes from.
@@ -272,16 +276,36 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) (envelope.Sum, e
 			return sum, nil
 		}
 		if errors.Is(err, storage.ErrNotExist) {
-			if _, idErr := catalog.ReadIdentity(ctx, a.Store); idErr != nil {
-				return envelope.Sum{}, fmt.Errorf("fetch %s: %w", name, idErr)
-			}
-			return envelope.Sum{}, fmt.Errorf("%s: %w", name, ErrNotArchived)
+			return envelope.Sum{}, a.notArchived(ctx, name)
 		}
 		if !retryBody(err) || i >= attempts || ctx.Err() != nil {
 			return envelope.Sum{}, fmt.Errorf("fetch %s: %w", name, err)
 		}
 		a.Log.Warn("fetch failed, retrying", "file", name, "attempt", i, "error", err)
 	}
+}
+
+// notArchived is the error for name, which the repository lacks: ErrNotArchived (the
+// end of the archive) only when the repository exists and, with DataDir a data
+// directory, belongs to its cluster; otherwise an error wrapping catalog.ErrNoIdentity
+// or catalog.ErrForeignCluster, which must stop recovery.
+func (a *Archive) notArchived(ctx context.Context, name string) error {
+	id, err := catalog.ReadIdentity(ctx, a.Store)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if a.DataDir != "" {
+		c, err := pg.ReadControl(a.DataDir)
+		switch {
+		case errors.Is(err, pg.ErrNotDataDir): // no cluster to compare with
+		case err != nil:
+			return fmt.Errorf("fetch %s: not in the repository, and cannot check that the repository belongs to the cluster in %s: %w", name, a.DataDir, err)
+		case catalog.SystemID(c.SystemID) != id.SystemID:
+			return fmt.Errorf("%s is not in this repository, and that is not the end of the archive: %w: it belongs to cluster %s, the data directory %s is cluster %d: wrong --repo in restore_command",
+				name, catalog.ErrForeignCluster, id.SystemID, a.DataDir, c.SystemID)
+		}
+	}
+	return fmt.Errorf("%s: %w", name, ErrNotArchived)
 }
 
 // retryBody says whether a failed fetch is worth starting over: storage hiccups while

@@ -252,3 +252,26 @@ func TestPushDoesNotRetryForeverOnAFailingStore(t *testing.T) {
 		t.Fatalf("identity put attempted %d times, want 3", n)
 	}
 }
+
+// A file missing from the repository is the end of the archive only for the cluster
+// the repository belongs to: for the data directory of another cluster it is a wrong
+// repository (catalog.ErrForeignCluster), which must stop recovery.
+func TestFetchOfAMissingFileFromAnotherClustersRepository(t *testing.T) {
+	st := repoWith(t, "000000010000000000000009", nil) // bound to cluster 42
+	for _, c := range []struct {
+		dir  string
+		want error
+	}{
+		{dataDir(t, 43), catalog.ErrForeignCluster},
+		{dataDir(t, 42), ErrNotArchived},
+		{t.TempDir(), ErrNotArchived}, // not a data directory: nothing to compare
+		{"", ErrNotArchived},
+	} {
+		a := newArchive(t, st, "lz4")
+		a.DataDir = c.dir
+		_, err := a.Fetch(context.Background(), "000000010000000000000002", filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+		if !errors.Is(err, c.want) {
+			t.Errorf("DataDir %q: Fetch = %v, want %v", c.dir, err, c.want)
+		}
+	}
+}

@@ -16,16 +16,14 @@ import (
 const (
 	minSegSize = 1 << 20 // PostgreSQL's wal_segment_size: a power of two, 1 MiB to 1 GiB
 	maxSegSize = 1 << 30
-	// maxHistorySize bounds a timeline .history file: one line (~60 bytes plus the
-	// reason) per timeline switch.
-	maxHistorySize = 16 << 20
 	// maxBackupFileSize bounds a .backup history file: a few lines naming the backup.
 	maxBackupFileSize = 1 << 20
 )
 
 // copyWAL copies the decoded WAL file r of kind f into w. A segment (or .partial) must
 // be exactly the size its own long page header records, a power of two from 1 MiB to
-// 1 GiB; a .history or .backup file at most maxHistorySize / maxBackupFileSize. It
+// 1 GiB; a .history file at most wal.MaxHistorySize (what restore's history parser
+// accepts), a .backup file at most maxBackupFileSize. It
 // never reads more than one byte past the limit; a file of the wrong size is an error
 // wrapping envelope.ErrCorrupt.
 func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
@@ -34,7 +32,7 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 	var head []byte
 	switch f.Kind {
 	case wal.History:
-		limit = maxHistorySize
+		limit = wal.MaxHistorySize
 	case wal.Segment, wal.Partial:
 		head = make([]byte, wal.LongHeaderSize)
 		if _, err := io.ReadFull(r, head); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
 )
 
 // object encodes what write writes as an envelope with codec.
@@ -161,4 +162,25 @@ func TestFetchFromAHungStoreEndsAtTheDeadline(t *testing.T) {
 		t.Fatalf("Fetch = %v, want ErrTimeout naming wal-timeout", err)
 	}
 	assertEmptyDir(t, out)
+}
+
+// wal-fetch and restore's history parser share one size limit: a .history file
+// wal-fetch delivers is one restore can read, and one byte more is refused by both.
+func TestFetchHistoryLimitIsTheParsersLimit(t *testing.T) {
+	for _, tc := range []struct {
+		size int
+		ok   bool
+	}{{wal.MaxHistorySize, true}, {wal.MaxHistorySize + 1, false}} {
+		body := bytes.Repeat([]byte("#"), tc.size)
+		st := repoWith(t, "00000002.history", object(t, "zstd", func(w io.Writer) { w.Write(body) }))
+		out := t.TempDir()
+		_, err := newArchive(t, st, "lz4").Fetch(context.Background(), "00000002.history", filepath.Join(out, "00000002.history"))
+		_, perr := wal.ParseHistory(2, body)
+		if (err == nil) != tc.ok || (perr == nil) != tc.ok {
+			t.Errorf("%d bytes: Fetch = %v, ParseHistory = %v; want both to accept: %v", tc.size, err, perr, tc.ok)
+		}
+		if !tc.ok {
+			assertEmptyDir(t, out)
+		}
+	}
 }

@@ -486,10 +486,11 @@ func kindName(k Kind) string {
 // PassOn carries the settings given by flag or environment over to a pgb command that
 // another process runs later, in another environment (restore_command, run by
 // PostgreSQL): flags --key=value, in the order of keys, for each non-secret setting
-// whose value differs from its default; and the keys of the secrets given that way,
-// which are never written down (the other process must find them itself: in its
-// environment or the config file). Settings from the config file travel with
-// --config.
+// given, even one equal to its default (it overrides the config file the other
+// process reads too, so that both resolve the same value); and the keys of the
+// secrets given that way, which are never written down (the other process must find
+// them itself: in its environment or the config file). Settings from the config file
+// travel with --config.
 func PassOn(c Config, keys []string) (flags, secrets []string) {
 	for _, k := range keys {
 		v, ok := c.Given[k]
@@ -503,20 +504,7 @@ func PassOn(c Config, keys []string) (flags, secrets []string) {
 			}
 			continue
 		}
-		if isDefault(s, v) {
-			continue
-		}
 		flags = append(flags, "--"+k+"="+strings.TrimSpace(v))
 	}
 	return flags, secrets
-}
-
-func isDefault(s Setting, v string) bool {
-	v = strings.TrimSpace(v)
-	if s.Kind == Bool {
-		a, err1 := strconv.ParseBool(v)
-		b, err2 := strconv.ParseBool(s.Default)
-		return err1 == nil && err2 == nil && a == b
-	}
-	return v == s.Default
 }

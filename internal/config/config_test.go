@@ -177,7 +177,7 @@ func TestPassOn(t *testing.T) {
 		KeyS3ForcePathStyle:  "true",
 		KeyS3Region:          "eu-west-1",
 		KeyS3SecretAccessKey: "s3cr3t",
-		KeyStorageRetries:    "5", // the default: nothing to pass on
+		KeyStorageRetries:    "5", // the default, but given: passed on all the same
 		KeyStorageTimeout:    "90s",
 		KeyS3SSE:             "aws:kms",
 		KeyCompression:       "zstd", // not a repository setting
@@ -186,7 +186,7 @@ func TestPassOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags, secrets := PassOn(c, append(RepoKeys(), KeyStorageTimeout, KeyStorageRetries))
-	want := []string{"--s3-endpoint=http://127.0.0.1:7070", "--s3-region=eu-west-1", "--s3-force-path-style=true", "--s3-sse=aws:kms", "--storage-timeout=90s"}
+	want := []string{"--s3-endpoint=http://127.0.0.1:7070", "--s3-region=eu-west-1", "--s3-force-path-style=true", "--s3-sse=aws:kms", "--storage-timeout=90s", "--storage-retries=5"}
 	if strings.Join(flags, " ") != strings.Join(want, " ") {
 		t.Errorf("flags = %q, want %q", flags, want)
 	}
@@ -197,5 +197,33 @@ func TestPassOn(t *testing.T) {
 		if strings.Contains(f, "s3cr3t") || strings.Contains(f, "from-file") {
 			t.Errorf("flag %q carries a secret or a file setting", f)
 		}
+	}
+}
+
+// A value given by flag or environment overrides the config file even when it equals
+// the default (--s3-endpoint= means AWS itself): the command that runs later with the
+// same config file must resolve the same value, so it is passed on too.
+func TestPassOnKeepsGivenDefaultsOverTheFile(t *testing.T) {
+	file := writeFile(t, "repo: s3://b/p\ns3-endpoint: http://minio-staging\ns3-force-path-style: true\nstorage-retries: 9\n")
+	given := map[string]string{KeyConfig: file, KeyS3Endpoint: "", KeyS3ForcePathStyle: "false", KeyStorageRetries: "5"}
+	restore, err := Load(src(given))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags, _ := PassOn(restore, append(RepoKeys(), KeyStorageTimeout, KeyStorageRetries))
+	// What wal-fetch gets: the same file, and the flags restore passed on.
+	later := map[string]string{KeyConfig: file}
+	for _, f := range flags {
+		k, v, _ := strings.Cut(strings.TrimPrefix(f, "--"), "=")
+		later[k] = v
+	}
+	fetch, err := Load(src(later))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fetch.S3 != restore.S3 || fetch.StorageRetries != restore.StorageRetries || restore.S3.Endpoint != "" {
+		t.Errorf("flags %q: restore resolved endpoint %q, path style %v, retries %d; wal-fetch resolves %q, %v, %d",
+			flags, restore.S3.Endpoint, restore.S3.ForcePathStyle, restore.StorageRetries,
+			fetch.S3.Endpoint, fetch.S3.ForcePathStyle, fetch.StorageRetries)
 	}
 }

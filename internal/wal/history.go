@@ -10,6 +10,8 @@ import (
 
 // MaxHistorySize bounds a timeline history file. Each ancestor takes one short line
 // (parent timeline, switch point, reason), so a megabyte is thousands of timelines.
+// wal-fetch (internal/archive) and restore's parser both use it: a history file one
+// of them accepts, the other accepts too.
 const MaxHistorySize = 1 << 20
 
 // EndOfTimeline is the End of the timeline a history file describes: it goes on.
