@@ -170,7 +170,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: restore reads, and its writes are local
 	backups, damaged, err := catalog.ListBackups(ctx, st)
 	if err != nil {
 		return err
@@ -216,39 +216,39 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 			m.Name, abs, err, restore.IncompleteMarker)
 	}
 	d := time.Since(start)
-	fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
+	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
 		m.Name, human(m.Size), len(m.Files), abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
 	if t == nil {
-		fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
+		_, _ = fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil
 	}
-	fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s, on timeline %d)\n",
+	_, _ = fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s, on timeline %d)\n",
 		target, target.Timeline, m.StopTime.Format(time.RFC3339), m.StopLSN, m.Timeline)
-	fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
+	_, _ = fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
 	switch {
 	case target.Kind == restore.ToEnd:
-		fmt.Fprintln(e.stdout, "      it replays every archived WAL file, then promotes and opens for writes")
+		_, _ = fmt.Fprintln(e.stdout, "      it replays every archived WAL file, then promotes and opens for writes")
 	case target.Action == "pause":
-		fmt.Fprintln(e.stdout, "      at the target it pauses, read-only: check the data, then SELECT pg_wal_replay_resume(); to promote")
-		fmt.Fprintln(e.stdout, "      (or restore again with another target if this is not the right point)")
+		_, _ = fmt.Fprintln(e.stdout, "      at the target it pauses, read-only: check the data, then SELECT pg_wal_replay_resume(); to promote")
+		_, _ = fmt.Fprintln(e.stdout, "      (or restore again with another target if this is not the right point)")
 	case target.Action == "promote":
-		fmt.Fprintln(e.stdout, "      at the target it promotes and opens for writes on a new timeline")
+		_, _ = fmt.Fprintln(e.stdout, "      at the target it promotes and opens for writes on a new timeline")
 	default:
-		fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
+		_, _ = fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
 	if w := configUnreadable(e.cfg.File, owner); w != "" {
 		e.log.Warn(w)
 	}
 	for _, n := range serverNeeds {
-		fmt.Fprintf(e.stdout, "      %s: the server needs it in its environment or in the config file (restore_command never carries secrets)\n", n)
+		_, _ = fmt.Fprintf(e.stdout, "      %s: the server needs it in its environment or in the config file (restore_command never carries secrets)\n", n)
 	}
 	if c.String("archive-mode") == "off" {
-		fmt.Fprintln(e.stdout, "      archiving is off (archive_mode = off in postgresql.auto.conf): this copy does not archive into the repository")
-		fmt.Fprintln(e.stdout, "      if it becomes the new primary: restore with --archive-mode preserve; or, once it is promoted,")
-		fmt.Fprintln(e.stdout, "      ALTER SYSTEM RESET archive_mode; restart it, pgb wal-push pg_wal/<its timeline>.history, and take a new pgb backup-push")
-		fmt.Fprintln(e.stdout, "      (WAL written while archiving was off never reaches the repository: recovery of the new primary starts at that backup)")
+		_, _ = fmt.Fprintln(e.stdout, "      archiving is off (archive_mode = off in postgresql.auto.conf): this copy does not archive into the repository")
+		_, _ = fmt.Fprintln(e.stdout, "      if it becomes the new primary: restore with --archive-mode preserve; or, once it is promoted,")
+		_, _ = fmt.Fprintln(e.stdout, "      ALTER SYSTEM RESET archive_mode; restart it, pgb wal-push pg_wal/<its timeline>.history, and take a new pgb backup-push")
+		_, _ = fmt.Fprintln(e.stdout, "      (WAL written while archiving was off never reaches the repository: recovery of the new primary starts at that backup)")
 	} else {
-		fmt.Fprintln(e.stdout, "      archiving is as the source's (--archive-mode preserve): once promoted it archives a new timeline into the repository")
+		_, _ = fmt.Fprintln(e.stdout, "      archiving is as the source's (--archive-mode preserve): once promoted it archives a new timeline into the repository")
 	}
 	return nil
 }
@@ -327,7 +327,7 @@ func commandWord(s string) string {
 
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-:+=@,", r))
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("/._-:+=@,", r)
 	}) < 0 {
 		return s
 	}

@@ -52,7 +52,7 @@ func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
 func TestRestoreCommandEscapesPercentInValues(t *testing.T) {
 	isolate(t)
 	file := t.TempDir() + "/100%pgb.yaml"
-	os.WriteFile(file, []byte("s3-region: us-east-1\n"), 0o600)
+	must(t, os.WriteFile(file, []byte("s3-region: us-east-1\n"), 0o600))
 	given := map[string]string{
 		config.KeyConfig:     file,
 		config.KeyRepo:       "s3://bucket/50%p",
@@ -81,19 +81,27 @@ func TestRestoreWarnsWhenTheServerCannotReadTheConfigFile(t *testing.T) {
 		t.Skip("needs root")
 	}
 	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755)
+	must(t, os.Chmod(dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(dir), 0o755))
 	file := filepath.Join(dir, "pgb.yaml")
-	os.WriteFile(file, []byte("repo: /r\n"), 0o600)
+	must(t, os.WriteFile(file, []byte("repo: /r\n"), 0o600))
 	owner := &restore.Owner{UID: 4242, GID: 4242}
 	if w := configUnreadable(file, owner); !strings.Contains(w, "chown 4242 "+file) {
 		t.Errorf("warning %q does not say to chown %s", w, file)
 	}
-	os.Chmod(file, 0o644)
+	must(t, os.Chmod(file, 0o644))
 	if w := configUnreadable(file, owner); w != "" {
 		t.Errorf("readable file: warning %q", w)
 	}
 	if w := configUnreadable(file, nil); w != "" {
 		t.Errorf("not root (no owner chosen): warning %q", w)
+	}
+}
+
+// must fails the test on a setup error.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -58,7 +58,7 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }() // releases connections only: wal-fetch writes nothing to the store
 	// PostgreSQL runs restore_command in the data directory: the working directory, never
 	// --pgdata, says which cluster fetches (a config file's pgdata may name another).
 	wd, err := os.Getwd()

@@ -74,7 +74,7 @@ func sameContent(stored io.Reader, path string) error {
 	if err != nil {
 		return err
 	}
-	defer local.Close()
+	defer func() { _ = local.Close() }() // read only
 	fi, err := local.Stat()
 	if err != nil {
 		return err

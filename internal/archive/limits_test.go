@@ -38,12 +38,21 @@ func object(t *testing.T, codec string, write func(w io.Writer)) []byte {
 	return buf.Bytes()
 }
 
+// mustWrite writes b to w or fails the test.
+func mustWrite(t *testing.T, w io.Writer, b []byte) {
+	t.Helper()
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // zeros writes n zero bytes to w.
-func zeros(w io.Writer, n int64) {
+func zeros(t *testing.T, w io.Writer, n int64) {
+	t.Helper()
 	chunk := make([]byte, 1<<20)
 	for n > 0 {
 		m := min(n, int64(len(chunk)))
-		w.Write(chunk[:m])
+		mustWrite(t, w, chunk[:m])
 		n -= m
 	}
 }
@@ -76,14 +85,14 @@ func TestFetchRefusesObjectsOfImpossibleSize(t *testing.T) {
 		name, file, codec string
 		write             func(w io.Writer)
 	}{
-		{"segment 8 KiB too long", "000000010000000000000009", "lz4", func(w io.Writer) { w.Write(segment(42, 9)); w.Write(head) }},
-		{"segment 8 KiB short", "000000010000000000000009", "lz4", func(w io.Writer) { w.Write(segment(42, 9)[:segSize-8192]) }},
-		{"zstd bomb", "000000010000000000000009", "zstd", func(w io.Writer) { w.Write(head); zeros(w, 256<<20) }},
-		{"lz4 bomb", "000000010000000000000009", "lz4", func(w io.Writer) { w.Write(head); zeros(w, 256<<20) }},
-		{"partial bomb", "000000010000000000000009.partial", "zstd", func(w io.Writer) { w.Write(head); zeros(w, 256<<20) }},
-		{"segment without a header", "000000010000000000000009", "zstd", func(w io.Writer) { zeros(w, segSize) }},
-		{"history bomb", "00000002.history", "zstd", func(w io.Writer) { zeros(w, 64<<20) }},
-		{"backup file bomb", "000000010000000000000009.00000028.backup", "zstd", func(w io.Writer) { zeros(w, 16<<20) }},
+		{"segment 8 KiB too long", "000000010000000000000009", "lz4", func(w io.Writer) { mustWrite(t, w, segment(42, 9)); mustWrite(t, w, head) }},
+		{"segment 8 KiB short", "000000010000000000000009", "lz4", func(w io.Writer) { mustWrite(t, w, segment(42, 9)[:segSize-8192]) }},
+		{"zstd bomb", "000000010000000000000009", "zstd", func(w io.Writer) { mustWrite(t, w, head); zeros(t, w, 256<<20) }},
+		{"lz4 bomb", "000000010000000000000009", "lz4", func(w io.Writer) { mustWrite(t, w, head); zeros(t, w, 256<<20) }},
+		{"partial bomb", "000000010000000000000009.partial", "zstd", func(w io.Writer) { mustWrite(t, w, head); zeros(t, w, 256<<20) }},
+		{"segment without a header", "000000010000000000000009", "zstd", func(w io.Writer) { zeros(t, w, segSize) }},
+		{"history bomb", "00000002.history", "zstd", func(w io.Writer) { zeros(t, w, 64<<20) }},
+		{"backup file bomb", "000000010000000000000009.00000028.backup", "zstd", func(w io.Writer) { zeros(t, w, 16<<20) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := repoWith(t, tc.file, object(t, tc.codec, tc.write))
@@ -131,10 +140,10 @@ func TestDuplicateCheckReadsNoMoreThanTheLocalFile(t *testing.T) {
 	const name = "000000010000000000000006"
 	seg := segment(42, 6)
 	p := writeWAL(t, dir, name, seg)
-	good := object(t, "none", func(w io.Writer) { w.Write(seg) })
-	long := object(t, "none", func(w io.Writer) { w.Write(seg); zeros(w, 64<<20) })
+	good := object(t, "none", func(w io.Writer) { mustWrite(t, w, seg) })
+	long := object(t, "none", func(w io.Writer) { mustWrite(t, w, seg); zeros(t, w, 64<<20) })
 	// The long body with the good trailer: the trailer check alone cannot tell.
-	forged := append(long[:len(long)-envelope.TrailerSize:len(long)-envelope.TrailerSize], good[len(good)-envelope.TrailerSize:]...)
+	forged := append(append([]byte(nil), long[:len(long)-envelope.TrailerSize]...), good[len(good)-envelope.TrailerSize:]...)
 	inner := repoWith(t, name, forged)
 	st := &countingStore{Store: inner}
 	_, err := newArchive(t, st, "lz4").Push(ctx, p, cluster(t, dir))
@@ -172,7 +181,7 @@ func TestFetchHistoryLimitIsTheParsersLimit(t *testing.T) {
 		ok   bool
 	}{{wal.MaxHistorySize, true}, {wal.MaxHistorySize + 1, false}} {
 		body := bytes.Repeat([]byte("#"), tc.size)
-		st := repoWith(t, "00000002.history", object(t, "zstd", func(w io.Writer) { w.Write(body) }))
+		st := repoWith(t, "00000002.history", object(t, "zstd", func(w io.Writer) { mustWrite(t, w, body) }))
 		out := t.TempDir()
 		_, err := newArchive(t, st, "lz4").Fetch(context.Background(), "00000002.history", filepath.Join(out, "00000002.history"))
 		_, perr := wal.ParseHistory(2, body)

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -51,20 +52,25 @@ func TestCannotReadConfigWalksTheDirectories(t *testing.T) {
 	if err := os.WriteFile(file, []byte("repo: /r\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's own directories
-	os.Chmod(filepath.Dir(filepath.Dir(dir)), 0o755)
+	for _, d := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} { // t.TempDir's own directories
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	steps := []struct {
-		do   func()
+		do   func() error
 		want string
 	}{
-		{func() {}, ""},
-		{func() { os.Chmod(file, 0o600) }, file},
-		{func() { os.Chown(file, 999, 0) }, ""},
-		{func() { os.Chmod(dir, 0o700) }, dir},
-		{func() { os.Chown(dir, 0, 998); os.Chmod(dir, 0o710) }, ""},
+		{func() error { return nil }, ""},
+		{func() error { return os.Chmod(file, 0o600) }, file},
+		{func() error { return os.Chown(file, 999, 0) }, ""},
+		{func() error { return os.Chmod(dir, 0o700) }, dir},
+		{func() error { return errors.Join(os.Chown(dir, 0, 998), os.Chmod(dir, 0o710)) }, ""},
 	}
 	for i, s := range steps {
-		s.do()
+		if err := s.do(); err != nil {
+			t.Fatal(err)
+		}
 		got, err := CannotRead(file, postgres)
 		if err != nil || got != s.want {
 			t.Errorf("step %d: CannotRead = %q, %v; want %q", i, got, err, s.want)
