@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/integration/pgtest"
+	"github.com/pgb-project/pgb/internal/storage/s3/s3test"
 )
 
 // withoutPGDATA is env without its PGDATA entry.
@@ -102,35 +104,52 @@ func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
 	}
 }
 
+// TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy: the repository (S3 behind
+// the fault proxy) holds the backup's first part upload unanswered, so the copy cannot
+// end; the test stops PostgreSQL meanwhile. backup-push must give the upload up and
+// fail, saying that PostgreSQL stopped, while the upload is still held: noticing only
+// at pg_backup_stop would never get there.
 func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
 	pgtest.Require(t)
-	repo := newRepo(t)
-	src := archivingCluster(t, repo)
-	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "10").CombinedOutput(); err != nil {
-		t.Fatalf("pgbench -i: %v\n%s", err, out)
-	}
-	cmd := exec.Command(pgtest.BuildPGB(t), "backup-push", "--repo", repo, "--concurrency", "1", "--compression", "zstd",
-		"--compression-level", "9", "--fast")
+	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	proxy := startFaultProxy(t, endpoint, 0, 7)
+	held := proxy.holdRequests(func(r *http.Request) bool {
+		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/backups/") && strings.Contains(r.URL.Path, "/part-")
+	})
+	defer held.release()
+	// Request and attempt timeouts longer than the test: a held upload waits for as long
+	// as the backup waits for it.
+	sel := configFile(t, "repo: s3://"+bucket+"/cluster1\ns3-endpoint: "+proxy.URL+"\ns3-region: us-east-1\n"+
+		"s3-force-path-style: true\ns3-access-key-id: "+access+"\ns3-secret-access-key: "+secret+"\n"+
+		"s3-request-timeout: 24h\nstorage-timeout: 24h\n")
+	src := archivingClusterWith(t, sel)
+	src.Exec(t, "CREATE TABLE t AS SELECT generate_series(1, 10000) AS v")
+
+	cmd := exec.Command(pgtest.BuildPGB(t), append(append([]string{"backup-push"}, sel...), "--fast")...)
 	cmd.Env = append(cleanEnv(), src.Env()...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Stop PostgreSQL (pg_ctl stop -m fast) once the copy is under way: a part is
-	// being written into the repository.
-	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if writing, _ := filepath.Glob(filepath.Join(repo, "backups", "*", ".tmp-*")); len(writing) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("the backup never started writing a part:\n%s", stderr.String())
-		}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-held.arrived: // the copy is under way and cannot end
+	case err := <-exited:
+		t.Fatalf("backup-push ended (%v) before uploading a part:\n%s", err, stderr.String())
 	}
 	src.Stop(t)
-	err := cmd.Wait()
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(5 * time.Minute): // a safety net against a hang, not a measure
+		cmd.Process.Kill()
+		<-exited
+		t.Fatalf("backup-push did not notice PostgreSQL stopping during the copy (its part upload is still held):\n%s", stderr.String())
+	}
+	// backup-push exited while its part upload was held: it gave the copy up.
+	held.release()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
@@ -140,8 +159,9 @@ func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
 		"PostgreSQL stopped (or the connection was lost) during the backup: the backup is incomplete and was not recorded") {
 		t.Fatalf("backup-push while PostgreSQL stops: %s", r)
 	}
-	if names := listBackups(t, repo); len(names) != 0 {
-		t.Fatalf("backups after PostgreSQL stopped during the backup: %v", names)
+	r = mustPGB(t, "", nil, append(append([]string{"backup-list"}, sel...), "--json")...)
+	if s := strings.TrimSpace(r.stdout); s != "[]" && s != "null" {
+		t.Fatalf("backups after PostgreSQL stopped during the backup: %s", s)
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 // faultProxy sits between pgb and a real object-store server and breaks a share of the
 // requests the way real networks do: 503 SlowDown answers, connections reset before an
 // answer, and response bodies cut off short of their Content-Length. Decisions come
-// from a seeded source, so a run is reproducible; every fault is counted.
+// from a seeded source, so a run is reproducible; every fault is counted. In hold mode
+// (holdRequests) it also keeps chosen requests waiting until the test releases them.
 type faultProxy struct {
 	URL string // what pgb uses as its endpoint
 
@@ -27,6 +28,56 @@ type faultProxy struct {
 	failRate float64 // share of requests that get a fault
 	faults   atomic.Int64
 	requests atomic.Int64
+	hold     atomic.Pointer[hold]
+}
+
+// hold is the proxy's "hold" mode: requests it matches are read in full and then left
+// unanswered until the test releases them (or the client gives up on them): a client
+// cannot finish what needs their answers before the release.
+type hold struct {
+	match     func(*http.Request) bool
+	arrived   chan struct{} // closed when the first held request has been read
+	released  chan struct{} // closed by release
+	arriveOne sync.Once
+	releaseIt sync.Once
+}
+
+// holdRequests makes the proxy hold every request match selects until release is
+// called; the requests that follow the release pass through.
+func (p *faultProxy) holdRequests(match func(*http.Request) bool) *hold {
+	h := &hold{match: match, arrived: make(chan struct{}), released: make(chan struct{})}
+	p.hold.Store(h)
+	return h
+}
+
+// release answers the held requests with 503 SlowDown (the client may retry) and lets
+// the next ones through.
+func (h *hold) release() { h.releaseIt.Do(func() { close(h.released) }) }
+
+func (h *hold) holds(r *http.Request) bool {
+	select {
+	case <-h.released:
+		return false
+	default:
+		return h.match(r)
+	}
+}
+
+func (h *hold) serve(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	h.arriveOne.Do(func() { close(h.arrived) })
+	select {
+	case <-r.Context().Done(): // the client gave up on it
+	case <-h.released:
+		writeSlowDown(w)
+	}
+}
+
+func writeSlowDown(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/xml")
+	w.Header().Set("Retry-After", "0")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
 }
 
 func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) *faultProxy {
@@ -40,13 +91,14 @@ func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) 
 	rp.ErrorLog = log.New(io.Discard, "", 0)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
+		if h := p.hold.Load(); h != nil && h.holds(r) {
+			h.serve(w, r)
+			return
+		}
 		switch p.pick() {
 		case "503":
 			p.faults.Add(1)
-			w.Header().Set("Content-Type", "application/xml")
-			w.Header().Set("Retry-After", "0")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			writeSlowDown(w)
 		case "reset":
 			p.faults.Add(1)
 			_, _ = io.Copy(io.Discard, r.Body) // drain before the reset; its error changes nothing

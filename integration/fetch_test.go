@@ -119,21 +119,7 @@ func TestCorruptSegmentStopsRecoveryInsteadOfPromoting(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(backup, "recovery.signal"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	dst := pgtest.OpenDataDir(t, backup, pgtest.Options{
-		RestoreCommand: bin + " wal-fetch --repo " + repo + " %f %p",
-		Conf:           []string{"archive_mode = off"},
-	})
-	_ = dst.TryStart() // may fail or come up in recovery and then die: either way it must not promote
-	deadline := time.Now().Add(60 * time.Second)
-	for dst.Running() && time.Now().Before(deadline) {
-		if v, err := dst.TryQueryString("SELECT pg_is_in_recovery()"); err == nil && v == "false" {
-			t.Fatalf("PostgreSQL promoted despite a corrupt segment in the archive:\n%s", dst.LogTail(40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if dst.Running() {
-		t.Fatalf("server still running after 60s:\n%s", dst.LogTail(40))
-	}
+	dst := startRecoveryThatMustStop(t, backup, bin+" wal-fetch --repo "+repo+" %f %p")
 	log := dst.LogTail(60)
 	if !strings.Contains(log, "corrupt") || !strings.Contains(log, damaged) {
 		t.Fatalf("the server log does not name the corrupt segment:\n%s", log)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,19 +59,7 @@ func TestMistypedRestoreCommandStopsRecoveryInsteadOfPromoting(t *testing.T) {
 // recovery.signal stays) with the server log showing says.
 func mustStopRecovery(t *testing.T, dir, restoreCommand, says string) {
 	t.Helper()
-	dst := pgtest.OpenDataDir(t, dir, pgtest.Options{RestoreCommand: restoreCommand, Conf: []string{"archive_mode = off"}})
-	_ = dst.TryStart() // may fail or come up in recovery and then die: either way it must not promote
-	deadline := time.Now().Add(60 * time.Second)
-	for dst.Running() && time.Now().Before(deadline) {
-		if v, err := dst.TryQueryString("SELECT pg_is_in_recovery()"); err == nil && v == "f" { // text format
-			n, _ := dst.TryQueryString("SELECT count(*) FROM t")
-			t.Fatalf("restore_command = '%s': PostgreSQL promoted with %s of 1000 rows:\n%s", restoreCommand, n, dst.LogTail(40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if dst.Running() {
-		t.Fatalf("server still running after 60s:\n%s", dst.LogTail(40))
-	}
+	dst := startRecoveryThatMustStop(t, dir, restoreCommand)
 	log := dst.LogTail(60)
 	if !strings.Contains(log, says) || !strings.Contains(log, "FATAL") {
 		t.Fatalf("restore_command = '%s': the server log does not show the usage mistake (%q) stopping recovery:\n%s", restoreCommand, says, log)
@@ -78,4 +67,31 @@ func mustStopRecovery(t *testing.T, dir, restoreCommand, says string) {
 	if !fileExists(filepath.Join(dir, "recovery.signal")) {
 		t.Fatal("recovery.signal is gone: recovery ended instead of stopping")
 	}
+}
+
+// endOfRecovery is a recovery_end_command that makes the end of recovery observable:
+// PostgreSQL runs it when recovery ends (before it would come up promoted) and, as
+// the command exits above 125, stops with a FATAL error naming it instead.
+const endOfRecovery = "exit 200"
+
+// startRecoveryThatMustStop runs PostgreSQL for archive recovery on dir with
+// restoreCommand until the server exits, and fails the test unless it exits with
+// recovery stopped: a server that ends recovery (it would promote) runs
+// recovery_end_command and exits naming it. The server runs as a child of the test,
+// which waits for its exit; the timeout is only a safety net against a hang.
+func startRecoveryThatMustStop(t *testing.T, dir, restoreCommand string) *pgtest.Cluster {
+	t.Helper()
+	dst := pgtest.OpenDataDir(t, dir, pgtest.Options{
+		RestoreCommand: restoreCommand,
+		Conf:           []string{"archive_mode = off", "recovery_end_command = '" + endOfRecovery + "'"},
+	})
+	err := dst.RunUntilExit(5 * time.Minute)
+	if errors.Is(err, pgtest.ErrStillRunning) {
+		t.Fatalf("restore_command = '%s': the server neither stopped nor ended recovery:\n%s", restoreCommand, dst.LogTail(40))
+	}
+	if log := dst.LogTail(60); err == nil || strings.Contains(log, `recovery_end_command "`+endOfRecovery+`"`) {
+		t.Fatalf("restore_command = '%s': PostgreSQL ended recovery (it would have promoted with committed rows missing):\n%s",
+			restoreCommand, log)
+	}
+	return dst
 }

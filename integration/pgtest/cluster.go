@@ -281,6 +281,54 @@ func (c *Cluster) TryStart() error {
 	}
 }
 
+// ErrStillRunning is RunUntilExit's answer when the server did not exit.
+var ErrStillRunning = errors.New("pgtest: the server is still running")
+
+// RunUntilExit runs the server in the foreground, as a child of the test rather than
+// through pg_ctl, and returns when the postmaster exits: for tests that expect the
+// server to stop by itself (a FATAL error during recovery). It returns the exit
+// status (nil for exit code 0). If the server is still running after timeout — a
+// safety net against a hang, not a measure of anything — it returns ErrStillRunning
+// and leaves the server running for the caller to inspect; it is stopped when the test
+// ends. The server's output is appended to LogFile().
+func (c *Cluster) RunUntilExit(timeout time.Duration) error {
+	safety := time.NewTimer(timeout)
+	defer safety.Stop()
+	for attempt := 0; ; attempt++ {
+		offset := fileSize(c.logFile)
+		err := c.runForeground(safety.C)
+		if err != nil && !errors.Is(err, ErrStillRunning) && attempt < 3 && portInUse(readFrom(c.logFile, offset)) {
+			if port, perr := nextFreePort(); perr == nil {
+				c.setPort(port)
+				continue
+			}
+		}
+		return err
+	}
+}
+
+func (c *Cluster) runForeground(safety <-chan time.Time) error {
+	log, err := os.OpenFile(c.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	args := append([]string{"-D", c.dataDir, "-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1"}, c.extra...)
+	cmd := c.serverCmd("postgres", args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		return err
+	case <-safety:
+		return ErrStillRunning
+	}
+}
+
 func (c *Cluster) setPort(port int) {
 	c.port = port
 	if c.owned {
