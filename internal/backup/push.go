@@ -210,7 +210,7 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	m := &catalog.Manifest{
 		Name: start.Format("20060102T150405Z"), SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
-		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(p.Opt.DataDir),
+		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(dataDir),
 	}
 	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push", catalog.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {

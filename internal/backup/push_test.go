@@ -851,3 +851,31 @@ func TestPushSaysPlainlyWhenTheServerStoppedBeforePgBackupStop(t *testing.T) {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 	}
 }
+
+// Without --pgdata (the cron case) the owner of the server's data directory is still
+// recorded, so that a restore as root gives the files back to it.
+func TestPushWithoutPgdataRecordsTheDataDirectoryOwner(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, "", 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ownerOf(fx.dataDir)
+	if want == nil {
+		t.Fatal("cannot tell the fixture's owner")
+	}
+	if m.DataDirOwner == nil || m.DataDirOwner.UID != want.UID || m.DataDirOwner.GID != want.GID {
+		t.Fatalf("manifest records data directory owner %+v, want %+v", m.DataDirOwner, want)
+	}
+	got, err := catalog.ReadManifest(context.Background(), st, m.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DataDirOwner == nil || got.DataDirOwner.UID != want.UID {
+		t.Fatalf("stored manifest records data directory owner %+v, want %+v", got.DataDirOwner, want)
+	}
+}
