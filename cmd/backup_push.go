@@ -22,7 +22,8 @@ func backupPushCommand() *cli.Command {
 			"exist for backup-list or restore. Progress goes to stderr only on a terminal. One backup per\n" +
 			"repository at a time. Exits 0 only when the backup is complete and restorable.\n\n" +
 			"The data directory read is the server's own (SHOW data_directory) unless --pgdata/PGDATA names\n" +
-			"it; a directory that is not the one the server runs on (an old copy of it) is refused.",
+			"it; a directory whose global/pg_control does not show exactly the server's last checkpoint\n" +
+			"(an old copy, or another copy that checkpointed later) is refused.",
 		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {

@@ -31,10 +31,12 @@ func restoreCommand() *cli.Command {
 			"interrupted restore never leaves a directory PostgreSQL would start. It leaves the directory\n" +
 			"marked with " + restore.IncompleteMarker + " (removed as the very last step): --force clears\n" +
 			"such a directory, and its tablespace directories, then restores; it refuses any directory\n" +
-			"without that marker. As root, files belong to --owner, else to the backed-up data directory's\n" +
-			"owner recorded in the manifest (refused if this host lacks that user), never to root; and\n" +
-			"restore warns when that user cannot read the --config file restore_command names (judged\n" +
-			"from mode bits and primary group only), saying what to chown before starting PostgreSQL.\n\n" +
+			"without that marker, and one that holds global/pg_control or postmaster.pid (a restore that\n" +
+			"finished, or a server ran on it): remove the marker or the directory yourself. As root, files\n" +
+			"belong to --owner, else to the backed-up data directory's owner recorded in the manifest\n" +
+			"(refused if this host lacks that user), never to root; and restore warns when that user cannot\n" +
+			"read the --config file restore_command names (judged from mode bits and primary group only),\n" +
+			"saying what to chown before starting PostgreSQL.\n\n" +
 			"The restored cluster does not archive (archive_mode = off) unless --archive-mode preserve says it\n" +
 			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
 			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +

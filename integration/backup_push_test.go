@@ -59,6 +59,40 @@ func TestBackupPushOfAnOldCopyOfTheDataDirectoryIsRefused(t *testing.T) {
 	}
 }
 
+// A copy of the cluster that has run on its own and checkpointed later than the
+// server (like a second standby on the pgb host while PGHOST points at the first)
+// looks newer than the server's own data directory; it is not the server's either.
+func TestBackupPushOfANewerLookingCopyOfTheDataDirectoryIsRefused(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	src.Stop(t)
+	clone := filepath.Join(pgtest.TempDir(t), "clone")
+	if out, err := exec.Command("cp", "-a", src.DataDir(), clone).CombinedOutput(); err != nil {
+		t.Fatalf("copy the data directory: %v\n%s", err, out)
+	}
+	src.Start(t)
+	// The clone runs as a server of its own, writes WAL well past the source and
+	// checkpoints: its pg_control is ahead of the source's.
+	c := pgtest.OpenDataDir(t, clone, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE clone_only AS SELECT generate_series(1, 1000) AS v")
+	for i := 0; i < 4; i++ {
+		c.SwitchWAL(t)
+	}
+	c.Exec(t, "CHECKPOINT")
+	c.Stop(t)
+
+	r := pgb(t, "", src.Env(), "backup-push", "--repo", repo, "--pgdata", clone, "--fast")
+	if lines := errorLines(r.stderr); r.code == 0 || len(lines) != 1 || !strings.Contains(lines[0], "is not the data directory the server runs on") ||
+		!strings.Contains(lines[0], clone) {
+		t.Fatalf("backup-push --pgdata of a newer-looking copy: %s", r)
+	}
+	if names := listBackups(t, repo); len(names) != 0 {
+		t.Fatalf("backups after a refused run: %v", names)
+	}
+}
+
 func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)

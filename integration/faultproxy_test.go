@@ -77,7 +77,7 @@ func writeSlowDown(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/xml")
 	w.Header().Set("Retry-After", "0")
 	w.WriteHeader(http.StatusServiceUnavailable)
-	io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+	_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
 }
 
 func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) *faultProxy {

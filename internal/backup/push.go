@@ -37,6 +37,9 @@ type Source interface {
 	BackupStart(ctx context.Context, label string, fast bool) (wal.LSN, uint32, error)
 	BackupStop(ctx context.Context) (pg.BackupStopResult, error)
 	WALFileName(ctx context.Context, lsn wal.LSN) (string, error)
+	// ControlCheckpoint is the last checkpoint in the server's own pg_control
+	// (pg_control_checkpoint(): location, redo point, timeline).
+	ControlCheckpoint(ctx context.Context) (pg.Control, error)
 }
 
 // Options tune a backup.
@@ -210,7 +213,7 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	m := &catalog.Manifest{
 		Name: start.Format("20060102T150405Z"), SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
-		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(p.Opt.DataDir),
+		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(dataDir),
 	}
 	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push", catalog.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {
@@ -242,7 +245,7 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL)
-	if err := checkLive(dataDir, info.DataDirectory, m.StartLSN); err != nil {
+	if err := p.checkLive(ctx, dataDir, info.DataDirectory); err != nil {
 		return nil, err
 	}
 
@@ -307,23 +310,41 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	return m, nil
 }
 
+// liveChecks bounds how often checkLive reads both pg_control files again because a
+// checkpoint completed while it read them.
+const liveChecks = 5
+
 // checkLive makes sure that dataDir is the directory the server runs on, not a copy
-// of it: pg_backup_start has just written its checkpoint into the server's
-// pg_control, so the pg_control read from dataDir must show a redo point at or after
-// the backup's start. An old copy (same system identifier, older contents) shows an
-// earlier one. This holds whatever path the directory is reached by (symlinks, bind
-// mounts, containers).
-func checkLive(dataDir, serverDir string, start wal.LSN) error {
-	ctl, err := pg.ReadControl(dataDir)
-	if err != nil {
-		return err
+// of it (an old one, or another copy of the cluster that checkpointed later, such as a
+// second standby on this host): the pg_control read from dataDir must show exactly the
+// last checkpoint of the server's own pg_control (location, redo point, timeline). The
+// server's is read before and after the directory's; when the two server reads differ,
+// a checkpoint raced and all are read again, a bounded number of times. This holds
+// whatever path the directory is reached by (symlinks, bind mounts, containers).
+func (p *Pusher) checkLive(ctx context.Context, dataDir, serverDir string) error {
+	var srv, disk pg.Control
+	for i := 0; i < liveChecks; i++ {
+		before, err := p.Src.ControlCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		if disk, err = pg.ReadControl(dataDir); err != nil {
+			return err
+		}
+		if srv, err = p.Src.ControlCheckpoint(ctx); err != nil {
+			return err
+		}
+		if disk.SameCheckpoint(srv) {
+			return nil
+		}
+		if before.SameCheckpoint(srv) {
+			break // no checkpoint in between: the directory's pg_control is not the server's
+		}
 	}
-	if ctl.Redo < start {
-		return fmt.Errorf("--pgdata %s is not the data directory the server runs on (%s): its pg_control shows a checkpoint at %s, "+
-			"older than this backup's checkpoint at %s, so it is an old copy; leave --pgdata and PGDATA unset to read the server's data directory, or point --pgdata at it",
-			dataDir, serverDir, ctl.Redo, start)
-	}
-	return nil
+	return fmt.Errorf("--pgdata %s is not the data directory the server runs on (%s): its pg_control shows the checkpoint at %s (redo %s, timeline %d), "+
+		"the server's at %s (redo %s, timeline %d), so it is an old copy or another copy of this cluster; "+
+		"leave --pgdata and PGDATA unset to read the server's data directory, or point --pgdata at it",
+		dataDir, serverDir, disk.Checkpoint, disk.Redo, disk.Timeline, srv.Checkpoint, srv.Redo, srv.Timeline)
 }
 
 // waitForWAL waits until the backup's stop segment is in the repository: without it

@@ -40,7 +40,15 @@ func pgControl(sys uint64) []byte {
 	binary.LittleEndian.PutUint32(b[12:], 202209061)
 	binary.LittleEndian.PutUint64(b[32:], 0x2000060) // checkpoint, after
 	binary.LittleEndian.PutUint64(b[40:], 0x2000028) // its redo point: the fake source's start LSN
+	binary.LittleEndian.PutUint32(b[48:], 1)         // its timeline
+	sealControl(b)
 	return b
+}
+
+func sealControl(b []byte) {
+	if err := pg.SealControl(b); err != nil {
+		panic(err)
+	}
 }
 
 // fakeSource is a PostgreSQL session with canned answers.
@@ -53,6 +61,9 @@ type fakeSource struct {
 	stopWAL     string // if set, the stop segment's name regardless of the LSN
 	nextXID     uint64
 	onStart     func() // called in BackupStart (a checkpoint that takes time)
+	// control is what pg_control_checkpoint() answers, one value per call (the last
+	// repeats); none: the checkpoint pgControl writes.
+	control []pg.Control
 
 	mu         sync.Mutex
 	startLabel string
@@ -79,6 +90,19 @@ func (s *fakeSource) BackupStart(_ context.Context, label string, fast bool) (wa
 		s.onStart()
 	}
 	return s.startLSN, 1, nil
+}
+
+func (s *fakeSource) ControlCheckpoint(context.Context) (pg.Control, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.control) == 0 {
+		return pg.Control{Checkpoint: 0x2000060, Redo: 0x2000028, Timeline: 1}, nil
+	}
+	c := s.control[0]
+	if len(s.control) > 1 {
+		s.control = s.control[1:]
+	}
+	return c, nil
 }
 
 func (s *fakeSource) BackupStop(context.Context) (pg.BackupStopResult, error) {
@@ -753,6 +777,7 @@ func TestPushRefusesAnOldCopyOfTheDataDirectory(t *testing.T) {
 	old := pgControl(testSystemID)
 	binary.LittleEndian.PutUint64(old[32:], 0x1000060)
 	binary.LittleEndian.PutUint64(old[40:], 0x1000028) // an earlier checkpoint
+	sealControl(old)
 	writeFiles(t, fx.dataDir, map[string][]byte{"global/pg_control": old})
 	st := mem.New()
 	putWAL(t, st, "000000010000000000000002")
@@ -849,5 +874,72 @@ func TestPushSaysPlainlyWhenTheServerStoppedBeforePgBackupStop(t *testing.T) {
 	}
 	if list, _, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
+	}
+}
+
+// Without --pgdata (the cron case) the owner of the server's data directory is still
+// recorded, so that a restore as root gives the files back to it.
+func TestPushWithoutPgdataRecordsTheDataDirectoryOwner(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, "", 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ownerOf(fx.dataDir)
+	if want == nil {
+		t.Fatal("cannot tell the fixture's owner")
+	}
+	if m.DataDirOwner == nil || m.DataDirOwner.UID != want.UID || m.DataDirOwner.GID != want.GID {
+		t.Fatalf("manifest records data directory owner %+v, want %+v", m.DataDirOwner, want)
+	}
+	got, err := catalog.ReadManifest(context.Background(), st, m.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DataDirOwner == nil || got.DataDirOwner.UID != want.UID {
+		t.Fatalf("stored manifest records data directory owner %+v, want %+v", got.DataDirOwner, want)
+	}
+}
+
+// Another copy of the cluster that checkpointed later than the server (a second
+// standby on this host, while the connection goes to the first) passes a check of
+// "redo at or after the backup's start", but its pg_control is not the server's.
+func TestPushRefusesANewerLookingCopyOfTheDataDirectory(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	newer := pgControl(testSystemID)
+	binary.LittleEndian.PutUint64(newer[32:], 0x3000060)
+	binary.LittleEndian.PutUint64(newer[40:], 0x3000028) // a later checkpoint than the server's
+	sealControl(newer)
+	writeFiles(t, fx.dataDir, map[string][]byte{"global/pg_control": newer})
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource("/var/lib/postgresql/15/main")
+	_, err := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Now()).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), fx.dataDir) || !strings.Contains(err.Error(), "0/3000060") ||
+		!strings.Contains(err.Error(), "0/2000060") {
+		t.Fatalf("Run on a newer-looking copy = %v, want it refused naming the directory and both checkpoints", err)
+	}
+	if left := allKeys(t, st, "backups/"); len(left) != 0 {
+		t.Errorf("objects written: %v", left)
+	}
+}
+
+// A checkpoint that completes between reading the server's pg_control and the
+// directory's is not mistaken for a copy: both are read again.
+func TestPushLiveCheckRereadsWhenACheckpointRaces(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	// The server's answer is first the checkpoint before, then the one on disk.
+	src.control = []pg.Control{{Checkpoint: 0x1000060, Redo: 0x1000028, Timeline: 1}, {Checkpoint: 0x2000060, Redo: 0x2000028, Timeline: 1}}
+	if _, err := newPusher(st, src, "", 1<<20, 2, time.Now()).Run(context.Background()); err != nil {
+		t.Fatalf("Run with a checkpoint racing the live check: %v", err)
 	}
 }

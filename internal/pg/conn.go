@@ -160,6 +160,26 @@ func (c *Conn) BackupStart(ctx context.Context, label string, fast bool) (wal.LS
 	return start, uint32(tli), nil
 }
 
+// ControlCheckpoint reads the last checkpoint from the server's own pg_control
+// (pg_control_checkpoint()): its location, redo point and timeline.
+func (c *Conn) ControlCheckpoint(ctx context.Context) (Control, error) {
+	var ckpt, redo string
+	var tli int64
+	err := c.c.QueryRow(ctx, "SELECT checkpoint_lsn::text, redo_lsn::text, timeline_id FROM pg_control_checkpoint()").Scan(&ckpt, &redo, &tli)
+	if err != nil {
+		return Control{}, fmt.Errorf("read the server's pg_control: %w", privilegeHint(err, "pg_control_checkpoint()"))
+	}
+	var ctl Control
+	if ctl.Checkpoint, err = wal.ParseLSN(ckpt); err != nil {
+		return Control{}, err
+	}
+	if ctl.Redo, err = wal.ParseLSN(redo); err != nil {
+		return Control{}, err
+	}
+	ctl.Timeline = uint32(tli)
+	return ctl, nil
+}
+
 // BackupStopResult is what pg_backup_stop returns.
 type BackupStopResult struct {
 	LSN           wal.LSN

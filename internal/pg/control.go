@@ -3,9 +3,11 @@
 package pg
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -25,7 +27,47 @@ type Control struct {
 	// (PostgreSQL 11 and later; zero for older control files).
 	Checkpoint wal.LSN
 	Redo       wal.LSN
+	// Timeline is the last checkpoint's timeline (checkPointCopy.ThisTimeLineID).
+	Timeline uint32
 }
+
+// SameCheckpoint reports whether c and o show the same last checkpoint: same location, redo
+// point and timeline.
+func (c Control) SameCheckpoint(o Control) bool {
+	return c.Checkpoint == o.Checkpoint && c.Redo == o.Redo && c.Timeline == o.Timeline
+}
+
+// controlCRCOffset is offsetof(ControlFileData, crc) for each pg_control_version pgb
+// knows: 1201 (PostgreSQL 12), 1300 (13 to 16) and 1700 (17). The fields before the
+// crc kept their sizes across these (12's float4ByVal and 17's CheckPoint.wal_level
+// took padding), so the offset is the same.
+var controlCRCOffset = map[uint32]int{1201: 288, 1300: 288, 1700: 288}
+
+// controlReadSize is how much of pg_control is read: PG_CONTROL_MAX_SAFE_SIZE, which
+// holds ControlFileData in every version.
+const controlReadSize = 512
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrControlCRC means pg_control's contents do not match its CRC-32C: damaged, or
+// read while PostgreSQL rewrote it (it does so in place) and still torn after retries.
+var ErrControlCRC = errors.New("pg_control's CRC does not match its contents")
+
+// SealControl writes the CRC-32C of pg_control contents b (at least up to the crc
+// field) into b, for the pg_control_version b holds. It is how a pg_control file is
+// built (in tests).
+func SealControl(b []byte) error {
+	off, ok := controlCRCOffset[binary.LittleEndian.Uint32(b[8:])]
+	if !ok || len(b) < off+4 {
+		return fmt.Errorf("cannot seal a pg_control of version %d (%d bytes)", binary.LittleEndian.Uint32(b[8:]), len(b))
+	}
+	binary.LittleEndian.PutUint32(b[off:], crc32.Checksum(b[:off], castagnoli))
+	return nil
+}
+
+// controlReads bounds how often pg_control is read while its CRC does not match:
+// PostgreSQL rewrites it in place, so one read can see half of a write.
+const controlReads = 5
 
 // catalogMajor lists the catalog version each major release shipped with (first of
 // its line); development builds in between map to the release below them.
@@ -51,24 +93,61 @@ func MajorFromCatalog(cat uint32) int {
 // ErrNotDataDir means the directory has no global/pg_control.
 var ErrNotDataDir = errors.New("not a PostgreSQL data directory")
 
-// ReadControl reads the leading fields of DIR/global/pg_control.
+// ReadControl reads the leading fields of DIR/global/pg_control and, for the versions
+// pgb knows (PostgreSQL 12 to 17), verifies its CRC-32C. A mismatch is read again a
+// few times, since PostgreSQL rewrites the file in place; it persists as an error
+// wrapping ErrControlCRC. For an unknown version the CRC is not checked; instead the
+// file is read until two reads agree.
 func ReadControl(dataDir string) (Control, error) {
 	p := filepath.Join(dataDir, "global", "pg_control")
+	var prev []byte
+	var err error
+	for i := 0; i < controlReads; i++ {
+		var b []byte
+		if b, err = readControlFile(p, dataDir); err != nil {
+			return Control{}, err
+		}
+		var c Control
+		if c, err = parseControl(p, b); err != nil {
+			return Control{}, err
+		}
+		off, known := controlCRCOffset[c.ControlVersion]
+		switch {
+		case known && len(b) >= off+4 && binary.LittleEndian.Uint32(b[off:]) == crc32.Checksum(b[:off], castagnoli):
+			return c, nil
+		case known:
+			err = fmt.Errorf("%w: %s (read %d times): the file is damaged, or is not a pg_control file", ErrControlCRC, p, i+1)
+		case prev != nil && bytes.Equal(prev, b):
+			return c, nil
+		default:
+			err = fmt.Errorf("%s changed between %d reads (pg_control version %d: its CRC is not checked)", p, i+1, c.ControlVersion)
+		}
+		prev = b
+	}
+	return Control{}, err
+}
+
+func readControlFile(p, dataDir string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return Control{}, fmt.Errorf("%w: %s has no global/pg_control (set --pgdata or PGDATA)", ErrNotDataDir, dataDir)
+			return nil, fmt.Errorf("%w: %s has no global/pg_control (set --pgdata or PGDATA)", ErrNotDataDir, dataDir)
 		}
-		return Control{}, fmt.Errorf("read pg_control: %w", err)
+		return nil, fmt.Errorf("read pg_control: %w", err)
 	}
 	defer f.Close()
-	// system_identifier, pg_control_version, catalog_version_no, state, (padding),
-	// time, checkPoint, checkPointCopy.redo: the layout of PostgreSQL 11 to 17.
-	var b [48]byte
-	n, err := io.ReadFull(f, b[:])
+	b := make([]byte, controlReadSize)
+	n, err := io.ReadFull(f, b)
 	if err != nil && (err != io.ErrUnexpectedEOF || n < 16) {
-		return Control{}, fmt.Errorf("read %s: %w", p, err)
+		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
+	return b[:n], nil
+}
+
+// parseControl reads system_identifier, pg_control_version, catalog_version_no,
+// state, (padding), time, checkPoint, checkPointCopy.redo and .ThisTimeLineID: the
+// layout of PostgreSQL 11 to 17.
+func parseControl(p string, b []byte) (Control, error) {
 	c := Control{
 		SystemID:       binary.LittleEndian.Uint64(b[0:]),
 		ControlVersion: binary.LittleEndian.Uint32(b[8:]),
@@ -77,9 +156,10 @@ func ReadControl(dataDir string) (Control, error) {
 	if c.SystemID == 0 || c.ControlVersion < 900 || c.ControlVersion > 10000 {
 		return Control{}, fmt.Errorf("%s does not look like a pg_control file (system identifier %d, version %d)", p, c.SystemID, c.ControlVersion)
 	}
-	if n == len(b) && c.ControlVersion >= 1100 {
+	if len(b) >= 52 && c.ControlVersion >= 1100 {
 		c.Checkpoint = wal.LSN(binary.LittleEndian.Uint64(b[32:]))
 		c.Redo = wal.LSN(binary.LittleEndian.Uint64(b[40:]))
+		c.Timeline = binary.LittleEndian.Uint32(b[48:])
 	}
 	return c, nil
 }

@@ -29,12 +29,44 @@ func hasMarker(dir string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// ErrRestoreFinished means --force was asked to clear a directory that still holds
+// IncompleteMarker although the restore there finished (global/pg_control is in
+// place) or PostgreSQL has run on it: a restore killed between its last two steps.
+// PostgreSQL may have taken writes there since, so pgb never deletes it.
+var ErrRestoreFinished = errors.New("the restore there finished")
+
+// finishedSign names the file in data directory dir that shows that a restore there
+// finished or that PostgreSQL ran on it ("" if none): global/pg_control is put in
+// place only after every file is written, and postmaster.pid is the server's.
+func finishedSign(dir string) string {
+	for _, p := range []string{"global/pg_control", "postmaster.pid"} {
+		if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(p))); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// finishedError explains why a marked directory is not cleared: what holds the marker
+// (dir) and the data directory whose sign shows the restore finished.
+func finishedError(dir, dataDir, sign string) error {
+	return fmt.Errorf("%w: %s holds %s, but data directory %s holds %s, so that restore finished (the marker is a leftover of its last step) and PostgreSQL may have run on it since; "+
+		"pgb will not delete it: remove %s yourself to use the restore as it is, or remove the directory yourself to restore again: %w",
+		ErrNotIncomplete, dir, IncompleteMarker, dataDir, sign, filepath.Join(dir, IncompleteMarker), ErrRestoreFinished)
+}
+
 // CheckTarget makes sure dir can be restored into: absent or empty, or — with force —
-// left incomplete by an interrupted restore (it holds IncompleteMarker).
+// left incomplete by an interrupted restore (it holds IncompleteMarker and neither
+// global/pg_control nor postmaster.pid).
 func CheckTarget(dir string, force bool) error {
 	err := CheckEmpty(dir, "data directory")
 	if err == nil || !errors.Is(err, ErrNotEmpty) {
 		return err
+	}
+	if hasMarker(dir) {
+		if sign := finishedSign(dir); sign != "" {
+			return finishedError(dir, dir, sign)
+		}
 	}
 	switch {
 	case force && hasMarker(dir):
@@ -54,6 +86,7 @@ func (r *Restorer) writeMarker(dir, backup string, spc map[uint32]string) error 
 	var b strings.Builder
 	fmt.Fprintf(&b, "pgb restore of backup %s into %s, started %s: incomplete while this file exists\n",
 		backup, r.Opt.DataDir, time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "data directory %s\n", r.Opt.DataDir)
 	for _, loc := range values(spc) {
 		fmt.Fprintf(&b, "tablespace %s\n", loc)
 	}
@@ -89,6 +122,28 @@ func markedTablespaces(dir string) []string {
 		}
 	}
 	return out
+}
+
+// markedDataDir is the data directory of the restore that wrote dir's marker ("" if
+// the marker does not say).
+func markedDataDir(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, IncompleteMarker))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	for _, line := range lines {
+		if d, ok := strings.CutPrefix(line, "data directory "); ok && filepath.IsAbs(d) {
+			return filepath.Clean(d)
+		}
+	}
+	// Markers of an older pgb name it only in their first line.
+	if _, rest, ok := strings.Cut(lines[0], " into "); ok {
+		if d, _, ok := strings.Cut(rest, ", started "); ok && filepath.IsAbs(d) {
+			return filepath.Clean(d)
+		}
+	}
+	return ""
 }
 
 // clearIncomplete empties dir if — and only if — it holds the marker: everything in
@@ -127,6 +182,18 @@ func (r *Restorer) clearForce(spc map[uint32]string) error {
 	dirs := append(markedTablespaces(r.Opt.DataDir), values(spc)...)
 	if err := CheckTarget(r.Opt.DataDir, true); err != nil {
 		return err
+	}
+	// A tablespace directory of a restore that finished (its data directory holds
+	// pg_control) is in use: refuse before clearing anything.
+	for _, d := range dirs {
+		if !hasMarker(d) {
+			continue
+		}
+		if dd := markedDataDir(d); dd != "" {
+			if sign := finishedSign(dd); sign != "" {
+				return finishedError(d, dd, sign)
+			}
+		}
 	}
 	cleared, err := clearIncomplete(r.Opt.DataDir)
 	if err != nil {

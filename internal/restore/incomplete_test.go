@@ -118,3 +118,68 @@ func TestForceRefusesADirectoryPgbDidNotLeaveIncomplete(t *testing.T) {
 		t.Errorf("--force kept a leftover of the incomplete restore: %v", err)
 	}
 }
+
+// A restore killed after pg_control went into place but before its markers were
+// removed leaves a complete data directory that still holds the marker; PostgreSQL
+// may have been started on it and taken writes since. --force must never clear it,
+// nor a tablespace directory of it: refused, untouched, saying why.
+func TestForceRefusesARestoreThatFinished(t *testing.T) {
+	ctx := context.Background()
+	b := takeBackup(t, "none")
+	for _, tc := range []struct {
+		name   string
+		remove []string          // files taken away from the finished restore
+		add    map[string][]byte // files added to it
+		want   string            // named in the refusal
+	}{
+		{name: "pg_control", want: "global/pg_control"},
+		{name: "postmaster.pid", remove: []string{"global/pg_control"},
+			add: map[string][]byte{"postmaster.pid": []byte("4242\n/var/lib/postgresql/15/main\n")}, want: "postmaster.pid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			target, newSpc := filepath.Join(base, "pgdata"), filepath.Join(base, "ts")
+			spcMap := map[string]string{b.spcDir: newSpc}
+			rec := &Recovery{RestoreCommand: "x", Target: Target{Timeline: "latest"}}
+			r := newRestorer(b.st, target, spcMap, rec)
+			if err := r.Run(ctx, b.m); err != nil {
+				t.Fatal(err)
+			}
+			// Killed just before the markers were removed.
+			spc := map[uint32]string{b.m.Tablespaces[0].OID: newSpc}
+			if err := r.writeMarker(target, b.m.Name, spc); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.writeMarker(newSpc, b.m.Name, nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range tc.remove {
+				if err := os.Remove(filepath.Join(target, p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writeTree(t, target, tc.add)
+			before := snapshot(t, base)
+
+			err := CheckTarget(target, true)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), IncompleteMarker) {
+				t.Errorf("CheckTarget with force = %v, want a refusal naming %s and the marker", err, tc.want)
+			}
+			r = newRestorer(b.st, target, spcMap, rec)
+			r.Opt.Force = true
+			if err := r.Run(ctx, b.m); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("restore --force into a finished restore = %v, want a refusal naming %s", err, tc.want)
+			}
+			// The same tablespace directory, reached from a restore into another place.
+			r = newRestorer(b.st, filepath.Join(base, "other"), spcMap, rec)
+			r.Opt.Force = true
+			if err := r.Run(ctx, b.m); err == nil || !strings.Contains(err.Error(), newSpc) {
+				t.Errorf("restore --force into the finished restore's tablespace = %v, want a refusal naming it", err)
+			}
+			os.RemoveAll(filepath.Join(base, "other"))
+			if after := snapshot(t, base); after != before {
+				t.Errorf("--force changed a finished restore")
+			}
+		})
+	}
+}

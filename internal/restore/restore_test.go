@@ -53,6 +53,10 @@ func (s *fakeSource) BackupStart(_ context.Context, label string, _ bool) (wal.L
 	return 0x2000028, 1, nil
 }
 
+func (s *fakeSource) ControlCheckpoint(context.Context) (pg.Control, error) {
+	return pg.Control{Checkpoint: 0x2000060, Redo: 0x2000028, Timeline: 1}, nil
+}
+
 func (s *fakeSource) BackupStop(context.Context) (pg.BackupStopResult, error) {
 	var spcmap strings.Builder
 	for _, t := range s.tablespaces {
@@ -110,6 +114,10 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 	binary.LittleEndian.PutUint32(ctl[12:], 202209061)
 	binary.LittleEndian.PutUint64(ctl[32:], 0x2000060) // checkpoint
 	binary.LittleEndian.PutUint64(ctl[40:], 0x2000028) // its redo: the fake source's start LSN
+	binary.LittleEndian.PutUint32(ctl[48:], 1)         // its timeline
+	if err := pg.SealControl(ctl); err != nil {
+		t.Fatal(err)
+	}
 	writeTree(t, dataDir, map[string][]byte{
 		"PG_VERSION":                      []byte("15\n"),
 		"global/pg_control":               ctl,
@@ -547,6 +555,10 @@ func TestRestoreTablespaceCreatedDuringBackup(t *testing.T) {
 	binary.LittleEndian.PutUint32(ctl[12:], 202209061)
 	binary.LittleEndian.PutUint64(ctl[32:], 0x2000060) // checkpoint
 	binary.LittleEndian.PutUint64(ctl[40:], 0x2000028) // its redo: the fake source's start LSN
+	binary.LittleEndian.PutUint32(ctl[48:], 1)         // its timeline
+	if err := pg.SealControl(ctl); err != nil {
+		t.Fatal(err)
+	}
 	writeTree(t, dataDir, map[string][]byte{"PG_VERSION": []byte("15\n"), "global/pg_control": ctl})
 	writeTree(t, spcDir, map[string][]byte{"PG_15_202209061/5/16401": []byte("new tablespace")})
 	if err := os.MkdirAll(filepath.Join(dataDir, "pg_tblspc"), 0o700); err != nil {

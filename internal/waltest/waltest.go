@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pgb-project/pgb/internal/pg"
 )
 
 // SegSize is the default WAL segment size.
@@ -49,6 +51,9 @@ func DataDir(t testing.TB, sysid uint64) string {
 	binary.LittleEndian.PutUint64(ctl[0:], sysid)
 	binary.LittleEndian.PutUint32(ctl[8:], 1300)
 	binary.LittleEndian.PutUint32(ctl[12:], 202209061)
+	if err := pg.SealControl(ctl); err != nil {
+		t.Fatal(err)
+	}
 	write(t, filepath.Join(dir, "global", "pg_control"), ctl)
 	write(t, filepath.Join(dir, "PG_VERSION"), []byte("15\n"))
 	return dir
