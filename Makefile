@@ -4,7 +4,7 @@ BIN     ?= bin/pgb
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test test-servers unit demo bench vet fmt clean
+.PHONY: build test test-servers unit demo bench vet lint fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -35,6 +35,12 @@ test-servers:
 
 vet:
 	$(GO) vet ./...
+
+## lint: golangci-lint (pinned, installed into .build/bin on first use) with .golangci.yml.
+GOLANGCI_LINT_VERSION ?= v2.15.0
+lint:
+	@test -x .build/bin/golangci-lint || GOBIN=$(abspath .build/bin) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	.build/bin/golangci-lint run ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

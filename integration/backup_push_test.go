@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -178,14 +179,15 @@ func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
 	select {
 	case err = <-exited:
 	case <-time.After(5 * time.Minute): // a safety net against a hang, not a measure
-		cmd.Process.Kill()
-		<-exited
+		_ = cmd.Process.Kill()
+		<-exited //nolint:errcheck // killed: its exit status says nothing
 		t.Fatalf("backup-push did not notice PostgreSQL stopping during the copy (its part upload is still held):\n%s", stderr.String())
 	}
 	// backup-push exited while its part upload was held: it gave the copy up.
 	held.release()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	}
 	lines := errorLines(r.stderr)

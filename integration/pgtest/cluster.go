@@ -312,7 +312,7 @@ func (c *Cluster) runForeground(safety <-chan time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer log.Close()
+	defer func() { _ = log.Close() }() // the server writes it; the harness only hands it over
 	args := append([]string{"-D", c.dataDir, "-p", strconv.Itoa(c.port), "-k", c.dir, "-c", "listen_addresses=127.0.0.1"}, c.extra...)
 	cmd := c.serverCmd("postgres", args...)
 	cmd.Stdout, cmd.Stderr = log, log

@@ -219,7 +219,11 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lock.Release(context.WithoutCancel(ctx))
+	defer func() {
+		if err := lock.Release(context.WithoutCancel(ctx)); err != nil {
+			p.Log.Warn("could not release the backup lock; the next backup-push may find it", "error", err)
+		}
+	}()
 	if m.Name, err = p.freeName(ctx, m.Name); err != nil {
 		return nil, err
 	}
@@ -502,7 +506,7 @@ func (pt *part) close() error {
 // abort breaks the upload so that nothing of the part is stored.
 func (pt *part) abort(cause error) {
 	pt.pw.CloseWithError(cause)
-	<-pt.done
+	<-pt.done //nolint:errcheck // the upload fails by design: cause is what is reported
 }
 
 func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]catalog.File, []catalog.Part, error) {
@@ -574,7 +578,7 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 		}
 		return catalog.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	fi, err := f.Stat()
 	if err != nil {
 		return catalog.File{}, 0, fmt.Errorf("stat %s: %w", e.abs, err)

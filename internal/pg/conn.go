@@ -33,15 +33,15 @@ func Connect(ctx context.Context, dsn string) (*Conn, error) {
 	conn := &Conn{c: c}
 	var v string
 	if err := c.QueryRow(ctx, "SHOW server_version_num").Scan(&v); err != nil {
-		c.Close(ctx)
+		_ = c.Close(ctx) // the error returned says why
 		return nil, fmt.Errorf("query server version: %w", err)
 	}
 	if conn.Version, err = strconv.Atoi(v); err != nil {
-		c.Close(ctx)
+		_ = c.Close(ctx) // the error returned says why
 		return nil, fmt.Errorf("server_version_num %q: %w", v, err)
 	}
 	if conn.Version < 120000 {
-		c.Close(ctx)
+		_ = c.Close(ctx) // the error returned says why
 		return nil, fmt.Errorf("PostgreSQL %d is not supported: pgb needs 12 or later", conn.Version/10000)
 	}
 	return conn, nil

@@ -142,10 +142,10 @@ func readControlFile(p, dataDir string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("read pg_control: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only
 	b := make([]byte, controlReadSize)
 	n, err := io.ReadFull(f, b)
-	if err != nil && (err != io.ErrUnexpectedEOF || n < 16) {
+	if err != nil && (!errors.Is(err, io.ErrUnexpectedEOF) || n < 16) {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
 	return b[:n], nil

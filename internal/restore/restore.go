@@ -509,12 +509,12 @@ func (r *Restorer) restorePart(ctx context.Context, m *catalog.Manifest, pt cata
 	if err != nil {
 		return fmt.Errorf("read %s: %w", key, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }() // read only: every file is verified against the manifest
 	er, err := envelope.NewReader(rc)
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
-	defer er.Close()
+	defer func() { _ = er.Close() }() // read only
 	tr := tar.NewReader(er)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -564,7 +564,7 @@ func (r *Restorer) writeFile(src io.Reader, f *catalog.File, spc map[uint32]stri
 	if err != nil {
 		return err
 	}
-	defer out.Close()
+	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
 	crc := crc32.New(castagnoli)
 	var n int64
 	for n < f.Size {
@@ -604,7 +604,7 @@ func createBeneath(root, rel string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // a directory opened only to resolve beneath it
 	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
 		Flags:   unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC,
 		Mode:    0o600,
@@ -776,7 +776,7 @@ func syncFS(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // opened only for syncfs
 	if err := unix.Syncfs(int(d.Fd())); err != nil {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
