@@ -205,3 +205,25 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 		t.Errorf("a 0600 config file was warned about: %+v", r)
 	}
 }
+
+// archive_command runs in the data directory: that directory, not a pgdata from a
+// config file shared with other clusters (or written for backup-push), says which
+// cluster the WAL belongs to. An explicit --pgdata or PGDATA still wins.
+func TestWALPushUnderArchiveCommandTrustsTheWorkingDirectoryOverTheConfigFile(t *testing.T) {
+	isolate(t)
+	repo := t.TempDir()
+	dir, other := waltest.DataDir(t, 42), waltest.DataDir(t, 7)
+	cfg := filepath.Join(t.TempDir(), "pgb.yaml")
+	if err := os.WriteFile(cfg, []byte("repo: "+repo+"\npgdata: "+other+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waltest.WriteWAL(t, dir, "000000010000000000000001", waltest.Segment(42, 1))
+	t.Chdir(dir)
+	if r := pgb(t, "--config", cfg, "wal-push", "pg_wal/000000010000000000000001"); r.code != 0 {
+		t.Fatalf("wal-push from the data directory with another cluster's pgdata in the config file: %+v", r)
+	}
+	seg2 := waltest.WriteWAL(t, dir, "000000010000000000000002", waltest.Segment(42, 2))
+	if r := pgb(t, "--config", cfg, "wal-push", "--pgdata", other, seg2); r.code == 0 || !strings.Contains(r.stderr, "cluster") {
+		t.Errorf("an explicit --pgdata of another cluster was not used: %+v", r)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
 )
@@ -31,21 +32,31 @@ func (e *env) codec() (compress.Codec, error) {
 	return compress.New(e.cfg.Compression, e.cfg.CompressionLevel)
 }
 
-// dataDir is --pgdata / PGDATA, else the working directory when it is a data
-// directory (archive_command and restore_command run there). "" when neither.
+// dataDir is the data directory of the cluster whose WAL wal-push archives: --pgdata or
+// PGDATA when given; else the working directory when it is a data directory
+// (archive_command runs there); else the config file's pgdata. The config file comes
+// last because it may be shared with other clusters, or written for backup-push: the
+// directory PostgreSQL runs archive_command in is the surer word. "" when none.
 func (e *env) dataDir() string {
-	if e.cfg.PGData != "" {
+	if _, given := e.cfg.Given[config.KeyPGData]; given && e.cfg.PGData != "" {
 		return e.cfg.PGData
 	}
+	if wd := workingDataDir(); wd != "" {
+		return wd
+	}
+	return e.cfg.PGData
+}
+
+// workingDataDir is the working directory when it is a data directory, else "".
+func workingDataDir() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return ""
 	}
-	if _, err := os.Stat(filepath.Join(wd, "global", "pg_control")); err == nil {
-		return wd
-	}
-	if _, err := os.Stat(filepath.Join(wd, "PG_VERSION")); err == nil {
-		return wd
+	for _, f := range []string{filepath.Join("global", "pg_control"), "PG_VERSION"} {
+		if _, err := os.Stat(filepath.Join(wd, f)); err == nil {
+			return wd
+		}
 	}
 	return ""
 }
