@@ -102,7 +102,7 @@ const (
 var settings = []Setting{
 	{Key: KeyConfig, Env: []string{"PGB_CONFIG"}, Usage: "YAML config `FILE` (default " + DefaultFile + " when it exists)"},
 	{Key: KeyRepo, Env: []string{"PGB_REPO"}, Usage: "repository `URL`: /abs/path, file:///abs/path, s3://bucket/prefix or gs://bucket/prefix"},
-	{Key: KeyPGData, Env: []string{"PGDATA"}, Usage: "PostgreSQL data `DIR` (default: the working directory when it holds global/pg_control, as under archive_command)"},
+	{Key: KeyPGData, Env: []string{"PGDATA"}, Usage: "PostgreSQL data `DIR` (default: backup-push reads the server's data_directory; wal-push the working directory when it holds global/pg_control, as under archive_command)"},
 	{Key: KeyPGDSN, Env: []string{"PGB_PG_DSN"}, Usage: "PostgreSQL connection string; without it the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE… apply", Secret: true},
 	{Key: KeyCompression, Env: []string{"PGB_COMPRESSION"}, Default: "lz4", Usage: "compression for new objects: lz4, zstd or none (reading never needs it)"},
 	{Key: KeyCompressionLevel, Env: []string{"PGB_COMPRESSION_LEVEL"}, Default: "0", Kind: Int, Usage: "compression level: lz4 1-9, zstd 1-22, 0 = the codec's fast default"},
