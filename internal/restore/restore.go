@@ -235,15 +235,6 @@ func inPlaceTablespaces(m *catalog.Manifest, spc map[uint32]string) map[uint32]b
 	return out
 }
 
-// localPath maps a backup path to where it is written.
-func (r *Restorer) localPath(p string, spc map[uint32]string) (string, error) {
-	root, rel, err := r.localRoot(p, spc)
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, rel), nil
-}
-
 // localRoot maps a backup path to the directory it is restored under (the data
 // directory or a tablespace location) and its path below that.
 func (r *Restorer) localRoot(p string, spc map[uint32]string) (root, rel string, err error) {
@@ -414,25 +405,103 @@ func (r *Restorer) makeDirsInside(m *catalog.Manifest, spc map[uint32]string) er
 			if !ok {
 				return fmt.Errorf("%w: tablespace directory %q without a tablespace", ErrDamaged, d.Path)
 			}
-			link := filepath.Join(r.Opt.DataDir, "pg_tblspc", rest)
-			if err := r.mkdir(filepath.Dir(link)); err != nil {
+			if err := r.mkdirBeneath(r.Opt.DataDir, "pg_tblspc"); err != nil {
 				return err
 			}
-			if err := os.Symlink(loc, link); err != nil {
-				return err
-			}
-			if err := r.chown(link); err != nil {
+			if err := r.symlinkBeneath(r.Opt.DataDir, filepath.Join("pg_tblspc", rest), loc); err != nil {
 				return err
 			}
 			continue
 		}
-		lp, err := r.localPath(d.Path, spc)
+		root, rel, err := r.localRoot(d.Path, spc)
 		if err != nil {
 			return err
 		}
-		if err := r.mkdir(lp); err != nil {
+		if err := r.mkdirBeneath(root, rel); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// openDirBeneath opens the directory rel below root one component at a time, never
+// following a symbolic link (openat with O_NOFOLLOW|O_DIRECTORY on each name): a link
+// that appeared in the target meanwhile (the restored files' owner can make one in a
+// directory restore already gave it) makes restore fail instead of reaching outside.
+// With create, missing components are made, mode 0700, and given to the owner.
+func (r *Restorer) openDirBeneath(root, rel string, create bool) (*os.File, error) {
+	cur, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	if rel == "." || rel == "" {
+		return cur, nil
+	}
+	name := root
+	for _, comp := range strings.Split(filepath.ToSlash(rel), "/") {
+		name = filepath.Join(name, comp)
+		if create {
+			if err := unix.Mkdirat(int(cur.Fd()), comp, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+				_ = cur.Close()
+				return nil, &fs.PathError{Op: "mkdir", Path: name, Err: err}
+			}
+		}
+		fd, err := unix.Openat(int(cur.Fd()), comp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		_ = cur.Close() // a directory opened only to resolve beneath it
+		if err != nil {
+			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+				return nil, fmt.Errorf("%s is not a directory pgb made (a link or a file appeared there while restoring): restore never writes through it", name)
+			}
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		cur = os.NewFile(uintptr(fd), name)
+		if create {
+			if err := r.fixDir(cur); err != nil {
+				_ = cur.Close()
+				return nil, err
+			}
+		}
+	}
+	return cur, nil
+}
+
+// fixDir makes an open directory 0700 and the restore owner's, through its descriptor.
+func (r *Restorer) fixDir(d *os.File) error {
+	if err := d.Chmod(0o700); err != nil {
+		return err
+	}
+	if r.Opt.Owner == nil {
+		return nil
+	}
+	return d.Chown(r.Opt.Owner.UID, r.Opt.Owner.GID)
+}
+
+// mkdirBeneath makes the directory rel below root (see openDirBeneath).
+func (r *Restorer) mkdirBeneath(root, rel string) error {
+	d, err := r.openDirBeneath(root, rel, true)
+	if err != nil {
+		return err
+	}
+	return d.Close()
+}
+
+// symlinkBeneath makes the link rel below root pointing at target, in a directory
+// reached without following links, and gives the link itself to the owner.
+func (r *Restorer) symlinkBeneath(root, rel, target string) error {
+	dir, base := filepath.Split(rel)
+	d, err := r.openDirBeneath(root, filepath.Clean(dir), false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }() // opened only to make the link in it
+	if err := unix.Symlinkat(target, int(d.Fd()), base); err != nil {
+		return &fs.PathError{Op: "symlink", Path: filepath.Join(root, rel), Err: err}
+	}
+	if r.Opt.Owner == nil {
+		return nil
+	}
+	if err := unix.Fchownat(int(d.Fd()), base, r.Opt.Owner.UID, r.Opt.Owner.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "chown", Path: filepath.Join(root, rel), Err: err}
 	}
 	return nil
 }
@@ -441,14 +510,11 @@ func (r *Restorer) makeDirsInside(m *catalog.Manifest, spc map[uint32]string) er
 // is written. checkLayout made sure no file or directory lies under one.
 func (r *Restorer) makeLinks(m *catalog.Manifest, spc map[uint32]string) error {
 	for _, l := range m.Links {
-		lp, err := r.localPath(l.Path, spc)
+		root, rel, err := r.localRoot(l.Path, spc)
 		if err != nil {
 			return err
 		}
-		if err := os.Symlink(l.Target, lp); err != nil {
-			return err
-		}
-		if err := r.chown(lp); err != nil {
+		if err := r.symlinkBeneath(root, rel, l.Target); err != nil {
 			return err
 		}
 	}
