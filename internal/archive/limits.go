@@ -53,7 +53,7 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 			return err
 		}
 	}
-	n, err := io.CopyBuffer(w, io.LimitReader(r, limit-int64(len(head))+1), buf)
+	n, err := copyAtMost(w, r, limit-int64(len(head))+1, buf)
 	n += int64(len(head))
 	switch {
 	case err != nil:
@@ -64,6 +64,38 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 		return fmt.Errorf("%w: decodes to %d bytes, but the segment's header records %d", envelope.ErrCorrupt, n, limit)
 	}
 	return nil
+}
+
+// copyAtMost copies r into w until r ends or max bytes were copied, in writes that fill
+// buf: the decoded stream hands out small pieces (a codec block), and a few large
+// writes are much cheaper than many small ones. Only r's own io.EOF ends the copy
+// cleanly (for an envelope reader: its trailer matched); any other error, even one
+// that wraps an EOF, is returned.
+func copyAtMost(w io.Writer, r io.Reader, max int64, buf []byte) (int64, error) {
+	var n int64
+	for n < max {
+		want := int(min(int64(len(buf)), max-n))
+		filled := 0
+		var rerr error
+		for filled < want && rerr == nil {
+			var k int
+			k, rerr = r.Read(buf[filled:want])
+			filled += k
+		}
+		if filled > 0 {
+			if _, werr := w.Write(buf[:filled]); werr != nil {
+				return n, werr
+			}
+			n += int64(filled)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+	return n, nil
 }
 
 // sameContent compares the decoded stored object with the local file at path, reading
