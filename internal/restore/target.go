@@ -305,16 +305,11 @@ func window(backups []*catalog.Manifest, a *archive) string {
 
 // LastArchived is the name of the newest archived WAL segment ("" if none).
 func LastArchived(ctx context.Context, st storage.Store) (string, error) {
-	last := ""
-	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
-		i := strings.LastIndexByte(o.Key, '/')
-		name := o.Key[i+1:]
-		if f, err := wal.Parse(name); err == nil && f.Kind == wal.Segment && order(name) > order(last) {
-			last = name
-		}
-		return nil
-	})
-	return last, err
+	a, err := scanArchive(ctx, st, segSize(nil)) // the name does not depend on the segment size
+	if err != nil {
+		return "", err
+	}
+	return a.newest, nil
 }
 
 // order sorts segment names by position, then timeline.
