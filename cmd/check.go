@@ -1,25 +1,16 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
-	"regexp"
-	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/check"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
-	"github.com/pgb-project/pgb/internal/wal"
 )
 
 func checkCommand() *cli.Command {
@@ -39,194 +30,40 @@ func checkCommand() *cli.Command {
 	}
 }
 
-// checker prints one line per step. Its writes are not checked: the exit status
-// carries the verdict, and there is nowhere better to report a broken stdout.
-type checker struct {
-	w      io.Writer
-	failed int
-}
-
-func (k *checker) ok(format string, a ...any) { _, _ = fmt.Fprintf(k.w, "ok    "+format+"\n", a...) }
-func (k *checker) warn(format string, a ...any) {
-	_, _ = fmt.Fprintf(k.w, "WARN  "+format+"\n", a...)
-}
-func (k *checker) fail(format string, a ...any) {
-	k.failed++
-	_, _ = fmt.Fprintln(k.w, "FAIL  "+oneLine(fmt.Sprintf(format, a...)))
-}
-
+// check runs the steps (internal/check) and prints one line per step as it is decided.
+// Its writes are not checked: the exit status carries the verdict, and there is
+// nowhere better to report a broken stdout.
 func (e *env) check(ctx context.Context) error {
-	k := &checker{w: e.stdout}
-	err := e.runChecks(ctx, k)
-	if err != nil {
-		k.fail("%v", err)
-	}
-	if k.failed > 0 {
-		_, _ = fmt.Fprintf(e.stdout, "check FAILED (%d problem(s))\n", k.failed)
+	res := check.Run(ctx, check.Deps{
+		Connect: func(ctx context.Context) (check.DB, error) {
+			conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+			if err != nil {
+				return nil, err // not a typed nil in an interface
+			}
+			return conn, nil
+		},
+		OpenStore: func(ctx context.Context) (storage.Store, error) { return e.openStore(ctx, true) },
+		Backend:   open.Unwrap,
+	}, check.Options{
+		ArchiveTimeout: e.cfg.ArchiveTimeout,
+		S3Conditional:  e.cfg.S3.Conditional,
+		OnStep:         e.printStep,
+	})
+	if n := res.Failed(); n > 0 {
+		_, _ = fmt.Fprintf(e.stdout, "check FAILED (%d problem(s))\n", n)
 		return withCode(exitError, errSilent)
 	}
 	_, _ = fmt.Fprintln(e.stdout, "check passed: WAL reaches the repository")
 	return nil
 }
 
-func (e *env) runChecks(ctx context.Context, k *checker) error {
-	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
-	sysid, err := conn.SystemID(ctx)
-	if err != nil {
-		return err
-	}
-	k.ok("connected to PostgreSQL %d (server_version_num %d, system identifier %d)", conn.Major(), conn.Version, sysid)
-
-	mode, err := conn.Setting(ctx, "archive_mode")
-	if err != nil {
-		return err
-	}
-	if mode == "off" {
-		k.fail("archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL")
-	} else {
-		k.ok("archive_mode = %s", mode)
-	}
-	cmdline, err := conn.Setting(ctx, "archive_command")
-	if err != nil {
-		return err
-	}
-	noArchiving := mode == "off"
-	switch {
-	case strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)":
-		k.fail("archive_command is empty: set archive_command = 'pgb wal-push %%p' and reload PostgreSQL")
-		noArchiving = true
-	case !callsWALPush(cmdline):
-		// The WAL switch below still shows what this command does.
-		k.fail("archive_command = '%s' does not call pgb wal-push with %%p: set archive_command = 'pgb wal-push %%p' "+
-			"(with pgb's absolute path if it is not in the server's PATH) and reload PostgreSQL", cmdline)
+func (e *env) printStep(s check.Step) {
+	switch s.Status {
+	case check.OK:
+		_, _ = fmt.Fprintln(e.stdout, "ok    "+s.Message)
+	case check.Warn:
+		_, _ = fmt.Fprintln(e.stdout, "WARN  "+s.Message)
 	default:
-		k.ok("archive_command = '%s'", cmdline)
+		_, _ = fmt.Fprintln(e.stdout, "FAIL  "+oneLine(s.Message))
 	}
-
-	st, err := e.openStore(ctx, true)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	if err := probeWrite(ctx, st); err != nil {
-		return fmt.Errorf("repository %s is not writable: %w", st, err)
-	}
-	id, err := catalog.ReadIdentity(ctx, st)
-	switch {
-	case errors.Is(err, catalog.ErrNoIdentity):
-		k.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
-	case err != nil:
-		return err
-	case id.SystemID != catalog.SystemID(sysid) || id.PGVersion != conn.Major():
-		k.fail("repository %s: %v", st, id.Matches(catalog.SystemID(sysid), conn.Major()))
-		return nil
-	default:
-		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
-	}
-	if p, ok := open.Unwrap(st).(interface {
-		ProbeConditionalWrites(context.Context) (bool, error)
-	}); ok {
-		switch enforced, err := p.ProbeConditionalWrites(ctx); {
-		case err != nil:
-			k.fail("probing conditional writes: %v", err)
-		case enforced:
-			k.ok("the store enforces conditional writes (If-None-Match): put-if-absent is atomic")
-		case e.cfg.S3.Conditional == "head-check":
-			k.warn("the store ignores conditional writes (If-None-Match); s3-conditional-writes = head-check makes pgb check before writing, which two racing writers could both pass")
-		default:
-			k.fail("the store ignores conditional writes (If-None-Match), so two writers could overwrite each other: set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES) to use the safest fallback")
-		}
-	}
-	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
-	// alone is no reason not to look.
-	notPGB := 0
-	if !callsWALPush(cmdline) {
-		notPGB = 1
-	}
-	if noArchiving || k.failed > notPGB {
-		return nil
-	}
-
-	before, err := conn.Archiver(ctx)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	seg, err := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
-	switch {
-	case err == nil:
-		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
-	case errors.Is(err, pg.ErrArchiveFailing):
-		k.fail("WAL switch: segment %s did not reach the repository: %v", seg, err)
-	case errors.Is(err, catalog.ErrWALTimeout):
-		now, _ := conn.Archiver(ctx)
-		hint := "is the archiver running and archive_command pointing at this repository?"
-		if now.FailedCount > before.FailedCount {
-			hint = fmt.Sprintf("archive_command failed %d time(s), last for %s: see the PostgreSQL log", now.FailedCount-before.FailedCount, now.LastFailed)
-		}
-		k.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, e.cfg.ArchiveTimeout, hint)
-	default:
-		return err
-	}
-	return nil
-}
-
-// probeWrite writes, reads back and deletes a small object.
-func probeWrite(ctx context.Context, st storage.Store) error {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	key := "check/probe-" + hex.EncodeToString(r[:])
-	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
-	if err := st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
-		return err
-	}
-	defer func() { _ = st.Delete(context.WithoutCancel(ctx), key) }() // best effort: a leftover probe is harmless
-	rc, err := st.Get(ctx, key, 0, -1)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rc.Close() }() // read-only: the bytes are compared below
-	got, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, body) {
-		return fmt.Errorf("probe object read back differently")
-	}
-	return nil
-}
-
-// switchWAL completes the current WAL segment and waits, up to timeout, until it is in
-// the repository. A segment that does not arrive is an error wrapping
-// catalog.ErrWALTimeout, with the segment's name returned.
-// It gives up early, with an error wrapping pg.ErrArchiveFailing, as soon as
-// pg_stat_archiver shows archive_command failing for that segment or a later one.
-func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout time.Duration) (string, error) {
-	before, err := conn.Archiver(ctx)
-	if err != nil {
-		return "", err
-	}
-	seg, err := conn.SwitchWAL(ctx)
-	if err != nil {
-		return "", err
-	}
-	f, err := wal.Parse(seg)
-	if err != nil {
-		return "", err
-	}
-	failing := func(ctx context.Context) error { return conn.ArchiveFailing(ctx, before, seg) }
-	return seg, catalog.WaitForWALUntil(ctx, st, f, timeout, failing)
-}
-
-// pgbWALPush matches a command line that runs a program named pgb… (any directory, flags
-// before the command allowed) with wal-push; other tools' wal-push (wal-g) do not match.
-var pgbWALPush = regexp.MustCompile(`(^|[\s/'"])pgb[^\s/]*\s(.*\s)?wal-push(\s|$)`)
-
-// callsWALPush reports whether an archive_command runs pgb wal-push on %p.
-func callsWALPush(cmdline string) bool {
-	return pgbWALPush.MatchString(cmdline) && strings.Contains(cmdline, "%p")
 }

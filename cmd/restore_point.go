@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgb-project/pgb/internal/archive"
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
@@ -72,7 +73,7 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
 		return err
 	}
-	seg, archived := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
+	seg, archived := archive.SwitchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
 	if archived != nil && seg == "" {
 		return archived
 	}

@@ -56,6 +56,9 @@ func (c *Conn) Ping(ctx context.Context) error { return c.c.Ping(ctx) }
 // Major is the major version, e.g. 15.
 func (c *Conn) Major() int { return c.Version / 10000 }
 
+// ServerVersionNum is server_version_num, e.g. 150018.
+func (c *Conn) ServerVersionNum() int { return c.Version }
+
 // Setting returns the value of a run-time parameter (SHOW).
 func (c *Conn) Setting(ctx context.Context, name string) (string, error) {
 	var v string

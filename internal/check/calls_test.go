@@ -1,4 +1,4 @@
-package cmd
+package check
 
 import "testing"
 
@@ -15,8 +15,8 @@ func TestArchiveCommandMustCallPGBWALPushWithPercentP(t *testing.T) {
 		"/bin/false":                                      false,
 		"pgb wal-fetch %f %p":                             false,
 	} {
-		if got := callsWALPush(cmdline); got != want {
-			t.Errorf("callsWALPush(%q) = %v, want %v", cmdline, got, want)
+		if got := CallsWALPush(cmdline); got != want {
+			t.Errorf("CallsWALPush(%q) = %v, want %v", cmdline, got, want)
 		}
 	}
 }

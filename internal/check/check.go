@@ -1,0 +1,314 @@
+// Package check is pgb check: it tests the archiving path end to end (PostgreSQL's
+// settings, the repository, a WAL switch that must reach the repository) and returns
+// one verdict per step. It prints nothing: the command line prints the steps.
+package check
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// Status is a step's verdict.
+type Status int
+
+// Verdicts, from good to bad.
+const (
+	OK Status = iota
+	Warn
+	Fail
+)
+
+func (s Status) String() string {
+	switch s {
+	case OK:
+		return "ok"
+	case Warn:
+		return "WARN"
+	default:
+		return "FAIL"
+	}
+}
+
+// Step names: what each step checked.
+const (
+	StepPostgreSQL        = "postgresql"
+	StepArchiveMode       = "archive_mode"
+	StepArchiveCommand    = "archive_command"
+	StepRepository        = "repository"
+	StepConditionalWrites = "conditional-writes"
+	StepWALSwitch         = "wal-switch"
+)
+
+// Step is one verdict: Name says what was checked (one of the Step* constants),
+// Message says what was found and, on failure, what to do.
+type Step struct {
+	Name    string `json:"name"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+}
+
+// Result is every step, in the order they ran.
+type Result struct {
+	Steps []Step `json:"steps"`
+}
+
+// Failed counts the failed steps.
+func (r *Result) Failed() int {
+	n := 0
+	for _, s := range r.Steps {
+		if s.Status == Fail {
+			n++
+		}
+	}
+	return n
+}
+
+// DB is what check needs of a PostgreSQL session (*pg.Conn is one).
+type DB interface {
+	archive.Switcher
+	SystemID(ctx context.Context) (uint64, error)
+	Major() int
+	ServerVersionNum() int
+	Setting(ctx context.Context, name string) (string, error)
+	Close(ctx context.Context) error
+}
+
+// Deps are check's dependencies. Connect and OpenStore are called in that order, each
+// at most once; Run closes what they return.
+type Deps struct {
+	Connect   func(ctx context.Context) (DB, error)
+	OpenStore func(ctx context.Context) (storage.Store, error)
+	// Backend is the store under any wrappers, for the store-specific probes
+	// (storage/open.Unwrap); nil means the store itself.
+	Backend func(storage.Store) storage.Store
+}
+
+// Options are check's settings.
+type Options struct {
+	ArchiveTimeout time.Duration // how long the switched segment may take to arrive
+	S3Conditional  string        // s3-conditional-writes: "head-check" turns a store that ignores If-None-Match into a warning
+	// OnStep, if not nil, is called with each step as soon as it is decided (to print
+	// progress while the WAL switch is waited for).
+	OnStep func(Step)
+	Now    func() time.Time // the clock; nil is time.Now
+}
+
+// ConditionalWriteProber is a store that can tell whether it enforces conditional
+// writes (If-None-Match), which put-if-absent relies on.
+type ConditionalWriteProber interface {
+	ProbeConditionalWrites(ctx context.Context) (bool, error)
+}
+
+// recorder collects the steps; step is the one running, named on an error that ends
+// the check.
+type recorder struct {
+	res    Result
+	onStep func(Step)
+	step   string
+}
+
+func (r *recorder) add(status Status, format string, a ...any) {
+	s := Step{Name: r.step, Status: status, Message: fmt.Sprintf(format, a...)}
+	r.res.Steps = append(r.res.Steps, s)
+	if r.onStep != nil {
+		r.onStep(s)
+	}
+}
+
+func (r *recorder) ok(format string, a ...any)   { r.add(OK, format, a...) }
+func (r *recorder) warn(format string, a ...any) { r.add(Warn, format, a...) }
+func (r *recorder) fail(format string, a ...any) { r.add(Fail, format, a...) }
+
+// Run checks the archiving path: PostgreSQL's archive_mode and archive_command, the
+// repository (reachable, writable, this cluster's, conditional writes where the store
+// can tell), then a WAL switch whose segment must reach the repository within
+// opt.ArchiveTimeout (skipped when archiving cannot work anyway). An error that stops
+// the check (PostgreSQL or the repository unreachable) is its last, failed step: the
+// check passed when no step failed.
+func Run(ctx context.Context, deps Deps, opt Options) Result {
+	r := &recorder{onStep: opt.OnStep, step: StepPostgreSQL}
+	if err := run(ctx, deps, opt, r); err != nil {
+		r.fail("%v", err)
+	}
+	return r.res
+}
+
+func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
+	conn, err := deps.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
+	sysid, err := conn.SystemID(ctx)
+	if err != nil {
+		return err
+	}
+	r.ok("connected to PostgreSQL %d (server_version_num %d, system identifier %d)", conn.Major(), conn.ServerVersionNum(), sysid)
+
+	r.step = StepArchiveMode
+	mode, err := conn.Setting(ctx, "archive_mode")
+	if err != nil {
+		return err
+	}
+	if mode == "off" {
+		r.fail("archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL")
+	} else {
+		r.ok("archive_mode = %s", mode)
+	}
+	r.step = StepArchiveCommand
+	cmdline, err := conn.Setting(ctx, "archive_command")
+	if err != nil {
+		return err
+	}
+	noArchiving := mode == "off"
+	switch {
+	case strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)":
+		r.fail("archive_command is empty: set archive_command = 'pgb wal-push %%p' and reload PostgreSQL")
+		noArchiving = true
+	case !CallsWALPush(cmdline):
+		// The WAL switch below still shows what this command does.
+		r.fail("archive_command = '%s' does not call pgb wal-push with %%p: set archive_command = 'pgb wal-push %%p' "+
+			"(with pgb's absolute path if it is not in the server's PATH) and reload PostgreSQL", cmdline)
+	default:
+		r.ok("archive_command = '%s'", cmdline)
+	}
+
+	r.step = StepRepository
+	st, err := deps.OpenStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
+	if stop, err := checkRepository(ctx, st, conn, sysid, r); stop || err != nil {
+		return err
+	}
+	r.step = StepConditionalWrites
+	backend := st
+	if deps.Backend != nil {
+		backend = deps.Backend(st)
+	}
+	if p, ok := backend.(ConditionalWriteProber); ok {
+		checkConditionalWrites(ctx, p, opt.S3Conditional, r)
+	}
+	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
+	// alone is no reason not to look.
+	notPGB := 0
+	if !CallsWALPush(cmdline) {
+		notPGB = 1
+	}
+	if noArchiving || r.res.Failed() > notPGB {
+		return nil
+	}
+	r.step = StepWALSwitch
+	return checkWALSwitch(ctx, conn, st, opt, r)
+}
+
+// checkRepository checks that the repository is writable and this cluster's; stop
+// means a verdict that ends the check.
+func checkRepository(ctx context.Context, st storage.Store, conn DB, sysid uint64, r *recorder) (stop bool, err error) {
+	if err := ProbeWrite(ctx, st); err != nil {
+		return true, fmt.Errorf("repository %s is not writable: %w", st, err)
+	}
+	id, err := catalog.ReadIdentity(ctx, st)
+	switch {
+	case errors.Is(err, catalog.ErrNoIdentity):
+		r.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
+	case err != nil:
+		return true, err
+	case id.SystemID != catalog.SystemID(sysid) || id.PGVersion != conn.Major():
+		r.fail("repository %s: %v", st, id.Matches(catalog.SystemID(sysid), conn.Major()))
+		return true, nil
+	default:
+		r.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
+	}
+	return false, nil
+}
+
+func checkConditionalWrites(ctx context.Context, p ConditionalWriteProber, s3Conditional string, r *recorder) {
+	switch enforced, err := p.ProbeConditionalWrites(ctx); {
+	case err != nil:
+		r.fail("probing conditional writes: %v", err)
+	case enforced:
+		r.ok("the store enforces conditional writes (If-None-Match): put-if-absent is atomic")
+	case s3Conditional == "head-check":
+		r.warn("the store ignores conditional writes (If-None-Match); s3-conditional-writes = head-check makes pgb check before writing, which two racing writers could both pass")
+	default:
+		r.fail("the store ignores conditional writes (If-None-Match), so two writers could overwrite each other: set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES) to use the safest fallback")
+	}
+}
+
+func checkWALSwitch(ctx context.Context, conn DB, st storage.Store, opt Options, r *recorder) error {
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	before, err := conn.Archiver(ctx)
+	if err != nil {
+		return err
+	}
+	start := now()
+	seg, err := archive.SwitchWAL(ctx, conn, st, opt.ArchiveTimeout)
+	switch {
+	case err == nil:
+		r.ok("WAL switch: segment %s reached the repository in %.1fs", seg, now().Sub(start).Seconds())
+	case errors.Is(err, pg.ErrArchiveFailing):
+		r.fail("WAL switch: segment %s did not reach the repository: %v", seg, err)
+	case errors.Is(err, catalog.ErrWALTimeout):
+		after, _ := conn.Archiver(ctx)
+		hint := "is the archiver running and archive_command pointing at this repository?"
+		if after.FailedCount > before.FailedCount {
+			hint = fmt.Sprintf("archive_command failed %d time(s), last for %s: see the PostgreSQL log", after.FailedCount-before.FailedCount, after.LastFailed)
+		}
+		r.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, opt.ArchiveTimeout, hint)
+	default:
+		return err
+	}
+	return nil
+}
+
+// ProbeWrite writes, reads back and deletes a small object.
+func ProbeWrite(ctx context.Context, st storage.Store) error {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	key := "check/probe-" + hex.EncodeToString(r[:])
+	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
+	if err := st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
+		return err
+	}
+	defer func() { _ = st.Delete(context.WithoutCancel(ctx), key) }() // best effort: a leftover probe is harmless
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rc.Close() }() // read-only: the bytes are compared below
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, body) {
+		return fmt.Errorf("probe object read back differently")
+	}
+	return nil
+}
+
+// pgbWALPush matches a command line that runs a program named pgb… (any directory, flags
+// before the command allowed) with wal-push; other tools' wal-push (wal-g) do not match.
+var pgbWALPush = regexp.MustCompile(`(^|[\s/'"])pgb[^\s/]*\s(.*\s)?wal-push(\s|$)`)
+
+// CallsWALPush reports whether an archive_command runs pgb wal-push on %p.
+func CallsWALPush(cmdline string) bool {
+	return pgbWALPush.MatchString(cmdline) && strings.Contains(cmdline, "%p")
+}

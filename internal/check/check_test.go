@@ -1,0 +1,309 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+const sysid = 7000000000000000001
+
+// fakeDB is a cluster: its archiver copies each switched segment into st when
+// archive_command is pgb's (or failing is set: then pg_stat_archiver counts failures).
+type fakeDB struct {
+	st       storage.Store
+	settings map[string]string
+	failing  bool
+	switched int
+	closed   bool
+}
+
+func (d *fakeDB) SystemID(context.Context) (uint64, error) { return sysid, nil }
+func (d *fakeDB) Major() int                                { return 15 }
+func (d *fakeDB) ServerVersionNum() int                     { return 150018 }
+func (d *fakeDB) Close(context.Context) error               { d.closed = true; return nil }
+func (d *fakeDB) Setting(_ context.Context, name string) (string, error) {
+	v, ok := d.settings[name]
+	if !ok {
+		return "", fmt.Errorf("read setting %s: unknown", name)
+	}
+	return v, nil
+}
+
+const segment = "000000010000000000000003"
+
+func (d *fakeDB) Archiver(context.Context) (pg.ArchiverStats, error) {
+	if d.failing && d.switched > 0 {
+		return pg.ArchiverStats{FailedCount: 3, LastFailed: segment}, nil
+	}
+	return pg.ArchiverStats{}, nil
+}
+
+func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
+	d.switched++
+	if !d.failing && CallsWALPush(d.settings["archive_command"]) && d.settings["archive_mode"] != "off" {
+		f, _ := wal.Parse(segment)
+		if err := d.st.Put(ctx, catalog.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
+			return "", err
+		}
+	}
+	return segment, nil
+}
+
+func (d *fakeDB) ArchiveFailing(ctx context.Context, since pg.ArchiverStats, seg string) error {
+	now, _ := d.Archiver(ctx)
+	if now.FailedCount > since.FailedCount {
+		return fmt.Errorf("%w: last for %s", pg.ErrArchiveFailing, now.LastFailed)
+	}
+	return nil
+}
+
+// prober is a store that can tell whether it enforces conditional writes.
+type prober struct {
+	storage.Store
+	enforced bool
+	err      error
+}
+
+func (p prober) ProbeConditionalWrites(context.Context) (bool, error) { return p.enforced, p.err }
+
+// wrapped is a wrapper (like retry) around a backend.
+type wrapped struct{ storage.Store }
+
+func (w wrapped) Unwrap() storage.Store { return w.Store }
+
+func ownRepo(t *testing.T) *mem.Store {
+	t.Helper()
+	st := mem.New()
+	if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func working() map[string]string {
+	return map[string]string{"archive_mode": "on", "archive_command": "/usr/local/bin/pgb wal-push %p"}
+}
+
+type setup struct {
+	store      func(t *testing.T) storage.Store // the repository; ownRepo if nil
+	settings   map[string]string                // working() if nil
+	failing    bool
+	connectErr error
+	openErr    error
+	backend    func(storage.Store) storage.Store
+	opt        Options
+}
+
+// want is one expected step: its name, verdict, and words of its message.
+type want struct {
+	name   string
+	status Status
+	words  []string
+}
+
+func runCheck(t *testing.T, s setup) (Result, *fakeDB) {
+	t.Helper()
+	var st storage.Store
+	if s.store != nil {
+		st = s.store(t)
+	} else {
+		st = ownRepo(t)
+	}
+	settings := s.settings
+	if settings == nil {
+		settings = working()
+	}
+	db := &fakeDB{st: st, settings: settings, failing: s.failing}
+	clock := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	opt := s.opt
+	opt.Now = func() time.Time { clock = clock.Add(1500 * time.Millisecond); return clock }
+	res := Run(context.Background(), Deps{
+		Connect: func(context.Context) (DB, error) {
+			if s.connectErr != nil {
+				return nil, s.connectErr
+			}
+			return db, nil
+		},
+		OpenStore: func(context.Context) (storage.Store, error) {
+			if s.openErr != nil {
+				return nil, s.openErr
+			}
+			return st, nil
+		},
+		Backend: s.backend,
+	}, opt)
+	return res, db
+}
+
+func TestCheckSteps(t *testing.T) {
+	okSwitch := want{StepWALSwitch, OK, []string{"WAL switch: segment " + segment + " reached the repository in 1.5s"}}
+	for _, tc := range []struct {
+		name  string
+		setup setup
+		want  []want
+	}{
+		{"a working setup", setup{}, []want{
+			{StepPostgreSQL, OK, []string{"connected to PostgreSQL 15 (server_version_num 150018, system identifier 7000000000000000001)"}},
+			{StepArchiveMode, OK, []string{"archive_mode = on"}},
+			{StepArchiveCommand, OK, []string{"archive_command = '/usr/local/bin/pgb wal-push %p'"}},
+			{StepRepository, OK, []string{"repository mem: is reachable, writable, and belongs to this cluster (PostgreSQL 15)"}},
+			okSwitch,
+		}},
+		{"a new repository", setup{store: func(*testing.T) storage.Store { return mem.New() }}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepRepository, OK, []string{"reachable and writable (new: the first archived segment binds it to this cluster)"}},
+			okSwitch,
+		}},
+		{"archive_mode off: no WAL switch", setup{settings: map[string]string{"archive_mode": "off", "archive_command": "pgb wal-push %p"}}, []want{
+			{StepPostgreSQL, OK, nil},
+			{StepArchiveMode, Fail, []string{"archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL"}},
+			{StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+		}},
+		{"archive_command empty: no WAL switch", setup{settings: map[string]string{"archive_mode": "on", "archive_command": "(disabled)"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil},
+			{StepArchiveCommand, Fail, []string{"archive_command is empty: set archive_command = 'pgb wal-push %p' and reload PostgreSQL"}},
+			{StepRepository, OK, nil},
+		}},
+		{"archive_command not pgb's: the WAL switch shows what it does", setup{
+			settings: map[string]string{"archive_mode": "on", "archive_command": "/bin/false"}, failing: true, opt: Options{ArchiveTimeout: time.Minute}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil},
+			{StepArchiveCommand, Fail, []string{"archive_command = '/bin/false' does not call pgb wal-push with %p: set archive_command = 'pgb wal-push %p'"}},
+			{StepRepository, OK, nil},
+			{StepWALSwitch, Fail, []string{"WAL switch: segment " + segment + " did not reach the repository: archive_command is failing"}},
+		}},
+		{"WAL that does not arrive", setup{settings: map[string]string{"archive_mode": "on", "archive_command": "cp %p /elsewhere/%f"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, Fail, nil}, {StepRepository, OK, nil},
+			{StepWALSwitch, Fail, []string{"did not reach the repository within 0s (--archive-timeout); is the archiver running and archive_command pointing at this repository?"}},
+		}},
+		{"archive_command failing", setup{failing: true, opt: Options{ArchiveTimeout: time.Minute}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepWALSwitch, Fail, []string{"did not reach the repository: archive_command is failing: last for " + segment}},
+		}},
+		{"PostgreSQL unreachable", setup{connectErr: errors.New("connect to PostgreSQL: refused")}, []want{
+			{StepPostgreSQL, Fail, []string{"connect to PostgreSQL: refused"}},
+		}},
+		{"repository cannot be opened", setup{openErr: errors.New("open s3://b: no such bucket")}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepRepository, Fail, []string{"open s3://b: no such bucket"}},
+		}},
+		{"repository not writable", setup{store: func(t *testing.T) storage.Store { return faulty.New(ownRepo(t), faulty.Rule{Op: faulty.Put}) }}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepRepository, Fail, []string{"is not writable", "injected failure"}},
+		}},
+		{"another cluster's repository", setup{store: func(t *testing.T) storage.Store {
+			st := mem.New()
+			if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepRepository, Fail, []string{"repository mem:: ", "belongs to another cluster"}},
+		}},
+		{"conditional writes enforced, behind a wrapper", setup{
+			store:   func(t *testing.T) storage.Store { return wrapped{prober{Store: ownRepo(t), enforced: true}} },
+			backend: unwrapAll}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepConditionalWrites, OK, []string{"the store enforces conditional writes (If-None-Match): put-if-absent is atomic"}},
+			okSwitch,
+		}},
+		{"conditional writes ignored, head-check set", setup{
+			store: func(t *testing.T) storage.Store { return prober{Store: ownRepo(t)} }, opt: Options{S3Conditional: "head-check"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepConditionalWrites, Warn, []string{"s3-conditional-writes = head-check makes pgb check before writing"}},
+			okSwitch,
+		}},
+		{"conditional writes ignored: no WAL switch", setup{store: func(t *testing.T) storage.Store { return prober{Store: ownRepo(t)} }}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepConditionalWrites, Fail, []string{"set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES)"}},
+		}},
+		{"conditional writes cannot be probed", setup{store: func(t *testing.T) storage.Store {
+			return prober{Store: ownRepo(t), err: errors.New("403 denied")}
+		}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepConditionalWrites, Fail, []string{"probing conditional writes: 403 denied"}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen []Step
+			tc.setup.opt.OnStep = func(s Step) { seen = append(seen, s) }
+			res, db := runCheck(t, tc.setup)
+			if len(res.Steps) != len(tc.want) {
+				t.Fatalf("steps:\n%s\nwant %d", steps(res), len(tc.want))
+			}
+			failed := 0
+			for i, w := range tc.want {
+				s := res.Steps[i]
+				if s.Name != w.name || s.Status != w.status {
+					t.Errorf("step %d = %s %s, want %s %s:\n%s", i, s.Name, s.Status, w.name, w.status, steps(res))
+				}
+				for _, word := range w.words {
+					if !strings.Contains(s.Message, word) {
+						t.Errorf("step %s: %q lacks %q", s.Name, s.Message, word)
+					}
+				}
+				if w.status == Fail {
+					failed++
+				}
+			}
+			if res.Failed() != failed {
+				t.Errorf("Failed() = %d, want %d", res.Failed(), failed)
+			}
+			if fmt.Sprint(seen) != fmt.Sprint(res.Steps) {
+				t.Errorf("OnStep saw %v, the result holds %v", seen, res.Steps)
+			}
+			if tc.setup.connectErr == nil && !db.closed {
+				t.Error("the PostgreSQL session was not closed")
+			}
+		})
+	}
+}
+
+// The probe object is written, read back and removed.
+func TestProbeWriteLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	if err := ProbeWrite(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	if err := st.List(ctx, "", func(o storage.ObjectInfo) error { left = append(left, o.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("probe left %q", left)
+	}
+	bad := faulty.New(mem.New(), faulty.Rule{Op: faulty.Get, Fault: faulty.Corrupt})
+	if err := ProbeWrite(ctx, bad); err == nil || !strings.Contains(err.Error(), "read back differently") {
+		t.Errorf("ProbeWrite on a corrupting store = %v", err)
+	}
+}
+
+func unwrapAll(st storage.Store) storage.Store {
+	for {
+		u, ok := st.(interface{ Unwrap() storage.Store })
+		if !ok {
+			return st
+		}
+		st = u.Unwrap()
+	}
+}
+
+func steps(r Result) string {
+	var b strings.Builder
+	for _, s := range r.Steps {
+		fmt.Fprintf(&b, "  %-18s %-4s %s\n", s.Name, s.Status, s.Message)
+	}
+	return b.String()
+}
