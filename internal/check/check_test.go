@@ -29,9 +29,9 @@ type fakeDB struct {
 }
 
 func (d *fakeDB) SystemID(context.Context) (uint64, error) { return sysid, nil }
-func (d *fakeDB) Major() int                                { return 15 }
-func (d *fakeDB) ServerVersionNum() int                     { return 150018 }
-func (d *fakeDB) Close(context.Context) error               { d.closed = true; return nil }
+func (d *fakeDB) Major() int                               { return 15 }
+func (d *fakeDB) ServerVersionNum() int                    { return 150018 }
+func (d *fakeDB) Close(context.Context) error              { d.closed = true; return nil }
 func (d *fakeDB) Setting(_ context.Context, name string) (string, error) {
 	v, ok := d.settings[name]
 	if !ok {
