@@ -8,10 +8,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/archive"
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/restorepoint"
 )
 
 func restorePointCommand() *cli.Command {
@@ -21,7 +21,9 @@ func restorePointCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Description: "Runs pg_create_restore_point(NAME), records name, LSN, timeline and time in the repository,\n" +
 			"and switches WAL so that the point reaches the archive promptly (waiting up to\n" +
-			"--archive-timeout). restore --target-name NAME then recovers to exactly that point.",
+			"--archive-timeout). restore --target-name NAME then recovers to exactly that point.\n" +
+			"A name is used once; one whose record cannot be read (damaged, or the store failing) is\n" +
+			"refused before PostgreSQL is asked, and nothing is created.",
 		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
 		Action: action(1, "NAME", func(c *cli.Context, e *env) error {
 			return e.restorePoint(c.Context, c.Args().First())
@@ -46,41 +48,20 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
-	sysid, err := conn.SystemID(ctx)
-	if err != nil {
-		return err
-	}
 	st, err := e.openStore(ctx, false)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	id, err := catalog.ReadIdentity(ctx, st)
+	c, err := restorepoint.Create(ctx, conn, st, name, restorepoint.Options{ArchiveTimeout: e.cfg.ArchiveTimeout})
 	if err != nil {
 		return err
 	}
-	if err := id.Matches(catalog.SystemID(sysid), conn.Major()); err != nil {
-		return err
-	}
-	if _, err := catalog.ReadRestorePoint(ctx, st, name); err == nil {
-		return fmt.Errorf("%w: %q; pick another name", catalog.ErrRestorePointExists, name)
-	}
-	lsn, tli, err := conn.CreateRestorePoint(ctx, name)
-	if err != nil {
-		return err
-	}
-	rp := catalog.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: time.Now().UTC()}
-	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
-		return err
-	}
-	seg, archived := archive.SwitchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
-	if archived != nil && seg == "" {
-		return archived
-	}
+	rp := c.Point
 	// The restore point exists: failing to print this is no reason to fail.
-	_, _ = fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, lsn, tli, rp.Time.Format(time.RFC3339))
-	if archived != nil {
-		e.log.Warn("the restore point's WAL has not reached the repository yet; recovering to it needs it", "segment", seg, "error", archived)
+	_, _ = fmt.Fprintf(e.stdout, "restore point %s created at LSN %s on timeline %d (%s)\n", name, rp.LSN, rp.Timeline, rp.Time.Format(time.RFC3339))
+	if c.Archived != nil {
+		e.log.Warn("the restore point's WAL has not reached the repository yet; recovering to it needs it", "segment", c.Segment, "error", c.Archived)
 	}
 	return nil
 }

@@ -1,0 +1,87 @@
+// Package restorepoint is pgb restore-point: it creates a named restore point in
+// PostgreSQL, records it in the repository and makes its WAL reach the archive.
+package restorepoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// DB is what a restore point needs of a PostgreSQL session (*pg.Conn is one).
+type DB interface {
+	archive.Switcher
+	SystemID(ctx context.Context) (uint64, error)
+	Major() int
+	CreateRestorePoint(ctx context.Context, name string) (wal.LSN, uint32, error)
+}
+
+// Options are Create's settings.
+type Options struct {
+	ArchiveTimeout time.Duration    // how long the point's segment may take to reach the repository
+	Now            func() time.Time // the clock the point's time is read from; nil is time.Now
+}
+
+// Created is a restore point that exists: in PostgreSQL's WAL and in the repository.
+type Created struct {
+	Point   catalog.RestorePoint
+	Segment string // the WAL segment switched after the point, which holds it
+	// Archived is nil when Segment reached the repository within the timeout, else why
+	// not: recovering to the point needs it, but the point exists regardless.
+	Archived error
+}
+
+// Create makes the restore point name on db's cluster and records it in st, which must
+// be that cluster's repository, then switches WAL and waits (up to opt.ArchiveTimeout)
+// for the segment holding the point to be archived. A taken name is refused with
+// catalog.ErrRestorePointExists, and so is a name the repository cannot say is free
+// (its record damaged, the store failing), before PostgreSQL is asked: a restore point
+// cannot be undone there. An error means no point was recorded; a point whose
+// WAL has not arrived yet is Created with Archived set.
+func Create(ctx context.Context, db DB, st storage.Store, name string, opt Options) (Created, error) {
+	if err := catalog.ValidRestorePointName(name); err != nil {
+		return Created{}, err
+	}
+	now := opt.Now
+	if now == nil {
+		now = time.Now
+	}
+	sysid, err := db.SystemID(ctx)
+	if err != nil {
+		return Created{}, err
+	}
+	id, err := catalog.ReadIdentity(ctx, st)
+	if err != nil {
+		return Created{}, err
+	}
+	if err := id.Matches(catalog.SystemID(sysid), db.Major()); err != nil {
+		return Created{}, err
+	}
+	// Only a name known to be free is used: PostgreSQL's restore point cannot be undone.
+	switch _, err := catalog.ReadRestorePoint(ctx, st, name); {
+	case err == nil:
+		return Created{}, fmt.Errorf("%w: %q; pick another name", catalog.ErrRestorePointExists, name)
+	case !errors.Is(err, catalog.ErrNoRestorePoint):
+		return Created{}, fmt.Errorf("restore point %q: cannot tell whether the name is free: %w; nothing was created: "+
+			"retry once the repository answers, or pick another name", name, err)
+	}
+	lsn, tli, err := db.CreateRestorePoint(ctx, name)
+	if err != nil {
+		return Created{}, err
+	}
+	rp := catalog.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
+	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+		return Created{}, err
+	}
+	seg, archived := archive.SwitchWAL(ctx, db, st, opt.ArchiveTimeout)
+	if archived != nil && seg == "" {
+		return Created{}, archived
+	}
+	return Created{Point: rp, Segment: seg, Archived: archived}, nil
+}

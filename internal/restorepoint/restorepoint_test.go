@@ -1,0 +1,170 @@
+package restorepoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+const sysid = 7000000000000000001
+
+// fakeDB is a cluster whose archiver copies each switched segment into st (unless
+// archiving is off), and which records the restore points it creates.
+type fakeDB struct {
+	st        storage.Store
+	noArchive bool
+	failing   bool // archive_command fails for the switched segment
+	created   []string
+	seg       string // the segment SwitchWAL completes
+}
+
+func (d *fakeDB) SystemID(context.Context) (uint64, error) { return sysid, nil }
+func (d *fakeDB) Major() int                               { return 15 }
+func (d *fakeDB) CreateRestorePoint(_ context.Context, name string) (wal.LSN, uint32, error) {
+	d.created = append(d.created, name)
+	return 0x3000060, 1, nil
+}
+func (d *fakeDB) Archiver(context.Context) (pg.ArchiverStats, error) { return pg.ArchiverStats{}, nil }
+func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
+	if !d.noArchive && !d.failing {
+		f, err := wal.Parse(d.seg)
+		if err != nil {
+			return "", err
+		}
+		if err := d.st.Put(ctx, catalog.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
+			return "", err
+		}
+	}
+	return d.seg, nil
+}
+func (d *fakeDB) ArchiveFailing(context.Context, pg.ArchiverStats, string) error {
+	if d.failing {
+		return fmt.Errorf("%w: it failed 1 time(s)", pg.ErrArchiveFailing)
+	}
+	return nil
+}
+
+// repo is a repository bound to the fake cluster.
+func repo(t *testing.T) *mem.Store {
+	t.Helper()
+	st := mem.New()
+	if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func newDB(st storage.Store) *fakeDB { return &fakeDB{st: st, seg: "000000010000000000000003"} }
+
+var at = time.Date(2026, 12, 1, 23, 0, 0, 0, time.FixedZone("", 3600))
+
+func TestCreateRecordsThePointAndWaitsForItsWAL(t *testing.T) {
+	ctx := context.Background()
+	st := repo(t)
+	db := newDB(st)
+	c, err := Create(ctx, db, st, "before-migration", Options{ArchiveTimeout: time.Minute, Now: func() time.Time { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := catalog.RestorePoint{Name: "before-migration", LSN: 0x3000060, Timeline: 1, Time: at.UTC()}
+	if c.Point != want || c.Segment != db.seg || c.Archived != nil {
+		t.Errorf("Create = %+v, want point %+v in segment %s, archived", c, want, db.seg)
+	}
+	got, err := catalog.ReadRestorePoint(ctx, st, "before-migration")
+	if err != nil || !got.Time.Equal(want.Time) || got.LSN != want.LSN || got.Timeline != want.Timeline {
+		t.Errorf("recorded %+v, %v; want %+v", got, err, want)
+	}
+}
+
+// The point exists once recorded: WAL that has not arrived is reported with it, not
+// as a failure.
+func TestCreateReportsWALThatDidNotArrive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		db   func(*fakeDB)
+		is   error
+	}{
+		{"archiver silent", func(d *fakeDB) { d.noArchive = true }, catalog.ErrWALTimeout},
+		{"archive_command failing", func(d *fakeDB) { d.failing = true }, pg.ErrArchiveFailing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := repo(t)
+			db := newDB(st)
+			tc.db(db)
+			c, err := Create(context.Background(), db, st, "p1", Options{ArchiveTimeout: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !errors.Is(c.Archived, tc.is) || c.Segment != db.seg {
+				t.Errorf("Archived = %v in segment %q, want %v in %s", c.Archived, c.Segment, tc.is, db.seg)
+			}
+			if _, err := catalog.ReadRestorePoint(context.Background(), st, "p1"); err != nil {
+				t.Errorf("the point was not recorded: %v", err)
+			}
+		})
+	}
+}
+
+// Nothing is created in PostgreSQL when the point could not be recorded: a bad name,
+// a repository of another cluster, a name taken (even by a damaged record), or a
+// repository that cannot say whether the name is taken.
+func TestCreateRefusesBeforeTouchingPostgreSQL(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) storage.Store
+		point string
+		is    error
+		msg   string
+	}{
+		{"bad name", func(t *testing.T) storage.Store { return repo(t) }, "a b", nil, "use letters, digits"},
+		{"uninitialised repository", func(*testing.T) storage.Store { return mem.New() }, "p", catalog.ErrNoIdentity, ""},
+		{"another cluster's repository", func(t *testing.T) storage.Store {
+			st := mem.New()
+			if _, err := catalog.EnsureIdentity(ctx, st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}, "p", catalog.ErrForeignCluster, ""},
+		{"name taken", func(t *testing.T) storage.Store {
+			st := repo(t)
+			if err := catalog.PutRestorePoint(ctx, st, catalog.RestorePoint{Name: "p", LSN: 1, Timeline: 1}); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}, "p", catalog.ErrRestorePointExists, "pick another name"},
+		{"name taken by a damaged record", func(t *testing.T) storage.Store {
+			st := repo(t)
+			if err := st.Put(ctx, "restore-points/p.json", strings.NewReader("garbage"), storage.PutOptions{Size: 7}); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}, "p", envelope.ErrCorrupt, "pick another name"},
+		{"repository failing", func(t *testing.T) storage.Store {
+			return faulty.New(repo(t), faulty.Rule{Op: faulty.Get, Key: "restore-points/p.json", Fault: faulty.Fail})
+		}, "p", faulty.ErrInjected, "retry once the repository answers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := tc.setup(t)
+			db := newDB(st)
+			_, err := Create(ctx, db, st, tc.point, Options{ArchiveTimeout: time.Minute})
+			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("Create = %v, want %v (%q)", err, tc.is, tc.msg)
+			}
+			if len(db.created) > 0 {
+				t.Errorf("a restore point was created in PostgreSQL: %q", db.created)
+			}
+		})
+	}
+}
