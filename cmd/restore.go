@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -24,7 +23,8 @@ func restoreCommand() *cli.Command {
 			"empty), verifying every file against the manifest, and writes recovery.signal and, to\n" +
 			"postgresql.auto.conf, a restore_command that fetches WAL from this repository (with --config and\n" +
 			"every non-secret setting given by flag or environment, even one equal to its default since it\n" +
-			"overrides the file; never a secret; every value shell-quoted, each % in it doubled so that only\n" +
+			"overrides the file; file paths made absolute (PostgreSQL runs it in the data directory); never\n" +
+			"a secret; every value shell-quoted, each % in it doubled so that only\n" +
 			"%f %p are placeholders) plus the recovery_target_* settings. Start PostgreSQL on the directory\n" +
 			"to replay WAL to the target.\n" +
 			"Without a target, recovery replays the whole archive. global/pg_control is written last, so an\n" +
@@ -173,22 +173,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: restore reads, and its writes are local
-	backups, damaged, err := catalog.ListBackups(ctx, st)
-	if err != nil {
-		return err
-	}
-	for _, d := range damaged {
-		if d.Name == name {
-			return fmt.Errorf("backup %s cannot be restored: %w; pick another (pgb backup-list shows them)", name, d.Err)
-		}
-		e.log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
-	}
-	// Files only (backup-fetch): no recovery follows, so no timeline constrains the choice.
-	target := restore.Target{Kind: restore.ToEnd, Timeline: "current"}
-	if t != nil {
-		target = *t
-	}
-	m, err := restore.Choose(ctx, st, backups, &target, name)
+	m, target, err := restore.Plan(ctx, st, e.log, name, t)
 	if err != nil {
 		return err
 	}
@@ -256,27 +241,14 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 }
 
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by
-// absolute path, with the repository settings it needs. Settings given to restore by
-// flag or environment become flags (PostgreSQL runs it in its own environment); the
-// config file travels as --config. Every % in a value is doubled (commandWord); only
-// the trailing %f %p are placeholders. Secrets are never written: their keys come back
-// so that restore can say what the server must provide.
+// absolute path, with the repository settings it needs (see restore.RestoreCommand).
 func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, fmt.Errorf("find pgb's own path for restore_command: %w", err)
 	}
-	parts := []string{self, "wal-fetch", "--repo", e.cfg.Repo}
-	if e.cfg.File != "" {
-		f, _ := filepath.Abs(e.cfg.File)
-		parts = append(parts, "--config", f)
-	}
-	flags, secrets := config.PassOn(e.cfg, append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries))
-	parts = append(parts, flags...)
-	for i, p := range parts {
-		parts[i] = commandWord(p)
-	}
-	return strings.Join(append(parts, "%f", "%p"), " "), secrets, nil
+	cmd, secrets = restore.RestoreCommand(self, e.cfg)
+	return cmd, secrets, nil
 }
 
 // configUnreadable is a warning when the server's OS user (owner, chosen as root)
@@ -321,20 +293,7 @@ func secretOrigin(c *cli.Context, key string) string {
 	return key + " came from a flag or the environment"
 }
 
-// commandWord is s as one word of restore_command: shell-quoted, and every % doubled,
-// since PostgreSQL reads a lone % as a placeholder (%f, %p, %r) and %% as a %.
-func commandWord(s string) string {
-	return strings.ReplaceAll(shellQuote(s), "%", "%%")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("/._-:+=@,", r)
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
+func shellQuote(s string) string { return restore.ShellQuote(s) }
 
 func parseTablespaceMap(specs []string) (map[string]string, error) {
 	out := map[string]string{}
