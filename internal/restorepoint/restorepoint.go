@@ -42,8 +42,9 @@ type Created struct {
 // for the segment holding the point to be archived. A taken name is refused with
 // catalog.ErrRestorePointExists, and so is a name the repository cannot say is free
 // (its record damaged, the store failing), before PostgreSQL is asked: a restore point
-// cannot be undone there. An error means no point was recorded; a point whose
-// WAL has not arrived yet is Created with Archived set.
+// cannot be undone there. A point whose WAL has not arrived yet is Created with
+// Archived set. An error means no point was recorded, except when WAL could not be
+// switched after a recorded point: then the error says so and Point is that point.
 func Create(ctx context.Context, db DB, st storage.Store, name string, opt Options) (Created, error) {
 	if err := catalog.ValidRestorePointName(name); err != nil {
 		return Created{}, err
@@ -81,7 +82,9 @@ func Create(ctx context.Context, db DB, st storage.Store, name string, opt Optio
 	}
 	seg, archived := archive.SwitchWAL(ctx, db, st, opt.ArchiveTimeout)
 	if archived != nil && seg == "" {
-		return Created{}, archived
+		return Created{Point: rp}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded, but WAL was not switched after it: %w; "+
+			"recovering to it needs the segment holding it archived: run SELECT pg_switch_wal(); (as a role allowed to), or wait for the segment to fill",
+			name, lsn, tli, archived)
 	}
 	return Created{Point: rp, Segment: seg, Archived: archived}, nil
 }

@@ -27,6 +27,7 @@ type fakeDB struct {
 	failing   bool // archive_command fails for the switched segment
 	created   []string
 	seg       string // the segment SwitchWAL completes
+	switchErr error  // what SwitchWAL fails with
 }
 
 func (d *fakeDB) SystemID(context.Context) (uint64, error) { return sysid, nil }
@@ -37,6 +38,9 @@ func (d *fakeDB) CreateRestorePoint(_ context.Context, name string) (wal.LSN, ui
 }
 func (d *fakeDB) Archiver(context.Context) (pg.ArchiverStats, error) { return pg.ArchiverStats{}, nil }
 func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
+	if d.switchErr != nil {
+		return "", d.switchErr
+	}
 	if !d.noArchive && !d.failing {
 		f, err := wal.Parse(d.seg)
 		if err != nil {
@@ -166,5 +170,30 @@ func TestCreateRefusesBeforeTouchingPostgreSQL(t *testing.T) {
 				t.Errorf("a restore point was created in PostgreSQL: %q", db.created)
 			}
 		})
+	}
+}
+
+// A point made but whose WAL could not be switched exists: the failure says so, and
+// what recovering to it needs, instead of reading as if nothing was made.
+func TestCreateSaysThePointExistsWhenTheWALSwitchFails(t *testing.T) {
+	ctx := context.Background()
+	st := repo(t)
+	db := newDB(st)
+	denied := errors.New("switch WAL: permission denied for function pg_switch_wal")
+	db.switchErr = denied
+	c, err := Create(ctx, db, st, "p1", Options{ArchiveTimeout: time.Minute})
+	if !errors.Is(err, denied) {
+		t.Fatalf("Create = %v, want the switch's error", err)
+	}
+	for _, want := range []string{`restore point "p1" was created at LSN 0/3000060 on timeline 1 and recorded`, "pg_switch_wal()"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q lacks %q", err, want)
+		}
+	}
+	if c.Point.Name != "p1" {
+		t.Errorf("Create returned no point: %+v", c)
+	}
+	if _, err := catalog.ReadRestorePoint(ctx, st, "p1"); err != nil {
+		t.Errorf("the point was not recorded: %v", err)
 	}
 }
