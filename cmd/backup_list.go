@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func backupListCommand() *cli.Command {
@@ -53,7 +53,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	ms, damaged, err := catalog.ListBackups(ctx, st)
+	ms, damaged, err := repo.ListBackups(ctx, st)
 	if err != nil {
 		return err
 	}

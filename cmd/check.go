@@ -14,7 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -115,14 +115,14 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 	if err := probeWrite(ctx, st); err != nil {
 		return fmt.Errorf("repository %s is not writable: %w", st, err)
 	}
-	id, err := catalog.ReadIdentity(ctx, st)
+	id, err := repo.ReadIdentity(ctx, st)
 	switch {
-	case errors.Is(err, catalog.ErrNoIdentity):
+	case errors.Is(err, repo.ErrNoIdentity):
 		k.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
 	case err != nil:
 		return err
-	case id.SystemID != catalog.SystemID(sysid) || id.PGVersion != conn.Major():
-		k.fail("repository %s: %v", st, id.Matches(catalog.SystemID(sysid), conn.Major()))
+	case id.SystemID != repo.SystemID(sysid) || id.PGVersion != conn.Major():
+		k.fail("repository %s: %v", st, id.Matches(repo.SystemID(sysid), conn.Major()))
 		return nil
 	default:
 		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
@@ -162,7 +162,7 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
 	case errors.Is(err, pg.ErrArchiveFailing):
 		k.fail("WAL switch: segment %s did not reach the repository: %v", seg, err)
-	case errors.Is(err, catalog.ErrWALTimeout):
+	case errors.Is(err, repo.ErrWALTimeout):
 		now, _ := conn.Archiver(ctx)
 		hint := "is the archiver running and archive_command pointing at this repository?"
 		if now.FailedCount > before.FailedCount {
@@ -202,7 +202,7 @@ func probeWrite(ctx context.Context, st storage.Store) error {
 
 // switchWAL completes the current WAL segment and waits, up to timeout, until it is in
 // the repository. A segment that does not arrive is an error wrapping
-// catalog.ErrWALTimeout, with the segment's name returned.
+// repo.ErrWALTimeout, with the segment's name returned.
 // It gives up early, with an error wrapping pg.ErrArchiveFailing, as soon as
 // pg_stat_archiver shows archive_command failing for that segment or a later one.
 func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout time.Duration) (string, error) {
@@ -219,7 +219,7 @@ func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout tim
 		return "", err
 	}
 	failing := func(ctx context.Context) error { return conn.ArchiveFailing(ctx, before, seg) }
-	return seg, catalog.WaitForWALUntil(ctx, st, f, timeout, failing)
+	return seg, repo.WaitForWALUntil(ctx, st, f, timeout, failing)
 }
 
 // pgbWALPush matches a command line that runs a program named pgb… (any directory, flags

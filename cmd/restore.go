@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -173,7 +173,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: restore reads, and its writes are local
-	backups, damaged, err := catalog.ListBackups(ctx, st)
+	backups, damaged, err := repo.ListBackups(ctx, st)
 	if err != nil {
 		return err
 	}

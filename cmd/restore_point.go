@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 )
@@ -37,7 +37,7 @@ func restorePointCommand() *cli.Command {
 }
 
 func (e *env) restorePoint(ctx context.Context, name string) error {
-	if err := catalog.ValidRestorePointName(name); err != nil {
+	if err := repo.ValidRestorePointName(name); err != nil {
 		return usageError{err}
 	}
 	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
@@ -54,22 +54,22 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	id, err := catalog.ReadIdentity(ctx, st)
+	id, err := repo.ReadIdentity(ctx, st)
 	if err != nil {
 		return err
 	}
-	if err := id.Matches(catalog.SystemID(sysid), conn.Major()); err != nil {
+	if err := id.Matches(repo.SystemID(sysid), conn.Major()); err != nil {
 		return err
 	}
-	if _, err := catalog.ReadRestorePoint(ctx, st, name); err == nil {
-		return fmt.Errorf("%w: %q; pick another name", catalog.ErrRestorePointExists, name)
+	if _, err := repo.ReadRestorePoint(ctx, st, name); err == nil {
+		return fmt.Errorf("%w: %q; pick another name", repo.ErrRestorePointExists, name)
 	}
 	lsn, tli, err := conn.CreateRestorePoint(ctx, name)
 	if err != nil {
 		return err
 	}
-	rp := catalog.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: time.Now().UTC()}
-	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+	rp := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: time.Now().UTC()}
+	if err := repo.PutRestorePoint(ctx, st, rp); err != nil {
 		return err
 	}
 	seg, archived := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
@@ -90,7 +90,7 @@ func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
 		return err
 	}
 	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	rps, err := catalog.ListRestorePoints(ctx, st)
+	rps, err := repo.ListRestorePoints(ctx, st)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 )
 
@@ -87,7 +87,7 @@ func fetchExit(e *env, name string, err error) error {
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)
-	case errors.Is(err, catalog.ErrForeignCluster):
+	case errors.Is(err, repo.ErrForeignCluster):
 		// A wrong repository never works: stop recovery, on a standby too.
 		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", name, err, exitRecoveryMustStop))
 	case standby():

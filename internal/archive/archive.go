@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
@@ -41,7 +41,7 @@ type Archive struct {
 
 // Cluster identifies the cluster a WAL file comes from.
 type Cluster struct {
-	SystemID  catalog.SystemID
+	SystemID  repo.SystemID
 	PGVersion int
 }
 
@@ -55,7 +55,7 @@ func ClusterFromDataDir(dataDir string) (Cluster, error) {
 	if err != nil {
 		return Cluster{}, err
 	}
-	return Cluster{SystemID: catalog.SystemID(c.SystemID), PGVersion: v}, nil
+	return Cluster{SystemID: repo.SystemID(c.SystemID), PGVersion: v}, nil
 }
 
 // PushResult says what Push did.
@@ -100,7 +100,7 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 	if err != nil {
 		return PushResult{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := catalog.EnsureIdentity(ctx, a.Store, catalog.Identity{
+	if _, err := repo.EnsureIdentity(ctx, a.Store, repo.Identity{
 		SystemID: cl.SystemID, PGVersion: cl.PGVersion, Created: time.Now().UTC(),
 		CreatedBy: "pgb", FirstWrite: "wal-push " + f.Name,
 	}); err != nil {
@@ -131,7 +131,7 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 	if size != fi.Size() {
 		return PushResult{}, fmt.Errorf("%s changed size while being read (%d, now %d bytes)", path, fi.Size(), size)
 	}
-	res := PushResult{File: f, Key: catalog.WALKey(f), Size: size, Stored: int64(buf.Len()), Compressed: a.Codec.Name()}
+	res := PushResult{File: f, Key: repo.WALKey(f), Size: size, Stored: int64(buf.Len()), Compressed: a.Codec.Name()}
 
 	err = a.Store.Put(ctx, res.Key, bytes.NewReader(buf.Bytes()), storage.PutOptions{IfAbsent: true, Size: int64(buf.Len())})
 	if errors.Is(err, storage.ErrExist) {
@@ -167,11 +167,11 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 		if h.MajorGuess == 0 {
 			return Cluster{}, fmt.Errorf("cannot tell the PostgreSQL version from the segment (page magic %#x): set --pgdata", h.Magic)
 		}
-		return Cluster{SystemID: catalog.SystemID(h.SystemID), PGVersion: h.MajorGuess}, nil
+		return Cluster{SystemID: repo.SystemID(h.SystemID), PGVersion: h.MajorGuess}, nil
 	}
-	if catalog.SystemID(h.SystemID) != cluster.SystemID {
+	if repo.SystemID(h.SystemID) != cluster.SystemID {
 		return Cluster{}, fmt.Errorf("%w: segment was written by cluster %d, but the data directory is cluster %s",
-			catalog.ErrForeignCluster, h.SystemID, cluster.SystemID)
+			repo.ErrForeignCluster, h.SystemID, cluster.SystemID)
 	}
 	return *cluster, nil
 }
@@ -262,13 +262,13 @@ var ErrNotArchived = errors.New("not in the archive")
 // decompressed, checked against its checksum, synced, then renamed. A file that is
 // not archived gives an error wrapping ErrNotArchived and writes nothing. When the
 // repository itself is missing or uninitialised that is not "end of archive": the
-// error wraps catalog.ErrNoIdentity instead.
+// error wraps repo.ErrNoIdentity instead.
 func (a *Archive) Fetch(ctx context.Context, name, dest string) (envelope.Sum, error) {
 	f, err := wal.Parse(name)
 	if err != nil {
 		return envelope.Sum{}, err
 	}
-	key := catalog.WALKey(f)
+	key := repo.WALKey(f)
 	attempts := max(a.FetchAttempts, 1)
 	for i := 1; ; i++ {
 		sum, err := a.fetchOnce(ctx, f, key, dest)
@@ -287,10 +287,10 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) (envelope.Sum, e
 
 // notArchived is the error for name, which the repository lacks: ErrNotArchived (the
 // end of the archive) only when the repository exists and, with DataDir a data
-// directory, belongs to its cluster; otherwise an error wrapping catalog.ErrNoIdentity
-// or catalog.ErrForeignCluster, which must stop recovery.
+// directory, belongs to its cluster; otherwise an error wrapping repo.ErrNoIdentity
+// or repo.ErrForeignCluster, which must stop recovery.
 func (a *Archive) notArchived(ctx context.Context, name string) error {
-	id, err := catalog.ReadIdentity(ctx, a.Store)
+	id, err := repo.ReadIdentity(ctx, a.Store)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
 	}
@@ -300,9 +300,9 @@ func (a *Archive) notArchived(ctx context.Context, name string) error {
 		case errors.Is(err, pg.ErrNotDataDir): // no cluster to compare with
 		case err != nil:
 			return fmt.Errorf("fetch %s: not in the repository, and cannot check that the repository belongs to the cluster in %s: %w", name, a.DataDir, err)
-		case catalog.SystemID(c.SystemID) != id.SystemID:
+		case repo.SystemID(c.SystemID) != id.SystemID:
 			return fmt.Errorf("%s is not in this repository, and that is not the end of the archive: %w: it belongs to cluster %s, the data directory %s is cluster %d: wrong --repo in restore_command",
-				name, catalog.ErrForeignCluster, id.SystemID, a.DataDir, c.SystemID)
+				name, repo.ErrForeignCluster, id.SystemID, a.DataDir, c.SystemID)
 		}
 	}
 	return fmt.Errorf("%s: %w", name, ErrNotArchived)

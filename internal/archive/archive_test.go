@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -74,7 +74,7 @@ func TestPushThenFetchIsByteIdenticalForEveryCodec(t *testing.T) {
 		if !bytes.Equal(got, seg) {
 			t.Fatalf("%s: fetched segment differs", codec)
 		}
-		id, err := catalog.ReadIdentity(ctx, st)
+		id, err := repo.ReadIdentity(ctx, st)
 		if err != nil || id.SystemID != 42 || id.PGVersion != 15 {
 			t.Fatalf("%s: identity %+v, %v", codec, id, err)
 		}
@@ -147,17 +147,17 @@ func TestForeignClusterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.Push(ctx, writeWAL(t, d2, "000000010000000000000002", segment(2, 1)), cluster(t, d2))
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("foreign cluster: %v", err)
 	}
 	// A segment whose header names another cluster than the data directory.
 	_, err = a.Push(ctx, writeWAL(t, d1, "000000010000000000000003", segment(2, 1)), cluster(t, d1))
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("segment of another cluster: %v", err)
 	}
 	// Without a data directory the segment header decides.
 	_, err = a.Push(ctx, writeWAL(t, d2, "000000010000000000000004", segment(2, 1)), nil)
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("header-identified foreign segment: %v", err)
 	}
 	if _, err := st.Stat(ctx, "wal/0000000100000000/000000010000000000000002"); !errors.Is(err, storage.ErrNotExist) {
@@ -190,7 +190,7 @@ func TestFetchOutcomes(t *testing.T) {
 		t.Errorf("missing: %v", err)
 	}
 	empty := newArchive(t, mem.New(), "lz4")
-	if _, err := empty.Fetch(ctx, name, dest); !errors.Is(err, catalog.ErrNoIdentity) || errors.Is(err, ErrNotArchived) {
+	if _, err := empty.Fetch(ctx, name, dest); !errors.Is(err, repo.ErrNoIdentity) || errors.Is(err, ErrNotArchived) {
 		t.Errorf("uninitialised repository must not look like end of archive: %v", err)
 	}
 
@@ -255,14 +255,14 @@ func TestPushDoesNotRetryForeverOnAFailingStore(t *testing.T) {
 
 // A file missing from the repository is the end of the archive only for the cluster
 // the repository belongs to: for the data directory of another cluster it is a wrong
-// repository (catalog.ErrForeignCluster), which must stop recovery.
+// repository (repo.ErrForeignCluster), which must stop recovery.
 func TestFetchOfAMissingFileFromAnotherClustersRepository(t *testing.T) {
 	st := repoWith(t, "000000010000000000000009", nil) // bound to cluster 42
 	for _, c := range []struct {
 		dir  string
 		want error
 	}{
-		{dataDir(t, 43), catalog.ErrForeignCluster},
+		{dataDir(t, 43), repo.ErrForeignCluster},
 		{dataDir(t, 42), ErrNotArchived},
 		{t.TempDir(), ErrNotArchived}, // not a data directory: nothing to compare
 		{"", ErrNotArchived},

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -27,7 +27,7 @@ func backupAndRestore(t *testing.T, fx backupFixture) string {
 	if _, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	list, _, err := catalog.ListBackups(ctx, st)
+	list, _, err := repo.ListBackups(ctx, st)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListBackups = %v, %v", names(list), err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -102,7 +102,7 @@ var ErrBeyondArchive = errors.New("the target is beyond the archived WAL")
 // consistency point) comes before the target. name, if set, must be such a backup.
 // It refuses a target past the newest archived WAL. A target transaction id in the
 // 32-bit form is resolved to the full one (see FullXID).
-func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, t *Target, name string) (*catalog.Manifest, error) {
+func Choose(ctx context.Context, st storage.Store, backups []*repo.Manifest, t *Target, name string) (*repo.Manifest, error) {
 	if len(backups) == 0 {
 		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, st)
 	}
@@ -131,9 +131,9 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	win := window(backups, arch)
 	var pointLSN wal.LSN
 	if t.Kind == ToName {
-		rp, err := catalog.ReadRestorePoint(ctx, st, t.Name)
+		rp, err := repo.ReadRestorePoint(ctx, st, t.Name)
 		if err != nil {
-			if errors.Is(err, catalog.ErrNoRestorePoint) {
+			if errors.Is(err, repo.ErrNoRestorePoint) {
 				return nil, fmt.Errorf("%w; %s", err, win)
 			}
 			return nil, err
@@ -151,7 +151,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	if err := arch.reaches(t, segSize(backups)); err != nil {
 		return nil, fmt.Errorf("%w; %s", err, win)
 	}
-	reaches := func(m *catalog.Manifest) bool {
+	reaches := func(m *repo.Manifest) bool {
 		switch t.Kind {
 		case ToTime:
 			return m.StopTime.Before(t.Time)
@@ -164,7 +164,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 		}
 		return true
 	}
-	offHistory := func(m *catalog.Manifest) error {
+	offHistory := func(m *repo.Manifest) error {
 		return fmt.Errorf("%w: backup %s (timeline %d, LSN %s to %s) does not lie on the history of %s before it branched off, so PostgreSQL could not follow it; %s; choose the timeline with --target-timeline N",
 			ErrNoUsableBackup, m.Name, m.Timeline, m.StartLSN, m.StopLSN, tls.path(tli), tls.describe())
 	}
@@ -181,9 +181,9 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 				return m, nil
 			}
 		}
-		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", catalog.ErrNoBackup, name)
+		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, name)
 	}
-	var skipped *catalog.Manifest
+	var skipped *repo.Manifest
 	for i := len(backups) - 1; i >= 0; i-- {
 		m := backups[i]
 		if !reaches(m) {
@@ -203,7 +203,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 }
 
 // segSize is the WAL segment size the backups record (16 MiB if they do not say).
-func segSize(backups []*catalog.Manifest) uint64 {
+func segSize(backups []*repo.Manifest) uint64 {
 	for _, m := range backups {
 		if s := m.WALSegSize; s >= 1<<20 && s <= 1<<30 && s&(s-1) == 0 {
 			return s
@@ -231,12 +231,12 @@ func scanArchive(ctx context.Context, st storage.Store, segSize uint64) (*archiv
 			return nil
 		}
 		if f.Kind == wal.History {
-			if o.Key == catalog.WALKey(f) {
+			if o.Key == repo.WALKey(f) {
 				a.histories[f.Timeline] = o
 			}
 			return nil
 		}
-		if f.Kind != wal.Segment || o.Key != catalog.WALKey(f) {
+		if f.Kind != wal.Segment || o.Key != repo.WALKey(f) {
 			return nil
 		}
 		// List is in key order: per timeline, segments come in WAL order.
@@ -289,7 +289,7 @@ func (a *archive) reaches(t *Target, segSize uint64) error {
 
 // window describes the recoverable window: from the end of the oldest backup to the
 // newest archived WAL.
-func window(backups []*catalog.Manifest, a *archive) string {
+func window(backups []*repo.Manifest, a *archive) string {
 	if len(backups) == 0 {
 		return "there are no backups"
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -153,7 +153,7 @@ func TestRecoveryConf(t *testing.T) {
 // choiceFixture is a repository with three backups and restore points between them.
 type choiceFixture struct {
 	st      *mem.Store
-	backups []*catalog.Manifest
+	backups []*repo.Manifest
 	t1, t2  time.Time
 	t3      time.Time
 }
@@ -173,19 +173,19 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 		{"b2", 0x5000100, 2000},
 		{"b3", 0x9000100, 3000},
 	} {
-		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
+		m := &repo.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
 			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		if err := repo.PutManifest(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, rp := range []catalog.RestorePoint{
+	for _, rp := range []repo.RestorePoint{
 		{Name: "before-b1", LSN: 0x1000000, Timeline: 1},
 		{Name: "at-b2", LSN: 0x5000100, Timeline: 1},
 		{Name: "after-b2", LSN: 0x6000000, Timeline: 1},
 		{Name: "after-b3", LSN: 0xA000000, Timeline: 1},
 	} {
-		if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+		if err := repo.PutRestorePoint(ctx, st, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,7 +194,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 			t.Fatal(err)
 		}
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestChoose(t *testing.T) {
 		{name: "restore point at b2", target: Target{Kind: ToName, Name: "at-b2"}, want: "b2"},
 		{name: "restore point after b3", target: Target{Kind: ToName, Name: "after-b3"}, want: "b3"},
 		{name: "restore point before b1", target: Target{Kind: ToName, Name: "before-b1"}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at"}},
-		{name: "unknown restore point", target: Target{Kind: ToName, Name: "nope"}, is: catalog.ErrNoRestorePoint,
+		{name: "unknown restore point", target: Target{Kind: ToName, Name: "nope"}, is: repo.ErrNoRestorePoint,
 			msg: []string{"nope", "recoverable window starts at"}},
 		{name: "explicit backup that reaches", target: Target{Kind: ToTime, Time: mid}, backup: "b1", want: "b1"},
 		{name: "explicit backup for the end", target: Target{Kind: ToEnd}, backup: "b2", want: "b2"},
@@ -245,7 +245,7 @@ func TestChoose(t *testing.T) {
 		{name: "lsn past the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000001}, is: ErrBeyondArchive,
 			msg: []string{"past the end of the newest archived WAL", "00000001000000000000000A", "0/B000000", "recoverable window starts at"}},
 		{name: "explicit backup, lsn past the archive", target: Target{Kind: ToLSN, LSN: 0x1_0000_0000}, backup: "b3", is: ErrBeyondArchive},
-		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: catalog.ErrNoBackup, msg: []string{"b9"}},
+		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: repo.ErrNoBackup, msg: []string{"b9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
@@ -286,15 +286,15 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 		{"e1b", 0x5000100, epoch1 + 2000},
 	} {
 		t0 := time.Date(2026, 11, 23, 10+i, 0, 0, 0, time.UTC)
-		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}
+		if err := repo.PutManifest(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestChooseRestorePointUnreadable(t *testing.T) {
 	fx := newChoiceFixture(t)
 	st := faulty.New(fx.st, faulty.Rule{Op: faulty.Get, Key: "restore-points/"})
 	_, err := Choose(context.Background(), st, fx.backups, &Target{Kind: ToName, Name: "after-b2"}, "")
-	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, catalog.ErrNoRestorePoint) {
+	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, repo.ErrNoRestorePoint) {
 		t.Errorf("Choose with an unreadable restore point = %v, want the storage error", err)
 	}
 }

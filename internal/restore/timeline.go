@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -36,7 +36,7 @@ type timelines struct {
 }
 
 // readTimelines reads every archived .history file (through its envelope, bounded).
-func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []*catalog.Manifest) (*timelines, error) {
+func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []*repo.Manifest) (*timelines, error) {
 	ts := &timelines{history: map[uint32][]wal.TimelineSpan{}, storedAt: map[uint32]time.Time{}, segs: a.segs, known: map[uint32]bool{}}
 	for tli := range a.segs {
 		ts.known[tli] = true
@@ -120,7 +120,7 @@ func (ts *timelines) target(spec string) (uint32, error) {
 // its timeline is in tli's history and the backup ends before that timeline
 // branched off (PostgreSQL: "requested timeline is not a child of this server's
 // history" otherwise). tli 0 ("current") takes any backup.
-func (ts *timelines) onHistory(m *catalog.Manifest, tli uint32) bool {
+func (ts *timelines) onHistory(m *repo.Manifest, tli uint32) bool {
 	if tli == 0 {
 		return true
 	}

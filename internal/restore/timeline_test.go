@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -35,7 +35,7 @@ func putWAL(t *testing.T, st storage.Store, name string, body []byte) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(context.Background(), catalog.WALKey(f), &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
+	if err := st.Put(context.Background(), repo.WALKey(f), &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -46,19 +46,19 @@ type tlBackup struct {
 	start, stop wal.LSN
 }
 
-func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*catalog.Manifest {
+func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*repo.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for i, b := range bs {
 		at := t0.Add(time.Duration(i) * time.Hour)
-		m := &catalog.Manifest{Name: b.name, Timeline: b.tli, StartLSN: b.start, StopLSN: b.stop, NextXID: uint64(1000 * (i + 1)),
+		m := &repo.Manifest{Name: b.name, Timeline: b.tli, StartLSN: b.start, StopLSN: b.stop, NextXID: uint64(1000 * (i + 1)),
 			StartTime: at.Add(-time.Minute), StopTime: at, WALSegSize: 16 << 20}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		if err := repo.PutManifest(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.ListBackups(ctx, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +79,12 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 	for _, seg := range []string{"000000010000000000000005", "000000010000000000000009"} {
 		putWAL(t, st, seg, []byte("wal"))
 	}
-	for _, rp := range []catalog.RestorePoint{
+	for _, rp := range []repo.RestorePoint{
 		{Name: "tl1-before-fork", LSN: 0x4000000, Timeline: 1},
 		{Name: "tl1-after-fork", LSN: 0x8800000, Timeline: 1},
 		{Name: "tl2", LSN: 0x6800000, Timeline: 2},
 	} {
-		if err := catalog.PutRestorePoint(context.Background(), st, rp); err != nil {
+		if err := repo.PutRestorePoint(context.Background(), st, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,7 +203,7 @@ func history(t *testing.T, objects ...[2]string) stampedStore {
 	for i, o := range objects {
 		putWAL(t, st.Store, o[0], []byte(o[1]))
 		f, _ := wal.Parse(o[0])
-		st.at[catalog.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
+		st.at[repo.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
 	}
 	return st
 }

@@ -1,7 +1,7 @@
 // Package catalog is the repository's key layout and its small metadata documents:
 // which cluster a repository belongs to, and (later) backup manifests, restore points
 // and retention. See docs/repository-format.md.
-package catalog
+package repo
 
 import (
 	"bytes"
