@@ -1,10 +1,7 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
-	"github.com/pgb-project/pgb/internal/storage"
-	"github.com/pgb-project/pgb/internal/storage/open"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -107,30 +102,28 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		k.ok("archive_command = '%s'", cmdline)
 	}
 
-	st, err := e.openStore(ctx, true)
+	rp, err := e.openRepo(ctx, true, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	if err := probeWrite(ctx, st); err != nil {
-		return fmt.Errorf("repository %s is not writable: %w", st, err)
+	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	if err := rp.ProbeWrite(ctx); err != nil {
+		return fmt.Errorf("repository %s is not writable: %w", rp, err)
 	}
-	id, err := repo.ReadIdentity(ctx, st)
+	id, err := rp.Identity(ctx)
 	switch {
 	case errors.Is(err, repo.ErrNoIdentity):
-		k.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
+		k.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", rp)
 	case err != nil:
 		return err
 	case id.SystemID != repo.SystemID(sysid) || id.PGVersion != conn.Major():
-		k.fail("repository %s: %v", st, id.Matches(repo.SystemID(sysid), conn.Major()))
+		k.fail("repository %s: %v", rp, id.Matches(repo.SystemID(sysid), conn.Major()))
 		return nil
 	default:
-		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
+		k.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", rp, id.PGVersion)
 	}
-	if p, ok := open.Unwrap(st).(interface {
-		ProbeConditionalWrites(context.Context) (bool, error)
-	}); ok {
-		switch enforced, err := p.ProbeConditionalWrites(ctx); {
+	if known, enforced, err := rp.ProbeConditionalWrites(ctx); known {
+		switch {
 		case err != nil:
 			k.fail("probing conditional writes: %v", err)
 		case enforced:
@@ -156,7 +149,7 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		return err
 	}
 	start := time.Now()
-	seg, err := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
+	seg, err := switchWAL(ctx, conn, rp, e.cfg.ArchiveTimeout)
 	switch {
 	case err == nil:
 		k.ok("WAL switch: segment %s reached the repository in %.1fs", seg, time.Since(start).Seconds())
@@ -175,37 +168,12 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 	return nil
 }
 
-// probeWrite writes, reads back and deletes a small object.
-func probeWrite(ctx context.Context, st storage.Store) error {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	key := "check/probe-" + hex.EncodeToString(r[:])
-	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
-	if err := st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
-		return err
-	}
-	defer func() { _ = st.Delete(context.WithoutCancel(ctx), key) }() // best effort: a leftover probe is harmless
-	rc, err := st.Get(ctx, key, 0, -1)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rc.Close() }() // read-only: the bytes are compared below
-	got, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, body) {
-		return fmt.Errorf("probe object read back differently")
-	}
-	return nil
-}
-
 // switchWAL completes the current WAL segment and waits, up to timeout, until it is in
 // the repository. A segment that does not arrive is an error wrapping
 // repo.ErrWALTimeout, with the segment's name returned.
 // It gives up early, with an error wrapping pg.ErrArchiveFailing, as soon as
 // pg_stat_archiver shows archive_command failing for that segment or a later one.
-func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout time.Duration) (string, error) {
+func switchWAL(ctx context.Context, conn *pg.Conn, rp *repo.Repo, timeout time.Duration) (string, error) {
 	before, err := conn.Archiver(ctx)
 	if err != nil {
 		return "", err
@@ -219,7 +187,7 @@ func switchWAL(ctx context.Context, conn *pg.Conn, st storage.Store, timeout tim
 		return "", err
 	}
 	failing := func(ctx context.Context) error { return conn.ArchiveFailing(ctx, before, seg) }
-	return seg, repo.WaitForWALUntil(ctx, st, f, timeout, failing)
+	return seg, rp.WaitForWALUntil(ctx, f, timeout, failing)
 }
 
 // pgbWALPush matches a command line that runs a program named pgb… (any directory, flags

@@ -10,7 +10,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -168,12 +167,12 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if c.String("owner") != "" && os.Geteuid() != 0 {
 		return usagef("--owner needs root")
 	}
-	st, err := e.openStore(ctx, false)
+	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: restore reads, and its writes are local
-	backups, damaged, err := repo.ListBackups(ctx, st)
+	defer func() { _ = rp.Close() }() // releases connections only: restore reads, and its writes are local
+	backups, damaged, err := rp.ListBackups(ctx)
 	if err != nil {
 		return err
 	}
@@ -188,7 +187,11 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if t != nil {
 		target = *t
 	}
-	m, err := restore.Choose(ctx, st, backups, &target, name)
+	chosen, err := restore.Choose(ctx, rp, backups, &target, name)
+	if err != nil {
+		return err
+	}
+	m, err := rp.Manifest(ctx, chosen)
 	if err != nil {
 		return err
 	}
@@ -212,7 +215,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	}
 	e.log.Info("restoring", "backup", m.Name, "into", abs, "target", target.String())
 	start := time.Now()
-	r := &restore.Restorer{Store: st, Log: e.log, Opt: opt}
+	r := &restore.Restorer{Repo: rp, Log: e.log, Opt: opt}
 	if err := r.Run(ctx, m); err != nil {
 		return fmt.Errorf("restore of backup %s into %s failed: %w (if it wrote anything, the directory is incomplete, without global/pg_control, and marked %s: retry with --force to clear it)",
 			m.Name, abs, err, restore.IncompleteMarker)

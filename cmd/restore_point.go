@@ -8,9 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func restorePointCommand() *cli.Command {
@@ -49,19 +49,19 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx, false)
+	r, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	id, err := repo.ReadIdentity(ctx, st)
+	defer func() { _ = r.Close() }() // releases connections only: every write has completed or failed by now
+	id, err := r.Identity(ctx)
 	if err != nil {
 		return err
 	}
 	if err := id.Matches(repo.SystemID(sysid), conn.Major()); err != nil {
 		return err
 	}
-	if _, err := repo.ReadRestorePoint(ctx, st, name); err == nil {
+	if _, err := r.ReadRestorePoint(ctx, name); err == nil {
 		return fmt.Errorf("%w: %q; pick another name", repo.ErrRestorePointExists, name)
 	}
 	lsn, tli, err := conn.CreateRestorePoint(ctx, name)
@@ -69,10 +69,10 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 		return err
 	}
 	rp := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: time.Now().UTC()}
-	if err := repo.PutRestorePoint(ctx, st, rp); err != nil {
+	if err := r.PutRestorePoint(ctx, rp); err != nil {
 		return err
 	}
-	seg, archived := switchWAL(ctx, conn, st, e.cfg.ArchiveTimeout)
+	seg, archived := switchWAL(ctx, conn, r, e.cfg.ArchiveTimeout)
 	if archived != nil && seg == "" {
 		return archived
 	}
@@ -85,12 +85,12 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 }
 
 func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
-	st, err := e.openStore(ctx, false)
+	r, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	rps, err := repo.ListRestorePoints(ctx, st)
+	defer func() { _ = r.Close() }() // releases connections only: nothing is written
+	rps, err := r.ListRestorePoints(ctx)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ package backup
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -20,12 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/compress"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/progress"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
@@ -45,10 +41,9 @@ type Source interface {
 // Options tune a backup.
 type Options struct {
 	DataDir        string
-	Fast           bool  // immediate checkpoint at start
-	PartSize       int64 // uncompressed bytes per tar part (a larger file makes a larger part)
-	Concurrency    int   // parts built and uploaded at once
-	Codec          compress.Codec
+	Fast           bool          // immediate checkpoint at start
+	PartSize       int64         // uncompressed bytes per tar part (a larger file makes a larger part)
+	Concurrency    int           // parts built and uploaded at once
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
 	LockMaxAge     time.Duration // take over a backup lock older than this (0: repo.DefaultLockMaxAge)
 	// Progress, if set, is called about once a second with bytes copied so far and
@@ -78,11 +73,11 @@ type Pinger interface {
 
 // Pusher takes a backup into a repository.
 type Pusher struct {
-	Store storage.Store
-	Src   Source
-	Log   *slog.Logger
-	Opt   Options
-	Now   func() time.Time
+	Repo *repo.Repo
+	Src  Source
+	Log  *slog.Logger
+	Opt  Options
+	Now  func() time.Time
 	// Stats holds the timings of the last Run.
 	Stats Stats
 }
@@ -202,7 +197,7 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
 			dataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
 	}
-	if _, err := repo.EnsureIdentity(ctx, p.Store, repo.Identity{
+	if _, err := p.Repo.EnsureIdentity(ctx, repo.Identity{
 		SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
 		CreatedBy: "pgb", FirstWrite: "backup-push",
 	}); err != nil {
@@ -210,12 +205,12 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	}
 
 	start := now().UTC()
-	m := &repo.Manifest{
+	m := &repo.Manifest{Summary: repo.Summary{
 		Name: start.Format("20060102T150405Z"), SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
-		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(dataDir),
-	}
-	lock, err := repo.AcquireBackupLock(ctx, p.Store, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
+		Compression: p.Repo.Codec().Name(),
+	}, DataDirOwner: ownerOf(dataDir)}
+	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +302,7 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 		return nil, err
 	}
 	m.Sort()
-	if err := repo.PutManifest(ctx, p.Store, m); err != nil {
+	if err := p.Repo.PutBackup(ctx, m); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
 	}
 	ok = true
@@ -358,7 +353,7 @@ func (p *Pusher) waitForWAL(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = repo.WaitForWAL(ctx, p.Store, f, p.Opt.ArchiveTimeout)
+	err = p.Repo.WaitForWAL(ctx, f, p.Opt.ArchiveTimeout)
 	if errors.Is(err, repo.ErrWALTimeout) {
 		return fmt.Errorf("the backup's stop WAL segment %s did not reach the repository within %s (--archive-timeout): "+
 			"without it the backup cannot be restored, so it was not recorded; check archiving with pgb check", name, p.Opt.ArchiveTimeout)
@@ -374,34 +369,24 @@ func (p *Pusher) freeName(ctx context.Context, name string) (string, error) {
 		if i > 1 {
 			cand = fmt.Sprintf("%s-%d", name, i)
 		}
-		used := false
-		err := p.Store.List(ctx, repo.BackupPrefix(cand), func(storage.ObjectInfo) error {
-			used = true
-			return errStopList
-		})
-		if err != nil && !errors.Is(err, errStopList) {
-			return "", fmt.Errorf("list backups: %w", err)
+		free, err := p.Repo.BackupNameFree(ctx, cand)
+		if err != nil {
+			return "", err
 		}
-		if !used {
+		if free {
 			return cand, nil
 		}
 	}
 	return "", fmt.Errorf("no free backup name near %s", name)
 }
 
-var errStopList = errors.New("stop listing")
-
-// cleanup removes the objects of a backup that did not complete.
+// cleanup removes the objects of a backup that did not complete, and says what it
+// could not remove.
 func (p *Pusher) cleanup(ctx context.Context, name string) {
-	var keys []string
-	_ = p.Store.List(ctx, repo.BackupPrefix(name), func(o storage.ObjectInfo) error {
-		keys = append(keys, o.Key)
-		return nil
-	})
-	for _, k := range keys {
-		if err := p.Store.Delete(ctx, k); err != nil {
-			p.Log.Warn("could not remove part of an incomplete backup", "key", k, "error", err)
-		}
+	left, err := p.Repo.RemoveIncompleteBackup(ctx, name)
+	if err != nil {
+		p.Log.Warn("could not remove all objects of the incomplete backup; they are not a backup (no manifest) and can be deleted",
+			"backup", name, "left", left, "error", err)
 	}
 }
 
@@ -450,64 +435,54 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 // part is one tar stream on its way into the repository.
 type part struct {
 	repo.Part
-	pw   *io.PipeWriter
-	buf  *bufio.Writer
-	ew   *envelope.Writer
-	tw   *tar.Writer
-	done chan error
+	w  *repo.PartWriter
+	cw *countingWriter // between tar and w: where each file's header starts
+	tw *tar.Writer
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (p *Pusher) openPart(ctx context.Context, backup string, n int) (*part, error) {
-	pr, pw := io.Pipe()
-	pt := &part{Part: repo.Part{N: n}, pw: pw, done: make(chan error, 1)}
-	pt.buf = bufio.NewWriterSize(pw, 1<<20)
-	ew, err := envelope.NewWriter(pt.buf, p.Opt.Codec)
+	w, err := p.Repo.CreatePart(ctx, backup, n)
 	if err != nil {
 		return nil, err
 	}
-	pt.ew = ew
-	pt.tw = tar.NewWriter(ew)
-	key := repo.PartKey(backup, n)
-	go func() {
-		err := p.Store.Put(ctx, key, pr, storage.PutOptions{IfAbsent: true, Size: -1})
-		if err != nil {
-			err = fmt.Errorf("upload %s: %w", key, err)
-		}
-		pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-		pt.done <- err
-	}()
+	pt := &part{Part: repo.Part{N: n, FileOffsets: true}, w: w, cw: &countingWriter{w: w}}
+	pt.tw = tar.NewWriter(pt.cw)
 	return pt, nil
 }
 
-func errOr(err, alt error) error {
-	if err != nil {
-		return err
+// offset is where the next file's tar header starts in the plain stream: the
+// previous file's padding written first.
+func (pt *part) offset() (int64, error) {
+	if err := pt.tw.Flush(); err != nil {
+		return 0, err
 	}
-	return alt
+	return pt.cw.n, nil
 }
 
 // close finishes the part and waits until the repository has it.
 func (pt *part) close() error {
-	err := pt.tw.Close()
-	if err == nil {
-		err = pt.ew.Close()
+	if err := pt.tw.Close(); err != nil {
+		pt.w.Abort(err)
+		return err
 	}
-	if err == nil {
-		err = pt.buf.Flush()
-	}
-	pt.pw.CloseWithError(err)
-	if perr := <-pt.done; perr != nil {
-		return perr
-	}
-	pt.Stored = pt.ew.Written()
+	stored, err := pt.w.Close()
+	pt.Stored = stored
 	return err
 }
 
 // abort breaks the upload so that nothing of the part is stored.
-func (pt *part) abort(cause error) {
-	pt.pw.CloseWithError(cause)
-	<-pt.done //nolint:errcheck // the upload fails by design: cause is what is reported
-}
+func (pt *part) abort(cause error) { pt.w.Abort(cause) }
 
 func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]repo.File, []repo.Part, error) {
 	var (
@@ -532,10 +507,15 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 				return fail(err)
 			}
 		}
+		off, err := cur.offset()
+		if err != nil {
+			return fail(err)
+		}
 		f, n, err := copyFile(cur.tw, e, buf, done, open)
 		if err != nil {
 			return fail(err)
 		}
+		f.Offset = off
 		if n < 0 {
 			continue // vanished during the backup
 		}

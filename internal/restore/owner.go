@@ -24,10 +24,10 @@ var HostUsers = Users{ByName: user.Lookup, ByID: user.LookupId, GroupID: user.Lo
 
 // OwnerRequest is what decides who restored files belong to.
 type OwnerRequest struct {
-	EUID     int            // the user pgb runs as
-	Flag     string         // --owner, "" if not given
+	EUID     int         // the user pgb runs as
+	Flag     string      // --owner, "" if not given
 	Recorded *repo.Owner // the data directory's owner at backup time (nil: older manifest)
-	Dir      string         // the directory restored into
+	Dir      string      // the directory restored into
 	Users    Users
 }
 

@@ -27,10 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
-	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/progress"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
 
@@ -63,9 +61,9 @@ type Recovery struct {
 
 // Restorer restores a backup.
 type Restorer struct {
-	Store storage.Store
-	Log   *slog.Logger
-	Opt   Options
+	Repo *repo.Repo
+	Log  *slog.Logger
+	Opt  Options
 
 	// inPlace holds the OIDs of in-place tablespaces (allow_in_place_tablespaces):
 	// directories under pg_tblspc rather than links, restored where they were.
@@ -103,6 +101,9 @@ func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 		return fmt.Errorf("--pgdata %q must be an absolute path", r.Opt.DataDir)
 	}
 	r.Opt.DataDir = filepath.Clean(r.Opt.DataDir)
+	if m.Parent != "" {
+		return fmt.Errorf("backup %s is %w: it is an incremental backup on %s, which this pgb cannot restore: upgrade pgb", m.Name, repo.ErrNewerFormat, m.Parent)
+	}
 	spc, err := r.tablespaceLocations(m)
 	if err != nil {
 		return err
@@ -570,18 +571,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Part, want map[string]*repo.File,
 	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte) error {
-	key := repo.PartKey(m.Name, pt.N)
-	rc, err := r.Store.Get(ctx, key, 0, -1)
+	o, err := r.Repo.OpenPart(ctx, m.Name, pt.N)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
+		return err
 	}
-	defer func() { _ = rc.Close() }() // read only: every file is verified against the manifest
-	er, err := envelope.NewReader(rc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
-	defer func() { _ = er.Close() }() // read only
-	tr := tar.NewReader(er)
+	defer func() { _ = o.Close() }() // read only: every file is verified against the manifest
+	key := o.Key()
+	tr := tar.NewReader(o)
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
@@ -605,7 +601,7 @@ func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Pa
 }
 
 func wrapDamaged(err error) error {
-	if errors.Is(err, envelope.ErrCorrupt) {
+	if errors.Is(err, repo.ErrCorrupt) {
 		return err
 	}
 	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
