@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/compress"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -235,29 +234,39 @@ func newPusher(st storage.Store, src Source, dataDir string, partSize int64, con
 		panic(err)
 	}
 	return &Pusher{
-		Store: st,
-		Src:   src,
-		Log:   slog.New(slog.DiscardHandler),
-		Opt: Options{DataDir: dataDir, Fast: true, PartSize: partSize, Concurrency: concurrency, Codec: codec,
+		Repo: repo.New(st, repo.Options{Codec: codec}),
+		Src:  src,
+		Log:  slog.New(slog.DiscardHandler),
+		Opt: Options{DataDir: dataDir, Fast: true, PartSize: partSize, Concurrency: concurrency,
 			ArchiveTimeout: 2 * time.Second},
 		Now: func() time.Time { return now },
 	}
 }
 
+// readPlainPart decodes part n of a backup into its plain tar stream.
+func readPlainPart(t *testing.T, st storage.Store, backup string, n int) []byte {
+	t.Helper()
+	o, err := repo.New(st, repo.Options{}).OpenPart(context.Background(), backup, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // readPart decodes part n of a backup into its tar entries.
 func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][]byte {
 	t.Helper()
-	rc, err := st.Get(context.Background(), repo.PartKey(backup, n), 0, -1)
+	o, err := repo.New(st, repo.Options{}).OpenPart(context.Background(), backup, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	er, err := envelope.NewReader(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer er.Close()
-	tr := tar.NewReader(er)
+	defer o.Close()
+	tr := tar.NewReader(o)
 	out := map[string][]byte{}
 	for {
 		hdr, err := tr.Next()
@@ -273,7 +282,7 @@ func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][
 		}
 		out[hdr.Name] = b
 	}
-	if _, err := io.Copy(io.Discard, er); err != nil {
+	if _, err := io.Copy(io.Discard, o); err != nil {
 		t.Fatalf("part %d: %v", n, err)
 	}
 	return out
@@ -306,7 +315,7 @@ func TestPushEndToEnd(t *testing.T) {
 			}
 			checkManifest(t, st, m, fx, src, "20261123T203944Z")
 
-			stored, err := repo.ReadManifest(ctx, st, m.Name)
+			stored, err := repo.New(st, repo.Options{}).ReadManifest(ctx, m.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,7 +324,7 @@ func TestPushEndToEnd(t *testing.T) {
 			}
 			checkManifest(t, st, stored, fx, src, "20261123T203944Z")
 
-			list, _, err := repo.ListBackups(ctx, st)
+			list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +334,7 @@ func TestPushEndToEnd(t *testing.T) {
 			if _, err := st.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
 				t.Errorf("backup lock after the backup: %v, want it gone", err)
 			}
-			id, err := repo.ReadIdentity(ctx, st)
+			id, err := repo.New(st, repo.Options{}).Identity(ctx)
 			if err != nil || id.SystemID != testSystemID || id.PGVersion != 15 {
 				t.Errorf("identity = %+v, %v", id, err)
 			}
@@ -338,14 +347,14 @@ func TestPushEndToEnd(t *testing.T) {
 			if m2.Name != "20261123T203944Z-2" {
 				t.Errorf("second backup in one second is named %s, want 20261123T203944Z-2", m2.Name)
 			}
-			if list, _, err := repo.ListBackups(ctx, st); err != nil || len(list) != 2 {
+			if list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 2 {
 				t.Errorf("ListBackups = %v, %v; want two backups", names(list), err)
 			}
 		})
 	}
 }
 
-func names(ms []*repo.Manifest) []string {
+func names(ms []*repo.Summary) []string {
 	var out []string
 	for _, m := range ms {
 		out = append(out, m.Name)
@@ -444,6 +453,26 @@ func checkManifest(t *testing.T, st storage.Store, m *repo.Manifest, fx backupFi
 			}
 		}
 	}
+	// Each file's recorded offset is where its tar header starts: a reader that skips
+	// to it finds that file first.
+	plain := map[int][]byte{}
+	for _, f := range m.Files {
+		if !m.Parts[0].FileOffsets {
+			t.Fatal("the parts do not record file offsets")
+		}
+		if plain[f.Part] == nil {
+			plain[f.Part] = readPlainPart(t, st, m.Name, f.Part)
+		}
+		b := plain[f.Part]
+		if f.Offset < 0 || f.Offset >= int64(len(b)) {
+			t.Errorf("%s: offset %d outside part %d (%d bytes)", f.Path, f.Offset, f.Part, len(b))
+			continue
+		}
+		hdr, err := tar.NewReader(bytes.NewReader(b[f.Offset:])).Next()
+		if err != nil || hdr.Name != f.Path || hdr.Size != f.Size {
+			t.Errorf("%s: at offset %d of part %d: %+v, %v", f.Path, f.Offset, f.Part, hdr, err)
+		}
+	}
 	for n := 1; n <= len(m.Parts); n++ {
 		if !nums[n] {
 			t.Errorf("parts are %v: part %d is missing", nums, n)
@@ -457,8 +486,8 @@ func checkManifest(t *testing.T, st storage.Store, m *repo.Manifest, fx backupFi
 	if m.StoredSize != stored {
 		t.Errorf("StoredSize = %d, want %d", m.StoredSize, stored)
 	}
-	if got := len(allKeys(t, st, repo.BackupPrefix(m.Name))); got != len(m.Parts)+1 {
-		t.Errorf("%d objects under %s, want %d parts and the manifest", got, repo.BackupPrefix(m.Name), len(m.Parts))
+	if got := len(allKeys(t, st, repo.BackupPrefix(m.Name))); got != len(m.Parts)+2 {
+		t.Errorf("%d objects under %s, want %d parts, the summary and the manifest", got, repo.BackupPrefix(m.Name), len(m.Parts))
 	}
 
 	// Directories.
@@ -510,7 +539,7 @@ func TestPushStopWALNeverArrives(t *testing.T) {
 	if left := allKeys(t, st, repo.BackupPrefix(failed)); len(left) != 0 {
 		t.Errorf("the failed backup left %v", left)
 	}
-	list, _, err := repo.ListBackups(ctx, st)
+	list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +565,7 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 			prepare: func(t *testing.T, st storage.Store, src *fakeSource) { src.sys = testSystemID + 1 },
 			wantErr: "--pgdata",
 			check: func(t *testing.T, st storage.Store) {
-				if _, err := repo.ReadIdentity(ctx, st); !errors.Is(err, repo.ErrNoIdentity) {
+				if _, err := repo.New(st, repo.Options{}).Identity(ctx); !errors.Is(err, repo.ErrNoIdentity) {
 					t.Errorf("repository initialised for the wrong cluster: %v", err)
 				}
 			},
@@ -544,7 +573,7 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 		{
 			name: "repository of another cluster",
 			prepare: func(t *testing.T, st storage.Store, src *fakeSource) {
-				if _, err := repo.EnsureIdentity(ctx, st, repo.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+				if _, err := repo.New(st, repo.Options{}).EnsureIdentity(ctx, repo.Identity{SystemID: 42, PGVersion: 15}); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -647,10 +676,10 @@ func TestPushFailingUploads(t *testing.T) {
 			if st.Faults(faulty.Put) == 0 {
 				t.Fatal("no upload was attempted")
 			}
-			if _, err := repo.ReadManifest(ctx, inner, "20260101T000000Z"); !errors.Is(err, repo.ErrNoBackup) {
+			if _, err := repo.New(inner, repo.Options{}).ReadManifest(ctx, "20260101T000000Z"); !errors.Is(err, repo.ErrNoBackup) {
 				t.Errorf("ReadManifest after a failed backup: %v, want ErrNoBackup", err)
 			}
-			if list, _, err := repo.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+			if list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 				t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 			}
 			if left := allKeys(t, inner, "backups/"); len(left) != 0 {
@@ -685,13 +714,17 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 	if fst.Faults(faulty.Put) != 1 {
 		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
 	}
-	list, _, err := repo.ListBackups(ctx, inner)
+	list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx)
 	if err != nil || len(list) != 1 || list[0].Name != name {
 		t.Fatalf("ListBackups = %v, %v; want [%s]", names(list), err, name)
 	}
-	checkManifest(t, inner, list[0], fx, src, name)
-	if len(m.Files) != len(list[0].Files) {
-		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(list[0].Files))
+	stored, err := repo.New(inner, repo.Options{}).Manifest(ctx, list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkManifest(t, inner, stored, fx, src, name)
+	if len(m.Files) != len(stored.Files) {
+		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(stored.Files))
 	}
 }
 
@@ -700,19 +733,19 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 func TestPutManifestRefusesADifferentExistingOne(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	other := &repo.Manifest{Name: "20260101T000000Z", StopLSN: 1}
-	if err := repo.PutManifest(ctx, st, other); err != nil {
+	other := &repo.Manifest{Summary: repo.Summary{Name: "20260101T000000Z", StopLSN: 1}}
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	mine := &repo.Manifest{Name: "20260101T000000Z", StopLSN: 2}
-	if err := repo.PutManifest(ctx, st, mine); !errors.Is(err, storage.ErrExist) {
+	mine := &repo.Manifest{Summary: repo.Summary{Name: "20260101T000000Z", StopLSN: 2}}
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, mine); !errors.Is(err, storage.ErrExist) {
 		t.Fatalf("PutManifest over a different manifest = %v, want ErrExist", err)
 	}
-	got, err := repo.ReadManifest(ctx, st, other.Name)
+	got, err := repo.New(st, repo.Options{}).ReadManifest(ctx, other.Name)
 	if err != nil || got.StopLSN != 1 {
 		t.Fatalf("stored manifest = %+v, %v; want the first one untouched", got, err)
 	}
-	if err := repo.PutManifest(ctx, st, other); err != nil {
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, other); err != nil {
 		t.Errorf("PutManifest of the identical manifest again = %v, want success", err)
 	}
 }
@@ -851,7 +884,7 @@ func TestPushNoticesTheServerStoppingDuringTheCopy(t *testing.T) {
 	if src.stopped {
 		t.Error("pg_backup_stop was called on a lost session")
 	}
-	if list, _, err := repo.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+	if list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 	}
 	if left := allKeys(t, inner, "backups/"); len(left) != 0 {
@@ -872,7 +905,7 @@ func TestPushSaysPlainlyWhenTheServerStoppedBeforePgBackupStop(t *testing.T) {
 	if !errors.Is(err, ErrServerGone) || !strings.Contains(err.Error(), "broken pipe") {
 		t.Fatalf("Run = %v; want ErrServerGone, keeping the failing step's error", err)
 	}
-	if list, _, err := repo.ListBackups(ctx, st); err != nil || len(list) != 0 {
+	if list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 	}
 }
@@ -896,7 +929,7 @@ func TestPushWithoutPgdataRecordsTheDataDirectoryOwner(t *testing.T) {
 	if m.DataDirOwner == nil || m.DataDirOwner.UID != want.UID || m.DataDirOwner.GID != want.GID {
 		t.Fatalf("manifest records data directory owner %+v, want %+v", m.DataDirOwner, want)
 	}
-	got, err := repo.ReadManifest(context.Background(), st, m.Name)
+	got, err := repo.New(st, repo.Options{}).ReadManifest(context.Background(), m.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

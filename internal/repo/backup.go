@@ -24,10 +24,10 @@ import (
 func (r *Repo) PutBackup(ctx context.Context, m *Manifest) error {
 	m.Format = FormatVersion
 	m.FileCount, m.PartCount = len(m.Files), len(m.Parts)
-	if err := r.putOrSame(ctx, summaryKey(m.Name), &m.Summary, "summary"); err != nil {
+	if err := r.putOrSame(ctx, SummaryKey(m.Name), &m.Summary, "summary"); err != nil {
 		return err
 	}
-	return r.putOrSame(ctx, manifestKey(m.Name), m, "manifest")
+	return r.putOrSame(ctx, ManifestKey(m.Name), m, "manifest")
 }
 
 // putOrSame stores v under key if absent, or finds exactly v already there.
@@ -52,7 +52,7 @@ func (r *Repo) putOrSame(ctx context.Context, key string, v any, what string) er
 
 // ReadManifest reads one backup's manifest.
 func (r *Repo) ReadManifest(ctx context.Context, name string) (*Manifest, error) {
-	info, err := r.st.Stat(ctx, manifestKey(name))
+	info, err := r.st.Stat(ctx, ManifestKey(name))
 	if err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
 			return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
@@ -84,7 +84,7 @@ func (r *Repo) readManifest(ctx context.Context, name string, storedSize int64) 
 	limit := manifestLimit(storedSize)
 	why := fmt.Sprintf("pgb allows a manifest %dx its stored size of %s, at least %s and at most %s",
 		manifestRatio, sizeText(storedSize), sizeText(manifestFloor), sizeText(manifestCap))
-	if err := r.getJSON(ctx, manifestKey(name), &m, limit, why); err != nil {
+	if err := r.getJSON(ctx, ManifestKey(name), &m, limit, why); err != nil {
 		return nil, backupDocError(name, "manifest", err)
 	}
 	if err := checkSummary(name, &m.Summary); err != nil {
@@ -103,7 +103,7 @@ func (r *Repo) readManifest(ctx context.Context, name string, storedSize int64) 
 // readSummary reads a backup's summary.
 func (r *Repo) readSummary(ctx context.Context, name string) (*Summary, error) {
 	var s Summary
-	if err := r.getJSON(ctx, summaryKey(name), &s, smallDocLimit, "a summary is a few hundred bytes"); err != nil {
+	if err := r.getJSON(ctx, SummaryKey(name), &s, smallDocLimit, "a summary is a few hundred bytes"); err != nil {
 		return nil, backupDocError(name, "summary", err)
 	}
 	if err := checkSummary(name, &s); err != nil {
@@ -217,7 +217,7 @@ func (r *Repo) summary(ctx context.Context, n string, manifestSize int64, hasSum
 // BackupNameFree reports whether no object of a backup named name exists.
 func (r *Repo) BackupNameFree(ctx context.Context, name string) (bool, error) {
 	used := false
-	err := r.st.List(ctx, backupPrefix(name), func(storage.ObjectInfo) error {
+	err := r.st.List(ctx, BackupPrefix(name), func(storage.ObjectInfo) error {
 		used = true
 		return errStopList
 	})
@@ -234,12 +234,12 @@ var errStopList = errors.New("stop listing")
 // stopped it, if any: the caller says what was left behind.
 func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []string, err error) {
 	var keys []string
-	err = r.st.List(ctx, backupPrefix(name), func(o storage.ObjectInfo) error {
+	err = r.st.List(ctx, BackupPrefix(name), func(o storage.ObjectInfo) error {
 		keys = append(keys, o.Key)
 		return nil
 	})
 	if err != nil {
-		return []string{backupPrefix(name) + "*"}, fmt.Errorf("list the objects of backup %s: %w", name, err)
+		return []string{BackupPrefix(name) + "*"}, fmt.Errorf("list the objects of backup %s: %w", name, err)
 	}
 	for _, k := range keys {
 		if strings.HasSuffix(k, "/"+manifestName) {
@@ -270,7 +270,7 @@ type PartWriter struct {
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
 	pr, pw := io.Pipe()
-	w := &PartWriter{key: partKey(backup, n), pw: pw, done: make(chan error, 1)}
+	w := &PartWriter{key: PartKey(backup, n), pw: pw, done: make(chan error, 1)}
 	w.buf = bufio.NewWriterSize(pw, 1<<20)
 	ew, err := r.seal(w.buf, r.codec)
 	if err != nil {
@@ -320,5 +320,5 @@ func (w *PartWriter) Abort(cause error) {
 
 // OpenPart opens part n of backup for verified reading.
 func (r *Repo) OpenPart(ctx context.Context, backup string, n int) (*Object, error) {
-	return r.open(ctx, partKey(backup, n))
+	return r.open(ctx, PartKey(backup, n))
 }

@@ -18,19 +18,22 @@ const manifestName = "manifest"
 // listing backups.
 const summaryName = "summary"
 
-// backupPrefix is the key prefix of one backup's objects.
-func backupPrefix(name string) string { return backupsPrefix + name + "/" }
+// Key layout of backups. The engine goes through Repo's methods; these are for tests
+// and tools that look at the raw objects.
 
-// partKey names part n (1-based) of a backup.
-func partKey(backup string, n int) string {
-	return fmt.Sprintf("%spart-%05d.tar", backupPrefix(backup), n)
+// BackupPrefix is the key prefix of one backup's objects.
+func BackupPrefix(name string) string { return backupsPrefix + name + "/" }
+
+// PartKey names part n (1-based) of a backup.
+func PartKey(backup string, n int) string {
+	return fmt.Sprintf("%spart-%05d.tar", BackupPrefix(backup), n)
 }
 
-// manifestKey names a backup's manifest.
-func manifestKey(backup string) string { return backupPrefix(backup) + manifestName }
+// ManifestKey names a backup's manifest.
+func ManifestKey(backup string) string { return BackupPrefix(backup) + manifestName }
 
-// summaryKey names a backup's summary.
-func summaryKey(backup string) string { return backupPrefix(backup) + summaryName }
+// SummaryKey names a backup's summary.
+func SummaryKey(backup string) string { return BackupPrefix(backup) + summaryName }
 
 // Summary is what is known of a backup without its file list: enough to list
 // backups, choose one for a recovery target and show the recoverable window. It is

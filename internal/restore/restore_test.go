@@ -158,10 +158,10 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 		t.Fatal(err)
 	}
 	p := &backup.Pusher{
-		Store: st,
-		Src:   &fakeSource{dataDir: dataDir, tablespaces: []pg.Tablespace{{OID: 16400, Name: "ts", Location: spcDir}}},
-		Log:   slog.New(slog.DiscardHandler),
-		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 2, Codec: codec,
+		Repo: repo.New(st, repo.Options{Codec: codec}),
+		Src:  &fakeSource{dataDir: dataDir, tablespaces: []pg.Tablespace{{OID: 16400, Name: "ts", Location: spcDir}}},
+		Log:  slog.New(slog.DiscardHandler),
+		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 2,
 			ArchiveTimeout: 2 * time.Second},
 		Now: func() time.Time { return time.Date(2026, 11, 23, 20, 39, 44, 0, time.UTC) },
 	}
@@ -176,7 +176,7 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 }
 
 func newRestorer(st storage.Store, dataDir string, spcMap map[string]string, rec *Recovery) *Restorer {
-	return &Restorer{Store: st, Log: slog.New(slog.DiscardHandler),
+	return &Restorer{Repo: repo.New(st, repo.Options{}), Log: slog.New(slog.DiscardHandler),
 		Opt: Options{DataDir: dataDir, TablespaceMap: spcMap, Concurrency: 2, Recovery: rec}}
 }
 
@@ -573,8 +573,8 @@ func TestRestoreTablespaceCreatedDuringBackup(t *testing.T) {
 	}
 	codec, _ := compress.New("lz4", 0)
 	src := &fakeSource{dataDir: dataDir, createdAtStart: []pg.Tablespace{{OID: 16500, Name: "new", Location: spcDir}}}
-	p := &backup.Pusher{Store: st, Src: src, Log: slog.New(slog.DiscardHandler),
-		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 1, Codec: codec, ArchiveTimeout: 2 * time.Second}}
+	p := &backup.Pusher{Repo: repo.New(st, repo.Options{Codec: codec}), Src: src, Log: slog.New(slog.DiscardHandler),
+		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 1, ArchiveTimeout: 2 * time.Second}}
 	m, err := p.Run(ctx)
 	if err != nil {
 		return // refusing such a backup is also correct

@@ -153,7 +153,7 @@ func TestRecoveryConf(t *testing.T) {
 // choiceFixture is a repository with three backups and restore points between them.
 type choiceFixture struct {
 	st      *mem.Store
-	backups []*repo.Manifest
+	backups []*repo.Summary
 	t1, t2  time.Time
 	t3      time.Time
 }
@@ -173,9 +173,9 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 		{"b2", 0x5000100, 2000},
 		{"b3", 0x9000100, 3000},
 	} {
-		m := &repo.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
-			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}
-		if err := repo.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Summary: repo.Summary{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
+			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}}
+		if err := repo.New(st, repo.Options{}).PutBackup(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -185,7 +185,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 		{Name: "after-b2", LSN: 0x6000000, Timeline: 1},
 		{Name: "after-b3", LSN: 0xA000000, Timeline: 1},
 	} {
-		if err := repo.PutRestorePoint(ctx, st, rp); err != nil {
+		if err := repo.New(st, repo.Options{}).PutRestorePoint(ctx, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,7 +194,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 			t.Fatal(err)
 		}
 	}
-	backups, _, err := repo.ListBackups(ctx, st)
+	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestChoose(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
-			m, err := Choose(context.Background(), fx.st, fx.backups, &target, tc.backup)
+			m, err := Choose(context.Background(), repo.New(fx.st, repo.Options{}), fx.backups, &target, tc.backup)
 			if tc.is != nil {
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("Choose = %v, %v; want %v", m, err, tc.is)
@@ -286,15 +286,15 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 		{"e1b", 0x5000100, epoch1 + 2000},
 	} {
 		t0 := time.Date(2026, 11, 23, 10+i, 0, 0, 0, time.UTC)
-		m := &repo.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}
-		if err := repo.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Summary: repo.Summary{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}}
+		if err := repo.New(st, repo.Options{}).PutBackup(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	backups, _, err := repo.ListBackups(ctx, st)
+	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := Target{Kind: ToXID, XID: tc.xid, Action: "pause", Timeline: "latest"}
-			m, err := Choose(ctx, st, backups, &target, "")
+			m, err := Choose(ctx, repo.New(st, repo.Options{}), backups, &target, "")
 			if tc.refused {
 				if !errors.Is(err, ErrNoUsableBackup) || !strings.Contains(err.Error(), tc.inString) {
 					t.Fatalf("Choose = %v, %v; want ErrNoUsableBackup mentioning %q", m, err, tc.inString)
@@ -358,7 +358,7 @@ func TestFullXID(t *testing.T) {
 func TestChooseWithoutBackups(t *testing.T) {
 	st := mem.New()
 	for _, target := range []Target{{Kind: ToEnd}, {Kind: ToTime, Time: time.Now()}, {Kind: ToName, Name: "x"}} {
-		if m, err := Choose(context.Background(), st, nil, &target, ""); !errors.Is(err, ErrNoUsableBackup) {
+		if m, err := Choose(context.Background(), repo.New(st, repo.Options{}), nil, &target, ""); !errors.Is(err, ErrNoUsableBackup) {
 			t.Errorf("Choose(%s) without backups = %v, %v; want ErrNoUsableBackup", target, m, err)
 		}
 	}
@@ -367,7 +367,7 @@ func TestChooseWithoutBackups(t *testing.T) {
 func TestChooseRestorePointUnreadable(t *testing.T) {
 	fx := newChoiceFixture(t)
 	st := faulty.New(fx.st, faulty.Rule{Op: faulty.Get, Key: "restore-points/"})
-	_, err := Choose(context.Background(), st, fx.backups, &Target{Kind: ToName, Name: "after-b2"}, "")
+	_, err := Choose(context.Background(), repo.New(st, repo.Options{}), fx.backups, &Target{Kind: ToName, Name: "after-b2"}, "")
 	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, repo.ErrNoRestorePoint) {
 		t.Errorf("Choose with an unreadable restore point = %v, want the storage error", err)
 	}
@@ -409,14 +409,14 @@ func TestLastArchived(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := LastArchived(ctx, st)
+			got, err := LastArchived(ctx, repo.New(st, repo.Options{}))
 			if err != nil || got != tc.want {
 				t.Errorf("LastArchived = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
 	st := faulty.New(mem.New(), faulty.Rule{Op: faulty.List})
-	if _, err := LastArchived(context.Background(), st); !errors.Is(err, faulty.ErrInjected) {
+	if _, err := LastArchived(context.Background(), repo.New(st, repo.Options{})); !errors.Is(err, faulty.ErrInjected) {
 		t.Errorf("LastArchived with a failing list: %v", err)
 	}
 }
