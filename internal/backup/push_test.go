@@ -976,3 +976,30 @@ func TestPushLiveCheckRereadsWhenACheckpointRaces(t *testing.T) {
 		t.Fatalf("Run with a checkpoint racing the live check: %v", err)
 	}
 }
+
+// When the cleanup of a failed backup cannot list or remove what it uploaded, it says
+// so, naming the backup and what was left, instead of dropping the error.
+func TestPushSaysWhatAFailedCleanupLeftBehind(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	inner := mem.New()
+	putWAL(t, inner, "000000010000000000000002")
+	name := "20260101T000000Z"
+	fst := faulty.New(inner,
+		faulty.Rule{Op: faulty.Put, Key: repo.ManifestKey(name)},
+		// The first listing of the backup's prefix is the check that its name is free.
+		faulty.Rule{Op: faulty.List, Key: repo.BackupPrefix(name), Skip: 1})
+	var logged bytes.Buffer
+	p := newPusher(fst, newFakeSource(fx.dataDir), fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	if _, err := p.Run(ctx); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("Run = %v, want the injected manifest failure", err)
+	}
+	if fst.Faults(faulty.List) != 1 {
+		t.Fatalf("the cleanup's listing was not failed (%d faults)", fst.Faults(faulty.List))
+	}
+	out := logged.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, name) || !strings.Contains(out, "left=") {
+		t.Errorf("log after a failed cleanup:\n%s\nwant a warning naming backup %s and what was left", out, name)
+	}
+}
