@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -187,11 +188,9 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if t != nil {
 		target = *t
 	}
-	chosen, err := restore.Choose(ctx, rp, backups, &target, name)
-	if err != nil {
-		return err
-	}
-	m, err := rp.Manifest(ctx, chosen)
+	m, err := restore.ChooseManifest(ctx, rp, backups, &target, name, func(d repo.DamagedBackup) {
+		e.log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
+	})
 	if err != nil {
 		return err
 	}

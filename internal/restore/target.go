@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -330,4 +331,33 @@ func FullXID(xid, ref uint64) uint64 {
 		f += 1 << 32
 	}
 	return f
+}
+
+// ChooseManifest is Choose followed by reading the chosen backup's manifest. Listing
+// backups reads only their summaries, so a damaged manifest is found here: that backup
+// is skipped (reported to skipped) and the choice made again among the others, as if
+// the listing had found it damaged. A backup named by name that turns out damaged is
+// refused.
+func ChooseManifest(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string,
+	skipped func(repo.DamagedBackup)) (*repo.Manifest, error) {
+	for {
+		target := *t
+		s, err := Choose(ctx, rp, backups, &target, name)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rp.Manifest(ctx, s)
+		if err == nil {
+			*t = target
+			return m, nil
+		}
+		if !errors.Is(err, repo.ErrDamagedBackup) && !errors.Is(err, repo.ErrNewerFormat) {
+			return nil, err
+		}
+		if name != "" {
+			return nil, fmt.Errorf("backup %s cannot be restored: %w; pick another (pgb backup-list shows them)", name, err)
+		}
+		skipped(repo.DamagedBackup{Name: s.Name, Err: err})
+		backups = slices.DeleteFunc(slices.Clone(backups), func(b *repo.Summary) bool { return b == s })
+	}
 }

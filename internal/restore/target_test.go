@@ -474,3 +474,36 @@ func TestCheckEmpty(t *testing.T) {
 		t.Errorf("message %q does not say what is there", err)
 	}
 }
+
+// Listing reads summaries only: a backup whose manifest turns out damaged when it is
+// chosen is skipped, reported, and the next one chosen; naming it is refused.
+func TestChooseManifestSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
+	ctx := context.Background()
+	fx := newChoiceFixture(t)
+	fst := faulty.New(fx.st, faulty.Rule{Op: faulty.Get, Key: repo.ManifestKey("b3"), Fault: faulty.Corrupt, Offset: 20})
+	rp := repo.New(fst, repo.Options{})
+	var skipped []string
+	target := Target{Kind: ToEnd, Timeline: "current"}
+	m, err := ChooseManifest(ctx, rp, fx.backups, &target, "", func(d repo.DamagedBackup) {
+		if !errors.Is(d.Err, repo.ErrDamagedBackup) {
+			t.Errorf("skipped %s: %v, want ErrDamagedBackup", d.Name, d.Err)
+		}
+		skipped = append(skipped, d.Name)
+	})
+	if err != nil || m.Name != "b2" {
+		t.Fatalf("ChooseManifest = %v, %v; want b2", m, err)
+	}
+	if strings.Join(skipped, ",") != "b3" {
+		t.Errorf("skipped %v, want [b3]", skipped)
+	}
+	_, err = ChooseManifest(ctx, rp, fx.backups, &target, "b3", func(repo.DamagedBackup) { t.Error("a named backup was skipped") })
+	if !errors.Is(err, repo.ErrDamagedBackup) || !strings.Contains(err.Error(), "b3 cannot be restored") {
+		t.Errorf("ChooseManifest(b3) = %v, want a refusal naming it", err)
+	}
+	// A storage error is not damage: no fallback to an older backup.
+	fst = faulty.New(fx.st, faulty.Rule{Op: faulty.Stat, Key: repo.ManifestKey("b3")})
+	_, err = ChooseManifest(ctx, repo.New(fst, repo.Options{}), fx.backups, &target, "", func(repo.DamagedBackup) { t.Error("skipped on a storage error") })
+	if !errors.Is(err, faulty.ErrInjected) {
+		t.Errorf("ChooseManifest with a failing store = %v", err)
+	}
+}
