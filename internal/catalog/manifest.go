@@ -307,6 +307,9 @@ func readManifest(ctx context.Context, st storage.Store, name string, storedSize
 		if errors.Is(err, storage.ErrNotExist) {
 			return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
 		}
+		if errors.Is(err, ErrNewerFormat) {
+			return nil, fmt.Errorf("backup %s: %w", name, err)
+		}
 		if errors.Is(err, envelope.ErrCorrupt) {
 			return nil, fmt.Errorf("manifest of backup %s is %w: %w", name, ErrDamagedBackup, err)
 		}
@@ -327,8 +330,9 @@ func readManifest(ctx context.Context, st storage.Store, name string, storedSize
 // reports it.
 var ErrDamagedBackup = errors.New("damaged")
 
-// ErrNewerFormat means a repository object was written by a newer pgb.
-var ErrNewerFormat = errors.New("written by a newer pgb")
+// ErrNewerFormat means a repository object was written by a newer pgb: a newer
+// manifest format, or a newer envelope (the envelope's own sentinel).
+var ErrNewerFormat = envelope.ErrNewerFormat
 
 // DamagedBackup is a backup that ListBackups skipped, and why.
 type DamagedBackup struct {
