@@ -147,14 +147,15 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 
 // compareExisting decides whether the object already stored for f holds the same
 // content as the file at path, whose sum is sum. The trailer (one ranged read) settles
-// most cases; when size and checksum match, the stored object is decoded and compared
-// byte for byte, so a checksum collision can never hide a conflict.
+// most cases; when size and checksum match (or the stored trailer has an older
+// checksum algorithm), the stored object is decoded and compared byte for byte, so a
+// checksum collision can never hide a conflict.
 func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum, path string) error {
 	stored, err := a.Repo.WALSum(ctx, f)
 	if err != nil {
 		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
 	}
-	if stored == sum {
+	if stored.MayEqual(sum) {
 		if err = a.sameBytes(ctx, f, path); err == nil {
 			a.Log.Info("already archived with identical content", "file", f.Name)
 			return nil

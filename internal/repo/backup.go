@@ -116,6 +116,8 @@ func backupDocError(name, what string, err error) error {
 	switch {
 	case errors.Is(err, storage.ErrNotExist):
 		return fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+	case errors.Is(err, ErrNewerFormat):
+		return fmt.Errorf("backup %s: %w", name, err)
 	case errors.Is(err, envelope.ErrCorrupt):
 		return fmt.Errorf("%s of backup %s is %w: %w", what, name, ErrDamagedBackup, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -154,8 +155,9 @@ var ErrNoBackup = errors.New("no such backup")
 // reports it.
 var ErrDamagedBackup = errors.New("damaged")
 
-// ErrNewerFormat means a repository object was written by a newer pgb.
-var ErrNewerFormat = errors.New("written by a newer pgb")
+// ErrNewerFormat means a repository object was written by a newer pgb: a newer
+// manifest format, or a newer envelope (the envelope's own sentinel).
+var ErrNewerFormat = envelope.ErrNewerFormat
 
 // DamagedBackup is a backup that ListBackups skipped, and why.
 type DamagedBackup struct {
