@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/pgb-project/pgb/internal/catalog"
 )
 
 func backupListCommand() *cli.Command {
@@ -48,12 +46,12 @@ type backupRow struct {
 }
 
 func (e *env) backupList(ctx context.Context, asJSON bool) error {
-	st, err := e.openStore(ctx, false)
+	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	ms, damaged, err := catalog.ListBackups(ctx, st)
+	defer func() { _ = rp.Close() }() // releases connections only: nothing is written
+	ms, damaged, err := rp.ListBackups(ctx)
 	if err != nil {
 		return err
 	}
@@ -62,7 +60,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		rows = append(rows, backupRow{Name: m.Name, Status: "ok", StartTime: m.StartTime, StopTime: m.StopTime,
 			StartLSN: m.StartLSN.String(), StopLSN: m.StopLSN.String(), StartWAL: m.StartWAL, StopWAL: m.StopWAL,
 			Timeline: m.Timeline, Size: m.Size, StoredSize: m.StoredSize, Duration: m.Duration().Seconds(),
-			Files: len(m.Files), Parts: len(m.Parts), PGVersion: m.PGVersion})
+			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion})
 	}
 	for _, d := range damaged {
 		e.log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())

@@ -42,14 +42,14 @@ func (e *env) backupPush(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
-	st, err := e.openStore(ctx, true)
+	rp, err := e.openRepo(ctx, true, codec)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	p := &backup.Pusher{Store: st, Src: conn, Log: e.log, Opt: backup.Options{
+	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	p := &backup.Pusher{Repo: rp, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
-		Codec: codec, ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
+		ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
 		LockMaxAge: e.cfg.LockMaxAge,
 	}}
 	start := time.Now()

@@ -9,8 +9,7 @@ import (
 	"github.com/pgb-project/pgb/internal/check"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
-	"github.com/pgb-project/pgb/internal/storage"
-	"github.com/pgb-project/pgb/internal/storage/open"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func checkCommand() *cli.Command {
@@ -42,8 +41,7 @@ func (e *env) check(ctx context.Context) error {
 			}
 			return conn, nil
 		},
-		OpenStore: func(ctx context.Context) (storage.Store, error) { return e.openStore(ctx, true) },
-		Backend:   open.Unwrap,
+		OpenRepo: func(ctx context.Context) (*repo.Repo, error) { return e.openRepo(ctx, true, nil) },
 	}, check.Options{
 		ArchiveTimeout: e.cfg.ArchiveTimeout,
 		S3Conditional:  e.cfg.S3.Conditional,

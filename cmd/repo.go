@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
 )
@@ -26,6 +27,22 @@ func (e *env) openStore(ctx context.Context, create bool) (storage.Store, error)
 		S3:          e.cfg.S3,
 		GCS:         e.cfg.GCS,
 	})
+}
+
+// openRepo opens the configured repository (see openStore) as pgb's repository layer,
+// writing bulk data with codec (nil: the configured compression).
+func (e *env) openRepo(ctx context.Context, create bool, codec compress.Codec) (*repo.Repo, error) {
+	if codec == nil {
+		var err error
+		if codec, err = e.codec(); err != nil {
+			return nil, err
+		}
+	}
+	st, err := e.openStore(ctx, create)
+	if err != nil {
+		return nil, err
+	}
+	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
 }
 
 func (e *env) codec() (compress.Codec, error) {

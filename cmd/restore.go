@@ -168,12 +168,12 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	if c.String("owner") != "" && os.Geteuid() != 0 {
 		return usagef("--owner needs root")
 	}
-	st, err := e.openStore(ctx, false)
+	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: restore reads, and its writes are local
-	m, target, err := restore.Plan(ctx, st, e.log, name, t)
+	defer func() { _ = rp.Close() }() // releases connections only: restore reads, and its writes are local
+	m, target, err := restore.Plan(ctx, rp, e.log, name, t)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	}
 	e.log.Info("restoring", "backup", m.Name, "into", abs, "target", target.String())
 	start := time.Now()
-	r := &restore.Restorer{Store: st, Log: e.log, Opt: opt}
+	r := &restore.Restorer{Repo: rp, Log: e.log, Opt: opt}
 	if err := r.Run(ctx, m); err != nil {
 		return fmt.Errorf("restore of backup %s into %s failed: %w (if it wrote anything, the directory is incomplete, without global/pg_control, and marked %s: retry with --force to clear it)",
 			m.Name, abs, err, restore.IncompleteMarker)

@@ -8,9 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restorepoint"
 )
 
@@ -40,7 +40,7 @@ func restorePointCommand() *cli.Command {
 }
 
 func (e *env) restorePoint(ctx context.Context, name string) error {
-	if err := catalog.ValidRestorePointName(name); err != nil {
+	if err := repo.ValidRestorePointName(name); err != nil {
 		return usageError{err}
 	}
 	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
@@ -48,12 +48,12 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
-	st, err := e.openStore(ctx, false)
+	r, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	c, err := restorepoint.Create(ctx, conn, st, name, restorepoint.Options{ArchiveTimeout: e.cfg.ArchiveTimeout})
+	defer func() { _ = r.Close() }() // releases connections only: every write has completed or failed by now
+	c, err := restorepoint.Create(ctx, conn, r, name, restorepoint.Options{ArchiveTimeout: e.cfg.ArchiveTimeout})
 	if err != nil {
 		return err
 	}
@@ -67,12 +67,12 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 }
 
 func (e *env) restorePointList(ctx context.Context, asJSON bool) error {
-	st, err := e.openStore(ctx, false)
+	r, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	rps, err := catalog.ListRestorePoints(ctx, st)
+	defer func() { _ = r.Close() }() // releases connections only: nothing is written
+	rps, err := r.ListRestorePoints(ctx)
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func walFetchCommand() *cli.Command {
@@ -54,18 +55,19 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 	defer cancel()
 	defer func() { err = archive.Explain(ctx, err) }()
 	oneShotMemory()
-	st, err := e.openStore(ctx, false)
+	none, _ := compress.New("none", 0) // wal-fetch writes nothing: the compression setting does not matter
+	rp, err := e.openRepo(ctx, false, none)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: wal-fetch writes nothing to the store
+	defer func() { _ = rp.Close() }() // releases connections only: wal-fetch writes nothing to the store
 	// PostgreSQL runs restore_command in the data directory: the working directory, never
 	// --pgdata, says which cluster fetches (a config file's pgdata may name another).
 	wd, err := os.Getwd()
 	if err != nil {
 		wd = "."
 	}
-	a := &archive.Archive{Store: st, Log: e.log, FetchAttempts: e.cfg.StorageRetries, DataDir: wd}
+	a := &archive.Archive{Repo: rp, Log: e.log, DataDir: wd}
 	sum, err := a.Fetch(ctx, name, dest)
 	if err != nil {
 		return err
@@ -87,7 +89,7 @@ func fetchExit(e *env, name string, err error) error {
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)
-	case errors.Is(err, catalog.ErrForeignCluster):
+	case errors.Is(err, repo.ErrForeignCluster):
 		// A wrong repository never works: stop recovery, on a standby too.
 		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", name, err, exitRecoveryMustStop))
 	case standby():

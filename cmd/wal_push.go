@@ -47,13 +47,13 @@ func (e *env) walPush(c *cli.Context, path string) (err error) {
 		}
 		cluster = &cl
 	}
-	st, err := e.openStore(ctx, true)
+	// One segment at a time: let the codec use every core for it.
+	rp, err := e.openRepo(ctx, true, compress.WithConcurrency(codec, runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	// One segment at a time: let the codec use every core for it.
-	a := &archive.Archive{Store: st, Codec: compress.WithConcurrency(codec, runtime.GOMAXPROCS(0)), Log: e.log}
+	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	a := &archive.Archive{Repo: rp, Log: e.log}
 	res, err := a.Push(ctx, path, cluster)
 	if err != nil {
 		return fmt.Errorf("wal-push: %w", err)

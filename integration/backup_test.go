@@ -308,6 +308,22 @@ func TestRestoreSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
 	if err := os.WriteFile(manifest, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Listing reads only the backups' small summaries, so the damaged manifest is found
+	// when the backup is chosen: it is skipped, saying why, and the older one used.
+	early := filepath.Join(pgtest.TempDir(t), "early")
+	if r := mustPGB(t, "", nil, "backup-fetch", "--repo", repo, "LATEST", early); !strings.Contains(r.stdout, older) ||
+		!strings.Contains(r.stderr, newer) || !strings.Contains(r.stderr, "damaged") {
+		t.Fatalf("backup-fetch LATEST with the newest manifest damaged: %s", r)
+	}
+	// Its summary goes bad too: now listing sees the damage.
+	summary := filepath.Join(repo, "backups", newer, "summary")
+	if data, err = os.ReadFile(summary); err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x10
+	if err := os.WriteFile(summary, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// backup-list shows both, the damaged one marked, and says why.
 	r := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json")

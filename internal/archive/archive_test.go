@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
-	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -36,7 +35,7 @@ func newArchive(t testing.TB, st storage.Store, codec string) *Archive {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Archive{Store: st, Codec: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), FetchAttempts: 3}
+	return &Archive{Repo: repo.New(st, repo.Options{Codec: c}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func cluster(t testing.TB, dir string) *Cluster {
@@ -74,7 +73,7 @@ func TestPushThenFetchIsByteIdenticalForEveryCodec(t *testing.T) {
 		if !bytes.Equal(got, seg) {
 			t.Fatalf("%s: fetched segment differs", codec)
 		}
-		id, err := catalog.ReadIdentity(ctx, st)
+		id, err := repo.New(st, repo.Options{}).Identity(ctx)
 		if err != nil || id.SystemID != 42 || id.PGVersion != 15 {
 			t.Fatalf("%s: identity %+v, %v", codec, id, err)
 		}
@@ -147,17 +146,17 @@ func TestForeignClusterIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := a.Push(ctx, writeWAL(t, d2, "000000010000000000000002", segment(2, 1)), cluster(t, d2))
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("foreign cluster: %v", err)
 	}
 	// A segment whose header names another cluster than the data directory.
 	_, err = a.Push(ctx, writeWAL(t, d1, "000000010000000000000003", segment(2, 1)), cluster(t, d1))
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("segment of another cluster: %v", err)
 	}
 	// Without a data directory the segment header decides.
 	_, err = a.Push(ctx, writeWAL(t, d2, "000000010000000000000004", segment(2, 1)), nil)
-	if !errors.Is(err, catalog.ErrForeignCluster) {
+	if !errors.Is(err, repo.ErrForeignCluster) {
 		t.Fatalf("header-identified foreign segment: %v", err)
 	}
 	if _, err := st.Stat(ctx, "wal/0000000100000000/000000010000000000000002"); !errors.Is(err, storage.ErrNotExist) {
@@ -190,13 +189,13 @@ func TestFetchOutcomes(t *testing.T) {
 		t.Errorf("missing: %v", err)
 	}
 	empty := newArchive(t, mem.New(), "lz4")
-	if _, err := empty.Fetch(ctx, name, dest); !errors.Is(err, catalog.ErrNoIdentity) || errors.Is(err, ErrNotArchived) {
+	if _, err := empty.Fetch(ctx, name, dest); !errors.Is(err, repo.ErrNoIdentity) || errors.Is(err, ErrNotArchived) {
 		t.Errorf("uninitialised repository must not look like end of archive: %v", err)
 	}
 
 	// A corrupted byte: ErrCorrupt, no retry, nothing written.
 	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Fault: faulty.Corrupt, Offset: 1000})
-	if _, err := newArchive(t, fst, "lz4").Fetch(ctx, name, dest); !errors.Is(err, envelope.ErrCorrupt) {
+	if _, err := newArchive(t, fst, "lz4").Fetch(ctx, name, dest); !errors.Is(err, repo.ErrCorrupt) {
 		t.Errorf("corrupt: %v", err)
 	}
 	if fst.Calls(faulty.Get) != 1 {
@@ -204,9 +203,11 @@ func TestFetchOutcomes(t *testing.T) {
 	}
 	assertEmptyDir(t, out)
 
-	// A body cut off twice, then whole: retried, verified, written.
+	// A body cut off twice, then whole: resumed by the store's retry layer, verified,
+	// written.
+	noWait := func(context.Context, time.Duration) error { return nil }
 	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 5000, Count: 2})
-	if _, err := newArchive(t, fst, "lz4").Fetch(ctx, name, dest); err != nil {
+	if _, err := newArchive(t, retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: noWait}), "lz4").Fetch(ctx, name, dest); err != nil {
 		t.Fatalf("transient truncation: %v", err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segment(42, 1)) {
@@ -214,9 +215,10 @@ func TestFetchOutcomes(t *testing.T) {
 	}
 	os.Remove(dest)
 
-	// Cut off every time: fails after the bounded attempts, not ErrNotArchived.
+	// Cut off every time: fails after the retry layer's attempts — and only those:
+	// attempts must not multiply with a retry loop of Fetch's own — not ErrNotArchived.
 	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 5000})
-	_, err := newArchive(t, fst, "lz4").Fetch(ctx, name, dest)
+	_, err := newArchive(t, retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: noWait}), "lz4").Fetch(ctx, name, dest)
 	if err == nil || errors.Is(err, ErrNotArchived) || fst.Calls(faulty.Get) != 3 {
 		t.Fatalf("persistent truncation: %v after %d gets", err, fst.Calls(faulty.Get))
 	}
@@ -255,14 +257,14 @@ func TestPushDoesNotRetryForeverOnAFailingStore(t *testing.T) {
 
 // A file missing from the repository is the end of the archive only for the cluster
 // the repository belongs to: for the data directory of another cluster it is a wrong
-// repository (catalog.ErrForeignCluster), which must stop recovery.
+// repository (repo.ErrForeignCluster), which must stop recovery.
 func TestFetchOfAMissingFileFromAnotherClustersRepository(t *testing.T) {
 	st := repoWith(t, "000000010000000000000009", nil) // bound to cluster 42
 	for _, c := range []struct {
 		dir  string
 		want error
 	}{
-		{dataDir(t, 43), catalog.ErrForeignCluster},
+		{dataDir(t, 43), repo.ErrForeignCluster},
 		{dataDir(t, 42), ErrNotArchived},
 		{t.TempDir(), ErrNotArchived}, // not a data directory: nothing to compare
 		{"", ErrNotArchived},

@@ -36,7 +36,7 @@ func BenchmarkPush(b *testing.B) {
 				b.StopTimer()
 				if i > 0 && i%len(paths) == 0 { // a fresh repository, so every push stores
 					st, _ = fs.New(filepath.Join(b.TempDir(), fmt.Sprint("repo", i)))
-					a.Store = st
+					a.Repo = newArchive(b, st, codec).Repo
 				}
 				b.StartTimer()
 				res, err := a.Push(ctx, paths[i%len(paths)], cl)

@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -25,7 +25,7 @@ const (
 // 1 GiB; a .history file at most wal.MaxHistorySize (what restore's history parser
 // accepts), a .backup file at most maxBackupFileSize. It
 // never reads more than one byte past the limit; a file of the wrong size is an error
-// wrapping envelope.ErrCorrupt.
+// wrapping repo.ErrCorrupt.
 func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 	limit := int64(maxBackupFileSize)
 	exact := false
@@ -37,16 +37,16 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 		head = make([]byte, wal.LongHeaderSize)
 		if _, err := io.ReadFull(r, head); err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF { // the decoded stream ended (a failing source is another error)
-				return fmt.Errorf("%w: decodes to less than a WAL page header", envelope.ErrCorrupt)
+				return fmt.Errorf("%w: decodes to less than a WAL page header", repo.ErrCorrupt)
 			}
 			return err
 		}
 		h, err := wal.ParseSegmentHeader(head)
 		if err != nil {
-			return fmt.Errorf("%w: not a WAL segment: %w", envelope.ErrCorrupt, err)
+			return fmt.Errorf("%w: not a WAL segment: %w", repo.ErrCorrupt, err)
 		}
 		if h.SegSize < minSegSize || h.SegSize > maxSegSize {
-			return fmt.Errorf("%w: its header records a segment size of %d bytes, not a power of two from 1 MiB to 1 GiB", envelope.ErrCorrupt, h.SegSize)
+			return fmt.Errorf("%w: its header records a segment size of %d bytes, not a power of two from 1 MiB to 1 GiB", repo.ErrCorrupt, h.SegSize)
 		}
 		limit, exact = int64(h.SegSize), true
 		if _, err := w.Write(head); err != nil {
@@ -59,9 +59,9 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 	case err != nil:
 		return err
 	case n > limit:
-		return fmt.Errorf("%w: decodes to more than the %d bytes a %s can have", envelope.ErrCorrupt, limit, f.Kind)
+		return fmt.Errorf("%w: decodes to more than the %d bytes a %s can have", repo.ErrCorrupt, limit, f.Kind)
 	case exact && n != limit:
-		return fmt.Errorf("%w: decodes to %d bytes, but the segment's header records %d", envelope.ErrCorrupt, n, limit)
+		return fmt.Errorf("%w: decodes to %d bytes, but the segment's header records %d", repo.ErrCorrupt, n, limit)
 	}
 	return nil
 }

@@ -4,9 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/pg"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -19,11 +18,11 @@ type Switcher interface {
 
 // SwitchWAL completes the current WAL segment and waits, up to timeout, until it is in
 // the repository. A segment that does not arrive is an error wrapping
-// catalog.ErrWALTimeout, with the segment's name returned.
+// repo.ErrWALTimeout, with the segment's name returned.
 // It gives up early, with an error wrapping pg.ErrArchiveFailing, as soon as
 // pg_stat_archiver shows archive_command failing for that segment or a later one.
 // The name is "" only when the switch itself failed.
-func SwitchWAL(ctx context.Context, db Switcher, st storage.Store, timeout time.Duration) (string, error) {
+func SwitchWAL(ctx context.Context, db Switcher, rp *repo.Repo, timeout time.Duration) (string, error) {
 	before, err := db.Archiver(ctx)
 	if err != nil {
 		return "", err
@@ -37,5 +36,5 @@ func SwitchWAL(ctx context.Context, db Switcher, st storage.Store, timeout time.
 		return "", err
 	}
 	failing := func(ctx context.Context) error { return db.ArchiveFailing(ctx, before, seg) }
-	return seg, catalog.WaitForWALUntil(ctx, st, f, timeout, failing)
+	return seg, rp.WaitForWALUntil(ctx, f, timeout, failing)
 }

@@ -6,12 +6,12 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // ownerOf is who owns dir, by number and (when this host knows them) by name; nil if
 // that cannot be told. Restore gives the files back to that user.
-func ownerOf(dir string) *catalog.Owner {
+func ownerOf(dir string) *repo.Owner {
 	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil
@@ -20,7 +20,7 @@ func ownerOf(dir string) *catalog.Owner {
 	if !ok {
 		return nil
 	}
-	o := &catalog.Owner{UID: st.Uid, GID: st.Gid}
+	o := &repo.Owner{UID: st.Uid, GID: st.Gid}
 	if u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10)); err == nil {
 		o.User = u.Username
 	}

@@ -6,7 +6,6 @@ package backup
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -20,12 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/compress"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/progress"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
@@ -45,12 +41,11 @@ type Source interface {
 // Options tune a backup.
 type Options struct {
 	DataDir        string
-	Fast           bool  // immediate checkpoint at start
-	PartSize       int64 // uncompressed bytes per tar part (a larger file makes a larger part)
-	Concurrency    int   // parts built and uploaded at once
-	Codec          compress.Codec
+	Fast           bool          // immediate checkpoint at start
+	PartSize       int64         // uncompressed bytes per tar part (a larger file makes a larger part)
+	Concurrency    int           // parts built and uploaded at once
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
-	LockMaxAge     time.Duration // take over a backup lock older than this (0: catalog.DefaultLockMaxAge)
+	LockMaxAge     time.Duration // take over a backup lock older than this (0: repo.DefaultLockMaxAge)
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
 	Progress progress.Func
@@ -78,11 +73,11 @@ type Pinger interface {
 
 // Pusher takes a backup into a repository.
 type Pusher struct {
-	Store storage.Store
-	Src   Source
-	Log   *slog.Logger
-	Opt   Options
-	Now   func() time.Time
+	Repo *repo.Repo
+	Src  Source
+	Log  *slog.Logger
+	Opt  Options
+	Now  func() time.Time
 	// Stats holds the timings of the last Run.
 	Stats Stats
 }
@@ -109,7 +104,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
 // can be mistaken for a good backup, since no manifest is written. When PostgreSQL
 // stops (or the session breaks) during the backup, the error wraps ErrServerGone.
-func (p *Pusher) Run(ctx context.Context) (*catalog.Manifest, error) {
+func (p *Pusher) Run(ctx context.Context) (*repo.Manifest, error) {
 	m, err := p.run(ctx)
 	if err != nil {
 		err = p.explain(ctx, err)
@@ -181,7 +176,7 @@ func (p *Pusher) watch(ctx context.Context, fn func(context.Context) error) erro
 	return err
 }
 
-func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
+func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	now := p.Now
 	if now == nil {
 		now = time.Now
@@ -202,20 +197,20 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
 			dataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
 	}
-	if _, err := catalog.EnsureIdentity(ctx, p.Store, catalog.Identity{
-		SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
+	if _, err := p.Repo.EnsureIdentity(ctx, repo.Identity{
+		SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
 		CreatedBy: "pgb", FirstWrite: "backup-push",
 	}); err != nil {
 		return nil, err
 	}
 
 	start := now().UTC()
-	m := &catalog.Manifest{
-		Name: start.Format("20060102T150405Z"), SystemID: catalog.SystemID(info.SystemID), PGVersion: p.Src.Major(),
+	m := &repo.Manifest{Summary: repo.Summary{
+		Name: start.Format("20060102T150405Z"), SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
-		Compression: p.Opt.Codec.Name(), DataDirOwner: ownerOf(dataDir),
-	}
-	lock, err := catalog.AcquireBackupLock(ctx, p.Store, "backup-push", catalog.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
+		Compression: p.Repo.Codec().Name(),
+	}, DataDirOwner: ownerOf(dataDir)}
+	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +269,10 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 		p.Log.Warn("not following a link in pg_tblspc that is no tablespace of this cluster (pg_tablespace); it is not backed up", "link", s)
 	}
 	for _, d := range t.dirs {
-		m.Dirs = append(m.Dirs, catalog.Dir{Path: d.path, Mode: uint32(d.mode)})
+		m.Dirs = append(m.Dirs, repo.Dir{Path: d.path, Mode: uint32(d.mode)})
 	}
 	for _, l := range t.links {
-		m.Links = append(m.Links, catalog.Link{Path: l.path, Target: l.target})
+		m.Links = append(m.Links, repo.Link{Path: l.path, Target: l.target})
 	}
 	// The tablespaces are what the walk found under pg_tblspc, so that one created
 	// while the backup started is restorable too; names come from the catalog.
@@ -286,7 +281,7 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 		names[ts.OID] = ts.Name
 	}
 	for _, ts := range t.tablespaces {
-		m.Tablespaces = append(m.Tablespaces, catalog.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
+		m.Tablespaces = append(m.Tablespaces, repo.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	t1 := now()
 	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open) }); err != nil {
@@ -307,7 +302,7 @@ func (p *Pusher) run(ctx context.Context) (*catalog.Manifest, error) {
 		return nil, err
 	}
 	m.Sort()
-	if err := catalog.PutManifest(ctx, p.Store, m); err != nil {
+	if err := p.Repo.PutBackup(ctx, m); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
 	}
 	ok = true
@@ -358,8 +353,8 @@ func (p *Pusher) waitForWAL(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	err = catalog.WaitForWAL(ctx, p.Store, f, p.Opt.ArchiveTimeout)
-	if errors.Is(err, catalog.ErrWALTimeout) {
+	err = p.Repo.WaitForWAL(ctx, f, p.Opt.ArchiveTimeout)
+	if errors.Is(err, repo.ErrWALTimeout) {
 		return fmt.Errorf("the backup's stop WAL segment %s did not reach the repository within %s (--archive-timeout): "+
 			"without it the backup cannot be restored, so it was not recorded; check archiving with pgb check", name, p.Opt.ArchiveTimeout)
 	}
@@ -374,39 +369,29 @@ func (p *Pusher) freeName(ctx context.Context, name string) (string, error) {
 		if i > 1 {
 			cand = fmt.Sprintf("%s-%d", name, i)
 		}
-		used := false
-		err := p.Store.List(ctx, catalog.BackupPrefix(cand), func(storage.ObjectInfo) error {
-			used = true
-			return errStopList
-		})
-		if err != nil && !errors.Is(err, errStopList) {
-			return "", fmt.Errorf("list backups: %w", err)
+		free, err := p.Repo.BackupNameFree(ctx, cand)
+		if err != nil {
+			return "", err
 		}
-		if !used {
+		if free {
 			return cand, nil
 		}
 	}
 	return "", fmt.Errorf("no free backup name near %s", name)
 }
 
-var errStopList = errors.New("stop listing")
-
-// cleanup removes the objects of a backup that did not complete.
+// cleanup removes the objects of a backup that did not complete, and says what it
+// could not remove.
 func (p *Pusher) cleanup(ctx context.Context, name string) {
-	var keys []string
-	_ = p.Store.List(ctx, catalog.BackupPrefix(name), func(o storage.ObjectInfo) error {
-		keys = append(keys, o.Key)
-		return nil
-	})
-	for _, k := range keys {
-		if err := p.Store.Delete(ctx, k); err != nil {
-			p.Log.Warn("could not remove part of an incomplete backup", "key", k, "error", err)
-		}
+	left, err := p.Repo.RemoveIncompleteBackup(ctx, name)
+	if err != nil {
+		p.Log.Warn("could not remove all objects of the incomplete backup; they are not a backup (no manifest) and can be deleted",
+			"backup", name, "left", left, "error", err)
 	}
 }
 
 // copyFiles streams every file into parts, Concurrency at a time.
-func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest, open openFunc) error {
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	work := make(chan entry)
@@ -449,74 +434,64 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest, op
 
 // part is one tar stream on its way into the repository.
 type part struct {
-	catalog.Part
-	pw   *io.PipeWriter
-	buf  *bufio.Writer
-	ew   *envelope.Writer
-	tw   *tar.Writer
-	done chan error
+	repo.Part
+	w  *repo.PartWriter
+	cw *countingWriter // between tar and w: where each file's header starts
+	tw *tar.Writer
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (p *Pusher) openPart(ctx context.Context, backup string, n int) (*part, error) {
-	pr, pw := io.Pipe()
-	pt := &part{Part: catalog.Part{N: n}, pw: pw, done: make(chan error, 1)}
-	pt.buf = bufio.NewWriterSize(pw, 1<<20)
-	ew, err := envelope.NewWriter(pt.buf, p.Opt.Codec)
+	w, err := p.Repo.CreatePart(ctx, backup, n)
 	if err != nil {
 		return nil, err
 	}
-	pt.ew = ew
-	pt.tw = tar.NewWriter(ew)
-	key := catalog.PartKey(backup, n)
-	go func() {
-		err := p.Store.Put(ctx, key, pr, storage.PutOptions{IfAbsent: true, Size: -1})
-		if err != nil {
-			err = fmt.Errorf("upload %s: %w", key, err)
-		}
-		pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-		pt.done <- err
-	}()
+	pt := &part{Part: repo.Part{N: n, FileOffsets: true}, w: w, cw: &countingWriter{w: w}}
+	pt.tw = tar.NewWriter(pt.cw)
 	return pt, nil
 }
 
-func errOr(err, alt error) error {
-	if err != nil {
-		return err
+// offset is where the next file's tar header starts in the plain stream: the
+// previous file's padding written first.
+func (pt *part) offset() (int64, error) {
+	if err := pt.tw.Flush(); err != nil {
+		return 0, err
 	}
-	return alt
+	return pt.cw.n, nil
 }
 
 // close finishes the part and waits until the repository has it.
 func (pt *part) close() error {
-	err := pt.tw.Close()
-	if err == nil {
-		err = pt.ew.Close()
+	if err := pt.tw.Close(); err != nil {
+		pt.w.Abort(err)
+		return err
 	}
-	if err == nil {
-		err = pt.buf.Flush()
-	}
-	pt.pw.CloseWithError(err)
-	if perr := <-pt.done; perr != nil {
-		return perr
-	}
-	pt.Stored = pt.ew.Written()
+	stored, err := pt.w.Close()
+	pt.Stored = stored
 	return err
 }
 
 // abort breaks the upload so that nothing of the part is stored.
-func (pt *part) abort(cause error) {
-	pt.pw.CloseWithError(cause)
-	<-pt.done //nolint:errcheck // the upload fails by design: cause is what is reported
-}
+func (pt *part) abort(cause error) { pt.w.Abort(cause) }
 
-func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]catalog.File, []catalog.Part, error) {
+func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]repo.File, []repo.Part, error) {
 	var (
-		files []catalog.File
-		parts []catalog.Part
+		files []repo.File
+		parts []repo.Part
 		cur   *part
 		buf   = make([]byte, 256<<10)
 	)
-	fail := func(err error) ([]catalog.File, []catalog.Part, error) {
+	fail := func(err error) ([]repo.File, []repo.Part, error) {
 		if cur != nil {
 			cur.abort(err)
 		}
@@ -532,10 +507,15 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 				return fail(err)
 			}
 		}
+		off, err := cur.offset()
+		if err != nil {
+			return fail(err)
+		}
 		f, n, err := copyFile(cur.tw, e, buf, done, open)
 		if err != nil {
 			return fail(err)
 		}
+		f.Offset = off
 		if n < 0 {
 			continue // vanished during the backup
 		}
@@ -567,26 +547,26 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 // is opened: a file that shrinks meanwhile is padded with zeros and one that grows is
 // cut, as PostgreSQL's own base backup does; WAL replay repairs both. A file that
 // vanished returns n < 0.
-func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open openFunc) (catalog.File, int64, error) {
+func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open openFunc) (repo.File, int64, error) {
 	f, err := open(e.abs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return catalog.File{}, -1, nil
+			return repo.File{}, -1, nil
 		}
 		if errors.Is(err, fs.ErrPermission) {
-			return catalog.File{}, 0, fmt.Errorf("open %s: %w (the cluster's owner cannot read it, so neither does the backup: make it readable by the data directory's owner, or remove it)", e.abs, err)
+			return repo.File{}, 0, fmt.Errorf("open %s: %w (the cluster's owner cannot read it, so neither does the backup: make it readable by the data directory's owner, or remove it)", e.abs, err)
 		}
-		return catalog.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
+		return repo.File{}, 0, fmt.Errorf("open %s: %w", e.abs, err)
 	}
 	defer func() { _ = f.Close() }() // read only
 	fi, err := f.Stat()
 	if err != nil {
-		return catalog.File{}, 0, fmt.Errorf("stat %s: %w", e.abs, err)
+		return repo.File{}, 0, fmt.Errorf("stat %s: %w", e.abs, err)
 	}
 	size := fi.Size()
 	hdr := &tar.Header{Name: e.path, Size: size, Mode: int64(e.mode), ModTime: fi.ModTime().Truncate(time.Second), Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
-		return catalog.File{}, 0, err
+		return repo.File{}, 0, err
 	}
 	crc := crc32.New(castagnoli)
 	var copied int64
@@ -598,16 +578,16 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 			n, rerr = int(want), nil
 		}
 		if rerr != nil {
-			return catalog.File{}, 0, fmt.Errorf("read %s: %w", e.abs, rerr)
+			return repo.File{}, 0, fmt.Errorf("read %s: %w", e.abs, rerr)
 		}
 		crc.Write(buf[:n])
 		if _, err := tw.Write(buf[:n]); err != nil {
-			return catalog.File{}, 0, err
+			return repo.File{}, 0, err
 		}
 		copied += int64(n)
 		done.Add(int64(n))
 	}
 	var sum [4]byte
 	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
-	return catalog.File{Path: e.path, Size: size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: hex.EncodeToString(sum[:])}, size, nil
+	return repo.File{Path: e.path, Size: size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: hex.EncodeToString(sum[:])}, size, nil
 }

@@ -19,10 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -153,7 +152,7 @@ func putWAL(t *testing.T, st storage.Store, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(context.Background(), catalog.WALKey(f), strings.NewReader("segment "+name), storage.PutOptions{Size: -1}); err != nil {
+	if err := st.Put(context.Background(), repo.WALKey(f), strings.NewReader("segment "+name), storage.PutOptions{Size: -1}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -235,29 +234,39 @@ func newPusher(st storage.Store, src Source, dataDir string, partSize int64, con
 		panic(err)
 	}
 	return &Pusher{
-		Store: st,
-		Src:   src,
-		Log:   slog.New(slog.DiscardHandler),
-		Opt: Options{DataDir: dataDir, Fast: true, PartSize: partSize, Concurrency: concurrency, Codec: codec,
+		Repo: repo.New(st, repo.Options{Codec: codec}),
+		Src:  src,
+		Log:  slog.New(slog.DiscardHandler),
+		Opt: Options{DataDir: dataDir, Fast: true, PartSize: partSize, Concurrency: concurrency,
 			ArchiveTimeout: 2 * time.Second},
 		Now: func() time.Time { return now },
 	}
 }
 
+// readPlainPart decodes part n of a backup into its plain tar stream.
+func readPlainPart(t *testing.T, st storage.Store, backup string, n int) []byte {
+	t.Helper()
+	o, err := repo.New(st, repo.Options{}).OpenPart(context.Background(), backup, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // readPart decodes part n of a backup into its tar entries.
 func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][]byte {
 	t.Helper()
-	rc, err := st.Get(context.Background(), catalog.PartKey(backup, n), 0, -1)
+	o, err := repo.New(st, repo.Options{}).OpenPart(context.Background(), backup, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	er, err := envelope.NewReader(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer er.Close()
-	tr := tar.NewReader(er)
+	defer o.Close()
+	tr := tar.NewReader(o)
 	out := map[string][]byte{}
 	for {
 		hdr, err := tr.Next()
@@ -273,7 +282,7 @@ func readPart(t *testing.T, st storage.Store, backup string, n int) map[string][
 		}
 		out[hdr.Name] = b
 	}
-	if _, err := io.Copy(io.Discard, er); err != nil {
+	if _, err := io.Copy(io.Discard, o); err != nil {
 		t.Fatalf("part %d: %v", n, err)
 	}
 	return out
@@ -306,7 +315,7 @@ func TestPushEndToEnd(t *testing.T) {
 			}
 			checkManifest(t, st, m, fx, src, "20261123T203944Z")
 
-			stored, err := catalog.ReadManifest(ctx, st, m.Name)
+			stored, err := repo.New(st, repo.Options{}).ReadManifest(ctx, m.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,7 +324,7 @@ func TestPushEndToEnd(t *testing.T) {
 			}
 			checkManifest(t, st, stored, fx, src, "20261123T203944Z")
 
-			list, _, err := catalog.ListBackups(ctx, st)
+			list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +334,7 @@ func TestPushEndToEnd(t *testing.T) {
 			if _, err := st.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
 				t.Errorf("backup lock after the backup: %v, want it gone", err)
 			}
-			id, err := catalog.ReadIdentity(ctx, st)
+			id, err := repo.New(st, repo.Options{}).Identity(ctx)
 			if err != nil || id.SystemID != testSystemID || id.PGVersion != 15 {
 				t.Errorf("identity = %+v, %v", id, err)
 			}
@@ -338,14 +347,14 @@ func TestPushEndToEnd(t *testing.T) {
 			if m2.Name != "20261123T203944Z-2" {
 				t.Errorf("second backup in one second is named %s, want 20261123T203944Z-2", m2.Name)
 			}
-			if list, _, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 2 {
+			if list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 2 {
 				t.Errorf("ListBackups = %v, %v; want two backups", names(list), err)
 			}
 		})
 	}
 }
 
-func names(ms []*catalog.Manifest) []string {
+func names(ms []*repo.Summary) []string {
 	var out []string
 	for _, m := range ms {
 		out = append(out, m.Name)
@@ -353,7 +362,7 @@ func names(ms []*catalog.Manifest) []string {
 	return out
 }
 
-func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backupFixture, src *fakeSource, name string) {
+func checkManifest(t *testing.T, st storage.Store, m *repo.Manifest, fx backupFixture, src *fakeSource, name string) {
 	t.Helper()
 	if m.Name != name {
 		t.Errorf("name = %s, want %s", m.Name, name)
@@ -375,7 +384,7 @@ func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backu
 	if m.Compression != "lz4" {
 		t.Errorf("compression = %q", m.Compression)
 	}
-	if len(m.Tablespaces) != 1 || m.Tablespaces[0] != (catalog.Tablespace{OID: 16400, Name: "ts", Location: fx.spcDir}) {
+	if len(m.Tablespaces) != 1 || m.Tablespaces[0] != (repo.Tablespace{OID: 16400, Name: "ts", Location: fx.spcDir}) {
 		t.Errorf("tablespaces = %+v", m.Tablespaces)
 	}
 	if want := fmt.Sprintf("16400 %s\n", fx.spcDir); m.TablespaceMap != want {
@@ -426,7 +435,7 @@ func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backu
 		if pt.Files != len(perPart[pt.N]) {
 			t.Errorf("part %d: Files = %d, but %d files name it", pt.N, pt.Files, len(perPart[pt.N]))
 		}
-		info, err := st.Stat(context.Background(), catalog.PartKey(m.Name, pt.N))
+		info, err := st.Stat(context.Background(), repo.PartKey(m.Name, pt.N))
 		if err != nil {
 			t.Errorf("part %d: %v", pt.N, err)
 			continue
@@ -444,6 +453,26 @@ func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backu
 			}
 		}
 	}
+	// Each file's recorded offset is where its tar header starts: a reader that skips
+	// to it finds that file first.
+	plain := map[int][]byte{}
+	for _, f := range m.Files {
+		if !m.Parts[0].FileOffsets {
+			t.Fatal("the parts do not record file offsets")
+		}
+		if plain[f.Part] == nil {
+			plain[f.Part] = readPlainPart(t, st, m.Name, f.Part)
+		}
+		b := plain[f.Part]
+		if f.Offset < 0 || f.Offset >= int64(len(b)) {
+			t.Errorf("%s: offset %d outside part %d (%d bytes)", f.Path, f.Offset, f.Part, len(b))
+			continue
+		}
+		hdr, err := tar.NewReader(bytes.NewReader(b[f.Offset:])).Next()
+		if err != nil || hdr.Name != f.Path || hdr.Size != f.Size {
+			t.Errorf("%s: at offset %d of part %d: %+v, %v", f.Path, f.Offset, f.Part, hdr, err)
+		}
+	}
 	for n := 1; n <= len(m.Parts); n++ {
 		if !nums[n] {
 			t.Errorf("parts are %v: part %d is missing", nums, n)
@@ -457,8 +486,8 @@ func checkManifest(t *testing.T, st storage.Store, m *catalog.Manifest, fx backu
 	if m.StoredSize != stored {
 		t.Errorf("StoredSize = %d, want %d", m.StoredSize, stored)
 	}
-	if got := len(allKeys(t, st, catalog.BackupPrefix(m.Name))); got != len(m.Parts)+1 {
-		t.Errorf("%d objects under %s, want %d parts and the manifest", got, catalog.BackupPrefix(m.Name), len(m.Parts))
+	if got := len(allKeys(t, st, repo.BackupPrefix(m.Name))); got != len(m.Parts)+2 {
+		t.Errorf("%d objects under %s, want %d parts, the summary and the manifest", got, repo.BackupPrefix(m.Name), len(m.Parts))
 	}
 
 	// Directories.
@@ -500,17 +529,17 @@ func TestPushStopWALNeverArrives(t *testing.T) {
 	failed := "20260101T010000Z"
 	uploaded := 0
 	for _, k := range st.keys() {
-		if strings.HasPrefix(k, catalog.BackupPrefix(failed)) {
+		if strings.HasPrefix(k, repo.BackupPrefix(failed)) {
 			uploaded++
 		}
 	}
 	if uploaded == 0 {
-		t.Fatalf("the failed backup uploaded nothing under %s (keys %v): the test proves no cleanup", catalog.BackupPrefix(failed), st.keys())
+		t.Fatalf("the failed backup uploaded nothing under %s (keys %v): the test proves no cleanup", repo.BackupPrefix(failed), st.keys())
 	}
-	if left := allKeys(t, st, catalog.BackupPrefix(failed)); len(left) != 0 {
+	if left := allKeys(t, st, repo.BackupPrefix(failed)); len(left) != 0 {
 		t.Errorf("the failed backup left %v", left)
 	}
-	list, _, err := catalog.ListBackups(ctx, st)
+	list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +565,7 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 			prepare: func(t *testing.T, st storage.Store, src *fakeSource) { src.sys = testSystemID + 1 },
 			wantErr: "--pgdata",
 			check: func(t *testing.T, st storage.Store) {
-				if _, err := catalog.ReadIdentity(ctx, st); !errors.Is(err, catalog.ErrNoIdentity) {
+				if _, err := repo.New(st, repo.Options{}).Identity(ctx); !errors.Is(err, repo.ErrNoIdentity) {
 					t.Errorf("repository initialised for the wrong cluster: %v", err)
 				}
 			},
@@ -544,11 +573,11 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 		{
 			name: "repository of another cluster",
 			prepare: func(t *testing.T, st storage.Store, src *fakeSource) {
-				if _, err := catalog.EnsureIdentity(ctx, st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+				if _, err := repo.New(st, repo.Options{}).EnsureIdentity(ctx, repo.Identity{SystemID: 42, PGVersion: 15}); err != nil {
 					t.Fatal(err)
 				}
 			},
-			is: catalog.ErrForeignCluster,
+			is: repo.ErrForeignCluster,
 			check: func(t *testing.T, st storage.Store) {
 				if _, err := st.Stat(ctx, "locks/backup.json"); !errors.Is(err, storage.ErrNotExist) {
 					t.Errorf("lock taken: %v", err)
@@ -564,7 +593,7 @@ func TestPushRefusesBeforeWriting(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			is:      catalog.ErrLocked,
+			is:      repo.ErrLocked,
 			wantErr: "elsewhere.example",
 			check: func(t *testing.T, st storage.Store) {
 				rc, err := st.Get(ctx, "locks/backup.json", 0, -1)
@@ -627,7 +656,7 @@ func TestPushFailingUploads(t *testing.T) {
 			p := newPusher(st, newFakeSource(fx.dataDir), fx.dataDir, 1<<20, tc.concurrency, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 
 			type result struct {
-				m   *catalog.Manifest
+				m   *repo.Manifest
 				err error
 			}
 			done := make(chan result, 1)
@@ -647,10 +676,10 @@ func TestPushFailingUploads(t *testing.T) {
 			if st.Faults(faulty.Put) == 0 {
 				t.Fatal("no upload was attempted")
 			}
-			if _, err := catalog.ReadManifest(ctx, inner, "20260101T000000Z"); !errors.Is(err, catalog.ErrNoBackup) {
+			if _, err := repo.New(inner, repo.Options{}).ReadManifest(ctx, "20260101T000000Z"); !errors.Is(err, repo.ErrNoBackup) {
 				t.Errorf("ReadManifest after a failed backup: %v, want ErrNoBackup", err)
 			}
-			if list, _, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+			if list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 				t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 			}
 			if left := allKeys(t, inner, "backups/"); len(left) != 0 {
@@ -672,7 +701,7 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 	inner := mem.New()
 	putWAL(t, inner, "000000010000000000000002")
 	name := "20260101T000000Z"
-	fst := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: catalog.ManifestKey(name), Fault: faulty.FailAfter, Count: 1})
+	fst := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: repo.ManifestKey(name), Fault: faulty.FailAfter, Count: 1})
 	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: func(context.Context, time.Duration) error { return nil }})
 	src := newFakeSource(fx.dataDir)
 	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
@@ -685,13 +714,17 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 	if fst.Faults(faulty.Put) != 1 {
 		t.Fatalf("the lost acknowledgement was not injected (%d faults)", fst.Faults(faulty.Put))
 	}
-	list, _, err := catalog.ListBackups(ctx, inner)
+	list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx)
 	if err != nil || len(list) != 1 || list[0].Name != name {
 		t.Fatalf("ListBackups = %v, %v; want [%s]", names(list), err, name)
 	}
-	checkManifest(t, inner, list[0], fx, src, name)
-	if len(m.Files) != len(list[0].Files) {
-		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(list[0].Files))
+	stored, err := repo.New(inner, repo.Options{}).Manifest(ctx, list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkManifest(t, inner, stored, fx, src, name)
+	if len(m.Files) != len(stored.Files) {
+		t.Errorf("returned manifest lists %d files, stored one %d", len(m.Files), len(stored.Files))
 	}
 }
 
@@ -700,19 +733,19 @@ func TestPushManifestAckLostKeepsTheBackup(t *testing.T) {
 func TestPutManifestRefusesADifferentExistingOne(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	other := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 1}
-	if err := catalog.PutManifest(ctx, st, other); err != nil {
+	other := &repo.Manifest{Summary: repo.Summary{Name: "20260101T000000Z", StopLSN: 1}}
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	mine := &catalog.Manifest{Name: "20260101T000000Z", StopLSN: 2}
-	if err := catalog.PutManifest(ctx, st, mine); !errors.Is(err, storage.ErrExist) {
+	mine := &repo.Manifest{Summary: repo.Summary{Name: "20260101T000000Z", StopLSN: 2}}
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, mine); !errors.Is(err, storage.ErrExist) {
 		t.Fatalf("PutManifest over a different manifest = %v, want ErrExist", err)
 	}
-	got, err := catalog.ReadManifest(ctx, st, other.Name)
+	got, err := repo.New(st, repo.Options{}).ReadManifest(ctx, other.Name)
 	if err != nil || got.StopLSN != 1 {
 		t.Fatalf("stored manifest = %+v, %v; want the first one untouched", got, err)
 	}
-	if err := catalog.PutManifest(ctx, st, other); err != nil {
+	if err := repo.New(st, repo.Options{}).PutBackup(ctx, other); err != nil {
 		t.Errorf("PutManifest of the identical manifest again = %v, want success", err)
 	}
 }
@@ -851,7 +884,7 @@ func TestPushNoticesTheServerStoppingDuringTheCopy(t *testing.T) {
 	if src.stopped {
 		t.Error("pg_backup_stop was called on a lost session")
 	}
-	if list, _, err := catalog.ListBackups(ctx, inner); err != nil || len(list) != 0 {
+	if list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 	}
 	if left := allKeys(t, inner, "backups/"); len(left) != 0 {
@@ -872,7 +905,7 @@ func TestPushSaysPlainlyWhenTheServerStoppedBeforePgBackupStop(t *testing.T) {
 	if !errors.Is(err, ErrServerGone) || !strings.Contains(err.Error(), "broken pipe") {
 		t.Fatalf("Run = %v; want ErrServerGone, keeping the failing step's error", err)
 	}
-	if list, _, err := catalog.ListBackups(ctx, st); err != nil || len(list) != 0 {
+	if list, _, err := repo.New(st, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
 	}
 }
@@ -896,7 +929,7 @@ func TestPushWithoutPgdataRecordsTheDataDirectoryOwner(t *testing.T) {
 	if m.DataDirOwner == nil || m.DataDirOwner.UID != want.UID || m.DataDirOwner.GID != want.GID {
 		t.Fatalf("manifest records data directory owner %+v, want %+v", m.DataDirOwner, want)
 	}
-	got, err := catalog.ReadManifest(context.Background(), st, m.Name)
+	got, err := repo.New(st, repo.Options{}).ReadManifest(context.Background(), m.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -941,5 +974,32 @@ func TestPushLiveCheckRereadsWhenACheckpointRaces(t *testing.T) {
 	src.control = []pg.Control{{Checkpoint: 0x1000060, Redo: 0x1000028, Timeline: 1}, {Checkpoint: 0x2000060, Redo: 0x2000028, Timeline: 1}}
 	if _, err := newPusher(st, src, "", 1<<20, 2, time.Now()).Run(context.Background()); err != nil {
 		t.Fatalf("Run with a checkpoint racing the live check: %v", err)
+	}
+}
+
+// When the cleanup of a failed backup cannot list or remove what it uploaded, it says
+// so, naming the backup and what was left, instead of dropping the error.
+func TestPushSaysWhatAFailedCleanupLeftBehind(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	inner := mem.New()
+	putWAL(t, inner, "000000010000000000000002")
+	name := "20260101T000000Z"
+	fst := faulty.New(inner,
+		faulty.Rule{Op: faulty.Put, Key: repo.ManifestKey(name)},
+		// The first listing of the backup's prefix is the check that its name is free.
+		faulty.Rule{Op: faulty.List, Key: repo.BackupPrefix(name), Skip: 1})
+	var logged bytes.Buffer
+	p := newPusher(fst, newFakeSource(fx.dataDir), fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	if _, err := p.Run(ctx); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("Run = %v, want the injected manifest failure", err)
+	}
+	if fst.Faults(faulty.List) != 1 {
+		t.Fatalf("the cleanup's listing was not failed (%d faults)", fst.Faults(faulty.List))
+	}
+	out := logged.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, name) || !strings.Contains(out, "left=") {
+		t.Errorf("log after a failed cleanup:\n%s\nwant a warning naming backup %s and what was left", out, name)
 	}
 }

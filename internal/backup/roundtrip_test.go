@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 )
@@ -27,16 +27,21 @@ func backupAndRestore(t *testing.T, fx backupFixture) string {
 	if _, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	list, _, err := catalog.ListBackups(ctx, st)
+	rp := repo.New(st, repo.Options{})
+	list, _, err := rp.ListBackups(ctx)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListBackups = %v, %v", names(list), err)
 	}
+	m, err := rp.Manifest(ctx, list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	base := t.TempDir()
 	dir := filepath.Join(base, "restored")
-	r := &restore.Restorer{Store: st, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
+	r := &restore.Restorer{Repo: rp, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
 		DataDir: dir, TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
 	}}
-	if err := r.Run(ctx, list[0]); err != nil {
+	if err := r.Run(ctx, m); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	return dir

@@ -4,21 +4,16 @@
 package check
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/archive"
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/pg"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // Status is a step's verdict.
@@ -86,14 +81,11 @@ type DB interface {
 	Close(ctx context.Context) error
 }
 
-// Deps are check's dependencies. Connect and OpenStore are called in that order, each
+// Deps are check's dependencies. Connect and OpenRepo are called in that order, each
 // at most once; Run closes what they return.
 type Deps struct {
-	Connect   func(ctx context.Context) (DB, error)
-	OpenStore func(ctx context.Context) (storage.Store, error)
-	// Backend is the store under any wrappers, for the store-specific probes
-	// (storage/open.Unwrap); nil means the store itself.
-	Backend func(storage.Store) storage.Store
+	Connect  func(ctx context.Context) (DB, error)
+	OpenRepo func(ctx context.Context) (*repo.Repo, error)
 }
 
 // Options are check's settings.
@@ -104,12 +96,6 @@ type Options struct {
 	// progress while the WAL switch is waited for).
 	OnStep func(Step)
 	Now    func() time.Time // the clock; nil is time.Now
-}
-
-// ConditionalWriteProber is a store that can tell whether it enforces conditional
-// writes (If-None-Match), which put-if-absent relies on.
-type ConditionalWriteProber interface {
-	ProbeConditionalWrites(ctx context.Context) (bool, error)
 }
 
 // recorder collects the steps; step is the one running, named on an error that ends
@@ -187,22 +173,16 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	}
 
 	r.step = StepRepository
-	st, err := deps.OpenStore(ctx)
+	rp, err := deps.OpenRepo(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = st.Close() }() // releases connections only: every write has completed or failed by now
-	if stop, err := checkRepository(ctx, st, conn, sysid, r); stop || err != nil {
+	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	if stop, err := checkRepository(ctx, rp, conn, sysid, r); stop || err != nil {
 		return err
 	}
 	r.step = StepConditionalWrites
-	backend := st
-	if deps.Backend != nil {
-		backend = deps.Backend(st)
-	}
-	if p, ok := backend.(ConditionalWriteProber); ok {
-		checkConditionalWrites(ctx, p, opt.S3Conditional, r)
-	}
+	checkConditionalWrites(ctx, rp, opt.S3Conditional, r)
 	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
 	// alone is no reason not to look.
 	notPGB := 0
@@ -213,32 +193,36 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 		return nil
 	}
 	r.step = StepWALSwitch
-	return checkWALSwitch(ctx, conn, st, opt, r)
+	return checkWALSwitch(ctx, conn, rp, opt, r)
 }
 
 // checkRepository checks that the repository is writable and this cluster's; stop
 // means a verdict that ends the check.
-func checkRepository(ctx context.Context, st storage.Store, conn DB, sysid uint64, r *recorder) (stop bool, err error) {
-	if err := ProbeWrite(ctx, st); err != nil {
-		return true, fmt.Errorf("repository %s is not writable: %w", st, err)
+func checkRepository(ctx context.Context, rp *repo.Repo, conn DB, sysid uint64, r *recorder) (stop bool, err error) {
+	if err := rp.ProbeWrite(ctx); err != nil {
+		return true, fmt.Errorf("repository %s is not writable: %w", rp, err)
 	}
-	id, err := catalog.ReadIdentity(ctx, st)
+	id, err := rp.Identity(ctx)
 	switch {
-	case errors.Is(err, catalog.ErrNoIdentity):
-		r.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", st)
+	case errors.Is(err, repo.ErrNoIdentity):
+		r.ok("repository %s is reachable and writable (new: the first archived segment binds it to this cluster)", rp)
 	case err != nil:
 		return true, err
-	case id.SystemID != catalog.SystemID(sysid) || id.PGVersion != conn.Major():
-		r.fail("repository %s: %v", st, id.Matches(catalog.SystemID(sysid), conn.Major()))
+	case id.SystemID != repo.SystemID(sysid) || id.PGVersion != conn.Major():
+		r.fail("repository %s: %v", rp, id.Matches(repo.SystemID(sysid), conn.Major()))
 		return true, nil
 	default:
-		r.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", st, id.PGVersion)
+		r.ok("repository %s is reachable, writable, and belongs to this cluster (PostgreSQL %d)", rp, id.PGVersion)
 	}
 	return false, nil
 }
 
-func checkConditionalWrites(ctx context.Context, p ConditionalWriteProber, s3Conditional string, r *recorder) {
-	switch enforced, err := p.ProbeConditionalWrites(ctx); {
+// checkConditionalWrites says whether the store enforces put-if-absent, when it can
+// tell (S3); no step otherwise.
+func checkConditionalWrites(ctx context.Context, rp *repo.Repo, s3Conditional string, r *recorder) {
+	known, enforced, err := rp.ProbeConditionalWrites(ctx)
+	switch {
+	case !known:
 	case err != nil:
 		r.fail("probing conditional writes: %v", err)
 	case enforced:
@@ -250,7 +234,7 @@ func checkConditionalWrites(ctx context.Context, p ConditionalWriteProber, s3Con
 	}
 }
 
-func checkWALSwitch(ctx context.Context, conn DB, st storage.Store, opt Options, r *recorder) error {
+func checkWALSwitch(ctx context.Context, conn DB, rp *repo.Repo, opt Options, r *recorder) error {
 	now := opt.Now
 	if now == nil {
 		now = time.Now
@@ -260,13 +244,13 @@ func checkWALSwitch(ctx context.Context, conn DB, st storage.Store, opt Options,
 		return err
 	}
 	start := now()
-	seg, err := archive.SwitchWAL(ctx, conn, st, opt.ArchiveTimeout)
+	seg, err := archive.SwitchWAL(ctx, conn, rp, opt.ArchiveTimeout)
 	switch {
 	case err == nil:
 		r.ok("WAL switch: segment %s reached the repository in %.1fs", seg, now().Sub(start).Seconds())
 	case errors.Is(err, pg.ErrArchiveFailing):
 		r.fail("WAL switch: segment %s did not reach the repository: %v", seg, err)
-	case errors.Is(err, catalog.ErrWALTimeout):
+	case errors.Is(err, repo.ErrWALTimeout):
 		after, _ := conn.Archiver(ctx)
 		hint := "is the archiver running and archive_command pointing at this repository?"
 		if after.FailedCount > before.FailedCount {
@@ -275,31 +259,6 @@ func checkWALSwitch(ctx context.Context, conn DB, st storage.Store, opt Options,
 		r.fail("WAL switch: segment %s did not reach the repository within %s (--archive-timeout); %s", seg, opt.ArchiveTimeout, hint)
 	default:
 		return err
-	}
-	return nil
-}
-
-// ProbeWrite writes, reads back and deletes a small object.
-func ProbeWrite(ctx context.Context, st storage.Store) error {
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	key := "check/probe-" + hex.EncodeToString(r[:])
-	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
-	if err := st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
-		return err
-	}
-	defer func() { _ = st.Delete(context.WithoutCancel(ctx), key) }() // best effort: a leftover probe is harmless
-	rc, err := st.Get(ctx, key, 0, -1)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rc.Close() }() // read-only: the bytes are compared below
-	got, err := io.ReadAll(rc)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(got, body) {
-		return fmt.Errorf("probe object read back differently")
 	}
 	return nil
 }

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -53,7 +53,7 @@ func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
 	d.switched++
 	if !d.failing && CallsWALPush(d.settings["archive_command"]) && d.settings["archive_mode"] != "off" {
 		f, _ := wal.Parse(segment)
-		if err := d.st.Put(ctx, catalog.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
+		if err := d.st.Put(ctx, repo.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
 			return "", err
 		}
 	}
@@ -85,7 +85,7 @@ func (w wrapped) Unwrap() storage.Store { return w.Store }
 func ownRepo(t *testing.T) *mem.Store {
 	t.Helper()
 	st := mem.New()
-	if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
+	if _, err := repo.New(st, repo.Options{}).EnsureIdentity(context.Background(), repo.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -101,7 +101,6 @@ type setup struct {
 	failing    bool
 	connectErr error
 	openErr    error
-	backend    func(storage.Store) storage.Store
 	opt        Options
 }
 
@@ -135,13 +134,12 @@ func runCheck(t *testing.T, s setup) (Result, *fakeDB) {
 			}
 			return db, nil
 		},
-		OpenStore: func(context.Context) (storage.Store, error) {
+		OpenRepo: func(context.Context) (*repo.Repo, error) {
 			if s.openErr != nil {
 				return nil, s.openErr
 			}
-			return st, nil
+			return repo.New(st, repo.Options{}), nil
 		},
-		Backend: s.backend,
 	}, opt)
 	return res, db
 }
@@ -203,7 +201,7 @@ func TestCheckSteps(t *testing.T) {
 		}},
 		{"another cluster's repository", setup{store: func(t *testing.T) storage.Store {
 			st := mem.New()
-			if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+			if _, err := repo.New(st, repo.Options{}).EnsureIdentity(context.Background(), repo.Identity{SystemID: 42, PGVersion: 15}); err != nil {
 				t.Fatal(err)
 			}
 			return st
@@ -212,8 +210,7 @@ func TestCheckSteps(t *testing.T) {
 			{StepRepository, Fail, []string{"repository mem:: ", "belongs to another cluster"}},
 		}},
 		{"conditional writes enforced, behind a wrapper", setup{
-			store:   func(t *testing.T) storage.Store { return wrapped{prober{Store: ownRepo(t), enforced: true}} },
-			backend: unwrapAll}, []want{
+			store: func(t *testing.T) storage.Store { return wrapped{prober{Store: ownRepo(t), enforced: true}} }}, []want{
 			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
 			{StepConditionalWrites, OK, []string{"the store enforces conditional writes (If-None-Match): put-if-absent is atomic"}},
 			okSwitch,
@@ -267,36 +264,6 @@ func TestCheckSteps(t *testing.T) {
 				t.Error("the PostgreSQL session was not closed")
 			}
 		})
-	}
-}
-
-// The probe object is written, read back and removed.
-func TestProbeWriteLeavesNothing(t *testing.T) {
-	ctx := context.Background()
-	st := mem.New()
-	if err := ProbeWrite(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	if err := st.List(ctx, "", func(o storage.ObjectInfo) error { left = append(left, o.Key); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(left) > 0 {
-		t.Errorf("probe left %q", left)
-	}
-	bad := faulty.New(mem.New(), faulty.Rule{Op: faulty.Get, Fault: faulty.Corrupt})
-	if err := ProbeWrite(ctx, bad); err == nil || !strings.Contains(err.Error(), "read back differently") {
-		t.Errorf("ProbeWrite on a corrupting store = %v", err)
-	}
-}
-
-func unwrapAll(st storage.Store) storage.Store {
-	for {
-		u, ok := st.(interface{ Unwrap() storage.Store })
-		if !ok {
-			return st
-		}
-		st = u.Unwrap()
 	}
 }
 

@@ -3,21 +3,36 @@
 // the size and checksum of the original bytes. Readers verify the trailer at the end
 // of the stream, so no byte is handed on as good unless its checksum matched.
 //
-//	header  (8 bytes):  "PGB\x00" | version=1 | codec id | cipher id (0 = none) | flags (0)
-//	body:               codec(cipher(plain bytes))
-//	trailer (48 bytes): "PGBT" | checksum algorithm | 3 zero bytes | plain size uint64 LE |
+//	header  (8 bytes):  "PGB\x00" | version (2) | codec id | cipher id (0 = none) | flags (0)
+//	body:               cipher(codec(plain bytes)): compress, then encrypt, never the reverse
+//	trailer (48 bytes): "PGBT" | checksum algorithm (1) | 3 zero bytes | plain size uint64 LE |
 //	                    checksum (32 bytes, left-aligned, zero-padded)
 //
 // The checksum is CRC-32C (algorithm 1), as in PostgreSQL's own WAL records and backup
 // manifests: hardware-accelerated at tens of GB/s, so verifying costs nothing next to
 // decompression, and ample for detecting damage. Authenticity will come from the
-// cipher's AEAD once client-side encryption lands.
+// cipher's AEAD once client-side encryption lands. The body is compressed first
+// because ciphertext does not compress.
+//
+// Versions (the header's fifth byte). Any change to these bytes takes a new version,
+// and readers keep reading every old one; TestGoldenBytes holds the writer to it.
+//
+//	1  written before commit 7dad72f: trailer "PGBT" | 4 zero bytes | plain size |
+//	   SHA-256 of the plain bytes (32 bytes)
+//	1  written from commit 7dad72f until version 2: the version 2 trailer, CRC-32C
+//	   (algorithm 1), under the same version byte; told apart by the algorithm byte
+//	2  written now: the trailer above, algorithm 1 only
+//
+// A reader refuses, as ErrCorrupt, a checksum algorithm its version does not define, a
+// nonzero flags byte, and a version it does not know (a newer one also as
+// ErrNewerFormat: written by a newer pgb).
 //
 // See docs/repository-format.md.
 package envelope
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -42,10 +57,18 @@ var (
 	trailerMagic = []byte("PGBT")
 )
 
-const formatVersion = 1
+// Format versions (see the package comment).
+const (
+	version1      = 1 // SHA-256 or CRC-32C trailer
+	version2      = 2 // CRC-32C trailer
+	formatVersion = version2
+)
 
 // Checksum algorithms recorded in the trailer.
-const algCRC32C = 1
+const (
+	algSHA256 = 0 // version 1 only: written before the trailer had an algorithm byte
+	algCRC32C = 1
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -55,10 +78,14 @@ func newHash() hash.Hash { return crc32.New(castagnoli) }
 // does not decode, or a size or checksum that does not match.
 var ErrCorrupt = errors.New("corrupt object")
 
+// ErrNewerFormat means an object has a format version this pgb does not know yet: a
+// newer pgb wrote it. Such an error wraps ErrCorrupt too (this pgb cannot verify it).
+var ErrNewerFormat = errors.New("written by a newer pgb")
+
 // Sum identifies the plain content of an object: its size and checksum.
 type Sum struct {
 	Size     int64
-	Alg      byte     // checksum algorithm (1 = CRC-32C)
+	Alg      byte     // checksum algorithm (1 = CRC-32C; 0 = SHA-256, in old version 1 objects)
 	Checksum [32]byte // left-aligned; CRC-32C uses the first 4 bytes, big-endian
 }
 
@@ -71,7 +98,20 @@ func (s Sum) Hex() string {
 }
 
 // String describes the sum for messages.
-func (s Sum) String() string { return fmt.Sprintf("%d bytes, crc32c %s", s.Size, s.Hex()) }
+func (s Sum) String() string {
+	name := "crc32c"
+	if s.Alg == algSHA256 {
+		name = "sha256"
+	}
+	return fmt.Sprintf("%d bytes, %s %s", s.Size, name, s.Hex())
+}
+
+// MayEqual reports whether two objects with these sums may hold the same plain bytes:
+// the sizes match and so do the checksums, or the checksums cannot be compared (one
+// object's trailer is of an older algorithm). Only a byte comparison settles it.
+func (s Sum) MayEqual(o Sum) bool {
+	return s.Size == o.Size && (s.Alg != o.Alg || s.Checksum == o.Checksum)
+}
 
 func sumOf(h hash.Hash, n int64) Sum {
 	s := Sum{Size: n, Alg: algCRC32C}
@@ -152,23 +192,50 @@ func encodeTrailer(s Sum) []byte {
 	return t
 }
 
-// ParseTrailer decodes the last TrailerSize bytes of an object.
+// ParseTrailer decodes the last TrailerSize bytes of an object, of any version this
+// pgb reads (without the header it cannot tell which: the Reader, which has the header,
+// also refuses an algorithm the object's version does not define).
 func ParseTrailer(t []byte) (Sum, error) {
 	if len(t) != TrailerSize || !bytes.Equal(t[:4], trailerMagic) {
 		return Sum{}, fmt.Errorf("%w: bad trailer", ErrCorrupt)
 	}
-	if t[4] != algCRC32C {
+	if t[4] != algCRC32C && t[4] != algSHA256 {
 		return Sum{}, fmt.Errorf("%w: unknown checksum algorithm %d", ErrCorrupt, t[4])
+	}
+	if !allZero(t[5:8]) {
+		return Sum{}, fmt.Errorf("%w: bad trailer (reserved bytes are not zero)", ErrCorrupt)
 	}
 	s := Sum{Alg: t[4], Size: int64(binary.LittleEndian.Uint64(t[8:]))}
 	copy(s.Checksum[:], t[16:])
 	return s, nil
 }
 
+// parseTrailerOf is ParseTrailer for an object of the given version.
+func parseTrailerOf(version byte, t []byte) (Sum, error) {
+	s, err := ParseTrailer(t)
+	if err != nil {
+		return Sum{}, err
+	}
+	if s.Alg == algSHA256 && version != version1 {
+		return Sum{}, fmt.Errorf("%w: checksum algorithm %d is not defined in object format version %d", ErrCorrupt, s.Alg, version)
+	}
+	return s, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Header is what an object's header says.
 type Header struct {
-	Codec  compress.Codec
-	Cipher byte
+	Version byte
+	Codec   compress.Codec
+	Cipher  byte
 }
 
 // ParseHeader decodes the first HeaderSize bytes of an object.
@@ -176,8 +243,15 @@ func ParseHeader(h []byte) (Header, error) {
 	if len(h) != HeaderSize || !bytes.Equal(h[:4], headerMagic) {
 		return Header{}, fmt.Errorf("%w: not a pgb object (bad header)", ErrCorrupt)
 	}
-	if h[4] != formatVersion {
-		return Header{}, fmt.Errorf("%w: object format version %d is not known to this pgb", ErrCorrupt, h[4])
+	switch v := h[4]; {
+	case v > formatVersion:
+		return Header{}, fmt.Errorf("%w: %w: object format version %d, this pgb reads versions %d to %d: upgrade pgb",
+			ErrCorrupt, ErrNewerFormat, v, version1, formatVersion)
+	case v < version1:
+		return Header{}, fmt.Errorf("%w: object format version %d is not known to this pgb", ErrCorrupt, v)
+	}
+	if h[7] != 0 {
+		return Header{}, fmt.Errorf("%w: %w: object flags %#x are not known to this pgb: upgrade pgb", ErrCorrupt, ErrNewerFormat, h[7])
 	}
 	codec, err := compress.ByID(h[5])
 	if err != nil {
@@ -186,22 +260,26 @@ func ParseHeader(h []byte) (Header, error) {
 	if h[6] != 0 {
 		return Header{}, fmt.Errorf("%w: object is encrypted (cipher %d) and this repository has no key configured", ErrCorrupt, h[6])
 	}
-	return Header{Codec: codec, Cipher: h[6]}, nil
+	return Header{Version: h[4], Codec: codec, Cipher: h[6]}, nil
 }
 
 // Reader decodes an envelope stream and verifies it. Read returns io.EOF only after
 // the size and checksum in the trailer matched what was decoded; any mismatch is an
 // error wrapping ErrCorrupt.
 type Reader struct {
-	hold *holdback
-	dec  io.ReadCloser
-	hash hash.Hash
-	n    int64
-	sum  Sum
-	err  error
+	hold    *holdback
+	dec     io.ReadCloser
+	version byte
+	hash    hash.Hash // CRC-32C
+	sha     hash.Hash // version 1 only: its trailer may be SHA-256, which shows only at the end
+	n       int64
+	sum     Sum
+	err     error
 }
 
-// NewReader reads the header from src and returns a verifying Reader.
+// NewReader reads the header from src and returns a verifying Reader. A version 1
+// object is hashed with SHA-256 as well as CRC-32C, since which of the two its trailer
+// holds shows only at its end: reading one costs more CPU than a version 2 object.
 func NewReader(src io.Reader) (*Reader, error) {
 	hb := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(src, hb); err != nil {
@@ -219,7 +297,20 @@ func NewReader(src io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{hold: hold, dec: dec, hash: newHash()}, nil
+	r := &Reader{hold: hold, dec: dec, version: h.Version, hash: newHash()}
+	if h.Version == version1 {
+		r.sha = sha256.New()
+	}
+	return r, nil
+}
+
+// sumData hashes decoded bytes.
+func (r *Reader) sumData(p []byte) {
+	r.hash.Write(p)
+	if r.sha != nil {
+		r.sha.Write(p)
+	}
+	r.n += int64(len(p))
 }
 
 // Read decodes into p.
@@ -228,8 +319,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return 0, r.err
 	}
 	n, err := r.dec.Read(p)
-	r.hash.Write(p[:n])
-	r.n += int64(n)
+	r.sumData(p[:n])
 	if errors.Is(err, io.EOF) {
 		err = r.finish()
 		r.err = err
@@ -248,9 +338,8 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	for r.err == nil {
 		n, rerr := io.ReadFull(r.dec, buf)
 		if n > 0 {
-			r.hash.Write(buf[:n])
+			r.sumData(buf[:n])
 			_, werr := w.Write(buf[:n])
-			r.n += int64(n)
 			total += int64(n)
 			if werr != nil {
 				r.err = werr
@@ -291,7 +380,7 @@ func (r *Reader) finish() error {
 	if len(r.hold.tail()) != TrailerSize {
 		return fmt.Errorf("%w: truncated (no trailer)", ErrCorrupt)
 	}
-	s, err := ParseTrailer(r.hold.tail())
+	s, err := parseTrailerOf(r.version, r.hold.tail())
 	if err != nil {
 		return err
 	}
@@ -299,8 +388,13 @@ func (r *Reader) finish() error {
 	if s.Size != r.n {
 		return fmt.Errorf("%w: decoded %d bytes, trailer says %d", ErrCorrupt, r.n, s.Size)
 	}
-	if got := sumOf(r.hash, r.n); got != s {
-		return fmt.Errorf("%w: checksum mismatch (crc32c %s, trailer says %s)", ErrCorrupt, got.Hex(), s.Hex())
+	got := sumOf(r.hash, r.n)
+	if s.Alg == algSHA256 {
+		got = Sum{Size: r.n, Alg: algSHA256}
+		copy(got.Checksum[:], r.sha.Sum(nil))
+	}
+	if got != s {
+		return fmt.Errorf("%w: checksum mismatch (%s, trailer says %s)", ErrCorrupt, got, s)
 	}
 	return io.EOF
 }

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // A link that appears inside the target while restore works (the restored files'
@@ -19,7 +19,7 @@ func TestRestoreNeverCreatesDirectoriesOrLinksThroughALinkThatAppeared(t *testin
 	if err := os.Symlink(outside, filepath.Join(target, "base")); err != nil {
 		t.Fatal(err)
 	}
-	m := &catalog.Manifest{Name: "b", Dirs: []catalog.Dir{{Path: "base/5", Mode: 0o700}}}
+	m := &repo.Manifest{Summary: repo.Summary{Name: "b"}, Dirs: []repo.Dir{{Path: "base/5", Mode: 0o700}}}
 	if err := r.makeDirsInside(m, nil); err == nil {
 		t.Error("a directory under a planted link was made without error")
 	}
@@ -27,7 +27,7 @@ func TestRestoreNeverCreatesDirectoriesOrLinksThroughALinkThatAppeared(t *testin
 		t.Errorf("restore created a directory outside the target: %v", err)
 	}
 
-	m = &catalog.Manifest{Name: "b", Links: []catalog.Link{{Path: "base/evil", Target: "/etc"}}}
+	m = &repo.Manifest{Summary: repo.Summary{Name: "b"}, Links: []repo.Link{{Path: "base/evil", Target: "/etc"}}}
 	if err := r.makeLinks(m, nil); err == nil {
 		t.Error("a link under a planted link was made without error")
 	}
@@ -39,8 +39,8 @@ func TestRestoreNeverCreatesDirectoriesOrLinksThroughALinkThatAppeared(t *testin
 	if err := os.Remove(filepath.Join(target, "base")); err != nil {
 		t.Fatal(err)
 	}
-	m = &catalog.Manifest{Name: "b", Dirs: []catalog.Dir{{Path: "base", Mode: 0o700}, {Path: "base/5", Mode: 0o700}},
-		Links: []catalog.Link{{Path: "base/5/l", Target: "/nowhere"}}}
+	m = &repo.Manifest{Summary: repo.Summary{Name: "b"}, Dirs: []repo.Dir{{Path: "base", Mode: 0o700}, {Path: "base/5", Mode: 0o700}},
+		Links: []repo.Link{{Path: "base/5/l", Target: "/nowhere"}}}
 	if err := r.makeDirsInside(m, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // hostile returns a copy of m, changed by edit, that restore must refuse.
-func hostile(m *catalog.Manifest, edit func(m *catalog.Manifest)) *catalog.Manifest {
+func hostile(m *repo.Manifest, edit func(m *repo.Manifest)) *repo.Manifest {
 	c := *m
 	c.Dirs = slices.Clone(m.Dirs)
 	c.Files = slices.Clone(m.Files)
@@ -23,8 +23,8 @@ func hostile(m *catalog.Manifest, edit func(m *catalog.Manifest)) *catalog.Manif
 	return &c
 }
 
-func dropDir(m *catalog.Manifest, p string) {
-	m.Dirs = slices.DeleteFunc(m.Dirs, func(d catalog.Dir) bool { return d.Path == p })
+func dropDir(m *repo.Manifest, p string) {
+	m.Dirs = slices.DeleteFunc(m.Dirs, func(d repo.Dir) bool { return d.Path == p })
 }
 
 // A repository is untrusted input: a manifest whose links would make restore write
@@ -35,34 +35,34 @@ func TestRestoreNeverWritesThroughALinkFromTheManifest(t *testing.T) {
 	outside := t.TempDir()
 	for _, tc := range []struct {
 		name string
-		edit func(m *catalog.Manifest)
+		edit func(m *repo.Manifest)
 		msg  string
 	}{
-		{"file under a link", func(m *catalog.Manifest) {
+		{"file under a link", func(m *repo.Manifest) {
 			dropDir(m, "base/1")
-			m.Links = append(m.Links, catalog.Link{Path: "base/1", Target: outside})
+			m.Links = append(m.Links, repo.Link{Path: "base/1", Target: outside})
 		}, "base/1"},
-		{"directory under a link", func(m *catalog.Manifest) {
+		{"directory under a link", func(m *repo.Manifest) {
 			dropDir(m, "pg_logical")
-			m.Links = append(m.Links, catalog.Link{Path: "pg_logical", Target: outside})
+			m.Links = append(m.Links, repo.Link{Path: "pg_logical", Target: outside})
 		}, "pg_logical"},
-		{"link and file at one path", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "PG_VERSION", Target: filepath.Join(outside, "pgv")})
+		{"link and file at one path", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "PG_VERSION", Target: filepath.Join(outside, "pgv")})
 		}, "PG_VERSION"},
-		{"link and directory at one path", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "pg_stat_tmp", Target: outside})
+		{"link and directory at one path", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "pg_stat_tmp", Target: outside})
 		}, "pg_stat_tmp"},
-		{"link over the tablespace link", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "pg_tblspc/16400", Target: outside})
+		{"link over the tablespace link", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "pg_tblspc/16400", Target: outside})
 		}, "pg_tblspc/16400"},
-		{"link at a file restore writes itself", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "backup_label", Target: filepath.Join(outside, "label")})
+		{"link at a file restore writes itself", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "backup_label", Target: filepath.Join(outside, "label")})
 		}, "backup_label"},
-		{"link under a link", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "log/deeper", Target: outside})
+		{"link under a link", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "log/deeper", Target: outside})
 		}, "log/deeper"},
-		{"two links at one path", func(m *catalog.Manifest) {
-			m.Links = append(m.Links, catalog.Link{Path: "log", Target: outside})
+		{"two links at one path", func(m *repo.Manifest) {
+			m.Links = append(m.Links, repo.Link{Path: "log", Target: outside})
 		}, "log"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,8 +89,8 @@ func TestRestoreNeverWritesThroughALinkFromTheManifest(t *testing.T) {
 // one inside a tablespace.
 func TestRestoreRecreatesLinksLast(t *testing.T) {
 	b := takeBackup(t, "none")
-	m := hostile(b.m, func(m *catalog.Manifest) {
-		m.Links = append(m.Links, catalog.Link{Path: "pg_tblspc/16400/PG_15_202209061/elsewhere", Target: "/nonexistent/x"})
+	m := hostile(b.m, func(m *repo.Manifest) {
+		m.Links = append(m.Links, repo.Link{Path: "pg_tblspc/16400/PG_15_202209061/elsewhere", Target: "/nonexistent/x"})
 	})
 	base := t.TempDir()
 	target, newSpc := filepath.Join(base, "pgdata"), filepath.Join(base, "ts")

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 )
 
@@ -25,7 +25,7 @@ func TestInterruptedRestoreIsRetriedWithForce(t *testing.T) {
 			n = f.Part
 		}
 	}
-	key := catalog.PartKey(b.m.Name, n)
+	key := repo.PartKey(b.m.Name, n)
 	info, err := b.st.Stat(ctx, key)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // Users finds users and groups on this host; HostUsers is os/user.
@@ -24,10 +24,10 @@ var HostUsers = Users{ByName: user.Lookup, ByID: user.LookupId, GroupID: user.Lo
 
 // OwnerRequest is what decides who restored files belong to.
 type OwnerRequest struct {
-	EUID     int            // the user pgb runs as
-	Flag     string         // --owner, "" if not given
-	Recorded *catalog.Owner // the data directory's owner at backup time (nil: older manifest)
-	Dir      string         // the directory restored into
+	EUID     int         // the user pgb runs as
+	Flag     string      // --owner, "" if not given
+	Recorded *repo.Owner // the data directory's owner at backup time (nil: older manifest)
+	Dir      string      // the directory restored into
 	Users    Users
 }
 

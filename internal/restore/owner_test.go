@@ -10,7 +10,7 @@ import (
 
 	"os/user"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 // fakeUsers is a host with the users postgres (999:998, group postgres) and
@@ -55,16 +55,16 @@ func TestChooseOwner(t *testing.T) {
 		want *Owner
 		err  string
 	}{
-		{"not root: the running user", OwnerRequest{EUID: 1000, Recorded: &catalog.Owner{UID: 999, User: "postgres"}}, nil, ""},
+		{"not root: the running user", OwnerRequest{EUID: 1000, Recorded: &repo.Owner{UID: 999, User: "postgres"}}, nil, ""},
 		{"not root with --owner", OwnerRequest{EUID: 1000, Flag: "postgres"}, nil, "--owner needs root"},
-		{"--owner wins", OwnerRequest{EUID: 0, Flag: "alice", Recorded: &catalog.Owner{UID: 999, User: "postgres"}}, &Owner{1000, 1000}, ""},
+		{"--owner wins", OwnerRequest{EUID: 0, Flag: "alice", Recorded: &repo.Owner{UID: 999, User: "postgres"}}, &Owner{1000, 1000}, ""},
 		{"unknown --owner", OwnerRequest{EUID: 0, Flag: "bob"}, nil, `--owner "bob"`},
-		{"recorded owner by name", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 26, GID: 26, User: "postgres", Group: "postgres"}}, &Owner{999, 998}, ""},
-		{"recorded group by name", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 26, GID: 26, User: "postgres", Group: "dba"}}, &Owner{999, 1500}, ""},
-		{"recorded group unknown: the user's", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 26, GID: 26, User: "postgres", Group: "gone"}}, &Owner{999, 998}, ""},
-		{"recorded name unknown, uid known", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 1000, GID: 1000, User: "ghost"}}, &Owner{1000, 1000}, ""},
-		{"recorded owner absent from this host", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 4242, User: "ghost"}}, nil, "--owner"},
-		{"recorded owner is root", OwnerRequest{EUID: 0, Recorded: &catalog.Owner{UID: 0, User: "root"}}, nil, "--owner"},
+		{"recorded owner by name", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 26, GID: 26, User: "postgres", Group: "postgres"}}, &Owner{999, 998}, ""},
+		{"recorded group by name", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 26, GID: 26, User: "postgres", Group: "dba"}}, &Owner{999, 1500}, ""},
+		{"recorded group unknown: the user's", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 26, GID: 26, User: "postgres", Group: "gone"}}, &Owner{999, 998}, ""},
+		{"recorded name unknown, uid known", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 1000, GID: 1000, User: "ghost"}}, &Owner{1000, 1000}, ""},
+		{"recorded owner absent from this host", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 4242, User: "ghost"}}, nil, "--owner"},
+		{"recorded owner is root", OwnerRequest{EUID: 0, Recorded: &repo.Owner{UID: 0, User: "root"}}, nil, "--owner"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.req.Users, tc.req.Dir = fakeUsers, dir

@@ -7,35 +7,39 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
-// Plan chooses the backup to restore from st: backup name, or with name "" the newest
-// that can reach the target (see Choose). t nil means files only (backup-fetch): no
-// recovery follows, so the end of the archive on the backup's own timeline is the
-// target and no timeline constrains the choice. It returns the backup and the target
-// as Choose settled it (the timeline pinned, a 32-bit XID made full).
+// Plan chooses the backup to restore from rp: backup name, or with name "" the newest
+// that can reach the target (see Choose), and reads its manifest (ChooseManifest). t nil
+// means files only (backup-fetch): no recovery follows, so the end of the archive on
+// the backup's own timeline is the target and no timeline constrains the choice. It
+// returns the manifest and the target as Choose settled it (the timeline pinned, a
+// 32-bit XID made full).
 //
-// A damaged backup (its manifest unreadable, see catalog.ListBackups) is skipped with
-// a warning on log, unless it is the one named: that is an error.
-func Plan(ctx context.Context, st storage.Store, log *slog.Logger, name string, t *Target) (*catalog.Manifest, Target, error) {
+// A damaged backup (found so by the listing, see repo.ListBackups, or when its manifest
+// is read) is skipped with a warning on log, unless it is the one named: that is an
+// error.
+func Plan(ctx context.Context, rp *repo.Repo, log *slog.Logger, name string, t *Target) (*repo.Manifest, Target, error) {
 	target := Target{Kind: ToEnd, Timeline: "current"}
 	if t != nil {
 		target = *t
 	}
-	backups, damaged, err := catalog.ListBackups(ctx, st)
+	backups, damaged, err := rp.ListBackups(ctx)
 	if err != nil {
 		return nil, target, err
+	}
+	skip := func(d repo.DamagedBackup) {
+		log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
 	}
 	for _, d := range damaged {
 		if d.Name == name {
 			return nil, target, fmt.Errorf("backup %s cannot be restored: %w; pick another (pgb backup-list shows them)", name, d.Err)
 		}
-		log.Warn("skipping a damaged backup", "backup", d.Name, "reason", d.Err.Error())
+		skip(d)
 	}
-	m, err := Choose(ctx, st, backups, &target, name)
+	m, err := ChooseManifest(ctx, rp, backups, &target, name, skip)
 	if err != nil {
 		return nil, target, err
 	}

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 )
@@ -21,7 +21,7 @@ import (
 // damage stores a manifest that cannot be read for backup name.
 func damage(t *testing.T, st storage.Store, name string) {
 	t.Helper()
-	if err := st.Put(context.Background(), catalog.ManifestKey(name), strings.NewReader("not a manifest"), storage.PutOptions{Size: 14}); err != nil {
+	if err := st.Put(context.Background(), repo.ManifestKey(name), strings.NewReader("not a manifest"), storage.PutOptions{Size: 14}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -30,7 +30,7 @@ func TestPlanSkipsADamagedBackupWithAWarning(t *testing.T) {
 	fx := newChoiceFixture(t)
 	damage(t, fx.st, "b9")
 	var logged bytes.Buffer
-	m, target, err := Plan(context.Background(), fx.st, slog.New(slog.NewTextHandler(&logged, nil)), "", &Target{Kind: ToEnd, Timeline: "latest"})
+	m, target, err := Plan(context.Background(), repo.New(fx.st, repo.Options{}), slog.New(slog.NewTextHandler(&logged, nil)), "", &Target{Kind: ToEnd, Timeline: "latest"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +45,8 @@ func TestPlanSkipsADamagedBackupWithAWarning(t *testing.T) {
 func TestPlanRefusesANamedDamagedBackup(t *testing.T) {
 	fx := newChoiceFixture(t)
 	damage(t, fx.st, "b9")
-	_, _, err := Plan(context.Background(), fx.st, slog.New(slog.DiscardHandler), "b9", &Target{Kind: ToEnd})
-	if !errors.Is(err, catalog.ErrDamagedBackup) || !strings.Contains(err.Error(), "backup b9 cannot be restored") ||
+	_, _, err := Plan(context.Background(), repo.New(fx.st, repo.Options{}), slog.New(slog.DiscardHandler), "b9", &Target{Kind: ToEnd})
+	if !errors.Is(err, repo.ErrDamagedBackup) || !strings.Contains(err.Error(), "backup b9 cannot be restored") ||
 		!strings.Contains(err.Error(), "pick another (pgb backup-list shows them)") {
 		t.Errorf("Plan of a damaged backup = %v", err)
 	}
@@ -56,7 +56,7 @@ func TestPlanRefusesANamedDamagedBackup(t *testing.T) {
 // what was checked.
 func TestPlanReturnsTheSettledTarget(t *testing.T) {
 	fx := newChoiceFixture(t)
-	m, target, err := Plan(context.Background(), fx.st, slog.New(slog.DiscardHandler), "", &Target{Kind: ToXID, XID: 2500, Timeline: "latest"})
+	m, target, err := Plan(context.Background(), repo.New(fx.st, repo.Options{}), slog.New(slog.DiscardHandler), "", &Target{Kind: ToXID, XID: 2500, Timeline: "latest"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,10 +71,10 @@ func TestPlanForFilesOnlyIgnoresTheTimelines(t *testing.T) {
 	st := history(t, seg("000000010000000000000002"), [2]string{"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003"))
 	putBackups(t, st.Store, []tlBackup{{"b1", 1, 0x2000028, 0x2000100}})
 	ctx, log := context.Background(), slog.New(slog.DiscardHandler)
-	if _, _, err := Plan(ctx, st, log, "", &Target{Kind: ToEnd, Timeline: "latest"}); !errors.Is(err, ErrAmbiguousTimeline) {
+	if _, _, err := Plan(ctx, repo.New(st, repo.Options{}), log, "", &Target{Kind: ToEnd, Timeline: "latest"}); !errors.Is(err, ErrAmbiguousTimeline) {
 		t.Fatalf("restore to the latest timeline of a forked history = %v, want ErrAmbiguousTimeline", err)
 	}
-	m, target, err := Plan(ctx, st, log, "b1", nil)
+	m, target, err := Plan(ctx, repo.New(st, repo.Options{}), log, "b1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestPlanForFilesOnlyIgnoresTheTimelines(t *testing.T) {
 func TestPlanFailsWhenTheBackupsCannotBeListed(t *testing.T) {
 	fx := newChoiceFixture(t)
 	st := faulty.New(fx.st, faulty.Rule{Op: faulty.List, Key: "backups/"})
-	if _, _, err := Plan(context.Background(), st, slog.New(slog.DiscardHandler), "", &Target{Kind: ToEnd}); !errors.Is(err, faulty.ErrInjected) {
+	if _, _, err := Plan(context.Background(), repo.New(st, repo.Options{}), slog.New(slog.DiscardHandler), "", &Target{Kind: ToEnd}); !errors.Is(err, faulty.ErrInjected) {
 		t.Errorf("Plan with the listing failing = %v", err)
 	}
 }

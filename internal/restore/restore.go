@@ -27,10 +27,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/progress"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
 
@@ -63,9 +61,9 @@ type Recovery struct {
 
 // Restorer restores a backup.
 type Restorer struct {
-	Store storage.Store
-	Log   *slog.Logger
-	Opt   Options
+	Repo *repo.Repo
+	Log  *slog.Logger
+	Opt  Options
 
 	// inPlace holds the OIDs of in-place tablespaces (allow_in_place_tablespaces):
 	// directories under pg_tblspc rather than links, restored where they were.
@@ -98,11 +96,14 @@ func CheckEmpty(dir, what string) error {
 }
 
 // Run restores backup m into Opt.DataDir.
-func (r *Restorer) Run(ctx context.Context, m *catalog.Manifest) error {
+func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 	if !filepath.IsAbs(r.Opt.DataDir) {
 		return fmt.Errorf("--pgdata %q must be an absolute path", r.Opt.DataDir)
 	}
 	r.Opt.DataDir = filepath.Clean(r.Opt.DataDir)
+	if m.Parent != "" {
+		return fmt.Errorf("backup %s is %w: it is an incremental backup on %s, which this pgb cannot restore: upgrade pgb", m.Name, repo.ErrNewerFormat, m.Parent)
+	}
 	spc, err := r.tablespaceLocations(m)
 	if err != nil {
 		return err
@@ -184,7 +185,7 @@ func values(m map[uint32]string) []string {
 }
 
 // tablespaceLocations maps each tablespace OID to where it is restored.
-func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, error) {
+func (r *Restorer) tablespaceLocations(m *repo.Manifest) (map[uint32]string, error) {
 	out := map[uint32]string{}
 	used := map[string]bool{}
 	for _, t := range m.Tablespaces {
@@ -220,7 +221,7 @@ func (r *Restorer) tablespaceLocations(m *catalog.Manifest) (map[uint32]string, 
 // inPlaceTablespaces finds the directories pg_tblspc/<oid> of the backup that are no
 // tablespace link: in-place tablespaces, which PostgreSQL leaves out of
 // tablespace_map and which live inside the data directory.
-func inPlaceTablespaces(m *catalog.Manifest, spc map[uint32]string) map[uint32]bool {
+func inPlaceTablespaces(m *repo.Manifest, spc map[uint32]string) map[uint32]bool {
 	out := map[uint32]bool{}
 	for _, d := range m.Dirs {
 		rest, ok := strings.CutPrefix(d.Path, "pg_tblspc/")
@@ -270,7 +271,7 @@ func isTablespaceLink(p string) bool {
 // manifest listing a link (pg_evil -> /anywhere) and a file under it must not create
 // that file anywhere. Tablespace contents (pg_tblspc/<oid>/…) are written to the
 // tablespace's location directly, never through its link.
-func checkLayout(m *catalog.Manifest) error {
+func checkLayout(m *repo.Manifest) error {
 	kind := map[string]string{}
 	add := func(p, k string) error {
 		if !safePath(p) {
@@ -377,7 +378,7 @@ func (r *Restorer) mkdir(p string) error {
 	return r.chown(p)
 }
 
-func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string, existing map[string]bool) error {
+func (r *Restorer) makeDirs(m *repo.Manifest, spc map[uint32]string, existing map[string]bool) error {
 	if err := r.mkdir(r.Opt.DataDir); err != nil {
 		return err
 	}
@@ -393,7 +394,7 @@ func (r *Restorer) makeDirs(m *catalog.Manifest, spc map[uint32]string, existing
 }
 
 // makeDirsInside recreates the backup's directories and tablespace links.
-func (r *Restorer) makeDirsInside(m *catalog.Manifest, spc map[uint32]string) error {
+func (r *Restorer) makeDirsInside(m *repo.Manifest, spc map[uint32]string) error {
 	for _, d := range m.Dirs {
 		if !safePath(d.Path) {
 			return fmt.Errorf("%w: directory %q", ErrDamaged, d.Path)
@@ -508,7 +509,7 @@ func (r *Restorer) symlinkBeneath(root, rel, target string) error {
 
 // makeLinks recreates the backup's links (other than tablespaces'), after every file
 // is written. checkLayout made sure no file or directory lies under one.
-func (r *Restorer) makeLinks(m *catalog.Manifest, spc map[uint32]string) error {
+func (r *Restorer) makeLinks(m *repo.Manifest, spc map[uint32]string) error {
 	for _, l := range m.Links {
 		root, rel, err := r.localRoot(l.Path, spc)
 		if err != nil {
@@ -523,8 +524,8 @@ func (r *Restorer) makeLinks(m *catalog.Manifest, spc map[uint32]string) error {
 
 // restoreParts downloads and unpacks every part, Concurrency at a time, checking each
 // file against the manifest.
-func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc map[uint32]string) error {
-	want := make(map[string]*catalog.File, len(m.Files))
+func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	want := make(map[string]*repo.File, len(m.Files))
 	for i := range m.Files {
 		want[m.Files[i].Path] = &m.Files[i]
 	}
@@ -537,7 +538,7 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 	defer cancel(nil)
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
-	parts := make(chan catalog.Part)
+	parts := make(chan repo.Part)
 	for w := 0; w < max(r.Opt.Concurrency, 1); w++ {
 		wg.Add(1)
 		go func() {
@@ -551,7 +552,7 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 			}
 		}()
 	}
-	sorted := append([]catalog.Part(nil), m.Parts...)
+	sorted := append([]repo.Part(nil), m.Parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
 	workpool.Feed(ctx, parts, sorted)
 	wg.Wait()
@@ -568,20 +569,15 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func (r *Restorer) restorePart(ctx context.Context, m *catalog.Manifest, pt catalog.Part, want map[string]*catalog.File,
+func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Part, want map[string]*repo.File,
 	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte) error {
-	key := catalog.PartKey(m.Name, pt.N)
-	rc, err := r.Store.Get(ctx, key, 0, -1)
+	o, err := r.Repo.OpenPart(ctx, m.Name, pt.N)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
+		return err
 	}
-	defer func() { _ = rc.Close() }() // read only: every file is verified against the manifest
-	er, err := envelope.NewReader(rc)
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
-	defer func() { _ = er.Close() }() // read only
-	tr := tar.NewReader(er)
+	defer func() { _ = o.Close() }() // read only: every file is verified against the manifest
+	key := o.Key()
+	tr := tar.NewReader(o)
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
@@ -605,7 +601,7 @@ func (r *Restorer) restorePart(ctx context.Context, m *catalog.Manifest, pt cata
 }
 
 func wrapDamaged(err error) error {
-	if errors.Is(err, envelope.ErrCorrupt) {
+	if errors.Is(err, repo.ErrCorrupt) {
 		return err
 	}
 	if errors.Is(err, tar.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -615,7 +611,7 @@ func wrapDamaged(err error) error {
 }
 
 // writeFile writes one file from the tar stream and checks it against the manifest.
-func (r *Restorer) writeFile(src io.Reader, f *catalog.File, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
+func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
 	if !safePath(f.Path) {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
@@ -709,7 +705,7 @@ func setMTime(f *os.File, t time.Time) error {
 
 // writeRecoveryFiles writes backup_label, tablespace_map and, for a restore, the
 // recovery settings.
-func (r *Restorer) writeRecoveryFiles(m *catalog.Manifest, spc map[uint32]string) error {
+func (r *Restorer) writeRecoveryFiles(m *repo.Manifest, spc map[uint32]string) error {
 	if err := r.writeSmall("backup_label", []byte(m.Label)); err != nil {
 		return err
 	}

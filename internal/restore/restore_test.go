@@ -18,10 +18,10 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/backup"
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -97,7 +97,7 @@ func writeTree(t *testing.T, root string, files map[string][]byte) {
 // tablespace.
 type backedUp struct {
 	st      *mem.Store
-	m       *catalog.Manifest
+	m       *repo.Manifest
 	dataDir string
 	spcDir  string
 }
@@ -158,10 +158,10 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 		t.Fatal(err)
 	}
 	p := &backup.Pusher{
-		Store: st,
-		Src:   &fakeSource{dataDir: dataDir, tablespaces: []pg.Tablespace{{OID: 16400, Name: "ts", Location: spcDir}}},
-		Log:   slog.New(slog.DiscardHandler),
-		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 2, Codec: codec,
+		Repo: repo.New(st, repo.Options{Codec: codec}),
+		Src:  &fakeSource{dataDir: dataDir, tablespaces: []pg.Tablespace{{OID: 16400, Name: "ts", Location: spcDir}}},
+		Log:  slog.New(slog.DiscardHandler),
+		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 2,
 			ArchiveTimeout: 2 * time.Second},
 		Now: func() time.Time { return time.Date(2026, 11, 23, 20, 39, 44, 0, time.UTC) },
 	}
@@ -176,7 +176,7 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 }
 
 func newRestorer(st storage.Store, dataDir string, spcMap map[string]string, rec *Recovery) *Restorer {
-	return &Restorer{Store: st, Log: slog.New(slog.DiscardHandler),
+	return &Restorer{Repo: repo.New(st, repo.Options{}), Log: slog.New(slog.DiscardHandler),
 		Opt: Options{DataDir: dataDir, TablespaceMap: spcMap, Concurrency: 2, Recovery: rec}}
 }
 
@@ -370,7 +370,7 @@ func TestRestoreDamagedPart(t *testing.T) {
 					n = f.Part
 				}
 			}
-			key := catalog.PartKey(b.m.Name, n)
+			key := repo.PartKey(b.m.Name, n)
 			info, err := b.st.Stat(ctx, key)
 			if err != nil {
 				t.Fatal(err)
@@ -409,10 +409,10 @@ func TestRestoreMissingPart(t *testing.T) {
 			n = f.Part
 		}
 	}
-	st := faulty.New(b.st, faulty.Rule{Op: faulty.Get, Key: catalog.PartKey(b.m.Name, n), Err: storage.ErrNotExist})
+	st := faulty.New(b.st, faulty.Rule{Op: faulty.Get, Key: repo.PartKey(b.m.Name, n), Err: storage.ErrNotExist})
 	target := filepath.Join(t.TempDir(), "pgdata")
 	err := newRestorer(st, target, map[string]string{b.spcDir: filepath.Join(t.TempDir(), "ts")}, nil).Run(ctx, b.m)
-	if !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), catalog.PartKey(b.m.Name, n)) {
+	if !errors.Is(err, storage.ErrNotExist) || !strings.Contains(err.Error(), repo.PartKey(b.m.Name, n)) {
 		t.Errorf("restore with a missing part = %v, want ErrNotExist naming the part", err)
 	}
 	if _, err := os.Stat(filepath.Join(target, "global", "pg_control")); !errors.Is(err, fs.ErrNotExist) {
@@ -424,7 +424,7 @@ func TestRestoreManifestListsFileInNoPart(t *testing.T) {
 	ctx := context.Background()
 	b := takeBackup(t, "none")
 	m := *b.m
-	m.Files = append(append([]catalog.File(nil), m.Files...), catalog.File{Path: "base/5/99999", Size: 1, CRC: "00000000", Part: 1})
+	m.Files = append(append([]repo.File(nil), m.Files...), repo.File{Path: "base/5/99999", Size: 1, CRC: "00000000", Part: 1})
 	target := filepath.Join(t.TempDir(), "pgdata")
 	err := newRestorer(b.st, target, map[string]string{b.spcDir: filepath.Join(t.TempDir(), "ts")}, nil).Run(ctx, &m)
 	if !errors.Is(err, ErrDamaged) {
@@ -573,8 +573,8 @@ func TestRestoreTablespaceCreatedDuringBackup(t *testing.T) {
 	}
 	codec, _ := compress.New("lz4", 0)
 	src := &fakeSource{dataDir: dataDir, createdAtStart: []pg.Tablespace{{OID: 16500, Name: "new", Location: spcDir}}}
-	p := &backup.Pusher{Store: st, Src: src, Log: slog.New(slog.DiscardHandler),
-		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 1, Codec: codec, ArchiveTimeout: 2 * time.Second}}
+	p := &backup.Pusher{Repo: repo.New(st, repo.Options{Codec: codec}), Src: src, Log: slog.New(slog.DiscardHandler),
+		Opt: backup.Options{DataDir: dataDir, PartSize: 1 << 20, Concurrency: 1, ArchiveTimeout: 2 * time.Second}}
 	m, err := p.Run(ctx)
 	if err != nil {
 		return // refusing such a backup is also correct

@@ -6,12 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -102,15 +102,15 @@ var ErrBeyondArchive = errors.New("the target is beyond the archived WAL")
 // consistency point) comes before the target. name, if set, must be such a backup.
 // It refuses a target past the newest archived WAL. A target transaction id in the
 // 32-bit form is resolved to the full one (see FullXID).
-func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, t *Target, name string) (*catalog.Manifest, error) {
+func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string) (*repo.Summary, error) {
 	if len(backups) == 0 {
-		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, st)
+		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, rp)
 	}
-	arch, err := scanArchive(ctx, st, segSize(backups))
+	arch, err := scanArchive(ctx, rp, segSize(backups))
 	if err != nil {
 		return nil, err
 	}
-	tls, err := readTimelines(ctx, st, arch, backups)
+	tls, err := readTimelines(ctx, rp, arch, backups)
 	if err != nil {
 		return nil, err
 	}
@@ -131,17 +131,17 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	win := window(backups, arch)
 	var pointLSN wal.LSN
 	if t.Kind == ToName {
-		rp, err := catalog.ReadRestorePoint(ctx, st, t.Name)
+		point, err := rp.ReadRestorePoint(ctx, t.Name)
 		if err != nil {
-			if errors.Is(err, catalog.ErrNoRestorePoint) {
+			if errors.Is(err, repo.ErrNoRestorePoint) {
 				return nil, fmt.Errorf("%w; %s", err, win)
 			}
 			return nil, err
 		}
-		pointLSN = rp.LSN
-		if tli != 0 && rp.Timeline != 0 && !tls.holds(tli, rp.Timeline, rp.LSN) {
+		pointLSN = point.LSN
+		if tli != 0 && point.Timeline != 0 && !tls.holds(tli, point.Timeline, point.LSN) {
 			return nil, fmt.Errorf("%w: restore point %q (timeline %d, LSN %s) is not on the history of %s, which recovery would follow and never meet it; restore it with --target-timeline %d",
-				ErrTimeline, rp.Name, rp.Timeline, rp.LSN, tls.path(tli), rp.Timeline)
+				ErrTimeline, point.Name, point.Timeline, point.LSN, tls.path(tli), point.Timeline)
 		}
 	}
 	if t.Kind == ToXID {
@@ -151,7 +151,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 	if err := arch.reaches(t, segSize(backups)); err != nil {
 		return nil, fmt.Errorf("%w; %s", err, win)
 	}
-	reaches := func(m *catalog.Manifest) bool {
+	reaches := func(m *repo.Summary) bool {
 		switch t.Kind {
 		case ToTime:
 			return m.StopTime.Before(t.Time)
@@ -164,7 +164,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 		}
 		return true
 	}
-	offHistory := func(m *catalog.Manifest) error {
+	offHistory := func(m *repo.Summary) error {
 		return fmt.Errorf("%w: backup %s (timeline %d, LSN %s to %s) does not lie on the history of %s before it branched off, so PostgreSQL could not follow it; %s; choose the timeline with --target-timeline N",
 			ErrNoUsableBackup, m.Name, m.Timeline, m.StartLSN, m.StopLSN, tls.path(tli), tls.describe())
 	}
@@ -181,9 +181,9 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 				return m, nil
 			}
 		}
-		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", catalog.ErrNoBackup, name)
+		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, name)
 	}
-	var skipped *catalog.Manifest
+	var skipped *repo.Summary
 	for i := len(backups) - 1; i >= 0; i-- {
 		m := backups[i]
 		if !reaches(m) {
@@ -203,7 +203,7 @@ func Choose(ctx context.Context, st storage.Store, backups []*catalog.Manifest, 
 }
 
 // segSize is the WAL segment size the backups record (16 MiB if they do not say).
-func segSize(backups []*catalog.Manifest) uint64 {
+func segSize(backups []*repo.Summary) uint64 {
 	for _, m := range backups {
 		if s := m.WALSegSize; s >= 1<<20 && s <= 1<<30 && s&(s-1) == 0 {
 			return s
@@ -218,34 +218,28 @@ type archive struct {
 	stored    string    // the segment stored last
 	storedAt  time.Time // when it was stored, as the store reports it
 	segs      map[uint32][]segRef
-	histories map[uint32]storage.ObjectInfo
+	histories map[uint32]repo.WALObject
 }
 
-// scanArchive lists wal/.
-func scanArchive(ctx context.Context, st storage.Store, segSize uint64) (*archive, error) {
-	a := &archive{segs: map[uint32][]segRef{}, histories: map[uint32]storage.ObjectInfo{}}
-	err := st.List(ctx, "wal/", func(o storage.ObjectInfo) error {
-		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-		f, err := wal.Parse(name)
-		if err != nil {
+// scanArchive lists the archived WAL.
+func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, error) {
+	a := &archive{segs: map[uint32][]segRef{}, histories: map[uint32]repo.WALObject{}}
+	err := rp.ListWAL(ctx, func(o repo.WALObject) error {
+		switch o.Kind {
+		case wal.History:
+			a.histories[o.Timeline] = o
+			return nil
+		case wal.Segment:
+		default:
 			return nil
 		}
-		if f.Kind == wal.History {
-			if o.Key == catalog.WALKey(f) {
-				a.histories[f.Timeline] = o
-			}
-			return nil
+		// Listing is in key order: per timeline, segments come in WAL order.
+		a.segs[o.Timeline] = append(a.segs[o.Timeline], segRef{name: o.Name, segNo: o.SegmentNumber(segSize), storedAt: o.Stored})
+		if order(o.Name) > order(a.newest) {
+			a.newest = o.Name
 		}
-		if f.Kind != wal.Segment || o.Key != catalog.WALKey(f) {
-			return nil
-		}
-		// List is in key order: per timeline, segments come in WAL order.
-		a.segs[f.Timeline] = append(a.segs[f.Timeline], segRef{name: name, segNo: f.SegmentNumber(segSize), storedAt: o.ModTime})
-		if order(name) > order(a.newest) {
-			a.newest = name
-		}
-		if a.stored == "" || o.ModTime.After(a.storedAt) {
-			a.stored, a.storedAt = name, o.ModTime
+		if a.stored == "" || o.Stored.After(a.storedAt) {
+			a.stored, a.storedAt = o.Name, o.Stored
 		}
 		return nil
 	})
@@ -289,7 +283,7 @@ func (a *archive) reaches(t *Target, segSize uint64) error {
 
 // window describes the recoverable window: from the end of the oldest backup to the
 // newest archived WAL.
-func window(backups []*catalog.Manifest, a *archive) string {
+func window(backups []*repo.Summary, a *archive) string {
 	if len(backups) == 0 {
 		return "there are no backups"
 	}
@@ -304,8 +298,8 @@ func window(backups []*catalog.Manifest, a *archive) string {
 }
 
 // LastArchived is the name of the newest archived WAL segment ("" if none).
-func LastArchived(ctx context.Context, st storage.Store) (string, error) {
-	a, err := scanArchive(ctx, st, segSize(nil)) // the name does not depend on the segment size
+func LastArchived(ctx context.Context, rp *repo.Repo) (string, error) {
+	a, err := scanArchive(ctx, rp, segSize(nil)) // the name does not depend on the segment size
 	if err != nil {
 		return "", err
 	}
@@ -337,4 +331,33 @@ func FullXID(xid, ref uint64) uint64 {
 		f += 1 << 32
 	}
 	return f
+}
+
+// ChooseManifest is Choose followed by reading the chosen backup's manifest. Listing
+// backups reads only their summaries, so a damaged manifest is found here: that backup
+// is skipped (reported to skipped) and the choice made again among the others, as if
+// the listing had found it damaged. A backup named by name that turns out damaged is
+// refused.
+func ChooseManifest(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string,
+	skipped func(repo.DamagedBackup)) (*repo.Manifest, error) {
+	for {
+		target := *t
+		s, err := Choose(ctx, rp, backups, &target, name)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rp.Manifest(ctx, s)
+		if err == nil {
+			*t = target
+			return m, nil
+		}
+		if !errors.Is(err, repo.ErrDamagedBackup) && !errors.Is(err, repo.ErrNewerFormat) {
+			return nil, err
+		}
+		if name != "" {
+			return nil, fmt.Errorf("backup %s cannot be restored: %w; pick another (pgb backup-list shows them)", name, err)
+		}
+		skipped(repo.DamagedBackup{Name: s.Name, Err: err})
+		backups = slices.DeleteFunc(slices.Clone(backups), func(b *repo.Summary) bool { return b == s })
+	}
 }

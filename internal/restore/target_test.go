@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -153,7 +153,7 @@ func TestRecoveryConf(t *testing.T) {
 // choiceFixture is a repository with three backups and restore points between them.
 type choiceFixture struct {
 	st      *mem.Store
-	backups []*catalog.Manifest
+	backups []*repo.Summary
 	t1, t2  time.Time
 	t3      time.Time
 }
@@ -173,19 +173,19 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 		{"b2", 0x5000100, 2000},
 		{"b3", 0x9000100, 3000},
 	} {
-		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
-			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Summary: repo.Summary{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid,
+			StartTime: t1.Add(time.Duration(i)*time.Hour - time.Minute), StopTime: t1.Add(time.Duration(i) * time.Hour)}}
+		if err := repo.New(st, repo.Options{}).PutBackup(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, rp := range []catalog.RestorePoint{
+	for _, rp := range []repo.RestorePoint{
 		{Name: "before-b1", LSN: 0x1000000, Timeline: 1},
 		{Name: "at-b2", LSN: 0x5000100, Timeline: 1},
 		{Name: "after-b2", LSN: 0x6000000, Timeline: 1},
 		{Name: "after-b3", LSN: 0xA000000, Timeline: 1},
 	} {
-		if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+		if err := repo.New(st, repo.Options{}).PutRestorePoint(ctx, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,7 +194,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 			t.Fatal(err)
 		}
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestChoose(t *testing.T) {
 		{name: "restore point at b2", target: Target{Kind: ToName, Name: "at-b2"}, want: "b2"},
 		{name: "restore point after b3", target: Target{Kind: ToName, Name: "after-b3"}, want: "b3"},
 		{name: "restore point before b1", target: Target{Kind: ToName, Name: "before-b1"}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at"}},
-		{name: "unknown restore point", target: Target{Kind: ToName, Name: "nope"}, is: catalog.ErrNoRestorePoint,
+		{name: "unknown restore point", target: Target{Kind: ToName, Name: "nope"}, is: repo.ErrNoRestorePoint,
 			msg: []string{"nope", "recoverable window starts at"}},
 		{name: "explicit backup that reaches", target: Target{Kind: ToTime, Time: mid}, backup: "b1", want: "b1"},
 		{name: "explicit backup for the end", target: Target{Kind: ToEnd}, backup: "b2", want: "b2"},
@@ -245,11 +245,11 @@ func TestChoose(t *testing.T) {
 		{name: "lsn past the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000001}, is: ErrBeyondArchive,
 			msg: []string{"past the end of the newest archived WAL", "00000001000000000000000A", "0/B000000", "recoverable window starts at"}},
 		{name: "explicit backup, lsn past the archive", target: Target{Kind: ToLSN, LSN: 0x1_0000_0000}, backup: "b3", is: ErrBeyondArchive},
-		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: catalog.ErrNoBackup, msg: []string{"b9"}},
+		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: repo.ErrNoBackup, msg: []string{"b9"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
-			m, err := Choose(context.Background(), fx.st, fx.backups, &target, tc.backup)
+			m, err := Choose(context.Background(), repo.New(fx.st, repo.Options{}), fx.backups, &target, tc.backup)
 			if tc.is != nil {
 				if !errors.Is(err, tc.is) {
 					t.Fatalf("Choose = %v, %v; want %v", m, err, tc.is)
@@ -286,15 +286,15 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 		{"e1b", 0x5000100, epoch1 + 2000},
 	} {
 		t0 := time.Date(2026, 11, 23, 10+i, 0, 0, 0, time.UTC)
-		m := &catalog.Manifest{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Summary: repo.Summary{Name: b.name, Timeline: 1, StartLSN: b.stop - 0x100, StopLSN: b.stop, NextXID: b.xid, StartTime: t0, StopTime: t0}}
+		if err := repo.New(st, repo.Options{}).PutBackup(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := Target{Kind: ToXID, XID: tc.xid, Action: "pause", Timeline: "latest"}
-			m, err := Choose(ctx, st, backups, &target, "")
+			m, err := Choose(ctx, repo.New(st, repo.Options{}), backups, &target, "")
 			if tc.refused {
 				if !errors.Is(err, ErrNoUsableBackup) || !strings.Contains(err.Error(), tc.inString) {
 					t.Fatalf("Choose = %v, %v; want ErrNoUsableBackup mentioning %q", m, err, tc.inString)
@@ -358,7 +358,7 @@ func TestFullXID(t *testing.T) {
 func TestChooseWithoutBackups(t *testing.T) {
 	st := mem.New()
 	for _, target := range []Target{{Kind: ToEnd}, {Kind: ToTime, Time: time.Now()}, {Kind: ToName, Name: "x"}} {
-		if m, err := Choose(context.Background(), st, nil, &target, ""); !errors.Is(err, ErrNoUsableBackup) {
+		if m, err := Choose(context.Background(), repo.New(st, repo.Options{}), nil, &target, ""); !errors.Is(err, ErrNoUsableBackup) {
 			t.Errorf("Choose(%s) without backups = %v, %v; want ErrNoUsableBackup", target, m, err)
 		}
 	}
@@ -367,8 +367,8 @@ func TestChooseWithoutBackups(t *testing.T) {
 func TestChooseRestorePointUnreadable(t *testing.T) {
 	fx := newChoiceFixture(t)
 	st := faulty.New(fx.st, faulty.Rule{Op: faulty.Get, Key: "restore-points/"})
-	_, err := Choose(context.Background(), st, fx.backups, &Target{Kind: ToName, Name: "after-b2"}, "")
-	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, catalog.ErrNoRestorePoint) {
+	_, err := Choose(context.Background(), repo.New(st, repo.Options{}), fx.backups, &Target{Kind: ToName, Name: "after-b2"}, "")
+	if !errors.Is(err, faulty.ErrInjected) || errors.Is(err, repo.ErrNoRestorePoint) {
 		t.Errorf("Choose with an unreadable restore point = %v, want the storage error", err)
 	}
 }
@@ -409,14 +409,14 @@ func TestLastArchived(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := LastArchived(ctx, st)
+			got, err := LastArchived(ctx, repo.New(st, repo.Options{}))
 			if err != nil || got != tc.want {
 				t.Errorf("LastArchived = %q, %v; want %q", got, err, tc.want)
 			}
 		})
 	}
 	st := faulty.New(mem.New(), faulty.Rule{Op: faulty.List})
-	if _, err := LastArchived(context.Background(), st); !errors.Is(err, faulty.ErrInjected) {
+	if _, err := LastArchived(context.Background(), repo.New(st, repo.Options{})); !errors.Is(err, faulty.ErrInjected) {
 		t.Errorf("LastArchived with a failing list: %v", err)
 	}
 }
@@ -472,5 +472,38 @@ func TestCheckEmpty(t *testing.T) {
 	}
 	if err := CheckEmpty(full, "data directory"); !strings.Contains(err.Error(), "PG_VERSION") {
 		t.Errorf("message %q does not say what is there", err)
+	}
+}
+
+// Listing reads summaries only: a backup whose manifest turns out damaged when it is
+// chosen is skipped, reported, and the next one chosen; naming it is refused.
+func TestChooseManifestSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
+	ctx := context.Background()
+	fx := newChoiceFixture(t)
+	fst := faulty.New(fx.st, faulty.Rule{Op: faulty.Get, Key: repo.ManifestKey("b3"), Fault: faulty.Corrupt, Offset: 20})
+	rp := repo.New(fst, repo.Options{})
+	var skipped []string
+	target := Target{Kind: ToEnd, Timeline: "current"}
+	m, err := ChooseManifest(ctx, rp, fx.backups, &target, "", func(d repo.DamagedBackup) {
+		if !errors.Is(d.Err, repo.ErrDamagedBackup) {
+			t.Errorf("skipped %s: %v, want ErrDamagedBackup", d.Name, d.Err)
+		}
+		skipped = append(skipped, d.Name)
+	})
+	if err != nil || m.Name != "b2" {
+		t.Fatalf("ChooseManifest = %v, %v; want b2", m, err)
+	}
+	if strings.Join(skipped, ",") != "b3" {
+		t.Errorf("skipped %v, want [b3]", skipped)
+	}
+	_, err = ChooseManifest(ctx, rp, fx.backups, &target, "b3", func(repo.DamagedBackup) { t.Error("a named backup was skipped") })
+	if !errors.Is(err, repo.ErrDamagedBackup) || !strings.Contains(err.Error(), "b3 cannot be restored") {
+		t.Errorf("ChooseManifest(b3) = %v, want a refusal naming it", err)
+	}
+	// A storage error is not damage: no fallback to an older backup.
+	fst = faulty.New(fx.st, faulty.Rule{Op: faulty.Stat, Key: repo.ManifestKey("b3")})
+	_, err = ChooseManifest(ctx, repo.New(fst, repo.Options{}), fx.backups, &target, "", func(repo.DamagedBackup) { t.Error("skipped on a storage error") })
+	if !errors.Is(err, faulty.ErrInjected) {
+		t.Errorf("ChooseManifest with a failing store = %v", err)
 	}
 }

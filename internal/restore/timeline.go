@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/envelope"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -36,7 +33,7 @@ type timelines struct {
 }
 
 // readTimelines reads every archived .history file (through its envelope, bounded).
-func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []*catalog.Manifest) (*timelines, error) {
+func readTimelines(ctx context.Context, rp *repo.Repo, a *archive, backups []*repo.Summary) (*timelines, error) {
 	ts := &timelines{history: map[uint32][]wal.TimelineSpan{}, storedAt: map[uint32]time.Time{}, segs: a.segs, known: map[uint32]bool{}}
 	for tli := range a.segs {
 		ts.known[tli] = true
@@ -45,7 +42,7 @@ func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []
 		ts.known[m.Timeline] = true
 	}
 	for tli, o := range a.histories {
-		b, err := readHistory(ctx, st, o.Key)
+		b, err := rp.ReadHistory(ctx, tli)
 		if err != nil {
 			return nil, err
 		}
@@ -53,30 +50,9 @@ func readTimelines(ctx context.Context, st storage.Store, a *archive, backups []
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", o.Key, err)
 		}
-		ts.history[tli], ts.storedAt[tli], ts.known[tli] = spans, o.ModTime, true
+		ts.history[tli], ts.storedAt[tli], ts.known[tli] = spans, o.Stored, true
 	}
 	return ts, nil
-}
-
-func readHistory(ctx context.Context, st storage.Store, key string) ([]byte, error) {
-	rc, err := st.Get(ctx, key, 0, -1)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer func() { _ = rc.Close() }() // read-only: the envelope check decides
-	er, err := envelope.NewReader(rc)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	defer func() { _ = er.Close() }() // read-only: the envelope check decides
-	b, err := io.ReadAll(io.LimitReader(er, wal.MaxHistorySize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if len(b) > wal.MaxHistorySize {
-		return nil, fmt.Errorf("%s: %w: larger than %d bytes", key, wal.ErrBadHistory, wal.MaxHistorySize)
-	}
-	return b, nil
 }
 
 // ancestry is the history of timeline tli, itself last. Like PostgreSQL, a timeline
@@ -120,7 +96,7 @@ func (ts *timelines) target(spec string) (uint32, error) {
 // its timeline is in tli's history and the backup ends before that timeline
 // branched off (PostgreSQL: "requested timeline is not a child of this server's
 // history" otherwise). tli 0 ("current") takes any backup.
-func (ts *timelines) onHistory(m *catalog.Manifest, tli uint32) bool {
+func (ts *timelines) onHistory(m *repo.Summary, tli uint32) bool {
 	if tli == 0 {
 		return true
 	}

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -35,7 +35,7 @@ func putWAL(t *testing.T, st storage.Store, name string, body []byte) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(context.Background(), catalog.WALKey(f), &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
+	if err := st.Put(context.Background(), repo.WALKey(f), &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -46,19 +46,19 @@ type tlBackup struct {
 	start, stop wal.LSN
 }
 
-func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*catalog.Manifest {
+func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*repo.Summary {
 	t.Helper()
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	for i, b := range bs {
 		at := t0.Add(time.Duration(i) * time.Hour)
-		m := &catalog.Manifest{Name: b.name, Timeline: b.tli, StartLSN: b.start, StopLSN: b.stop, NextXID: uint64(1000 * (i + 1)),
-			StartTime: at.Add(-time.Minute), StopTime: at, WALSegSize: 16 << 20}
-		if err := catalog.PutManifest(ctx, st, m); err != nil {
+		m := &repo.Manifest{Summary: repo.Summary{Name: b.name, Timeline: b.tli, StartLSN: b.start, StopLSN: b.stop, NextXID: uint64(1000 * (i + 1)),
+			StartTime: at.Add(-time.Minute), StopTime: at, WALSegSize: 16 << 20}}
+		if err := repo.New(st, repo.Options{}).PutBackup(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	backups, _, err := catalog.ListBackups(ctx, st)
+	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +79,12 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 	for _, seg := range []string{"000000010000000000000005", "000000010000000000000009"} {
 		putWAL(t, st, seg, []byte("wal"))
 	}
-	for _, rp := range []catalog.RestorePoint{
+	for _, rp := range []repo.RestorePoint{
 		{Name: "tl1-before-fork", LSN: 0x4000000, Timeline: 1},
 		{Name: "tl1-after-fork", LSN: 0x8800000, Timeline: 1},
 		{Name: "tl2", LSN: 0x6800000, Timeline: 2},
 	} {
-		if err := catalog.PutRestorePoint(context.Background(), st, rp); err != nil {
+		if err := repo.New(st, repo.Options{}).PutRestorePoint(context.Background(), rp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tc.target
-			m, err := Choose(context.Background(), st, backups, &target, tc.backup)
+			m, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, tc.backup)
 			if tc.want == "" {
 				if err == nil || !errors.Is(err, ErrNoUsableBackup) && !errors.Is(err, ErrTimeline) {
 					t.Fatalf("Choose = %v, %v; want a refusal", m, err)
@@ -152,7 +152,7 @@ func TestChooseRefusesWhenNoBackupLiesOnTheTimeline(t *testing.T) {
 	putWAL(t, st, "000000020000000000000005", []byte("wal"))
 	backups := putBackups(t, st, []tlBackup{{"late", 1, 0x7000028, 0x7000100}})
 	target := Target{Kind: ToEnd, Timeline: "2"}
-	_, err := Choose(context.Background(), st, backups, &target, "")
+	_, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, "")
 	if !errors.Is(err, ErrNoUsableBackup) {
 		t.Fatalf("Choose = %v, want ErrNoUsableBackup", err)
 	}
@@ -172,7 +172,7 @@ func TestChooseRefusesADamagedHistory(t *testing.T) {
 		putWAL(t, st, "000000010000000000000003", []byte("wal"))
 		putWAL(t, st, "00000002.history", body)
 		backups := putBackups(t, st, []tlBackup{{"b", 1, 0x2000028, 0x2000100}})
-		_, err := Choose(context.Background(), st, backups, &Target{Kind: ToEnd, Timeline: "1"}, "")
+		_, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &Target{Kind: ToEnd, Timeline: "1"}, "")
 		if !errors.Is(err, wal.ErrBadHistory) || !strings.Contains(err.Error(), "wal/00000002.history") {
 			t.Errorf("%s: Choose = %v, want ErrBadHistory naming the object", name, err)
 		}
@@ -203,7 +203,7 @@ func history(t *testing.T, objects ...[2]string) stampedStore {
 	for i, o := range objects {
 		putWAL(t, st.Store, o[0], []byte(o[1]))
 		f, _ := wal.Parse(o[0])
-		st.at[catalog.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
+		st.at[repo.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
 	}
 	return st
 }
@@ -252,7 +252,7 @@ func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
 			st := history(t, tc.repo...)
 			backups := putBackups(t, st.Store, b1)
 			target := Target{Kind: ToEnd, Timeline: tc.timeline}
-			m, err := Choose(context.Background(), st, backups, &target, "")
+			m, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, "")
 			if tc.ambiguous {
 				if !errors.Is(err, ErrAmbiguousTimeline) {
 					t.Fatalf("Choose = %v, %v; want ErrAmbiguousTimeline", m, err)
@@ -283,7 +283,7 @@ func TestChooseAllowsForCoarseStoredTimes(t *testing.T) {
 		at time.Time
 		ok bool
 	}{{last, true}, {last.Add(900 * time.Millisecond), true}, {last.Add(time.Second), true}, {last.Add(1001 * time.Millisecond), false}} {
-		_, err := Choose(context.Background(), st, backups, &Target{Kind: ToTime, Time: tc.at, Timeline: "latest"}, "")
+		_, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &Target{Kind: ToTime, Time: tc.at, Timeline: "latest"}, "")
 		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBeyondArchive)) {
 			t.Errorf("target %s: %v", tc.at.Format(time.RFC3339Nano), err)
 		}

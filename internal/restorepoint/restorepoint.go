@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/archive"
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -30,23 +29,23 @@ type Options struct {
 
 // Created is a restore point that exists: in PostgreSQL's WAL and in the repository.
 type Created struct {
-	Point   catalog.RestorePoint
+	Point   repo.RestorePoint
 	Segment string // the WAL segment switched after the point, which holds it
 	// Archived is nil when Segment reached the repository within the timeout, else why
 	// not: recovering to the point needs it, but the point exists regardless.
 	Archived error
 }
 
-// Create makes the restore point name on db's cluster and records it in st, which must
+// Create makes the restore point name on db's cluster and records it in rp, which must
 // be that cluster's repository, then switches WAL and waits (up to opt.ArchiveTimeout)
 // for the segment holding the point to be archived. A taken name is refused with
-// catalog.ErrRestorePointExists, and so is a name the repository cannot say is free
+// repo.ErrRestorePointExists, and so is a name the repository cannot say is free
 // (its record damaged, the store failing), before PostgreSQL is asked: a restore point
 // cannot be undone there. A point whose WAL has not arrived yet is Created with
 // Archived set. An error means no point was recorded, except when WAL could not be
 // switched after a recorded point: then the error says so and Point is that point.
-func Create(ctx context.Context, db DB, st storage.Store, name string, opt Options) (Created, error) {
-	if err := catalog.ValidRestorePointName(name); err != nil {
+func Create(ctx context.Context, db DB, rp *repo.Repo, name string, opt Options) (Created, error) {
+	if err := repo.ValidRestorePointName(name); err != nil {
 		return Created{}, err
 	}
 	now := opt.Now
@@ -57,18 +56,18 @@ func Create(ctx context.Context, db DB, st storage.Store, name string, opt Optio
 	if err != nil {
 		return Created{}, err
 	}
-	id, err := catalog.ReadIdentity(ctx, st)
+	id, err := rp.Identity(ctx)
 	if err != nil {
 		return Created{}, err
 	}
-	if err := id.Matches(catalog.SystemID(sysid), db.Major()); err != nil {
+	if err := id.Matches(repo.SystemID(sysid), db.Major()); err != nil {
 		return Created{}, err
 	}
 	// Only a name known to be free is used: PostgreSQL's restore point cannot be undone.
-	switch _, err := catalog.ReadRestorePoint(ctx, st, name); {
+	switch _, err := rp.ReadRestorePoint(ctx, name); {
 	case err == nil:
-		return Created{}, fmt.Errorf("%w: %q; pick another name", catalog.ErrRestorePointExists, name)
-	case !errors.Is(err, catalog.ErrNoRestorePoint):
+		return Created{}, fmt.Errorf("%w: %q; pick another name", repo.ErrRestorePointExists, name)
+	case !errors.Is(err, repo.ErrNoRestorePoint):
 		return Created{}, fmt.Errorf("restore point %q: cannot tell whether the name is free: %w; nothing was created: "+
 			"retry once the repository answers, or pick another name", name, err)
 	}
@@ -76,15 +75,15 @@ func Create(ctx context.Context, db DB, st storage.Store, name string, opt Optio
 	if err != nil {
 		return Created{}, err
 	}
-	rp := catalog.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
-	if err := catalog.PutRestorePoint(ctx, st, rp); err != nil {
+	point := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
+	if err := rp.PutRestorePoint(ctx, point); err != nil {
 		return Created{}, err
 	}
-	seg, archived := archive.SwitchWAL(ctx, db, st, opt.ArchiveTimeout)
+	seg, archived := archive.SwitchWAL(ctx, db, rp, opt.ArchiveTimeout)
 	if archived != nil && seg == "" {
-		return Created{Point: rp}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded, but WAL was not switched after it: %w; "+
+		return Created{Point: point}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded, but WAL was not switched after it: %w; "+
 			"recovering to it needs the segment holding it archived: run SELECT pg_switch_wal(); (as a role allowed to), or wait for the segment to fill",
 			name, lsn, tli, archived)
 	}
-	return Created{Point: rp, Segment: seg, Archived: archived}, nil
+	return Created{Point: point, Segment: seg, Archived: archived}, nil
 }

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/catalog"
-	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -46,7 +45,7 @@ func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := d.st.Put(ctx, catalog.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
+		if err := d.st.Put(ctx, repo.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
 			return "", err
 		}
 	}
@@ -60,10 +59,10 @@ func (d *fakeDB) ArchiveFailing(context.Context, pg.ArchiverStats, string) error
 }
 
 // repo is a repository bound to the fake cluster.
-func repo(t *testing.T) *mem.Store {
+func ownRepo(t *testing.T) *mem.Store {
 	t.Helper()
 	st := mem.New()
-	if _, err := catalog.EnsureIdentity(context.Background(), st, catalog.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
+	if _, err := repo.New(st, repo.Options{}).EnsureIdentity(context.Background(), repo.Identity{SystemID: sysid, PGVersion: 15}); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -75,17 +74,17 @@ var at = time.Date(2026, 12, 1, 23, 0, 0, 0, time.FixedZone("", 3600))
 
 func TestCreateRecordsThePointAndWaitsForItsWAL(t *testing.T) {
 	ctx := context.Background()
-	st := repo(t)
+	st := ownRepo(t)
 	db := newDB(st)
-	c, err := Create(ctx, db, st, "before-migration", Options{ArchiveTimeout: time.Minute, Now: func() time.Time { return at }})
+	c, err := Create(ctx, db, repo.New(st, repo.Options{}), "before-migration", Options{ArchiveTimeout: time.Minute, Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := catalog.RestorePoint{Name: "before-migration", LSN: 0x3000060, Timeline: 1, Time: at.UTC()}
+	want := repo.RestorePoint{Name: "before-migration", LSN: 0x3000060, Timeline: 1, Time: at.UTC()}
 	if c.Point != want || c.Segment != db.seg || c.Archived != nil {
 		t.Errorf("Create = %+v, want point %+v in segment %s, archived", c, want, db.seg)
 	}
-	got, err := catalog.ReadRestorePoint(ctx, st, "before-migration")
+	got, err := repo.New(st, repo.Options{}).ReadRestorePoint(ctx, "before-migration")
 	if err != nil || !got.Time.Equal(want.Time) || got.LSN != want.LSN || got.Timeline != want.Timeline {
 		t.Errorf("recorded %+v, %v; want %+v", got, err, want)
 	}
@@ -99,21 +98,21 @@ func TestCreateReportsWALThatDidNotArrive(t *testing.T) {
 		db   func(*fakeDB)
 		is   error
 	}{
-		{"archiver silent", func(d *fakeDB) { d.noArchive = true }, catalog.ErrWALTimeout},
+		{"archiver silent", func(d *fakeDB) { d.noArchive = true }, repo.ErrWALTimeout},
 		{"archive_command failing", func(d *fakeDB) { d.failing = true }, pg.ErrArchiveFailing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := repo(t)
+			st := ownRepo(t)
 			db := newDB(st)
 			tc.db(db)
-			c, err := Create(context.Background(), db, st, "p1", Options{ArchiveTimeout: 0})
+			c, err := Create(context.Background(), db, repo.New(st, repo.Options{}), "p1", Options{ArchiveTimeout: 0})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !errors.Is(c.Archived, tc.is) || c.Segment != db.seg {
 				t.Errorf("Archived = %v in segment %q, want %v in %s", c.Archived, c.Segment, tc.is, db.seg)
 			}
-			if _, err := catalog.ReadRestorePoint(context.Background(), st, "p1"); err != nil {
+			if _, err := repo.New(st, repo.Options{}).ReadRestorePoint(context.Background(), "p1"); err != nil {
 				t.Errorf("the point was not recorded: %v", err)
 			}
 		})
@@ -132,37 +131,37 @@ func TestCreateRefusesBeforeTouchingPostgreSQL(t *testing.T) {
 		is    error
 		msg   string
 	}{
-		{"bad name", func(t *testing.T) storage.Store { return repo(t) }, "a b", nil, "use letters, digits"},
-		{"uninitialised repository", func(*testing.T) storage.Store { return mem.New() }, "p", catalog.ErrNoIdentity, ""},
+		{"bad name", func(t *testing.T) storage.Store { return ownRepo(t) }, "a b", nil, "use letters, digits"},
+		{"uninitialised repository", func(*testing.T) storage.Store { return mem.New() }, "p", repo.ErrNoIdentity, ""},
 		{"another cluster's repository", func(t *testing.T) storage.Store {
 			st := mem.New()
-			if _, err := catalog.EnsureIdentity(ctx, st, catalog.Identity{SystemID: 42, PGVersion: 15}); err != nil {
+			if _, err := repo.New(st, repo.Options{}).EnsureIdentity(ctx, repo.Identity{SystemID: 42, PGVersion: 15}); err != nil {
 				t.Fatal(err)
 			}
 			return st
-		}, "p", catalog.ErrForeignCluster, ""},
+		}, "p", repo.ErrForeignCluster, ""},
 		{"name taken", func(t *testing.T) storage.Store {
-			st := repo(t)
-			if err := catalog.PutRestorePoint(ctx, st, catalog.RestorePoint{Name: "p", LSN: 1, Timeline: 1}); err != nil {
+			st := ownRepo(t)
+			if err := repo.New(st, repo.Options{}).PutRestorePoint(ctx, repo.RestorePoint{Name: "p", LSN: 1, Timeline: 1}); err != nil {
 				t.Fatal(err)
 			}
 			return st
-		}, "p", catalog.ErrRestorePointExists, "pick another name"},
+		}, "p", repo.ErrRestorePointExists, "pick another name"},
 		{"name taken by a damaged record", func(t *testing.T) storage.Store {
-			st := repo(t)
+			st := ownRepo(t)
 			if err := st.Put(ctx, "restore-points/p.json", strings.NewReader("garbage"), storage.PutOptions{Size: 7}); err != nil {
 				t.Fatal(err)
 			}
 			return st
-		}, "p", envelope.ErrCorrupt, "pick another name"},
+		}, "p", repo.ErrCorrupt, "pick another name"},
 		{"repository failing", func(t *testing.T) storage.Store {
-			return faulty.New(repo(t), faulty.Rule{Op: faulty.Get, Key: "restore-points/p.json", Fault: faulty.Fail})
+			return faulty.New(ownRepo(t), faulty.Rule{Op: faulty.Get, Key: "restore-points/p.json", Fault: faulty.Fail})
 		}, "p", faulty.ErrInjected, "retry once the repository answers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := tc.setup(t)
 			db := newDB(st)
-			_, err := Create(ctx, db, st, tc.point, Options{ArchiveTimeout: time.Minute})
+			_, err := Create(ctx, db, repo.New(st, repo.Options{}), tc.point, Options{ArchiveTimeout: time.Minute})
 			if err == nil || (tc.is != nil && !errors.Is(err, tc.is)) || !strings.Contains(err.Error(), tc.msg) {
 				t.Errorf("Create = %v, want %v (%q)", err, tc.is, tc.msg)
 			}
@@ -177,11 +176,11 @@ func TestCreateRefusesBeforeTouchingPostgreSQL(t *testing.T) {
 // what recovering to it needs, instead of reading as if nothing was made.
 func TestCreateSaysThePointExistsWhenTheWALSwitchFails(t *testing.T) {
 	ctx := context.Background()
-	st := repo(t)
+	st := ownRepo(t)
 	db := newDB(st)
 	denied := errors.New("switch WAL: permission denied for function pg_switch_wal")
 	db.switchErr = denied
-	c, err := Create(ctx, db, st, "p1", Options{ArchiveTimeout: time.Minute})
+	c, err := Create(ctx, db, repo.New(st, repo.Options{}), "p1", Options{ArchiveTimeout: time.Minute})
 	if !errors.Is(err, denied) {
 		t.Fatalf("Create = %v, want the switch's error", err)
 	}
@@ -193,7 +192,7 @@ func TestCreateSaysThePointExistsWhenTheWALSwitchFails(t *testing.T) {
 	if c.Point.Name != "p1" {
 		t.Errorf("Create returned no point: %+v", c)
 	}
-	if _, err := catalog.ReadRestorePoint(ctx, st, "p1"); err != nil {
+	if _, err := repo.New(st, repo.Options{}).ReadRestorePoint(ctx, "p1"); err != nil {
 		t.Errorf("the point was not recorded: %v", err)
 	}
 }

@@ -85,3 +85,15 @@ type Store interface {
 	// Close releases resources (connections, file handles).
 	Close() error
 }
+
+// Unwrap returns the backend under wrappers (retry, idle, faulty) that implement
+// Unwrap() Store.
+func Unwrap(st Store) Store {
+	for {
+		u, ok := st.(interface{ Unwrap() Store })
+		if !ok {
+			return st
+		}
+		st = u.Unwrap()
+	}
+}

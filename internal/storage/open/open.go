@@ -78,14 +78,3 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 	st = idle.New(st, opts.Timeout)
 	return retry.New(st, retry.Config{Timeout: opts.Timeout, MaxAttempts: opts.MaxAttempts}), nil
 }
-
-// Unwrap returns the backend under the wrappers Open added.
-func Unwrap(st storage.Store) storage.Store {
-	for {
-		u, ok := st.(interface{ Unwrap() storage.Store })
-		if !ok {
-			return st
-		}
-		st = u.Unwrap()
-	}
-}

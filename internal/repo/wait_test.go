@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func TestWaitForWALGivesUpWhenTheProbeSaysItCannotArrive(t *testing.T) {
 		return nil
 	}
 	// The timeout is far beyond the test's: only the probe can end the wait.
-	if err := WaitForWALUntil(context.Background(), mem.New(), f, 24*time.Hour, probe); !errors.Is(err, failing) {
+	if err := New(mem.New(), Options{}).WaitForWALUntil(context.Background(), f, 24*time.Hour, probe); !errors.Is(err, failing) {
 		t.Fatalf("err = %v, want the probe's", err)
 	}
 }

@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func TestValidRestorePointName(t *testing.T) {
 func TestRestorePoints(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	if list, err := ListRestorePoints(ctx, st); err != nil || len(list) != 0 {
+	if list, err := New(st, Options{}).ListRestorePoints(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("no restore points: %v, %v", list, err)
 	}
 	at := time.Date(2026, 11, 23, 20, 39, 44, 0, time.UTC)
@@ -63,19 +63,19 @@ func TestRestorePoints(t *testing.T) {
 		{Name: "c-first", LSN: 0x2000000, Timeline: 1, Time: at},
 	}
 	for _, rp := range points {
-		if err := PutRestorePoint(ctx, st, rp); err != nil {
+		if err := New(st, Options{}).PutRestorePoint(ctx, rp); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := PutRestorePoint(ctx, st, RestorePoint{Name: "b-middle", LSN: 0x9000000})
+	err := New(st, Options{}).PutRestorePoint(ctx, RestorePoint{Name: "b-middle", LSN: 0x9000000})
 	if !errors.Is(err, ErrRestorePointExists) || !strings.Contains(err.Error(), "b-middle") {
 		t.Errorf("second PutRestorePoint = %v, want ErrRestorePointExists naming it", err)
 	}
-	rp, err := ReadRestorePoint(ctx, st, "b-middle")
+	rp, err := New(st, Options{}).ReadRestorePoint(ctx, "b-middle")
 	if err != nil || rp.LSN != 0x3000000 || rp.Timeline != 1 || !rp.Time.Equal(at.Add(time.Hour)) {
 		t.Errorf("ReadRestorePoint = %+v, %v; the first one must stay", rp, err)
 	}
-	if _, err := ReadRestorePoint(ctx, st, "nope"); !errors.Is(err, ErrNoRestorePoint) || !strings.Contains(err.Error(), "nope") {
+	if _, err := New(st, Options{}).ReadRestorePoint(ctx, "nope"); !errors.Is(err, ErrNoRestorePoint) || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing restore point: %v", err)
 	}
 
@@ -83,7 +83,7 @@ func TestRestorePoints(t *testing.T) {
 	if err := st.Put(ctx, "restore-points/README", strings.NewReader("x"), storage.PutOptions{Size: 1}); err != nil {
 		t.Fatal(err)
 	}
-	list, err := ListRestorePoints(ctx, st)
+	list, err := New(st, Options{}).ListRestorePoints(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"context"
@@ -48,8 +48,8 @@ func ValidRestorePointName(name string) error {
 func restorePointKey(name string) string { return restorePointsPrefix + name + ".json" }
 
 // PutRestorePoint records a restore point; a taken name is ErrRestorePointExists.
-func PutRestorePoint(ctx context.Context, st storage.Store, rp RestorePoint) error {
-	err := putJSON(ctx, st, restorePointKey(rp.Name), rp)
+func (r *Repo) PutRestorePoint(ctx context.Context, rp RestorePoint) error {
+	err := r.putJSON(ctx, restorePointKey(rp.Name), rp)
 	if errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("%w: %q", ErrRestorePointExists, rp.Name)
 	}
@@ -57,9 +57,9 @@ func PutRestorePoint(ctx context.Context, st storage.Store, rp RestorePoint) err
 }
 
 // ReadRestorePoint reads one restore point.
-func ReadRestorePoint(ctx context.Context, st storage.Store, name string) (RestorePoint, error) {
+func (r *Repo) ReadRestorePoint(ctx context.Context, name string) (RestorePoint, error) {
 	var rp RestorePoint
-	if err := getJSON(ctx, st, restorePointKey(name), &rp, smallDocLimit, "a restore point is a few hundred bytes"); err != nil {
+	if err := r.getJSON(ctx, restorePointKey(name), &rp, smallDocLimit, "a restore point is a few hundred bytes"); err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
 			return rp, fmt.Errorf("%w %q (pgb restore-point list shows them)", ErrNoRestorePoint, name)
 		}
@@ -69,9 +69,9 @@ func ReadRestorePoint(ctx context.Context, st storage.Store, name string) (Resto
 }
 
 // ListRestorePoints returns every restore point, oldest first.
-func ListRestorePoints(ctx context.Context, st storage.Store) ([]RestorePoint, error) {
+func (r *Repo) ListRestorePoints(ctx context.Context) ([]RestorePoint, error) {
 	var names []string
-	err := st.List(ctx, restorePointsPrefix, func(o storage.ObjectInfo) error {
+	err := r.st.List(ctx, restorePointsPrefix, func(o storage.ObjectInfo) error {
 		if n, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, restorePointsPrefix), ".json"); ok {
 			names = append(names, n)
 		}
@@ -82,7 +82,7 @@ func ListRestorePoints(ctx context.Context, st storage.Store) ([]RestorePoint, e
 	}
 	out := make([]RestorePoint, 0, len(names))
 	for _, n := range names {
-		rp, err := ReadRestorePoint(ctx, st, n)
+		rp, err := r.ReadRestorePoint(ctx, n)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"bytes"
@@ -46,11 +46,11 @@ func TestFirstClusterWinsARace(t *testing.T) {
 			if i%2 == 1 {
 				sys = 200
 			}
-			_, errs[i] = EnsureIdentity(ctx, st, Identity{SystemID: sys, PGVersion: 15})
+			_, errs[i] = New(st, Options{}).EnsureIdentity(ctx, Identity{SystemID: sys, PGVersion: 15})
 		}()
 	}
 	wg.Wait()
-	id, err := ReadIdentity(ctx, st)
+	id, err := New(st, Options{}).Identity(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,13 +71,13 @@ func TestFirstClusterWinsARace(t *testing.T) {
 func TestIdentityChecks(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	if _, err := ReadIdentity(ctx, st); !errors.Is(err, ErrNoIdentity) {
+	if _, err := New(st, Options{}).Identity(ctx); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("empty repository: %v", err)
 	}
-	if _, err := EnsureIdentity(ctx, st, Identity{SystemID: 7440292914373421110, PGVersion: 15}); err != nil {
+	if _, err := New(st, Options{}).EnsureIdentity(ctx, Identity{SystemID: 7440292914373421110, PGVersion: 15}); err != nil {
 		t.Fatal(err)
 	}
-	id, err := ReadIdentity(ctx, st)
+	id, err := New(st, Options{}).Identity(ctx)
 	if err != nil || id.SystemID != 7440292914373421110 || id.Format != FormatVersion {
 		t.Fatalf("identity = %+v, %v", id, err)
 	}
@@ -87,13 +87,13 @@ func TestIdentityChecks(t *testing.T) {
 	if err := st.Put(ctx, IdentityKey, bytes.NewReader([]byte("{not json")), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadIdentity(ctx, st); err == nil || !strings.Contains(err.Error(), "damaged") {
+	if _, err := New(st, Options{}).Identity(ctx); err == nil || !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("damaged identity: %v", err)
 	}
 	if err := st.Put(ctx, IdentityKey, bytes.NewReader([]byte(`{"format": 99, "system_identifier": "1"}`)), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadIdentity(ctx, st); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
+	if _, err := New(st, Options{}).Identity(ctx); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
 		t.Errorf("newer format: %v", err)
 	}
 }

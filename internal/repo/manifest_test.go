@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"context"
@@ -34,10 +34,13 @@ func TestKeys(t *testing.T) {
 func testManifest(name string, stop wal.LSN) *Manifest {
 	start := time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC)
 	return &Manifest{
-		Name: name, SystemID: 7440292914373421110, PGVersion: 15, WALSegSize: 16 << 20, Timeline: 1,
-		StartLSN: stop - 0x100, StopLSN: stop, StartWAL: "000000010000000000000002", StopWAL: "000000010000000000000002",
-		StartTime: start, StopTime: start.Add(time.Duration(stop)), NextXID: uint64(stop), Label: "START WAL LOCATION: x\n",
-		Compression: "lz4", Size: 10, StoredSize: 20,
+		Summary: Summary{
+			Name: name, SystemID: 7440292914373421110, PGVersion: 15, WALSegSize: 16 << 20, Timeline: 1,
+			StartLSN: stop - 0x100, StopLSN: stop, StartWAL: "000000010000000000000002", StopWAL: "000000010000000000000002",
+			StartTime: start, StopTime: start.Add(time.Duration(stop)), NextXID: uint64(stop),
+			Compression: "lz4", Size: 10, StoredSize: 20,
+		},
+		Label: "START WAL LOCATION: x\n",
 		Parts: []Part{{N: 1, Files: 2, Size: 10, Stored: 20}},
 		Dirs:  []Dir{{Path: "global", Mode: 0o700}, {Path: "base", Mode: 0o700}},
 		Files: []File{
@@ -57,10 +60,10 @@ func TestManifestRoundTrip(t *testing.T) {
 	if m.Dirs[0].Path != "base" || m.Files[0].Path != "PG_VERSION" {
 		t.Errorf("Sort: dirs %v, files %v", m.Dirs, m.Files)
 	}
-	if err := PutManifest(ctx, st, m); err != nil {
+	if err := New(st, Options{}).PutBackup(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadManifest(ctx, st, m.Name)
+	got, err := New(st, Options{}).ReadManifest(ctx, m.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +80,10 @@ func TestManifestRoundTrip(t *testing.T) {
 
 	// A manifest is never replaced.
 	m2 := testManifest(m.Name, 0x9000000)
-	if err := PutManifest(ctx, st, m2); !errors.Is(err, storage.ErrExist) {
+	if err := New(st, Options{}).PutBackup(ctx, m2); !errors.Is(err, storage.ErrExist) {
 		t.Errorf("second PutManifest = %v, want ErrExist", err)
 	}
-	if got, _ := ReadManifest(ctx, st, m.Name); got == nil || got.StopLSN != m.StopLSN {
+	if got, _ := New(st, Options{}).ReadManifest(ctx, m.Name); got == nil || got.StopLSN != m.StopLSN {
 		t.Errorf("the manifest was replaced: %+v", got)
 	}
 
@@ -101,37 +104,37 @@ func TestManifestRoundTrip(t *testing.T) {
 func TestReadManifestErrors(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	if _, err := ReadManifest(ctx, st, "20990101T000000Z"); !errors.Is(err, ErrNoBackup) || !strings.Contains(err.Error(), "20990101T000000Z") {
+	if _, err := New(st, Options{}).ReadManifest(ctx, "20990101T000000Z"); !errors.Is(err, ErrNoBackup) || !strings.Contains(err.Error(), "20990101T000000Z") {
 		t.Errorf("missing manifest: %v, want ErrNoBackup naming it", err)
 	}
 
 	// Newer format.
-	if err := putJSON(ctx, st, ManifestKey("future"), map[string]any{"format": FormatVersion + 1, "name": "future"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("future"), map[string]any{"format": FormatVersion + 1, "name": "future"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadManifest(ctx, st, "future"); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
+	if _, err := New(st, Options{}).ReadManifest(ctx, "future"); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
 		t.Errorf("newer format: %v", err)
 	}
 
 	// Not JSON inside a good envelope.
-	if err := putJSON(ctx, st, ManifestKey("notjson"), "a string, not an object"); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("notjson"), "a string, not an object"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadManifest(ctx, st, "notjson"); !errors.Is(err, envelope.ErrCorrupt) {
+	if _, err := New(st, Options{}).ReadManifest(ctx, "notjson"); !errors.Is(err, envelope.ErrCorrupt) {
 		t.Errorf("manifest that is not an object: %v, want ErrCorrupt", err)
 	}
 
 	// Damaged bytes.
 	good := testManifest("damaged", 0x3000000)
-	if err := PutManifest(ctx, st, good); err != nil {
+	if err := New(st, Options{}).PutBackup(ctx, good); err != nil {
 		t.Fatal(err)
 	}
 	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Fault: faulty.Corrupt, Offset: 20})
-	if _, err := ReadManifest(ctx, fst, "damaged"); !errors.Is(err, envelope.ErrCorrupt) || errors.Is(err, ErrNoBackup) {
+	if _, err := New(fst, Options{}).ReadManifest(ctx, "damaged"); !errors.Is(err, envelope.ErrCorrupt) || errors.Is(err, ErrNoBackup) {
 		t.Errorf("damaged manifest: %v, want ErrCorrupt", err)
 	}
 	fst = faulty.New(st, faulty.Rule{Op: faulty.Get})
-	if _, err := ReadManifest(ctx, fst, "damaged"); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrNoBackup) {
+	if _, err := New(fst, Options{}).ReadManifest(ctx, "damaged"); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrNoBackup) {
 		t.Errorf("unreadable manifest: %v, want the storage error", err)
 	}
 }
@@ -139,7 +142,7 @@ func TestReadManifestErrors(t *testing.T) {
 func TestListBackups(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
-	if list, _, err := ListBackups(ctx, st); err != nil || len(list) != 0 {
+	if list, _, err := New(st, Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Fatalf("empty repository: %v, %v", list, err)
 	}
 	// Names do not sort the way the backups do: StopLSN decides.
@@ -147,7 +150,7 @@ func TestListBackups(t *testing.T) {
 		name string
 		stop wal.LSN
 	}{{"c", 0x2000000}, {"a", 0x5000000}, {"b", 0x1000000}} {
-		if err := PutManifest(ctx, st, testManifest(b.name, b.stop)); err != nil {
+		if err := New(st, Options{}).PutBackup(ctx, testManifest(b.name, b.stop)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -157,7 +160,7 @@ func TestListBackups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	list, damaged, err := ListBackups(ctx, st)
+	list, damaged, err := New(st, Options{}).ListBackups(ctx)
 	if err != nil || len(damaged) != 0 {
 		t.Fatal(err, damaged)
 	}
@@ -170,7 +173,7 @@ func TestListBackups(t *testing.T) {
 	}
 
 	fst := faulty.New(st, faulty.Rule{Op: faulty.List})
-	if _, _, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) {
+	if _, _, err := New(fst, Options{}).ListBackups(ctx); !errors.Is(err, faulty.ErrInjected) {
 		t.Errorf("ListBackups with a failing list: %v", err)
 	}
 }
@@ -184,20 +187,21 @@ func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
 		name string
 		stop wal.LSN
 	}{{"a", 0x1000000}, {"b", 0x2000000}, {"c", 0x3000000}} {
-		if err := PutManifest(ctx, st, testManifest(b.name, b.stop)); err != nil {
+		if err := New(st, Options{}).PutBackup(ctx, testManifest(b.name, b.stop)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// d: a good manifest of another backup copied under d's name.
-	if err := putJSON(ctx, st, ManifestKey("d"), testManifest("a", 0x4000000)); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("d"), testManifest("a", 0x4000000)); err != nil {
 		t.Fatal(err)
 	}
 	// e: written by a newer pgb.
-	if err := putJSON(ctx, st, ManifestKey("e"), map[string]any{"format": FormatVersion + 1, "name": "e"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("e"), map[string]any{"format": FormatVersion + 1, "name": "e"}); err != nil {
 		t.Fatal(err)
 	}
-	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b"), Fault: faulty.Corrupt, Offset: 30})
-	list, damaged, err := ListBackups(ctx, fst)
+	// b: its summary and its manifest damaged.
+	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Key: BackupPrefix("b"), Fault: faulty.Corrupt, Offset: 30})
+	list, damaged, err := New(fst, Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatalf("ListBackups with one damaged manifest: %v", err)
 	}
@@ -224,12 +228,12 @@ func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
 	}
 
 	// Reading one manifest fails in the store: that is not damage, the listing fails.
-	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b")})
-	if list, damaged, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
+	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: BackupPrefix("b")})
+	if list, damaged, err := New(fst, Options{}).ListBackups(ctx); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
 		t.Errorf("ListBackups with an unreadable manifest = %d, %v, %v; want the storage error", len(list), damaged, err)
 	}
-	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: ManifestKey("b"), Fault: faulty.Truncate, Offset: 30, Err: faulty.ErrInjected})
-	if _, _, err := ListBackups(ctx, fst); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
+	fst = faulty.New(st, faulty.Rule{Op: faulty.Get, Key: BackupPrefix("b"), Fault: faulty.Truncate, Offset: 30, Err: faulty.ErrInjected})
+	if _, _, err := New(fst, Options{}).ListBackups(ctx); !errors.Is(err, faulty.ErrInjected) || errors.Is(err, ErrDamagedBackup) {
 		t.Errorf("ListBackups with a manifest read breaking off = %v; want the storage error", err)
 	}
 }
@@ -246,10 +250,10 @@ func TestManifestKeepsNamesThatAreNotUTF8(t *testing.T) {
 	m.Links = append(m.Links, Link{Path: "log\xfe", Target: "/var/log/\xff"})
 	m.Tablespaces = append(m.Tablespaces, Tablespace{OID: 16401, Name: "t2", Location: "/srv/\xc3\x28"})
 	m.Sort()
-	if err := PutManifest(ctx, st, m); err != nil {
+	if err := New(st, Options{}).PutBackup(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadManifest(ctx, st, m.Name)
+	got, err := New(st, Options{}).ReadManifest(ctx, m.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

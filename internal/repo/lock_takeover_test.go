@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"context"
@@ -88,7 +88,7 @@ func TestBackupLockTakeOverLeavesNoMarker(t *testing.T) {
 }
 
 func acquireLocal(ctx context.Context, st storage.Store, what string) (*Lock, error) {
-	return AcquireBackupLock(ctx, st, what, LockOptions{})
+	return New(st, Options{}).AcquireBackupLock(ctx, what, LockOptions{})
 }
 
 // A lock Put that committed but reported a failure every time leaves no lock behind:

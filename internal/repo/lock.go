@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"bytes"
@@ -79,7 +79,17 @@ type LockOptions struct {
 // same host name, same boot and same PID namespace as this process, and no process
 // with its pid and start time — or when it is older than opts.MaxAge; a takeover is
 // logged as a warning naming the old holder. Any other holder is ErrLocked.
-func AcquireBackupLock(ctx context.Context, st storage.Store, what string, opts LockOptions) (*Lock, error) {
+//
+// The lock is plain JSON, not sealed: whoever finds a repository locked must be able
+// to read who holds it.
+func (r *Repo) AcquireBackupLock(ctx context.Context, what string, opts LockOptions) (*Lock, error) {
+	if opts.Log == nil {
+		opts.Log = r.log
+	}
+	return acquireBackupLock(ctx, r.st, what, opts)
+}
+
+func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts LockOptions) (*Lock, error) {
 	h := opts.Host
 	if h.Now == nil {
 		h = LocalHost()

@@ -1,7 +1,4 @@
-// Package catalog is the repository's key layout and its small metadata documents:
-// which cluster a repository belongs to, and (later) backup manifests, restore points
-// and retention. See docs/repository-format.md.
-package catalog
+package repo
 
 import (
 	"bytes"
@@ -13,27 +10,13 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
-	"github.com/pgb-project/pgb/internal/wal"
 )
 
-// Key layout.
-const (
-	// IdentityKey names the document that binds a repository to one cluster.
-	IdentityKey = "pgb.json"
-	walPrefix   = "wal/"
-)
+// IdentityKey names the document that binds a repository to one cluster.
+const IdentityKey = "pgb.json"
 
 // FormatVersion is the repository layout version pgb writes.
 const FormatVersion = 1
-
-// WALKey is where an archived WAL file lives: segments, partial segments and backup
-// history files under wal/<timeline+log>/, timeline history files at wal/<name>.
-func WALKey(f wal.File) string {
-	if f.Kind == wal.History {
-		return walPrefix + f.Name
-	}
-	return walPrefix + f.Name[:16] + "/" + f.Name
-}
 
 // Identity is the content of pgb.json.
 type Identity struct {
@@ -71,8 +54,24 @@ var ErrNoIdentity = errors.New("repository is not initialised (no " + IdentityKe
 // ErrForeignCluster means the repository belongs to another cluster.
 var ErrForeignCluster = errors.New("repository belongs to another cluster")
 
-// ReadIdentity reads pgb.json.
-func ReadIdentity(ctx context.Context, st storage.Store) (Identity, error) {
+// Identity reads pgb.json, once per Repo: later calls return the cached identity.
+//
+// pgb.json is plain JSON, not sealed: it says which format (and, with encryption,
+// which cipher) the rest of the repository has, so it must be readable first.
+func (r *Repo) Identity(ctx context.Context) (Identity, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.id != nil {
+		return *r.id, nil
+	}
+	id, err := readIdentity(ctx, r.st)
+	if err == nil {
+		r.id = &id
+	}
+	return id, err
+}
+
+func readIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 	rc, err := st.Get(ctx, IdentityKey, 0, -1)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
@@ -114,8 +113,8 @@ func (id Identity) Matches(sys SystemID, pgVersion int) error {
 // EnsureIdentity binds the repository to a cluster on first use, and on every later
 // use checks that it is the same cluster. The first writer wins atomically; a racing
 // second writer re-reads and compares.
-func EnsureIdentity(ctx context.Context, st storage.Store, want Identity) (Identity, error) {
-	id, err := ReadIdentity(ctx, st)
+func (r *Repo) EnsureIdentity(ctx context.Context, want Identity) (Identity, error) {
+	id, err := r.Identity(ctx)
 	if err == nil {
 		return id, id.Matches(want.SystemID, want.PGVersion)
 	}
@@ -128,53 +127,19 @@ func EnsureIdentity(ctx context.Context, st storage.Store, want Identity) (Ident
 		return Identity{}, err
 	}
 	b = append(b, '\n')
-	err = st.Put(ctx, IdentityKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
+	err = r.st.Put(ctx, IdentityKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
 	if err == nil {
+		r.mu.Lock()
+		r.id = &want
+		r.mu.Unlock()
 		return want, nil
 	}
 	if !errors.Is(err, storage.ErrExist) {
-		return Identity{}, fmt.Errorf("initialise repository %s: %w", st, err)
+		return Identity{}, fmt.Errorf("initialise repository %s: %w", r, err)
 	}
-	id, err = ReadIdentity(ctx, st)
+	id, err = r.Identity(ctx)
 	if err != nil {
 		return Identity{}, err
 	}
 	return id, id.Matches(want.SystemID, want.PGVersion)
-}
-
-// ErrWALTimeout means a WAL file did not reach the repository in time.
-var ErrWALTimeout = errors.New("WAL file did not reach the repository in time")
-
-// WaitForWAL polls until the WAL file f is in the repository, for at most timeout.
-func WaitForWAL(ctx context.Context, st storage.Store, f wal.File, timeout time.Duration) error {
-	return WaitForWALUntil(ctx, st, f, timeout, nil)
-}
-
-// WaitForWALUntil is WaitForWAL that also gives up as soon as probe (if not nil) returns
-// an error, which it returns: probe tells when the file can no longer arrive, such as
-// archive_command failing for it.
-func WaitForWALUntil(ctx context.Context, st storage.Store, f wal.File, timeout time.Duration, probe func(context.Context) error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		_, err := st.Stat(ctx, WALKey(f))
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, storage.ErrNotExist) {
-			return fmt.Errorf("look for %s: %w", f.Name, err)
-		}
-		if probe != nil {
-			if err := probe(ctx); err != nil {
-				return err
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s after %s", ErrWALTimeout, f.Name, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"bytes"
@@ -146,7 +146,7 @@ func TestBackupLockHolders(t *testing.T) {
 			putLock(t, st, tc.holder)
 			var logged bytes.Buffer
 			opts := LockOptions{Host: fakeHost(now, live), Log: slog.New(slog.NewTextHandler(&logged, nil))}
-			l, err := AcquireBackupLock(ctx, st, "backup-push", opts)
+			l, err := New(st, Options{}).AcquireBackupLock(ctx, "backup-push", opts)
 			if tc.takeOver {
 				if err != nil {
 					t.Fatalf("AcquireBackupLock = %v, want the stale lock taken over", err)

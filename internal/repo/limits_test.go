@@ -1,4 +1,4 @@
-package catalog
+package repo
 
 import (
 	"bytes"
@@ -56,16 +56,16 @@ func TestManifestDecompressionBombIsRefused(t *testing.T) {
 	if stored > 1<<20 {
 		t.Fatalf("the bomb is %d bytes stored; want a small object", stored)
 	}
-	if err := PutManifest(ctx, st, testManifest("good", 0x2000000)); err != nil {
+	if err := New(st, Options{}).PutBackup(ctx, testManifest("good", 0x2000000)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := ReadManifest(ctx, st, "bomb")
+	_, err := New(st, Options{}).ReadManifest(ctx, "bomb")
 	if !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrDamagedBackup) || !strings.Contains(err.Error(), "manifest") ||
 		!strings.Contains(err.Error(), "larger than") || !strings.Contains(err.Error(), "64 MiB") {
 		t.Fatalf("ReadManifest of a bomb = %v; want ErrTooLarge naming the manifest and the limit", err)
 	}
 	t.Log(err)
-	list, damaged, err := ListBackups(ctx, st)
+	list, damaged, err := New(st, Options{}).ListBackups(ctx)
 	if err != nil || len(list) != 1 || list[0].Name != "good" || len(damaged) != 1 || !errors.Is(damaged[0].Err, ErrTooLarge) {
 		t.Fatalf("ListBackups with a bomb = %v, %v, %v; want good listed and bomb damaged", list, damaged, err)
 	}
@@ -86,14 +86,14 @@ func TestSmallDocumentsAreReadThroughALimit(t *testing.T) {
 	ctx := context.Background()
 	st := mem.New()
 	putBomb(t, st, restorePointKey("bomb"), 8<<20)
-	if _, err := ReadRestorePoint(ctx, st, "bomb"); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "restore-points/bomb.json") {
+	if _, err := New(st, Options{}).ReadRestorePoint(ctx, "bomb"); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "restore-points/bomb.json") {
 		t.Errorf("ReadRestorePoint of a bomb = %v; want ErrTooLarge naming it", err)
 	}
 	big := `{"format":1,"system_identifier":"1","pg_version":15,"created_by":"` + strings.Repeat("x", 2<<20) + `"}`
 	if err := st.Put(ctx, IdentityKey, strings.NewReader(big), storage.PutOptions{Size: int64(len(big))}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadIdentity(ctx, st); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), IdentityKey) {
+	if _, err := New(st, Options{}).Identity(ctx); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), IdentityKey) {
 		t.Errorf("ReadIdentity of an oversized pgb.json = %v; want ErrTooLarge naming it", err)
 	}
 	lock := `{"host":"` + strings.Repeat("h", 2<<20) + `","pid":1}`

@@ -1,0 +1,326 @@
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// PutBackup records a complete backup: its summary, then its manifest, which makes
+// the backup exist. It never replaces an existing manifest. When one is already there
+// with exactly this content, the write counts as done: a retried put whose first
+// attempt was stored but lost its acknowledgement (S3, GCS) finds its own manifest.
+// Other content fails with an error wrapping storage.ErrExist and leaves the stored
+// manifest untouched.
+func (r *Repo) PutBackup(ctx context.Context, m *Manifest) error {
+	m.Format = FormatVersion
+	m.FileCount, m.PartCount = len(m.Files), len(m.Parts)
+	if err := r.putOrSame(ctx, SummaryKey(m.Name), &m.Summary, "summary"); err != nil {
+		return err
+	}
+	return r.putOrSame(ctx, ManifestKey(m.Name), m, "manifest")
+}
+
+// putOrSame stores v under key if absent, or finds exactly v already there.
+func (r *Repo) putOrSame(ctx context.Context, key string, v any, what string) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	err = r.putDoc(ctx, key, js)
+	if !errors.Is(err, storage.ErrExist) {
+		return err
+	}
+	same, cerr := r.storedEquals(ctx, key, js)
+	switch {
+	case cerr != nil:
+		return fmt.Errorf("%w; and the stored %s could not be read to compare: %w", err, what, cerr)
+	case !same:
+		return fmt.Errorf("%w: another backup's %s is stored under %s; it was left untouched", err, what, key)
+	}
+	return nil
+}
+
+// ReadManifest reads one backup's manifest.
+func (r *Repo) ReadManifest(ctx context.Context, name string) (*Manifest, error) {
+	info, err := r.st.Stat(ctx, ManifestKey(name))
+	if err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+		}
+		return nil, fmt.Errorf("read manifest of backup %s: %w", name, err)
+	}
+	return r.readManifest(ctx, name, info.Size)
+}
+
+// Manifest reads the manifest of the backup that ListBackups described with s, and
+// checks that it says what s says: a summary that disagrees with its manifest marks a
+// damaged backup.
+func (r *Repo) Manifest(ctx context.Context, s *Summary) (*Manifest, error) {
+	m, err := r.ReadManifest(ctx, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	a, _ := json.Marshal(&m.Summary)
+	b, _ := json.Marshal(s)
+	if !bytes.Equal(a, b) {
+		return nil, fmt.Errorf("backup %s is %w: its summary and its manifest disagree", s.Name, ErrDamagedBackup)
+	}
+	return m, nil
+}
+
+// readManifest reads a manifest stored in storedSize bytes.
+func (r *Repo) readManifest(ctx context.Context, name string, storedSize int64) (*Manifest, error) {
+	var m Manifest
+	limit := manifestLimit(storedSize)
+	why := fmt.Sprintf("pgb allows a manifest %dx its stored size of %s, at least %s and at most %s",
+		manifestRatio, sizeText(storedSize), sizeText(manifestFloor), sizeText(manifestCap))
+	if err := r.getJSON(ctx, ManifestKey(name), &m, limit, why); err != nil {
+		return nil, backupDocError(name, "manifest", err)
+	}
+	if err := checkSummary(name, &m.Summary); err != nil {
+		return nil, err
+	}
+	switch {
+	case m.FileCount == 0 && m.PartCount == 0: // written before summaries: count
+		m.FileCount, m.PartCount = len(m.Files), len(m.Parts)
+	case m.FileCount != len(m.Files) || m.PartCount != len(m.Parts):
+		return nil, fmt.Errorf("manifest of backup %s is %w: it counts %d files in %d parts but lists %d in %d",
+			name, ErrDamagedBackup, m.FileCount, m.PartCount, len(m.Files), len(m.Parts))
+	}
+	return &m, nil
+}
+
+// readSummary reads a backup's summary.
+func (r *Repo) readSummary(ctx context.Context, name string) (*Summary, error) {
+	var s Summary
+	if err := r.getJSON(ctx, SummaryKey(name), &s, smallDocLimit, "a summary is a few hundred bytes"); err != nil {
+		return nil, backupDocError(name, "summary", err)
+	}
+	if err := checkSummary(name, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func backupDocError(name, what string, err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNotExist):
+		return fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+	case errors.Is(err, ErrNewerFormat):
+		return fmt.Errorf("backup %s: %w", name, err)
+	case errors.Is(err, envelope.ErrCorrupt):
+		return fmt.Errorf("%s of backup %s is %w: %w", what, name, ErrDamagedBackup, err)
+	}
+	return fmt.Errorf("read %s of backup %s: %w", what, name, err)
+}
+
+func checkSummary(name string, s *Summary) error {
+	if s.Format > FormatVersion {
+		return fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, s.Format, FormatVersion)
+	}
+	if s.Name != name {
+		return fmt.Errorf("backup %s is %w: its manifest or summary describes backup %q", name, ErrDamagedBackup, s.Name)
+	}
+	return nil
+}
+
+// ListBackups returns every complete backup (those with a manifest), oldest first, and
+// apart from them the backups whose manifest is damaged (see ErrDamagedBackup): one
+// damaged backup must not make the others unusable. A storage error (unreachable,
+// timeout, denied) is not damage: it fails the listing.
+//
+// It reads one small summary per backup (the manifest of a backup written by a pgb
+// that wrote no summaries, or whose summary is damaged), never every file list.
+func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, error) {
+	type found struct {
+		manifest   int64 // stored size; -1 when absent
+		hasSummary bool
+	}
+	byName := map[string]*found{}
+	var names []string
+	err := r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
+		name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/")
+		if !ok || (doc != manifestName && doc != summaryName) {
+			return nil
+		}
+		f := byName[name]
+		if f == nil {
+			f = &found{manifest: -1}
+			byName[name] = f
+			names = append(names, name)
+		}
+		if doc == manifestName {
+			f.manifest = o.Size
+		} else {
+			f.hasSummary = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list backups: %w", err)
+	}
+	var (
+		out     []*Summary
+		damaged []DamagedBackup
+	)
+	for _, n := range names {
+		f := byName[n]
+		if f.manifest < 0 {
+			continue // no manifest: not a backup (one in progress, or one that failed)
+		}
+		s, err := r.summary(ctx, n, f.manifest, f.hasSummary)
+		switch {
+		case err == nil:
+			out = append(out, s)
+		case errors.Is(err, ErrNoBackup):
+			// deleted since the listing: not there any more
+		case errors.Is(err, ErrDamagedBackup), errors.Is(err, ErrNewerFormat):
+			damaged = append(damaged, DamagedBackup{Name: n, Err: err})
+		default:
+			return nil, nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].StopLSN < out[j].StopLSN })
+	sort.Slice(damaged, func(i, j int) bool { return damaged[i].Name < damaged[j].Name })
+	return out, damaged, nil
+}
+
+// summary reads the summary of backup n, or its manifest when it has no usable
+// summary: the manifest is what makes a backup exist, so a damaged summary alone does
+// not make the backup unusable.
+func (r *Repo) summary(ctx context.Context, n string, manifestSize int64, hasSummary bool) (*Summary, error) {
+	if hasSummary {
+		s, err := r.readSummary(ctx, n)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, ErrDamagedBackup) && !errors.Is(err, ErrNoBackup) {
+			return nil, err
+		}
+		r.log.Warn("a backup's summary is unusable; reading its manifest instead", "backup", n, "error", err)
+	}
+	m, err := r.readManifest(ctx, n, manifestSize)
+	if err != nil {
+		return nil, err
+	}
+	return &m.Summary, nil
+}
+
+// BackupNameFree reports whether no object of a backup named name exists.
+func (r *Repo) BackupNameFree(ctx context.Context, name string) (bool, error) {
+	used := false
+	err := r.st.List(ctx, BackupPrefix(name), func(storage.ObjectInfo) error {
+		used = true
+		return errStopList
+	})
+	if err != nil && !errors.Is(err, errStopList) {
+		return false, fmt.Errorf("list backups: %w", err)
+	}
+	return !used, nil
+}
+
+var errStopList = errors.New("stop listing")
+
+// RemoveIncompleteBackup removes the objects of a backup that did not complete (it
+// must have no manifest). It returns the keys it could not remove, and the error that
+// stopped it, if any: the caller says what was left behind.
+func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []string, err error) {
+	var keys []string
+	err = r.st.List(ctx, BackupPrefix(name), func(o storage.ObjectInfo) error {
+		keys = append(keys, o.Key)
+		return nil
+	})
+	if err != nil {
+		return []string{BackupPrefix(name) + "*"}, fmt.Errorf("list the objects of backup %s: %w", name, err)
+	}
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/"+manifestName) {
+			return append(left, k), fmt.Errorf("backup %s has a manifest: it is complete and is not removed", name)
+		}
+	}
+	for _, k := range keys {
+		if derr := r.st.Delete(ctx, k); derr != nil && !errors.Is(derr, storage.ErrNotExist) {
+			left = append(left, k)
+			err = errors.Join(err, fmt.Errorf("remove %s: %w", k, derr))
+		}
+	}
+	return left, err
+}
+
+// PartWriter streams one backup part into the repository: Write sealed bytes as they
+// come, then Close, which returns once the part is durable. A part is stored whole or
+// not at all.
+type PartWriter struct {
+	key  string
+	pw   *io.PipeWriter
+	buf  *bufio.Writer
+	ew   *envelope.Writer
+	done chan error
+}
+
+// CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
+// or Abort must follow.
+func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
+	pr, pw := io.Pipe()
+	w := &PartWriter{key: PartKey(backup, n), pw: pw, done: make(chan error, 1)}
+	w.buf = bufio.NewWriterSize(pw, 1<<20)
+	ew, err := r.seal(w.buf, r.codec)
+	if err != nil {
+		return nil, err
+	}
+	w.ew = ew
+	go func() {
+		err := r.st.Put(ctx, w.key, pr, storage.PutOptions{IfAbsent: true, Size: -1})
+		if err != nil {
+			err = fmt.Errorf("upload %s: %w", w.key, err)
+		}
+		pr.CloseWithError(errOr(err, io.ErrClosedPipe))
+		w.done <- err
+	}()
+	return w, nil
+}
+
+func errOr(err, alt error) error {
+	if err != nil {
+		return err
+	}
+	return alt
+}
+
+// Write encodes plain bytes of the part.
+func (w *PartWriter) Write(p []byte) (int, error) { return w.ew.Write(p) }
+
+// Close finishes the part and waits until the repository has it. It returns the
+// bytes stored.
+func (w *PartWriter) Close() (int64, error) {
+	err := w.ew.Close()
+	if err == nil {
+		err = w.buf.Flush()
+	}
+	w.pw.CloseWithError(err)
+	if perr := <-w.done; perr != nil {
+		return 0, perr
+	}
+	return w.ew.Written(), err
+}
+
+// Abort breaks the upload so that nothing of the part is stored.
+func (w *PartWriter) Abort(cause error) {
+	w.pw.CloseWithError(cause)
+	<-w.done //nolint:errcheck // the upload fails by design: cause is what is reported
+}
+
+// OpenPart opens part n of backup for verified reading.
+func (r *Repo) OpenPart(ctx context.Context, backup string, n int) (*Object, error) {
+	return r.open(ctx, PartKey(backup, n))
+}

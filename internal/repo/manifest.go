@@ -1,0 +1,166 @@
+package repo
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+const backupsPrefix = "backups/"
+
+// manifestName is the object that makes a backup exist. It is written last.
+const manifestName = "manifest"
+
+// summaryName is a backup's summary: written just before the manifest, read when
+// listing backups.
+const summaryName = "summary"
+
+// Key layout of backups. The engine goes through Repo's methods; these are for tests
+// and tools that look at the raw objects.
+
+// BackupPrefix is the key prefix of one backup's objects.
+func BackupPrefix(name string) string { return backupsPrefix + name + "/" }
+
+// PartKey names part n (1-based) of a backup.
+func PartKey(backup string, n int) string {
+	return fmt.Sprintf("%spart-%05d.tar", BackupPrefix(backup), n)
+}
+
+// ManifestKey names a backup's manifest.
+func ManifestKey(backup string) string { return BackupPrefix(backup) + manifestName }
+
+// SummaryKey names a backup's summary.
+func SummaryKey(backup string) string { return BackupPrefix(backup) + summaryName }
+
+// Summary is what is known of a backup without its file list: enough to list
+// backups, choose one for a recovery target and show the recoverable window. It is
+// stored on its own (small) and inside the manifest.
+type Summary struct {
+	Format        int       `json:"format"`
+	Name          string    `json:"name"`
+	SystemID      SystemID  `json:"system_identifier"`
+	PGVersion     int       `json:"pg_version"`
+	PGVersionNum  int       `json:"pg_version_num"`
+	DataChecksums bool      `json:"data_checksums"`
+	WALSegSize    uint64    `json:"wal_segment_size"`
+	Timeline      uint32    `json:"timeline"`
+	StartLSN      wal.LSN   `json:"start_lsn"`
+	StopLSN       wal.LSN   `json:"stop_lsn"`
+	StartWAL      string    `json:"start_wal"`
+	StopWAL       string    `json:"stop_wal"`
+	StartTime     time.Time `json:"start_time"`
+	StopTime      time.Time `json:"stop_time"`
+	NextXID       uint64    `json:"next_xid"` // first xid not yet assigned at stop
+	DataDir       string    `json:"data_directory"`
+	Compression   string    `json:"compression"`
+	Size          int64     `json:"size"`        // bytes of file data
+	StoredSize    int64     `json:"stored_size"` // bytes of parts in the repository
+	FileCount     int       `json:"file_count"`  // len(Manifest.Files)
+	PartCount     int       `json:"part_count"`  // len(Manifest.Parts)
+	// Parent names the backup an incremental backup builds on; empty for a full
+	// backup (the only kind pgb writes today).
+	Parent string `json:"parent,omitempty"`
+}
+
+// Manifest describes one complete base backup: what PostgreSQL said about it, and
+// every directory and file in it with its checksum and the part that holds it.
+type Manifest struct {
+	Summary
+	Label         string       `json:"backup_label"`
+	TablespaceMap string       `json:"tablespace_map,omitempty"`
+	Tablespaces   []Tablespace `json:"tablespaces,omitempty"`
+	Parts         []Part       `json:"parts"`
+	Dirs          []Dir        `json:"dirs"`
+	Links         []Link       `json:"links,omitempty"`
+	Files         []File       `json:"files"`
+
+	// DataDirOwner is who owned the data directory at backup time: a restore as root
+	// gives the files back to that user. Manifests of older pgb have none.
+	DataDirOwner *Owner `json:"data_directory_owner,omitempty"`
+}
+
+// Duration is how long the backup took.
+func (m *Summary) Duration() time.Duration { return m.StopTime.Sub(m.StartTime) }
+
+// Tablespace is a user tablespace in a backup.
+type Tablespace struct {
+	OID      uint32 `json:"oid"`
+	Name     string `json:"name"`
+	Location string `json:"location"`
+}
+
+// Owner is an OS user and group, by number and by name.
+type Owner struct {
+	UID   uint32 `json:"uid"`
+	GID   uint32 `json:"gid"`
+	User  string `json:"user,omitempty"`
+	Group string `json:"group,omitempty"`
+}
+
+// Part is one tar stream of a backup.
+type Part struct {
+	N      int   `json:"n"`
+	Files  int   `json:"files"`
+	Size   int64 `json:"size"`   // bytes of file data in the part (tar headers not counted)
+	Stored int64 `json:"stored"` // bytes in the repository
+	// FileOffsets says that the part's files carry their Offset (manifests of older
+	// pgb have none).
+	FileOffsets bool `json:"file_offsets,omitempty"`
+}
+
+// Dir is a directory to recreate, relative to the data directory ("/"-separated;
+// tablespace contents are under pg_tblspc/<oid>/).
+type Dir struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode"`
+}
+
+// Link is a symbolic link other than a tablespace's.
+type Link struct {
+	Path   string `json:"path"`
+	Target string `json:"target"`
+}
+
+// File is one regular file of a backup.
+type File struct {
+	Path  string    `json:"path"`
+	Size  int64     `json:"size"`
+	Mode  uint32    `json:"mode"`
+	MTime time.Time `json:"mtime"`
+	CRC   string    `json:"crc32c"` // of the bytes as stored
+	Part  int       `json:"part"`
+	// Offset is where the file's tar header starts in its part's plain (decoded) tar
+	// stream, when the part has FileOffsets: one file can be read without the files
+	// before it.
+	Offset int64 `json:"offset,omitempty"`
+}
+
+// Sort orders directories and files by path, so manifests are stable.
+func (m *Manifest) Sort() {
+	sort.Slice(m.Dirs, func(i, j int) bool { return m.Dirs[i].Path < m.Dirs[j].Path })
+	sort.Slice(m.Files, func(i, j int) bool { return m.Files[i].Path < m.Files[j].Path })
+	sort.Slice(m.Links, func(i, j int) bool { return m.Links[i].Path < m.Links[j].Path })
+}
+
+// ErrNoBackup means no complete backup has that name.
+var ErrNoBackup = errors.New("no such backup")
+
+// ErrDamagedBackup marks a backup whose manifest exists but cannot be used: it does
+// not decode, fails its checksum, or is not a manifest of that backup. Such a backup
+// (and one of a newer format, ErrNewerFormat) is skipped, never silently: ListBackups
+// reports it.
+var ErrDamagedBackup = errors.New("damaged")
+
+// ErrNewerFormat means a repository object was written by a newer pgb: a newer
+// manifest format, or a newer envelope (the envelope's own sentinel).
+var ErrNewerFormat = envelope.ErrNewerFormat
+
+// DamagedBackup is a backup that ListBackups skipped, and why.
+type DamagedBackup struct {
+	Name string
+	Err  error // wraps ErrDamagedBackup or ErrNewerFormat
+}

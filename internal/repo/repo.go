@@ -1,0 +1,198 @@
+// Package repo is pgb's repository layer, between the engine (archive, backup,
+// restore, cmd) and object storage. It owns:
+//
+//   - the wrapped storage.Store: the engine never sees a key or a backend;
+//   - the envelope (see internal/envelope): every object is sealed and opened here and
+//     nowhere else, with the options given to New (the codec today, the cipher next);
+//   - the key layout (docs/repository-format.md);
+//   - the documents: the identity (pgb.json, read once per process and cached), backup
+//     summaries and manifests, restore points, and the backup lock;
+//   - a cheap index of backups: listing them reads one small summary per backup, not
+//     every manifest's file list.
+//
+// Engine packages talk to it through typed methods: put or open a WAL file, list WAL
+// by timeline and log, create or open a backup part, put or read a manifest, list
+// backups, take a lock.
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// Options configure a Repo.
+type Options struct {
+	// Codec compresses what pgb stores in bulk: WAL files and backup parts. Nil means
+	// no compression. Documents (manifests, summaries, restore points) are always
+	// zstd-compressed: their size does not depend on this setting.
+	Codec compress.Codec
+	// Log receives warnings (a stale lock taken over, objects left behind); nil
+	// discards them.
+	Log *slog.Logger
+}
+
+// Repo is one repository.
+type Repo struct {
+	st       storage.Store
+	codec    compress.Codec
+	docCodec compress.Codec
+	log      *slog.Logger
+
+	mu sync.Mutex
+	id *Identity // cached once read or written
+}
+
+// New wraps st. The Repo does not own st: the caller closes it.
+func New(st storage.Store, opt Options) *Repo {
+	codec := opt.Codec
+	if codec == nil {
+		codec, _ = compress.New("none", 0)
+	}
+	doc, _ := compress.New("zstd", 0)
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Repo{st: st, codec: codec, docCodec: doc, log: log}
+}
+
+// String names the repository for messages, without secrets.
+func (r *Repo) String() string { return r.st.String() }
+
+// Codec is the codec bulk data is written with.
+func (r *Repo) Codec() compress.Codec { return r.codec }
+
+// Sum identifies the plain content of a stored object: its size and checksum.
+type Sum = envelope.Sum
+
+// ErrCorrupt means a stored object failed verification: bad header or trailer, a
+// stream that does not decode, or a size or checksum that does not match.
+var ErrCorrupt = envelope.ErrCorrupt
+
+// Overhead is what sealing adds to an object's encoded bytes.
+const Overhead = envelope.Overhead
+
+// seal returns a writer that encodes into dst; its Close writes the trailer. It is the
+// only place objects are sealed.
+func (r *Repo) seal(dst io.Writer, codec compress.Codec) (*envelope.Writer, error) {
+	return envelope.NewWriter(dst, codec)
+}
+
+// Object is a stored object being read: Read yields its plain bytes, and the last Read
+// (io.EOF) comes only after the size and checksum were verified. Sum is valid then.
+type Object struct {
+	body io.ReadCloser
+	er   *envelope.Reader
+	key  string
+}
+
+// open opens the object under key for verified reading. It is the only place objects
+// are opened. A missing object is an error wrapping storage.ErrNotExist. Errors name
+// the key.
+func (r *Repo) open(ctx context.Context, key string) (*Object, error) {
+	body, err := r.st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	er, err := envelope.NewReader(body)
+	if err != nil {
+		_ = body.Close() // read-only: the error is what matters
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	return &Object{body: body, er: er, key: key}, nil
+}
+
+// Read reads plain bytes.
+func (o *Object) Read(p []byte) (int, error) { return o.er.Read(p) }
+
+// Sum is the verified size and checksum, once Read has returned io.EOF.
+func (o *Object) Sum() Sum { return o.er.Sum() }
+
+// Key names the object for messages.
+func (o *Object) Key() string { return o.key }
+
+// Close releases the object. Reading is what verifies: Close reports nothing about
+// the content.
+func (o *Object) Close() error {
+	err := o.er.Close()
+	if cerr := o.body.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// readTrailer reads only the trailer of the object under key: its plain size and
+// checksum, in one ranged read.
+func (r *Repo) readTrailer(ctx context.Context, key string) (Sum, error) {
+	info, err := r.st.Stat(ctx, key)
+	if err != nil {
+		return Sum{}, err
+	}
+	if info.Size < envelope.Overhead {
+		return Sum{}, fmt.Errorf("%w: %s is %d bytes", envelope.ErrCorrupt, key, info.Size)
+	}
+	rc, err := r.st.Get(ctx, key, info.Size-envelope.TrailerSize, envelope.TrailerSize)
+	if err != nil {
+		return Sum{}, err
+	}
+	defer func() { _ = rc.Close() }() // read-only: ParseTrailer checks what was read
+	t := make([]byte, envelope.TrailerSize)
+	if _, err := io.ReadFull(rc, t); err != nil {
+		return Sum{}, fmt.Errorf("read trailer of %s: %w", key, err)
+	}
+	return envelope.ParseTrailer(t)
+}
+
+// Close closes the store underneath.
+func (r *Repo) Close() error { return r.st.Close() }
+
+// ProbeWrite writes, reads back and deletes a small object under check/: the
+// repository is reachable and writable.
+func (r *Repo) ProbeWrite(ctx context.Context) error {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	key := "check/probe-" + hex.EncodeToString(b[:])
+	body := []byte("pgb check " + time.Now().UTC().Format(time.RFC3339Nano))
+	if err := r.st.Put(ctx, key, bytes.NewReader(body), storage.PutOptions{IfAbsent: true, Size: int64(len(body))}); err != nil {
+		return err
+	}
+	defer func() { _ = r.st.Delete(context.WithoutCancel(ctx), key) }() // best effort: a leftover probe is harmless
+	rc, err := r.st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rc.Close() }() // read-only: the bytes are compared below
+	got, err := io.ReadAll(io.LimitReader(rc, int64(len(body))+1))
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, body) {
+		return errors.New("probe object read back differently")
+	}
+	return nil
+}
+
+// ProbeConditionalWrites asks the store whether it enforces put-if-absent itself.
+// known is false for stores that cannot tell (or need not: fs, GCS).
+func (r *Repo) ProbeConditionalWrites(ctx context.Context) (known, enforced bool, err error) {
+	p, ok := storage.Unwrap(r.st).(interface {
+		ProbeConditionalWrites(context.Context) (bool, error)
+	})
+	if !ok {
+		return false, false, nil
+	}
+	enforced, err = p.ProbeConditionalWrites(ctx)
+	return true, enforced, err
+}
