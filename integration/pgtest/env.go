@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 // DefaultPGBin is the PostgreSQL binary directory used when $PGBIN is unset.
@@ -76,12 +78,13 @@ func PGBin() (string, error) {
 	return dir, nil
 }
 
-// Require returns PGBin(). If PostgreSQL is not usable (binaries missing, or
+// Require returns PGBin(). Under `go test -short` (make unit) the test is skipped. If PostgreSQL is not usable (binaries missing, or
 // running as root without a "postgres" OS user) the test is skipped, except
 // when $CI is non-empty: there a skipped integration test would hide a
 // broken setup, so the test fails instead.
 func Require(t testing.TB) string {
 	t.Helper()
+	testenv.SkipIfShort(t, "starts PostgreSQL")
 	bin, err := PGBin()
 	if err == nil {
 		_, err = credential()
