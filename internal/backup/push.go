@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/catalog"
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/progress"
@@ -102,8 +102,6 @@ func Rate(size int64, copyTime time.Duration) float64 {
 	}
 	return float64(size) / copyTime.Seconds()
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Run takes one backup and returns its manifest. The backup exists only if Run
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
@@ -407,35 +405,22 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 
 // copyFiles streams every file into parts, Concurrency at a time.
 func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *catalog.Manifest, open openFunc) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan entry)
 	var (
-		mu      sync.Mutex
-		nextN   atomic.Int64
-		done    atomic.Int64
-		wg      sync.WaitGroup
-		workers = max(p.Opt.Concurrency, 1)
+		mu    sync.Mutex
+		nextN atomic.Int64
+		done  atomic.Int64
 	)
 	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
-			mu.Lock()
-			m.Files = append(m.Files, files...)
-			m.Parts = append(m.Parts, parts...)
-			mu.Unlock()
-			if err != nil {
-				cancel(err)
-			}
-		}()
-	}
-	workpool.Feed(ctx, work, t.files)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	err := workpool.Run(ctx, p.Opt.Concurrency, t.files, func(ctx context.Context, work <-chan entry) error {
+		files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
+		mu.Lock()
+		m.Files = append(m.Files, files...)
+		m.Parts = append(m.Parts, parts...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for _, pt := range m.Parts {
@@ -588,7 +573,7 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 	if err := tw.WriteHeader(hdr); err != nil {
 		return catalog.File{}, 0, err
 	}
-	crc := crc32.New(castagnoli)
+	crc := crc32c.New()
 	var copied int64
 	for copied < size {
 		want := min(int64(len(buf)), size-copied)

@@ -23,10 +23,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crc32c"
 )
 
 // Sizes of the fixed parts.
@@ -47,9 +47,7 @@ const formatVersion = 1
 // Checksum algorithms recorded in the trailer.
 const algCRC32C = 1
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func newHash() hash.Hash { return crc32.New(castagnoli) }
+func newHash() hash.Hash { return crc32c.New() }
 
 // ErrCorrupt means an object failed verification: bad header or trailer, a stream that
 // does not decode, or a size or checksum that does not match.

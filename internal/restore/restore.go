@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/catalog"
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -531,31 +531,21 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 	var (
 		restored sync.Map
 		done     atomic.Int64
-		wg       sync.WaitGroup
 	)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
-	parts := make(chan catalog.Part)
-	for w := 0; w < max(r.Opt.Concurrency, 1); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 256<<10)
-			for pt := range parts {
-				if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		}()
-	}
 	sorted := append([]catalog.Part(nil), m.Parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
-	workpool.Feed(ctx, parts, sorted)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	err := workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan catalog.Part) error {
+		buf := make([]byte, 256<<10)
+		for pt := range parts {
+			if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for _, f := range m.Files {
@@ -565,8 +555,6 @@ func (r *Restorer) restoreParts(ctx context.Context, m *catalog.Manifest, spc ma
 	}
 	return nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (r *Restorer) restorePart(ctx context.Context, m *catalog.Manifest, pt catalog.Part, want map[string]*catalog.File,
 	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte) error {
@@ -631,7 +619,7 @@ func (r *Restorer) writeFile(src io.Reader, f *catalog.File, spc map[uint32]stri
 		return err
 	}
 	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
-	crc := crc32.New(castagnoli)
+	crc := crc32c.New()
 	var n int64
 	for n < f.Size {
 		k, rerr := io.ReadFull(src, buf[:min(int64(len(buf)), f.Size-n)])
