@@ -135,29 +135,30 @@ func TestSecondConcurrentBackupIsRefused(t *testing.T) {
 // opens it blocks there for good, so it cannot finish before the test kills it.
 type heldPart struct{ path, saved string }
 
-// holdSmallestPart swaps the smallest part of the backup for a FIFO. Restore reads
-// the biggest parts first, so the smallest comes last.
-func holdSmallestPart(t *testing.T, repo, backup string) *heldPart {
+// holdLargestPart swaps the largest part of the backup for a FIFO. Restore reads the
+// largest parts first, so one worker blocks there at once and the others restore
+// every other part.
+func holdLargestPart(t *testing.T, repo, backup string) *heldPart {
 	t.Helper()
 	parts, err := filepath.Glob(filepath.Join(repo, "backups", backup, "part-*"))
 	if err != nil || len(parts) < 2 {
 		t.Fatalf("want a backup of several parts, got %v (%v)", parts, err)
 	}
-	smallest, size := "", int64(-1)
+	largest, size := "", int64(-1)
 	for _, p := range parts {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if size < 0 || fi.Size() < size {
-			smallest, size = p, fi.Size()
+		if fi.Size() > size {
+			largest, size = p, fi.Size()
 		}
 	}
-	h := &heldPart{path: smallest, saved: smallest + ".held"}
-	if err := os.Rename(smallest, h.saved); err != nil {
+	h := &heldPart{path: largest, saved: largest + ".held"}
+	if err := os.Rename(largest, h.saved); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mkfifo(smallest, 0o600); err != nil {
+	if err := syscall.Mkfifo(largest, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -223,11 +224,12 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 		t.Fatalf("backups after a good run: %v", names)
 	}
 	// A restore killed mid-way leaves a directory PostgreSQL refuses to start. The
-	// restore cannot finish before the kill: its smallest part (the last one it reads)
-	// is a FIFO that nobody writes, so the restore blocks in it until killed.
+	// restore cannot finish before the kill: its largest part is a FIFO that nobody
+	// writes, so one worker blocks there until the kill while the other restores the
+	// rest, pg_control included (which must wait under another name until the end).
 	killed := filepath.Join(pgtest.TempDir(t), "killed")
-	hold := holdSmallestPart(t, repo, names[0])
-	rcmd := exec.Command(pgtest.BuildPGB(t), "restore", "--repo", repo, "--pgdata", killed, "--concurrency", "1")
+	hold := holdLargestPart(t, repo, names[0])
+	rcmd := exec.Command(pgtest.BuildPGB(t), "restore", "--repo", repo, "--pgdata", killed, "--concurrency", "2")
 	rcmd.Env = cleanEnv()
 	var rout strings.Builder
 	rcmd.Stdout, rcmd.Stderr = &rout, &rout
@@ -236,13 +238,14 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 	}
 	rexited := make(chan struct{})
 	go func() { rcmd.Wait(); close(rexited) }()
-	pgtest.WaitUntil(t, "restore to start writing", 60*time.Second, func() (bool, string) {
+	pgtest.WaitUntil(t, "restore to write pg_control", 60*time.Second, func() (bool, string) {
 		select {
 		case <-rexited:
 			t.Fatalf("the restore ended before it was killed:\n%s", rout.String())
 		default:
 		}
-		return fileExists(filepath.Join(killed, "base")), "no base/ in " + killed + " yet"
+		written, _ := filepath.Glob(filepath.Join(killed, "global", "pg_control*"))
+		return len(written) > 0, "no global/pg_control* in " + killed + " yet"
 	})
 	rcmd.Process.Signal(syscall.SIGKILL)
 	<-rexited
