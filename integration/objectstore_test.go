@@ -107,7 +107,7 @@ func TestS3PermanentFaultsFailFastWithOneLine(t *testing.T) {
 		"\ns3-region: us-east-1\ns3-force-path-style: true\ns3-access-key-id: "+access+"\ns3-secret-access-key: "+secret+"\n")
 	_ = bucket
 	closed := configFile(t, "repo: s3://b/x\ns3-endpoint: http://127.0.0.1:1\ns3-region: us-east-1\ns3-force-path-style: true\n"+
-		"s3-access-key-id: a\ns3-secret-access-key: b\nstorage-retries: 2\ns3-max-attempts: 1\n")
+		"s3-access-key-id: a\ns3-secret-access-key: b\nstorage-retries: 2\n")
 
 	push := func(sel []string) result {
 		return pgb(t, c.DataDir(), nil, append(append([]string{"wal-push"}, sel...), filepath.Join("pg_wal", seg))...)

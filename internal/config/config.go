@@ -129,7 +129,7 @@ var settings = []Setting{
 	{Key: KeyS3StorageClass, Env: []string{"PGB_S3_STORAGE_CLASS"}, Category: CategoryS3, Usage: "storage class of new objects (e.g. STANDARD_IA)"},
 	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size (memory per upload: part size × upload concurrency)"},
 	{Key: KeyS3Concurrency, Env: []string{"PGB_S3_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryS3, Usage: "parts of one upload in flight"},
-	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryS3, Usage: "attempts per HTTP request inside the SDK (pgb's --storage-retries sits above)"},
+	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryS3, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},
 	{Key: KeyS3RequestTimeout, Env: []string{"PGB_S3_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryS3, Usage: "timeout of one HTTP request"},
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
 	{Key: KeyS3Conditional, Env: []string{"PGB_S3_CONDITIONAL_WRITES"}, Default: "enforced", Category: CategoryS3, Usage: "how put-if-absent works: enforced (If-None-Match, the safe default), head-check (for stores that ignore If-None-Match, as pgb check reports), unsupported"},
@@ -140,9 +140,14 @@ var settings = []Setting{
 	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads in flight on one connection pool (parts of a backup upload side by side, up to --concurrency)"},
 	{Key: KeyGCSStorageClass, Env: []string{"PGB_GCS_STORAGE_CLASS"}, Category: CategoryGCS, Usage: "storage class of new objects (e.g. NEARLINE)"},
 	{Key: KeyGCSKMSKeyName, Env: []string{"PGB_GCS_KMS_KEY_NAME"}, Category: CategoryGCS, Usage: "Cloud KMS key name for CMEK"},
-	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "attempts per request inside the client (pgb's --storage-retries sits above)"},
+	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},
 	{Key: KeyGCSRequestTimeout, Env: []string{"PGB_GCS_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryGCS, Usage: "timeout of one request"},
 }
+
+// ignoredKeys are settings that no longer do anything and are accepted, with a
+// warning, so that existing config files and archive_commands keep working: the SDKs'
+// own attempts, replaced by one retry policy (storage-retries).
+var ignoredKeys = []string{KeyS3MaxAttempts, KeyGCSMaxAttempts}
 
 // RepoKeys are the settings of every repository backend: every command that opens a
 // repository takes them.
@@ -271,6 +276,12 @@ func Load(src Source) (Config, error) {
 	for _, s := range settings {
 		if v, ok := src(s.Key); ok {
 			c.Given[s.Key] = v
+		}
+	}
+	for _, k := range ignoredKeys {
+		_, inFile := fileVals[k]
+		if _, given := c.Given[k]; given || inFile {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s is ignored: storage-retries sets the attempts of every storage request, in one layer so that they do not multiply; remove %s", k, k))
 		}
 	}
 	c.Repo = str(KeyRepo)

@@ -19,7 +19,8 @@ import (
 // Put reads the first PartSize bytes of r into memory whatever opts.Size says (the
 // size is only a hint): if r ends there, one PutObject sends them from memory, so the
 // SDK can sign and retry it; otherwise a multipart upload streams r in parts, keeping
-// at most Concurrency parts in memory and in flight. Nothing is sent before r has
+// at most Concurrency parts in memory and in flight. The PutObject is retried as
+// Config.Retry says. Nothing is sent before r has
 // either ended or filled the first part, and a failing r or a cancelled ctx leaves no
 // object and no unfinished upload behind.
 //
@@ -65,23 +66,28 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	return s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
 }
 
-// putObject sends data in one PutObject request.
+// putObject sends data in one PutObject request, with the attempts of Config.Retry.
+//
+// Like any retried IfAbsent write, a retry after a lost acknowledgement finds the
+// object this call wrote and fails with storage.ErrExist (see retry.New).
 func (s *Store) putObject(ctx context.Context, key, obj string, data []byte, ifAbsent bool) error {
 	sse, kms, class := s.sse()
-	in := &s3.PutObjectInput{
-		Bucket:               aws.String(s.cfg.Bucket),
-		Key:                  aws.String(obj),
-		Body:                 bytes.NewReader(data),
-		ContentLength:        aws.Int64(int64(len(data))),
-		ServerSideEncryption: sse,
-		SSEKMSKeyId:          kms,
-		StorageClass:         class,
-	}
-	if ifAbsent {
-		in.IfNoneMatch = aws.String("*")
-	}
-	_, err := s.client.PutObject(ctx, in)
-	return s.translateError("put", key, err)
+	return s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		in := &s3.PutObjectInput{
+			Bucket:               aws.String(s.cfg.Bucket),
+			Key:                  aws.String(obj),
+			Body:                 bytes.NewReader(data),
+			ContentLength:        aws.Int64(int64(len(data))),
+			ServerSideEncryption: sse,
+			SSEKMSKeyId:          kms,
+			StorageClass:         class,
+		}
+		if ifAbsent {
+			in.IfNoneMatch = aws.String("*")
+		}
+		_, err := s.client.PutObject(ctx, in)
+		return s.translateError("put", key, err)
+	})
 }
 
 // checkAbsent fails with storage.ErrExist if the object exists.

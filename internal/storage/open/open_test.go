@@ -1,0 +1,104 @@
+package open_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/gcs/gcstest"
+	"github.com/pgb-project/pgb/internal/storage/open"
+	"github.com/pgb-project/pgb/internal/storage/retry"
+	"github.com/pgb-project/pgb/internal/storage/s3/s3test"
+)
+
+// counter is a fault injector that answers 503 to every request and counts them.
+type counter interface {
+	http.RoundTripper
+	count() int64
+}
+
+type s3Faults struct{ *s3test.FaultyTransport }
+
+func (f s3Faults) count() int64 { return int64(f.Requests()) }
+
+type gcsFaults struct{ *gcstest.Faults }
+
+func (f gcsFaults) count() int64 { return f.Injected() }
+
+// noWait is a retry policy's Sleep that does not wait.
+func noWait(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+
+// TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes: against a store that
+// answers 503 to everything, each call through the store as the commands open it is
+// attempted exactly storage-retries times: the SDK's attempts, the backend's upload
+// retries and the retry wrapper's do not multiply.
+func TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes(t *testing.T) {
+	const attempts = 4
+	s3Endpoint, s3Bucket := s3test.NewGoFakeS3(t)
+	for _, tc := range []struct {
+		repo   string
+		faults func() counter
+	}{
+		{"s3://" + s3Bucket + "/repo", func() counter {
+			return s3Faults{&s3test.FaultyTransport{Status: http.StatusServiceUnavailable}}
+		}},
+		{"gs://bucket/repo", func() counter { return gcsFaults{&gcstest.Faults{Fail: 1}} }},
+	} {
+		for _, op := range []struct {
+			name string
+			call func(ctx context.Context, st storage.Store) error
+		}{
+			{"get", func(ctx context.Context, st storage.Store) error {
+				rc, err := st.Get(ctx, "k", 0, -1)
+				if err == nil {
+					_, err = io.ReadAll(rc)
+					rc.Close()
+				}
+				return err
+			}},
+			{"stat", func(ctx context.Context, st storage.Store) error { _, err := st.Stat(ctx, "k"); return err }},
+			{"put", func(ctx context.Context, st storage.Store) error {
+				return st.Put(ctx, "k", strings.NewReader("value"), storage.PutOptions{Size: 5})
+			}},
+			{"put-stream", func(ctx context.Context, st storage.Store) error {
+				return st.Put(ctx, "k", io.MultiReader(strings.NewReader("value")), storage.PutOptions{Size: -1})
+			}},
+			{"list", func(ctx context.Context, st storage.Store) error {
+				return st.List(ctx, "", func(storage.ObjectInfo) error { return nil })
+			}},
+			{"delete", func(ctx context.Context, st storage.Store) error { return st.Delete(ctx, "k") }},
+		} {
+			t.Run(tc.repo[:2]+"/"+op.name, func(t *testing.T) {
+				faults := tc.faults()
+				st, err := open.Open(t.Context(), tc.repo, open.Options{
+					Timeout:       time.Minute,
+					Retry:         retry.Policy{MaxAttempts: attempts, Sleep: noWait, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
+					WrapTransport: func(http.RoundTripper) http.RoundTripper { return faults },
+					S3: config.S3{Endpoint: s3Endpoint, Region: "us-east-1", ForcePathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
+						PartSize: 5 << 20, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute, Conditional: "enforced"},
+					GCS: config.GCS{Endpoint: "http://127.0.0.1:1", ChunkSize: 256 << 10, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				err = op.call(t.Context(), st)
+				if err == nil || retry.Retryable(err) {
+					t.Errorf("error = %v, want a final error", err)
+				}
+				if errors.Is(err, storage.ErrNotExist) {
+					t.Errorf("error = %v: a 503 is not a missing object", err)
+				}
+				if n := faults.count(); n != attempts {
+					t.Errorf("%d requests, want exactly %d (storage-retries)", n, attempts)
+				}
+			})
+		}
+	}
+}
