@@ -137,7 +137,7 @@ var settings = []Setting{
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
 	{Key: KeyGCSChunkSize, Env: []string{"PGB_GCS_CHUNK_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryGCS, Usage: "resumable upload chunk size (memory per upload)"},
-	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads in flight on one connection pool (parts of a backup upload side by side, up to --concurrency)"},
+	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads at once; more wait for a slot (memory: one chunk each; 0 = no limit)"},
 	{Key: KeyGCSStorageClass, Env: []string{"PGB_GCS_STORAGE_CLASS"}, Category: CategoryGCS, Usage: "storage class of new objects (e.g. NEARLINE)"},
 	{Key: KeyGCSKMSKeyName, Env: []string{"PGB_GCS_KMS_KEY_NAME"}, Category: CategoryGCS, Usage: "Cloud KMS key name for CMEK"},
 	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},

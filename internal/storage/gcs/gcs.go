@@ -77,8 +77,9 @@ type Config struct {
 	// 256 KiB by the client; it bounds the memory of each Put. Zero means
 	// DefaultChunkSize.
 	ChunkSize int
-	// Concurrency is how many calls the caller intends to make at once. It sizes the
-	// connection pool; it limits nothing.
+	// Concurrency is how many uploads may run at once. It sizes the connection pool;
+	// the store itself limits nothing: storage/open puts the limit above the retry
+	// layer (package limit).
 	Concurrency int
 	// MaxAttempts bounds the client's attempts per request other than uploads, the
 	// first included; zero means DefaultMaxAttempts and 1 disables the client's

@@ -22,6 +22,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/gcs"
 	"github.com/pgb-project/pgb/internal/storage/idle"
+	"github.com/pgb-project/pgb/internal/storage/limit"
 	"github.com/pgb-project/pgb/internal/storage/retry"
 	"github.com/pgb-project/pgb/internal/storage/s3"
 )
@@ -91,7 +92,13 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 	// A body that delivers nothing for a whole attempt's deadline is cut off and, by
 	// the retry layer, resumed where it stopped.
 	st = idle.New(st, opts.Timeout)
-	return retry.New(st, retry.Config{Timeout: opts.Timeout}.WithPolicy(pol)), nil
+	st = retry.New(st, retry.Config{Timeout: opts.Timeout}.WithPolicy(pol))
+	if loc.Scheme == "gs" {
+		// Outermost: an upload keeps its slot through its retries, and waiting for a
+		// slot does not count against an attempt's deadline.
+		st = limit.Puts(st, opts.GCS.Concurrency)
+	}
+	return st, nil
 }
 
 // Unwrap returns the backend under the wrappers Open added.

@@ -3,9 +3,12 @@ package open_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,6 +102,88 @@ func TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes(t *testing.T) {
 					t.Errorf("%d requests, want exactly %d (storage-retries)", n, attempts)
 				}
 			})
+		}
+	}
+}
+
+// holdUploads holds every upload request until released, counting those in flight.
+type holdUploads struct {
+	next     http.RoundTripper
+	release  chan struct{}
+	mu       sync.Mutex
+	inflight int
+	most     int
+}
+
+func (h *holdUploads) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPost || !strings.Contains(req.URL.Path, "/upload/") {
+		return h.next.RoundTrip(req)
+	}
+	h.mu.Lock()
+	h.inflight++
+	h.most = max(h.most, h.inflight)
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.inflight--
+		h.mu.Unlock()
+	}()
+	<-h.release
+	return h.next.RoundTrip(req)
+}
+
+func (h *holdUploads) counts() (inflight, most int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inflight, h.most
+}
+
+// TestGCSUploadConcurrencyLimitsUploadsInFlight: with gcs-upload-concurrency N, no
+// more than N uploads reach the server at once; the others wait for a slot.
+func TestGCSUploadConcurrencyLimitsUploadsInFlight(t *testing.T) {
+	const limit, uploads = 2, 6
+	endpoint, client, bucket := gcstest.NewInProcess(t)
+	hold := &holdUploads{next: client.Transport, release: make(chan struct{})}
+	st, err := open.Open(t.Context(), "gs://"+bucket+"/repo", open.Options{
+		Timeout:       time.Minute,
+		Retry:         retry.Policy{Sleep: noWait},
+		WrapTransport: func(http.RoundTripper) http.RoundTripper { return hold },
+		GCS:           config.GCS{Endpoint: endpoint, ChunkSize: 256 << 10, Concurrency: limit, RequestTimeout: time.Minute},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	waiting := func() int { return 0 }
+	if w, ok := st.(interface{ Waiting() int }); ok {
+		waiting = w.Waiting
+	}
+	errs := make(chan error, uploads)
+	for i := range uploads {
+		go func() {
+			errs <- st.Put(t.Context(), fmt.Sprintf("part-%d", i), strings.NewReader("data"), storage.PutOptions{Size: 4})
+		}()
+	}
+	// Wait until every upload is either at the server or waiting for a slot.
+	for {
+		if inflight, _ := hold.counts(); inflight+waiting() == uploads {
+			break
+		}
+		runtime.Gosched()
+	}
+	inflight, most := hold.counts()
+	close(hold.release)
+	for range uploads {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if most > limit || inflight != limit {
+		t.Errorf("%d uploads at the server at once (%d at the end of the rush), want at most %d", most, inflight, limit)
+	}
+	for i := range uploads {
+		if _, err := st.Stat(t.Context(), fmt.Sprintf("part-%d", i)); err != nil {
+			t.Error(err)
 		}
 	}
 }
