@@ -1,14 +1,17 @@
 package open_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,4 +189,83 @@ func TestGCSUploadConcurrencyLimitsUploadsInFlight(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// nthChunks matches the n-th chunk requests of resumable uploads (from 1) in the set.
+func nthChunks(set ...int) func(*http.Request) bool {
+	var mu sync.Mutex
+	seen := 0
+	return func(req *http.Request) bool {
+		if !req.URL.Query().Has("upload_id") {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen++
+		return slices.Contains(set, seen)
+	}
+}
+
+// TestGCSStreamedUploadRetriesAChunkNotTheUpload: a large upload streamed from a pipe
+// (nothing above the store can resend it, as for a backup part) survives transient
+// faults in the middle: each failed chunk is sent again from the client's chunk
+// buffer, up to storage-retries attempts in a row, and the object holds exactly the
+// bytes streamed.
+func TestGCSStreamedUploadRetriesAChunkNotTheUpload(t *testing.T) {
+	const attempts, chunk = 4, 256 << 10
+	endpoint, client, bucket := gcstest.NewInProcess(t)
+	// Chunk requests 2, 3 and 4 (the second chunk, three times in a row) are answered
+	// 503; the 6th (a later chunk) has its connection reset.
+	resets := &gcstest.Faults{Next: client.Transport, Reset: 1, Match: nthChunks(6)}
+	unavailable := &gcstest.Faults{Next: resets, Fail: 1, Match: nthChunks(2, 3, 4)}
+	chunks := &chunkCounter{next: unavailable}
+	st, err := open.Open(t.Context(), "gs://"+bucket+"/repo", open.Options{
+		Timeout:       time.Minute,
+		Retry:         retry.Policy{MaxAttempts: attempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
+		WrapTransport: func(http.RoundTripper) http.RoundTripper { return chunks },
+		GCS:           config.GCS{Endpoint: endpoint, ChunkSize: chunk, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+
+	data := make([]byte, 8*chunk+1000)
+	for i := range data {
+		data[i] = byte(i * 7 % 251)
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := pw.Write(data); pw.CloseWithError(err) }()
+	if err := st.Put(t.Context(), "base/part-1", pr, storage.PutOptions{Size: -1}); err != nil {
+		t.Fatalf("streamed upload with transient faults: %v", err)
+	}
+	if got := unavailable.Injected() + resets.Injected(); got != 4 {
+		t.Fatalf("%d faults injected, want 4", got)
+	}
+	rc, err := st.Get(t.Context(), "base/part-1", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored %d bytes (%v), want exactly the %d streamed", len(got), err, len(data))
+	}
+	// 9 chunks, and one more request for each fault: only the failed chunk was resent.
+	if n := chunks.n.Load(); n != 9+4 {
+		t.Errorf("%d chunk requests, want %d", n, 9+4)
+	}
+}
+
+// chunkCounter counts the chunk requests of resumable uploads.
+type chunkCounter struct {
+	next http.RoundTripper
+	n    atomic.Int64
+}
+
+func (c *chunkCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Query().Has("upload_id") {
+		c.n.Add(1)
+	}
+	return c.next.RoundTrip(req)
 }
