@@ -45,12 +45,35 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Jitter returns a random duration in [0, d]. Nil means uniform, from math/rand/v2.
 	Jitter func(d time.Duration) time.Duration
+	// Clock makes the timers of the attempts' deadlines (Timeout). Nil means the real
+	// clock; tests substitute one whose timers fire when the test says.
+	Clock Clock
 	// OnRetry, if set, is called after a failed attempt that will be retried, with the
 	// operation ("put", "get", "stat", "list", "delete"), the key (List: the prefix),
 	// the number of the attempt that failed, its error and the wait before the next.
 	// It may be called concurrently by concurrent calls.
 	OnRetry func(op, key string, attempt int, err error, wait time.Duration)
 }
+
+// Clock makes timers; see Config.Clock.
+type Clock interface {
+	// AfterFunc calls f in its own goroutine once d has passed, unless the timer is
+	// stopped first, as time.AfterFunc does.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer from a Clock, with the methods of *time.Timer.
+type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it stopped it.
+	Stop() bool
+	// Reset makes the timer fire d from now; it reports whether it was active.
+	Reset(d time.Duration) bool
+}
+
+// realClock is the clock of package time.
+type realClock struct{}
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
 
 // Policy returns the retry policy c describes.
 func (c Config) Policy() Policy {
@@ -79,6 +102,9 @@ func (c Config) WithPolicy(p Policy) Config {
 // are used up the error is marked Exhausted.
 func New(inner storage.Store, cfg Config) storage.Store {
 	cfg = cfg.WithPolicy(cfg.Policy().WithDefaults())
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
 	return &store{inner: inner, cfg: cfg, pol: cfg.Policy()}
 }
 
@@ -262,8 +288,10 @@ func (s *store) timed(ctx context.Context, f func(ctx context.Context) error) er
 	if s.cfg.Timeout <= 0 {
 		return f(ctx)
 	}
-	actx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errAttemptTimeout)
-	defer cancel()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer timer.Stop()
 	return s.markTimeout(ctx, actx, f(actx))
 }
 
@@ -318,7 +346,7 @@ func (s *store) putAttempt(ctx context.Context, key string, r io.Reader, opts st
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	defer timer.Stop()
 	tr := &timedReader{r: r, timer: timer, d: s.cfg.Timeout}
 	var body io.Reader = tr
@@ -331,7 +359,7 @@ func (s *store) putAttempt(ctx context.Context, key string, r io.Reader, opts st
 // timedReader stops timer while reading from r and restarts it afterwards.
 type timedReader struct {
 	r     io.Reader
-	timer *time.Timer
+	timer Timer
 	d     time.Duration
 }
 
@@ -436,7 +464,7 @@ func (s *store) getAttempt(ctx context.Context, key string, off, length int64) (
 		return s.inner.Get(ctx, key, off, length)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	rc, err := s.inner.Get(actx, key, off, length)
 	if !timer.Stop() && err == nil {
 		// The deadline passed just as the reader came back: its context is done.
@@ -526,7 +554,7 @@ func (s *store) listAttempt(ctx context.Context, prefix string, fn func(storage.
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	defer timer.Stop()
 	err := s.inner.List(actx, prefix, func(oi storage.ObjectInfo) error {
 		if !timer.Stop() {
