@@ -75,6 +75,10 @@ func TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes(t *testing.T) {
 			{"put-stream", func(ctx context.Context, st storage.Store) error {
 				return st.Put(ctx, "k", io.MultiReader(strings.NewReader("value")), storage.PutOptions{Size: -1})
 			}},
+			{"put-multipart", func(ctx context.Context, st storage.Store) error {
+				big := io.MultiReader(bytes.NewReader(make([]byte, 5<<20+1))) // more than a part, not seekable
+				return st.Put(ctx, "k", big, storage.PutOptions{Size: -1})
+			}},
 			{"list", func(ctx context.Context, st storage.Store) error {
 				return st.List(ctx, "", func(storage.ObjectInfo) error { return nil })
 			}},
@@ -268,4 +272,57 @@ func (c *chunkCounter) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.n.Add(1)
 	}
 	return c.next.RoundTrip(req)
+}
+
+// TestS3StreamedUploadRetriesAPartNotTheUpload: a multipart upload streamed from a
+// pipe survives UploadPart failures: the failed part is sent again from its buffer, up
+// to storage-retries attempts in a row, and the object holds exactly the bytes.
+func TestS3StreamedUploadRetriesAPartNotTheUpload(t *testing.T) {
+	const attempts, part = 4, 5 << 20
+	endpoint, bucket := s3test.NewGoFakeS3(t)
+	var mu sync.Mutex
+	seen := 0
+	isPart := func(req *http.Request) bool { return req.Method == http.MethodPut && req.URL.Query().Has("partNumber") }
+	faults := &s3test.FaultyTransport{Status: http.StatusServiceUnavailable, Match: func(req *http.Request) bool {
+		if !isPart(req) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen++
+		return seen <= attempts-1 // the first part fails 3 times in a row
+	}}
+	parts := &s3test.FaultyTransport{Match: isPart} // counts the UploadPart requests
+	st, err := open.Open(t.Context(), "s3://"+bucket+"/repo", open.Options{
+		Timeout:       time.Minute,
+		Retry:         retry.Policy{MaxAttempts: attempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
+		WrapTransport: func(base http.RoundTripper) http.RoundTripper { faults.Base = base; parts.Base = faults; return parts },
+		S3: config.S3{Endpoint: endpoint, Region: "us-east-1", ForcePathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
+			PartSize: part, Concurrency: 1, RequestTimeout: time.Minute, Conditional: "enforced"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data := make([]byte, 2*part+1000)
+	for i := range data {
+		data[i] = byte(i * 7 % 251)
+	}
+	pr, pw := io.Pipe()
+	go func() { _, err := pw.Write(data); pw.CloseWithError(err) }()
+	if err := st.Put(t.Context(), "base/part-1", pr, storage.PutOptions{Size: -1}); err != nil {
+		t.Fatalf("streamed multipart upload with a failing part: %v", err)
+	}
+	rc, err := st.Get(t.Context(), "base/part-1", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("stored %d bytes (%v), want exactly the %d streamed", len(got), err, len(data))
+	}
+	if n, f := parts.Requests(), faults.Faults(); f != attempts-1 || n != 3+f {
+		t.Errorf("%d UploadPart requests with %d faults, want %d: 3 parts, one more for each fault", n, f, 3+attempts-1)
+	}
 }

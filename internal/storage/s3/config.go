@@ -92,14 +92,14 @@ type Config struct {
 	// Concurrency is the number of parts of one upload in flight. Default
 	// DefaultConcurrency.
 	Concurrency int
-	// MaxAttempts bounds the SDK's own attempts per HTTP request (it retries 5xx,
-	// throttling and connection errors). Default DefaultMaxAttempts. storage/open sets
-	// 1: the retry policy (Retry, and the storage/retry wrapper above) makes the
-	// attempts, so that they do not multiply.
+	// MaxAttempts bounds the SDK's own attempts per HTTP request other than those of
+	// multipart uploads (it retries 5xx, throttling and connection errors). Default
+	// DefaultMaxAttempts. storage/open sets 1: the retry policy (Retry, and the
+	// storage/retry wrapper above) makes the attempts, so that they do not multiply.
 	MaxAttempts int
 	// Retry is how the store retries the requests whose data it holds in memory, which
-	// no layer above can resend: a PutObject of a body read into memory (and the
-	// parts of a multipart upload). A Put that fails after its attempts is marked
+	// no layer above can resend: a PutObject of a body read into memory, and the
+	// requests of a multipart upload (by the SDK, see multipartRetries). A Put that fails after its attempts is marked
 	// retry.Exhausted, so the wrapper above does not start it over. The zero value is
 	// the retry package's defaults.
 	Retry retry.Policy

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // Put stores r's bytes under key; see the package comment for how.
@@ -63,7 +64,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 			return err
 		}
 	}
-	return s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	// Its requests were retried under Config.Retry (see multipartRetries).
+	err = s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	if err != nil && ctx.Err() == nil && retry.Retryable(err) {
+		err = retry.Exhausted(err)
+	}
+	return err
 }
 
 // putObject sends data in one PutObject request, with the attempts of Config.Retry.
