@@ -91,8 +91,8 @@ func TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes(t *testing.T) {
 					Retry:         retry.Policy{MaxAttempts: attempts, Sleep: noWait, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
 					WrapTransport: func(http.RoundTripper) http.RoundTripper { return faults },
 					S3: config.S3{Endpoint: s3Endpoint, Region: "us-east-1", ForcePathStyle: true, AccessKeyID: "a", SecretAccessKey: "s",
-						PartSize: 5 << 20, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute, Conditional: "enforced"},
-					GCS: config.GCS{Endpoint: "http://127.0.0.1:1", ChunkSize: 256 << 10, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute},
+						PartSize: 5 << 20, Concurrency: 1, RequestTimeout: time.Minute, Conditional: "enforced"},
+					GCS: config.GCS{Endpoint: "http://127.0.0.1:1", ChunkSize: 256 << 10, Concurrency: 1, RequestTimeout: time.Minute},
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -227,7 +227,7 @@ func TestGCSStreamedUploadRetriesAChunkNotTheUpload(t *testing.T) {
 		Timeout:       time.Minute,
 		Retry:         retry.Policy{MaxAttempts: attempts, BaseDelay: time.Millisecond, MaxDelay: time.Millisecond},
 		WrapTransport: func(http.RoundTripper) http.RoundTripper { return chunks },
-		GCS:           config.GCS{Endpoint: endpoint, ChunkSize: chunk, Concurrency: 1, MaxAttempts: 3, RequestTimeout: time.Minute},
+		GCS:           config.GCS{Endpoint: endpoint, ChunkSize: chunk, Concurrency: 1, RequestTimeout: time.Minute},
 	})
 	if err != nil {
 		t.Fatal(err)
