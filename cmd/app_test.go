@@ -103,7 +103,7 @@ func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
 		{[]string{"wal-fetch", "--repo", repo}, exitRecoveryMustStop, "wants 2 argument(s)"},
 		{[]string{"wal-fetch", "--nope", "a", "b"}, exitRecoveryMustStop, "unknown flag --nope for wal-fetch"},
 		{[]string{"wal-fetch", "--repo", "s3://b/p", "--s3-endpoint", "http://127.0.0.1:1", "--s3-access-key-id", "a",
-			"--s3-secret-access-key", "b", "--storage-retries", "1", "--s3-max-attempts", "1", "000000010000000000000001", "x"},
+			"--s3-secret-access-key", "b", "--storage-retries", "1", "000000010000000000000001", "x"},
 			exitRecoveryMustStop, "127.0.0.1:1"},
 	}
 	for _, c := range cases {

@@ -12,6 +12,7 @@ import (
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // openStore opens the configured repository with retries and deadlines.
@@ -21,11 +22,11 @@ func (e *env) openStore(ctx context.Context, create bool) (storage.Store, error)
 		e.log.Warn("this S3 store does not enforce conditional writes: put-if-absent falls back to a HEAD check before each write, which two racing writers could both pass")
 	}
 	return open.Open(ctx, e.cfg.Repo, open.Options{
-		Timeout:     e.cfg.StorageTimeout,
-		MaxAttempts: e.cfg.StorageRetries,
-		Create:      create,
-		S3:          e.cfg.S3,
-		GCS:         e.cfg.GCS,
+		Timeout: e.cfg.StorageTimeout,
+		Retry:   retry.Policy{MaxAttempts: e.cfg.StorageRetries},
+		Create:  create,
+		S3:      e.cfg.S3,
+		GCS:     e.cfg.GCS,
 	})
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -186,13 +187,10 @@ func TestRepositoryOfAnotherClusterIsRefused(t *testing.T) {
 	// A second cluster wired to the same repository: every push fails, nothing lands.
 	b := archivingCluster(t, repo)
 	seg := b.SwitchWAL(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for b.ArchiverStats(t).FailedCount == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the foreign cluster's archive_command never failed: %+v", b.ArchiverStats(t))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	b.WaitFor(t, "the foreign cluster's archive_command to fail", 30*time.Second, func() (bool, string, error) {
+		st := b.ArchiverStats(t)
+		return st.FailedCount > 0, fmt.Sprintf("%+v", st), nil
+	})
 	if st := b.ArchiverStats(t); st.ArchivedCount != 0 {
 		t.Fatalf("foreign cluster archived into the repository: %+v", st)
 	}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,11 @@ func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// Back up while pgbench commits: wait for its first transactions.
+	src.WaitFor(t, "pgbench to commit", 30*time.Second, func() (bool, string, error) {
+		n, err := src.TryQueryInt("SELECT count(*) FROM pgbench_history")
+		return n > 0, "pgbench_history has " + strconv.FormatInt(n, 10) + " rows", err
+	})
 	// Small parts and two workers, so that several parts are written while pgbench runs.
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--part-size", "8MiB", "--concurrency", "2", "--fast")
 	if err := bench.Wait(); err != nil {
@@ -126,6 +131,47 @@ func TestSecondConcurrentBackupIsRefused(t *testing.T) {
 	}
 }
 
+// heldPart is a backup part replaced by a FIFO that nobody writes: a restore that
+// opens it blocks there for good, so it cannot finish before the test kills it.
+type heldPart struct{ path, saved string }
+
+// holdLargestPart swaps the largest part of the backup for a FIFO. Restore reads the
+// largest parts first, so one worker blocks there at once and the others restore
+// every other part.
+func holdLargestPart(t *testing.T, repo, backup string) *heldPart {
+	t.Helper()
+	parts, err := filepath.Glob(filepath.Join(repo, "backups", backup, "part-*"))
+	if err != nil || len(parts) < 2 {
+		t.Fatalf("want a backup of several parts, got %v (%v)", parts, err)
+	}
+	largest, size := "", int64(-1)
+	for _, p := range parts {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > size {
+			largest, size = p, fi.Size()
+		}
+	}
+	h := &heldPart{path: largest, saved: largest + ".held"}
+	if err := os.Rename(largest, h.saved); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(largest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// release puts the real part back.
+func (h *heldPart) release(t *testing.T) {
+	t.Helper()
+	if err := os.Rename(h.saved, h.path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
@@ -141,22 +187,27 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	pgtest.WaitUntil(t, "backup-push to write into its first part", 60*time.Second, func() (bool, string) {
+		select {
+		case <-exited:
+			t.Fatalf("backup-push ended before it could be killed:\n%s", out.String())
+		default:
+		}
 		writing, _ := filepath.Glob(filepath.Join(repo, "backups", "*", ".tmp-*"))
-		if len(writing) > 0 {
-			time.Sleep(200 * time.Millisecond)
-			break
+		for _, p := range writing {
+			if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+				return true, ""
+			}
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("backup never started writing a part:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("part files being written: %v", writing)
+	})
 	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	<-exited
+	if cmd.ProcessState.Success() {
+		t.Fatalf("backup-push finished before it was killed:\n%s", out.String())
+	}
 	if names := listBackups(t, repo); len(names) != 0 {
 		t.Fatalf("a killed backup is listed: %v", names)
 	}
@@ -165,32 +216,43 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 		t.Fatalf("restore from only a killed backup: %s", r)
 	}
 
-	time.Sleep(1100 * time.Millisecond) // a new backup name
-	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
-	if names := listBackups(t, repo); len(names) != 1 {
+	// No wait for the clock: a backup started in the killed one's second takes the
+	// next free name. Small parts, so that the restore below is killed between two.
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--part-size", "16MiB")
+	names := listBackups(t, repo)
+	if len(names) != 1 {
 		t.Fatalf("backups after a good run: %v", names)
 	}
-	// A restore killed mid-way leaves a directory PostgreSQL refuses to start.
+	// A restore killed mid-way leaves a directory PostgreSQL refuses to start. The
+	// restore cannot finish before the kill: its largest part is a FIFO that nobody
+	// writes, so one worker blocks there until the kill while the other restores the
+	// rest, pg_control included (which must wait under another name until the end).
 	killed := filepath.Join(pgtest.TempDir(t), "killed")
-	rcmd := exec.Command(pgtest.BuildPGB(t), "restore", "--repo", repo, "--pgdata", killed, "--concurrency", "1")
+	hold := holdLargestPart(t, repo, names[0])
+	rcmd := exec.Command(pgtest.BuildPGB(t), "restore", "--repo", repo, "--pgdata", killed, "--concurrency", "2")
 	rcmd.Env = cleanEnv()
+	var rout strings.Builder
+	rcmd.Stdout, rcmd.Stderr = &rout, &rout
 	if err := rcmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		if fileExists(filepath.Join(killed, "base")) {
-			break
+	rexited := make(chan struct{})
+	go func() { rcmd.Wait(); close(rexited) }()
+	pgtest.WaitUntil(t, "restore to write pg_control", 60*time.Second, func() (bool, string) {
+		select {
+		case <-rexited:
+			t.Fatalf("the restore ended before it was killed:\n%s", rout.String())
+		default:
 		}
-		if time.Now().After(deadline) {
-			rcmd.Process.Kill()
-			t.Fatal("restore never started writing")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		written, _ := filepath.Glob(filepath.Join(killed, "global", "pg_control*"))
+		return len(written) > 0, "no global/pg_control* in " + killed + " yet"
+	})
 	rcmd.Process.Signal(syscall.SIGKILL)
-	if err := rcmd.Wait(); err == nil {
-		t.Fatal("the restore finished before it could be killed")
+	<-rexited
+	if rcmd.ProcessState.Success() {
+		t.Fatalf("the restore finished although a part was held:\n%s", rout.String())
 	}
+	hold.release(t)
 	if fileExists(filepath.Join(killed, "global", "pg_control")) {
 		t.Fatal("a killed restore left global/pg_control in place")
 	}

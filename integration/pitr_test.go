@@ -50,14 +50,25 @@ func newScenarioOn(t *testing.T, repo string, sel []string) *scenario {
 	s.lastXID = s.src.QueryString(t, "INSERT INTO ticks (pad) VALUES ('last') RETURNING pg_current_xact_id()")
 	s.beforeDrop = s.src.QueryInt(t, "SELECT count(*) FROM ticks")
 	s.lastTS = s.src.QueryString(t, "SELECT max(ts) FROM ticks")
-	time.Sleep(50 * time.Millisecond)
+	// dropTime is after the last commit and before the drop: the server's clock
+	// is seen to pass each before the next step.
+	s.waitClockPast(t, s.lastTS)
 	s.dropTime = s.src.QueryString(t, "SELECT clock_timestamp()")
 	s.lsnBefore = s.src.QueryString(t, "SELECT pg_current_wal_lsn()")
-	time.Sleep(50 * time.Millisecond)
+	s.waitClockPast(t, s.dropTime)
 	s.src.Exec(t, "DROP TABLE ticks")
 	s.src.Exec(t, "CREATE TABLE after_drop AS SELECT 1 AS marker")
 	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
 	return s
+}
+
+// waitClockPast waits until the server's clock_timestamp() is later than ts.
+func (s *scenario) waitClockPast(t *testing.T, ts string) {
+	t.Helper()
+	s.src.WaitFor(t, "the server clock to pass "+ts, 10*time.Second, func() (bool, string, error) {
+		later, err := s.src.TryQueryString("SELECT clock_timestamp() > $1::timestamptz", ts)
+		return later == "t", "clock_timestamp() > " + ts + " is " + later, err
+	})
 }
 
 // cmd is a pgb command line against the scenario's repository.

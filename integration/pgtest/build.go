@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 var (
@@ -23,7 +25,8 @@ var (
 	buildErr  error
 )
 
-// BuildPGB returns the absolute path of a pgb binary for the test to run.
+// BuildPGB returns the absolute path of a pgb binary for the test to run (the test
+// is skipped under `go test -short`).
 // If $PGB_BIN is set, that binary is used as is. Otherwise the module's main
 // package is built with `go build` once per test binary (later calls reuse
 // the result, or the same error). The binary and its directory are mode 0755
@@ -34,6 +37,7 @@ var (
 // removed, so concurrent test binaries never delete each other's binary.
 func BuildPGB(t testing.TB) string {
 	t.Helper()
+	testenv.SkipIfShort(t, "builds the pgb binary")
 	if p := os.Getenv("PGB_BIN"); p != "" {
 		abs, err := filepath.Abs(p)
 		if err != nil {

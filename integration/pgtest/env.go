@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 // DefaultPGBin is the PostgreSQL binary directory used when $PGBIN is unset.
@@ -76,21 +78,19 @@ func PGBin() (string, error) {
 	return dir, nil
 }
 
-// Require returns PGBin(). If PostgreSQL is not usable (binaries missing, or
+// Require returns PGBin(). Under `go test -short` (make unit) the test is skipped. If PostgreSQL is not usable (binaries missing, or
 // running as root without a "postgres" OS user) the test is skipped, except
 // when $CI is non-empty: there a skipped integration test would hide a
 // broken setup, so the test fails instead.
 func Require(t testing.TB) string {
 	t.Helper()
+	testenv.SkipIfShort(t, "starts PostgreSQL")
 	bin, err := PGBin()
 	if err == nil {
 		_, err = credential()
 	}
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pgtest: PostgreSQL is required in CI ($CI=%q): %v", os.Getenv("CI"), err)
-		}
-		t.Skipf("pgtest: skipping, PostgreSQL unavailable: %v", err)
+		testenv.SkipOrFail(t, "pgtest: PostgreSQL unavailable: %v", err)
 	}
 	return bin
 }

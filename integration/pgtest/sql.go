@@ -145,6 +145,33 @@ func (c *Cluster) QueryInt(t testing.TB, sql string, args ...any) int64 {
 	return n
 }
 
+// WaitFor waits until cond reports done, as the Wait* helpers do: cond is polled
+// every pollInterval, its error fails the test, and so do a dead server and
+// timeout, with cond's last "not yet" reason and the server log's tail.
+func (c *Cluster) WaitFor(t testing.TB, what string, timeout time.Duration, cond func() (done bool, reason string, err error)) {
+	t.Helper()
+	c.waitFor(t, what, timeout, cond)
+}
+
+// WaitUntil polls cond every pollInterval until it reports done, failing the test
+// with cond's last "not yet" reason after timeout. It is for conditions outside
+// a server (a file appearing, a process reaching a point); Cluster.WaitFor also
+// watches the server.
+func WaitUntil(t testing.TB, what string, timeout time.Duration, cond func() (done bool, reason string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, reason := cond()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pgtest: timed out after %v waiting for %s (last: %s)", timeout, what, reason)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
 // waitFor polls cond every pollInterval until it reports done, returns an
 // error (fatal), or timeout passes. cond's last "not yet" reason is included
 // in the failure. It also fails early if the postmaster has died.

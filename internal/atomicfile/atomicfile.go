@@ -71,14 +71,19 @@ func (f *File) Abort() {
 	_ = os.Remove(f.Name())
 }
 
-// SyncDir fsyncs a directory so that a rename or create in it is durable.
-func SyncDir(dir string) error {
+// SyncDir fsyncs a directory so that a rename or create in it is durable. It is the
+// one directory sync of pgb: the filesystem store uses it too (through SyncDirWith).
+func SyncDir(dir string) error { return SyncDirWith(dir, (*os.File).Sync) }
+
+// SyncDirWith is SyncDir making the directory durable with fsync, which tests replace
+// to inject faults.
+func SyncDirWith(dir string, fsync func(*os.File) error) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = d.Close() }() // opened read-only: only the Sync result matters
-	if err := d.Sync(); err != nil {
+	if err := fsync(d); err != nil {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil

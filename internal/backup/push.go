@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/repo"
@@ -97,8 +97,6 @@ func Rate(size int64, copyTime time.Duration) float64 {
 	}
 	return float64(size) / copyTime.Seconds()
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Run takes one backup and returns its manifest. The backup exists only if Run
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
@@ -275,7 +273,7 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 		m.Links = append(m.Links, repo.Link{Path: l.path, Target: l.target})
 	}
 	// The tablespaces are what the walk found under pg_tblspc, so that one created
-	// while the backup started is restorable too; names come from the catalog.
+	// while the backup started is restorable too; names come from the repo.
 	names := map[uint32]string{}
 	for _, ts := range info.Tablespaces {
 		names[ts.OID] = ts.Name
@@ -392,35 +390,22 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 
 // copyFiles streams every file into parts, Concurrency at a time.
 func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan entry)
 	var (
-		mu      sync.Mutex
-		nextN   atomic.Int64
-		done    atomic.Int64
-		wg      sync.WaitGroup
-		workers = max(p.Opt.Concurrency, 1)
+		mu    sync.Mutex
+		nextN atomic.Int64
+		done  atomic.Int64
 	)
 	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
-			mu.Lock()
-			m.Files = append(m.Files, files...)
-			m.Parts = append(m.Parts, parts...)
-			mu.Unlock()
-			if err != nil {
-				cancel(err)
-			}
-		}()
-	}
-	workpool.Feed(ctx, work, t.files)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	err := workpool.Run(ctx, p.Opt.Concurrency, t.files, func(ctx context.Context, work <-chan entry) error {
+		files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
+		mu.Lock()
+		m.Files = append(m.Files, files...)
+		m.Parts = append(m.Parts, parts...)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for _, pt := range m.Parts {
@@ -568,7 +553,7 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 	if err := tw.WriteHeader(hdr); err != nil {
 		return repo.File{}, 0, err
 	}
-	crc := crc32.New(castagnoli)
+	crc := crc32c.New()
 	var copied int64
 	for copied < size {
 		want := min(int64(len(buf)), size-copied)

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"net"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgb-project/pgb/internal/crc32c"
 )
 
 // writeFiles creates every file of files (relative, "/"-separated paths) under root,
@@ -309,7 +310,7 @@ func TestSkipRules(t *testing.T) {
 
 func crc32cHex(b []byte) string {
 	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	binary.BigEndian.PutUint32(sum[:], crc32c.Checksum(b))
 	return hex.EncodeToString(sum[:])
 }
 

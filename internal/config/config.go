@@ -129,7 +129,7 @@ var settings = []Setting{
 	{Key: KeyS3StorageClass, Env: []string{"PGB_S3_STORAGE_CLASS"}, Category: CategoryS3, Usage: "storage class of new objects (e.g. STANDARD_IA)"},
 	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size (memory per upload: part size × upload concurrency)"},
 	{Key: KeyS3Concurrency, Env: []string{"PGB_S3_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryS3, Usage: "parts of one upload in flight"},
-	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryS3, Usage: "attempts per HTTP request inside the SDK (pgb's --storage-retries sits above)"},
+	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Category: CategoryS3, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},
 	{Key: KeyS3RequestTimeout, Env: []string{"PGB_S3_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryS3, Usage: "timeout of one HTTP request"},
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
 	{Key: KeyS3Conditional, Env: []string{"PGB_S3_CONDITIONAL_WRITES"}, Default: "enforced", Category: CategoryS3, Usage: "how put-if-absent works: enforced (If-None-Match, the safe default), head-check (for stores that ignore If-None-Match, as pgb check reports), unsupported"},
@@ -137,12 +137,17 @@ var settings = []Setting{
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
 	{Key: KeyGCSChunkSize, Env: []string{"PGB_GCS_CHUNK_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryGCS, Usage: "resumable upload chunk size (memory per upload)"},
-	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads in flight on one connection pool (parts of a backup upload side by side, up to --concurrency)"},
+	{Key: KeyGCSConcurrency, Env: []string{"PGB_GCS_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryGCS, Usage: "uploads at once; more wait for a slot (memory: one chunk each; 0 = no limit)"},
 	{Key: KeyGCSStorageClass, Env: []string{"PGB_GCS_STORAGE_CLASS"}, Category: CategoryGCS, Usage: "storage class of new objects (e.g. NEARLINE)"},
 	{Key: KeyGCSKMSKeyName, Env: []string{"PGB_GCS_KMS_KEY_NAME"}, Category: CategoryGCS, Usage: "Cloud KMS key name for CMEK"},
-	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Default: "3", Kind: Int, Category: CategoryGCS, Usage: "attempts per request inside the client (pgb's --storage-retries sits above)"},
+	{Key: KeyGCSMaxAttempts, Env: []string{"PGB_GCS_MAX_ATTEMPTS"}, Category: CategoryGCS, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},
 	{Key: KeyGCSRequestTimeout, Env: []string{"PGB_GCS_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryGCS, Usage: "timeout of one request"},
 }
+
+// ignoredKeys are settings that no longer do anything and are accepted, with a
+// warning, so that existing config files and archive_commands keep working: the SDKs'
+// own attempts, replaced by one retry policy (storage-retries).
+var ignoredKeys = []string{KeyS3MaxAttempts, KeyGCSMaxAttempts}
 
 // RepoKeys are the settings of every repository backend: every command that opens a
 // repository takes them.
@@ -201,7 +206,7 @@ type S3 struct {
 	AccessKeyID, SecretAccessKey, SessionToken string
 	Profile, SSE, SSEKMSKeyID, StorageClass    string
 	PartSize                                   int64
-	Concurrency, MaxAttempts, RateLimit        int
+	Concurrency, RateLimit                     int
 	RequestTimeout                             time.Duration
 	Conditional                                string // enforced, head-check or unsupported
 }
@@ -210,7 +215,7 @@ type S3 struct {
 type GCS struct {
 	CredentialsFile, Endpoint, StorageClass, KMSKeyName string
 	ChunkSize                                           int64
-	Concurrency, MaxAttempts                            int
+	Concurrency                                         int
 	RequestTimeout                                      time.Duration
 }
 
@@ -273,6 +278,12 @@ func Load(src Source) (Config, error) {
 			c.Given[s.Key] = v
 		}
 	}
+	for _, k := range ignoredKeys {
+		_, inFile := fileVals[k]
+		if _, given := c.Given[k]; given || inFile {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s is ignored: storage-retries sets the attempts of every storage request, in one layer so that they do not multiply; remove %s", k, k))
+		}
+	}
 	c.Repo = str(KeyRepo)
 	c.PGData = str(KeyPGData)
 	c.PGDSN = str(KeyPGDSN)
@@ -312,7 +323,7 @@ func Load(src Source) (Config, error) {
 		Endpoint: str(KeyS3Endpoint), Region: str(KeyS3Region), ForcePathStyle: boolean(KeyS3ForcePathStyle),
 		AccessKeyID: str(KeyS3AccessKeyID), SecretAccessKey: str(KeyS3SecretAccessKey), SessionToken: str(KeyS3SessionToken),
 		Profile: str(KeyS3Profile), SSE: str(KeyS3SSE), SSEKMSKeyID: str(KeyS3SSEKMSKeyID), StorageClass: str(KeyS3StorageClass),
-		PartSize: size(KeyS3PartSize, 5<<20), Concurrency: integer(KeyS3Concurrency), MaxAttempts: integer(KeyS3MaxAttempts),
+		PartSize: size(KeyS3PartSize, 5<<20), Concurrency: integer(KeyS3Concurrency),
 		RateLimit: integer(KeyS3RateLimit), RequestTimeout: duration(KeyS3RequestTimeout),
 		Conditional: str(KeyS3Conditional),
 	}
@@ -328,7 +339,7 @@ func Load(src Source) (Config, error) {
 	}
 	c.GCS = GCS{
 		CredentialsFile: str(KeyGCSCredentialsFile), Endpoint: str(KeyGCSEndpoint), StorageClass: str(KeyGCSStorageClass),
-		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10), MaxAttempts: integer(KeyGCSMaxAttempts),
+		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10),
 		Concurrency:    integer(KeyGCSConcurrency),
 		RequestTimeout: duration(KeyGCSRequestTimeout),
 	}

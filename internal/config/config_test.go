@@ -227,3 +227,21 @@ func TestPassOnKeepsGivenDefaultsOverTheFile(t *testing.T) {
 			fetch.S3.Endpoint, fetch.S3.ForcePathStyle, fetch.StorageRetries)
 	}
 }
+
+// The SDKs' own attempts are gone (one retry policy: storage-retries); their settings
+// still load, with a warning that says so, rather than failing old config files or
+// doing nothing silently.
+func TestIgnoredSDKAttemptSettingsAreWarnedAbout(t *testing.T) {
+	file := writeFile(t, "s3-max-attempts: 3\n")
+	cfg, err := Load(src(map[string]string{KeyConfig: file, KeyGCSMaxAttempts: "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 2 || !strings.Contains(cfg.Warnings[0], "s3-max-attempts is ignored: storage-retries") ||
+		!strings.Contains(cfg.Warnings[1], "gcs-max-attempts is ignored") {
+		t.Errorf("warnings %q, want one for each ignored setting", cfg.Warnings)
+	}
+	if cfg, err := Load(src(nil)); err != nil || len(cfg.Warnings) != 0 {
+		t.Errorf("defaults: warnings %q, %v; want none", cfg.Warnings, err)
+	}
+}

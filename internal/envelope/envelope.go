@@ -38,10 +38,10 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crc32c"
 )
 
 // Sizes of the fixed parts.
@@ -70,9 +70,7 @@ const (
 	algCRC32C = 1
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func newHash() hash.Hash { return crc32.New(castagnoli) }
+func newHash() hash.Hash { return crc32c.New() }
 
 // ErrCorrupt means an object failed verification: bad header or trailer, a stream that
 // does not decode, or a size or checksum that does not match.

@@ -6,12 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math/rand"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crc32c"
 )
 
 // walLike returns n bytes that compress like WAL: runs of structure and of noise.
@@ -186,6 +186,6 @@ func TestTrailerParsesWhatWriterWrote(t *testing.T) {
 
 func crcHex(b []byte) string {
 	var c [4]byte
-	binary.BigEndian.PutUint32(c[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	binary.BigEndian.PutUint32(c[:], crc32c.Checksum(b))
 	return hex.EncodeToString(c[:])
 }

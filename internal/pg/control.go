@@ -7,13 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -53,8 +53,6 @@ var controlCRCChecked = map[uint32]bool{1300: true}
 // holds ControlFileData in every version.
 const controlReadSize = 512
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // ErrControlCRC means pg_control's contents do not match its CRC-32C: damaged, or
 // read while PostgreSQL rewrote it (it does so in place) and still torn after retries.
 var ErrControlCRC = errors.New("pg_control's CRC does not match its contents")
@@ -67,7 +65,7 @@ func SealControl(b []byte) error {
 	if !ok || len(b) < off+4 {
 		return fmt.Errorf("cannot seal a pg_control of version %d (%d bytes)", binary.LittleEndian.Uint32(b[8:]), len(b))
 	}
-	binary.LittleEndian.PutUint32(b[off:], crc32.Checksum(b[:off], castagnoli))
+	binary.LittleEndian.PutUint32(b[off:], crc32c.Checksum(b[:off]))
 	return nil
 }
 
@@ -118,7 +116,7 @@ func ReadControl(dataDir string) (Control, error) {
 			return Control{}, err
 		}
 		off, known := controlCRCOffset[c.ControlVersion]
-		crcOK := known && len(b) >= off+4 && binary.LittleEndian.Uint32(b[off:]) == crc32.Checksum(b[:off], castagnoli)
+		crcOK := known && len(b) >= off+4 && binary.LittleEndian.Uint32(b[off:]) == crc32c.Checksum(b[:off])
 		switch {
 		case crcOK:
 			return c, nil

@@ -17,19 +17,24 @@ func Start(fn Func, done *atomic.Int64, total int64, interval time.Duration) (st
 	if fn == nil {
 		return func() {}
 	}
+	tick := time.NewTicker(interval)
+	stopReports := start(fn, done, total, tick.C)
+	return func() { stopReports(); tick.Stop() }
+}
+
+// start is Start with the ticks coming from tick, so that tests drive the clock.
+func start(fn Func, done *atomic.Int64, total int64, tick <-chan time.Time) (stop func()) {
 	fn(done.Load(), total)
 	quit := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
 		for {
 			select {
 			case <-quit:
 				fn(done.Load(), total)
 				return
-			case <-tick.C:
+			case <-tick:
 				fn(done.Load(), total)
 			}
 		}

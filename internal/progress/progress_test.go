@@ -6,27 +6,59 @@ import (
 	"time"
 )
 
-func TestStopReportsTheFinalCount(t *testing.T) {
+// reports collects what the reporter says; fn never blocks.
+func reports() (Func, chan [2]int64) {
+	ch := make(chan [2]int64, 100)
+	return func(d, total int64) { ch <- [2]int64{d, total} }, ch
+}
+
+// next is the report that must already have been made.
+func next(t *testing.T, ch chan [2]int64, what string) [2]int64 {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	default:
+		t.Fatalf("no report %s", what)
+		return [2]int64{}
+	}
+}
+
+// A report at once, one per tick, a last one with the final count when stopped, and
+// none after: the clock is the test's, so nothing here waits for time to pass.
+func TestReportsOnStartEachTickAndStop(t *testing.T) {
 	var done atomic.Int64
-	var last, calls atomic.Int64
-	stop := Start(func(d, total int64) {
-		if total != 100 {
-			t.Errorf("total = %d", total)
-		}
-		last.Store(d)
-		calls.Add(1)
-	}, &done, 100, time.Millisecond)
+	fn, got := reports()
+	tick := make(chan time.Time)
+	stop := start(fn, &done, 100, tick)
+	if r := next(t, got, "when the work starts"); r != [2]int64{0, 100} {
+		t.Fatalf("first report %v, want [0 100]", r)
+	}
+	done.Store(40)
+	tick <- time.Time{} // taken by the reporter
+	tick <- time.Time{} // taken once the report of the first tick was made
+	if r := next(t, got, "after a tick"); r != [2]int64{40, 100} {
+		t.Fatalf("report after a tick %v, want [40 100]", r)
+	}
 	done.Store(100)
 	stop()
-	if last.Load() != 100 || calls.Load() < 1 {
-		t.Fatalf("last report %d after %d calls", last.Load(), calls.Load())
+	next(t, got, "for the second tick")
+	if r := next(t, got, "when stopped"); r != [2]int64{100, 100} {
+		t.Fatalf("last report %v, want the final count [100 100]", r)
 	}
-	n := calls.Load()
-	time.Sleep(5 * time.Millisecond)
-	if calls.Load() != n {
-		t.Fatal("reports continued after stop")
+	select {
+	case tick <- time.Time{}:
+		t.Fatal("the reporter still takes ticks after stop returned")
+	default:
 	}
-	Start(nil, &done, 1, time.Millisecond)() // nil callback: nothing, no panic
+	if len(got) != 0 {
+		t.Fatalf("%d reports after stop", len(got))
+	}
+}
+
+func TestNilFuncReportsNothing(t *testing.T) {
+	var done atomic.Int64
+	Start(nil, &done, 1, time.Millisecond)() // nothing, no panic
 }
 
 // The first report comes when the work starts, so that a rate can be measured from it.
@@ -38,4 +70,7 @@ func TestStartReportsAtOnce(t *testing.T) {
 		t.Errorf("%d reports before the first interval, want 1", calls.Load())
 	}
 	stop()
+	if calls.Load() != 2 {
+		t.Errorf("%d reports after stop, want 2 (one at the start, one at the end)", calls.Load())
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/workpool"
@@ -532,31 +532,21 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 	var (
 		restored sync.Map
 		done     atomic.Int64
-		wg       sync.WaitGroup
 	)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
-	parts := make(chan repo.Part)
-	for w := 0; w < max(r.Opt.Concurrency, 1); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 256<<10)
-			for pt := range parts {
-				if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		}()
-	}
 	sorted := append([]repo.Part(nil), m.Parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
-	workpool.Feed(ctx, parts, sorted)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	err := workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan repo.Part) error {
+		buf := make([]byte, 256<<10)
+		for pt := range parts {
+			if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	for _, f := range m.Files {
@@ -566,8 +556,6 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 	}
 	return nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Part, want map[string]*repo.File,
 	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte) error {
@@ -627,7 +615,7 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 		return err
 	}
 	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
-	crc := crc32.New(castagnoli)
+	crc := crc32c.New()
 	var n int64
 	for n < f.Size {
 		k, rerr := io.ReadFull(src, buf[:min(int64(len(buf)), f.Size-n)])

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/storage"
 )
 
@@ -356,17 +357,7 @@ func (s *Store) removeEmptyDirs(dir string) {
 	}
 }
 
-func (s *Store) syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = s.opt.Fsync(d)
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (s *Store) syncDir(dir string) error { return atomicfile.SyncDirWith(dir, s.opt.Fsync) }
 
 // Get opens the object and positions it at off. The reader yields at most length bytes
 // (to the end when length < 0) and fails with io.ErrUnexpectedEOF if the file turns out

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 
 	gs "cloud.google.com/go/storage"
 	gax "github.com/googleapis/gax-go/v2"
@@ -17,13 +16,11 @@ import (
 	htransport "google.golang.org/api/transport/http"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // emulatorEnv is the variable the client reads to talk to an emulator.
 const emulatorEnv = "STORAGE_EMULATOR_HOST"
-
-// backoff between the client's attempts; the same bounds as storage/retry's defaults.
-var backoff = gax.Backoff{Initial: 200 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2}
 
 // endpoint returns the custom endpoint as given, and where it was given; "" for
 // Google's.
@@ -70,9 +67,16 @@ func newClient(ctx context.Context, cfg Config) (*gs.Client, error) {
 	return c, nil
 }
 
-// retryOptions are the client's retry settings under policy.
+// retryOptions are the client's retry settings under policy, for requests other
+// than uploads.
 func retryOptions(cfg Config, policy gs.RetryPolicy) []gs.RetryOption {
-	return []gs.RetryOption{gs.WithMaxAttempts(cfg.MaxAttempts), gs.WithPolicy(policy), gs.WithBackoff(backoff)}
+	return []gs.RetryOption{gs.WithMaxAttempts(cfg.MaxAttempts), gs.WithPolicy(policy), gs.WithBackoff(backoff(cfg.Retry))}
+}
+
+// backoff is p's backoff for the client: it doubles from BaseDelay up to MaxDelay,
+// with the client's own jitter.
+func backoff(p retry.Policy) gax.Backoff {
+	return gax.Backoff{Initial: p.BaseDelay, Max: p.MaxDelay, Multiplier: 2}
 }
 
 // httpClient returns the client that carries the store's requests: cfg.HTTPClient or
@@ -95,6 +99,9 @@ func httpClient(ctx context.Context, cfg Config) (*http.Client, error) {
 		t.MaxIdleConnsPerHost = max(100, cfg.Concurrency)
 		t.ResponseHeaderTimeout = cfg.RequestTimeout
 		base = t
+	}
+	if cfg.WrapTransport != nil {
+		base = cfg.WrapTransport(base)
 	}
 	var rt http.RoundTripper = ctxGuard{next: base}
 	if !cfg.noAuth() {

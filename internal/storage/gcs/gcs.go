@@ -17,12 +17,16 @@
 //   - List pages through the objects under the store's prefix in the lexical order
 //     GCS returns them in, checking ctx between entries.
 //
-// Retries: the client makes up to Config.MaxAttempts attempts at each request (for an
-// upload: at each chunk, and within 32s) for idempotent operations only: reads,
-// listings and uploads (an upload replaces the object with the same bytes, and an
-// IfAbsent upload is conditional). Delete is not retried by the client: a retry after
-// a lost reply would report the object as missing. The storage/retry wrapper sits
-// above all of this.
+// Retries: uploads are retried by the client, chunk by chunk, as Config.Retry says
+// (the data of a chunk is only in the client's buffer, so no layer above could resend
+// it): up to Retry.MaxAttempts failed attempts in a row, counting afresh after each
+// chunk that goes through, for the request that starts an upload, each chunk and a
+// body sent in one request alike. A Put that fails after them is marked
+// retry.Exhausted, so that the storage/retry wrapper above does not start it over.
+// Other requests get up to Config.MaxAttempts attempts in the client, for idempotent
+// operations only (reads, listings; Delete is not retried by the client: a retry after
+// a lost reply would report the object as missing). storage/open sets MaxAttempts to 1
+// and leaves those retries to the wrapper, which applies the same policy.
 //
 // Errors are translated once, in translateError: storage's sentinels for answers,
 // storage.Permanent for a missing bucket, bad credentials and refused permissions. The
@@ -42,6 +46,7 @@ import (
 	gs "cloud.google.com/go/storage"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // Defaults for zero Config fields.
@@ -72,12 +77,17 @@ type Config struct {
 	// 256 KiB by the client; it bounds the memory of each Put. Zero means
 	// DefaultChunkSize.
 	ChunkSize int
-	// Concurrency is how many calls the caller intends to make at once. It sizes the
-	// connection pool; it limits nothing.
+	// Concurrency is how many uploads may run at once. It sizes the connection pool;
+	// the store itself limits nothing: storage/open puts the limit above the retry
+	// layer (package limit).
 	Concurrency int
-	// MaxAttempts bounds the client's attempts per request, the first included; zero
-	// means DefaultMaxAttempts and 1 disables the client's retries.
+	// MaxAttempts bounds the client's attempts per request other than uploads, the
+	// first included; zero means DefaultMaxAttempts and 1 disables the client's
+	// retries.
 	MaxAttempts int
+	// Retry is how the client retries uploads (see the package comment); the zero
+	// value is the retry package's defaults.
+	Retry retry.Policy
 	// RequestTimeout bounds each attempt's wait for the server's response headers
 	// once the request is sent; zero means no bound. It applies to the store's own
 	// HTTP transport, not to an HTTPClient given below.
@@ -91,6 +101,9 @@ type Config struct {
 	// e.g. a fault-injecting one in tests. Credentials are added on top of it unless
 	// requests go unauthenticated (see Endpoint).
 	HTTPClient *http.Client
+	// WrapTransport, if set, wraps the transport that carries the requests (the
+	// store's own, or HTTPClient's), below the credentials: tests inject faults with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // String describes the configuration without secrets.
@@ -140,6 +153,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
+	c.Retry = c.Retry.WithDefaults()
 	return c, nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	gs "cloud.google.com/go/storage"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // copyChunk is the buffer Put reads r with; ctx is checked between reads.
@@ -34,8 +36,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	if err := ctx.Err(); err != nil {
 		return s.translateError("put", key, err)
 	}
-	tries := &uploadTries{max: s.cfg.MaxAttempts}
-	obj := s.client.Bucket(s.cfg.Bucket).Retryer(append(retryOptions(s.cfg, gs.RetryAlways), gs.WithErrorFunc(tries.retry))...).Object(name)
+	pol := s.cfg.Retry
+	tries := &uploadTries{max: pol.MaxAttempts}
+	obj := s.client.Bucket(s.cfg.Bucket).Retryer(gs.WithMaxAttempts(pol.MaxAttempts), gs.WithPolicy(gs.RetryAlways),
+		gs.WithBackoff(backoff(pol)), gs.WithErrorFunc(tries.retry)).Object(name)
 	if opts.IfAbsent {
 		obj = obj.If(gs.Conditions{DoesNotExist: true})
 	}
@@ -47,11 +51,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	w.StorageClass = s.cfg.StorageClass
 	w.KMSKeyName = s.cfg.KMSKeyName
 	w.ProgressFunc = tries.progress
+	w.ChunkRetryDeadline = chunkRetryDeadline(pol, s.cfg.RequestTimeout)
 
 	if err := storage.CopyContext(ctx, w, r, make([]byte, copyChunk)); err != nil {
 		cancel()
 		_ = w.Close() // waits for the upload to end; it fails, with the context's error
-		return s.putError(ctx, key, err)
+		return s.putError(ctx, key, err, tries)
 	}
 	if err := ctx.Err(); err != nil {
 		cancel()
@@ -59,19 +64,39 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		return s.translateError("put", key, err)
 	}
 	if err := w.Close(); err != nil {
-		return s.putError(ctx, key, err)
+		return s.putError(ctx, key, err, tries)
 	}
 	return nil
 }
 
 // putError translates a failed upload; ctx's error comes first, as a cancelled upload
-// may fail with a broken pipe or a failed request.
-func (s *Store) putError(ctx context.Context, key string, err error) error {
+// may fail with a broken pipe or a failed request. A failure that was worth retrying
+// has been retried by the client as Config.Retry allows: it is marked
+// retry.Exhausted.
+func (s *Store) putError(ctx context.Context, key string, err error, tries *uploadTries) error {
 	var se *storage.SourceError
 	if ctx.Err() == nil && errors.As(err, &se) {
 		return fmt.Errorf("gcs: put %q: %w", key, se)
 	}
-	return s.translateError("put", key, ctxFirst(ctx, err))
+	err = s.translateError("put", key, ctxFirst(ctx, err))
+	if ctx.Err() != nil || !retry.Retryable(err) {
+		return err
+	}
+	if n := tries.failed.Load(); n > 1 {
+		err = fmt.Errorf("%w (giving up after %d attempts in a row)", err, n)
+	}
+	return retry.Exhausted(err)
+}
+
+// chunkRetryDeadline lifts the client's per-chunk retry deadline (32s by default)
+// above what the policy's attempts can take, so that the attempts, and the caller's
+// deadline, bound a chunk's retries: each attempt waits at most requestTimeout (a
+// minute when unbounded) for an answer, and at most MaxDelay before the next.
+func chunkRetryDeadline(p retry.Policy, requestTimeout time.Duration) time.Duration {
+	if requestTimeout <= 0 {
+		requestTimeout = time.Minute
+	}
+	return time.Duration(p.MaxAttempts) * (requestTimeout + p.MaxDelay)
 }
 
 // chunkSize is the upload chunk size for a body of size bytes (-1: unknown). A body
@@ -85,9 +110,9 @@ func (s *Store) chunkSize(size int64) int {
 }
 
 // uploadTries bounds an upload's retries. The client bounds upload retries by time
-// only (32s per chunk) or not at all (the request that starts an upload, and a body
-// sent in one request), whatever its MaxAttempts: this allows max consecutive failed
-// attempts, counting afresh after each chunk that goes through.
+// only (ChunkRetryDeadline per chunk) or not at all (the request that starts an
+// upload, and a body sent in one request), whatever its MaxAttempts: this allows max
+// consecutive failed attempts, counting afresh after each chunk that goes through.
 type uploadTries struct {
 	max    int
 	failed atomic.Int64

@@ -1,10 +1,19 @@
 // Package open turns a repository URL into a ready Store: the backend for its scheme,
 // wrapped with deadlines and retries. It is the one place where wrappers are composed.
+//
+// One retry policy (Options.Retry) governs every attempt, in one layer per request:
+// the SDKs make one attempt per HTTP request; the storage/retry wrapper retries whole
+// calls (Get, Stat, List, Delete, and a Put from a seekable reader of the filesystem
+// store); S3 and GCS retry the upload requests whose data only they hold (an S3
+// PutObject or part from memory, a GCS chunk) under the same policy, and mark what
+// they give up on so that the wrapper does not start it over. A request is thus tried
+// at most Retry.MaxAttempts times, within the caller's deadline.
 package open
 
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -13,14 +22,19 @@ import (
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/gcs"
 	"github.com/pgb-project/pgb/internal/storage/idle"
+	"github.com/pgb-project/pgb/internal/storage/limit"
 	"github.com/pgb-project/pgb/internal/storage/retry"
 	"github.com/pgb-project/pgb/internal/storage/s3"
 )
 
 // Options tune every store.
 type Options struct {
-	Timeout     time.Duration // per attempt, and the longest a Get body may go without data
-	MaxAttempts int
+	Timeout time.Duration // per attempt, and the longest a Get body may go without data
+	// Retry is the one retry policy: attempts per request and the backoff between them.
+	Retry retry.Policy
+	// WrapTransport, if set, wraps the HTTP transport of an S3 or GCS store: tests
+	// inject faults and count requests with it.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Create allows creating a missing filesystem repository directory. Readers leave
 	// it false, so that a mistyped --repo is an error and not an empty repository.
 	Create bool
@@ -30,6 +44,7 @@ type Options struct {
 
 // Open opens the repository at raw (see storage.ParseLocation).
 func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) {
+	pol := opts.Retry.WithDefaults()
 	loc, err := storage.ParseLocation(raw)
 	if err != nil {
 		return nil, err
@@ -58,14 +73,15 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 			ForcePathStyle: c.ForcePathStyle, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
 			SessionToken: c.SessionToken, Profile: c.Profile, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
 			StorageClass: c.StorageClass, PartSize: c.PartSize, Concurrency: c.Concurrency,
-			MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
+			MaxAttempts: 1, Retry: pol, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
+			WrapTransport: opts.WrapTransport,
 		})
 	case "gs":
 		c := opts.GCS
 		st, err = gcs.New(ctx, gcs.Config{
 			Bucket: loc.Bucket, Prefix: loc.Prefix, CredentialsFile: c.CredentialsFile, Endpoint: c.Endpoint,
-			ChunkSize: int(c.ChunkSize), Concurrency: c.Concurrency, MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout,
-			StorageClass: c.StorageClass, KMSKeyName: c.KMSKeyName,
+			ChunkSize: int(c.ChunkSize), Concurrency: c.Concurrency, MaxAttempts: 1, Retry: pol, RequestTimeout: c.RequestTimeout,
+			StorageClass: c.StorageClass, KMSKeyName: c.KMSKeyName, WrapTransport: opts.WrapTransport,
 		})
 	default:
 		return nil, fmt.Errorf("repository %s: unknown scheme %q", loc, loc.Scheme)
@@ -76,5 +92,11 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 	// A body that delivers nothing for a whole attempt's deadline is cut off and, by
 	// the retry layer, resumed where it stopped.
 	st = idle.New(st, opts.Timeout)
-	return retry.New(st, retry.Config{Timeout: opts.Timeout, MaxAttempts: opts.MaxAttempts}), nil
+	st = retry.New(st, retry.Config{Timeout: opts.Timeout}.WithPolicy(pol))
+	if loc.Scheme == "gs" {
+		// Outermost: an upload keeps its slot through its retries, and waiting for a
+		// slot does not count against an attempt's deadline.
+		st = limit.Puts(st, opts.GCS.Concurrency)
+	}
+	return st, nil
 }

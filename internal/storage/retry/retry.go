@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"syscall"
 	"time"
 
@@ -22,10 +21,12 @@ const (
 	DefaultMaxDelay    = 10 * time.Second
 )
 
-// Config tunes the retries. The zero value is usable.
+// Config tunes the retries. The zero value is usable. MaxAttempts, BaseDelay,
+// MaxDelay, Sleep and Jitter are the store's Policy (see Config.Policy).
 type Config struct {
 	// MaxAttempts bounds the attempts per call, the first included; below 1 means
-	// DefaultMaxAttempts, and 1 disables retrying.
+	// DefaultMaxAttempts, and 1 disables retrying. A Get shares one budget between
+	// opening the object and resuming its body (see store.Get).
 	MaxAttempts int
 	// Timeout bounds each attempt, separately from the caller's context; zero means no
 	// per-attempt deadline. It covers a whole Stat or Delete attempt; for Get, only
@@ -44,11 +45,45 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Jitter returns a random duration in [0, d]. Nil means uniform, from math/rand/v2.
 	Jitter func(d time.Duration) time.Duration
+	// Clock makes the timers of the attempts' deadlines (Timeout). Nil means the real
+	// clock; tests substitute one whose timers fire when the test says.
+	Clock Clock
 	// OnRetry, if set, is called after a failed attempt that will be retried, with the
 	// operation ("put", "get", "stat", "list", "delete"), the key (List: the prefix),
 	// the number of the attempt that failed, its error and the wait before the next.
 	// It may be called concurrently by concurrent calls.
 	OnRetry func(op, key string, attempt int, err error, wait time.Duration)
+}
+
+// Clock makes timers; see Config.Clock.
+type Clock interface {
+	// AfterFunc calls f in its own goroutine once d has passed, unless the timer is
+	// stopped first, as time.AfterFunc does.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer from a Clock, with the methods of *time.Timer.
+type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it stopped it.
+	Stop() bool
+	// Reset makes the timer fire d from now; it reports whether it was active.
+	Reset(d time.Duration) bool
+}
+
+// realClock is the clock of package time.
+type realClock struct{}
+
+func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Policy returns the retry policy c describes.
+func (c Config) Policy() Policy {
+	return Policy{MaxAttempts: c.MaxAttempts, BaseDelay: c.BaseDelay, MaxDelay: c.MaxDelay, Sleep: c.Sleep, Jitter: c.Jitter}
+}
+
+// WithPolicy returns c with p's fields.
+func (c Config) WithPolicy(p Policy) Config {
+	c.MaxAttempts, c.BaseDelay, c.MaxDelay, c.Sleep, c.Jitter = p.MaxAttempts, p.BaseDelay, p.MaxDelay, p.Sleep, p.Jitter
+	return c
 }
 
 // New returns a store that retries inner's failing calls as cfg says.
@@ -59,28 +94,18 @@ type Config struct {
 // resumes after the last key it delivered, so fn never sees a key twice, and a List
 // attempt that delivered new entries does not count against MaxAttempts.
 //
+// An error the inner store marked Exhausted (a backend that retried the call's
+// requests itself, under the same Policy) is not retried again.
+//
 // Errors after retries say how many attempts were made and wrap the last attempt's
-// error, so errors.Is works on them as on the inner store's errors.
+// error, so errors.Is works on them as on the inner store's errors. Once the attempts
+// are used up the error is marked Exhausted.
 func New(inner storage.Store, cfg Config) storage.Store {
-	if cfg.MaxAttempts < 1 {
-		cfg.MaxAttempts = DefaultMaxAttempts
+	cfg = cfg.WithPolicy(cfg.Policy().WithDefaults())
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
 	}
-	if cfg.BaseDelay <= 0 {
-		cfg.BaseDelay = DefaultBaseDelay
-	}
-	if cfg.MaxDelay <= 0 {
-		cfg.MaxDelay = DefaultMaxDelay
-	}
-	if cfg.MaxDelay < cfg.BaseDelay {
-		cfg.MaxDelay = cfg.BaseDelay
-	}
-	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
-	}
-	if cfg.Jitter == nil {
-		cfg.Jitter = func(d time.Duration) time.Duration { return rand.N(d + 1) }
-	}
-	return &store{inner: inner, cfg: cfg}
+	return &store{inner: inner, cfg: cfg, pol: cfg.Policy()}
 }
 
 // Retryable reports whether another attempt might succeed where err failed:
@@ -173,6 +198,7 @@ func (e *abortError) Error() string { return e.err.Error() }
 type store struct {
 	inner storage.Store
 	cfg   Config
+	pol   Policy // cfg's, with its defaults
 }
 
 // call describes one retried operation.
@@ -188,6 +214,8 @@ type call struct {
 	progressed func() bool
 	// note is added to the error when a retryable failure cannot be retried.
 	note string
+	// failed, if set, counts the failed attempts that counted against max.
+	failed *int
 }
 
 // run makes attempts until one succeeds, an error is final, the attempts are used up
@@ -208,6 +236,9 @@ func (s *store) run(ctx context.Context, c call) error {
 		}
 		if c.progressed == nil || !c.progressed() {
 			used++
+			if c.failed != nil {
+				*c.failed++
+			}
 		}
 		switch {
 		case ctx.Err() != nil, !Retryable(err):
@@ -216,18 +247,18 @@ func (s *store) run(ctx context.Context, c call) error {
 			}
 			return fmt.Errorf("%s %q: failed after %d attempts: %w", c.op, c.key, total, err)
 		case used >= c.max:
-			return fmt.Errorf("%s %q: giving up after %d attempt%s%s: %w", c.op, c.key, total, plural(total), c.note, err)
+			return Exhausted(fmt.Errorf("%s %q: giving up after %d attempt%s%s: %w", c.op, c.key, total, plural(total), c.note, err))
 		}
 		if c.rewind != nil {
 			if rerr := c.rewind(); rerr != nil {
 				return fmt.Errorf("%s %q: cannot rewind the data to retry (%s) after %d attempt%s: %w", c.op, c.key, rerr.Error(), total, plural(total), err)
 			}
 		}
-		wait := s.backoff(max(used, 1))
+		wait := s.pol.Backoff(max(used, 1))
 		if s.cfg.OnRetry != nil {
 			s.cfg.OnRetry(c.op, c.key, total, err, wait)
 		}
-		if serr := s.cfg.Sleep(ctx, wait); serr != nil {
+		if serr := s.pol.Sleep(ctx, wait); serr != nil {
 			return fmt.Errorf("%s %q: %w while waiting to retry, after %d attempt%s (last error: %s)", c.op, c.key, serr, total, plural(total), err.Error()) // only serr is the cause
 		}
 	}
@@ -238,17 +269,6 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-// backoff is the wait after the failure of attempt n (from 1).
-func (s *store) backoff(n int) time.Duration {
-	limit := s.cfg.MaxDelay
-	if shift := n - 1; shift < 62 {
-		if d := s.cfg.BaseDelay << shift; d > 0 && d < limit && d>>shift == s.cfg.BaseDelay {
-			limit = d
-		}
-	}
-	return s.cfg.Jitter(limit)
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -268,8 +288,10 @@ func (s *store) timed(ctx context.Context, f func(ctx context.Context) error) er
 	if s.cfg.Timeout <= 0 {
 		return f(ctx)
 	}
-	actx, cancel := context.WithTimeoutCause(ctx, s.cfg.Timeout, errAttemptTimeout)
-	defer cancel()
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	defer timer.Stop()
 	return s.markTimeout(ctx, actx, f(actx))
 }
 
@@ -324,7 +346,7 @@ func (s *store) putAttempt(ctx context.Context, key string, r io.Reader, opts st
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	defer timer.Stop()
 	tr := &timedReader{r: r, timer: timer, d: s.cfg.Timeout}
 	var body io.Reader = tr
@@ -337,7 +359,7 @@ func (s *store) putAttempt(ctx context.Context, key string, r io.Reader, opts st
 // timedReader stops timer while reading from r and restarts it afterwards.
 type timedReader struct {
 	r     io.Reader
-	timer *time.Timer
+	timer Timer
 	d     time.Duration
 }
 
@@ -358,20 +380,25 @@ func (t *timedReadSeeker) Seek(off int64, whence int) (int64, error) { return t.
 // closed, which also releases the attempt's context.
 //
 // A body that breaks off with a retryable error (a reset connection, a truncated
-// response) is resumed: the object is opened again at the first byte not yet read,
-// up to MaxAttempts times per Get. This relies on objects never changing under a key
-// once written, which holds for everything pgb stores.
+// response) is resumed: the object is opened again at the first byte not yet read.
+// Opening and resuming share one budget: a Get makes at most MaxAttempts attempts in
+// all, counting each failed opening and each body that broke off. This relies on
+// objects never changing under a key once written, which holds for everything pgb
+// stores.
 func (s *store) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
-	rc, err := s.open(ctx, key, off, length)
+	r := &resumer{s: s, ctx: ctx, key: key, off: off, length: length}
+	rc, err := s.open(ctx, key, off, length, s.cfg.MaxAttempts, &r.failed)
 	if err != nil {
 		return nil, err
 	}
-	return &resumer{s: s, ctx: ctx, key: key, off: off, length: length, rc: rc}, nil
+	r.rc = rc
+	return r, nil
 }
 
-func (s *store) open(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+// open opens the object, with up to budget attempts, counting failed ones in failed.
+func (s *store) open(ctx context.Context, key string, off, length int64, budget int, failed *int) (io.ReadCloser, error) {
 	var rc io.ReadCloser
-	err := s.run(ctx, call{op: "get", key: key, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
+	err := s.run(ctx, call{op: "get", key: key, max: budget, failed: failed, try: func(ctx context.Context) error {
 		var err error
 		rc, err = s.getAttempt(ctx, key, off, length)
 		return err
@@ -386,7 +413,7 @@ type resumer struct {
 	key         string
 	off, length int64 // the range asked for; length < 0: to the end
 	read        int64
-	resumes     int
+	failed      int // failed attempts so far: openings and broken bodies
 	rc          io.ReadCloser
 }
 
@@ -400,19 +427,22 @@ func (r *resumer) Read(p []byte) (int, error) {
 			}
 			return n, err
 		}
-		if !Retryable(err) || r.ctx.Err() != nil || r.resumes+1 >= r.s.cfg.MaxAttempts {
+		if !Retryable(err) || r.ctx.Err() != nil {
 			return 0, err
 		}
-		r.resumes++
+		r.failed++
+		if r.failed >= r.s.cfg.MaxAttempts {
+			return 0, Exhausted(err)
+		}
 		_ = r.rc.Close() // abandoned for a resumed read: its error is the one to report
-		if werr := r.s.cfg.Sleep(r.ctx, r.s.backoff(r.resumes)); werr != nil {
+		if werr := r.s.pol.Sleep(r.ctx, r.s.pol.Backoff(r.failed)); werr != nil {
 			return 0, err
 		}
 		length := r.length
 		if length >= 0 {
 			length -= r.read
 		}
-		rc, oerr := r.s.open(r.ctx, r.key, r.off+r.read, length)
+		rc, oerr := r.s.open(r.ctx, r.key, r.off+r.read, length, r.s.cfg.MaxAttempts-r.failed, &r.failed)
 		if oerr != nil {
 			r.rc = io.NopCloser(errReader{oerr})
 			return 0, fmt.Errorf("resume reading %s after %w: %w", r.key, err, oerr)
@@ -434,7 +464,7 @@ func (s *store) getAttempt(ctx context.Context, key string, off, length int64) (
 		return s.inner.Get(ctx, key, off, length)
 	}
 	actx, cancel := context.WithCancelCause(ctx)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	rc, err := s.inner.Get(actx, key, off, length)
 	if !timer.Stop() && err == nil {
 		// The deadline passed just as the reader came back: its context is done.
@@ -524,7 +554,7 @@ func (s *store) listAttempt(ctx context.Context, prefix string, fn func(storage.
 	}
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timer := time.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
+	timer := s.cfg.Clock.AfterFunc(s.cfg.Timeout, func() { cancel(errAttemptTimeout) })
 	defer timer.Stop()
 	err := s.inner.List(actx, prefix, func(oi storage.ObjectInfo) error {
 		if !timer.Stop() {

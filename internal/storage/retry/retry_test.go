@@ -319,6 +319,109 @@ func TestCancelStopsRetrying(t *testing.T) {
 	}
 }
 
+// fakeTimers is a retry.Clock whose timers fire only when the test fires them.
+type fakeTimers struct {
+	mu     sync.Mutex
+	timers []*fakeTimer
+	armed  chan *fakeTimer // every timer made, in order
+}
+
+type fakeTimer struct {
+	c      *fakeTimers
+	f      func()
+	active bool
+}
+
+func newFakeTimers() *fakeTimers { return &fakeTimers{armed: make(chan *fakeTimer, 100)} }
+
+func (c *fakeTimers) AfterFunc(_ time.Duration, f func()) retry.Timer {
+	t := &fakeTimer{c: c, f: f, active: true}
+	c.mu.Lock()
+	c.timers = append(c.timers, t)
+	c.mu.Unlock()
+	c.armed <- t
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = false
+	return was
+}
+
+func (t *fakeTimer) Reset(time.Duration) bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	was := t.active
+	t.active = true
+	return was
+}
+
+// fire runs t's function if t is active, as its deadline passing would.
+func (t *fakeTimer) fire() bool {
+	t.c.mu.Lock()
+	if !t.active {
+		t.c.mu.Unlock()
+		return false
+	}
+	t.active = false
+	t.c.mu.Unlock()
+	t.f()
+	return true
+}
+
+// expireNext waits for the next attempt's deadline timer and lets it pass.
+func (c *fakeTimers) expireNext() {
+	for !(<-c.armed).fire() {
+	}
+}
+
+// drain forgets the timers made so far.
+func (c *fakeTimers) drain() {
+	for {
+		select {
+		case <-c.armed:
+		default:
+			return
+		}
+	}
+}
+
+// passAll lets every active deadline pass: time goes by.
+func (c *fakeTimers) passAll() {
+	c.mu.Lock()
+	timers := slices.Clone(c.timers)
+	c.mu.Unlock()
+	for _, t := range timers {
+		t.fire()
+	}
+}
+
+// deadlineCtx is a context whose deadline passes when the test closes done.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// background runs f in a goroutine; the result comes on the returned channel.
+func background[T any](f func() T) <-chan T {
+	ch := make(chan T, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
 func TestAttemptTimeout(t *testing.T) {
 	ctx := t.Context()
 	var retried []error
@@ -328,26 +431,40 @@ func TestAttemptTimeout(t *testing.T) {
 		}
 		retried = append(retried, err)
 	}
-	s, f, _ := setup(t, retry.Config{Timeout: 20 * time.Millisecond, OnRetry: onRetry},
+	clock := newFakeTimers()
+	s, f, _ := setup(t, retry.Config{Timeout: 20 * time.Millisecond, OnRetry: onRetry, Clock: clock},
 		faulty.Rule{Op: faulty.Stat, Fault: faulty.Hang, Count: 2},
 		faulty.Rule{Op: faulty.Get, Fault: faulty.Hang, Count: 1},
 		faulty.Rule{Op: faulty.List, Fault: faulty.Hang, Count: 1},
 	)
-	if info, err := s.Stat(ctx, "k"); err != nil || info.Size != 5 {
-		t.Fatalf("Stat = %+v, %v", info, err)
+	type statResult struct {
+		info storage.ObjectInfo
+		err  error
+	}
+	stat := background(func() statResult { info, err := s.Stat(ctx, "k"); return statResult{info, err} })
+	clock.expireNext()
+	clock.expireNext()
+	if r := <-stat; r.err != nil || r.info.Size != 5 {
+		t.Fatalf("Stat = %+v, %v", r.info, r.err)
 	}
 	if f.Calls(faulty.Stat) != 3 || len(retried) != 2 {
 		t.Fatalf("%d attempts, %d retries; want 3, 2", f.Calls(faulty.Stat), len(retried))
 	}
 
 	// Get: the deadline covers opening, not reading.
-	rc, err := s.Get(ctx, "k", 0, -1)
-	if err != nil {
-		t.Fatal(err)
+	type getResult struct {
+		rc  io.ReadCloser
+		err error
 	}
-	time.Sleep(40 * time.Millisecond)
-	b, err := io.ReadAll(rc)
-	rc.Close()
+	get := background(func() getResult { rc, err := s.Get(ctx, "k", 0, -1); return getResult{rc, err} })
+	clock.expireNext()
+	g := <-get
+	if g.err != nil {
+		t.Fatal(g.err)
+	}
+	clock.passAll() // every deadline passes before the body is read
+	b, err := io.ReadAll(g.rc)
+	g.rc.Close()
 	if err != nil || string(b) != "value" {
 		t.Errorf("reading after the attempt deadline: %q, %v", b, err)
 	}
@@ -357,19 +474,24 @@ func TestAttemptTimeout(t *testing.T) {
 
 	// List: the deadline does not count the time spent in fn.
 	var keys []string
-	err = s.List(ctx, "", func(oi storage.ObjectInfo) error {
-		time.Sleep(40 * time.Millisecond)
-		keys = append(keys, oi.Key)
-		return nil
+	list := background(func() error {
+		return s.List(ctx, "", func(oi storage.ObjectInfo) error {
+			clock.passAll() // fn takes longer than the deadline
+			keys = append(keys, oi.Key)
+			return nil
+		})
 	})
-	if err != nil || !slices.Equal(keys, []string{"k"}) || f.Calls(faulty.List) != 2 {
+	clock.expireNext()
+	if err := <-list; err != nil || !slices.Equal(keys, []string{"k"}) || f.Calls(faulty.List) != 2 {
 		t.Errorf("List = %q, %v after %d attempts; want k after 2", keys, err, f.Calls(faulty.List))
 	}
 
 	// Put: the deadline bounds the store's inactivity, not the time waiting for data.
 	f.Add(faulty.Rule{Op: faulty.Put, Fault: faulty.Hang, Count: 1})
-	slow := &slowReader{r: strings.NewReader("slow data"), delay: 15 * time.Millisecond}
-	if err := s.Put(ctx, "slow", slow, storage.PutOptions{Size: -1}); err != nil {
+	slow := &slowReader{r: strings.NewReader("slow data"), wait: clock.passAll}
+	put := background(func() error { return s.Put(ctx, "slow", slow, storage.PutOptions{Size: -1}) })
+	clock.expireNext()
+	if err := <-put; err != nil {
 		t.Errorf("Put from a slow reader: %v", err)
 	}
 	if got, err := readAll(f.Inner(), ctx, "slow"); got != "slow data" || err != nil || f.Calls(faulty.Put) != 2 {
@@ -378,9 +500,12 @@ func TestAttemptTimeout(t *testing.T) {
 
 	// The caller's deadline is final.
 	f.Add(faulty.Rule{Op: faulty.Delete, Fault: faulty.Hang})
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
-	defer cancel()
-	if err := s.Delete(dctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
+	dctx := &deadlineCtx{Context: ctx, done: make(chan struct{})}
+	clock.drain()
+	del := background(func() error { return s.Delete(dctx, "k") })
+	<-clock.armed // the attempt has started
+	close(dctx.done)
+	if err := <-del; !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Delete past the caller's deadline: error = %v, want DeadlineExceeded", err)
 	}
 	if f.Calls(faulty.Delete) != 1 {
@@ -484,14 +609,15 @@ func TestRetryable(t *testing.T) {
 	}
 }
 
-// slowReader waits before each Read and yields 2 bytes at a time: a slow producer.
+// slowReader calls wait (time passes) before each Read and yields 2 bytes at a time:
+// a slow producer.
 type slowReader struct {
-	r     *strings.Reader
-	delay time.Duration
+	r    *strings.Reader
+	wait func()
 }
 
 func (s *slowReader) Read(p []byte) (int, error) {
-	time.Sleep(s.delay)
+	s.wait()
 	return s.r.Read(p[:min(len(p), 2)])
 }
 

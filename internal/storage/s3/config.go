@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // Defaults and limits for Config fields.
@@ -91,9 +92,17 @@ type Config struct {
 	// Concurrency is the number of parts of one upload in flight. Default
 	// DefaultConcurrency.
 	Concurrency int
-	// MaxAttempts bounds the SDK's own attempts per HTTP request (it retries 5xx,
-	// throttling and connection errors). Default DefaultMaxAttempts.
+	// MaxAttempts bounds the SDK's own attempts per HTTP request other than those of
+	// multipart uploads (it retries 5xx, throttling and connection errors). Default
+	// DefaultMaxAttempts. storage/open sets 1: the retry policy (Retry, and the
+	// storage/retry wrapper above) makes the attempts, so that they do not multiply.
 	MaxAttempts int
+	// Retry is how the store retries the requests whose data it holds in memory, which
+	// no layer above can resend: a PutObject of a body read into memory, and the
+	// requests of a multipart upload (by the SDK, see multipartRetries). A Put that fails after its attempts is marked
+	// retry.Exhausted, so the wrapper above does not start it over. The zero value is
+	// the retry package's defaults.
+	Retry retry.Policy
 	// RequestTimeout bounds connecting and then waiting for the response headers of
 	// one HTTP request attempt; streaming a body in either direction is not bounded by
 	// it, so large transfers that make progress do not time out. Zero means no
@@ -119,6 +128,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
+	c.Retry = c.Retry.WithDefaults()
 	return c
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
 // Put stores r's bytes under key; see the package comment for how.
@@ -19,7 +20,8 @@ import (
 // Put reads the first PartSize bytes of r into memory whatever opts.Size says (the
 // size is only a hint): if r ends there, one PutObject sends them from memory, so the
 // SDK can sign and retry it; otherwise a multipart upload streams r in parts, keeping
-// at most Concurrency parts in memory and in flight. Nothing is sent before r has
+// at most Concurrency parts in memory and in flight. The PutObject is retried as
+// Config.Retry says. Nothing is sent before r has
 // either ended or filled the first part, and a failing r or a cancelled ctx leaves no
 // object and no unfinished upload behind.
 //
@@ -62,26 +64,36 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 			return err
 		}
 	}
-	return s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	// Its requests were retried under Config.Retry (see multipartRetries).
+	err = s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	if err != nil && ctx.Err() == nil && retry.Retryable(err) {
+		err = retry.Exhausted(err)
+	}
+	return err
 }
 
-// putObject sends data in one PutObject request.
+// putObject sends data in one PutObject request, with the attempts of Config.Retry.
+//
+// Like any retried IfAbsent write, a retry after a lost acknowledgement finds the
+// object this call wrote and fails with storage.ErrExist (see retry.New).
 func (s *Store) putObject(ctx context.Context, key, obj string, data []byte, ifAbsent bool) error {
 	sse, kms, class := s.sse()
-	in := &s3.PutObjectInput{
-		Bucket:               aws.String(s.cfg.Bucket),
-		Key:                  aws.String(obj),
-		Body:                 bytes.NewReader(data),
-		ContentLength:        aws.Int64(int64(len(data))),
-		ServerSideEncryption: sse,
-		SSEKMSKeyId:          kms,
-		StorageClass:         class,
-	}
-	if ifAbsent {
-		in.IfNoneMatch = aws.String("*")
-	}
-	_, err := s.client.PutObject(ctx, in)
-	return s.translateError("put", key, err)
+	return s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		in := &s3.PutObjectInput{
+			Bucket:               aws.String(s.cfg.Bucket),
+			Key:                  aws.String(obj),
+			Body:                 bytes.NewReader(data),
+			ContentLength:        aws.Int64(int64(len(data))),
+			ServerSideEncryption: sse,
+			SSEKMSKeyId:          kms,
+			StorageClass:         class,
+		}
+		if ifAbsent {
+			in.IfNoneMatch = aws.String("*")
+		}
+		_, err := s.client.PutObject(ctx, in)
+		return s.translateError("put", key, err)
+	})
 }
 
 // checkAbsent fails with storage.ErrExist if the object exists.

@@ -70,6 +70,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		// with a ranged response, which can only fail to match.
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.APIOptions = append(o.APIOptions, multipartRetries(cfg.Retry))
 	})
 	s := &Store{cfg: cfg, client: client, transport: transport}
 	if cfg.Prefix != "" {

@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 // Credentials of the versitygw root user that StartVersityGW runs.
@@ -66,15 +68,14 @@ func (g *gateway) stop() {
 //
 // The binary is $PGB_VERSITYGW, else <module root>/.build/bin/versitygw, else
 // versitygw on $PATH. If none exists the test is skipped, or fails when $CI is set:
-// in CI a skipped backend test is a failure.
+// in CI a skipped backend test is a failure. Under `go test -short` (make unit) the
+// test is skipped.
 func StartVersityGW(t testing.TB) (endpoint, accessKey, secretKey, bucket string) {
 	t.Helper()
+	testenv.SkipIfShort(t, "starts versitygw")
 	bin, err := findVersityGW()
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("versitygw is required in CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
+		testenv.SkipOrFail(t, "s3test: %v", err)
 	}
 	versity.once.Do(func() { versity.srv, versity.err = startGateway(bin) })
 	if versity.err != nil {
