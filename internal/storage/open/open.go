@@ -59,6 +59,7 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 			SessionToken: c.SessionToken, Profile: c.Profile, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
 			StorageClass: c.StorageClass, PartSize: c.PartSize, Concurrency: c.Concurrency,
 			MaxAttempts: c.MaxAttempts, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
+			MaxParts: c.MaxParts,
 		})
 	case "gs":
 		c := opts.GCS

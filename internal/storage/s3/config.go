@@ -16,6 +16,14 @@ const (
 	MinPartSize        = 5 << 20 // S3's minimum for every part but the last
 	MaxPartSize        = 5 << 30 // S3's maximum part size
 	DefaultConcurrency = 4
+	// DefaultMaxParts is AWS S3's limit on the parts of one multipart upload.
+	DefaultMaxParts = 10000
+	// DefaultPartAttempts bounds the attempts to send one part of a multipart upload,
+	// each of which is up to MaxAttempts HTTP requests inside the SDK.
+	DefaultPartAttempts = 3
+	// DefaultPartRetryDelay is the pause before the second attempt at a part; it
+	// doubles with each further attempt.
+	DefaultPartRetryDelay = time.Second
 	// DefaultMaxAttempts is modest on purpose: pgb's own retry layer sits above.
 	DefaultMaxAttempts = 3
 	// DefaultRequestTimeout is what the configuration layer passes by default; a zero
@@ -91,6 +99,17 @@ type Config struct {
 	// Concurrency is the number of parts of one upload in flight. Default
 	// DefaultConcurrency.
 	Concurrency int
+	// MaxParts is the store's limit on the parts of one multipart upload, 1 to
+	// DefaultMaxParts (AWS's limit, the default). Part sizes grow so that no upload
+	// needs more; see partPlan.
+	MaxParts int
+	// PartAttempts bounds the attempts to send one part of a multipart upload when an
+	// attempt fails in a way another might not (after the SDK's own MaxAttempts).
+	// Default DefaultPartAttempts.
+	PartAttempts int
+	// PartRetryDelay is the pause before a part's second attempt, doubled before each
+	// further one. Default DefaultPartRetryDelay.
+	PartRetryDelay time.Duration
 	// MaxAttempts bounds the SDK's own attempts per HTTP request (it retries 5xx,
 	// throttling and connection errors). Default DefaultMaxAttempts.
 	MaxAttempts int
@@ -119,6 +138,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
+	if c.MaxParts == 0 {
+		c.MaxParts = DefaultMaxParts
+	}
+	if c.PartAttempts == 0 {
+		c.PartAttempts = DefaultPartAttempts
+	}
+	if c.PartRetryDelay == 0 {
+		c.PartRetryDelay = DefaultPartRetryDelay
+	}
 	return c
 }
 
@@ -139,6 +167,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("part size %d is out of range: set --s3-part-size between 5MiB and 5GiB", c.PartSize)
 	case c.Concurrency < 1:
 		return fmt.Errorf("upload concurrency %d: set --s3-upload-concurrency to 1 or more", c.Concurrency)
+	case c.MaxParts < 1 || c.MaxParts > DefaultMaxParts:
+		return fmt.Errorf("max parts %d is out of range: set --s3-max-parts between 1 and %d", c.MaxParts, DefaultMaxParts)
+	case c.PartAttempts < 1:
+		return fmt.Errorf("part attempts %d: want 1 or more", c.PartAttempts)
+	case c.PartRetryDelay < 0:
+		return fmt.Errorf("part retry delay %v is negative", c.PartRetryDelay)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("max attempts %d: set --s3-max-attempts to 1 or more", c.MaxAttempts)
 	case c.RequestTimeout < 0:

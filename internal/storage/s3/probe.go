@@ -36,7 +36,7 @@ func (s *Store) ProbeConditionalWrites(ctx context.Context) (enforced bool, err 
 	}()
 	for _, write := range []func() error{
 		func() error { return s.putObject(ctx, key, obj, []byte("second"), true) },
-		func() error { return s.putMultipart(ctx, key, obj, []byte("third"), nil, true) },
+		func() error { return s.putMultipart(ctx, key, obj, []byte("third"), nil, newPartPlan(s.cfg, 5), true) },
 	} {
 		switch err := write(); {
 		case err == nil:

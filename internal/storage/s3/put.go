@@ -45,7 +45,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 	}
 	br := bufio.NewReader(r)
-	first, last, err := readFirst(br, s.cfg.PartSize, opts.Size)
+	plan := newPartPlan(s.cfg, opts.Size)
+	first, last, err := readFirst(br, plan.base, opts.Size)
 	if err != nil {
 		return fmt.Errorf("s3: put %q: reading the data: %w", key, err)
 	}
@@ -62,7 +63,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 			return err
 		}
 	}
-	return s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	return s.putMultipart(ctx, key, obj, first, br, plan, opts.IfAbsent)
 }
 
 // putObject sends data in one PutObject request.
