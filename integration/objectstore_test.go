@@ -1,6 +1,11 @@
 package integration
 
 import (
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +181,34 @@ func TestCheckReportsConditionalWritesOnS3(t *testing.T) {
 	r := mustPGB(t, "", c.Env(), append([]string{"check"}, sel...)...)
 	if !strings.Contains(r.stdout, "conditional writes") || !strings.Contains(r.stdout, "check passed") {
 		t.Fatalf("check on S3:\n%s", r)
+	}
+}
+
+// A store that rejects the SDK's default checksum headers: pgb check says, in one
+// line, which setting it needs, and with that setting the check passes.
+func TestCheckSaysWhichChecksumSettingAStoreNeeds(t *testing.T) {
+	pgtest.Require(t)
+	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &s3test.ChecksumRejecting{}
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(rp)
+	t.Cleanup(proxy.Close)
+	repo := "repo: s3://" + bucket + "/cluster1\ns3-endpoint: " + proxy.URL + "\ns3-region: us-east-1\ns3-force-path-style: true\n" +
+		"s3-access-key-id: " + access + "\ns3-secret-access-key: " + secret + "\n"
+	sel := configFile(t, repo)
+	c := archivingClusterWith(t, configFile(t, repo+"s3-checksum: when-required\n"))
+
+	r := pgb(t, "", c.Env(), append([]string{"check"}, sel...)...)
+	if r.code == 0 || !strings.Contains(r.stdout, "set s3-checksum: when-required") {
+		t.Fatalf("check against a store that rejects checksum headers, default setting: want a failure naming s3-checksum: when-required, got %s", r)
+	}
+	r = mustPGB(t, "", c.Env(), append([]string{"check"}, configFile(t, repo+"s3-checksum: when-required\n")...)...)
+	if !strings.Contains(r.stdout, "when-required, as set, works") || !strings.Contains(r.stdout, "check passed") {
+		t.Fatalf("check with s3-checksum: when-required:\n%s", r)
 	}
 }

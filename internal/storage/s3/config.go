@@ -66,6 +66,32 @@ func (m ConditionalMode) String() string {
 	return fmt.Sprintf("ConditionalMode(%d)", int(m))
 }
 
+// ChecksumMode says when requests carry checksums of their data.
+type ChecksumMode int
+
+const (
+	// ChecksumWhenSupported (the default) is the SDK's default: every request that can
+	// carry a checksum of its body (CRC32) does, and multipart uploads use them too.
+	ChecksumWhenSupported ChecksumMode = iota
+	// ChecksumWhenRequired sends checksums only with the requests whose API requires
+	// one, for S3-compatible stores that reject the SDK's newer checksum headers
+	// (x-amz-checksum-*, x-amz-sdk-checksum-algorithm, x-amz-trailer); whole-object
+	// reads then do not ask for the stored checksum either. Store.ProbeChecksums tells
+	// which a store needs.
+	ChecksumWhenRequired
+)
+
+// String names the mode as the configuration would.
+func (m ChecksumMode) String() string {
+	switch m {
+	case ChecksumWhenSupported:
+		return "when-supported"
+	case ChecksumWhenRequired:
+		return "when-required"
+	}
+	return fmt.Sprintf("ChecksumMode(%d)", int(m))
+}
+
 // Config describes an S3 (or S3-compatible) repository. Zero fields take the defaults
 // named on each; New validates the whole.
 type Config struct {
@@ -122,6 +148,8 @@ type Config struct {
 	RateLimit int
 	// Conditional says how IfAbsent is enforced; see ConditionalMode.
 	Conditional ConditionalMode
+	// Checksum says when requests carry checksums; see ChecksumMode.
+	Checksum ChecksumMode
 	// WrapTransport, if set, wraps the store's HTTP transport (which keeps the
 	// connection pooling and timeouts above): tests inject faults with it.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
@@ -181,6 +209,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("rate limit %d is negative: check --s3-rate-limit", c.RateLimit)
 	case c.Conditional < ConditionalEnforced || c.Conditional > ConditionalUnsupported:
 		return fmt.Errorf("unknown conditional-write mode %v", c.Conditional)
+	case c.Checksum < ChecksumWhenSupported || c.Checksum > ChecksumWhenRequired:
+		return fmt.Errorf("unknown checksum mode %v: set --s3-checksum to when-supported or when-required", c.Checksum)
 	}
 	switch c.SSE {
 	case "", "AES256", "aws:kms":

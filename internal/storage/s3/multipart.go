@@ -77,7 +77,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte,
 		ServerSideEncryption: sse,
 		SSEKMSKeyId:          kms,
 		StorageClass:         class,
-		ChecksumAlgorithm:    types.ChecksumAlgorithmCrc32,
+		ChecksumAlgorithm:    s.checksumAlgorithm(),
 	})
 	if err != nil {
 		return s.translateError("put", key, err)
@@ -211,7 +211,7 @@ func (s *Store) uploadPart(ctx context.Context, key, obj, id string, num int32, 
 		PartNumber:        aws.Int32(num),
 		Body:              bytes.NewReader(data),
 		ContentLength:     aws.Int64(int64(len(data))),
-		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		ChecksumAlgorithm: s.checksumAlgorithm(),
 	})
 	if err != nil {
 		return types.CompletedPart{}, s.translateError("put", key, err)
