@@ -16,10 +16,11 @@ import (
 
 // Put stores r's bytes under key; see the package comment for how.
 //
-// Put reads the first PartSize bytes of r into memory whatever opts.Size says (the
-// size is only a hint): if r ends there, one PutObject sends them from memory, so the
-// SDK can sign and retry it; otherwise a multipart upload streams r in parts, keeping
-// at most Concurrency parts in memory and in flight. Nothing is sent before r has
+// Put reads the first part of r into memory (PartSize bytes, or more when opts.Size,
+// a hint, says the object needs larger parts to fit into MaxParts): if r ends there,
+// one PutObject sends them from memory, so the SDK can sign and retry it; otherwise a
+// multipart upload streams r in parts of the sizes partPlan gives, keeping at most
+// Concurrency parts in memory and in flight. Nothing is sent before r has
 // either ended or filled the first part, and a failing r or a cancelled ctx leaves no
 // object and no unfinished upload behind.
 //

@@ -4,9 +4,11 @@
 // Object key k lives at Config.Prefix + "/" + k in Config.Bucket. Behaviour beyond
 // the storage.Store contract:
 //   - Put sends objects of up to Config.PartSize bytes in one PutObject and larger
-//     ones as a multipart upload of at most Config.Concurrency parts in flight; a
-//     failed or cancelled multipart upload is aborted, so neither an object nor an
-//     in-progress upload is left behind.
+//     ones as a multipart upload of at most Config.Concurrency parts in flight, in
+//     parts that grow so that no upload needs more than Config.MaxParts (partPlan); a
+//     part that fails transiently is sent again (Config.PartAttempts); a failed or
+//     cancelled multipart upload is aborted, so neither an object nor an in-progress
+//     upload is left behind.
 //   - Requests carry CRC32 checksums of their data, as the SDK does by default, unless
 //     Config.Checksum is ChecksumWhenRequired (for stores that reject the headers).
 //   - Put with IfAbsent relies on "If-None-Match: *" (see ConditionalMode and
