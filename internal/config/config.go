@@ -129,7 +129,7 @@ var settings = []Setting{
 	{Key: KeyS3SSE, Env: []string{"PGB_S3_SSE"}, Category: CategoryS3, Usage: "server-side encryption: AES256 or aws:kms"},
 	{Key: KeyS3SSEKMSKeyID, Env: []string{"PGB_S3_SSE_KMS_KEY_ID"}, Category: CategoryS3, Usage: "KMS key id for aws:kms"},
 	{Key: KeyS3StorageClass, Env: []string{"PGB_S3_STORAGE_CLASS"}, Category: CategoryS3, Usage: "storage class of new objects (e.g. STANDARD_IA)"},
-	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size (memory per upload: part size × upload concurrency)"},
+	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size, grown for very large objects to stay within s3-max-parts (memory per upload: upload concurrency × the current part size)"},
 	{Key: KeyS3Concurrency, Env: []string{"PGB_S3_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryS3, Usage: "parts of one upload in flight"},
 	{Key: KeyS3MaxParts, Env: []string{"PGB_S3_MAX_PARTS"}, Default: "10000", Kind: Int, Category: CategoryS3, Usage: "the store's limit on the parts of one multipart upload (AWS: 10000; some S3-compatible stores allow fewer, e.g. 1000): part sizes grow so that no upload needs more"},
 	{Key: KeyS3Checksum, Env: []string{"PGB_S3_CHECKSUM"}, Default: "when-supported", Category: CategoryS3, Usage: "request checksums: when-supported (the SDK's default: CRC32 on every request that can carry one) or when-required (only where the API requires one, for S3-compatible stores that reject the newer checksum headers; pgb check tells)"},
