@@ -38,7 +38,13 @@ func s3Repo(t *testing.T, failRate float64, secretOverride string) ([]string, st
 // s3RepoBehind is s3Repo that also returns the fault proxy (nil without faults).
 func s3RepoBehind(t *testing.T, failRate float64, secretOverride string) ([]string, string, *faultProxy) {
 	t.Helper()
-	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	return s3RepoOn(t, s3test.StartVersityGW, failRate, secretOverride)
+}
+
+// s3RepoOn is s3RepoBehind on the S3 server that start starts.
+func s3RepoOn(t *testing.T, start func(testing.TB) (endpoint, access, secret, bucket string), failRate float64, secretOverride string) ([]string, string, *faultProxy) {
+	t.Helper()
+	endpoint, access, secret, bucket := start(t)
 	var proxy *faultProxy
 	if failRate > 0 {
 		proxy = startFaultProxy(t, endpoint, failRate, 7)
@@ -87,6 +93,12 @@ func pitrOn(t *testing.T, sel []string) {
 
 func TestPITROnS3(t *testing.T) {
 	sel, _ := s3Repo(t, 0, "")
+	pitrOn(t, sel)
+}
+
+// The same scenario on SeaweedFS's S3 gateway, a second real S3 implementation.
+func TestPITROnSeaweedFS(t *testing.T) {
+	sel, _, _ := s3RepoOn(t, s3test.StartSeaweedFS, 0, "")
 	pitrOn(t, sel)
 }
 

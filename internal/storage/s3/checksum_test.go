@@ -91,3 +91,15 @@ func TestProbeChecksums(t *testing.T) {
 		})
 	}
 }
+
+// Both real S3 implementations take the SDK's default checksums.
+func TestRealServersAcceptChecksums(t *testing.T) {
+	for name, cfg := range map[string]func(testing.TB) s3.Config{"versitygw": versityConfig, "seaweedfs": seaweedConfig} {
+		t.Run(name, func(t *testing.T) {
+			st := newStore(t, cfg(t))
+			if supported, err := st.ProbeChecksums(t.Context()); err != nil || !supported {
+				t.Fatalf("ProbeChecksums = %v, %v; want true, nil", supported, err)
+			}
+		})
+	}
+}
