@@ -97,12 +97,17 @@ func startSeaweed(bin string) (*gateway, error) {
 		p := func(i int) string { return strconv.Itoa(ports[i]) }
 		g := &gateway{name: "SeaweedFS", endpoint: "http://127.0.0.1:" + p(6), root: root, out: &syncBuffer{}, exited: make(chan struct{})}
 		g.health = g.endpoint + "/healthz"
+		// The gRPC sockets' paths are fixed by weed; the HTTP ones can go in root.
+		for i, name := range map[int]string{1: "master", 3: "volume", 5: "filer", 7: "s3"} {
+			g.leftovers = append(g.leftovers, fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, ports[i]))
+		}
 		g.cmd = exec.Command(bin, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir="+data,
 			"-master.port="+p(0), "-master.port.grpc="+p(1), "-master.volumeSizeLimitMB=64", "-master.telemetry=false",
 			"-volume.port="+p(2), "-volume.port.grpc="+p(3), "-volume.max=0",
 			"-filer", "-filer.port="+p(4), "-filer.port.grpc="+p(5),
 			"-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
-			"-s3.config="+conf, "-s3.allowDeleteBucketNotEmpty")
+			"-s3.config="+conf, "-s3.allowDeleteBucketNotEmpty",
+			"-filer.localSocket="+filepath.Join(data, "filer.sock"), "-s3.localSocket="+filepath.Join(data, "s3.sock"))
 		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := g.cmd.Start(); err != nil {

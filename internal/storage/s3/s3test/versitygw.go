@@ -50,12 +50,18 @@ type gateway struct {
 	out      *syncBuffer
 	exited   chan struct{} // closed once cmd.Wait returned, with its error in waitErr
 	waitErr  error
+	// leftovers are files outside root that the server makes and a killed server
+	// leaves behind (SeaweedFS's gRPC sockets in /tmp).
+	leftovers []string
 }
 
-// stop kills the process and waits for it.
+// stop kills the process, waits for it and removes its leftovers.
 func (g *gateway) stop() {
 	_ = g.cmd.Process.Kill() // fails only if it has exited already; wait either way
 	<-g.exited
+	for _, f := range g.leftovers {
+		_ = os.Remove(f) // best-effort cleanup
+	}
 }
 
 // StartVersityGW returns the endpoint and root credentials of a versitygw (posix
