@@ -23,7 +23,8 @@ func checkCommand() *cli.Command {
 		Usage: "check the archiving path end to end",
 		Description: "Connects to PostgreSQL, reports archive_mode and archive_command (FAIL unless it calls pgb\n" +
 			"wal-push with %p), checks that the repository is reachable, writable and belongs to this\n" +
-			"cluster, then forces a WAL switch and waits (up to --archive-timeout) until that segment is in\n" +
+			"cluster (on S3 also which s3-checksum the store needs and whether it enforces conditional\n" +
+			"writes), then forces a WAL switch and waits (up to --archive-timeout) until that segment is in\n" +
 			"the repository; it fails at once when pg_stat_archiver shows archive_command failing for that\n" +
 			"segment (see the PostgreSQL log for why). Prints one ok/FAIL line per step; exits 1 on any\n" +
 			"failure.",
@@ -107,6 +108,17 @@ func (e *env) runChecks(ctx context.Context, k *checker) error {
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	// A probe that fails either way leaves the reason to ProbeWrite below.
+	switch known, supported, err := rp.ProbeChecksums(ctx); {
+	case !known || err != nil:
+	case !supported && e.cfg.S3.Checksum != "when-required":
+		k.fail("the store rejects the SDK's default request checksums (x-amz-checksum-* headers): set s3-checksum: when-required (PGB_S3_CHECKSUM)")
+		return nil
+	case supported:
+		k.ok("the store accepts the SDK's request checksums (s3-checksum: when-supported works; set: %s)", e.cfg.S3.Checksum)
+	default:
+		k.ok("the store rejects the SDK's default request checksums; s3-checksum: when-required, as set, works")
+	}
 	if err := rp.ProbeWrite(ctx); err != nil {
 		return fmt.Errorf("repository %s is not writable: %w", rp, err)
 	}

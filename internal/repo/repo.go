@@ -193,6 +193,19 @@ func (r *Repo) ProbeWrite(ctx context.Context) error {
 	return nil
 }
 
+// ProbeChecksums asks the store whether it accepts the S3 SDK's default request
+// checksums. known is false for stores that have no such question (fs, GCS).
+func (r *Repo) ProbeChecksums(ctx context.Context) (known, supported bool, err error) {
+	p, ok := storage.Unwrap(r.st).(interface {
+		ProbeChecksums(context.Context) (bool, error)
+	})
+	if !ok {
+		return false, false, nil
+	}
+	supported, err = p.ProbeChecksums(ctx)
+	return true, supported, err
+}
+
 // ProbeConditionalWrites asks the store whether it enforces put-if-absent itself.
 // known is false for stores that cannot tell (or need not: fs, GCS).
 func (r *Repo) ProbeConditionalWrites(ctx context.Context) (known, enforced bool, err error) {
