@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,13 +107,10 @@ func startSeaweed(bin string) (*gateway, error) {
 			"-s3", "-s3.port="+p(6), "-s3.port.grpc="+p(7), "-s3.port.iceberg=0", "-s3.port.lance=0",
 			"-s3.config="+conf, "-s3.allowDeleteBucketNotEmpty",
 			"-filer.localSocket="+filepath.Join(data, "filer.sock"), "-s3.localSocket="+filepath.Join(data, "s3.sock"))
-		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := g.cmd.Start(); err != nil {
+		if err := g.launch(); err != nil {
 			_ = os.RemoveAll(root) // best-effort cleanup
 			return nil, err
 		}
-		go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
 		if lastErr = g.waitWritable(); lastErr == nil {
 			return g, nil
 		}

@@ -170,13 +170,10 @@ func startGateway(bin string) (*gateway, error) {
 		g.health = g.endpoint + "/health"
 		g.cmd = exec.Command(bin, "--port", port, "--access", VersityAccessKey, "--secret", VersitySecretKey,
 			"--region", VersityRegion, "--health", "/health", "--quiet", "posix", root)
-		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := g.cmd.Start(); err != nil {
+		if err := g.launch(); err != nil {
 			_ = os.RemoveAll(root) // best-effort cleanup
 			return nil, err
 		}
-		go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
 		if lastErr = g.waitHealthy(); lastErr == nil {
 			return g, nil
 		}
@@ -184,6 +181,17 @@ func startGateway(bin string) (*gateway, error) {
 	}
 	_ = os.RemoveAll(root) // best-effort cleanup
 	return nil, lastErr
+}
+
+// launch starts g.cmd, its output into g.out, killed when the test process dies.
+func (g *gateway) launch() error {
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
+	return nil
 }
 
 // waitHealthy polls the health endpoint until it answers 200, the process exits or
