@@ -10,7 +10,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 ## test: vet plus every test, the integration tests against a real PostgreSQL 15 and the
-## S3 (versitygw) and GCS (fake-gcs-server) backend tests included.
+## S3 (versitygw, SeaweedFS) and GCS (fake-gcs-server) backend tests included.
 test: test-servers
 	scripts/ensure-postgres
 	$(GO) vet ./...

@@ -18,7 +18,8 @@ func checkCommand() *cli.Command {
 		Usage: "check the archiving path end to end",
 		Description: "Connects to PostgreSQL, reports archive_mode and archive_command (FAIL unless it calls pgb\n" +
 			"wal-push with %p), checks that the repository is reachable, writable and belongs to this\n" +
-			"cluster, then forces a WAL switch and waits (up to --archive-timeout) until that segment is in\n" +
+			"cluster (on S3 also which s3-checksum the store needs and whether it enforces conditional\n" +
+			"writes), then forces a WAL switch and waits (up to --archive-timeout) until that segment is in\n" +
 			"the repository; it fails at once when pg_stat_archiver shows archive_command failing for that\n" +
 			"segment (see the PostgreSQL log for why). Prints one ok/FAIL line per step; exits 1 on any\n" +
 			"failure.",
@@ -45,6 +46,7 @@ func (e *env) check(ctx context.Context) error {
 	}, check.Options{
 		ArchiveTimeout: e.cfg.ArchiveTimeout,
 		S3Conditional:  e.cfg.S3.Conditional,
+		S3Checksum:     e.cfg.S3.Checksum,
 		OnStep:         e.printStep,
 	})
 	if n := res.Failed(); n > 0 {

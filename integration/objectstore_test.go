@@ -1,6 +1,11 @@
 package integration
 
 import (
+	"io"
+	"log"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,19 +38,25 @@ func s3Repo(t *testing.T, failRate float64, secretOverride string) ([]string, st
 // s3RepoBehind is s3Repo that also returns the fault proxy (nil without faults).
 func s3RepoBehind(t *testing.T, failRate float64, secretOverride string) ([]string, string, *faultProxy) {
 	t.Helper()
-	return s3RepoVia(t, failRate > 0, failRate, secretOverride)
+	return s3RepoVia(t, s3test.StartVersityGW, failRate > 0, failRate, secretOverride)
 }
 
 // s3RepoCounted is s3Repo behind a proxy that only counts the requests.
 func s3RepoCounted(t *testing.T, secretOverride string) ([]string, string, *faultProxy) {
 	t.Helper()
-	return s3RepoVia(t, true, 0, secretOverride)
+	return s3RepoVia(t, s3test.StartVersityGW, true, 0, secretOverride)
 }
 
-// s3RepoVia is s3Repo, behind a fault proxy if proxied.
-func s3RepoVia(t *testing.T, proxied bool, failRate float64, secretOverride string) ([]string, string, *faultProxy) {
+// s3RepoOn is s3Repo on the S3 server that start starts.
+func s3RepoOn(t *testing.T, start func(testing.TB) (endpoint, access, secret, bucket string), failRate float64, secretOverride string) ([]string, string, *faultProxy) {
 	t.Helper()
-	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	return s3RepoVia(t, start, failRate > 0, failRate, secretOverride)
+}
+
+// s3RepoVia is s3Repo on the server start starts, behind a fault proxy if proxied.
+func s3RepoVia(t *testing.T, start func(testing.TB) (endpoint, access, secret, bucket string), proxied bool, failRate float64, secretOverride string) ([]string, string, *faultProxy) {
+	t.Helper()
+	endpoint, access, secret, bucket := start(t)
 	var proxy *faultProxy
 	if proxied {
 		proxy = startFaultProxy(t, endpoint, failRate, 7)
@@ -94,6 +105,12 @@ func pitrOn(t *testing.T, sel []string) {
 
 func TestPITROnS3(t *testing.T) {
 	sel, _ := s3Repo(t, 0, "")
+	pitrOn(t, sel)
+}
+
+// The same scenario on SeaweedFS's S3 gateway, a second real S3 implementation.
+func TestPITROnSeaweedFS(t *testing.T) {
+	sel, _, _ := s3RepoOn(t, s3test.StartSeaweedFS, 0, "")
 	pitrOn(t, sel)
 }
 
@@ -196,5 +213,34 @@ func TestCheckReportsConditionalWritesOnS3(t *testing.T) {
 	r := mustPGB(t, "", c.Env(), append([]string{"check"}, sel...)...)
 	if !strings.Contains(r.stdout, "conditional writes") || !strings.Contains(r.stdout, "check passed") {
 		t.Fatalf("check on S3:\n%s", r)
+	}
+}
+
+// A store that rejects the SDK's default checksum headers: pgb check says, in one
+// line, which setting it needs, and with that setting the check passes.
+func TestCheckSaysWhichChecksumSettingAStoreNeeds(t *testing.T) {
+	pgtest.Require(t)
+	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &s3test.ChecksumRejecting{}
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	proxy := httptest.NewServer(rp)
+	t.Cleanup(proxy.Close)
+	repo := "repo: s3://" + bucket + "/cluster1\ns3-endpoint: " + proxy.URL + "\ns3-region: us-east-1\ns3-force-path-style: true\n" +
+		"s3-access-key-id: " + access + "\ns3-secret-access-key: " + secret + "\n"
+	sel := configFile(t, repo)
+	c := archivingClusterWith(t, configFile(t, repo+"s3-checksum: when-required\n"))
+
+	r := pgb(t, "", c.Env(), append([]string{"check"}, sel...)...)
+	if r.code == 0 || !strings.Contains(r.stdout, "set s3-checksum: when-required") {
+		t.Fatalf("check against a store that rejects checksum headers, default setting: want a failure naming s3-checksum: when-required, got %s", r)
+	}
+	r = mustPGB(t, "", c.Env(), append([]string{"check"}, configFile(t, repo+"s3-checksum: when-required\n")...)...)
+	if !strings.Contains(r.stdout, "when-required, as set, works") || !strings.Contains(r.stdout, "check passed") {
+		t.Fatalf("check with s3-checksum: when-required:\n%s", r)
 	}
 }

@@ -217,8 +217,8 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) (repo.Sum, error
 	if err != nil {
 		return repo.Sum{}, err
 	}
-	sum, err := a.fetch(ctx, f, dest)
-	if errors.Is(err, storage.ErrNotExist) {
+	sum, opened, err := a.fetch(ctx, f, dest)
+	if !opened && errors.Is(err, storage.ErrNotExist) {
 		return repo.Sum{}, a.notArchived(ctx, name)
 	}
 	if err != nil {
@@ -250,22 +250,25 @@ func (a *Archive) notArchived(ctx context.Context, name string) error {
 	return fmt.Errorf("%s: %w", name, ErrNotArchived)
 }
 
-func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (repo.Sum, error) {
+// fetch reads f into dest. opened says whether the object was there: only a file that
+// could not be opened at all is missing from the archive. One that vanishes while being
+// read (its resumption finding nothing) is a failed read, never the end of the archive.
+func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.Sum, opened bool, err error) {
 	o, err := a.Repo.OpenWAL(ctx, f)
 	if err != nil {
-		return repo.Sum{}, err
+		return repo.Sum{}, false, err
 	}
 	defer func() { _ = o.Close() }() // read-only: the envelope check decides
 	out, err := atomicfile.Create(dest, 0o600)
 	if err != nil {
-		return repo.Sum{}, err
+		return repo.Sum{}, true, err
 	}
 	defer out.Abort()
 	if err := copyWAL(out, o, f, make([]byte, 1<<20)); err != nil {
-		return repo.Sum{}, fmt.Errorf("%s: %w", o.Key(), err)
+		return repo.Sum{}, true, fmt.Errorf("%s: %w", o.Key(), err)
 	}
 	if err := out.Commit(); err != nil {
-		return repo.Sum{}, err
+		return repo.Sum{}, true, err
 	}
-	return o.Sum(), nil
+	return o.Sum(), true, nil
 }

@@ -301,11 +301,28 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	}
 	m.Sort()
 	if err := p.Repo.PutBackup(ctx, m); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+		// The manifest may be stored all the same (a lost acknowledgement, then
+		// failing retries): look before calling the backup failed or removing anything.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestLookTimeout)
+		defer cancel()
+		stored, lerr := p.Repo.BackupRecorded(lctx, m)
+		switch {
+		case lerr == nil && stored:
+			p.Log.Warn("writing the manifest reported an error, but the manifest is stored: the backup is complete", "backup", m.Name, "error", err)
+		case lerr == nil:
+			return nil, fmt.Errorf("write manifest: %w", err)
+		default:
+			ok = true // its state is unknown: remove nothing
+			return nil, fmt.Errorf("write manifest: %w; whether it was stored could not be checked (%w): the backup's objects are left in place; pgb backup-list lists backup %s if it is complete",
+				err, lerr, m.Name)
+		}
 	}
 	ok = true
 	return m, nil
 }
+
+// manifestLookTimeout bounds the check whether a manifest whose write failed is stored.
+const manifestLookTimeout = time.Minute
 
 // liveChecks bounds how often checkLive reads both pg_control files again because a
 // checkpoint completed while it read them.
@@ -382,7 +399,10 @@ func (p *Pusher) freeName(ctx context.Context, name string) (string, error) {
 // could not remove.
 func (p *Pusher) cleanup(ctx context.Context, name string) {
 	left, err := p.Repo.RemoveIncompleteBackup(ctx, name)
-	if err != nil {
+	switch {
+	case errors.Is(err, repo.ErrBackupComplete):
+		p.Log.Warn("the backup's manifest is stored after all: it was left in place; check it with pgb backup-list", "backup", name)
+	case err != nil:
 		p.Log.Warn("could not remove all objects of the incomplete backup; they are not a backup (no manifest) and can be deleted",
 			"backup", name, "left", left, "error", err)
 	}

@@ -42,6 +42,7 @@ const (
 	StepPostgreSQL        = "postgresql"
 	StepArchiveMode       = "archive_mode"
 	StepArchiveCommand    = "archive_command"
+	StepChecksums         = "checksums"
 	StepRepository        = "repository"
 	StepConditionalWrites = "conditional-writes"
 	StepWALSwitch         = "wal-switch"
@@ -92,6 +93,7 @@ type Deps struct {
 type Options struct {
 	ArchiveTimeout time.Duration // how long the switched segment may take to arrive
 	S3Conditional  string        // s3-conditional-writes: "head-check" turns a store that ignores If-None-Match into a warning
+	S3Checksum     string        // s3-checksum: "when-required" suits a store that rejects the SDK's default checksums
 	// OnStep, if not nil, is called with each step as soon as it is decided (to print
 	// progress while the WAL switch is waited for).
 	OnStep func(Step)
@@ -119,7 +121,8 @@ func (r *recorder) warn(format string, a ...any) { r.add(Warn, format, a...) }
 func (r *recorder) fail(format string, a ...any) { r.add(Fail, format, a...) }
 
 // Run checks the archiving path: PostgreSQL's archive_mode and archive_command, the
-// repository (reachable, writable, this cluster's, conditional writes where the store
+// repository (the request checksums it accepts, where the store can tell; reachable,
+// writable, this cluster's; whether it enforces conditional writes, where the store
 // can tell), then a WAL switch whose segment must reach the repository within
 // opt.ArchiveTimeout (skipped when archiving cannot work anyway). An error that stops
 // the check (PostgreSQL or the repository unreachable) is its last, failed step: the
@@ -178,6 +181,11 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	r.step = StepChecksums
+	if stop := checkChecksums(ctx, rp, opt.S3Checksum, r); stop {
+		return nil
+	}
+	r.step = StepRepository
 	if stop, err := checkRepository(ctx, rp, conn, sysid, r); stop || err != nil {
 		return err
 	}
@@ -194,6 +202,23 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	}
 	r.step = StepWALSwitch
 	return checkWALSwitch(ctx, conn, rp, opt, r)
+}
+
+// checkChecksums says which s3-checksum the store needs, when it can tell (S3); no step
+// otherwise. stop means a store that rejects the checksums pgb is set to send: every
+// write would fail. A probe that fails either way leaves the reason to ProbeWrite.
+func checkChecksums(ctx context.Context, rp *repo.Repo, s3Checksum string, r *recorder) (stop bool) {
+	switch known, supported, err := rp.ProbeChecksums(ctx); {
+	case !known || err != nil:
+	case !supported && s3Checksum != "when-required":
+		r.fail("the store rejects the SDK's default request checksums (x-amz-checksum-* headers): set s3-checksum: when-required (PGB_S3_CHECKSUM)")
+		return true
+	case supported:
+		r.ok("the store accepts the SDK's request checksums (s3-checksum: when-supported works; set: %s)", s3Checksum)
+	default:
+		r.ok("the store rejects the SDK's default request checksums; s3-checksum: when-required, as set, works")
+	}
+	return false
 }
 
 // checkRepository checks that the repository is writable and this cluster's; stop

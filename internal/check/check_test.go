@@ -77,6 +77,15 @@ type prober struct {
 
 func (p prober) ProbeConditionalWrites(context.Context) (bool, error) { return p.enforced, p.err }
 
+// checksummer is an S3 store that can tell whether it accepts the SDK's default
+// request checksums.
+type checksummer struct {
+	storage.Store
+	supported bool
+}
+
+func (c checksummer) ProbeChecksums(context.Context) (bool, error) { return c.supported, nil }
+
 // wrapped is a wrapper (like retry) around a backend.
 type wrapped struct{ storage.Store }
 
@@ -224,6 +233,26 @@ func TestCheckSteps(t *testing.T) {
 		{"conditional writes ignored: no WAL switch", setup{store: func(t *testing.T) storage.Store { return prober{Store: ownRepo(t)} }}, []want{
 			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
 			{StepConditionalWrites, Fail, []string{"set s3-conditional-writes: head-check (PGB_S3_CONDITIONAL_WRITES)"}},
+		}},
+		{"request checksums accepted", setup{store: func(t *testing.T) storage.Store {
+			return wrapped{checksummer{Store: ownRepo(t), supported: true}}
+		}, opt: Options{S3Checksum: "when-supported"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepChecksums, OK, []string{"the store accepts the SDK's request checksums (s3-checksum: when-supported works; set: when-supported)"}},
+			{StepRepository, OK, nil}, okSwitch,
+		}},
+		{"request checksums rejected, when-required set", setup{store: func(t *testing.T) storage.Store {
+			return checksummer{Store: ownRepo(t)}
+		}, opt: Options{S3Checksum: "when-required"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepChecksums, OK, []string{"rejects the SDK's default request checksums; s3-checksum: when-required, as set, works"}},
+			{StepRepository, OK, nil}, okSwitch,
+		}},
+		{"request checksums rejected: nothing else is tried", setup{store: func(t *testing.T) storage.Store {
+			return checksummer{Store: ownRepo(t)}
+		}, opt: Options{S3Checksum: "when-supported"}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
+			{StepChecksums, Fail, []string{"set s3-checksum: when-required (PGB_S3_CHECKSUM)"}},
 		}},
 		{"conditional writes cannot be probed", setup{store: func(t *testing.T) storage.Store {
 			return prober{Store: ownRepo(t), err: errors.New("403 denied")}

@@ -77,6 +77,8 @@ const (
 	KeyS3StorageClass    = "s3-storage-class"
 	KeyS3PartSize        = "s3-part-size"
 	KeyS3Concurrency     = "s3-upload-concurrency"
+	KeyS3MaxParts        = "s3-max-parts"
+	KeyS3Checksum        = "s3-checksum"
 	KeyS3MaxAttempts     = "s3-max-attempts"
 	KeyS3RequestTimeout  = "s3-request-timeout"
 	KeyS3RateLimit       = "s3-rate-limit"
@@ -127,8 +129,10 @@ var settings = []Setting{
 	{Key: KeyS3SSE, Env: []string{"PGB_S3_SSE"}, Category: CategoryS3, Usage: "server-side encryption: AES256 or aws:kms"},
 	{Key: KeyS3SSEKMSKeyID, Env: []string{"PGB_S3_SSE_KMS_KEY_ID"}, Category: CategoryS3, Usage: "KMS key id for aws:kms"},
 	{Key: KeyS3StorageClass, Env: []string{"PGB_S3_STORAGE_CLASS"}, Category: CategoryS3, Usage: "storage class of new objects (e.g. STANDARD_IA)"},
-	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size (memory per upload: part size × upload concurrency)"},
+	{Key: KeyS3PartSize, Env: []string{"PGB_S3_PART_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryS3, Usage: "multipart part size, grown for very large objects to stay within s3-max-parts (memory per upload: upload concurrency × the current part size)"},
 	{Key: KeyS3Concurrency, Env: []string{"PGB_S3_UPLOAD_CONCURRENCY"}, Default: "4", Kind: Int, Category: CategoryS3, Usage: "parts of one upload in flight"},
+	{Key: KeyS3MaxParts, Env: []string{"PGB_S3_MAX_PARTS"}, Default: "10000", Kind: Int, Category: CategoryS3, Usage: "the store's limit on the parts of one multipart upload (AWS: 10000; some S3-compatible stores allow fewer, e.g. 1000): part sizes grow so that no upload needs more"},
+	{Key: KeyS3Checksum, Env: []string{"PGB_S3_CHECKSUM"}, Default: "when-supported", Category: CategoryS3, Usage: "request checksums: when-supported (the SDK's default: CRC32 on every request that can carry one) or when-required (only where the API requires one, for S3-compatible stores that reject the newer checksum headers; pgb check tells)"},
 	{Key: KeyS3MaxAttempts, Env: []string{"PGB_S3_MAX_ATTEMPTS"}, Category: CategoryS3, Usage: "ignored, kept so that existing configurations load: --storage-retries sets the attempts of every request"},
 	{Key: KeyS3RequestTimeout, Env: []string{"PGB_S3_REQUEST_TIMEOUT"}, Default: "60s", Kind: Duration, Category: CategoryS3, Usage: "timeout of one HTTP request"},
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
@@ -207,8 +211,10 @@ type S3 struct {
 	Profile, SSE, SSEKMSKeyID, StorageClass    string
 	PartSize                                   int64
 	Concurrency, RateLimit                     int
+	MaxParts                                   int
 	RequestTimeout                             time.Duration
 	Conditional                                string // enforced, head-check or unsupported
+	Checksum                                   string // when-supported or when-required
 }
 
 // GCS holds the GCS repository settings.
@@ -325,7 +331,15 @@ func Load(src Source) (Config, error) {
 		Profile: str(KeyS3Profile), SSE: str(KeyS3SSE), SSEKMSKeyID: str(KeyS3SSEKMSKeyID), StorageClass: str(KeyS3StorageClass),
 		PartSize: size(KeyS3PartSize, 5<<20), Concurrency: integer(KeyS3Concurrency),
 		RateLimit: integer(KeyS3RateLimit), RequestTimeout: duration(KeyS3RequestTimeout),
-		Conditional: str(KeyS3Conditional),
+		Conditional: str(KeyS3Conditional), MaxParts: integer(KeyS3MaxParts), Checksum: str(KeyS3Checksum),
+	}
+	switch c.S3.Checksum {
+	case "when-supported", "when-required":
+	default:
+		errs = append(errs, fmt.Sprintf("s3-checksum %q: want when-supported or when-required", c.S3.Checksum))
+	}
+	if c.S3.MaxParts < 1 || c.S3.MaxParts > 10000 {
+		errs = append(errs, fmt.Sprintf("s3-max-parts %d: want 1 to 10000 (the store's limit on the parts of one upload)", c.S3.MaxParts))
 	}
 	switch c.S3.Conditional {
 	case "enforced", "head-check", "unsupported":

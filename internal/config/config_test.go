@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Compression != "lz4" || c.CompressionLevel != 0 || c.LogLevel != "info" || c.LogFormat != "text" ||
-		c.StorageTimeout != 60*time.Second || c.StorageRetries != 5 || c.Repo != "" {
+		c.StorageTimeout != 60*time.Second || c.StorageRetries != 5 || c.Repo != "" || c.S3.MaxParts != 10000 || c.S3.Checksum != "when-supported" {
 		t.Errorf("defaults = %+v", c)
 	}
 }
@@ -63,6 +63,8 @@ func TestBadValuesAreNamed(t *testing.T) {
 		"duration": {map[string]string{KeyStorageTimeout: "10"}, `--storage-timeout: "10" is not a positive duration`},
 		"log":      {map[string]string{KeyLogFormat: "xml"}, `log-format "xml"`},
 		"retries":  {map[string]string{KeyStorageRetries: "0"}, "storage-retries 0"},
+		"parts":    {map[string]string{KeyS3MaxParts: "20000"}, "s3-max-parts 20000: want 1 to 10000"},
+		"checksum": {map[string]string{KeyS3Checksum: "crc32"}, `s3-checksum "crc32": want when-supported or when-required`},
 	}
 	for name, c := range cases {
 		c.vals[KeyConfig] = ""

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pgb-project/pgb/internal/envelope"
@@ -178,6 +179,11 @@ func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, er
 		if f.manifest < 0 {
 			continue // no manifest: not a backup (one in progress, or one that failed)
 		}
+		if !validBackupName(n) {
+			damaged = append(damaged, DamagedBackup{Name: strconv.Quote(n),
+				Err: fmt.Errorf("backup %q is %w: pgb names backups with letters, digits, '-', '_' and '.' only", n, ErrDamagedBackup)})
+			continue
+		}
 		s, err := r.summary(ctx, n, f.manifest, f.hasSummary)
 		switch {
 		case err == nil:
@@ -193,6 +199,20 @@ func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, er
 	sort.Slice(out, func(i, j int) bool { return out[i].StopLSN < out[j].StopLSN })
 	sort.Slice(damaged, func(i, j int) bool { return damaged[i].Name < damaged[j].Name })
 	return out, damaged, nil
+}
+
+// validBackupName reports whether name is one pgb could have written (a time stamp,
+// maybe with -2, -3…): anything else came from elsewhere and is never printed raw.
+func validBackupName(name string) bool {
+	if name == "" || len(name) > 64 || name[0] == '.' {
+		return false
+	}
+	for _, c := range name {
+		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
 }
 
 // summary reads the summary of backup n, or its manifest when it has no usable
@@ -231,9 +251,28 @@ func (r *Repo) BackupNameFree(ctx context.Context, name string) (bool, error) {
 
 var errStopList = errors.New("stop listing")
 
-// RemoveIncompleteBackup removes the objects of a backup that did not complete (it
-// must have no manifest). It returns the keys it could not remove, and the error that
-// stopped it, if any: the caller says what was left behind.
+// ErrBackupComplete means a backup has a manifest: it is complete, and
+// RemoveIncompleteBackup leaves it alone.
+var ErrBackupComplete = errors.New("the backup has a manifest: it is complete")
+
+// BackupRecorded reports whether m's manifest is stored with exactly m's content (a
+// write that failed after it was stored).
+func (r *Repo) BackupRecorded(ctx context.Context, m *Manifest) (bool, error) {
+	js, err := json.Marshal(m)
+	if err != nil {
+		return false, err
+	}
+	same, err := r.storedEquals(ctx, ManifestKey(m.Name), js)
+	if errors.Is(err, storage.ErrNotExist) {
+		return false, nil
+	}
+	return same, err
+}
+
+// RemoveIncompleteBackup removes the objects of a backup that did not complete: its
+// summary first, then its parts. A backup with a manifest is complete: it is left
+// alone, with an error wrapping ErrBackupComplete. It returns the keys it could not
+// remove, and the error that stopped it, if any: the caller says what was left behind.
 func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []string, err error) {
 	var keys []string
 	err = r.st.List(ctx, BackupPrefix(name), func(o storage.ObjectInfo) error {
@@ -244,10 +283,12 @@ func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []
 		return []string{BackupPrefix(name) + "*"}, fmt.Errorf("list the objects of backup %s: %w", name, err)
 	}
 	for _, k := range keys {
-		if strings.HasSuffix(k, "/"+manifestName) {
-			return append(left, k), fmt.Errorf("backup %s has a manifest: it is complete and is not removed", name)
+		if k == ManifestKey(name) {
+			return keys, fmt.Errorf("backup %s: %w", name, ErrBackupComplete)
 		}
 	}
+	// The summary goes first: a listing never shows a summary whose parts are gone.
+	sort.SliceStable(keys, func(i, j int) bool { return keys[i] == SummaryKey(name) && keys[j] != SummaryKey(name) })
 	for _, k := range keys {
 		if derr := r.st.Delete(ctx, k); derr != nil && !errors.Is(derr, storage.ErrNotExist) {
 			left = append(left, k)
@@ -316,6 +357,9 @@ func (w *PartWriter) Close() (int64, error) {
 
 // Abort breaks the upload so that nothing of the part is stored.
 func (w *PartWriter) Abort(cause error) {
+	if cause == nil {
+		cause = errors.New("part aborted") // nil would end the stream cleanly: a truncated part
+	}
 	w.pw.CloseWithError(cause)
 	<-w.done //nolint:errcheck // the upload fails by design: cause is what is reported
 }

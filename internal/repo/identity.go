@@ -60,13 +60,18 @@ var ErrForeignCluster = errors.New("repository belongs to another cluster")
 // which cipher) the rest of the repository has, so it must be readable first.
 func (r *Repo) Identity(ctx context.Context) (Identity, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.id != nil {
-		return *r.id, nil
+	cached := r.id
+	r.mu.Unlock()
+	if cached != nil {
+		return *cached, nil
 	}
+	// Read without the lock: a caller's deadline must not wait behind another's read.
+	// Two first readers both read; they find the same immutable object.
 	id, err := readIdentity(ctx, r.st)
 	if err == nil {
+		r.mu.Lock()
 		r.id = &id
+		r.mu.Unlock()
 	}
 	return id, err
 }

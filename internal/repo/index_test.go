@@ -231,3 +231,20 @@ func TestTheIdentityIsReadOnce(t *testing.T) {
 		t.Errorf("3 Identity calls read pgb.json %d times, want 1", len(rec.gets))
 	}
 }
+
+// A backup name pgb could not have written (from an object planted in the bucket) is
+// listed as damaged, quoted, never printed raw.
+func TestABackupNamePgbDoesNotWriteIsListedAsDamaged(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r := New(st, Options{})
+	m := bigManifest("x\tfake row", 1<<24, 1)
+	m.Format = FormatVersion
+	if err := r.putJSON(ctx, ManifestKey(m.Name), m); err != nil {
+		t.Fatal(err)
+	}
+	list, damaged, err := r.ListBackups(ctx)
+	if err != nil || len(list) != 0 || len(damaged) != 1 || damaged[0].Name != `"x\tfake row"` || !errors.Is(damaged[0].Err, ErrDamagedBackup) {
+		t.Fatalf("ListBackups = %v, %+v, %v", list, damaged, err)
+	}
+}

@@ -90,6 +90,10 @@ func (r *Repo) seal(dst io.Writer, codec compress.Codec) (*envelope.Writer, erro
 	return envelope.NewWriter(dst, codec)
 }
 
+// ErrVanished means an object that was there when reading began was gone when the
+// read was resumed: a failed read, which must not look like a missing object.
+var ErrVanished = errors.New("object vanished while being read")
+
 // Object is a stored object being read: Read yields its plain bytes, and the last Read
 // (io.EOF) comes only after the size and checksum were verified. Sum is valid then.
 type Object struct {
@@ -109,6 +113,11 @@ func (r *Repo) open(ctx context.Context, key string) (*Object, error) {
 	er, err := envelope.NewReader(body)
 	if err != nil {
 		_ = body.Close() // read-only: the error is what matters
+		if errors.Is(err, storage.ErrNotExist) {
+			// Opened, then gone while its header was read (a resumed read found
+			// nothing): a failed read, never "not there".
+			return nil, fmt.Errorf("%s: %w (%s)", key, ErrVanished, err.Error())
+		}
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	return &Object{body: body, er: er, key: key}, nil
@@ -182,6 +191,19 @@ func (r *Repo) ProbeWrite(ctx context.Context) error {
 		return errors.New("probe object read back differently")
 	}
 	return nil
+}
+
+// ProbeChecksums asks the store whether it accepts the S3 SDK's default request
+// checksums. known is false for stores that have no such question (fs, GCS).
+func (r *Repo) ProbeChecksums(ctx context.Context) (known, supported bool, err error) {
+	p, ok := storage.Unwrap(r.st).(interface {
+		ProbeChecksums(context.Context) (bool, error)
+	})
+	if !ok {
+		return false, false, nil
+	}
+	supported, err = p.ProbeChecksums(ctx)
+	return true, supported, err
 }
 
 // ProbeConditionalWrites asks the store whether it enforces put-if-absent itself.

@@ -47,9 +47,11 @@ func ValidRestorePointName(name string) error {
 
 func restorePointKey(name string) string { return restorePointsPrefix + name + ".json" }
 
-// PutRestorePoint records a restore point; a taken name is ErrRestorePointExists.
+// PutRestorePoint records a restore point; a name taken by another point is
+// ErrRestorePointExists. Exactly this point already stored (a retried write whose
+// first attempt was stored but lost its acknowledgement) counts as written.
 func (r *Repo) PutRestorePoint(ctx context.Context, rp RestorePoint) error {
-	err := r.putJSON(ctx, restorePointKey(rp.Name), rp)
+	err := r.putOrSame(ctx, restorePointKey(rp.Name), rp, "restore point")
 	if errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("%w: %q", ErrRestorePointExists, rp.Name)
 	}
@@ -65,10 +67,18 @@ func (r *Repo) ReadRestorePoint(ctx context.Context, name string) (RestorePoint,
 		}
 		return rp, err
 	}
+	if rp.Name != name {
+		return rp, fmt.Errorf("restore point %q is %w: its record describes %q", name, ErrDamagedRestorePoint, rp.Name)
+	}
 	return rp, nil
 }
 
-// ListRestorePoints returns every restore point, oldest first.
+// ErrDamagedRestorePoint marks a restore point whose record cannot be used.
+var ErrDamagedRestorePoint = errors.New("damaged")
+
+// ListRestorePoints returns every restore point, oldest first. One whose record is
+// damaged is left out with a warning (one bad record must not hide the others); a
+// storage error fails the listing.
 func (r *Repo) ListRestorePoints(ctx context.Context) ([]RestorePoint, error) {
 	var names []string
 	err := r.st.List(ctx, restorePointsPrefix, func(o storage.ObjectInfo) error {
@@ -83,7 +93,13 @@ func (r *Repo) ListRestorePoints(ctx context.Context) ([]RestorePoint, error) {
 	out := make([]RestorePoint, 0, len(names))
 	for _, n := range names {
 		rp, err := r.ReadRestorePoint(ctx, n)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoRestorePoint):
+			continue // deleted since the listing
+		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrDamagedRestorePoint):
+			r.log.Warn("skipping a damaged restore point", "name", n, "error", err)
+			continue
+		case err != nil:
 			return nil, err
 		}
 		out = append(out, rp)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -98,5 +99,50 @@ func TestRestorePoints(t *testing.T) {
 	}
 	if list[2].Timeline != 2 || list[2].LSN != 0x1_0000_0028 {
 		t.Errorf("restore point = %+v", list[2])
+	}
+}
+
+// A restore point whose write was stored but lost its acknowledgement is this run's:
+// the retry finds it and counts the write as done, not as a taken name.
+func TestRestorePointPutWithALostAcknowledgementIsOurs(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	fst := faulty.New(inner, faulty.Rule{Op: faulty.Put, Key: "restore-points/", Fault: faulty.FailAfter, Count: 1})
+	rp := RestorePoint{Name: "before_release", LSN: 0x3000000, Timeline: 1}
+	r := New(fst, Options{})
+	if err := r.PutRestorePoint(ctx, rp); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("first put = %v, want the injected lost acknowledgement", err)
+	}
+	if err := r.PutRestorePoint(ctx, rp); err != nil {
+		t.Fatalf("retried put of the same point = %v, want it counted as written", err)
+	}
+	other := rp
+	other.LSN++
+	if err := r.PutRestorePoint(ctx, other); !errors.Is(err, ErrRestorePointExists) {
+		t.Fatalf("put of another point under the name = %v, want ErrRestorePointExists", err)
+	}
+}
+
+// One damaged restore point record (or one that describes another name) is left out
+// of the list with a warning; the others stay usable.
+func TestListingRestorePointsSkipsADamagedOne(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r := New(st, Options{})
+	for _, rp := range []RestorePoint{{Name: "a", LSN: 1}, {Name: "b", LSN: 2}} {
+		if err := r.PutRestorePoint(ctx, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.putJSON(ctx, restorePointKey("c"), RestorePoint{Name: "a", LSN: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ReadRestorePoint(ctx, "c"); !errors.Is(err, ErrDamagedRestorePoint) {
+		t.Errorf("ReadRestorePoint(c) = %v, want ErrDamagedRestorePoint", err)
+	}
+	fst := faulty.New(st, faulty.Rule{Op: faulty.Get, Key: restorePointKey("b"), Fault: faulty.Corrupt, Offset: 12})
+	list, err := New(fst, Options{}).ListRestorePoints(ctx)
+	if err != nil || len(list) != 1 || list[0].Name != "a" {
+		t.Fatalf("ListRestorePoints = %+v, %v; want a alone", list, err)
 	}
 }

@@ -340,6 +340,11 @@ func FullXID(xid, ref uint64) uint64 {
 // refused.
 func ChooseManifest(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string,
 	skipped func(repo.DamagedBackup)) (*repo.Manifest, error) {
+	if t.Kind == ToXID && len(backups) > 0 {
+		// Resolved once, against every backup listed: skipping a damaged one must not
+		// move a 32-bit xid to another epoch.
+		t.XID = FullXID(t.XID, backups[len(backups)-1].NextXID)
+	}
 	for {
 		target := *t
 		s, err := Choose(ctx, rp, backups, &target, name)

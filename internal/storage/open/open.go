@@ -67,14 +67,19 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 		case "unsupported":
 			mode = s3.ConditionalUnsupported
 		}
+		checksum := s3.ChecksumWhenSupported
+		if c.Checksum == "when-required" {
+			checksum = s3.ChecksumWhenRequired
+		}
 		st, err = s3.New(ctx, s3.Config{
-			Conditional: mode,
-			Bucket:      loc.Bucket, Prefix: loc.Prefix, Region: c.Region, Endpoint: c.Endpoint,
+			Conditional: mode, Checksum: checksum,
+			Bucket: loc.Bucket, Prefix: loc.Prefix, Region: c.Region, Endpoint: c.Endpoint,
 			ForcePathStyle: c.ForcePathStyle, AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey,
 			SessionToken: c.SessionToken, Profile: c.Profile, SSE: c.SSE, SSEKMSKeyID: c.SSEKMSKeyID,
 			StorageClass: c.StorageClass, PartSize: c.PartSize, Concurrency: c.Concurrency,
 			MaxAttempts: 1, Retry: pol, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
 			WrapTransport: opts.WrapTransport,
+			MaxParts:      c.MaxParts,
 		})
 	case "gs":
 		c := opts.GCS

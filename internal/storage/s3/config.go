@@ -17,6 +17,8 @@ const (
 	MinPartSize        = 5 << 20 // S3's minimum for every part but the last
 	MaxPartSize        = 5 << 30 // S3's maximum part size
 	DefaultConcurrency = 4
+	// DefaultMaxParts is AWS S3's limit on the parts of one multipart upload.
+	DefaultMaxParts = 10000
 	// DefaultMaxAttempts is modest on purpose: pgb's own retry layer sits above.
 	DefaultMaxAttempts = 3
 	// DefaultRequestTimeout is what the configuration layer passes by default; a zero
@@ -59,6 +61,32 @@ func (m ConditionalMode) String() string {
 	return fmt.Sprintf("ConditionalMode(%d)", int(m))
 }
 
+// ChecksumMode says when requests carry checksums of their data.
+type ChecksumMode int
+
+const (
+	// ChecksumWhenSupported (the default) is the SDK's default: every request that can
+	// carry a checksum of its body (CRC32) does, and multipart uploads use them too.
+	ChecksumWhenSupported ChecksumMode = iota
+	// ChecksumWhenRequired sends checksums only with the requests whose API requires
+	// one, for S3-compatible stores that reject the SDK's newer checksum headers
+	// (x-amz-checksum-*, x-amz-sdk-checksum-algorithm, x-amz-trailer); whole-object
+	// reads then do not ask for the stored checksum either. Store.ProbeChecksums tells
+	// which a store needs.
+	ChecksumWhenRequired
+)
+
+// String names the mode as the configuration would.
+func (m ChecksumMode) String() string {
+	switch m {
+	case ChecksumWhenSupported:
+		return "when-supported"
+	case ChecksumWhenRequired:
+		return "when-required"
+	}
+	return fmt.Sprintf("ChecksumMode(%d)", int(m))
+}
+
 // Config describes an S3 (or S3-compatible) repository. Zero fields take the defaults
 // named on each; New validates the whole.
 type Config struct {
@@ -92,6 +120,10 @@ type Config struct {
 	// Concurrency is the number of parts of one upload in flight. Default
 	// DefaultConcurrency.
 	Concurrency int
+	// MaxParts is the store's limit on the parts of one multipart upload, 1 to
+	// DefaultMaxParts (AWS's limit, the default). Part sizes grow so that no upload
+	// needs more; see partPlan.
+	MaxParts int
 	// MaxAttempts bounds the SDK's own attempts per HTTP request other than those of
 	// multipart uploads (it retries 5xx, throttling and connection errors). Default
 	// DefaultMaxAttempts. storage/open sets 1: the retry policy (Retry, and the
@@ -112,6 +144,8 @@ type Config struct {
 	RateLimit int
 	// Conditional says how IfAbsent is enforced; see ConditionalMode.
 	Conditional ConditionalMode
+	// Checksum says when requests carry checksums; see ChecksumMode.
+	Checksum ChecksumMode
 	// WrapTransport, if set, wraps the store's HTTP transport (which keeps the
 	// connection pooling and timeouts above): tests inject faults with it.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
@@ -129,6 +163,9 @@ func (c Config) withDefaults() Config {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
 	c.Retry = c.Retry.WithDefaults()
+	if c.MaxParts == 0 {
+		c.MaxParts = DefaultMaxParts
+	}
 	return c
 }
 
@@ -149,6 +186,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("part size %d is out of range: set --s3-part-size between 5MiB and 5GiB", c.PartSize)
 	case c.Concurrency < 1:
 		return fmt.Errorf("upload concurrency %d: set --s3-upload-concurrency to 1 or more", c.Concurrency)
+	case c.MaxParts < 1 || c.MaxParts > DefaultMaxParts:
+		return fmt.Errorf("max parts %d is out of range: set --s3-max-parts between 1 and %d", c.MaxParts, DefaultMaxParts)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("max attempts %d: set --s3-max-attempts to 1 or more", c.MaxAttempts)
 	case c.RequestTimeout < 0:
@@ -157,6 +196,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("rate limit %d is negative: check --s3-rate-limit", c.RateLimit)
 	case c.Conditional < ConditionalEnforced || c.Conditional > ConditionalUnsupported:
 		return fmt.Errorf("unknown conditional-write mode %v", c.Conditional)
+	case c.Checksum < ChecksumWhenSupported || c.Checksum > ChecksumWhenRequired:
+		return fmt.Errorf("unknown checksum mode %v: set --s3-checksum to when-supported or when-required", c.Checksum)
 	}
 	switch c.SSE {
 	case "", "AES256", "aws:kms":

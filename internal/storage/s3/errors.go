@@ -79,6 +79,9 @@ func (s *Store) translateError(op, key string, err error) error {
 		return s.permanent(err, "%s: bucket %q is not in region %q%s: set PGB_S3_REGION / --s3-region to the bucket's region", where, s.cfg.Bucket, s.region(), hint)
 	case code == "AccessDenied", code == "AllAccessDisabled", code == "AccountProblem", status == 403:
 		return s.permanent(err, "%s: access to %s denied (%s): check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE / --s3-profile) and their permissions on the bucket", where, repo, brief)
+	case (code == "InvalidArgument" || code == "InvalidRequest" || code == "NotImplemented" || status == 501) &&
+		s.cfg.Checksum == ChecksumWhenSupported && mentionsChecksums(brief):
+		return s.permanent(err, "%s: the store refused the request (%s): it may not support the SDK's request checksums: set s3-checksum: when-required (PGB_S3_CHECKSUM); pgb check tells", where, brief)
 	case status == 400 && code == "BadRequest":
 		// The answer to a HEAD request has no body, so no reason: S3 answers so for an
 		// invalid session token, among other things.
@@ -96,6 +99,14 @@ func (s *Store) translateError(op, key string, err error) error {
 		return s.wrap(err, "%s: no usable credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE / --s3-profile, or run with an IAM role): %v", where, err)
 	}
 	return s.wrap(err, "%s: %v", where, err)
+}
+
+// mentionsChecksums reports whether a server's refusal is about checksums or the
+// headers that carry them.
+func mentionsChecksums(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "checksum") || strings.Contains(msg, "x-amz-trailer") ||
+		strings.Contains(msg, "header") || strings.Contains(msg, "aws-chunked")
 }
 
 // permanent is wrap marked with storage.Permanent.

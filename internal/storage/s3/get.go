@@ -39,7 +39,7 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	in := &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(obj)}
 	if off > 0 || length > 0 {
 		in.Range = aws.String(byteRange(off, length))
-	} else {
+	} else if s.cfg.Checksum == ChecksumWhenSupported {
 		in.ChecksumMode = types.ChecksumModeEnabled // see New
 	}
 	out, err := s.client.GetObject(ctx, in)

@@ -16,17 +16,58 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// maxParts is S3's limit on the parts of one upload.
-const maxParts = 10000
-
 // abortTimeout bounds AbortMultipartUpload, which runs even when the caller's context
 // is already cancelled.
 const abortTimeout = time.Minute
 
-// putMultipart uploads first (a full part) and the rest of br as one multipart
-// upload; with br nil, first is the only part. With ifAbsent the completion carries
-// "If-None-Match: *". On any failure, cancellation included, the upload is aborted.
-func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte, br *bufio.Reader, ifAbsent bool) (err error) {
+// growthSteps is how many times partPlan doubles the part size within MaxParts parts.
+const growthSteps = 10
+
+// partPlan says how large each part of one multipart upload is, so that no upload
+// needs more than Config.MaxParts parts: the first flat parts have the base size, and
+// after them the size doubles every step parts, up to MaxPartSize.
+//
+// For a stream of unknown size, flat is a tenth of MaxParts and the size then
+// doubles growthSteps times over the rest (every 900 parts on AWS): with 10,000 parts
+// of at least 5 MiB that passes S3's 5 TiB object limit, while an object of up to
+// MaxParts/10 × PartSize (16 GiB with the defaults) keeps the configured size. For a known size, base is large enough to fit it into MaxParts
+// parts, and growth (in the rest of the parts) only matters if the size was wrong.
+type partPlan struct {
+	base       int64
+	flat, step int
+	max        int // MaxParts
+}
+
+// newPartPlan plans the parts of an upload of size bytes (-1: unknown).
+func newPartPlan(cfg Config, size int64) partPlan {
+	p := partPlan{base: cfg.PartSize, max: cfg.MaxParts, flat: max(1, cfg.MaxParts/10)}
+	if size >= 0 {
+		const mib = 1 << 20
+		fit := (size + int64(cfg.MaxParts) - 1) / int64(cfg.MaxParts)
+		p.base = min(MaxPartSize, max(p.base, (fit+mib-1)/mib*mib))
+		p.flat = int(min(int64(cfg.MaxParts), max(1, (size+p.base-1)/p.base)))
+	}
+	p.step = max(1, (cfg.MaxParts-p.flat)/growthSteps)
+	return p
+}
+
+// size returns the size of part num (1-based).
+func (p partPlan) size(num int32) int64 {
+	if int(num) <= p.flat {
+		return p.base
+	}
+	doublings := (int(num)-p.flat-1)/p.step + 1
+	if doublings >= 30 || p.base<<doublings > MaxPartSize {
+		return MaxPartSize
+	}
+	return p.base << doublings
+}
+
+// putMultipart uploads first (a full part of plan's first size) and the rest of br as
+// one multipart upload, in parts of the sizes plan gives; with br nil, first is the
+// only part. With ifAbsent the completion carries "If-None-Match: *". On any failure,
+// cancellation included, the upload is aborted.
+func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte, br *bufio.Reader, plan partPlan, ifAbsent bool) (err error) {
 	sse, kms, class := s.sse()
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:               aws.String(s.cfg.Bucket),
@@ -34,7 +75,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte,
 		ServerSideEncryption: sse,
 		SSEKMSKeyId:          kms,
 		StorageClass:         class,
-		ChecksumAlgorithm:    types.ChecksumAlgorithmCrc32,
+		ChecksumAlgorithm:    s.checksumAlgorithm(),
 	})
 	if err != nil {
 		return s.translateError("put", key, err)
@@ -46,7 +87,7 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte,
 		}
 	}()
 
-	parts, err := s.uploadParts(ctx, key, obj, id, first, br)
+	parts, err := s.uploadParts(ctx, key, obj, id, first, br, plan)
 	if err != nil {
 		return err
 	}
@@ -63,10 +104,10 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte,
 	return s.translateError("put", key, err)
 }
 
-// uploadParts sends first and then br's data (none if br is nil) in parts, at most
-// Concurrency in flight and in memory. It returns the completed parts in order, or
-// the first failure: of an upload, of reading br, or ctx's error.
-func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []byte, br *bufio.Reader) ([]types.CompletedPart, error) {
+// uploadParts sends first and then br's data (none if br is nil) in parts of the sizes
+// plan gives, at most Concurrency in flight and in memory. It returns the completed
+// parts in order, or the first failure: of an upload, of reading br, or ctx's error.
+func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []byte, br *bufio.Reader, plan partPlan) ([]types.CompletedPart, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
@@ -78,13 +119,13 @@ func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []by
 	allocated := 1
 	data, last := first, br == nil
 	for num := int32(1); ; num++ {
-		if num > maxParts {
-			cancel(fmt.Errorf("s3: put %q: more than %d parts of %d bytes: raise --s3-part-size", key, maxParts, s.cfg.PartSize))
+		if int(num) > plan.max {
+			cancel(fmt.Errorf("s3: put %q: the data needs more than %d parts (--s3-max-parts) growing from %d bytes: raise --s3-part-size", key, plan.max, plan.base))
 			break
 		}
 		body := data
 		wg.Go(func() {
-			part, err := s.uploadPart(ctx, key, obj, id, num, body)
+			part, err := s.sendPart(ctx, key, obj, id, num, body)
 			if err != nil {
 				cancel(err)
 				return
@@ -97,9 +138,10 @@ func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []by
 		if last {
 			break
 		}
+		size := plan.size(num + 1)
 		var buf []byte
 		if allocated < s.cfg.Concurrency {
-			buf = make([]byte, s.cfg.PartSize)
+			buf = make([]byte, size)
 			allocated++
 		} else {
 			select {
@@ -110,7 +152,10 @@ func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []by
 		if ctx.Err() != nil {
 			break
 		}
-		n, l, err := readPart(br, buf)
+		if int64(cap(buf)) < size {
+			buf = make([]byte, size) // the part size grew: the old buffer goes
+		}
+		n, l, err := readPart(br, buf[:size])
 		if err != nil {
 			cancel(fmt.Errorf("s3: put %q: reading the data: %w", key, err))
 			break
@@ -133,6 +178,19 @@ func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []by
 	return parts, nil
 }
 
+// sendPart sends one part from memory with the attempts of Config.Retry, the one
+// policy (each attempt is one request: the SDK does not retry UploadPart, see
+// multipartOps). A transient fault thus costs one part again, not the whole upload.
+func (s *Store) sendPart(ctx context.Context, key, obj, id string, num int32, data []byte) (types.CompletedPart, error) {
+	var part types.CompletedPart
+	err := s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		var err error
+		part, err = s.uploadPart(ctx, key, obj, id, num, data)
+		return err
+	})
+	return part, err
+}
+
 // uploadPart sends one part from memory, so that the SDK can retry it.
 func (s *Store) uploadPart(ctx context.Context, key, obj, id string, num int32, data []byte) (types.CompletedPart, error) {
 	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
@@ -142,7 +200,7 @@ func (s *Store) uploadPart(ctx context.Context, key, obj, id string, num int32, 
 		PartNumber:        aws.Int32(num),
 		Body:              bytes.NewReader(data),
 		ContentLength:     aws.Int64(int64(len(data))),
-		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		ChecksumAlgorithm: s.checksumAlgorithm(),
 	})
 	if err != nil {
 		return types.CompletedPart{}, s.translateError("put", key, err)

@@ -17,11 +17,12 @@ import (
 
 // Put stores r's bytes under key; see the package comment for how.
 //
-// Put reads the first PartSize bytes of r into memory whatever opts.Size says (the
-// size is only a hint): if r ends there, one PutObject sends them from memory, so the
-// SDK can sign and retry it; otherwise a multipart upload streams r in parts, keeping
-// at most Concurrency parts in memory and in flight. The PutObject is retried as
-// Config.Retry says. Nothing is sent before r has
+// Put reads the first part of r into memory (PartSize bytes, or more when opts.Size,
+// a hint, says the object needs larger parts to fit into MaxParts): if r ends there,
+// one PutObject sends them from memory, so the SDK can sign and retry it; otherwise a
+// multipart upload streams r in parts of the sizes partPlan gives, keeping at most
+// Concurrency parts in memory and in flight. The PutObject and each part are retried
+// as Config.Retry says. Nothing is sent before r has
 // either ended or filled the first part, and a failing r or a cancelled ctx leaves no
 // object and no unfinished upload behind.
 //
@@ -47,7 +48,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 	}
 	br := bufio.NewReader(r)
-	first, last, err := readFirst(br, s.cfg.PartSize, opts.Size)
+	plan := newPartPlan(s.cfg, opts.Size)
+	first, last, err := readFirst(br, plan.base, opts.Size)
 	if err != nil {
 		return fmt.Errorf("s3: put %q: reading the data: %w", key, err)
 	}
@@ -65,7 +67,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 		}
 	}
 	// Its requests were retried under Config.Retry (see multipartRetries).
-	err = s.putMultipart(ctx, key, obj, first, br, opts.IfAbsent)
+	err = s.putMultipart(ctx, key, obj, first, br, plan, opts.IfAbsent)
 	if err != nil && ctx.Err() == nil && retry.Retryable(err) {
 		err = retry.Exhausted(err)
 	}

@@ -53,6 +53,15 @@ func versityConfig(t testing.TB) s3.Config {
 	}
 }
 
+// seaweedConfig is versityConfig for a fresh bucket on the shared SeaweedFS.
+func seaweedConfig(t testing.TB) s3.Config {
+	endpoint, access, secret, bucket := s3test.StartSeaweedFS(t)
+	return s3.Config{
+		Bucket: bucket, Prefix: "pgb", Region: s3test.SeaweedRegion, Endpoint: endpoint, ForcePathStyle: true,
+		AccessKeyID: access, SecretAccessKey: secret, PartSize: s3.MinPartSize, RequestTimeout: 30 * time.Second,
+	}
+}
+
 func newStore(t testing.TB, cfg s3.Config) *s3.Store {
 	t.Helper()
 	st, err := s3.New(t.Context(), cfg)
@@ -145,6 +154,20 @@ func TestConformanceVersityGW(t *testing.T) {
 	})
 }
 
+// A second real S3 implementation, so that pgb is not tuned to one server's quirks.
+func TestConformanceSeaweedFS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		st, err := s3.New(t.Context(), seaweedConfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
 // The racy fallback still behaves on the happy paths of the suite, on a server that
 // enforces nothing itself for multipart uploads.
 func TestConformanceGoFakeS3HeadCheck(t *testing.T) {
@@ -215,6 +238,7 @@ func TestProbeConditionalWrites(t *testing.T) {
 		want bool
 	}{
 		{"versitygw", versityConfig, true},
+		{"seaweedfs", seaweedConfig, true},
 		// gofakes3 honours If-None-Match on PutObject but not on
 		// CompleteMultipartUpload.
 		{"gofakes3", goFakeConfig, false},

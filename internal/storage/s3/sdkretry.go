@@ -11,13 +11,13 @@ import (
 	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
-// multipartOps are the requests of a multipart upload. A part's data is held only by
-// this store, in its buffer, so no layer above can resend it: these requests are
-// retried by the SDK under Config.Retry, the one policy, whatever Config.MaxAttempts
-// says for the other requests. (When multipart.go retries parts itself under
-// Config.Retry, these operations must get one SDK attempt like the others.)
+// multipartOps are the requests of a multipart upload other than UploadPart. No layer
+// above can resend them (the upload is this store's): they are retried by the SDK
+// under Config.Retry, the one policy, whatever Config.MaxAttempts says for the other
+// requests. UploadPart is retried by sendPart under the same policy, one request per
+// attempt, so that attempts do not multiply.
 var multipartOps = map[string]bool{
-	"CreateMultipartUpload": true, "UploadPart": true, "CompleteMultipartUpload": true, "AbortMultipartUpload": true,
+	"CreateMultipartUpload": true, "CompleteMultipartUpload": true, "AbortMultipartUpload": true,
 }
 
 // multipartRetries is an API option that gives the multipart operations an SDK

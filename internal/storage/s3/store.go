@@ -4,9 +4,13 @@
 // Object key k lives at Config.Prefix + "/" + k in Config.Bucket. Behaviour beyond
 // the storage.Store contract:
 //   - Put sends objects of up to Config.PartSize bytes in one PutObject and larger
-//     ones as a multipart upload of at most Config.Concurrency parts in flight; a
-//     failed or cancelled multipart upload is aborted, so neither an object nor an
-//     in-progress upload is left behind.
+//     ones as a multipart upload of at most Config.Concurrency parts in flight, in
+//     parts that grow so that no upload needs more than Config.MaxParts (partPlan); a
+//     part that fails transiently is sent again (Config.Retry); a failed or
+//     cancelled multipart upload is aborted, so neither an object nor an in-progress
+//     upload is left behind.
+//   - Requests carry CRC32 checksums of their data, as the SDK does by default, unless
+//     Config.Checksum is ChecksumWhenRequired (for stores that reject the headers).
 //   - Put with IfAbsent relies on "If-None-Match: *" (see ConditionalMode and
 //     Store.ProbeConditionalWrites for servers that ignore it).
 //   - Delete and Get past the end make an extra HeadObject request, because S3
@@ -71,6 +75,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 		o.DisableLogOutputChecksumValidationSkipped = true
 		o.APIOptions = append(o.APIOptions, multipartRetries(cfg.Retry))
+		if cfg.Checksum == ChecksumWhenRequired {
+			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		}
 	})
 	s := &Store{cfg: cfg, client: client, transport: transport}
 	if cfg.Prefix != "" {
@@ -126,6 +133,15 @@ func (s *Store) objectKey(key string) (string, error) {
 		return "", err
 	}
 	return s.base + key, nil
+}
+
+// checksumAlgorithm is the checksum multipart uploads name explicitly: CRC32, or none
+// with ChecksumWhenRequired.
+func (s *Store) checksumAlgorithm() types.ChecksumAlgorithm {
+	if s.cfg.Checksum == ChecksumWhenRequired {
+		return ""
+	}
+	return types.ChecksumAlgorithmCrc32
 }
 
 // sse sets server-side encryption and storage class on the inputs that create objects.

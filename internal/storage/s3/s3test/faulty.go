@@ -142,6 +142,11 @@ func errorResponse(req *http.Request, status int) *http.Response {
 	case http.StatusInternalServerError:
 		code, msg = "InternalError", "We encountered an internal error. Please try again."
 	}
+	return errorDocument(req, status, code, msg)
+}
+
+// errorDocument is an S3 error response with the given status, code and message.
+func errorDocument(req *http.Request, status int, code, msg string) *http.Response {
 	body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>`+"\n"+
 		`<Error><Code>%s</Code><Message>%s</Message><RequestId>faulty</RequestId></Error>`, code, msg)
 	return &http.Response{

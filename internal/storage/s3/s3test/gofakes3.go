@@ -1,6 +1,8 @@
 // Package s3test starts S3 servers for tests of the s3 storage backend and of the code
-// above it: a real versitygw process (StartVersityGW), an in-process gofakes3
-// (NewGoFakeS3), and a fault-injecting HTTP transport (FaultyTransport).
+// above it: real versitygw and SeaweedFS processes (StartVersityGW, StartSeaweedFS),
+// an in-process gofakes3 (NewGoFakeS3), a fault-injecting HTTP transport
+// (FaultyTransport) and one that refuses the SDK's checksum headers as some
+// S3-compatible stores do (ChecksumRejecting).
 package s3test
 
 import (

@@ -42,20 +42,28 @@ var versity struct {
 	err  error
 }
 
-// gateway is a running versitygw.
+// gateway is a running S3 server process: versitygw or SeaweedFS.
 type gateway struct {
+	name     string // for messages
+	health   string // the URL that answers 200 once the server is up
 	endpoint string
 	root     string // the posix backend's directory: one subdirectory per bucket
 	cmd      *exec.Cmd
 	out      *syncBuffer
 	exited   chan struct{} // closed once cmd.Wait returned, with its error in waitErr
 	waitErr  error
+	// leftovers are files outside root that the server makes and a killed server
+	// leaves behind (SeaweedFS's gRPC sockets in /tmp).
+	leftovers []string
 }
 
-// stop kills the process and waits for it.
+// stop kills the process, waits for it and removes its leftovers.
 func (g *gateway) stop() {
 	_ = g.cmd.Process.Kill() // fails only if it has exited already; wait either way
 	<-g.exited
+	for _, f := range g.leftovers {
+		_ = os.Remove(f) // best-effort cleanup
+	}
 }
 
 // StartVersityGW returns the endpoint and root credentials of a versitygw (posix
@@ -90,32 +98,39 @@ func StartVersityGW(t testing.TB) (endpoint, accessKey, secretKey, bucket string
 	return srv.endpoint, VersityAccessKey, VersitySecretKey, bucket
 }
 
-// Shutdown stops the versitygw that StartVersityGW started, if any, and removes its
-// directory. Call it after m.Run in TestMain; no StartVersityGW may follow.
+// Shutdown stops the servers that StartVersityGW and StartSeaweedFS started, if any,
+// and removes their directories. Call it after m.Run in TestMain; no Start… may
+// follow.
 func Shutdown() {
-	if srv := versity.srv; srv != nil {
-		srv.stop()
-		_ = os.RemoveAll(srv.root) // best-effort cleanup
+	for _, srv := range []*gateway{versity.srv, seaweed.srv} {
+		if srv != nil {
+			srv.stop()
+			_ = os.RemoveAll(srv.root) // best-effort cleanup
+		}
 	}
 }
 
 // findVersityGW locates the binary; see StartVersityGW.
-func findVersityGW() (string, error) {
-	if p := os.Getenv("PGB_VERSITYGW"); p != "" {
+func findVersityGW() (string, error) { return findServer("versitygw", "PGB_VERSITYGW") }
+
+// findServer locates a server binary: $env, else <module root>/.build/bin/name (where
+// scripts/install-test-servers puts it), else name on $PATH.
+func findServer(name, env string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("PGB_VERSITYGW: %w", err)
+			return "", fmt.Errorf("%s: %w", env, err)
 		}
 		return p, nil
 	}
 	if root, err := moduleRoot(); err == nil {
-		p := filepath.Join(root, ".build", "bin", "versitygw")
+		p := filepath.Join(root, ".build", "bin", name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	p, err := exec.LookPath("versitygw")
+	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("versitygw not found: set PGB_VERSITYGW, install it as .build/bin/versitygw, or put it on PATH")
+		return "", fmt.Errorf("%s not found: set %s, install it as .build/bin/%s (scripts/install-test-servers), or put it on PATH", name, env, name)
 	}
 	return p, nil
 }
@@ -151,16 +166,14 @@ func startGateway(bin string) (*gateway, error) {
 		if err != nil {
 			return nil, err
 		}
-		g := &gateway{endpoint: "http://" + port, root: root, out: &syncBuffer{}, exited: make(chan struct{})}
+		g := &gateway{name: "versitygw", endpoint: "http://" + port, root: root, out: &syncBuffer{}, exited: make(chan struct{})}
+		g.health = g.endpoint + "/health"
 		g.cmd = exec.Command(bin, "--port", port, "--access", VersityAccessKey, "--secret", VersitySecretKey,
 			"--region", VersityRegion, "--health", "/health", "--quiet", "posix", root)
-		g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
-		g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := g.cmd.Start(); err != nil {
+		if err := g.launch(); err != nil {
 			_ = os.RemoveAll(root) // best-effort cleanup
 			return nil, err
 		}
-		go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
 		if lastErr = g.waitHealthy(); lastErr == nil {
 			return g, nil
 		}
@@ -170,21 +183,37 @@ func startGateway(bin string) (*gateway, error) {
 	return nil, lastErr
 }
 
+// launch starts g.cmd, its output into g.out, killed when the test process dies.
+func (g *gateway) launch() error {
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.cmd.Start(); err != nil {
+		return err
+	}
+	go func() { g.waitErr = g.cmd.Wait(); close(g.exited) }()
+	return nil
+}
+
 // waitHealthy polls the health endpoint until it answers 200, the process exits or
 // startTimeout passes.
 func (g *gateway) waitHealthy() error {
-	deadline := time.Now().Add(startTimeout)
+	return g.waitHealthyFor(startTimeout)
+}
+
+// waitHealthyFor is waitHealthy with a timeout of its own.
+func (g *gateway) waitHealthyFor(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-g.exited:
 			if g.waitErr == nil {
-				return fmt.Errorf("versitygw exited (status 0):\n%s", g.out)
+				return fmt.Errorf("%s exited (status 0):\n%s", g.name, g.out)
 			}
-			return fmt.Errorf("versitygw exited (%w):\n%s", g.waitErr, g.out)
+			return fmt.Errorf("%s exited (%w):\n%s", g.name, g.waitErr, g.out)
 		default:
 		}
-		resp, err := client.Get(g.endpoint + "/health")
+		resp, err := client.Get(g.health)
 		if err == nil {
 			_ = resp.Body.Close() // only the status matters
 			if resp.StatusCode == http.StatusOK {
@@ -193,7 +222,7 @@ func (g *gateway) waitHealthy() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("versitygw at %s not healthy after %v:\n%s", g.endpoint, startTimeout, g.out)
+	return fmt.Errorf("%s at %s not healthy after %v:\n%s", g.name, g.endpoint, timeout, g.out)
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.
