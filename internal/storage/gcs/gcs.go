@@ -88,6 +88,11 @@ type Config struct {
 	// Retry is how the client retries uploads (see the package comment); the zero
 	// value is the retry package's defaults.
 	Retry retry.Policy
+	// StallTimeout bounds one chunk request of a resumable upload, sending included
+	// (the client's ChunkTransferTimeout): a stalled chunk is retried under Retry from
+	// its buffer. So a chunk of ChunkSize must go up within it (16 MiB in 60 s: about
+	// 280 KB/s). Zero means no bound.
+	StallTimeout time.Duration
 	// RequestTimeout bounds each attempt's wait for the server's response headers
 	// once the request is sent; zero means no bound. It applies to the store's own
 	// HTTP transport, not to an HTTPClient given below.

@@ -52,6 +52,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 	w.KMSKeyName = s.cfg.KMSKeyName
 	w.ProgressFunc = tries.progress
 	w.ChunkRetryDeadline = chunkRetryDeadline(pol, s.cfg.RequestTimeout)
+	w.ChunkTransferTimeout = s.cfg.StallTimeout
 
 	if err := storage.CopyContext(ctx, w, r, make([]byte, copyChunk)); err != nil {
 		cancel()

@@ -79,7 +79,7 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 			StorageClass: c.StorageClass, PartSize: c.PartSize, Concurrency: c.Concurrency,
 			MaxAttempts: 1, Retry: pol, RequestTimeout: c.RequestTimeout, RateLimit: c.RateLimit,
 			WrapTransport: opts.WrapTransport,
-			MaxParts:      c.MaxParts,
+			MaxParts:      c.MaxParts, StallTimeout: opts.Timeout,
 		})
 	case "gs":
 		c := opts.GCS
@@ -87,6 +87,7 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 			Bucket: loc.Bucket, Prefix: loc.Prefix, CredentialsFile: c.CredentialsFile, Endpoint: c.Endpoint,
 			ChunkSize: int(c.ChunkSize), Concurrency: c.Concurrency, MaxAttempts: 1, Retry: pol, RequestTimeout: c.RequestTimeout,
 			StorageClass: c.StorageClass, KMSKeyName: c.KMSKeyName, WrapTransport: opts.WrapTransport,
+			StallTimeout: opts.Timeout,
 		})
 	default:
 		return nil, fmt.Errorf("repository %s: unknown scheme %q", loc, loc.Scheme)
@@ -97,7 +98,9 @@ func Open(ctx context.Context, raw string, opts Options) (storage.Store, error) 
 	// A body that delivers nothing for a whole attempt's deadline is cut off and, by
 	// the retry layer, resumed where it stopped.
 	st = idle.New(st, opts.Timeout)
-	st = retry.New(st, retry.Config{Timeout: opts.Timeout}.WithPolicy(pol))
+	// S3 and GCS retry their uploads themselves (PutRetriedBelow), from memory, under
+	// the same policy, with opts.Timeout as the stall bound of each request.
+	st = retry.New(st, retry.Config{Timeout: opts.Timeout, PutRetriedBelow: loc.Scheme == "s3" || loc.Scheme == "gs"}.WithPolicy(pol))
 	if loc.Scheme == "gs" {
 		// Outermost: an upload keeps its slot through its retries, and waiting for a
 		// slot does not count against an attempt's deadline.

@@ -48,6 +48,12 @@ type Config struct {
 	// Clock makes the timers of the attempts' deadlines (Timeout). Nil means the real
 	// clock; tests substitute one whose timers fire when the test says.
 	Clock Clock
+	// PutRetriedBelow says that the inner store retries its own uploads under the same
+	// policy, each request or part from memory, and bounds their stalls itself (S3,
+	// GCS): Put then goes straight through, with neither attempts nor an inactivity
+	// deadline of this layer, so that attempts do not multiply and an upload whose
+	// parts are in flight (not reading from r) is not taken for a stalled one.
+	PutRetriedBelow bool
 	// OnRetry, if set, is called after a failed attempt that will be retried, with the
 	// operation ("put", "get", "stat", "list", "delete"), the key (List: the prefix),
 	// the number of the attempt that failed, its error and the wait before the next.
@@ -316,6 +322,9 @@ func (s *store) markTimeout(ctx, actx context.Context, err error) error {
 // Callers that use IfAbsent as a lock or a once-only write must treat ErrExist by
 // reading the object and comparing it with what they meant to write.
 func (s *store) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	if s.cfg.PutRetriedBelow {
+		return s.inner.Put(ctx, key, r, opts)
+	}
 	c := call{op: "put", key: key, max: s.cfg.MaxAttempts}
 	sk, ok := r.(io.Seeker)
 	var start int64

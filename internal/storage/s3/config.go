@@ -113,13 +113,19 @@ type Config struct {
 	SSE, SSEKMSKeyID string
 	// StorageClass of new objects, e.g. "STANDARD_IA". Empty: the bucket's default.
 	StorageClass string
-	// PartSize is the multipart part size: objects up to PartSize bytes go up in one
-	// PutObject, larger ones in parts of PartSize. Default DefaultPartSize, at least
-	// MinPartSize. A Put buffers up to Concurrency parts in memory.
+	// PartSize is the base multipart part size: objects up to PartSize bytes go up in
+	// one PutObject, larger ones in parts of at least PartSize, grown so that no upload
+	// needs more than MaxParts (see partPlan). Default DefaultPartSize, at least
+	// MinPartSize. A Put buffers up to Concurrency parts of the current size in memory.
 	PartSize int64
 	// Concurrency is the number of parts of one upload in flight. Default
 	// DefaultConcurrency.
 	Concurrency int
+	// StallTimeout bounds how long one upload request (a PutObject or a part) may go
+	// without reading its body; after the body is sent RequestTimeout bounds the wait
+	// for the answer. A stalled request is cancelled and retried under Retry. Zero
+	// means no bound.
+	StallTimeout time.Duration
 	// MaxParts is the store's limit on the parts of one multipart upload, 1 to
 	// DefaultMaxParts (AWS's limit, the default). Part sizes grow so that no upload
 	// needs more; see partPlan.
@@ -129,11 +135,11 @@ type Config struct {
 	// DefaultMaxAttempts. storage/open sets 1: the retry policy (Retry, and the
 	// storage/retry wrapper above) makes the attempts, so that they do not multiply.
 	MaxAttempts int
-	// Retry is how the store retries the requests whose data it holds in memory, which
-	// no layer above can resend: a PutObject of a body read into memory, and the
-	// requests of a multipart upload (by the SDK, see multipartRetries). A Put that fails after its attempts is marked
-	// retry.Exhausted, so the wrapper above does not start it over. The zero value is
-	// the retry package's defaults.
+	// Retry is how the store retries the requests of an upload, whose data it holds in
+	// memory and no layer above can resend: the HEAD of a put-if-absent, a PutObject,
+	// each part (sendPart), and the other multipart requests (by the SDK under this
+	// policy, see multipartRetries). A Put that fails after its attempts is marked
+	// retry.Exhausted. The zero value is the retry package's defaults.
 	Retry retry.Policy
 	// RequestTimeout bounds connecting and then waiting for the response headers of
 	// one HTTP request attempt; streaming a body in either direction is not bounded by

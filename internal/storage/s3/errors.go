@@ -77,6 +77,10 @@ func (s *Store) translateError(op, key string, err error) error {
 			hint = fmt.Sprintf(" (the server says %q)", bucketRegion)
 		}
 		return s.permanent(err, "%s: bucket %q is not in region %q%s: set PGB_S3_REGION / --s3-region to the bucket's region", where, s.cfg.Bucket, s.region(), hint)
+	case code == "RequestTimeTooSkewed":
+		// The SDK corrects its clock offset from the answer's Date: the next attempt
+		// (the retry layer's) is signed with the corrected time.
+		return fmt.Errorf("%s: the store says this machine's clock is off (%s): retrying with its time; fix the clock (NTP): %w", where, code, err)
 	case code == "AccessDenied", code == "AllAccessDisabled", code == "AccountProblem", status == 403:
 		return s.permanent(err, "%s: access to %s denied (%s): check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE / --s3-profile) and their permissions on the bucket", where, repo, brief)
 	case (code == "InvalidArgument" || code == "InvalidRequest" || code == "NotImplemented" || status == 501) &&

@@ -2,11 +2,11 @@ package s3
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -184,22 +184,24 @@ func (s *Store) uploadParts(ctx context.Context, key, obj, id string, first []by
 func (s *Store) sendPart(ctx context.Context, key, obj, id string, num int32, data []byte) (types.CompletedPart, error) {
 	var part types.CompletedPart
 	err := s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
-		var err error
-		part, err = s.uploadPart(ctx, key, obj, id, num, data)
-		return err
+		return s.sendGuarded(ctx, data, func(ctx context.Context, body io.ReadSeeker) error {
+			var err error
+			part, err = s.uploadPart(ctx, key, obj, id, num, body, int64(len(data)))
+			return err
+		})
 	})
 	return part, err
 }
 
 // uploadPart sends one part from memory, so that the SDK can retry it.
-func (s *Store) uploadPart(ctx context.Context, key, obj, id string, num int32, data []byte) (types.CompletedPart, error) {
+func (s *Store) uploadPart(ctx context.Context, key, obj, id string, num int32, body io.ReadSeeker, size int64) (types.CompletedPart, error) {
 	out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:            aws.String(s.cfg.Bucket),
 		Key:               aws.String(obj),
 		UploadId:          aws.String(id),
 		PartNumber:        aws.Int32(num),
-		Body:              bytes.NewReader(data),
-		ContentLength:     aws.Int64(int64(len(data))),
+		Body:              body,
+		ContentLength:     aws.Int64(size),
 		ChecksumAlgorithm: s.checksumAlgorithm(),
 	})
 	if err != nil {

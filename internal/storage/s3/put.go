@@ -2,7 +2,6 @@ package s3
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,7 +65,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 			return err
 		}
 	}
-	// Its requests were retried under Config.Retry (see multipartRetries).
+	// Its requests were retried under Config.Retry (sendPart, multipartRetries).
 	err = s.putMultipart(ctx, key, obj, first, br, plan, opts.IfAbsent)
 	if err != nil && ctx.Err() == nil && retry.Retryable(err) {
 		err = retry.Exhausted(err)
@@ -79,29 +78,40 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts storage.P
 // Like any retried IfAbsent write, a retry after a lost acknowledgement finds the
 // object this call wrote and fails with storage.ErrExist (see retry.New).
 func (s *Store) putObject(ctx context.Context, key, obj string, data []byte, ifAbsent bool) error {
-	sse, kms, class := s.sse()
 	return s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
-		in := &s3.PutObjectInput{
-			Bucket:               aws.String(s.cfg.Bucket),
-			Key:                  aws.String(obj),
-			Body:                 bytes.NewReader(data),
-			ContentLength:        aws.Int64(int64(len(data))),
-			ServerSideEncryption: sse,
-			SSEKMSKeyId:          kms,
-			StorageClass:         class,
-		}
-		if ifAbsent {
-			in.IfNoneMatch = aws.String("*")
-		}
-		_, err := s.client.PutObject(ctx, in)
-		return s.translateError("put", key, err)
+		return s.sendGuarded(ctx, data, func(ctx context.Context, body io.ReadSeeker) error {
+			return s.putObjectOnce(ctx, key, obj, body, int64(len(data)), ifAbsent)
+		})
 	})
 }
 
-// checkAbsent fails with storage.ErrExist if the object exists.
+// putObjectOnce is one PutObject request.
+func (s *Store) putObjectOnce(ctx context.Context, key, obj string, body io.ReadSeeker, size int64, ifAbsent bool) error {
+	sse, kms, class := s.sse()
+	in := &s3.PutObjectInput{
+		Bucket:               aws.String(s.cfg.Bucket),
+		Key:                  aws.String(obj),
+		Body:                 body,
+		ContentLength:        aws.Int64(size),
+		ServerSideEncryption: sse,
+		SSEKMSKeyId:          kms,
+		StorageClass:         class,
+	}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
+	_, err := s.client.PutObject(ctx, in)
+	return s.translateError("put", key, err)
+}
+
+// checkAbsent fails with storage.ErrExist if the object exists. The HEAD is retried
+// under Config.Retry: nothing above retries a Put (see retry.Config.PutRetriedBelow).
 func (s *Store) checkAbsent(ctx context.Context, key, obj string) error {
-	_, err := s.head(ctx, obj)
-	switch err = s.translateError("put", key, err); {
+	err := s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		_, err := s.head(ctx, obj)
+		return s.translateError("put", key, err)
+	})
+	switch {
 	case err == nil:
 		return fmt.Errorf("s3: put %q: %w", key, storage.ErrExist)
 	case errors.Is(err, storage.ErrNotExist):
