@@ -2,10 +2,16 @@ package open_test
 
 import (
 	"bytes"
+	"crypto/md5"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -269,5 +275,82 @@ func TestAStalledPartIsCutOffAndSentAgain(t *testing.T) {
 	rc.Close()
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+}
+
+// CompleteMultipartUpload is committed by the server but its reply is lost, and the
+// retry finds the upload gone (NoSuchUpload): the object these parts make is there
+// (HEAD answers their multipart ETag), so the Put succeeded — it used to fail, costing
+// the whole backup.
+func TestACompletionWhoseAnswerWasLostCountsWhenTheObjectIsThere(t *testing.T) {
+	endpoint, bucket := s3test.NewGoFakeS3(t)
+	data := bytes.Repeat([]byte("pgb!"), 6<<18) // 6 MiB: parts of 5 MiB and 1 MiB
+	var sums []byte
+	for _, p := range [][]byte{data[:5<<20], data[5<<20:]} {
+		h := md5.Sum(p)
+		sums = append(sums, h[:]...)
+	}
+	multipartETag := fmt.Sprintf(`"%x-2"`, md5.Sum(sums))
+	var once sync.Once
+	lost := false
+	wrap := func(base http.RoundTripper) http.RoundTripper {
+		return rtFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := base.RoundTrip(r)
+			if err != nil {
+				return resp, err
+			}
+			if r.Method == http.MethodPost && r.URL.Query().Has("uploadId") {
+				once.Do(func() { lost = true })
+				if lost {
+					lost = false
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+				}
+			}
+			if r.Method == http.MethodHead && resp.StatusCode == http.StatusOK {
+				resp.Header.Set("ETag", multipartETag) // as S3 answers for a multipart object
+			}
+			return resp, err
+		})
+	}
+	st, err := open.Open(t.Context(), "s3://"+bucket+"/repo", s3Opts(endpoint, 4, wrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pr, pw := io.Pipe()
+	go func() { _, err := pw.Write(data); pw.CloseWithError(err) }()
+	if err := st.Put(t.Context(), "b/part-1", pr, storage.PutOptions{Size: -1}); err != nil {
+		t.Fatalf("Put = %v, although the object is stored", err)
+	}
+	never := false
+	once.Do(func() { never = true })
+	if never {
+		t.Error("the completion's answer was never lost: the test proves nothing")
+	}
+}
+
+// A 4xx refusal of the request as it is (here 400 EntityTooSmall) is permanent: one
+// request, not storage-retries of them.
+func TestARequestTheStoreRefusesIsNotRetried(t *testing.T) {
+	endpoint, bucket := s3test.NewGoFakeS3(t)
+	var reqs atomic.Int64
+	wrap := func(http.RoundTripper) http.RoundTripper {
+		return rtFunc(func(r *http.Request) (*http.Response, error) {
+			reqs.Add(1)
+			body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>EntityTooSmall</Code><Message>Your proposed upload is smaller than the minimum allowed object size.</Message></Error>`
+			h := http.Header{"Content-Type": {"application/xml"}}
+			return &http.Response{StatusCode: 400, Header: h, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+		})
+	}
+	st, err := open.Open(t.Context(), "s3://"+bucket+"/repo", s3Opts(endpoint, 4, wrap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	err = st.Put(t.Context(), "wal/x", strings.NewReader("hello"), storage.PutOptions{Size: 5})
+	if err == nil || !storage.IsPermanent(err) || reqs.Load() != 1 {
+		t.Fatalf("Put = %v after %d requests, want a permanent error after 1", err, reqs.Load())
 	}
 }

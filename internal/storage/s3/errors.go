@@ -99,6 +99,12 @@ func (s *Store) translateError(op, key string, err error) error {
 		// decides where pgb connects.
 		return s.wrap(err, "%s: cannot reach %s: check PGB_S3_ENDPOINT / --s3-endpoint (and PGB_S3_REGION) and the network: %v", where, s.endpointName(), err)
 	}
+	if status >= 400 && status < 500 && status != 408 && status != 409 && status != 429 && code != "RequestTimeout" &&
+		code != "SlowDown" && code != "NoSuchUpload" {
+		// The store refused this request as it is (EntityTooSmall, InvalidPart, a wrong
+		// KMS key, 405, 411…): sending it again gets the same answer.
+		return s.permanent(err, "%s: the store refused the request (%s)", where, brief)
+	}
 	if apiErr == nil && strings.Contains(err.Error(), "get identity") {
 		return s.wrap(err, "%s: no usable credentials (set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE / --s3-profile, or run with an IAM role): %v", where, err)
 	}

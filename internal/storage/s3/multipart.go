@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,7 +104,44 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, first []byte,
 		in.IfNoneMatch = aws.String("*")
 	}
 	_, err = s.client.CompleteMultipartUpload(ctx, in)
-	return s.translateError("put", key, err)
+	if err = s.translateError("put", key, err); err != nil && ctx.Err() == nil && s.completedAfterAll(ctx, obj, parts) {
+		// An attempt was stored and its answer lost: the retry found the upload gone
+		// (NoSuchUpload) or, with If-None-Match, the object this call made (412).
+		return nil
+	}
+	return err
+}
+
+// completedAfterAll reports whether the object under obj is the one these parts make:
+// its ETag is the multipart ETag of exactly these parts (the MD5 of their MD5s, then
+// "-" and their number).
+func (s *Store) completedAfterAll(ctx context.Context, obj string, parts []types.CompletedPart) bool {
+	want, ok := multipartETag(parts)
+	if !ok {
+		return false
+	}
+	var got string
+	err := s.cfg.Retry.Do(ctx, func(ctx context.Context) error {
+		h, err := s.head(ctx, obj)
+		if err == nil {
+			got = aws.ToString(h.ETag)
+		}
+		return s.translateError("head", obj, err)
+	})
+	return err == nil && strings.Trim(got, `"`) == want
+}
+
+// multipartETag is the ETag S3 gives the object a multipart upload of parts completes.
+func multipartETag(parts []types.CompletedPart) (string, bool) {
+	h := md5.New()
+	for _, p := range parts {
+		b, err := hex.DecodeString(strings.Trim(aws.ToString(p.ETag), `"`))
+		if err != nil || len(b) != md5.Size {
+			return "", false
+		}
+		h.Write(b)
+	}
+	return fmt.Sprintf("%x-%d", h.Sum(nil), len(parts)), true
 }
 
 // uploadParts sends first and then br's data (none if br is nil) in parts of the sizes
