@@ -422,9 +422,16 @@ type resumer struct {
 	key         string
 	off, length int64 // the range asked for; length < 0: to the end
 	read        int64
-	failed      int // failed attempts so far: openings and broken bodies
+	failed      int   // failed attempts so far: openings and broken bodies
+	readAtFail  int64 // read when the last attempt failed
 	rc          io.ReadCloser
 }
+
+// resumeProgress is how much a body must deliver between two breaks for the second to
+// start the attempt budget afresh: a long download over a flaky link may break many
+// times over hours, each time after real progress, while a store that breaks every
+// body at once (or after a few bytes) still runs out of attempts.
+const resumeProgress = 1 << 20
 
 func (r *resumer) Read(p []byte) (int, error) {
 	for {
@@ -439,6 +446,10 @@ func (r *resumer) Read(p []byte) (int, error) {
 		if !Retryable(err) || r.ctx.Err() != nil {
 			return 0, err
 		}
+		if r.read-r.readAtFail >= resumeProgress {
+			r.failed = 0
+		}
+		r.readAtFail = r.read
 		r.failed++
 		if r.failed >= r.s.cfg.MaxAttempts {
 			return 0, Exhausted(err)

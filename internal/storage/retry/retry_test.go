@@ -664,3 +664,40 @@ func TestGetResumesABrokenBody(t *testing.T) {
 		t.Fatalf("opened %d times, want 3", n)
 	}
 }
+
+// A long download that breaks many times, each time after real progress, gets a fresh
+// attempt budget after each: it completes. One that breaks without progress still runs
+// out of attempts.
+func TestADownloadThatBreaksAfterProgressKeepsGoing(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 20<<16) // 20 MiB
+	if err := inner.Put(ctx, "k", bytes.NewReader(data), storage.PutOptions{Size: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	noWait := func(context.Context, time.Duration) error { return nil }
+	fst := faulty.New(inner, faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 2 << 20})
+	st := retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: noWait})
+	rc, err := st.Get(ctx, "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes after %d gets: %v", len(got), fst.Calls(faulty.Get), err)
+	}
+	if fst.Calls(faulty.Get) < 10 {
+		t.Fatalf("%d gets: the body did not break as arranged", fst.Calls(faulty.Get))
+	}
+	fst = faulty.New(inner, faulty.Rule{Op: faulty.Get, Fault: faulty.Truncate, Offset: 1000})
+	rc, err = retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: noWait}).Get(ctx, "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if err == nil || fst.Calls(faulty.Get) != 3 {
+		t.Fatalf("breaking every 1000 bytes: %v after %d gets, want failure after 3", err, fst.Calls(faulty.Get))
+	}
+}
