@@ -4,7 +4,7 @@ BIN     ?= bin/pgb
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test test-servers unit demo bench vet lint fmt clean
+.PHONY: build test test-servers unit fuzz demo bench vet lint fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -19,6 +19,14 @@ test: test-servers
 ## unit: the fast tests only (no PostgreSQL needed).
 unit:
 	$(GO) test -count=1 -short ./...
+
+## fuzz: each fuzz target of the WAL reader for a short bounded time (CI runs it).
+## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
+FUZZTIME ?= 10s
+fuzz:
+	for t in FuzzReader FuzzDecodeCommit; do \
+		$(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./internal/wal || exit 1; \
+	done
 
 ## demo: a throwaway cluster archiving through pgb, end to end.
 demo: build

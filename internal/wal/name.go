@@ -1,4 +1,6 @@
-// Package wal knows PostgreSQL's WAL file names, LSNs and timelines. It is pure: no I/O.
+// Package wal knows PostgreSQL's WAL file names, LSNs and timelines, and reads WAL
+// records (Reader): commits and aborts with their times, restore points, checkpoints,
+// end of recovery. It is pure: no I/O beyond the io.Reader a caller hands in.
 package wal
 
 import (
