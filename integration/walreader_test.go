@@ -233,3 +233,60 @@ func writeTestdata(t *testing.T, out, archive string, names []string, dump strin
 		t.Fatal(err)
 	}
 }
+
+// A user promotes a standby that followed the archive; the WAL the promoted
+// server archives on its new timeline starts with the old timeline's pages
+// and then the end-of-recovery record naming both timelines. The reader
+// agrees with pg_waldump on every record of it.
+func TestArchivedWALAfterPromotionShowsTheEndOfRecovery(t *testing.T) {
+	pgtest.Require(t)
+	tmp := pgtest.TempDir(t)
+	archive := pgtest.MkdirPG(t, filepath.Join(tmp, "archive"))
+	archive2 := pgtest.MkdirPG(t, filepath.Join(tmp, "archive2"))
+	const segSize = 1 << 20
+	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "cp %p " + archive + "/%f", WALSegSizeMB: 1})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE before_promotion AS SELECT 1 AS id")
+	c.WaitArchived(t, c.SwitchWAL(t), 60*time.Second)
+	c.Stop(t)
+
+	standbyDir := filepath.Join(tmp, "standby")
+	if out, err := exec.Command("cp", "-a", c.DataDir(), standbyDir).CombinedOutput(); err != nil {
+		t.Fatalf("copying the data directory: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(standbyDir, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := pgtest.OpenDataDir(t, standbyDir, pgtest.Options{
+		ArchiveCommand: "cp %p " + archive2 + "/%f",
+		RestoreCommand: "cp " + archive + "/%f %p",
+	})
+	s.Start(t)
+	s.Promote(t)
+	s.WaitRecoveryDone(t, 60*time.Second)
+	s.Exec(t, "INSERT INTO before_promotion VALUES (2)")
+	last := s.SwitchWAL(t)
+	if !strings.HasPrefix(last, "00000002") {
+		t.Fatalf("the promoted server completed %s, not a timeline 2 segment", last)
+	}
+	s.WaitArchived(t, last, 60*time.Second)
+
+	names := segmentsBetween(t, archive2, "000000020000000000000000", last)
+	recs := readWAL(t, archive2, names, segSize, segmentStart(t, names[0], segSize))
+	entries, err := waldumptest.Parse(pgWaldump(t, s, archive2, names[0], names[len(names)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := waldumptest.Compare(entries, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.EndsOfRecovery != 1 || sum.Commits == 0 {
+		t.Fatalf("expected one end-of-recovery record and a commit after it: %+v", sum)
+	}
+	for _, r := range recs {
+		if r.EndOfRecovery != nil && (r.EndOfRecovery.Timeline != 2 || r.EndOfRecovery.PrevTimeline != 1) {
+			t.Fatalf("end of recovery %+v, want timeline 1 → 2", *r.EndOfRecovery)
+		}
+	}
+}

@@ -55,11 +55,12 @@ type Reader struct {
 	major    int    // PostgreSQL major version from magic, 0 when unknown
 	sysID    uint64
 	tli      uint32
-	started  bool // the first page has been read
-	skipped  bool // a continuation at the start was skipped
-	prevRec  LSN  // start of the previous record, 0 before the first
-	buf      []byte
-	finished error // sticky error
+	started  bool   // the first page has been read
+	skipped  bool   // a continuation at the start was skipped
+	prevRec  LSN    // start of the previous record, 0 before the first
+	buf      []byte // assembles records that cross pages
+	rec      []byte // the current record: in page when it fits, else buf
+	finished error  // sticky error
 }
 
 // NewReader returns a Reader over r, which must deliver whole consecutive WAL
@@ -202,6 +203,11 @@ func (rd *Reader) skipContinuation(hdr pageHeader) error {
 // readRecord assembles the totLen bytes of the record at start into rd.buf,
 // following it across pages and segments.
 func (rd *Reader) readRecord(start LSN, totLen uint32) error {
+	if off := uint64(rd.pos) - uint64(rd.pageLSN); uint64(totLen) <= rd.pageSize-off {
+		rd.rec = rd.page[off : off+uint64(totLen)]
+		rd.pos += LSN(totLen)
+		return nil
+	}
 	rd.buf = rd.buf[:0]
 	if cap(rd.buf) == 0 {
 		rd.buf = make([]byte, 0, 2*rd.pageSize)
@@ -214,6 +220,7 @@ func (rd *Reader) readRecord(start LSN, totLen uint32) error {
 		rd.pos += LSN(n)
 		need -= n
 		if need == 0 {
+			rd.rec = rd.buf
 			return nil
 		}
 		hdr, err := rd.loadPage(rd.pos)
@@ -327,7 +334,7 @@ func (rd *Reader) checkPageHeader(lsn LSN) (pageHeader, error) {
 // checkRecord verifies the CRC and xl_prev link of the record in rd.buf and
 // decodes it.
 func (rd *Reader) checkRecord(start LSN) (Record, error) {
-	b := rd.buf
+	b := rd.rec
 	le := binary.LittleEndian
 	rec := Record{
 		LSN:    start,

@@ -59,6 +59,7 @@ func Parse(out string) ([]Entry, error) {
 type Summary struct {
 	Records, Commits, Aborts, CommitsPrepared, AbortsPrepared int
 	RestorePoints, Checkpoints, DroppedRels, Subxacts         int
+	EndsOfRecovery                                            int
 	RestorePointNames                                         []string
 	LastCommit                                                time.Time
 }
@@ -124,6 +125,16 @@ func compareOne(e Entry, r wal.Record, s *Summary) error {
 				return fmt.Errorf("the reader has %q (shutdown %v)", want, r.Checkpoint.Shutdown)
 			}
 			s.Checkpoints++
+		case strings.HasPrefix(e.Desc, "END_OF_RECOVERY "):
+			eor := r.EndOfRecovery
+			if eor == nil {
+				return fmt.Errorf("the reader decoded no end of recovery")
+			}
+			want := fmt.Sprintf("END_OF_RECOVERY tli %d; prev tli %d; time %s UTC", eor.Timeline, eor.PrevTimeline, eor.Time.Format("2006-01-02 15:04:05.000000"))
+			if e.Desc != want {
+				return fmt.Errorf("the reader has %q", want)
+			}
+			s.EndsOfRecovery++
 		}
 	default:
 		if r.RmgrID == wal.RmgrXLOG || r.RmgrID == wal.RmgrXact {
