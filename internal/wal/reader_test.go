@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -284,5 +285,34 @@ func BenchmarkReadSegment(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// A record header claiming nearly 1 GiB costs only the bytes that actually
+// arrive: the reader allocates as the record's pages come in, not up front.
+func TestForgedRecordLengthAllocatesOnlyWhatArrives(t *testing.T) {
+	seg := loadSegments(t)[1]
+	start := startOf(t, seg.name)
+	rd, err := wal.NewReader(bytes.NewReader(seg.data), testSegSize, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := rd.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Forge the second record's length.
+	data := bytes.Clone(seg.data)
+	at := int(uint64(first.EndLSN)-uint64(start)+7) &^ 7
+	binary.LittleEndian.PutUint32(data[at:], 0x3fffff00)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err = readAll(t, data, start)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, wal.ErrCorruptRecord) {
+		t.Fatalf("got %v, want ErrCorruptRecord", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Fatalf("reading a 1 MiB segment with a forged 1 GiB record allocated %d MiB", grew>>20)
 	}
 }
