@@ -55,12 +55,13 @@ type Reader struct {
 	major    int    // PostgreSQL major version from magic, 0 when unknown
 	sysID    uint64
 	tli      uint32
-	started  bool   // the first page has been read
-	skipped  bool   // a continuation at the start was skipped
-	prevRec  LSN    // start of the previous record, 0 before the first
-	buf      []byte // assembles records that cross pages
-	rec      []byte // the current record: in page when it fits, else buf
-	finished error  // sticky error
+	started  bool       // the first page has been read
+	skipped  bool       // a continuation at the start was skipped
+	prevRec  LSN        // start of the previous record, 0 before the first
+	buf      []byte     // assembles records that cross pages
+	rec      []byte     // the current record: in page when it fits, else buf
+	blocks   []BlockRef // reused for each record's Blocks
+	finished error      // sticky error
 }
 
 // NewReader returns a Reader over r, which must deliver whole consecutive WAL
@@ -354,7 +355,13 @@ func (rd *Reader) checkRecord(start LSN) (Record, error) {
 	if rd.prevRec != 0 && rec.Prev != rd.prevRec {
 		return rec, corrupt(start, "record's xl_prev %s does not link to the previous record at %s", rec.Prev, rd.prevRec)
 	}
-	if err := decodeRecord(&rec, b, rd.major); err != nil {
+	rec.Blocks = rd.blocks[:0]
+	err := decodeRecord(&rec, b, rd.major)
+	rd.blocks = rec.Blocks[:0]
+	if len(rec.Blocks) == 0 {
+		rec.Blocks = nil
+	}
+	if err != nil {
 		return rec, corrupt(start, "%v", err)
 	}
 	return rec, nil

@@ -64,9 +64,10 @@ const (
 	restorePointNameN = 64 // MAXFNAMELEN
 )
 
-// Record is one decoded WAL record. MainData and the byte slices inside Blocks
-// alias the reader's buffer and are valid only until the next call to Next;
-// the typed payloads (Xact, RestorePoint, Checkpoint, EndOfRecovery) are copies.
+// Record is one decoded WAL record. MainData and Blocks alias the reader's
+// buffers and are valid only until the next call to Next (copy them to keep
+// them); the typed payloads (Xact, RestorePoint, Checkpoint, EndOfRecovery)
+// are the caller's.
 type Record struct {
 	LSN    LSN // where the record starts
 	EndLSN LSN // the byte after it (a segment switch extends to the segment's end)
