@@ -24,7 +24,7 @@ unit:
 ## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
 FUZZTIME ?= 10s
 fuzz:
-	for t in FuzzReader FuzzDecodeCommit; do \
+	for t in FuzzReader FuzzDecodeCommit FuzzParseHistory; do \
 		$(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./internal/wal || exit 1; \
 	done
 
