@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+type listedBackup struct {
+	Name     string `json:"name"`
+	StartWAL string `json:"start_wal"`
+}
+
+func deleteTestBackups(t *testing.T, s *scenario) []listedBackup {
+	t.Helper()
+	var rows []listedBackup
+	out := mustPGB(t, "", nil, s.cmd("backup-list", "--json")...)
+	if err := json.Unmarshal([]byte(out.stdout), &rows); err != nil {
+		t.Fatalf("backup-list --json: %v\n%s", err, out.stdout)
+	}
+	return rows
+}
+
+// archivedWAL lists the WAL file names in a filesystem repository.
+func archivedWAL(t *testing.T, repo string) []string {
+	t.Helper()
+	return archivedWALBefore(repoFiles(t, repo))
+}
+
+func TestDeleteKeepingTwoBackupsThenRestoreInsideTheWindow(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
+	s.src = archivingClusterWith(t, s.sel)
+	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
+	s.tick(t, 5)
+	s.backup(t)
+	s.tick(t, 5)
+	s.backup(t)
+	s.tick(t, 10)
+	want := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
+	last := s.src.QueryString(t, "SELECT max(ts) FROM ticks")
+	s.waitClockPast(t, last)
+	target := s.src.QueryString(t, "SELECT clock_timestamp()")
+	s.waitClockPast(t, target)
+	s.tick(t, 10)
+	s.backup(t)
+	s.tick(t, 5)
+	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
+
+	before := deleteTestBackups(t, s)
+	if len(before) != 3 {
+		t.Fatalf("backups %v, want 3", before)
+	}
+	files := repoFiles(t, repo)
+	dry := mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "2")...)
+	if !strings.Contains(dry.stdout, "would delete backup "+before[0].Name) || !strings.Contains(dry.stdout, "dry run") {
+		t.Fatalf("dry run output: %s", dry)
+	}
+	if got := repoFiles(t, repo); !reflect.DeepEqual(got, files) {
+		t.Fatalf("the dry run changed the repository:\nbefore %v\nafter  %v", files, got)
+	}
+
+	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "2", "--confirm")...)
+	after := deleteTestBackups(t, s)
+	if !reflect.DeepEqual(after, before[1:]) {
+		t.Fatalf("backups after delete %v, want %v", after, before[1:])
+	}
+	for _, f := range repoFiles(t, repo) {
+		if strings.Contains(f, before[0].Name) {
+			t.Errorf("left of the deleted backup: %s", f)
+		}
+	}
+	// Exactly the WAL from the oldest kept backup's start segment on is left.
+	wantWAL := wantWALFrom(archivedWALBefore(files), after[0].StartWAL)
+	if len(wantWAL) == len(archivedWALBefore(files)) {
+		t.Fatalf("no WAL is older than the oldest kept backup (%s): the test proves nothing", after[0].StartWAL)
+	}
+	if got := archivedWAL(t, repo); !reflect.DeepEqual(got, wantWAL) {
+		t.Fatalf("WAL after delete %v, want %v", got, wantWAL)
+	}
+
+	// A point between the two kept backups: restored from the older one, replaying
+	// the WAL that remains.
+	c := s.restore(t, "--target-time", target, "--target-action", "promote")
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != want {
+		t.Fatalf("rows = %d, want every row committed before the target: %d", got, want)
+	}
+}
+
+// archivedWALBefore is the WAL file names among repository files.
+func archivedWALBefore(files []string) []string {
+	var out []string
+	for _, f := range files {
+		if strings.HasPrefix(f, "wal"+string(filepath.Separator)) {
+			out = append(out, filepath.Base(f))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// wantWALFrom keeps the names whose 24-digit segment is not before start (one
+// timeline here) and history files.
+func wantWALFrom(names []string, start string) []string {
+	var out []string
+	for _, n := range names {
+		if strings.HasSuffix(n, ".history") || len(n) >= 24 && n[:24] >= start {
+			out = append(out, n)
+		}
+	}
+	return out
+}
