@@ -33,10 +33,25 @@ func archivedWAL(t *testing.T, repo string) []string {
 	return archivedWALBefore(repoFiles(t, repo))
 }
 
+// The policy comes from the config file, as under cron.
 func TestDeleteKeepingTwoBackupsThenRestoreInsideTheWindow(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
+	deleteKeepingTwoOn(t, repo, configFile(t, "repo: "+repo+"\nretain-full: 2\n"), nil)
+}
+
+func TestDeleteKeepingTwoBackupsOnS3ThenRestoreInsideTheWindow(t *testing.T) {
+	pgtest.Require(t)
+	sel, _ := s3Repo(t, 0, "")
+	deleteKeepingTwoOn(t, "", sel, []string{"--retain-full", "2"})
+}
+
+// deleteKeepingTwoOn takes three backups, deletes the oldest with the policy (a dry
+// run first), and restores to a point between the two that are kept. repo is the
+// filesystem repository's directory, whose files are checked; "" for object stores.
+func deleteKeepingTwoOn(t *testing.T, repo string, sel, policy []string) {
+	t.Helper()
+	s := &scenario{repo: repo, sel: sel}
 	s.src = archivingClusterWith(t, s.sel)
 	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
 	s.tick(t, 5)
@@ -58,40 +73,63 @@ func TestDeleteKeepingTwoBackupsThenRestoreInsideTheWindow(t *testing.T) {
 	if len(before) != 3 {
 		t.Fatalf("backups %v, want 3", before)
 	}
-	files := repoFiles(t, repo)
-	dry := mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "2")...)
-	if !strings.Contains(dry.stdout, "would delete backup "+before[0].Name) || !strings.Contains(dry.stdout, "dry run") {
+	var files []string
+	if repo != "" {
+		files = repoFiles(t, repo)
+	}
+	dry := mustPGB(t, "", nil, s.cmd("delete", policy...)...)
+	if !strings.Contains(dry.stdout, "would delete backup "+before[0].Name) || !strings.Contains(dry.stdout, "WAL file(s)") ||
+		!strings.Contains(dry.stdout, "dry run") {
 		t.Fatalf("dry run output: %s", dry)
 	}
-	if got := repoFiles(t, repo); !reflect.DeepEqual(got, files) {
-		t.Fatalf("the dry run changed the repository:\nbefore %v\nafter  %v", files, got)
+	if got := deleteTestBackups(t, s); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the dry run deleted backups: %v", got)
+	}
+	if repo != "" {
+		if got := repoFiles(t, repo); !reflect.DeepEqual(got, files) {
+			t.Fatalf("the dry run changed the repository:\nbefore %v\nafter  %v", files, got)
+		}
 	}
 
-	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "2", "--confirm")...)
+	mustPGB(t, "", nil, s.cmd("delete", append(policy, "--confirm")...)...)
 	after := deleteTestBackups(t, s)
 	if !reflect.DeepEqual(after, before[1:]) {
 		t.Fatalf("backups after delete %v, want %v", after, before[1:])
 	}
-	for _, f := range repoFiles(t, repo) {
-		if strings.Contains(f, before[0].Name) {
-			t.Errorf("left of the deleted backup: %s", f)
-		}
+	// Nothing more to delete: the confirmed delete did all the dry run said.
+	again := mustPGB(t, "", nil, s.cmd("delete", policy...)...)
+	if strings.Contains(again.stdout, "would delete") {
+		t.Fatalf("left to delete after --confirm: %s", again)
 	}
-	// Exactly the WAL from the oldest kept backup's start segment on is left.
-	wantWAL := wantWALFrom(archivedWALBefore(files), after[0].StartWAL)
-	if len(wantWAL) == len(archivedWALBefore(files)) {
-		t.Fatalf("no WAL is older than the oldest kept backup (%s): the test proves nothing", after[0].StartWAL)
-	}
-	if got := archivedWAL(t, repo); !reflect.DeepEqual(got, wantWAL) {
-		t.Fatalf("WAL after delete %v, want %v", got, wantWAL)
+	if repo != "" {
+		checkRepoAfterDelete(t, repo, files, before[0].Name, after[0].StartWAL)
 	}
 
 	// A point between the two kept backups: restored from the older one, replaying
 	// the WAL that remains.
 	c := s.restore(t, "--target-time", target, "--target-action", "promote")
-	c.WaitRecoveryDone(t, 60*time.Second)
+	c.WaitRecoveryDone(t, 120*time.Second)
 	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != want {
 		t.Fatalf("rows = %d, want every row committed before the target: %d", got, want)
+	}
+}
+
+// checkRepoAfterDelete checks that nothing of the deleted backup is left and exactly
+// the WAL from the oldest kept backup's start segment on.
+func checkRepoAfterDelete(t *testing.T, repo string, files []string, deleted, keptStartWAL string) {
+	t.Helper()
+	for _, f := range repoFiles(t, repo) {
+		if strings.Contains(f, deleted) {
+			t.Errorf("left of the deleted backup: %s", f)
+		}
+	}
+	// Exactly the WAL from the oldest kept backup's start segment on is left.
+	wantWAL := wantWALFrom(archivedWALBefore(files), keptStartWAL)
+	if len(wantWAL) == len(archivedWALBefore(files)) {
+		t.Fatalf("no WAL is older than the oldest kept backup (%s): the test proves nothing", keptStartWAL)
+	}
+	if got := archivedWAL(t, repo); !reflect.DeepEqual(got, wantWAL) {
+		t.Fatalf("WAL after delete %v, want %v", got, wantWAL)
 	}
 }
 
