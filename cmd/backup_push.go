@@ -62,7 +62,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	d := time.Since(start)
 	if permanent {
 		if err := rp.MarkPermanent(ctx, m.Name, time.Now()); err != nil {
-			return fmt.Errorf("backup-push: backup %s is complete but not marked permanent (pgb backup-mark %s --permanent marks it): %w", m.Name, m.Name, err)
+			return fmt.Errorf("backup-push: backup %s is complete but not marked permanent (pgb backup-mark --permanent %s marks it): %w", m.Name, m.Name, err)
 		}
 	}
 	// The backup is stored: failing to print the summary is no reason to fail.

@@ -103,7 +103,7 @@ func (r *Repo) DeleteBackup(ctx context.Context, name string) error {
 		return fmt.Errorf("list the objects of backup %s: %w", name, err)
 	}
 	if hasManifest && permanent {
-		return fmt.Errorf("backup %s: %w (pgb backup-mark %s --no-permanent lifts it)", name, ErrPermanent, name)
+		return fmt.Errorf("backup %s: %w (pgb backup-mark --no-permanent %s lifts it)", name, ErrPermanent, name)
 	}
 	sort.Strings(keys)
 	order := append([]string{ManifestKey(name)}, keys...)

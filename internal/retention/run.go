@@ -104,28 +104,36 @@ func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err err
 	if !opt.Confirm {
 		return res, nil
 	}
+	if err := carryOut(ctx, r, res); err != nil {
+		return res, fmt.Errorf("%w; what is already deleted is not needed by what is kept: run the same delete again to finish", err)
+	}
+	res.Deleted = true
+	return res, nil
+}
+
+// carryOut deletes what res plans, in the order Delete documents.
+func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 	for _, b := range res.Unfinished {
 		if err := r.DeleteBackup(ctx, b.Name); err != nil {
-			return res, err
+			return err
 		}
 	}
 	for _, b := range res.Delete {
 		if err := r.DeleteBackup(ctx, b.Name); err != nil {
-			return res, err
+			return err
 		}
 	}
 	for _, rp := range res.RestorePoints {
 		if err := r.DeleteRestorePoint(ctx, rp.Name); err != nil {
-			return res, err
+			return err
 		}
 	}
 	for _, o := range res.WAL {
 		if err := r.DeleteWAL(ctx, o); err != nil {
-			return res, err
+			return err
 		}
 	}
-	res.Deleted = true
-	return res, nil
+	return nil
 }
 
 // Garbage is what interrupted writes left behind.
