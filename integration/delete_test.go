@@ -156,3 +156,35 @@ func wantWALFrom(names []string, start string) []string {
 	}
 	return out
 }
+
+// A backup taken with --permanent outlives a policy that keeps only the newest one,
+// and still restores: the WAL it needs to become consistent was kept.
+func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
+	s.src = archivingClusterWith(t, s.sel)
+	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
+	s.tick(t, 5)
+	mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast", "--permanent")...)
+	atPermanent := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
+	s.tick(t, 5)
+	s.backup(t)
+	s.tick(t, 5)
+	s.backup(t)
+	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
+	before := deleteTestBackups(t, s)
+	if len(before) != 3 {
+		t.Fatalf("backups %v, want 3", before)
+	}
+	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "1", "--confirm")...)
+	after := deleteTestBackups(t, s)
+	if want := []listedBackup{before[0], before[2]}; !reflect.DeepEqual(after, want) {
+		t.Fatalf("backups after delete %v, want the permanent and the newest %v", after, want)
+	}
+	c := s.restore(t, "--backup", before[0].Name, "--target-immediate", "--target-action", "promote")
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != atPermanent {
+		t.Fatalf("rows in the permanent backup = %d, want %d", got, atPermanent)
+	}
+}
