@@ -78,6 +78,7 @@ func deleteKeepingTwoOn(t *testing.T, repo string, sel, policy []string) {
 		files = repoFiles(t, repo)
 	}
 	dry := mustPGB(t, "", nil, s.cmd("delete", policy...)...)
+	t.Logf("pgb delete (dry run):\n%s", dry.stdout)
 	if !strings.Contains(dry.stdout, "would delete backup "+before[0].Name) || !strings.Contains(dry.stdout, "WAL file(s)") ||
 		!strings.Contains(dry.stdout, "dry run") {
 		t.Fatalf("dry run output: %s", dry)
