@@ -25,8 +25,8 @@ func deleteCommand() *cli.Command {
 			"retain-days can be set in the config file; a policy given on the command line replaces the file's.\n\n" +
 			"Never deleted: the newest backup, a backup marked permanent (backup-push --permanent,\n" +
 			"backup-mark) and the WAL it needs to become consistent, timeline history files, and any WAL\n" +
-			"from the start of the oldest kept backup on. Restore points before the end of the oldest kept\n" +
-			"backup can no longer be reached and go too.\n\n" +
+			"from the lowest start of the kept backups on (every timeline). Restore points before the\n" +
+			"lowest end of the kept backups can no longer be reached and go too.\n\n" +
 			"Without --confirm nothing is deleted: pgb prints what it would delete, the bytes freed and the\n" +
 			"window that remains. With --confirm it takes the backup lock (never while a backup runs) and\n" +
 			"deletes each backup's manifest first (the backup disappears), then its parts and summary, then\n" +

@@ -5,11 +5,11 @@
 // backup marked permanent, and every WAL file a kept backup needs. A kept backup needs
 // all WAL from its start segment on, on every timeline (the end of its own timeline
 // and the descendants its history reaches); Plan keeps, more simply, every WAL file
-// whose segment is not older than the start segment of the oldest backup the policy
+// whose segment is not older than the lowest start segment of the backups the policy
 // keeps. A permanent backup older than that keeps the WAL it needs to become
 // consistent: its start segment to its stop segment, on its timeline. Timeline
-// history files are always kept. Restore points older than the end of the oldest
-// kept backup can no longer be reached and are deleted with their WAL.
+// history files are always kept. Restore points before the lowest end of the kept
+// backups can no longer be reached and are deleted with their WAL.
 package retention
 
 import (
@@ -115,7 +115,12 @@ func Make(in Input) (Plan, error) {
 	if segSize == 0 {
 		return Plan{}, fmt.Errorf("backup %s has no WAL segment size", oldest.Name)
 	}
-	cutoff := oldest.StartLSN.SegmentNumber(segSize)
+	// A later backup can start at a lower LSN (on a timeline that branched off before
+	// the oldest kept one started): the WAL kept starts at the lowest start of all kept.
+	cutoff, reach := oldest.StartLSN.SegmentNumber(segSize), oldest.StopLSN
+	for _, b := range bs[first:] {
+		cutoff, reach = min(cutoff, b.StartLSN.SegmentNumber(segSize)), min(reach, b.StopLSN)
+	}
 	for _, o := range in.WAL {
 		if o.Kind == wal.History || o.SegmentNumber(segSize) >= cutoff || needed(o, bs[:first], segSize) {
 			continue
@@ -131,7 +136,7 @@ func Make(in Input) (Plan, error) {
 		return p.WAL[i].Name < p.WAL[j].Name
 	})
 	for _, rp := range in.RestorePoints {
-		if rp.LSN < oldest.StopLSN {
+		if rp.LSN < reach {
 			p.RestorePoints = append(p.RestorePoints, rp)
 		}
 	}

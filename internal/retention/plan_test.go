@@ -128,6 +128,13 @@ func TestPlan(t *testing.T) {
 				wal.SegmentFileName(1, 5, seg), wal.SegmentFileName(1, 6, seg), wal.SegmentFileName(2, 6, seg),
 				wal.SegmentFileName(1, 7, seg), wal.SegmentFileName(2, 7, seg)},
 			windowFrom: "b3", bytes: 2000 + 8*10},
+		{name: "a kept backup on a newer timeline with a lower LSN keeps its WAL",
+			// b2 on timeline 1 ended on day 2 at segment 9; then a restore to segment 5
+			// started timeline 2, where b3 ran on day 3 from segment 6.
+			backups: []Backup{backup("b1", 1, 2, 3, 1, false), backup("b2", 1, 8, 9, 2, false), backup("b3", 2, 6, 7, 3, false)},
+			wal:     join(segs(1, 2, 10), []repo.WALObject{history(2)}, segs(2, 5, 8)), policy: Policy{RetainFull: 2},
+			delete: []string{"b1"}, deleteWAL: append(segNames(1, 2, 4), wal.SegmentFileName(1, 5, seg), wal.SegmentFileName(2, 5, seg)),
+			windowFrom: "b2", bytes: 1000 + 5*10},
 		{name: "restore points before the window go",
 			backups: three, wal: segs(1, 2, 10), policy: Policy{RetainFull: 2},
 			rps:    []repo.RestorePoint{{Name: "old", LSN: 3 * seg}, {Name: "in-b2", LSN: 6 * seg}, {Name: "new", LSN: 7 * seg}},
