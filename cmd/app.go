@@ -79,6 +79,8 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			checkCommand(),
 			backupPushCommand(),
 			backupListCommand(),
+			backupMarkCommand(),
+			deleteCommand(),
 			backupFetchCommand(),
 			restorePointCommand(),
 			restoreCommand(),

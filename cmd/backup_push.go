@@ -23,16 +23,18 @@ func backupPushCommand() *cli.Command {
 			"repository at a time. Exits 0 only when the backup is complete and restorable.\n\n" +
 			"The data directory read is the server's own (SHOW data_directory) unless --pgdata/PGDATA names\n" +
 			"it; a directory whose global/pg_control does not show exactly the server's last checkpoint\n" +
-			"(an old copy, or another copy that checkpointed later) is refused.",
-		Flags: flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
+			"(an old copy, or another copy that checkpointed later) is refused.\n\n" +
+			"--permanent marks the new backup permanent (see pgb backup-mark): pgb delete never deletes it.",
+		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge),
+			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			return e.backupPush(c.Context)
+			return e.backupPush(c.Context, c.Bool("permanent"))
 		}),
 	}
 }
 
-func (e *env) backupPush(ctx context.Context) error {
+func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	codec, err := e.codec()
 	if err != nil {
 		return usageError{err}
@@ -58,6 +60,11 @@ func (e *env) backupPush(ctx context.Context) error {
 		return fmt.Errorf("backup-push: %w", err)
 	}
 	d := time.Since(start)
+	if permanent {
+		if err := rp.MarkPermanent(ctx, m.Name, time.Now()); err != nil {
+			return fmt.Errorf("backup-push: backup %s is complete but not marked permanent (pgb backup-mark --permanent %s marks it): %w", m.Name, m.Name, err)
+		}
+	}
 	// The backup is stored: failing to print the summary is no reason to fail.
 	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),

@@ -64,6 +64,8 @@ const (
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
 	KeyLockMaxAge       = "lock-max-age"
+	KeyRetainFull       = "retain-full"
+	KeyRetainDays       = "retain-days"
 
 	KeyS3Endpoint        = "s3-endpoint"
 	KeyS3Region          = "s3-region"
@@ -118,6 +120,8 @@ var settings = []Setting{
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
+	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},
+	{Key: KeyRetainDays, Env: []string{"PGB_RETAIN_DAYS"}, Default: "0", Kind: Int, Usage: "pgb delete keeps what recovery to any point of the last `D` days needs (0 = not set)"},
 
 	{Key: KeyS3Endpoint, Env: []string{"PGB_S3_ENDPOINT"}, Category: CategoryS3, Usage: "endpoint `URL` of an S3-compatible store (MinIO, Ceph RGW, versitygw, R2…); empty = AWS"},
 	{Key: KeyS3Region, Env: []string{"PGB_S3_REGION", "AWS_REGION"}, Category: CategoryS3, Usage: "region (default: the SDK's configuration, else us-east-1)"},
@@ -199,6 +203,8 @@ type Config struct {
 	Concurrency      int
 	Fast             bool
 	LockMaxAge       time.Duration
+	RetainFull       int // 0: not set
+	RetainDays       int // 0: not set
 	S3               S3
 	GCS              GCS
 }
@@ -302,6 +308,18 @@ func Load(src Source) (Config, error) {
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
 	c.WALTimeout = duration(KeyWALTimeout)
 	c.LockMaxAge = duration(KeyLockMaxAge)
+	for _, k := range []string{KeyRetainFull, KeyRetainDays} {
+		n := integer(k)
+		if n < 0 {
+			v, where := get(k)
+			errs = append(errs, fmt.Sprintf("%s: %q is negative: want a count, or 0 for not set", where, v))
+		}
+		if k == KeyRetainFull {
+			c.RetainFull = n
+		} else {
+			c.RetainDays = n
+		}
+	}
 	if v, where := get(KeyPartSize); true {
 		n, err := ParseSize(v)
 		if err != nil || n < 1<<20 {

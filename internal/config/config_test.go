@@ -247,3 +247,18 @@ func TestIgnoredSDKAttemptSettingsAreWarnedAbout(t *testing.T) {
 		t.Errorf("defaults: warnings %q, %v; want none", cfg.Warnings, err)
 	}
 }
+
+func TestRetentionPolicyFromTheFile(t *testing.T) {
+	f := writeFile(t, "repo: /r\nretain-full: 7\nretain-days: 14\n")
+	c, err := Load(src(map[string]string{KeyConfig: f}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RetainFull != 7 || c.RetainDays != 14 {
+		t.Fatalf("retain-full %d, retain-days %d", c.RetainFull, c.RetainDays)
+	}
+	_, err = Load(src(map[string]string{KeyConfig: "", KeyRetainFull: "-1"}))
+	if err == nil || !strings.Contains(err.Error(), "--retain-full") {
+		t.Fatalf("a negative count: %v", err)
+	}
+}

@@ -1,0 +1,231 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// permanentName marks a backup as permanent: retention never deletes it. The
+// manifest is immutable, so the mark is an object of its own beside it.
+const permanentName = "permanent"
+
+// PermanentKey names the mark that makes a backup permanent.
+func PermanentKey(backup string) string { return BackupPrefix(backup) + permanentName }
+
+// permanentMark is the content of a permanent mark.
+type permanentMark struct {
+	Name   string    `json:"name"`
+	Marked time.Time `json:"marked"`
+}
+
+// ErrPermanent means a backup is marked permanent: DeleteBackup refuses it.
+var ErrPermanent = errors.New("the backup is marked permanent")
+
+// MarkPermanent marks the complete backup name permanent. Marking a backup that is
+// already permanent changes nothing.
+func (r *Repo) MarkPermanent(ctx context.Context, name string, now time.Time) error {
+	if _, err := r.st.Stat(ctx, ManifestKey(name)); err != nil {
+		if errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+		}
+		return fmt.Errorf("look for backup %s: %w", name, err)
+	}
+	err := r.putJSON(ctx, PermanentKey(name), permanentMark{Name: name, Marked: now.UTC()})
+	if errors.Is(err, storage.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mark backup %s permanent: %w", name, err)
+	}
+	return nil
+}
+
+// UnmarkPermanent removes the permanent mark of backup name; a backup without one is
+// left as it is.
+func (r *Repo) UnmarkPermanent(ctx context.Context, name string) error {
+	if _, err := r.st.Stat(ctx, ManifestKey(name)); errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+	}
+	if err := r.st.Delete(ctx, PermanentKey(name)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("unmark backup %s: %w", name, err)
+	}
+	return nil
+}
+
+// PermanentBackups returns the names of the backups marked permanent, in one listing.
+func (r *Repo) PermanentBackups(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
+		if name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/"); ok && doc == permanentName {
+			out[name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteBackup removes backup name in an order that is safe to interrupt: the
+// manifest first (the backup no longer exists for any reader), then its parts and its
+// permanent mark, the summary last. A backup whose manifest is gone but whose summary
+// is still there is a delete that was interrupted (or a backup that failed in its
+// last step): IncompleteBackups lists it, and DeleteBackup finishes it. A backup
+// marked permanent is refused with ErrPermanent. Objects already gone count as
+// removed.
+func (r *Repo) DeleteBackup(ctx context.Context, name string) error {
+	if !validBackupName(name) {
+		return fmt.Errorf("backup %q: %w", name, ErrDamagedBackup)
+	}
+	var keys []string
+	hasManifest, permanent := false, false
+	err := r.st.List(ctx, BackupPrefix(name), func(o storage.ObjectInfo) error {
+		switch o.Key {
+		case ManifestKey(name):
+			hasManifest = true
+		case PermanentKey(name):
+			permanent = true
+		case SummaryKey(name):
+		default:
+			keys = append(keys, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list the objects of backup %s: %w", name, err)
+	}
+	if hasManifest && permanent {
+		return fmt.Errorf("backup %s: %w (pgb backup-mark --no-permanent %s lifts it)", name, ErrPermanent, name)
+	}
+	sort.Strings(keys)
+	order := append([]string{ManifestKey(name)}, keys...)
+	order = append(order, PermanentKey(name), SummaryKey(name))
+	for _, k := range order {
+		if err := r.st.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotExist) {
+			return fmt.Errorf("delete backup %s: remove %s: %w", name, k, err)
+		}
+	}
+	return nil
+}
+
+// IncompleteBackup is a backup directory without a manifest: a backup in progress, one
+// that failed, or a delete that was interrupted.
+type IncompleteBackup struct {
+	Name       string
+	HasSummary bool      // written just before the manifest: a delete was interrupted, or the very last step of a backup failed
+	Newest     time.Time // when its newest object was stored
+	Size       int64     // bytes stored
+	Objects    int
+}
+
+// IncompleteBackups lists the backup directories that have no manifest.
+func (r *Repo) IncompleteBackups(ctx context.Context) ([]IncompleteBackup, error) {
+	type acc struct {
+		IncompleteBackup
+		manifest bool
+	}
+	by := map[string]*acc{}
+	err := r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
+		name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/")
+		if !ok {
+			return nil
+		}
+		a := by[name]
+		if a == nil {
+			a = &acc{IncompleteBackup: IncompleteBackup{Name: name}}
+			by[name] = a
+		}
+		switch doc {
+		case manifestName:
+			a.manifest = true
+		case summaryName:
+			a.HasSummary = true
+		}
+		if o.ModTime.After(a.Newest) {
+			a.Newest = o.ModTime
+		}
+		a.Size += o.Size
+		a.Objects++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var out []IncompleteBackup
+	for _, a := range by {
+		if !a.manifest && validBackupName(a.Name) {
+			out = append(out, a.IncompleteBackup)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Probe is an object left under check/ by a pgb check that was killed.
+type Probe struct {
+	Key    string // for messages
+	Size   int64
+	Stored time.Time
+}
+
+// Probes lists the objects under check/.
+func (r *Repo) Probes(ctx context.Context) ([]Probe, error) {
+	var out []Probe
+	err := r.st.List(ctx, "check/", func(o storage.ObjectInfo) error {
+		if strings.HasPrefix(o.Key, "check/probe-") {
+			out = append(out, Probe{Key: o.Key, Size: o.Size, Stored: o.ModTime})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list check probes: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteProbe removes a probe Probes listed.
+func (r *Repo) DeleteProbe(ctx context.Context, p Probe) error {
+	if !strings.HasPrefix(p.Key, "check/probe-") {
+		return fmt.Errorf("%q is not a check probe", p.Key)
+	}
+	if err := r.st.Delete(ctx, p.Key); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", p.Key, err)
+	}
+	return nil
+}
+
+// DeleteWAL removes one archived WAL file that ListWAL returned. Timeline history
+// files are never removed: they are refused. A file already gone counts as removed.
+func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
+	if o.Kind == 0 || o.Name == "" {
+		return fmt.Errorf("delete WAL: no file named")
+	}
+	if o.Kind == wal.History {
+		return fmt.Errorf("delete WAL %s: timeline history files are kept", o.Name)
+	}
+	key := WALKey(o.File)
+	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteRestorePoint removes the restore point name; one already gone counts as
+// removed.
+func (r *Repo) DeleteRestorePoint(ctx context.Context, name string) error {
+	if err := ValidRestorePointName(name); err != nil {
+		return err
+	}
+	if err := r.st.Delete(ctx, restorePointKey(name)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("remove restore point %s: %w", name, err)
+	}
+	return nil
+}

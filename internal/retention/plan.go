@@ -1,0 +1,196 @@
+// Package retention decides what a retention policy deletes from a repository (Plan,
+// pure) and deletes it in an order that is safe to interrupt (Run).
+//
+// What is kept: the backups the policy keeps (never fewer than the newest one), every
+// backup marked permanent, and every WAL file a kept backup needs. A kept backup needs
+// all WAL from its start segment on, on every timeline (the end of its own timeline
+// and the descendants its history reaches); Plan keeps, more simply, every WAL file
+// whose segment is not older than the lowest start segment of the backups the policy
+// keeps. A permanent backup older than that keeps the WAL it needs to become
+// consistent: its start segment to its stop segment, on its timeline. Timeline
+// history files are always kept. Restore points before the lowest end of the kept
+// backups can no longer be reached and are deleted with their WAL.
+package retention
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// Policy says which backups to keep. Each set field keeps a run of the newest backups;
+// with several set, a backup is kept when any of them keeps it.
+type Policy struct {
+	// RetainFull keeps the newest RetainFull backups (0: not set).
+	RetainFull int
+	// RetainDays keeps what recovery to any point of the last RetainDays days needs:
+	// the newest backup that ended before now minus RetainDays days and every backup
+	// after it (0: not set).
+	RetainDays int
+	// BeforeTime deletes the backups that ended before it (zero: not set).
+	BeforeTime time.Time
+	// BeforeBackup deletes the backups older than the named one (empty: not set).
+	BeforeBackup string
+}
+
+// ErrNoPolicy means no policy was given: nothing would be deleted, and saying so is
+// better than doing nothing silently.
+var ErrNoPolicy = errors.New("no retention policy given")
+
+// Set reports whether the policy says anything.
+func (p Policy) Set() bool {
+	return p.RetainFull > 0 || p.RetainDays > 0 || !p.BeforeTime.IsZero() || p.BeforeBackup != ""
+}
+
+// Backup is a backup as planning sees it.
+type Backup struct {
+	*repo.Summary
+	Permanent bool
+}
+
+// Input is the repository as it stands.
+type Input struct {
+	Backups       []Backup // any order
+	WAL           []repo.WALObject
+	RestorePoints []repo.RestorePoint
+	Policy        Policy
+	Now           time.Time
+}
+
+// Window is what remains recoverable after the plan: from the end of the oldest kept
+// backup on.
+type Window struct {
+	FromBackup string
+	FromTime   time.Time
+	FromLSN    wal.LSN
+	Timeline   uint32
+}
+
+// Plan is what a policy deletes.
+type Plan struct {
+	Keep          []Backup         // oldest first
+	Delete        []Backup         // oldest first
+	WAL           []repo.WALObject // oldest first
+	RestorePoints []repo.RestorePoint
+	Bytes         int64  // stored bytes freed
+	Window        Window // the zero Window when the repository has no backup
+}
+
+// Make plans what in decides to delete. It never deletes the newest backup, a
+// permanent backup, a timeline history file or WAL a kept backup needs.
+func Make(in Input) (Plan, error) {
+	if !in.Policy.Set() {
+		return Plan{}, ErrNoPolicy
+	}
+	bs := append([]Backup(nil), in.Backups...)
+	sort.SliceStable(bs, func(i, j int) bool {
+		if !bs[i].StopTime.Equal(bs[j].StopTime) {
+			return bs[i].StopTime.Before(bs[j].StopTime)
+		}
+		return bs[i].StopLSN < bs[j].StopLSN
+	})
+	var p Plan
+	if len(bs) == 0 {
+		return p, nil // no backup: no WAL is known to be unneeded
+	}
+	first, err := firstKept(bs, in.Policy, in.Now)
+	if err != nil {
+		return Plan{}, err
+	}
+	for i, b := range bs {
+		if i >= first || b.Permanent {
+			p.Keep = append(p.Keep, b)
+			continue
+		}
+		p.Delete = append(p.Delete, b)
+		p.Bytes += b.StoredSize
+	}
+	oldest := bs[first]
+	p.Window = Window{FromBackup: oldest.Name, FromTime: oldest.StopTime, FromLSN: oldest.StopLSN, Timeline: oldest.Timeline}
+	segSize := oldest.WALSegSize
+	if segSize == 0 {
+		return Plan{}, fmt.Errorf("backup %s has no WAL segment size", oldest.Name)
+	}
+	// A later backup can start at a lower LSN (on a timeline that branched off before
+	// the oldest kept one started): the WAL kept starts at the lowest start of all kept.
+	cutoff, reach := oldest.StartLSN.SegmentNumber(segSize), oldest.StopLSN
+	for _, b := range bs[first:] {
+		cutoff, reach = min(cutoff, b.StartLSN.SegmentNumber(segSize)), min(reach, b.StopLSN)
+	}
+	for _, o := range in.WAL {
+		if o.Kind == wal.History || o.SegmentNumber(segSize) >= cutoff || needed(o, bs[:first], segSize) {
+			continue
+		}
+		p.WAL = append(p.WAL, o)
+		p.Bytes += o.Size
+	}
+	sort.SliceStable(p.WAL, func(i, j int) bool {
+		a, b := p.WAL[i].SegmentNumber(segSize), p.WAL[j].SegmentNumber(segSize)
+		if a != b {
+			return a < b
+		}
+		return p.WAL[i].Name < p.WAL[j].Name
+	})
+	for _, rp := range in.RestorePoints {
+		if rp.LSN < reach {
+			p.RestorePoints = append(p.RestorePoints, rp)
+		}
+	}
+	return p, nil
+}
+
+// needed reports whether a permanent backup among older needs o to become consistent.
+func needed(o repo.WALObject, older []Backup, segSize uint64) bool {
+	n := o.SegmentNumber(segSize)
+	for _, b := range older {
+		if b.Permanent && o.Timeline == b.Timeline &&
+			n >= b.StartLSN.SegmentNumber(segSize) && n <= b.StopLSN.SegmentNumber(segSize) {
+			return true
+		}
+	}
+	return false
+}
+
+// firstKept is the index of the oldest backup the policy keeps in bs (oldest first,
+// not empty): never past the newest.
+func firstKept(bs []Backup, p Policy, now time.Time) (int, error) {
+	first := len(bs) - 1
+	keep := func(i int) { first = min(first, max(i, 0)) }
+	if p.RetainFull > 0 {
+		keep(len(bs) - p.RetainFull)
+	}
+	if p.RetainDays > 0 {
+		edge := now.Add(-time.Duration(p.RetainDays) * 24 * time.Hour)
+		i := 0 // none ended before the edge: keep them all
+		for j, b := range bs {
+			if !b.StopTime.After(edge) {
+				i = j
+			}
+		}
+		keep(i)
+	}
+	if !p.BeforeTime.IsZero() {
+		i := len(bs) - 1
+		for j := len(bs) - 1; j >= 0 && !bs[j].StopTime.Before(p.BeforeTime); j-- {
+			i = j
+		}
+		keep(i)
+	}
+	if p.BeforeBackup != "" {
+		i := -1
+		for j, b := range bs {
+			if b.Name == p.BeforeBackup {
+				i = j
+			}
+		}
+		if i < 0 {
+			return 0, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, p.BeforeBackup)
+		}
+		keep(i)
+	}
+	return first, nil
+}

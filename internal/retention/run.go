@@ -1,0 +1,197 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+)
+
+// Options tune Delete.
+type Options struct {
+	Policy Policy
+	Now    time.Time
+	// Confirm deletes; without it Delete only plans (a dry run).
+	Confirm bool
+	// Lock tunes the backup lock that a confirmed delete holds.
+	Lock repo.LockOptions
+	Log  *slog.Logger
+}
+
+// Result is what Delete planned, and did when confirmed.
+type Result struct {
+	Plan
+	// Unfinished are backups whose delete was interrupted (their manifest is gone,
+	// their summary still there): a confirmed delete finishes them.
+	Unfinished []repo.IncompleteBackup
+	Deleted    bool // the plan was carried out
+}
+
+// Load reads what planning needs from the repository. A backup written by a newer
+// pgb stops it: this pgb cannot tell which WAL that backup needs.
+func Load(ctx context.Context, r *repo.Repo, log *slog.Logger) (Input, error) {
+	sums, damaged, err := r.ListBackups(ctx)
+	if err != nil {
+		return Input{}, err
+	}
+	for _, d := range damaged {
+		if errors.Is(d.Err, repo.ErrNewerFormat) {
+			return Input{}, fmt.Errorf("%w: upgrade pgb before deleting anything", d.Err)
+		}
+		if log != nil {
+			log.Warn("a damaged backup is left alone (restore skips it)", "backup", d.Name, "reason", d.Err.Error())
+		}
+	}
+	perm, err := r.PermanentBackups(ctx)
+	if err != nil {
+		return Input{}, err
+	}
+	var in Input
+	for _, s := range sums {
+		in.Backups = append(in.Backups, Backup{Summary: s, Permanent: perm[s.Name]})
+	}
+	if err := r.ListWAL(ctx, func(o repo.WALObject) error { in.WAL = append(in.WAL, o); return nil }); err != nil {
+		return Input{}, fmt.Errorf("list WAL: %w", err)
+	}
+	if in.RestorePoints, err = r.ListRestorePoints(ctx); err != nil {
+		return Input{}, err
+	}
+	return in, nil
+}
+
+// Delete plans what opt.Policy deletes and, with opt.Confirm, deletes it under the
+// repository's backup lock (never while a backup runs), in an order that is safe to
+// interrupt and that a rerun finishes: each backup's manifest first (the backup
+// disappears), then its parts and its summary; then the restore points outside the new
+// window; then WAL, oldest first. Backups whose delete was interrupted are finished
+// first.
+func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err error) {
+	if !opt.Policy.Set() {
+		return res, ErrNoPolicy
+	}
+	if opt.Confirm {
+		lock, err := r.AcquireBackupLock(ctx, "delete", opt.Lock)
+		if err != nil {
+			return res, err
+		}
+		defer func() {
+			if rerr := lock.Release(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+				err = fmt.Errorf("release the backup lock: %w", rerr)
+			}
+		}()
+	}
+	in, err := Load(ctx, r, opt.Log)
+	if err != nil {
+		return res, err
+	}
+	in.Policy, in.Now = opt.Policy, opt.Now
+	if res.Plan, err = Make(in); err != nil {
+		return res, err
+	}
+	inc, err := r.IncompleteBackups(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, b := range inc {
+		if b.HasSummary {
+			res.Unfinished = append(res.Unfinished, b)
+			res.Bytes += b.Size
+		}
+	}
+	if !opt.Confirm {
+		return res, nil
+	}
+	if err := carryOut(ctx, r, res); err != nil {
+		return res, fmt.Errorf("%w; what is already deleted is not needed by what is kept: run the same delete again to finish", err)
+	}
+	res.Deleted = true
+	return res, nil
+}
+
+// carryOut deletes what res plans, in the order Delete documents.
+func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
+	for _, b := range res.Unfinished {
+		if err := r.DeleteBackup(ctx, b.Name); err != nil {
+			return err
+		}
+	}
+	for _, b := range res.Delete {
+		if err := r.DeleteBackup(ctx, b.Name); err != nil {
+			return err
+		}
+	}
+	for _, rp := range res.RestorePoints {
+		if err := r.DeleteRestorePoint(ctx, rp.Name); err != nil {
+			return err
+		}
+	}
+	for _, o := range res.WAL {
+		if err := r.DeleteWAL(ctx, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Garbage is what interrupted writes left behind.
+type Garbage struct {
+	Backups []repo.IncompleteBackup // backups without a manifest
+	Probes  []repo.Probe            // check probes
+	Bytes   int64
+	Deleted bool
+}
+
+// CollectGarbage finds, and with confirm removes, the objects interrupted writes left
+// behind that are older than grace: backups without a manifest (parts, summaries) and
+// pgb check probes. It holds the backup lock while it looks, so a backup in progress
+// is never among them.
+func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time.Duration, confirm bool, lockOpt repo.LockOptions) (g Garbage, err error) {
+	lock, err := r.AcquireBackupLock(ctx, "delete --garbage", lockOpt)
+	if err != nil {
+		return g, err
+	}
+	defer func() {
+		if rerr := lock.Release(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+			err = fmt.Errorf("release the backup lock: %w", rerr)
+		}
+	}()
+	edge := now.Add(-grace)
+	inc, err := r.IncompleteBackups(ctx)
+	if err != nil {
+		return g, err
+	}
+	for _, b := range inc {
+		if b.Newest.Before(edge) {
+			g.Backups = append(g.Backups, b)
+			g.Bytes += b.Size
+		}
+	}
+	probes, err := r.Probes(ctx)
+	if err != nil {
+		return g, err
+	}
+	for _, p := range probes {
+		if p.Stored.Before(edge) {
+			g.Probes = append(g.Probes, p)
+			g.Bytes += p.Size
+		}
+	}
+	if !confirm {
+		return g, nil
+	}
+	for _, b := range g.Backups {
+		if err := r.DeleteBackup(ctx, b.Name); err != nil {
+			return g, err
+		}
+	}
+	for _, p := range g.Probes {
+		if err := r.DeleteProbe(ctx, p); err != nil {
+			return g, err
+		}
+	}
+	g.Deleted = true
+	return g, nil
+}

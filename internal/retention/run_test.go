@@ -1,0 +1,223 @@
+package retention
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// fill stores three backups (segments 2-3, 5-6, 8-9 of timeline 1, a day apart),
+// segments 2..10 and a restore point in segment 3.
+func fill(t *testing.T, r *repo.Repo) {
+	t.Helper()
+	ctx := context.Background()
+	for _, b := range []Backup{backup("b1", 1, 2, 3, 1, false), backup("b2", 1, 5, 6, 2, false), backup("b3", 1, 8, 9, 3, false)} {
+		s := *b.Summary
+		s.StartWAL = wal.SegmentFileName(1, uint64(s.StartLSN)/seg, seg)
+		s.StopWAL = wal.SegmentFileName(1, uint64(s.StopLSN)/seg, seg)
+		w, err := r.CreatePart(ctx, s.Name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = w.Write([]byte("tar"))
+		if _, err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		m := &repo.Manifest{Summary: s, Parts: []repo.Part{{N: 1, Files: 0}}}
+		if err := r.PutBackup(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range segs(1, 2, 10) {
+		if _, err := r.PutWAL(ctx, o.File, bytes.NewReader([]byte("wal")), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.PutRestorePoint(ctx, repo.RestorePoint{Name: "old", LSN: 3 * seg, Timeline: 1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func listWAL(t *testing.T, r *repo.Repo) []string {
+	t.Helper()
+	out := []string{}
+	if err := r.ListWAL(context.Background(), func(o repo.WALObject) error { out = append(out, o.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func backupNames(t *testing.T, r *repo.Repo) []string {
+	t.Helper()
+	bs, damaged, err := r.ListBackups(context.Background())
+	if err != nil || len(damaged) != 0 {
+		t.Fatalf("ListBackups: %v, %v", damaged, err)
+	}
+	out := []string{}
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+func TestDeleteDryRunChangesNothingAndConfirmDeletes(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r := repo.New(st, repo.Options{})
+	fill(t, r)
+	opt := Options{Policy: Policy{RetainFull: 2}, Now: t0.Add(10 * 24 * time.Hour)}
+	res, err := Delete(ctx, r, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Deleted || !reflect.DeepEqual(names(res.Delete), []string{"b1"}) || !reflect.DeepEqual(walNames(res.WAL), segNames(1, 2, 4)) {
+		t.Fatalf("dry run: deleted %v, would delete %v and %v", res.Deleted, names(res.Delete), walNames(res.WAL))
+	}
+	if got := backupNames(t, r); len(got) != 3 || len(listWAL(t, r)) != 9 {
+		t.Fatalf("the dry run changed the repository: %v", got)
+	}
+	opt.Confirm = true
+	if _, err := Delete(ctx, r, opt); err != nil {
+		t.Fatal(err)
+	}
+	if got := backupNames(t, r); !reflect.DeepEqual(got, []string{"b2", "b3"}) {
+		t.Fatalf("backups left %v", got)
+	}
+	if got := listWAL(t, r); !reflect.DeepEqual(got, segNames(1, 5, 10)) {
+		t.Fatalf("WAL left %v", got)
+	}
+	if rps, _ := r.ListRestorePoints(ctx); len(rps) != 0 {
+		t.Fatalf("restore points left %v", rps)
+	}
+	if inc, _ := r.IncompleteBackups(ctx); len(inc) != 0 {
+		t.Fatalf("left behind %+v", inc)
+	}
+}
+
+// A delete killed at every step: the repository it leaves is one that listing and
+// restore planning understand, and a rerun finishes the job.
+func TestDeleteInterruptedAtEachStepIsFinishedByARerun(t *testing.T) {
+	ctx := context.Background()
+	for skip := 0; skip < 12; skip++ {
+		inner := mem.New()
+		r0 := repo.New(inner, repo.Options{})
+		fill(t, r0)
+		st := faulty.New(inner, faulty.Rule{Op: faulty.Delete, Skip: skip, Key: "backups/"}, faulty.Rule{Op: faulty.Delete, Skip: 0, Key: "wal/"})
+		if skip >= 4 { // b1 has four objects: interrupt in the restore points and WAL instead
+			st = faulty.New(inner, faulty.Rule{Op: faulty.Delete, Skip: skip - 4, Key: "wal/"})
+		}
+		r := repo.New(st, repo.Options{})
+		opt := Options{Policy: Policy{RetainFull: 2}, Now: t0.Add(10 * 24 * time.Hour), Confirm: true}
+		if _, err := Delete(ctx, r, opt); !errors.Is(err, faulty.ErrInjected) {
+			if skip < 7 {
+				t.Fatalf("skip %d: %v, want the injected failure", skip, err)
+			}
+		}
+		// What the interrupted delete left is understood.
+		if got := backupNames(t, r0); !reflect.DeepEqual(got, []string{"b2", "b3"}) && !reflect.DeepEqual(got, []string{"b1", "b2", "b3"}) {
+			t.Fatalf("skip %d: backups %v", skip, got)
+		}
+		if _, _, err := restore.Plan(ctx, r0, slog.New(slog.DiscardHandler), "", nil); err != nil {
+			t.Fatalf("skip %d: restore planning after an interrupted delete: %v", skip, err)
+		}
+		if _, err := Delete(ctx, r0, opt); err != nil {
+			t.Fatalf("skip %d: rerun: %v", skip, err)
+		}
+		if got := backupNames(t, r0); !reflect.DeepEqual(got, []string{"b2", "b3"}) {
+			t.Fatalf("skip %d: after the rerun backups %v", skip, got)
+		}
+		if got := listWAL(t, r0); !reflect.DeepEqual(got, segNames(1, 5, 10)) {
+			t.Fatalf("skip %d: after the rerun WAL %v", skip, got)
+		}
+		var left []string
+		_ = inner.List(ctx, "backups/b1/", func(o storage.ObjectInfo) error { left = append(left, o.Key); return nil })
+		if len(left) != 0 {
+			t.Fatalf("skip %d: after the rerun b1 left %v", skip, left)
+		}
+	}
+}
+
+func TestDeleteKeepsAPermanentBackup(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(mem.New(), repo.Options{})
+	fill(t, r)
+	if err := r.MarkPermanent(ctx, "b1", t0); err != nil {
+		t.Fatal(err)
+	}
+	opt := Options{Policy: Policy{RetainFull: 1}, Now: t0.Add(10 * 24 * time.Hour), Confirm: true}
+	if _, err := Delete(ctx, r, opt); err != nil {
+		t.Fatal(err)
+	}
+	if got := backupNames(t, r); !reflect.DeepEqual(got, []string{"b1", "b3"}) {
+		t.Fatalf("backups left %v", got)
+	}
+	if got := listWAL(t, r); !reflect.DeepEqual(got, append(segNames(1, 2, 3), segNames(1, 8, 10)...)) {
+		t.Fatalf("WAL left %v", got)
+	}
+}
+
+func TestGarbageRemovesOldLeftoversButNotBackupsOrRecentOnes(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	r := repo.New(st, repo.Options{})
+	fill(t, r)
+	// A backup that failed before its manifest: one part.
+	w, err := r.CreatePart(ctx, "failed", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write([]byte("x"))
+	if _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	g, err := CollectGarbage(ctx, r, now, time.Hour, true, repo.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Backups) != 0 {
+		t.Fatalf("a fresh leftover was collected: %+v", g.Backups)
+	}
+	g, err = CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, false, repo.LockOptions{})
+	if err != nil || len(g.Backups) != 1 || g.Backups[0].Name != "failed" || g.Deleted {
+		t.Fatalf("dry run: %+v, %v", g, err)
+	}
+	if _, err := CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, true, repo.LockOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if inc, _ := r.IncompleteBackups(ctx); len(inc) != 0 {
+		t.Fatalf("left %+v", inc)
+	}
+	if got := backupNames(t, r); len(got) != 3 {
+		t.Fatalf("complete backups touched: %v", got)
+	}
+}
+
+func TestDeleteRefusesWhileABackupRuns(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(mem.New(), repo.Options{})
+	fill(t, r)
+	lock, err := r.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{Host: repo.Host{Name: "other-host"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Release(ctx) }()
+	_, err = Delete(ctx, r, Options{Policy: Policy{RetainFull: 1}, Now: t0, Confirm: true})
+	if !errors.Is(err, repo.ErrLocked) {
+		t.Fatalf("delete during a backup: %v, want ErrLocked", err)
+	}
+	if got := backupNames(t, r); len(got) != 3 {
+		t.Fatalf("deleted during a backup: %v", got)
+	}
+}
