@@ -20,6 +20,9 @@ import (
 // the manifest, and that its start..stop WAL is archived (the WAL check does the
 // latter when it runs).
 func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
+	if p := walRangeProblem(s); p != "" {
+		v.problem(repo.SummaryKey(s.Name), s.Name, "%s", p)
+	}
 	m, err := v.r.Manifest(ctx, s)
 	if err != nil {
 		if damage(err) {

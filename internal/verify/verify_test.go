@@ -359,3 +359,45 @@ func TestStoreFailureIsAnErrorNotAProblem(t *testing.T) {
 		t.Fatal("verify through a failing store passed")
 	}
 }
+
+func TestBackupWhoseSummaryGivesAnImplausibleWALRangeIsNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		start, stop uint64
+		want        string
+	}{
+		{"stop before start", 3 * segSize, 2 * segSize, "stops at 0/200000, before it starts at 0/300000"},
+		{"far beyond", 2 * segSize, 1 << 63, "spans more than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			const name = "20261202T010000Z"
+			f.putBackup(name, tc.start, tc.stop, map[int][]tfile{1: {{"base/1/2", "abc"}}})
+			for _, withWAL := range []bool{false, true} {
+				rep, ps := run(t, f.st, Options{Backup: name, WAL: withWAL})
+				wantOne(t, ps, repo.SummaryKey(name), tc.want)
+				if rep.WALSegments != 0 {
+					t.Fatalf("wal=%v: %d segments counted", withWAL, rep.WALSegments)
+				}
+			}
+		})
+	}
+}
+
+func TestOneBackupWithWALReadsOnlyTheWALItNeeds(t *testing.T) {
+	f := newFixture(t)
+	// A later backup on timeline 2 needs only timeline 2 from segment 7 on.
+	f.putBackupEdited("20261202T010000Z", 7*segSize+0x28, 7*segSize+0x200, map[int][]tfile{1: {{"base/1/2", "abc"}}}, func(m *repo.Manifest) {
+		m.Timeline = 2
+		m.StartWAL, m.StopWAL = wal.SegmentFileName(2, 7, segSize), wal.SegmentFileName(2, 7, segSize)
+	})
+	// A damaged segment the second backup does not need is not read for it.
+	key := repo.WALKey(wal.File{Name: wal.SegmentFileName(1, 3, segSize), Kind: wal.Segment, Timeline: 1})
+	st := faulty.New(f.st, faulty.Rule{Op: faulty.Get, Key: key, Fault: faulty.Corrupt, Offset: 5000})
+	rep, ps := run(t, st, Options{Backup: "20261202T010000Z", WAL: true})
+	if len(ps) != 0 || rep.WALSegments != 3 || rep.WALObjects != 4 {
+		t.Fatalf("report %+v, problems %v", rep, ps)
+	}
+	_, ps = run(t, st, Options{WAL: true})
+	wantOne(t, ps, key, "corrupt")
+}

@@ -34,9 +34,8 @@ func (st *walState) segNo(f wal.File) uint64 { return f.SegmentNumber(st.segSize
 // backupWAL checks, without --wal, that the backup's start..stop WAL is archived and
 // sound.
 func (v *verifier) backupWAL(ctx context.Context, s *repo.Summary) error {
-	if s.WALSegSize == 0 || s.WALSegSize&(s.WALSegSize-1) != 0 {
-		v.problem(repo.SummaryKey(s.Name), s.Name, "WAL segment size %d is not a power of two", s.WALSegSize)
-		return nil
+	if walRangeProblem(s) != "" {
+		return nil // reported with the backup
 	}
 	st := &walState{segSize: s.WALSegSize, hist: map[uint32][]wal.TimelineSpan{}}
 	if err := v.identity(ctx, st); err != nil {
@@ -64,6 +63,23 @@ func (v *verifier) backupWAL(ctx context.Context, s *repo.Summary) error {
 	return v.readAll(ctx, st, objs)
 }
 
+// maxBackupWAL bounds the WAL between a backup's start and stop: a summary claiming
+// more is damaged, and believing it would list the archive log by log for ever.
+const maxBackupWAL = 16 << 40
+
+// walRangeProblem says what is implausible in a backup's WAL range, "" when nothing.
+func walRangeProblem(s *repo.Summary) string {
+	switch {
+	case s.WALSegSize < 1<<20 || s.WALSegSize > 1<<30 || s.WALSegSize&(s.WALSegSize-1) != 0:
+		return fmt.Sprintf("says WAL segments are %d bytes, not a power of two from 1 MiB to 1 GiB", s.WALSegSize)
+	case s.StopLSN < s.StartLSN:
+		return fmt.Sprintf("says the backup stops at %s, before it starts at %s", s.StopLSN, s.StartLSN)
+	case uint64(s.StopLSN-s.StartLSN) > maxBackupWAL:
+		return fmt.Sprintf("says the backup spans more than %d TiB of WAL (%s to %s)", maxBackupWAL>>40, s.StartLSN, s.StopLSN)
+	}
+	return ""
+}
+
 // wal checks the WAL archive: continuity from every checked backup's start, and every
 // WAL object (only those the checked backup needs, with Options.Backup).
 func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
@@ -72,7 +88,7 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 	}
 	st := &walState{hist: map[uint32][]wal.TimelineSpan{}}
 	for _, s := range backups {
-		if s.WALSegSize != 0 && s.WALSegSize&(s.WALSegSize-1) == 0 {
+		if walRangeProblem(s) == "" {
 			st.segSize = s.WALSegSize
 			break
 		}
@@ -103,7 +119,14 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 	st.present = presence(st, objs)
 	var needs []need
 	for _, s := range backups {
-		needs = append(needs, v.chain(st, s)...)
+		switch {
+		case walRangeProblem(s) != "": // reported with the backup
+		case s.WALSegSize != st.segSize:
+			v.problem(repo.SummaryKey(s.Name), s.Name, "says WAL segments are %d bytes, backup %s says %d: one cluster has one size",
+				s.WALSegSize, backups[0].Name, st.segSize)
+		default:
+			needs = append(needs, v.chain(st, s)...)
+		}
 	}
 	needs = merge(needs)
 	v.gaps(st, needs)
