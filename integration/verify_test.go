@@ -140,3 +140,40 @@ func rel(t *testing.T, root, p string) string {
 	}
 	return filepath.ToSlash(r)
 }
+
+// TestVerifyFollowsAPromotedCopysTimeline: a restored copy promoted to timeline 2
+// archives into the same repository while production goes on on timeline 1; verify
+// --wal checks both from the backup (the first segment of timeline 2 starts with
+// timeline 1's pages, which its header says) and names a segment lost on timeline 1
+// after the fork.
+func TestVerifyFollowsAPromotedCopysTimeline(t *testing.T) {
+	f := forkRepository(t, false, "--target-name", "fork", "--target-action", "promote")
+	r := mustPGB(t, "", nil, "verify", "--repo", f.repo, "--wal")
+	if !strings.Contains(r.stdout, "verify passed") {
+		t.Fatalf("verify --wal of a forked history: %s", r)
+	}
+	t.Logf("pgb verify --wal:\n%s", r.stdout)
+	forkSeg, _ := filepath.Glob(filepath.Join(f.repo, "wal", "00000002*", "00000002????????????????"))
+	if len(forkSeg) == 0 {
+		t.Fatal("nothing archived on timeline 2")
+	}
+	sort.Strings(forkSeg)
+	segs, _ := filepath.Glob(filepath.Join(f.repo, "wal", "00000001*", "00000001????????????????"))
+	sort.Strings(segs)
+	var after []string // timeline 1's segments after the one timeline 2 branched off in
+	for _, s := range segs {
+		if filepath.Base(s)[8:] > filepath.Base(forkSeg[0])[8:] {
+			after = append(after, s)
+		}
+	}
+	if len(after) < 2 {
+		t.Fatalf("timeline 1 after the fork: %v", segs)
+	}
+	if err := os.Remove(after[0]); err != nil {
+		t.Fatal(err)
+	}
+	r = pgb(t, "", nil, "verify", "--repo", f.repo, "--wal")
+	if r.code != 1 || !strings.Contains(r.stdout, "PROBLEM  "+rel(t, f.repo, after[0])+": missing from the archive") {
+		t.Fatalf("verify --wal with %s deleted: %s", filepath.Base(after[0]), r)
+	}
+}

@@ -174,9 +174,9 @@ func TestCleanRepositoryPasses(t *testing.T) {
 		if rep.Backups != 1 || rep.Parts != 2 || rep.Files != 4 || rep.Bytes != 3+8192+70000+12 {
 			t.Fatalf("wal=%v: report %+v", withWAL, rep)
 		}
-		// Timeline 1: segments 2..5 (6 comes from timeline 2), timeline 2: 6..9; the
-		// history file and 1..9 of both timelines are read.
-		if withWAL && (rep.WALSegments != 8 || rep.WALObjects != 13) {
+		// Timeline 1 to its end: segments 2..8; timeline 2, which branched off it in
+		// segment 6: 6..9. The history file and every segment are read.
+		if withWAL && (rep.WALSegments != 11 || rep.WALObjects != 13) {
 			t.Fatalf("wal: report %+v", rep)
 		}
 		if !withWAL && (rep.WALSegments != 2 || rep.WALObjects != 2) {
@@ -400,4 +400,16 @@ func TestOneBackupWithWALReadsOnlyTheWALItNeeds(t *testing.T) {
 	}
 	_, ps = run(t, st, Options{WAL: true})
 	wantOne(t, ps, key, "corrupt")
+}
+
+func TestGapOnTheBackupsTimelineAfterAForkIsNamed(t *testing.T) {
+	// Timeline 2 branched off in segment 6 while timeline 1 went on (a promoted copy):
+	// both are recoverable from the backup, and a gap on either is a problem.
+	f := newFixture(t)
+	key := repo.WALKey(wal.File{Name: wal.SegmentFileName(1, 7, segSize), Kind: wal.Segment, Timeline: 1})
+	if err := f.st.Delete(f.ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	_, ps := run(t, f.st, Options{WAL: true})
+	wantOne(t, ps, key, "missing from the archive: WAL segment 000000010000000000000007")
 }

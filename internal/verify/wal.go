@@ -187,34 +187,28 @@ func presence(st *walState, objs []repo.WALObject) map[uint32][]uint64 {
 	return out
 }
 
-// chain is the WAL recovery from backup s reads to reach the end of the newest
-// timeline that descends from the backup's, following that timeline's history: on
-// each timeline of the path, the segments from where it begins (the backup's start
-// on the first) to the one before the switch point, whose segment comes from the
-// next timeline; on the last timeline, up to its last archived segment.
+// chain is the WAL recovery from backup s reads to reach the end of its own timeline
+// and of every timeline that branched off it after the backup started, following
+// each one's history: on each timeline of a path, the segments from where it begins
+// (the backup's start on the first) to the one before the switch point, whose segment
+// comes from the next timeline; on the last timeline, up to its last archived segment.
 func (v *verifier) chain(st *walState, s *repo.Summary) []need {
-	start := uint64(s.StartLSN) / st.segSize
-	stop := uint64(s.StopLSN) / st.segSize
-	path := []wal.TimelineSpan{{TLI: s.Timeline, End: wal.EndOfTimeline}}
-	leaf := s.Timeline
-	for tli, spans := range st.hist {
-		if tli <= leaf {
-			continue
-		}
-		for _, sp := range spans {
-			if sp.TLI == s.Timeline && sp.End > s.StartLSN {
-				leaf = tli
-			}
-		}
-	}
-	if spans, ok := st.hist[leaf]; ok {
+	out := v.path(st, s, []wal.TimelineSpan{{TLI: s.Timeline, End: wal.EndOfTimeline}})
+	for _, spans := range st.hist {
 		for i, sp := range spans {
-			if sp.TLI == s.Timeline {
-				path = spans[i:]
+			if sp.TLI == s.Timeline && sp.End > s.StartLSN && sp.End != wal.EndOfTimeline {
+				out = append(out, v.path(st, s, spans[i:])...)
 				break
 			}
 		}
 	}
+	return out
+}
+
+// path is what recovery from backup s reads along one timeline path (see chain).
+func (v *verifier) path(st *walState, s *repo.Summary, path []wal.TimelineSpan) []need {
+	start := uint64(s.StartLSN) / st.segSize
+	stop := uint64(s.StopLSN) / st.segSize
 	var out []need
 	for i, sp := range path {
 		from := uint64(sp.Begin) / st.segSize
