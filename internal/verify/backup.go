@@ -98,7 +98,7 @@ func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPa
 	defer func() { _ = o.Close() }() // read-only: reading to the end is what verifies
 	v.nprt.Add(1)
 	tr := tar.NewReader(o)
-	files := 0
+	files, data := 0, int64(0)
 	for {
 		if err := ctx.Err(); err != nil {
 			return false, context.Cause(ctx)
@@ -116,6 +116,9 @@ func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPa
 			return v.partError(ctx, key, m.Name, err)
 		}
 		files++
+		if hdr.Typeflag == tar.TypeReg {
+			data += hdr.Size
+		}
 		i, listed := byPath[hdr.Name]
 		if !listed {
 			v.problem(key, m.Name, "holds %q, which the manifest does not list", hdr.Name)
@@ -147,6 +150,8 @@ func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPa
 	}
 	if files != p.Files {
 		v.problem(key, m.Name, "holds %d files, the manifest says %d", files, p.Files)
+	} else if data != p.Size {
+		v.problem(key, m.Name, "holds %d bytes of file data, the manifest says %d", data, p.Size)
 	}
 	return true, nil
 }

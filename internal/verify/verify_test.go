@@ -6,12 +6,15 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/crc32c"
+	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
@@ -412,4 +415,64 @@ func TestGapOnTheBackupsTimelineAfterAForkIsNamed(t *testing.T) {
 	}
 	_, ps := run(t, f.st, Options{WAL: true})
 	wantOne(t, ps, key, "missing from the archive: WAL segment 000000010000000000000007")
+}
+
+// putSealed stores js as a sealed zstd document under key, replacing what is there.
+func (f *fixture) putSealed(key string, js []byte) {
+	f.t.Helper()
+	codec, err := compress.New("zstd", 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, err := envelope.NewWriter(&buf, codec)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := w.Write(js); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	_ = f.st.Delete(f.ctx, key)
+	if err := f.st.Put(f.ctx, key, &buf, storage.PutOptions{Size: int64(buf.Len())}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func TestSummaryThatDisagreesWithItsManifestIsNamed(t *testing.T) {
+	f := newFixture(t)
+	const name = "20261202T000000Z"
+	m, err := f.rp.ReadManifest(f.ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Summary
+	s.Size++
+	js, _ := json.Marshal(&s)
+	f.putSealed(repo.SummaryKey(name), js)
+	_, ps := run(t, f.st, Options{})
+	wantOne(t, ps, repo.ManifestKey(name), "its summary and its manifest disagree")
+}
+
+func TestDamagedManifestIsNamed(t *testing.T) {
+	f := newFixture(t)
+	const name = "20261202T000000Z"
+	f.putSealed(repo.ManifestKey(name), []byte("{not json"))
+	if err := f.st.Delete(f.ctx, repo.SummaryKey(name)); err != nil {
+		t.Fatal(err)
+	}
+	_, ps := run(t, f.st, Options{})
+	wantOne(t, ps, repo.ManifestKey(name), "damaged")
+}
+
+func TestPartWhoseDataDisagreesWithItsManifestSizeIsNamed(t *testing.T) {
+	f := newFixture(t)
+	const name = "20261202T010000Z"
+	f.putBackupEdited(name, 2*segSize+0x28, 3*segSize+0x100, map[int][]tfile{1: {{"base/1/2", "abc"}}}, func(m *repo.Manifest) {
+		m.Parts[0].Size = 4
+	})
+	_, ps := run(t, f.st, Options{Backup: name})
+	wantOne(t, ps, repo.PartKey(name, 1), "holds 3 bytes of file data, the manifest says 4")
 }
