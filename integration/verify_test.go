@@ -177,3 +177,23 @@ func TestVerifyFollowsAPromotedCopysTimeline(t *testing.T) {
 		t.Fatalf("verify --wal with %s deleted: %s", filepath.Base(after[0]), r)
 	}
 }
+
+// TestVerifyOnS3UnderTransientFaultsPasses: on S3 with a fifth of the requests
+// failing, verify --wal retries and passes: a flaky store is not a damaged repository.
+func TestVerifyOnS3UnderTransientFaultsPasses(t *testing.T) {
+	sel, _, proxy := s3RepoBehind(t, 0.2, "")
+	s := newScenarioOn(t, "", sel)
+	before, reqs := proxy.faults.Load(), proxy.requests.Load()
+	// Each run is some 15 requests: five make it all but certain that some fail.
+	for range 5 {
+		r := mustPGB(t, "", nil, s.cmd("verify", "--wal", "--concurrency", "4")...)
+		if !strings.Contains(r.stdout, "verify passed: 1 backup(s)") || strings.Contains(r.stdout, "PROBLEM") {
+			t.Fatalf("verify --wal on S3: %s", r)
+		}
+	}
+	faults := proxy.faults.Load() - before
+	t.Logf("verify: %d of %d requests faulted", faults, proxy.requests.Load()-reqs)
+	if faults == 0 {
+		t.Fatal("no request of verify was faulted: the test did not test faults")
+	}
+}
