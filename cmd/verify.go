@@ -20,10 +20,10 @@ func verifyCommand() *cli.Command {
 			"manifest's size and CRC-32C; the manifest must agree with the backup's summary, and the WAL\n" +
 			"from the backup's start to its stop segment must be archived and sound.\n\n" +
 			"--wal also checks the WAL archive: continuous from each backup's start segment to the last\n" +
-			"segment of its timeline, across the timeline switches named in .history files (gaps are named\n" +
-			"segment by segment), and every WAL object decodes and passes its checksum, and each segment's\n" +
-			"page header names the repository's system identifier, the timeline and the address its name\n" +
-			"says.\n\n" +
+			"segment of its timeline and of every timeline branched off it (named in .history files;\n" +
+			"each gap is named by its first and last missing segment); every WAL object decodes and\n" +
+			"passes its checksum; each segment's page header names the repository's system identifier,\n" +
+			"the timeline and the address its name says. --concurrency objects are read at once.\n\n" +
 			"Prints one line per problem (the object, and what is wrong) as it is found, then one summary\n" +
 			"line. Exits 0 only when everything checked is sound; 1 when a problem was found or the\n" +
 			"repository could not be read. --json prints one document instead (docs/verify.md).",
