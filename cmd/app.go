@@ -84,6 +84,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			backupFetchCommand(),
 			restorePointCommand(),
 			restoreCommand(),
+			verifyCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

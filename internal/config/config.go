@@ -117,7 +117,7 @@ var settings = []Setting{
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
-	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, at once (0 = number of CPUs)"},
+	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},

@@ -1,0 +1,97 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/verify"
+)
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "verify",
+		Usage: "re-read the repository and prove that its backups (and with --wal its WAL) restore",
+		Description: "Reads every part of every backup (or of --backup NAME) to its end: each part must decode and\n" +
+			"pass its size and checksum, and hold exactly the files its manifest lists there, each with the\n" +
+			"manifest's size and CRC-32C; the manifest must agree with the backup's summary, and the WAL\n" +
+			"from the backup's start to its stop segment must be archived and sound.\n\n" +
+			"--wal also checks the WAL archive: continuous from each backup's start segment to the last\n" +
+			"segment of its timeline and of every timeline branched off it (named in .history files;\n" +
+			"each gap is named by its first and last missing segment); every WAL object decodes and\n" +
+			"passes its checksum; each segment's page header names the repository's system identifier,\n" +
+			"the timeline and the address its name says. --concurrency objects are read at once.\n\n" +
+			"Prints one line per problem (the object, and what is wrong) as it is found, then one summary\n" +
+			"line. Exits 0 only when everything checked is sound; 1 when a problem was found or the\n" +
+			"repository could not be read. --json prints one document instead (docs/verify.md).",
+		Flags: append(flags(config.KeyConcurrency),
+			&cli.StringFlag{Name: "backup", Usage: "verify only the backup `NAME` (and with --wal only the WAL it needs)"},
+			&cli.BoolFlag{Name: "wal", Usage: "also verify the WAL archive: continuity and every WAL object"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON document (docs/verify.md)"},
+		),
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			return e.verify(c.Context, verify.Options{Backup: c.String("backup"), WAL: c.Bool("wal"),
+				Concurrency: e.cfg.Concurrency}, c.Bool("json"))
+		}),
+	}
+}
+
+// verifyJSON is what verify --json prints; docs/verify.md documents it.
+type verifyJSON struct {
+	OK       bool             `json:"ok"`
+	Checked  *verify.Report   `json:"checked"`
+	Problems []verify.Problem `json:"problems"`
+}
+
+// verify runs the check and prints each problem as it is found, then one summary
+// line. Writes to stdout are not checked: the exit status carries the verdict.
+func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error {
+	rp, err := e.openRepo(ctx, false, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rp.Close() }() // releases connections only: nothing is written
+	var (
+		mu       sync.Mutex
+		problems = []verify.Problem{}
+	)
+	opt.OnProblem = func(p verify.Problem) {
+		if asJSON {
+			mu.Lock()
+			problems = append(problems, p)
+			mu.Unlock()
+			return
+		}
+		_, _ = fmt.Fprintln(e.stdout, "PROBLEM  "+oneLine(p.String()))
+	}
+	rep, err := verify.Run(ctx, rp, opt)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if err := e.printJSON(verifyJSON{OK: rep.OK(), Checked: rep, Problems: problems}); err != nil {
+			return err
+		}
+	} else {
+		_, _ = fmt.Fprintln(e.stdout, verifySummary(rep, opt.WAL))
+	}
+	if !rep.OK() {
+		return withCode(exitError, errSilent)
+	}
+	return nil
+}
+
+func verifySummary(rep *verify.Report, withWAL bool) string {
+	what := fmt.Sprintf("%d backup(s): %d parts, %d files, %s of file data; %d WAL objects read, %d segments needed",
+		rep.Backups, rep.Parts, rep.Files, human(rep.Bytes), rep.WALObjects, rep.WALSegments)
+	if !withWAL {
+		what += " (the backups' own; --wal checks the archive)"
+	}
+	if rep.OK() {
+		return "verify passed: " + what
+	}
+	return fmt.Sprintf("verify FAILED: %d problem(s) in %s", rep.Problems, what)
+}
