@@ -572,6 +572,11 @@ func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Pa
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
+			// Read on to the part's end: its trailer (size and checksum of every byte,
+			// tar padding included) is checked only there.
+			if _, err := io.Copy(io.Discard, o); err != nil {
+				return fmt.Errorf("%s: %w", key, wrapDamaged(err))
+			}
 			return nil
 		}
 		if err != nil {

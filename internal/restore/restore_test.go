@@ -641,3 +641,27 @@ func TestRestoreOwnerAndModes(t *testing.T) {
 		}
 	}
 }
+
+// Every byte of a part is checked, not only the files in it: a part whose trailer does
+// not match (damage after the tar stream's end, where no file's CRC looks) fails the
+// restore. The restore used to stop reading at the end of the tar stream.
+func TestAPartWhoseTrailerDoesNotMatchFailsTheRestore(t *testing.T) {
+	ctx := context.Background()
+	b := takeBackup(t, "lz4")
+	key := repo.PartKey(b.m.Name, b.m.Parts[0].N)
+	info, err := b.st.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A byte of the trailer's checksum field (the trailer is the last 48 bytes; the
+	// checksum starts 16 bytes into it).
+	st := faulty.New(b.st, faulty.Rule{Op: faulty.Get, Key: key, Fault: faulty.Corrupt, Offset: info.Size - 48 + 16})
+	target := filepath.Join(t.TempDir(), "pgdata")
+	err = newRestorer(st, target, map[string]string{b.spcDir: filepath.Join(t.TempDir(), "ts")}, nil).Run(ctx, b.m)
+	if st.Faults(faulty.Get) != 1 {
+		t.Fatalf("the damaged part was read %d times", st.Faults(faulty.Get))
+	}
+	if !errors.Is(err, repo.ErrCorrupt) {
+		t.Fatalf("restore with a part whose trailer does not match = %v, want ErrCorrupt", err)
+	}
+}
