@@ -149,10 +149,9 @@ func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, er
 	}
 	byName := map[string]*found{}
 	var names []string
-	err := r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
-		name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/")
-		if !ok || (doc != manifestName && doc != summaryName) {
-			return nil
+	err := r.eachBackupObject(ctx, func(name, doc string, o storage.ObjectInfo) {
+		if doc != manifestName && doc != summaryName {
+			return
 		}
 		f := byName[name]
 		if f == nil {
@@ -165,7 +164,6 @@ func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, er
 		} else {
 			f.hasSummary = true
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("list backups: %w", err)
@@ -199,6 +197,17 @@ func (r *Repo) ListBackups(ctx context.Context) ([]*Summary, []DamagedBackup, er
 	sort.Slice(out, func(i, j int) bool { return out[i].StopLSN < out[j].StopLSN })
 	sort.Slice(damaged, func(i, j int) bool { return damaged[i].Name < damaged[j].Name })
 	return out, damaged, nil
+}
+
+// eachBackupObject calls fn for every object under backups/<name>/, with the backup's
+// name and the object's name within it, in key order.
+func (r *Repo) eachBackupObject(ctx context.Context, fn func(name, doc string, o storage.ObjectInfo)) error {
+	return r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
+		if name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/"); ok {
+			fn(name, doc, o)
+		}
+		return nil
+	})
 }
 
 // validBackupName reports whether name is one pgb could have written (a time stamp,
@@ -269,8 +278,8 @@ func (r *Repo) BackupRecorded(ctx context.Context, m *Manifest) (bool, error) {
 	return same, err
 }
 
-// RemoveIncompleteBackup removes the objects of a backup that did not complete: its
-// summary first, then its parts. A backup with a manifest is complete: it is left
+// RemoveIncompleteBackup removes the objects of a backup that did not complete (which
+// no listing shows: it has no manifest). A backup with a manifest is complete: it is left
 // alone, with an error wrapping ErrBackupComplete. It returns the keys it could not
 // remove, and the error that stopped it, if any: the caller says what was left behind.
 func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []string, err error) {
@@ -287,8 +296,6 @@ func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []
 			return keys, fmt.Errorf("backup %s: %w", name, ErrBackupComplete)
 		}
 	}
-	// The summary goes first: a listing never shows a summary whose parts are gone.
-	sort.SliceStable(keys, func(i, j int) bool { return keys[i] == SummaryKey(name) && keys[j] != SummaryKey(name) })
 	for _, k := range keys {
 		if derr := r.st.Delete(ctx, k); derr != nil && !errors.Is(derr, storage.ErrNotExist) {
 			left = append(left, k)

@@ -133,11 +133,7 @@ func (r *Repo) IncompleteBackups(ctx context.Context) ([]IncompleteBackup, error
 		manifest bool
 	}
 	by := map[string]*acc{}
-	err := r.st.List(ctx, backupsPrefix, func(o storage.ObjectInfo) error {
-		name, doc, ok := strings.Cut(strings.TrimPrefix(o.Key, backupsPrefix), "/")
-		if !ok {
-			return nil
-		}
+	err := r.eachBackupObject(ctx, func(name, doc string, o storage.ObjectInfo) {
 		a := by[name]
 		if a == nil {
 			a = &acc{IncompleteBackup: IncompleteBackup{Name: name}}
@@ -154,7 +150,6 @@ func (r *Repo) IncompleteBackups(ctx context.Context) ([]IncompleteBackup, error
 		}
 		a.Size += o.Size
 		a.Objects++
-		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list backups: %w", err)
