@@ -24,8 +24,8 @@ unit:
 ## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
 FUZZTIME ?= 10s
 fuzz:
-	for t in FuzzReader FuzzDecodeCommit FuzzParseHistory; do \
-		$(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./internal/wal || exit 1; \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzParseHistory internal/repo:FuzzDocuments; do \
+		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
 	done
 
 ## demo: a throwaway cluster archiving through pgb, end to end.
