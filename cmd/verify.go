@@ -24,17 +24,21 @@ func verifyCommand() *cli.Command {
 			"each gap is named by its first and last missing segment); every WAL object decodes and\n" +
 			"passes its checksum; each segment's page header names the repository's system identifier,\n" +
 			"the timeline and the address its name says. --concurrency objects are read at once.\n\n" +
+			"--deep (implies --wal) also decodes every WAL record recovery from each backup reads, with\n" +
+			"pgb's WAL reader: each record's CRC, and its xl_prev link to the record before it, across\n" +
+			"segment boundaries. Each problem names the segment and the LSN (docs/verify.md).\n\n" +
 			"Prints one line per problem (the object, and what is wrong) as it is found, then one summary\n" +
 			"line. Exits 0 only when everything checked is sound; 1 when a problem was found or the\n" +
 			"repository could not be read. --json prints one document instead (docs/verify.md).",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.StringFlag{Name: "backup", Usage: "verify only the backup `NAME` (and with --wal only the WAL it needs)"},
 			&cli.BoolFlag{Name: "wal", Usage: "also verify the WAL archive: continuity and every WAL object"},
+			&cli.BoolFlag{Name: "deep", Usage: "also decode every WAL record of the recoverable window (implies --wal)"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON document (docs/verify.md)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.verify(c.Context, verify.Options{Backup: c.String("backup"), WAL: c.Bool("wal"),
-				Concurrency: e.cfg.Concurrency}, c.Bool("json"))
+				Deep: c.Bool("deep"), Concurrency: e.cfg.Concurrency}, c.Bool("json"))
 		}),
 	}
 }
@@ -76,7 +80,7 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error
 			return err
 		}
 	} else {
-		_, _ = fmt.Fprintln(e.stdout, verifySummary(rep, opt.WAL))
+		_, _ = fmt.Fprintln(e.stdout, verifySummary(rep, opt.WAL || opt.Deep, opt.Deep))
 	}
 	if !rep.OK() {
 		return withCode(exitError, errSilent)
@@ -84,9 +88,12 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error
 	return nil
 }
 
-func verifySummary(rep *verify.Report, withWAL bool) string {
+func verifySummary(rep *verify.Report, withWAL, deep bool) string {
 	what := fmt.Sprintf("%d backup(s): %d parts, %d files, %s of file data; %d WAL objects read, %d segments needed",
 		rep.Backups, rep.Parts, rep.Files, human(rep.Bytes), rep.WALObjects, rep.WALSegments)
+	if deep {
+		what += fmt.Sprintf("; %d WAL records decoded (%s of WAL)", rep.WALRecords, human(rep.WALDecoded))
+	}
 	if !withWAL {
 		what += " (the backups' own; --wal checks the archive)"
 	}

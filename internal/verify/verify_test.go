@@ -47,7 +47,7 @@ func segment(tli uint32, no uint64) []byte {
 // fixture is a repository with a backup on timeline 1 (segments 2..3), WAL segments
 // 1..8 of timeline 1, and a switch to timeline 2 at segment 6 with segments 6..9 there.
 type fixture struct {
-	t   *testing.T
+	t   testing.TB
 	st  *mem.Store
 	rp  *repo.Repo
 	ctx context.Context

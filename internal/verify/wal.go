@@ -133,7 +133,20 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 	if v.opt.Backup != "" {
 		objs = needed(st, objs, needs)
 	}
-	return v.readAll(ctx, st, objs)
+	if !v.opt.Deep {
+		return v.readAll(ctx, st, objs)
+	}
+	runs, covered := deepRuns(st, objs, needs)
+	var rest []repo.WALObject
+	for _, o := range objs {
+		if !covered[o.Key] {
+			rest = append(rest, o)
+		}
+	}
+	if err := v.readAll(ctx, st, rest); err != nil {
+		return err
+	}
+	return v.deep(ctx, st, runs)
 }
 
 // identity reads the repository's system identifier, which every segment header
@@ -338,35 +351,47 @@ const maxBackupFile = 1 << 20
 // readWAL decodes one WAL object to its end (the envelope checks size and checksum)
 // and checks a segment's long page header against its name.
 func (v *verifier) readWAL(ctx context.Context, st *walState, o repo.WALObject, buf []byte) error {
+	_, err := v.readWALKeep(ctx, st, o, buf, nil)
+	return err
+}
+
+// readWALKeep is readWAL that also writes the plain bytes read to keep, when not nil;
+// ok says the object is sound (its problems are reported, not returned).
+func (v *verifier) readWALKeep(ctx context.Context, st *walState, o repo.WALObject, buf []byte, keep io.Writer) (ok bool, err error) {
 	obj, err := v.r.OpenWAL(ctx, o.File)
 	if err != nil {
 		if damage(err) {
 			v.problem(o.Key, "", "%s", describe(err))
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
 	defer func() { _ = obj.Close() }() // read-only: reading to the end is what verifies
 	v.nobj.Add(1)
+	var r io.Reader = obj
+	if keep != nil {
+		r = io.TeeReader(obj, keep)
+	}
 	var bad string
 	if o.Kind == wal.Backup {
-		n, err := io.CopyBuffer(io.Discard, io.LimitReader(onlyReader{obj}, maxBackupFile+1), buf)
+		n, err := io.CopyBuffer(io.Discard, io.LimitReader(onlyReader{r}, maxBackupFile+1), buf)
 		if err != nil {
-			return v.walError(ctx, o, err)
+			return false, v.walError(ctx, o, err)
 		}
 		if n > maxBackupFile {
 			bad = fmt.Sprintf("a backup history file larger than %d bytes", maxBackupFile)
 		}
 	} else {
-		bad, err = v.segment(st, o, obj, buf)
+		bad, err = v.segment(st, o, r, buf)
 		if err != nil {
-			return v.walError(ctx, o, err)
+			return false, v.walError(ctx, o, err)
 		}
 	}
 	if bad != "" {
 		v.problem(o.Key, "", "%s", bad)
+		return false, nil
 	}
-	return nil
+	return true, nil
 }
 
 func (v *verifier) walError(ctx context.Context, o repo.WALObject, err error) error {
