@@ -57,11 +57,14 @@ func deepRuns(st *walState, objs []repo.WALObject, needs []need) (runs []segRun,
 	return runs, covered
 }
 
-// deep decodes every record of every run with the WAL reader, runs in parallel.
+// deep decodes every record of every run with the WAL reader, runs in parallel. The
+// runs decoded at once share Concurrency fetches ahead (at least one each).
 func (v *verifier) deep(ctx context.Context, st *walState, runs []segRun) error {
-	return workpool.Run(ctx, min(v.opt.Concurrency, len(runs)), runs, func(ctx context.Context, ch <-chan segRun) error {
+	n := max(min(v.opt.Concurrency, len(runs)), 1)
+	ahead := min(max(v.opt.Concurrency/n, 1), maxAhead)
+	return workpool.Run(ctx, n, runs, func(ctx context.Context, ch <-chan segRun) error {
 		for r := range ch {
-			if err := v.deepRun(ctx, st, r); err != nil {
+			if err := v.deepRun(ctx, st, r, ahead); err != nil {
 				return err
 			}
 		}
@@ -82,17 +85,16 @@ type fetched struct {
 	done chan struct{}
 }
 
-// deepRun decodes one run. Segments are fetched ahead, in parallel, into a bounded
-// pool of buffers; the reader takes them in order. A segment that is unusable (its
+// deepRun decodes one run. Up to ahead segments are fetched ahead, in parallel, into a
+// pool of ahead+1 buffers; the reader takes them in order. A segment that is unusable (its
 // object or header is damaged, reported by the fetch) ends the reader's input and
 // decoding resumes with a new reader at the next segment; so does a record that does
 // not decode (reported here), from the segment after the one being read.
-func (v *verifier) deepRun(ctx context.Context, st *walState, run segRun) error {
+func (v *verifier) deepRun(ctx context.Context, st *walState, run segRun, ahead int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // runs after cancel: no fetch outlives the run
 	defer cancel()
-	ahead := min(max(v.opt.Concurrency, 1), maxAhead)
 	pool := make(chan []byte, ahead+1)
 	for range ahead + 1 {
 		pool <- nil // allocated on first use
