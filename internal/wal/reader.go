@@ -34,7 +34,12 @@ const (
 	defaultPageSize  = 8192       // XLOG_BLCKSZ
 
 	xlpFirstIsContRecord = 0x0001
-	xlpAllFlags          = 0x000F // XLP_FIRST_IS_CONTRECORD … XLP_FIRST_IS_OVERWRITE_CONTRECORD
+	// xlpFirstIsOverwriteContRecord marks the first page written after recovery found
+	// a record cut short by a crash (PostgreSQL 14+, and 10–13 from their August 2021
+	// minor releases): the record that was being continued is abandoned, and the page
+	// begins with an XLOG_OVERWRITE_CONTRECORD record naming it.
+	xlpFirstIsOverwriteContRecord = 0x0008
+	xlpAllFlags                   = 0x000F // XLP_FIRST_IS_CONTRECORD … XLP_FIRST_IS_OVERWRITE_CONTRECORD
 )
 
 // Reader decodes the records of consecutive WAL segments delivered by an
@@ -62,7 +67,15 @@ type Reader struct {
 	rec      []byte     // the current record: in page when it fits, else buf
 	blocks   []BlockRef // reused for each record's Blocks
 	finished error      // sticky error
+	// overwritten is the start of a record abandoned at a page marked
+	// xlpFirstIsOverwriteContRecord (0 when none is pending): the next record
+	// must be the XLOG_OVERWRITE_CONTRECORD that names it.
+	overwritten LSN
 }
+
+// errOverwritten tells next that the record being assembled was abandoned (see
+// xlpFirstIsOverwriteContRecord) and reading restarts after the page header.
+var errOverwritten = errors.New("record overwritten after a crash")
 
 // NewReader returns a Reader over r, which must deliver whole consecutive WAL
 // segments of segSize bytes starting with the segment that begins at start
@@ -109,26 +122,40 @@ func (rd *Reader) Next() (Record, error) {
 }
 
 func (rd *Reader) next() (Record, error) {
-	if err := rd.toRecordStart(); err != nil {
-		return Record{}, err
-	}
-	start := rd.pos
-	off := uint64(rd.pos) - uint64(rd.pageLSN)
-	totLen := binary.LittleEndian.Uint32(rd.page[off:])
-	switch {
-	case totLen == 0:
-		return Record{}, fmt.Errorf("%w at %s", ErrEndOfWAL, start)
-	case totLen < recordHeaderSize:
-		return Record{}, corrupt(start, "record length %d is shorter than a record header", totLen)
-	case totLen > maxRecordSize:
-		return Record{}, corrupt(start, "record length %d exceeds PostgreSQL's maximum", totLen)
-	}
-	if err := rd.readRecord(start, totLen); err != nil {
-		return Record{}, err
+	var start LSN
+	for {
+		if err := rd.toRecordStart(); err != nil {
+			return Record{}, err
+		}
+		start = rd.pos
+		off := uint64(rd.pos) - uint64(rd.pageLSN)
+		totLen := binary.LittleEndian.Uint32(rd.page[off:])
+		switch {
+		case totLen == 0:
+			return Record{}, fmt.Errorf("%w at %s", ErrEndOfWAL, start)
+		case totLen < recordHeaderSize:
+			return Record{}, corrupt(start, "record length %d is shorter than a record header", totLen)
+		case totLen > maxRecordSize:
+			return Record{}, corrupt(start, "record length %d exceeds PostgreSQL's maximum", totLen)
+		}
+		err := rd.readRecord(start, totLen)
+		if errors.Is(err, errOverwritten) {
+			continue // as PostgreSQL does: read on from the marked page
+		}
+		if err != nil {
+			return Record{}, err
+		}
+		break
 	}
 	rec, err := rd.checkRecord(start)
 	if err != nil {
 		return Record{}, err
+	}
+	if rd.overwritten != 0 {
+		if err := checkOverwrite(rec, rd.overwritten); err != nil {
+			return Record{}, err
+		}
+		rd.overwritten = 0
 	}
 	rec.EndLSN = rd.pos
 	if rec.RmgrID == RmgrXLOG && rec.Info&0xF0 == xlogSwitch {
@@ -230,6 +257,14 @@ func (rd *Reader) readRecord(start LSN, totLen uint32) error {
 		}
 		if err != nil {
 			return err
+		}
+		if hdr.info&xlpFirstIsOverwriteContRecord != 0 && rd.overwritten == 0 {
+			// The record was cut by a crash and never completed: recovery wrote
+			// new WAL over where its continuation would be. The record is not
+			// part of the WAL; the next one, at this page, names it.
+			rd.overwritten = start
+			rd.pos += LSN(hdr.size)
+			return errOverwritten
 		}
 		if hdr.info&xlpFirstIsContRecord == 0 || uint64(hdr.remLen) != need {
 			return corrupt(start, "the record continues on page %s, whose header says %d bytes remain (flags %#x), expected %d",
@@ -365,6 +400,19 @@ func (rd *Reader) checkRecord(start LSN) (Record, error) {
 		return rec, corrupt(start, "%v", err)
 	}
 	return rec, nil
+}
+
+// checkOverwrite checks that rec, the first record after an abandoned one, is the
+// XLOG_OVERWRITE_CONTRECORD that names it (xl_overwrite_contrecord: the abandoned
+// record's LSN, then the time), as PostgreSQL's recovery does.
+func checkOverwrite(rec Record, abandoned LSN) error {
+	if rec.RmgrID != RmgrXLOG || rec.Info&0xF0 != xlogOverwriteContrecord || len(rec.MainData) < 8 {
+		return corrupt(rec.LSN, "the record continued at this page was abandoned, but the record here (rmgr %d, info %#x) is not the XLOG_OVERWRITE_CONTRECORD that must follow", rec.RmgrID, rec.Info)
+	}
+	if got := LSN(binary.LittleEndian.Uint64(rec.MainData)); got != abandoned {
+		return corrupt(rec.LSN, "XLOG_OVERWRITE_CONTRECORD names the record at %s, but the abandoned record is at %s", got, abandoned)
+	}
+	return nil
 }
 
 func corrupt(at LSN, format string, args ...any) error {

@@ -16,11 +16,12 @@ const (
 
 // XLOG resource manager record types (the high four bits of xl_info).
 const (
-	xlogCheckpointShutdown = 0x00
-	xlogCheckpointOnline   = 0x10
-	xlogSwitch             = 0x40
-	xlogRestorePoint       = 0x70
-	xlogEndOfRecovery      = 0x90
+	xlogCheckpointShutdown  = 0x00
+	xlogCheckpointOnline    = 0x10
+	xlogSwitch              = 0x40
+	xlogRestorePoint        = 0x70
+	xlogEndOfRecovery       = 0x90
+	xlogOverwriteContrecord = 0xD0
 )
 
 // Transaction resource manager record types (xl_info & XLOG_XACT_OPMASK).
