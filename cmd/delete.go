@@ -36,12 +36,16 @@ func deleteCommand() *cli.Command {
 			"deletes each backup's manifest first (the backup disappears), then its parts and summary, then\n" +
 			"WAL from the oldest: a delete that is interrupted is finished by running it again.\n\n" +
 			"--garbage instead removes what interrupted writes left behind, older than --grace: backups without\n" +
-			"a manifest (parts, summaries) and pgb check probes.",
+			"a manifest (parts, summaries) and pgb check probes.\n\n" +
+			"--json prints the plan (or, with --confirm, what was deleted) as one JSON document, described in\n" +
+			"README's pgb delete section: backups, WAL count and bytes, restore points, bytes freed, the\n" +
+			"window that remains, and whether it was a dry run.",
 		Flags: append(flags(config.KeyRetainFull, config.KeyRetainDays, config.KeyLockMaxAge),
 			&cli.StringFlag{Name: "before", Usage: "delete the backups that ended before `TIMESTAMP` (RFC 3339), or that are older than the backup named"},
 			&cli.BoolFlag{Name: "confirm", Usage: "delete; without it, only print what would be deleted"},
 			&cli.BoolFlag{Name: "garbage", Usage: "remove what interrupted writes left behind instead of applying a policy"},
 			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "--garbage removes only leftovers older than this"},
+			&cli.BoolFlag{Name: "json", Usage: "print the plan, or what was deleted, as one JSON document (README: pgb delete)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			if v := os.Getenv(testHangEnv); v != "" {
@@ -53,6 +57,9 @@ func deleteCommand() *cli.Command {
 				e.wrapStore = func(st storage.Store) storage.Store { return hangDeletes(st, n, prefix, e.stderr) }
 			}
 			if c.Bool("garbage") {
+				if c.Bool("json") {
+					return usagef("--json is for a retention policy, not --garbage")
+				}
 				if c.Duration("grace") <= 0 {
 					return usagef("--grace %s: want a positive duration, e.g. 24h", c.Duration("grace"))
 				}
@@ -62,7 +69,7 @@ func deleteCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return e.delete(c.Context, pol, c.Bool("confirm"))
+			return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
 		}),
 	}
 }
@@ -114,7 +121,7 @@ func (e *env) policy(before string) (retention.Policy, error) {
 	return p, nil
 }
 
-func (e *env) delete(ctx context.Context, pol retention.Policy, confirm bool) error {
+func (e *env) delete(ctx context.Context, pol retention.Policy, confirm, asJSON bool) error {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
@@ -124,6 +131,10 @@ func (e *env) delete(ctx context.Context, pol retention.Policy, confirm bool) er
 		Lock: repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log}, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
+	}
+	if asJSON {
+		printDeleteJSON(e.stdout, res)
+		return nil
 	}
 	printDeletePlan(e.stdout, res)
 	return nil

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -187,9 +188,21 @@ func killedDeleteOn(t *testing.T, repo string, sel []string) {
 	if got := deleteTestBackups(t, s); !reflect.DeepEqual(got, before[2:]) {
 		t.Fatalf("backups after the rerun: %v, want %v", got, before[2:])
 	}
-	again := mustPGB(t, "", nil, s.cmd("delete", policy...)...)
-	if strings.Contains(again.stdout, "would delete") {
-		t.Fatalf("left to delete after the rerun: %s", again)
+	again := mustPGB(t, "", nil, s.cmd("delete", append(policy, "--json")...)...)
+	var plan struct {
+		DryRun     bool                `json:"dry_run"`
+		Backups    []json.RawMessage   `json:"backups"`
+		Unfinished []json.RawMessage   `json:"unfinished"`
+		WAL        struct{ Count int } `json:"wal"`
+		Window     struct {
+			FromBackup string `json:"from_backup"`
+		} `json:"window"`
+	}
+	if err := json.Unmarshal([]byte(again.stdout), &plan); err != nil {
+		t.Fatalf("delete --json: %v\n%s", err, again.stdout)
+	}
+	if !plan.DryRun || len(plan.Backups) != 0 || len(plan.Unfinished) != 0 || plan.WAL.Count != 0 || plan.Window.FromBackup != before[2].Name {
+		t.Fatalf("left to delete after the rerun: %s", again.stdout)
 	}
 	if repo != "" {
 		for _, b := range before[:2] {
