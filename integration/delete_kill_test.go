@@ -204,6 +204,12 @@ func killedDeleteOn(t *testing.T, repo string, sel []string) {
 	if !plan.DryRun || len(plan.Backups) != 0 || len(plan.Unfinished) != 0 || plan.WAL.Count != 0 || plan.Window.FromBackup != before[2].Name {
 		t.Fatalf("left to delete after the rerun: %s", again.stdout)
 	}
+	// With the plan's empty WAL list (nothing older than the kept backup's start is
+	// left), a passing verify --wal (the WAL is continuous from that start on) means
+	// exactly the WAL the kept backup needs remains, on S3 as on the filesystem.
+	if r := pgb(t, "", nil, s.cmd("verify", "--wal")...); r.code != 0 {
+		t.Fatalf("verify after the rerun: %s", r)
+	}
 	if repo != "" {
 		for _, b := range before[:2] {
 			checkRepoAfterDelete(t, repo, files, b.Name, before[2].StartWAL)
