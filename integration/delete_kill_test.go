@@ -16,24 +16,25 @@ import (
 	"github.com/pgb-project/pgb/integration/pgtest"
 )
 
-// startPGB starts pgb in the background; wait returns its result once it exits.
-func startPGB(t *testing.T, env []string, args ...string) (cmd *exec.Cmd, wait func() result) {
+// startPGB starts pgb in the background: done is closed when it exits, and wait
+// returns its result then.
+func startPGB(t *testing.T, env []string, args ...string) (done <-chan struct{}, wait func() result) {
 	t.Helper()
-	cmd = exec.Command(pgtest.BuildPGB(t), args...)
+	cmd := exec.Command(pgtest.BuildPGB(t), args...)
 	cmd.Env = append(cleanEnv(), env...)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-done
+		<-exited
 	})
-	return cmd, func() result {
-		<-done
+	return exited, func() result {
+		<-exited
 		return result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
 	}
 }
@@ -51,11 +52,11 @@ func TestDeleteWhileBackupPushPermanentMarksItsBackupIsRefused(t *testing.T) {
 	held := proxy.holdRequests(func(r *http.Request) bool {
 		return r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/permanent")
 	})
-	_, wait := startPGB(t, s.src.Env(), s.cmd("backup-push", "--fast", "--permanent")...)
+	exited, wait := startPGB(t, s.src.Env(), s.cmd("backup-push", "--fast", "--permanent")...)
 	select {
 	case <-held.arrived:
-	case <-time.After(5 * time.Minute):
-		t.Fatalf("backup-push never wrote its permanent mark: %s", wait())
+	case <-exited:
+		t.Fatalf("backup-push ended without writing its permanent mark: %s", wait())
 	}
 	del := pgb(t, "", nil, s.cmd("delete", "--retain-full", "1", "--confirm")...)
 	held.release()
