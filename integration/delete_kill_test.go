@@ -222,3 +222,9 @@ func killedDeleteOn(t *testing.T, repo string, sel []string) {
 		t.Fatalf("rows restored after the rerun = %d, want %d", got, want)
 	}
 }
+
+// On GCS, whose deletes go 16 at a time.
+func TestDeleteKeepingTwoBackupsOnGCSThenRestoreInsideTheWindow(t *testing.T) {
+	pgtest.Require(t)
+	deleteKeepingTwoOn(t, "", gcsRepo(t, 0), []string{"--retain-full", "2"})
+}
