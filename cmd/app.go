@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/storage"
 )
 
 // Build describes the binary.
@@ -140,6 +141,8 @@ type env struct {
 	log    *slog.Logger
 	stdout io.Writer
 	stderr io.Writer
+	// wrapStore, if set, wraps the store openRepo opens (a test hook of pgb delete).
+	wrapStore func(storage.Store) storage.Store
 }
 
 // load resolves the configuration of the command being run.

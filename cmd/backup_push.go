@@ -52,7 +52,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	p := &backup.Pusher{Repo: rp, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
-		LockMaxAge: e.cfg.LockMaxAge,
+		LockMaxAge: e.cfg.LockMaxAge, Permanent: permanent,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)
@@ -60,11 +60,6 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 		return fmt.Errorf("backup-push: %w", err)
 	}
 	d := time.Since(start)
-	if permanent {
-		if err := rp.MarkPermanent(ctx, m.Name, time.Now()); err != nil {
-			return fmt.Errorf("backup-push: backup %s is complete but not marked permanent (pgb backup-mark --permanent %s marks it): %w", m.Name, m.Name, err)
-		}
-	}
 	// The backup is stored: failing to print the summary is no reason to fail.
 	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -12,6 +14,8 @@ import (
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/retention"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 )
 
 func deleteCommand() *cli.Command {
@@ -32,15 +36,30 @@ func deleteCommand() *cli.Command {
 			"deletes each backup's manifest first (the backup disappears), then its parts and summary, then\n" +
 			"WAL from the oldest: a delete that is interrupted is finished by running it again.\n\n" +
 			"--garbage instead removes what interrupted writes left behind, older than --grace: backups without\n" +
-			"a manifest (parts, summaries) and pgb check probes.",
+			"a manifest (parts, summaries) and pgb check probes.\n\n" +
+			"--json prints the plan (or, with --confirm, what was deleted) as one JSON document, described in\n" +
+			"README's pgb delete section: backups, WAL count and bytes, restore points, bytes freed, the\n" +
+			"window that remains, and whether it was a dry run.",
 		Flags: append(flags(config.KeyRetainFull, config.KeyRetainDays, config.KeyLockMaxAge),
 			&cli.StringFlag{Name: "before", Usage: "delete the backups that ended before `TIMESTAMP` (RFC 3339), or that are older than the backup named"},
 			&cli.BoolFlag{Name: "confirm", Usage: "delete; without it, only print what would be deleted"},
 			&cli.BoolFlag{Name: "garbage", Usage: "remove what interrupted writes left behind instead of applying a policy"},
 			&cli.DurationFlag{Name: "grace", Value: 24 * time.Hour, Usage: "--garbage removes only leftovers older than this"},
+			&cli.BoolFlag{Name: "json", Usage: "print the plan, or what was deleted, as one JSON document (README: pgb delete)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			if v := os.Getenv(testHangEnv); v != "" {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return usagef("%s=%q: want a number of deletions", testHangEnv, v)
+				}
+				prefix := os.Getenv(testHangPrefixEnv)
+				e.wrapStore = func(st storage.Store) storage.Store { return hangDeletes(st, n, prefix, e.stderr) }
+			}
 			if c.Bool("garbage") {
+				if c.Bool("json") {
+					return usagef("--json is for a retention policy, not --garbage")
+				}
 				if c.Duration("grace") <= 0 {
 					return usagef("--grace %s: want a positive duration, e.g. 24h", c.Duration("grace"))
 				}
@@ -50,9 +69,29 @@ func deleteCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return e.delete(c.Context, pol, c.Bool("confirm"))
+			return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
 		}),
 	}
+}
+
+// testHangEnv names a test hook, not for users: set to N, it makes pgb delete let N
+// object deletions through (a batch counts each key), print a line naming the next
+// one to stderr and hang there, so that an integration test can SIGKILL it in the
+// middle of its work, deterministically. testHangPrefixEnv, if set, counts only the
+// deletions of keys that begin with it.
+const (
+	testHangEnv       = "PGB_TEST_DELETE_HANG_AFTER"
+	testHangPrefixEnv = "PGB_TEST_DELETE_HANG_PREFIX"
+)
+
+// hangDeletes lets n deletions of keys under prefix through (a batch counts each
+// key), then prints a line naming the next such key to w and blocks that deletion
+// until the process ends.
+func hangDeletes(st storage.Store, n int, prefix string, w io.Writer) storage.Store {
+	return faulty.New(st, faulty.Rule{Op: faulty.Delete, Key: prefix, Skip: n, Count: 1, Fault: faulty.Hang,
+		OnFire: func(_ faulty.Op, key string) {
+			_, _ = fmt.Fprintf(w, "pgb: %s: hanging before deleting %s\n", testHangEnv, key)
+		}})
 }
 
 // policy is the retention policy in effect: the command line's when it gives one,
@@ -82,7 +121,7 @@ func (e *env) policy(before string) (retention.Policy, error) {
 	return p, nil
 }
 
-func (e *env) delete(ctx context.Context, pol retention.Policy, confirm bool) error {
+func (e *env) delete(ctx context.Context, pol retention.Policy, confirm, asJSON bool) error {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
@@ -92,6 +131,10 @@ func (e *env) delete(ctx context.Context, pol retention.Policy, confirm bool) er
 		Lock: repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log}, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
+	}
+	if asJSON {
+		printDeleteJSON(e.stdout, res)
+		return nil
 	}
 	printDeletePlan(e.stdout, res)
 	return nil

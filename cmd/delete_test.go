@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,89 @@ func TestDeleteBeforeATimeStamp(t *testing.T) {
 	}
 	if got := backupsIn(t, dir); got != "b2 b3" {
 		t.Fatalf("backups %q, want b2 b3", got)
+	}
+}
+
+// deleteDoc is the part of pgb delete --json that the test reads.
+type deleteDoc struct {
+	DryRun  bool `json:"dry_run"`
+	Deleted bool `json:"deleted"`
+	Backups []struct {
+		Name       string `json:"name"`
+		StopLSN    string `json:"stop_lsn"`
+		StoredSize int64  `json:"stored_size"`
+	} `json:"backups"`
+	Kept []struct {
+		Name      string `json:"name"`
+		Permanent bool   `json:"permanent"`
+	} `json:"kept"`
+	Unfinished    []any `json:"unfinished"`
+	RestorePoints []any `json:"restore_points"`
+	WAL           struct {
+		Count int    `json:"count"`
+		Bytes int64  `json:"bytes"`
+		First string `json:"first"`
+		Last  string `json:"last"`
+	} `json:"wal"`
+	BytesFreed int64 `json:"bytes_freed"`
+	Window     *struct {
+		FromBackup string    `json:"from_backup"`
+		FromTime   time.Time `json:"from_time"`
+		FromLSN    string    `json:"from_lsn"`
+		Timeline   uint32    `json:"timeline"`
+	} `json:"window"`
+}
+
+// A monitoring script reads the plan, and then what was deleted, as JSON.
+func TestDeleteJSONSaysWhatWouldBeAndWhatWasDeleted(t *testing.T) {
+	isolate(t)
+	dir := threeBackups(t)
+	st, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(st, repo.Options{})
+	for n := uint64(2); n <= 9; n++ {
+		f, err := wal.Parse(wal.SegmentFileName(1, n, 16<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.PutWAL(context.Background(), f, strings.NewReader("wal"), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = r.Close()
+	for _, confirm := range []bool{false, true} {
+		args := []string{"delete", "--repo", dir, "--retain-full", "2", "--json"}
+		if confirm {
+			args = append(args, "--confirm")
+		}
+		res := pgb(t, args...)
+		if res.code != 0 {
+			t.Fatalf("%v: %+v", args, res)
+		}
+		var doc deleteDoc
+		if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+			t.Fatalf("%v: not one JSON document: %v\n%s", args, err, res.stdout)
+		}
+		if doc.DryRun == confirm || doc.Deleted != confirm || len(doc.Backups) != 1 || doc.Backups[0].Name != "b1" ||
+			doc.Backups[0].StopLSN != "0/2000100" || len(doc.Kept) != 2 || doc.Kept[0].Name != "b2" ||
+			doc.Unfinished == nil || doc.RestorePoints == nil {
+			t.Fatalf("%v: %s", args, res.stdout)
+		}
+		if doc.WAL.Count != 3 || doc.WAL.First != "000000010000000000000002" || doc.WAL.Last != "000000010000000000000004" ||
+			doc.WAL.Bytes <= 0 || doc.BytesFreed != doc.WAL.Bytes+doc.Backups[0].StoredSize {
+			t.Fatalf("%v: WAL and bytes: %s", args, res.stdout)
+		}
+		if w := doc.Window; w == nil || w.FromBackup != "b2" || w.FromLSN != "0/5000100" || w.Timeline != 1 ||
+			!w.FromTime.Equal(time.Date(2026, 11, 2, 3, 1, 0, 0, time.UTC)) {
+			t.Fatalf("%v: window: %s", args, res.stdout)
+		}
+	}
+	if got := backupsIn(t, dir); got != "b2 b3" {
+		t.Fatalf("backups after delete --json --confirm %q", got)
+	}
+	if res := pgb(t, "delete", "--repo", dir, "--garbage", "--json"); res.code != exitUsage {
+		t.Fatalf("delete --garbage --json: %+v", res)
 	}
 }

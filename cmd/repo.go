@@ -43,6 +43,9 @@ func (e *env) openRepo(ctx context.Context, create bool, codec compress.Codec) (
 	if err != nil {
 		return nil, err
 	}
+	if e.wrapStore != nil {
+		st = e.wrapStore(st)
+	}
 	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
 }
 

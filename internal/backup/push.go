@@ -46,6 +46,10 @@ type Options struct {
 	Concurrency    int           // parts built and uploaded at once
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
 	LockMaxAge     time.Duration // take over a backup lock older than this (0: repo.DefaultLockMaxAge)
+	// Permanent marks the backup permanent once its manifest is stored, before the
+	// backup lock is released: a delete, which takes the same lock, never sees the
+	// backup without its mark.
+	Permanent bool
 	// Progress, if set, is called about once a second with bytes copied so far and
 	// the total expected.
 	Progress progress.Func
@@ -102,6 +106,8 @@ func Rate(size int64, copyTime time.Duration) float64 {
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
 // can be mistaken for a good backup, since no manifest is written. When PostgreSQL
 // stops (or the session breaks) during the backup, the error wraps ErrServerGone.
+// The one exception is Options.Permanent: a complete backup that could not be marked
+// permanent is returned with the error that says so, and is kept.
 func (p *Pusher) Run(ctx context.Context) (*repo.Manifest, error) {
 	m, err := p.run(ctx)
 	if err != nil {
@@ -318,6 +324,11 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 		}
 	}
 	ok = true
+	if p.Opt.Permanent {
+		if err := p.Repo.MarkPermanent(ctx, m.Name, now()); err != nil {
+			return m, fmt.Errorf("backup %s is complete but not marked permanent (pgb backup-mark --permanent %s marks it): %w", m.Name, m.Name, err)
+		}
+	}
 	return m, nil
 }
 

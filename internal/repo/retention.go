@@ -75,8 +75,9 @@ func (r *Repo) PermanentBackups(ctx context.Context) (map[string]bool, error) {
 }
 
 // DeleteBackup removes backup name in an order that is safe to interrupt: the
-// manifest first (the backup no longer exists for any reader), then its parts and its
-// permanent mark, the summary last. A backup whose manifest is gone but whose summary
+// manifest first (the backup no longer exists for any reader), alone; then its parts
+// and its permanent mark, in batches where the store deletes in batches
+// (storage.DeleteAll); the summary last, alone. A backup whose manifest is gone but whose summary
 // is still there is a delete that was interrupted (or a backup that failed in its
 // last step): IncompleteBackups lists it, and DeleteBackup finishes it. A backup
 // marked permanent is refused with ErrPermanent. Objects already gone count as
@@ -106,12 +107,16 @@ func (r *Repo) DeleteBackup(ctx context.Context, name string) error {
 		return fmt.Errorf("backup %s: %w (pgb backup-mark --no-permanent %s lifts it)", name, ErrPermanent, name)
 	}
 	sort.Strings(keys)
-	order := append([]string{ManifestKey(name)}, keys...)
-	order = append(order, PermanentKey(name), SummaryKey(name))
-	for _, k := range order {
-		if err := r.st.Delete(ctx, k); err != nil && !errors.Is(err, storage.ErrNotExist) {
-			return fmt.Errorf("delete backup %s: remove %s: %w", name, k, err)
-		}
+	if err := r.st.Delete(ctx, ManifestKey(name)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("delete backup %s: remove %s: %w", name, ManifestKey(name), err)
+	}
+	// The parts and the permanent mark in batches where the store has them.
+	keys = append(keys, PermanentKey(name))
+	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
+		return fmt.Errorf("delete backup %s: remove its parts: %w", name, err)
+	}
+	if err := r.st.Delete(ctx, SummaryKey(name)); err != nil && !errors.Is(err, storage.ErrNotExist) {
+		return fmt.Errorf("delete backup %s: remove %s: %w", name, SummaryKey(name), err)
 	}
 	return nil
 }
@@ -209,6 +214,28 @@ func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	key := WALKey(o.File)
 	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteWALs removes archived WAL files that ListWAL returned, in the order given
+// (oldest first, for an interruption-safe delete), in batches where the store deletes
+// in batches (storage.DeleteAll): each batch starts once the ones before it are gone.
+// Timeline history files are refused before anything is deleted. Files already gone
+// count as removed.
+func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
+	keys := make([]string, 0, len(objs))
+	for _, o := range objs {
+		if o.Kind == 0 || o.Name == "" {
+			return fmt.Errorf("delete WAL: no file named")
+		}
+		if o.Kind == wal.History {
+			return fmt.Errorf("delete WAL %s: timeline history files are kept", o.Name)
+		}
+		keys = append(keys, WALKey(o.File))
+	}
+	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
+		return fmt.Errorf("remove WAL: %w", err)
 	}
 	return nil
 }

@@ -165,3 +165,44 @@ func TestDeleteRestorePoint(t *testing.T) {
 		t.Fatal("a bad name was accepted")
 	}
 }
+
+// On a store that deletes in batches, a backup's parts go in one batch, between the
+// manifest (first, alone) and the summary (last, alone).
+func TestDeleteBackupRemovesThePartsInOneBatchBetweenManifestAndSummary(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	inner.Batch = 1000
+	r := New(inner, Options{})
+	for n := 1; n <= 3; n++ {
+		w, err := r.CreatePart(ctx, "b1", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("tar")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.PutBackup(ctx, testManifest("b1", 0x2000100)); err != nil {
+		t.Fatal(err)
+	}
+	failing := New(faulty.New(inner, faulty.Rule{Op: faulty.Delete, Key: SummaryKey("b1")}), Options{})
+	if err := failing.DeleteBackup(ctx, "b1"); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("DeleteBackup failing at the summary: %v", err)
+	}
+	var left []string
+	_ = inner.List(ctx, BackupPrefix("b1"), func(o storage.ObjectInfo) error { left = append(left, o.Key); return nil })
+	if len(left) != 1 || left[0] != SummaryKey("b1") || inner.Batches() != 1 {
+		t.Fatalf("left %v after %d batches, want only the summary after 1", left, inner.Batches())
+	}
+	if err := r.DeleteBackup(ctx, "b1"); err != nil {
+		t.Fatal(err)
+	}
+	left = nil
+	_ = inner.List(ctx, BackupPrefix("b1"), func(o storage.ObjectInfo) error { left = append(left, o.Key); return nil })
+	if len(left) != 0 {
+		t.Fatalf("left %v", left)
+	}
+}

@@ -66,7 +66,8 @@ func Load(ctx context.Context, r *repo.Repo, log *slog.Logger) (Input, error) {
 // repository's backup lock (never while a backup runs), in an order that is safe to
 // interrupt and that a rerun finishes: each backup's manifest first (the backup
 // disappears), then its parts and its summary; then the restore points outside the new
-// window; then WAL, oldest first. Backups whose delete was interrupted are finished
+// window; then WAL, oldest first, in batches where the store deletes in batches
+// (each batch after the one before it is done). Backups whose delete was interrupted are finished
 // first.
 func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err error) {
 	if !opt.Policy.Set() {
@@ -128,12 +129,7 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 			return err
 		}
 	}
-	for _, o := range res.WAL {
-		if err := r.DeleteWAL(ctx, o); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.DeleteWALs(ctx, res.WAL)
 }
 
 // Garbage is what interrupted writes left behind.

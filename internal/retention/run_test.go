@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"testing"
@@ -108,9 +109,16 @@ func TestDeleteDryRunChangesNothingAndConfirmDeletes(t *testing.T) {
 // A delete killed at every step: the repository it leaves is one that listing and
 // restore planning understand, and a rerun finishes the job.
 func TestDeleteInterruptedAtEachStepIsFinishedByARerun(t *testing.T) {
+	for _, batch := range []int{0, 2} { // one by one (fs), and in batches (S3, GCS)
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) { deleteInterruptedAtEachStep(t, batch) })
+	}
+}
+
+func deleteInterruptedAtEachStep(t *testing.T, batch int) {
 	ctx := context.Background()
 	for skip := 0; skip < 12; skip++ {
 		inner := mem.New()
+		inner.Batch = batch
 		r0 := repo.New(inner, repo.Options{})
 		fill(t, r0)
 		st := faulty.New(inner, faulty.Rule{Op: faulty.Delete, Skip: skip, Key: "backups/"}, faulty.Rule{Op: faulty.Delete, Skip: 0, Key: "wal/"})
@@ -219,5 +227,65 @@ func TestDeleteRefusesWhileABackupRuns(t *testing.T) {
 	}
 	if got := backupNames(t, r); len(got) != 3 {
 		t.Fatalf("deleted during a backup: %v", got)
+	}
+}
+
+// walRepo stores one backup at segments 2502-2503 of timeline 1 and segments 2..2503:
+// a policy that keeps the backup deletes the 2,500 segments before it.
+func walRepo(t *testing.T, st storage.Store) *repo.Repo {
+	t.Helper()
+	ctx := context.Background()
+	r := repo.New(st, repo.Options{})
+	b := backup("b1", 1, 2502, 2503, 1, false)
+	s := *b.Summary
+	s.StartWAL = wal.SegmentFileName(1, 2502, seg)
+	s.StopWAL = wal.SegmentFileName(1, 2503, seg)
+	if err := r.PutBackup(ctx, &repo.Manifest{Summary: s}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range segs(1, 2, 2503) {
+		if _, err := r.PutWAL(ctx, o.File, bytes.NewReader([]byte("wal")), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// On a store that deletes in batches of 1000 keys (S3's DeleteObjects), 2,500 WAL
+// segments go in 3 requests, oldest first: a failure in the second batch leaves the
+// first batch deleted and the third untouched, and a rerun finishes.
+func TestDeleteRemovesWALOldestFirstInBatches(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	inner.Batch = 1000
+	r := walRepo(t, inner)
+	opt := Options{Policy: Policy{RetainFull: 1}, Now: t0.Add(10 * 24 * time.Hour), Confirm: true}
+	res, err := Delete(ctx, r, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.WAL) != 2500 || inner.Batches() != 3 {
+		t.Fatalf("deleted %d WAL files in %d batches, want 2500 in 3", len(res.WAL), inner.Batches())
+	}
+	if got := listWAL(t, r); !reflect.DeepEqual(got, segNames(1, 2502, 2503)) {
+		t.Fatalf("WAL left %v", got)
+	}
+
+	inner = mem.New()
+	inner.Batch = 1000
+	walRepo(t, inner)
+	failing := repo.New(faulty.New(inner, faulty.Rule{Op: faulty.Delete, Key: "wal/", Skip: 1500}), repo.Options{})
+	if _, err := Delete(ctx, failing, opt); !errors.Is(err, faulty.ErrInjected) {
+		t.Fatalf("delete failing at the 1501st segment: %v", err)
+	}
+	r = repo.New(inner, repo.Options{})
+	if got := listWAL(t, r); !reflect.DeepEqual(got, segNames(1, 1502, 2503)) {
+		t.Fatalf("after a failure in the second batch, WAL left from %v to %v, want from %s", got[0], got[len(got)-1], segNames(1, 1502, 1502)[0])
+	}
+	if _, err := Delete(ctx, r, opt); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if got := listWAL(t, r); !reflect.DeepEqual(got, segNames(1, 2502, 2503)) {
+		t.Fatalf("WAL left after the rerun %v", got)
 	}
 }

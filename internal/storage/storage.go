@@ -74,6 +74,9 @@ type PutOptions struct {
 //     page by page for large listings; it stops early and returns fn's error if fn fails,
 //     and ctx's error if ctx is cancelled.
 //   - Every method honours ctx: a cancelled context ends the call with ctx's error.
+//
+// A store may also delete in batches (BatchDeleter); callers delete many keys with
+// DeleteAll, which uses the batches where there are any.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, opts PutOptions) error
 	Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)

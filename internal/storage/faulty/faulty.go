@@ -82,6 +82,9 @@ type Rule struct {
 	Fault  Fault   // what happens; Fail by default
 	Err    error   // the injected error; ErrInjected (Truncate on Get: io.ErrUnexpectedEOF) if nil
 	Offset int64   // Truncate, Corrupt: where in the data stream
+	// OnFire, if set, is called each time the rule fires, with the call's operation
+	// and key, before the fault takes effect (for a Hang: before it blocks).
+	OnFire func(op Op, key string)
 }
 
 // rule is a Rule with its counters.
@@ -149,8 +152,17 @@ func (s *Store) Faults(op Op) int {
 // Inner returns the wrapped store, for checking what really got stored.
 func (s *Store) Inner() storage.Store { return s.inner }
 
-// match counts the call and returns the rule that fires on it, if any.
+// match counts the call and returns the rule that fires on it, if any, after calling
+// its OnFire.
 func (s *Store) match(op Op, key string) *Rule {
+	r := s.matchLocked(op, key)
+	if r != nil && r.OnFire != nil {
+		r.OnFire(op, key)
+	}
+	return r
+}
+
+func (s *Store) matchLocked(op Op, key string) *Rule {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[op]++
@@ -300,6 +312,50 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 	}
 	return injected(Delete, key, rule.Err)
+}
+
+// MaxBatch is the inner store's (see storage.BatchDeleter).
+func (s *Store) MaxBatch() int { return storage.MaxBatch(s.inner) }
+
+// DeleteBatch offers each key to the rules as a Delete of its own, in order. The
+// keys before the first one a rule fires on go to the inner store's DeleteBatch; then
+// the fault takes effect as for Delete (FailAfter deletes that key too), and the keys
+// after it are left alone (and named in the *storage.BatchError with the faulted
+// one). Without a fault the whole batch goes to the inner store.
+func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
+	b, ok := s.inner.(storage.BatchDeleter)
+	if !ok || b.MaxBatch() == 0 {
+		return storage.DeleteAll(ctx, s, keys)
+	}
+	for i, k := range keys {
+		rule := s.match(Delete, k)
+		if rule == nil || rule.Fault == Corrupt {
+			continue
+		}
+		done := keys[:i]
+		if rule.Fault == FailAfter {
+			done = keys[:i+1]
+		}
+		if len(done) > 0 {
+			if err := b.DeleteBatch(ctx, done); err != nil {
+				return err
+			}
+		}
+		if rule.Fault == Hang || rule.Fault == Stall {
+			return hang(ctx, Delete, k)
+		}
+		failed := map[string]error{}
+		for _, later := range keys[i+1:] {
+			failed[later] = fmt.Errorf("faulty: delete %q: not sent, after the fault on %q", later, k)
+		}
+		if rule.Fault != FailAfter {
+			failed[k] = injected(Delete, k, rule.Err)
+		} else if len(failed) == 0 {
+			return injected(Delete, k, rule.Err) // everything is deleted: a lost acknowledgement
+		}
+		return storage.NewBatchError("faulty: delete batch", keys, failed)
+	}
+	return b.DeleteBatch(ctx, keys)
 }
 
 // String names the inner store.

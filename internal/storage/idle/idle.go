@@ -62,6 +62,15 @@ func (s *store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	return &reader{rc: rc, ctx: gctx, cancel: cancel, timer: t, d: s.d}, nil
 }
 
+// MaxBatch is the wrapped store's (see storage.BatchDeleter).
+func (s *store) MaxBatch() int { return storage.MaxBatch(s.Store) }
+
+// DeleteBatch passes keys to the wrapped store's DeleteBatch (one Delete per key when
+// it has none).
+func (s *store) DeleteBatch(ctx context.Context, keys []string) error {
+	return storage.DeleteAll(ctx, s.Store, keys)
+}
+
 // Unwrap returns the wrapped store.
 func (s *store) Unwrap() storage.Store { return s.Store }
 

@@ -51,5 +51,14 @@ func (s *Store) Waiting() int { return int(s.waiting.Load()) }
 // Limit is the number of Puts that may run at once.
 func (s *Store) Limit() int { return cap(s.slots) }
 
+// MaxBatch is the wrapped store's (see storage.BatchDeleter).
+func (s *Store) MaxBatch() int { return storage.MaxBatch(s.Store) }
+
+// DeleteBatch passes keys to the wrapped store's DeleteBatch (one Delete per key when
+// it has none).
+func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
+	return storage.DeleteAll(ctx, s.Store, keys)
+}
+
 // Unwrap returns the wrapped store.
 func (s *Store) Unwrap() storage.Store { return s.Store }

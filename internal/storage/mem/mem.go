@@ -18,8 +18,14 @@ import (
 
 // Store is an in-memory storage.Store. The zero value is not usable; call New.
 type Store struct {
-	mu   sync.RWMutex
-	objs map[string]object
+	// Batch, when above 0, makes the store a storage.BatchDeleter of Batch keys per
+	// call, so that tests of the code above storage see batches as on S3. Set it
+	// before use.
+	Batch int
+
+	mu      sync.RWMutex
+	objs    map[string]object
+	batches int
 }
 
 // object is one stored value. data is never modified after it is stored, so readers
@@ -159,6 +165,39 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	delete(s.objs, key)
 	return nil
+}
+
+// MaxBatch is Batch: the store deletes in batches only when a test sets it.
+func (s *Store) MaxBatch() int { return s.Batch }
+
+// DeleteBatch removes the objects under keys at once, under one lock; missing keys
+// count as deleted (see storage.BatchDeleter).
+func (s *Store) DeleteBatch(ctx context.Context, keys []string) error {
+	if len(keys) > s.Batch {
+		return fmt.Errorf("mem: delete batch of %d keys, more than %d", len(keys), s.Batch)
+	}
+	for _, k := range keys {
+		if err := storage.ValidKey(k); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("mem: delete batch: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	for _, k := range keys {
+		delete(s.objs, k)
+	}
+	return nil
+}
+
+// Batches is the number of DeleteBatch calls the store has served.
+func (s *Store) Batches() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.batches
 }
 
 // String names the store.

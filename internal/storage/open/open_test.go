@@ -83,6 +83,12 @@ func TestStoreUnavailableEveryRequestIsTriedStorageRetriesTimes(t *testing.T) {
 				return st.List(ctx, "", func(storage.ObjectInfo) error { return nil })
 			}},
 			{"delete", func(ctx context.Context, st storage.Store) error { return st.Delete(ctx, "k") }},
+			{"delete-batch", func(ctx context.Context, st storage.Store) error {
+				if storage.MaxBatch(st) == 0 {
+					return fmt.Errorf("the opened store does not pass batch deletes through")
+				}
+				return storage.DeleteAll(ctx, st, []string{"k"})
+			}},
 		} {
 			t.Run(tc.repo[:2]+"/"+op.name, func(t *testing.T) {
 				faults := tc.faults()

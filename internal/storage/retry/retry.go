@@ -537,6 +537,45 @@ func (s *store) Delete(ctx context.Context, key string) error {
 	}})
 }
 
+// MaxBatch is the inner store's (see storage.BatchDeleter): 0 when it has no batch
+// delete.
+func (s *store) MaxBatch() int { return storage.MaxBatch(s.inner) }
+
+// DeleteBatch deletes keys with the inner store's DeleteBatch, retrying as New
+// describes; after a partial failure (a *storage.BatchError) the next attempt sends
+// only the keys that failed. A store below without batch delete gets one retried
+// Delete per key.
+func (s *store) DeleteBatch(ctx context.Context, keys []string) error {
+	b, ok := s.inner.(storage.BatchDeleter)
+	if !ok || b.MaxBatch() == 0 {
+		return storage.DeleteAll(ctx, s, keys) // one by one: DeleteAll finds no batch below
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	pending := keys
+	name := keys[0]
+	if len(keys) > 1 {
+		name = fmt.Sprintf("%s and %d more", keys[0], len(keys)-1)
+	}
+	return s.run(ctx, call{op: "delete", key: name, max: s.cfg.MaxAttempts, try: func(ctx context.Context) error {
+		err := s.timed(ctx, func(ctx context.Context) error { return b.DeleteBatch(ctx, pending) })
+		var be *storage.BatchError
+		if errors.As(err, &be) {
+			var left []string
+			for _, k := range pending {
+				if _, failed := be.Failed[k]; failed {
+					left = append(left, k)
+				}
+			}
+			if len(left) > 0 {
+				pending = left
+			}
+		}
+		return err
+	}})
+}
+
 // List lists the objects under prefix, retrying as New describes. A retry resumes
 // after the last key delivered to fn (the inner store lists in lexical order), so fn
 // sees each key once. fn's error is returned as it is, without retrying.

@@ -81,6 +81,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// batchMem is a mem store that deletes in batches of 3 keys.
+func batchMem() *mem.Store {
+	s := mem.New()
+	s.Batch = 3
+	return s
+}
+
 // TestConformanceUnderFaults runs the suite with one call in five failing at random:
 // the retries must hide every failure. Puts are faulted only where the suite's readers
 // can seek, since other Puts are not retried.
@@ -97,6 +104,18 @@ func TestConformanceUnderFaults(t *testing.T) {
 			rules = append(rules, faulty.Rule{Op: faulty.Put, Key: prefix, Prob: 0.2, Seed: uint64(10 + i)})
 		}
 		return retry.New(faulty.New(mem.New(), rules...), retry.Config{MaxAttempts: 30, Timeout: time.Minute, Sleep: (&fakeClock{}).sleep})
+	})
+}
+
+// The same faults under batch deletes: a batch that fails part-way is retried for
+// the keys it did not delete, and DeleteAll still deletes every key.
+func TestConformanceUnderFaultsBatchDelete(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		rules := []faulty.Rule{
+			{Op: faulty.Delete, Prob: 0.2, Seed: 5},
+			{Op: faulty.Delete, Prob: 0.1, Seed: 6, Fault: faulty.FailAfter},
+		}
+		return retry.New(faulty.New(batchMem(), rules...), retry.Config{MaxAttempts: 30, Timeout: time.Minute, Sleep: (&fakeClock{}).sleep})
 	})
 }
 

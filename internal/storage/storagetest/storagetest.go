@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"ListStop", testListStop},
 		{"ListCancel", testListCancel},
 		{"InvalidKeys", testInvalidKeys},
+		{"DeleteAll", testDeleteAll},
+		{"DeleteAllCancelled", testDeleteAllCancelled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -753,4 +755,51 @@ func testInvalidKeys(t *testing.T, s storage.Store) {
 	// Nothing was written through a bad key, and the valid object is intact.
 	wantKeys(t, s, "", "a/b")
 	wantContent(t, s, "a/b", []byte("x"))
+}
+
+// testDeleteAll checks storage.DeleteAll, which uses the store's batch delete when it
+// has one (storage.BatchDeleter): every key goes, missing keys count as deleted, other
+// keys stay, and an invalid key stops it before anything is deleted.
+func testDeleteAll(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	n := 7
+	if b := storage.MaxBatch(s); b > 0 && b <= 10 {
+		n = 2*b + 1 // several batches, the last one short
+	}
+	var keys []string
+	for i := range n {
+		k := fmt.Sprintf("del/%02d", i)
+		put(t, s, k, []byte(k))
+		keys = append(keys, k)
+	}
+	put(t, s, "del0", []byte("stays"))
+	put(t, s, "keep/x", []byte("stays"))
+	if err := storage.DeleteAll(ctx, s, nil); err != nil {
+		t.Fatalf("DeleteAll(nil): %v", err)
+	}
+	bad := append(append([]string(nil), keys...), "del/../keep/x")
+	if err := storage.DeleteAll(ctx, s, bad); !errors.Is(err, storage.ErrInvalidKey) {
+		t.Fatalf("DeleteAll with an invalid key: error = %v, want ErrInvalidKey", err)
+	}
+	wantKeys(t, s, "del/", keys...) // nothing deleted
+	withMissing := append([]string{"del/missing", "nothing/here"}, keys...)
+	if err := storage.DeleteAll(ctx, s, withMissing); err != nil {
+		t.Fatalf("DeleteAll: %v", err)
+	}
+	wantKeys(t, s, "", "del0", "keep/x")
+	if err := storage.DeleteAll(ctx, s, keys); err != nil {
+		t.Fatalf("DeleteAll again, every key missing: %v", err)
+	}
+	wantContent(t, s, "keep/x", []byte("stays"))
+}
+
+// testDeleteAllCancelled: a cancelled context fails DeleteAll with its error.
+func testDeleteAllCancelled(t *testing.T, s storage.Store) {
+	put(t, s, "k", []byte("value"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := storage.DeleteAll(ctx, s, []string{"k"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("DeleteAll with cancelled ctx: error = %v, want context.Canceled", err)
+	}
+	wantContent(t, s, "k", []byte("value"))
 }
