@@ -63,8 +63,8 @@ func inTransaction(t *testing.T, c *pgtest.Cluster, stmts ...string) uint32 {
 	return uint32(xid)
 }
 
-// A user learns that tables were dropped and truncated, a database dropped and
-// rows deleted, but not when: pgb events lists each with its transaction and
+// A user learns that tables were dropped, truncated and rewritten, a database
+// dropped and rows deleted, but not when: pgb events lists each with its transaction and
 // commit time (as PostgreSQL recorded them, and as pg_waldump shows them), and
 // the printed restore command brings the dropped table back with every row
 // committed before the DROP.
@@ -103,6 +103,7 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 	// A mass delete rolled back, and a small one: neither is an event.
 	src.Exec(t, "BEGIN; DELETE FROM pruned; ROLLBACK")
 	src.Exec(t, "DELETE FROM pruned WHERE id <= 1510")
+	src.Exec(t, "VACUUM FULL pruned")
 	last := src.SwitchWAL(t)
 	src.WaitArchived(t, last, 60*time.Second)
 
@@ -119,8 +120,8 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		byKind[e.Kind] = i
 		t.Logf("%s xid %d at %s, LSN %s: %+v", e.Kind, e.Xid, e.Time.Format(time.RFC3339Nano), e.LSN, e.Relations)
 	}
-	if len(doc.Events) != 4 {
-		t.Fatalf("want 4 events (drop, truncate, drop_database, rows), got %d:\n%s", len(doc.Events), out.stdout)
+	if len(doc.Events) != 5 {
+		t.Fatalf("want 5 events (drop, truncate, drop_database, rows, rewrite), got %d:\n%s", len(doc.Events), out.stdout)
 	}
 	check := func(kind string, xid uint32, rel string) {
 		t.Helper()
@@ -153,6 +154,7 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 	check("truncate", truncXid, "public.emptied")
 	check("rows", deleteXid, "public.pruned")
 	check("drop_database", 0, "")
+	check("rewrite", 0, "public.pruned")
 	dropDB := doc.Events[byKind["drop_database"]]
 	if dropDB.Database != "scratch" || int64(dropDB.Xid) <= beforeDropDB {
 		t.Errorf("drop_database: database %q xid %d (xids before it up to %d)", dropDB.Database, dropDB.Xid, beforeDropDB)

@@ -1,0 +1,144 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// The committed test segments of internal/wal: three 1 MiB segments of a
+// PostgreSQL 15 cluster in which DROP TABLE doomed commits (xid 733) and one
+// transaction updates 50 rows of kept.
+const testSegSize = 1 << 20
+
+func testSegments(t *testing.T) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("..", "wal", "testdata", "pg15", "0*.zst"))
+	if err != nil || len(paths) != 3 {
+		t.Fatalf("test segments: %v %v", paths, err)
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[strings.TrimSuffix(filepath.Base(p), ".zst")], err = dec.DecodeAll(b, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// testRepo holds the segments and one backup starting at the first, with
+// relation names for kept (16384) and doomed (16391).
+func testRepo(t *testing.T, segs map[string][]byte) *repo.Repo {
+	t.Helper()
+	ctx := context.Background()
+	rp := repo.New(mem.New(), repo.Options{})
+	names := make([]string, 0, len(segs))
+	for n := range segs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		f, err := wal.Parse(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rp.PutWAL(ctx, f, bytes.NewReader(segs[n]), int64(len(segs[n]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const name = "20261202T000000Z"
+	if err := rp.PutRelMap(ctx, name, &repo.RelMap{Databases: []repo.RelDatabase{{OID: 5, Name: "postgres", Relations: []repo.Relation{
+		{OID: 16384, Filenode: 16384, Schema: "public", Name: "kept", Kind: "r"},
+		{OID: 16391, Filenode: 16391, Schema: "public", Name: "doomed", Kind: "r"},
+	}}}}); err != nil {
+		t.Fatal(err)
+	}
+	m := &repo.Manifest{Summary: repo.Summary{Name: name, WALSegSize: testSegSize, Timeline: 1, StartLSN: 0x600028, StopLSN: 0x600100,
+		StartTime: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC), StopTime: time.Date(2026, 12, 2, 0, 0, 1, 0, time.UTC)}}
+	if err := rp.PutBackup(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return rp
+}
+
+func TestFindNamesTheDropAndTheUpdatesOfTheCommittedSegments(t *testing.T) {
+	res, err := Find(context.Background(), testRepo(t, testSegments(t)), Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 0 || res.Segments != 3 {
+		t.Fatalf("problems %v, %d segments read", res.Problems, res.Segments)
+	}
+	var drop, rows *Event
+	for i, e := range res.Events {
+		switch e.Kind {
+		case TableDropped:
+			drop = &res.Events[i]
+		case RowsChanged:
+			rows = &res.Events[i]
+		}
+	}
+	if drop == nil || drop.Xid != 733 || drop.Relations[0].QualifiedName() != "public.doomed" || drop.DatabaseName != "postgres" ||
+		drop.NamesFrom != "20261202T000000Z" || drop.Restore != "pgb restore --pgdata DIR --target-xid 733 --target-exclusive --target-timeline 1" {
+		t.Fatalf("drop event %+v", drop)
+	}
+	if rows == nil || rows.Relations[0].QualifiedName() != "public.kept" || rows.Updated != 50 {
+		t.Fatalf("rows event %+v (events %+v)", rows, res.Events)
+	}
+	res, err = Find(context.Background(), testRepo(t, testSegments(t)), Options{MinRows: 50, Table: "public.kept"})
+	if err != nil || len(res.Events) != 1 || res.Events[0].Kind != RowsChanged {
+		t.Fatalf("--table public.kept: %+v %v", res, err)
+	}
+}
+
+func TestFindSaysWhichWALItCouldNotRead(t *testing.T) {
+	ctx := context.Background()
+	segs := testSegments(t)
+	delete(segs, "000000010000000000000007")
+	res, err := Find(ctx, testRepo(t, segs), Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "000000010000000000000006 up to 000000010000000000000008 is not in the repository") {
+		t.Fatalf("a missing segment must be a problem: %q", res.Problems)
+	}
+
+	segs = testSegments(t)
+	seg := segs["000000010000000000000007"]
+	seg[len(seg)/2] ^= 0xFF // inside a record: its CRC no longer holds
+	res, err = Find(ctx, testRepo(t, segs), Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "000000010000000000000007") || !strings.Contains(res.Problems[0], "corrupt WAL") {
+		t.Fatalf("a damaged segment must be a problem naming it: %q", res.Problems)
+	}
+	if res.Segments < 3 {
+		t.Fatalf("the scan must go on after the damaged segment: %d segments", res.Segments)
+	}
+
+	if _, err := Find(ctx, repo.New(mem.New(), repo.Options{}), Options{}); !errors.Is(err, ErrNoBackups) {
+		t.Fatalf("an empty repository: %v, want ErrNoBackups", err)
+	}
+}
