@@ -12,7 +12,9 @@ import (
 
 var t0 = time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
 
-func rel(n uint32) wal.RelFileNode { return wal.RelFileNode{Tablespace: 1663, Database: 5, Relation: n} }
+func rel(n uint32) wal.RelFileNode {
+	return wal.RelFileNode{Tablespace: 1663, Database: 5, Relation: n}
+}
 
 func commit(lsn wal.LSN, xid uint32, subs []uint32, dropped ...wal.RelFileNode) wal.Record {
 	return wal.Record{LSN: lsn, Xid: xid, RmgrID: wal.RmgrXact, Xact: &wal.Xact{Kind: wal.Commit, Xid: xid, Time: t0.Add(time.Duration(lsn)), Database: 5, Subxacts: subs, DroppedRels: dropped}}
