@@ -120,10 +120,11 @@ func (c *Collector) Add(rec *wal.Record) error {
 	case rec.Checkpoint != nil:
 		cp := rec.Checkpoint
 		c.f.LastTime = cp.Time
+		// An online checkpoint says which transactions may still be open
+		// (oldestActiveXid, prepared ones included). A shutdown checkpoint
+		// says nothing (0): prepared transactions survive it, and the next
+		// online checkpoint forgets those a crash or shutdown ended.
 		oldest := cp.OldestActiveXid
-		if cp.Shutdown {
-			oldest = uint32(cp.NextXid) // nothing survives a shutdown
-		}
 		if oldest != 0 {
 			c.f.Steps = append(c.f.Steps, Step{Kind: StepPrune, LSN: rec.LSN, Oldest: oldest})
 		}

@@ -195,3 +195,17 @@ func TestWriteTextFitsEightyColumns(t *testing.T) {
 		}
 	}
 }
+
+// A prepared transaction survives a shutdown: its work must still count when
+// COMMIT PREPARED comes after the restart.
+func TestFoldKeepsAPreparedTransactionsWorkAcrossAShutdown(t *testing.T) {
+	f := &Folder{MinRows: 100}
+	shutdown := wal.Record{RmgrID: wal.RmgrXLOG, Checkpoint: &wal.Checkpoint{Shutdown: true, NextXid: 400, Time: t0}}
+	recs := append(repeat(150, heapDelete(300, rel(16500))), shutdown)
+	cp := commit(0x900, 300, nil)
+	cp.Xact.Kind, cp.Xid = wal.CommitPrepared, 0
+	got := fold(f, collect(t, recs, []wal.Record{cp}))
+	if len(got) != 1 || got[0].Kind != RowsChanged || got[0].Deleted != 150 {
+		t.Fatalf("got %+v, want the prepared transaction's 150 deletes", got)
+	}
+}
