@@ -11,7 +11,7 @@ import (
 )
 
 // prefetch is how many segments are fetched ahead of the reader: each is held
-// decoded in memory (16 MiB by default).
+// decoded in memory (16 MiB by default), in prefetch+1 buffers that are reused.
 const prefetch = 2
 
 // fetchError is a segment that could not be read: a storage failure (the
@@ -34,17 +34,32 @@ type fetched struct {
 // stream, fetching up to prefetch segments ahead in a goroutine that ends
 // with ctx.
 type fetcher struct {
-	ch  <-chan fetched
-	cur []byte
-	err error
+	ch   <-chan fetched
+	free chan<- []byte
+	buf  []byte // the segment being read, returned to free when done
+	cur  []byte // what is left of it
+	err  error
 }
 
 func newFetcher(ctx context.Context, rp *repo.Repo, run []wal.File, segSize uint64) *fetcher {
 	ch := make(chan fetched, prefetch)
+	free := make(chan []byte, prefetch+1)
+	for range prefetch + 1 {
+		free <- nil // allocated on first use
+	}
 	go func() {
 		defer close(ch)
 		for i, f := range run {
-			b, err := fetchSegment(ctx, rp, f, segSize)
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
+			if uint64(cap(buf)) < segSize {
+				buf = make([]byte, segSize)
+			}
+			b, err := fetchSegment(ctx, rp, f, buf[:segSize])
 			if err != nil {
 				err = &fetchError{index: i, storage: !errors.Is(err, repo.ErrCorrupt) && !errors.Is(err, errSegmentSize), err: err}
 			}
@@ -58,26 +73,35 @@ func newFetcher(ctx context.Context, rp *repo.Repo, run []wal.File, segSize uint
 			}
 		}
 	}()
-	return &fetcher{ch: ch}
+	return &fetcher{ch: ch, free: free}
 }
 
 var errSegmentSize = errors.New("not a whole segment")
 
-func fetchSegment(ctx context.Context, rp *repo.Repo, f wal.File, segSize uint64) ([]byte, error) {
+// fetchSegment reads the archived segment f into buf, which is exactly one
+// segment long: the object must decode to exactly that many bytes.
+func fetchSegment(ctx context.Context, rp *repo.Repo, f wal.File, buf []byte) ([]byte, error) {
 	o, err := rp.OpenWAL(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
 	defer func() { _ = o.Close() }() // read-only: the envelope check decides
-	b, err := io.ReadAll(io.LimitReader(o, int64(segSize)+1))
+	n, err := io.ReadFull(o, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w: %d bytes, a segment has %d", f.Name, errSegmentSize, n, len(buf))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", f.Name, err)
 	}
-	if uint64(len(b)) != segSize {
-		return nil, fmt.Errorf("%s: %w: %d bytes, a segment has %d", f.Name, errSegmentSize, len(b), segSize)
+	// The object must end here; reading to its end checks its trailer.
+	var one [1]byte
+	if m, err := o.Read(one[:]); m > 0 || !errors.Is(err, io.EOF) {
+		if m == 0 && err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return nil, fmt.Errorf("%s: %w: more than %d bytes", f.Name, errSegmentSize, len(buf))
 	}
-	// A whole segment was read to the object's end, which checked its trailer.
-	return b, nil
+	return buf, nil
 }
 
 // Read implements io.Reader over the fetched segments.
@@ -95,7 +119,10 @@ func (f *fetcher) Read(p []byte) (int, error) {
 			f.err = it.err
 			return 0, it.err
 		}
-		f.cur = it.b
+		if f.buf != nil {
+			f.free <- f.buf // never blocks: it holds every buffer not in use
+		}
+		f.buf, f.cur = it.b, it.b
 	}
 	n := copy(p, f.cur)
 	f.cur = f.cur[n:]
