@@ -1,12 +1,16 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,10 +237,12 @@ func crossCheckEventsWithPgWaldump(t *testing.T, src *pgtest.Cluster, repo strin
 	for _, n := range names {
 		mustPGB(t, "", nil, "wal-fetch", "--repo", repo, n, filepath.Join(dir, n))
 	}
+	dump := pgWaldump(t, src, dir, names[0], names[len(names)-1])
+	crossCheckChangesWithPgWaldump(t, dir, names, dump)
 	entries := map[wal.LSN]string{} // LSN → whole line
 	deletes := map[uint32]int{}
 	var dropDBTx []uint32
-	for _, line := range strings.Split(pgWaldump(t, src, dir, names[0], names[len(names)-1]), "\n") {
+	for _, line := range strings.Split(dump, "\n") {
 		m := regexp.MustCompile(`tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+),`).FindStringSubmatch(line)
 		if m == nil {
 			continue
@@ -284,5 +290,106 @@ func crossCheckEventsWithPgWaldump(t *testing.T, src *pgtest.Cluster, repo strin
 				t.Errorf("pg_waldump counts %d heap DELETEs in the transaction, pgb %d", n, e.Deleted)
 			}
 		}
+	}
+}
+
+var (
+	blkref0RE   = regexp.MustCompile(`blkref #0: rel (\d+/\d+/\d+) `)
+	createRE    = regexp.MustCompile(`desc: CREATE base/(\d+)/(\d+)(_fsm|_vm|_init)?$`)
+	dropDirRE   = regexp.MustCompile(`desc: DROP dir \d+/(\d+)`)
+	heapOpRE    = regexp.MustCompile(`^rmgr: Heap .*desc: (DELETE|UPDATE|HOT_UPDATE)(\+INIT)? `)
+	waldumpLine = regexp.MustCompile(`lsn: ([0-9A-F]+/[0-9A-F]+),`)
+)
+
+// crossCheckChangesWithPgWaldump decodes every record of the segments with
+// wal.DecodeChange and checks the row changes, created files and dropped
+// databases against pg_waldump's lines for the same records.
+func crossCheckChangesWithPgWaldump(t *testing.T, dir string, names []string, dump string) {
+	t.Helper()
+	want := map[wal.LSN]string{}
+	for _, line := range strings.Split(dump, "\n") {
+		m := waldumpLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		lsn, err := wal.ParseLSN(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case heapOpRE.MatchString(line):
+			kind := wal.RowUpdate
+			if heapOpRE.FindStringSubmatch(line)[1] == "DELETE" {
+				kind = wal.RowDelete
+			}
+			if b := blkref0RE.FindStringSubmatch(line); b != nil {
+				want[lsn] = fmt.Sprint(kind, " ", b[1])
+			}
+		case strings.HasPrefix(line, "rmgr: Storage ") && createRE.MatchString(line):
+			c := createRE.FindStringSubmatch(line)
+			fork := map[string]int{"": 0, "_fsm": 1, "_vm": 2, "_init": 3}[c[3]]
+			want[lsn] = fmt.Sprintf("%v 1663/%s/%s fork %d", wal.FileCreate, c[1], c[2], fork)
+		case strings.HasPrefix(line, "rmgr: Database ") && dropDirRE.MatchString(line):
+			want[lsn] = fmt.Sprintf("%v %s", wal.DatabaseDrop, dropDirRE.FindStringSubmatch(line)[1])
+		}
+	}
+	f, err := wal.Parse(names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	const segSize = 16 << 20
+	rd, recs := readWALReaderKeeping(t, dir, names, segSize, wal.LSN(f.SegmentNumber(segSize)*segSize))
+	counts := map[wal.ChangeKind]int{}
+	for _, r := range recs {
+		c, err := wal.DecodeChange(&r, rd.PostgreSQLMajor())
+		if err != nil {
+			t.Fatalf("%s: %v", r.LSN, err)
+		}
+		got := ""
+		switch c.Kind {
+		case wal.RowDelete, wal.RowUpdate:
+			got = fmt.Sprint(c.Kind, " ", c.Rel)
+		case wal.FileCreate:
+			got = fmt.Sprint(c.Kind, " ", c.Rel, " fork ", c.Fork)
+		case wal.DatabaseDrop:
+			got = fmt.Sprint(c.Kind, " ", c.Database)
+		}
+		counts[c.Kind]++
+		if got != want[r.LSN] {
+			t.Errorf("%s: decoded %q, pg_waldump says %q", r.LSN, got, want[r.LSN])
+		}
+	}
+	if counts[wal.RowDelete] < 1500 || counts[wal.RowUpdate] == 0 || counts[wal.FileCreate] == 0 || counts[wal.DatabaseDrop] != 1 {
+		t.Errorf("the workload should hold deletes, updates, file creations and one database drop: %v", counts)
+	}
+}
+
+// readWALReaderKeeping reads every record of the segments, keeping block
+// references and main data (copied: the reader reuses its buffers).
+func readWALReaderKeeping(t *testing.T, dir string, names []string, segSize uint64, start wal.LSN) (*wal.Reader, []wal.Record) {
+	t.Helper()
+	var rs []io.Reader
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, bytes.NewReader(b))
+	}
+	rd, err := wal.NewReader(io.MultiReader(rs...), segSize, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []wal.Record
+	for {
+		r, err := rd.Next()
+		if errors.Is(err, io.EOF) || errors.Is(err, wal.ErrEndOfWAL) {
+			return rd, recs
+		}
+		if err != nil {
+			t.Fatalf("after %d records: %v", len(recs), err)
+		}
+		r.MainData, r.Blocks = bytes.Clone(r.MainData), slices.Clone(r.Blocks)
+		recs = append(recs, r)
 	}
 }
