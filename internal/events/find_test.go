@@ -142,3 +142,38 @@ func TestFindSaysWhichWALItCouldNotRead(t *testing.T) {
 		t.Fatalf("an empty repository: %v, want ErrNoBackups", err)
 	}
 }
+
+// A timeline branched off after the DROP holds a copy of the WAL before its
+// switch point: the DROP is listed once, on the timeline it happened on.
+func TestFindListsAnEventOnceWhenATimelineBranchedAfterIt(t *testing.T) {
+	ctx := context.Background()
+	segs := testSegments(t)
+	// Timeline 2 branched at 0/780000, after the DROP's commit (0/746…): its
+	// first segments start with timeline 1's WAL, as after a promotion.
+	segs["000000020000000000000007"] = segs["000000010000000000000007"]
+	segs["000000020000000000000008"] = segs["000000010000000000000008"]
+	rp := testRepo(t, segs)
+	hist := []byte("1\t0/780000\tno recovery target specified\n")
+	f, err := wal.Parse("00000002.history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.PutWAL(ctx, f, bytes.NewReader(hist), int64(len(hist))); err != nil {
+		t.Fatal(err)
+	}
+	for _, tli := range []uint32{0, 2} {
+		res, err := Find(ctx, rp, Options{MinRows: 50, Timeline: tli})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var drops []Event
+		for _, e := range res.Events {
+			if e.Kind == TableDropped {
+				drops = append(drops, e)
+			}
+		}
+		if len(drops) != 1 || drops[0].Timeline != 1 || len(res.Problems) != 0 {
+			t.Fatalf("--timeline %d: drops %+v, problems %v", tli, drops, res.Problems)
+		}
+	}
+}
