@@ -177,3 +177,37 @@ func TestFindListsAnEventOnceWhenATimelineBranchedAfterIt(t *testing.T) {
 		}
 	}
 }
+
+// After a promotion the parent timeline's last segment is archived only as
+// .partial: the WAL before the switch point in it is read from the new
+// timeline's first segment, and an event there is listed on the new timeline.
+func TestFindListsAnEventInThePromotedTimelinesFirstSegment(t *testing.T) {
+	ctx := context.Background()
+	segs := testSegments(t)
+	segs["000000020000000000000007"] = segs["000000010000000000000007"]
+	segs["000000020000000000000008"] = segs["000000010000000000000008"]
+	delete(segs, "000000010000000000000007")
+	delete(segs, "000000010000000000000008")
+	rp := testRepo(t, segs)
+	hist := []byte("1\t0/780000\tno recovery target specified\n")
+	f, err := wal.Parse("00000002.history")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rp.PutWAL(ctx, f, bytes.NewReader(hist), int64(len(hist))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Find(ctx, rp, Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drops []Event
+	for _, e := range res.Events {
+		if e.Kind == TableDropped {
+			drops = append(drops, e)
+		}
+	}
+	if len(drops) != 1 || drops[0].Timeline != 2 || !strings.HasSuffix(drops[0].Restore, "--target-timeline 2") {
+		t.Fatalf("drops %+v, problems %v", drops, res.Problems)
+	}
+}

@@ -77,6 +77,9 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i := range ranges {
+		ranges[i].begin = ownBegin(ranges[i], segs, segSize)
+	}
 	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
 	for _, r := range ranges {
 		if err := s.timeline(ctx, r, segs[r.tli], start); err != nil {
@@ -91,6 +94,7 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 type span struct {
 	tli        uint32
 	begin, end wal.LSN
+	parent     uint32 // the timeline it branched off at begin; 0 for none
 }
 
 // listSegments returns the archived segment numbers of each timeline, sorted.
@@ -131,8 +135,12 @@ func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, 
 			return nil, fmt.Errorf("timeline %d: %w", want, err)
 		}
 		out := make([]span, 0, len(h))
-		for _, t := range h {
-			out = append(out, span{t.TLI, t.Begin, t.End})
+		for i, t := range h {
+			sp := span{tli: t.TLI, begin: t.Begin, end: t.End}
+			if i > 0 {
+				sp.parent = h[i-1].TLI
+			}
+			out = append(out, sp)
 		}
 		return out, nil
 	}
@@ -148,10 +156,31 @@ func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, 
 			log.Warn("no readable history for a timeline: events it copied from its parent may be listed twice", "timeline", t, "error", err)
 		} else {
 			sp.begin = h[len(h)-1].Begin
+			if len(h) > 1 {
+				sp.parent = h[len(h)-2].TLI
+			}
 		}
 		out = append(out, sp)
 	}
 	return out, nil
+}
+
+// ownBegin is where the events of span r's timeline begin. Before its switch
+// point a timeline's first segment copies its parent's WAL, listed on the
+// parent; but after a promotion the parent's segment holding the switch point
+// is archived only as .partial, and that stretch of WAL can be read (and
+// recovered to) only on the new timeline: its events are listed there.
+func ownBegin(r span, segs map[uint32][]wal.File, segSize uint64) wal.LSN {
+	if r.parent == 0 {
+		return r.begin
+	}
+	n := r.begin.SegmentNumber(segSize)
+	for _, f := range segs[r.parent] {
+		if f.SegmentNumber(segSize) == n {
+			return r.begin
+		}
+	}
+	return wal.LSN(n * segSize)
 }
 
 type scan struct {
