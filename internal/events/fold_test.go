@@ -174,6 +174,7 @@ func TestWriteTextFitsEightyColumns(t *testing.T) {
 			NamesFrom: "20261202T030000Z"},
 		{Kind: RowsChanged, Time: t0, Xid: 7, Database: 5, Relations: []Relation{{FileID: "1663/5/16500"}}, Deleted: 1500},
 		{Kind: DatabaseDropped, Time: t0, Xid: 8, Database: 16600},
+		{Kind: TableTruncated, Time: t0, Xid: 9, Database: 5, DatabaseName: "db\x1b[2J", Relations: []Relation{{Name: "evil\nname", Schema: "public", Kind: "r"}}},
 	}}
 	for i := range res.Events {
 		res.Events[i].Restore = RestoreCommand(res.Events[i].Xid, res.Events[i].Timeline)
@@ -189,7 +190,8 @@ func TestWriteTextFitsEightyColumns(t *testing.T) {
 	}
 	for _, want := range []string{"DROP TABLE\n  public." + long + " and 2 more\n  (+1 index, TOAST or sequence files) in database app",
 		"--target-xid 4294967295 --target-exclusive \\\n      --target-timeline 4294967295", "DELETE 1500 rows of\n  file 1663/5/16500 in database with oid 5",
-		"DROP DATABASE\n  with oid 16600\n", "created after it"} {
+		"DROP DATABASE\n  with oid 16600\n", "created after it",
+		"TRUNCATE\n  " + `"public.evil\nname" in database "db\x1b[2J"`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
 		}

@@ -3,7 +3,10 @@ package events
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // width is the terminal width the text output fits.
@@ -28,7 +31,7 @@ func WriteText(w io.Writer, res *Result, minRows int64) error {
 		verb, names, suffix := e.title()
 		b.WriteString(e.Time.UTC().Format("2006-01-02 15:04:05.000000 UTC") + "  " + strings.TrimSpace(verb) + "\n")
 		if e.Kind != DatabaseDropped {
-			db := e.DatabaseName
+			db := printable(e.DatabaseName)
 			if db == "" {
 				db = fmt.Sprintf("with oid %d", e.Database)
 			}
@@ -77,7 +80,7 @@ func (e *Event) title() (verb string, names []string, suffix string) {
 	switch e.Kind {
 	case DatabaseDropped:
 		if e.DatabaseName != "" {
-			return "DROP DATABASE ", []string{e.DatabaseName}, ""
+			return "DROP DATABASE ", []string{printable(e.DatabaseName)}, ""
 		}
 		return "DROP DATABASE ", []string{fmt.Sprintf("with oid %d", e.Database)}, ""
 	case RowsChanged:
@@ -131,9 +134,20 @@ func (e *Event) mainRelations() ([]Relation, int) {
 // label names a relation, or its file when no map does.
 func (r Relation) label() string {
 	if n := r.QualifiedName(); n != "" {
-		return n
+		return printable(n)
 	}
 	return "file " + r.FileID
+}
+
+// printable quotes a name from the repository that holds anything a terminal
+// would interpret (control characters, invalid UTF-8): names are untrusted.
+func printable(s string) string {
+	for _, c := range s {
+		if c == utf8.RuneError || !unicode.IsPrint(c) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // note explains unnamed relations.
