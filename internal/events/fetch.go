@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -15,7 +16,8 @@ import (
 const prefetch = 2
 
 // fetchError is a segment that could not be read: a storage failure (the
-// scan stops) or a damaged or wrong-sized object (the scan goes on after it).
+// scan stops) or a damaged, wrong-sized or vanished object (the scan goes on
+// after it).
 type fetchError struct {
 	index   int // in the run
 	storage bool
@@ -61,7 +63,9 @@ func newFetcher(ctx context.Context, rp *repo.Repo, run []wal.File, segSize uint
 			}
 			b, err := fetchSegment(ctx, rp, f, buf[:segSize])
 			if err != nil {
-				err = &fetchError{index: i, storage: !errors.Is(err, repo.ErrCorrupt) && !errors.Is(err, errSegmentSize), err: err}
+				damaged := errors.Is(err, repo.ErrCorrupt) || errors.Is(err, errSegmentSize) ||
+					errors.Is(err, storage.ErrNotExist) // deleted since the listing
+				err = &fetchError{index: i, storage: !damaged, err: err}
 			}
 			select {
 			case ch <- fetched{b, err}:

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -51,8 +54,13 @@ func testSegments(t *testing.T) map[string][]byte {
 // relation names for kept (16384) and doomed (16391).
 func testRepo(t *testing.T, segs map[string][]byte) *repo.Repo {
 	t.Helper()
+	return testRepoOn(t, mem.New(), segs)
+}
+
+func testRepoOn(t *testing.T, st storage.Store, segs map[string][]byte) *repo.Repo {
+	t.Helper()
 	ctx := context.Background()
-	rp := repo.New(mem.New(), repo.Options{})
+	rp := repo.New(st, repo.Options{})
 	names := make([]string, 0, len(segs))
 	for n := range segs {
 		names = append(names, n)
@@ -209,5 +217,36 @@ func TestFindListsAnEventInThePromotedTimelinesFirstSegment(t *testing.T) {
 	}
 	if len(drops) != 1 || drops[0].Timeline != 2 || !strings.HasSuffix(drops[0].Restore, "--target-timeline 2") {
 		t.Fatalf("drops %+v, problems %v", drops, res.Problems)
+	}
+}
+
+// vanishingStore loses one WAL object between the listing and the read, as a
+// concurrent pgb delete would.
+type vanishingStore struct {
+	storage.Store
+	key string
+}
+
+func (v vanishingStore) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if key == v.key {
+		return nil, fmt.Errorf("%s: %w", key, storage.ErrNotExist)
+	}
+	return v.Store.Get(ctx, key, off, length)
+}
+
+func TestFindGoesOnWhenASegmentVanishesDuringTheScan(t *testing.T) {
+	st := mem.New()
+	testRepoOn(t, st, testSegments(t))
+	f, err := wal.Parse("000000010000000000000007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := repo.New(vanishingStore{st, repo.WALKey(f)}, repo.Options{})
+	res, err := Find(context.Background(), rp, Options{MinRows: 50})
+	if err != nil {
+		t.Fatalf("a vanished segment must not stop the scan: %v", err)
+	}
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "000000010000000000000007") {
+		t.Fatalf("problems %q", res.Problems)
 	}
 }
