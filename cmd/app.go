@@ -86,6 +86,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restorePointCommand(),
 			restoreCommand(),
 			verifyCommand(),
+			eventsCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

@@ -305,6 +305,7 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL) }); err != nil {
 		return nil, err
 	}
+	p.recordRelationNames(ctx, m.Name)
 	m.Sort()
 	if err := p.Repo.PutBackup(ctx, m); err != nil {
 		// The manifest may be stored all the same (a lost acknowledgement, then

@@ -32,7 +32,7 @@ func FuzzDocuments(f *testing.F) {
 		put(backupLockKey, data)
 		put(ManifestKey("raw"), data)
 		put(restorePointKey("raw"), data)
-		for _, key := range []string{ManifestKey(name), SummaryKey(name), restorePointKey("sealed"), PermanentKey(name)} {
+		for _, key := range []string{ManifestKey(name), SummaryKey(name), restorePointKey("sealed"), PermanentKey(name), RelMapKey(name)} {
 			if err := r.putDoc(ctx, key, data); err != nil {
 				t.Fatal(err)
 			}
@@ -48,5 +48,6 @@ func FuzzDocuments(f *testing.F) {
 		_, _ = r.ReadManifest(ctx, "raw")
 		_, _ = r.ListRestorePoints(ctx)
 		_, _ = r.PermanentBackups(ctx)
+		_, _ = r.ReadRelMap(ctx, name)
 	})
 }

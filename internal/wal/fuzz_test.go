@@ -81,3 +81,25 @@ func FuzzDecodeCommit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeChange decodes arbitrary heap, smgr and dbase bodies: no panic, and
+// no array longer than the bytes could hold.
+func FuzzDecodeChange(f *testing.F) {
+	f.Add(uint8(wal.RmgrHeap), uint8(0x30), 15, []byte{5, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0})
+	f.Add(uint8(wal.RmgrDbase), uint8(0x20), 15, []byte{5, 0, 0, 0, 1, 0, 0, 0, 127, 6, 0, 0})
+	f.Add(uint8(wal.RmgrSmgr), uint8(0x10), 14, make([]byte, 16))
+	f.Add(uint8(wal.RmgrHeap), uint8(0x10), 15, make([]byte, 8))
+	f.Fuzz(func(t *testing.T, rmgr, info uint8, major int, data []byte) {
+		rec := wal.Record{RmgrID: rmgr, Info: info, MainData: data}
+		if len(data) > 0 && data[0]&1 != 0 {
+			rec.Blocks = []wal.BlockRef{{ID: 0}}
+		}
+		c, err := wal.DecodeChange(&rec, major)
+		if err != nil {
+			return
+		}
+		if 4*(len(c.RelOIDs)+len(c.Tablespaces)) > len(data) {
+			t.Fatalf("decoded more than %d bytes hold: %+v", len(data), c)
+		}
+	})
+}
