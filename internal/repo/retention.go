@@ -197,8 +197,9 @@ func (r *Repo) DeleteProbe(ctx context.Context, p Probe) error {
 	return nil
 }
 
-// DeleteWAL removes one archived WAL file that ListWAL returned. Timeline history
-// files are never removed: they are refused. A file already gone counts as removed.
+// DeleteWAL removes one archived WAL file that ListWAL returned, and a segment's
+// cached summary after it. Timeline history files are never removed: they are
+// refused. A file already gone counts as removed.
 func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	if o.Kind == 0 || o.Name == "" {
 		return fmt.Errorf("delete WAL: no file named")
@@ -209,6 +210,12 @@ func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	key := WALKey(o.File)
 	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", key, err)
+	}
+	if o.Kind == wal.Segment {
+		// After the segment: a summary left without its segment by an interrupted
+		// delete is never read (readers list wal/ and read the summaries of the
+		// segments they find).
+		return r.DeleteWALSummary(ctx, o.File)
 	}
 	return nil
 }
