@@ -85,6 +85,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restorePointCommand(),
 			restoreCommand(),
 			verifyCommand(),
+			statusCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

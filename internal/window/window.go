@@ -101,6 +101,8 @@ type Gap struct {
 	From  string `json:"from"` // first missing segment
 	To    string `json:"to"`   // last missing segment
 	Count uint64 `json:"count"`
+	// Damaged: the segment is archived but its WAL does not decode.
+	Damaged bool `json:"damaged,omitempty"`
 }
 
 // Windows is the result of Compute.
@@ -112,6 +114,8 @@ type Windows struct {
 	// Unusable are backups that cannot start a recovery: off the history of the
 	// timeline, or missing WAL between their start and end.
 	Unusable map[string]string
+	// Damaged are segments whose WAL does not decode; each cuts its window like a gap.
+	Damaged []Damaged
 	// Newest is the newest archived segment on the path, nil if none.
 	Newest *Segment
 	// SummariesRead counts the summaries Compute asked for.
@@ -264,6 +268,15 @@ func (ws *Windows) findEnd(w *Window, present map[uint64]Segment, stopSeg uint64
 	for n := w.lastSeg; ; n-- {
 		s, err := ws.in.Summary(present[n])
 		ws.SummariesRead++
+		if isDamaged(err) && n > stopSeg {
+			// A segment that does not decode ends the window before it, as a gap does.
+			ws.Damaged = append(ws.Damaged, Damaged{Segment: present[n].Name, Error: err.Error()})
+			ws.Gaps = append(ws.Gaps, Gap{From: present[n].Name, To: present[n].Name, Count: 1, Damaged: true})
+			sort.Slice(ws.Gaps, func(i, j int) bool { return ws.Gaps[i].From[8:] < ws.Gaps[j].From[8:] })
+			w.lastSeg, w.LastSegment, w.CutByGap = n-1, ws.name(n-1), true
+			w.LastRecord, w.EndLSN, w.LastCommit, w.maxXid, haveEnd = w.Start.LSN, w.Start.LSN, nil, 0, false
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("summarise %s: %w", present[n].Name, err)
 		}
@@ -311,6 +324,20 @@ func fullXID(xid, ref uint64) uint64 {
 	}
 	return f
 }
+
+// isDamaged reports whether err says a segment's content is bad (rather than that it
+// could not be read).
+func isDamaged(err error) bool {
+	return errors.Is(err, wal.ErrCorruptRecord) || errors.Is(err, wal.ErrTruncated) || errors.Is(err, repo.ErrCorrupt)
+}
+
+// Damaged is an archived segment whose WAL does not decode.
+type Damaged struct {
+	Segment string `json:"segment"`
+	Error   string `json:"error"`
+}
+
+func (ws *Windows) name(n uint64) string { return wal.SegmentFileName(ws.tliOf(n), n, ws.in.SegSize) }
 
 // ErrNoWindow means the repository has no recoverable window at all.
 var ErrNoWindow = errors.New("nothing is recoverable")

@@ -237,3 +237,25 @@ func TestComputeReadsOnlyTheSummariesItNeeds(t *testing.T) {
 		t.Fatalf("read %d summaries, window %+v", f.read, ws.Windows[0])
 	}
 }
+
+// A segment whose WAL does not decode, found while looking for the last commit, cuts
+// the window before it, like a gap. (Damage further back is pgb verify's to find.)
+func TestADamagedSegmentCutsTheWindow(t *testing.T) {
+	f := fake{segs: map[uint32][]uint64{1: span(2, 10)}, noCommit: map[uint64]bool{10: true}}
+	in := f.input(backup("B1", 1, 2, 2))
+	good := in.Summary
+	in.Summary = func(s Segment) (*walsum.Summary, error) {
+		if s.SegNo == 9 {
+			return nil, fmt.Errorf("summarise: %w at 0/9000028: bad CRC", wal.ErrCorruptRecord)
+		}
+		return good(s)
+	}
+	ws, err := Compute(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ws.Windows[0]
+	if w.LastCommit == nil || w.LastCommit.Xid != 1008 || !w.CutByGap || len(ws.Damaged) != 1 || len(ws.Gaps) != 1 || !ws.Gaps[0].Damaged {
+		t.Fatalf("window %+v, damaged %+v, gaps %+v", w, ws.Damaged, ws.Gaps)
+	}
+}
