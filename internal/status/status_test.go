@@ -59,6 +59,14 @@ func fixture(t *testing.T) *repo.Repo {
 	if err := rp.MarkPermanent(ctx, "20261201T100200Z", t0); err != nil {
 		t.Fatal(err)
 	}
+	for _, p := range []repo.RestorePoint{
+		{Name: "in-first-window", LSN: 4*segSize + 0x100, Timeline: 1, Time: t0.Add(4 * time.Minute)},
+		{Name: "in-the-gap", LSN: 7*segSize + 0x100, Timeline: 1, Time: t0.Add(7 * time.Minute)},
+	} {
+		if err := rp.PutRestorePoint(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return rp
 }
 
@@ -76,6 +84,9 @@ func TestStatusReport(t *testing.T) {
 	}
 	if len(r.Backups) != 2 || !r.Backups[0].Permanent || r.Backups[1].Permanent || !r.Backups[0].Usable {
 		t.Fatalf("backups %+v", r.Backups)
+	}
+	if len(r.RestorePoints) != 2 || !r.RestorePoints[0].Reachable || r.RestorePoints[1].Reachable {
+		t.Fatalf("restore points %+v: want the one in the gap unreachable", r.RestorePoints)
 	}
 	if r.NewestWAL == nil || r.NewestWAL.Segment != "000000010000000000000009" {
 		t.Fatalf("newest %+v", r.NewestWAL)
