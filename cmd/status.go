@@ -87,6 +87,8 @@ func statusTarget(c *cli.Context) (*restore.Target, error) {
 		return nil, usagef("--exclusive goes with --at, --lsn or --xid")
 	case n == 0:
 		return nil, nil
+	case t.Exclusive && t.Kind == restore.ToName:
+		return nil, usagef("--exclusive goes with --at, --lsn or --xid")
 	}
 	if tl := t.Timeline; tl != "latest" {
 		if _, err := strconv.ParseUint(tl, 10, 32); err != nil {

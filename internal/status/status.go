@@ -139,6 +139,10 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}
 		reach, err := restore.Check(ctx, rp, g.Backups, &t)
+		if errors.Is(err, restore.ErrNoUsableBackup) {
+			// No backups at all: unreachable, not a failure to read.
+			reach, err = &restore.Reach{Verdict: window.Verdict{Err: err, Reason: err.Error()}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
