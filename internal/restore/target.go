@@ -230,6 +230,10 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	if name != "" {
 		for _, m := range backups {
 			if m.Name == name {
+				if why, bad := ws.Unusable[m.Name]; bad && reach.Verdict.Err == nil && t.Kind != ToEnd && t.Kind != ToImmediate {
+					return nil, nil, fmt.Errorf("%w: backup %s cannot start this recovery: %s; pick another or drop --backup; %s",
+						ErrNoUsableBackup, m.Name, why, win)
+				}
 				if !reaches(m) {
 					return nil, nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
 						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, win)

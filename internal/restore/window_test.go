@@ -118,3 +118,17 @@ func TestChooseRefusesATargetAfterAGap(t *testing.T) {
 		t.Fatalf("a target before the gap: %v", err)
 	}
 }
+
+// A backup named with --backup whose own WAL is not archived is refused for that
+// reason, not as one that ends after the target.
+func TestChooseSaysWhyANamedBackupCannotBeUsed(t *testing.T) {
+	st := mem.New()
+	putSegments(t, st, segRange(1, 4, 8)...)
+	backups := putBackups(t, st, []tlBackup{{"old", 1, 0x2000028, 0x2000100}, {"new", 1, 0x5000028, 0x5000100}})
+	at, _ := commitOf(6)
+	target := Target{Kind: ToTime, Time: at, Timeline: "latest"}
+	_, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, "old")
+	if !errors.Is(err, ErrNoUsableBackup) || !strings.Contains(err.Error(), "is not all archived") {
+		t.Fatalf("Choose(--backup old) = %v, want a refusal saying its WAL is missing", err)
+	}
+}
