@@ -202,8 +202,9 @@ func (r *Repo) DeleteProbe(ctx context.Context, p Probe) error {
 	return nil
 }
 
-// DeleteWAL removes one archived WAL file that ListWAL returned. Timeline history
-// files are never removed: they are refused. A file already gone counts as removed.
+// DeleteWAL removes one archived WAL file that ListWAL returned, and a segment's
+// cached summary after it. Timeline history files are never removed: they are
+// refused. A file already gone counts as removed.
 func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	if o.Kind == 0 || o.Name == "" {
 		return fmt.Errorf("delete WAL: no file named")
@@ -214,6 +215,12 @@ func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	key := WALKey(o.File)
 	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", key, err)
+	}
+	if o.Kind == wal.Segment {
+		// After the segment: a summary left without its segment by an interrupted
+		// delete is never read (readers list wal/ and read the summaries of the
+		// segments they find).
+		return r.DeleteWALSummary(ctx, o.File)
 	}
 	return nil
 }
@@ -236,6 +243,18 @@ func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
 	}
 	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
 		return fmt.Errorf("remove WAL: %w", err)
+	}
+	// The segments' cached summaries after them: a summary left without its segment
+	// by an interrupted delete is never read (readers list wal/ and read the summaries
+	// of the segments they find).
+	var sums []string
+	for _, o := range objs {
+		if o.Kind == wal.Segment {
+			sums = append(sums, WALSummaryKey(o.File))
+		}
+	}
+	if err := storage.DeleteAll(ctx, r.st, sums); err != nil {
+		return fmt.Errorf("remove WAL summaries: %w", err)
 	}
 	return nil
 }
