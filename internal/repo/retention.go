@@ -228,10 +228,13 @@ func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 // DeleteWALs removes archived WAL files that ListWAL returned, in the order given
 // (oldest first, for an interruption-safe delete), in batches where the store deletes
 // in batches (storage.DeleteAll): each batch starts once the ones before it are gone.
+// Each segment's cached summary goes with it, in the same batch: either may outlive
+// the other when a delete is interrupted, and neither matters alone (a summary is
+// read only for a segment wal/ lists; a segment without one is summarised again).
 // Timeline history files are refused before anything is deleted. Files already gone
 // count as removed.
 func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
-	keys := make([]string, 0, len(objs))
+	keys := make([]string, 0, 2*len(objs))
 	for _, o := range objs {
 		if o.Kind == 0 || o.Name == "" {
 			return fmt.Errorf("delete WAL: no file named")
@@ -240,21 +243,12 @@ func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
 			return fmt.Errorf("delete WAL %s: timeline history files are kept", o.Name)
 		}
 		keys = append(keys, WALKey(o.File))
+		if o.Kind == wal.Segment {
+			keys = append(keys, WALSummaryKey(o.File))
+		}
 	}
 	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
 		return fmt.Errorf("remove WAL: %w", err)
-	}
-	// The segments' cached summaries after them: a summary left without its segment
-	// by an interrupted delete is never read (readers list wal/ and read the summaries
-	// of the segments they find).
-	var sums []string
-	for _, o := range objs {
-		if o.Kind == wal.Segment {
-			sums = append(sums, WALSummaryKey(o.File))
-		}
-	}
-	if err := storage.DeleteAll(ctx, r.st, sums); err != nil {
-		return fmt.Errorf("remove WAL summaries: %w", err)
 	}
 	return nil
 }
