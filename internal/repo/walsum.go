@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -65,6 +66,50 @@ func (r *Repo) DeleteWALSummary(ctx context.Context, f wal.File) error {
 	key := WALSummaryKey(f)
 	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", key, err)
+	}
+	return nil
+}
+
+// OrphanWALSummaries lists the cached summaries (as Probe: key, size, time stored)
+// whose segment is no longer archived: left by a delete that was interrupted between
+// a segment and its summary, or cached by a reader while a delete removed the
+// segment. Two listings: walsum/ and wal/.
+func (r *Repo) OrphanWALSummaries(ctx context.Context) ([]Probe, error) {
+	segs := map[string]bool{}
+	err := r.ListWAL(ctx, func(o WALObject) error {
+		if o.Kind == wal.Segment {
+			segs[WALSummaryKey(o.File)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Probe
+	err = r.st.List(ctx, walSummaryPrefix, func(o storage.ObjectInfo) error {
+		if !segs[o.Key] {
+			out = append(out, Probe{Key: o.Key, Size: o.Size, Stored: o.ModTime})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL summaries: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteOrphanWALSummaries removes summaries OrphanWALSummaries listed, in batches
+// where the store has them.
+func (r *Repo) DeleteOrphanWALSummaries(ctx context.Context, ps []Probe) error {
+	keys := make([]string, 0, len(ps))
+	for _, p := range ps {
+		if !strings.HasPrefix(p.Key, walSummaryPrefix) {
+			return fmt.Errorf("%q is not a WAL summary", p.Key)
+		}
+		keys = append(keys, p.Key)
+	}
+	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
+		return fmt.Errorf("remove WAL summaries: %w", err)
 	}
 	return nil
 }

@@ -136,13 +136,15 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 type Garbage struct {
 	Backups []repo.IncompleteBackup // backups without a manifest
 	Probes  []repo.Probe            // check probes
-	Bytes   int64
-	Deleted bool
+	// Summaries are cached WAL summaries whose segment is gone.
+	Summaries []repo.Probe
+	Bytes     int64
+	Deleted   bool
 }
 
 // CollectGarbage finds, and with confirm removes, the objects interrupted writes left
-// behind that are older than grace: backups without a manifest (parts, summaries) and
-// pgb check probes. It holds the backup lock while it looks, so a backup in progress
+// behind that are older than grace: backups without a manifest (parts, summaries),
+// pgb check probes, and cached WAL summaries whose segment is gone. It holds the backup lock while it looks, so a backup in progress
 // is never among them.
 func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time.Duration, confirm bool, lockOpt repo.LockOptions) (g Garbage, err error) {
 	lock, err := r.AcquireBackupLock(ctx, "delete --garbage", lockOpt)
@@ -175,6 +177,16 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 			g.Bytes += p.Size
 		}
 	}
+	sums, err := r.OrphanWALSummaries(ctx)
+	if err != nil {
+		return g, err
+	}
+	for _, p := range sums {
+		if p.Stored.Before(edge) {
+			g.Summaries = append(g.Summaries, p)
+			g.Bytes += p.Size
+		}
+	}
 	if !confirm {
 		return g, nil
 	}
@@ -187,6 +199,9 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 		if err := r.DeleteProbe(ctx, p); err != nil {
 			return g, err
 		}
+	}
+	if err := r.DeleteOrphanWALSummaries(ctx, g.Summaries); err != nil {
+		return g, err
 	}
 	g.Deleted = true
 	return g, nil

@@ -212,6 +212,34 @@ func TestGarbageRemovesOldLeftoversButNotBackupsOrRecentOnes(t *testing.T) {
 	}
 }
 
+func TestGarbageRemovesOldSummariesWhoseSegmentIsGone(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(mem.New(), repo.Options{})
+	kept, gone := segs(1, 5, 5)[0].File, segs(1, 6, 6)[0].File
+	if _, err := r.PutWAL(ctx, kept, bytes.NewReader([]byte("wal")), 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []wal.File{kept, gone} {
+		if err := r.PutWALSummary(ctx, f, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	if g, err := CollectGarbage(ctx, r, now, time.Hour, true, repo.LockOptions{}); err != nil || len(g.Summaries) != 0 {
+		t.Fatalf("fresh summaries: %+v, %v", g.Summaries, err)
+	}
+	g, err := CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, true, repo.LockOptions{})
+	if err != nil || len(g.Summaries) != 1 || g.Summaries[0].Key != repo.WALSummaryKey(gone) {
+		t.Fatalf("collected %+v, %v; want the summary of %s only", g.Summaries, err, gone.Name)
+	}
+	if _, err := r.ReadWALSummary(ctx, gone); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("the orphan summary is still there: %v", err)
+	}
+	if _, err := r.ReadWALSummary(ctx, kept); err != nil {
+		t.Fatalf("the summary of an archived segment was removed: %v", err)
+	}
+}
+
 func TestDeleteRefusesWhileABackupRuns(t *testing.T) {
 	ctx := context.Background()
 	r := repo.New(mem.New(), repo.Options{})
