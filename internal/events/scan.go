@@ -86,6 +86,9 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 			return nil, err
 		}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pgb events stopped before the end of the archived WAL: %w", err)
+	}
 	return s.res, nil
 }
 
@@ -277,6 +280,9 @@ func (s *scan) run(ctx context.Context, r span, run []wal.File, fold *Folder) (d
 				return cur + 1, stop, err
 			}
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("reading archived WAL: %w", err)
 		}
 		done := len(run)
 		var fe *fetchError
