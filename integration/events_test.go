@@ -24,13 +24,14 @@ import (
 type eventsDoc struct {
 	Complete bool `json:"complete"`
 	Events   []struct {
-		Kind      string    `json:"kind"`
-		Time      time.Time `json:"commit_time"`
-		Xid       uint32    `json:"xid"`
-		LSN       string    `json:"lsn"`
-		Timeline  uint32    `json:"timeline"`
-		Database  string    `json:"database"`
-		Relations []struct {
+		Kind       string    `json:"kind"`
+		Time       time.Time `json:"commit_time"`
+		Xid        uint32    `json:"xid"`
+		LSN        string    `json:"lsn"`
+		RestoreLSN string    `json:"restore_lsn"`
+		Timeline   uint32    `json:"timeline"`
+		Database   string    `json:"database"`
+		Relations  []struct {
 			File   string `json:"file"`
 			Schema string `json:"schema"`
 			Name   string `json:"name"`
@@ -141,7 +142,11 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		if got := e.Time.UTC().Format("2006-01-02T15:04:05.000000Z"); got != committed {
 			t.Errorf("%s: commit time %s, PostgreSQL recorded %s", kind, got, committed)
 		}
-		if e.Timeline != 1 || !strings.Contains(e.Restore, fmt.Sprintf("--target-xid %d --target-exclusive", e.Xid)) {
+		stop := e.LSN
+		if kind == "drop_database" {
+			stop = e.RestoreLSN // the in-place update marking it invalid, before the commit
+		}
+		if e.Timeline != 1 || !strings.Contains(e.Restore, fmt.Sprintf("--target-lsn %s --target-exclusive", stop)) {
 			t.Errorf("%s: timeline %d, restore command %q", kind, e.Timeline, e.Restore)
 		}
 		if rel != "" {

@@ -108,7 +108,7 @@ func TestFindNamesTheDropAndTheUpdatesOfTheCommittedSegments(t *testing.T) {
 		}
 	}
 	if drop == nil || drop.Xid != 733 || drop.Relations[0].QualifiedName() != "public.doomed" || drop.DatabaseName != "postgres" ||
-		drop.NamesFrom != "20261202T000000Z" || drop.Restore != "pgb restore --pgdata DIR --target-xid 733 --target-exclusive --target-timeline 1" {
+		drop.NamesFrom != "20261202T000000Z" || drop.Restore != "pgb restore --pgdata DIR --target-lsn 0/7475D0 --target-exclusive --target-timeline 1" {
 		t.Fatalf("drop event %+v", drop)
 	}
 	if rows == nil || rows.Relations[0].QualifiedName() != "public.kept" || rows.Updated != 50 {

@@ -322,16 +322,20 @@ func (s *scan) fold(ctx context.Context, col *Collector, fold *Folder, r span) (
 		if s.opt.Table != "" && !e.concerns(s.opt.Table) {
 			continue
 		}
-		e.Restore = RestoreCommand(e.Xid, e.Timeline)
+		e.Restore = RestoreCommand(e.RestoreLSN, e.Timeline)
 		s.res.Events = append(s.res.Events, e)
 	}
 	return !s.opt.Until.IsZero() && facts.LastTime.After(s.opt.Until), nil
 }
 
-// RestoreCommand is the pgb restore command that stops just before the commit
-// of transaction xid on timeline tli.
-func RestoreCommand(xid, tli uint32) string {
-	return fmt.Sprintf("pgb restore --pgdata DIR --target-xid %d --target-exclusive --target-timeline %d", xid, tli)
+// RestoreCommand is the pgb restore command that stops just before the record
+// at lsn on timeline tli. It names an LSN, not the transaction id: restore
+// picks a backup for an LSN by its stop LSN, for an xid by the next xid it
+// had, which refuses a transaction that began before the backup ended and
+// committed after, and an xid cannot stop before a DROP DATABASE's
+// irreversible records, written before its commit.
+func RestoreCommand(lsn wal.LSN, tli uint32) string {
+	return fmt.Sprintf("pgb restore --pgdata DIR --target-lsn %s --target-exclusive --target-timeline %d", lsn, tli)
 }
 
 // concerns reports whether the event touches the relation called name (with
