@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,14 +74,15 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, log)
+	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
+	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, s.problem)
 	if err != nil {
 		return nil, err
 	}
 	for i := range ranges {
+		ranges[i].need = needUpTo(ranges[i], ranges)
 		ranges[i].begin = ownBegin(ranges[i], segs, segSize)
 	}
-	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
 	for _, r := range ranges {
 		if err := s.timeline(ctx, r, segs[r.tli], start); err != nil {
 			return nil, err
@@ -98,6 +100,22 @@ type span struct {
 	tli        uint32
 	begin, end wal.LSN
 	parent     uint32 // the timeline it branched off at begin; 0 for none
+	// need is where the timeline's archived WAL must reach (exclusive): the
+	// latest switch point of a timeline that branched off it and is read
+	// too (0: none). A child's first segment copies the parent's WAL before
+	// the switch point; the segments before must be the parent's.
+	need wal.LSN
+}
+
+// needUpTo is where span r's WAL must reach for the timelines branching off it.
+func needUpTo(r span, all []span) wal.LSN {
+	var need wal.LSN
+	for _, c := range all {
+		if c.parent == r.tli && c.begin > need {
+			need = c.begin
+		}
+	}
+	return min(need, r.end)
 }
 
 // listSegments returns the archived segment numbers of each timeline, sorted.
@@ -120,8 +138,10 @@ func listSegments(ctx context.Context, rp *repo.Repo) (map[uint32][]wal.File, er
 
 // scanRanges says which stretch of which timeline to read: with want set, the
 // history of timeline want; otherwise every archived timeline from where it
-// branched off its parent.
-func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, want uint32, log *slog.Logger) ([]span, error) {
+// branched off its parent, and the ancestors of those (whose WAL up to the
+// switch points must be archived too). A history file that cannot be read
+// is a problem, reported through problem.
+func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, want uint32, problem func(string, ...any)) ([]span, error) {
 	history := func(tli uint32) ([]wal.TimelineSpan, error) {
 		if tli == 1 {
 			return []wal.TimelineSpan{{TLI: 1, End: wal.EndOfTimeline}}, nil
@@ -147,24 +167,36 @@ func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, 
 		}
 		return out, nil
 	}
-	tlis := make([]uint32, 0, len(segs))
+	seen := map[uint32]bool{}
+	todo := make([]uint32, 0, len(segs))
 	for t := range segs {
-		tlis = append(tlis, t)
+		todo = append(todo, t)
+		seen[t] = true
 	}
-	slices.Sort(tlis)
-	out := make([]span, 0, len(tlis))
-	for _, t := range tlis {
+	var out []span
+	for len(todo) > 0 {
+		t := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
 		sp := span{tli: t, end: wal.EndOfTimeline}
-		if h, err := history(t); err != nil {
-			log.Warn("no readable history for a timeline: events it copied from its parent may be listed twice", "timeline", t, "error", err)
+		h, err := history(t)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			problem("timeline %d: its history file cannot be read (%v): where it branched off is unknown, events it copied from its parent may be listed twice and WAL missing before it is not found", t, err)
 		} else {
 			sp.begin = h[len(h)-1].Begin
 			if len(h) > 1 {
 				sp.parent = h[len(h)-2].TLI
 			}
 		}
+		if sp.parent != 0 && !seen[sp.parent] {
+			seen[sp.parent] = true
+			todo = append(todo, sp.parent)
+		}
 		out = append(out, sp)
 	}
+	slices.SortFunc(out, func(a, b span) int { return cmp.Compare(a.tli, b.tli) })
 	return out, nil
 }
 
@@ -211,7 +243,15 @@ func (s *scan) timeline(ctx context.Context, r span, files []wal.File, start wal
 		}
 	}
 	if len(todo) == 0 {
+		if r.need > from {
+			s.problem("timeline %d: WAL from %s to %s, where a later timeline branched off, is not in the repository: events there are not listed",
+				r.tli, from, r.need)
+		}
 		return nil
+	}
+	if last := todo[len(todo)-1].SegmentNumber(s.segSize); r.need > from && last+1 < r.need.SegmentNumber(s.segSize) {
+		defer s.problem("timeline %d: WAL after %s up to %s, where a later timeline branched off, is not in the repository: events there are not listed",
+			r.tli, todo[len(todo)-1].Name, r.need)
 	}
 	if want := from.SegmentNumber(s.segSize); todo[0].SegmentNumber(s.segSize) > want {
 		s.problem("timeline %d: WAL from %s (segment %s) to %s is not in the repository: events there are not listed",
