@@ -14,6 +14,7 @@ build:
 test: test-servers
 	scripts/ensure-postgres
 	$(GO) vet ./...
+	$(GO) vet -tags pgbtest ./cmd/
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...
 
 ## unit: the fast tests only (no PostgreSQL needed).
@@ -25,7 +26,7 @@ unit:
 ## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
 FUZZTIME ?= 20000x
 fuzz:
-	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments; do \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/walsum:FuzzDecode; do \
 		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
 	done
 
@@ -44,6 +45,7 @@ test-servers:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags pgbtest ./cmd/
 
 ## lint: golangci-lint (pinned, installed into .build/bin on first use) with .golangci.yml.
 GOLANGCI_LINT_VERSION ?= v2.15.0

@@ -87,6 +87,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			restoreCommand(),
 			verifyCommand(),
 			eventsCommand(),
+			statusCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/retention"
 	"github.com/urfave/cli/v2"
 )
 
@@ -15,8 +18,9 @@ func backupMarkCommand() *cli.Command {
 		ArgsUsage: "NAME",
 		Description: "--permanent protects backup NAME, and the WAL it needs to become consistent, from every\n" +
 			"retention policy of pgb delete; --no-permanent lifts that. The manifest is not changed: the mark\n" +
-			"is an object of its own (backups/NAME/permanent).",
-		Flags: append(flags(),
+			"is an object of its own (backups/NAME/permanent). It takes the backup lock: while a backup-push\n" +
+			"or delete runs it is refused (run it again once that is done).",
+		Flags: append(flags(config.KeyLockMaxAge),
 			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent"},
 			&cli.BoolFlag{Name: "no-permanent", Usage: "lift the permanent mark"},
 		),
@@ -36,11 +40,7 @@ func (e *env) backupMark(ctx context.Context, name string, permanent bool) error
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: the write has completed or failed by now
-	if permanent {
-		err = rp.MarkPermanent(ctx, name, time.Now())
-	} else {
-		err = rp.UnmarkPermanent(ctx, name)
-	}
+	err = retention.Mark(ctx, rp, name, permanent, time.Now(), repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("backup-mark: %w", err)
 	}

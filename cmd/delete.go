@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,8 +12,6 @@ import (
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/retention"
-	"github.com/pgb-project/pgb/internal/storage"
-	"github.com/pgb-project/pgb/internal/storage/faulty"
 )
 
 func deleteCommand() *cli.Command {
@@ -48,13 +44,8 @@ func deleteCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print the plan, or what was deleted, as one JSON document (README: pgb delete)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			if v := os.Getenv(testHangEnv); v != "" {
-				n, err := strconv.Atoi(v)
-				if err != nil || n < 0 {
-					return usagef("%s=%q: want a number of deletions", testHangEnv, v)
-				}
-				prefix := os.Getenv(testHangPrefixEnv)
-				e.wrapStore = func(st storage.Store) storage.Store { return hangDeletes(st, n, prefix, e.stderr) }
+			if err := e.deleteTestHook(); err != nil {
+				return err
 			}
 			if c.Bool("garbage") {
 				if c.Bool("json") {
@@ -72,26 +63,6 @@ func deleteCommand() *cli.Command {
 			return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
 		}),
 	}
-}
-
-// testHangEnv names a test hook, not for users: set to N, it makes pgb delete let N
-// object deletions through (a batch counts each key), print a line naming the next
-// one to stderr and hang there, so that an integration test can SIGKILL it in the
-// middle of its work, deterministically. testHangPrefixEnv, if set, counts only the
-// deletions of keys that begin with it.
-const (
-	testHangEnv       = "PGB_TEST_DELETE_HANG_AFTER"
-	testHangPrefixEnv = "PGB_TEST_DELETE_HANG_PREFIX"
-)
-
-// hangDeletes lets n deletions of keys under prefix through (a batch counts each
-// key), then prints a line naming the next such key to w and blocks that deletion
-// until the process ends.
-func hangDeletes(st storage.Store, n int, prefix string, w io.Writer) storage.Store {
-	return faulty.New(st, faulty.Rule{Op: faulty.Delete, Key: prefix, Skip: n, Count: 1, Fault: faulty.Hang,
-		OnFire: func(_ faulty.Op, key string) {
-			_, _ = fmt.Fprintf(w, "pgb: %s: hanging before deleting %s\n", testHangEnv, key)
-		}})
 }
 
 // policy is the retention policy in effect: the command line's when it gives one,

@@ -41,7 +41,13 @@ func restoreCommand() *cli.Command {
 			"is the new primary: a promoted drill or copy would otherwise archive a new timeline into the\n" +
 			"source's repository. The backup is chosen on the target timeline's history; when the repository's\n" +
 			"history forked (a timeline that is no ancestor of the newest, or one archived on after a child\n" +
-			"branched from it), \"latest\" is refused: choose with --target-timeline N.",
+			"branched from it), \"latest\" is refused: choose with --target-timeline N.\n\n" +
+			"Before writing anything, restore checks the target against the recoverable window (what pgb\n" +
+			"status shows, from the archived WAL's summaries): a target before the end of the oldest usable\n" +
+			"backup, in a gap of the archived WAL, or after the last archived commit is refused with the\n" +
+			"window (PostgreSQL would otherwise replay everything and stop with \"recovery ended before\n" +
+			"configured recovery target was reached\"). --target-beyond-archive accepts a target after the\n" +
+			"last archived commit, for a primary that is still archiving the WAL that holds it.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -90,6 +96,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.StringFlag{Name: "target-xid", Usage: "recover to the commit of transaction `XID`: the 32-bit form logs and pg_stat_activity show, or the full 64-bit one (pg_current_xact_id())"},
 		&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
 		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
+		&cli.BoolFlag{Name: "target-beyond-archive", Usage: "accept a time, LSN or XID target after the last archived commit: the primary is still archiving the WAL that holds it, and recovery is to wait for it"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
 		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
 		&cli.StringFlag{Name: "archive-mode", Value: "off", Usage: "archive_mode of the restored cluster: off (the default: a drill or a copy never archives into the source's repository) or preserve (this copy is the new primary: it archives as the source did once promoted)"},
@@ -97,7 +104,8 @@ func restoreFlags(targets bool) []cli.Flag {
 }
 
 func parseTarget(c *cli.Context) (restore.Target, error) {
-	t := restore.Target{Action: c.String("target-action"), Timeline: c.String("target-timeline"), Exclusive: c.Bool("target-exclusive")}
+	t := restore.Target{Action: c.String("target-action"), Timeline: c.String("target-timeline"), Exclusive: c.Bool("target-exclusive"),
+		BeyondArchive: c.Bool("target-beyond-archive")}
 	n := 0
 	if v := c.String("target-time"); v != "" {
 		tm, err := restore.ParseTime(v)

@@ -199,9 +199,9 @@ func TestRestoreRefusesBadRequests(t *testing.T) {
 	}{
 		"non-empty dir":        {[]string{"--pgdata", full}, "not empty"},
 		"unknown point":        {[]string{"--pgdata", filepath.Join(full, "x"), "--target-name", "nope"}, "no such restore point"},
-		"before oldest":        {[]string{"--pgdata", filepath.Join(full, "x"), "--target-time", s.backupStop.Add(-time.Hour).Format(time.RFC3339)}, "recoverable window starts at"},
-		"future time":          {[]string{"--pgdata", filepath.Join(full, "x"), "--target-time", time.Now().Add(time.Hour).Format(time.RFC3339)}, "after the newest archived WAL"},
-		"lsn past the archive": {[]string{"--pgdata", filepath.Join(full, "x"), "--target-lsn", "FF/0"}, "past the end of the newest archived WAL"},
+		"before oldest":        {[]string{"--pgdata", filepath.Join(full, "x"), "--target-time", s.backupStop.Add(-time.Hour).Format(time.RFC3339)}, "before the end of the oldest usable backup"},
+		"future time":          {[]string{"--pgdata", filepath.Join(full, "x"), "--target-time", time.Now().Add(time.Hour).Format(time.RFC3339)}, "after the last archived commit"},
+		"lsn past the archive": {[]string{"--pgdata", filepath.Join(full, "x"), "--target-lsn", "FF/0"}, "after the last archived commit"},
 		"time without zone":    {[]string{"--pgdata", filepath.Join(full, "x"), "--target-time", "2026-01-02 03:04:05"}, "no time zone"},
 		"two targets":          {[]string{"--pgdata", filepath.Join(full, "x"), "--target-lsn", "0/1", "--target-immediate"}, "at most one"},
 		"unknown backup":       {[]string{"--pgdata", filepath.Join(full, "x"), "--backup", "19990101T000000Z"}, "no such backup"},

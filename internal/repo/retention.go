@@ -202,8 +202,9 @@ func (r *Repo) DeleteProbe(ctx context.Context, p Probe) error {
 	return nil
 }
 
-// DeleteWAL removes one archived WAL file that ListWAL returned. Timeline history
-// files are never removed: they are refused. A file already gone counts as removed.
+// DeleteWAL removes one archived WAL file that ListWAL returned, and a segment's
+// cached summary after it. Timeline history files are never removed: they are
+// refused. A file already gone counts as removed.
 func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	if o.Kind == 0 || o.Name == "" {
 		return fmt.Errorf("delete WAL: no file named")
@@ -215,16 +216,25 @@ func (r *Repo) DeleteWAL(ctx context.Context, o WALObject) error {
 	if err := r.st.Delete(ctx, key); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", key, err)
 	}
+	if o.Kind == wal.Segment {
+		// After the segment: a summary left without its segment by an interrupted
+		// delete is never read (readers list wal/ and read the summaries of the
+		// segments they find).
+		return r.DeleteWALSummary(ctx, o.File)
+	}
 	return nil
 }
 
 // DeleteWALs removes archived WAL files that ListWAL returned, in the order given
 // (oldest first, for an interruption-safe delete), in batches where the store deletes
 // in batches (storage.DeleteAll): each batch starts once the ones before it are gone.
+// Each segment's cached summary goes with it, in the same batch: either may outlive
+// the other when a delete is interrupted, and neither matters alone (a summary is
+// read only for a segment wal/ lists; a segment without one is summarised again).
 // Timeline history files are refused before anything is deleted. Files already gone
 // count as removed.
 func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
-	keys := make([]string, 0, len(objs))
+	keys := make([]string, 0, 2*len(objs))
 	for _, o := range objs {
 		if o.Kind == 0 || o.Name == "" {
 			return fmt.Errorf("delete WAL: no file named")
@@ -233,6 +243,9 @@ func (r *Repo) DeleteWALs(ctx context.Context, objs []WALObject) error {
 			return fmt.Errorf("delete WAL %s: timeline history files are kept", o.Name)
 		}
 		keys = append(keys, WALKey(o.File))
+		if o.Kind == wal.Segment {
+			keys = append(keys, WALSummaryKey(o.File))
+		}
 	}
 	if err := storage.DeleteAll(ctx, r.st, keys); err != nil {
 		return fmt.Errorf("remove WAL: %w", err)

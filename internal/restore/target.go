@@ -13,6 +13,8 @@ import (
 
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/walsum"
+	"github.com/pgb-project/pgb/internal/window"
 )
 
 // TargetKind says where recovery stops.
@@ -38,6 +40,10 @@ type Target struct {
 	Exclusive bool   // stop just before the target instead of just after
 	Action    string // pause, promote or shutdown
 	Timeline  string // latest, current or a number
+	// BeyondArchive lets a time, LSN or XID target lie after the last archived
+	// commit: the primary is still archiving and recovery is to wait for WAL that
+	// is not in the repository yet.
+	BeyondArchive bool
 }
 
 func (t Target) String() string {
@@ -103,24 +109,56 @@ var ErrBeyondArchive = errors.New("the target is beyond the archived WAL")
 // It refuses a target past the newest archived WAL. A target transaction id in the
 // 32-bit form is resolved to the full one (see FullXID).
 func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string) (*repo.Summary, error) {
+	m, _, err := choose(ctx, rp, backups, t, name)
+	return m, err
+}
+
+// Reach is what Check found: the windows, and the verdict on the target.
+type Reach struct {
+	Windows *window.Windows
+	Verdict window.Verdict
+	Backup  *repo.Summary // the backup Choose picks, nil when the target cannot be reached
+}
+
+// Check is Choose without the error for a target it cannot reach: it says whether the
+// target can be reached, from which backup, over which WAL (pgb status --at). An error
+// is returned only when the repository cannot be read or the target makes no sense
+// (an unknown restore point or timeline).
+func Check(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target) (*Reach, error) {
+	m, r, err := choose(ctx, rp, backups, t, "")
+	if r == nil {
+		return nil, err
+	}
+	if err != nil && r.Verdict.Err == nil {
+		r.Verdict.Reachable, r.Verdict.Err, r.Verdict.Reason = false, err, err.Error()
+	}
+	r.Backup = m
+	return r, nil
+}
+
+// ErrUnreachable means the archived WAL cannot bring any backup to the target: it is
+// before the first usable backup, or in a gap.
+var ErrUnreachable = errors.New("the target cannot be reached")
+
+func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string) (*repo.Summary, *Reach, error) {
 	if len(backups) == 0 {
-		return nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, rp)
+		return nil, nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, rp)
 	}
 	arch, err := scanArchive(ctx, rp, segSize(backups))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tls, err := readTimelines(ctx, rp, arch, backups)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tli, err := tls.target(t.Timeline)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if t.Timeline == "" || t.Timeline == "latest" {
 		if why := tls.forks(tli, segSize(backups)); len(why) > 0 {
-			return nil, fmt.Errorf("%w: %s; %s; nothing was written: choose the history to restore with --target-timeline N",
+			return nil, nil, fmt.Errorf("%w: %s; %s; nothing was written: choose the history to restore with --target-timeline N",
 				ErrAmbiguousTimeline, strings.Join(why, "; "), tls.describe())
 		}
 	}
@@ -128,19 +166,23 @@ func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		// Pin what was checked: PostgreSQL's own "latest" could see another timeline.
 		t.Timeline = strconv.FormatUint(uint64(tli), 10)
 	}
-	win := window(backups, arch)
+	ws, err := windows(ctx, rp, arch, tls, backups, tli)
+	if err != nil {
+		return nil, nil, err
+	}
+	win := ws.Describe()
 	var pointLSN wal.LSN
 	if t.Kind == ToName {
 		point, err := rp.ReadRestorePoint(ctx, t.Name)
 		if err != nil {
 			if errors.Is(err, repo.ErrNoRestorePoint) {
-				return nil, fmt.Errorf("%w; %s", err, win)
+				return nil, nil, fmt.Errorf("%w; %s", err, win)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		pointLSN = point.LSN
 		if tli != 0 && point.Timeline != 0 && !tls.holds(tli, point.Timeline, point.LSN) {
-			return nil, fmt.Errorf("%w: restore point %q (timeline %d, LSN %s) is not on the history of %s, which recovery would follow and never meet it; restore it with --target-timeline %d",
+			return nil, nil, fmt.Errorf("%w: restore point %q (timeline %d, LSN %s) is not on the history of %s, which recovery would follow and never meet it; restore it with --target-timeline %d",
 				ErrTimeline, point.Name, point.Timeline, point.LSN, tls.path(tli), point.Timeline)
 		}
 	}
@@ -148,10 +190,27 @@ func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		// The newest backup's horizon is the reference for a 32-bit xid.
 		t.XID = FullXID(t.XID, backups[len(backups)-1].NextXID)
 	}
-	if err := arch.reaches(t, segSize(backups)); err != nil {
-		return nil, fmt.Errorf("%w; %s", err, win)
+	reach := &Reach{Windows: ws}
+	if wt, ok := windowTarget(t, pointLSN); ok {
+		v := ws.Check(wt)
+		reach.Verdict = v
+		switch {
+		case v.Reachable:
+		case t.BeyondArchive && errors.Is(v.Err, window.ErrAfterArchive):
+			reach.Verdict.Reachable, reach.Verdict.Err = true, nil
+		case errors.Is(v.Err, window.ErrAfterArchive):
+			return nil, reach, fmt.Errorf("%w: %s: PostgreSQL would replay all of it and stop without reaching the target; nothing was written (if the primary is still archiving the WAL that holds the target, --target-beyond-archive restores anyway); %s",
+				ErrBeyondArchive, v.Reason, win)
+		case errors.Is(v.Err, window.ErrBeforeFirstBackup):
+			return nil, reach, fmt.Errorf("%w: %w: %s; nothing was written; %s", ErrUnreachable, ErrNoUsableBackup, v.Reason, win)
+		default:
+			return nil, reach, fmt.Errorf("%w: %s; nothing was written; %s", ErrUnreachable, v.Reason, win)
+		}
 	}
 	reaches := func(m *repo.Summary) bool {
+		if _, bad := ws.Unusable[m.Name]; bad && reach.Verdict.Err == nil && t.Kind != ToEnd && t.Kind != ToImmediate {
+			return false // its WAL is not all archived, or it is off the history
+		}
 		switch t.Kind {
 		case ToTime:
 			return m.StopTime.Before(t.Time)
@@ -171,17 +230,21 @@ func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	if name != "" {
 		for _, m := range backups {
 			if m.Name == name {
+				if why, bad := ws.Unusable[m.Name]; bad && reach.Verdict.Err == nil && t.Kind != ToEnd && t.Kind != ToImmediate {
+					return nil, nil, fmt.Errorf("%w: backup %s cannot start this recovery: %s; pick another or drop --backup; %s",
+						ErrNoUsableBackup, m.Name, why, win)
+				}
 				if !reaches(m) {
-					return nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
+					return nil, nil, fmt.Errorf("%w: backup %s ends at %s (LSN %s), after the target %s; pick an older backup or drop --backup; %s",
 						ErrNoUsableBackup, m.Name, m.StopTime.Format(time.RFC3339), m.StopLSN, t, win)
 				}
 				if !tls.onHistory(m, tli) {
-					return nil, offHistory(m)
+					return nil, nil, offHistory(m)
 				}
-				return m, nil
+				return m, reach, nil
 			}
 		}
-		return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, name)
+		return nil, nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, name)
 	}
 	var skipped *repo.Summary
 	for i := len(backups) - 1; i >= 0; i-- {
@@ -190,16 +253,16 @@ func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 			continue
 		}
 		if tls.onHistory(m, tli) {
-			return m, nil
+			return m, reach, nil
 		}
 		if skipped == nil {
 			skipped = m
 		}
 	}
 	if skipped != nil {
-		return nil, offHistory(skipped)
+		return nil, reach, offHistory(skipped)
 	}
-	return nil, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, win)
+	return nil, reach, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, win)
 }
 
 // segSize is the WAL segment size the backups record (16 MiB if they do not say).
@@ -234,7 +297,7 @@ func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, 
 			return nil
 		}
 		// Listing is in key order: per timeline, segments come in WAL order.
-		a.segs[o.Timeline] = append(a.segs[o.Timeline], segRef{name: o.Name, segNo: o.SegmentNumber(segSize), storedAt: o.Stored})
+		a.segs[o.Timeline] = append(a.segs[o.Timeline], segRef{name: o.Name, segNo: o.SegmentNumber(segSize), storedAt: o.Stored, size: o.Size})
 		if order(o.Name) > order(a.newest) {
 			a.newest = o.Name
 		}
@@ -249,52 +312,36 @@ func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, 
 	return a, nil
 }
 
-// end is the LSN where the newest archived segment ends.
-func (a *archive) end(segSize uint64) wal.LSN {
-	f, err := wal.Parse(a.newest)
-	if err != nil {
-		return 0
+// windows computes the recoverable windows along timeline tli (0: the newest), reading
+// WAL summaries through the repository's cache.
+func windows(ctx context.Context, rp *repo.Repo, a *archive, tls *timelines, backups []*repo.Summary, tli uint32) (*window.Windows, error) {
+	in := &window.Input{SegSize: segSize(backups), Backups: backups, Segments: map[uint32][]window.Segment{}, History: tls.history, Timeline: tli}
+	for t, segs := range a.segs {
+		for _, sg := range segs {
+			in.Segments[t] = append(in.Segments[t], window.Segment{Name: sg.name, Timeline: t, SegNo: sg.segNo, Size: sg.size, Stored: sg.storedAt})
+		}
 	}
-	return wal.LSN((f.SegmentNumber(segSize) + 1) * segSize)
+	in.Summary = window.SummaryFrom(ctx, walsum.NewCache(rp, in.SegSize, nil))
+	return window.Compute(in)
 }
 
-// storedTimePrecision is how coarse a store may keep an object's time: S3's
-// Last-Modified has whole seconds, so a segment "stored at 22:05:31" may hold commits
-// of 22:05:31.9.
-const storedTimePrecision = time.Second
-
-// reaches refuses a time or LSN target that lies past the archived WAL. (A time
-// between the last archived commit and the time its segment was stored passes; the
-// exact check needs a WAL reader.)
-func (a *archive) reaches(t *Target, segSize uint64) error {
-	if a.newest == "" {
-		return nil
+// windowTarget is t as the window check takes it; false for targets it does not check
+// (the end of the archive, immediate: every usable backup reaches them).
+func windowTarget(t *Target, pointLSN wal.LSN) (window.Target, bool) {
+	wt := window.Target{Exclusive: t.Exclusive, Text: t.String()}
+	switch t.Kind {
+	case ToTime:
+		wt.Kind, wt.Time = window.ToTime, t.Time
+	case ToName:
+		wt.Kind, wt.LSN = window.ToName, pointLSN
+	case ToLSN:
+		wt.Kind, wt.LSN = window.ToLSN, t.LSN
+	case ToXID:
+		wt.Kind, wt.XID = window.ToXID, t.XID
+	default:
+		return wt, false
 	}
-	switch {
-	case t.Kind == ToTime && t.Time.After(a.storedAt.Add(storedTimePrecision)):
-		return fmt.Errorf("%w: the target %s is after the newest archived WAL (segment %s, stored at %s): PostgreSQL would replay it all and stop without reaching the target",
-			ErrBeyondArchive, t, a.stored, a.storedAt.UTC().Format(time.RFC3339))
-	case t.Kind == ToLSN && t.LSN > a.end(segSize):
-		return fmt.Errorf("%w: the target %s is past the end of the newest archived WAL (segment %s ends at LSN %s): PostgreSQL would replay it all and stop without reaching the target",
-			ErrBeyondArchive, t, a.newest, a.end(segSize))
-	}
-	return nil
-}
-
-// window describes the recoverable window: from the end of the oldest backup to the
-// newest archived WAL.
-func window(backups []*repo.Summary, a *archive) string {
-	if len(backups) == 0 {
-		return "there are no backups"
-	}
-	first := backups[0]
-	s := fmt.Sprintf("the recoverable window starts at %s (LSN %s, end of backup %s)",
-		first.StopTime.Format(time.RFC3339), first.StopLSN, first.Name)
-	if a.newest != "" {
-		s += fmt.Sprintf(" and runs to the end of archived WAL segment %s (LSN %s; the last segment was stored at %s)",
-			a.newest, a.end(segSize(backups)), a.storedAt.UTC().Format(time.RFC3339))
-	}
-	return s
+	return wt, true
 }
 
 // LastArchived is the name of the newest archived WAL segment ("" if none).

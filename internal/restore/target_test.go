@@ -189,11 +189,7 @@ func newChoiceFixture(t *testing.T) choiceFixture {
 			t.Fatal(err)
 		}
 	}
-	for _, k := range []string{"wal/0000000100000000/00000001000000000000000A", "wal/0000000100000000/000000010000000000000009"} {
-		if err := st.Put(ctx, k, strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putSegments(t, st, segRange(1, 1, 10)...)
 	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -219,31 +215,31 @@ func TestChoose(t *testing.T) {
 		{name: "time after t3", target: Target{Kind: ToTime, Time: fx.t3.Add(time.Second)}, want: "b3"},
 		{name: "time at t3", target: Target{Kind: ToTime, Time: fx.t3}, want: "b2"},
 		{name: "time before t1", target: Target{Kind: ToTime, Time: fx.t1.Add(-time.Second)}, is: ErrNoUsableBackup,
-			msg: []string{"recoverable window starts at", fx.t1.Format(time.RFC3339), "b1", "0/2000100", "00000001000000000000000A"}},
-		{name: "time at t1", target: Target{Kind: ToTime, Time: fx.t1}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at"}},
+			msg: []string{"recoverable window runs from", fx.t1.Format(time.RFC3339), "b1", "0/2000100", "00000001000000000000000A"}},
+		{name: "time at t1", target: Target{Kind: ToTime, Time: fx.t1}, is: ErrNoUsableBackup, msg: []string{"recoverable window runs from"}},
 		{name: "lsn between", target: Target{Kind: ToLSN, LSN: 0x6000000}, want: "b2"},
 		{name: "lsn at stop of b2", target: Target{Kind: ToLSN, LSN: 0x5000100}, want: "b2"},
 		{name: "lsn just before stop of b2", target: Target{Kind: ToLSN, LSN: 0x50000FF}, want: "b1"},
-		{name: "lsn before b1", target: Target{Kind: ToLSN, LSN: 0x1000000}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at", "LSN 0/1000000"}},
+		{name: "lsn before b1", target: Target{Kind: ToLSN, LSN: 0x1000000}, is: ErrNoUsableBackup, msg: []string{"recoverable window runs from", "LSN 0/1000000"}},
 		{name: "xid between", target: Target{Kind: ToXID, XID: 2500}, want: "b2"},
 		{name: "xid at next xid of b3", target: Target{Kind: ToXID, XID: 3000}, want: "b3"},
-		{name: "xid before b1", target: Target{Kind: ToXID, XID: 999}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at", "transaction 999"}},
+		{name: "xid before b1", target: Target{Kind: ToXID, XID: 999}, is: ErrNoUsableBackup, msg: []string{"recoverable window runs from", "transaction 999"}},
 		{name: "restore point after b2", target: Target{Kind: ToName, Name: "after-b2"}, want: "b2"},
 		{name: "restore point at b2", target: Target{Kind: ToName, Name: "at-b2"}, want: "b2"},
 		{name: "restore point after b3", target: Target{Kind: ToName, Name: "after-b3"}, want: "b3"},
-		{name: "restore point before b1", target: Target{Kind: ToName, Name: "before-b1"}, is: ErrNoUsableBackup, msg: []string{"recoverable window starts at"}},
+		{name: "restore point before b1", target: Target{Kind: ToName, Name: "before-b1"}, is: ErrNoUsableBackup, msg: []string{"recoverable window runs from"}},
 		{name: "unknown restore point", target: Target{Kind: ToName, Name: "nope"}, is: repo.ErrNoRestorePoint,
-			msg: []string{"nope", "recoverable window starts at"}},
+			msg: []string{"nope", "recoverable window runs from"}},
 		{name: "explicit backup that reaches", target: Target{Kind: ToTime, Time: mid}, backup: "b1", want: "b1"},
 		{name: "explicit backup for the end", target: Target{Kind: ToEnd}, backup: "b2", want: "b2"},
 		{name: "explicit backup after the target", target: Target{Kind: ToTime, Time: mid}, backup: "b3", is: ErrNoUsableBackup,
-			msg: []string{"backup b3", "pick an older backup", "recoverable window starts at"}},
+			msg: []string{"backup b3", "pick an older backup", "recoverable window runs from"}},
 		{name: "explicit backup after the lsn", target: Target{Kind: ToLSN, LSN: 0x3000000}, backup: "b2", is: ErrNoUsableBackup},
-		{name: "time after the newest archived segment", target: Target{Kind: ToTime, Time: time.Now().Add(time.Hour)}, is: ErrBeyondArchive,
-			msg: []string{"after the newest archived WAL", "00000001000000000000000A", "recoverable window starts at", fx.t1.Format(time.RFC3339)}},
-		{name: "lsn at the end of the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000000}, want: "b3"},
-		{name: "lsn past the newest segment", target: Target{Kind: ToLSN, LSN: 0xB000001}, is: ErrBeyondArchive,
-			msg: []string{"past the end of the newest archived WAL", "00000001000000000000000A", "0/B000000", "recoverable window starts at"}},
+		{name: "time after the last archived commit", target: Target{Kind: ToTime, Time: time.Now().Add(time.Hour)}, is: ErrBeyondArchive,
+			msg: []string{"after the last archived commit", "xid 4000", "2026-11-23T12:40:00Z", "recoverable window runs from", fx.t1.Format(time.RFC3339)}},
+		{name: "lsn at the last archived record", target: Target{Kind: ToLSN, LSN: 0xAFFF000}, want: "b3"},
+		{name: "lsn past the last archived record", target: Target{Kind: ToLSN, LSN: 0xAFFF001}, is: ErrBeyondArchive,
+			msg: []string{"after the last archived commit", "recoverable window runs from"}},
 		{name: "explicit backup, lsn past the archive", target: Target{Kind: ToLSN, LSN: 0x1_0000_0000}, backup: "b3", is: ErrBeyondArchive},
 		{name: "explicit unknown backup", target: Target{Kind: ToEnd}, backup: "b9", is: repo.ErrNoBackup, msg: []string{"b9"}},
 	} {
@@ -291,9 +287,7 @@ func TestChooseXIDInEitherForm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Put(ctx, "wal/0000000100000000/000000010000000000000009", strings.NewReader("w"), storage.PutOptions{Size: 1}); err != nil {
-		t.Fatal(err)
-	}
+	putSegments(t, st, segRange(1, 2, 9)...)
 	backups, _, err := repo.New(st, repo.Options{}).ListBackups(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ type segRef struct {
 	name     string
 	segNo    uint64
 	storedAt time.Time
+	size     int64
 }
 
 // timelines is the timeline history the repository holds.

@@ -69,16 +69,10 @@ func putBackups(t *testing.T, st storage.Store, bs []tlBackup) []*repo.Summary {
 // from 1 at 0/5000000) while timeline 1 went on and got a backup after the fork.
 func TestChooseFollowsTheTargetTimelinesHistory(t *testing.T) {
 	st := mem.New()
-	for _, seg := range []string{"000000010000000000000002", "000000010000000000000003", "000000010000000000000004"} {
-		putWAL(t, st, seg, []byte("wal"))
-	}
+	putSegments(t, st, segRange(1, 2, 4)...)
 	putWAL(t, st, "00000002.history", []byte("1\t0/5000000\tbefore 2026-11-23 12:00:00+00\n"))
-	for _, seg := range []string{"000000020000000000000005", "000000020000000000000006", "000000020000000000000007"} {
-		putWAL(t, st, seg, []byte("wal"))
-	}
-	for _, seg := range []string{"000000010000000000000005", "000000010000000000000009"} {
-		putWAL(t, st, seg, []byte("wal"))
-	}
+	putSegments(t, st, segRange(2, 5, 7)...)
+	putSegments(t, st, segRange(1, 5, 9)...)
 	for _, rp := range []repo.RestorePoint{
 		{Name: "tl1-before-fork", LSN: 0x4000000, Timeline: 1},
 		{Name: "tl1-after-fork", LSN: 0x8800000, Timeline: 1},
@@ -271,21 +265,5 @@ func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
 				t.Errorf("follows timeline %s, want %s", target.Timeline, tc.want)
 			}
 		})
-	}
-}
-
-// S3 keeps an object's time to the second: a target within that second is reachable.
-func TestChooseAllowsForCoarseStoredTimes(t *testing.T) {
-	st := history(t, seg("000000010000000000000002"), seg("000000010000000000000003")) // stored 12:00 and 12:01
-	backups := putBackups(t, st.Store, []tlBackup{{"b", 1, 0x2000028, 0x2000100}})
-	last := time.Date(2026, 11, 23, 12, 1, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		at time.Time
-		ok bool
-	}{{last, true}, {last.Add(900 * time.Millisecond), true}, {last.Add(time.Second), true}, {last.Add(1001 * time.Millisecond), false}} {
-		_, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &Target{Kind: ToTime, Time: tc.at, Timeline: "latest"}, "")
-		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrBeyondArchive)) {
-			t.Errorf("target %s: %v", tc.at.Format(time.RFC3339Nano), err)
-		}
 	}
 }

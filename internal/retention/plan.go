@@ -143,6 +143,37 @@ func Make(in Input) (Plan, error) {
 	return p, nil
 }
 
+// ConsistencyOnly names the backups of which a retention run may have kept only the
+// WAL they need to become consistent (start to stop segment): the permanent backups
+// older than the oldest backup that is not permanent — or, when every backup is
+// permanent, older than the newest. Recovery from such a backup reaches its end and
+// no further once a policy has run, so verify and status judge it by that. backups
+// may be in any order; permanent holds the marked names.
+func ConsistencyOnly(backups []*repo.Summary, permanent map[string]bool) map[string]bool {
+	if len(backups) == 0 {
+		return nil
+	}
+	bs := append([]*repo.Summary(nil), backups...)
+	sort.SliceStable(bs, func(i, j int) bool {
+		if !bs[i].StopTime.Equal(bs[j].StopTime) {
+			return bs[i].StopTime.Before(bs[j].StopTime)
+		}
+		return bs[i].StopLSN < bs[j].StopLSN
+	})
+	edge := len(bs) - 1
+	for i, b := range bs {
+		if !permanent[b.Name] {
+			edge = i
+			break
+		}
+	}
+	out := map[string]bool{}
+	for _, b := range bs[:edge] {
+		out[b.Name] = true // all permanent: edge is the first that is not, or the newest
+	}
+	return out
+}
+
 // needed reports whether a permanent backup among older needs o to become consistent.
 func needed(o repo.WALObject, older []Backup, segSize uint64) bool {
 	n := o.SegmentNumber(segSize)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,5 +181,41 @@ func TestPlanRefusesNoPolicyAndAnUnknownBackup(t *testing.T) {
 	in.Policy.BeforeBackup = "nope"
 	if _, err := Make(in); !errors.Is(err, repo.ErrNoBackup) {
 		t.Errorf("unknown backup: %v", err)
+	}
+}
+
+func TestConsistencyOnlyNamesThePermanentBackupsOlderThanWhatAPolicyKeeps(t *testing.T) {
+	sum := func(bs ...Backup) ([]*repo.Summary, map[string]bool) {
+		var out []*repo.Summary
+		perm := map[string]bool{}
+		for i := len(bs) - 1; i >= 0; i-- { // any order
+			out = append(out, bs[i].Summary)
+			perm[bs[i].Name] = bs[i].Permanent
+		}
+		return out, perm
+	}
+	for _, c := range []struct {
+		name string
+		bs   []Backup
+		want []string
+	}{
+		{"none", nil, nil},
+		{"no permanent", []Backup{backup("a", 1, 2, 3, 1, false), backup("b", 1, 5, 6, 2, false)}, nil},
+		{"permanent oldest", []Backup{backup("a", 1, 2, 3, 1, true), backup("b", 1, 5, 6, 2, false), backup("c", 1, 8, 9, 3, true)}, []string{"a"}},
+		{"two permanent oldest", []Backup{backup("a", 1, 2, 3, 1, true), backup("b", 1, 5, 6, 2, true), backup("c", 1, 8, 9, 3, false)}, []string{"a", "b"}},
+		{"all permanent: the newest reaches on", []Backup{backup("a", 1, 2, 3, 1, true), backup("b", 1, 5, 6, 2, true)}, []string{"a"}},
+		{"one permanent", []Backup{backup("a", 1, 2, 3, 1, true)}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := ConsistencyOnly(sum(c.bs...))
+			var names []string
+			for n := range got {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			if strings.Join(names, ",") != strings.Join(c.want, ",") {
+				t.Fatalf("ConsistencyOnly = %v, want %v", names, c.want)
+			}
+		})
 	}
 }

@@ -191,3 +191,26 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 	g.Deleted = true
 	return g, nil
 }
+
+// Mark sets (permanent) or lifts backup name's permanent mark under the backup lock,
+// so that it never races a delete: a mark written while delete removes the backup
+// would be reported stored and be deleted with it.
+func Mark(ctx context.Context, r *repo.Repo, name string, permanent bool, now time.Time, lockOpt repo.LockOptions) (err error) {
+	what := "backup-mark --no-permanent"
+	if permanent {
+		what = "backup-mark --permanent"
+	}
+	lock, err := r.AcquireBackupLock(ctx, what, lockOpt)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := lock.Release(context.WithoutCancel(ctx)); rerr != nil && err == nil {
+			err = fmt.Errorf("the mark is stored, but the backup lock could not be released (the next backup-push or delete may wait for it): %w", rerr)
+		}
+	}()
+	if permanent {
+		return r.MarkPermanent(ctx, name, now)
+	}
+	return r.UnmarkPermanent(ctx, name)
+}

@@ -19,7 +19,6 @@ import (
 type segRun struct {
 	segs   []repo.WALObject
 	first  uint64 // segment number of segs[0]
-	newest bool   // segs ends with the newest archived segment of its timeline
 }
 
 // deepRuns cuts the archived segments of the needed runs into stretches of consecutive
@@ -50,7 +49,6 @@ func deepRuns(st *walState, objs []repo.WALObject, needs []need) (runs []segRun,
 				cur = &runs[len(runs)-1]
 			}
 			cur.segs = append(cur.segs, o)
-			cur.newest = seen[i] == seen[len(seen)-1]
 			covered[o.Key] = true
 		}
 	}
@@ -259,9 +257,9 @@ func (f *feed) give(n *fetched) { f.pool <- n.buf }
 //   - ErrTruncated when the input has ended: the last record goes on in a segment that
 //     is not in the run — not archived yet (the newest segment), missing (a gap, already
 //     reported) or unusable (already reported), or on the next timeline after a switch.
-//   - ErrEndOfWAL (zeros where a record should begin) in the newest segment of its
-//     timeline: the end of what PostgreSQL wrote. Anywhere else it is a problem: a
-//     segment that is not the last holds every record up to its end.
+//   - ErrEndOfWAL (zeros where a record should begin) is a problem wherever it is:
+//     PostgreSQL archives a segment only once its records run to its end or to a
+//     segment switch (whose padding the reader skips); a segment cut short is .partial.
 //   - anything else wrapping ErrCorruptRecord, ErrTruncated or ErrEndOfWAL: a problem
 //     naming the segment the record starts in and the LSN.
 func (v *verifier) decode(st *walState, run segRun, f *feed) error {
@@ -284,13 +282,10 @@ func (v *verifier) decode(st *walState, run segRun, f *feed) error {
 			at = rec.EndLSN
 			continue
 		}
-		last := f.cur != nil && f.cur.o.Key == run.segs[len(run.segs)-1].Key
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil
 		case errors.Is(err, wal.ErrTruncated) && f.ended:
-			return nil
-		case errors.Is(err, wal.ErrEndOfWAL) && run.newest && last && !f.ended:
 			return nil
 		case errors.Is(err, wal.ErrCorruptRecord), errors.Is(err, wal.ErrTruncated), errors.Is(err, wal.ErrEndOfWAL):
 			v.recordProblem(st, run, f, at, err)
@@ -310,7 +305,7 @@ func (v *verifier) recordProblem(st *walState, run segRun, f *feed, at wal.LSN, 
 	}
 	what := "WAL record does not decode: " + err.Error()
 	if errors.Is(err, wal.ErrEndOfWAL) {
-		what = "WAL ends early: " + err.Error() + ", but the segment is not the newest of its timeline, whose records run to its end"
+		what = "WAL ends early: " + err.Error() + ", but PostgreSQL archives a segment only once its records run to its end (or to a segment switch)"
 	}
 	if f.cur != nil && f.cur.o.Key != key {
 		what += fmt.Sprintf(" (the record goes on into %s)", f.cur.o.Name)

@@ -228,15 +228,14 @@ func TestDeepVerifyJudgesTheEndOfWrittenWALByWhereItIs(t *testing.T) {
 			return b
 		}
 	}
-	// Zeros at the end of the newest segment: what PostgreSQL had not written yet.
-	_, dmg := zeroFrom(2)
-	if _, ps := run(t, deepFixture(t, w, dmg).st, Options{Deep: true}); len(ps) != 0 {
-		t.Fatalf("zeros at the end of the newest segment: %v", ps)
+	// PostgreSQL archives a segment only once it is written to its end (or to a
+	// segment switch, whose padding the reader skips): zeros where a record should
+	// begin are lost records, in the newest segment as in any other.
+	for _, seg := range []int{1, 2} {
+		r, dmg := zeroFrom(seg)
+		_, ps := run(t, deepFixture(t, w, dmg).st, Options{Deep: true})
+		wantOne(t, ps, w.key(seg), "end of written WAL at "+r.LSN.String())
 	}
-	// Zeros in a segment that has one after it: records are lost.
-	r, dmg := zeroFrom(1)
-	_, ps := run(t, deepFixture(t, w, dmg).st, Options{Deep: true})
-	wantOne(t, ps, w.key(1), "end of written WAL at "+r.LSN.String())
 }
 
 func TestDeepVerifyReportsAMissingOrDamagedSegmentOnce(t *testing.T) {

@@ -83,6 +83,7 @@ var ErrNoBackup = repo.ErrNoBackup
 type verifier struct {
 	r   *repo.Repo
 	opt Options
+	all []*repo.Summary // every backup listed, also with Options.Backup
 
 	mu   sync.Mutex // guards rep.Problems and OnProblem
 	rep  Report
@@ -142,6 +143,7 @@ func (v *verifier) backups(ctx context.Context) ([]*repo.Summary, error) {
 			v.problem(repo.BackupPrefix(d.Name)+"manifest", d.Name, "%s", d.Err.Error())
 		}
 	}
+	v.all = all
 	if v.opt.Backup == "" {
 		return all, nil
 	}

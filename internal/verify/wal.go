@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/retention"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
@@ -117,6 +118,13 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 		return v.readAll(ctx, st, objs)
 	}
 	st.present = presence(st, objs)
+	permanent, err := v.r.PermanentBackups(ctx)
+	if err != nil {
+		return err
+	}
+	// What pgb delete keeps of an old permanent backup is the WAL to its end: that much
+	// is checked of it, as for what retention keeps.
+	toEnd := retention.ConsistencyOnly(v.all, permanent)
 	var needs []need
 	for _, s := range backups {
 		switch {
@@ -124,6 +132,8 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 		case s.WALSegSize != st.segSize:
 			v.problem(repo.SummaryKey(s.Name), s.Name, "says WAL segments are %d bytes, backup %s says %d: one cluster has one size",
 				s.WALSegSize, backups[0].Name, st.segSize)
+		case toEnd[s.Name]:
+			needs = append(needs, need{tli: s.Timeline, from: uint64(s.StartLSN) / st.segSize, to: uint64(s.StopLSN) / st.segSize, backup: s.Name})
 		default:
 			needs = append(needs, v.chain(st, s)...)
 		}

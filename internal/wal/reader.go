@@ -151,11 +151,17 @@ func (rd *Reader) next() (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if rd.overwritten != 0 {
+	switch {
+	case rd.overwritten != 0:
 		if err := checkOverwrite(rec, rd.overwritten); err != nil {
 			return Record{}, err
 		}
 		rd.overwritten = 0
+	case rd.prevRec != 0 && rec.RmgrID == RmgrXLOG && rec.Info&0xF0 == xlogOverwriteContrecord:
+		// Recovery stops at one that follows no abandoned record ("mismatching
+		// overwritten LSN"). As the first record read, what it names is before
+		// the input.
+		return Record{}, corrupt(start, "XLOG_OVERWRITE_CONTRECORD follows no abandoned record")
 	}
 	rec.EndLSN = rd.pos
 	if rec.RmgrID == RmgrXLOG && rec.Info&0xF0 == xlogSwitch {
@@ -222,6 +228,11 @@ func (rd *Reader) skipContinuation(hdr pageHeader) error {
 			return err
 		}
 		rd.pos = rd.pageLSN + LSN(next.size)
+		if next.info&xlpFirstIsOverwriteContRecord != 0 && next.info&xlpFirstIsContRecord == 0 {
+			// The record being skipped was abandoned after a crash: a record (the
+			// XLOG_OVERWRITE_CONTRECORD) begins here, as PostgreSQL finds it.
+			return nil
+		}
 		if next.info&xlpFirstIsContRecord == 0 || uint64(next.remLen) != remaining {
 			return corrupt(rd.pageLSN, "continuation says %d bytes remain, expected %d", next.remLen, remaining)
 		}

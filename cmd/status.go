@@ -1,0 +1,126 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/status"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// exitUnreachable is pgb status's answer "no": the target cannot be reached, or
+// nothing at all is recoverable.
+const exitUnreachable = 2
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show what the repository can recover to, or whether it can reach one target",
+		Description: "Shows the recoverable window first — from the end of the oldest usable backup to the last\n" +
+			"commit found in the archived WAL, cut by every gap — then how old the newest archived WAL is\n" +
+			"(the data lost if the primary died now), the gaps, system identifier and PostgreSQL version,\n" +
+			"each timeline (segments, where it branched), the backups (permanent, unusable and why) and the\n" +
+			"restore points. WAL summaries are computed on first need and cached in the repository\n" +
+			"(walsum/); status reads only those of the newest segments back to the last commit.\n\n" +
+			"--at TIMESTAMP | --name NAME | --lsn LSN | --xid XID asks whether pgb restore can reach that\n" +
+			"point: from which backup, replaying which WAL, about how many bytes; if not, why (before the\n" +
+			"first backup, in a gap, after the last archived commit) and the nearest reachable points.\n" +
+			"restore runs the very same check. --json prints the report as JSON (docs/status.md).\n\n" +
+			"Exit status: 0 the window is shown (and the target, if given, is reachable); 2 nothing is\n" +
+			"recoverable, or the target cannot be reached; 1 the repository could not be read; 255 usage.",
+		Flags: append(flags(),
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/status.md)"},
+			&cli.StringFlag{Name: "at", Usage: "can pgb recover to `TIMESTAMP` (RFC 3339 or PostgreSQL's format, with a time zone)?"},
+			&cli.StringFlag{Name: "name", Usage: "can pgb recover to the restore point `NAME`?"},
+			&cli.StringFlag{Name: "lsn", Usage: "can pgb recover to `LSN`?"},
+			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)?"},
+			&cli.BoolFlag{Name: "exclusive", Usage: "the target is to stop just before the point (as restore --target-exclusive)"},
+			&cli.StringFlag{Name: "timeline", Value: "latest", Usage: "the timeline to follow: latest or a number (as restore --target-timeline)"},
+		),
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			t, err := statusTarget(c)
+			if err != nil {
+				return err
+			}
+			return e.status(c.Context, t, c.Bool("json"))
+		}),
+	}
+}
+
+// statusTarget reads --at/--name/--lsn/--xid into restore's Target (nil: none).
+func statusTarget(c *cli.Context) (*restore.Target, error) {
+	t := restore.Target{Timeline: c.String("timeline"), Exclusive: c.Bool("exclusive"), Action: "pause"}
+	n := 0
+	if v := c.String("at"); v != "" {
+		tm, err := restore.ParseTime(v)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		t.Kind, t.Time, n = restore.ToTime, tm, n+1
+	}
+	if v := c.String("name"); v != "" {
+		t.Kind, t.Name, n = restore.ToName, v, n+1
+	}
+	if v := c.String("lsn"); v != "" {
+		l, err := wal.ParseLSN(v)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--lsn: %w", err)}
+		}
+		t.Kind, t.LSN, n = restore.ToLSN, l, n+1
+	}
+	if v := c.String("xid"); v != "" {
+		x, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || uint32(x) < 3 {
+			return nil, usagef("--xid %q is not a transaction id", v)
+		}
+		t.Kind, t.XID, n = restore.ToXID, x, n+1
+	}
+	switch {
+	case n > 1:
+		return nil, usagef("give at most one of --at, --name, --lsn, --xid")
+	case n == 0 && t.Exclusive:
+		return nil, usagef("--exclusive goes with --at, --lsn or --xid")
+	case n == 0:
+		return nil, nil
+	case t.Exclusive && t.Kind == restore.ToName:
+		return nil, usagef("--exclusive goes with --at, --lsn or --xid")
+	}
+	if tl := t.Timeline; tl != "latest" {
+		if _, err := strconv.ParseUint(tl, 10, 32); err != nil {
+			return nil, usagef("--timeline %q: want latest or a timeline number", tl)
+		}
+	}
+	return &t, nil
+}
+
+func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool) error {
+	rp, err := e.openRepo(ctx, false, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
+	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		err = e.printJSON(r)
+	} else {
+		err = r.Write(e.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Target != nil && !r.Target.Reachable:
+		return withCode(exitUnreachable, fmt.Errorf("%s cannot be reached: %s", r.Target.Target, r.Target.Reason))
+	case len(r.Windows) == 0:
+		return withCode(exitUnreachable, fmt.Errorf("nothing in %s is recoverable", r.Repository))
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+//go:build pgbtest
+
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
+)
+
+// testHangEnv names a test hook, not for users: set to N, it makes pgb delete let N
+// object deletions through (a batch counts each key), print a line naming the next
+// one to stderr and hang there, so that an integration test can SIGKILL it in the
+// middle of its work, deterministically. testHangPrefixEnv, if set, counts only the
+// deletions of keys that begin with it.
+const (
+	testHangEnv       = "PGB_TEST_DELETE_HANG_AFTER"
+	testHangPrefixEnv = "PGB_TEST_DELETE_HANG_PREFIX"
+)
+
+// hangDeletes lets n deletions of keys under prefix through (a batch counts each
+// key), then prints a line naming the next such key to w and blocks that deletion
+// until the process ends.
+func hangDeletes(st storage.Store, n int, prefix string, w io.Writer) storage.Store {
+	return faulty.New(st, faulty.Rule{Op: faulty.Delete, Key: prefix, Skip: n, Count: 1, Fault: faulty.Hang,
+		OnFire: func(_ faulty.Op, key string) {
+			_, _ = fmt.Fprintf(w, "pgb: %s: hanging before deleting %s\n", testHangEnv, key)
+		}})
+}
+
+// deleteTestHook arms hangDeletes when testHangEnv is set. It exists only in a pgb
+// built with -tags pgbtest (the integration tests' build): a released pgb has no hook
+// an environment variable could arm.
+func (e *env) deleteTestHook() error {
+	v := os.Getenv(testHangEnv)
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return usagef("%s=%q: want a number of deletions", testHangEnv, v)
+	}
+	prefix := os.Getenv(testHangPrefixEnv)
+	e.wrapStore = func(st storage.Store) storage.Store { return hangDeletes(st, n, prefix, e.stderr) }
+	return nil
+}

@@ -1,0 +1,206 @@
+// Package status reports what a repository can recover to (pgb status): the
+// recoverable windows first, then the timelines, gaps, backups and restore points, and
+// how old the newest archived WAL is. With a target it says whether restore can reach
+// it — by running restore's own check (restore.Check), so the two never disagree.
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/window"
+)
+
+// Report is pgb status's answer; its JSON form is documented in docs/status.md and
+// kept stable.
+type Report struct {
+	Repository       string           `json:"repository"`
+	Time             time.Time        `json:"time"`
+	SystemIdentifier string           `json:"system_identifier,omitempty"`
+	PGVersion        int              `json:"pg_version,omitempty"`
+	SegmentSize      uint64           `json:"wal_segment_size"`
+	Timeline         uint32           `json:"timeline"`
+	TimelinePath     []uint32         `json:"timeline_path"`
+	Windows          []*window.Window `json:"windows"`
+	Gaps             []window.Gap     `json:"gaps"`
+	Damaged          []window.Damaged `json:"damaged_segments,omitempty"`
+	NewestWAL        *NewestWAL       `json:"newest_wal,omitempty"`
+	Timelines        []Timeline       `json:"timelines"`
+	Backups          []Backup         `json:"backups"`
+	RestorePoints    []RestorePoint   `json:"restore_points"`
+	Summaries        Summaries        `json:"summaries"`
+	Target           *TargetReport    `json:"target,omitempty"`
+}
+
+// NewestWAL is the newest archived segment on the followed timeline's history.
+type NewestWAL struct {
+	Segment    string    `json:"segment"`
+	Stored     time.Time `json:"stored"`
+	AgeSeconds float64   `json:"age_seconds"` // the RPO if the primary were lost now
+}
+
+// Timeline is one timeline the repository holds.
+type Timeline struct {
+	Timeline     uint32  `json:"timeline"`
+	FirstSegment string  `json:"first_segment,omitempty"`
+	LastSegment  string  `json:"last_segment,omitempty"`
+	Segments     int     `json:"segments"`
+	Parent       uint32  `json:"parent,omitempty"`
+	BranchLSN    wal.LSN `json:"branch_lsn,omitempty"`
+	OnPath       bool    `json:"followed"`
+}
+
+// Backup is one backup as status sees it.
+type Backup struct {
+	Name      string    `json:"name"`
+	Timeline  uint32    `json:"timeline"`
+	StartLSN  wal.LSN   `json:"start_lsn"`
+	StopLSN   wal.LSN   `json:"stop_lsn"`
+	StartTime time.Time `json:"start_time"`
+	StopTime  time.Time `json:"stop_time"`
+	Permanent bool      `json:"permanent"`
+	Usable    bool      `json:"usable"`
+	Why       string    `json:"why_unusable,omitempty"`
+}
+
+// RestorePoint is a restore point made with pgb restore-point.
+type RestorePoint struct {
+	Name      string    `json:"name"`
+	LSN       wal.LSN   `json:"lsn"`
+	Timeline  uint32    `json:"timeline"`
+	Time      time.Time `json:"time"`
+	Reachable bool      `json:"reachable"`
+}
+
+// Summaries says how many WAL summaries status read, and how many it had to compute.
+type Summaries struct {
+	Read     int `json:"read"`
+	Computed int `json:"computed"`
+}
+
+// TargetReport is the answer to --at/--name/--lsn/--xid.
+type TargetReport struct {
+	Target string `json:"target"`
+	window.Verdict
+	Error string `json:"error,omitempty"`
+}
+
+// Options say what to report.
+type Options struct {
+	Now    time.Time
+	Target *restore.Target // nil: no target to check
+	Log    *slog.Logger
+}
+
+// Gather builds the report for rp.
+func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
+	r := &Report{Repository: rp.String(), Time: opt.Now.UTC(), Gaps: []window.Gap{}, Timelines: []Timeline{}, Backups: []Backup{}, RestorePoints: []RestorePoint{}}
+	id, err := rp.Identity(ctx)
+	switch {
+	case err == nil:
+		r.SystemIdentifier, r.PGVersion = fmt.Sprint(id.SystemID), id.PGVersion
+	case errors.Is(err, repo.ErrNoIdentity), errors.Is(err, storage.ErrNotExist):
+		// Nothing archived yet: the report says so.
+	default:
+		return nil, err
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	g, err := window.Gather(ctx, rp, nil, opt.Log)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range g.Damaged {
+		opt.Log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
+	}
+	ws, err := window.Compute(&g.Input)
+	if err != nil {
+		return nil, err
+	}
+	r.fill(g, ws, opt.Now)
+	points, err := rp.ListRestorePoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range points {
+		v := ws.Check(window.Target{Kind: window.ToName, LSN: p.LSN})
+		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: v.Reachable})
+	}
+	if opt.Target != nil {
+		t := *opt.Target
+		tr := &TargetReport{Target: t.String()}
+		reach, err := restore.Check(ctx, rp, g.Backups, &t)
+		if errors.Is(err, restore.ErrNoUsableBackup) {
+			// No backups at all: unreachable, not a failure to read.
+			reach, err = &restore.Reach{Verdict: window.Verdict{Err: err, Reason: err.Error()}}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		tr.Target = t.String()
+		tr.Verdict = reach.Verdict
+		if reach.Verdict.Err != nil {
+			tr.Error = reach.Verdict.Err.Error()
+		}
+		if reach.Backup != nil {
+			tr.Backup = reach.Backup.Name
+		}
+		r.Target = tr
+	}
+	r.Summaries = Summaries{Read: ws.SummariesRead, Computed: g.Cache.Stats.Computed}
+	return r, nil
+}
+
+func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
+	r.SegmentSize, r.Timeline, r.TimelinePath = g.SegSize, ws.Timeline, ws.Path
+	r.Windows, r.Damaged = ws.Windows, ws.Damaged
+	if ws.Gaps != nil {
+		r.Gaps = ws.Gaps
+	}
+	if r.Windows == nil {
+		r.Windows = []*window.Window{}
+	}
+	if n := ws.Newest; n != nil {
+		r.NewestWAL = &NewestWAL{Segment: n.Name, Stored: n.Stored.UTC(), AgeSeconds: now.Sub(n.Stored).Round(time.Second).Seconds()}
+	}
+	on := map[uint32]bool{}
+	for _, t := range ws.Path {
+		on[t] = true
+	}
+	tlis := map[uint32]bool{}
+	for t := range g.Segments {
+		tlis[t] = true
+	}
+	for t := range g.History {
+		tlis[t] = true
+	}
+	for _, b := range g.Backups {
+		tlis[b.Timeline] = true
+	}
+	for t := range tlis {
+		tl := Timeline{Timeline: t, OnPath: on[t], Segments: len(g.Segments[t])}
+		if segs := g.Segments[t]; len(segs) > 0 {
+			tl.FirstSegment, tl.LastSegment = segs[0].Name, segs[len(segs)-1].Name
+		}
+		if h := g.History[t]; len(h) > 1 {
+			p := h[len(h)-2]
+			tl.Parent, tl.BranchLSN = p.TLI, p.End
+		}
+		r.Timelines = append(r.Timelines, tl)
+	}
+	sort.Slice(r.Timelines, func(i, j int) bool { return r.Timelines[i].Timeline < r.Timelines[j].Timeline })
+	for _, b := range g.Backups {
+		why, bad := ws.Unusable[b.Name]
+		r.Backups = append(r.Backups, Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
+			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
+	}
+}

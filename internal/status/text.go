@@ -1,0 +1,165 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Write prints the report for a terminal: the window first, every line within 80
+// columns.
+func (r *Report) Write(w io.Writer) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000Z") }
+	short := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+	if r.Target != nil {
+		r.writeTarget(p, ts)
+		p("")
+	}
+	switch len(r.Windows) {
+	case 0:
+		p("Recoverable: NOTHING")
+		for _, bk := range r.Backups {
+			if !bk.Usable {
+				p("  backup %s: %s", bk.Name, bk.Why)
+			}
+		}
+		if len(r.Backups) == 0 {
+			p("  no backups: take one with pgb backup-push")
+		}
+	default:
+		p("Recoverable window (timeline %s):", pathText(r.TimelinePath))
+		for i, win := range r.Windows {
+			if i > 0 {
+				p("  after a gap, a new window:")
+			}
+			p("  from %s  end of backup %s", ts(win.Start.Time), win.Backup)
+			if c := win.LastCommit; c != nil {
+				p("  to   %s  last archived commit (xid %d)", ts(c.Time), c.Xid)
+			} else {
+				p("  to   %s  (no commit archived after the backup)", ts(win.EndTime()))
+			}
+			if win.CutByGap {
+				p("  CUT by missing WAL after %s", win.LastSegment)
+			}
+		}
+	}
+	if n := r.NewestWAL; n != nil {
+		p("Newest WAL:  %s stored %s (%s ago)", n.Segment, short(n.Stored), ageText(n.AgeSeconds))
+	} else {
+		p("Newest WAL:  none archived")
+	}
+	if len(r.Gaps) == 0 {
+		p("Gaps:        none")
+	} else {
+		p("Gaps:        %d — a restore cannot cross them", len(r.Gaps))
+		for _, g := range r.Gaps {
+			what := "missing"
+			if g.Damaged {
+				what = "damaged"
+			}
+			if g.Count == 1 {
+				p("  %s %s", what, g.From)
+			} else {
+				p("  %s %s..%s (%d)", what, g.From, g.To, g.Count)
+			}
+		}
+	}
+	if r.SystemIdentifier != "" {
+		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
+	}
+	if len(r.Timelines) == 0 {
+		p("Timelines:   none")
+	} else {
+		p("Timelines:")
+	}
+	for _, t := range r.Timelines {
+		s := fmt.Sprintf("  %d: %d segments", t.Timeline, t.Segments)
+		if t.Segments > 0 {
+			s += fmt.Sprintf(", %s..%s", t.FirstSegment, t.LastSegment)
+		}
+		if t.Parent != 0 {
+			s += fmt.Sprintf(", from %d at %s", t.Parent, t.BranchLSN)
+		}
+		p("%s", s)
+	}
+	p("Backups:     %d", len(r.Backups))
+	for _, bk := range r.Backups {
+		flags := ""
+		if bk.Permanent {
+			flags += " permanent"
+		}
+		if !bk.Usable {
+			flags += " UNUSABLE"
+		}
+		p("  %-18s stop %s  TL %d%s", bk.Name, short(bk.StopTime), bk.Timeline, flags)
+		if !bk.Usable {
+			p("    %s", bk.Why)
+		}
+	}
+	if len(r.RestorePoints) > 0 {
+		p("Restore points:")
+		for _, rp := range r.RestorePoints {
+			reach := ""
+			if !rp.Reachable {
+				reach = "  not reachable"
+			}
+			p("  %-24s %s  %s%s", rp.Name, short(rp.Time), rp.LSN, reach)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) {
+	t := r.Target
+	if !t.Reachable {
+		p("Target %s: NOT REACHABLE", t.Target)
+		p("  %s", t.Reason)
+		for _, n := range t.Nearest {
+			p("  nearest reachable: %s (LSN %s)", ts(n.Time), n.LSN)
+		}
+		return
+	}
+	p("Target %s: reachable", t.Target)
+	p("  from backup %s, replaying %d segments (%s of WAL, %s stored)", t.Backup, t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
+	p("  WAL %s .. %s", t.FromSegment, t.ToSegment)
+}
+
+func pathText(path []uint32) string {
+	var s []string
+	for _, t := range path {
+		s = append(s, fmt.Sprint(t))
+	}
+	return strings.Join(s, "→")
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// ageText is a short age: 42s, 5m07s, 3h20m, 12d.
+func ageText(sec float64) string {
+	d := time.Duration(sec) * time.Second
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

@@ -1,0 +1,106 @@
+package window
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/walsum"
+)
+
+// Repository is what Gather read besides the Input.
+type Repository struct {
+	Input
+	Damaged   []repo.DamagedBackup
+	Histories map[uint32]repo.WALObject
+	Cache     *walsum.Cache
+}
+
+// Gather reads the inputs of Compute from rp: one listing of wal/, one of backups/
+// (plus one small summary per backup), each .history file, and — later, through
+// Input.Summary — the WAL summaries Compute asks for. backups, if not nil, are used
+// instead of listing them.
+func Gather(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, log *slog.Logger) (*Repository, error) {
+	g := &Repository{Histories: map[uint32]repo.WALObject{}}
+	g.Segments = map[uint32][]Segment{}
+	g.History = map[uint32][]wal.TimelineSpan{}
+	if backups == nil {
+		bs, damaged, err := rp.ListBackups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		backups, g.Damaged = bs, damaged
+		perm, err := rp.PermanentBackups(ctx)
+		if err != nil {
+			return nil, err
+		}
+		g.Permanent = perm
+	}
+	g.Backups = backups
+	var objs []repo.WALObject
+	err := rp.ListWAL(ctx, func(o repo.WALObject) error {
+		switch o.Kind {
+		case wal.History:
+			g.Histories[o.Timeline] = o
+		case wal.Segment:
+			objs = append(objs, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list archived WAL: %w", err)
+	}
+	g.SegSize = SegSize(backups)
+	if g.SegSize == 0 && len(objs) > 0 {
+		s, err := walsum.SegmentSize(ctx, rp, objs[len(objs)-1].File)
+		if err != nil {
+			return nil, err
+		}
+		g.SegSize = s
+	}
+	if g.SegSize == 0 {
+		g.SegSize = 16 << 20
+	}
+	for _, o := range objs {
+		g.Segments[o.Timeline] = append(g.Segments[o.Timeline], Segment{
+			Name: o.Name, Timeline: o.Timeline, SegNo: o.SegmentNumber(g.SegSize), Size: o.Size, Stored: o.Stored,
+		})
+	}
+	for tli, o := range g.Histories {
+		b, err := rp.ReadHistory(ctx, tli)
+		if err != nil {
+			return nil, err
+		}
+		spans, err := wal.ParseHistory(tli, b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.Key, err)
+		}
+		g.History[tli] = spans
+	}
+	g.Cache = walsum.NewCache(rp, g.SegSize, log)
+	g.Summary = SummaryFrom(ctx, g.Cache)
+	return g, nil
+}
+
+// SummaryFrom is an Input.Summary that reads through c.
+func SummaryFrom(ctx context.Context, c *walsum.Cache) func(Segment) (*walsum.Summary, error) {
+	return func(s Segment) (*walsum.Summary, error) {
+		f, err := wal.Parse(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		return c.Get(ctx, f)
+	}
+}
+
+// SegSize is the WAL segment size the backups record, 0 if none says.
+func SegSize(backups []*repo.Summary) uint64 {
+	for _, m := range backups {
+		if s := m.WALSegSize; s >= 1<<20 && s <= 1<<30 && s&(s-1) == 0 {
+			return s
+		}
+	}
+	return 0
+}
