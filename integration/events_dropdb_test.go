@@ -52,6 +52,7 @@ func TestRestoreBeforeADropDatabaseThatPgbEventsFound(t *testing.T) {
 		t.Fatalf("no drop_database event: %s", out.stdout)
 	}
 	t.Logf("restore command: %v", cmd)
+	statusReaches(t, repo, strings.Join(cmd, " "))
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	args := []string{"restore", "--repo", repo}
 	for _, a := range cmd[2:] {

@@ -62,6 +62,7 @@ func TestRestoreBeforeAMassDeleteThatWasOpenDuringTheBackup(t *testing.T) {
 		t.Fatalf("no rows event for the DELETE of 2000 rows:\n%s", out.stdout)
 	}
 	t.Logf("restore command: %v", cmd)
+	statusReaches(t, repo, strings.Join(cmd, " "))
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	args := []string{"restore", "--repo", repo}
 	for _, a := range cmd[2:] {

@@ -196,6 +196,9 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		t.Errorf("text output does not show the DROP TABLE:\n%s", text)
 	}
 
+	// pgb status agrees that the printed target is reachable.
+	statusReaches(t, repo, doc.Events[byKind["drop"]].Restore)
+
 	// Restoring with the printed command brings the table back with every row.
 	cmd := strings.Fields(doc.Events[byKind["drop"]].Restore)
 	if len(cmd) < 3 || cmd[0] != "pgb" || cmd[1] != "restore" {
@@ -397,4 +400,28 @@ func readWALReaderKeeping(t *testing.T, dir string, names []string, segSize uint
 		r.MainData, r.Blocks = bytes.Clone(r.MainData), slices.Clone(r.Blocks)
 		recs = append(recs, r)
 	}
+}
+
+// statusReaches runs pgb status with the target of a restore command pgb
+// events printed (--target-lsn L --target-exclusive --target-timeline N): it
+// must exit 0, the target reachable.
+func statusReaches(t *testing.T, repo, restoreCmd string) {
+	t.Helper()
+	f := strings.Fields(restoreCmd)
+	args := []string{"status", "--repo", repo}
+	for i, a := range f {
+		switch a {
+		case "--target-lsn", "--target-timeline":
+			if i+1 < len(f) {
+				args = append(args, "--"+strings.TrimPrefix(a, "--target-"), f[i+1])
+			}
+		case "--target-exclusive":
+			args = append(args, "--exclusive")
+		}
+	}
+	if len(args) != 8 {
+		t.Fatalf("restore command %q: want --target-lsn, --target-exclusive and --target-timeline", restoreCmd)
+	}
+	out := mustPGB(t, "", nil, args...)
+	t.Logf("pgb %s:\n%s", strings.Join(args, " "), out.stdout)
 }
