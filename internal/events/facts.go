@@ -104,13 +104,33 @@ type Step struct {
 type Facts struct {
 	Work  map[uint32]*Work
 	Steps []Step
-	// Last is the LSN of the last record seen, LastTime the newest commit or
-	// checkpoint time (zero when none).
-	Last     wal.LSN
-	LastTime time.Time
+	// Last is the LSN of the last record seen; FirstTime and LastTime the
+	// oldest and the newest commit or checkpoint time (zero when none). Commit
+	// times are taken before the commit record is inserted: they are not
+	// quite in WAL order.
+	Last      wal.LSN
+	FirstTime time.Time
+	LastTime  time.Time
 	// Inplace is, for each shared-catalog row updated in place, the LSN of
 	// the last such update.
 	Inplace map[Row]wal.LSN
+}
+
+func (f *Facts) seen(t time.Time) {
+	if f.FirstTime.IsZero() || t.Before(f.FirstTime) {
+		f.FirstTime = t
+	}
+	if t.After(f.LastTime) {
+		f.LastTime = t
+	}
+}
+
+// PastUntil reports whether every commit of the WAL after these facts is
+// after until: every time in them is. A segment whose last commit is after
+// until may still be followed by one committed before it (commit times are
+// not in WAL order), and a segment without a time says nothing.
+func (f *Facts) PastUntil(until time.Time) bool {
+	return !until.IsZero() && !f.FirstTime.IsZero() && f.FirstTime.After(until)
 }
 
 // Collector builds Facts from records.
@@ -151,11 +171,11 @@ func (c *Collector) Add(rec *wal.Record) error {
 		c.f.Steps = append(c.f.Steps, Step{Kind: StepEnd, LSN: rec.LSN, Xid: x.Xid,
 			Committed: x.Kind == wal.Commit || x.Kind == wal.CommitPrepared, Subxacts: x.Subxacts,
 			DroppedRels: x.DroppedRels, Database: x.Database, Time: x.Time})
-		c.f.LastTime = x.Time
+		c.f.seen(x.Time)
 		return nil
 	case rec.Checkpoint != nil:
 		cp := rec.Checkpoint
-		c.f.LastTime = cp.Time
+		c.f.seen(cp.Time)
 		// An online checkpoint says which transactions may still be open
 		// (oldestActiveXid, prepared ones included). A shutdown checkpoint
 		// says nothing (0): prepared transactions survive it, and the next

@@ -250,3 +250,25 @@ func TestFindGoesOnWhenASegmentVanishesDuringTheScan(t *testing.T) {
 		t.Fatalf("problems %q", res.Problems)
 	}
 }
+
+// A damaged relation map is not a warning on the side with exit 0: the events
+// it should name show files only, and the result says so.
+func TestFindReportsADamagedRelationMap(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	testRepoOn(t, st, testSegments(t))
+	if err := st.Delete(ctx, repo.RelMapKey("20261202T000000Z")); err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte("{not json")
+	if err := st.Put(ctx, repo.RelMapKey("20261202T000000Z"), bytes.NewReader(junk), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Find(ctx, repo.New(st, repo.Options{}), Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "20261202T000000Z") {
+		t.Fatalf("problems %q, want one naming the backup whose relation map is damaged", res.Problems)
+	}
+}

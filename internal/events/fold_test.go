@@ -252,3 +252,27 @@ func le32s(vs ...uint32) []byte {
 	}
 	return b
 }
+
+// --until stops the scan only after a segment whose every commit is after it:
+// commit times are taken before the records are inserted, so a commit before
+// the cut-off can follow one after it in the WAL.
+func TestUntilStopsOnlyWhereEveryCommitIsAfterIt(t *testing.T) {
+	until := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	c := NewCollector(15)
+	for i, d := range []time.Duration{-time.Second, time.Millisecond} {
+		rec := wal.Record{LSN: wal.LSN(0x100 * (i + 1)), Xact: &wal.Xact{Kind: wal.Commit, Xid: uint32(800 + i), Time: until.Add(d)}}
+		if err := c.Add(&rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := c.Facts(); f.PastUntil(until) {
+		t.Fatalf("a segment with a commit before --until (first %s, last %s) ends the scan", f.FirstTime, f.LastTime)
+	}
+	later := wal.Record{LSN: 0x300, Xact: &wal.Xact{Kind: wal.Commit, Xid: 802, Time: until.Add(time.Second)}}
+	if err := c.Add(&later); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Facts(); !f.PastUntil(until) {
+		t.Fatal("a segment whose every commit is after --until does not end the scan")
+	}
+}

@@ -75,6 +75,7 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 		return nil, err
 	}
 	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
+	s.namer.Problem = s.problem
 	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, s.problem)
 	if err != nil {
 		return nil, err
@@ -380,7 +381,7 @@ func (s *scan) fold(ctx context.Context, col *Collector, fold *Folder, r span) (
 		e.Restore = RestoreCommand(e.RestoreLSN, e.Timeline)
 		s.res.Events = append(s.res.Events, e)
 	}
-	return !s.opt.Until.IsZero() && facts.LastTime.After(s.opt.Until), nil
+	return facts.PastUntil(s.opt.Until), nil
 }
 
 // RestoreCommand is the pgb restore command that stops just before the record
