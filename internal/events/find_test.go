@@ -272,3 +272,37 @@ func TestFindReportsADamagedRelationMap(t *testing.T) {
 		t.Fatalf("problems %q, want one naming the backup whose relation map is damaged", res.Problems)
 	}
 }
+
+// An event before the end of the oldest backup cannot be restored to (a
+// backup is consistent only from its stop LSN): no restore command is
+// printed for it, and it says why.
+func TestFindMarksAnEventBeforeTheOldestBackupsEndNotRecoverable(t *testing.T) {
+	ctx := context.Background()
+	segs := testSegments(t)
+	rp := repo.New(mem.New(), repo.Options{})
+	for _, n := range []string{"000000010000000000000006", "000000010000000000000007", "000000010000000000000008"} {
+		f, _ := wal.Parse(n)
+		if _, err := rp.PutWAL(ctx, f, bytes.NewReader(segs[n]), int64(len(segs[n]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backup from before the DROP (0/7475D0) to after it.
+	m := &repo.Manifest{Summary: repo.Summary{Name: "20261202T000000Z", WALSegSize: testSegSize, Timeline: 1, StartLSN: 0x600028, StopLSN: 0x750000,
+		StartTime: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC), StopTime: time.Date(2026, 12, 2, 0, 0, 1, 0, time.UTC)}}
+	if err := rp.PutBackup(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Find(ctx, rp, Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.Events {
+		if e.Xid == 733 {
+			if e.Restore != "" || !strings.Contains(e.NotRecoverable, "0/750000") {
+				t.Fatalf("the DROP before the backup's end: restore %q, not recoverable %q", e.Restore, e.NotRecoverable)
+			}
+			return
+		}
+	}
+	t.Fatalf("the DROP (xid 733) is not listed: %+v", res.Events)
+}

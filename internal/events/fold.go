@@ -64,8 +64,10 @@ type Event struct {
 	// NamesFrom is the backup whose relation map named the relations; empty
 	// when none could.
 	NamesFrom string `json:"names_from_backup,omitempty"`
-	// Restore is the command that restores to just before the event.
-	Restore string `json:"restore_command"`
+	// Restore is the command that restores to just before the event; empty
+	// when no backup can, NotRecoverable then says why.
+	Restore        string `json:"restore_command"`
+	NotRecoverable string `json:"not_recoverable,omitempty"`
 }
 
 // Folder folds the facts of consecutive segments of one timeline into events,

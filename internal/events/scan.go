@@ -75,6 +75,10 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 		return nil, err
 	}
 	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
+	s.firstStop = backups[0].StopLSN
+	for _, b := range backups {
+		s.firstStop = min(s.firstStop, b.StopLSN)
+	}
 	s.namer.Problem = s.problem
 	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, s.problem)
 	if err != nil {
@@ -226,6 +230,9 @@ type scan struct {
 	log     *slog.Logger
 	namer   *Namer
 	res     *Result
+	// firstStop is the earliest stop LSN of a backup: restore can stop no
+	// earlier than that.
+	firstStop wal.LSN
 }
 
 func (s *scan) problem(format string, a ...any) {
@@ -378,7 +385,11 @@ func (s *scan) fold(ctx context.Context, col *Collector, fold *Folder, r span) (
 		if s.opt.Table != "" && !e.concerns(s.opt.Table) {
 			continue
 		}
-		e.Restore = RestoreCommand(e.RestoreLSN, e.Timeline)
+		if e.RestoreLSN < s.firstStop {
+			e.NotRecoverable = fmt.Sprintf("before the end of the oldest backup (LSN %s): no backup can restore to before it", s.firstStop)
+		} else {
+			e.Restore = RestoreCommand(e.RestoreLSN, e.Timeline)
+		}
 		s.res.Events = append(s.res.Events, e)
 	}
 	return facts.PastUntil(s.opt.Until), nil
