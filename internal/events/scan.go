@@ -272,8 +272,7 @@ func (s *scan) timeline(ctx context.Context, r span, files []wal.File, start wal
 			n++
 		}
 		run := todo[:n]
-		newest := run[n-1].Name == files[len(files)-1].Name
-		done, stop, err := s.run(ctx, r, run, newest, fold)
+		done, stop, err := s.run(ctx, r, run, fold)
 		if err != nil {
 			return err
 		}
@@ -292,16 +291,15 @@ func (s *scan) timeline(ctx context.Context, r span, files []wal.File, start wal
 // run reads consecutive segments through one reader and folds their facts,
 // segment by segment. It returns how many segments it consumed (fewer than
 // len(run) after a damaged one: a new reader takes the rest) and whether the
-// scan passed --until. newest says the run ends with the newest archived
-// segment of its timeline.
+// scan passed --until.
 //
 // What ends the reader, as pgb verify --deep judges it: the input ending
 // inside a record (ErrTruncated) at the run's last segment is its normal end,
 // the record goes on in a segment not archived (yet); zeros where a record
-// should begin (ErrEndOfWAL) are the end of written WAL only in the newest
-// segment of the timeline, anywhere else damage: a segment followed by
-// another holds records up to its end, or a segment switch the reader skips.
-func (s *scan) run(ctx context.Context, r span, run []wal.File, newest bool, fold *Folder) (done int, stop bool, err error) {
+// should begin (ErrEndOfWAL) are damage wherever they are, the newest segment
+// included: PostgreSQL archives a segment only once its records run to its
+// end or to a segment switch (whose padding the reader skips).
+func (s *scan) run(ctx context.Context, r span, run []wal.File, fold *Folder) (done int, stop bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	src := newFetcher(ctx, s.rp, run, s.segSize)
@@ -352,11 +350,9 @@ func (s *scan) run(ctx context.Context, r span, run []wal.File, newest bool, fol
 		case errors.Is(rerr, io.EOF):
 		case cur >= len(run)-1 && errors.Is(rerr, wal.ErrTruncated):
 			// The last record runs into WAL that is not archived (yet).
-		case cur >= len(run)-1 && newest && errors.Is(rerr, wal.ErrEndOfWAL):
-			// The end of what PostgreSQL wrote.
 		case errors.Is(rerr, wal.ErrEndOfWAL):
 			done = min(cur, len(run)-1) + 1
-			s.problem("%s: WAL ends early: %v, but the segment is not the newest of its timeline, whose records run to its end: the rest of it is not read, events in it are not listed",
+			s.problem("%s: WAL ends early: %v, but an archived segment holds records up to its end or a segment switch: the rest of it is not read, events in it are not listed",
 				run[done-1].Name, rerr)
 		default:
 			done = min(cur, len(run)-1) + 1

@@ -17,10 +17,8 @@ func zeroDrop(segs map[string][]byte) {
 	}
 }
 
-// A segment followed by another archived segment of its timeline holds
-// records up to its end (as pgb verify --deep judges it): zeros where a record
-// should begin in the last segment of a run cut by a gap are damage, reported
-// on that segment, not the end of the archive.
+// Zeros where a record should begin in the last segment of a run cut by a gap
+// are damage, reported on that segment, not the end of the archive.
 func TestFindReportsZerosInASegmentThatIsNotTheNewest(t *testing.T) {
 	segs := testSegments(t)
 	segs["000000010000000000000009"] = segs["000000010000000000000008"]
@@ -38,9 +36,10 @@ func TestFindReportsZerosInASegmentThatIsNotTheNewest(t *testing.T) {
 	t.Fatalf("zeros in segment 7, followed by segment 9, are not reported: problems %q", res.Problems)
 }
 
-// In the newest archived segment of its timeline zeros where a record should
-// begin are the end of what PostgreSQL wrote, as pgb verify --deep judges it.
-func TestFindTakesZerosInTheNewestSegmentAsTheEndOfWAL(t *testing.T) {
+// PostgreSQL archives a segment only once its records run to its end or to a
+// segment switch: zeros where a record should begin are damage in the newest
+// archived segment too (as pgb verify --deep judges them), not the end of WAL.
+func TestFindReportsZerosInTheNewestSegment(t *testing.T) {
 	segs := testSegments(t)
 	delete(segs, "000000010000000000000008")
 	zeroDrop(segs)
@@ -48,7 +47,10 @@ func TestFindTakesZerosInTheNewestSegmentAsTheEndOfWAL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Problems) != 0 {
-		t.Fatalf("problems %q", res.Problems)
+	for _, p := range res.Problems {
+		if strings.HasPrefix(p, "000000010000000000000007: ") {
+			return
+		}
 	}
+	t.Fatalf("zeros in the newest segment 7 are not reported: problems %q", res.Problems)
 }
