@@ -22,7 +22,8 @@ func eventsCommand() *cli.Command {
 			"truncated or rewritten (VACUUM FULL, CLUSTER, a rewriting ALTER TABLE); databases dropped;\n" +
 			"and transactions that deleted or updated at least --min-rows rows of one table. Each shows\n" +
 			"its commit time, transaction id, LSN and timeline, and the pgb restore command that stops\n" +
-			"just before it (--target-xid X --target-exclusive). Aborted transactions are not shown.\n\n" +
+			"just before it (--target-lsn L --target-exclusive: L is the commit record, for DROP DATABASE\n" +
+			"the first record that made the drop irreversible). Aborted transactions are not shown.\n\n" +
 			"Names come from the relation names backup-push records: the newest backup taken before the\n" +
 			"event. A table created after that backup is shown as its file (tablespace/database/\n" +
 			"relfilenode). Exits 1 when some archived WAL could not be read (each stretch is named):\n" +

@@ -24,13 +24,14 @@ import (
 type eventsDoc struct {
 	Complete bool `json:"complete"`
 	Events   []struct {
-		Kind      string    `json:"kind"`
-		Time      time.Time `json:"commit_time"`
-		Xid       uint32    `json:"xid"`
-		LSN       string    `json:"lsn"`
-		Timeline  uint32    `json:"timeline"`
-		Database  string    `json:"database"`
-		Relations []struct {
+		Kind       string    `json:"kind"`
+		Time       time.Time `json:"commit_time"`
+		Xid        uint32    `json:"xid"`
+		LSN        string    `json:"lsn"`
+		RestoreLSN string    `json:"restore_lsn"`
+		Timeline   uint32    `json:"timeline"`
+		Database   string    `json:"database"`
+		Relations  []struct {
 			File   string `json:"file"`
 			Schema string `json:"schema"`
 			Name   string `json:"name"`
@@ -141,7 +142,11 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		if got := e.Time.UTC().Format("2006-01-02T15:04:05.000000Z"); got != committed {
 			t.Errorf("%s: commit time %s, PostgreSQL recorded %s", kind, got, committed)
 		}
-		if e.Timeline != 1 || !strings.Contains(e.Restore, fmt.Sprintf("--target-xid %d --target-exclusive", e.Xid)) {
+		stop := e.LSN
+		if kind == "drop_database" {
+			stop = e.RestoreLSN // the in-place update marking it invalid, before the commit
+		}
+		if e.Timeline != 1 || !strings.Contains(e.Restore, fmt.Sprintf("--target-lsn %s --target-exclusive", stop)) {
 			t.Errorf("%s: timeline %d, restore command %q", kind, e.Timeline, e.Restore)
 		}
 		if rel != "" {
@@ -190,6 +195,9 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 	if !strings.Contains(text, "DROP TABLE public.doomed") && !strings.Contains(text, "DROP TABLE\n  public.doomed") {
 		t.Errorf("text output does not show the DROP TABLE:\n%s", text)
 	}
+
+	// pgb status agrees that the printed target is reachable.
+	statusReaches(t, repo, doc.Events[byKind["drop"]].Restore)
 
 	// Restoring with the printed command brings the table back with every row.
 	cmd := strings.Fields(doc.Events[byKind["drop"]].Restore)
@@ -392,4 +400,28 @@ func readWALReaderKeeping(t *testing.T, dir string, names []string, segSize uint
 		r.MainData, r.Blocks = bytes.Clone(r.MainData), slices.Clone(r.Blocks)
 		recs = append(recs, r)
 	}
+}
+
+// statusReaches runs pgb status with the target of a restore command pgb
+// events printed (--target-lsn L --target-exclusive --target-timeline N): it
+// must exit 0, the target reachable.
+func statusReaches(t *testing.T, repo, restoreCmd string) {
+	t.Helper()
+	f := strings.Fields(restoreCmd)
+	args := []string{"status", "--repo", repo}
+	for i, a := range f {
+		switch a {
+		case "--target-lsn", "--target-timeline":
+			if i+1 < len(f) {
+				args = append(args, "--"+strings.TrimPrefix(a, "--target-"), f[i+1])
+			}
+		case "--target-exclusive":
+			args = append(args, "--exclusive")
+		}
+	}
+	if len(args) != 8 {
+		t.Fatalf("restore command %q: want --target-lsn, --target-exclusive and --target-timeline", restoreCmd)
+	}
+	out := mustPGB(t, "", nil, args...)
+	t.Logf("pgb %s:\n%s", strings.Join(args, " "), out.stdout)
 }

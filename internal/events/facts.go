@@ -13,6 +13,7 @@
 package events
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/wal"
@@ -35,8 +36,40 @@ type Work struct {
 	// with wal_level=logical), in database TruncateDB.
 	TruncatedOIDs []uint32
 	TruncateDB    uint32
-	// DroppedDatabases are the databases it dropped.
+	// DroppedDatabases are the databases it dropped; DropAt is the LSN of its
+	// first dbase DROP record (the database's files go when it is replayed).
 	DroppedDatabases []uint32
+	DropAt           wal.LSN
+	// InvalidAt is the LSN of the in-place update that made a row it deleted
+	// from a shared catalog unusable before the delete: DROP DATABASE marks
+	// its pg_database row invalid so (datconnlimit -2, PostgreSQL 12.16, 13.12,
+	// 14.9, 15.4 and later), outside the transaction and without its xid.
+	// Recovery that replays it restores an unusable database. 0: none seen.
+	InvalidAt wal.LSN
+	// sharedDeletes are the shared-catalog rows it deleted with no in-place
+	// update of the row before the delete in the same segment: Folder looks
+	// for one in the segments before.
+	sharedDeletes []Row
+}
+
+// Row is where a heap row is: its relation file, block and line pointer.
+type Row struct {
+	Rel    wal.RelFileNode
+	Block  uint32
+	Offset uint16
+}
+
+// globalTablespace is pg_global, the tablespace of the shared catalogs.
+const globalTablespace = 1664
+
+func (r Row) shared() bool { return r.Rel.Tablespace == globalTablespace && r.Rel.Database == 0 }
+
+// earliest is the earlier of two LSNs, 0 meaning none.
+func earliest(a, b wal.LSN) wal.LSN {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // StepKind tells the steps of Facts apart.
@@ -71,10 +104,33 @@ type Step struct {
 type Facts struct {
 	Work  map[uint32]*Work
 	Steps []Step
-	// Last is the LSN of the last record seen, LastTime the newest commit or
-	// checkpoint time (zero when none).
-	Last     wal.LSN
-	LastTime time.Time
+	// Last is the LSN of the last record seen; FirstTime and LastTime the
+	// oldest and the newest commit or checkpoint time (zero when none). Commit
+	// times are taken before the commit record is inserted: they are not
+	// quite in WAL order.
+	Last      wal.LSN
+	FirstTime time.Time
+	LastTime  time.Time
+	// Inplace is, for each shared-catalog row updated in place, the LSN of
+	// the last such update.
+	Inplace map[Row]wal.LSN
+}
+
+func (f *Facts) seen(t time.Time) {
+	if f.FirstTime.IsZero() || t.Before(f.FirstTime) {
+		f.FirstTime = t
+	}
+	if t.After(f.LastTime) {
+		f.LastTime = t
+	}
+}
+
+// PastUntil reports whether every commit of the WAL after these facts is
+// after until: every time in them is. A segment whose last commit is after
+// until may still be followed by one committed before it (commit times are
+// not in WAL order), and a segment without a time says nothing.
+func (f *Facts) PastUntil(until time.Time) bool {
+	return !until.IsZero() && !f.FirstTime.IsZero() && f.FirstTime.After(until)
 }
 
 // Collector builds Facts from records.
@@ -115,11 +171,11 @@ func (c *Collector) Add(rec *wal.Record) error {
 		c.f.Steps = append(c.f.Steps, Step{Kind: StepEnd, LSN: rec.LSN, Xid: x.Xid,
 			Committed: x.Kind == wal.Commit || x.Kind == wal.CommitPrepared, Subxacts: x.Subxacts,
 			DroppedRels: x.DroppedRels, Database: x.Database, Time: x.Time})
-		c.f.LastTime = x.Time
+		c.f.seen(x.Time)
 		return nil
 	case rec.Checkpoint != nil:
 		cp := rec.Checkpoint
-		c.f.LastTime = cp.Time
+		c.f.seen(cp.Time)
 		// An online checkpoint says which transactions may still be open
 		// (oldestActiveXid, prepared ones included). A shutdown checkpoint
 		// says nothing (0): prepared transactions survive it, and the next
@@ -127,6 +183,19 @@ func (c *Collector) Add(rec *wal.Record) error {
 		oldest := cp.OldestActiveXid
 		if oldest != 0 {
 			c.f.Steps = append(c.f.Steps, Step{Kind: StepPrune, LSN: rec.LSN, Oldest: oldest})
+		}
+		return nil
+	}
+	if rec.RmgrID == wal.RmgrHeap && rec.Info&0x70 == 0x70 { // INPLACE: no xid
+		ch, err := wal.DecodeChange(rec, c.major)
+		if err != nil {
+			return err
+		}
+		if row := (Row{ch.Rel, ch.Block, ch.Offset}); ch.Kind == wal.InplaceUpdate && row.shared() {
+			if c.f.Inplace == nil {
+				c.f.Inplace = map[Row]wal.LSN{}
+			}
+			c.f.Inplace[row] = rec.LSN
 		}
 		return nil
 	}
@@ -161,6 +230,13 @@ func (c *Collector) Add(rec *wal.Record) error {
 		}
 		if ch.Kind == wal.RowDelete {
 			r.Deleted++
+			if row := (Row{ch.Rel, ch.Block, ch.Offset}); row.shared() {
+				if at, ok := c.f.Inplace[row]; ok {
+					w.InvalidAt = earliest(w.InvalidAt, at)
+				} else {
+					w.sharedDeletes = append(w.sharedDeletes, row)
+				}
+			}
 		} else {
 			r.Updated++
 		}
@@ -172,7 +248,11 @@ func (c *Collector) Add(rec *wal.Record) error {
 		w.TruncatedOIDs = append(w.TruncatedOIDs, ch.RelOIDs...)
 		w.TruncateDB = ch.Database
 	case wal.DatabaseDrop:
-		w.DroppedDatabases = append(w.DroppedDatabases, ch.Database)
+		// PostgreSQL 12 logs one DROP per tablespace of the database.
+		if !slices.Contains(w.DroppedDatabases, ch.Database) {
+			w.DroppedDatabases = append(w.DroppedDatabases, ch.Database)
+		}
+		w.DropAt = earliest(w.DropAt, rec.LSN)
 	}
 	return nil
 }
@@ -202,5 +282,12 @@ func (w *Work) merge(o *Work) {
 	if o.TruncateDB != 0 {
 		w.TruncateDB = o.TruncateDB
 	}
-	w.DroppedDatabases = append(w.DroppedDatabases, o.DroppedDatabases...)
+	for _, db := range o.DroppedDatabases {
+		if !slices.Contains(w.DroppedDatabases, db) {
+			w.DroppedDatabases = append(w.DroppedDatabases, db)
+		}
+	}
+	w.DropAt = earliest(w.DropAt, o.DropAt)
+	w.InvalidAt = earliest(w.InvalidAt, o.InvalidAt)
+	w.sharedDeletes = append(w.sharedDeletes, o.sharedDeletes...)
 }

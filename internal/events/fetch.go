@@ -34,8 +34,10 @@ type fetched struct {
 
 // fetcher delivers the decoded bytes of consecutive archived segments as one
 // stream, fetching up to prefetch segments ahead in a goroutine that ends
-// with ctx.
+// with ctx. A stream cut short by ctx ends in ctx's error, never in io.EOF:
+// a cancelled scan must not read as a complete one.
 type fetcher struct {
+	ctx  context.Context
 	ch   <-chan fetched
 	free chan<- []byte
 	buf  []byte // the segment being read, returned to free when done
@@ -77,7 +79,7 @@ func newFetcher(ctx context.Context, rp *repo.Repo, run []wal.File, segSize uint
 			}
 		}
 	}()
-	return &fetcher{ch: ch, free: free}
+	return &fetcher{ctx: ctx, ch: ch, free: free}
 }
 
 var errSegmentSize = errors.New("not a whole segment")
@@ -117,7 +119,10 @@ func (f *fetcher) Read(p []byte) (int, error) {
 		it, ok := <-f.ch
 		if !ok {
 			f.err = io.EOF
-			return 0, io.EOF
+			if err := f.ctx.Err(); err != nil {
+				f.err = fmt.Errorf("reading archived WAL: %w", err)
+			}
+			return 0, f.err
 		}
 		if it.err != nil {
 			f.err = it.err

@@ -108,7 +108,7 @@ func TestFindNamesTheDropAndTheUpdatesOfTheCommittedSegments(t *testing.T) {
 		}
 	}
 	if drop == nil || drop.Xid != 733 || drop.Relations[0].QualifiedName() != "public.doomed" || drop.DatabaseName != "postgres" ||
-		drop.NamesFrom != "20261202T000000Z" || drop.Restore != "pgb restore --pgdata DIR --target-xid 733 --target-exclusive --target-timeline 1" {
+		drop.NamesFrom != "20261202T000000Z" || drop.Restore != "pgb restore --pgdata DIR --target-lsn 0/7475D0 --target-exclusive --target-timeline 1" {
 		t.Fatalf("drop event %+v", drop)
 	}
 	if rows == nil || rows.Relations[0].QualifiedName() != "public.kept" || rows.Updated != 50 {
@@ -249,4 +249,60 @@ func TestFindGoesOnWhenASegmentVanishesDuringTheScan(t *testing.T) {
 	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "000000010000000000000007") {
 		t.Fatalf("problems %q", res.Problems)
 	}
+}
+
+// A damaged relation map is not a warning on the side with exit 0: the events
+// it should name show files only, and the result says so.
+func TestFindReportsADamagedRelationMap(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	testRepoOn(t, st, testSegments(t))
+	if err := st.Delete(ctx, repo.RelMapKey("20261202T000000Z")); err != nil {
+		t.Fatal(err)
+	}
+	junk := []byte("{not json")
+	if err := st.Put(ctx, repo.RelMapKey("20261202T000000Z"), bytes.NewReader(junk), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Find(ctx, repo.New(st, repo.Options{}), Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 1 || !strings.Contains(res.Problems[0], "20261202T000000Z") {
+		t.Fatalf("problems %q, want one naming the backup whose relation map is damaged", res.Problems)
+	}
+}
+
+// An event before the end of the oldest backup cannot be restored to (a
+// backup is consistent only from its stop LSN): no restore command is
+// printed for it, and it says why.
+func TestFindMarksAnEventBeforeTheOldestBackupsEndNotRecoverable(t *testing.T) {
+	ctx := context.Background()
+	segs := testSegments(t)
+	rp := repo.New(mem.New(), repo.Options{})
+	for _, n := range []string{"000000010000000000000006", "000000010000000000000007", "000000010000000000000008"} {
+		f, _ := wal.Parse(n)
+		if _, err := rp.PutWAL(ctx, f, bytes.NewReader(segs[n]), int64(len(segs[n]))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A backup from before the DROP (0/7475D0) to after it.
+	m := &repo.Manifest{Summary: repo.Summary{Name: "20261202T000000Z", WALSegSize: testSegSize, Timeline: 1, StartLSN: 0x600028, StopLSN: 0x750000,
+		StartTime: time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC), StopTime: time.Date(2026, 12, 2, 0, 0, 1, 0, time.UTC)}}
+	if err := rp.PutBackup(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Find(ctx, rp, Options{MinRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.Events {
+		if e.Xid == 733 {
+			if e.Restore != "" || !strings.Contains(e.NotRecoverable, "0/750000") {
+				t.Fatalf("the DROP before the backup's end: restore %q, not recoverable %q", e.Restore, e.NotRecoverable)
+			}
+			return
+		}
+	}
+	t.Fatalf("the DROP (xid 733) is not listed: %+v", res.Events)
 }

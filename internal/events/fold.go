@@ -42,12 +42,17 @@ func (r Relation) QualifiedName() string {
 // Event is one destructive event: what happened and where recovery must stop
 // to undo it.
 type Event struct {
-	Kind     Kind      `json:"kind"`
-	Time     time.Time `json:"commit_time"`
-	Xid      uint32    `json:"xid"`
-	LSN      wal.LSN   `json:"lsn"` // the commit record's
-	Timeline uint32    `json:"timeline"`
-	Database uint32    `json:"database_oid"`
+	Kind Kind      `json:"kind"`
+	Time time.Time `json:"commit_time"`
+	Xid  uint32    `json:"xid"`
+	LSN  wal.LSN   `json:"lsn"` // the commit record's
+	// RestoreLSN is where recovery must stop (exclusive) to undo the event:
+	// the commit record, or for DROP DATABASE the first record that makes
+	// the drop irreversible (the in-place update marking the database
+	// invalid, else the dbase DROP).
+	RestoreLSN wal.LSN `json:"restore_lsn"`
+	Timeline   uint32  `json:"timeline"`
+	Database   uint32  `json:"database_oid"`
 	// DatabaseName is empty when no relation map names the database.
 	DatabaseName string     `json:"database,omitempty"`
 	Relations    []Relation `json:"relations,omitempty"`
@@ -59,8 +64,10 @@ type Event struct {
 	// NamesFrom is the backup whose relation map named the relations; empty
 	// when none could.
 	NamesFrom string `json:"names_from_backup,omitempty"`
-	// Restore is the command that restores to just before the event.
-	Restore string `json:"restore_command"`
+	// Restore is the command that restores to just before the event; empty
+	// when no backup can, NotRecoverable then says why.
+	Restore        string `json:"restore_command"`
+	NotRecoverable string `json:"not_recoverable,omitempty"`
 }
 
 // Folder folds the facts of consecutive segments of one timeline into events,
@@ -75,6 +82,9 @@ type Folder struct {
 	// copy of the parent timeline's, reported there.
 	Begin   wal.LSN
 	pending map[uint32]*Work
+	// inplace is the last in-place update of each shared-catalog row seen
+	// in the segments before (a few rows: pg_database's).
+	inplace map[Row]wal.LSN
 }
 
 // Pending is how many transactions the folder holds work of.
@@ -85,6 +95,20 @@ func (f *Folder) Pending() int { return len(f.pending) }
 func (f *Folder) Fold(facts Facts, tli uint32) []Event {
 	if f.pending == nil {
 		f.pending = map[uint32]*Work{}
+	}
+	for _, w := range facts.Work {
+		for _, row := range w.sharedDeletes {
+			if at, ok := f.inplace[row]; ok {
+				w.InvalidAt = earliest(w.InvalidAt, at)
+			}
+		}
+		w.sharedDeletes = nil
+	}
+	for row, at := range facts.Inplace {
+		if f.inplace == nil {
+			f.inplace = map[Row]wal.LSN{}
+		}
+		f.inplace[row] = at
 	}
 	for xid, w := range facts.Work {
 		if mine := f.pending[xid]; mine != nil {
@@ -132,7 +156,7 @@ func (f *Folder) take(xid uint32, subs []uint32) *Work {
 
 // events turns a committed transaction's work into events.
 func (f *Folder) events(s *Step, w *Work, tli uint32) []Event {
-	base := Event{Time: s.Time, Xid: s.Xid, LSN: s.LSN, Timeline: tli, Database: s.Database}
+	base := Event{Time: s.Time, Xid: s.Xid, LSN: s.LSN, RestoreLSN: s.LSN, Timeline: tli, Database: s.Database}
 	var out []Event
 	created := map[wal.RelFileNode]bool{}
 	for _, c := range w.Created {
@@ -159,6 +183,7 @@ func (f *Folder) events(s *Step, w *Work, tli uint32) []Event {
 	for _, db := range w.DroppedDatabases {
 		e := base
 		e.Kind, e.Database = DatabaseDropped, db
+		e.RestoreLSN = earliest(s.LSN, earliest(w.DropAt, w.InvalidAt))
 		out = append(out, e)
 	}
 	rels := make([]wal.RelFileNode, 0, len(w.Rows))

@@ -177,7 +177,7 @@ func TestWriteTextFitsEightyColumns(t *testing.T) {
 		{Kind: TableTruncated, Time: t0, Xid: 9, Database: 5, DatabaseName: "db\x1b[2J", Relations: []Relation{{Name: "evil\nname", Schema: "public", Kind: "r"}}},
 	}}
 	for i := range res.Events {
-		res.Events[i].Restore = RestoreCommand(res.Events[i].Xid, res.Events[i].Timeline)
+		res.Events[i].Restore = RestoreCommand(res.Events[i].LSN, res.Events[i].Timeline)
 	}
 	var b bytes.Buffer
 	if err := WriteText(&b, res, 1000); err != nil {
@@ -189,7 +189,7 @@ func TestWriteTextFitsEightyColumns(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"DROP TABLE\n  public." + long + " and 2 more\n  (+1 index, TOAST or sequence files) in database app",
-		"--target-xid 4294967295 --target-exclusive \\\n      --target-timeline 4294967295", "DELETE 1500 rows of\n  file 1663/5/16500 in database with oid 5",
+		"--target-lsn FFFFFFFF/FFFFFFFF --target-exclusive \\\n      --target-timeline 4294967295", "DELETE 1500 rows of\n  file 1663/5/16500 in database with oid 5",
 		"DROP DATABASE\n  with oid 16600\n", "created after it",
 		"TRUNCATE\n  " + `"public.evil\nname" in database "db\x1b[2J"`} {
 		if !strings.Contains(b.String(), want) {
@@ -209,5 +209,70 @@ func TestFoldKeepsAPreparedTransactionsWorkAcrossAShutdown(t *testing.T) {
 	got := fold(f, collect(t, recs, []wal.Record{cp}))
 	if len(got) != 1 || got[0].Kind != RowsChanged || got[0].Deleted != 150 {
 		t.Fatalf("got %+v, want the prepared transaction's 150 deletes", got)
+	}
+}
+
+// DROP DATABASE marks its pg_database row invalid in place (no xid) before it
+// deletes the row and the files: recovery must stop before that update, even
+// when it is in the segment before the rest of the transaction. PostgreSQL 12
+// writes one dbase DROP per tablespace: the database is listed once.
+func TestFoldStopsADropDatabaseBeforeItsInplaceUpdate(t *testing.T) {
+	pgdb := wal.RelFileNode{Tablespace: 1664, Database: 0, Relation: 1262}
+	c := NewCollector(12)
+	inplace := wal.Record{LSN: 0x100, RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}, Blocks: []wal.BlockRef{{Rel: pgdb}}}
+	if err := c.Add(&inplace); err != nil {
+		t.Fatal(err)
+	}
+	first := c.Facts()
+	del := wal.Record{LSN: 0x200, Xid: 900, RmgrID: wal.RmgrHeap, Info: 0x10, MainData: []byte{0, 0, 0, 0, 4, 0, 0, 0}, Blocks: []wal.BlockRef{{Rel: pgdb}}}
+	drop1 := wal.Record{LSN: 0x300, Xid: 900, RmgrID: wal.RmgrDbase, Info: 0x10, MainData: le32s(16500, 1663)}
+	drop2 := wal.Record{LSN: 0x380, Xid: 900, RmgrID: wal.RmgrDbase, Info: 0x10, MainData: le32s(16500, 16401)}
+	commit := wal.Record{LSN: 0x400, Xid: 900, RmgrID: wal.RmgrXact}
+	for _, r := range []*wal.Record{&del, &drop1, &drop2} {
+		if err := c.Add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := c.Facts()
+	second.Steps = append(second.Steps, Step{Kind: StepEnd, LSN: commit.LSN, Xid: 900, Committed: true})
+	f := &Folder{MinRows: 1000}
+	if ev := f.Fold(first, 1); len(ev) != 0 {
+		t.Fatalf("events from the in-place update alone: %+v", ev)
+	}
+	ev := f.Fold(second, 1)
+	if len(ev) != 1 || ev[0].Kind != DatabaseDropped || ev[0].Database != 16500 || ev[0].LSN != 0x400 || ev[0].RestoreLSN != 0x100 {
+		t.Fatalf("want one drop_database of 16500 committed at 0/400 restoring to 0/100, got %+v", ev)
+	}
+}
+
+func le32s(vs ...uint32) []byte {
+	var b []byte
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint32(b, v)
+	}
+	return b
+}
+
+// --until stops the scan only after a segment whose every commit is after it:
+// commit times are taken before the records are inserted, so a commit before
+// the cut-off can follow one after it in the WAL.
+func TestUntilStopsOnlyWhereEveryCommitIsAfterIt(t *testing.T) {
+	until := time.Date(2026, 12, 2, 3, 0, 0, 0, time.UTC)
+	c := NewCollector(15)
+	for i, d := range []time.Duration{-time.Second, time.Millisecond} {
+		rec := wal.Record{LSN: wal.LSN(0x100 * (i + 1)), Xact: &wal.Xact{Kind: wal.Commit, Xid: uint32(800 + i), Time: until.Add(d)}}
+		if err := c.Add(&rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := c.Facts(); f.PastUntil(until) {
+		t.Fatalf("a segment with a commit before --until (first %s, last %s) ends the scan", f.FirstTime, f.LastTime)
+	}
+	later := wal.Record{LSN: 0x300, Xact: &wal.Xact{Kind: wal.Commit, Xid: 802, Time: until.Add(time.Second)}}
+	if err := c.Add(&later); err != nil {
+		t.Fatal(err)
+	}
+	if f := c.Facts(); !f.PastUntil(until) {
+		t.Fatal("a segment whose every commit is after --until does not end the scan")
 	}
 }

@@ -41,10 +41,16 @@ type Namer struct {
 	log     *slog.Logger
 	cache   []*relIndex // the last maps read, at most cacheMaps
 	missing map[string]bool
+	// Problem, when set, is told of a relation map that is damaged, too
+	// large or of a newer format (once per backup); otherwise it is logged.
+	Problem func(format string, a ...any)
 }
 
-// cacheMaps bounds how many relation maps a Namer keeps in memory.
-const cacheMaps = 2
+// cacheMaps bounds how many relation maps a Namer keeps in memory: events
+// come in WAL order per timeline, so the map they need changes rarely, and one
+// indexed map costs some 170 bytes per relation plus its names (measured with a
+// million relations), more while it is decoded: about 1 GB for 3.5 million.
+const cacheMaps = 1
 
 // NewNamer names events from the relation maps of backups (oldest first).
 func NewNamer(rp *repo.Repo, backups []*repo.Summary, log *slog.Logger) *Namer {
@@ -101,7 +107,11 @@ func (n *Namer) index(ctx context.Context, lsn wal.LSN) (*relIndex, error) {
 			n.missing[b.Name] = true
 			continue
 		case errors.Is(err, repo.ErrCorrupt), errors.Is(err, repo.ErrNewerFormat):
-			n.log.Warn("passing over the relation names of a backup", "backup", b.Name, "error", err)
+			if n.Problem != nil {
+				n.Problem("%v: events it would name show files only, or names from another backup's map", err)
+			} else {
+				n.log.Warn("passing over the relation names of a backup", "backup", b.Name, "error", err)
+			}
 			n.missing[b.Name] = true
 			continue
 		case err != nil:

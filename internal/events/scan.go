@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,18 +74,27 @@ func Find(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, log)
+	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
+	s.firstStop = backups[0].StopLSN
+	for _, b := range backups {
+		s.firstStop = min(s.firstStop, b.StopLSN)
+	}
+	s.namer.Problem = s.problem
+	ranges, err := scanRanges(ctx, rp, segs, opt.Timeline, s.problem)
 	if err != nil {
 		return nil, err
 	}
 	for i := range ranges {
+		ranges[i].need = needUpTo(ranges[i], ranges)
 		ranges[i].begin = ownBegin(ranges[i], segs, segSize)
 	}
-	s := &scan{rp: rp, segSize: segSize, opt: opt, log: log, namer: NewNamer(rp, backups, log), res: &Result{}}
 	for _, r := range ranges {
 		if err := s.timeline(ctx, r, segs[r.tli], start); err != nil {
 			return nil, err
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("pgb events stopped before the end of the archived WAL: %w", err)
 	}
 	return s.res, nil
 }
@@ -95,6 +105,22 @@ type span struct {
 	tli        uint32
 	begin, end wal.LSN
 	parent     uint32 // the timeline it branched off at begin; 0 for none
+	// need is where the timeline's archived WAL must reach (exclusive): the
+	// latest switch point of a timeline that branched off it and is read
+	// too (0: none). A child's first segment copies the parent's WAL before
+	// the switch point; the segments before must be the parent's.
+	need wal.LSN
+}
+
+// needUpTo is where span r's WAL must reach for the timelines branching off it.
+func needUpTo(r span, all []span) wal.LSN {
+	var need wal.LSN
+	for _, c := range all {
+		if c.parent == r.tli && c.begin > need {
+			need = c.begin
+		}
+	}
+	return min(need, r.end)
 }
 
 // listSegments returns the archived segment numbers of each timeline, sorted.
@@ -117,8 +143,10 @@ func listSegments(ctx context.Context, rp *repo.Repo) (map[uint32][]wal.File, er
 
 // scanRanges says which stretch of which timeline to read: with want set, the
 // history of timeline want; otherwise every archived timeline from where it
-// branched off its parent.
-func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, want uint32, log *slog.Logger) ([]span, error) {
+// branched off its parent, and the ancestors of those (whose WAL up to the
+// switch points must be archived too). A history file that cannot be read
+// is a problem, reported through problem.
+func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, want uint32, problem func(string, ...any)) ([]span, error) {
 	history := func(tli uint32) ([]wal.TimelineSpan, error) {
 		if tli == 1 {
 			return []wal.TimelineSpan{{TLI: 1, End: wal.EndOfTimeline}}, nil
@@ -144,24 +172,36 @@ func scanRanges(ctx context.Context, rp *repo.Repo, segs map[uint32][]wal.File, 
 		}
 		return out, nil
 	}
-	tlis := make([]uint32, 0, len(segs))
+	seen := map[uint32]bool{}
+	todo := make([]uint32, 0, len(segs))
 	for t := range segs {
-		tlis = append(tlis, t)
+		todo = append(todo, t)
+		seen[t] = true
 	}
-	slices.Sort(tlis)
-	out := make([]span, 0, len(tlis))
-	for _, t := range tlis {
+	var out []span
+	for len(todo) > 0 {
+		t := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
 		sp := span{tli: t, end: wal.EndOfTimeline}
-		if h, err := history(t); err != nil {
-			log.Warn("no readable history for a timeline: events it copied from its parent may be listed twice", "timeline", t, "error", err)
+		h, err := history(t)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			problem("timeline %d: its history file cannot be read (%v): where it branched off is unknown, events it copied from its parent may be listed twice and WAL missing before it is not found", t, err)
 		} else {
 			sp.begin = h[len(h)-1].Begin
 			if len(h) > 1 {
 				sp.parent = h[len(h)-2].TLI
 			}
 		}
+		if sp.parent != 0 && !seen[sp.parent] {
+			seen[sp.parent] = true
+			todo = append(todo, sp.parent)
+		}
 		out = append(out, sp)
 	}
+	slices.SortFunc(out, func(a, b span) int { return cmp.Compare(a.tli, b.tli) })
 	return out, nil
 }
 
@@ -190,6 +230,9 @@ type scan struct {
 	log     *slog.Logger
 	namer   *Namer
 	res     *Result
+	// firstStop is the earliest stop LSN of a backup: restore can stop no
+	// earlier than that.
+	firstStop wal.LSN
 }
 
 func (s *scan) problem(format string, a ...any) {
@@ -208,7 +251,15 @@ func (s *scan) timeline(ctx context.Context, r span, files []wal.File, start wal
 		}
 	}
 	if len(todo) == 0 {
+		if r.need > from {
+			s.problem("timeline %d: WAL from %s to %s, where a later timeline branched off, is not in the repository: events there are not listed",
+				r.tli, from, r.need)
+		}
 		return nil
+	}
+	if last := todo[len(todo)-1].SegmentNumber(s.segSize); r.need > from && last+1 < r.need.SegmentNumber(s.segSize) {
+		defer s.problem("timeline %d: WAL after %s up to %s, where a later timeline branched off, is not in the repository: events there are not listed",
+			r.tli, todo[len(todo)-1].Name, r.need)
 	}
 	if want := from.SegmentNumber(s.segSize); todo[0].SegmentNumber(s.segSize) > want {
 		s.problem("timeline %d: WAL from %s (segment %s) to %s is not in the repository: events there are not listed",
@@ -241,6 +292,13 @@ func (s *scan) timeline(ctx context.Context, r span, files []wal.File, start wal
 // segment by segment. It returns how many segments it consumed (fewer than
 // len(run) after a damaged one: a new reader takes the rest) and whether the
 // scan passed --until.
+//
+// What ends the reader, as pgb verify --deep judges it: the input ending
+// inside a record (ErrTruncated) at the run's last segment is its normal end,
+// the record goes on in a segment not archived (yet); zeros where a record
+// should begin (ErrEndOfWAL) are damage wherever they are, the newest segment
+// included: PostgreSQL archives a segment only once its records run to its
+// end or to a segment switch (whose padding the reader skips).
 func (s *scan) run(ctx context.Context, r span, run []wal.File, fold *Folder) (done int, stop bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -278,6 +336,9 @@ func (s *scan) run(ctx context.Context, r span, run []wal.File, fold *Folder) (d
 			}
 			continue
 		}
+		if err := ctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("reading archived WAL: %w", err)
+		}
 		done := len(run)
 		var fe *fetchError
 		switch {
@@ -287,8 +348,12 @@ func (s *scan) run(ctx context.Context, r span, run []wal.File, fold *Folder) (d
 			s.problem("%v: events in it are not listed", fe.err)
 			done = fe.index + 1
 		case errors.Is(rerr, io.EOF):
-		case cur >= len(run)-1 && (errors.Is(rerr, wal.ErrTruncated) || errors.Is(rerr, wal.ErrEndOfWAL)):
+		case cur >= len(run)-1 && errors.Is(rerr, wal.ErrTruncated):
 			// The last record runs into WAL that is not archived (yet).
+		case errors.Is(rerr, wal.ErrEndOfWAL):
+			done = min(cur, len(run)-1) + 1
+			s.problem("%s: WAL ends early: %v, but an archived segment holds records up to its end or a segment switch: the rest of it is not read, events in it are not listed",
+				run[done-1].Name, rerr)
 		default:
 			done = min(cur, len(run)-1) + 1
 			s.problem("%s: %v: the rest of the segment is not read, events in it are not listed", run[done-1].Name, rerr)
@@ -316,16 +381,24 @@ func (s *scan) fold(ctx context.Context, col *Collector, fold *Folder, r span) (
 		if s.opt.Table != "" && !e.concerns(s.opt.Table) {
 			continue
 		}
-		e.Restore = RestoreCommand(e.Xid, e.Timeline)
+		if e.RestoreLSN < s.firstStop {
+			e.NotRecoverable = fmt.Sprintf("before the end of the oldest backup (LSN %s): no backup can restore to before it", s.firstStop)
+		} else {
+			e.Restore = RestoreCommand(e.RestoreLSN, e.Timeline)
+		}
 		s.res.Events = append(s.res.Events, e)
 	}
-	return !s.opt.Until.IsZero() && facts.LastTime.After(s.opt.Until), nil
+	return facts.PastUntil(s.opt.Until), nil
 }
 
-// RestoreCommand is the pgb restore command that stops just before the commit
-// of transaction xid on timeline tli.
-func RestoreCommand(xid, tli uint32) string {
-	return fmt.Sprintf("pgb restore --pgdata DIR --target-xid %d --target-exclusive --target-timeline %d", xid, tli)
+// RestoreCommand is the pgb restore command that stops just before the record
+// at lsn on timeline tli. It names an LSN, not the transaction id: restore
+// picks a backup for an LSN by its stop LSN, for an xid by the next xid it
+// had, which refuses a transaction that began before the backup ended and
+// committed after, and an xid cannot stop before a DROP DATABASE's
+// irreversible records, written before its commit.
+func RestoreCommand(lsn wal.LSN, tli uint32) string {
+	return fmt.Sprintf("pgb restore --pgdata DIR --target-lsn %s --target-exclusive --target-timeline %d", lsn, tli)
 }
 
 // concerns reports whether the event touches the relation called name (with

@@ -42,6 +42,10 @@ func WriteText(w io.Writer, res *Result, minRows int64) error {
 		if note := e.note(); note != "" {
 			fmt.Fprintf(&b, "  %s\n", note)
 		}
+		if e.Restore == "" {
+			fmt.Fprintf(&b, "  not recoverable: %s\n", e.NotRecoverable)
+			continue
+		}
 		cmd := e.Restore
 		if i := strings.LastIndex(cmd, " --target-timeline"); i > 0 && len(cmd)+2 > width {
 			cmd = cmd[:i] + " \\\n      " + cmd[i+1:]

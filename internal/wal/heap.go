@@ -20,6 +20,7 @@ const (
 	heapUpdate    = 0x20
 	heapTruncate  = 0x30
 	heapHotUpdate = 0x40
+	heapInplace   = 0x70
 	heapOpMask    = 0x70
 
 	// xl_heap_delete.flags: a speculative insertion taken back (INSERT … ON
@@ -54,12 +55,13 @@ type ChangeKind int
 
 // The kinds of change DecodeChange reports.
 const (
-	NoChange     ChangeKind = iota // not a record DecodeChange knows
-	RowDelete                      // heap DELETE of one row
-	RowUpdate                      // heap UPDATE or HOT_UPDATE of one row (or a row moved to another partition)
-	Truncate                       // heap TRUNCATE (logged with wal_level=logical)
-	FileCreate                     // smgr CREATE: a new relation file (new table, TRUNCATE, VACUUM FULL, CLUSTER, rewrite)
-	DatabaseDrop                   // dbase DROP
+	NoChange      ChangeKind = iota // not a record DecodeChange knows
+	RowDelete                       // heap DELETE of one row
+	RowUpdate                       // heap UPDATE or HOT_UPDATE of one row (or a row moved to another partition)
+	Truncate                        // heap TRUNCATE (logged with wal_level=logical)
+	FileCreate                      // smgr CREATE: a new relation file (new table, TRUNCATE, VACUUM FULL, CLUSTER, rewrite)
+	DatabaseDrop                    // dbase DROP
+	InplaceUpdate                   // heap INPLACE: a row overwritten outside any transaction (VACUUM, DROP DATABASE marking the database invalid)
 )
 
 func (k ChangeKind) String() string {
@@ -74,6 +76,8 @@ func (k ChangeKind) String() string {
 		return "file create"
 	case DatabaseDrop:
 		return "database drop"
+	case InplaceUpdate:
+		return "inplace update"
 	}
 	return "none"
 }
@@ -92,10 +96,15 @@ type Change struct {
 	RelOIDs []uint32
 	// Tablespaces are those a dropped database had files in.
 	Tablespaces []uint32
+	// Block and Offset are where the row of a DELETE or an INPLACE update is
+	// (block reference 0 and the line pointer).
+	Block  uint32
+	Offset uint16
 }
 
 // DecodeChange decodes the records that make data go away: heap DELETE, UPDATE
-// and HOT_UPDATE (one row each), heap TRUNCATE, smgr CREATE and dbase DROP, as
+// and HOT_UPDATE (one row each), heap TRUNCATE, smgr CREATE and dbase DROP, and
+// heap INPLACE (DROP DATABASE marks the database invalid with one), as
 // PostgreSQL 12–17 write them; major is the reader's PostgreSQLMajor (0 when
 // unknown: taken as 15 or later). Any other record is NoChange. A record of
 // one of those kinds whose body is too short or inconsistent is an error; every
@@ -119,7 +128,12 @@ func DecodeChange(rec *Record, major int) (Change, error) {
 			if flags&heapDeletePartitionMv != 0 {
 				kind = RowUpdate
 			}
-			return rowChange(rec, kind, "DELETE")
+			c, err := rowChange(rec, kind, "DELETE")
+			if err != nil {
+				return Change{}, err
+			}
+			c.Offset = le.Uint16(d[4:]) // xl_heap_delete.offnum
+			return c, nil
 		case heapUpdate, heapHotUpdate:
 			if len(d) < sizeHeapUpdate {
 				return Change{}, fmt.Errorf("heap UPDATE has %d bytes of data, want %d", len(d), sizeHeapUpdate)
@@ -127,6 +141,18 @@ func DecodeChange(rec *Record, major int) (Change, error) {
 			return rowChange(rec, RowUpdate, "UPDATE")
 		case heapTruncate:
 			return decodeTruncate(d)
+		case heapInplace:
+			// xl_heap_inplace begins with offnum on every version (17 appends
+			// invalidation messages).
+			if len(d) < 2 {
+				return Change{}, fmt.Errorf("heap INPLACE has %d bytes of data, want at least 2", len(d))
+			}
+			c, err := rowChange(rec, InplaceUpdate, "INPLACE")
+			if err != nil {
+				return Change{}, err
+			}
+			c.Offset = le.Uint16(d)
+			return c, nil
 		}
 	case RmgrSmgr:
 		if op != smgrCreate {
@@ -157,7 +183,7 @@ func rowChange(rec *Record, kind ChangeKind, what string) (Change, error) {
 	if len(rec.Blocks) == 0 || rec.Blocks[0].ID != 0 {
 		return Change{}, fmt.Errorf("heap %s without block reference 0", what)
 	}
-	return Change{Kind: kind, Rel: rec.Blocks[0].Rel}, nil
+	return Change{Kind: kind, Rel: rec.Blocks[0].Rel, Block: rec.Blocks[0].Block}, nil
 }
 
 func decodeTruncate(d []byte) (Change, error) {

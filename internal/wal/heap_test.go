@@ -69,6 +69,8 @@ func wantChange(t *testing.T, e waldumptest.Entry) string {
 		kind = wal.RowDelete
 	case e.Rmgr == "Heap" && (op == "UPDATE" || op == "HOT_UPDATE" || op == "UPDATE+INIT" || op == "HOT_UPDATE+INIT"):
 		kind = wal.RowUpdate
+	case e.Rmgr == "Heap" && op == "INPLACE":
+		kind = wal.InplaceUpdate
 	case e.Rmgr == "Storage" && op == "CREATE":
 		m := createRE.FindStringSubmatch(e.Desc)
 		if m == nil {
@@ -131,6 +133,9 @@ func TestDecodeChangeBodies(t *testing.T) {
 		{"drop database, 12", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x10, MainData: le32(16500, 1663)}, 12, "database drop 0/0/0 16500 [1663]", false},
 		{"drop database, negative count", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x20, MainData: le32(16500, 0x80000000)}, 15, "", true},
 		{"drop database, short", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x20, MainData: le32(16500)}, 15, "", true},
+		{"inplace update", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}, Blocks: blk}, 15, "inplace update 1663/5/16384 0 []", false},
+		{"inplace update, short", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4}, Blocks: blk}, 15, "", true},
+		{"inplace update without a block", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}}, 15, "", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -145,5 +150,20 @@ func TestDecodeChangeBodies(t *testing.T) {
 				t.Fatalf("got %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// DROP DATABASE overwrites its pg_database row in place (no transaction id)
+// before deleting it: the DELETE and the INPLACE name the same row.
+func TestDecodeChangeTellsWhichRowADeleteOrAnInplaceUpdateHits(t *testing.T) {
+	blk := []wal.BlockRef{{ID: 0, Rel: wal.RelFileNode{Tablespace: 1664, Database: 0, Relation: 1262}, Block: 3}}
+	for _, rec := range []wal.Record{
+		{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}, Blocks: blk},
+		{RmgrID: wal.RmgrHeap, Info: 0x10, MainData: []byte{1, 2, 0, 0, 4, 0, 0, 0}, Blocks: blk},
+	} {
+		ch, err := wal.DecodeChange(&rec, 15)
+		if err != nil || ch.Rel != blk[0].Rel || ch.Block != 3 || ch.Offset != 4 {
+			t.Errorf("info %#x: %+v, %v; want row (1664/0/1262, 3, 4)", rec.Info, ch, err)
+		}
 	}
 }
