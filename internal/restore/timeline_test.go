@@ -198,6 +198,9 @@ func history(t *testing.T, objects ...[2]string) stampedStore {
 		putWAL(t, st.Store, o[0], []byte(o[1]))
 		f, _ := wal.Parse(o[0])
 		st.at[repo.WALKey(f)] = t0.Add(time.Duration(i) * time.Minute)
+		if f.Kind == wal.Segment {
+			putSummary(t, st.Store, o[0]) // the body is a stand-in: its summary is cached
+		}
 	}
 	return st
 }

@@ -37,7 +37,7 @@ func putSummary(t *testing.T, st storage.Store, name string) {
 	start := wal.LSN(n * size)
 	at, xid := commitOf(n)
 	c := &walsum.Commit{Xid: xid, Time: at, LSN: start + 0x800000}
-	s := &walsum.Summary{Version: walsum.Version, Segment: name, SegSize: size, Records: 3,
+	s := &walsum.Summary{Version: walsum.Version, Segment: name, SegSize: size, SystemID: 7440292914373421110, Records: 3,
 		FirstLSN: start + 0x28, LastLSN: start + 0xFFF000, EndLSN: start + 0xFFF100,
 		Commits: 1, FirstCommit: c, LastCommit: c, MinXid: xid, MaxXid: xid}
 	js, err := walsum.Encode(s)

@@ -16,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/walsum"
 )
 
 // fill stores three backups (segments 2-3, 5-6, 8-9 of timeline 1, a day apart),
@@ -42,6 +43,14 @@ func fill(t *testing.T, r *repo.Repo) {
 	}
 	for _, o := range segs(1, 2, 10) {
 		if _, err := r.PutWAL(ctx, o.File, bytes.NewReader([]byte("wal")), 3); err != nil {
+			t.Fatal(err)
+		}
+		// The body is a stand-in: its summary (no record begins in it) is cached.
+		js, err := walsum.Encode(&walsum.Summary{Version: walsum.Version, Segment: o.Name, SegSize: seg, SystemID: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PutWALSummary(ctx, o.File, js); err != nil {
 			t.Fatal(err)
 		}
 	}

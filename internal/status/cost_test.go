@@ -72,7 +72,7 @@ func bigRepo(t testing.TB, st storage.Store, segments, backups int) {
 		}
 		start := wal.LSN(n * segSize)
 		c := &walsum.Commit{Xid: uint32(100 * n), Time: t0.Add(time.Duration(n) * time.Minute), LSN: start + 0x1000}
-		js, err := walsum.Encode(&walsum.Summary{Version: walsum.Version, Segment: f.Name, SegSize: segSize, Records: 2,
+		js, err := walsum.Encode(&walsum.Summary{Version: walsum.Version, Segment: f.Name, SegSize: segSize, SystemID: 7440292914373421110, Records: 2,
 			FirstLSN: start + 0x28, LastLSN: start + 0x2000, EndLSN: start + 0x2100, Commits: 1, FirstCommit: c, LastCommit: c, MinXid: c.Xid, MaxXid: c.Xid})
 		if err != nil {
 			t.Fatal(err)

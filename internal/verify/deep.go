@@ -17,8 +17,8 @@ import (
 // in WAL order: what one WAL reader decodes, checking each record's link to the one
 // before across the segment boundaries.
 type segRun struct {
-	segs   []repo.WALObject
-	first  uint64 // segment number of segs[0]
+	segs  []repo.WALObject
+	first uint64 // segment number of segs[0]
 }
 
 // deepRuns cuts the archived segments of the needed runs into stretches of consecutive

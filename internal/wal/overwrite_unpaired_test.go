@@ -32,7 +32,7 @@ func TestReaderRefusesAnOverwriteRecordThatFollowsNoAbandonedRecord(t *testing.T
 			rec[j] = 0
 		}
 		rec[4], rec[5], rec[6], rec[7] = 0, 0, 0, 0 // xl_xid
-		rec[16], rec[17] = 0xD0, 0              // XLOG_OVERWRITE_CONTRECORD, RM_XLOG_ID
+		rec[16], rec[17] = 0xD0, 0                  // XLOG_OVERWRITE_CONTRECORD, RM_XLOG_ID
 		rec[24], rec[25] = 255, byte(r.TotLen-26)
 		le.PutUint64(rec[26:], uint64(recs[i-1].LSN)) // names a record that was not abandoned
 		le.PutUint32(rec[20:], crc32c.Checksum(append(append([]byte{}, rec[24:]...), rec[:20]...)))

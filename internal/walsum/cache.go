@@ -48,6 +48,9 @@ func (c *Cache) Get(ctx context.Context, f wal.File) (*Summary, error) {
 	case err == nil:
 		s, derr := Decode(f, c.segSize, b)
 		if derr == nil {
+			derr = c.sameCluster(ctx, s)
+		}
+		if derr == nil {
 			c.Stats.Cached++
 			return s, nil
 		}
@@ -63,6 +66,10 @@ func (c *Cache) Get(ctx context.Context, f wal.File) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.sameCluster(ctx, s); err != nil {
+		// The segment itself is another cluster's: damage, as a reader sees it.
+		return nil, fmt.Errorf("%s: %w: %w", f.Name, wal.ErrCorruptRecord, err)
+	}
 	c.Stats.Computed++
 	if s.Open || c.ReadOnly {
 		return s, nil
@@ -73,6 +80,21 @@ func (c *Cache) Get(ctx context.Context, f wal.File) (*Summary, error) {
 		c.Stats.Stored++
 	}
 	return s, nil
+}
+
+// sameCluster checks that s describes WAL of the repository's cluster (pgb.json's
+// system identifier), so that a summary left from a repository wiped and reused, or a
+// segment of another cluster, is never taken for this one's. A repository without an
+// identity yet has nothing to compare with.
+func (c *Cache) sameCluster(ctx context.Context, s *Summary) error {
+	id, err := c.rp.Identity(ctx)
+	if err != nil || id.SystemID == 0 {
+		return nil //nolint:nilerr // no identity to hold the summary to; readers check the WAL itself
+	}
+	if s.SystemID != uint64(id.SystemID) {
+		return fmt.Errorf("it describes WAL of system %d, the repository holds system %d", s.SystemID, uint64(id.SystemID))
+	}
+	return nil
 }
 
 func (c *Cache) store(ctx context.Context, f wal.File, s *Summary, stale bool) error {

@@ -106,14 +106,45 @@ func Compute(f wal.File, segSize uint64, seg io.Reader, next Next) (*Summary, er
 		return nil, fmt.Errorf("walsum: %s is not a segment", f.Name)
 	}
 	start := wal.LSN(f.SegmentNumber(segSize) * segSize)
-	end := start + wal.LSN(segSize)
-	ch := &chain{cur: io.LimitReader(seg, int64(segSize)), next: next}
+	cr := &countingReader{r: seg}
+	ch := &chain{cur: io.LimitReader(cr, int64(segSize)), next: next}
 	rd, err := wal.NewReader(ch, segSize, start)
 	if err != nil {
 		return nil, err
 	}
+	s, err := summarise(f, segSize, rd, ch)
+	if err != nil {
+		return nil, err
+	}
+	s.SystemID, s.PGMajor = rd.SystemID(), rd.PostgreSQLMajor()
+	// The records may end before the segment does (a switch's padding, zeros): the
+	// object must still hold exactly one segment, as wal-fetch demands, or recovery
+	// could not use what the summary counts.
+	if _, err := io.Copy(io.Discard, io.LimitReader(cr, int64(segSize)-cr.n)); err != nil {
+		return nil, fmt.Errorf("summarise %s: %w", f.Name, err)
+	}
+	if cr.n != int64(segSize) {
+		return nil, fmt.Errorf("summarise %s: %w: the object holds %d bytes, a segment %d", f.Name, wal.ErrTruncated, cr.n, segSize)
+	}
+	return s, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// summarise reads the records of segment f from rd (see Compute).
+func summarise(f wal.File, segSize uint64, rd *wal.Reader, ch *chain) (*Summary, error) {
+	end := wal.LSN(f.SegmentNumber(segSize)*segSize) + wal.LSN(segSize)
 	s := &Summary{Version: Version, Segment: f.Name, SegSize: segSize}
-	defer func() { s.SystemID, s.PGMajor = rd.SystemID(), rd.PostgreSQLMajor() }()
 	for {
 		rec, err := rd.Next()
 		switch {
@@ -252,6 +283,13 @@ func (s *Summary) check(f wal.File, segSize uint64) error {
 		return errors.New("more entries than records")
 	case (s.Commits > 0) != (s.FirstCommit != nil) || (s.Commits > 0) != (s.LastCommit != nil):
 		return errors.New("commit count and commits disagree")
+	case s.Commits+s.Aborts == 0 && (s.MinXid != 0 || s.MaxXid != 0), s.MinXid > s.MaxXid:
+		return errors.New("transaction ids without transactions")
+	case s.FirstCommit != nil && (s.FirstCommit.LSN > s.LastCommit.LSN ||
+		s.FirstCommit.Xid < s.MinXid || s.FirstCommit.Xid > s.MaxXid || s.LastCommit.Xid < s.MinXid || s.LastCommit.Xid > s.MaxXid):
+		return errors.New("commits outside the summary's own bounds")
+	case s.SystemID == 0:
+		return errors.New("no system identifier")
 	}
 	for _, c := range []*Commit{s.FirstCommit, s.LastCommit} {
 		if c != nil && (!in(c.LSN) || c.LSN > s.LastLSN) {
