@@ -46,8 +46,10 @@ func restoreCommand() *cli.Command {
 			"status shows, from the archived WAL's summaries): a target before the end of the oldest usable\n" +
 			"backup, in a gap of the archived WAL, or after the last archived commit is refused with the\n" +
 			"window (PostgreSQL would otherwise replay everything and stop with \"recovery ended before\n" +
-			"configured recovery target was reached\"). --target-beyond-archive accepts a target after the\n" +
-			"last archived commit, for a primary that is still archiving the WAL that holds it.",
+			"configured recovery target was reached\"). For the newest state there is, give no target: restore\n" +
+			"to the end of the archive. --target-beyond-archive accepts a target after the last archived\n" +
+			"commit only for WAL that will be archived before replay gets there: recovery does not wait for\n" +
+			"it (wal-fetch reports a segment not archived yet as the end of the archive).",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -96,7 +98,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.StringFlag{Name: "target-xid", Usage: "recover to the commit of transaction `XID`: the 32-bit form logs and pg_stat_activity show, or the full 64-bit one (pg_current_xact_id())"},
 		&cli.BoolFlag{Name: "target-immediate", Usage: "stop as soon as the backup is consistent"},
 		&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the target (time, LSN, XID) instead of just after it"},
-		&cli.BoolFlag{Name: "target-beyond-archive", Usage: "accept a time, LSN or XID target after the last archived commit: the primary is still archiving the WAL that holds it, and recovery is to wait for it"},
+		&cli.BoolFlag{Name: "target-beyond-archive", Usage: "accept a time or LSN target after the last archived commit, for WAL that will be archived before replay gets there (recovery does not wait: a segment not archived when it is asked for ends recovery); to recover as far as the archive goes, give no target"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
 		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
 		&cli.StringFlag{Name: "archive-mode", Value: "off", Usage: "archive_mode of the restored cluster: off (the default: a drill or a copy never archives into the source's repository) or preserve (this copy is the new primary: it archives as the source did once promoted)"},

@@ -26,19 +26,23 @@ func statusCommand() *cli.Command {
 			"(the data lost if the primary died now), the gaps, system identifier and PostgreSQL version,\n" +
 			"each timeline (segments, where it branched), the backups (permanent, unusable and why) and the\n" +
 			"restore points. WAL summaries are computed on first need and cached in the repository\n" +
-			"(walsum/); status reads only those of the newest segments back to the last commit.\n\n" +
+			"(walsum/); status reads only those of the newest segments back to the last commit, at most 64\n" +
+			"per window (past that it says the window's end was not looked up). A damaged segment cuts the\n" +
+			"window like a missing one and makes only the backups that need it unusable.\n\n" +
 			"--at TIMESTAMP | --name NAME | --lsn LSN | --xid XID asks whether pgb restore can reach that\n" +
 			"point: from which backup, replaying which WAL, about how many bytes; if not, why (before the\n" +
 			"first backup, in a gap, after the last archived commit) and the nearest reachable points.\n" +
+			"An xid's commit is not looked up: --xid is never refused on the xids around it, and says so.\n" +
 			"restore runs the very same check. --json prints the report as JSON (docs/status.md).\n\n" +
 			"Exit status: 0 the window is shown (and the target, if given, is reachable); 2 nothing is\n" +
-			"recoverable, or the target cannot be reached; 1 the repository could not be read; 255 usage.",
+			"recoverable, or the target cannot be reached (an unknown restore point, one off the followed\n" +
+			"timeline); 1 the repository could not be read; 255 usage.",
 		Flags: append(flags(),
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/status.md)"},
 			&cli.StringFlag{Name: "at", Usage: "can pgb recover to `TIMESTAMP` (RFC 3339 or PostgreSQL's format, with a time zone)?"},
 			&cli.StringFlag{Name: "name", Usage: "can pgb recover to the restore point `NAME`?"},
 			&cli.StringFlag{Name: "lsn", Usage: "can pgb recover to `LSN`?"},
-			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)?"},
+			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)? (its commit is not looked up)"},
 			&cli.BoolFlag{Name: "exclusive", Usage: "the target is to stop just before the point (as restore --target-exclusive)"},
 			&cli.StringFlag{Name: "timeline", Value: "latest", Usage: "the timeline to follow: latest or a number (as restore --target-timeline)"},
 		),

@@ -22,7 +22,7 @@ import (
 // is read) is skipped with a warning on log, unless it is the one named: that is an
 // error.
 func Plan(ctx context.Context, rp *repo.Repo, log *slog.Logger, name string, t *Target) (*repo.Manifest, Target, error) {
-	target := Target{Kind: ToEnd, Timeline: "current"}
+	target := Target{Kind: ToEnd, Timeline: "current", filesOnly: true}
 	if t != nil {
 		target = *t
 	}

@@ -40,10 +40,14 @@ type Target struct {
 	Exclusive bool   // stop just before the target instead of just after
 	Action    string // pause, promote or shutdown
 	Timeline  string // latest, current or a number
-	// BeyondArchive lets a time, LSN or XID target lie after the last archived
-	// commit: the primary is still archiving and recovery is to wait for WAL that
-	// is not in the repository yet.
+	// BeyondArchive lets a time or LSN target lie after the last archived commit,
+	// for WAL that will be archived before replay gets there: recovery does not wait
+	// (wal-fetch answers a segment not archived yet as the end of the archive).
 	BeyondArchive bool
+
+	// filesOnly: no recovery follows (backup-fetch); what WAL is archived does not
+	// matter, so no window is computed.
+	filesOnly bool
 }
 
 func (t Target) String() string {
@@ -144,6 +148,9 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	if len(backups) == 0 {
 		return nil, nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, rp)
 	}
+	if t.filesOnly {
+		return chooseFiles(backups, name)
+	}
 	arch, err := scanArchive(ctx, rp, segSize(backups))
 	if err != nil {
 		return nil, nil, err
@@ -171,6 +178,7 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		return nil, nil, err
 	}
 	win := ws.Describe()
+
 	var pointLSN wal.LSN
 	if t.Kind == ToName {
 		point, err := rp.ReadRestorePoint(ctx, t.Name)
@@ -199,7 +207,7 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		case t.BeyondArchive && errors.Is(v.Err, window.ErrAfterArchive):
 			reach.Verdict.Reachable, reach.Verdict.Err = true, nil
 		case errors.Is(v.Err, window.ErrAfterArchive):
-			return nil, reach, fmt.Errorf("%w: %s: PostgreSQL would replay all of it and stop without reaching the target; nothing was written (if the primary is still archiving the WAL that holds the target, --target-beyond-archive restores anyway); %s",
+			return nil, reach, fmt.Errorf("%w: %s: PostgreSQL would replay all of it and stop without reaching the target; nothing was written: restore with no target (to the end of the archive), the last archived commit is the newest state there is (--target-beyond-archive only if the WAL holding the target will be archived before replay gets there: recovery does not wait for it); %s",
 				ErrBeyondArchive, v.Reason, win)
 		case errors.Is(v.Err, window.ErrBeforeFirstBackup):
 			return nil, reach, fmt.Errorf("%w: %w: %s; nothing was written; %s", ErrUnreachable, ErrNoUsableBackup, v.Reason, win)
@@ -207,9 +215,30 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 			return nil, reach, fmt.Errorf("%w: %s; nothing was written; %s", ErrUnreachable, v.Reason, win)
 		}
 	}
+	// unusable says why backup m cannot become consistent: its WAL from start to stop
+	// is not all archived (or a segment of it is damaged). Off the followed history is
+	// offHistory's to say. Following "current" (tli 0), m's own timeline is followed.
+	ownWindows := map[uint32]*window.Windows{}
+	unusable := func(m *repo.Summary) (string, bool, error) {
+		w := ws
+		if tli == 0 {
+			if w = ownWindows[m.Timeline]; w == nil {
+				if w, err = windows(ctx, rp, arch, tls, backups, m.Timeline); err != nil {
+					return "", false, err
+				}
+				ownWindows[m.Timeline] = w
+			}
+		} else if !tls.onHistory(m, tli) {
+			return "", false, nil
+		}
+		why, bad := w.Unusable[m.Name]
+		return why, bad, nil
+	}
+	var readErr error
 	reaches := func(m *repo.Summary) bool {
-		if _, bad := ws.Unusable[m.Name]; bad && reach.Verdict.Err == nil && t.Kind != ToEnd && t.Kind != ToImmediate {
-			return false // its WAL is not all archived, or it is off the history
+		if _, bad, err := unusable(m); err != nil || bad && reach.Verdict.Err == nil {
+			readErr = err
+			return false
 		}
 		switch t.Kind {
 		case ToTime:
@@ -219,7 +248,9 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		case ToLSN:
 			return m.StopLSN <= t.LSN
 		case ToXID:
-			return m.NextXID <= t.XID
+			// An xid that began before every usable backup may commit after the
+			// oldest ends: the window check chose it (see window.Windows.Check).
+			return m.NextXID <= t.XID || m.Name == reach.Verdict.Backup
 		}
 		return true
 	}
@@ -230,7 +261,14 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	if name != "" {
 		for _, m := range backups {
 			if m.Name == name {
-				if why, bad := ws.Unusable[m.Name]; bad && reach.Verdict.Err == nil && t.Kind != ToEnd && t.Kind != ToImmediate {
+				if !tls.onHistory(m, tli) {
+					return nil, nil, offHistory(m)
+				}
+				why, bad, err := unusable(m)
+				if err != nil {
+					return nil, nil, err
+				}
+				if bad && reach.Verdict.Err == nil {
 					return nil, nil, fmt.Errorf("%w: backup %s cannot start this recovery: %s; pick another or drop --backup; %s",
 						ErrNoUsableBackup, m.Name, why, win)
 				}
@@ -250,6 +288,9 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	for i := len(backups) - 1; i >= 0; i-- {
 		m := backups[i]
 		if !reaches(m) {
+			if readErr != nil {
+				return nil, nil, readErr
+			}
 			continue
 		}
 		if tls.onHistory(m, tli) {
@@ -262,7 +303,24 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 	if skipped != nil {
 		return nil, reach, offHistory(skipped)
 	}
+	if t.Kind == ToEnd || t.Kind == ToImmediate {
+		return nil, reach, fmt.Errorf("%w: no backup can become consistent; nothing was written; %s", ErrNoUsableBackup, win)
+	}
 	return nil, reach, fmt.Errorf("%w: the target %s is before the end of the oldest backup; %s", ErrNoUsableBackup, t, win)
+}
+
+// chooseFiles is the choice of backup-fetch: the backup named, or the newest. No
+// recovery follows, so neither the archived WAL nor timelines limit it.
+func chooseFiles(backups []*repo.Summary, name string) (*repo.Summary, *Reach, error) {
+	if name == "" {
+		return backups[len(backups)-1], nil, nil
+	}
+	for _, m := range backups {
+		if m.Name == name {
+			return m, nil, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", repo.ErrNoBackup, name)
 }
 
 // segSize is the WAL segment size the backups record (16 MiB if they do not say).

@@ -111,7 +111,15 @@ func (ts *timelines) onHistory(m *repo.Summary, tli uint32) bool {
 
 // holds reports whether position lsn of timeline pt is on the history of timeline tli.
 func (ts *timelines) holds(tli, pt uint32, lsn wal.LSN) bool {
-	for _, s := range ts.ancestry(tli) {
+	return OnHistory(ts.ancestry(tli), pt, lsn)
+}
+
+// OnHistory reports whether recovery that follows the history spans (a timeline's
+// ancestry, see wal.ParseHistory) meets the point at lsn on timeline pt: pt is in the
+// history and lsn comes before pt branched off. pgb status asks it of each restore
+// point, as restore --target-name does.
+func OnHistory(spans []wal.TimelineSpan, pt uint32, lsn wal.LSN) bool {
+	for _, s := range spans {
 		if s.TLI == pt {
 			return lsn >= s.Begin && lsn <= s.End
 		}

@@ -234,7 +234,8 @@ func TestChooseRefusesAnAmbiguousLatestTimeline(t *testing.T) {
 		{name: "the same, timeline 1 chosen", timeline: "1", want: "1", repo: [][2]string{
 			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003")}},
 		{name: "the same, timeline 2 chosen", timeline: "2", want: "2", repo: [][2]string{
-			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003")}},
+			seg("000000010000000000000002"), {"00000002.history", "1\t0/2F00000\tx\n"}, seg("000000010000000000000003"),
+			seg("000000020000000000000002")}},
 		{name: "two timelines branched from one parent", timeline: "latest", ambiguous: true, repo: [][2]string{
 			seg("000000010000000000000002"), seg("000000010000000000000003"), seg("000000010000000000000004"),
 			{"00000002.history", "1\t0/3000000\tx\n"}, seg("000000020000000000000003"),

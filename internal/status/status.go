@@ -132,15 +132,21 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		return nil, err
 	}
 	for _, p := range points {
-		v := ws.Check(window.Target{Kind: window.ToName, LSN: p.LSN})
-		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: v.Reachable})
+		// As restore --target-name: on the followed history, then inside a window.
+		reachable := p.Timeline == 0 || restore.OnHistory(g.Ancestry(ws.Timeline), p.Timeline, p.LSN)
+		if reachable {
+			reachable = ws.Check(window.Target{Kind: window.ToName, LSN: p.LSN}).Reachable
+		}
+		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: reachable})
 	}
 	if opt.Target != nil {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}
 		reach, err := restore.Check(ctx, rp, g.Backups, &t)
-		if errors.Is(err, restore.ErrNoUsableBackup) {
-			// No backups at all: unreachable, not a failure to read.
+		if errors.Is(err, restore.ErrNoUsableBackup) || errors.Is(err, restore.ErrTimeline) || errors.Is(err, repo.ErrNoRestorePoint) {
+			// No backups at all, a restore point off the followed timeline's history or
+			// unknown, a timeline not in the repository: unreachable, not a failure to
+			// read.
 			reach, err = &restore.Reach{Verdict: window.Verdict{Err: err, Reason: err.Error()}}, nil
 		}
 		if err != nil {

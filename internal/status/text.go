@@ -38,10 +38,17 @@ func (r *Report) Write(w io.Writer) error {
 			p("  from %s  end of backup %s", ts(win.Start.Time), win.Backup)
 			if c := win.LastCommit; c != nil {
 				p("  to   %s  last archived commit (xid %d)", ts(c.Time), c.Xid)
+			} else if win.NoCommitIn > 0 {
+				p("  to   at least %s  (no commit in the newest %d", ts(win.EndTime()), win.NoCommitIn)
+				p("       segments, from %s: the last commit", win.NoCommitBefore)
+				p("       before them was not looked up)")
 			} else {
 				p("  to   %s  (no commit archived after the backup)", ts(win.EndTime()))
 			}
-			if win.CutByGap {
+			switch {
+			case win.EndOfWAL:
+				p("  CUT where the WAL of %s ends early (zeros)", win.LastSegment)
+			case win.CutByGap:
 				p("  CUT by missing WAL after %s", win.LastSegment)
 			}
 		}
@@ -126,6 +133,28 @@ func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) 
 	p("Target %s: reachable", t.Target)
 	p("  from backup %s, replaying %d segments (%s of WAL, %s stored)", t.Backup, t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
 	p("  WAL %s .. %s", t.FromSegment, t.ToSegment)
+	for _, l := range wrap(t.Note, 76) {
+		p("  %s", l)
+	}
+}
+
+// wrap splits s into lines of at most width columns, at spaces.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		if line != "" && len(line)+1+len(w) > width {
+			lines, line = append(lines, line), ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += w
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
 }
 
 func pathText(path []uint32) string {

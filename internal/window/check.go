@@ -55,7 +55,10 @@ type Verdict struct {
 	StoredBytes int64  `json:"stored_bytes,omitempty"`
 	// Err says why not (wrapping ErrBeforeFirstBackup, ErrInGap, ErrAfterArchive or
 	// ErrNoWindow); Nearest are the closest points that can be reached.
-	Err     error   `json:"-"`
+	Err error `json:"-"`
+	// Note qualifies a reachable verdict: for a transaction id, that its commit was
+	// not looked up.
+	Note    string  `json:"note,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
 	Nearest []Point `json:"nearest,omitempty"`
 }
@@ -79,14 +82,6 @@ func (t Target) position(w *Window) int {
 			return 0
 		}
 		return 1
-	case ToXID:
-		switch {
-		case t.XID < w.startNextXID:
-			return -1
-		case w.maxXid != 0 && t.XID <= w.maxXid:
-			return 0
-		}
-		return 1
 	}
 	return 0
 }
@@ -101,6 +96,8 @@ func (ws *Windows) Check(t Target) Verdict {
 		return ws.reach(ws.Windows[len(ws.Windows)-1], t)
 	case ToImmediate:
 		return ws.reach(ws.Windows[0], t)
+	case ToXID:
+		return ws.reachXID(t)
 	}
 	for i, w := range ws.Windows {
 		switch t.position(w) {
@@ -140,6 +137,9 @@ func (ws *Windows) refuse(why error, t Target, nearest ...Point) Verdict {
 		if c := last.LastCommit; c != nil {
 			reason = fmt.Sprintf("the target %s is after the last archived commit (xid %d at %s, LSN %s)",
 				t.Text, c.Xid, c.Time.UTC().Format(time.RFC3339Nano), c.LSN)
+		} else if last.NoCommitIn > 0 {
+			reason = fmt.Sprintf("the target %s is after the window's last known point: no commit in its newest %d archived segments (from %s on), and the last commit before them was not looked up; the window ends at an unknown time, at least %s",
+				t.Text, last.NoCommitIn, last.NoCommitBefore, last.Start.Time.UTC().Format(time.RFC3339Nano))
 		} else {
 			reason = fmt.Sprintf("the target %s is after the archived WAL, which holds no commit after backup %s", t.Text, last.Backup)
 		}
@@ -182,6 +182,26 @@ func (ws *Windows) noWindowReason() string {
 	return "no backup can become consistent: " + strings.Join(why, "; ")
 }
 
+// reachXID is the verdict on a transaction id. Where its commit lies is not looked up
+// (the summaries hold only the newest segments' commits), and neither bound at hand is
+// certain: a transaction that began before a backup may commit after it ends, and xids
+// commit out of order. So it is never refused on them: it is reachable from the newest
+// usable backup that began before the transaction got its id (else the oldest), over
+// all the WAL that backup's window holds.
+func (ws *Windows) reachXID(t Target) Verdict {
+	w := ws.Windows[0]
+	for _, x := range ws.Windows {
+		if ws.backups[x.Backups[0]].NextXID <= t.XID {
+			w = x
+		}
+	}
+	v := ws.reach(w, t)
+	v.Note = fmt.Sprintf("the commit of %s is not looked up: recovery stops at it if it committed after backup %s ended and before %s; "+
+		"if not, PostgreSQL replays all of this WAL and stops with \"recovery ended before configured recovery target was reached\"",
+		t.Text, v.Backup, w.LastSegment)
+	return v
+}
+
 // reach fills the verdict of a target inside window w.
 func (ws *Windows) reach(w *Window, t Target) Verdict {
 	v := Verdict{Reachable: true, Window: w}
@@ -202,6 +222,9 @@ func (ws *Windows) reach(w *Window, t Target) Verdict {
 		if ok {
 			v.Backup = name
 		}
+	}
+	if v.Backup == "" {
+		v.Backup = w.Backups[0] // an xid that may have begun before every backup
 	}
 	b := ws.backups[v.Backup]
 	from := uint64(b.StartLSN) / ws.in.SegSize
@@ -238,12 +261,18 @@ func (ws *Windows) Describe() string {
 	var parts []string
 	for _, w := range ws.Windows {
 		s := fmt.Sprintf("from %s (LSN %s, end of backup %s) to %s", w.Start.Time.UTC().Format(time.RFC3339), w.Start.LSN, w.Backup, w.EndTime().UTC().Format(time.RFC3339Nano))
-		if w.LastCommit != nil {
+		switch {
+		case w.LastCommit != nil:
 			s += fmt.Sprintf(" (last archived commit, xid %d, LSN %s; WAL archived to %s)", w.LastCommit.Xid, w.LastCommit.LSN, w.LastSegment)
-		} else {
+		case w.NoCommitIn > 0:
+			s += fmt.Sprintf(" at least (no commit in the newest %d segments, from %s on: the window ends at the last commit before them, not looked up; WAL archived to %s)", w.NoCommitIn, w.NoCommitBefore, w.LastSegment)
+		default:
 			s += fmt.Sprintf(" (no commit archived after the backup; WAL archived to %s)", w.LastSegment)
 		}
-		if w.CutByGap {
+		switch {
+		case w.EndOfWAL:
+			s += ", cut where the WAL of " + w.LastSegment + " ends early (zeros follow its records)"
+		case w.CutByGap:
 			s += ", cut by a gap"
 		}
 		parts = append(parts, s)

@@ -81,11 +81,19 @@ type Window struct {
 	// Backups are the usable backups that start inside the window, oldest first.
 	Backups []string `json:"backups"`
 
-	startNextXID uint64
-	maxXid       uint64 // full form of the highest committed xid found, 0 if none
-	lastSeg      uint64
-	firstSeg     uint64
-	tliOf        func(uint64) uint32
+	// EndOfWAL: the window's last segment ends with zeros before its end (a segment
+	// copied while it was written), so replay stops there although later segments
+	// are archived.
+	EndOfWAL bool `json:"end_of_wal,omitempty"`
+	// NoCommitIn: no commit was found in the window's newest NoCommitIn segments
+	// (MaxCommitScan), from NoCommitBefore on; the scan stopped there. The window's
+	// last commit is before NoCommitBefore and was not looked up: LastCommit is nil.
+	NoCommitIn     int    `json:"no_commit_in_newest_segments,omitempty"`
+	NoCommitBefore string `json:"no_commit_from_segment,omitempty"`
+
+	lastSeg  uint64
+	firstSeg uint64
+	tliOf    func(uint64) uint32
 }
 
 // EndTime is the time the window reaches: its last commit, or its start.
@@ -121,11 +129,14 @@ type Windows struct {
 	// SummariesRead counts the summaries Compute asked for.
 	SummariesRead int
 
-	in      *Input
-	spans   []wal.TimelineSpan
-	backups map[string]*repo.Summary
-	present map[uint64]Segment
-	tliOf   func(uint64) uint32
+	in       *Input
+	spans    []wal.TimelineSpan
+	backups  map[string]*repo.Summary
+	present  map[uint64]Segment
+	tliOf    func(uint64) uint32
+	memo     map[uint64]summary
+	dropped  map[uint64]error // damaged segments, treated as missing
+	cutAfter map[uint64]bool  // segments whose WAL ends at zeros before the next
 }
 
 // Ancestry is the history of timeline tli, itself last.
@@ -194,18 +205,53 @@ func Compute(in *Input) (*Windows, error) {
 		n := present[nums[len(nums)-1]]
 		ws.Newest = &n
 	}
-	name := func(n uint64) string { return wal.SegmentFileName(tliOf(n), n, in.SegSize) }
-	// Runs of consecutive segments; the gaps between them.
-	type run struct{ a, b uint64 }
+	ws.memo, ws.dropped, ws.cutAfter = map[uint64]summary{}, map[uint64]error{}, map[uint64]bool{}
+	// A damaged segment found while looking for a window's end is dropped like a
+	// missing one, and a segment whose records stop at zeros before its end cuts the
+	// WAL after it: both change the runs, so the windows are built again (the
+	// summaries already read are remembered).
+	for {
+		again, err := ws.build(nums)
+		if err != nil {
+			return nil, err
+		}
+		if !again {
+			return ws, nil
+		}
+	}
+}
+
+// MaxCommitScan is how many segments, newest first, Compute reads back through to find
+// a window's last commit: a long stretch of WAL without a commit (a bulk load, a
+// VACUUM) would otherwise cost a GET of every one of its segments.
+const MaxCommitScan = 64
+
+type summary struct {
+	s   *walsum.Summary
+	err error
+}
+
+type run struct{ a, b uint64 }
+
+// build computes the gaps, the usable backups and the windows from the segments nums
+// (in WAL order) less those dropped as damaged. It reports true when it found a
+// damaged segment or a premature end of WAL: the caller builds again.
+func (ws *Windows) build(nums []uint64) (bool, error) {
+	in := ws.in
+	ws.Windows, ws.Gaps, ws.Unusable = nil, nil, map[string]string{}
+	seg := func(l wal.LSN) uint64 { return uint64(l) / in.SegSize }
+	// Runs of consecutive segments recovery replays through; the gaps between them.
 	var runs []run
 	for _, n := range nums {
-		if len(runs) > 0 && runs[len(runs)-1].b+1 == n {
+		if _, bad := ws.dropped[n]; bad {
+			continue
+		}
+		if len(runs) > 0 && runs[len(runs)-1].b+1 == n && !ws.cutAfter[n-1] {
 			runs[len(runs)-1].b = n
 			continue
 		}
-		if len(runs) > 0 {
-			p := runs[len(runs)-1].b
-			ws.Gaps = append(ws.Gaps, Gap{From: name(p + 1), To: name(n - 1), Count: n - p - 1})
+		if len(runs) > 0 && runs[len(runs)-1].b+1 < n {
+			ws.addGap(runs[len(runs)-1].b+1, n-1)
 		}
 		runs = append(runs, run{n, n})
 	}
@@ -222,7 +268,7 @@ func Compute(in *Input) (*Windows, error) {
 	for _, b := range in.Backups {
 		ws.backups[b.Name] = b
 		if !onHistory(ws.spans, b) {
-			ws.Unusable[b.Name] = fmt.Sprintf("timeline %d at LSN %s is not on the history of timeline %d", b.Timeline, b.StopLSN, tli)
+			ws.Unusable[b.Name] = fmt.Sprintf("timeline %d at LSN %s is not on the history of timeline %d", b.Timeline, b.StopLSN, ws.Timeline)
 			continue
 		}
 		first, last := seg(b.StartLSN), seg(b.StopLSN)
@@ -231,7 +277,7 @@ func Compute(in *Input) (*Windows, error) {
 		}
 		r := runOf(first)
 		if r < 0 || runOf(last) != r {
-			ws.Unusable[b.Name] = fmt.Sprintf("WAL from %s to %s, which it needs to become consistent, is not all archived", name(first), name(last))
+			ws.Unusable[b.Name] = ws.unusableWhy(first, last)
 			continue
 		}
 		byRun[r] = append(byRun[r], b)
@@ -245,40 +291,92 @@ func Compute(in *Input) (*Windows, error) {
 		b := bs[0]
 		w := &Window{
 			Backup: b.Name, Start: Point{LSN: b.StopLSN, Time: b.StopTime.UTC()},
-			FirstSegment: name(seg(b.StartLSN)), LastSegment: name(r.b),
-			CutByGap: i < len(runs)-1, startNextXID: b.NextXID,
-			firstSeg: seg(b.StartLSN), lastSeg: r.b, tliOf: tliOf,
+			FirstSegment: ws.name(seg(b.StartLSN)), LastSegment: ws.name(r.b),
+			CutByGap: i < len(runs)-1, EndOfWAL: ws.cutAfter[r.b],
+			firstSeg: seg(b.StartLSN), lastSeg: r.b, tliOf: ws.tliOf,
 			LastRecord: b.StopLSN, EndLSN: b.StopLSN,
 		}
 		for _, x := range bs {
 			w.Backups = append(w.Backups, x.Name)
 		}
-		if err := ws.findEnd(w, present, seg(b.StopLSN)); err != nil {
-			return nil, err
+		again, err := ws.findEnd(w, seg(b.StopLSN))
+		if err != nil || again {
+			return again, err
 		}
 		ws.Windows = append(ws.Windows, w)
 	}
-	return ws, nil
+	return false, nil
+}
+
+// addGap records the segments a to b as missing, or damaged where they were dropped.
+func (ws *Windows) addGap(a, b uint64) {
+	var bad []uint64
+	for n := range ws.dropped {
+		if n >= a && n <= b {
+			bad = append(bad, n)
+		}
+	}
+	sort.Slice(bad, func(i, j int) bool { return bad[i] < bad[j] })
+	for _, n := range bad {
+		if n > a {
+			ws.Gaps = append(ws.Gaps, Gap{From: ws.name(a), To: ws.name(n - 1), Count: n - a})
+		}
+		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(n), To: ws.name(n), Count: 1, Damaged: true})
+		a = n + 1
+	}
+	if a <= b {
+		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(a), To: ws.name(b), Count: b - a + 1})
+	}
+}
+
+// unusableWhy says why a backup whose WAL runs from segment first to last cannot
+// become consistent.
+func (ws *Windows) unusableWhy(first, last uint64) string {
+	for n := first; n <= last && n-first < 1<<16; n++ {
+		if err, bad := ws.dropped[n]; bad {
+			return fmt.Sprintf("segment %s, which it needs to become consistent, is damaged (%v)", ws.name(n), err)
+		}
+	}
+	return fmt.Sprintf("WAL from %s to %s, which it needs to become consistent, is not all archived", ws.name(first), ws.name(last))
+}
+
+// summary reads the summary of segment n once per Compute.
+func (ws *Windows) summary(n uint64) (*walsum.Summary, error) {
+	if r, ok := ws.memo[n]; ok {
+		return r.s, r.err
+	}
+	s, err := ws.in.Summary(ws.present[n])
+	ws.SummariesRead++
+	ws.memo[n] = summary{s, err}
+	return s, err
 }
 
 // findEnd reads summaries from the window's last segment back to its last commit (no
-// further back than the backup's stop segment).
-func (ws *Windows) findEnd(w *Window, present map[uint64]Segment, stopSeg uint64) error {
+// further back than the backup's stop segment, and no more than MaxCommitScan). It
+// reports true when it found a damaged segment (dropped, like a missing one) or WAL
+// that ends at zeros before the window's last segment (the WAL is cut after it): the
+// windows must be built again.
+func (ws *Windows) findEnd(w *Window, stopSeg uint64) (bool, error) {
 	haveEnd := false
 	for n := w.lastSeg; ; n-- {
-		s, err := ws.in.Summary(present[n])
-		ws.SummariesRead++
-		if isDamaged(err) && n > stopSeg {
-			// A segment that does not decode ends the window before it, as a gap does.
-			ws.Damaged = append(ws.Damaged, Damaged{Segment: present[n].Name, Error: err.Error()})
-			ws.Gaps = append(ws.Gaps, Gap{From: present[n].Name, To: present[n].Name, Count: 1, Damaged: true})
-			sort.Slice(ws.Gaps, func(i, j int) bool { return ws.Gaps[i].From[8:] < ws.Gaps[j].From[8:] })
-			w.lastSeg, w.LastSegment, w.CutByGap = n-1, ws.name(n-1), true
-			w.LastRecord, w.EndLSN, w.LastCommit, w.maxXid, haveEnd = w.Start.LSN, w.Start.LSN, nil, 0, false
-			continue
+		if w.lastSeg-n == MaxCommitScan {
+			w.NoCommitIn, w.NoCommitBefore = MaxCommitScan, ws.name(n+1)
+			return false, nil
+		}
+		s, err := ws.summary(n)
+		if isDamaged(err) {
+			// A segment that does not decode: recovery stops before it, as at a gap.
+			ws.dropped[n] = err
+			ws.Damaged = append(ws.Damaged, Damaged{Segment: ws.present[n].Name, Error: err.Error()})
+			return true, nil
 		}
 		if err != nil {
-			return fmt.Errorf("summarise %s: %w", present[n].Name, err)
+			return false, fmt.Errorf("summarise %s: %w", ws.present[n].Name, err)
+		}
+		if s.EndOfWAL && n < w.lastSeg && !ws.cutAfter[n] {
+			// Zeros follow its records: PostgreSQL's replay ends there.
+			ws.cutAfter[n] = true
+			return true, nil
 		}
 		if !haveEnd && s.Records > 0 {
 			haveEnd = true
@@ -286,15 +384,12 @@ func (ws *Windows) findEnd(w *Window, present map[uint64]Segment, stopSeg uint64
 				w.LastRecord, w.EndLSN = s.LastLSN, s.EndLSN
 			}
 		}
-		if s.MaxXid != 0 {
-			w.maxXid = max(w.maxXid, fullXID(uint64(s.MaxXid), w.startNextXID))
-		}
 		if c := s.LastCommit; c != nil && c.LSN >= w.Start.LSN {
 			w.LastCommit = &Commit{Xid: c.Xid, LSN: c.LSN, Time: c.Time.UTC()}
-			return nil
+			return false, nil
 		}
 		if n <= stopSeg {
-			return nil
+			return false, nil
 		}
 	}
 }
@@ -308,21 +403,6 @@ func onHistory(spans []wal.TimelineSpan, b *repo.Summary) bool {
 		}
 	}
 	return false
-}
-
-// fullXID is restore.FullXID: xid (32-bit) as the full transaction id nearest ref.
-func fullXID(xid, ref uint64) uint64 {
-	if xid >= 1<<32 {
-		return xid
-	}
-	f := ref&^0xFFFFFFFF | xid
-	switch {
-	case f >= ref+1<<31 && f >= 1<<32:
-		f -= 1 << 32
-	case f+1<<31 < ref:
-		f += 1 << 32
-	}
-	return f
 }
 
 // isDamaged reports whether err says a segment's content is bad (rather than that it
