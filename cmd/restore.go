@@ -105,33 +105,46 @@ func restoreFlags(targets bool) []cli.Flag {
 	)
 }
 
-func parseTarget(c *cli.Context) (restore.Target, error) {
-	t := restore.Target{Action: c.String("target-action"), Timeline: c.String("target-timeline"), Exclusive: c.Bool("target-exclusive"),
-		BeyondArchive: c.Bool("target-beyond-archive")}
-	n := 0
-	if v := c.String("target-time"); v != "" {
+// targetFlags names the flags that give a recovery target's point: restore's
+// --target-*, status's shorter forms.
+type targetFlags struct{ time, name, lsn, xid string }
+
+// readTargetPoint sets t's kind and point from the flags f names; n is how many of
+// them were given.
+func readTargetPoint(c *cli.Context, t *restore.Target, f targetFlags) (n int, err error) {
+	if v := c.String(f.time); v != "" {
 		tm, err := restore.ParseTime(v)
 		if err != nil {
-			return t, usageError{err}
+			return n, usageError{err}
 		}
 		t.Kind, t.Time, n = restore.ToTime, tm, n+1
 	}
-	if v := c.String("target-name"); v != "" {
+	if v := c.String(f.name); v != "" {
 		t.Kind, t.Name, n = restore.ToName, v, n+1
 	}
-	if v := c.String("target-lsn"); v != "" {
+	if v := c.String(f.lsn); v != "" {
 		l, err := wal.ParseLSN(v)
 		if err != nil {
-			return t, usageError{fmt.Errorf("--target-lsn: %w", err)}
+			return n, usageError{fmt.Errorf("--%s: %w", f.lsn, err)}
 		}
 		t.Kind, t.LSN, n = restore.ToLSN, l, n+1
 	}
-	if v := c.String("target-xid"); v != "" {
+	if v := c.String(f.xid); v != "" {
 		x, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || uint32(x) < 3 {
-			return t, usageError{fmt.Errorf("--target-xid %q is not a transaction id", v)}
+			return n, usagef("--%s %q is not a transaction id", f.xid, v)
 		}
 		t.Kind, t.XID, n = restore.ToXID, x, n+1
+	}
+	return n, nil
+}
+
+func parseTarget(c *cli.Context) (restore.Target, error) {
+	t := restore.Target{Action: c.String("target-action"), Timeline: c.String("target-timeline"), Exclusive: c.Bool("target-exclusive"),
+		BeyondArchive: c.Bool("target-beyond-archive")}
+	n, err := readTargetPoint(c, &t, targetFlags{"target-time", "target-name", "target-lsn", "target-xid"})
+	if err != nil {
+		return t, err
 	}
 	if c.Bool("target-immediate") {
 		t.Kind, n = restore.ToImmediate, n+1

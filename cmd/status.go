@@ -10,7 +10,6 @@ import (
 
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
-	"github.com/pgb-project/pgb/internal/wal"
 )
 
 // exitUnreachable is pgb status's answer "no": the target cannot be reached, or
@@ -59,30 +58,9 @@ func statusCommand() *cli.Command {
 // statusTarget reads --at/--name/--lsn/--xid into restore's Target (nil: none).
 func statusTarget(c *cli.Context) (*restore.Target, error) {
 	t := restore.Target{Timeline: c.String("timeline"), Exclusive: c.Bool("exclusive"), Action: "pause"}
-	n := 0
-	if v := c.String("at"); v != "" {
-		tm, err := restore.ParseTime(v)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		t.Kind, t.Time, n = restore.ToTime, tm, n+1
-	}
-	if v := c.String("name"); v != "" {
-		t.Kind, t.Name, n = restore.ToName, v, n+1
-	}
-	if v := c.String("lsn"); v != "" {
-		l, err := wal.ParseLSN(v)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--lsn: %w", err)}
-		}
-		t.Kind, t.LSN, n = restore.ToLSN, l, n+1
-	}
-	if v := c.String("xid"); v != "" {
-		x, err := strconv.ParseUint(v, 10, 64)
-		if err != nil || uint32(x) < 3 {
-			return nil, usagef("--xid %q is not a transaction id", v)
-		}
-		t.Kind, t.XID, n = restore.ToXID, x, n+1
+	n, err := readTargetPoint(c, &t, targetFlags{"at", "name", "lsn", "xid"})
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case n > 1:
