@@ -80,9 +80,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-step "6. What the repository holds"
+step "6. What the repository holds, what it can recover, and what happened"
 pgb backup-list
 pgb restore-point list
+pgb status
+pgb events --table orders
 
 start_restored() {   # start_restored DIR SOCKETDIR PORT
   as_pg mkdir -p "$2"

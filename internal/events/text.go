@@ -52,7 +52,11 @@ func WriteText(w io.Writer, res *Result, minRows int64) error {
 		}
 		fmt.Fprintf(&b, "  %s\n", cmd)
 	}
-	fmt.Fprintf(&b, "\n%d events in %d archived segments (transactions count from %d rows)\n", len(res.Events), res.Segments, minRows)
+	noun := "events"
+	if len(res.Events) == 1 {
+		noun = "event"
+	}
+	fmt.Fprintf(&b, "\n%d %s in %d archived segments (transactions count from %d rows)\n", len(res.Events), noun, res.Segments, minRows)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
