@@ -88,6 +88,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			verifyCommand(),
 			eventsCommand(),
 			statusCommand(),
+			drillCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

@@ -2,6 +2,11 @@
 
 package cmd
 
+import "context"
+
 // deleteTestHook does nothing: the test hooks exist only in a pgb built with -tags
 // pgbtest (see testhook_pgbtest.go).
 func (e *env) deleteTestHook() error { return nil }
+
+// drillTestHook does nothing outside a pgbtest build.
+func drillTestHook() func(ctx context.Context) error { return nil }

@@ -3,6 +3,7 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -47,4 +48,19 @@ func (e *env) deleteTestHook() error {
 	prefix := os.Getenv(testHangPrefixEnv)
 	e.wrapStore = func(st storage.Store) storage.Store { return hangDeletes(st, n, prefix, e.stderr) }
 	return nil
+}
+
+// testDrillHangEnv names a test hook, not for users: set (to anything), pgb drill
+// holds once its server has started until its context is cancelled (a signal), so that
+// a test can interrupt a drill mid-way, deterministically.
+const testDrillHangEnv = "PGB_TEST_DRILL_HANG_AFTER_START"
+
+func drillTestHook() func(ctx context.Context) error {
+	if os.Getenv(testDrillHangEnv) == "" {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
 }

@@ -1,0 +1,129 @@
+package cmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/atomicfile"
+	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/drill"
+)
+
+// exitDrillFailed: the drill ran, and recovery did not reach the target or a check failed.
+const exitDrillFailed = 3
+
+func drillCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "drill",
+		Usage: "prove that recovery works: restore into a scratch directory, start PostgreSQL, check, measure RTO and RPO",
+		Description: "Restores what pgb restore would (the newest backup, to the end of the archive; or --target,\n" +
+			"--backup) through the same code, with archiving off, into --scratch (default: a new temporary\n" +
+			"directory; an existing one must be empty), starts a private PostgreSQL of the backup's major\n" +
+			"version on it (no TCP: a unix socket in the scratch directory; as root, as the scratch\n" +
+			"directory's owner, --owner, or the backed-up data directory's owner), waits up to --timeout for\n" +
+			"recovery to reach the target (promoted at the end of the archive; paused at a target), then\n" +
+			"checks: a connection to every database, pg_amcheck --all when it is installed next to the\n" +
+			"server (only on a promoted copy), and each --check-sql statement. It reports the RTO (restore,\n" +
+			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
+			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit pgb status shows,\n" +
+			"or against a time target; the newest archived WAL's age). The server is stopped and the\n" +
+			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep.\n\n" +
+			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +
+			"comments between statements are skipped. Each runs in database postgres and passes when it\n" +
+			"returns a row whose first column is not false or NULL.\n\n" +
+			"Exit status: 0 the target was reached and every check passed; 3 the drill ran and failed\n" +
+			"(recovery stopped short, timed out, or a check failed: the report says which); 1 the drill\n" +
+			"could not run; 255 a usage error; 130/143 interrupted (after cleaning up).",
+		Flags: append(flags(config.KeyConcurrency),
+			&cli.StringFlag{Name: "target", Usage: "recover to `TARGET`: latest (the end of the archive), a timestamp, an LSN (X/Y) or a restore point's name"},
+			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
+			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
+			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
+			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL server binaries (default: searched by the backup's major version)"},
+			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the server runs as"},
+			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as (default: the server's OS user name)"},
+			&cli.StringFlag{Name: "check-sql", Usage: "run the statements of `FILE` as checks (see above)"},
+			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory after a passed drill, and say how to connect"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},
+			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE`"},
+		),
+		Action: action(0, "none", func(c *cli.Context, e *env) error { return e.drill(c) }),
+	}
+}
+
+func (e *env) drill(c *cli.Context) error {
+	ctx := c.Context
+	t, err := drill.ParseTarget(c.String("target"))
+	if err != nil {
+		return usagef("--target %q: %v", c.String("target"), err)
+	}
+	if c.String("owner") != "" && os.Geteuid() != 0 {
+		return usagef("--owner needs root")
+	}
+	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
+		Timeout: c.Duration("timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
+		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook()}
+	if isTTY(e.stderr) {
+		opt.Progress = e.stderr
+	}
+	if f := c.String("check-sql"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return usagef("--check-sql: %v", err)
+		}
+		if opt.Checks, err = drill.ParseCheckSQL(string(b)); err != nil {
+			return usagef("--check-sql %s: %v", f, err)
+		}
+	}
+	if opt.RestoreCommand, _, err = e.restoreCommand(); err != nil {
+		return err
+	}
+	rp, err := e.openRepo(ctx, false, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rp.Close() }() // releases connections only: a drill writes nothing to the repository
+	rep, err := drill.Run(ctx, rp, opt)
+	if rep == nil {
+		return err
+	}
+	if perr := e.printDrill(c, rep); perr != nil && err == nil {
+		err = perr
+	}
+	if errors.Is(err, drill.ErrFailed) {
+		return withCode(exitDrillFailed, err)
+	}
+	return err
+}
+
+func (e *env) printDrill(c *cli.Context, rep *drill.Report) error {
+	if f := c.String("report"); f != "" {
+		if err := writeReport(f, rep); err != nil {
+			return fmt.Errorf("--report %s: %w", f, err)
+		}
+	}
+	if c.Bool("json") {
+		return e.printJSON(rep)
+	}
+	return rep.Write(e.stdout)
+}
+
+// writeReport writes rep as JSON to file, whole or not at all.
+func writeReport(file string, rep *drill.Report) error {
+	f, err := atomicfile.Create(file, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(rep); err != nil {
+		return err
+	}
+	return f.Commit()
+}

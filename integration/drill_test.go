@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+// drillReport is the part of pgb drill --json these tests read.
+type drillReport struct {
+	OK      bool   `json:"ok"`
+	Error   string `json:"error"`
+	Reached struct {
+		Promoted   bool       `json:"promoted"`
+		LastCommit *time.Time `json:"last_commit"`
+	} `json:"reached"`
+	RPO struct {
+		GapSeconds         *float64   `json:"gap_seconds"`
+		LastArchivedCommit *time.Time `json:"last_archived_commit"`
+	} `json:"rpo"`
+	RTO struct {
+		TotalSeconds  float64 `json:"total_seconds"`
+		BytesRestored int64   `json:"bytes_restored"`
+	} `json:"rto"`
+	Checks []struct {
+		Name   string `json:"name"`
+		Passed bool   `json:"passed"`
+	} `json:"checks"`
+}
+
+// writingCluster is an archiving cluster with a backup and commits after it, all
+// archived; it returns the cluster and the time of its last commit.
+func writingCluster(t *testing.T, repo string) (*pgtest.Cluster, time.Time) {
+	t.Helper()
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c.GenerateWAL(t, 1)
+	last := commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+	return c, last
+}
+
+// assertNoDrillLeft fails when a postgres process runs on a data directory inside
+// scratch, or scratch still exists.
+func assertNoDrillLeft(t *testing.T, scratch string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if strings.HasSuffix(args[0], "postgres") && strings.Contains(string(b), scratch) {
+			t.Errorf("a postgres is left running on the scratch directory: %s %q", p, args)
+		}
+	}
+	if _, err := os.Stat(scratch); !os.IsNotExist(err) {
+		t.Errorf("scratch directory %s left behind: %v", scratch, err)
+	}
+}
+
+func TestDrillReachesTheEndOfTheArchiveOfAClusterThatKeptWriting(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	_, last := writingCluster(t, repo)
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--json")
+	var rep drillReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.OK {
+		t.Fatalf("pgb drill: %v\n%s", err, r)
+	}
+	if !rep.Reached.Promoted || rep.Reached.LastCommit == nil || rep.Reached.LastCommit.Before(last) {
+		t.Fatalf("the drill did not reach the last commit at %s: %s", last, r)
+	}
+	if rep.RPO.GapSeconds == nil || *rep.RPO.GapSeconds < 0 || *rep.RPO.GapSeconds > 3 {
+		t.Fatalf("RPO gap, want a few seconds at most: %s", r)
+	}
+	if rep.RTO.TotalSeconds <= 0 || rep.RTO.BytesRestored <= 0 || len(rep.Checks) == 0 {
+		t.Fatalf("RTO or checks missing: %s", r)
+	}
+	for _, c := range rep.Checks {
+		if !c.Passed {
+			t.Fatalf("check %s failed: %s", c.Name, r)
+		}
+	}
+	assertNoDrillLeft(t, scratch)
+
+	human := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch)
+	for _, line := range strings.Split(human.stdout, "\n") {
+		if len([]rune(line)) > 80 {
+			t.Errorf("line wider than 80 columns: %q", line)
+		}
+	}
+	t.Logf("pgb drill:\n%s", human.stdout)
+	assertNoDrillLeft(t, scratch)
+}
+
+func TestDrillWhoseCheckSQLFailsExitsNonZeroAndNamesTheStatement(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	sql := "-- the table is there\nSELECT count(*) > 0 FROM ticks;\n\nSELECT count(*) = 0\n  FROM ticks;\n"
+	if err := os.WriteFile(checks, []byte(sql), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--check-sql", checks)
+	if r.code != 3 || !strings.Contains(r.stderr, "check-sql line 4: SELECT count(*) = 0") || !strings.Contains(r.stdout, "FAIL") {
+		t.Fatalf("pgb drill --check-sql with a failing statement: %s", r)
+	}
+	if !strings.Contains(r.stdout, "ok   check-sql line 2") {
+		t.Errorf("the passing statement is not reported as passed: %s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+func TestDrillStoppedBySIGTERMLeavesNoServerAndNoScratchDir(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	// The test hook holds the drill once its server has started: SIGTERM comes mid-way.
+	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo, "--scratch", scratch)
+	cmd.Env = append(cleanEnv(), "PGB_TEST_DRILL_HANG_AFTER_START=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if strings.Contains(sc.Text(), "server started, pid") {
+			break
+		}
+	}
+	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "server started") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("the drill never said the server started:\n%s", strings.Join(seen, "\n"))
+	}
+	_, after, _ := strings.Cut(seen[len(seen)-1], "pid ")
+	pid, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(after)[0], ","))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for sc.Scan() { // drain: the drill must not block on a full pipe
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+		t.Fatalf("pgb drill after SIGTERM: %v, want exit 143\n%s", err, strings.Join(seen, "\n"))
+	}
+	if pid > 0 {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("the drill's server (pid %d) still runs", pid)
+		}
+	}
+	assertNoDrillLeft(t, scratch)
+}

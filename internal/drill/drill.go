@@ -1,0 +1,502 @@
+// Package drill proves that a backup restores: it restores what pgb restore would
+// into a scratch directory, through the same engine (restore.Plan, restore.Restorer),
+// starts a private PostgreSQL on it, waits for recovery to reach the target, runs
+// checks, measures the recovery time and the data loss, and removes everything.
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgb-project/pgb/internal/pgserver"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/status"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// ErrFailed means the drill ran and something failed: recovery did not reach the
+// target, or a check did not pass. The report says what.
+var ErrFailed = errors.New("drill failed")
+
+// Options are what a drill does.
+type Options struct {
+	Backup         string          // "" : the newest that reaches the target
+	Target         *restore.Target // the recovery target; ToEnd for the end of the archive
+	RestoreCommand string          // restore_command the drilled server runs
+	Scratch        string          // "" : a new temporary directory
+	Keep           bool            // leave the server running and the scratch dir
+	Timeout        time.Duration   // bound on the wait for recovery
+	PGBin          string          // --pg-bin, "" to search
+	Owner          string          // --owner, "" to choose as restore does
+	User           string          // database user to connect as; "" : the server's OS user name
+	Checks         []Statement     // --check-sql
+	Concurrency    int
+	Poll           time.Duration // interval between polls of the server (default 100ms)
+	Log            *slog.Logger
+	// Events gets one line per step ("server started, pid N"); Progress, when set,
+	// gets the replay position while waiting (a terminal).
+	Events   io.Writer
+	Progress io.Writer
+	// AfterStart, when set, runs once the server has started (a test hook: it can
+	// hold the drill there until its context is cancelled).
+	AfterStart func(ctx context.Context) error
+}
+
+// Run drills rp. The report is returned also on failure, once a drill started: err
+// wraps ErrFailed when the drill ran but failed.
+func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err error) {
+	if opt.Poll <= 0 {
+		opt.Poll = 100 * time.Millisecond
+	}
+	started := time.Now()
+	scratch, created, err := makeScratch(opt.Scratch)
+	if err != nil {
+		return nil, err
+	}
+	d := &drill{rp: rp, opt: opt, scratch: scratch}
+	rep = &Report{Started: started.UTC(), Scratch: scratch, Checks: []CheckResult{}, Warnings: []string{}}
+	d.rep = rep
+	defer func() {
+		if opt.Keep && err == nil {
+			return
+		}
+		d.cleanup(created)
+	}()
+	err = d.run(ctx)
+	rep.Finished = time.Now().UTC()
+	rep.OK = err == nil
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	return rep, err
+}
+
+type drill struct {
+	rp      *repo.Repo
+	opt     Options
+	scratch string
+	rep     *Report
+	srv     *pgserver.Server
+	user    string
+	owner   *restore.Owner
+}
+
+func (d *drill) event(format string, a ...any) {
+	if d.opt.Events != nil {
+		_, _ = fmt.Fprintf(d.opt.Events, "drill: "+format+"\n", a...)
+	}
+}
+
+// makeScratch is dir made or checked empty, or a new temporary directory.
+func makeScratch(dir string) (abs string, created bool, err error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "pgb-drill-")
+		return d, true, err
+	}
+	abs, err = filepath.Abs(dir)
+	if err != nil {
+		return "", false, err
+	}
+	if err := restore.CheckEmpty(abs, "--scratch"); err != nil {
+		return "", false, fmt.Errorf("%w: the drill needs an empty or absent scratch directory", err)
+	}
+	if _, err := os.Stat(abs); os.IsNotExist(err) {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return "", false, err
+		}
+		return abs, true, nil
+	}
+	return abs, false, nil
+}
+
+// cleanup stops the server and removes what the drill wrote; the scratch dir itself
+// when the drill created it.
+func (d *drill) cleanup(created bool) {
+	if d.srv != nil {
+		d.srv.Stop(30 * time.Second)
+	}
+	if created {
+		_ = os.RemoveAll(d.scratch)
+		return
+	}
+	ents, _ := os.ReadDir(d.scratch)
+	for _, e := range ents {
+		_ = os.RemoveAll(filepath.Join(d.scratch, e.Name()))
+	}
+}
+
+func (d *drill) run(ctx context.Context) error {
+	m, target, err := restore.Plan(ctx, d.rp, d.opt.Log, d.opt.Backup, d.opt.Target)
+	if err != nil {
+		return err
+	}
+	if target.Kind != restore.ToEnd && target.Action != "pause" {
+		target.Action = "pause" // the checks run at the target, read-only
+	}
+	d.rep.Backup = BackupUsed{Name: m.Name, Timeline: m.Timeline, StartLSN: m.StartLSN, StopLSN: m.StopLSN,
+		StopTime: m.StopTime, Size: m.Size, PGVersion: m.PGVersion}
+	d.rep.Target = target.String()
+	bin, err := pgserver.FindBin(ctx, m.PGVersion, d.opt.PGBin)
+	if err != nil {
+		return err
+	}
+	if err := d.chooseOwner(m); err != nil {
+		return err
+	}
+	data := filepath.Join(d.scratch, "data")
+	t0 := time.Now()
+	r := &restore.Restorer{Repo: d.rp, Log: d.opt.Log, Opt: restore.Options{DataDir: data, Owner: d.owner,
+		Concurrency: d.opt.Concurrency,
+		Recovery:    &restore.Recovery{RestoreCommand: d.opt.RestoreCommand, Target: target, ArchiveOff: true}}}
+	if err := r.Run(ctx, m); err != nil {
+		return fmt.Errorf("restore of backup %s: %w", m.Name, err)
+	}
+	d.rep.RTO.RestoreSeconds = time.Since(t0).Seconds()
+	d.rep.RTO.BytesRestored = m.Size
+	d.event("restored backup %s (%d bytes) in %.1f s", m.Name, m.Size, d.rep.RTO.RestoreSeconds)
+	if err := d.start(bin); err != nil {
+		return err
+	}
+	if d.opt.AfterStart != nil {
+		if err := d.opt.AfterStart(ctx); err != nil {
+			return err
+		}
+	}
+	t1 := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, d.opt.Timeout)
+	defer cancel()
+	end, err := d.waitRecovery(wctx, target)
+	if err != nil {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			err = fmt.Errorf("%w: recovery did not finish within --timeout %s", ErrFailed, d.opt.Timeout)
+		}
+		return err
+	}
+	d.rep.RTO.ReplaySeconds = time.Since(t1).Seconds()
+	d.rep.RTO.TotalSeconds = time.Since(t0).Seconds()
+	d.rep.Reached = end
+	if end.ReplayLSN > m.StartLSN {
+		d.rep.RTO.BytesReplayed = int64(end.ReplayLSN - m.StartLSN)
+	}
+	if d.rep.RTO.TotalSeconds > 0 {
+		d.rep.RTO.MBPerSecond = float64(d.rep.RTO.BytesRestored+d.rep.RTO.BytesReplayed) / d.rep.RTO.TotalSeconds / (1 << 20)
+	}
+	d.event("recovery reached %s in %.1f s", end.ReplayLSN, d.rep.RTO.ReplaySeconds)
+	if err := d.rpo(ctx, target); err != nil {
+		return err
+	}
+	d.runChecks(ctx, bin)
+	for _, c := range d.rep.Checks {
+		if !c.Passed {
+			return fmt.Errorf("%w: check %s: %s", ErrFailed, c.Name, c.Detail)
+		}
+	}
+	if d.opt.Keep {
+		d.rep.Kept = &Kept{DataDir: data, Socket: d.scratch, Port: d.srv.Port, Pid: d.srv.Pid(),
+			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", d.scratch, d.srv.Port, d.user),
+			Stop:    fmt.Sprintf("kill -INT %d  (then rm -rf %s)", d.srv.Pid(), d.scratch)}
+	}
+	return nil
+}
+
+// chooseOwner picks the server's OS user as restore does (restore.ChooseOwner); a
+// scratch directory owned by someone other than root gives its owner.
+func (d *drill) chooseOwner(m *repo.Manifest) error {
+	req := restore.OwnerRequest{EUID: os.Geteuid(), Flag: d.opt.Owner, Recorded: m.DataDirOwner,
+		Dir: filepath.Join(d.scratch, "data"), Users: restore.HostUsers}
+	if fi, err := os.Stat(d.scratch); err == nil && d.opt.Owner == "" {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+			req.Recorded = nil // the parent's owner: the scratch dir's
+		}
+	}
+	o, err := restore.ChooseOwner(req)
+	if err != nil {
+		return err
+	}
+	d.owner = o
+	uid := os.Geteuid()
+	if o != nil {
+		uid = o.UID
+		if err := os.Chown(d.scratch, o.UID, o.GID); err != nil {
+			return fmt.Errorf("give the scratch directory to the server's user: %w", err)
+		}
+	}
+	if err := os.Chmod(d.scratch, 0o700); err != nil {
+		return err
+	}
+	d.user = d.opt.User
+	if d.user == "" {
+		u, err := user.LookupId(strconv.Itoa(uid))
+		if err != nil {
+			return fmt.Errorf("name of the server's OS user %d: %w (give the database user with --user)", uid, err)
+		}
+		d.user = u.Username
+	}
+	return nil
+}
+
+// start writes a pg_hba.conf that lets local socket connections in (the socket
+// directory is the server user's, mode 0700) and starts the server.
+func (d *drill) start(bin string) error {
+	port, err := pgserver.FreePort()
+	if err != nil {
+		return err
+	}
+	hba := filepath.Join(d.scratch, "drill_hba.conf")
+	if err := os.WriteFile(hba, []byte("local all all trust\n"), 0o600); err != nil {
+		return err
+	}
+	s := &pgserver.Server{Bin: bin, DataDir: filepath.Join(d.scratch, "data"), SockDir: d.scratch, Port: port,
+		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log")}
+	if d.owner != nil {
+		s.Cred = &syscall.Credential{Uid: uint32(d.owner.UID), Gid: uint32(d.owner.GID), Groups: []uint32{}}
+		if err := os.Chown(hba, d.owner.UID, d.owner.GID); err != nil {
+			return err
+		}
+	}
+	if err := s.Start(); err != nil {
+		return err
+	}
+	d.srv = s
+	d.event("server started, pid %d, data directory %s", s.Pid(), s.DataDir)
+	return nil
+}
+
+// waitRecovery polls the server until recovery reached the target: promoted (the end
+// of the archive) or paused at it.
+func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reached, error) {
+	tick := time.NewTicker(d.opt.Poll)
+	defer tick.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return Reached{}, ctx.Err()
+		case <-d.srv.Exited():
+			return Reached{}, fmt.Errorf("%w: the server stopped during recovery (%w): %s", ErrFailed, d.srv.ExitErr(), d.logTail())
+		case <-tick.C:
+		}
+		if conn == nil {
+			c, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
+			if err != nil {
+				continue // not consistent yet
+			}
+			conn = c
+		}
+		var inRecovery bool
+		var paused string
+		var lsn *string
+		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+			CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END,
+			pg_last_wal_replay_lsn()::text`).Scan(&inRecovery, &paused, &lsn)
+		if err != nil {
+			_ = conn.Close(context.Background())
+			conn = nil
+			continue
+		}
+		if d.opt.Progress != nil && lsn != nil {
+			_, _ = fmt.Fprintf(d.opt.Progress, "\rdrill: replayed to %s", *lsn)
+		}
+		if inRecovery && paused != "paused" {
+			continue
+		}
+		if d.opt.Progress != nil {
+			_, _ = fmt.Fprintln(d.opt.Progress)
+		}
+		r := Reached{Promoted: !inRecovery}
+		var ts *time.Time
+		if err := conn.QueryRow(ctx, `SELECT pg_last_xact_replay_timestamp(),
+			COALESCE(pg_last_wal_replay_lsn(), pg_current_wal_lsn())::text`).Scan(&ts, &lsn); err != nil {
+			return r, fmt.Errorf("read the point reached: %w", err)
+		}
+		if ts != nil {
+			u := ts.UTC()
+			r.LastCommit = &u
+		}
+		if lsn != nil {
+			if l, err := wal.ParseLSN(*lsn); err == nil {
+				r.ReplayLSN = l
+			}
+		}
+		return r, nil
+	}
+}
+
+func (d *drill) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(d.scratch, "postgres.log"))
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return string(b)
+}
+
+// rpo compares the point reached with the repository's window (what pgb status shows).
+func (d *drill) rpo(ctx context.Context, target restore.Target) error {
+	st, err := status.Gather(ctx, d.rp, status.Options{Now: time.Now(), Log: d.opt.Log})
+	if err != nil {
+		d.rep.Warnings = append(d.rep.Warnings, "RPO not measured: "+err.Error())
+		return nil
+	}
+	r := &d.rep.RPO
+	if st.NewestWAL != nil {
+		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, st.NewestWAL.AgeSeconds
+	}
+	if n := len(st.Windows); n > 0 {
+		w := st.Windows[n-1]
+		d.rep.WAL = WALRange{First: w.FirstSegment, Last: w.LastSegment}
+		if w.LastCommit != nil {
+			t := w.LastCommit.Time.UTC()
+			r.LastArchivedCommit = &t
+		}
+	}
+	got := d.rep.Reached.LastCommit
+	switch {
+	case target.Kind == restore.ToEnd && r.LastArchivedCommit != nil && got != nil:
+		gap := r.LastArchivedCommit.Sub(*got).Seconds()
+		r.GapSeconds = &gap
+	case target.Kind == restore.ToTime && got != nil:
+		gap := target.Time.Sub(*got).Seconds()
+		r.GapSeconds = &gap
+	case target.Kind == restore.ToEnd && got == nil:
+		d.rep.Warnings = append(d.rep.Warnings, "no transaction was replayed: RPO against the last archived commit not measured")
+	}
+	return nil
+}
+
+// runChecks connects to every database, runs pg_amcheck and the --check-sql statements.
+func (d *drill) runChecks(ctx context.Context, bin string) {
+	add := func(name string, err error, detail string) {
+		c := CheckResult{Name: name, Passed: err == nil, Detail: detail}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		d.rep.Checks = append(d.rep.Checks, c)
+	}
+	dbs, err := d.databases(ctx)
+	add("connect to every database", err, fmt.Sprintf("%d databases", len(dbs)))
+	d.amcheck(ctx, bin, add)
+	if len(d.opt.Checks) == 0 {
+		return
+	}
+	conn, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
+	if err != nil {
+		add("check-sql", err, "")
+		return
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	for _, s := range d.opt.Checks {
+		name := fmt.Sprintf("check-sql line %d: %s", s.Line, oneLine(s.SQL))
+		rows, err := conn.Query(ctx, s.SQL)
+		if err != nil {
+			add(name, err, "")
+			continue
+		}
+		var got [][]any
+		for rows.Next() {
+			v, err := rows.Values()
+			if err != nil {
+				break
+			}
+			got = append(got, v)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			add(name, err, "")
+			continue
+		}
+		if ok, why := Passed(got); !ok {
+			add(name, errors.New(why), "")
+			continue
+		}
+		add(name, nil, "passed")
+	}
+}
+
+func oneLine(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '\n' || r == '\t' {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	if len(out) > 60 {
+		out = append(out[:57], '.', '.', '.')
+	}
+	return string(out)
+}
+
+func (d *drill) databases(ctx context.Context) ([]string, error) {
+	conn, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	rows, err := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname")
+	if err != nil {
+		return nil, err
+	}
+	dbs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, db := range dbs {
+		c, err := pgx.Connect(ctx, d.srv.DSN(d.user, db))
+		if err != nil {
+			return dbs, fmt.Errorf("database %s: %w", db, err)
+		}
+		err = c.Ping(ctx)
+		_ = c.Close(context.Background())
+		if err != nil {
+			return dbs, fmt.Errorf("database %s: %w", db, err)
+		}
+	}
+	return dbs, nil
+}
+
+// amcheck runs pg_amcheck on every database when it is installed next to the
+// server; it installs the amcheck extension only into a promoted (writable) copy.
+func (d *drill) amcheck(ctx context.Context, bin string, add func(string, error, string)) {
+	p := filepath.Join(bin, "pg_amcheck")
+	if _, err := os.Stat(p); err != nil {
+		d.rep.Warnings = append(d.rep.Warnings, "amcheck not run: pg_amcheck not found in "+bin)
+		return
+	}
+	if !d.rep.Reached.Promoted {
+		d.rep.Warnings = append(d.rep.Warnings, "amcheck not run: the copy is paused at the target, read-only, and the amcheck extension cannot be installed")
+		return
+	}
+	cmd := exec.CommandContext(ctx, p, "-h", d.scratch, "-p", strconv.Itoa(d.srv.Port), "-U", d.user,
+		"--all", "--install-missing", "--no-strict-names") //nolint:gosec // found next to the server
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		add("pg_amcheck --all", fmt.Errorf("%w: %s", err, tail(string(out), 300)), "")
+		return
+	}
+	add("pg_amcheck --all", nil, "no corruption found")
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}

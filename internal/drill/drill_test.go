@@ -1,0 +1,93 @@
+package drill
+
+import (
+	"bytes"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/restore"
+)
+
+func TestParseCheckSQL(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []Statement
+		err      bool
+	}{
+		{"one per line", "SELECT true;\nSELECT 1;\n", []Statement{{1, "SELECT true"}, {2, "SELECT 1"}}, false},
+		{"multi-line, comments and blanks skipped", "-- first\n\nSELECT count(*) > 0\n  FROM t;  \n-- x\nSELECT 2",
+			[]Statement{{3, "SELECT count(*) > 0\n  FROM t"}, {6, "SELECT 2"}}, false},
+		{"a ; inside a line does not split", "SELECT ';' = ';'\n;\n", []Statement{{1, "SELECT ';' = ';'"}}, false},
+		{"empty file", "\n-- nothing\n", nil, true},
+		{"empty statement", ";\n", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCheckSQL(tt.in)
+			if (err != nil) != tt.err || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, %v; want %+v (error %v)", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestPassed(t *testing.T) {
+	tests := []struct {
+		rows [][]any
+		want bool
+	}{
+		{nil, false},
+		{[][]any{{true}}, true},
+		{[][]any{{false}}, false},
+		{[][]any{{nil}}, false},
+		{[][]any{{int64(0)}}, true},
+		{[][]any{{"x", 1}}, true},
+	}
+	for _, tt := range tests {
+		if got, why := Passed(tt.rows); got != tt.want {
+			t.Errorf("Passed(%v) = %v (%s), want %v", tt.rows, got, why, tt.want)
+		}
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	for in, kind := range map[string]restore.TargetKind{
+		"": restore.ToEnd, "latest": restore.ToEnd, "0/3000060": restore.ToLSN,
+		"2026-12-01T10:00:00Z": restore.ToTime, "before-upgrade": restore.ToName,
+	} {
+		got, err := ParseTarget(in)
+		if err != nil || got.Kind != kind || got.Action != "pause" {
+			t.Errorf("ParseTarget(%q) = %+v, %v; want kind %v", in, got, err, kind)
+		}
+	}
+}
+
+func TestReportWriteFitsIn80Columns(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	gap := 0.25
+	r := &Report{OK: false, Error: strings.Repeat("a long error ", 20), Target: "the end of the archive",
+		Backup:  BackupUsed{Name: "20261201T090000Z", PGVersion: 15, Timeline: 1, StopTime: now},
+		WAL:     WALRange{First: "000000010000000000000002", Last: "000000010000000000000009"},
+		Reached: Reached{ReplayLSN: 0x9000000, LastCommit: &now, Promoted: true},
+		RTO:     RTO{TotalSeconds: 12, RestoreSeconds: 4, ReplaySeconds: 8, BytesRestored: 3 << 30, BytesReplayed: 1 << 20},
+		RPO:     RPO{LastArchivedCommit: &now, GapSeconds: &gap, NewestWAL: "000000010000000000000009", NewestWALAgeSeconds: 30},
+		Checks: []CheckResult{{Name: "check-sql line 1: " + strings.Repeat("SELECT ", 30), Passed: false, Detail: "returned false"},
+			{Name: "connect to every database", Passed: true}},
+		Warnings: []string{"amcheck not run: pg_amcheck not found"}}
+	var b bytes.Buffer
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if len([]rune(l)) > 80 {
+			t.Errorf("wider than 80 columns: %q", l)
+		}
+	}
+	for _, want := range []string{"Drill FAILED", "RTO: 12.0 s", "3.0 GB restored", "gap 0.250 s", "FAIL check-sql line 1", "warning: amcheck not run"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
