@@ -32,7 +32,8 @@ func drillCommand() *cli.Command {
 			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
 			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit pgb status shows,\n" +
 			"or against a time target; the newest archived WAL's age). The server is stopped and the\n" +
-			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep.\n\n" +
+			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep (the server\n" +
+			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n\n" +
 			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +
 			"comments between statements are skipped. Each runs in database postgres and passes when it\n" +
 			"returns a row whose first column is not false or NULL.\n\n" +
@@ -48,7 +49,7 @@ func drillCommand() *cli.Command {
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the server runs as"},
 			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as (default: the server's OS user name)"},
 			&cli.StringFlag{Name: "check-sql", Usage: "run the statements of `FILE` as checks (see above)"},
-			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory after a passed drill, and say how to connect"},
+			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE`"},
 		),

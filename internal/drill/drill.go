@@ -70,12 +70,18 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 	rep = &Report{Started: started.UTC(), Scratch: scratch, Checks: []CheckResult{}, Warnings: []string{}}
 	d.rep = rep
 	defer func() {
-		if opt.Keep && err == nil {
+		if d.kept(ctx) {
 			return
 		}
 		d.cleanup(created)
 	}()
 	err = d.run(ctx)
+	if d.kept(ctx) {
+		data := filepath.Join(scratch, "data")
+		rep.Kept = &Kept{DataDir: data, Socket: scratch, Port: d.srv.Port, Pid: d.srv.Pid(),
+			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", scratch, d.srv.Port, d.user),
+			Stop:    fmt.Sprintf("kill -INT %d; rm -rf %s", d.srv.Pid(), scratch)}
+	}
 	rep.Finished = time.Now().UTC()
 	rep.OK = err == nil
 	if err != nil {
@@ -92,6 +98,20 @@ type drill struct {
 	srv     *pgserver.Server
 	user    string
 	owner   *restore.Owner
+}
+
+// kept says whether --keep leaves the server running: given, not interrupted, and the
+// server still runs (a failed drill is kept too, to look at it).
+func (d *drill) kept(ctx context.Context) bool {
+	if !d.opt.Keep || ctx.Err() != nil || d.srv == nil {
+		return false
+	}
+	select {
+	case <-d.srv.Exited():
+		return false
+	default:
+		return true
+	}
 }
 
 func (d *drill) event(format string, a ...any) {
@@ -203,11 +223,6 @@ func (d *drill) run(ctx context.Context) error {
 		if !c.Passed {
 			return fmt.Errorf("%w: check %s: %s", ErrFailed, c.Name, c.Detail)
 		}
-	}
-	if d.opt.Keep {
-		d.rep.Kept = &Kept{DataDir: data, Socket: d.scratch, Port: d.srv.Port, Pid: d.srv.Pid(),
-			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", d.scratch, d.srv.Port, d.user),
-			Stop:    fmt.Sprintf("kill -INT %d  (then rm -rf %s)", d.srv.Pid(), d.scratch)}
 	}
 	return nil
 }

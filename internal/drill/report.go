@@ -112,7 +112,8 @@ func (r *Report) Write(w io.Writer) error {
 		p("  error: %s", r.Error)
 	}
 	if r.Backup.Name != "" {
-		p("Backup %s (PostgreSQL %d, timeline %d, ends %s)", r.Backup.Name, r.Backup.PGVersion, r.Backup.Timeline, ts(r.Backup.StopTime))
+		p("Backup %s (PostgreSQL %d, timeline %d, ends %s)", r.Backup.Name, r.Backup.PGVersion, r.Backup.Timeline,
+			r.Backup.StopTime.UTC().Format("2006-01-02 15:04:05Z"))
 	}
 	if r.WAL.First != "" {
 		p("WAL %s .. %s", r.WAL.First, r.WAL.Last)
