@@ -181,3 +181,57 @@ func TestDrillStoppedBySIGTERMLeavesNoServerAndNoScratchDir(t *testing.T) {
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+func TestDrillToARestorePointPausesThereAndKeepsTheServerForALook(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'before' FROM generate_series(1, 5)")
+	mustPGB(t, "", c.Env(), "restore-point", "--repo", repo, "before_more")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'after' FROM generate_series(1, 7)")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	dir := pgtest.TempDir(t)
+	scratch, reportFile := filepath.Join(dir, "scratch"), filepath.Join(dir, "drill.json")
+	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target", "before_more", "--keep", "--report", reportFile)
+	b, err := os.ReadFile(reportFile)
+	if err != nil {
+		t.Fatalf("--report: %v\n%s", err, r)
+	}
+	var rep struct {
+		OK      bool `json:"ok"`
+		Reached struct {
+			Promoted bool `json:"promoted"`
+		} `json:"reached"`
+		Kept *struct {
+			Socket string `json:"socket_dir"`
+			Port   int    `json:"port"`
+			Pid    int    `json:"pid"`
+		} `json:"kept"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.OK || rep.Reached.Promoted || rep.Kept == nil {
+		t.Fatalf("report %s: %v\n%s", b, err, r)
+	}
+	if !strings.Contains(r.stdout, "Kept running") || !strings.Contains(r.stdout, "psql -h "+scratch) {
+		t.Errorf("--keep does not say how to connect:\n%s", r.stdout)
+	}
+	out, err := exec.Command(filepath.Join(pgtest.Require(t), "psql"), "-h", rep.Kept.Socket, "-p", strconv.Itoa(rep.Kept.Port), "-U", "postgres",
+		"-XAtc", "SELECT count(*) FROM ticks", "postgres").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "5" {
+		t.Fatalf("the kept copy at the restore point: %v %q, want 5 rows", err, out)
+	}
+	if err := syscall.Kill(rep.Kept.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.WaitUntil(t, "the kept server to stop", 60*time.Second, func() (bool, string) {
+		_, err := os.Stat("/proc/" + strconv.Itoa(rep.Kept.Pid))
+		return os.IsNotExist(err), "still running"
+	})
+	if err := os.RemoveAll(scratch); err != nil {
+		t.Fatal(err)
+	}
+	assertNoDrillLeft(t, scratch)
+}

@@ -2,6 +2,9 @@ package drill
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -89,5 +92,20 @@ func TestReportWriteFitsIn80Columns(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+func TestRunRefusesANonEmptyScratchDirAndLeavesItAlone(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "precious")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), nil, Options{Scratch: dir})
+	if err == nil || rep != nil || !strings.Contains(err.Error(), "--scratch") {
+		t.Fatalf("Run on a non-empty scratch dir: %v, %v", rep, err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("the scratch dir's content was touched: %v", err)
 	}
 }
