@@ -235,3 +235,27 @@ func TestDrillToARestorePointPausesThereAndKeepsTheServerForALook(t *testing.T) 
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+func TestDrillOfAClusterWithATablespaceOnThisHostWritesOnlyInItsScratchDir(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
+	src.Exec(t, "CREATE TABLESPACE fast LOCATION '"+spc+"'")
+	src.Exec(t, "CREATE TABLE on_fast (v int) TABLESPACE fast")
+	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 5000)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	if err := os.WriteFile(checks, []byte("SELECT count(*) = 5000 FROM on_fast;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--check-sql", checks)
+	if got := src.QueryInt(t, "SELECT count(*) FROM on_fast"); got != 5000 {
+		t.Fatalf("the source's tablespace after the drill: %d rows, want 5000", got)
+	}
+	assertNoDrillLeft(t, scratch)
+}

@@ -176,10 +176,13 @@ func (d *drill) run(ctx context.Context) error {
 	if err := d.chooseOwner(m); err != nil {
 		return err
 	}
+	if err := d.tablespaceParent(m); err != nil {
+		return err
+	}
 	data := filepath.Join(d.scratch, "data")
 	t0 := time.Now()
 	r := &restore.Restorer{Repo: d.rp, Log: d.opt.Log, Opt: restore.Options{DataDir: data, Owner: d.owner,
-		Concurrency: d.opt.Concurrency,
+		Concurrency: d.opt.Concurrency, TablespaceMap: scratchTablespaces(m, d.scratch),
 		Recovery:    &restore.Recovery{RestoreCommand: d.opt.RestoreCommand, Target: target, ArchiveOff: true}}}
 	if err := r.Run(ctx, m); err != nil {
 		return fmt.Errorf("restore of backup %s: %w", m.Name, err)
@@ -223,6 +226,33 @@ func (d *drill) run(ctx context.Context) error {
 		if !c.Passed {
 			return fmt.Errorf("%w: check %s: %s", ErrFailed, c.Name, c.Detail)
 		}
+	}
+	return nil
+}
+
+// scratchTablespaces maps every tablespace of m into scratch/tablespaces/OID: a drill
+// never writes outside its scratch directory (the source's tablespace directories may
+// be on this very host).
+func scratchTablespaces(m *repo.Manifest, scratch string) map[string]string {
+	out := map[string]string{}
+	for _, t := range m.Tablespaces {
+		out[t.Location] = filepath.Join(scratch, "tablespaces", strconv.FormatUint(uint64(t.OID), 10))
+	}
+	return out
+}
+
+// tablespaceParent makes scratch/tablespaces, the server user's, when m has
+// tablespaces: restore makes each tablespace directory, not its parent.
+func (d *drill) tablespaceParent(m *repo.Manifest) error {
+	if len(m.Tablespaces) == 0 {
+		return nil
+	}
+	p := filepath.Join(d.scratch, "tablespaces")
+	if err := os.Mkdir(p, 0o700); err != nil {
+		return err
+	}
+	if d.owner != nil {
+		return os.Chown(p, d.owner.UID, d.owner.GID)
 	}
 	return nil
 }
