@@ -183,7 +183,7 @@ func (d *drill) run(ctx context.Context) error {
 	t0 := time.Now()
 	r := &restore.Restorer{Repo: d.rp, Log: d.opt.Log, Opt: restore.Options{DataDir: data, Owner: d.owner,
 		Concurrency: d.opt.Concurrency, TablespaceMap: scratchTablespaces(m, d.scratch),
-		Recovery:    &restore.Recovery{RestoreCommand: d.opt.RestoreCommand, Target: target, ArchiveOff: true}}}
+		Recovery: &restore.Recovery{RestoreCommand: d.opt.RestoreCommand, Target: target, ArchiveOff: true}}}
 	if err := r.Run(ctx, m); err != nil {
 		return fmt.Errorf("restore of backup %s: %w", m.Name, err)
 	}
