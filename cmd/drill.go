@@ -12,6 +12,7 @@ import (
 	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/drill"
+	"github.com/pgb-project/pgb/internal/restore"
 )
 
 // exitDrillFailed: the drill ran, and recovery did not reach the target or a check failed.
@@ -68,7 +69,8 @@ func (e *env) drill(c *cli.Context) error {
 	}
 	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
 		Timeout: c.Duration("timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
-		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook()}
+		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
+		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
 	if isTTY(e.stderr) {
 		opt.Progress = e.stderr
 	}

@@ -53,6 +53,9 @@ type Options struct {
 	// AfterStart, when set, runs once the server has started (a test hook: it can
 	// hold the drill there until its context is cancelled).
 	AfterStart func(ctx context.Context) error
+	// OwnerWarning, when set, says what the server's OS user (nil: pgb's own) lacks
+	// to run restore_command, "" if nothing (pgb restore's check of --config).
+	OwnerWarning func(o *restore.Owner) string
 }
 
 // Run drills rp. The report is returned also on failure, once a drill started: err
@@ -175,6 +178,12 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	if err := d.chooseOwner(m); err != nil {
 		return err
+	}
+	if d.opt.OwnerWarning != nil {
+		if w := d.opt.OwnerWarning(d.owner); w != "" {
+			d.rep.Warnings = append(d.rep.Warnings, w)
+			d.opt.Log.Warn(w)
+		}
 	}
 	if err := d.tablespaceParent(m); err != nil {
 		return err
