@@ -113,6 +113,9 @@ func (e *env) printDrill(c *cli.Context, rep *drill.Report) error {
 	if c.Bool("json") {
 		return e.printJSON(rep)
 	}
+	if rep.Backup.Name == "" {
+		return nil // no backup chosen: the error line says it all
+	}
 	return rep.Write(e.stdout)
 }
 
