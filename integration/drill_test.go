@@ -259,3 +259,25 @@ func TestDrillOfAClusterWithATablespaceOnThisHostWritesOnlyInItsScratchDir(t *te
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+func TestDrillWithAWALSegmentLostFromTheMiddleFailsAndNamesIt(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	mid := c.GenerateWAL(t, 3)
+	c.GenerateWAL(t, 2)
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+	if err := os.Remove(filepath.Join(repo, "wal", mid[:16], mid)); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch)
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "missing "+mid) {
+		t.Fatalf("a drill over an archive missing %s: want exit 3 naming it\n%s", mid, r)
+	}
+	assertNoDrillLeft(t, scratch)
+}

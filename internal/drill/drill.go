@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/window"
 )
 
 // ErrFailed means the drill ran and something failed: recovery did not reach the
@@ -172,6 +174,15 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.Backup = BackupUsed{Name: m.Name, Timeline: m.Timeline, StartLSN: m.StartLSN, StopLSN: m.StopLSN,
 		StopTime: m.StopTime, Size: m.Size, PGVersion: m.PGVersion}
 	d.rep.Target = target.String()
+	// The end of the archive must be reachable from the backup: a missing or damaged
+	// segment after it ends recovery early, and PostgreSQL promotes there as if the
+	// archive ended. That is a failed drill, named before anything is restored.
+	var win *window.Window
+	if target.Kind == restore.ToEnd {
+		if win, err = d.endWindow(ctx, m.Name); err != nil {
+			return err
+		}
+	}
 	bin, err := pgserver.FindBin(ctx, m.PGVersion, d.opt.PGBin)
 	if err != nil {
 		return err
@@ -220,6 +231,10 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.RTO.ReplaySeconds = time.Since(t1).Seconds()
 	d.rep.RTO.TotalSeconds = time.Since(t0).Seconds()
 	d.rep.Reached = end
+	if win != nil && (!end.Promoted || end.ReplayLSN < win.LastRecord) {
+		return fmt.Errorf("%w: recovery stopped at %s, before the archive's last record at %s (%s): %s",
+			ErrFailed, end.ReplayLSN, win.LastRecord, win.LastSegment, d.logTail())
+	}
 	if end.ReplayLSN > m.StartLSN {
 		d.rep.RTO.BytesReplayed = int64(end.ReplayLSN - m.StartLSN)
 	}
@@ -372,6 +387,12 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if inRecovery && paused != "paused" {
 			continue
 		}
+		if inRecovery && target.Kind == restore.ToEnd {
+			// Recovery to the end promotes; a pause short of it is PostgreSQL
+			// stopping for a reason of its own (e.g. settings lower than the
+			// source's), never the end of the archive.
+			return Reached{}, fmt.Errorf("%w: recovery paused before the end of the archive: %s", ErrFailed, d.logTail())
+		}
 		if d.opt.Progress != nil {
 			_, _ = fmt.Fprintln(d.opt.Progress)
 		}
@@ -400,6 +421,41 @@ func (d *drill) logTail() string {
 		b = b[len(b)-600:]
 	}
 	return string(b)
+}
+
+// endWindow is the recoverable window (as pgb status computes it) that backup lies
+// in, when recovery from it can reach the end of the archive; otherwise an error
+// wrapping ErrFailed that names where recovery would stop and the gap.
+func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, error) {
+	st, err := status.Gather(ctx, d.rp, status.Options{Now: time.Now(), Log: d.opt.Log})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range st.Windows {
+		if w.Backup != backup && !slices.Contains(w.Backups, backup) {
+			continue
+		}
+		if !w.CutByGap && !w.EndOfWAL {
+			return w, nil
+		}
+		why := "its last segment ends early with zeros"
+		for _, g := range st.Gaps {
+			if g.From > w.LastSegment {
+				what := "missing"
+				if g.Damaged {
+					what = "damaged"
+				}
+				why = fmt.Sprintf("%s %s", what, g.From)
+				if g.To != g.From {
+					why += ".." + g.To
+				}
+				break
+			}
+		}
+		return nil, fmt.Errorf("%w: recovery from backup %s cannot reach the end of the archive: it stops after %s (%s); pgb status shows the window",
+			ErrFailed, backup, w.LastSegment, why)
+	}
+	return nil, fmt.Errorf("%w: backup %s is in no recoverable window (pgb status shows why)", ErrFailed, backup)
 }
 
 // rpo compares the point reached with the repository's window (what pgb status shows).
