@@ -373,9 +373,17 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		var inRecovery bool
 		var paused string
 		var lsn *string
-		err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(),
+		// pg_get_wal_replay_pause_state() is PostgreSQL 14+ (it tells a pause
+		// requested from one reached); before, pg_is_wal_replay_paused() says it.
+		q := `SELECT pg_is_in_recovery(),
 			CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END,
-			pg_last_wal_replay_lsn()::text`).Scan(&inRecovery, &paused, &lsn)
+			pg_last_wal_replay_lsn()::text`
+		if d.rep.Backup.PGVersion < 14 {
+			q = `SELECT pg_is_in_recovery(),
+			CASE WHEN pg_is_in_recovery() AND pg_is_wal_replay_paused() THEN 'paused' ELSE '' END,
+			pg_last_wal_replay_lsn()::text`
+		}
+		err := conn.QueryRow(ctx, q).Scan(&inRecovery, &paused, &lsn)
 		if err != nil {
 			_ = conn.Close(context.Background())
 			conn = nil
