@@ -281,3 +281,29 @@ func TestDrillWithAWALSegmentLostFromTheMiddleFailsAndNamesIt(t *testing.T) {
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// The drilled copy keeps the source's settings; an absolute external_pid_file among
+// them must not make the copy overwrite (and, at its shutdown, delete) the source's.
+func TestDrillOfAClusterWithAnExternalPidFileLeavesTheSourcesAlone(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	pidFile := filepath.Join(c.Dir(), "source.pid")
+	c.Exec(t, "ALTER SYSTEM SET external_pid_file = '"+pidFile+"'")
+	c.Restart(t)
+	before, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("the source wrote no external pid file: %v", err)
+	}
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch)
+	after, err := os.ReadFile(pidFile)
+	if err != nil || !bytes.Equal(before, after) {
+		t.Fatalf("the source's external pid file after the drill: %q, %v; want it untouched (%q)", after, err, before)
+	}
+	assertNoDrillLeft(t, scratch)
+}

@@ -115,6 +115,15 @@ func (s *Server) Start() error {
 	}
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=",
 		"-c", "unix_socket_directories=" + s.SockDir}
+	// The copy keeps the source's settings (postgresql.conf and .auto.conf came with
+	// the backup); these must not reach anything of the source's: its data directory
+	// or pid file by absolute path, its publishers (subscriptions would consume their
+	// slots), its primary, its archive. hot_standby on: a pause at a target must be
+	// queryable; logging to the server's log file, which the drill reads.
+	for _, kv := range []string{"data_directory=" + s.DataDir, "external_pid_file=", "max_logical_replication_workers=0",
+		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "hot_standby=on", "logging_collector=off", "ssl=off"} {
+		args = append(args, "-c", kv)
+	}
 	if s.HBAFile != "" {
 		args = append(args, "-c", "hba_file="+s.HBAFile)
 	}
