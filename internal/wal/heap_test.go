@@ -25,7 +25,7 @@ var (
 // pg_waldump says of the same records.
 func TestDecodeChangeAgreesWithPgWaldump(t *testing.T) {
 	segs := loadSegments(t)
-	entries, err := waldumptest.Parse(string(unzstd(t, filepath.Join("testdata", "pg15", "pg_waldump.txt.zst"))))
+	entries, err := waldumptest.Parse(string(waldumptest.Unzstd(t, filepath.Join("testdata", "pg15", "pg_waldump.txt.zst"))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,14 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"testing"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/wal/waldumptest"
@@ -41,27 +38,9 @@ func loadSegments(t testing.TB) []segment {
 	sort.Strings(paths)
 	var segs []segment
 	for _, p := range paths {
-		segs = append(segs, segment{strings.TrimSuffix(filepath.Base(p), ".zst"), unzstd(t, p)})
+		segs = append(segs, segment{strings.TrimSuffix(filepath.Base(p), ".zst"), waldumptest.Unzstd(t, p)})
 	}
 	return segs
-}
-
-func unzstd(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
-	out, err := dec.DecodeAll(b, nil)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return out
 }
 
 func startOf(t testing.TB, name string) wal.LSN {
@@ -105,7 +84,7 @@ func readAll(t testing.TB, data []byte, start wal.LSN) (*wal.Reader, []wal.Recor
 
 func TestReaderAgreesWithPgWaldumpOnArchivedSegments(t *testing.T) {
 	segs := loadSegments(t)
-	entries, err := waldumptest.Parse(string(unzstd(t, filepath.Join("testdata", "pg15", "pg_waldump.txt.zst"))))
+	entries, err := waldumptest.Parse(string(waldumptest.Unzstd(t, filepath.Join("testdata", "pg15", "pg_waldump.txt.zst"))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -28,29 +25,11 @@ const segSize = 1 << 20
 
 var names = []string{"000000010000000000000006", "000000010000000000000007", "000000010000000000000008"}
 
-func unzstd(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
-	out, err := dec.DecodeAll(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func testdata(t testing.TB) map[string][]byte {
 	t.Helper()
 	m := map[string][]byte{}
 	for _, n := range names {
-		m[n] = unzstd(t, filepath.Join("..", "wal", "testdata", "pg15", n+".zst"))
+		m[n] = waldumptest.Unzstd(t, filepath.Join("..", "wal", "testdata", "pg15", n+".zst"))
 	}
 	return m
 }
@@ -78,7 +57,7 @@ func nextFrom(segs ...[]byte) walsum.Next {
 
 func TestSummariesAgreeWithPgWaldump(t *testing.T) {
 	segs := testdata(t)
-	entries, err := waldumptest.Parse(string(unzstd(t, filepath.Join("..", "wal", "testdata", "pg15", "pg_waldump.txt.zst"))))
+	entries, err := waldumptest.Parse(string(waldumptest.Unzstd(t, filepath.Join("..", "wal", "testdata", "pg15", "pg_waldump.txt.zst"))))
 	if err != nil {
 		t.Fatal(err)
 	}
