@@ -2,10 +2,8 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,35 +35,18 @@ func TestRestoreBeforeADropDatabaseThatPgbEventsFound(t *testing.T) {
 	src.Exec(t, "DROP DATABASE scratch")
 	last := src.SwitchWAL(t)
 	src.WaitArchived(t, last, 60*time.Second)
-	var doc eventsDoc
-	out := mustPGB(t, "", nil, "events", "--repo", repo, "--json")
-	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
-		t.Fatal(err)
-	}
-	var cmd []string
+	doc, out := readEvents(t, repo)
+	var restoreCmd string
 	for _, e := range doc.Events {
 		if e.Kind == "drop_database" {
-			cmd = strings.Fields(e.Restore)
+			restoreCmd = e.Restore
 		}
 	}
-	if cmd == nil {
-		t.Fatalf("no drop_database event: %s", out.stdout)
+	if restoreCmd == "" {
+		t.Fatalf("no drop_database event: %s", out)
 	}
-	t.Logf("restore command: %v", cmd)
-	statusReaches(t, repo, strings.Join(cmd, " "))
-	dir := filepath.Join(pgtest.TempDir(t), "restored")
-	args := []string{"restore", "--repo", repo}
-	for _, a := range cmd[2:] {
-		if a == "DIR" {
-			a = dir
-		}
-		args = append(args, a)
-	}
-	mustPGB(t, "", nil, append(args, "--target-action", "promote")...)
-	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
-	c.Start(t)
-	c.WaitRecoveryDone(t, 60*time.Second)
-	if _, err := os.Stat(filepath.Join(dir, "base", oid)); err != nil {
+	c := restoreWithPrintedCommand(t, repo, restoreCmd)
+	if _, err := os.Stat(filepath.Join(c.DataDir(), "base", oid)); err != nil {
 		t.Errorf("the dropped database's directory base/%s is not in the restored copy: %v", oid, err)
 	}
 	t.Logf("pg_database: %v", c.QueryRows(t, "SELECT datname, datconnlimit FROM pg_database"))

@@ -2,9 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,34 +44,17 @@ func TestRestoreBeforeAMassDeleteThatWasOpenDuringTheBackup(t *testing.T) {
 	last := src.SwitchWAL(t)
 	src.WaitArchived(t, last, 60*time.Second)
 
-	var doc eventsDoc
-	out := mustPGB(t, "", nil, "events", "--repo", repo, "--json")
-	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
-		t.Fatalf("events --json: %v\n%s", err, out.stdout)
-	}
-	var cmd []string
+	doc, out := readEvents(t, repo)
+	var restoreCmd string
 	for _, e := range doc.Events {
 		if e.Kind == "rows" && e.Deleted == 2000 {
-			cmd = strings.Fields(e.Restore)
+			restoreCmd = e.Restore
 		}
 	}
-	if cmd == nil {
-		t.Fatalf("no rows event for the DELETE of 2000 rows:\n%s", out.stdout)
+	if restoreCmd == "" {
+		t.Fatalf("no rows event for the DELETE of 2000 rows:\n%s", out)
 	}
-	t.Logf("restore command: %v", cmd)
-	statusReaches(t, repo, strings.Join(cmd, " "))
-	dir := filepath.Join(pgtest.TempDir(t), "restored")
-	args := []string{"restore", "--repo", repo}
-	for _, a := range cmd[2:] {
-		if a == "DIR" {
-			a = dir
-		}
-		args = append(args, a)
-	}
-	mustPGB(t, "", nil, append(args, "--target-action", "promote")...)
-	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
-	c.Start(t)
-	c.WaitRecoveryDone(t, 60*time.Second)
+	c := restoreWithPrintedCommand(t, repo, restoreCmd)
 	if got := c.QueryInt(t, "SELECT count(*) FROM pruned"); got != 3000 {
 		t.Fatalf("restored pruned has %d rows, want the 3000 from before the DELETE", got)
 	}

@@ -112,11 +112,7 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 	last := src.SwitchWAL(t)
 	src.WaitArchived(t, last, 60*time.Second)
 
-	var doc eventsDoc
-	out := mustPGB(t, "", nil, "events", "--repo", repo, "--json")
-	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
-		t.Fatalf("events --json: %v\n%s", err, out.stdout)
-	}
+	doc, out := readEvents(t, repo)
 	if !doc.Complete || len(doc.Problems) != 0 {
 		t.Fatalf("the scan was not complete: %v", doc.Problems)
 	}
@@ -126,13 +122,13 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		t.Logf("%s xid %d at %s, LSN %s: %+v", e.Kind, e.Xid, e.Time.Format(time.RFC3339Nano), e.LSN, e.Relations)
 	}
 	if len(doc.Events) != 5 {
-		t.Fatalf("want 5 events (drop, truncate, drop_database, rows, rewrite), got %d:\n%s", len(doc.Events), out.stdout)
+		t.Fatalf("want 5 events (drop, truncate, drop_database, rows, rewrite), got %d:\n%s", len(doc.Events), out)
 	}
 	check := func(kind string, xid uint32, rel string) {
 		t.Helper()
 		i, ok := byKind[kind]
 		if !ok {
-			t.Fatalf("no %s event:\n%s", kind, out.stdout)
+			t.Fatalf("no %s event:\n%s", kind, out)
 		}
 		e := doc.Events[i]
 		if xid != 0 && e.Xid != xid {
@@ -177,10 +173,7 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 	crossCheckEventsWithPgWaldump(t, src, repo, &doc)
 
 	// Only the events on one table.
-	var one eventsDoc
-	if err := json.Unmarshal([]byte(mustPGB(t, "", nil, "events", "--repo", repo, "--json", "--table", "doomed").stdout), &one); err != nil {
-		t.Fatal(err)
-	}
+	one, _ := readEvents(t, repo, "--table", "doomed")
 	if len(one.Events) != 1 || one.Events[0].Xid != dropXid {
 		t.Fatalf("--table doomed: %+v", one.Events)
 	}
@@ -196,13 +189,36 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		t.Errorf("text output does not show the DROP TABLE:\n%s", text)
 	}
 
-	// pgb status agrees that the printed target is reachable.
-	statusReaches(t, repo, doc.Events[byKind["drop"]].Restore)
-
 	// Restoring with the printed command brings the table back with every row.
-	cmd := strings.Fields(doc.Events[byKind["drop"]].Restore)
+	c := restoreWithPrintedCommand(t, repo, doc.Events[byKind["drop"]].Restore)
+	if got := c.QueryInt(t, "SELECT count(*) FROM doomed"); got != beforeDrop {
+		t.Fatalf("restored doomed has %d rows, want every row committed before the DROP: %d", got, beforeDrop)
+	}
+	if got := c.QueryInt(t, "SELECT count(*) FROM emptied"); got != 50 {
+		t.Fatalf("restored emptied has %d rows: the TRUNCATE came after the target and must not be replayed", got)
+	}
+}
+
+// readEvents runs pgb events --json on repo (plus args) and decodes what it prints.
+func readEvents(t *testing.T, repo string, args ...string) (eventsDoc, string) {
+	t.Helper()
+	var doc eventsDoc
+	out := mustPGB(t, "", nil, append([]string{"events", "--repo", repo, "--json"}, args...)...)
+	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
+		t.Fatalf("events --json: %v\n%s", err, out.stdout)
+	}
+	return doc, out.stdout
+}
+
+// restoreWithPrintedCommand runs the restore command pgb events printed (DIR: a new
+// directory), promoting at the target, starts the copy and waits for it to be writable.
+func restoreWithPrintedCommand(t *testing.T, repo, restoreCmd string) *pgtest.Cluster {
+	t.Helper()
+	t.Logf("restore command: %s", restoreCmd)
+	statusReaches(t, repo, restoreCmd)
+	cmd := strings.Fields(restoreCmd)
 	if len(cmd) < 3 || cmd[0] != "pgb" || cmd[1] != "restore" {
-		t.Fatalf("restore command %q", doc.Events[byKind["drop"]].Restore)
+		t.Fatalf("restore command %q", restoreCmd)
 	}
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	args := []string{"restore", "--repo", repo}
@@ -212,17 +228,12 @@ func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
 		}
 		args = append(args, a)
 	}
-	// Paused just before the DROP's commit, recovery may hold its lock: promote.
+	// Paused just before the event's commit, recovery may hold its lock: promote.
 	mustPGB(t, "", nil, append(args, "--target-action", "promote")...)
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	c.Start(t)
 	c.WaitRecoveryDone(t, 60*time.Second)
-	if got := c.QueryInt(t, "SELECT count(*) FROM doomed"); got != beforeDrop {
-		t.Fatalf("restored doomed has %d rows, want every row committed before the DROP: %d", got, beforeDrop)
-	}
-	if got := c.QueryInt(t, "SELECT count(*) FROM emptied"); got != 50 {
-		t.Fatalf("restored emptied has %d rows: the TRUNCATE came after the target and must not be replayed", got)
-	}
+	return c
 }
 
 var waldumpTxRE = regexp.MustCompile(`desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) UTC`)
@@ -423,5 +434,5 @@ func statusReaches(t *testing.T, repo, restoreCmd string) {
 		t.Fatalf("restore command %q: want --target-lsn, --target-exclusive and --target-timeline", restoreCmd)
 	}
 	out := mustPGB(t, "", nil, args...)
-	t.Logf("pgb %s:\n%s", strings.Join(args, " "), out.stdout)
+	t.Logf("pgb %s:\n%s", strings.Join(args, " "), out)
 }
