@@ -153,7 +153,8 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 	if n := c.QueryInt(t, "SELECT count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexname IN ('orders_pkey', 'orders_customer_idx')"); n != 2 {
 		t.Errorf("orders came back with %d of its 2 indexes", n)
 	}
-	if !(c.QueryString(t, "SELECT (SELECT nextval('orders_id_seq') > (SELECT max(id) FROM orders))::text") == "true") || !(c.QueryString(t, "SELECT (SELECT has_table_privilege('clerk', 'orders', 'SELECT'))::text") == "true") {
+	if c.QueryString(t, "SELECT (SELECT nextval('orders_id_seq') > (SELECT max(id) FROM orders))::text") != "true" ||
+		c.QueryString(t, "SELECT has_table_privilege('clerk', 'orders', 'SELECT')::text") != "true" {
 		t.Errorf("the sequence or the grant did not come back")
 	}
 	w.waitMore(t, 5)
@@ -199,7 +200,7 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		if got != "orders_back orders_back_customer_idx orders_back_id_seq orders_back_pkey" {
 			t.Fatalf("relations of the renamed copy: %s", got)
 		}
-		if !(c.QueryString(t, "SELECT (SELECT pg_get_serial_sequence('orders_back', 'id') = 'public.orders_back_id_seq')::text") == "true") {
+		if c.QueryString(t, "SELECT (SELECT pg_get_serial_sequence('orders_back', 'id') = 'public.orders_back_id_seq')::text") != "true" {
 			t.Fatal("orders_back.id does not draw from orders_back_id_seq")
 		}
 		if c.QueryInt(t, "SELECT count(*) FROM orders WHERE customer = 99") != 1 {
