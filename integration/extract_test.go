@@ -1,8 +1,10 @@
 package integration
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +136,7 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 	if r.code != 1 || !strings.Contains(r.stderr, `"clerk"`) || c.QueryInt(t, "SELECT count(*) FROM pg_class WHERE relname = 'orders'") != 0 {
 		t.Fatalf("extract with a role missing: %s", r)
 	}
+	t.Logf("as it should: %s", r.stderr)
 	assertNoDrillLeft(t, scratch)
 	c.Exec(t, "CREATE ROLE clerk")
 
@@ -170,6 +174,7 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		if r.code != 1 || !strings.Contains(r.stderr, "--rename-to") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Fatalf("extract over an existing table: %s", r)
 		}
+		t.Logf("as it should: %s", r.stderr)
 		if got := c.QueryString(t, fmt.Sprintf(ordersSum, "orders")); got != now {
 			t.Fatalf("the live table changed: %s, was %s", got, now)
 		}
@@ -182,6 +187,7 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		if r.code != 3 || !strings.Contains(r.stderr, "nothing was loaded") || !strings.Contains(r.stderr, "duplicate key") {
 			t.Fatalf("--data-only with conflicting rows: %s", r)
 		}
+		t.Logf("as it should: %s", r.stderr)
 		if got := c.QueryString(t, fmt.Sprintf(ordersSum, "orders")); got != now {
 			t.Fatalf("the live table changed: %s, was %s", got, now)
 		}
@@ -237,12 +243,54 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		assertNoDrillLeft(t, scratch)
 	})
 
+	t.Run("an extract stopped by SIGTERM leaves no copy and no scratch dir", func(t *testing.T) {
+		dump := filepath.Join(pgtest.TempDir(t), "never.sql")
+		// The test hook holds the extract once its copy has started: SIGTERM comes mid-way.
+		cmd := exec.Command(pgtest.BuildPGB(t), "extract", "--repo", repo, "--scratch", scratch, "--table", "orders",
+			"--before-event", xid, "--dump", dump)
+		cmd.Env = append(cleanEnv(), "PGB_TEST_DRILL_HANG_AFTER_START=1")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		started := false
+		for !started && sc.Scan() {
+			started = strings.Contains(sc.Text(), "extract: server started, pid")
+		}
+		if !started {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatal("the extract never said its server started")
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for sc.Scan() { // drain: pgb must not block on a full pipe
+			}
+		}()
+		err = cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+			t.Fatalf("pgb extract after SIGTERM: %v, want exit 143", err)
+		}
+		if _, err := os.Stat(dump); !os.IsNotExist(err) {
+			t.Fatalf("a dump was written: %v", err)
+		}
+		assertNoDrillLeft(t, scratch)
+	})
+
 	t.Run("a target before the table existed is refused naming the target", func(t *testing.T) {
 		dump := filepath.Join(pgtest.TempDir(t), "early.sql")
 		r := extract("--table", "public.orders", "--before-event", strconv.FormatUint(uint64(createXid), 10), "--dump", dump)
-		if r.code != 1 || !strings.Contains(r.stderr, `"public"."orders" does not exist`) || !strings.Contains(r.stderr, "transaction "+strconv.FormatUint(uint64(createXid), 10)) {
+		if r.code != 1 || !strings.Contains(r.stderr, `"public"."orders" does not exist`) || !strings.Contains(r.stderr, "at the target (just before transaction "+strconv.FormatUint(uint64(createXid), 10)+")") {
 			t.Fatalf("extract before the table existed: %s", r)
 		}
+		t.Logf("as it should: %s", r.stderr)
 		if _, err := os.Stat(dump); !os.IsNotExist(err) {
 			t.Fatalf("a dump was written: %v", err)
 		}

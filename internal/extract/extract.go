@@ -197,7 +197,7 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 	defer func() { _ = conn.Close(context.Background()) }()
 	oids := make([]uint32, len(x.opt.Tables))
 	for i, t := range x.opt.Tables {
-		if oids[i], err = findTable(ctx, conn, t, x.db, c.Target); err != nil {
+		if oids[i], err = findTable(ctx, conn, t, x.db, describeTarget(x.opt.Drill.Target)); err != nil {
 			return err
 		}
 	}
@@ -246,6 +246,14 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 		}
 	}
 	return x.dumpAndLoad(ctx, c, as)
+}
+
+// describeTarget is the target as the user gave it: an exclusive one is "just before".
+func describeTarget(t *restore.Target) string {
+	if t.Exclusive {
+		return "just before " + t.String()
+	}
+	return t.String()
 }
 
 // findTable is t's oid in the copy, or an error naming the target when it does not
