@@ -100,7 +100,8 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 
 	// orders is created after the first backup (a target before it is one), and filled
 	// before and after the second.
-	createXid := inTransaction(t, c, "CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL, amount numeric(10,2), note text)",
+	c.Exec(t, "CREATE TABLE customers (id int PRIMARY KEY); INSERT INTO customers SELECT generate_series(0, 16)")
+	createXid := inTransaction(t, c, "CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL REFERENCES customers, amount numeric(10,2), note text)",
 		"CREATE INDEX orders_customer_idx ON orders (customer)", "CREATE ROLE clerk", "GRANT SELECT ON orders TO clerk")
 	for i := 0; i < 5; i++ {
 		if i == 2 {
@@ -111,6 +112,9 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		w.waitMore(t, 3)
 	}
 	c.Exec(t, "DELETE FROM orders WHERE id % 10 = 3") // not every id: the checksum sees which rows
+	// A name that needs quoting everywhere: a dot, a quote, a space, capitals, unicode.
+	c.Exec(t, `CREATE SCHEMA "Sales.EU"; CREATE TABLE "Sales.EU"."Or""ders ü" (id serial PRIMARY KEY, v text);
+		CREATE INDEX "idx Ü" ON "Sales.EU"."Or""ders ü" (v); INSERT INTO "Sales.EU"."Or""ders ü" (v) SELECT 'v' || g FROM generate_series(1, 7) g`)
 	before := c.QueryString(t, fmt.Sprintf(ordersSum, "orders"))
 	dropXid := inTransaction(t, c, "DROP TABLE orders")
 	c.Exec(t, "DROP ROLE clerk") // it owned nothing but the grant
@@ -168,7 +172,7 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 	}
 
 	t.Run("a second extract into the live cluster refuses to overwrite the table", func(t *testing.T) {
-		c.Exec(t, "INSERT INTO orders (customer) VALUES (99)")
+		c.Exec(t, "INSERT INTO orders (customer, note) VALUES (16, 'added live')")
 		now := c.QueryString(t, fmt.Sprintf(ordersSum, "orders"))
 		r := extract("--table", "orders", "--before-event", xid, "--into", c.DSN())
 		if r.code != 1 || !strings.Contains(r.stderr, "--rename-to") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
@@ -209,8 +213,37 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		if c.QueryString(t, "SELECT (SELECT pg_get_serial_sequence('orders_back', 'id') = 'public.orders_back_id_seq')::text") != "true" {
 			t.Fatal("orders_back.id does not draw from orders_back_id_seq")
 		}
-		if c.QueryInt(t, "SELECT count(*) FROM orders WHERE customer = 99") != 1 {
+		if c.QueryInt(t, "SELECT count(*) FROM orders WHERE note = 'added live'") != 1 {
 			t.Fatal("the live orders table changed")
+		}
+		assertNoDrillLeft(t, scratch)
+	})
+
+	t.Run("--rename-to of a table whose names need quoting", func(t *testing.T) {
+		r := extract("--table", `"Sales.EU"."Or""ders ü"`, "--before-event", xid, "--into", c.DSN(), "--rename-to", `Bäck "up"`)
+		if r.code != 0 {
+			t.Fatalf("extract: %s", r)
+		}
+		got := c.QueryString(t, `SELECT string_agg(relname, '|' ORDER BY relname) FROM pg_class WHERE relnamespace = '"Sales.EU"'::regnamespace`)
+		want := `Bäck "up"|Bäck "up"_id_seq|Bäck "up"_idx Ü|Bäck "up"_pkey|Or"ders ü|Or"ders ü_id_seq|Or"ders ü_pkey|idx Ü`
+		if got != want {
+			t.Fatalf("relations in \"Sales.EU\":\n%s\nwant\n%s", got, want)
+		}
+		if n := c.QueryInt(t, `SELECT count(*) FROM "Sales.EU"."Bäck ""up"""`); n != 7 {
+			t.Fatalf("the renamed copy has %d rows, want 7", n)
+		}
+		assertNoDrillLeft(t, scratch)
+	})
+
+	t.Run("a foreign key to a row deleted since fails the load as one transaction", func(t *testing.T) {
+		c.Exec(t, "DROP TABLE orders, orders_back; DELETE FROM customers WHERE id = 5")
+		r := extract("--table", "public.orders", "--before-event", xid, "--into", c.DSN())
+		if r.code != 3 || !strings.Contains(r.stderr, "foreign key") || !strings.Contains(r.stderr, "nothing was loaded") {
+			t.Fatalf("extract with a dangling foreign key: %s", r)
+		}
+		t.Logf("as it should: %s", r.stderr)
+		if n := c.QueryInt(t, "SELECT count(*) FROM pg_class WHERE relname LIKE 'orders%'"); n != 0 {
+			t.Fatalf("%d relations named orders… were left in the live database", n)
 		}
 		assertNoDrillLeft(t, scratch)
 	})
@@ -223,16 +256,21 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 		}
 		c.Exec(t, "CREATE DATABASE restored")
 		restored := strings.Replace(c.DSN(), "dbname=postgres", "dbname=restored", 1)
+		conn, err := pgx.Connect(context.Background(), restored)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		// orders' foreign key needs its customers, as the dump's header says.
+		if _, err := conn.Exec(context.Background(), "CREATE TABLE customers (id int PRIMARY KEY); INSERT INTO customers SELECT generate_series(0, 16)"); err != nil {
+			t.Fatal(err)
+		}
 		cmd := exec.Command(c.Bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", restored, "-f", dump) // as pgb's user: the dump is mode 0600
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("psql -f %s: %v\n%s", dump, err, out)
 		}
 		var got string
-		conn, err := pgx.Connect(context.Background(), restored)
-		if err == nil {
-			err = conn.QueryRow(context.Background(), fmt.Sprintf(ordersSum, "orders")).Scan(&got)
-			conn.Close(context.Background())
-		}
+		err = conn.QueryRow(context.Background(), fmt.Sprintf(ordersSum, "orders")).Scan(&got)
 		if err != nil || got != before {
 			t.Fatalf("the dump loaded %s (%v), want %s", got, err, before)
 		}
