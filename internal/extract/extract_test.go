@@ -156,3 +156,29 @@ func TestOptionsNeedATargetAndOneDestination(t *testing.T) {
 		}
 	}
 }
+
+func TestSummarySaysRowsAndWhereTheyWent(t *testing.T) {
+	orders := Table{"public", "orders"}
+	r := &Result{Tables: []TableResult{{Table: orders, As: Table{"public", "orders_back"}, Rows: 180}}, Loaded: true}
+	if got := strings.Join(r.Summary(), "\n"); got != `"public"."orders": 180 rows loaded into the live database as "public"."orders_back"` {
+		t.Errorf("loaded: %s", got)
+	}
+	r = &Result{Tables: []TableResult{{Table: orders, As: orders, Rows: 7}}, Dump: "/tmp/o.sql"}
+	if got := strings.Join(r.Summary(), "\n"); got != `"public"."orders": 7 rows written to /tmp/o.sql` {
+		t.Errorf("dumped: %s", got)
+	}
+	r = &Result{Tables: []TableResult{{Table: orders, As: orders, Rows: 7}}}
+	if got := strings.Join(r.Summary(), "\n"); got != `"public"."orders": 7 rows not loaded` {
+		t.Errorf("load failed: %s", got)
+	}
+}
+
+func TestDrillStepLinesReadAsExtracts(t *testing.T) {
+	var b bytes.Buffer
+	w := relabel{&b}
+	_, _ = w.Write([]byte("drill: server started, pid 1\n"))
+	_, _ = w.Write([]byte("\rdrill: replayed to 0/3000000"))
+	if b.String() != "extract: server started, pid 1\n\rextract: replayed to 0/3000000" {
+		t.Fatalf("%q", b.String())
+	}
+}
