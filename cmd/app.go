@@ -89,6 +89,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			eventsCommand(),
 			statusCommand(),
 			drillCommand(),
+			extractCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

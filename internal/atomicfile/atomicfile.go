@@ -59,6 +59,29 @@ func (f *File) Commit() error {
 	return SyncDir(filepath.Dir(f.path))
 }
 
+// CommitNew is Commit that never replaces an existing file: the temp file is linked
+// to its final name, and an error wrapping os.ErrExist says that name is taken (the
+// temp file is then removed).
+func (f *File) CommitNew() error {
+	if f.done {
+		return fmt.Errorf("atomicfile: %s already closed", f.path)
+	}
+	f.done = true
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }() // linked or abandoned: the temp name goes
+	if err := f.Sync(); err != nil {
+		_ = f.Close() // best effort: the Sync error is reported
+		return fmt.Errorf("sync %s: %w", f.path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.path, err)
+	}
+	if err := os.Link(tmp, f.path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(f.path))
+}
+
 // Abort removes the temp file. It is safe to call after Commit (then it does nothing).
 func (f *File) Abort() {
 	if f.done {

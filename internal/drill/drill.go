@@ -58,6 +58,11 @@ type Options struct {
 	// OwnerWarning, when set, says what the server's OS user (nil: pgb's own) lacks
 	// to run restore_command, "" if nothing (pgb restore's check of --config).
 	OwnerWarning func(o *restore.Owner) string
+	// AtTarget, when set, runs on the running copy once recovery reached the target,
+	// before the checks (pgb extract dumps tables there); its error fails Run.
+	AtTarget func(ctx context.Context, c *Copy) error
+	// NoChecks skips the checks (connections, amcheck, --check-sql).
+	NoChecks bool
 }
 
 // Run drills rp. The report is returned also on failure, once a drill started: err
@@ -244,6 +249,15 @@ func (d *drill) run(ctx context.Context) error {
 	d.event("recovery reached %s in %.1f s", end.ReplayLSN, d.rep.RTO.ReplaySeconds)
 	if err := d.rpo(ctx, target); err != nil {
 		return err
+	}
+	if d.opt.AtTarget != nil {
+		c := &Copy{Bin: bin, SockDir: d.scratch, Port: d.srv.Port, User: d.user, Promoted: end.Promoted, Target: target.String()}
+		if err := d.opt.AtTarget(ctx, c); err != nil {
+			return err
+		}
+	}
+	if d.opt.NoChecks {
+		return nil
 	}
 	d.runChecks(ctx, bin)
 	for _, c := range d.rep.Checks {
