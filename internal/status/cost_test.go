@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -165,5 +166,28 @@ func BenchmarkStatusOnTenThousandSegments(b *testing.B) {
 		if len(r.Windows) != 1 || r.Summaries.Computed != 0 {
 			b.Fatalf("%+v", r.Summaries)
 		}
+	}
+}
+
+// status with a target lists wal/ once and reads each history file and WAL summary
+// once: restore's check runs on what status gathered, not on a listing of its own.
+func TestStatusOfATargetListsTheArchiveOnce(t *testing.T) {
+	st := mem.New()
+	bigRepo(t, st, 1500, 30)
+	c := &counting{Store: st}
+	at := t0.Add(800 * time.Minute)
+	r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Target: &restore.Target{Kind: restore.ToTime, Time: at, Timeline: "latest", Action: "pause"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Target == nil || !r.Target.Reachable {
+		t.Fatalf("target %+v", r.Target)
+	}
+	// LIST: wal/ (2 pages), backups/ twice, restore-points/. GET: pgb.json, a summary
+	// per backup, the WAL summaries the window needs, read once.
+	wantPages, wantGets := 2+3, 1+30+r.Summaries.Read
+	t.Logf("%d LIST calls (%d pages), %d GET, %d HEAD", c.lists, c.pages, c.gets, c.stats)
+	if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
+		t.Errorf("%d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", c.pages, c.gets, c.stats, wantPages, wantGets)
 	}
 }

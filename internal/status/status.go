@@ -16,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/walsum"
 	"github.com/pgb-project/pgb/internal/window"
 )
 
@@ -122,6 +123,7 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 	for _, d := range g.Damaged {
 		opt.Log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
 	}
+	g.Summary = memoSummaries(g.Summary) // read once, for status and restore's check
 	ws, err := window.Compute(&g.Input)
 	if err != nil {
 		return nil, err
@@ -142,7 +144,7 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 	if opt.Target != nil {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}
-		reach, err := restore.Check(ctx, rp, g.Backups, &t)
+		reach, err := restore.CheckGathered(ctx, rp, g, &t)
 		if errors.Is(err, restore.ErrNoUsableBackup) || errors.Is(err, restore.ErrTimeline) || errors.Is(err, repo.ErrNoRestorePoint) {
 			// No backups at all, a restore point off the followed timeline's history or
 			// unknown, a timeline not in the repository: unreachable, not a failure to
@@ -208,5 +210,23 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 		why, bad := ws.Unusable[b.Name]
 		r.Backups = append(r.Backups, Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
 			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
+	}
+}
+
+// memoSummaries remembers what f returned for each segment, so that the windows
+// status computes and restore's check share their reads.
+func memoSummaries(f func(window.Segment) (*walsum.Summary, error)) func(window.Segment) (*walsum.Summary, error) {
+	type result struct {
+		s   *walsum.Summary
+		err error
+	}
+	seen := map[string]result{}
+	return func(s window.Segment) (*walsum.Summary, error) {
+		if r, ok := seen[s.Name]; ok {
+			return r.s, r.err
+		}
+		sum, err := f(s)
+		seen[s.Name] = result{sum, err}
+		return sum, err
 	}
 }
