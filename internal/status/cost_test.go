@@ -29,6 +29,10 @@ type counting struct {
 
 const pageSize = 1000
 
+// drillReads are the drill records bigRepo makes status read: the newest (failed)
+// and the 5 newest successful ones.
+const drillReads = 6
+
 func (c *counting) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	n := 0
 	err := c.Store.List(ctx, prefix, func(o storage.ObjectInfo) error { n++; return fn(o) })
@@ -79,6 +83,18 @@ func bigRepo(t testing.TB, st storage.Store, segments, backups int) {
 			t.Fatal(err)
 		}
 		if err := rp.PutWALSummary(ctx, f, js); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 40 nightly drills, every third failed, the newest failed: status reads the
+	// newest and the 5 newest successful ones.
+	for i := 0; i < 40; i++ {
+		d := repo.DrillRecord{Started: t0, Finished: t0.Add(time.Duration(i) * time.Hour), OK: i%3 != 0 && i != 39, Backup: "20260101T000000Z",
+			RTO: repo.DrillRTO{RestoreSeconds: 1, ReplaySeconds: 2, TotalSeconds: 3, BytesRestored: 100, BytesReplayed: 200}}
+		if !d.OK {
+			d.Error = "drill failed"
+		}
+		if _, err := rp.PutDrill(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -136,8 +152,9 @@ func TestStatusRequestsAreBounded(t *testing.T) {
 		}
 		walPages := (segments + pageSize - 1) / pageSize
 		// LIST: wal/ (walPages pages), backups/ twice (backups and permanent marks),
-		// restore-points/. GET: pgb.json, one summary per backup, the WAL summaries read.
-		wantPages, wantGets := walPages+3, 1+30+r.Summaries.Read
+		// restore-points/, drills/. GET: pgb.json, one summary per backup, the WAL
+		// summaries read, the newest drill and the 5 newest successful ones.
+		wantPages, wantGets := walPages+4, 1+30+r.Summaries.Read+drillReads
 		t.Logf("%d segments, 30 backups: %d LIST calls (%d pages), %d GET, %d HEAD", segments, c.lists, c.pages, c.gets, c.stats)
 		if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
 			t.Errorf("%d segments: %d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", segments, c.pages, c.gets, c.stats, wantPages, wantGets)
@@ -183,9 +200,9 @@ func TestStatusOfATargetListsTheArchiveOnce(t *testing.T) {
 	if r.Target == nil || !r.Target.Reachable {
 		t.Fatalf("target %+v", r.Target)
 	}
-	// LIST: wal/ (2 pages), backups/ twice, restore-points/. GET: pgb.json, a summary
-	// per backup, the WAL summaries the window needs, read once.
-	wantPages, wantGets := 2+3, 1+30+r.Summaries.Read
+	// LIST: wal/ (2 pages), backups/ twice, restore-points/, drills/. GET: pgb.json, a
+	// summary per backup, the WAL summaries the window needs, read once, the drills.
+	wantPages, wantGets := 2+4, 1+30+r.Summaries.Read+drillReads
 	t.Logf("%d LIST calls (%d pages), %d GET, %d HEAD", c.lists, c.pages, c.gets, c.stats)
 	if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
 		t.Errorf("%d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", c.pages, c.gets, c.stats, wantPages, wantGets)

@@ -39,6 +39,11 @@ type Report struct {
 	RestorePoints    []RestorePoint   `json:"restore_points"`
 	Summaries        Summaries        `json:"summaries"`
 	Target           *TargetReport    `json:"target,omitempty"`
+	// Drills: the last successful drill, a failed one after it, and the warning
+	// when there is none or it is too old (docs/status.md, "Drills").
+	Drills *Drills `json:"drills"`
+	// Warnings are what status warns about (the exit status stays 0).
+	Warnings []string `json:"warnings"`
 }
 
 // NewestWAL is the newest archived segment on the followed timeline's history.
@@ -99,11 +104,15 @@ type Options struct {
 	Now    time.Time
 	Target *restore.Target // nil: no target to check
 	Log    *slog.Logger
+	// DrillMaxAge: a last successful drill older than this is a warning (0:
+	// DefaultDrillMaxAge).
+	DrillMaxAge time.Duration
 }
 
 // Gather builds the report for rp.
 func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
-	r := &Report{Repository: rp.String(), Time: opt.Now.UTC(), Gaps: []window.Gap{}, Timelines: []Timeline{}, Backups: []Backup{}, RestorePoints: []RestorePoint{}}
+	r := &Report{Repository: rp.String(), Time: opt.Now.UTC(), Gaps: []window.Gap{}, Timelines: []Timeline{}, Backups: []Backup{},
+		RestorePoints: []RestorePoint{}, Warnings: []string{}}
 	id, err := rp.Identity(ctx)
 	switch {
 	case err == nil:
@@ -141,6 +150,15 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: reachable})
 	}
+	drills, successes, err := gatherDrills(ctx, rp, opt.Now, opt.DrillMaxAge)
+	if err != nil {
+		return nil, err
+	}
+	r.Drills = drills
+	if drills.Warning != "" {
+		r.Warnings = append(r.Warnings, drills.Warning)
+	}
+	_ = successes // the RTO estimate's
 	if opt.Target != nil {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}

@@ -74,6 +74,7 @@ func (r *Report) Write(w io.Writer) error {
 			}
 		}
 	}
+	r.writeDrills(p, short)
 	if r.SystemIdentifier != "" {
 		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
 	}
@@ -114,6 +115,14 @@ func (r *Report) Write(w io.Writer) error {
 				reach = "  not reachable"
 			}
 			p("  %-24s %s  %s%s", rp.Name, short(rp.Time), rp.LSN, reach)
+		}
+	}
+	for _, x := range r.Warnings {
+		for i, l := range wrap("WARNING: "+x, 78) {
+			if i > 0 {
+				l = "  " + l
+			}
+			p("%s", l)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
