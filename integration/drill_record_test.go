@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,10 +17,14 @@ import (
 type statusDrills struct {
 	Drills struct {
 		LastSuccess *struct {
-			Finished   time.Time `json:"finished"`
-			Backup     string    `json:"backup"`
-			RTOSeconds float64   `json:"rto_seconds"`
-			RPOSeconds *float64  `json:"rpo_seconds"`
+			Finished       time.Time `json:"finished"`
+			Backup         string    `json:"backup"`
+			RTOSeconds     float64   `json:"rto_seconds"`
+			RPOSeconds     *float64  `json:"rpo_seconds"`
+			RestoreSeconds float64   `json:"restore_seconds"`
+			ReplaySeconds  float64   `json:"replay_seconds"`
+			BytesRestored  int64     `json:"bytes_restored"`
+			BytesReplayed  int64     `json:"bytes_replayed"`
 		} `json:"last_success"`
 		LastFailed *struct {
 			Error string `json:"error"`
@@ -27,6 +32,18 @@ type statusDrills struct {
 		Warning string `json:"warning"`
 	} `json:"drills"`
 	Warnings []string `json:"warnings"`
+	Target   *struct {
+		Reachable   bool `json:"reachable"`
+		RTOEstimate *struct {
+			RestoreBytes          int64   `json:"restore_bytes"`
+			WALBytes              int64   `json:"wal_bytes"`
+			RestoreBytesPerSecond float64 `json:"restore_bytes_per_second"`
+			ReplayBytesPerSecond  float64 `json:"replay_bytes_per_second"`
+			TotalSeconds          float64 `json:"total_seconds"`
+			Drills                int     `json:"drills"`
+			Note                  string  `json:"note"`
+		} `json:"rto_estimate"`
+	} `json:"target"`
 }
 
 func drillStatus(t *testing.T, repo string, args ...string) (statusDrills, string) {
@@ -60,7 +77,8 @@ func promValue(t *testing.T, file, metric string) string {
 func TestNightlyDrillIsRecordedAndStatusShowsTheLastSuccessfulOne(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	writingCluster(t, repo)
+	_, last := writingCluster(t, repo)
+	at := last.UTC().Format(time.RFC3339Nano)
 	dir := pgtest.TempDir(t)
 	prom := filepath.Join(dir, "pgb_drill.prom")
 
@@ -68,6 +86,12 @@ func TestNightlyDrillIsRecordedAndStatusShowsTheLastSuccessfulOne(t *testing.T) 
 	if s.Drills.LastSuccess != nil || !strings.Contains(s.Drills.Warning, "no successful drill") || len(s.Warnings) != 1 ||
 		!strings.Contains(text, "Last successful drill: none recorded") || !strings.Contains(text, "WARNING: no successful drill") {
 		t.Fatalf("before any drill: %+v\n%s", s, text)
+	}
+
+	s, text = drillStatus(t, repo, "--at", at)
+	if e := s.Target.RTOEstimate; e == nil || e.Note != "no drill recorded: run pgb drill to measure" || e.TotalSeconds != 0 ||
+		!strings.Contains(text, "no drill recorded: run pgb drill to measure") {
+		t.Fatalf("RTO estimate before any drill: %+v\n%s", s.Target, text)
 	}
 
 	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", filepath.Join(dir, "scratch"), "--prom", prom)
@@ -95,6 +119,27 @@ func TestNightlyDrillIsRecordedAndStatusShowsTheLastSuccessfulOne(t *testing.T) 
 	}
 	t.Logf("pgb status after a drill:\n%s", text)
 
+	// The estimate is the drill's throughput applied to the bytes the target needs.
+	ls := s.Drills.LastSuccess
+	s, text = drillStatus(t, repo, "--at", at)
+	e := s.Target.RTOEstimate
+	if e == nil || e.Note != "" || e.Drills != 1 || e.RestoreBytes <= 0 || e.WALBytes <= 0 {
+		t.Fatalf("RTO estimate after a drill: %+v\n%s", s.Target, text)
+	}
+	restoreRate, replayRate := float64(ls.BytesRestored)/ls.RestoreSeconds, float64(ls.BytesReplayed)/ls.ReplaySeconds
+	want := float64(e.RestoreBytes)/restoreRate + float64(e.WALBytes)/replayRate
+	if !near(e.RestoreBytesPerSecond, restoreRate) || !near(e.ReplayBytesPerSecond, replayRate) || !near(e.TotalSeconds, want) {
+		t.Fatalf("RTO estimate %+v, want %.0f B/s, %.0f B/s, %.3f s from the drill %+v", e, restoreRate, replayRate, want, ls)
+	}
+	if !strings.Contains(text, "RTO estimate: ") || !strings.Contains(text, "(throughput: the last drill on this repository)") {
+		t.Fatalf("status --at after a drill:\n%s", text)
+	}
+	dry := mustPGB(t, "", nil, "restore", "--repo", repo, "--dry-run", "--target-time", at)
+	if !strings.Contains(dry.stdout, "RTO estimate: ") || !strings.Contains(dry.stdout, "nothing was written") {
+		t.Fatalf("restore --dry-run after a drill:\n%s", dry)
+	}
+	t.Logf("pgb status --at %s:\n%s\npgb restore --dry-run:\n%s", at, text, dry.stdout)
+
 	checks := filepath.Join(dir, "checks.sql")
 	if err := os.WriteFile(checks, []byte("SELECT false;\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -120,6 +165,9 @@ func TestNightlyDrillIsRecordedAndStatusShowsTheLastSuccessfulOne(t *testing.T) 
 		t.Fatalf("status after a failed drill:\n%s", text)
 	}
 }
+
+// near says whether a and b agree to a millionth (JSON round trips of floats).
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(math.Abs(a), math.Abs(b)) }
 
 func mustRead(t *testing.T, file string) string {
 	t.Helper()

@@ -97,6 +97,8 @@ type TargetReport struct {
 	Target string `json:"target"`
 	window.Verdict
 	Error string `json:"error,omitempty"`
+	// RTOEstimate is how long recovery to the target would take, when reachable.
+	RTOEstimate *Estimate `json:"rto_estimate,omitempty"`
 }
 
 // Options say what to report.
@@ -158,7 +160,6 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 	if drills.Warning != "" {
 		r.Warnings = append(r.Warnings, drills.Warning)
 	}
-	_ = successes // the RTO estimate's
 	if opt.Target != nil {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}
@@ -179,6 +180,9 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		if reach.Backup != nil {
 			tr.Backup = reach.Backup.Name
+			if tr.Reachable {
+				tr.RTOEstimate = EstimateRTO(successes, reach.Backup.Size, walBetween(reach.Backup.StartLSN, replayEnd(reach.Verdict, reach.Backup, g.SegSize)))
+			}
 		}
 		r.Target = tr
 	}

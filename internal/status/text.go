@@ -140,8 +140,14 @@ func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) 
 		return
 	}
 	p("Target %s: reachable", t.Target)
-	p("  from backup %s, replaying %d segments (%s of WAL, %s stored)", t.Backup, t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
+	p("  from backup %s", t.Backup)
+	p("  replaying %d segments, %s of WAL (%s stored)", t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
 	p("  WAL %s .. %s", t.FromSegment, t.ToSegment)
+	if t.RTOEstimate != nil {
+		for _, l := range t.RTOEstimate.Text("  ") {
+			p("%s", l)
+		}
+	}
 	for _, l := range wrap(t.Note, 76) {
 		p("  %s", l)
 	}
