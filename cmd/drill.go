@@ -100,8 +100,13 @@ func (e *env) drill(c *cli.Context) error {
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: the drill record is durable when written
 	rep, err := drill.Run(ctx, rp, opt)
-	if ctx.Err() != nil {
-		return err // interrupted: proves nothing either way, so nothing is recorded
+	if ctx.Err() != nil { // interrupted: it proved nothing either way, so nothing is recorded
+		if rep != nil {
+			if perr := e.printDrill(c, rep); perr != nil {
+				e.log.Error(perr.Error())
+			}
+		}
+		return err
 	}
 	if rep == nil { // it could not even start (e.g. --scratch not empty): a failed drill all the same
 		now := time.Now().UTC()

@@ -62,3 +62,26 @@ func TestDrillThatCouldNotRunIsRecordedAndItsPromFileSaysFailed(t *testing.T) {
 		}
 	}
 }
+
+// A drill whose record cannot be written says so, and fails: never a silent exit.
+func TestDrillWhoseRecordCannotBeWrittenSaysSo(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := repo.New(st, repo.Options{})
+	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// drills/ cannot be a directory: every record write fails.
+	if err := os.WriteFile(filepath.Join(dir, "drills"), []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := pgb(t, "drill", "--repo", dir)
+	if r.code != exitError || !strings.Contains(r.stderr, "no backups") || !strings.Contains(r.stderr, "was not recorded in the repository") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -177,3 +177,23 @@ func mustRead(t *testing.T, file string) string {
 	}
 	return string(b)
 }
+
+// A drill that passed but could not record its result prints its report, says so and
+// exits 1: cron must not take it for a drill on record.
+func TestDrillThatCannotRecordItsResultPrintsTheReportAndExitsOne(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	if err := os.WriteFile(filepath.Join(repo, "drills"), []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := filepath.Join(pgtest.TempDir(t), "pgb_drill.prom")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--prom", prom)
+	if r.code != 1 || !strings.Contains(r.stdout, "Drill PASSED") || strings.Contains(r.stdout, "Recorded as") ||
+		!strings.Contains(r.stderr, "was not recorded in the repository") {
+		t.Fatalf("pgb drill with drills/ unwritable: %s", r)
+	}
+	if v := promValue(t, prom, "pgb_drill_success"); v != "1" {
+		t.Fatalf("pgb_drill_success %q: the drill itself passed", v)
+	}
+}

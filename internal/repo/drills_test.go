@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -158,4 +159,36 @@ type countingStore struct {
 func (c *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	c.gets++
 	return c.Store.Get(ctx, key, off, n)
+}
+
+// FuzzDrillRecord reads hostile bytes as a drill record under a hostile name: errors
+// are expected; a record returned must be valid and agree with its name.
+func FuzzDrillRecord(f *testing.F) {
+	t0 := time.Date(2026, 12, 1, 3, 0, 1, 0, time.UTC)
+	good, _ := json.Marshal(DrillRecord{Format: 1, Started: t0, Finished: t0, OK: true, Backup: "20261201T030000Z"})
+	f.Add(good, drillKey(t0, "0123456789abcdef", true))
+	f.Add([]byte(`{"format":1,"finished":"2026-12-01T03:00:01Z","error":"x","rpo":{"gap_seconds":-1e309}}`), "drills/20261201T030001.000Z-0123456789abcdef-failed.json")
+	f.Add([]byte(`{}`), "drills/x--ok.json")
+	f.Fuzz(func(t *testing.T, data []byte, key string) {
+		ctx := context.Background()
+		r := New(mem.New(), Options{})
+		_, _, _ = parseDrillKey(key)
+		if storage.ValidKey(key) != nil {
+			return
+		}
+		if err := r.putDoc(ctx, key, data); err != nil {
+			return
+		}
+		d, err := r.ReadDrill(ctx, key)
+		if err != nil {
+			return
+		}
+		if d.Validate() != nil {
+			t.Fatalf("an invalid record was returned: %+v", d)
+		}
+		at, ok, valid := parseDrillKey(key)
+		if !valid || ok != d.OK || !at.Equal(d.Finished.UTC().Truncate(time.Millisecond)) {
+			t.Fatalf("record %+v under %q", d, key)
+		}
+	})
 }
