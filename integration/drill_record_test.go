@@ -197,3 +197,30 @@ func TestDrillThatCannotRecordItsResultPrintsTheReportAndExitsOne(t *testing.T) 
 		t.Fatalf("pgb_drill_success %q: the drill itself passed", v)
 	}
 }
+
+// The same on S3 (versitygw): the drill record is written with the store's own
+// "only if absent", and status reads it back.
+func TestDrillOnS3IsRecordedAndStatusShowsIt(t *testing.T) {
+	pgtest.Require(t)
+	sel, _ := s3Repo(t, 0, "")
+	c := archivingClusterWith(t, sel)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), append([]string{"backup-push", "--fast"}, sel...)...)
+	c.GenerateWAL(t, 1)
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+	prom := filepath.Join(pgtest.TempDir(t), "pgb_drill.prom")
+	r := mustPGB(t, "", nil, append([]string{"drill", "--prom", prom}, sel...)...)
+	if !strings.Contains(r.stdout, "Recorded as drills/") || promValue(t, prom, "pgb_drill_success") != "1" {
+		t.Fatalf("pgb drill on S3: %s\n%s", r, mustRead(t, prom))
+	}
+	st := mustPGB(t, "", nil, append([]string{"status", "--json"}, sel...)...)
+	var s statusDrills
+	if err := json.Unmarshal([]byte(st.stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Drills.LastSuccess == nil || s.Drills.LastSuccess.RTOSeconds <= 0 || len(s.Warnings) != 0 {
+		t.Fatalf("pgb status on S3 after a drill: %s", st)
+	}
+}
