@@ -111,7 +111,7 @@ func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillM
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
-	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, DrillMaxAge: drillMaxAge})
+	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge})
 	if err != nil {
 		return err
 	}

@@ -61,7 +61,7 @@ func TestStatusRequestsOnS3(t *testing.T) {
 	cnt.mu.Lock()
 	cnt.on = true
 	cnt.mu.Unlock()
-	r, err := Gather(context.Background(), repo.New(st, repo.Options{}), Options{Now: time.Now()})
+	r, err := Gather(context.Background(), repo.New(st, repo.Options{}), Options{Now: time.Now(), Drills: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ func TestStatusRequestsAreBounded(t *testing.T) {
 		st := mem.New()
 		bigRepo(t, st, segments, 30)
 		c := &counting{Store: st}
-		r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now()})
+		r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Drills: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +176,7 @@ func BenchmarkStatusOnTenThousandSegments(b *testing.B) {
 	rp := repo.New(fsst, repo.Options{})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r, err := Gather(context.Background(), rp, Options{Now: time.Now()})
+		r, err := Gather(context.Background(), rp, Options{Now: time.Now(), Drills: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func TestStatusOfATargetListsTheArchiveOnce(t *testing.T) {
 	bigRepo(t, st, 1500, 30)
 	c := &counting{Store: st}
 	at := t0.Add(800 * time.Minute)
-	r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Target: &restore.Target{Kind: restore.ToTime, Time: at, Timeline: "latest", Action: "pause"}})
+	r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Drills: true, Target: &restore.Target{Kind: restore.ToTime, Time: at, Timeline: "latest", Action: "pause"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestStatusShowsTheDrills(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rp := repo.New(mem.New(), repo.Options{})
 			tc.drills(rp)
-			r, err := Gather(context.Background(), rp, Options{Now: now, DrillMaxAge: tc.maxAge})
+			r, err := Gather(context.Background(), rp, Options{Now: now, Drills: true, DrillMaxAge: tc.maxAge})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,5 +79,20 @@ func TestStatusShowsTheDrills(t *testing.T) {
 				t.Errorf("warnings %q, want %q\n%s", r.Warnings, tc.warning, text)
 			}
 		})
+	}
+}
+
+// A drill's own look at the window (status.Gather without Drills) reads no drill
+// record: drills/ is not even listed.
+func TestGatherWithoutDrillsReadsNoDrillRecord(t *testing.T) {
+	st := mem.New()
+	bigRepo(t, st, 10, 1)
+	c := &counting{Store: st}
+	r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Drills != nil || c.lists != 4 || c.gets != 1+1+r.Summaries.Read {
+		t.Fatalf("drills %+v; %d lists, %d gets", r.Drills, c.lists, c.gets)
 	}
 }

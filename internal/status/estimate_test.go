@@ -51,7 +51,7 @@ func TestStatusOfATargetEstimatesTheRTOFromTheDrills(t *testing.T) {
 	st := mem.New()
 	bigRepo(t, st, 300, 3) // drills: 100 B restored in 1 s, 200 B replayed in 2 s
 	at := t0.Add(250 * time.Minute)
-	r, err := Gather(context.Background(), repo.New(st, repo.Options{}), Options{Now: time.Now(),
+	r, err := Gather(context.Background(), repo.New(st, repo.Options{}), Options{Now: time.Now(), Drills: true,
 		Target: &restore.Target{Kind: restore.ToTime, Time: at, Timeline: "latest", Action: "pause"}})
 	if err != nil {
 		t.Fatal(err)

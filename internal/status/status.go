@@ -41,7 +41,7 @@ type Report struct {
 	Target           *TargetReport    `json:"target,omitempty"`
 	// Drills: the last successful drill, a failed one after it, and the warning
 	// when there is none or it is too old (docs/status.md, "Drills").
-	Drills *Drills `json:"drills"`
+	Drills *Drills `json:"drills,omitempty"`
 	// Warnings are what status warns about (the exit status stays 0).
 	Warnings []string `json:"warnings"`
 }
@@ -106,6 +106,10 @@ type Options struct {
 	Now    time.Time
 	Target *restore.Target // nil: no target to check
 	Log    *slog.Logger
+	// Drills: read the drill records (the last successful drill, the warning, the
+	// RTO estimate of a target). pgb status does; a drill's own look at the window
+	// does not.
+	Drills bool
 	// DrillMaxAge: a last successful drill older than this is a warning (0:
 	// DefaultDrillMaxAge).
 	DrillMaxAge time.Duration
@@ -152,13 +156,16 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: reachable})
 	}
-	drills, successes, err := gatherDrills(ctx, rp, opt.Now, opt.DrillMaxAge)
-	if err != nil {
-		return nil, err
-	}
-	r.Drills = drills
-	if drills.Warning != "" {
-		r.Warnings = append(r.Warnings, drills.Warning)
+	var successes []*repo.DrillRecord
+	if opt.Drills {
+		drills, ok, err := gatherDrills(ctx, rp, opt.Now, opt.DrillMaxAge)
+		if err != nil {
+			return nil, err
+		}
+		r.Drills, successes = drills, ok
+		if drills.Warning != "" {
+			r.Warnings = append(r.Warnings, drills.Warning)
+		}
 	}
 	if opt.Target != nil {
 		t := *opt.Target
@@ -180,7 +187,7 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		if reach.Backup != nil {
 			tr.Backup = reach.Backup.Name
-			if tr.Reachable {
+			if tr.Reachable && opt.Drills {
 				tr.RTOEstimate = EstimateRTO(successes, reach.Backup.Size, walBetween(reach.Backup.StartLSN, replayEnd(reach.Verdict, reach.Backup, g.SegSize)))
 			}
 		}
