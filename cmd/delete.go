@@ -135,6 +135,10 @@ func printDeletePlan(w io.Writer, res retention.Result) {
 		}
 		_, _ = fmt.Fprintf(w, "%s %d WAL file(s), %s to %s (%s)\n", verb, n, res.WAL[0].Name, res.WAL[n-1].Name, human(size))
 	}
+	if n := len(res.Drills); n > 0 {
+		_, _ = fmt.Fprintf(w, "%s %d drill record(s), %s to %s (keeping the newest %d and the newest successful one)\n", verb, n,
+			res.Drills[0].Finished.UTC().Format(time.RFC3339), res.Drills[n-1].Finished.UTC().Format(time.RFC3339), retention.KeepDrills)
+	}
 	permanent := 0
 	for _, b := range res.Keep {
 		if b.Permanent {

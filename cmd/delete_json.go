@@ -21,7 +21,10 @@ type deleteJSON struct {
 	Kept          []deleteBackupJSON     `json:"kept"`
 	RestorePoints []deleteRestorePoint   `json:"restore_points"`
 	WAL           deleteWALJSON          `json:"wal"`
-	BytesFreed    int64                  `json:"bytes_freed"` // would be freed, in a dry run
+	// DrillRecords counts the drill records deleted (would be): all but the newest
+	// retention.KeepDrills and the newest successful one.
+	DrillRecords int   `json:"drill_records"`
+	BytesFreed   int64 `json:"bytes_freed"` // would be freed, in a dry run
 	// Window is what remains recoverable: from the end of the oldest kept backup to
 	// the last archived WAL; null when the repository has no backup.
 	Window *deleteWindowJSON `json:"window"`
@@ -80,7 +83,7 @@ func deleteBackups(bs []retention.Backup) []deleteBackupJSON {
 func printDeleteJSON(w io.Writer, res retention.Result) {
 	doc := deleteJSON{DryRun: !res.Deleted, Deleted: res.Deleted, Backups: deleteBackups(res.Delete),
 		Unfinished: []deleteUnfinishedJSON{}, Kept: deleteBackups(res.Keep), RestorePoints: []deleteRestorePoint{},
-		BytesFreed: res.Bytes}
+		BytesFreed: res.Bytes, DrillRecords: len(res.Drills)}
 	for _, b := range res.Unfinished {
 		doc.Unfinished = append(doc.Unfinished, deleteUnfinishedJSON{Name: b.Name, Objects: b.Objects, StoredSize: b.Size})
 	}

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/drill"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 )
 
@@ -38,9 +40,14 @@ func drillCommand() *cli.Command {
 			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +
 			"comments between statements are skipped. Each runs in database postgres and passes when it\n" +
 			"returns a row whose first column is not false or NULL.\n\n" +
+			"Every drill that ran or tried to (passed, failed, or unable to run) is recorded in the repository,\n" +
+			"last (drills/); an interrupted one is not. --prom FILE writes pgb_drill_success, _timestamp_seconds,\n" +
+			"_last_success_timestamp_seconds, _rto_seconds, … for node_exporter's textfile collector,\n" +
+			"atomically, also when the drill failed (docs/drill.md).\n\n" +
 			"Exit status: 0 the target was reached and every check passed; 3 the drill ran and failed\n" +
 			"(recovery stopped short, timed out, or a check failed: the report says which); 1 the drill\n" +
-			"could not run; 255 a usage error; 130/143 interrupted (after cleaning up).",
+			"could not run, or its record could not be written; 255 a usage error; 130/143 interrupted\n" +
+			"(after cleaning up).",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.StringFlag{Name: "target", Usage: "recover to `TARGET`: latest (the end of the archive), a timestamp, an LSN (X/Y) or a restore point's name"},
 			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
@@ -53,6 +60,7 @@ func drillCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},
 			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE`"},
+			&cli.StringFlag{Name: "prom", Usage: "also write the result as Prometheus metrics to `FILE` (textfile collector; written atomically, also when the drill fails)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error { return e.drill(c) }),
 	}
@@ -90,13 +98,35 @@ func (e *env) drill(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = rp.Close() }() // releases connections only: a drill writes nothing to the repository
+	defer func() { _ = rp.Close() }() // releases connections only: the drill record is durable when written
 	rep, err := drill.Run(ctx, rp, opt)
-	if rep == nil {
+	if ctx.Err() != nil { // interrupted: it proved nothing either way, so nothing is recorded
+		if rep != nil {
+			if perr := e.printDrill(c, rep); perr != nil {
+				e.log.Error(perr.Error())
+			}
+		}
 		return err
 	}
-	if perr := e.printDrill(c, rep); perr != nil && err == nil {
-		err = perr
+	if rep == nil { // it could not even start (e.g. --scratch not empty): a failed drill all the same
+		now := time.Now().UTC()
+		rep = &drill.Report{Started: now, Finished: now, Error: err.Error(), Checks: []drill.CheckResult{}, Warnings: []string{}}
+	}
+	// Recorded last, once the report is complete, passed or failed; a drill whose
+	// record could not be written prints its report and fails.
+	rerr := drill.Save(ctx, rp, rep, c.App.Version)
+	if f := c.String("prom"); f != "" {
+		if perr := e.writeProm(ctx, f, rp, rep); perr != nil && rerr == nil {
+			rerr = perr
+		}
+	}
+	if perr := e.printDrill(c, rep); perr != nil && rerr == nil {
+		rerr = perr
+	}
+	if err == nil {
+		err = rerr
+	} else if rerr != nil {
+		e.log.Error(rerr.Error())
 	}
 	if errors.Is(err, drill.ErrFailed) {
 		return withCode(exitDrillFailed, err)
@@ -117,6 +147,33 @@ func (e *env) printDrill(c *cli.Context, rep *drill.Report) error {
 		return nil // no backup chosen: the error line says it all
 	}
 	return rep.Write(e.stdout)
+}
+
+// writeProm writes the --prom file: the drill's metrics, with the repository's newest
+// successful drill when this one failed.
+func (e *env) writeProm(ctx context.Context, file string, rp *repo.Repo, rep *drill.Report) error {
+	p := drill.Prom{Repo: rp.String()}
+	var rerr error
+	if !rep.OK {
+		d, err := rp.RecentDrills(ctx, 1)
+		if err != nil {
+			rerr = fmt.Errorf("--prom %s: the last successful drill could not be read (written as 0): %w", file, err)
+		} else if last := d.LastSuccess(); last != nil {
+			p.LastSuccess = &last.Finished
+		}
+	}
+	f, err := atomicfile.Create(file, 0o644)
+	if err != nil {
+		return fmt.Errorf("--prom %s: %w", file, err)
+	}
+	defer f.Abort()
+	if err := drill.WriteProm(f, rep, p); err != nil {
+		return fmt.Errorf("--prom %s: %w", file, err)
+	}
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("--prom %s: %w", file, err)
+	}
+	return rerr
 }
 
 // writeReport writes rep as JSON to file, whole or not at all.

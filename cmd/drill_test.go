@@ -1,10 +1,15 @@
 package cmd
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage/fs"
 )
 
 // A drill that cannot choose a backup says why in one line on stderr, prints no
@@ -18,5 +23,65 @@ func TestDrillOfAnEmptyRepositorySaysSoInOneLine(t *testing.T) {
 	}
 	if _, err := os.Stat(scratch); !os.IsNotExist(err) {
 		t.Fatalf("scratch dir left: %v", err)
+	}
+}
+
+// A drill that could not run (no backup in a repository that pgb archives into) is
+// recorded as failed, and its --prom file says success 0: that is when monitoring
+// needs it.
+func TestDrillThatCouldNotRunIsRecordedAndItsPromFileSaysFailed(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	dir, prom := t.TempDir(), filepath.Join(t.TempDir(), "pgb_drill.prom")
+	st, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := repo.New(st, repo.Options{})
+	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r := pgb(t, "drill", "--repo", dir, "--prom", prom)
+	if r.code != exitError || !strings.Contains(r.stderr, "no backups") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	d, err := rp.RecentDrills(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Last == nil || d.Last.OK || !strings.Contains(d.Last.Error, "no backups") || d.LastSuccess() != nil || d.Last.Version != "test" {
+		t.Fatalf("record %+v", d.Last)
+	}
+	b, err := os.ReadFile(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\npgb_drill_success{repo=\"file://" + dir + "\"} 0\n", "\npgb_drill_last_success_timestamp_seconds{repo=\"file://" + dir + "\"} 0\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("prom file lacks %q:\n%s", want, b)
+		}
+	}
+}
+
+// A drill whose record cannot be written says so, and fails: never a silent exit.
+func TestDrillWhoseRecordCannotBeWrittenSaysSo(t *testing.T) {
+	isolate(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := repo.New(st, repo.Options{})
+	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// drills/ cannot be a directory: every record write fails.
+	if err := os.WriteFile(filepath.Join(dir, "drills"), []byte("in the way"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := pgb(t, "drill", "--repo", dir)
+	if r.code != exitError || !strings.Contains(r.stderr, "no backups") || !strings.Contains(r.stderr, "was not recorded in the repository") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

@@ -49,7 +49,11 @@ func restoreCommand() *cli.Command {
 			"configured recovery target was reached\"). For the newest state there is, give no target: restore\n" +
 			"to the end of the archive. --target-beyond-archive accepts a target after the last archived\n" +
 			"commit only for WAL that will be archived before replay gets there: recovery does not wait for\n" +
-			"it (wal-fetch reports a segment not archived yet as the end of the archive).",
+			"it (wal-fetch reports a segment not archived yet as the end of the archive).\n\n" +
+			"--dry-run writes nothing: it chooses the backup and checks the target as above (and --pgdata, if\n" +
+			"given), then prints the backup, the WAL to replay and an RTO estimate from the restore and replay\n" +
+			"throughput the newest successful pgb drill runs measured on this repository (the median of the\n" +
+			"last 5), or says that no drill is recorded.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := parseTarget(c)
@@ -101,6 +105,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.BoolFlag{Name: "target-beyond-archive", Usage: "accept a time or LSN target after the last archived commit, for WAL that will be archived before replay gets there (recovery does not wait: a segment not archived when it is asked for ends recovery); to recover as far as the archive goes, give no target"},
 		&cli.StringFlag{Name: "target-action", Value: "pause", Usage: "at the target: pause, promote or shutdown"},
 		&cli.StringFlag{Name: "target-timeline", Value: "latest", Usage: "timeline to follow: latest, current or a number"},
+		&cli.BoolFlag{Name: "dry-run", Usage: "write nothing: say which backup and WAL the restore would use and estimate how long recovery takes, from the throughput pgb drill measured"},
 		&cli.StringFlag{Name: "archive-mode", Value: "off", Usage: "archive_mode of the restored cluster: off (the default: a drill or a copy never archives into the source's repository) or preserve (this copy is the new primary: it archives as the source did once promoted)"},
 	)
 }
@@ -174,6 +179,9 @@ func parseTarget(c *cli.Context) (restore.Target, error) {
 // restore restores backup name ("" = choose) into dir; t nil means files only.
 func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error {
 	ctx := c.Context
+	if t != nil && c.Bool("dry-run") {
+		return e.restoreDryRun(c, name, dir, t)
+	}
 	if dir == "" {
 		return usagef("restore needs the target directory: --pgdata DIR")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -33,6 +34,9 @@ func statusCommand() *cli.Command {
 			"first backup, in a gap, after the last archived commit) and the nearest reachable points.\n" +
 			"An xid's commit is not looked up: --xid is never refused on the xids around it, and says so.\n" +
 			"restore runs the very same check. --json prints the report as JSON (docs/status.md).\n\n" +
+			"It shows the last successful pgb drill (when, backup, RTO, RPO) and the last drill if it failed\n" +
+			"after that, and warns when no drill succeeded or the last success is older than --drill-max-age\n" +
+			"(a warning line, and \"warnings\" in --json: the exit status stays 0).\n\n" +
 			"Exit status: 0 the window is shown (and the target, if given, is reachable); 2 nothing is\n" +
 			"recoverable, or the target cannot be reached (an unknown restore point, one off the followed\n" +
 			"timeline); 1 the repository could not be read; 255 usage.",
@@ -44,13 +48,18 @@ func statusCommand() *cli.Command {
 			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)? (its commit is not looked up)"},
 			&cli.BoolFlag{Name: "exclusive", Usage: "the target is to stop just before the point (as restore --target-exclusive)"},
 			&cli.StringFlag{Name: "timeline", Value: "latest", Usage: "the timeline to follow: latest or a number (as restore --target-timeline)"},
+			&cli.StringFlag{Name: "drill-max-age", Value: "8d", Usage: "warn when the last successful pgb drill is older than `AGE` (e.g. 8d, 36h)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			t, err := statusTarget(c)
 			if err != nil {
 				return err
 			}
-			return e.status(c.Context, t, c.Bool("json"))
+			maxAge, err := parseAge(c.String("drill-max-age"))
+			if err != nil {
+				return usagef("--drill-max-age %q: %v", c.String("drill-max-age"), err)
+			}
+			return e.status(c.Context, t, c.Bool("json"), maxAge)
 		}),
 	}
 }
@@ -80,13 +89,29 @@ func statusTarget(c *cli.Context) (*restore.Target, error) {
 	return &t, nil
 }
 
-func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool) error {
+// parseAge reads an age: a number of days (8d) or a Go duration (36h, 90m).
+func parseAge(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		d, err := strconv.ParseUint(n, 10, 16)
+		if err != nil || d == 0 {
+			return 0, fmt.Errorf("want a positive number of days (8d) or a duration (36h)")
+		}
+		return time.Duration(d) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want a positive number of days (8d) or a duration (36h)")
+	}
+	return d, nil
+}
+
+func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) error {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
-	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log})
+	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge})
 	if err != nil {
 		return err
 	}

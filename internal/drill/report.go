@@ -25,6 +25,8 @@ type Report struct {
 	Checks   []CheckResult `json:"checks"`
 	Warnings []string      `json:"warnings"`
 	Kept     *Kept         `json:"kept,omitempty"`
+	// Record is the key of the drill's record in the repository, once written.
+	Record string `json:"record,omitempty"`
 }
 
 // BackupUsed is the backup the drill restored.
@@ -154,6 +156,9 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	for _, x := range r.Warnings {
 		p("warning: %s", x)
+	}
+	if r.Record != "" {
+		p("Recorded as %s", r.Record)
 	}
 	if k := r.Kept; k != nil {
 		p("Kept running (pid %d): %s", k.Pid, k.Connect)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -18,6 +19,7 @@ func FuzzDocuments(f *testing.F) {
 	f.Add([]byte(`{"format":1,"name":"20260101T000000Z","files":[{"path_base64":"//8="}],"parts":[{"n":1}]}`))
 	f.Add([]byte(`{"name":"b","file_count":-1,"part_count":99}`))
 	f.Add([]byte("PGB\x00\x02\x00\x00\x00"))
+	f.Add([]byte(`{"format":1,"started":"2026-12-01T03:00:00Z","finished":"2026-12-01T03:00:01Z","ok":true,"backup":"b","rto":{"total_seconds":1e308}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := context.Background()
 		st := mem.New()
@@ -32,7 +34,10 @@ func FuzzDocuments(f *testing.F) {
 		put(backupLockKey, data)
 		put(ManifestKey("raw"), data)
 		put(restorePointKey("raw"), data)
-		for _, key := range []string{ManifestKey(name), SummaryKey(name), restorePointKey("sealed"), PermanentKey(name), RelMapKey(name)} {
+		at := time.Date(2026, 12, 1, 3, 0, 1, 0, time.UTC)
+		put(drillKey(at, "00000000000000ff", true), data)
+		for _, key := range []string{ManifestKey(name), SummaryKey(name), restorePointKey("sealed"), PermanentKey(name), RelMapKey(name),
+			drillKey(at, "0000000000000001", true), drillKey(at, "0000000000000002", false)} {
 			if err := r.putDoc(ctx, key, data); err != nil {
 				t.Fatal(err)
 			}
@@ -49,5 +54,12 @@ func FuzzDocuments(f *testing.F) {
 		_, _ = r.ListRestorePoints(ctx)
 		_, _ = r.PermanentBackups(ctx)
 		_, _ = r.ReadRelMap(ctx, name)
+		if d, err := r.RecentDrills(ctx, 5); err == nil {
+			for _, x := range append(d.Successes, d.Last) {
+				if x != nil && x.Validate() != nil {
+					t.Fatalf("a record that fails validation was returned: %+v", x)
+				}
+			}
+		}
 	})
 }

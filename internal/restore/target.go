@@ -113,7 +113,7 @@ var ErrBeyondArchive = errors.New("the target is beyond the archived WAL")
 // It refuses a target past the newest archived WAL. A target transaction id in the
 // 32-bit form is resolved to the full one (see FullXID).
 func Choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string) (*repo.Summary, error) {
-	m, _, err := choose(ctx, rp, backups, t, name)
+	m, _, err := choose(ctx, rp, backups, t, name, nil)
 	return m, err
 }
 
@@ -129,7 +129,18 @@ type Reach struct {
 // is returned only when the repository cannot be read or the target makes no sense
 // (an unknown restore point or timeline).
 func Check(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target) (*Reach, error) {
-	m, r, err := choose(ctx, rp, backups, t, "")
+	return check(ctx, rp, backups, t, nil)
+}
+
+// CheckGathered is Check on what window.Gather already read of rp — the listing of
+// wal/, the history files, and the WAL summaries through g.Summary — so that pgb
+// status --at lists and reads the archive once, not twice.
+func CheckGathered(ctx context.Context, rp *repo.Repo, g *window.Repository, t *Target) (*Reach, error) {
+	return check(ctx, rp, g.Backups, t, g)
+}
+
+func check(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, g *window.Repository) (*Reach, error) {
+	m, r, err := choose(ctx, rp, backups, t, "", g)
 	if r == nil {
 		return nil, err
 	}
@@ -144,20 +155,31 @@ func Check(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targe
 // before the first usable backup, or in a gap.
 var ErrUnreachable = errors.New("the target cannot be reached")
 
-func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string) (*repo.Summary, *Reach, error) {
+// choose is Choose and Check; g, when not nil, is what window.Gather read of the
+// archive (used instead of reading it again when its segment size is restore's).
+func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Target, name string, g *window.Repository) (*repo.Summary, *Reach, error) {
 	if len(backups) == 0 {
 		return nil, nil, fmt.Errorf("%w: the repository %s has no backups (take one with pgb backup-push)", ErrNoUsableBackup, rp)
 	}
 	if t.filesOnly {
 		return chooseFiles(backups, name)
 	}
-	arch, err := scanArchive(ctx, rp, segSize(backups))
-	if err != nil {
-		return nil, nil, err
+	if g != nil && g.SegSize != segSize(backups) {
+		g = nil
 	}
-	tls, err := readTimelines(ctx, rp, arch, backups)
-	if err != nil {
-		return nil, nil, err
+	var arch *archive
+	var tls *timelines
+	var err error
+	if g != nil {
+		arch = archiveOf(g)
+		tls = timelinesOf(g, arch, backups)
+	} else {
+		if arch, err = scanArchive(ctx, rp, segSize(backups)); err != nil {
+			return nil, nil, err
+		}
+		if tls, err = readTimelines(ctx, rp, arch, backups); err != nil {
+			return nil, nil, err
+		}
 	}
 	tli, err := tls.target(t.Timeline)
 	if err != nil {
@@ -173,7 +195,11 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		// Pin what was checked: PostgreSQL's own "latest" could see another timeline.
 		t.Timeline = strconv.FormatUint(uint64(tli), 10)
 	}
-	ws, err := windows(ctx, rp, arch, tls, backups, tli)
+	var summary func(window.Segment) (*walsum.Summary, error)
+	if g != nil {
+		summary = g.Summary
+	}
+	ws, err := windows(ctx, rp, arch, tls, backups, tli, summary)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -223,7 +249,7 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		w := ws
 		if tli == 0 {
 			if w = ownWindows[m.Timeline]; w == nil {
-				if w, err = windows(ctx, rp, arch, tls, backups, m.Timeline); err != nil {
+				if w, err = windows(ctx, rp, arch, tls, backups, m.Timeline, summary); err != nil {
 					return "", false, err
 				}
 				ownWindows[m.Timeline] = w
@@ -372,15 +398,37 @@ func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, 
 
 // windows computes the recoverable windows along timeline tli (0: the newest), reading
 // WAL summaries through the repository's cache.
-func windows(ctx context.Context, rp *repo.Repo, a *archive, tls *timelines, backups []*repo.Summary, tli uint32) (*window.Windows, error) {
+// summary, when not nil, reads the summaries instead of a new cache over rp.
+func windows(ctx context.Context, rp *repo.Repo, a *archive, tls *timelines, backups []*repo.Summary, tli uint32,
+	summary func(window.Segment) (*walsum.Summary, error)) (*window.Windows, error) {
 	in := &window.Input{SegSize: segSize(backups), Backups: backups, Segments: map[uint32][]window.Segment{}, History: tls.history, Timeline: tli}
 	for t, segs := range a.segs {
 		for _, sg := range segs {
 			in.Segments[t] = append(in.Segments[t], window.Segment{Name: sg.name, Timeline: t, SegNo: sg.segNo, Size: sg.size, Stored: sg.storedAt})
 		}
 	}
-	in.Summary = window.SummaryFrom(ctx, walsum.NewCache(rp, in.SegSize, nil))
+	in.Summary = summary
+	if in.Summary == nil {
+		in.Summary = window.SummaryFrom(ctx, walsum.NewCache(rp, in.SegSize, nil))
+	}
 	return window.Compute(in)
+}
+
+// archiveOf is what scanArchive would find, from what window.Gather listed.
+func archiveOf(g *window.Repository) *archive {
+	a := &archive{segs: map[uint32][]segRef{}, histories: g.Histories}
+	for tli, segs := range g.Segments {
+		for _, o := range segs {
+			a.segs[tli] = append(a.segs[tli], segRef{name: o.Name, segNo: o.SegNo, storedAt: o.Stored, size: o.Size})
+			if order(o.Name) > order(a.newest) {
+				a.newest = o.Name
+			}
+			if a.stored == "" || o.Stored.After(a.storedAt) {
+				a.stored, a.storedAt = o.Name, o.Stored
+			}
+		}
+	}
+	return a
 }
 
 // windowTarget is t as the window check takes it; false for targets it does not check

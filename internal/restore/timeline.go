@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/window"
 )
 
 // ErrTimeline means the timelines in the repository do not allow the restore as
@@ -31,6 +32,24 @@ type timelines struct {
 	storedAt map[uint32]time.Time          // when its .history object was stored
 	segs     map[uint32][]segRef           // archived segments per timeline
 	known    map[uint32]bool               // timelines with a history, a segment or a backup
+}
+
+// timelinesOf is what readTimelines would find, from the history files window.Gather
+// read and parsed.
+func timelinesOf(g *window.Repository, a *archive, backups []*repo.Summary) *timelines {
+	ts := &timelines{history: map[uint32][]wal.TimelineSpan{}, storedAt: map[uint32]time.Time{}, segs: a.segs, known: map[uint32]bool{}}
+	for tli := range a.segs {
+		ts.known[tli] = true
+	}
+	for _, m := range backups {
+		ts.known[m.Timeline] = true
+	}
+	for tli, o := range g.Histories {
+		if spans, ok := g.History[tli]; ok {
+			ts.history[tli], ts.storedAt[tli], ts.known[tli] = spans, o.Stored, true
+		}
+	}
+	return ts
 }
 
 // readTimelines reads every archived .history file (through its envelope, bounded).

@@ -27,7 +27,10 @@ type Result struct {
 	// Unfinished are backups whose delete was interrupted (their manifest is gone,
 	// their summary still there): a confirmed delete finishes them.
 	Unfinished []repo.IncompleteBackup
-	Deleted    bool // the plan was carried out
+	// Drills are the drill records beyond the newest KeepDrills (the newest
+	// successful one is kept too).
+	Drills  []repo.DrillKey
+	Deleted bool // the plan was carried out
 }
 
 // Load reads what planning needs from the repository. A backup written by a newer
@@ -67,8 +70,9 @@ func Load(ctx context.Context, r *repo.Repo, log *slog.Logger) (Input, error) {
 // interrupt and that a rerun finishes: each backup's manifest first (the backup
 // disappears), then its parts and its summary; then the restore points outside the new
 // window; then WAL, oldest first, in batches where the store deletes in batches
-// (each batch after the one before it is done). Backups whose delete was interrupted are finished
-// first.
+// (each batch after the one before it is done); last the drill records beyond the
+// newest KeepDrills (but the newest successful one). Backups whose delete was
+// interrupted are finished first.
 func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err error) {
 	if !opt.Policy.Set() {
 		return res, ErrNoPolicy
@@ -102,6 +106,9 @@ func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err err
 			res.Bytes += b.Size
 		}
 	}
+	if res.Drills, err = oldDrills(ctx, r); err != nil {
+		return res, err
+	}
 	if !opt.Confirm {
 		return res, nil
 	}
@@ -129,7 +136,10 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 			return err
 		}
 	}
-	return r.DeleteWALs(ctx, res.WAL)
+	if err := r.DeleteWALs(ctx, res.WAL); err != nil {
+		return err
+	}
+	return r.DeleteDrills(ctx, res.Drills)
 }
 
 // Garbage is what interrupted writes left behind.

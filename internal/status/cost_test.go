@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -27,6 +28,10 @@ type counting struct {
 }
 
 const pageSize = 1000
+
+// drillReads are the drill records bigRepo makes status read: the newest (failed)
+// and the 5 newest successful ones.
+const drillReads = 6
 
 func (c *counting) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	n := 0
@@ -81,6 +86,18 @@ func bigRepo(t testing.TB, st storage.Store, segments, backups int) {
 			t.Fatal(err)
 		}
 	}
+	// 40 nightly drills, every third failed, the newest failed: status reads the
+	// newest and the 5 newest successful ones.
+	for i := 0; i < 40; i++ {
+		d := repo.DrillRecord{Started: t0, Finished: t0.Add(time.Duration(i) * time.Hour), OK: i%3 != 0 && i != 39, Backup: "20260101T000000Z",
+			RTO: repo.DrillRTO{RestoreSeconds: 1, ReplaySeconds: 2, TotalSeconds: 3, BytesRestored: 100, BytesReplayed: 200}}
+		if !d.OK {
+			d.Error = "drill failed"
+		}
+		if _, err := rp.PutDrill(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < backups; i++ {
 		n := uint64(2 + i*segments/backups)
 		at := t0.Add(time.Duration(n) * time.Minute)
@@ -126,7 +143,7 @@ func TestStatusRequestsAreBounded(t *testing.T) {
 		st := mem.New()
 		bigRepo(t, st, segments, 30)
 		c := &counting{Store: st}
-		r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now()})
+		r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Drills: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,8 +152,9 @@ func TestStatusRequestsAreBounded(t *testing.T) {
 		}
 		walPages := (segments + pageSize - 1) / pageSize
 		// LIST: wal/ (walPages pages), backups/ twice (backups and permanent marks),
-		// restore-points/. GET: pgb.json, one summary per backup, the WAL summaries read.
-		wantPages, wantGets := walPages+3, 1+30+r.Summaries.Read
+		// restore-points/, drills/. GET: pgb.json, one summary per backup, the WAL
+		// summaries read, the newest drill and the 5 newest successful ones.
+		wantPages, wantGets := walPages+4, 1+30+r.Summaries.Read+drillReads
 		t.Logf("%d segments, 30 backups: %d LIST calls (%d pages), %d GET, %d HEAD", segments, c.lists, c.pages, c.gets, c.stats)
 		if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
 			t.Errorf("%d segments: %d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", segments, c.pages, c.gets, c.stats, wantPages, wantGets)
@@ -158,12 +176,35 @@ func BenchmarkStatusOnTenThousandSegments(b *testing.B) {
 	rp := repo.New(fsst, repo.Options{})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		r, err := Gather(context.Background(), rp, Options{Now: time.Now()})
+		r, err := Gather(context.Background(), rp, Options{Now: time.Now(), Drills: true})
 		if err != nil {
 			b.Fatal(err)
 		}
 		if len(r.Windows) != 1 || r.Summaries.Computed != 0 {
 			b.Fatalf("%+v", r.Summaries)
 		}
+	}
+}
+
+// status with a target lists wal/ once and reads each history file and WAL summary
+// once: restore's check runs on what status gathered, not on a listing of its own.
+func TestStatusOfATargetListsTheArchiveOnce(t *testing.T) {
+	st := mem.New()
+	bigRepo(t, st, 1500, 30)
+	c := &counting{Store: st}
+	at := t0.Add(800 * time.Minute)
+	r, err := Gather(context.Background(), repo.New(c, repo.Options{}), Options{Now: time.Now(), Drills: true, Target: &restore.Target{Kind: restore.ToTime, Time: at, Timeline: "latest", Action: "pause"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Target == nil || !r.Target.Reachable {
+		t.Fatalf("target %+v", r.Target)
+	}
+	// LIST: wal/ (2 pages), backups/ twice, restore-points/, drills/. GET: pgb.json, a
+	// summary per backup, the WAL summaries the window needs, read once, the drills.
+	wantPages, wantGets := 2+4, 1+30+r.Summaries.Read+drillReads
+	t.Logf("%d LIST calls (%d pages), %d GET, %d HEAD", c.lists, c.pages, c.gets, c.stats)
+	if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
+		t.Errorf("%d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", c.pages, c.gets, c.stats, wantPages, wantGets)
 	}
 }

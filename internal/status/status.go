@@ -16,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
+	"github.com/pgb-project/pgb/internal/walsum"
 	"github.com/pgb-project/pgb/internal/window"
 )
 
@@ -38,6 +39,11 @@ type Report struct {
 	RestorePoints    []RestorePoint   `json:"restore_points"`
 	Summaries        Summaries        `json:"summaries"`
 	Target           *TargetReport    `json:"target,omitempty"`
+	// Drills: the last successful drill, a failed one after it, and the warning
+	// when there is none or it is too old (docs/status.md, "Drills").
+	Drills *Drills `json:"drills,omitempty"`
+	// Warnings are what status warns about (the exit status stays 0).
+	Warnings []string `json:"warnings"`
 }
 
 // NewestWAL is the newest archived segment on the followed timeline's history.
@@ -91,6 +97,8 @@ type TargetReport struct {
 	Target string `json:"target"`
 	window.Verdict
 	Error string `json:"error,omitempty"`
+	// RTOEstimate is how long recovery to the target would take, when reachable.
+	RTOEstimate *Estimate `json:"rto_estimate,omitempty"`
 }
 
 // Options say what to report.
@@ -98,11 +106,19 @@ type Options struct {
 	Now    time.Time
 	Target *restore.Target // nil: no target to check
 	Log    *slog.Logger
+	// Drills: read the drill records (the last successful drill, the warning, the
+	// RTO estimate of a target). pgb status does; a drill's own look at the window
+	// does not.
+	Drills bool
+	// DrillMaxAge: a last successful drill older than this is a warning (0:
+	// DefaultDrillMaxAge).
+	DrillMaxAge time.Duration
 }
 
 // Gather builds the report for rp.
 func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
-	r := &Report{Repository: rp.String(), Time: opt.Now.UTC(), Gaps: []window.Gap{}, Timelines: []Timeline{}, Backups: []Backup{}, RestorePoints: []RestorePoint{}}
+	r := &Report{Repository: rp.String(), Time: opt.Now.UTC(), Gaps: []window.Gap{}, Timelines: []Timeline{}, Backups: []Backup{},
+		RestorePoints: []RestorePoint{}, Warnings: []string{}}
 	id, err := rp.Identity(ctx)
 	switch {
 	case err == nil:
@@ -122,6 +138,7 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 	for _, d := range g.Damaged {
 		opt.Log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
 	}
+	g.Summary = memoSummaries(g.Summary) // read once, for status and restore's check
 	ws, err := window.Compute(&g.Input)
 	if err != nil {
 		return nil, err
@@ -139,10 +156,21 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		r.RestorePoints = append(r.RestorePoints, RestorePoint{Name: p.Name, LSN: p.LSN, Timeline: p.Timeline, Time: p.Time.UTC(), Reachable: reachable})
 	}
+	var successes []*repo.DrillRecord
+	if opt.Drills {
+		drills, ok, err := gatherDrills(ctx, rp, opt.Now, opt.DrillMaxAge)
+		if err != nil {
+			return nil, err
+		}
+		r.Drills, successes = drills, ok
+		if drills.Warning != "" {
+			r.Warnings = append(r.Warnings, drills.Warning)
+		}
+	}
 	if opt.Target != nil {
 		t := *opt.Target
 		tr := &TargetReport{Target: t.String()}
-		reach, err := restore.Check(ctx, rp, g.Backups, &t)
+		reach, err := restore.CheckGathered(ctx, rp, g, &t)
 		if errors.Is(err, restore.ErrNoUsableBackup) || errors.Is(err, restore.ErrTimeline) || errors.Is(err, repo.ErrNoRestorePoint) {
 			// No backups at all, a restore point off the followed timeline's history or
 			// unknown, a timeline not in the repository: unreachable, not a failure to
@@ -159,6 +187,9 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		}
 		if reach.Backup != nil {
 			tr.Backup = reach.Backup.Name
+			if tr.Reachable && opt.Drills {
+				tr.RTOEstimate = EstimateRTO(successes, reach.Backup.Size, walBetween(reach.Backup.StartLSN, replayEnd(reach.Verdict, reach.Backup, g.SegSize)))
+			}
 		}
 		r.Target = tr
 	}
@@ -208,5 +239,23 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 		why, bad := ws.Unusable[b.Name]
 		r.Backups = append(r.Backups, Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
 			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
+	}
+}
+
+// memoSummaries remembers what f returned for each segment, so that the windows
+// status computes and restore's check share their reads.
+func memoSummaries(f func(window.Segment) (*walsum.Summary, error)) func(window.Segment) (*walsum.Summary, error) {
+	type result struct {
+		s   *walsum.Summary
+		err error
+	}
+	seen := map[string]result{}
+	return func(s window.Segment) (*walsum.Summary, error) {
+		if r, ok := seen[s.Name]; ok {
+			return r.s, r.err
+		}
+		sum, err := f(s)
+		seen[s.Name] = result{sum, err}
+		return sum, err
 	}
 }

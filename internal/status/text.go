@@ -74,6 +74,7 @@ func (r *Report) Write(w io.Writer) error {
 			}
 		}
 	}
+	r.writeDrills(p, short)
 	if r.SystemIdentifier != "" {
 		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
 	}
@@ -116,6 +117,14 @@ func (r *Report) Write(w io.Writer) error {
 			p("  %-24s %s  %s%s", rp.Name, short(rp.Time), rp.LSN, reach)
 		}
 	}
+	for _, x := range r.Warnings {
+		for i, l := range wrap("WARNING: "+x, 78) {
+			if i > 0 {
+				l = "  " + l
+			}
+			p("%s", l)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -131,8 +140,14 @@ func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) 
 		return
 	}
 	p("Target %s: reachable", t.Target)
-	p("  from backup %s, replaying %d segments (%s of WAL, %s stored)", t.Backup, t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
+	p("  from backup %s", t.Backup)
+	p("  replaying %d segments, %s of WAL (%s stored)", t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
 	p("  WAL %s .. %s", t.FromSegment, t.ToSegment)
+	if t.RTOEstimate != nil {
+		for _, l := range t.RTOEstimate.Text("  ") {
+			p("%s", l)
+		}
+	}
 	for _, l := range wrap(t.Note, 76) {
 		p("  %s", l)
 	}

@@ -1,0 +1,325 @@
+package repo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage"
+)
+
+// Drill records: one small sealed document per pgb drill, under
+// drills/<finished, UTC>-<random>-<ok|failed>.json. The outcome is in the key as
+// well as in the document, so that finding the newest successful drill costs one
+// listing and one read, whatever the number of failed drills since; a record whose
+// document disagrees with its key is damaged.
+const drillsPrefix = "drills/"
+
+// DrillFormat is the version of the drill record pgb writes.
+const DrillFormat = 1
+
+// drillLimit bounds what a drill record may decode to: a few hundred bytes, the
+// error message included (cut to drillErrorMax).
+const drillLimit = 64 << 10
+
+// drillErrorMax is the longest error a record keeps, in bytes.
+const drillErrorMax = 4096
+
+// drillTimeFormat is the time in a drill record's key: sortable, UTC, milliseconds.
+const drillTimeFormat = "20060102T150405.000Z"
+
+// DrillRecord is what a drill leaves in the repository (docs/repository-format.md).
+type DrillRecord struct {
+	Format   int       `json:"format"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
+	Target   string    `json:"target,omitempty"`
+	Backup   string    `json:"backup,omitempty"` // "" : the drill chose no backup
+	RTO      DrillRTO  `json:"rto"`
+	RPO      DrillRPO  `json:"rpo"`
+	Host     string    `json:"host,omitempty"`
+	Version  string    `json:"pgb_version,omitempty"`
+
+	// Key is where the record is stored (set when read or written; not stored).
+	Key string `json:"-"`
+}
+
+// DrillRTO is the recovery time a drill measured.
+type DrillRTO struct {
+	RestoreSeconds float64 `json:"restore_seconds"`
+	ReplaySeconds  float64 `json:"replay_seconds"`
+	TotalSeconds   float64 `json:"total_seconds"`
+	BytesRestored  int64   `json:"bytes_restored"`
+	BytesReplayed  int64   `json:"bytes_replayed"`
+}
+
+// DrillRPO is the data loss a drill measured; nil fields were not measured.
+type DrillRPO struct {
+	GapSeconds          *float64 `json:"gap_seconds,omitempty"`
+	NewestWALAgeSeconds *float64 `json:"newest_wal_age_seconds,omitempty"`
+}
+
+// ErrDamagedDrill marks a drill record that cannot be used.
+var ErrDamagedDrill = errors.New("damaged drill record")
+
+// Validate checks a record read from the repository (untrusted) or about to be
+// written: known format, times set and in order, numbers finite and not negative,
+// sizes of the strings bounded.
+func (d *DrillRecord) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrDamagedDrill, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case d.Format < 1:
+		return bad("format %d", d.Format)
+	case d.Format > DrillFormat:
+		return fmt.Errorf("%w: drill record format %d, this pgb understands up to %d: upgrade pgb", ErrNewerFormat, d.Format, DrillFormat)
+	case d.Started.IsZero() || d.Finished.IsZero():
+		return bad("no start or finish time")
+	case d.Finished.Before(d.Started):
+		return bad("finished %s before it started %s", d.Finished.Format(time.RFC3339), d.Started.Format(time.RFC3339))
+	case d.OK && d.Error != "":
+		return bad("ok with an error")
+	case !d.OK && d.Error == "":
+		return bad("failed without an error")
+	case d.OK && d.Backup == "":
+		return bad("ok without a backup")
+	case len(d.Error) > drillErrorMax:
+		return bad("error of %d bytes", len(d.Error))
+	case len(d.Target) > 1024 || len(d.Host) > 1024 || len(d.Version) > 256:
+		return bad("a field is too long")
+	case d.Backup != "" && !validBackupName(d.Backup):
+		return bad("backup name %q", d.Backup)
+	}
+	nums := []float64{d.RTO.RestoreSeconds, d.RTO.ReplaySeconds, d.RTO.TotalSeconds, float64(d.RTO.BytesRestored), float64(d.RTO.BytesReplayed)}
+	if d.RPO.NewestWALAgeSeconds != nil {
+		nums = append(nums, *d.RPO.NewestWALAgeSeconds)
+	}
+	for _, n := range nums {
+		if n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+			return bad("RTO or RPO figure %v", n)
+		}
+	}
+	if g := d.RPO.GapSeconds; g != nil && (math.IsNaN(*g) || math.IsInf(*g, 0)) {
+		return bad("RPO gap %v", *g)
+	}
+	return nil
+}
+
+func drillOutcome(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failed"
+}
+
+// drillKey is where a record finished at t with outcome ok and random suffix rnd lives.
+func drillKey(t time.Time, rnd string, ok bool) string {
+	return drillsPrefix + t.UTC().Format(drillTimeFormat) + "-" + rnd + "-" + drillOutcome(ok) + ".json"
+}
+
+// parseDrillKey reads a key drillKey wrote; false for anything else.
+func parseDrillKey(key string) (t time.Time, ok bool, valid bool) {
+	name, found := strings.CutPrefix(key, drillsPrefix)
+	if !found {
+		return t, false, false
+	}
+	name, found = strings.CutSuffix(name, ".json")
+	if !found {
+		return t, false, false
+	}
+	parts := strings.Split(name, "-")
+	if len(parts) != 3 || len(parts[1]) != 16 {
+		return t, false, false
+	}
+	if _, err := hex.DecodeString(parts[1]); err != nil {
+		return t, false, false
+	}
+	t, err := time.Parse(drillTimeFormat, parts[0])
+	if err != nil {
+		return t, false, false
+	}
+	switch parts[2] {
+	case "ok":
+		return t, true, true
+	case "failed":
+		return t, false, true
+	}
+	return t, false, false
+}
+
+// PutDrill stores a drill's record, only if absent (a new random name each call:
+// never overwriting), and returns its key. The record is validated first; an error
+// longer than pgb keeps is cut.
+func (r *Repo) PutDrill(ctx context.Context, d DrillRecord) (string, error) {
+	d.Format = DrillFormat
+	d.Started, d.Finished = d.Started.UTC(), d.Finished.UTC()
+	if len(d.Error) > drillErrorMax {
+		d.Error = cutUTF8(d.Error, drillErrorMax-len("…")) + "…"
+	}
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("record the drill: %w", err)
+	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", err
+	}
+	key := drillKey(d.Finished, hex.EncodeToString(rnd[:]), d.OK)
+	if err := r.putJSON(ctx, key, d); err != nil {
+		return "", fmt.Errorf("record the drill in %s: %w", key, err)
+	}
+	return key, nil
+}
+
+// cutUTF8 is s cut to at most n bytes, at a character boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// ReadDrill reads the record under key (as ListDrillKeys returns it) and checks it
+// against its key: a record that does not decode, fails Validate, or whose time or
+// outcome disagree with its key wraps ErrDamagedDrill (or ErrCorrupt).
+func (r *Repo) ReadDrill(ctx context.Context, key string) (*DrillRecord, error) {
+	t, ok, valid := parseDrillKey(key)
+	if !valid {
+		return nil, fmt.Errorf("%s: %w: not a drill record's name", key, ErrDamagedDrill)
+	}
+	var d DrillRecord
+	if err := r.getJSON(ctx, key, &d, drillLimit, "a drill record is a few hundred bytes"); err != nil {
+		return nil, err
+	}
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if d.OK != ok || !d.Finished.UTC().Truncate(time.Millisecond).Equal(t) {
+		return nil, fmt.Errorf("%s: %w: its document says finished %s, ok %v", key, ErrDamagedDrill, d.Finished.UTC().Format(time.RFC3339Nano), d.OK)
+	}
+	d.Key = key
+	return &d, nil
+}
+
+// DrillKey is a drill record's key as listed: when it finished and its outcome, as
+// the key says (untrusted until ReadDrill checked the document).
+type DrillKey struct {
+	Key      string
+	Finished time.Time
+	OK       bool
+}
+
+// ListDrillKeys lists the drill records, oldest first, in one listing, without
+// reading them. Keys that are not drill records' names are left out.
+func (r *Repo) ListDrillKeys(ctx context.Context) ([]DrillKey, error) {
+	var out []DrillKey
+	err := r.st.List(ctx, drillsPrefix, func(o storage.ObjectInfo) error {
+		if t, ok, valid := parseDrillKey(o.Key); valid {
+			out = append(out, DrillKey{Key: o.Key, Finished: t, OK: ok})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list drill records: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Finished.Equal(out[j].Finished) {
+			return out[i].Finished.Before(out[j].Finished)
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out, nil
+}
+
+// Drills is what the repository says about past drills.
+type Drills struct {
+	// Last is the newest drill, whatever its outcome; nil when there is none.
+	Last *DrillRecord
+	// Successes are the newest successful drills, newest first (at most the number
+	// asked for).
+	Successes []*DrillRecord
+	// Damaged are the records passed over, with why.
+	Damaged []error
+}
+
+// LastSuccess is the newest successful drill, nil if none.
+func (d *Drills) LastSuccess() *DrillRecord {
+	if len(d.Successes) == 0 {
+		return nil
+	}
+	return d.Successes[0]
+}
+
+// RecentDrills reads the newest drill and the newest successes successful ones:
+// one listing, and one read per record returned (plus one per damaged record passed
+// over). A damaged record is passed over with a warning; a storage error fails.
+func (r *Repo) RecentDrills(ctx context.Context, successes int) (*Drills, error) {
+	keys, err := r.ListDrillKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := &Drills{}
+	read := func(k DrillKey) (*DrillRecord, error) {
+		d, err := r.ReadDrill(ctx, k.Key)
+		switch {
+		case errors.Is(err, storage.ErrNotExist):
+			return nil, nil // deleted since the listing
+		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrDamagedDrill), errors.Is(err, ErrNewerFormat):
+			r.log.Warn("skipping a damaged drill record", "key", k.Key, "error", err)
+			out.Damaged = append(out.Damaged, err)
+			return nil, nil
+		}
+		return d, err
+	}
+	lastDone := false
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := keys[i]
+		if lastDone && len(out.Successes) >= successes {
+			break
+		}
+		if lastDone && !k.OK {
+			continue // its key says failed: only the newest drill is read whatever it says
+		}
+		d, err := read(k)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil {
+			continue
+		}
+		if !lastDone {
+			out.Last, lastDone = d, true
+		}
+		if d.OK && len(out.Successes) < successes {
+			out.Successes = append(out.Successes, d)
+		}
+	}
+	return out, nil
+}
+
+// DeleteDrills removes the drill records named (keys ListDrillKeys returned), in
+// batches where the store has them. Records already gone count as removed.
+func (r *Repo) DeleteDrills(ctx context.Context, keys []DrillKey) error {
+	ks := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if _, _, valid := parseDrillKey(k.Key); !valid {
+			return fmt.Errorf("%q is not a drill record", k.Key)
+		}
+		ks = append(ks, k.Key)
+	}
+	if err := storage.DeleteAll(ctx, r.st, ks); err != nil {
+		return fmt.Errorf("remove drill records: %w", err)
+	}
+	return nil
+}

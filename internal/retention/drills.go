@@ -1,0 +1,44 @@
+package retention
+
+import (
+	"context"
+
+	"github.com/pgb-project/pgb/internal/repo"
+)
+
+// KeepDrills is how many drill records pgb delete keeps: the newest KeepDrills, plus
+// the newest successful one when it is older (pgb status shows it, and the RTO
+// estimate reads the newest successful ones).
+const KeepDrills = 30
+
+// OldDrills are the drill records beyond the newest keep, except the newest one
+// whose name says it passed. keys are oldest first, as repo.ListDrillKeys returns
+// them.
+func OldDrills(keys []repo.DrillKey, keep int) []repo.DrillKey {
+	if len(keys) <= keep {
+		return nil
+	}
+	lastOK := -1
+	for i := len(keys) - 1; i >= 0; i-- {
+		if keys[i].OK {
+			lastOK = i
+			break
+		}
+	}
+	var out []repo.DrillKey
+	for i := 0; i < len(keys)-keep; i++ {
+		if i != lastOK {
+			out = append(out, keys[i])
+		}
+	}
+	return out
+}
+
+// oldDrills lists the drill records a delete removes.
+func oldDrills(ctx context.Context, r *repo.Repo) ([]repo.DrillKey, error) {
+	keys, err := r.ListDrillKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return OldDrills(keys, KeepDrills), nil
+}
