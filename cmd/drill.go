@@ -48,7 +48,7 @@ func drillCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL server binaries (default: searched by the backup's major version)"},
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the server runs as"},
-			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as (default: the server's OS user name)"},
+			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as, a superuser (default: the server's OS user name; a cluster whose superuser has another name needs it)"},
 			&cli.StringFlag{Name: "check-sql", Usage: "run the statements of `FILE` as checks (see above)"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},

@@ -307,3 +307,28 @@ func TestDrillOfAClusterWithAnExternalPidFileLeavesTheSourcesAlone(t *testing.T)
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// A cluster whose only superuser is not named after the OS user that runs it: the
+// drill's default database user does not exist there. That is no "not ready yet": the
+// drill says at once to pass --user (it used to retry until --timeout).
+func TestDrillOfAClusterWithoutAPostgresRoleNamesUserAndPassesWithIt(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := pgtest.NewCluster(t, pgtest.Options{Superuser: "dba",
+		ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p"})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	// --timeout is only a safety net: the drill must not wait for it.
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--timeout", "2m")
+	if r.code == 0 || !strings.Contains(r.stderr, "--user") || strings.Contains(r.stderr, "--timeout") {
+		t.Fatalf("a drill connecting as a role the cluster lacks: want a failure naming --user\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--user", "dba")
+	assertNoDrillLeft(t, scratch)
+}

@@ -366,7 +366,10 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if conn == nil {
 			c, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
 			if err != nil {
-				continue // not consistent yet
+				if ctx.Err() != nil || notReady(err) {
+					continue // not consistent yet
+				}
+				return Reached{}, pollError(err, d.user)
 			}
 			conn = c
 		}
@@ -387,7 +390,10 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if err != nil {
 			_ = conn.Close(context.Background())
 			conn = nil
-			continue
+			if ctx.Err() != nil || notReady(err) {
+				continue
+			}
+			return Reached{}, pollError(err, d.user)
 		}
 		if d.opt.Progress != nil && lsn != nil {
 			_, _ = fmt.Fprintf(d.opt.Progress, "\rdrill: replayed to %s", *lsn)
