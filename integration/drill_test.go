@@ -332,3 +332,35 @@ func TestDrillOfAClusterWithoutAPostgresRoleNamesUserAndPassesWithIt(t *testing.
 	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--user", "dba")
 	assertNoDrillLeft(t, scratch)
 }
+
+// Debian's clusters keep postgresql.conf, pg_hba.conf and pg_ident.conf in
+// /etc/postgresql/..., outside the data directory: the backup holds none of them. The
+// drilled copy must start all the same, and the report say it ran without the source's
+// settings.
+func TestDrillOfAClusterConfiguredOutsideItsDataDirectoryPassesAndWarns(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Stop(t)
+	etc := pgtest.MkdirPG(t, filepath.Join(c.Dir(), "etc"))
+	var conf []string
+	for _, f := range []struct{ name, setting string }{{"postgresql.conf", "config_file"}, {"pg_hba.conf", "hba_file"}, {"pg_ident.conf", "ident_file"}} {
+		if err := os.Rename(filepath.Join(c.DataDir(), f.name), filepath.Join(etc, f.name)); err != nil {
+			t.Fatal(err)
+		}
+		conf = append(conf, f.setting+"="+filepath.Join(etc, f.name))
+	}
+	src := pgtest.OpenDataDir(t, c.DataDir(), pgtest.Options{Conf: conf})
+	src.Start(t)
+	src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, src)
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--timeout", "5m")
+	if r.code != 0 || !strings.Contains(r.stdout, "warning: the backup holds no postgresql.conf") {
+		t.Fatalf("a drill of a cluster configured outside its data directory: want it to pass with a warning\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}

@@ -210,6 +210,9 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.RTO.RestoreSeconds = time.Since(t0).Seconds()
 	d.rep.RTO.BytesRestored = m.Size
 	d.event("restored backup %s (%d bytes) in %.1f s", m.Name, m.Size, d.rep.RTO.RestoreSeconds)
+	if err := d.ensureConf(data); err != nil {
+		return err
+	}
 	if err := d.start(bin); err != nil {
 		return err
 	}
@@ -314,6 +317,33 @@ func (d *drill) chooseOwner(m *repo.Manifest) error {
 		}
 		d.user = u.Username
 	}
+	return nil
+}
+
+// ensureConf writes an empty postgresql.conf into the restored data directory when
+// the backup holds none: a cluster configured outside its data directory (Debian's
+// /etc/postgresql/...) has none to back up, and postgres does not start without one.
+// The copy then runs with PostgreSQL's defaults and the drill's own settings; the
+// report says so.
+func (d *drill) ensureConf(data string) error {
+	p := filepath.Join(data, "postgresql.conf")
+	if _, err := os.Lstat(p); err == nil || !os.IsNotExist(err) {
+		return err
+	}
+	const text = "# Written by pgb drill: the backup holds no postgresql.conf (the source keeps its\n" +
+		"# configuration outside its data directory). PostgreSQL's defaults apply.\n"
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		return err
+	}
+	if d.owner != nil {
+		if err := os.Chown(p, d.owner.UID, d.owner.GID); err != nil {
+			return err
+		}
+	}
+	w := "the backup holds no postgresql.conf (the source's configuration is outside its data directory, " +
+		"e.g. /etc/postgresql on Debian): the copy ran with PostgreSQL's defaults and the drill's settings, not the source's"
+	d.rep.Warnings = append(d.rep.Warnings, w)
+	d.opt.Log.Warn(w)
 	return nil
 }
 
