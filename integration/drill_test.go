@@ -364,3 +364,27 @@ func TestDrillOfAClusterConfiguredOutsideItsDataDirectoryPassesAndWarns(t *testi
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// PostgreSQL pauses recovery by itself when the WAL raises a setting above the copy's
+// (max_connections raised on the source after the backup): that pause is not the
+// target, and the drill must not report it reached.
+func TestDrillToARestorePointPastASettingRaisedAfterTheBackupFailsWhereRecoveryPaused(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	c.Exec(t, "ALTER SYSTEM SET max_connections = 150")
+	c.Restart(t)
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), "restore-point", "--repo", repo, "after_raise")
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target", "after_raise", "--timeout", "5m")
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "paused before reaching the target") {
+		t.Fatalf("a drill whose recovery paused at a raised setting, short of the restore point: want exit 3 saying so\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}

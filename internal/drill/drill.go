@@ -455,6 +455,9 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 				r.ReplayLSN = l
 			}
 		}
+		if inRecovery {
+			return r, d.checkStopped(ctx, target, r.ReplayLSN)
+		}
 		return r, nil
 	}
 }
