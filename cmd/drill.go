@@ -31,8 +31,9 @@ func drillCommand() *cli.Command {
 			"checks: a connection to every database, pg_amcheck --all when it is installed next to the\n" +
 			"server (only on a promoted copy), and each --check-sql statement. It reports the RTO (restore,\n" +
 			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
-			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit pgb status shows,\n" +
-			"or against a time target; the newest archived WAL's age). The server is stopped and the\n" +
+			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit of the backup's\n" +
+			"window as pgb status showed it when the drill began, or against a time target; the newest\n" +
+			"archived WAL's age). The server is stopped and the\n" +
 			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep (the server\n" +
 			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n\n" +
 			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +

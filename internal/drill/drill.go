@@ -103,6 +103,8 @@ type drill struct {
 	srv     *pgserver.Server
 	user    string
 	owner   *restore.Owner
+	st      *status.Report // pgb status, gathered once before the restore
+	win     *window.Window // the window the drill recovers in, nil if unknown
 }
 
 // kept says whether --keep leaves the server running: given, not interrupted, and the
@@ -182,6 +184,8 @@ func (d *drill) run(ctx context.Context) error {
 		if win, err = d.endWindow(ctx, m.Name); err != nil {
 			return err
 		}
+	} else {
+		d.gather(ctx, m.Name)
 	}
 	bin, err := pgserver.FindBin(ctx, m.PGVersion, d.opt.PGBin)
 	if err != nil {
@@ -245,9 +249,7 @@ func (d *drill) run(ctx context.Context) error {
 		d.rep.RTO.MBPerSecond = float64(d.rep.RTO.BytesRestored+d.rep.RTO.BytesReplayed) / d.rep.RTO.TotalSeconds / (1 << 20)
 	}
 	d.event("recovery reached %s in %.1f s", end.ReplayLSN, d.rep.RTO.ReplaySeconds)
-	if err := d.rpo(ctx, target); err != nil {
-		return err
-	}
+	d.rpo(target)
 	d.runChecks(ctx, bin)
 	for _, c := range d.rep.Checks {
 		if !c.Passed {
@@ -478,11 +480,13 @@ func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, e
 	if err != nil {
 		return nil, err
 	}
+	d.st = st
 	for _, w := range st.Windows {
 		if w.Backup != backup && !slices.Contains(w.Backups, backup) {
 			continue
 		}
 		if !w.CutByGap && !w.EndOfWAL {
+			d.win = w
 			return w, nil
 		}
 		why := "its last segment ends early with zeros"
@@ -505,37 +509,31 @@ func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, e
 	return nil, fmt.Errorf("%w: backup %s is in no recoverable window (pgb status shows why)", ErrFailed, backup)
 }
 
-// rpo compares the point reached with the repository's window (what pgb status shows).
-func (d *drill) rpo(ctx context.Context, target restore.Target) error {
+// gather is what pgb status shows, once, before the restore, and the window backup
+// lies in, for the RPO; a failure only leaves the RPO unmeasured.
+func (d *drill) gather(ctx context.Context, backup string) {
 	st, err := status.Gather(ctx, d.rp, status.Options{Now: time.Now(), Log: d.opt.Log})
 	if err != nil {
 		d.rep.Warnings = append(d.rep.Warnings, "RPO not measured: "+err.Error())
-		return nil
+		return
 	}
-	r := &d.rep.RPO
-	if st.NewestWAL != nil {
-		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, st.NewestWAL.AgeSeconds
-	}
-	if n := len(st.Windows); n > 0 {
-		w := st.Windows[n-1]
-		d.rep.WAL = WALRange{First: w.FirstSegment, Last: w.LastSegment}
-		if w.LastCommit != nil {
-			t := w.LastCommit.Time.UTC()
-			r.LastArchivedCommit = &t
+	d.st = st
+	for _, w := range st.Windows {
+		if w.Backup == backup || slices.Contains(w.Backups, backup) {
+			d.win = w
 		}
 	}
-	got := d.rep.Reached.LastCommit
-	switch {
-	case target.Kind == restore.ToEnd && r.LastArchivedCommit != nil && got != nil:
-		gap := r.LastArchivedCommit.Sub(*got).Seconds()
-		r.GapSeconds = &gap
-	case target.Kind == restore.ToTime && got != nil:
-		gap := target.Time.Sub(*got).Seconds()
-		r.GapSeconds = &gap
-	case target.Kind == restore.ToEnd && got == nil:
-		d.rep.Warnings = append(d.rep.Warnings, "no transaction was replayed: RPO against the last archived commit not measured")
+}
+
+// rpo compares the point reached with the window the drill recovered in, as pgb
+// status showed it before the restore.
+func (d *drill) rpo(target restore.Target) {
+	if d.st == nil {
+		return
 	}
-	return nil
+	var warn []string
+	d.rep.RPO, d.rep.WAL, warn = measureRPO(d.st, d.win, target, d.rep.Reached.LastCommit)
+	d.rep.Warnings = append(d.rep.Warnings, warn...)
 }
 
 // runChecks connects to every database, runs pg_amcheck and the --check-sql statements.
