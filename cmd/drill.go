@@ -35,7 +35,9 @@ func drillCommand() *cli.Command {
 			"window as pgb status showed it when the drill began, or against a time target; the newest\n" +
 			"archived WAL's age). The server is stopped and the\n" +
 			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep (the server\n" +
-			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n\n" +
+			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n" +
+			"A pgb killed outright (SIGKILL) cannot stop its server: the next drill warns about a server\n" +
+			"left on a $TMPDIR/pgb-drill-* directory and says how to stop it (docs/drill.md).\n\n" +
 			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +
 			"comments between statements are skipped. Each runs in database postgres and passes when it\n" +
 			"returns a row whose first column is not false or NULL.\n\n" +

@@ -388,3 +388,66 @@ func TestDrillToARestorePointPastASettingRaisedAfterTheBackupFailsWhereRecoveryP
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// A drill into a directory the user gave leaves it as it was (empty, its mode and
+// owner); a kept server stops with the command the report gives, which waits for the
+// shutdown before removing the scratch directory.
+func TestDrillLeavesAGivenScratchDirAsItWasAndAKeptServerStopsWithItsStopCommand(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	dir := pgtest.TempDir(t)
+	given := filepath.Join(dir, "given")
+	if err := os.Mkdir(given, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", given)
+	after, err := os.Stat(given)
+	if err != nil {
+		t.Fatalf("the given scratch directory is gone: %v", err)
+	}
+	ents, _ := os.ReadDir(given)
+	bst, ast := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+	if after.Mode() != before.Mode() || ast.Uid != bst.Uid || ast.Gid != bst.Gid || len(ents) != 0 {
+		t.Fatalf("the given scratch directory after the drill: mode %v owner %d:%d, %d entries; want mode %v owner %d:%d, empty",
+			after.Mode(), ast.Uid, ast.Gid, len(ents), before.Mode(), bst.Uid, bst.Gid)
+	}
+
+	scratch, reportFile := filepath.Join(dir, "kept"), filepath.Join(dir, "drill.json")
+	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--keep", "--report", reportFile)
+	b, err := os.ReadFile(reportFile)
+	if err != nil {
+		t.Fatalf("--report: %v\n%s", err, r)
+	}
+	var rep struct {
+		Kept *struct {
+			Pid  int    `json:"pid"`
+			Stop string `json:"stop"`
+		} `json:"kept"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Kept == nil || !strings.Contains(rep.Kept.Stop, "pg_ctl") {
+		t.Fatalf("--keep: want a stop command that waits for the shutdown (pg_ctl): %s, %v\n%s", b, err, r)
+	}
+	if out, err := exec.Command("sh", "-c", rep.Kept.Stop).CombinedOutput(); err != nil {
+		t.Fatalf("the report's stop command %q: %v\n%s", rep.Kept.Stop, err, out)
+	}
+	if processRuns(rep.Kept.Pid) {
+		t.Errorf("the kept server (pid %d) still runs after the stop command", rep.Kept.Pid)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+// processRuns says whether process pid exists and is no zombie (an exited server
+// whose parent, pgb, is gone waits for init to reap it).
+func processRuns(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, after, ok := strings.Cut(string(b), ") ")
+	return ok && !strings.HasPrefix(after, "Z")
+}

@@ -74,6 +74,14 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 	d := &drill{rp: rp, opt: opt, scratch: scratch}
 	rep = &Report{Started: started.UTC(), Scratch: scratch, Checks: []CheckResult{}, Warnings: []string{}}
 	d.rep = rep
+	if !created {
+		if d.orig, err = statDir(scratch); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range findLeftovers(os.TempDir(), scratch, os.Geteuid(), postgresRunning) {
+		d.warn(l.String())
+	}
 	defer func() {
 		if d.kept(ctx) {
 			return
@@ -83,9 +91,16 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 	err = d.run(ctx)
 	if d.kept(ctx) {
 		data := filepath.Join(scratch, "data")
+		uid, gid := -1, -1
+		if d.owner != nil {
+			uid, gid = d.owner.UID, d.owner.GID
+		}
 		rep.Kept = &Kept{DataDir: data, Socket: scratch, Port: d.srv.Port, Pid: d.srv.Pid(),
-			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", scratch, d.srv.Port, d.user),
-			Stop:    fmt.Sprintf("kill -INT %d; rm -rf %s", d.srv.Pid(), scratch)}
+			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", shellQuote(scratch), d.srv.Port, shellQuote(d.user)),
+			Stop:    stopCommand(d.srv.Bin, data, scratch, created, os.Geteuid(), uid, gid)}
+		if o := d.orig; o != nil {
+			rep.Kept.Stop += fmt.Sprintf(" && chown %d:%d %s && chmod %o %s", o.uid, o.gid, shellQuote(scratch), o.mode, shellQuote(scratch))
+		}
 	}
 	rep.Finished = time.Now().UTC()
 	rep.OK = err == nil
@@ -103,6 +118,7 @@ type drill struct {
 	srv     *pgserver.Server
 	user    string
 	owner   *restore.Owner
+	orig    *dirState      // a --scratch that existed: its mode and owner, put back afterwards
 	st      *status.Report // pgb status, gathered once before the restore
 	win     *window.Window // the window the drill recovers in, nil if unknown
 }
@@ -118,6 +134,14 @@ func (d *drill) kept(ctx context.Context) bool {
 		return false
 	default:
 		return true
+	}
+}
+
+// warn adds a warning to the report and logs it.
+func (d *drill) warn(w string) {
+	d.rep.Warnings = append(d.rep.Warnings, w)
+	if d.opt.Log != nil {
+		d.opt.Log.Warn(w)
 	}
 }
 
@@ -149,19 +173,15 @@ func makeScratch(dir string) (abs string, created bool, err error) {
 	return abs, false, nil
 }
 
-// cleanup stops the server and removes what the drill wrote; the scratch dir itself
-// when the drill created it.
+// cleanup stops the server and removes what the drill wrote: the scratch dir itself
+// when the drill created it, else its content, and puts the given directory's mode
+// and owner back. What it could not remove is a warning: the drill's result stands.
 func (d *drill) cleanup(created bool) {
 	if d.srv != nil {
 		d.srv.Stop(30 * time.Second)
 	}
-	if created {
-		_ = os.RemoveAll(d.scratch)
-		return
-	}
-	ents, _ := os.ReadDir(d.scratch)
-	for _, e := range ents {
-		_ = os.RemoveAll(filepath.Join(d.scratch, e.Name()))
+	if err := removeScratch(d.scratch, created, d.orig, os.RemoveAll); err != nil {
+		d.warn(fmt.Sprintf("scratch directory %s not fully cleaned up: %v", d.scratch, err))
 	}
 }
 
