@@ -29,7 +29,8 @@ func drillCommand() *cli.Command {
 			"directory's owner, --owner, or the backed-up data directory's owner), waits up to --timeout for\n" +
 			"recovery to reach the target (promoted at the end of the archive; paused at a target), then\n" +
 			"checks: a connection to every database, pg_amcheck --all when it is installed next to the\n" +
-			"server (only on a promoted copy), and each --check-sql statement. It reports the RTO (restore,\n" +
+			"server (only on a promoted copy), and each --check-sql statement, all within --check-timeout\n" +
+			"(the check running then fails, the rest are not run). It reports the RTO (restore,\n" +
 			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
 			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit of the backup's\n" +
 			"window as pgb status showed it when the drill began, or against a time target; the newest\n" +
@@ -49,6 +50,7 @@ func drillCommand() *cli.Command {
 			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
 			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
+			&cli.DurationFlag{Name: "check-timeout", Value: time.Hour, Usage: "longest time for the checks, all together (the one running then fails)"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL server binaries (default: searched by the backup's major version)"},
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the server runs as"},
 			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as, a superuser (default: the server's OS user name; a cluster whose superuser has another name needs it)"},
@@ -71,7 +73,7 @@ func (e *env) drill(c *cli.Context) error {
 		return usagef("--owner needs root")
 	}
 	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
-		Timeout: c.Duration("timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
+		Timeout: c.Duration("timeout"), CheckTimeout: c.Duration("check-timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
 		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
 	if isTTY(e.stderr) {

@@ -451,3 +451,22 @@ func processRuns(pid int) bool {
 	_, after, ok := strings.Cut(string(b), ") ")
 	return ok && !strings.HasPrefix(after, "Z")
 }
+
+// A check that never ends (amcheck on a huge cluster, a runaway --check-sql) is
+// cancelled at --check-timeout: the drill fails saying so, and cleans up.
+func TestDrillWhoseCheckHangsFailsAtTheCheckTimeout(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	if err := os.WriteFile(checks, []byte("SELECT pg_sleep(36000) IS NOT NULL;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--check-sql", checks, "--check-timeout", "1s")
+	if r.code != 3 || !strings.Contains(r.stderr, "check-sql line 1") || !strings.Contains(r.stderr, "--check-timeout 1s") {
+		t.Fatalf("a drill whose check outlasts --check-timeout: want exit 3 naming the check and the timeout\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}

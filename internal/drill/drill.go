@@ -41,6 +41,7 @@ type Options struct {
 	Scratch        string          // "" : a new temporary directory
 	Keep           bool            // leave the server running and the scratch dir
 	Timeout        time.Duration   // bound on the wait for recovery
+	CheckTimeout   time.Duration   // bound on the checks, all together; 0: none
 	PGBin          string          // --pg-bin, "" to search
 	Owner          string          // --owner, "" to choose as restore does
 	User           string          // database user to connect as; "" : the server's OS user name
@@ -556,9 +557,20 @@ func (d *drill) rpo(target restore.Target) {
 	d.rep.Warnings = append(d.rep.Warnings, warn...)
 }
 
-// runChecks connects to every database, runs pg_amcheck and the --check-sql statements.
+// runChecks connects to every database, runs pg_amcheck and the --check-sql
+// statements, all within --check-timeout: the check running then fails, naming it,
+// and the others are not run.
 func (d *drill) runChecks(ctx context.Context, bin string) {
+	parent := ctx
+	if d.opt.CheckTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.opt.CheckTimeout)
+		defer cancel()
+	}
 	add := func(name string, err error, detail string) {
+		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("cancelled: the checks did not finish within --check-timeout %s", d.opt.CheckTimeout)
+		}
 		c := CheckResult{Name: name, Passed: err == nil, Detail: detail}
 		if err != nil {
 			c.Detail = err.Error()
@@ -568,7 +580,7 @@ func (d *drill) runChecks(ctx context.Context, bin string) {
 	dbs, err := d.databases(ctx)
 	add("connect to every database", err, fmt.Sprintf("%d databases", len(dbs)))
 	d.amcheck(ctx, bin, add)
-	if len(d.opt.Checks) == 0 {
+	if len(d.opt.Checks) == 0 || ctx.Err() != nil {
 		return
 	}
 	conn, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
@@ -578,6 +590,9 @@ func (d *drill) runChecks(ctx context.Context, bin string) {
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	for _, s := range d.opt.Checks {
+		if ctx.Err() != nil {
+			break
+		}
 		name := fmt.Sprintf("check-sql line %d: %s", s.Line, oneLine(s.SQL))
 		rows, err := conn.Query(ctx, s.SQL)
 		if err != nil {
