@@ -470,3 +470,30 @@ func TestDrillWhoseCheckHangsFailsAtTheCheckTimeout(t *testing.T) {
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+func TestDrillOnS3ReachesTheEndOfTheArchiveOfAClusterThatKeptWriting(t *testing.T) {
+	pgtest.Require(t)
+	sel, _ := s3Repo(t, 0, "")
+	c := archivingClusterWith(t, sel)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), append([]string{"backup-push", "--fast"}, sel...)...)
+	c.GenerateWAL(t, 1)
+	last := commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, append([]string{"drill", "--scratch", scratch, "--json"}, sel...)...)
+	var rep drillReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.OK {
+		t.Fatalf("pgb drill on S3: %v\n%s", err, r)
+	}
+	if !rep.Reached.Promoted || rep.Reached.LastCommit == nil || rep.Reached.LastCommit.Before(last) {
+		t.Fatalf("the drill did not reach the last commit at %s: %s", last, r)
+	}
+	if rep.RPO.GapSeconds == nil || *rep.RPO.GapSeconds < 0 || *rep.RPO.GapSeconds > 3 {
+		t.Fatalf("RPO gap, want a few seconds at most: %s", r)
+	}
+	t.Logf("RPO gap %.3f s, RTO %.1f s", *rep.RPO.GapSeconds, rep.RTO.TotalSeconds)
+	assertNoDrillLeft(t, scratch)
+}
