@@ -23,7 +23,7 @@ func drillCommand() *cli.Command {
 		Name:  "drill",
 		Usage: "prove that recovery works: restore into a scratch directory, start PostgreSQL, check, measure RTO and RPO",
 		Description: "Restores what pgb restore would (the newest backup, to the end of the archive; or --target,\n" +
-			"--backup) through the same code, with archiving off, into --scratch (default: a new temporary\n" +
+			"--target-xid, --backup; --target-exclusive and --target-timeline as for restore) through the same code, with archiving off, into --scratch (default: a new temporary\n" +
 			"directory; an existing one must be empty), starts a private PostgreSQL of the backup's major\n" +
 			"version on it (no TCP: a unix socket in the scratch directory; as root, as the scratch\n" +
 			"directory's owner, --owner, or the backed-up data directory's owner), waits up to --timeout for\n" +
@@ -47,6 +47,9 @@ func drillCommand() *cli.Command {
 			"could not run; 255 a usage error; 130/143 interrupted (after cleaning up).",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.StringFlag{Name: "target", Usage: "recover to `TARGET`: latest (the end of the archive), a timestamp, an LSN (X/Y) or a restore point's name"},
+			&cli.StringFlag{Name: "target-xid", Usage: "recover to transaction `XID` (as pgb restore: the 32-bit form pgb events shows, or the full one)"},
+			&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the time, LSN or transaction target instead of just after"},
+			&cli.StringFlag{Name: "target-timeline", Usage: "follow timeline `TL`: latest (default), current or a number"},
 			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
 			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
@@ -65,9 +68,10 @@ func drillCommand() *cli.Command {
 
 func (e *env) drill(c *cli.Context) error {
 	ctx := c.Context
-	t, err := drill.ParseTarget(c.String("target"))
+	t, err := drill.ParseTargetFlags(drill.TargetFlags{Target: c.String("target"), XID: c.String("target-xid"),
+		Exclusive: c.Bool("target-exclusive"), Timeline: c.String("target-timeline")})
 	if err != nil {
-		return usagef("--target %q: %v", c.String("target"), err)
+		return usageError{err}
 	}
 	if c.String("owner") != "" && os.Geteuid() != 0 {
 		return usagef("--owner needs root")

@@ -497,3 +497,28 @@ func TestDrillOnS3ReachesTheEndOfTheArchiveOfAClusterThatKeptWriting(t *testing.
 	t.Logf("RPO gap %.3f s, RTO %.1f s", *rep.RPO.GapSeconds, rep.RTO.TotalSeconds)
 	assertNoDrillLeft(t, scratch)
 }
+
+func TestDrillToATransactionPausesRightAfterItsCommit(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'before' FROM generate_series(1, 4)")
+	xid := c.QueryString(t, "INSERT INTO ticks (pad) VALUES ('target') RETURNING pg_current_xact_id()::text")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'after' FROM generate_series(1, 7)")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	if err := os.WriteFile(checks, []byte("SELECT count(*) = 5 FROM ticks;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target-xid", xid, "--check-sql", checks)
+	if !strings.Contains(r.stdout, "Drill PASSED: target transaction "+xid) {
+		t.Fatalf("pgb drill --target-xid %s:\n%s", xid, r)
+	}
+	assertNoDrillLeft(t, scratch)
+}

@@ -109,3 +109,32 @@ func TestRunRefusesANonEmptyScratchDirAndLeavesItAlone(t *testing.T) {
 		t.Fatalf("the scratch dir's content was touched: %v", err)
 	}
 }
+
+func TestParseTargetFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		in   TargetFlags
+		want restore.Target
+		err  bool
+	}{
+		{"default", TargetFlags{}, restore.Target{Kind: restore.ToEnd, Action: "pause", Timeline: "latest"}, false},
+		{"xid", TargetFlags{XID: "750", Exclusive: true, Timeline: "2"},
+			restore.Target{Kind: restore.ToXID, XID: 750, Exclusive: true, Action: "pause", Timeline: "2"}, false},
+		{"full xid after latest", TargetFlags{Target: "latest", XID: "4294968046"},
+			restore.Target{Kind: restore.ToXID, XID: 4294968046, Action: "pause", Timeline: "latest"}, false},
+		{"exclusive LSN", TargetFlags{Target: "0/3000060", Exclusive: true, Timeline: "current"},
+			restore.Target{Kind: restore.ToLSN, LSN: 0x3000060, Exclusive: true, Action: "pause", Timeline: "current"}, false},
+		{"xid not a number", TargetFlags{XID: "seven"}, restore.Target{}, true},
+		{"xid below the first normal one", TargetFlags{XID: "2"}, restore.Target{}, true},
+		{"xid and a name", TargetFlags{Target: "before-upgrade", XID: "750"}, restore.Target{}, true},
+		{"exclusive name", TargetFlags{Target: "before-upgrade", Exclusive: true}, restore.Target{}, true},
+		{"exclusive end", TargetFlags{Exclusive: true}, restore.Target{}, true},
+		{"bad timeline", TargetFlags{Timeline: "newest"}, restore.Target{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTargetFlags(tt.in)
+		if (err != nil) != tt.err || err == nil && got != tt.want {
+			t.Errorf("%s: ParseTargetFlags(%+v) = %+v, %v; want %+v (error %v)", tt.name, tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
