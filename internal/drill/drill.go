@@ -402,6 +402,10 @@ func (d *drill) start(bin string) error {
 func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reached, error) {
 	tick := time.NewTicker(d.opt.Poll)
 	defer tick.Stop()
+	var goal wal.LSN
+	if d.opt.Progress != nil {
+		goal = d.goalLSN(ctx, target)
+	}
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -449,7 +453,7 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 			return Reached{}, pollError(err, d.user)
 		}
 		if d.opt.Progress != nil && lsn != nil {
-			_, _ = fmt.Fprintf(d.opt.Progress, "\rdrill: replayed to %s", *lsn)
+			_, _ = fmt.Fprint(d.opt.Progress, progressLine(*lsn, d.rep.Backup.StartLSN, goal))
 		}
 		if inRecovery && paused != "paused" {
 			continue
