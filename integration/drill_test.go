@@ -522,3 +522,70 @@ func TestDrillToATransactionPausesRightAfterItsCommit(t *testing.T) {
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// A pgb drill killed outright (SIGKILL) cannot stop its server. The next drill says
+// so, with the command that stops it, which works; it stops nothing itself.
+func TestDrillAfterAKilledDrillWarnsOfItsServerAndHowToStopIt(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	tmp := pgtest.TempDir(t)
+	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo)
+	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp, "PGB_TEST_DRILL_HANG_AFTER_START=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if strings.Contains(sc.Text(), "server started, pid") {
+			break
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "server started") {
+		t.Fatalf("the drill never said the server started:\n%s", strings.Join(seen, "\n"))
+	}
+	_, after, _ := strings.Cut(seen[len(seen)-1], "pid ")
+	pid, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(after)[0], ","))
+	t.Cleanup(func() { // when the test fails before the stop command stopped it
+		if pid > 0 && processRuns(pid) {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
+	left, _ := filepath.Glob(filepath.Join(tmp, "pgb-drill-*"))
+	if len(left) != 1 || !processRuns(pid) {
+		t.Fatalf("want the killed drill's server (pid %d) and scratch dir left behind, found %v", pid, left)
+	}
+
+	r := pgb(t, "", []string{"TMPDIR=" + tmp}, "drill", "--repo", repo, "--json")
+	var rep struct {
+		OK       bool     `json:"ok"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.OK {
+		t.Fatalf("the next drill: %v\n%s", err, r)
+	}
+	var stop string
+	for _, w := range rep.Warnings {
+		if strings.Contains(w, "pid "+strconv.Itoa(pid)) && strings.Contains(w, left[0]) {
+			_, stop, _ = strings.Cut(w, "stop it with: ")
+		}
+	}
+	if stop == "" || !processRuns(pid) {
+		t.Fatalf("the next drill does not warn of the server left running (pid %d on %s), or stopped it itself:\n%s", pid, left[0], r)
+	}
+	if out, err := exec.Command("sh", "-c", stop).CombinedOutput(); err != nil {
+		t.Fatalf("the warning's stop command %q: %v\n%s", stop, err, out)
+	}
+	if processRuns(pid) {
+		t.Errorf("the left server (pid %d) still runs after the stop command", pid)
+	}
+	assertNoDrillLeft(t, left[0])
+}

@@ -111,3 +111,15 @@ func TestRemoveScratchReportsWhatItCouldNotRemoveAndPutsAGivenDirBack(t *testing
 		t.Errorf("postgres.log left: %v", err)
 	}
 }
+
+func TestParentPid(t *testing.T) {
+	for stat, want := range map[string]int{
+		"4242 (postgres) S 1 4242 4242 0 -1":         1,
+		"4242 (post gres) (x)) S 731 4242 4242 0 -1": 731,
+		"garbage": 0,
+	} {
+		if got, ok := parentPid(stat); got != want || ok != (want != 0) {
+			t.Errorf("parentPid(%q) = %d, %v; want %d", stat, got, ok, want)
+		}
+	}
+}

@@ -80,7 +80,7 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 			return nil, err
 		}
 	}
-	for _, l := range findLeftovers(os.TempDir(), scratch, os.Geteuid(), postgresRunning) {
+	for _, l := range findLeftovers(os.TempDir(), scratch, os.Geteuid(), orphanedPostgres) {
 		d.warn(l.String())
 	}
 	defer func() {

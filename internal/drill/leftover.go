@@ -23,9 +23,9 @@ type leftover struct {
 }
 
 // findLeftovers lists the servers still running on pgb-drill-* directories in tmp,
-// but ours. running says whether pid is a live postgres, and its binary ("" if it
-// cannot tell); euid is pgb's (for the stop command).
-func findLeftovers(tmp, ours string, euid int, running func(pid int) (exe string, ok bool)) []leftover {
+// but ours. orphaned says whether pid is a live postgres no pgb runs any more, and
+// its binary ("" if it cannot tell); euid is pgb's (for the stop command).
+func findLeftovers(tmp, ours string, euid int, orphaned func(pid int) (exe string, ok bool)) []leftover {
 	dirs, _ := filepath.Glob(filepath.Join(tmp, "pgb-drill-*"))
 	var out []leftover
 	for _, dir := range dirs {
@@ -42,7 +42,7 @@ func findLeftovers(tmp, ours string, euid int, running func(pid int) (exe string
 		if err != nil || pid <= 0 {
 			continue
 		}
-		exe, ok := running(pid)
+		exe, ok := orphaned(pid)
 		if !ok {
 			continue
 		}
@@ -62,19 +62,48 @@ func findLeftovers(tmp, ours string, euid int, running func(pid int) (exe string
 	return out
 }
 
-// postgresRunning says whether pid is a live postgres (its binary's path when /proc
-// shows it; a process pgb may not look at counts as one).
-func postgresRunning(pid int) (string, bool) {
+// orphanedPostgres says whether pid is a live postgres that no pgb runs any more, and
+// its binary. A drill starts its server itself, so while the drill runs the server's
+// parent is that pgb; once pgb is killed, the server is handed to init (or another
+// reaper). What cannot be told (a process pgb may not look at) is not reported: a
+// warning must never point at a drill that is still running.
+func orphanedPostgres(pid int) (string, bool) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err == nil {
-		exe = strings.TrimSuffix(exe, " (deleted)")
-		return exe, filepath.Base(exe) == "postgres"
-	}
-	if errors.Is(err, os.ErrNotExist) {
+	if err != nil {
 		return "", false
 	}
-	err = syscall.Kill(pid, 0)
-	return "", err == nil || errors.Is(err, syscall.EPERM)
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if filepath.Base(exe) != "postgres" {
+		return "", false
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	ppid, ok := parentPid(string(st))
+	if !ok {
+		return "", false
+	}
+	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
+	if err != nil && !errors.Is(err, os.ErrNotExist) && ppid != 1 {
+		return "", false
+	}
+	return exe, !strings.HasPrefix(filepath.Base(parent), "pgb")
+}
+
+// parentPid is the parent's pid in a /proc/PID/stat line ("pid (comm) state ppid ...";
+// comm may hold spaces and parentheses).
+func parentPid(stat string) (int, bool) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
 }
 
 func (l leftover) String() string {
