@@ -465,8 +465,10 @@ func TestDrillWhoseCheckHangsFailsAtTheCheckTimeout(t *testing.T) {
 	}
 	scratch := filepath.Join(dir, "scratch")
 	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--check-sql", checks, "--check-timeout", "1s")
-	if r.code != 3 || !strings.Contains(r.stderr, "check-sql line 1") || !strings.Contains(r.stderr, "--check-timeout 1s") {
-		t.Fatalf("a drill whose check outlasts --check-timeout: want exit 3 naming the check and the timeout\n%s", r)
+	// The check cancelled is the SQL, or pg_amcheck when the machine is slow enough
+	// for it to take the whole second: either way the checks are bounded.
+	if r.code != 3 || !strings.Contains(r.stderr, "did not finish within --check-timeout 1s") {
+		t.Fatalf("a drill whose check outlasts --check-timeout: want exit 3 naming the timeout\n%s", r)
 	}
 	assertNoDrillLeft(t, scratch)
 }

@@ -365,8 +365,7 @@ func (d *drill) ensureConf(data string) error {
 	}
 	w := "the backup holds no postgresql.conf (the source's configuration is outside its data directory, " +
 		"e.g. /etc/postgresql on Debian): the copy ran with PostgreSQL's defaults and the drill's settings, not the source's"
-	d.rep.Warnings = append(d.rep.Warnings, w)
-	d.opt.Log.Warn(w)
+	d.warn(w)
 	return nil
 }
 
