@@ -138,3 +138,31 @@ func TestParseTargetFlags(t *testing.T) {
 		}
 	}
 }
+
+// A warning and the --keep commands are wrapped, never cut: the stop command pasted
+// from the report is the whole command.
+func TestReportWrapsWarningsAndKeepsCommandsWhole(t *testing.T) {
+	stop := stopCommand("/usr/lib/postgresql/15/bin", "/tmp/pgb-drill-1234567890/my data/data", "/tmp/pgb-drill-1234567890/my data", true, 0, 987654, 987654)
+	leftover := leftover{Dir: "/tmp/pgb-drill-42", Pid: 4242, Stop: stop}
+	r := &Report{OK: true, Target: "the end of the archive", Warnings: []string{leftover.String()},
+		Kept: &Kept{Pid: 4343, Connect: "psql -h /tmp/pgb-drill-1234567890 -p 45678 -U postgres postgres", Stop: stop}}
+	var b bytes.Buffer
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > 80 || strings.HasSuffix(l, "…") {
+			t.Errorf("line cut or wider than 80 columns: %q", l)
+		}
+	}
+	_, after, _ := strings.Cut(out, "  stop: ")
+	got := strings.TrimSpace(strings.ReplaceAll(after, " \\\n    ", " "))
+	if got != stop {
+		t.Errorf("the stop command as printed, joined: %q, want %q\n%s", got, stop, out)
+	}
+	t.Log("\n" + out)
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "pid 4242 on /tmp/pgb-drill-42") {
+		t.Errorf("the leftover warning is not whole:\n%s", out)
+	}
+}

@@ -106,7 +106,11 @@ func parentPid(stat string) (int, bool) {
 	return ppid, err == nil
 }
 
+// stopWith comes before the command in a warning (the report prints the command
+// whole, on lines of its own).
+const stopWith = ": stop it with: "
+
 func (l leftover) String() string {
-	return fmt.Sprintf("a server of an earlier drill is still running (pid %d on %s; was that pgb drill killed?): stop it with: %s",
-		l.Pid, l.Dir, l.Stop)
+	return fmt.Sprintf("a server of an earlier drill is still running (pid %d on %s; was that pgb drill killed?)%s%s",
+		l.Pid, l.Dir, stopWith, l.Stop)
 }
