@@ -25,18 +25,22 @@ func drillCommand() *cli.Command {
 		Name:  "drill",
 		Usage: "prove that recovery works: restore into a scratch directory, start PostgreSQL, check, measure RTO and RPO",
 		Description: "Restores what pgb restore would (the newest backup, to the end of the archive; or --target,\n" +
-			"--backup) through the same code, with archiving off, into --scratch (default: a new temporary\n" +
+			"--target-xid, --backup; --target-exclusive and --target-timeline as for restore) through the same code, with archiving off, into --scratch (default: a new temporary\n" +
 			"directory; an existing one must be empty), starts a private PostgreSQL of the backup's major\n" +
 			"version on it (no TCP: a unix socket in the scratch directory; as root, as the scratch\n" +
 			"directory's owner, --owner, or the backed-up data directory's owner), waits up to --timeout for\n" +
 			"recovery to reach the target (promoted at the end of the archive; paused at a target), then\n" +
 			"checks: a connection to every database, pg_amcheck --all when it is installed next to the\n" +
-			"server (only on a promoted copy), and each --check-sql statement. It reports the RTO (restore,\n" +
+			"server (only on a promoted copy), and each --check-sql statement, all within --check-timeout\n" +
+			"(the check running then fails, the rest are not run). It reports the RTO (restore,\n" +
 			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
-			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit pgb status shows,\n" +
-			"or against a time target; the newest archived WAL's age). The server is stopped and the\n" +
+			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit of the backup's\n" +
+			"window as pgb status showed it when the drill began, or against a time target; the newest\n" +
+			"archived WAL's age). The server is stopped and the\n" +
 			"scratch directory removed always, on failure and on SIGINT/SIGTERM too, unless --keep (the server\n" +
-			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n\n" +
+			"then keeps running, also after a failed drill, and the report says how to connect and stop it).\n" +
+			"A pgb killed outright (SIGKILL) cannot stop its server: the next drill warns about a server\n" +
+			"left on a $TMPDIR/pgb-drill-* directory and says how to stop it (docs/drill.md).\n\n" +
 			"--check-sql FILE: SQL statements, each ending with a line that ends in ';'; lines of '--'\n" +
 			"comments between statements are skipped. Each runs in database postgres and passes when it\n" +
 			"returns a row whose first column is not false or NULL.\n\n" +
@@ -50,12 +54,16 @@ func drillCommand() *cli.Command {
 			"(after cleaning up).",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.StringFlag{Name: "target", Usage: "recover to `TARGET`: latest (the end of the archive), a timestamp, an LSN (X/Y) or a restore point's name"},
+			&cli.StringFlag{Name: "target-xid", Usage: "recover to transaction `XID` (as pgb restore: the 32-bit form pgb events shows, or the full one)"},
+			&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the time, LSN or transaction target instead of just after"},
+			&cli.StringFlag{Name: "target-timeline", Usage: "follow timeline `TL`: latest (default), current or a number"},
 			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
 			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
+			&cli.DurationFlag{Name: "check-timeout", Value: time.Hour, Usage: "longest time for the checks, all together (the one running then fails)"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL server binaries (default: searched by the backup's major version)"},
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the server runs as"},
-			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as (default: the server's OS user name)"},
+			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect as, a superuser (default: the server's OS user name; a cluster whose superuser has another name needs it)"},
 			&cli.StringFlag{Name: "check-sql", Usage: "run the statements of `FILE` as checks (see above)"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},
@@ -68,15 +76,16 @@ func drillCommand() *cli.Command {
 
 func (e *env) drill(c *cli.Context) error {
 	ctx := c.Context
-	t, err := drill.ParseTarget(c.String("target"))
+	t, err := drill.ParseTargetFlags(drill.TargetFlags{Target: c.String("target"), XID: c.String("target-xid"),
+		Exclusive: c.Bool("target-exclusive"), Timeline: c.String("target-timeline")})
 	if err != nil {
-		return usagef("--target %q: %v", c.String("target"), err)
+		return usageError{err}
 	}
 	if c.String("owner") != "" && os.Geteuid() != 0 {
 		return usagef("--owner needs root")
 	}
 	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
-		Timeout: c.Duration("timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
+		Timeout: c.Duration("timeout"), CheckTimeout: c.Duration("check-timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
 		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
 	if isTTY(e.stderr) {

@@ -85,3 +85,26 @@ func TestDrillWhoseRecordCannotBeWrittenSaysSo(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
+
+// The drill takes the targets restore takes: --target-xid, --target-exclusive and
+// --target-timeline, checked as restore checks them.
+func TestDrillTakesRestoresTargetFlags(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	r := pgb(t, "drill", "--repo", dir, "--scratch", filepath.Join(t.TempDir(), "s"), "--target-xid", "750", "--target-exclusive", "--target-timeline", "1")
+	if r.code != exitError || !strings.Contains(r.stderr, "no backups") {
+		t.Fatalf("a drill to an xid of an empty repository: exit %d, stderr %q; want exit 1, no backups", r.code, r.stderr)
+	}
+	for _, args := range [][]string{
+		{"--target-xid", "seven"},
+		{"--target-xid", "750", "--target", "before-upgrade"},
+		{"--target", "before-upgrade", "--target-exclusive"},
+		{"--target-exclusive"},
+		{"--target-timeline", "newest"},
+	} {
+		r := pgb(t, append([]string{"drill", "--repo", dir}, args...)...)
+		if r.code != exitUsage || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("pgb drill %v: exit %d, stderr %q; want a one-line usage error", args, r.code, r.stderr)
+		}
+	}
+}

@@ -307,3 +307,287 @@ func TestDrillOfAClusterWithAnExternalPidFileLeavesTheSourcesAlone(t *testing.T)
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// A cluster whose only superuser is not named after the OS user that runs it: the
+// drill's default database user does not exist there. That is no "not ready yet": the
+// drill says at once to pass --user (it used to retry until --timeout).
+func TestDrillOfAClusterWithoutAPostgresRoleNamesUserAndPassesWithIt(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := pgtest.NewCluster(t, pgtest.Options{Superuser: "dba",
+		ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p"})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	// --timeout is only a safety net: the drill must not wait for it.
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--timeout", "2m")
+	if r.code == 0 || !strings.Contains(r.stderr, "--user") || strings.Contains(r.stderr, "--timeout") {
+		t.Fatalf("a drill connecting as a role the cluster lacks: want a failure naming --user\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--user", "dba")
+	assertNoDrillLeft(t, scratch)
+}
+
+// Debian's clusters keep postgresql.conf, pg_hba.conf and pg_ident.conf in
+// /etc/postgresql/..., outside the data directory: the backup holds none of them. The
+// drilled copy must start all the same, and the report say it ran without the source's
+// settings.
+func TestDrillOfAClusterConfiguredOutsideItsDataDirectoryPassesAndWarns(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Stop(t)
+	etc := pgtest.MkdirPG(t, filepath.Join(c.Dir(), "etc"))
+	var conf []string
+	for _, f := range []struct{ name, setting string }{{"postgresql.conf", "config_file"}, {"pg_hba.conf", "hba_file"}, {"pg_ident.conf", "ident_file"}} {
+		if err := os.Rename(filepath.Join(c.DataDir(), f.name), filepath.Join(etc, f.name)); err != nil {
+			t.Fatal(err)
+		}
+		conf = append(conf, f.setting+"="+filepath.Join(etc, f.name))
+	}
+	src := pgtest.OpenDataDir(t, c.DataDir(), pgtest.Options{Conf: conf})
+	src.Start(t)
+	src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, src)
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--timeout", "5m")
+	if r.code != 0 || !strings.Contains(r.stdout, "warning: the backup holds no postgresql.conf") {
+		t.Fatalf("a drill of a cluster configured outside its data directory: want it to pass with a warning\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+// PostgreSQL pauses recovery by itself when the WAL raises a setting above the copy's
+// (max_connections raised on the source after the backup): that pause is not the
+// target, and the drill must not report it reached.
+func TestDrillToARestorePointPastASettingRaisedAfterTheBackupFailsWhereRecoveryPaused(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	commitAt(t, c)
+	c.Exec(t, "ALTER SYSTEM SET max_connections = 150")
+	c.Restart(t)
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), "restore-point", "--repo", repo, "after_raise")
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target", "after_raise", "--timeout", "5m")
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, "paused before reaching the target") {
+		t.Fatalf("a drill whose recovery paused at a raised setting, short of the restore point: want exit 3 saying so\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+// A drill into a directory the user gave leaves it as it was (empty, its mode and
+// owner); a kept server stops with the command the report gives, which waits for the
+// shutdown before removing the scratch directory.
+func TestDrillLeavesAGivenScratchDirAsItWasAndAKeptServerStopsWithItsStopCommand(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	dir := pgtest.TempDir(t)
+	given := filepath.Join(dir, "given")
+	if err := os.Mkdir(given, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", given)
+	after, err := os.Stat(given)
+	if err != nil {
+		t.Fatalf("the given scratch directory is gone: %v", err)
+	}
+	ents, _ := os.ReadDir(given)
+	bst, ast := before.Sys().(*syscall.Stat_t), after.Sys().(*syscall.Stat_t)
+	if after.Mode() != before.Mode() || ast.Uid != bst.Uid || ast.Gid != bst.Gid || len(ents) != 0 {
+		t.Fatalf("the given scratch directory after the drill: mode %v owner %d:%d, %d entries; want mode %v owner %d:%d, empty",
+			after.Mode(), ast.Uid, ast.Gid, len(ents), before.Mode(), bst.Uid, bst.Gid)
+	}
+
+	scratch, reportFile := filepath.Join(dir, "kept"), filepath.Join(dir, "drill.json")
+	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--keep", "--report", reportFile)
+	b, err := os.ReadFile(reportFile)
+	if err != nil {
+		t.Fatalf("--report: %v\n%s", err, r)
+	}
+	var rep struct {
+		Kept *struct {
+			Pid  int    `json:"pid"`
+			Stop string `json:"stop"`
+		} `json:"kept"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.Kept == nil || !strings.Contains(rep.Kept.Stop, "pg_ctl") {
+		t.Fatalf("--keep: want a stop command that waits for the shutdown (pg_ctl): %s, %v\n%s", b, err, r)
+	}
+	if out, err := exec.Command("sh", "-c", rep.Kept.Stop).CombinedOutput(); err != nil {
+		t.Fatalf("the report's stop command %q: %v\n%s", rep.Kept.Stop, err, out)
+	}
+	if processRuns(rep.Kept.Pid) {
+		t.Errorf("the kept server (pid %d) still runs after the stop command", rep.Kept.Pid)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+// processRuns says whether process pid exists and is no zombie (an exited server
+// whose parent, pgb, is gone waits for init to reap it).
+func processRuns(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, after, ok := strings.Cut(string(b), ") ")
+	return ok && !strings.HasPrefix(after, "Z")
+}
+
+// A check that never ends (amcheck on a huge cluster, a runaway --check-sql) is
+// cancelled at --check-timeout: the drill fails saying so, and cleans up.
+func TestDrillWhoseCheckHangsFailsAtTheCheckTimeout(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	if err := os.WriteFile(checks, []byte("SELECT pg_sleep(36000) IS NOT NULL;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	r := pgb(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--check-sql", checks, "--check-timeout", "1s")
+	// The check cancelled is the SQL, or pg_amcheck when the machine is slow enough
+	// for it to take the whole second: either way the checks are bounded.
+	if r.code != 3 || !strings.Contains(r.stderr, "did not finish within --check-timeout 1s") {
+		t.Fatalf("a drill whose check outlasts --check-timeout: want exit 3 naming the timeout\n%s", r)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+func TestDrillOnS3ReachesTheEndOfTheArchiveOfAClusterThatKeptWriting(t *testing.T) {
+	pgtest.Require(t)
+	sel, _ := s3Repo(t, 0, "")
+	c := archivingClusterWith(t, sel)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	commitAt(t, c)
+	mustPGB(t, "", c.Env(), append([]string{"backup-push", "--fast"}, sel...)...)
+	c.GenerateWAL(t, 1)
+	last := commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, append([]string{"drill", "--scratch", scratch, "--json"}, sel...)...)
+	var rep drillReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.OK {
+		t.Fatalf("pgb drill on S3: %v\n%s", err, r)
+	}
+	if !rep.Reached.Promoted || rep.Reached.LastCommit == nil || rep.Reached.LastCommit.Before(last) {
+		t.Fatalf("the drill did not reach the last commit at %s: %s", last, r)
+	}
+	if rep.RPO.GapSeconds == nil || *rep.RPO.GapSeconds < 0 || *rep.RPO.GapSeconds > 3 {
+		t.Fatalf("RPO gap, want a few seconds at most: %s", r)
+	}
+	t.Logf("RPO gap %.3f s, RTO %.1f s", *rep.RPO.GapSeconds, rep.RTO.TotalSeconds)
+	assertNoDrillLeft(t, scratch)
+}
+
+func TestDrillToATransactionPausesRightAfterItsCommit(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'before' FROM generate_series(1, 4)")
+	xid := c.QueryString(t, "INSERT INTO ticks (pad) VALUES ('target') RETURNING pg_current_xact_id()::text")
+	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'after' FROM generate_series(1, 7)")
+	commitAt(t, c)
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	dir := pgtest.TempDir(t)
+	checks := filepath.Join(dir, "checks.sql")
+	if err := os.WriteFile(checks, []byte("SELECT count(*) = 5 FROM ticks;\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(dir, "scratch")
+	r := mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target-xid", xid, "--check-sql", checks)
+	if !strings.Contains(r.stdout, "Drill PASSED: target transaction "+xid) {
+		t.Fatalf("pgb drill --target-xid %s:\n%s", xid, r)
+	}
+	assertNoDrillLeft(t, scratch)
+}
+
+// A pgb drill killed outright (SIGKILL) cannot stop its server. The next drill says
+// so, with the command that stops it, which works; it stops nothing itself.
+func TestDrillAfterAKilledDrillWarnsOfItsServerAndHowToStopIt(t *testing.T) {
+	pgtest.Require(t)
+	repo := newRepo(t)
+	writingCluster(t, repo)
+	tmp := pgtest.TempDir(t)
+	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo)
+	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp, "PGB_TEST_DRILL_HANG_AFTER_START=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if strings.Contains(sc.Text(), "server started, pid") {
+			break
+		}
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "server started") {
+		t.Fatalf("the drill never said the server started:\n%s", strings.Join(seen, "\n"))
+	}
+	_, after, _ := strings.Cut(seen[len(seen)-1], "pid ")
+	pid, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(after)[0], ","))
+	t.Cleanup(func() { // when the test fails before the stop command stopped it
+		if pid > 0 && processRuns(pid) {
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
+	left, _ := filepath.Glob(filepath.Join(tmp, "pgb-drill-*"))
+	if len(left) != 1 || !processRuns(pid) {
+		t.Fatalf("want the killed drill's server (pid %d) and scratch dir left behind, found %v", pid, left)
+	}
+
+	r := pgb(t, "", []string{"TMPDIR=" + tmp}, "drill", "--repo", repo, "--json")
+	var rep struct {
+		OK       bool     `json:"ok"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.OK {
+		t.Fatalf("the next drill: %v\n%s", err, r)
+	}
+	var stop string
+	for _, w := range rep.Warnings {
+		if strings.Contains(w, "pid "+strconv.Itoa(pid)) && strings.Contains(w, left[0]) {
+			_, stop, _ = strings.Cut(w, "stop it with: ")
+		}
+	}
+	if stop == "" || !processRuns(pid) {
+		t.Fatalf("the next drill does not warn of the server left running (pid %d on %s), or stopped it itself:\n%s", pid, left[0], r)
+	}
+	if out, err := exec.Command("sh", "-c", stop).CombinedOutput(); err != nil {
+		t.Fatalf("the warning's stop command %q: %v\n%s", stop, err, out)
+	}
+	if processRuns(pid) {
+		t.Errorf("the left server (pid %d) still runs after the stop command", pid)
+	}
+	assertNoDrillLeft(t, left[0])
+}

@@ -35,6 +35,10 @@ type Options struct {
 	// WALSegSizeMB is initdb's --wal-segsize; 0 keeps the default (16).
 	// Ignored by OpenDataDir.
 	WALSegSizeMB int
+	// Superuser is the name of the superuser initdb creates, "" for "postgres"
+	// (a cluster whose superuser is not named after the OS user running it).
+	// Env and DSN connect as it. Ignored by OpenDataDir.
+	Superuser string
 }
 
 // Cluster is a PostgreSQL server on a private data directory, reachable over
@@ -51,6 +55,8 @@ type Cluster struct {
 	// extra holds additional server command-line options (OpenDataDir);
 	// port, socket directory and listen_addresses are always passed.
 	extra []string
+	// superuser is the database user Env and DSN connect as.
+	superuser string
 }
 
 // NewCluster runs initdb (trust auth, superuser "postgres", UTF8, C locale)
@@ -66,8 +72,11 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	c := newCluster(t)
 	c.owned = true
 	c.dataDir = filepath.Join(c.dir, "data")
+	if opts.Superuser != "" {
+		c.superuser = opts.Superuser
+	}
 
-	args := []string{"-D", c.dataDir, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"}
+	args := []string{"-D", c.dataDir, "-U", c.superuser, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"}
 	if opts.WALSegSizeMB != 0 {
 		args = append(args, "--wal-segsize="+strconv.Itoa(opts.WALSegSizeMB))
 	}
@@ -150,7 +159,7 @@ func newCluster(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{pgbin: bin, cred: cred, dir: dir, logFile: filepath.Join(dir, "postgres.log"), port: freePort(t)}
+	c := &Cluster{pgbin: bin, cred: cred, dir: dir, logFile: filepath.Join(dir, "postgres.log"), port: freePort(t), superuser: "postgres"}
 	t.Cleanup(func() {
 		if c.Running() {
 			if out, err := c.pgCtl("stop", "-m", "immediate"); err != nil {
@@ -202,14 +211,14 @@ func (c *Cluster) LogFile() string { return c.logFile }
 // Bin returns the path of a PostgreSQL program, e.g. c.Bin("pg_waldump").
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.pgbin, name) }
 
-// Env returns PGHOST (the socket directory), PGPORT, PGUSER=postgres,
+// Env returns PGHOST (the socket directory), PGPORT, PGUSER (the superuser),
 // PGDATABASE=postgres and PGDATA as "KEY=value" entries, to append to a
 // command's environment.
 func (c *Cluster) Env() []string {
 	return []string{
 		"PGHOST=" + c.dir,
 		"PGPORT=" + strconv.Itoa(c.port),
-		"PGUSER=postgres",
+		"PGUSER=" + c.superuser,
 		"PGDATABASE=postgres",
 		"PGDATA=" + c.dataDir,
 	}
@@ -217,8 +226,8 @@ func (c *Cluster) Env() []string {
 
 // DSN returns a keyword/value connection string for the unix socket.
 func (c *Cluster) DSN() string {
-	return fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable connect_timeout=10 application_name=pgtest",
-		quoteDSN(c.dir), c.port)
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=postgres sslmode=disable connect_timeout=10 application_name=pgtest",
+		quoteDSN(c.dir), c.port, quoteDSN(c.superuser))
 }
 
 // Command is like RunAsPG with the cluster's Env() added to the environment

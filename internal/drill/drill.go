@@ -41,6 +41,7 @@ type Options struct {
 	Scratch        string          // "" : a new temporary directory
 	Keep           bool            // leave the server running and the scratch dir
 	Timeout        time.Duration   // bound on the wait for recovery
+	CheckTimeout   time.Duration   // bound on the checks, all together; 0: none
 	PGBin          string          // --pg-bin, "" to search
 	Owner          string          // --owner, "" to choose as restore does
 	User           string          // database user to connect as; "" : the server's OS user name
@@ -79,6 +80,14 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 	d := &drill{rp: rp, opt: opt, scratch: scratch}
 	rep = &Report{Started: started.UTC(), Scratch: scratch, Checks: []CheckResult{}, Warnings: []string{}}
 	d.rep = rep
+	if !created {
+		if d.orig, err = statDir(scratch); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range findLeftovers(os.TempDir(), scratch, os.Geteuid(), orphanedPostgres) {
+		d.warn(l.String())
+	}
 	defer func() {
 		if d.kept(ctx) {
 			return
@@ -88,9 +97,16 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (rep *Report, err erro
 	err = d.run(ctx)
 	if d.kept(ctx) {
 		data := filepath.Join(scratch, "data")
+		uid, gid := -1, -1
+		if d.owner != nil {
+			uid, gid = d.owner.UID, d.owner.GID
+		}
 		rep.Kept = &Kept{DataDir: data, Socket: scratch, Port: d.srv.Port, Pid: d.srv.Pid(),
-			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", scratch, d.srv.Port, d.user),
-			Stop:    fmt.Sprintf("kill -INT %d; rm -rf %s", d.srv.Pid(), scratch)}
+			Connect: fmt.Sprintf("psql -h %s -p %d -U %s postgres", shellQuote(scratch), d.srv.Port, shellQuote(d.user)),
+			Stop:    stopCommand(d.srv.Bin, data, scratch, created, os.Geteuid(), uid, gid)}
+		if o := d.orig; o != nil {
+			rep.Kept.Stop += fmt.Sprintf(" && chown %d:%d %s && chmod %o %s", o.uid, o.gid, shellQuote(scratch), o.mode, shellQuote(scratch))
+		}
 	}
 	rep.Finished = time.Now().UTC()
 	rep.OK = err == nil
@@ -108,6 +124,9 @@ type drill struct {
 	srv     *pgserver.Server
 	user    string
 	owner   *restore.Owner
+	orig    *dirState      // a --scratch that existed: its mode and owner, put back afterwards
+	st      *status.Report // pgb status, gathered once before the restore
+	win     *window.Window // the window the drill recovers in, nil if unknown
 }
 
 // kept says whether --keep leaves the server running: given, not interrupted, and the
@@ -121,6 +140,14 @@ func (d *drill) kept(ctx context.Context) bool {
 		return false
 	default:
 		return true
+	}
+}
+
+// warn adds a warning to the report and logs it.
+func (d *drill) warn(w string) {
+	d.rep.Warnings = append(d.rep.Warnings, w)
+	if d.opt.Log != nil {
+		d.opt.Log.Warn(w)
 	}
 }
 
@@ -152,19 +179,15 @@ func makeScratch(dir string) (abs string, created bool, err error) {
 	return abs, false, nil
 }
 
-// cleanup stops the server and removes what the drill wrote; the scratch dir itself
-// when the drill created it.
+// cleanup stops the server and removes what the drill wrote: the scratch dir itself
+// when the drill created it, else its content, and puts the given directory's mode
+// and owner back. What it could not remove is a warning: the drill's result stands.
 func (d *drill) cleanup(created bool) {
 	if d.srv != nil {
 		d.srv.Stop(30 * time.Second)
 	}
-	if created {
-		_ = os.RemoveAll(d.scratch)
-		return
-	}
-	ents, _ := os.ReadDir(d.scratch)
-	for _, e := range ents {
-		_ = os.RemoveAll(filepath.Join(d.scratch, e.Name()))
+	if err := removeScratch(d.scratch, created, d.orig, os.RemoveAll); err != nil {
+		d.warn(fmt.Sprintf("scratch directory %s not fully cleaned up: %v", d.scratch, err))
 	}
 }
 
@@ -187,6 +210,8 @@ func (d *drill) run(ctx context.Context) error {
 		if win, err = d.endWindow(ctx, m.Name); err != nil {
 			return err
 		}
+	} else {
+		d.gather(ctx, m.Name)
 	}
 	bin, err := pgserver.FindBin(ctx, m.PGVersion, d.opt.PGBin)
 	if err != nil {
@@ -215,6 +240,9 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.RTO.RestoreSeconds = time.Since(t0).Seconds()
 	d.rep.RTO.BytesRestored = m.Size
 	d.event("restored backup %s (%d bytes) in %.1f s", m.Name, m.Size, d.rep.RTO.RestoreSeconds)
+	if err := d.ensureConf(data); err != nil {
+		return err
+	}
 	if err := d.start(bin); err != nil {
 		return err
 	}
@@ -247,9 +275,7 @@ func (d *drill) run(ctx context.Context) error {
 		d.rep.RTO.MBPerSecond = float64(d.rep.RTO.BytesRestored+d.rep.RTO.BytesReplayed) / d.rep.RTO.TotalSeconds / (1 << 20)
 	}
 	d.event("recovery reached %s in %.1f s", end.ReplayLSN, d.rep.RTO.ReplaySeconds)
-	if err := d.rpo(ctx, target); err != nil {
-		return err
-	}
+	d.rpo(target)
 	if d.opt.AtTarget != nil {
 		c := &Copy{Bin: bin, SockDir: d.scratch, Port: d.srv.Port, User: d.user, Promoted: end.Promoted, Target: target.String()}
 		if err := d.opt.AtTarget(ctx, c); err != nil {
@@ -331,6 +357,32 @@ func (d *drill) chooseOwner(m *repo.Manifest) error {
 	return nil
 }
 
+// ensureConf writes an empty postgresql.conf into the restored data directory when
+// the backup holds none: a cluster configured outside its data directory (Debian's
+// /etc/postgresql/...) has none to back up, and postgres does not start without one.
+// The copy then runs with PostgreSQL's defaults and the drill's own settings; the
+// report says so.
+func (d *drill) ensureConf(data string) error {
+	p := filepath.Join(data, "postgresql.conf")
+	if _, err := os.Lstat(p); err == nil || !os.IsNotExist(err) {
+		return err
+	}
+	const text = "# Written by pgb drill: the backup holds no postgresql.conf (the source keeps its\n" +
+		"# configuration outside its data directory). PostgreSQL's defaults apply.\n"
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		return err
+	}
+	if d.owner != nil {
+		if err := os.Chown(p, d.owner.UID, d.owner.GID); err != nil {
+			return err
+		}
+	}
+	w := "the backup holds no postgresql.conf (the source's configuration is outside its data directory, " +
+		"e.g. /etc/postgresql on Debian): the copy ran with PostgreSQL's defaults and the drill's settings, not the source's"
+	d.warn(w)
+	return nil
+}
+
 // start writes a pg_hba.conf that lets local socket connections in (the socket
 // directory is the server user's, mode 0700) and starts the server.
 func (d *drill) start(bin string) error {
@@ -363,6 +415,10 @@ func (d *drill) start(bin string) error {
 func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reached, error) {
 	tick := time.NewTicker(d.opt.Poll)
 	defer tick.Stop()
+	var goal wal.LSN
+	if d.opt.Progress != nil {
+		goal = d.goalLSN(ctx, target)
+	}
 	var conn *pgx.Conn
 	defer func() {
 		if conn != nil {
@@ -380,7 +436,10 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if conn == nil {
 			c, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
 			if err != nil {
-				continue // not consistent yet
+				if ctx.Err() != nil || notReady(err) {
+					continue // not consistent yet
+				}
+				return Reached{}, pollError(err, d.user)
 			}
 			conn = c
 		}
@@ -401,10 +460,13 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if err != nil {
 			_ = conn.Close(context.Background())
 			conn = nil
-			continue
+			if ctx.Err() != nil || notReady(err) {
+				continue
+			}
+			return Reached{}, pollError(err, d.user)
 		}
 		if d.opt.Progress != nil && lsn != nil {
-			_, _ = fmt.Fprintf(d.opt.Progress, "\rdrill: replayed to %s", *lsn)
+			_, _ = fmt.Fprint(d.opt.Progress, progressLine(*lsn, d.rep.Backup.StartLSN, goal))
 		}
 		if inRecovery && paused != "paused" {
 			continue
@@ -433,6 +495,9 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 				r.ReplayLSN = l
 			}
 		}
+		if inRecovery {
+			return r, d.checkStopped(ctx, target, r.ReplayLSN)
+		}
 		return r, nil
 	}
 }
@@ -453,11 +518,13 @@ func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, e
 	if err != nil {
 		return nil, err
 	}
+	d.st = st
 	for _, w := range st.Windows {
 		if w.Backup != backup && !slices.Contains(w.Backups, backup) {
 			continue
 		}
 		if !w.CutByGap && !w.EndOfWAL {
+			d.win = w
 			return w, nil
 		}
 		why := "its last segment ends early with zeros"
@@ -480,42 +547,47 @@ func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, e
 	return nil, fmt.Errorf("%w: backup %s is in no recoverable window (pgb status shows why)", ErrFailed, backup)
 }
 
-// rpo compares the point reached with the repository's window (what pgb status shows).
-func (d *drill) rpo(ctx context.Context, target restore.Target) error {
+// gather is what pgb status shows, once, before the restore, and the window backup
+// lies in, for the RPO; a failure only leaves the RPO unmeasured.
+func (d *drill) gather(ctx context.Context, backup string) {
 	st, err := status.Gather(ctx, d.rp, status.Options{Now: time.Now(), Log: d.opt.Log})
 	if err != nil {
 		d.rep.Warnings = append(d.rep.Warnings, "RPO not measured: "+err.Error())
-		return nil
+		return
 	}
-	r := &d.rep.RPO
-	if st.NewestWAL != nil {
-		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, st.NewestWAL.AgeSeconds
-	}
-	if n := len(st.Windows); n > 0 {
-		w := st.Windows[n-1]
-		d.rep.WAL = WALRange{First: w.FirstSegment, Last: w.LastSegment}
-		if w.LastCommit != nil {
-			t := w.LastCommit.Time.UTC()
-			r.LastArchivedCommit = &t
+	d.st = st
+	for _, w := range st.Windows {
+		if w.Backup == backup || slices.Contains(w.Backups, backup) {
+			d.win = w
 		}
 	}
-	got := d.rep.Reached.LastCommit
-	switch {
-	case target.Kind == restore.ToEnd && r.LastArchivedCommit != nil && got != nil:
-		gap := r.LastArchivedCommit.Sub(*got).Seconds()
-		r.GapSeconds = &gap
-	case target.Kind == restore.ToTime && got != nil:
-		gap := target.Time.Sub(*got).Seconds()
-		r.GapSeconds = &gap
-	case target.Kind == restore.ToEnd && got == nil:
-		d.rep.Warnings = append(d.rep.Warnings, "no transaction was replayed: RPO against the last archived commit not measured")
-	}
-	return nil
 }
 
-// runChecks connects to every database, runs pg_amcheck and the --check-sql statements.
+// rpo compares the point reached with the window the drill recovered in, as pgb
+// status showed it before the restore.
+func (d *drill) rpo(target restore.Target) {
+	if d.st == nil {
+		return
+	}
+	var warn []string
+	d.rep.RPO, d.rep.WAL, warn = measureRPO(d.st, d.win, target, d.rep.Reached.LastCommit)
+	d.rep.Warnings = append(d.rep.Warnings, warn...)
+}
+
+// runChecks connects to every database, runs pg_amcheck and the --check-sql
+// statements, all within --check-timeout: the check running then fails, naming it,
+// and the others are not run.
 func (d *drill) runChecks(ctx context.Context, bin string) {
+	parent := ctx
+	if d.opt.CheckTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.opt.CheckTimeout)
+		defer cancel()
+	}
 	add := func(name string, err error, detail string) {
+		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("cancelled: the checks did not finish within --check-timeout %s", d.opt.CheckTimeout)
+		}
 		c := CheckResult{Name: name, Passed: err == nil, Detail: detail}
 		if err != nil {
 			c.Detail = err.Error()
@@ -525,7 +597,7 @@ func (d *drill) runChecks(ctx context.Context, bin string) {
 	dbs, err := d.databases(ctx)
 	add("connect to every database", err, fmt.Sprintf("%d databases", len(dbs)))
 	d.amcheck(ctx, bin, add)
-	if len(d.opt.Checks) == 0 {
+	if len(d.opt.Checks) == 0 || ctx.Err() != nil {
 		return
 	}
 	conn, err := pgx.Connect(ctx, d.srv.DSN(d.user, "postgres"))
@@ -535,6 +607,9 @@ func (d *drill) runChecks(ctx context.Context, bin string) {
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	for _, s := range d.opt.Checks {
+		if ctx.Err() != nil {
+			break
+		}
 		name := fmt.Sprintf("check-sql line %d: %s", s.Line, oneLine(s.SQL))
 		rows, err := conn.Query(ctx, s.SQL)
 		if err != nil {

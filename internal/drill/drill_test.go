@@ -109,3 +109,60 @@ func TestRunRefusesANonEmptyScratchDirAndLeavesItAlone(t *testing.T) {
 		t.Fatalf("the scratch dir's content was touched: %v", err)
 	}
 }
+
+func TestParseTargetFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		in   TargetFlags
+		want restore.Target
+		err  bool
+	}{
+		{"default", TargetFlags{}, restore.Target{Kind: restore.ToEnd, Action: "pause", Timeline: "latest"}, false},
+		{"xid", TargetFlags{XID: "750", Exclusive: true, Timeline: "2"},
+			restore.Target{Kind: restore.ToXID, XID: 750, Exclusive: true, Action: "pause", Timeline: "2"}, false},
+		{"full xid after latest", TargetFlags{Target: "latest", XID: "4294968046"},
+			restore.Target{Kind: restore.ToXID, XID: 4294968046, Action: "pause", Timeline: "latest"}, false},
+		{"exclusive LSN", TargetFlags{Target: "0/3000060", Exclusive: true, Timeline: "current"},
+			restore.Target{Kind: restore.ToLSN, LSN: 0x3000060, Exclusive: true, Action: "pause", Timeline: "current"}, false},
+		{"xid not a number", TargetFlags{XID: "seven"}, restore.Target{}, true},
+		{"xid below the first normal one", TargetFlags{XID: "2"}, restore.Target{}, true},
+		{"xid and a name", TargetFlags{Target: "before-upgrade", XID: "750"}, restore.Target{}, true},
+		{"exclusive name", TargetFlags{Target: "before-upgrade", Exclusive: true}, restore.Target{}, true},
+		{"exclusive end", TargetFlags{Exclusive: true}, restore.Target{}, true},
+		{"bad timeline", TargetFlags{Timeline: "newest"}, restore.Target{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseTargetFlags(tt.in)
+		if (err != nil) != tt.err || err == nil && got != tt.want {
+			t.Errorf("%s: ParseTargetFlags(%+v) = %+v, %v; want %+v (error %v)", tt.name, tt.in, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// A warning and the --keep commands are wrapped, never cut: the stop command pasted
+// from the report is the whole command.
+func TestReportWrapsWarningsAndKeepsCommandsWhole(t *testing.T) {
+	stop := stopCommand("/usr/lib/postgresql/15/bin", "/tmp/pgb-drill-1234567890/my data/data", "/tmp/pgb-drill-1234567890/my data", true, 0, 987654, 987654)
+	leftover := leftover{Dir: "/tmp/pgb-drill-42", Pid: 4242, Stop: stop}
+	r := &Report{OK: true, Target: "the end of the archive", Warnings: []string{leftover.String()},
+		Kept: &Kept{Pid: 4343, Connect: "psql -h /tmp/pgb-drill-1234567890 -p 45678 -U postgres postgres", Stop: stop}}
+	var b bytes.Buffer
+	if err := r.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, l := range strings.Split(out, "\n") {
+		if len([]rune(l)) > 80 || strings.HasSuffix(l, "…") {
+			t.Errorf("line cut or wider than 80 columns: %q", l)
+		}
+	}
+	_, after, _ := strings.Cut(out, "  stop: ")
+	got := strings.TrimSpace(strings.ReplaceAll(after, " \\\n    ", " "))
+	if got != stop {
+		t.Errorf("the stop command as printed, joined: %q, want %q\n%s", got, stop, out)
+	}
+	t.Log("\n" + out)
+	if !strings.Contains(strings.Join(strings.Fields(out), " "), "pid 4242 on /tmp/pgb-drill-42") {
+		t.Errorf("the leftover warning is not whole:\n%s", out)
+	}
+}

@@ -3,6 +3,7 @@ package drill
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/wal"
@@ -104,6 +105,13 @@ func (r *Report) Write(w io.Writer) error {
 			_, err = fmt.Fprintln(w, s)
 		}
 	}
+	raw := func(lines []string) {
+		for _, s := range lines {
+			if err == nil {
+				_, err = fmt.Fprintln(w, s)
+			}
+		}
+	}
 	ts := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") }
 	verdict := "PASSED"
 	if !r.OK {
@@ -154,17 +162,63 @@ func (r *Report) Write(w io.Writer) error {
 			p("       %s", c.Detail)
 		}
 	}
+	// Warnings and commands are wrapped, not cut: a command must stay whole to be
+	// pasted (its lines end in a backslash).
 	for _, x := range r.Warnings {
-		p("warning: %s", x)
+		prose, cmd, ok := strings.Cut(x, stopWith)
+		if !ok {
+			raw(wrap("warning: "+x, "  ", ""))
+			continue
+		}
+		raw(wrap("warning: "+prose+strings.TrimRight(stopWith, " "), "  ", ""))
+		raw(wrap("    "+cmd, "      ", " \\"))
 	}
 	if r.Record != "" {
 		p("Recorded as %s", r.Record)
 	}
 	if k := r.Kept; k != nil {
-		p("Kept running (pid %d): %s", k.Pid, k.Connect)
-		p("  stop: %s", k.Stop)
+		p("Kept running (pid %d):", k.Pid)
+		raw(wrap("  connect: "+k.Connect, "    ", " \\"))
+		raw(wrap("  stop: "+k.Stop, "    ", " \\"))
 	}
 	return err
+}
+
+// wrap breaks s at spaces into lines of at most 79 columns, each but the first
+// starting with indent and each but the last ending with cont. A word too long for a
+// line is left whole on its own.
+func wrap(s, indent, cont string) []string {
+	const width = 79
+	var out []string
+	lead := s[:len(s)-len(strings.TrimLeft(s, " "))]
+	line := ""
+	for i, w := range words(s[len(lead):]) {
+		if i == 0 {
+			line = lead + w
+			continue
+		}
+		switch {
+		case len([]rune(line))+1+len([]rune(w))+len([]rune(cont)) <= width:
+			line += " " + w
+		default:
+			out = append(out, line+cont)
+			line = indent + w
+		}
+	}
+	return append(out, line)
+}
+
+// words splits s at spaces outside single quotes (a quoted path stays one word).
+func words(s string) []string {
+	var out []string
+	for _, w := range strings.Split(s, " ") {
+		if n := len(out); n > 0 && strings.Count(out[n-1], "'")%2 == 1 {
+			out[n-1] += " " + w
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 func size(n int64) string {

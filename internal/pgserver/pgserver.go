@@ -119,9 +119,10 @@ func (s *Server) Start() error {
 	// the backup); these must not reach anything of the source's: its data directory
 	// or pid file by absolute path, its publishers (subscriptions would consume their
 	// slots), its primary, its archive. hot_standby on: a pause at a target must be
-	// queryable; logging to the server's log file, which the drill reads.
+	// queryable; logging to the server's log file, which the drill reads (in English).
 	for _, kv := range []string{"data_directory=" + s.DataDir, "external_pid_file=", "max_logical_replication_workers=0",
-		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "hot_standby=on", "logging_collector=off", "ssl=off"} {
+		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "hot_standby=on", "logging_collector=off", "ssl=off",
+		"lc_messages=C"} {
 		args = append(args, "-c", kv)
 	}
 	if s.HBAFile != "" {

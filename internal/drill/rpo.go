@@ -1,0 +1,39 @@
+package drill
+
+import (
+	"time"
+
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/status"
+	"github.com/pgb-project/pgb/internal/window"
+)
+
+// measureRPO compares got, the last commit recovered, with the window win the drill
+// recovered in (nil if none was found), as st (pgb status, gathered once before the
+// restore) saw it: WAL archived while the drill runs does not count against it.
+func measureRPO(st *status.Report, win *window.Window, target restore.Target, got *time.Time) (RPO, WALRange, []string) {
+	var r RPO
+	var wr WALRange
+	var warn []string
+	if st.NewestWAL != nil {
+		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, st.NewestWAL.AgeSeconds
+	}
+	if win != nil {
+		wr = WALRange{First: win.FirstSegment, Last: win.LastSegment}
+		if win.LastCommit != nil {
+			t := win.LastCommit.Time.UTC()
+			r.LastArchivedCommit = &t
+		}
+	}
+	switch {
+	case target.Kind == restore.ToEnd && r.LastArchivedCommit != nil && got != nil:
+		gap := r.LastArchivedCommit.Sub(*got).Seconds()
+		r.GapSeconds = &gap
+	case target.Kind == restore.ToTime && got != nil:
+		gap := target.Time.Sub(*got).Seconds()
+		r.GapSeconds = &gap
+	case target.Kind == restore.ToEnd && got == nil:
+		warn = append(warn, "no transaction was replayed: RPO against the last archived commit not measured")
+	}
+	return r, wr, warn
+}
