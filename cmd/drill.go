@@ -30,8 +30,10 @@ func drillCommand() *cli.Command {
 			"version on it (no TCP: a unix socket in the scratch directory; as root, as the scratch\n" +
 			"directory's owner, --owner, or the backed-up data directory's owner), waits up to --timeout for\n" +
 			"recovery to reach the target (promoted at the end of the archive; paused at a target), then\n" +
-			"checks: a connection to every database, pg_amcheck --all when it is installed next to the\n" +
-			"server (only on a promoted copy), and each --check-sql statement, all within --check-timeout\n" +
+			"checks: a connection to every database, amcheck (pg_amcheck when it is installed next to the\n" +
+			"server, else the amcheck extension's bt_index_check on a sample of 200 indexes per database;\n" +
+			"on a copy paused at a target, read-only, only the databases where amcheck is installed),\n" +
+			"and each --check-sql statement, all within --check-timeout\n" +
 			"(the check running then fails, the rest are not run). It reports the RTO (restore,\n" +
 			"replay, total to a queryable database, bytes, throughput) and the RPO (the last commit\n" +
 			"recovered, pg_last_xact_replay_timestamp(), against the last archived commit of the backup's\n" +

@@ -36,7 +36,9 @@ type drillReport struct {
 	Checks []struct {
 		Name   string `json:"name"`
 		Passed bool   `json:"passed"`
+		Detail string `json:"detail"`
 	} `json:"checks"`
+	Warnings []string `json:"warnings"`
 }
 
 // writingCluster is an archiving cluster with a backup and commits after it, all

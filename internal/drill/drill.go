@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"slices"
@@ -596,7 +595,7 @@ func (d *drill) runChecks(ctx context.Context, bin string) {
 	}
 	dbs, err := d.databases(ctx)
 	add("connect to every database", err, fmt.Sprintf("%d databases", len(dbs)))
-	d.amcheck(ctx, bin, add)
+	d.amcheck(ctx, bin, dbs, add)
 	if len(d.opt.Checks) == 0 || ctx.Err() != nil {
 		return
 	}
@@ -677,28 +676,6 @@ func (d *drill) databases(ctx context.Context) ([]string, error) {
 		}
 	}
 	return dbs, nil
-}
-
-// amcheck runs pg_amcheck on every database when it is installed next to the
-// server; it installs the amcheck extension only into a promoted (writable) copy.
-func (d *drill) amcheck(ctx context.Context, bin string, add func(string, error, string)) {
-	p := filepath.Join(bin, "pg_amcheck")
-	if _, err := os.Stat(p); err != nil {
-		d.rep.Warnings = append(d.rep.Warnings, "amcheck not run: pg_amcheck not found in "+bin)
-		return
-	}
-	if !d.rep.Reached.Promoted {
-		d.rep.Warnings = append(d.rep.Warnings, "amcheck not run: the copy is paused at the target, read-only, and the amcheck extension cannot be installed")
-		return
-	}
-	cmd := exec.CommandContext(ctx, p, "-h", d.scratch, "-p", strconv.Itoa(d.srv.Port), "-U", d.user,
-		"--all", "--install-missing", "--no-strict-names") //nolint:gosec // found next to the server
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		add("pg_amcheck --all", fmt.Errorf("%w: %s", err, tail(string(out), 300)), "")
-		return
-	}
-	add("pg_amcheck --all", nil, "no corruption found")
 }
 
 func tail(s string, n int) string {
