@@ -16,7 +16,9 @@ func measureRPO(st *status.Report, win *window.Window, target restore.Target, go
 	var wr WALRange
 	var warn []string
 	if st.NewestWAL != nil {
-		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, st.NewestWAL.AgeSeconds
+		// Never below 0: the store's clock ahead of this host's must not make a passed
+		// drill unrecordable (repo.DrillRecord.Validate refuses negative figures).
+		r.NewestWAL, r.NewestWALAgeSeconds = st.NewestWAL.Segment, max(st.NewestWAL.AgeSeconds, 0)
 	}
 	if win != nil {
 		wr = WALRange{First: win.FirstSegment, Last: win.LastSegment}

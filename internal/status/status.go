@@ -207,7 +207,14 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 		r.Windows = []*window.Window{}
 	}
 	if n := ws.Newest; n != nil {
-		r.NewestWAL = &NewestWAL{Segment: n.Name, Stored: n.Stored.UTC(), AgeSeconds: now.Sub(n.Stored).Round(time.Second).Seconds()}
+		age := now.Sub(n.Stored).Round(time.Second)
+		if age < -clockSkewWarning {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("the newest WAL was stored %s after this host's time (%s): the clocks of this host and of the store differ; age shown as 0",
+				ageText(-age.Seconds()), now.UTC().Format(time.RFC3339)))
+		}
+		// The store's clock ahead of this host's: the age is 0, never negative (a
+		// drill records it, and an age below 0 means nothing).
+		r.NewestWAL = &NewestWAL{Segment: n.Name, Stored: n.Stored.UTC(), AgeSeconds: max(age, 0).Seconds()}
 	}
 	on := map[uint32]bool{}
 	for _, t := range ws.Path {
@@ -241,6 +248,10 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
 	}
 }
+
+// clockSkewWarning is how far ahead of this host's clock the store may stamp the
+// newest WAL before status warns about the clocks (a second or two is ordinary).
+const clockSkewWarning = time.Minute
 
 // memoSummaries remembers what f returned for each segment, so that the windows
 // status computes and restore's check share their reads.
