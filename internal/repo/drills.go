@@ -251,7 +251,19 @@ type Drills struct {
 	Successes []*DrillRecord
 	// Damaged are the records passed over, with why.
 	Damaged []error
+	// Future counts the records dated after now + DrillClockSlack, passed over: the
+	// clock of the host that ran the drill was wrong (or the record is hostile), and
+	// such a record would otherwise stay "the newest drill" until that date.
+	// FutureKey is the newest of them, FutureHost the host its document names ("" if
+	// it does not read).
+	Future     int
+	FutureKey  string
+	FutureHost string
 }
+
+// DrillClockSlack is how far after now a drill record may say it finished before it
+// is taken for a wrong clock and passed over.
+const DrillClockSlack = 5 * time.Minute
 
 // LastSuccess is the newest successful drill, nil if none.
 func (d *Drills) LastSuccess() *DrillRecord {
@@ -261,15 +273,39 @@ func (d *Drills) LastSuccess() *DrillRecord {
 	return d.Successes[0]
 }
 
-// RecentDrills reads the newest drill and the newest successes successful ones:
-// one listing, and one read per record returned (plus one per damaged record passed
-// over). A damaged record is passed over with a warning; a storage error fails.
+// RecentDrills reads the newest drill and the newest successes successful ones: one
+// listing, and one read per record returned (plus one per damaged record
+// passed over, and one for the newest record dated after now + DrillClockSlack, which
+// is passed over and counted in Future). A damaged record is passed over with a
+// warning; a storage error fails.
 func (r *Repo) RecentDrills(ctx context.Context, successes int) (*Drills, error) {
+	return r.RecentDrillsAt(ctx, successes, time.Now())
+}
+
+// RecentDrillsAt is RecentDrills as of now.
+func (r *Repo) RecentDrillsAt(ctx context.Context, successes int, now time.Time) (*Drills, error) {
 	keys, err := r.ListDrillKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := &Drills{}
+	for len(keys) > 0 && keys[len(keys)-1].Finished.After(now.Add(DrillClockSlack)) {
+		k := keys[len(keys)-1]
+		keys = keys[:len(keys)-1]
+		if out.Future++; out.Future > 1 {
+			continue
+		}
+		out.FutureKey = k.Key
+		r.log.Warn("skipping a drill record dated in the future", "key", k.Key, "now", now.UTC().Format(time.RFC3339))
+		d, err := r.ReadDrill(ctx, k.Key)
+		switch {
+		case err == nil:
+			out.FutureHost = d.Host
+		case errors.Is(err, storage.ErrNotExist), errors.Is(err, ErrCorrupt), errors.Is(err, ErrDamagedDrill), errors.Is(err, ErrNewerFormat):
+		default:
+			return nil, err
+		}
+	}
 	read := func(k DrillKey) (*DrillRecord, error) {
 		d, err := r.ReadDrill(ctx, k.Key)
 		switch {

@@ -89,7 +89,8 @@ func bigRepo(t testing.TB, st storage.Store, segments, backups int) {
 	// 40 nightly drills, every third failed, the newest failed: status reads the
 	// newest and the 5 newest successful ones.
 	for i := 0; i < 40; i++ {
-		d := repo.DrillRecord{Started: t0, Finished: t0.Add(time.Duration(i) * time.Hour), OK: i%3 != 0 && i != 39, Backup: "20260101T000000Z",
+		fin := t0.Add(time.Duration(i-40) * time.Hour) // before now: later ones are passed over as dated in the future
+		d := repo.DrillRecord{Started: fin.Add(-time.Minute), Finished: fin, OK: i%3 != 0 && i != 39, Backup: "20260101T000000Z",
 			RTO: repo.DrillRTO{RestoreSeconds: 1, ReplaySeconds: 2, TotalSeconds: 3, BytesRestored: 100, BytesReplayed: 200}}
 		if !d.OK {
 			d.Error = "drill failed"

@@ -28,6 +28,10 @@ type Drills struct {
 	Warning string `json:"warning,omitempty"`
 	// Damaged counts the records passed over because they are damaged.
 	Damaged int `json:"damaged_records,omitempty"`
+	// Future counts the records passed over because they are dated in the future
+	// (after now + repo.DrillClockSlack), FutureWarning says so.
+	Future        int    `json:"future_records,omitempty"`
+	FutureWarning string `json:"future_warning,omitempty"`
 }
 
 // Drill is one drill's record, as status shows it.
@@ -60,11 +64,19 @@ func gatherDrills(ctx context.Context, rp *repo.Repo, now time.Time, maxAge time
 	if maxAge <= 0 {
 		maxAge = DefaultDrillMaxAge
 	}
-	rec, err := rp.RecentDrills(ctx, estimateDrills)
+	rec, err := rp.RecentDrillsAt(ctx, estimateDrills, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	out := &Drills{MaxAgeSeconds: maxAge.Seconds(), Damaged: len(rec.Damaged)}
+	out := &Drills{MaxAgeSeconds: maxAge.Seconds(), Damaged: len(rec.Damaged), Future: rec.Future}
+	if rec.Future > 0 {
+		host := ""
+		if rec.FutureHost != "" {
+			host = " on host " + rec.FutureHost
+		}
+		out.FutureWarning = fmt.Sprintf("%d drill record(s) dated in the future passed over, the newest %s: clock skew%s; fix the clock, remove the record",
+			rec.Future, rec.FutureKey, host)
+	}
 	last := rec.LastSuccess()
 	if last != nil {
 		out.LastSuccess = drillOf(last, now)

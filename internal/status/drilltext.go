@@ -12,7 +12,13 @@ func (r *Report) writeDrills(p func(string, ...any), short func(time.Time) strin
 		return
 	}
 	if s := d.LastSuccess; s != nil {
-		p("Last successful drill: %s (%s ago), backup %s", short(s.Finished), ageText(s.AgeSeconds), s.Backup)
+		head := fmt.Sprintf("Last successful drill: %s (%s ago)", short(s.Finished), ageText(s.AgeSeconds))
+		if b := ", backup " + s.Backup; len(head)+len(b) <= 80 {
+			p("%s%s", head, b)
+		} else {
+			p("%s", head)
+			p("  backup %s", s.Backup)
+		}
 		line := fmt.Sprintf("  RTO %s (restore %s, replay %s)", secs(s.RTOSeconds), secs(s.RestoreSeconds), secs(s.ReplaySeconds))
 		if s.RPOSeconds != nil {
 			line += fmt.Sprintf(", RPO %.3f s", *s.RPOSeconds)

@@ -163,8 +163,10 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 			return nil, err
 		}
 		r.Drills, successes = drills, ok
-		if drills.Warning != "" {
-			r.Warnings = append(r.Warnings, drills.Warning)
+		for _, w := range []string{drills.Warning, drills.FutureWarning} {
+			if w != "" {
+				r.Warnings = append(r.Warnings, w)
+			}
 		}
 	}
 	if opt.Target != nil {
