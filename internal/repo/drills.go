@@ -31,6 +31,13 @@ const drillLimit = 64 << 10
 // drillErrorMax is the longest error a record keeps, in bytes.
 const drillErrorMax = 4096
 
+// drillMinSeconds and drillMaxSeconds bound a drill's restore or replay time when it
+// moved bytes: a millisecond, 31 years.
+const (
+	drillMinSeconds = 1e-3
+	drillMaxSeconds = 1e9
+)
+
 // drillTimeFormat is the time in a drill record's key: sortable, UTC, milliseconds.
 const drillTimeFormat = "20060102T150405.000Z"
 
@@ -72,6 +79,7 @@ var ErrDamagedDrill = errors.New("damaged drill record")
 
 // Validate checks a record read from the repository (untrusted) or about to be
 // written: known format, times set and in order, numbers finite and not negative,
+// times of at most drillMaxSeconds and, with bytes moved, at least drillMinSeconds,
 // sizes of the strings bounded.
 func (d *DrillRecord) Validate() error {
 	bad := func(format string, a ...any) error {
@@ -107,6 +115,16 @@ func (d *DrillRecord) Validate() error {
 		if n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
 			return bad("RTO or RPO figure %v", n)
 		}
+	}
+	for _, n := range []float64{d.RTO.RestoreSeconds, d.RTO.ReplaySeconds, d.RTO.TotalSeconds} {
+		if n > drillMaxSeconds {
+			return bad("RTO of %g s", n)
+		}
+	}
+	// Bytes in no measurable time: a throughput of infinity, which the RTO estimate
+	// would divide by.
+	if (d.RTO.BytesRestored > 0 && d.RTO.RestoreSeconds < drillMinSeconds) || (d.RTO.BytesReplayed > 0 && d.RTO.ReplaySeconds < drillMinSeconds) {
+		return bad("bytes restored or replayed in less than a millisecond")
 	}
 	if g := d.RPO.GapSeconds; g != nil && (math.IsNaN(*g) || math.IsInf(*g, 0)) {
 		return bad("RPO gap %v", *g)

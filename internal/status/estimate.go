@@ -3,6 +3,7 @@ package status
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/pgb-project/pgb/internal/repo"
@@ -43,11 +44,11 @@ func EstimateRTO(drills []*repo.DrillRecord, restoreBytes int64, walBytes uint64
 			continue
 		}
 		used := false
-		if d.RTO.BytesRestored > 0 && d.RTO.RestoreSeconds > 0 {
-			restoreRates, used = append(restoreRates, float64(d.RTO.BytesRestored)/d.RTO.RestoreSeconds), true
+		if r, ok := rate(d.RTO.BytesRestored, d.RTO.RestoreSeconds); ok {
+			restoreRates, used = append(restoreRates, r), true
 		}
-		if d.RTO.BytesReplayed > 0 && d.RTO.ReplaySeconds > 0 {
-			replayRates, used = append(replayRates, float64(d.RTO.BytesReplayed)/d.RTO.ReplaySeconds), true
+		if r, ok := rate(d.RTO.BytesReplayed, d.RTO.ReplaySeconds); ok {
+			replayRates, used = append(replayRates, r), true
 		}
 		if used {
 			e.Drills++
@@ -65,6 +66,16 @@ func EstimateRTO(drills []*repo.DrillRecord, restoreBytes int64, walBytes uint64
 	e.ReplaySeconds = float64(walBytes) / e.ReplayBytesPerSecond
 	e.TotalSeconds = e.RestoreSeconds + e.ReplaySeconds
 	return e
+}
+
+// rate is bytes per second, when both were measured and the throughput is finite and
+// positive (a record is untrusted: a time of 5e-324 s would make it infinite).
+func rate(bytes int64, seconds float64) (float64, bool) {
+	if bytes <= 0 || !(seconds >= 1e-3) || seconds > 1e9 {
+		return 0, false
+	}
+	r := float64(bytes) / seconds
+	return r, r > 0 && !math.IsInf(r, 0)
 }
 
 func median(xs []float64) float64 {
@@ -144,8 +155,8 @@ func (e *Estimate) Text(indent string) []string {
 	}
 	return []string{
 		fmt.Sprintf("%sRTO estimate: %s (restore %s, replay %s)", indent, dur(e.TotalSeconds), dur(e.RestoreSeconds), dur(e.ReplaySeconds)),
-		fmt.Sprintf("%s  restore %s at %s/s, replay %s of WAL at %s/s", indent, size(e.RestoreBytes), size(int64(e.RestoreBytesPerSecond)),
-			size(int64(e.WALBytes)), size(int64(e.ReplayBytesPerSecond))),
+		fmt.Sprintf("%s  restore %s at %s/s, replay %s of WAL at %s/s", indent, size(e.RestoreBytes), rateText(e.RestoreBytesPerSecond),
+			size(int64(e.WALBytes)), rateText(e.ReplayBytesPerSecond)),
 		fmt.Sprintf("%s  (throughput: %s on this repository)", indent, drills),
 	}
 }
@@ -157,4 +168,22 @@ func dur(s float64) string {
 		return secs(s)
 	}
 	return ageText(s)
+}
+
+// rateText is a throughput in bytes per second, as size says sizes, without the
+// conversion to an integer (which a rate beyond int64 would overflow).
+func rateText(r float64) string {
+	switch {
+	case r >= 1<<40:
+		return fmt.Sprintf("%.1f TiB", r/(1<<40))
+	case r >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", r/(1<<30))
+	case r >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", r/(1<<20))
+	case r >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", r/(1<<10))
+	case r >= 10:
+		return fmt.Sprintf("%.0f B", r)
+	}
+	return fmt.Sprintf("%.3g B", r)
 }

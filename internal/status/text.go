@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 )
@@ -194,6 +195,12 @@ func size(n int64) string {
 
 // ageText is a short age: 42s, 5m07s, 3h20m, 12d.
 func ageText(sec float64) string {
+	switch {
+	case math.IsNaN(sec):
+		return "?"
+	case sec >= 48*3600: // days; also beyond what a time.Duration holds
+		return fmt.Sprintf("%.0fd", math.Floor(sec/(24*3600)))
+	}
 	d := time.Duration(sec) * time.Second
 	switch {
 	case d < 0:
