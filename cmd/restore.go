@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -51,7 +52,7 @@ func restoreCommand() *cli.Command {
 			"commit only for WAL that will be archived before replay gets there: recovery does not wait for\n" +
 			"it (wal-fetch reports a segment not archived yet as the end of the archive).\n\n" +
 			"--dry-run writes nothing: it chooses the backup and checks the target as above (and --pgdata, if\n" +
-			"given), then prints the backup, the WAL to replay and an RTO estimate from the restore and replay\n" +
+			"given, --tablespace-map and the owner, refusing what the restore refuses), then prints the backup, the WAL to replay and an RTO estimate from the restore and replay\n" +
 			"throughput the newest successful pgb drill runs measured on this repository (the median of the\n" +
 			"last 5), or says that no drill is recorded.",
 		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
@@ -179,52 +180,26 @@ func parseTarget(c *cli.Context) (restore.Target, error) {
 // restore restores backup name ("" = choose) into dir; t nil means files only.
 func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error {
 	ctx := c.Context
-	if t != nil && c.Bool("dry-run") {
-		return e.restoreDryRun(c, name, dir, t)
+	dry := t != nil && c.Bool("dry-run")
+	pl, err := e.planRestore(c, name, dir, t, dry)
+	if pl != nil {
+		defer func() { _ = pl.rp.Close() }() // releases connections only: restore reads, and its writes are local
 	}
-	if dir == "" {
-		return usagef("restore needs the target directory: --pgdata DIR")
-	}
-	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
-		return err
+	if dry {
+		return e.restoreDryRun(ctx, pl)
 	}
-	spcMap, err := parseTablespaceMap(c.StringSlice("tablespace-map"))
-	if err != nil {
-		return err
-	}
-	if c.String("owner") != "" && os.Geteuid() != 0 {
-		return usagef("--owner needs root")
-	}
-	rp, err := e.openRepo(ctx, false, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rp.Close() }() // releases connections only: restore reads, and its writes are local
-	m, target, err := restore.Plan(ctx, rp, e.log, name, t)
-	if err != nil {
-		return err
-	}
-	owner, err := restore.ChooseOwner(restore.OwnerRequest{EUID: os.Geteuid(), Flag: c.String("owner"),
-		Recorded: m.DataDirOwner, Dir: abs, Users: restore.HostUsers})
-	if err != nil {
-		return err
-	}
+	abs, rp, m, target, owner := pl.abs, pl.rp, pl.m, pl.target, pl.owner
 	var serverNeeds []string
-	opt := restore.Options{DataDir: abs, TablespaceMap: spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
+	opt := restore.Options{DataDir: abs, TablespaceMap: pl.spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
 		Force: c.Bool("force"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
-		cmd, secrets, err := e.restoreCommand()
-		if err != nil {
-			return err
-		}
-		for _, k := range secrets {
+		for _, k := range pl.secrets {
 			serverNeeds = append(serverNeeds, secretOrigin(c, k))
 		}
-		opt.Recovery = &restore.Recovery{RestoreCommand: cmd, Target: target, ArchiveOff: c.String("archive-mode") == "off"}
+		opt.Recovery = &restore.Recovery{RestoreCommand: pl.restoreCommand, Target: target, ArchiveOff: c.String("archive-mode") == "off"}
 	}
 	e.log.Info("restoring", "backup", m.Name, "into", abs, "target", target.String())
 	start := time.Now()
@@ -269,6 +244,71 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		_, _ = fmt.Fprintln(e.stdout, "      archiving is as the source's (--archive-mode preserve): once promoted it archives a new timeline into the repository")
 	}
 	return nil
+}
+
+// restorePlan is what restore and restore --dry-run settle before anything is
+// written, by the same checks, so that a dry run refuses what the restore refuses.
+type restorePlan struct {
+	abs            string // the target directory; "" for a dry run without --pgdata
+	spcMap         map[string]string
+	rp             *repo.Repo
+	m              *repo.Manifest
+	target         restore.Target
+	owner          *restore.Owner
+	restoreCommand string   // with a target
+	secrets        []string // the settings restoreCommand leaves to the server's environment
+}
+
+// planRestore checks the flags, opens the repository, chooses the backup and the
+// target and the owner of the files. A dry run may go without a directory. The plan
+// returned with an error, if any, holds an open repository to close.
+func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, dry bool) (*restorePlan, error) {
+	ctx := c.Context
+	pl := &restorePlan{}
+	if dir == "" && !dry {
+		return nil, usagef("restore needs the target directory: --pgdata DIR")
+	}
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
+			return nil, err
+		}
+		pl.abs = abs
+	}
+	spcMap, err := parseTablespaceMap(c.StringSlice("tablespace-map"))
+	if err != nil {
+		return nil, err
+	}
+	pl.spcMap = spcMap
+	if c.String("owner") != "" && os.Geteuid() != 0 {
+		return nil, usagef("--owner needs root")
+	}
+	if t != nil {
+		if pl.restoreCommand, pl.secrets, err = e.restoreCommand(); err != nil {
+			return nil, err
+		}
+	}
+	rp, err := e.openRepo(ctx, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	pl.rp = rp
+	if pl.m, pl.target, err = restore.Plan(ctx, rp, e.log, name, t); err != nil {
+		return pl, err
+	}
+	// Without a directory (a dry run) the owner of its parent is unknown: checked
+	// only when --owner or the manifest names one.
+	if pl.abs != "" || c.String("owner") != "" || pl.m.DataDirOwner != nil {
+		pl.owner, err = restore.ChooseOwner(restore.OwnerRequest{EUID: os.Geteuid(), Flag: c.String("owner"),
+			Recorded: pl.m.DataDirOwner, Dir: pl.abs, Users: restore.HostUsers})
+		if err != nil {
+			return pl, err
+		}
+	}
+	return pl, nil
 }
 
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by

@@ -1,39 +1,21 @@
 package cmd
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
 
-	"github.com/urfave/cli/v2"
-
-	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
 )
 
 // restoreDryRun is pgb restore --dry-run: the backup and target restore would use,
-// checked as restore checks them, and an RTO estimate; nothing is written.
-func (e *env) restoreDryRun(c *cli.Context, name, dir string, t *restore.Target) error {
-	ctx := c.Context
+// checked as restore checks them (planRestore, shared with restore), and an RTO
+// estimate; nothing is written.
+func (e *env) restoreDryRun(ctx context.Context, pl *restorePlan) error {
 	where := ""
-	if dir != "" {
-		abs, err := filepath.Abs(dir)
-		if err != nil {
-			return err
-		}
-		if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
-			return err
-		}
-		where = " into " + abs
+	if pl.abs != "" {
+		where = " into " + pl.abs
 	}
-	rp, err := e.openRepo(ctx, false, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = rp.Close() }() // releases connections only: a dry run writes nothing
-	m, target, err := restore.Plan(ctx, rp, e.log, name, t)
-	if err != nil {
-		return err
-	}
+	rp, m, target := pl.rp, pl.m, pl.target
 	est, err := status.EstimateRestore(ctx, rp, &m.Summary, target)
 	if err != nil {
 		return err
