@@ -21,6 +21,10 @@ const NoDrillNote = "no drill recorded: run pgb drill to measure"
 type Estimate struct {
 	RestoreBytes int64  `json:"restore_bytes"` // the chosen backup's size
 	WALBytes     uint64 `json:"wal_bytes"`     // from the backup's start to where recovery stops
+	// WALAtLeast: the target lies beyond the archive (--target-beyond-archive), and
+	// WALBytes is only the WAL archived so far, from the backup's start to the end of
+	// its window: recovery replays at least that.
+	WALAtLeast bool `json:"wal_bytes_at_least,omitempty"`
 	// Throughputs measured (bytes per second) and the estimate; absent with Note.
 	RestoreBytesPerSecond float64 `json:"restore_bytes_per_second,omitempty"`
 	ReplayBytesPerSecond  float64 `json:"replay_bytes_per_second,omitempty"`
@@ -115,6 +119,7 @@ func EstimateRestore(ctx context.Context, rp *repo.Repo, m *repo.Summary, target
 		return nil, err
 	}
 	var walBytes uint64
+	atLeast := false
 	switch target.Kind {
 	case restore.ToImmediate:
 		walBytes = walBetween(m.StartLSN, m.StopLSN)
@@ -128,7 +133,13 @@ func EstimateRestore(ctx context.Context, rp *repo.Repo, m *repo.Summary, target
 		if err != nil {
 			return nil, err
 		}
-		if target.Kind == restore.ToEnd {
+		// restore.Check takes a target beyond the archive for reachable with
+		// --target-beyond-archive, in no window.
+		beyond := target.BeyondArchive && reach.Verdict.Reachable && reach.Verdict.Window == nil
+		if target.Kind == restore.ToEnd || beyond {
+			// To the end of the archive: to the end of the backup's window. Beyond
+			// the archive: at least as much.
+			atLeast = beyond
 			for _, w := range reach.Windows.Windows {
 				if w.Backup == m.Name || slices.Contains(w.Backups, m.Name) {
 					walBytes = walBetween(m.StartLSN, w.EndLSN)
@@ -138,14 +149,20 @@ func EstimateRestore(ctx context.Context, rp *repo.Repo, m *repo.Summary, target
 			walBytes = walBetween(m.StartLSN, replayEnd(reach.Verdict, reach.Backup, window.SegSize(backups)))
 		}
 	}
-	return EstimateRTO(rec.Successes, m.Size, walBytes), nil
+	e := EstimateRTO(rec.Successes, m.Size, walBytes)
+	e.WALAtLeast = atLeast
+	return e, nil
 }
 
 // Text is the estimate in lines of at most 80 columns, each indented.
 func (e *Estimate) Text(indent string) []string {
+	atLeast := ""
+	if e.WALAtLeast {
+		atLeast = "at least "
+	}
 	if e.Note != "" {
 		return []string{
-			fmt.Sprintf("%sRTO estimate: none (restore %s, replay %s of WAL)", indent, size(e.RestoreBytes), size(int64(e.WALBytes))),
+			fmt.Sprintf("%sRTO estimate: none (restore %s, replay %s%s of WAL)", indent, size(e.RestoreBytes), atLeast, size(int64(e.WALBytes))),
 			indent + "  " + e.Note,
 		}
 	}
@@ -154,9 +171,9 @@ func (e *Estimate) Text(indent string) []string {
 		drills = fmt.Sprintf("the median of the last %d drills", e.Drills)
 	}
 	return []string{
-		fmt.Sprintf("%sRTO estimate: %s (restore %s, replay %s)", indent, dur(e.TotalSeconds), dur(e.RestoreSeconds), dur(e.ReplaySeconds)),
-		fmt.Sprintf("%s  restore %s at %s/s, replay %s of WAL at %s/s", indent, size(e.RestoreBytes), rateText(e.RestoreBytesPerSecond),
-			size(int64(e.WALBytes)), rateText(e.ReplayBytesPerSecond)),
+		fmt.Sprintf("%sRTO estimate: %s%s (restore %s, replay %s%s)", indent, atLeast, dur(e.TotalSeconds), dur(e.RestoreSeconds), atLeast, dur(e.ReplaySeconds)),
+		fmt.Sprintf("%s  restore %s at %s/s, replay %s%s of WAL at %s/s", indent, size(e.RestoreBytes), rateText(e.RestoreBytesPerSecond),
+			atLeast, size(int64(e.WALBytes)), rateText(e.ReplayBytesPerSecond)),
 		fmt.Sprintf("%s  (throughput: %s on this repository)", indent, drills),
 	}
 }
