@@ -12,6 +12,7 @@ import (
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
+	"github.com/pgb-project/pgb/internal/storage/readonly"
 	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
@@ -47,6 +48,25 @@ func (e *env) openRepo(ctx context.Context, create bool, codec compress.Codec) (
 		st = e.wrapStore(st)
 	}
 	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
+}
+
+// openRepoReadOnly is openRepo through a store that refuses every write
+// (readonly.New): for a dry run. create must be false.
+func (e *env) openRepoReadOnly(ctx context.Context, create bool, codec compress.Codec) (*repo.Repo, error) {
+	if codec == nil {
+		var err error
+		if codec, err = e.codec(); err != nil {
+			return nil, err
+		}
+	}
+	st, err := e.openStore(ctx, create)
+	if err != nil {
+		return nil, err
+	}
+	if e.wrapStore != nil {
+		st = e.wrapStore(st)
+	}
+	return repo.New(readonly.New(st), repo.Options{Codec: codec, Log: e.log}), nil
 }
 
 func (e *env) codec() (compress.Codec, error) {

@@ -291,7 +291,11 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 			return nil, err
 		}
 	}
-	rp, err := e.openRepo(ctx, false, nil)
+	open := e.openRepo
+	if dry {
+		open = e.openRepoReadOnly // a dry run writes nothing, not even a WAL summary
+	}
+	rp, err := open(ctx, false, nil)
 	if err != nil {
 		return nil, err
 	}
