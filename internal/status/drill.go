@@ -71,8 +71,8 @@ func gatherDrills(ctx context.Context, rp *repo.Repo, now time.Time, maxAge time
 	out := &Drills{MaxAgeSeconds: maxAge.Seconds(), Damaged: len(rec.Damaged), Future: rec.Future}
 	if rec.Future > 0 {
 		host := ""
-		if rec.FutureHost != "" {
-			host = " on host " + rec.FutureHost
+		if h := []rune(printable(rec.FutureHost)); len(h) > 0 { // untrusted: the record's
+			host = " on host " + string(h[:min(len(h), 64)])
 		}
 		out.FutureWarning = fmt.Sprintf("%d drill record(s) dated in the future passed over, the newest %s: clock skew%s; fix the clock, remove the record",
 			rec.Future, rec.FutureKey, host)
