@@ -277,7 +277,15 @@ type Drills struct {
 	Future     int
 	FutureKey  string
 	FutureHost string
+	// Unread counts the records passed over without being read once
+	// drillDamagedMax damaged ones were met: a repository with thousands of damaged
+	// records costs a bounded number of reads.
+	Unread int
 }
+
+// drillDamagedMax is how many damaged records RecentDrills reads (and names) before
+// it passes over the older ones unread.
+const drillDamagedMax = 20
 
 // DrillClockSlack is how far after now a drill record may say it finished before it
 // is taken for a wrong clock and passed over.
@@ -293,8 +301,9 @@ func (d *Drills) LastSuccess() *DrillRecord {
 
 // RecentDrills reads the newest drill and the newest successes successful ones: one
 // listing, and one read per record returned (plus one per damaged record
-// passed over, and one for the newest record dated after now + DrillClockSlack, which
-// is passed over and counted in Future). A damaged record is passed over with a
+// passed over, at most drillDamagedMax, the older ones counted in Unread; and one for
+// the newest record dated after now + DrillClockSlack, which is passed over and
+// counted in Future). A damaged record is passed over with a
 // warning; a storage error fails.
 func (r *Repo) RecentDrills(ctx context.Context, successes int) (*Drills, error) {
 	return r.RecentDrillsAt(ctx, successes, time.Now())
@@ -345,6 +354,10 @@ func (r *Repo) RecentDrillsAt(ctx context.Context, successes int, now time.Time)
 		if lastDone && !k.OK {
 			continue // its key says failed: only the newest drill is read whatever it says
 		}
+		if len(out.Damaged) >= drillDamagedMax {
+			out.Unread++
+			continue
+		}
 		d, err := read(k)
 		if err != nil {
 			return nil, err
@@ -358,6 +371,9 @@ func (r *Repo) RecentDrillsAt(ctx context.Context, successes int, now time.Time)
 		if d.OK && len(out.Successes) < successes {
 			out.Successes = append(out.Successes, d)
 		}
+	}
+	if out.Unread > 0 {
+		r.log.Warn("drill records passed over unread after too many damaged ones", "damaged", len(out.Damaged), "unread", out.Unread)
 	}
 	return out, nil
 }

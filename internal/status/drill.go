@@ -32,6 +32,10 @@ type Drills struct {
 	// (after now + repo.DrillClockSlack), FutureWarning says so.
 	Future        int    `json:"future_records,omitempty"`
 	FutureWarning string `json:"future_warning,omitempty"`
+	// Unread counts the older records not read once many damaged ones were met;
+	// UnreadWarning says so.
+	Unread        int    `json:"unread_records,omitempty"`
+	UnreadWarning string `json:"unread_warning,omitempty"`
 }
 
 // Drill is one drill's record, as status shows it.
@@ -69,6 +73,11 @@ func gatherDrills(ctx context.Context, rp *repo.Repo, now time.Time, maxAge time
 		return nil, nil, err
 	}
 	out := &Drills{MaxAgeSeconds: maxAge.Seconds(), Damaged: len(rec.Damaged), Future: rec.Future}
+	if rec.Unread > 0 {
+		out.Unread = rec.Unread
+		out.UnreadWarning = fmt.Sprintf("%d older drill record(s) not read after %d damaged ones (named on stderr): remove the damaged records from drills/",
+			rec.Unread, len(rec.Damaged))
+	}
 	if rec.Future > 0 {
 		host := ""
 		if h := []rune(printable(rec.FutureHost)); len(h) > 0 { // untrusted: the record's

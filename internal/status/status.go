@@ -163,7 +163,7 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 			return nil, err
 		}
 		r.Drills, successes = drills, ok
-		for _, w := range []string{drills.Warning, drills.FutureWarning} {
+		for _, w := range []string{drills.Warning, drills.FutureWarning, drills.UnreadWarning} {
 			if w != "" {
 				r.Warnings = append(r.Warnings, w)
 			}
