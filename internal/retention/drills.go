@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
 )
@@ -34,11 +35,17 @@ func OldDrills(keys []repo.DrillKey, keep int) []repo.DrillKey {
 	return out
 }
 
-// oldDrills lists the drill records a delete removes.
-func oldDrills(ctx context.Context, r *repo.Repo) ([]repo.DrillKey, error) {
+// oldDrills lists the drill records a delete removes, as of now. A record dated after
+// now + repo.DrillClockSlack (a drill host's wrong clock, as status warns) is neither
+// removed nor counted among the newest kept: it would displace the real last success.
+// (Nor is it removed: with this host's clock behind, every record would look so.)
+func oldDrills(ctx context.Context, r *repo.Repo, now time.Time) ([]repo.DrillKey, error) {
 	keys, err := r.ListDrillKeys(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for len(keys) > 0 && keys[len(keys)-1].Finished.After(now.Add(repo.DrillClockSlack)) {
+		keys = keys[:len(keys)-1] // oldest first: those dated in the future are last
 	}
 	return OldDrills(keys, KeepDrills), nil
 }

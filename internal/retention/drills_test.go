@@ -25,7 +25,7 @@ func TestDeleteKeepsTheNewestDrillsAndTheLastSuccessfulOne(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := Delete(ctx, r, Options{Policy: Policy{RetainFull: 1}, Now: t0, Confirm: true})
+	res, err := Delete(ctx, r, Options{Policy: Policy{RetainFull: 1}, Now: t0.Add(time.Duration(n) * 24 * time.Hour), Confirm: true})
 	if err != nil {
 		t.Fatal(err)
 	}

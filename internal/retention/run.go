@@ -106,7 +106,7 @@ func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err err
 			res.Bytes += b.Size
 		}
 	}
-	if res.Drills, err = oldDrills(ctx, r); err != nil {
+	if res.Drills, err = oldDrills(ctx, r, opt.Now); err != nil {
 		return res, err
 	}
 	if !opt.Confirm {
