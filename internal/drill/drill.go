@@ -315,7 +315,7 @@ func (d *drill) tablespaceParent(m *repo.Manifest) error {
 		return err
 	}
 	if d.owner != nil {
-		return os.Chown(p, d.owner.UID, d.owner.GID)
+		return os.Lchown(p, d.owner.UID, d.owner.GID) // the scratch dir is the server user's: never through a link
 	}
 	return nil
 }
@@ -368,13 +368,8 @@ func (d *drill) ensureConf(data string) error {
 	}
 	const text = "# Written by pgb drill: the backup holds no postgresql.conf (the source keeps its\n" +
 		"# configuration outside its data directory). PostgreSQL's defaults apply.\n"
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+	if err := createOwned(p, []byte(text), d.owner, false); err != nil {
 		return err
-	}
-	if d.owner != nil {
-		if err := os.Chown(p, d.owner.UID, d.owner.GID); err != nil {
-			return err
-		}
 	}
 	w := "the backup holds no postgresql.conf (the source's configuration is outside its data directory, " +
 		"e.g. /etc/postgresql on Debian): the copy ran with PostgreSQL's defaults and the drill's settings, not the source's"
@@ -383,23 +378,22 @@ func (d *drill) ensureConf(data string) error {
 }
 
 // start writes a pg_hba.conf that lets local socket connections in (the socket
-// directory is the server user's, mode 0700) and starts the server.
+// directory is the server user's, mode 0700) and starts the server. The scratch
+// directory is the server user's by now: the file is made new, never through a link
+// (createOwned).
 func (d *drill) start(bin string) error {
 	port, err := pgserver.FreePort()
 	if err != nil {
 		return err
 	}
 	hba := filepath.Join(d.scratch, "drill_hba.conf")
-	if err := os.WriteFile(hba, []byte("local all all trust\n"), 0o600); err != nil {
+	if err := createOwned(hba, []byte("local all all trust\n"), d.owner, true); err != nil {
 		return err
 	}
 	s := &pgserver.Server{Bin: bin, DataDir: filepath.Join(d.scratch, "data"), SockDir: d.scratch, Port: port,
 		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log")}
 	if d.owner != nil {
 		s.Cred = &syscall.Credential{Uid: uint32(d.owner.UID), Gid: uint32(d.owner.GID), Groups: []uint32{}}
-		if err := os.Chown(hba, d.owner.UID, d.owner.GID); err != nil {
-			return err
-		}
 	}
 	if err := s.Start(); err != nil {
 		return err

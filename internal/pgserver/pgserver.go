@@ -105,13 +105,15 @@ type Server struct {
 // connections. The process is in its own process group, so that a terminal's ^C
 // reaches pgb only and pgb stops the server itself.
 func (s *Server) Start() error {
-	log, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := openLog(s.LogFile)
 	if err != nil {
-		return fmt.Errorf("server log: %w", err)
+		return err
 	}
 	defer func() { _ = log.Close() }()
 	if s.Cred != nil {
-		_ = log.Chown(int(s.Cred.Uid), int(s.Cred.Gid))
+		if err := log.Chown(int(s.Cred.Uid), int(s.Cred.Gid)); err != nil {
+			return fmt.Errorf("server log: %w", err)
+		}
 	}
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=",
 		"-c", "unix_socket_directories=" + s.SockDir}
@@ -139,6 +141,26 @@ func (s *Server) Start() error {
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { s.err = cmd.Wait(); close(s.done) }()
 	return nil
+}
+
+// openLog opens the server's log file to append, in a directory the server's OS user
+// may own (and have planted links in): never through a symbolic link, and only a
+// regular file with no other name (a hard link to a file of root's is refused).
+func openLog(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || st.Nlink != 1 {
+		_ = f.Close()
+		return nil, fmt.Errorf("server log %s: not a regular file of its own (a link?): remove it", p)
+	}
+	return f, nil
 }
 
 // Pid is the postmaster's process id.
