@@ -263,8 +263,8 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.RTO.ReplaySeconds = time.Since(t1).Seconds()
 	d.rep.RTO.TotalSeconds = time.Since(t0).Seconds()
 	d.rep.Reached = end
-	if win != nil && (!end.Promoted || end.ReplayLSN < win.LastRecord) {
-		return fmt.Errorf("%w: recovery stopped at %s, before the archive's last record at %s (%s): %s",
+	if win != nil && shortOfEnd(end.Promoted, end.ReplayLSN, win) {
+		return fmt.Errorf("%w: recovery stopped at %s, before the end of the archive's last record at %s (%s): %s",
 			ErrFailed, end.ReplayLSN, win.LastRecord, win.LastSegment, d.logTail())
 	}
 	if end.ReplayLSN > m.StartLSN {
@@ -461,14 +461,12 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if d.opt.Progress != nil && lsn != nil {
 			_, _ = fmt.Fprint(d.opt.Progress, progressLine(*lsn, d.rep.Backup.StartLSN, goal))
 		}
-		if inRecovery && paused != "paused" {
+		done, why := settled(inRecovery, paused, target.Kind == restore.ToEnd)
+		if !done {
 			continue
 		}
-		if inRecovery && target.Kind == restore.ToEnd {
-			// Recovery to the end promotes; a pause short of it is PostgreSQL
-			// stopping for a reason of its own (e.g. settings lower than the
-			// source's), never the end of the archive.
-			return Reached{}, fmt.Errorf("%w: recovery paused before the end of the archive: %s", ErrFailed, d.logTail())
+		if why != "" {
+			return Reached{}, fmt.Errorf("%w: %s: %s", ErrFailed, why, d.logTail())
 		}
 		if d.opt.Progress != nil {
 			_, _ = fmt.Fprintln(d.opt.Progress)
@@ -493,6 +491,37 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		}
 		return r, nil
 	}
+}
+
+// settled says what one poll of the server means: recovery still running (not
+// done), or done, and then why the drill fails ("" : it reached its target).
+// Recovery to the end promotes; a pause short of it is PostgreSQL stopping for a
+// reason of its own (e.g. settings lower than the source's), never the end of the
+// archive. Recovery to a target pauses there (the drill sets pause): a promoted copy
+// did not reach it — PostgreSQL 12 promotes at the end of the WAL when the target
+// was not reached (13 and later exit with a FATAL).
+func settled(inRecovery bool, paused string, toEnd bool) (done bool, why string) {
+	switch {
+	case inRecovery && paused != "paused":
+		return false, ""
+	case inRecovery && toEnd:
+		return true, "recovery paused before the end of the archive"
+	case !inRecovery && !toEnd:
+		return true, "recovery ended without pausing at the target (the copy was promoted at the end of the WAL: the target was not reached)"
+	}
+	return true, ""
+}
+
+// shortOfEnd says whether recovery to the end of the archive, promoted or not, having
+// replayed up to replayed (pg_last_wal_replay_lsn: the end of the last record
+// replayed), stopped before the end of window w's last record. A window whose end is
+// unknown is judged by its last record's start.
+func shortOfEnd(promoted bool, replayed wal.LSN, w *window.Window) bool {
+	end := w.EndLSN
+	if end == 0 {
+		end = w.LastRecord
+	}
+	return !promoted || replayed < end
 }
 
 func (d *drill) logTail() string {
