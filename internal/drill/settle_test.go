@@ -57,4 +57,3 @@ func TestDrillToTheEndFailsWhenRecoveryStopsJustBeforeTheLastRecord(t *testing.T
 		t.Errorf("a window with no end LSN is judged by its last record's start")
 	}
 }
-
