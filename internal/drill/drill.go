@@ -391,7 +391,7 @@ func (d *drill) start(bin string) error {
 		return err
 	}
 	s := &pgserver.Server{Bin: bin, DataDir: filepath.Join(d.scratch, "data"), SockDir: d.scratch, Port: port,
-		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log")}
+		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log"), Major: d.rep.Backup.PGVersion}
 	if d.owner != nil {
 		s.Cred = &syscall.Credential{Uid: uint32(d.owner.UID), Gid: uint32(d.owner.GID), Groups: []uint32{}}
 	}

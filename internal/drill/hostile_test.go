@@ -54,4 +54,3 @@ func TestDrillAsRootDoesNotWriteThroughLinksPlantedByTheServerUser(t *testing.T)
 		})
 	}
 }
-

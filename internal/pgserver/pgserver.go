@@ -95,6 +95,7 @@ type Server struct {
 	HBAFile string              // when set, the pg_hba.conf used instead of the data directory's
 	Cred    *syscall.Credential // the OS user the server runs as; nil: pgb's own
 	LogFile string              // where the server's output goes
+	Major   int                 // the server's major version (settings some versions lack); 0: unknown
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -120,12 +121,18 @@ func (s *Server) Start() error {
 	// The copy keeps the source's settings (postgresql.conf and .auto.conf came with
 	// the backup); these must not reach anything of the source's: its data directory
 	// or pid file by absolute path, its publishers (subscriptions would consume their
-	// slots), its primary, its archive. hot_standby on: a pause at a target must be
-	// queryable; logging to the server's log file, which the drill reads (in English).
+	// slots), its primary, its archive (archive_cleanup_command would prune a shared
+	// archive a standby still needs), whatever recovery_end_command acts on. hot_standby
+	// on: a pause at a target must be queryable; logging to the server's log file, which
+	// the drill reads (in English, "LOG:  message" whatever the source's logging).
 	for _, kv := range []string{"data_directory=" + s.DataDir, "external_pid_file=", "max_logical_replication_workers=0",
-		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "hot_standby=on", "logging_collector=off", "ssl=off",
-		"lc_messages=C"} {
+		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "archive_cleanup_command=", "recovery_end_command=",
+		"hot_standby=on", "ssl=off",
+		"logging_collector=off", "log_destination=stderr", "log_error_verbosity=default", "log_min_messages=warning", "lc_messages=C"} {
 		args = append(args, "-c", kv)
+	}
+	if s.Major != 0 && s.Major <= 15 {
+		args = append(args, "-c", "promote_trigger_file=") // removed in 16
 	}
 	if s.HBAFile != "" {
 		args = append(args, "-c", "hba_file="+s.HBAFile)
