@@ -134,6 +134,11 @@ func (s *Server) Start() error {
 	if s.Major != 0 && s.Major <= 15 {
 		args = append(args, "-c", "promote_trigger_file=") // removed in 16
 	}
+	if s.Major != 0 && s.Major <= 14 {
+		// its default is relative, but Debian sets an absolute /var/run path,
+		// the source's own (removed in 15)
+		args = append(args, "-c", "stats_temp_directory=pg_stat_tmp")
+	}
 	if s.HBAFile != "" {
 		args = append(args, "-c", "hba_file="+s.HBAFile)
 	}
