@@ -221,8 +221,7 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	if d.opt.OwnerWarning != nil {
 		if w := d.opt.OwnerWarning(d.owner); w != "" {
-			d.rep.Warnings = append(d.rep.Warnings, w)
-			d.opt.Log.Warn(w)
+			d.warn(w)
 		}
 	}
 	if err := d.tablespaceParent(m); err != nil {
