@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -156,15 +157,23 @@ func (d *drill) event(format string, a ...any) {
 	}
 }
 
-// makeScratch is dir made or checked empty, or a new temporary directory.
+// makeScratch is dir made or checked empty, or a new temporary directory. A path
+// holding a comma is refused: PostgreSQL's unix_socket_directories and libpq's host
+// read it as a list, and the socket is in that directory.
 func makeScratch(dir string) (abs string, created bool, err error) {
 	if dir == "" {
+		if strings.Contains(os.TempDir(), ",") {
+			return "", false, fmt.Errorf("the temporary directory %s holds a comma, which PostgreSQL and libpq read as a list separator: set TMPDIR or give --scratch without one", os.TempDir())
+		}
 		d, err := os.MkdirTemp("", "pgb-drill-")
 		return d, true, err
 	}
 	abs, err = filepath.Abs(dir)
 	if err != nil {
 		return "", false, err
+	}
+	if strings.Contains(abs, ",") {
+		return "", false, fmt.Errorf("--scratch %s holds a comma, which PostgreSQL and libpq read as a list separator: give a path without one", abs)
 	}
 	if err := restore.CheckEmpty(abs, "--scratch"); err != nil {
 		return "", false, fmt.Errorf("%w: the drill needs an empty or absent scratch directory", err)

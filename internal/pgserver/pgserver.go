@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -117,7 +118,7 @@ func (s *Server) Start() error {
 		}
 	}
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=",
-		"-c", "unix_socket_directories=" + s.SockDir}
+		"-c", "unix_socket_directories=" + quoteListItem(s.SockDir)}
 	// The copy keeps the source's settings (postgresql.conf and .auto.conf came with
 	// the backup); these must not reach anything of the source's: its data directory
 	// or pid file by absolute path, its publishers (subscriptions would consume their
@@ -153,6 +154,14 @@ func (s *Server) Start() error {
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { s.err = cmd.Wait(); close(s.done) }()
 	return nil
+}
+
+// quoteListItem quotes dir as one name of a directory list (unix_socket_directories):
+// PostgreSQL splits the list at commas, outside double quotes, in which "" is a
+// quote (SplitDirectoriesString). Unquoted, a comma in dir would make a second socket
+// directory.
+func quoteListItem(dir string) string {
+	return `"` + strings.ReplaceAll(dir, `"`, `""`) + `"`
 }
 
 // openLog opens the server's log file to append, in a directory the server's OS user
