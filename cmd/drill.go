@@ -89,6 +89,7 @@ func (e *env) drill(c *cli.Context) error {
 	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
 		Timeout: c.Duration("timeout"), CheckTimeout: c.Duration("check-timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
+		BeforeStart:  drillBeforeStartHook(e.stderr),
 		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
 	if isTTY(e.stderr) {
 		opt.Progress = e.stderr

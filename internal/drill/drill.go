@@ -53,6 +53,9 @@ type Options struct {
 	// gets the replay position while waiting (a terminal).
 	Events   io.Writer
 	Progress io.Writer
+	// BeforeStart, when set, runs once the backup is restored, before the server
+	// starts (a test hook: it can hold the drill there).
+	BeforeStart func(ctx context.Context) error
 	// AfterStart, when set, runs once the server has started (a test hook: it can
 	// hold the drill there until its context is cancelled).
 	AfterStart func(ctx context.Context) error
@@ -252,6 +255,11 @@ func (d *drill) run(ctx context.Context) error {
 	d.event("restored backup %s (%d bytes) in %.1f s", m.Name, m.Size, d.rep.RTO.RestoreSeconds)
 	if err := d.ensureConf(data); err != nil {
 		return err
+	}
+	if d.opt.BeforeStart != nil {
+		if err := d.opt.BeforeStart(ctx); err != nil {
+			return err
+		}
 	}
 	if err := d.start(bin); err != nil {
 		return err
