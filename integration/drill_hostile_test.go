@@ -46,3 +46,24 @@ func TestDrillToATransactionOfAVerboseLoggingClusterPauses(t *testing.T) {
 	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
 	mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target-xid", xid)
 }
+
+// A source logging to syslog, or only fatal errors, would leave no "recovery stopping"
+// line in the copy's log: the copy logs to its own log file, LOG lines included.
+func TestDrillToATransactionOfAClusterLoggingToSyslogOrOnlyFatalErrorsPauses(t *testing.T) {
+	pgtest.Require(t)
+	for _, set := range []string{"log_destination = 'syslog'", "log_min_messages = 'fatal'"} {
+		t.Run(set, func(t *testing.T) {
+			repo := newRepo(t)
+			c := archivingCluster(t, repo)
+			c.Exec(t, "ALTER SYSTEM SET "+set)
+			c.Exec(t, "SELECT pg_reload_conf()")
+			c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+			mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+			xid := c.QueryString(t, "INSERT INTO ticks (pad) VALUES ('target') RETURNING pg_current_xact_id()::text")
+			c.Exec(t, "INSERT INTO ticks (pad) VALUES ('after')")
+			c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+			scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+			mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target-xid", xid)
+		})
+	}
+}
