@@ -60,7 +60,7 @@ func drillCommand() *cli.Command {
 			&cli.BoolFlag{Name: "target-exclusive", Usage: "stop just before the time, LSN or transaction target instead of just after"},
 			&cli.StringFlag{Name: "target-timeline", Usage: "follow timeline `TL`: latest (default), current or a number"},
 			&cli.StringFlag{Name: "backup", Usage: "restore this backup (`NAME`) instead of the newest that reaches the target"},
-			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
+			&cli.StringFlag{Name: "scratch", Usage: "restore into `DIR` (absent or empty, no comma in its path; default a new temporary directory), removed afterwards"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
 			&cli.DurationFlag{Name: "check-timeout", Value: time.Hour, Usage: "longest time for the checks, all together (the one running then fails)"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL server binaries (default: searched by the backup's major version)"},
@@ -89,6 +89,7 @@ func (e *env) drill(c *cli.Context) error {
 	opt := drill.Options{Backup: c.String("backup"), Target: &t, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
 		Timeout: c.Duration("timeout"), CheckTimeout: c.Duration("check-timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
+		BeforeStart:  drillBeforeStartHook(e.stderr),
 		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
 	if isTTY(e.stderr) {
 		opt.Progress = e.stderr

@@ -2,7 +2,10 @@
 
 package cmd
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // deleteTestHook does nothing: the test hooks exist only in a pgb built with -tags
 // pgbtest (see testhook_pgbtest.go).
@@ -10,3 +13,6 @@ func (e *env) deleteTestHook() error { return nil }
 
 // drillTestHook does nothing outside a pgbtest build.
 func drillTestHook() func(ctx context.Context) error { return nil }
+
+// drillBeforeStartHook does nothing outside a pgbtest build.
+func drillBeforeStartHook(io.Writer) func(ctx context.Context) error { return nil }

@@ -64,3 +64,34 @@ func drillTestHook() func(ctx context.Context) error {
 		return context.Cause(ctx)
 	}
 }
+
+// testDrillWaitEnv names a test hook, not for users: set to the path of a FIFO, pgb
+// drill, once restored and before it starts its server, says so on stderr and waits
+// until a line can be read from the FIFO (or its context ends), so that a test can act
+// on the source in between, deterministically.
+const testDrillWaitEnv = "PGB_TEST_DRILL_WAIT_BEFORE_START"
+
+func drillBeforeStartHook(w io.Writer) func(ctx context.Context) error {
+	fifo := os.Getenv(testDrillWaitEnv)
+	if fifo == "" {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		_, _ = fmt.Fprintf(w, "pgb: %s: waiting on %s\n", testDrillWaitEnv, fifo)
+		read := make(chan error, 1)
+		go func() {
+			f, err := os.Open(fifo) // blocks until the test opens it to write
+			if err == nil {
+				_, err = f.Read(make([]byte, 1))
+				_ = f.Close()
+			}
+			read <- err
+		}()
+		select {
+		case err := <-read:
+			return err
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func TestFindLeftoversNamesALiveServerOfAnotherDrillAndHowToStopIt(t *testing.T)
 	mk("pgb-drill-333", "")                                // never started
 	ours := mk("pgb-drill-444", "4444\n")                  // this drill's own
 	mk("not-a-drill", "4545\n")
-	running := func(pid int) (string, bool) {
+	running := func(pid int, _ string) (string, bool) {
 		switch pid {
 		case 4242, 4444, 4545:
 			return "/usr/lib/postgresql/15/bin/postgres", true

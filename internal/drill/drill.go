@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,6 +53,9 @@ type Options struct {
 	// gets the replay position while waiting (a terminal).
 	Events   io.Writer
 	Progress io.Writer
+	// BeforeStart, when set, runs once the backup is restored, before the server
+	// starts (a test hook: it can hold the drill there).
+	BeforeStart func(ctx context.Context) error
 	// AfterStart, when set, runs once the server has started (a test hook: it can
 	// hold the drill there until its context is cancelled).
 	AfterStart func(ctx context.Context) error
@@ -156,15 +160,23 @@ func (d *drill) event(format string, a ...any) {
 	}
 }
 
-// makeScratch is dir made or checked empty, or a new temporary directory.
+// makeScratch is dir made or checked empty, or a new temporary directory. A path
+// holding a comma is refused: PostgreSQL's unix_socket_directories and libpq's host
+// read it as a list, and the socket is in that directory.
 func makeScratch(dir string) (abs string, created bool, err error) {
 	if dir == "" {
+		if strings.Contains(os.TempDir(), ",") {
+			return "", false, fmt.Errorf("the temporary directory %s holds a comma, which PostgreSQL and libpq read as a list separator: set TMPDIR or give --scratch without one", os.TempDir())
+		}
 		d, err := os.MkdirTemp("", "pgb-drill-")
 		return d, true, err
 	}
 	abs, err = filepath.Abs(dir)
 	if err != nil {
 		return "", false, err
+	}
+	if strings.Contains(abs, ",") {
+		return "", false, fmt.Errorf("--scratch %s holds a comma, which PostgreSQL and libpq read as a list separator: give a path without one", abs)
 	}
 	if err := restore.CheckEmpty(abs, "--scratch"); err != nil {
 		return "", false, fmt.Errorf("%w: the drill needs an empty or absent scratch directory", err)
@@ -221,8 +233,7 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	if d.opt.OwnerWarning != nil {
 		if w := d.opt.OwnerWarning(d.owner); w != "" {
-			d.rep.Warnings = append(d.rep.Warnings, w)
-			d.opt.Log.Warn(w)
+			d.warn(w)
 		}
 	}
 	if err := d.tablespaceParent(m); err != nil {
@@ -231,16 +242,24 @@ func (d *drill) run(ctx context.Context) error {
 	data := filepath.Join(d.scratch, "data")
 	t0 := time.Now()
 	r := &restore.Restorer{Repo: d.rp, Log: d.opt.Log, Opt: restore.Options{DataDir: data, Owner: d.owner,
-		Concurrency: d.opt.Concurrency, TablespaceMap: scratchTablespaces(m, d.scratch),
+		Concurrency: d.opt.Concurrency, TablespaceMap: scratchTablespaces(m, d.scratch), ContainLinks: true,
 		Recovery: &restore.Recovery{RestoreCommand: d.opt.RestoreCommand, Target: target, ArchiveOff: true}}}
 	if err := r.Run(ctx, m); err != nil {
 		return fmt.Errorf("restore of backup %s: %w", m.Name, err)
+	}
+	for _, l := range r.Contained {
+		d.warn(fmt.Sprintf("the data directory's link %s -> %s is an empty directory in the copy (a drill writes nowhere outside its scratch directory): what the source keeps there is not in the copy", l.Path, l.Target))
 	}
 	d.rep.RTO.RestoreSeconds = time.Since(t0).Seconds()
 	d.rep.RTO.BytesRestored = m.Size
 	d.event("restored backup %s (%d bytes) in %.1f s", m.Name, m.Size, d.rep.RTO.RestoreSeconds)
 	if err := d.ensureConf(data); err != nil {
 		return err
+	}
+	if d.opt.BeforeStart != nil {
+		if err := d.opt.BeforeStart(ctx); err != nil {
+			return err
+		}
 	}
 	if err := d.start(bin); err != nil {
 		return err
@@ -263,8 +282,8 @@ func (d *drill) run(ctx context.Context) error {
 	d.rep.RTO.ReplaySeconds = time.Since(t1).Seconds()
 	d.rep.RTO.TotalSeconds = time.Since(t0).Seconds()
 	d.rep.Reached = end
-	if win != nil && (!end.Promoted || end.ReplayLSN < win.LastRecord) {
-		return fmt.Errorf("%w: recovery stopped at %s, before the archive's last record at %s (%s): %s",
+	if win != nil && shortOfEnd(end.Promoted, end.ReplayLSN, win) {
+		return fmt.Errorf("%w: recovery stopped at %s, before the end of the archive's last record at %s (%s): %s",
 			ErrFailed, end.ReplayLSN, win.LastRecord, win.LastSegment, d.logTail())
 	}
 	if end.ReplayLSN > m.StartLSN {
@@ -315,7 +334,7 @@ func (d *drill) tablespaceParent(m *repo.Manifest) error {
 		return err
 	}
 	if d.owner != nil {
-		return os.Chown(p, d.owner.UID, d.owner.GID)
+		return os.Lchown(p, d.owner.UID, d.owner.GID) // the scratch dir is the server user's: never through a link
 	}
 	return nil
 }
@@ -368,13 +387,8 @@ func (d *drill) ensureConf(data string) error {
 	}
 	const text = "# Written by pgb drill: the backup holds no postgresql.conf (the source keeps its\n" +
 		"# configuration outside its data directory). PostgreSQL's defaults apply.\n"
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+	if err := createOwned(p, []byte(text), d.owner, false); err != nil {
 		return err
-	}
-	if d.owner != nil {
-		if err := os.Chown(p, d.owner.UID, d.owner.GID); err != nil {
-			return err
-		}
 	}
 	w := "the backup holds no postgresql.conf (the source's configuration is outside its data directory, " +
 		"e.g. /etc/postgresql on Debian): the copy ran with PostgreSQL's defaults and the drill's settings, not the source's"
@@ -383,23 +397,22 @@ func (d *drill) ensureConf(data string) error {
 }
 
 // start writes a pg_hba.conf that lets local socket connections in (the socket
-// directory is the server user's, mode 0700) and starts the server.
+// directory is the server user's, mode 0700) and starts the server. The scratch
+// directory is the server user's by now: the file is made new, never through a link
+// (createOwned).
 func (d *drill) start(bin string) error {
 	port, err := pgserver.FreePort()
 	if err != nil {
 		return err
 	}
 	hba := filepath.Join(d.scratch, "drill_hba.conf")
-	if err := os.WriteFile(hba, []byte("local all all trust\n"), 0o600); err != nil {
+	if err := createOwned(hba, []byte("local all all trust\n"), d.owner, true); err != nil {
 		return err
 	}
 	s := &pgserver.Server{Bin: bin, DataDir: filepath.Join(d.scratch, "data"), SockDir: d.scratch, Port: port,
-		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log")}
+		HBAFile: hba, LogFile: filepath.Join(d.scratch, "postgres.log"), Major: d.rep.Backup.PGVersion}
 	if d.owner != nil {
 		s.Cred = &syscall.Credential{Uid: uint32(d.owner.UID), Gid: uint32(d.owner.GID), Groups: []uint32{}}
-		if err := os.Chown(hba, d.owner.UID, d.owner.GID); err != nil {
-			return err
-		}
 	}
 	if err := s.Start(); err != nil {
 		return err
@@ -467,14 +480,12 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		if d.opt.Progress != nil && lsn != nil {
 			_, _ = fmt.Fprint(d.opt.Progress, progressLine(*lsn, d.rep.Backup.StartLSN, goal))
 		}
-		if inRecovery && paused != "paused" {
+		done, why := settled(inRecovery, paused, target.Kind == restore.ToEnd)
+		if !done {
 			continue
 		}
-		if inRecovery && target.Kind == restore.ToEnd {
-			// Recovery to the end promotes; a pause short of it is PostgreSQL
-			// stopping for a reason of its own (e.g. settings lower than the
-			// source's), never the end of the archive.
-			return Reached{}, fmt.Errorf("%w: recovery paused before the end of the archive: %s", ErrFailed, d.logTail())
+		if why != "" {
+			return Reached{}, fmt.Errorf("%w: %s: %s", ErrFailed, why, d.logTail())
 		}
 		if d.opt.Progress != nil {
 			_, _ = fmt.Fprintln(d.opt.Progress)
@@ -499,6 +510,37 @@ func (d *drill) waitRecovery(ctx context.Context, target restore.Target) (Reache
 		}
 		return r, nil
 	}
+}
+
+// settled says what one poll of the server means: recovery still running (not
+// done), or done, and then why the drill fails ("" : it reached its target).
+// Recovery to the end promotes; a pause short of it is PostgreSQL stopping for a
+// reason of its own (e.g. settings lower than the source's), never the end of the
+// archive. Recovery to a target pauses there (the drill sets pause): a promoted copy
+// did not reach it — PostgreSQL 12 promotes at the end of the WAL when the target
+// was not reached (13 and later exit with a FATAL).
+func settled(inRecovery bool, paused string, toEnd bool) (done bool, why string) {
+	switch {
+	case inRecovery && paused != "paused":
+		return false, ""
+	case inRecovery && toEnd:
+		return true, "recovery paused before the end of the archive"
+	case !inRecovery && !toEnd:
+		return true, "recovery ended without pausing at the target (the copy was promoted at the end of the WAL: the target was not reached)"
+	}
+	return true, ""
+}
+
+// shortOfEnd says whether recovery to the end of the archive, promoted or not, having
+// replayed up to replayed (pg_last_wal_replay_lsn: the end of the last record
+// replayed), stopped before the end of window w's last record. A window whose end is
+// unknown is judged by its last record's start.
+func shortOfEnd(promoted bool, replayed wal.LSN, w *window.Window) bool {
+	end := w.EndLSN
+	if end == 0 {
+		end = w.LastRecord
+	}
+	return !promoted || replayed < end
 }
 
 func (d *drill) logTail() string {

@@ -166,3 +166,20 @@ func TestReportWrapsWarningsAndKeepsCommandsWhole(t *testing.T) {
 		t.Errorf("the leftover warning is not whole:\n%s", out)
 	}
 }
+
+// A scratch directory whose path holds a comma is refused before anything is made:
+// PostgreSQL (unix_socket_directories) and libpq (host) read it as a list of two.
+func TestDrillRefusesAScratchDirWithACommaInItsPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a,b")
+	rep, err := Run(context.Background(), nil, Options{Scratch: dir})
+	if err == nil || rep != nil || !strings.Contains(err.Error(), "comma") {
+		t.Fatalf("Run with --scratch %s: %v, %v", dir, rep, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the scratch dir was made: %v", err)
+	}
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "x,y"))
+	if _, err := Run(context.Background(), nil, Options{}); err == nil || !strings.Contains(err.Error(), "comma") {
+		t.Fatalf("Run with TMPDIR holding a comma: %v", err)
+	}
+}

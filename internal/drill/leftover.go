@@ -23,9 +23,10 @@ type leftover struct {
 }
 
 // findLeftovers lists the servers still running on pgb-drill-* directories in tmp,
-// but ours. orphaned says whether pid is a live postgres no pgb runs any more, and
-// its binary ("" if it cannot tell); euid is pgb's (for the stop command).
-func findLeftovers(tmp, ours string, euid int, orphaned func(pid int) (exe string, ok bool)) []leftover {
+// but ours. orphaned says whether pid is a live postgres on data directory data that
+// no pgb runs any more, and its binary ("" if it cannot tell); euid is pgb's (for the
+// stop command).
+func findLeftovers(tmp, ours string, euid int, orphaned func(pid int, data string) (exe string, ok bool)) []leftover {
 	dirs, _ := filepath.Glob(filepath.Join(tmp, "pgb-drill-*"))
 	var out []leftover
 	for _, dir := range dirs {
@@ -42,7 +43,7 @@ func findLeftovers(tmp, ours string, euid int, orphaned func(pid int) (exe strin
 		if err != nil || pid <= 0 {
 			continue
 		}
-		exe, ok := orphaned(pid)
+		exe, ok := orphaned(pid, data)
 		if !ok {
 			continue
 		}
@@ -62,18 +63,25 @@ func findLeftovers(tmp, ours string, euid int, orphaned func(pid int) (exe strin
 	return out
 }
 
-// orphanedPostgres says whether pid is a live postgres that no pgb runs any more, and
-// its binary. A drill starts its server itself, so while the drill runs the server's
-// parent is that pgb; once pgb is killed, the server is handed to init (or another
-// reaper). What cannot be told (a process pgb may not look at) is not reported: a
-// warning must never point at a drill that is still running.
-func orphanedPostgres(pid int) (string, bool) {
+// orphanedPostgres says whether pid is a live postgres running on data directory
+// data that no pgb runs any more, and its binary. A stale postmaster.pid (a drill
+// killed by a reboot, /tmp on disk) may name a pid that now belongs to another
+// postgres (the production server): a postmaster works in its data directory, so its
+// /proc/PID/cwd must be data, or the stop command would signal that other server.
+// A drill starts its server itself, so while the drill runs the server's parent is
+// that pgb; once pgb is killed, the server is handed to init (or another reaper).
+// What cannot be told (a process pgb may not look at) is not reported: a warning
+// must never point at a drill that is still running, nor at another server.
+func orphanedPostgres(pid int, data string) (string, bool) {
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
 		return "", false
 	}
 	exe = strings.TrimSuffix(exe, " (deleted)")
 	if filepath.Base(exe) != "postgres" {
+		return "", false
+	}
+	if !workingIn(pid, data) {
 		return "", false
 	}
 	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -89,6 +97,19 @@ func orphanedPostgres(pid int) (string, bool) {
 		return "", false
 	}
 	return exe, !strings.HasPrefix(filepath.Base(parent), "pgb")
+}
+
+// workingIn says whether process pid's working directory is dir (links resolved).
+func workingIn(pid int, dir string) bool {
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return false
+	}
+	want, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	return cwd == want
 }
 
 // parentPid is the parent's pid in a /proc/PID/stat line ("pid (comm) state ppid ...";

@@ -135,8 +135,12 @@ func (r *Report) Write(w io.Writer) error {
 		}
 		p("Reached LSN %s, %s", r.Reached.ReplayLSN, how)
 	}
-	p("RTO: %.1f s to a queryable database (restore %.1f s, replay %.1f s)", r.RTO.TotalSeconds, r.RTO.RestoreSeconds, r.RTO.ReplaySeconds)
-	p("     %s restored, %s of WAL replayed, %.1f MB/s", size(r.RTO.BytesRestored), size(r.RTO.BytesReplayed), r.RTO.MBPerSecond)
+	if r.Reached.ReplayLSN != 0 {
+		p("RTO: %.1f s to a queryable database (restore %.1f s, replay %.1f s)", r.RTO.TotalSeconds, r.RTO.RestoreSeconds, r.RTO.ReplaySeconds)
+		p("     %s restored, %s of WAL replayed, %.1f MB/s", size(r.RTO.BytesRestored), size(r.RTO.BytesReplayed), r.RTO.MBPerSecond)
+	} else {
+		p("RTO: none measured (restore %.1f s; not recovered)", r.RTO.RestoreSeconds)
+	}
 	if r.Reached.LastCommit != nil {
 		p("RPO: last commit recovered %s", ts(*r.Reached.LastCommit))
 	}

@@ -10,7 +10,10 @@ import (
 
 // measureRPO compares got, the last commit recovered, with the window win the drill
 // recovered in (nil if none was found), as st (pgb status, gathered once before the
-// restore) saw it: WAL archived while the drill runs does not count against it.
+// restore) saw it: WAL archived while the drill runs does not count against it. That
+// WAL is replayed too (restore_command fetches what is there when recovery asks), so
+// the last commit recovered may be later than the last archived commit: nothing was
+// lost, the gap is 0, never negative.
 func measureRPO(st *status.Report, win *window.Window, target restore.Target, got *time.Time) (RPO, WALRange, []string) {
 	var r RPO
 	var wr WALRange
@@ -29,10 +32,10 @@ func measureRPO(st *status.Report, win *window.Window, target restore.Target, go
 	}
 	switch {
 	case target.Kind == restore.ToEnd && r.LastArchivedCommit != nil && got != nil:
-		gap := r.LastArchivedCommit.Sub(*got).Seconds()
+		gap := max(r.LastArchivedCommit.Sub(*got).Seconds(), 0)
 		r.GapSeconds = &gap
 	case target.Kind == restore.ToTime && got != nil:
-		gap := target.Time.Sub(*got).Seconds()
+		gap := max(target.Time.Sub(*got).Seconds(), 0)
 		r.GapSeconds = &gap
 	case target.Kind == restore.ToEnd && got == nil:
 		warn = append(warn, "no transaction was replayed: RPO against the last archived commit not measured")

@@ -39,3 +39,23 @@ func TestMeasureRPOUsesTheDrilledWindowAsSeenBeforeTheRestore(t *testing.T) {
 		t.Errorf("no window, nothing replayed: %+v %+v %v", r, wr, warn)
 	}
 }
+
+// A source that keeps writing during the drill archives WAL that recovery fetches
+// too: the last commit recovered is then later than the last archived commit pgb
+// status saw before the restore. Nothing was lost: the gap is 0, never negative.
+func TestDrillOfAClusterStillWritingMeasuresNoNegativeRPO(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC)
+	win := &window.Window{Backup: "b1", LastCommit: &window.Commit{Time: t0}}
+	st := &status.Report{Windows: []*window.Window{win}}
+	got := t0.Add(3 * time.Second)
+	if r, _, _ := measureRPO(st, win, restore.Target{Kind: restore.ToEnd}, &got); r.GapSeconds == nil || *r.GapSeconds != 0 {
+		t.Errorf("RPO = %+v (gap %v), want a gap of 0 s", r, deref(r.GapSeconds))
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}

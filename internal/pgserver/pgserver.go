@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -95,6 +96,7 @@ type Server struct {
 	HBAFile string              // when set, the pg_hba.conf used instead of the data directory's
 	Cred    *syscall.Credential // the OS user the server runs as; nil: pgb's own
 	LogFile string              // where the server's output goes
+	Major   int                 // the server's major version (settings some versions lack); 0: unknown
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -105,25 +107,38 @@ type Server struct {
 // connections. The process is in its own process group, so that a terminal's ^C
 // reaches pgb only and pgb stops the server itself.
 func (s *Server) Start() error {
-	log, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	log, err := openLog(s.LogFile)
 	if err != nil {
-		return fmt.Errorf("server log: %w", err)
+		return err
 	}
 	defer func() { _ = log.Close() }()
 	if s.Cred != nil {
-		_ = log.Chown(int(s.Cred.Uid), int(s.Cred.Gid))
+		if err := log.Chown(int(s.Cred.Uid), int(s.Cred.Gid)); err != nil {
+			return fmt.Errorf("server log: %w", err)
+		}
 	}
 	args := []string{"-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-c", "listen_addresses=",
-		"-c", "unix_socket_directories=" + s.SockDir}
+		"-c", "unix_socket_directories=" + quoteListItem(s.SockDir)}
 	// The copy keeps the source's settings (postgresql.conf and .auto.conf came with
 	// the backup); these must not reach anything of the source's: its data directory
 	// or pid file by absolute path, its publishers (subscriptions would consume their
-	// slots), its primary, its archive. hot_standby on: a pause at a target must be
-	// queryable; logging to the server's log file, which the drill reads (in English).
+	// slots), its primary, its archive (archive_cleanup_command would prune a shared
+	// archive a standby still needs), whatever recovery_end_command acts on. hot_standby
+	// on: a pause at a target must be queryable; logging to the server's log file, which
+	// the drill reads (in English, "LOG:  message" whatever the source's logging).
 	for _, kv := range []string{"data_directory=" + s.DataDir, "external_pid_file=", "max_logical_replication_workers=0",
-		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "hot_standby=on", "logging_collector=off", "ssl=off",
-		"lc_messages=C"} {
+		"primary_conninfo=", "primary_slot_name=", "archive_mode=off", "archive_cleanup_command=", "recovery_end_command=",
+		"hot_standby=on", "ssl=off",
+		"logging_collector=off", "log_destination=stderr", "log_error_verbosity=default", "log_min_messages=warning", "lc_messages=C"} {
 		args = append(args, "-c", kv)
+	}
+	if s.Major != 0 && s.Major <= 15 {
+		args = append(args, "-c", "promote_trigger_file=") // removed in 16
+	}
+	if s.Major != 0 && s.Major <= 14 {
+		// its default is relative, but Debian sets an absolute /var/run path,
+		// the source's own (removed in 15)
+		args = append(args, "-c", "stats_temp_directory=pg_stat_tmp")
 	}
 	if s.HBAFile != "" {
 		args = append(args, "-c", "hba_file="+s.HBAFile)
@@ -139,6 +154,34 @@ func (s *Server) Start() error {
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func() { s.err = cmd.Wait(); close(s.done) }()
 	return nil
+}
+
+// quoteListItem quotes dir as one name of a directory list (unix_socket_directories):
+// PostgreSQL splits the list at commas, outside double quotes, in which "" is a
+// quote (SplitDirectoriesString). Unquoted, a comma in dir would make a second socket
+// directory.
+func quoteListItem(dir string) string {
+	return `"` + strings.ReplaceAll(dir, `"`, `""`) + `"`
+}
+
+// openLog opens the server's log file to append, in a directory the server's OS user
+// may own (and have planted links in): never through a symbolic link, and only a
+// regular file with no other name (a hard link to a file of root's is refused).
+func openLog(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("server log: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || !ok || st.Nlink != 1 {
+		_ = f.Close()
+		return nil, fmt.Errorf("server log %s: not a regular file of its own (a link?): remove it", p)
+	}
+	return f, nil
 }
 
 // Pid is the postmaster's process id.

@@ -48,6 +48,12 @@ type Options struct {
 	// recovery.signal. Nil (backup-fetch) restores the files only.
 	Recovery *Recovery
 	Progress progress.Func
+	// ContainLinks is for a copy that must write nowhere outside DataDir (a drill):
+	// each link of the backup other than the tablespaces' (pg_wal is a directory
+	// already) is made an empty directory in its place, unless it leads to a regular
+	// file on this host (a configuration file, which the server only reads); such
+	// links are listed in Restorer.Contained.
+	ContainLinks bool
 }
 
 // Recovery is what restore writes for PostgreSQL's recovery.
@@ -67,6 +73,9 @@ type Restorer struct {
 
 	// inPlace holds the OIDs of in-place tablespaces (allow_in_place_tablespaces):
 	// directories under pg_tblspc rather than links, restored where they were.
+	// Contained lists the links ContainLinks made empty directories.
+	Contained []repo.Link
+
 	inPlace map[uint32]bool
 }
 
@@ -515,11 +524,27 @@ func (r *Restorer) makeLinks(m *repo.Manifest, spc map[uint32]string) error {
 		if err != nil {
 			return err
 		}
+		if r.Opt.ContainLinks && !regularFile(l.Target) {
+			if err := r.mkdirBeneath(root, rel); err != nil {
+				return err
+			}
+			r.Contained = append(r.Contained, l)
+			continue
+		}
 		if err := r.symlinkBeneath(root, rel, l.Target); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// regularFile says whether target, an absolute path, is a regular file on this host.
+func regularFile(target string) bool {
+	if !filepath.IsAbs(target) {
+		return false
+	}
+	fi, err := os.Stat(target)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // restoreParts downloads and unpacks every part, Concurrency at a time, checking each
