@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,9 +25,11 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 )
 
-// ErrLoad means the tables were recovered and dumped, but loading the dump into the
-// live database failed. The load runs in one transaction: nothing of it was loaded.
-var ErrLoad = errors.New("loading into the live database failed")
+// ErrLoad means the tables were recovered and dumped, but the load into the live
+// database failed or did not end cleanly. The load runs in one transaction; the
+// error says whether it was rolled back (nothing was loaded), committed, or is
+// unknown.
+var ErrLoad = errors.New("load into the live database")
 
 // Options are what an extract does.
 type Options struct {
@@ -37,6 +40,9 @@ type Options struct {
 	RenameTo string // the name the (one) table gets, its indexes and sequences with it
 	DataOnly bool   // the rows only, into the existing live table
 	NoOwner  bool   // leave out ownership and grants (pg_dump --no-owner --no-privileges)
+	// LoadTimeout bounds the load into the live database (0: none); past it the load
+	// is stopped and the live server asked how its transaction ended.
+	LoadTimeout time.Duration
 	// Drill is how the copy is recovered: Target (required, not the end of the
 	// archive), Scratch, Keep, Timeout, PGBin, Owner, User, RestoreCommand, Log.
 	Drill  drill.Options
@@ -433,6 +439,9 @@ func (x *extractor) dumpAndLoad(ctx context.Context, c *drill.Copy, as []Table) 
 		return err
 	}
 	defer func() { _ = f.Close() }() // removed with the scratch directory
+	if _, err := io.WriteString(f, loadPrelude); err != nil {
+		return err
+	}
 	if _, err := x.pgDump(ctx, c, as, f); err != nil {
 		return err
 	}
@@ -483,25 +492,6 @@ func (x *extractor) pgDump(ctx context.Context, c *drill.Copy, as []Table, w io.
 	}
 	x.event("dumped %s with pg_dump (%d bytes of SQL%s)", names(as), cw.n, map[bool]string{true: ", rows only"}[x.opt.DataOnly])
 	return cw.n, nil
-}
-
-// load runs the dump into the live database with psql, in one transaction that stops
-// at the first error: all of it or nothing.
-func (x *extractor) load(ctx context.Context, c *drill.Copy, file string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", //nolint:gosec // next to the server
-		"--single-transaction", "--dbname="+x.opt.Into, "-f", file)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &out
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: interrupted; the load ran in one transaction: nothing was loaded", ErrLoad)
-		}
-		return fmt.Errorf("%w: %s; the load ran in one transaction and was rolled back: nothing was loaded (pgb extract --dump FILE writes the SQL to look at)",
-			ErrLoad, firstError(out.String(), err))
-	}
-	x.res.Loaded = true
-	x.event("loaded %s into the live database in one transaction", names(x.resultNames()))
-	return nil
 }
 
 func (x *extractor) resultNames() []Table {
