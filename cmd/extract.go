@@ -44,7 +44,9 @@ func extractCommand() *cli.Command {
 			"--into refuses, before restoring anything, a table that exists in the live database: --rename-to\n" +
 			"NEW loads the copy beside it (its indexes and sequences renamed too: a name starting with the\n" +
 			"table's gets NEW in place of that prefix, orders_pkey -> NEW_pkey; any other gets NEW_ in front),\n" +
-			"--data-only adds the rows to it (the live sequences are left as they are). Views, functions and\n" +
+			"--data-only adds back the rows it lacks (whole rows compared: rows still there are not doubled,\n" +
+			"a row whose key a live row holds with other values is left alone and counted; the live\n" +
+			"sequences are left as they are; the columns must match). Views, functions and\n" +
 			"other tables' foreign keys to the table are not recreated. See docs/extract.md.\n\n" +
 			"Exit status: 0 done; 3 the tables were recovered and dumped but the load into --into failed\n" +
 			"or did not end cleanly (--load-timeout, a lost connection; the message says whether its one\n" +
@@ -62,7 +64,7 @@ func extractCommand() *cli.Command {
 			&cli.StringFlag{Name: "into", Usage: "load into the live database at `DSN` (a libpq connection string or URI)"},
 			&cli.StringFlag{Name: "dump", Usage: "write the SQL to `FILE` (a new file; load it with psql -X -v ON_ERROR_STOP=1 --single-transaction -f FILE)"},
 			&cli.StringFlag{Name: "rename-to", Usage: "give the (one) table the name `NEW`, in its schema, with its indexes and sequences"},
-			&cli.BoolFlag{Name: "data-only", Usage: "the rows only, into the table that exists in the live database"},
+			&cli.BoolFlag{Name: "data-only", Usage: "the rows only: with --into, those the table that exists in the live database lacks"},
 			&cli.BoolFlag{Name: "no-owner", Usage: "leave out ownership and grants: the tables belong to the --into user"},
 			&cli.StringFlag{Name: "scratch", Usage: "recover the copy in `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the copy running and the scratch directory (not after a signal), and say how to connect"},

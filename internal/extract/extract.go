@@ -53,7 +53,12 @@ type Options struct {
 type TableResult struct {
 	Table Table // its name at the target
 	As    Table // the name it was dumped as (--rename-to)
-	Rows  int64 // rows in the copy at the target
+	Rows  int64 // rows in the copy at the target (the table's own, not its children's)
+	// With --data-only --into: of Rows, those inserted into the live table, those it
+	// held already, and those left alone (a key or unique value they hold is taken by
+	// a live row with other values).
+	DataOnly                     bool
+	Inserted, Present, LeftAlone int64
 }
 
 // Result is what an extract did.
@@ -237,10 +242,13 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 	}
 	for i, t := range as {
 		var n int64
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.String()).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM ONLY "+t.String()).Scan(&n); err != nil {
 			return fmt.Errorf("count the rows of %s in the copy: %w", t, err)
 		}
-		x.res.Tables = append(x.res.Tables, TableResult{Table: x.opt.Tables[i], As: t, Rows: n})
+		x.res.Tables = append(x.res.Tables, TableResult{Table: x.opt.Tables[i], As: t, Rows: n, DataOnly: x.opt.DataOnly && x.opt.Into != ""})
+	}
+	if x.opt.Into != "" && x.opt.DataOnly {
+		return x.loadRows(ctx, conn, as)
 	}
 	if x.opt.Into != "" {
 		roles, err := rolesOf(ctx, conn, oids)
@@ -454,44 +462,65 @@ func (x *extractor) dumpAndLoad(ctx context.Context, c *drill.Copy, as []Table) 
 // pgDump writes the tables' plain SQL dump to w: schema and data, or the data only
 // (then without the setval of the owned sequences: the live ones stay as they are).
 func (x *extractor) pgDump(ctx context.Context, c *drill.Copy, as []Table, w io.Writer) (int64, error) {
-	args := []string{"--dbname=" + c.DSN(x.db), "--no-password", "--format=plain", "--strict-names"}
+	args := []string{"--dbname=" + c.DSN(x.db), "--no-password", "--strict-names"}
 	for _, t := range as {
 		args = append(args, "--table="+t.Pattern())
-	}
-	if x.opt.DataOnly {
-		args = append(args, "--data-only")
 	}
 	if x.opt.NoOwner {
 		args = append(args, "--no-owner", "--no-privileges")
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "pg_dump"), args...) //nolint:gosec // next to the server found by FindBin
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("pg_dump: %w (it comes with the PostgreSQL client package, next to the server binaries in %s)", err, c.Bin)
-	}
 	cw := &countWriter{w: w}
-	var copyErr error
 	if x.opt.DataOnly {
-		copyErr = dropSetval(cw, out)
-	} else {
-		_, copyErr = io.Copy(cw, out)
-	}
-	if copyErr != nil {
-		_, _ = io.Copy(io.Discard, out) // let pg_dump finish: its exit status is what matters after
-	}
-	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("pg_dump of %s failed: %w: %s", names(as), err, strings.TrimSpace(tail(stderr.String(), 400)))
-	}
-	if copyErr != nil {
-		return 0, fmt.Errorf("write the dump: %w", copyErr)
+		if err := x.dumpRows(ctx, c, as, args, cw); err != nil {
+			return 0, err
+		}
+	} else if err := runTool(ctx, c, "pg_dump", append(args, "--format=plain"), cw); err != nil {
+		return 0, fmt.Errorf("pg_dump of %s failed: %w", names(as), err)
 	}
 	x.event("dumped %s with pg_dump (%d bytes of SQL%s)", names(as), cw.n, map[bool]string{true: ", rows only"}[x.opt.DataOnly])
 	return cw.n, nil
+}
+
+// dumpRows writes the tables' rows as SQL without the owned sequences' setval: a
+// custom-format dump, its table of contents without the SEQUENCE SET entries, and
+// pg_restore of what is left (no text of the dump is filtered: rows stay whole).
+func (x *extractor) dumpRows(ctx context.Context, c *drill.Copy, as []Table, args []string, w io.Writer) error {
+	dir, err := os.MkdirTemp(c.SockDir, "extract-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	archive, list := filepath.Join(dir, "rows.dump"), filepath.Join(dir, "rows.list")
+	if err := runTool(ctx, c, "pg_dump", append(args, "--data-only", "--format=custom", "--file="+archive), io.Discard); err != nil {
+		return fmt.Errorf("pg_dump of %s failed: %w", names(as), err)
+	}
+	var toc bytes.Buffer
+	if err := runTool(ctx, c, "pg_restore", []string{"--list", archive}, &toc); err != nil {
+		return fmt.Errorf("pg_restore --list of the rows of %s failed: %w", names(as), err)
+	}
+	if err := os.WriteFile(list, withoutSequenceSet(toc.Bytes()), 0o600); err != nil {
+		return err
+	}
+	if err := runTool(ctx, c, "pg_restore", []string{"--use-list=" + list, "--file=-", archive}, w); err != nil {
+		return fmt.Errorf("pg_restore of the rows of %s failed: %w", names(as), err)
+	}
+	return nil
+}
+
+// runTool runs the copy's PostgreSQL client program name, its output to w; its
+// error carries the tail of the program's stderr.
+func runTool(ctx context.Context, c *drill.Copy, name string, args []string, w io.Writer) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, name), args...) //nolint:gosec // next to the server found by FindBin
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("%w (it comes with the PostgreSQL client package, next to the server binaries in %s)", err, c.Bin)
+		}
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(tail(stderr.String(), 400)))
+	}
+	return nil
 }
 
 func (x *extractor) resultNames() []Table {
@@ -554,6 +583,11 @@ func (r *Result) Summary() []string {
 		as := ""
 		if t.As != t.Table {
 			as = " as " + t.As.String()
+		}
+		if t.DataOnly && r.Loaded {
+			out = append(out, fmt.Sprintf("%s: %d rows at the target: %d inserted into the live table, %d already there, %d left alone (a key or unique value they hold is taken by a live row with other values)",
+				t.Table, t.Rows, t.Inserted, t.Present, t.LeftAlone))
+			continue
 		}
 		out = append(out, fmt.Sprintf("%s: %s rows %s%s", t.Table, strconv.FormatInt(t.Rows, 10), where, as))
 	}

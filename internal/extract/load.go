@@ -80,13 +80,21 @@ func (x *extractor) load(ctx context.Context, c *drill.Copy, file string) error 
 	if stopped == "" {
 		stopped = "psql failed: " + firstError(out.String(), err)
 	}
+	return x.unclearEnd(ctx, xid, stopped, ctx.Err() == nil && lctx.Err() == nil)
+}
+
+// unclearEnd asks the live server how the load's transaction xid ended after the
+// load stopped without saying (stopped: why). forced: pgb stopped it (a signal,
+// --load-timeout); else a committed transaction is a load done.
+func (x *extractor) unclearEnd(ctx context.Context, xid uint64, stopped string, lost bool) error {
 	status, serr := x.xactStatus(context.WithoutCancel(ctx), xid)
 	switch {
 	case serr != nil:
 		return fmt.Errorf("%w: %s, and whether the load's transaction %d committed is unknown (%w): check SELECT txid_status(%d) in the live database before retrying",
 			ErrLoad, stopped, xid, serr, xid)
-	case status == "committed" && stopped != "" && ctx.Err() == nil && lctx.Err() == nil:
-		// psql failed after the COMMIT went through (a connection lost on its way back).
+	case status == "committed" && lost:
+		// The COMMIT went through; only its answer was lost.
+		x.event("the load's end was unclear (%s), but its transaction %d committed", stopped, xid)
 		return x.loaded()
 	case status == "committed":
 		return fmt.Errorf("%w: %s, but the load's transaction %d committed: the tables are in the live database; check them before retrying",
@@ -97,7 +105,7 @@ func (x *extractor) load(ctx context.Context, c *drill.Copy, file string) error 
 	case status == "aborted":
 		return fmt.Errorf("%w: %s; the load's transaction %d was rolled back: nothing was loaded", ErrLoad, stopped, xid)
 	default:
-		return fmt.Errorf("%w: %s, and the load's transaction %d is still %s in the live database (rolled back when the server notices psql is gone, unless its COMMIT was sent): check SELECT txid_status(%d) before retrying",
+		return fmt.Errorf("%w: %s, and the load's transaction %d is still %s in the live database (rolled back when the server notices the load's connection is gone, unless its COMMIT was sent): check SELECT txid_status(%d) before retrying",
 			ErrLoad, stopped, xid, status, xid)
 	}
 }
