@@ -47,7 +47,9 @@ func extractCommand() *cli.Command {
 			"--data-only adds back the rows it lacks (whole rows compared: rows still there are not doubled,\n" +
 			"a row whose key a live row holds with other values is left alone and counted; the live\n" +
 			"sequences are left as they are; the columns must match). Views, functions and\n" +
-			"other tables' foreign keys to the table are not recreated. See docs/extract.md.\n\n" +
+			"other tables' foreign keys to the table are not recreated. A partitioned table comes with its\n" +
+			"partitions; an inheritance parent needs its children given too; an unlogged table is refused\n" +
+			"(its rows are in no backup). See docs/extract.md.\n\n" +
 			"Exit status: 0 done; 3 the tables were recovered and dumped but the load into --into failed\n" +
 			"or did not end cleanly (--load-timeout, a lost connection; the message says whether its one\n" +
 			"transaction was rolled back, committed or is still in progress); 1 could not extract (no backup, recovery did not reach the target, no\n" +

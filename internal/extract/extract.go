@@ -206,11 +206,14 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 		return fmt.Errorf("database %s of the copy at the target (%s): %w", x.db, c.Target, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	oids := make([]uint32, len(x.opt.Tables))
-	for i, t := range x.opt.Tables {
-		if oids[i], err = findTable(ctx, conn, t, x.db, describeTarget(x.opt.Drill.Target)); err != nil {
-			return err
-		}
+	tables, err := x.lookTables(ctx, conn)
+	if err != nil {
+		return err
+	}
+	oids := make([]uint32, len(tables))
+	x.opt.Tables = make([]Table, len(tables))
+	for i, f := range tables {
+		oids[i], x.opt.Tables[i] = f.OID, f.Table
 	}
 	if !c.Promoted {
 		// Paused before a DROP's commit, recovery may hold that transaction's lock on
@@ -255,7 +258,11 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 		if err != nil {
 			return err
 		}
-		if err := x.checkLive(ctx, as, objs, roles); err != nil {
+		polRoles, err := policyRoles(ctx, conn, oids)
+		if err != nil {
+			return err
+		}
+		if err := x.checkLive(ctx, as, objs, roles, polRoles, tables); err != nil {
 			return err
 		}
 	}
@@ -268,25 +275,6 @@ func describeTarget(t *restore.Target) string {
 		return "just before " + t.String()
 	}
 	return t.String()
-}
-
-// findTable is t's oid in the copy, or an error naming the target when it does not
-// exist there or is not an ordinary table.
-func findTable(ctx context.Context, conn *pgx.Conn, t Table, db, target string) (uint32, error) {
-	var oid uint32
-	var kind string
-	err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name).Scan(&oid, &kind)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("table %s does not exist in database %s at the target (%s): choose a point after it was created (pgb events --table NAME shows when it was dropped; unquoted names are folded to lower case)",
-			t, QuoteIdent(db), target)
-	case err != nil:
-		return 0, fmt.Errorf("look up table %s in the copy: %w", t, err)
-	case kind != "r":
-		return 0, fmt.Errorf("%s is not an ordinary table at the target (relkind %q): pgb extract copies tables (of a partitioned table, give each partition)", t, kind)
-	}
-	return oid, nil
 }
 
 // objectsOf lists what goes with table oid and is named in a schema's namespace:
@@ -344,7 +332,7 @@ func (x *extractor) rename(ctx context.Context, conn *pgx.Conn, objs []Object) (
 }
 
 // rolesOf lists the roles the dump names for the tables and their owned sequences:
-// owners, grantees and grantors.
+// owners, grantees and grantors (of the tables' column grants too).
 func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, error) {
 	rows, err := conn.Query(ctx, `
 		WITH rels AS (
@@ -352,10 +340,14 @@ func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, erro
 		   WHERE c.oid = ANY($1::oid[]) OR c.oid IN (SELECT d.objid FROM pg_depend d
 		         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
 		           AND d.refobjid = ANY($1::oid[]) AND d.deptype IN ('a', 'i'))
+		), cols AS (
+		  SELECT att.attacl FROM pg_attribute att WHERE att.attrelid = ANY($1::oid[]) AND att.attacl IS NOT NULL
 		), ids AS (
 		  SELECT relowner AS r FROM rels
 		  UNION SELECT a.grantee FROM rels, aclexplode(rels.relacl) a
 		  UNION SELECT a.grantor FROM rels, aclexplode(rels.relacl) a
+		  UNION SELECT a.grantee FROM cols, aclexplode(cols.attacl) a
+		  UNION SELECT a.grantor FROM cols, aclexplode(cols.attacl) a
 		)
 		SELECT DISTINCT pg_get_userbyid(r) FROM ids WHERE r <> 0 ORDER BY 1`, oids)
 	if err != nil {
@@ -366,30 +358,32 @@ func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, erro
 
 // checkLive refuses, before loading anything, what the load would collide with or
 // miss in the live database: an existing table, index, sequence or statistics
-// object of the same name (unless --data-only), a role the dump names.
-func (x *extractor) checkLive(ctx context.Context, as []Table, objs []Object, roles []string) error {
+// object of the same name, a role the dump names, a parent table absent.
+func (x *extractor) checkLive(ctx context.Context, as []Table, objs []Object, roles, polRoles []string, tables []found) error {
 	live, err := pgx.Connect(ctx, x.opt.Into)
 	if err != nil {
 		return fmt.Errorf("--into: connect to the live database: %w", err)
 	}
 	defer func() { _ = live.Close(context.Background()) }()
 	if !x.opt.NoOwner {
-		var missing []string
-		if err := live.QueryRow(ctx, `SELECT coalesce(array_agg(r ORDER BY r), '{}') FROM unnest($1::text[]) r
-			WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)`, roles).Scan(&missing); err != nil {
-			return fmt.Errorf("--into: %w", err)
+		missing, err := missingRoles(ctx, live, roles)
+		if err != nil {
+			return err
 		}
-		if len(missing) > 0 {
-			q := make([]string, len(missing))
-			for i, r := range missing {
-				q[i] = QuoteIdent(r)
-			}
+		if missing != "" {
 			return fmt.Errorf("the copy's tables are owned by or granted to role(s) %s, which the live database lacks: create them (CREATE ROLE …) or give --no-owner to load the tables owned by the --into user, without grants; nothing was loaded",
-				strings.Join(q, ", "))
+				missing)
 		}
 	}
-	if x.opt.DataOnly {
-		return nil
+	missing, err := missingRoles(ctx, live, polRoles)
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		return fmt.Errorf("the copy's tables have row-level security policies for role(s) %s, which the live database lacks: create them (CREATE ROLE …); nothing was loaded", missing)
+	}
+	if err := x.checkParents(ctx, live, tables); err != nil {
+		return err
 	}
 	for _, t := range as {
 		exists, err := relExists(ctx, live, t.Schema, t.Name)

@@ -73,6 +73,12 @@ func (x *extractor) loadRows(ctx context.Context, cp *pgx.Conn, as []Table) erro
 	defer func() { _ = live.Close(context.Background()) }()
 	cols := make([][]column, len(as))
 	for i, t := range as {
+		if ok, err := relExists(ctx, live, t.Schema, t.Name); err != nil || !ok {
+			if err != nil {
+				return fmt.Errorf("--into: %w", err)
+			}
+			return fmt.Errorf("--data-only: table %s does not exist in the live database, so its rows have nowhere to go: leave out --data-only to recreate it; nothing was loaded", t)
+		}
 		cc, err := storedColumns(ctx, cp, t)
 		if err != nil {
 			return fmt.Errorf("list the columns of %s in the copy: %w", t, err)
