@@ -107,3 +107,40 @@ func TestExtractWhoseLoadOutlastsLoadTimeoutSaysWhatHappened(t *testing.T) {
 	}
 	assertNoDrillLeft(t, scratch)
 }
+
+// Loading as a superuser runs the repository's SQL with every right: pgb says so.
+func TestExtractIntoTheLiveClusterAsASuperuserWarns(t *testing.T) {
+	pgtest.Require(t)
+	c, repo := droppedTableCluster(t)
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	r := pgb(t, "", nil, "extract", "--repo", repo, "--scratch", scratch, "--table", "t", "--target-name", "rp", "--into", c.DSN())
+	t.Logf("%s", r)
+	if r.code != 0 || !strings.Contains(r.stderr, "superuser") {
+		t.Errorf("want exit 0 and a warning naming the superuser")
+	}
+}
+
+// A transaction that never committed, and a --dump into a directory that does not
+// exist: each is one line saying what to do; the --dump one before anything is restored.
+func TestExtractBeforeATransactionThatNeverEndedOrIntoAMissingDirectorySaysWhatToDo(t *testing.T) {
+	pgtest.Require(t)
+	c, repo := droppedTableCluster(t)
+	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
+	t.Run("an xid that never committed", func(t *testing.T) {
+		xid := c.QueryString(t, "SELECT (txid_current() + 1000)::text")
+		r := pgb(t, "", nil, "extract", "--repo", repo, "--scratch", scratch, "--table", "t", "--before-event", xid, "--dump", filepath.Join(pgtest.TempDir(t), "t.sql"))
+		t.Logf("%s", r)
+		line := r.stderr[strings.LastIndex(r.stderr, "pgb: error"):]
+		if r.code != 1 || !strings.Contains(line, "did not commit or abort") || !strings.Contains(line, "pgb events") || strings.Contains(line, "drill failed") {
+			t.Errorf("want exit 1: the transaction did not end in the archive, check it with pgb events")
+		}
+		assertNoDrillLeft(t, scratch)
+	})
+	t.Run("--dump into a missing directory", func(t *testing.T) {
+		r := pgb(t, "", nil, "extract", "--repo", repo, "--scratch", scratch, "--table", "t", "--target-name", "rp", "--dump", filepath.Join(pgtest.TempDir(t), "missing", "t.sql"))
+		t.Logf("%s", r)
+		if r.code != 1 || !strings.Contains(r.stderr, "--dump") || strings.Contains(r.stderr, "restored backup") {
+			t.Errorf("want exit 1 naming --dump before restoring")
+		}
+	})
+}

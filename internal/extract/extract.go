@@ -125,6 +125,9 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 		if _, err := os.Lstat(abs); err == nil {
 			return nil, fmt.Errorf("--dump %s exists: pgb extract writes a new file only (remove it or name another)", abs)
 		}
+		if err := probeDir(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("--dump %s: %w: pgb extract writes a temporary file there and hard-links it to the name; choose an existing directory on a filesystem with hard links; nothing was restored", abs, err)
+		}
 		x.dump = abs
 	}
 	if opt.Into != "" {
@@ -143,7 +146,41 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 	}
 	rep, err := drill.Run(ctx, rp, dopt)
 	x.res.Report = rep
-	return x.res, err
+	return x.res, targetNotReached(err, rep, opt.Drill.Target)
+}
+
+// targetNotReached says in one line what to do when recovery replayed all the
+// archived WAL and ended before the target; other errors are returned as they are.
+func targetNotReached(err error, rep *drill.Report, t *restore.Target) error {
+	if err == nil || !errors.Is(err, drill.ErrFailed) || !strings.Contains(err.Error(), "recovery ended before configured recovery target was reached") {
+		return err
+	}
+	backup := "the backup"
+	if rep != nil && rep.Backup.Name != "" {
+		backup = "backup " + rep.Backup.Name
+	}
+	if t.Kind == restore.ToXID {
+		return fmt.Errorf("transaction %d did not commit or abort in the archived WAL after %s, so recovery cannot stop at it: check the xid (pgb events prints those of DROP, TRUNCATE and mass DELETE; a transaction still open has none yet)", t.XID, backup)
+	}
+	return fmt.Errorf("the target (%s) is beyond the archived WAL after %s: recovery replayed all of it without reaching the target; choose an earlier one (pgb status shows the recoverable window)", describeTarget(t), backup)
+}
+
+// probeDir checks that dir takes a new file and a hard link to it, as atomicfile's
+// CommitNew needs, and leaves nothing.
+func probeDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".pgb-probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	defer func() { _ = os.Remove(name) }()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(name, name+".link"); err != nil {
+		return err
+	}
+	return os.Remove(name + ".link")
 }
 
 func (x *extractor) event(format string, a ...any) {
@@ -170,6 +207,14 @@ func (x *extractor) preflight(ctx context.Context) error {
 		return fmt.Errorf("--into: connect to the live database: %w", err)
 	}
 	defer func() { _ = live.Close(context.Background()) }()
+	var user string
+	var super bool
+	if err := live.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
+		return fmt.Errorf("--into: %w", err)
+	}
+	if super {
+		x.event("warning: --into connects as superuser %s: the SQL loaded comes from the repository, and its CHECK constraints, defaults, index expressions and triggers run with a superuser's rights; unless you trust the repository, connect as the table owner's role, or write --dump FILE and read it first", QuoteIdent(user))
+	}
 	for _, t := range x.opt.Tables {
 		as := t
 		if x.opt.RenameTo != "" {
