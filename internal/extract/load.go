@@ -18,11 +18,13 @@ import (
 )
 
 // loadPrelude starts the load script: psql (--single-transaction) reports the
-// transaction's id on stderr, unbuffered, before anything is loaded, so that pgb can
-// ask the live server how the transaction ended when psql's own end says nothing.
-const loadPrelude = "SELECT pg_catalog.txid_current() AS pgb_load_xid \\gset\n\\warn pgb-load-xid :pgb_load_xid\n"
+// transaction's id before anything is loaded, as a NOTICE (on stderr, unbuffered,
+// with every psql version), so that pgb can ask the live server how the transaction
+// ended when psql's own end says nothing.
+const loadPrelude = "SET client_min_messages = notice;\n" +
+	"DO $pgb$BEGIN RAISE NOTICE 'pgb-load-xid %', pg_catalog.txid_current(); END$pgb$;\n"
 
-var loadXIDLine = regexp.MustCompile(`(?m)^pgb-load-xid ([0-9]+)$`)
+var loadXIDLine = regexp.MustCompile(`(?m)NOTICE:\s+pgb-load-xid ([0-9]+)\s*$`)
 
 // statusWait bounds the question to the live server after an unclear end of the load.
 const statusWait = 30 * time.Second
