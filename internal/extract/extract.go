@@ -212,9 +212,6 @@ func (x *extractor) preflight(ctx context.Context) error {
 	if err := live.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
 		return fmt.Errorf("--into: %w", err)
 	}
-	if super {
-		x.event("warning: --into connects as superuser %s: the SQL loaded comes from the repository, and its CHECK constraints, defaults, index expressions and triggers run with a superuser's rights; unless you trust the repository, connect as the table owner's role, or write --dump FILE and read it first", QuoteIdent(user))
-	}
 	for _, t := range x.opt.Tables {
 		as := t
 		if x.opt.RenameTo != "" {
@@ -228,10 +225,13 @@ func (x *extractor) preflight(ctx context.Context) error {
 		case exists && !x.opt.DataOnly && x.opt.RenameTo != "":
 			return fmt.Errorf("--rename-to: %s exists in the live database: choose another name; nothing was restored", as)
 		case exists && !x.opt.DataOnly:
-			return fmt.Errorf("table %s exists in the live database: pgb extract does not overwrite it; give --rename-to NEW to load the copy beside it, or --data-only to add its rows to it; nothing was restored", as)
+			return fmt.Errorf("table %s exists in the live database: pgb extract does not overwrite it; give --rename-to NEW to load the copy beside it, or --data-only to put back the rows it lacks; nothing was restored", as)
 		case !exists && x.opt.DataOnly:
 			return fmt.Errorf("--data-only: table %s does not exist in the live database, so its rows have nowhere to go: leave out --data-only to recreate the table; nothing was restored", as)
 		}
+	}
+	if super { // after the refusals: an error stays one line
+		x.event("warning: --into connects as superuser %s: the SQL loaded comes from the repository, and its CHECK constraints, defaults, index expressions and triggers run with a superuser's rights; unless you trust the repository, connect as the table owner's role, or write --dump FILE and read it first", QuoteIdent(user))
 	}
 	return nil
 }
