@@ -130,7 +130,7 @@ func TestExtractBeforeATransactionThatNeverEndedOrIntoAMissingDirectorySaysWhatT
 		xid := c.QueryString(t, "SELECT (txid_current() + 1000)::text")
 		r := pgb(t, "", nil, "extract", "--repo", repo, "--scratch", scratch, "--table", "t", "--before-event", xid, "--dump", filepath.Join(pgtest.TempDir(t), "t.sql"))
 		t.Logf("%s", r)
-		line := r.stderr[strings.LastIndex(r.stderr, "pgb: error"):]
+		_, line, _ := strings.Cut(r.stderr, "pgb: error")
 		if r.code != 1 || !strings.Contains(line, "did not commit or abort") || !strings.Contains(line, "pgb events") || strings.Contains(line, "drill failed") {
 			t.Errorf("want exit 1: the transaction did not end in the archive, check it with pgb events")
 		}
