@@ -16,8 +16,9 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 )
 
-// exitLoadFailed: pgb extract recovered and dumped the tables, but loading them into
-// the live database failed (in one transaction: nothing was loaded).
+// exitLoadFailed: pgb extract recovered and dumped the tables, but the load into the
+// live database failed or did not end cleanly (the message says whether its one
+// transaction was rolled back, committed, or is still in progress).
 const exitLoadFailed = 3
 
 // repeated is a flag value given once per occurrence (no comma splitting: a quoted
@@ -43,10 +44,15 @@ func extractCommand() *cli.Command {
 			"--into refuses, before restoring anything, a table that exists in the live database: --rename-to\n" +
 			"NEW loads the copy beside it (its indexes and sequences renamed too: a name starting with the\n" +
 			"table's gets NEW in place of that prefix, orders_pkey -> NEW_pkey; any other gets NEW_ in front),\n" +
-			"--data-only adds the rows to it (the live sequences are left as they are). Views, functions and\n" +
-			"other tables' foreign keys to the table are not recreated. See docs/extract.md.\n\n" +
+			"--data-only adds back the rows it lacks (whole rows compared: rows still there are not doubled,\n" +
+			"a row whose key a live row holds with other values is left alone and counted; the live\n" +
+			"sequences are left as they are; the columns must match). Views, functions and\n" +
+			"other tables' foreign keys to the table are not recreated. A partitioned table comes with its\n" +
+			"partitions; an inheritance parent needs its children given too; an unlogged table is refused\n" +
+			"(its rows are in no backup). See docs/extract.md.\n\n" +
 			"Exit status: 0 done; 3 the tables were recovered and dumped but the load into --into failed\n" +
-			"(nothing was loaded); 1 could not extract (no backup, recovery did not reach the target, no\n" +
+			"or did not end cleanly (--load-timeout, a lost connection; the message says whether its one\n" +
+			"transaction was rolled back, committed or is still in progress); 1 could not extract (no backup, recovery did not reach the target, no\n" +
 			"such table there, a name collision, …); 255 a usage error; 130/143 interrupted (after cleaning up).",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.GenericFlag{Name: "table", Value: &repeated{}, Usage: "extract `SCHEMA.NAME` (repeatable; NAME alone: schema public; as in SQL, unquoted names are folded to lower case, \"Double Quoted\" ones are taken as is)"},
@@ -60,11 +66,12 @@ func extractCommand() *cli.Command {
 			&cli.StringFlag{Name: "into", Usage: "load into the live database at `DSN` (a libpq connection string or URI)"},
 			&cli.StringFlag{Name: "dump", Usage: "write the SQL to `FILE` (a new file; load it with psql -X -v ON_ERROR_STOP=1 --single-transaction -f FILE)"},
 			&cli.StringFlag{Name: "rename-to", Usage: "give the (one) table the name `NEW`, in its schema, with its indexes and sequences"},
-			&cli.BoolFlag{Name: "data-only", Usage: "the rows only, into the table that exists in the live database"},
+			&cli.BoolFlag{Name: "data-only", Usage: "the rows only: with --into, those the table that exists in the live database lacks"},
 			&cli.BoolFlag{Name: "no-owner", Usage: "leave out ownership and grants: the tables belong to the --into user"},
 			&cli.StringFlag{Name: "scratch", Usage: "recover the copy in `DIR` (absent or empty; default a new temporary directory), removed afterwards"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the copy running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.DurationFlag{Name: "timeout", Value: time.Hour, Usage: "longest wait for recovery to reach the target"},
+			&cli.DurationFlag{Name: "load-timeout", Value: time.Hour, Usage: "longest the load into --into may take (0: no limit); past it the load is stopped and pgb says whether its transaction committed"},
 			&cli.StringFlag{Name: "pg-bin", Usage: "`DIR` of the PostgreSQL binaries (postgres, pg_dump, psql; default: searched by the backup's major version)"},
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the copy runs as"},
 			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect to the copy as (default: the copy's OS user name)"},
@@ -75,7 +82,8 @@ func extractCommand() *cli.Command {
 
 func extractOptions(c *cli.Context) (extract.Options, error) {
 	opt := extract.Options{Database: c.String("database"), Into: c.String("into"), Dump: c.String("dump"),
-		RenameTo: c.String("rename-to"), DataOnly: c.Bool("data-only"), NoOwner: c.Bool("no-owner")}
+		RenameTo: c.String("rename-to"), DataOnly: c.Bool("data-only"), NoOwner: c.Bool("no-owner"),
+		LoadTimeout: c.Duration("load-timeout")}
 	if r, ok := c.Generic("table").(*repeated); ok {
 		for _, s := range *r {
 			t, err := extract.ParseTable(s)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,9 +25,11 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 )
 
-// ErrLoad means the tables were recovered and dumped, but loading the dump into the
-// live database failed. The load runs in one transaction: nothing of it was loaded.
-var ErrLoad = errors.New("loading into the live database failed")
+// ErrLoad means the tables were recovered and dumped, but the load into the live
+// database failed or did not end cleanly. The load runs in one transaction; the
+// error says whether it was rolled back (nothing was loaded), committed, or is
+// unknown.
+var ErrLoad = errors.New("load into the live database")
 
 // Options are what an extract does.
 type Options struct {
@@ -37,6 +40,9 @@ type Options struct {
 	RenameTo string // the name the (one) table gets, its indexes and sequences with it
 	DataOnly bool   // the rows only, into the existing live table
 	NoOwner  bool   // leave out ownership and grants (pg_dump --no-owner --no-privileges)
+	// LoadTimeout bounds the load into the live database (0: none); past it the load
+	// is stopped and the live server asked how its transaction ended.
+	LoadTimeout time.Duration
 	// Drill is how the copy is recovered: Target (required, not the end of the
 	// archive), Scratch, Keep, Timeout, PGBin, Owner, User, RestoreCommand, Log.
 	Drill  drill.Options
@@ -47,7 +53,12 @@ type Options struct {
 type TableResult struct {
 	Table Table // its name at the target
 	As    Table // the name it was dumped as (--rename-to)
-	Rows  int64 // rows in the copy at the target
+	Rows  int64 // rows in the copy at the target (the table's own, not its children's)
+	// With --data-only --into: of Rows, those inserted into the live table, those it
+	// held already, and those left alone (a key or unique value they hold is taken by
+	// a live row with other values).
+	DataOnly                     bool
+	Inserted, Present, LeftAlone int64
 }
 
 // Result is what an extract did.
@@ -114,6 +125,9 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 		if _, err := os.Lstat(abs); err == nil {
 			return nil, fmt.Errorf("--dump %s exists: pgb extract writes a new file only (remove it or name another)", abs)
 		}
+		if err := probeDir(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("--dump %s: %w: pgb extract writes a temporary file there and hard-links it to the name; choose an existing directory on a filesystem with hard links; nothing was restored", abs, err)
+		}
 		x.dump = abs
 	}
 	if opt.Into != "" {
@@ -132,7 +146,41 @@ func Run(ctx context.Context, rp *repo.Repo, opt Options) (*Result, error) {
 	}
 	rep, err := drill.Run(ctx, rp, dopt)
 	x.res.Report = rep
-	return x.res, err
+	return x.res, targetNotReached(err, rep, opt.Drill.Target)
+}
+
+// targetNotReached says in one line what to do when recovery replayed all the
+// archived WAL and ended before the target; other errors are returned as they are.
+func targetNotReached(err error, rep *drill.Report, t *restore.Target) error {
+	if err == nil || !errors.Is(err, drill.ErrFailed) || !strings.Contains(err.Error(), "recovery ended before configured recovery target was reached") {
+		return err
+	}
+	backup := "the backup"
+	if rep != nil && rep.Backup.Name != "" {
+		backup = "backup " + rep.Backup.Name
+	}
+	if t.Kind == restore.ToXID {
+		return fmt.Errorf("transaction %d did not commit or abort in the archived WAL after %s, so recovery cannot stop at it: check the xid (pgb events prints those of DROP, TRUNCATE and mass DELETE; a transaction still open has none yet)", t.XID, backup)
+	}
+	return fmt.Errorf("the target (%s) is beyond the archived WAL after %s: recovery replayed all of it without reaching the target; choose an earlier one (pgb status shows the recoverable window)", describeTarget(t), backup)
+}
+
+// probeDir checks that dir takes a new file and a hard link to it, as atomicfile's
+// CommitNew needs, and leaves nothing.
+func probeDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".pgb-probe-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	defer func() { _ = os.Remove(name) }()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Link(name, name+".link"); err != nil {
+		return err
+	}
+	return os.Remove(name + ".link")
 }
 
 func (x *extractor) event(format string, a ...any) {
@@ -159,6 +207,11 @@ func (x *extractor) preflight(ctx context.Context) error {
 		return fmt.Errorf("--into: connect to the live database: %w", err)
 	}
 	defer func() { _ = live.Close(context.Background()) }()
+	var user string
+	var super bool
+	if err := live.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
+		return fmt.Errorf("--into: %w", err)
+	}
 	for _, t := range x.opt.Tables {
 		as := t
 		if x.opt.RenameTo != "" {
@@ -172,10 +225,13 @@ func (x *extractor) preflight(ctx context.Context) error {
 		case exists && !x.opt.DataOnly && x.opt.RenameTo != "":
 			return fmt.Errorf("--rename-to: %s exists in the live database: choose another name; nothing was restored", as)
 		case exists && !x.opt.DataOnly:
-			return fmt.Errorf("table %s exists in the live database: pgb extract does not overwrite it; give --rename-to NEW to load the copy beside it, or --data-only to add its rows to it; nothing was restored", as)
+			return fmt.Errorf("table %s exists in the live database: pgb extract does not overwrite it; give --rename-to NEW to load the copy beside it, or --data-only to put back the rows it lacks; nothing was restored", as)
 		case !exists && x.opt.DataOnly:
 			return fmt.Errorf("--data-only: table %s does not exist in the live database, so its rows have nowhere to go: leave out --data-only to recreate the table; nothing was restored", as)
 		}
+	}
+	if super { // after the refusals: an error stays one line
+		x.event("warning: --into connects as superuser %s: the SQL loaded comes from the repository, and its CHECK constraints, defaults, index expressions and triggers run with a superuser's rights; unless you trust the repository, connect as the table owner's role, or write --dump FILE and read it first", QuoteIdent(user))
 	}
 	return nil
 }
@@ -195,11 +251,14 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 		return fmt.Errorf("database %s of the copy at the target (%s): %w", x.db, c.Target, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	oids := make([]uint32, len(x.opt.Tables))
-	for i, t := range x.opt.Tables {
-		if oids[i], err = findTable(ctx, conn, t, x.db, describeTarget(x.opt.Drill.Target)); err != nil {
-			return err
-		}
+	tables, err := x.lookTables(ctx, conn)
+	if err != nil {
+		return err
+	}
+	oids := make([]uint32, len(tables))
+	x.opt.Tables = make([]Table, len(tables))
+	for i, f := range tables {
+		oids[i], x.opt.Tables[i] = f.OID, f.Table
 	}
 	if !c.Promoted {
 		// Paused before a DROP's commit, recovery may hold that transaction's lock on
@@ -231,17 +290,24 @@ func (x *extractor) atTarget(ctx context.Context, c *drill.Copy) error {
 	}
 	for i, t := range as {
 		var n int64
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.String()).Scan(&n); err != nil {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM ONLY "+t.String()).Scan(&n); err != nil {
 			return fmt.Errorf("count the rows of %s in the copy: %w", t, err)
 		}
-		x.res.Tables = append(x.res.Tables, TableResult{Table: x.opt.Tables[i], As: t, Rows: n})
+		x.res.Tables = append(x.res.Tables, TableResult{Table: x.opt.Tables[i], As: t, Rows: n, DataOnly: x.opt.DataOnly && x.opt.Into != ""})
+	}
+	if x.opt.Into != "" && x.opt.DataOnly {
+		return x.loadRows(ctx, conn, as)
 	}
 	if x.opt.Into != "" {
 		roles, err := rolesOf(ctx, conn, oids)
 		if err != nil {
 			return err
 		}
-		if err := x.checkLive(ctx, as, objs, roles); err != nil {
+		polRoles, err := policyRoles(ctx, conn, oids)
+		if err != nil {
+			return err
+		}
+		if err := x.checkLive(ctx, as, objs, roles, polRoles, tables); err != nil {
 			return err
 		}
 	}
@@ -254,25 +320,6 @@ func describeTarget(t *restore.Target) string {
 		return "just before " + t.String()
 	}
 	return t.String()
-}
-
-// findTable is t's oid in the copy, or an error naming the target when it does not
-// exist there or is not an ordinary table.
-func findTable(ctx context.Context, conn *pgx.Conn, t Table, db, target string) (uint32, error) {
-	var oid uint32
-	var kind string
-	err := conn.QueryRow(ctx, `SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name).Scan(&oid, &kind)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("table %s does not exist in database %s at the target (%s): choose a point after it was created (pgb events --table NAME shows when it was dropped; unquoted names are folded to lower case)",
-			t, QuoteIdent(db), target)
-	case err != nil:
-		return 0, fmt.Errorf("look up table %s in the copy: %w", t, err)
-	case kind != "r":
-		return 0, fmt.Errorf("%s is not an ordinary table at the target (relkind %q): pgb extract copies tables (of a partitioned table, give each partition)", t, kind)
-	}
-	return oid, nil
 }
 
 // objectsOf lists what goes with table oid and is named in a schema's namespace:
@@ -330,7 +377,7 @@ func (x *extractor) rename(ctx context.Context, conn *pgx.Conn, objs []Object) (
 }
 
 // rolesOf lists the roles the dump names for the tables and their owned sequences:
-// owners, grantees and grantors.
+// owners, grantees and grantors (of the tables' column grants too).
 func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, error) {
 	rows, err := conn.Query(ctx, `
 		WITH rels AS (
@@ -338,10 +385,14 @@ func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, erro
 		   WHERE c.oid = ANY($1::oid[]) OR c.oid IN (SELECT d.objid FROM pg_depend d
 		         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
 		           AND d.refobjid = ANY($1::oid[]) AND d.deptype IN ('a', 'i'))
+		), cols AS (
+		  SELECT att.attacl FROM pg_attribute att WHERE att.attrelid = ANY($1::oid[]) AND att.attacl IS NOT NULL
 		), ids AS (
 		  SELECT relowner AS r FROM rels
 		  UNION SELECT a.grantee FROM rels, aclexplode(rels.relacl) a
 		  UNION SELECT a.grantor FROM rels, aclexplode(rels.relacl) a
+		  UNION SELECT a.grantee FROM cols, aclexplode(cols.attacl) a
+		  UNION SELECT a.grantor FROM cols, aclexplode(cols.attacl) a
 		)
 		SELECT DISTINCT pg_get_userbyid(r) FROM ids WHERE r <> 0 ORDER BY 1`, oids)
 	if err != nil {
@@ -352,30 +403,32 @@ func rolesOf(ctx context.Context, conn *pgx.Conn, oids []uint32) ([]string, erro
 
 // checkLive refuses, before loading anything, what the load would collide with or
 // miss in the live database: an existing table, index, sequence or statistics
-// object of the same name (unless --data-only), a role the dump names.
-func (x *extractor) checkLive(ctx context.Context, as []Table, objs []Object, roles []string) error {
+// object of the same name, a role the dump names, a parent table absent.
+func (x *extractor) checkLive(ctx context.Context, as []Table, objs []Object, roles, polRoles []string, tables []found) error {
 	live, err := pgx.Connect(ctx, x.opt.Into)
 	if err != nil {
 		return fmt.Errorf("--into: connect to the live database: %w", err)
 	}
 	defer func() { _ = live.Close(context.Background()) }()
 	if !x.opt.NoOwner {
-		var missing []string
-		if err := live.QueryRow(ctx, `SELECT coalesce(array_agg(r ORDER BY r), '{}') FROM unnest($1::text[]) r
-			WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)`, roles).Scan(&missing); err != nil {
-			return fmt.Errorf("--into: %w", err)
+		missing, err := missingRoles(ctx, live, roles)
+		if err != nil {
+			return err
 		}
-		if len(missing) > 0 {
-			q := make([]string, len(missing))
-			for i, r := range missing {
-				q[i] = QuoteIdent(r)
-			}
+		if missing != "" {
 			return fmt.Errorf("the copy's tables are owned by or granted to role(s) %s, which the live database lacks: create them (CREATE ROLE …) or give --no-owner to load the tables owned by the --into user, without grants; nothing was loaded",
-				strings.Join(q, ", "))
+				missing)
 		}
 	}
-	if x.opt.DataOnly {
-		return nil
+	missing, err := missingRoles(ctx, live, polRoles)
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		return fmt.Errorf("the copy's tables have row-level security policies for role(s) %s, which the live database lacks: create them (CREATE ROLE …); nothing was loaded", missing)
+	}
+	if err := x.checkParents(ctx, live, tables); err != nil {
+		return err
 	}
 	for _, t := range as {
 		exists, err := relExists(ctx, live, t.Schema, t.Name)
@@ -433,6 +486,9 @@ func (x *extractor) dumpAndLoad(ctx context.Context, c *drill.Copy, as []Table) 
 		return err
 	}
 	defer func() { _ = f.Close() }() // removed with the scratch directory
+	if _, err := io.WriteString(f, loadPrelude); err != nil {
+		return err
+	}
 	if _, err := x.pgDump(ctx, c, as, f); err != nil {
 		return err
 	}
@@ -445,62 +501,64 @@ func (x *extractor) dumpAndLoad(ctx context.Context, c *drill.Copy, as []Table) 
 // pgDump writes the tables' plain SQL dump to w: schema and data, or the data only
 // (then without the setval of the owned sequences: the live ones stay as they are).
 func (x *extractor) pgDump(ctx context.Context, c *drill.Copy, as []Table, w io.Writer) (int64, error) {
-	args := []string{"--dbname=" + c.DSN(x.db), "--no-password", "--format=plain", "--strict-names"}
+	args := []string{"--dbname=" + c.DSN(x.db), "--no-password", "--strict-names"}
 	for _, t := range as {
 		args = append(args, "--table="+t.Pattern())
-	}
-	if x.opt.DataOnly {
-		args = append(args, "--data-only")
 	}
 	if x.opt.NoOwner {
 		args = append(args, "--no-owner", "--no-privileges")
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "pg_dump"), args...) //nolint:gosec // next to the server found by FindBin
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("pg_dump: %w (it comes with the PostgreSQL client package, next to the server binaries in %s)", err, c.Bin)
-	}
 	cw := &countWriter{w: w}
-	var copyErr error
 	if x.opt.DataOnly {
-		copyErr = dropSetval(cw, out)
-	} else {
-		_, copyErr = io.Copy(cw, out)
-	}
-	if copyErr != nil {
-		_, _ = io.Copy(io.Discard, out) // let pg_dump finish: its exit status is what matters after
-	}
-	if err := cmd.Wait(); err != nil {
-		return 0, fmt.Errorf("pg_dump of %s failed: %w: %s", names(as), err, strings.TrimSpace(tail(stderr.String(), 400)))
-	}
-	if copyErr != nil {
-		return 0, fmt.Errorf("write the dump: %w", copyErr)
+		if err := x.dumpRows(ctx, c, as, args, cw); err != nil {
+			return 0, err
+		}
+	} else if err := runTool(ctx, c, "pg_dump", append(args, "--format=plain"), cw); err != nil {
+		return 0, fmt.Errorf("pg_dump of %s failed: %w", names(as), err)
 	}
 	x.event("dumped %s with pg_dump (%d bytes of SQL%s)", names(as), cw.n, map[bool]string{true: ", rows only"}[x.opt.DataOnly])
 	return cw.n, nil
 }
 
-// load runs the dump into the live database with psql, in one transaction that stops
-// at the first error: all of it or nothing.
-func (x *extractor) load(ctx context.Context, c *drill.Copy, file string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "psql"), "-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", //nolint:gosec // next to the server
-		"--single-transaction", "--dbname="+x.opt.Into, "-f", file)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &out
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: interrupted; the load ran in one transaction: nothing was loaded", ErrLoad)
-		}
-		return fmt.Errorf("%w: %s; the load ran in one transaction and was rolled back: nothing was loaded (pgb extract --dump FILE writes the SQL to look at)",
-			ErrLoad, firstError(out.String(), err))
+// dumpRows writes the tables' rows as SQL without the owned sequences' setval: a
+// custom-format dump, its table of contents without the SEQUENCE SET entries, and
+// pg_restore of what is left (no text of the dump is filtered: rows stay whole).
+func (x *extractor) dumpRows(ctx context.Context, c *drill.Copy, as []Table, args []string, w io.Writer) error {
+	dir, err := os.MkdirTemp(c.SockDir, "extract-")
+	if err != nil {
+		return err
 	}
-	x.res.Loaded = true
-	x.event("loaded %s into the live database in one transaction", names(x.resultNames()))
+	defer func() { _ = os.RemoveAll(dir) }()
+	archive, list := filepath.Join(dir, "rows.dump"), filepath.Join(dir, "rows.list")
+	if err := runTool(ctx, c, "pg_dump", append(args, "--data-only", "--format=custom", "--file="+archive), io.Discard); err != nil {
+		return fmt.Errorf("pg_dump of %s failed: %w", names(as), err)
+	}
+	var toc bytes.Buffer
+	if err := runTool(ctx, c, "pg_restore", []string{"--list", archive}, &toc); err != nil {
+		return fmt.Errorf("pg_restore --list of the rows of %s failed: %w", names(as), err)
+	}
+	if err := os.WriteFile(list, withoutSequenceSet(toc.Bytes()), 0o600); err != nil {
+		return err
+	}
+	if err := runTool(ctx, c, "pg_restore", []string{"--use-list=" + list, "--file=-", archive}, w); err != nil {
+		return fmt.Errorf("pg_restore of the rows of %s failed: %w", names(as), err)
+	}
+	return nil
+}
+
+// runTool runs the copy's PostgreSQL client program name, its output to w; its
+// error carries the tail of the program's stderr.
+func runTool(ctx context.Context, c *drill.Copy, name string, args []string, w io.Writer) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, name), args...) //nolint:gosec // next to the server found by FindBin
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = w, &stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return fmt.Errorf("%w (it comes with the PostgreSQL client package, next to the server binaries in %s)", err, c.Bin)
+		}
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(tail(stderr.String(), 400)))
+	}
 	return nil
 }
 
@@ -564,6 +622,11 @@ func (r *Result) Summary() []string {
 		as := ""
 		if t.As != t.Table {
 			as = " as " + t.As.String()
+		}
+		if t.DataOnly && r.Loaded {
+			out = append(out, fmt.Sprintf("%s: %d rows at the target: %d inserted into the live table, %d already there, %d left alone (a key or unique value they hold is taken by a live row with other values)",
+				t.Table, t.Rows, t.Inserted, t.Present, t.LeftAlone))
+			continue
 		}
 		out = append(out, fmt.Sprintf("%s: %s rows %s%s", t.Table, strconv.FormatInt(t.Rows, 10), where, as))
 	}

@@ -1,41 +1,24 @@
 package extract
 
 import (
-	"bufio"
 	"bytes"
-	"io"
+	"regexp"
 )
 
-// dropSetval copies a plain pg_dump script from r to w without its
-// "SELECT pg_catalog.setval(…)" lines (outside COPY data): loading rows into a live
-// table must not move the live sequences back to where they were at the target.
-func dropSetval(w io.Writer, r io.Reader) error {
-	br := bufio.NewReaderSize(r, 1<<16)
-	inCopy := false
-	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			body := bytes.TrimRight(line, "\r\n")
-			skip := false
-			switch {
-			case inCopy:
-				inCopy = !bytes.Equal(body, []byte(`\.`))
-			case bytes.HasPrefix(body, []byte("COPY ")) && bytes.HasSuffix(body, []byte(" FROM stdin;")):
-				inCopy = true
-			case bytes.HasPrefix(body, []byte("SELECT pg_catalog.setval(")):
-				skip = true
-			}
-			if !skip {
-				if _, werr := w.Write(line); werr != nil {
-					return werr
-				}
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
+// sequenceSet is a pg_restore --list entry that sets a sequence's value:
+// "ID; OID OID SEQUENCE SET schema name owner". The entry's kind comes before any
+// name, so a name cannot make another entry look like one.
+var sequenceSet = regexp.MustCompile(`^[0-9]+; [0-9]+ [0-9]+ SEQUENCE SET `)
+
+// withoutSequenceSet is a pg_restore table of contents without its SEQUENCE SET
+// entries: loading rows into a live table must not move the live sequences back to
+// where they were at the target.
+func withoutSequenceSet(toc []byte) []byte {
+	var out bytes.Buffer
+	for _, l := range bytes.SplitAfter(toc, []byte("\n")) {
+		if !sequenceSet.Match(l) {
+			out.Write(l)
 		}
 	}
+	return out.Bytes()
 }
