@@ -6,10 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/storage/fs"
 )
 
 // A drill that cannot choose a backup says why in one line on stderr, prints no
@@ -32,15 +28,8 @@ func TestDrillOfAnEmptyRepositorySaysSoInOneLine(t *testing.T) {
 func TestDrillThatCouldNotRunIsRecordedAndItsPromFileSaysFailed(t *testing.T) {
 	isolate(t)
 	ctx := context.Background()
-	dir, prom := t.TempDir(), filepath.Join(t.TempDir(), "pgb_drill.prom")
-	st, err := fs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := repo.New(st, repo.Options{})
-	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	prom := filepath.Join(t.TempDir(), "pgb_drill.prom")
+	dir, rp := fsRepo(t, true)
 	r := pgb(t, "drill", "--repo", dir, "--prom", prom)
 	if r.code != exitError || !strings.Contains(r.stderr, "no backups") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
@@ -66,16 +55,7 @@ func TestDrillThatCouldNotRunIsRecordedAndItsPromFileSaysFailed(t *testing.T) {
 // A drill whose record cannot be written says so, and fails: never a silent exit.
 func TestDrillWhoseRecordCannotBeWrittenSaysSo(t *testing.T) {
 	isolate(t)
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := fs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := repo.New(st, repo.Options{})
-	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	dir, _ := fsRepo(t, true)
 	// drills/ cannot be a directory: every record write fails.
 	if err := os.WriteFile(filepath.Join(dir, "drills"), []byte("in the way"), 0o600); err != nil {
 		t.Fatal(err)

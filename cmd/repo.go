@@ -12,7 +12,6 @@ import (
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
-	"github.com/pgb-project/pgb/internal/storage/readonly"
 	"github.com/pgb-project/pgb/internal/storage/retry"
 )
 
@@ -34,25 +33,11 @@ func (e *env) openStore(ctx context.Context, create bool) (storage.Store, error)
 // openRepo opens the configured repository (see openStore) as pgb's repository layer,
 // writing bulk data with codec (nil: the configured compression).
 func (e *env) openRepo(ctx context.Context, create bool, codec compress.Codec) (*repo.Repo, error) {
-	if codec == nil {
-		var err error
-		if codec, err = e.codec(); err != nil {
-			return nil, err
-		}
-	}
-	st, err := e.openStore(ctx, create)
-	if err != nil {
-		return nil, err
-	}
-	if e.wrapStore != nil {
-		st = e.wrapStore(st)
-	}
-	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
+	return e.openRepoThrough(ctx, create, codec, nil)
 }
 
-// openRepoReadOnly is openRepo through a store that refuses every write
-// (readonly.New): for a dry run. create must be false.
-func (e *env) openRepoReadOnly(ctx context.Context, create bool, codec compress.Codec) (*repo.Repo, error) {
+// openRepoThrough is openRepo with the store wrapped last by wrap (nil: none).
+func (e *env) openRepoThrough(ctx context.Context, create bool, codec compress.Codec, wrap func(storage.Store) storage.Store) (*repo.Repo, error) {
 	if codec == nil {
 		var err error
 		if codec, err = e.codec(); err != nil {
@@ -66,7 +51,10 @@ func (e *env) openRepoReadOnly(ctx context.Context, create bool, codec compress.
 	if e.wrapStore != nil {
 		st = e.wrapStore(st)
 	}
-	return repo.New(readonly.New(st), repo.Options{Codec: codec, Log: e.log}), nil
+	if wrap != nil {
+		st = wrap(st)
+	}
+	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
 }
 
 func (e *env) codec() (compress.Codec, error) {

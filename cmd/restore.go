@@ -13,6 +13,8 @@ import (
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/readonly"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -291,11 +293,11 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 			return nil, err
 		}
 	}
-	open := e.openRepo
+	var wrap func(storage.Store) storage.Store
 	if dry {
-		open = e.openRepoReadOnly // a dry run writes nothing, not even a WAL summary
+		wrap = readonly.New // a dry run writes nothing, not even a WAL summary
 	}
-	rp, err := open(ctx, false, nil)
+	rp, err := e.openRepoThrough(ctx, false, nil, wrap)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/wal/waldumptest"
 )
@@ -19,12 +18,7 @@ import (
 func TestRestoreDryRunWritesNothingIntoTheRepository(t *testing.T) {
 	isolate(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := fs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := repo.New(st, repo.Options{})
+	dir, rp := fsRepo(t, false)
 	for _, n := range []string{"000000010000000000000006", "000000010000000000000007", "000000010000000000000008"} {
 		b := waldumptest.Unzstd(t, filepath.Join("..", "internal", "wal", "testdata", "pg15", n+".zst"))
 		f, _ := wal.Parse(n)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/walsum"
 )
@@ -19,15 +18,7 @@ import (
 func smallRepo(t *testing.T, size int64) (string, *repo.Repo) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := fs.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := repo.New(st, repo.Options{})
-	if _, err := rp.EnsureIdentity(ctx, repo.Identity{Format: 1, SystemID: 7440292914373421110, PGVersion: 15, Created: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	dir, rp := fsRepo(t, true)
 	const seg = 16 << 20
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	for n := uint64(2); n <= 4; n++ {
@@ -37,7 +28,7 @@ func smallRepo(t *testing.T, size int64) (string, *repo.Repo) {
 		}
 		start := wal.LSN(n * seg)
 		c := &walsum.Commit{Xid: uint32(100 * n), Time: t0.Add(time.Duration(n) * time.Minute), LSN: start + 0x1000}
-		js, _ := walsum.Encode(&walsum.Summary{Version: walsum.Version, Segment: f.Name, SegSize: seg, Records: 2, SystemID: 7440292914373421110,
+		js, _ := walsum.Encode(&walsum.Summary{Version: walsum.Version, Segment: f.Name, SegSize: seg, Records: 2, SystemID: testSystemID,
 			FirstLSN: start + 0x28, LastLSN: start + 0x2000, EndLSN: start + 0x2100, Commits: 1, FirstCommit: c, LastCommit: c, MinXid: c.Xid, MaxXid: c.Xid})
 		if err := rp.PutWALSummary(ctx, f, js); err != nil {
 			t.Fatal(err)

@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,38 +24,8 @@ func TestDrillOfAClusterCommittingDuringTheDrillMeasuresNoNegativeRPO(t *testing
 		t.Fatal(err)
 	}
 	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
-	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo, "--scratch", scratch, "--json")
-	cmd.Env = append(cleanEnv(), "PGB_TEST_DRILL_WAIT_BEFORE_START="+fifo)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "waiting on "+fifo) {
-			break
-		}
-	}
-	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "waiting on") {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("the drill never reached its wait before the server starts:\n%s", strings.Join(seen, "\n"))
-	}
-	rest := make(chan string, 1)
-	go func() {
-		var b strings.Builder
-		for sc.Scan() {
-			b.WriteString(sc.Text() + "\n")
-		}
-		rest <- b.String()
-	}()
+	b := startPGBReading(t, []string{"PGB_TEST_DRILL_WAIT_BEFORE_START=" + fifo}, "drill", "--repo", repo, "--scratch", scratch, "--json")
+	b.until(t, "waiting on "+fifo, "it waits before its server starts")
 	later := commitAt(t, c) // after pgb status looked: not in its window
 	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
 	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
@@ -68,8 +34,8 @@ func TestDrillOfAClusterCommittingDuringTheDrillMeasuresNoNegativeRPO(t *testing
 	}
 	_, _ = f.Write([]byte("go\n"))
 	_ = f.Close()
-	err = cmd.Wait()
-	log := <-rest
+	log, err := b.wait()
+	out := &b.out
 	var rep drillReport
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil || err != nil || !rep.OK {
 		t.Fatalf("pgb drill: %v %v\n%s\n%s", err, jerr, out.String(), log)

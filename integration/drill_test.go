@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -39,6 +38,15 @@ type drillReport struct {
 		Detail string `json:"detail"`
 	} `json:"checks"`
 	Warnings []string `json:"warnings"`
+}
+
+// ticksCluster is an archiving cluster with a table ticks and a backup of it.
+func ticksCluster(t *testing.T, repo string) *pgtest.Cluster {
+	t.Helper()
+	c := archivingCluster(t, repo)
+	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	return c
 }
 
 // writingCluster is an archiving cluster with a backup and commits after it, all
@@ -132,49 +140,32 @@ func TestDrillWhoseCheckSQLFailsExitsNonZeroAndNamesTheStatement(t *testing.T) {
 	assertNoDrillLeft(t, scratch)
 }
 
+// serverPid is the pid in a drill's "server started, pid N, …" line.
+func serverPid(line string) int {
+	_, after, _ := strings.Cut(line, "pid ")
+	f := strings.Fields(after)
+	if len(f) == 0 {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSuffix(f[0], ","))
+	return pid
+}
+
 func TestDrillStoppedBySIGTERMLeavesNoServerAndNoScratchDir(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
 	writingCluster(t, repo)
 	scratch := filepath.Join(pgtest.TempDir(t), "scratch")
 	// The test hook holds the drill once its server has started: SIGTERM comes mid-way.
-	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo, "--scratch", scratch)
-	cmd.Env = append(cleanEnv(), "PGB_TEST_DRILL_HANG_AFTER_START=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
+	b := startPGBReading(t, []string{"PGB_TEST_DRILL_HANG_AFTER_START=1"}, "drill", "--repo", repo, "--scratch", scratch)
+	pid := serverPid(b.until(t, "server started, pid", "the server started"))
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "server started, pid") {
-			break
-		}
-	}
-	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "server started") {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		t.Fatalf("the drill never said the server started:\n%s", strings.Join(seen, "\n"))
-	}
-	_, after, _ := strings.Cut(seen[len(seen)-1], "pid ")
-	pid, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(after)[0], ","))
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for sc.Scan() { // drain: the drill must not block on a full pipe
-		}
-	}()
-	err = cmd.Wait()
+	stderr, err := b.wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 143 {
-		t.Fatalf("pgb drill after SIGTERM: %v, want exit 143\n%s", err, strings.Join(seen, "\n"))
+		t.Fatalf("pgb drill after SIGTERM: %v, want exit 143\n%s", err, stderr)
 	}
 	if pid > 0 {
 		if err := syscall.Kill(pid, 0); err == nil {
@@ -187,9 +178,7 @@ func TestDrillStoppedBySIGTERMLeavesNoServerAndNoScratchDir(t *testing.T) {
 func TestDrillToARestorePointPausesThereAndKeepsTheServerForALook(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'before' FROM generate_series(1, 5)")
 	mustPGB(t, "", c.Env(), "restore-point", "--repo", repo, "before_more")
 	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'after' FROM generate_series(1, 7)")
@@ -265,9 +254,7 @@ func TestDrillOfAClusterWithATablespaceOnThisHostWritesOnlyInItsScratchDir(t *te
 func TestDrillWithAWALSegmentLostFromTheMiddleFailsAndNamesIt(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	commitAt(t, c)
 	mid := c.GenerateWAL(t, 3)
 	c.GenerateWAL(t, 2)
@@ -373,9 +360,7 @@ func TestDrillOfAClusterConfiguredOutsideItsDataDirectoryPassesAndWarns(t *testi
 func TestDrillToARestorePointPastASettingRaisedAfterTheBackupFailsWhereRecoveryPaused(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	commitAt(t, c)
 	c.Exec(t, "ALTER SYSTEM SET max_connections = 150")
 	c.Restart(t)
@@ -505,9 +490,7 @@ func TestDrillOnS3ReachesTheEndOfTheArchiveOfAClusterThatKeptWriting(t *testing.
 func TestDrillToATransactionPausesRightAfterItsCommit(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'before' FROM generate_series(1, 4)")
 	xid := c.QueryString(t, "INSERT INTO ticks (pad) VALUES ('target') RETURNING pg_current_xact_id()::text")
 	c.Exec(t, "INSERT INTO ticks (pad) SELECT 'after' FROM generate_series(1, 7)")
@@ -534,30 +517,10 @@ func TestDrillAfterAKilledDrillWarnsOfItsServerAndHowToStopIt(t *testing.T) {
 	repo := newRepo(t)
 	writingCluster(t, repo)
 	tmp := pgtest.TempDir(t)
-	cmd := exec.Command(pgtest.BuildPGB(t), "drill", "--repo", repo)
-	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp, "PGB_TEST_DRILL_HANG_AFTER_START=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	var seen []string
-	for sc.Scan() {
-		seen = append(seen, sc.Text())
-		if strings.Contains(sc.Text(), "server started, pid") {
-			break
-		}
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], "server started") {
-		t.Fatalf("the drill never said the server started:\n%s", strings.Join(seen, "\n"))
-	}
-	_, after, _ := strings.Cut(seen[len(seen)-1], "pid ")
-	pid, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(after)[0], ","))
+	b := startPGBReading(t, []string{"TMPDIR=" + tmp, "PGB_TEST_DRILL_HANG_AFTER_START=1"}, "drill", "--repo", repo)
+	pid := serverPid(b.until(t, "server started, pid", "the server started"))
+	_ = b.cmd.Process.Kill()
+	_, _ = b.wait()
 	t.Cleanup(func() { // when the test fails before the stop command stopped it
 		if pid > 0 && processRuns(pid) {
 			_ = syscall.Kill(pid, syscall.SIGQUIT)

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -283,34 +282,13 @@ func TestExtractTheDroppedTableBackIntoTheLiveClusterWhileAnotherTableKeepsWriti
 	t.Run("an extract stopped by SIGTERM leaves no copy and no scratch dir", func(t *testing.T) {
 		dump := filepath.Join(pgtest.TempDir(t), "never.sql")
 		// The test hook holds the extract once its copy has started: SIGTERM comes mid-way.
-		cmd := exec.Command(pgtest.BuildPGB(t), "extract", "--repo", repo, "--scratch", scratch, "--table", "orders",
-			"--before-event", xid, "--dump", dump)
-		cmd.Env = append(cleanEnv(), "PGB_TEST_DRILL_HANG_AFTER_START=1")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
+		b := startPGBReading(t, []string{"PGB_TEST_DRILL_HANG_AFTER_START=1"}, "extract", "--repo", repo, "--scratch", scratch,
+			"--table", "orders", "--before-event", xid, "--dump", dump)
+		b.until(t, "extract: server started, pid", "its server started")
+		if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(stderr)
-		started := false
-		for !started && sc.Scan() {
-			started = strings.Contains(sc.Text(), "extract: server started, pid")
-		}
-		if !started {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatal("the extract never said its server started")
-		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			for sc.Scan() { // drain: pgb must not block on a full pipe
-			}
-		}()
-		err = cmd.Wait()
+		_, err := b.wait()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 143 {
 			t.Fatalf("pgb extract after SIGTERM: %v, want exit 143", err)

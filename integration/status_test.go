@@ -69,9 +69,7 @@ func commitAt(t *testing.T, c *pgtest.Cluster) time.Time {
 func TestStatusShowsTheLastArchivedCommitAsTheEndOfTheWindow(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	c.GenerateWAL(t, 2)
 	last := commitAt(t, c)
 	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
@@ -123,9 +121,7 @@ func TestStatusShowsTheLastArchivedCommitAsTheEndOfTheWindow(t *testing.T) {
 func TestStatusShowsAMissingWALSegmentAndRestoreAfterItIsRefused(t *testing.T) {
 	pgtest.Require(t)
 	repo := newRepo(t)
-	c := archivingCluster(t, repo)
-	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	c := ticksCluster(t, repo)
 	commitAt(t, c)
 	mid := c.GenerateWAL(t, 3)
 	c.GenerateWAL(t, 2)
