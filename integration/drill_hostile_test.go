@@ -34,9 +34,16 @@ func TestDrillOfAClusterWithRecoveryEndAndArchiveCleanupCommandsRunsNeither(t *t
 // drill to a transaction that was reached passes.
 func TestDrillToATransactionOfAVerboseLoggingClusterPauses(t *testing.T) {
 	pgtest.Require(t)
+	drillToATransactionOfAClusterSetTo(t, "log_error_verbosity = 'verbose'")
+}
+
+// drillToATransactionOfAClusterSetTo drills, to the commit of a transaction, a
+// cluster whose settings ALTER SYSTEM SET set: the drill must pause there and pass.
+func drillToATransactionOfAClusterSetTo(t *testing.T, set string) {
+	t.Helper()
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
-	c.Exec(t, "ALTER SYSTEM SET log_error_verbosity = 'verbose'")
+	c.Exec(t, "ALTER SYSTEM SET "+set)
 	c.Exec(t, "SELECT pg_reload_conf()")
 	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
 	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
@@ -52,18 +59,6 @@ func TestDrillToATransactionOfAVerboseLoggingClusterPauses(t *testing.T) {
 func TestDrillToATransactionOfAClusterLoggingToSyslogOrOnlyFatalErrorsPauses(t *testing.T) {
 	pgtest.Require(t)
 	for _, set := range []string{"log_destination = 'syslog'", "log_min_messages = 'fatal'"} {
-		t.Run(set, func(t *testing.T) {
-			repo := newRepo(t)
-			c := archivingCluster(t, repo)
-			c.Exec(t, "ALTER SYSTEM SET "+set)
-			c.Exec(t, "SELECT pg_reload_conf()")
-			c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
-			mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
-			xid := c.QueryString(t, "INSERT INTO ticks (pad) VALUES ('target') RETURNING pg_current_xact_id()::text")
-			c.Exec(t, "INSERT INTO ticks (pad) VALUES ('after')")
-			c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
-			scratch := filepath.Join(pgtest.TempDir(t), "scratch")
-			mustPGB(t, "", nil, "drill", "--repo", repo, "--scratch", scratch, "--target-xid", xid)
-		})
+		t.Run(set, func(t *testing.T) { drillToATransactionOfAClusterSetTo(t, set) })
 	}
 }
