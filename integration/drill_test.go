@@ -546,7 +546,11 @@ func TestDrillAfterAKilledDrillWarnsOfItsServerAndHowToStopIt(t *testing.T) {
 		}
 	}
 	if stop == "" || !processRuns(pid) {
-		t.Fatalf("the next drill does not warn of the server left running (pid %d on %s), or stopped it itself:\n%s", pid, left[0], r)
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		cwd, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
+		_, pidErr := os.Stat(filepath.Join(left[0], "data", "postmaster.pid"))
+		t.Fatalf("the next drill does not warn of the server left running (pid %d on %s), or stopped it itself (stat %q, cwd %q, postmaster.pid: %v):\n%s",
+			pid, left[0], stat, cwd, pidErr, r)
 	}
 	if out, err := exec.Command("sh", "-c", stop).CombinedOutput(); err != nil {
 		t.Fatalf("the warning's stop command %q: %v\n%s", stop, err, out)

@@ -93,8 +93,14 @@ func orphanedPostgres(pid int, data string) (string, bool) {
 		return "", false
 	}
 	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
-	if err != nil && !errors.Is(err, os.ErrNotExist) && ppid != 1 {
-		return "", false
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A reaper pgb may not look into (another user's, or in another namespace):
+		// its command name, which anyone may read, still tells whether it is a pgb.
+		comm, cerr := os.ReadFile(fmt.Sprintf("/proc/%d/comm", ppid))
+		if cerr != nil && ppid != 1 {
+			return "", false
+		}
+		parent = strings.TrimSpace(string(comm))
 	}
 	return exe, !strings.HasPrefix(filepath.Base(parent), "pgb")
 }
