@@ -388,6 +388,8 @@ func (w *PartWriter) Abort(cause error) {
 	}
 	w.pw.CloseWithError(cause)
 	<-w.done //nolint:errcheck // the upload fails by design: cause is what is reported
+	// Ends the codec's goroutines (parallel lz4 blocks): its writes fail on the closed pipe.
+	_ = w.ew.Close()
 }
 
 // OpenPart opens part n of backup for verified reading.
