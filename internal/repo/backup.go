@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -316,13 +318,30 @@ type PartWriter struct {
 	done chan error
 }
 
+// partCompressors bounds the cores one lz4 part's stream is compressed on (its blocks
+// in parallel). Backup workers each build one part, and most of the time they keep
+// every core busy between them; but a backup's biggest file (a 1 GiB relation segment)
+// ends up alone in the last part still open, and without this it would be compressed
+// on one core while the others wait. Memory: about 512 KiB per compressor.
+const partCompressors = 4
+
+// partCodec is the codec parts are written with: lz4 on several cores. zstd stays on
+// one per part: its parallel frames take 8 MiB each, which, per part, would make a
+// backup's memory grow with its workers.
+func partCodec(c compress.Codec) compress.Codec {
+	if c.ID() != compress.IDLZ4 {
+		return c
+	}
+	return compress.WithConcurrency(c, min(runtime.GOMAXPROCS(0), partCompressors))
+}
+
 // CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
 	pr, pw := io.Pipe()
 	w := &PartWriter{key: PartKey(backup, n), pw: pw, done: make(chan error, 1)}
 	w.buf = bufio.NewWriterSize(pw, 1<<20)
-	ew, err := r.seal(w.buf, r.codec)
+	ew, err := r.seal(w.buf, partCodec(r.codec))
 	if err != nil {
 		return nil, err
 	}
@@ -369,6 +388,8 @@ func (w *PartWriter) Abort(cause error) {
 	}
 	w.pw.CloseWithError(cause)
 	<-w.done //nolint:errcheck // the upload fails by design: cause is what is reported
+	// Ends the codec's goroutines (parallel lz4 blocks): its writes fail on the closed pipe.
+	_ = w.ew.Close()
 }
 
 // OpenPart opens part n of backup for verified reading.

@@ -590,7 +590,9 @@ func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Pa
 	}
 	defer func() { _ = o.Close() }() // read only: every file is verified against the manifest
 	key := o.Key()
-	tr := tar.NewReader(o)
+	ra := newReadAhead(o)
+	defer func() { _ = ra.Close() }() // before o's Close (deferred first): ra stops reading o
+	tr := tar.NewReader(ra)
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
@@ -599,7 +601,7 @@ func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Pa
 		if err == io.EOF {
 			// Read on to the part's end: its trailer (size and checksum of every byte,
 			// tar padding included) is checked only there.
-			if _, err := io.Copy(io.Discard, o); err != nil {
+			if _, err := io.Copy(io.Discard, ra); err != nil {
 				return fmt.Errorf("%s: %w", key, wrapDamaged(err))
 			}
 			return nil

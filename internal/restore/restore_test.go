@@ -80,7 +80,7 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
-func writeTree(t *testing.T, root string, files map[string][]byte) {
+func writeTree(t testing.TB, root string, files map[string][]byte) {
 	t.Helper()
 	for p, b := range files {
 		abs := filepath.Join(root, filepath.FromSlash(p))

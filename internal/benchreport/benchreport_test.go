@@ -1,0 +1,104 @@
+package benchreport
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report.md from the fixture")
+
+// The report of a fixture run (real rows of pgb and pgBackRest, made-up WAL-G and
+// random-data rows) is the reviewed one in testdata/report.md: medians over the good
+// repetitions, failed runs counted but not averaged, ratios to each anchor's fastest
+// variant, and pgb's share of the machine's limits.
+func TestReportOfAFixtureRun(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := Write(&got, Summarise(rows)); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.md")
+	if *update {
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != string(want) {
+		t.Errorf("report differs from %s (go test -update rewrites it; review the diff):\n%s", golden, got.String())
+	}
+}
+
+// The figures the report is for, computed by hand from the fixture.
+func TestRatiosAndLimits(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Summarise(rows)
+	pgb := find(res, "backup", "pgb", "lz4")
+	if pgb == nil || pgb.Wall != 3.65 || pgb.CPU != 1.95 || pgb.OK != 3 {
+		t.Fatalf("pgb backup medians = %+v; want wall 3.65, CPU 1.95 over 3 good runs", pgb)
+	}
+	walg := find(res, "restore", "wal-g", "lz4-c2")
+	if walg == nil || walg.OK != 1 || walg.N != 2 || walg.Wall != 2.51 {
+		t.Fatalf("WAL-G restore = %+v; want the one good run of two", walg)
+	}
+	// pgBackRest's backup median wall is 18.17 s: pgb is 18.17/3.65 = 4.98× faster.
+	// and uses 5.95/1.95 = 3.05× less CPU.
+	if got := ratio(best(inSection(res, "backup"), "pgbackrest"), *pgb); got != "4.98× (CPU 3.05×)" {
+		t.Errorf("ratio to pgBackRest = %q, want 4.98× (CPU 3.05×)", got)
+	}
+	// The backup limit is 2 cores of lz4 -1: 1 GiB in a median 2.87 s, twice.
+	l, ok := machineLimit(res, "backup", "data")
+	if want := 2 * 1024 / 2.87; !ok || l.mibps < want-0.01 || l.mibps > want+0.01 {
+		t.Errorf("backup limit = %v MiB/s, want %.2f", l.mibps, want)
+	}
+	// The restore limit is the lesser of 2 × lz4 -d (1 GiB in a median 3.12 s, twice:
+	// 656 MiB/s) and the fsync'd write (1 GiB in 1.47 s: 697 MiB/s).
+	if l, ok := machineLimit(res, "restore", "data"); !ok || l.how != "2 × lz4 -d (data)" || int(l.mibps) != 656 {
+		t.Errorf("restore limit = %+v, want 2 × lz4 -d at 656 MiB/s", l)
+	}
+}
+
+func inSection(res []Result, section string) []Result {
+	var out []Result
+	for _, r := range res {
+		if r.Section == section {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestParseRefusesAnotherFormat(t *testing.T) {
+	for _, in := range []string{
+		"",
+		"section,tool,variant\nbackup,pgb,lz4\n",
+		strings.Join(header, ",") + "\nbackup,pgb,lz4,1,fast,1,1,1,1,1,1\n",
+	} {
+		if _, err := Parse(strings.NewReader(in)); err == nil {
+			t.Errorf("Parse(%q) accepted it", in)
+		}
+	}
+}
