@@ -35,21 +35,22 @@ type Report struct {
 	Windows          []*window.Window `json:"windows"`
 	Gaps             []window.Gap     `json:"gaps"`
 	Damaged          []window.Damaged `json:"damaged_segments,omitempty"`
-	// FilledGaps are recorded drops whose every segment is archived all the same.
-	FilledGaps []window.Gap `json:"filled_gaps,omitempty"`
-	// Archiver is the archiver on this host, when status runs with a data directory.
-	Archiver      *Archiver      `json:"archiver,omitempty"`
-	NewestWAL     *NewestWAL     `json:"newest_wal,omitempty"`
-	Timelines     []Timeline     `json:"timelines"`
-	Backups       []Backup       `json:"backups"`
-	RestorePoints []RestorePoint `json:"restore_points"`
-	Summaries     Summaries      `json:"summaries"`
-	Target        *TargetReport  `json:"target,omitempty"`
+	NewestWAL        *NewestWAL       `json:"newest_wal,omitempty"`
+	Timelines        []Timeline       `json:"timelines"`
+	Backups          []Backup         `json:"backups"`
+	RestorePoints    []RestorePoint   `json:"restore_points"`
+	Summaries        Summaries        `json:"summaries"`
+	Target           *TargetReport    `json:"target,omitempty"`
 	// Drills: the last successful drill, a failed one after it, and the warning
 	// when there is none or it is too old (docs/status.md, "Drills").
 	Drills *Drills `json:"drills,omitempty"`
 	// Warnings are what status warns about (the exit status stays 0).
 	Warnings []string `json:"warnings"`
+
+	// FilledGaps are recorded drops whose every segment is archived all the same.
+	FilledGaps []window.Gap `json:"filled_gaps,omitempty"`
+	// Archiver is the archiver on this host, when status runs with a data directory.
+	Archiver *Archiver `json:"archiver,omitempty"`
 }
 
 // NewestWAL is the newest archived segment on the followed timeline's history.
