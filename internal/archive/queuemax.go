@@ -227,15 +227,22 @@ func dropRecordName(file string) (string, bool) {
 
 // PendingDrops reads the local drop records of dataDir, in WAL order. A record whose
 // file does not read is returned with Damaged set and only its name's facts: the
-// segment it names was dropped all the same. No directory: none.
+// segment it names was dropped all the same. No directory: none. It only reads (pgb
+// status may run as another user than PostgreSQL's), and follows no link pgb did not
+// make: pg_wal/pgb and pg_wal/pgb/dropped must be real directories.
 func PendingDrops(dataDir string) ([]DropRecord, error) {
 	dir := droppedPath(dataDir)
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	dir, err := spool.Open(dataDir, DroppedDir) // refuses a link or another user's directory
-	if err != nil {
-		return nil, err
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		fi, err := os.Lstat(d)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the drop records: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("read the drop records: %s is not a directory pgb made (a symbolic link or a file)", d)
+		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -308,11 +315,14 @@ const fallbackSegSize = 1 << 20
 // that holds it is stored. It returns how many segments it published. On error the
 // records not yet published stay, for the next push to publish.
 func PublishDrops(ctx context.Context, rp *repo.Repo, dataDir string, log *slog.Logger) (int, error) {
+	dir, err := spool.Open(dataDir, DroppedDir) // this process removes the records: they must be its own
+	if err != nil {
+		return 0, err
+	}
 	recs, err := PendingDrops(dataDir)
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	dir := droppedPath(dataDir)
 	published := 0
 	for i, g := range dropRanges(recs) {
 		if i == maxGapsPerPublish {
