@@ -18,7 +18,7 @@ import (
 // durable) and the records wait for the next one, with a warning.
 func (e *env) afterPush(c *cli.Context, path string, err error) error {
 	var usage usageError
-	if err != nil && (errors.As(err, &usage) || c.Context.Err() != nil || e.cfg.WALPushQueueMax <= 0) {
+	if err != nil && (errors.As(err, &usage) || c.Err() != nil || e.cfg.WALPushQueueMax <= 0) {
 		return err
 	}
 	dir := e.queueDataDir()

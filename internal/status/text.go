@@ -153,10 +153,9 @@ func (r *Report) writeArchiver(p func(string, ...any), size func(int64) string) 
 	if a == nil {
 		return
 	}
-	switch {
-	case a.Files == 0:
+	if a.Files == 0 {
 		p("Archiver:    nothing waiting in pg_wal")
-	default:
+	} else {
 		p("Archiver:    %d files (%s) waiting in pg_wal", a.Files, size(a.Bytes))
 		if a.Oldest != "" {
 			p("  oldest %s", a.Oldest)
