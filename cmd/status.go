@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
 )
@@ -37,10 +38,13 @@ func statusCommand() *cli.Command {
 			"It shows the last successful pgb drill (when, backup, RTO, RPO) and the last drill if it failed\n" +
 			"after that, and warns when no drill succeeded or the last success is older than --drill-max-age\n" +
 			"(a warning line, and \"warnings\" in --json: the exit status stays 0).\n\n" +
+			"Run in the data directory of the repository's cluster (or with --pgdata / PGDATA), it also shows\n" +
+			"the archiver's backlog there (.ready files in pg_wal/archive_status: count, bytes, oldest) and\n" +
+			"the segments wal-push-queue-max dropped that are not yet recorded in the repository.\n\n" +
 			"Exit status: 0 the window is shown (and the target, if given, is reachable); 2 nothing is\n" +
 			"recoverable, or the target cannot be reached (an unknown restore point, one off the followed\n" +
 			"timeline); 1 the repository could not be read; 255 usage.",
-		Flags: append(flags(),
+		Flags: append(flags(config.KeyPGData),
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/status.md)"},
 			&cli.StringFlag{Name: "at", Usage: "can pgb recover to `TIMESTAMP` (RFC 3339 or PostgreSQL's format, with a time zone)?"},
 			&cli.StringFlag{Name: "name", Usage: "can pgb recover to the restore point `NAME`?"},
@@ -111,7 +115,8 @@ func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillM
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
-	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge})
+	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
+		DataDir: e.queueDataDir()})
 	if err != nil {
 		return err
 	}

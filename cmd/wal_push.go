@@ -22,8 +22,12 @@ func walPushCommand() *cli.Command {
 			"it again: the push that wrote it may have been killed first); different content under the same\n" +
 			"name fails and leaves the stored object untouched. The first push binds the repository to this\n" +
 			"cluster (system identifier and PostgreSQL version, from global/pg_control); pushes from another\n" +
-			"cluster are refused.",
-		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel, config.KeyWALTimeout),
+			"cluster are refused.\n\n" +
+			"--wal-push-queue-max SIZE drops WAL rather than fill pg_wal: when a push fails and the segments\n" +
+			"waiting in pg_wal/archive_status exceed SIZE, the segment is dropped (logged as an error, recorded\n" +
+			"as a gap in the repository by the next push that succeeds) and wal-push exits 0. Point-in-time\n" +
+			"recovery across a dropped segment is impossible; pgb status and pgb restore say so.",
+		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel, config.KeyWALTimeout, config.KeyWALPushQueueMax),
 		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
 			return e.walPush(c, c.Args().First())
 		}),
@@ -31,6 +35,7 @@ func walPushCommand() *cli.Command {
 }
 
 func (e *env) walPush(c *cli.Context, path string) (err error) {
+	defer func() { err = e.afterPush(c, path, err) }() // wal-push-queue-max; publishes recorded drops
 	ctx, cancel := archive.WithDeadline(c.Context, e.cfg.WALTimeout)
 	defer cancel()
 	defer func() { err = archive.Explain(ctx, err) }()

@@ -66,6 +66,7 @@ const (
 	KeyLockMaxAge       = "lock-max-age"
 	KeyRetainFull       = "retain-full"
 	KeyRetainDays       = "retain-days"
+	KeyWALPushQueueMax  = "wal-push-queue-max"
 
 	KeyS3Endpoint        = "s3-endpoint"
 	KeyS3Region          = "s3-region"
@@ -122,6 +123,7 @@ var settings = []Setting{
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},
 	{Key: KeyRetainDays, Env: []string{"PGB_RETAIN_DAYS"}, Default: "0", Kind: Int, Usage: "pgb delete keeps what recovery to any point of the last `D` days needs (0 = not set)"},
+	{Key: KeyWALPushQueueMax, Env: []string{"PGB_WAL_PUSH_QUEUE_MAX"}, Default: "0", Kind: Size, Usage: "DROP WAL rather than fill pg_wal: when a push fails and the segments waiting in pg_wal/archive_status (.ready) exceed this `SIZE` (e.g. 4GiB), wal-push logs an error, records the dropped segment as a gap and exits 0 — point-in-time recovery across it is then impossible (0 = off: archiving fails until the repository is back)"},
 
 	{Key: KeyS3Endpoint, Env: []string{"PGB_S3_ENDPOINT"}, Category: CategoryS3, Usage: "endpoint `URL` of an S3-compatible store (MinIO, Ceph RGW, versitygw, R2…); empty = AWS"},
 	{Key: KeyS3Region, Env: []string{"PGB_S3_REGION", "AWS_REGION"}, Category: CategoryS3, Usage: "region (default: the SDK's configuration, else us-east-1)"},
@@ -207,6 +209,10 @@ type Config struct {
 	RetainDays       int // 0: not set
 	S3               S3
 	GCS              GCS
+
+	// WALPushQueueMax is the archiver backlog (bytes of .ready segments in pg_wal)
+	// beyond which a failed wal-push drops its segment; 0: never drop.
+	WALPushQueueMax int64
 }
 
 // S3 holds the S3 repository settings.
@@ -374,6 +380,13 @@ func Load(src Source) (Config, error) {
 		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10),
 		Concurrency:    integer(KeyGCSConcurrency),
 		RequestTimeout: duration(KeyGCSRequestTimeout),
+	}
+	if v, where := get(KeyWALPushQueueMax); true {
+		n, err := ParseSize(v)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a size (e.g. 4GiB; 0 = off)", where, v))
+		}
+		c.WALPushQueueMax = n
 	}
 	c.Concurrency = integer(KeyConcurrency)
 	if c.Concurrency <= 0 {

@@ -366,6 +366,7 @@ type archive struct {
 	storedAt  time.Time // when it was stored, as the store reports it
 	segs      map[uint32][]segRef
 	histories map[uint32]repo.WALObject
+	dropped   []window.RecordedGap // WAL dropped on purpose (gap records)
 }
 
 // scanArchive lists the archived WAL.
@@ -393,6 +394,9 @@ func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, 
 	if err != nil {
 		return nil, fmt.Errorf("list archived WAL: %w", err)
 	}
+	if a.dropped, err = window.RecordedGaps(ctx, rp, nil); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -401,7 +405,7 @@ func scanArchive(ctx context.Context, rp *repo.Repo, segSize uint64) (*archive, 
 // summary, when not nil, reads the summaries instead of a new cache over rp.
 func windows(ctx context.Context, rp *repo.Repo, a *archive, tls *timelines, backups []*repo.Summary, tli uint32,
 	summary func(window.Segment) (*walsum.Summary, error)) (*window.Windows, error) {
-	in := &window.Input{SegSize: segSize(backups), Backups: backups, Segments: map[uint32][]window.Segment{}, History: tls.history, Timeline: tli}
+	in := &window.Input{SegSize: segSize(backups), Backups: backups, Segments: map[uint32][]window.Segment{}, History: tls.history, Timeline: tli, Dropped: a.dropped}
 	for t, segs := range a.segs {
 		for _, sg := range segs {
 			in.Segments[t] = append(in.Segments[t], window.Segment{Name: sg.name, Timeline: t, SegNo: sg.segNo, Size: sg.size, Stored: sg.storedAt})
@@ -416,7 +420,7 @@ func windows(ctx context.Context, rp *repo.Repo, a *archive, tls *timelines, bac
 
 // archiveOf is what scanArchive would find, from what window.Gather listed.
 func archiveOf(g *window.Repository) *archive {
-	a := &archive{segs: map[uint32][]segRef{}, histories: g.Histories}
+	a := &archive{segs: map[uint32][]segRef{}, histories: g.Histories, dropped: g.Dropped}
 	for tli, segs := range g.Segments {
 		for _, o := range segs {
 			a.segs[tli] = append(a.segs[tli], segRef{name: o.Name, segNo: o.SegNo, storedAt: o.Stored, size: o.Size})

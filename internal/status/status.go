@@ -12,6 +12,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -44,6 +46,11 @@ type Report struct {
 	Drills *Drills `json:"drills,omitempty"`
 	// Warnings are what status warns about (the exit status stays 0).
 	Warnings []string `json:"warnings"`
+
+	// FilledGaps are recorded drops whose every segment is archived all the same.
+	FilledGaps []window.Gap `json:"filled_gaps,omitempty"`
+	// Archiver is the archiver on this host, when status runs with a data directory.
+	Archiver *Archiver `json:"archiver,omitempty"`
 }
 
 // NewestWAL is the newest archived segment on the followed timeline's history.
@@ -101,6 +108,17 @@ type TargetReport struct {
 	RTOEstimate *Estimate `json:"rto_estimate,omitempty"`
 }
 
+// Archiver is what the data directory says about archiving: the backlog PostgreSQL
+// has not archived yet, and the segments wal-push-queue-max dropped that the
+// repository does not record yet.
+type Archiver struct {
+	DataDir string `json:"data_directory"`
+	archive.Backlog
+	// PendingDrops are dropped segments recorded only in the data directory (the next
+	// wal-push that succeeds records them in the repository).
+	PendingDrops []string `json:"pending_drops"`
+}
+
 // Options say what to report.
 type Options struct {
 	Now    time.Time
@@ -113,6 +131,9 @@ type Options struct {
 	// DrillMaxAge: a last successful drill older than this is a warning (0:
 	// DefaultDrillMaxAge).
 	DrillMaxAge time.Duration
+	// DataDir, when set, is the data directory of the cluster on this host: status
+	// then reports its archiver backlog and pending drops (Report.Archiver).
+	DataDir string
 }
 
 // Gather builds the report for rp.
@@ -144,6 +165,9 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		return nil, err
 	}
 	r.fill(g, ws, opt.Now)
+	if opt.DataDir != "" {
+		r.Archiver = archiverOf(opt.DataDir, r.SystemIdentifier, &r.Warnings)
+	}
 	points, err := rp.ListRestorePoints(ctx)
 	if err != nil {
 		return nil, err
@@ -201,9 +225,15 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 
 func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 	r.SegmentSize, r.Timeline, r.TimelinePath = g.SegSize, ws.Timeline, ws.Path
-	r.Windows, r.Damaged = ws.Windows, ws.Damaged
+	r.Windows, r.Damaged, r.FilledGaps = ws.Windows, ws.Damaged, ws.Filled
 	if ws.Gaps != nil {
 		r.Gaps = ws.Gaps
+	}
+	for _, gap := range ws.Gaps {
+		if gap.Dropped {
+			r.Warnings = append(r.Warnings, "WAL was dropped (wal-push-queue-max): the recoverable window is cut there, and no restore can cross it (see Gaps); a new base backup starts a new window")
+			break
+		}
 	}
 	if r.Windows == nil {
 		r.Windows = []*window.Window{}
@@ -249,6 +279,38 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 		r.Backups = append(r.Backups, Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
 			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
 	}
+}
+
+// archiverOf reads the archiver's state in dataDir; what cannot be read is a
+// warning, not a failure of status.
+func archiverOf(dataDir, systemID string, warnings *[]string) *Archiver {
+	c, err := pg.ReadControl(dataDir)
+	if err != nil {
+		*warnings = append(*warnings, fmt.Sprintf("the archiver of %s is not shown: %v", dataDir, err))
+		return nil
+	}
+	if systemID != "" && fmt.Sprint(c.SystemID) != systemID {
+		// Another cluster's data directory (several on this host): its backlog says
+		// nothing about this repository.
+		return nil
+	}
+	a := &Archiver{DataDir: dataDir, PendingDrops: []string{}}
+	bl, err := archive.ReadBacklog(dataDir)
+	if err != nil {
+		*warnings = append(*warnings, fmt.Sprintf("the archiver backlog of %s could not be read: %v", dataDir, err))
+	}
+	a.Backlog = bl
+	drops, err := archive.PendingDrops(dataDir)
+	if err != nil {
+		*warnings = append(*warnings, fmt.Sprintf("the drop records of %s could not be read: %v", dataDir, err))
+	}
+	for _, d := range drops {
+		a.PendingDrops = append(a.PendingDrops, d.Segment)
+	}
+	if len(drops) > 0 {
+		*warnings = append(*warnings, fmt.Sprintf("%d WAL segments were dropped by wal-push-queue-max and are not yet recorded in the repository (the next wal-push that succeeds records them): point-in-time recovery across them is not possible", len(drops)))
+	}
+	return a
 }
 
 // clockSkewWarning is how far ahead of this host's clock the store may stamp the

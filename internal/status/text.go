@@ -49,6 +49,8 @@ func (r *Report) Write(w io.Writer) error {
 			switch {
 			case win.EndOfWAL:
 				p("  CUT where the WAL of %s ends early (zeros)", win.LastSegment)
+			case win.CutCause != "":
+				p("  CUT by DROPPED WAL after %s (see Gaps)", win.LastSegment)
 			case win.CutByGap:
 				p("  CUT by missing WAL after %s", win.LastSegment)
 			}
@@ -65,16 +67,31 @@ func (r *Report) Write(w io.Writer) error {
 		p("Gaps:        %d — a restore cannot cross them", len(r.Gaps))
 		for _, g := range r.Gaps {
 			what := "missing"
-			if g.Damaged {
+			switch {
+			case g.Damaged:
 				what = "damaged"
+			case g.Dropped:
+				what = "DROPPED"
 			}
 			if g.Count == 1 {
 				p("  %s %s", what, g.From)
 			} else {
 				p("  %s %s..%s (%d)", what, g.From, g.To, g.Count)
 			}
+			if g.Dropped {
+				for _, l := range wrap(g.Cause, 74) {
+					p("    %s", l)
+				}
+			}
 		}
 	}
+	for _, g := range r.FilledGaps {
+		p("  filled: %s..%s (%d), archived after all; the record says", g.From, g.To, g.Count)
+		for _, l := range wrap(g.Cause, 74) {
+			p("    %s", l)
+		}
+	}
+	r.writeArchiver(p, size)
 	r.writeDrills(p, short)
 	if r.SystemIdentifier != "" {
 		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
@@ -128,6 +145,26 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeArchiver prints the archiver's state on this host, when status read it.
+func (r *Report) writeArchiver(p func(string, ...any), size func(int64) string) {
+	a := r.Archiver
+	if a == nil {
+		return
+	}
+	if a.Files == 0 {
+		p("Archiver:    nothing waiting in pg_wal")
+	} else {
+		p("Archiver:    %d files (%s) waiting in pg_wal", a.Files, size(a.Bytes))
+		if a.Oldest != "" {
+			p("  oldest %s", a.Oldest)
+		}
+	}
+	if n := len(a.PendingDrops); n > 0 {
+		p("  %d DROPPED segments not yet recorded in the repository:", n)
+		p("  %s..%s", a.PendingDrops[0], a.PendingDrops[n-1])
+	}
 }
 
 func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) {

@@ -154,11 +154,21 @@ func (ws *Windows) refuse(why error, t Target, nearest ...Point) Verdict {
 func (ws *Windows) gapText() string {
 	var g []string
 	for _, x := range ws.Gaps {
-		if x.Count == 1 {
-			g = append(g, "missing "+x.From)
-		} else {
-			g = append(g, fmt.Sprintf("missing %s to %s (%d segments)", x.From, x.To, x.Count))
+		what := "missing"
+		switch {
+		case x.Dropped:
+			what = "dropped"
+		case x.Damaged:
+			what = "damaged"
 		}
+		t := fmt.Sprintf("%s %s", what, x.From)
+		if x.Count > 1 {
+			t = fmt.Sprintf("%s %s to %s (%d segments)", what, x.From, x.To, x.Count)
+		}
+		if x.Dropped {
+			t += ": " + x.Cause + ", point-in-time recovery across it is not possible"
+		}
+		g = append(g, t)
 	}
 	if len(g) == 0 {
 		return "no backup after the archived WAL resumes"
@@ -272,6 +282,8 @@ func (ws *Windows) Describe() string {
 		switch {
 		case w.EndOfWAL:
 			s += ", cut where the WAL of " + w.LastSegment + " ends early (zeros follow its records)"
+		case w.CutCause != "":
+			s += ", cut by " + w.CutCause
 		case w.CutByGap:
 			s += ", cut by a gap"
 		}

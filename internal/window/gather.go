@@ -19,7 +19,8 @@ type Repository struct {
 }
 
 // Gather reads the inputs of Compute from rp: one listing of wal/, one of backups/
-// (plus one small summary per backup), each .history file, and — later, through
+// (plus one small summary per backup), each .history file, the gap records
+// (RecordedGaps), and — later, through
 // Input.Summary — the WAL summaries Compute asks for. backups, if not nil, are used
 // instead of listing them.
 func Gather(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, log *slog.Logger) (*Repository, error) {
@@ -78,6 +79,9 @@ func Gather(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, log *sl
 			return nil, fmt.Errorf("%s: %w", o.Key, err)
 		}
 		g.History[tli] = spans
+	}
+	if g.Dropped, err = RecordedGaps(ctx, rp, log); err != nil {
+		return nil, err
 	}
 	g.Cache = walsum.NewCache(rp, g.SegSize, log)
 	g.Summary = SummaryFrom(ctx, g.Cache)

@@ -45,6 +45,20 @@ type Input struct {
 	Timeline uint32
 	// Summary returns the summary of an archived segment (see walsum.Cache).
 	Summary func(Segment) (*walsum.Summary, error)
+	// Dropped are the gaps recorded in the repository: WAL dropped on purpose
+	// (wal-push-queue-max, see repo.GapRecord). Recovery never crosses a dropped
+	// segment, even when it is the newest: the window ends before it. A dropped
+	// segment that is archived all the same (another pgb pushed it) fills its place.
+	Dropped []RecordedGap
+}
+
+// RecordedGap is a gap record: segments First to Last of Timeline were dropped, for
+// Cause.
+type RecordedGap struct {
+	Timeline uint32
+	First    string
+	Last     string
+	Cause    string
 }
 
 // Point is a position in the WAL: an LSN and the time of what is there.
@@ -76,8 +90,10 @@ type Window struct {
 	// FirstSegment and LastSegment bound the window's WAL.
 	FirstSegment string `json:"first_segment"`
 	LastSegment  string `json:"last_segment"`
-	// CutByGap: the window ends because the next segment is missing.
-	CutByGap bool `json:"cut_by_gap"`
+	// CutByGap: the window ends because the next segment is missing. CutCause says
+	// why when the repository records it: the WAL was dropped (RecordedGap.Cause).
+	CutByGap bool   `json:"cut_by_gap"`
+	CutCause string `json:"cut_cause,omitempty"`
 	// Backups are the usable backups that start inside the window, oldest first.
 	Backups []string `json:"backups"`
 
@@ -111,6 +127,10 @@ type Gap struct {
 	Count uint64 `json:"count"`
 	// Damaged: the segment is archived but its WAL does not decode.
 	Damaged bool `json:"damaged,omitempty"`
+	// Dropped: the repository records that this WAL was dropped on purpose, for
+	// Cause (wal-push-queue-max).
+	Dropped bool   `json:"dropped,omitempty"`
+	Cause   string `json:"cause,omitempty"`
 }
 
 // Windows is the result of Compute.
@@ -124,6 +144,9 @@ type Windows struct {
 	Unusable map[string]string
 	// Damaged are segments whose WAL does not decode; each cuts its window like a gap.
 	Damaged []Damaged
+	// Filled are recorded gaps whose every segment is archived all the same: the WAL
+	// is continuous there (the record stays, as history).
+	Filled []Gap
 	// Newest is the newest archived segment on the path, nil if none.
 	Newest *Segment
 	// SummariesRead counts the summaries Compute asked for.
@@ -136,6 +159,7 @@ type Windows struct {
 	tliOf    func(uint64) uint32
 	memo     map[uint64]summary
 	dropped  map[uint64]error // damaged segments, treated as missing
+	drops    []dropSpan       // recorded gaps on the path, in WAL order, not overlapping
 	cutAfter map[uint64]bool  // segments whose WAL ends at zeros before the next
 }
 
@@ -201,6 +225,7 @@ func Compute(in *Input) (*Windows, error) {
 	}
 	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
 	ws.present, ws.tliOf = present, tliOf
+	ws.drops, ws.Filled = ws.recordedDrops(nums)
 	if len(nums) > 0 {
 		n := present[nums[len(nums)-1]]
 		ws.Newest = &n
@@ -241,7 +266,9 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 	ws.Windows, ws.Gaps, ws.Unusable = nil, nil, map[string]string{}
 	seg := func(l wal.LSN) uint64 { return uint64(l) / in.SegSize }
 	// Runs of consecutive segments recovery replays through; the gaps between them.
+	// Recorded drops after the newest of them cut the last one too.
 	var runs []run
+	tailCut := false
 	for _, n := range nums {
 		if _, bad := ws.dropped[n]; bad {
 			continue
@@ -254,6 +281,15 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 			ws.addGap(runs[len(runs)-1].b+1, n-1)
 		}
 		runs = append(runs, run{n, n})
+	}
+	if len(runs) > 0 {
+		last := runs[len(runs)-1].b
+		for _, d := range ws.drops {
+			if d.b > last {
+				ws.Gaps = append(ws.Gaps, Gap{From: ws.name(max(d.a, last+1)), To: ws.name(d.b), Count: d.b - max(d.a, last+1) + 1, Dropped: true, Cause: d.cause})
+				tailCut = true
+			}
+		}
 	}
 	// Backups: on the path, with their WAL from start to stop archived.
 	runOf := func(n uint64) int {
@@ -292,7 +328,7 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 		w := &Window{
 			Backup: b.Name, Start: Point{LSN: b.StopLSN, Time: b.StopTime.UTC()},
 			FirstSegment: ws.name(seg(b.StartLSN)), LastSegment: ws.name(r.b),
-			CutByGap: i < len(runs)-1, EndOfWAL: ws.cutAfter[r.b],
+			CutByGap: i < len(runs)-1 || tailCut, EndOfWAL: ws.cutAfter[r.b], CutCause: ws.dropCause(r.b + 1),
 			firstSeg: seg(b.StartLSN), lastSeg: r.b, tliOf: ws.tliOf,
 			LastRecord: b.StopLSN, EndLSN: b.StopLSN,
 		}
@@ -308,24 +344,45 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 	return false, nil
 }
 
-// addGap records the segments a to b as missing, or damaged where they were dropped.
+// addGap records the segments a to b as missing, or damaged where they were found
+// so, or dropped where the repository records it.
 func (ws *Windows) addGap(a, b uint64) {
-	var bad []uint64
+	type mark struct {
+		a, b    uint64
+		damaged bool
+		cause   string
+	}
+	var marks []mark
 	for n := range ws.dropped {
 		if n >= a && n <= b {
-			bad = append(bad, n)
+			marks = append(marks, mark{a: n, b: n, damaged: true})
 		}
 	}
-	sort.Slice(bad, func(i, j int) bool { return bad[i] < bad[j] })
-	for _, n := range bad {
-		if n > a {
-			ws.Gaps = append(ws.Gaps, Gap{From: ws.name(a), To: ws.name(n - 1), Count: n - a})
+	for _, d := range ws.drops {
+		if d.a <= b && d.b >= a {
+			marks = append(marks, mark{a: max(d.a, a), b: min(d.b, b), cause: d.cause})
 		}
-		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(n), To: ws.name(n), Count: 1, Damaged: true})
-		a = n + 1
 	}
-	if a <= b {
-		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(a), To: ws.name(b), Count: b - a + 1})
+	sort.Slice(marks, func(i, j int) bool {
+		if marks[i].a != marks[j].a {
+			return marks[i].a < marks[j].a
+		}
+		return marks[i].damaged && !marks[j].damaged
+	})
+	cur := a
+	for _, m := range marks {
+		if m.b < cur {
+			continue
+		}
+		from := max(m.a, cur)
+		if from > cur {
+			ws.Gaps = append(ws.Gaps, Gap{From: ws.name(cur), To: ws.name(from - 1), Count: from - cur})
+		}
+		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(from), To: ws.name(m.b), Count: m.b - from + 1, Damaged: m.damaged, Dropped: !m.damaged, Cause: m.cause})
+		cur = m.b + 1
+	}
+	if cur <= b {
+		ws.Gaps = append(ws.Gaps, Gap{From: ws.name(cur), To: ws.name(b), Count: b - cur + 1})
 	}
 }
 
