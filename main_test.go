@@ -89,10 +89,14 @@ func TestStartupDependencies(t *testing.T) {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	unwanted := map[string]string{
-		"google.golang.org/grpc/xds":          "cloud.google.com/go/storage's gRPC direct path (tag disable_grpc_modules)",
-		"google.golang.org/grpc/balancer/rls": "cloud.google.com/go/storage's gRPC direct path (tag disable_grpc_modules)",
-		"github.com/cpuguy83/go-md2man":       "urfave/cli's man page generator (tag urfave_cli_no_docs)",
-		"github.com/russross/blackfriday":     "urfave/cli's markdown generator (tag urfave_cli_no_docs)",
+		"google.golang.org/grpc/xds":                   "cloud.google.com/go/storage's gRPC direct path (tag disable_grpc_modules)",
+		"google.golang.org/grpc/balancer/rls":          "cloud.google.com/go/storage's gRPC direct path (tag disable_grpc_modules)",
+		"github.com/cpuguy83/go-md2man":                "urfave/cli's man page generator (tag urfave_cli_no_docs)",
+		"github.com/aws/aws-sdk-go-v2/config":          "the AWS SDK's default configuration loader: pgb builds its own credential chain",
+		"github.com/aws/aws-sdk-go-v2/service/sso":     "AWS SSO login profiles are not supported (internal/storage/s3/credentials.go)",
+		"github.com/aws/aws-sdk-go-v2/service/ssooidc": "AWS SSO login profiles are not supported (internal/storage/s3/credentials.go)",
+		"github.com/aws/aws-sdk-go-v2/service/signin":  "AWS console login sessions are not supported (internal/storage/s3/credentials.go)",
+		"github.com/russross/blackfriday":              "urfave/cli's markdown generator (tag urfave_cli_no_docs)",
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		for prefix, why := range unwanted {
