@@ -348,7 +348,7 @@ func readBounded(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: a Close error cannot lose data
 	b, err := io.ReadAll(io.LimitReader(f, maxSharedFileSize+1))
 	if err != nil {
 		return nil, err
