@@ -3,6 +3,13 @@ GO      ?= go
 BIN     ?= bin/pgb
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
+# TAGS: every build, test and vet of pgb uses them (exported through GOFLAGS). They leave
+# out code pgb never runs and that costs start-up time in every wal-push/wal-fetch call:
+# urfave/cli's man-page/markdown generators, and cloud.google.com/go/storage's gRPC
+# direct-path/xDS modules (pgb's GCS backend uses the JSON API over HTTP). Keep the list
+# in step with .goreleaser.yaml, .golangci.yml and integration/pgtest (TestBuildTags).
+TAGS    := urfave_cli_no_docs,disable_grpc_modules
+export GOFLAGS += -tags=$(TAGS)
 
 .PHONY: build test test-servers unit fuzz demo bench vet lint fmt clean
 
@@ -14,7 +21,7 @@ build:
 test: test-servers
 	scripts/ensure-postgres
 	$(GO) vet ./...
-	$(GO) vet -tags pgbtest ./cmd/
+	$(GO) vet -tags pgbtest,$(TAGS) ./cmd/
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...
 
 ## unit: the fast tests only (no PostgreSQL needed).
@@ -45,7 +52,7 @@ test-servers:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags pgbtest ./cmd/
+	$(GO) vet -tags pgbtest,$(TAGS) ./cmd/
 
 ## lint: golangci-lint (pinned, installed into .build/bin on first use) with .golangci.yml.
 GOLANGCI_LINT_VERSION ?= v2.15.0

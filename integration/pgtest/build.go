@@ -19,6 +19,11 @@ import (
 	"github.com/pgb-project/pgb/internal/testenv"
 )
 
+// BuildTags are the build tags of every pgb build (the Makefile's TAGS): they leave out
+// urfave/cli's documentation generators and cloud.google.com/go/storage's gRPC
+// direct-path modules, which pgb never runs and which cost start-up time per call.
+const BuildTags = "urfave_cli_no_docs,disable_grpc_modules"
+
 var (
 	buildOnce sync.Once
 	buildPath string
@@ -74,8 +79,9 @@ func buildPGB() (string, error) {
 	}
 	final := filepath.Join(dir, "pgb")
 	tmp := fmt.Sprintf("%s.tmp%d", final, os.Getpid())
-	// -tags pgbtest: the test hooks some tests arm (cmd/testhook_pgbtest.go).
-	cmd := exec.Command(goTool, "build", "-tags", "pgbtest", "-o", tmp, ".")
+	// -tags pgbtest: the test hooks some tests arm (cmd/testhook_pgbtest.go); BuildTags:
+	// the binary under test is linked like the one that ships.
+	cmd := exec.Command(goTool, "build", "-tags", "pgbtest,"+BuildTags, "-o", tmp, ".")
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {

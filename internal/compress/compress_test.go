@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 func sample(n int) []byte {
@@ -54,6 +56,10 @@ func roundTrip(t *testing.T, c Codec, plain []byte) []byte {
 	return buf.Bytes()
 }
 
+// frameSize was the input of one zstd frame when pgb compressed a stream as
+// independent frames; the sizes around it still make good test cases.
+const frameSize = 4 << 20
+
 func TestRoundTripsAtEveryLevelAndConcurrency(t *testing.T) {
 	for _, size := range []int{0, 1, frameSize - 1, frameSize, 3*frameSize + 5} {
 		plain := sample(size)
@@ -85,6 +91,57 @@ func TestParallelZstdIsDeterministic(t *testing.T) {
 	b := roundTrip(t, WithConcurrency(c, 2), plain)
 	if !bytes.Equal(a, b) {
 		t.Fatal("parallel zstd output differs between runs")
+	}
+}
+
+// Objects written before zstd streams became one frame are concatenations of
+// independent frames: they must still decode.
+func TestZstdReadsConcatenatedFrames(t *testing.T) {
+	plain := sample(3*frameSize + 5)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var packed []byte
+	for p := plain; len(p) > 0; {
+		k := min(len(p), frameSize)
+		packed = enc.EncodeAll(p[:k], packed)
+		p = p[k:]
+	}
+	c, err := ByID(IDZstd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.NewReader(bytes.NewReader(packed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, plain) {
+		t.Fatalf("decoded %d bytes, not the %d written", len(got), len(plain))
+	}
+}
+
+// The default zstd level is 3 (SpeedDefault), and WithConcurrency writes what a
+// single-threaded writer writes: one frame, the same bytes.
+func TestZstdDefaultLevelAndOneFrame(t *testing.T) {
+	plain := sample(2*frameSize + 3)
+	def, _ := New("zstd", 0)
+	three, _ := New("zstd", DefaultZstdLevel)
+	a := roundTrip(t, def, plain)
+	if b := roundTrip(t, three, plain); !bytes.Equal(a, b) {
+		t.Error("level 0 does not write what level 3 writes")
+	}
+	if b := roundTrip(t, WithConcurrency(def, 2), plain); !bytes.Equal(a, b) {
+		t.Error("concurrency 2 writes other bytes than concurrency 1")
+	}
+	// A frame header's magic number appears once.
+	if n := bytes.Count(a, []byte{0x28, 0xb5, 0x2f, 0xfd}); n != 1 {
+		t.Errorf("%d frame magics in the output, want 1", n)
 	}
 }
 

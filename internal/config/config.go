@@ -110,7 +110,7 @@ var settings = []Setting{
 	{Key: KeyPGData, Env: []string{"PGDATA"}, Usage: "PostgreSQL data `DIR` (default: backup-push reads the server's data_directory; wal-push the working directory when it holds global/pg_control, as under archive_command)"},
 	{Key: KeyPGDSN, Env: []string{"PGB_PG_DSN"}, Usage: "PostgreSQL connection string; without it the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE… apply", Secret: true},
 	{Key: KeyCompression, Env: []string{"PGB_COMPRESSION"}, Default: "lz4", Usage: "compression for new objects: lz4, zstd or none (reading never needs it)"},
-	{Key: KeyCompressionLevel, Env: []string{"PGB_COMPRESSION_LEVEL"}, Default: "0", Kind: Int, Usage: "compression level: lz4 1-9, zstd 1-22, 0 = the codec's fast default"},
+	{Key: KeyCompressionLevel, Env: []string{"PGB_COMPRESSION_LEVEL"}, Default: "0", Kind: Int, Usage: "compression level: lz4 1-9, zstd 1-22, 0 = the default (lz4: fast, zstd: 3)"},
 	{Key: KeyLogLevel, Env: []string{"PGB_LOG_LEVEL"}, Default: "info", Usage: "log level: debug, info, warn or error"},
 	{Key: KeyLogFormat, Env: []string{"PGB_LOG_FORMAT"}, Default: "text", Usage: "log format on stderr: text or json"},
 	{Key: KeyStorageTimeout, Env: []string{"PGB_STORAGE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "deadline of one storage request attempt"},

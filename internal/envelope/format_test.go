@@ -107,6 +107,18 @@ func TestObjectsOfEveryOldFormatDecode(t *testing.T) {
 
 func tail(obj []byte) []byte { return obj[len(obj)-TrailerSize:] }
 
+// A zstd object written at the level that was zstd's default before level 3 (level 1,
+// klauspost SpeedFastest) decodes: a default-level change is harmless to readers.
+func TestZstdObjectOfTheOldDefaultLevelDecodes(t *testing.T) {
+	got, err := open(readTestdata(t, "v2-zstd-level1.obj"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, goldenPlain()) {
+		t.Fatalf("decoded %d bytes that differ from the %d written", len(got), len(goldenPlain()))
+	}
+}
+
 // Damage to an old object is found as surely as to a new one.
 func TestDamageToOldObjectsIsDetected(t *testing.T) {
 	for _, file := range []string{"v1-sha256-none.obj", "v1-sha256-zstd.obj", "v1-crc32c-lz4.obj"} {

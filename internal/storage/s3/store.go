@@ -32,8 +32,6 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -58,17 +56,17 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	awsCfg, err := loadAWSConfig(ctx, cfg)
+	transport := newTransport(cfg)
+	httpClient := &http.Client{Transport: wrapTransport(cfg, transport)}
+	awsCfg, err := loadAWSConfig(cfg, httpClient)
 	if err != nil {
 		return nil, err
 	}
-	transport := newTransport(cfg)
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		o.UsePathStyle = cfg.ForcePathStyle
-		o.HTTPClient = &http.Client{Transport: wrapTransport(cfg, transport)}
 		// Response checksums are validated for whole-object reads only (Get sets
 		// ChecksumMode): some S3-compatible servers send the whole object's checksum
 		// with a ranged response, which can only fail to match.
@@ -84,33 +82,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		s.base = cfg.Prefix + "/"
 	}
 	return s, nil
-}
-
-// loadAWSConfig resolves region and credentials through the SDK's usual sources, with
-// the explicit settings of cfg taking precedence.
-func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
-	opts := []func(*awsconfig.LoadOptions) error{
-		awsconfig.WithRetryMaxAttempts(cfg.MaxAttempts),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(cfg.Region))
-	}
-	if cfg.Profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(cfg.Profile))
-	}
-	if cfg.AccessKeyID != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
-	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		// The SDK's message names the profile or file at fault, never a secret.
-		return aws.Config{}, fmt.Errorf("s3: load the AWS configuration (check AWS_PROFILE / --s3-profile and ~/.aws/config): %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = DefaultRegion
-	}
-	return awsCfg, nil
 }
 
 // String names the repository and endpoint, without credentials.
