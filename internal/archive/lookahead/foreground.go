@@ -82,7 +82,7 @@ func (f *Foreground) Recorded(ctx context.Context, path string) (bool, error) {
 		return false, err
 	}
 	if why != "" {
-		f.Log.Debug("record not trusted", "file", name, "reason", why)
+		f.logger().Debug("record not trusted", "file", name, "reason", why)
 		_ = f.Spool.RemoveRecord(name) // best effort: the push that follows rewrites it
 		return false, nil
 	}
@@ -201,6 +201,13 @@ func (f *Foreground) recordHolds(ctx context.Context, path string) (done bool, e
 		return true, fmt.Errorf("%w: its record does not hold here: %s", ErrArchiverGone, why)
 	}
 	return true, nil
+}
+
+func (f *Foreground) logger() *slog.Logger {
+	if f.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return f.Log
 }
 
 // running reports whether the process whose end exited signals still runs.
