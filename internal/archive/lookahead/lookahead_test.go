@@ -137,8 +137,10 @@ func TestRecordRoundTripsAndDamagedRecordsAreNotRead(t *testing.T) {
 
 	recPath := filepath.Join(string(c.spool), segName(1)+recordSuffix)
 	for name, damage := range map[string]func() error{
-		"garbage":     func() error { return os.WriteFile(recPath, []byte("{not json"), 0o600) },
-		"oversized":   func() error { return os.WriteFile(recPath, []byte(`{"x":"`+strings.Repeat("a", maxRecord)+`"}`), 0o600) },
+		"garbage": func() error { return os.WriteFile(recPath, []byte("{not json"), 0o600) },
+		"oversized": func() error {
+			return os.WriteFile(recPath, []byte(`{"x":"`+strings.Repeat("a", maxRecord)+`"}`), 0o600)
+		},
 		"for another": func() error { return os.WriteFile(recPath, []byte(`{"version":1,"segment":"`+segName(2)+`"}`), 0o600) },
 		"a link": func() error {
 			other := filepath.Join(t.TempDir(), "r")
