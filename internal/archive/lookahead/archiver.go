@@ -57,6 +57,8 @@ type Archiver struct {
 	current *RepoID           // the repository as last seen; nil: not known yet
 	known   map[string]Record // records of current, by segment, checked
 	failing bool              // the last shipment failed: no look-ahead until one succeeds
+	// Shipped and Failed count the segments shipped and failed by Run.
+	Shipped, Failed int
 }
 
 type shipped struct {
@@ -283,6 +285,7 @@ func (a *Archiver) done(ctx context.Context, r shipped) {
 		}
 		a.known[r.segment] = r.rec
 		a.failing = false
+		a.Shipped++
 		_ = a.Spool.ClearError(r.segment) // best effort: a stale error is also cleared by wal-push
 		return
 	}
@@ -290,6 +293,7 @@ func (a *Archiver) done(ctx context.Context, r shipped) {
 		return // stopped: not the segment's fault
 	}
 	a.failing = true
+	a.Failed++
 	a.Log.Error("archiver: cannot ship segment", "file", r.segment, "error", r.err)
 	if err := a.Spool.WriteError(r.segment, r.err); err != nil {
 		a.Log.Error("archiver: cannot record the error", "file", r.segment, "error", err)

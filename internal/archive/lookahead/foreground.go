@@ -130,7 +130,8 @@ func (f *Foreground) holds(ctx context.Context, path string, rec Record) (string
 
 // Await has the background archiver ship the segment at path and waits until its
 // record appears (nil), the archiver records an error for it (an error wrapping
-// ErrArchiverFailed), no archiver runs any more without a record (ErrArchiverGone), or
+// ErrArchiverFailed; an error recorded before the call is cleared first: the call is
+// the retry the archiver waits for), no archiver runs any more without a record (ErrArchiverGone), or
 // ctx ends. It starts an archiver when none runs.
 func (f *Foreground) Await(ctx context.Context, path string) error {
 	name := filepath.Base(path)
@@ -152,15 +153,16 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 			return fmt.Errorf("start the background archiver: %w", err)
 		}
 	}
+	w := newWatcher(string(f.Spool), poll)
+	defer w.close()
 	lastLive := time.Now()
-	tick := time.NewTicker(poll)
-	defer tick.Stop()
 	for {
 		if done, err := f.recordHolds(ctx, path); done || err != nil {
 			return err
 		}
 		if msg, ok := f.Spool.ReadError(name); ok {
-			_ = f.Spool.ClearError(name) // consumed: the retry PostgreSQL makes clears it anyway
+			// Left in place: it keeps the archiver from retrying the segment until
+			// PostgreSQL's next call for it, which clears it first.
 			return fmt.Errorf("%w: %s", ErrArchiverFailed, msg)
 		}
 		if time.Since(lastLive) >= liveness {
@@ -173,11 +175,10 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 				return ErrArchiverGone
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
-		case <-tick.C:
 		}
+		w.wait(ctx, liveness-time.Since(lastLive))
 	}
 }
 

@@ -94,16 +94,19 @@ func (c *cluster) foreground(st storage.Store, start func() (<-chan struct{}, er
 	return &Foreground{Spool: c.spool, WALDir: c.walDir, Repo: newRepo(st), Start: start, Poll: time.Millisecond, Liveness: time.Millisecond}
 }
 
-// inProcess starts the archiver in a goroutine, as wal-push starts a process.
-func inProcess(a *Archiver) func() (<-chan struct{}, error) {
+// inProcessWaiting starts the archiver in a goroutine, as wal-push starts a process,
+// and returns a function that waits until it ended.
+func inProcessWaiting(a *Archiver) (start func() (<-chan struct{}, error), ended func()) {
+	done := make(chan struct{})
 	return func() (<-chan struct{}, error) {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			_ = a.Run(context.Background())
-		}()
-		return done, nil
-	}
+			go func() {
+				defer close(done)
+				_ = a.Run(context.Background())
+			}()
+			return done, nil
+		}, func() {
+			<-done
+		}
 }
 
 func run(t *testing.T, a *Archiver) {
@@ -256,8 +259,8 @@ func TestArchiverRecordsNothingForAFailedPutAndDoesNotShipPastIt(t *testing.T) {
 
 	// PostgreSQL's retry of the failed segment: its call finds the error, reports it
 	// once; the next call has it shipped, and the look-ahead resumes.
-	a := c.archiver(st, 1)
-	fg := c.foreground(st, inProcess(a))
+	start, ended := inProcessWaiting(c.archiver(st, 1))
+	fg := c.foreground(st, start)
 	_ = c.spool.WriteError(segName(2), errors.New("simulated: the repository is unreachable"))
 	if !c.spool.HasError(segName(2)) {
 		t.Fatal("no error record")
@@ -265,6 +268,7 @@ func TestArchiverRecordsNothingForAFailedPutAndDoesNotShipPastIt(t *testing.T) {
 	if err := fg.Await(context.Background(), c.path(2)); err != nil {
 		t.Fatalf("the retry: %v", err)
 	}
+	ended()
 	run(t, c.archiver(st, 1)) // the rest, as the next calls would have it
 	for i := 1; i <= 4; i++ {
 		if ok, err := fg.Recorded(context.Background(), c.path(i)); !ok || err != nil {
@@ -273,20 +277,29 @@ func TestArchiverRecordsNothingForAFailedPutAndDoesNotShipPastIt(t *testing.T) {
 	}
 }
 
-func TestWalPushReportsTheArchiversErrorOnce(t *testing.T) {
+func TestWalPushReportsTheArchiversErrorAndTheNextCallRetries(t *testing.T) {
 	c := newCluster(t, 2)
 	st := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: "wal/", Err: errors.New("bucket is gone")})
-	fg := c.foreground(st, inProcess(c.archiver(st, 2)))
+	start, ended := inProcessWaiting(c.archiver(st, 2))
+	fg := c.foreground(st, start)
 	err := fg.Await(context.Background(), c.path(1))
+	ended()
 	if !errors.Is(err, ErrArchiverFailed) || !strings.Contains(err.Error(), "bucket is gone") {
 		t.Fatalf("await: %v, want the archiver's error", err)
-	}
-	if c.spool.HasError(segName(1)) {
-		t.Error("the error record was left for the next call to report again")
 	}
 	if _, err := c.spool.ReadRecord(segName(1)); err == nil {
 		t.Error("a failed segment was recorded")
 	}
+	if !c.spool.HasError(segName(1)) {
+		t.Fatal("the error record, which holds the archiver back until the next call, is gone")
+	}
+	// The next call clears it and has the segment shipped (the repository is back).
+	st2 := mem.New()
+	start, ended = inProcessWaiting(c.archiver(st2, 2))
+	if err := c.foreground(st2, start).Await(context.Background(), c.path(1)); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	ended()
 }
 
 func TestWalPushShipsItselfWhenTheArchiverEndsWithoutARecord(t *testing.T) {
@@ -316,8 +329,11 @@ func TestAPutDurableButNotAcknowledgedIsRecordedByTheRetry(t *testing.T) {
 		t.Fatalf("the put did not store the object: %v", err)
 	}
 	// The retry finds an identical object: durable, recorded.
-	fg := c.foreground(st, inProcess(c.archiver(st, 1)))
-	if err := fg.Await(context.Background(), c.path(1)); err != nil {
+	start, ended := inProcessWaiting(c.archiver(st, 1))
+	fg := c.foreground(st, start)
+	err := fg.Await(context.Background(), c.path(1))
+	ended()
+	if err != nil {
 		t.Fatal(err)
 	}
 }
