@@ -99,7 +99,7 @@ func drillBeforeStartHook(w io.Writer) func(ctx context.Context) error {
 
 // testArchiverHangEnv names a test hook, not for users: set to a path P, the
 // background archiver's first upload of a WAL file while P.fired does not exist (the
-// hook creates it when it fires, so it fires once) passes half of the object to the
+// hook creates it when it fires, so it fires once; not while P's directory is missing) passes half of the object to the
 // store, writes "KEY PID" to P and blocks until its context ends: an integration test
 // can SIGKILL the archiver mid-upload, deterministically.
 const testArchiverHangEnv = "PGB_TEST_ARCHIVER_HANG"
