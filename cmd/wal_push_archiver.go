@@ -59,7 +59,7 @@ func (e *env) walPushArchiver(c *cli.Context) error {
 	// sealed segment in flight per worker): collecting often costs little and keeps
 	// its memory near what is in flight.
 	debug.SetGCPercent(20)
-	debug.SetMemoryLimit(256 << 20)
+	debug.SetMemoryLimit(64 << 20)
 	if err := e.archiverTestHook(); err != nil {
 		return err
 	}

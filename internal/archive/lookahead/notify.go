@@ -31,12 +31,12 @@ func newWatcher(dir string, poll time.Duration) *watcher {
 	return w
 }
 
-// wait returns after something changed in the directory, after at most max, or when
+// wait returns after something changed in the directory, after at most limit, or when
 // ctx ends.
-func (w *watcher) wait(ctx context.Context, max time.Duration) {
+func (w *watcher) wait(ctx context.Context, limit time.Duration) {
 	if w.f == nil {
-		max = min(max, w.poll)
-		t := time.NewTimer(max)
+		limit = min(limit, w.poll)
+		t := time.NewTimer(limit)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
@@ -44,7 +44,7 @@ func (w *watcher) wait(ctx context.Context, max time.Duration) {
 		}
 		return
 	}
-	deadline := time.Now().Add(max)
+	deadline := time.Now().Add(limit)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
