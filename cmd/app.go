@@ -76,6 +76,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 		ExitErrHandler:         func(*cli.Context, error) {}, // exit codes are decided in exit.go only
 		Commands: []*cli.Command{
 			walPushCommand(),
+			walPushArchiverCommand(),
 			walFetchCommand(),
 			checkCommand(),
 			backupPushCommand(),

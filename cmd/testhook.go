@@ -16,3 +16,6 @@ func drillTestHook() func(ctx context.Context) error { return nil }
 
 // drillBeforeStartHook does nothing outside a pgbtest build.
 func drillBeforeStartHook(io.Writer) func(ctx context.Context) error { return nil }
+
+// archiverTestHook does nothing outside a pgbtest build.
+func (e *env) archiverTestHook() error { return nil }

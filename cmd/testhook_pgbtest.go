@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
@@ -94,4 +95,64 @@ func drillBeforeStartHook(w io.Writer) func(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// testArchiverHangEnv names a test hook, not for users: set to a path P, the
+// background archiver's first upload of a WAL file while P.fired does not exist (the
+// hook creates it when it fires, so it fires once; not while P's directory is missing) passes half of the object to the
+// store, writes "KEY PID" to P and blocks until its context ends: an integration test
+// can SIGKILL the archiver mid-upload, deterministically.
+const testArchiverHangEnv = "PGB_TEST_ARCHIVER_HANG"
+
+func (e *env) archiverTestHook() error {
+	marker := os.Getenv(testArchiverHangEnv)
+	if marker == "" {
+		return nil
+	}
+	e.wrapStore = func(st storage.Store) storage.Store { return hangPut{Store: st, marker: marker} }
+	return nil
+}
+
+type hangPut struct {
+	storage.Store
+	marker string
+}
+
+func (h hangPut) Put(ctx context.Context, key string, r io.Reader, opts storage.PutOptions) error {
+	if !strings.HasPrefix(key, "wal/") {
+		return h.Store.Put(ctx, key, r, opts)
+	}
+	f, err := os.OpenFile(h.marker+".fired", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return h.Store.Put(ctx, key, r, opts) // fired already
+	}
+	_ = f.Close()
+	return h.Store.Put(ctx, key, &hangReader{ctx: ctx, r: r, left: opts.Size / 2, fire: func() {
+		tmp := h.marker + ".tmp"
+		if os.WriteFile(tmp, []byte(fmt.Sprintf("%s %d\n", key, os.Getpid())), 0o644) == nil {
+			_ = os.Rename(tmp, h.marker)
+		}
+	}}, opts)
+}
+
+// hangReader yields left bytes of r, then calls fire and blocks until ctx ends.
+type hangReader struct {
+	ctx  context.Context
+	r    io.Reader
+	left int64
+	fire func()
+}
+
+func (h *hangReader) Read(p []byte) (int, error) {
+	if h.left <= 0 {
+		h.fire()
+		<-h.ctx.Done()
+		return 0, context.Cause(h.ctx)
+	}
+	if int64(len(p)) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.r.Read(p)
+	h.left -= int64(n)
+	return n, err
 }

@@ -1,15 +1,28 @@
 package cmd
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/archive"
+	"github.com/pgb-project/pgb/internal/archive/lookahead"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/spool"
 )
+
+func walPushFlags() []cli.Flag {
+	return flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel, config.KeyWALTimeout, config.KeyWALPushConc, config.KeyWALPushQueueMax)
+}
 
 func walPushCommand() *cli.Command {
 	return &cli.Command{
@@ -26,8 +39,16 @@ func walPushCommand() *cli.Command {
 			"--wal-push-queue-max SIZE drops WAL rather than fill pg_wal: when a push fails and the segments\n" +
 			"waiting in pg_wal/archive_status exceed SIZE, the segment is dropped (logged as an error, recorded\n" +
 			"as a gap in the repository by the next push that succeeds) and wal-push exits 0. Point-in-time\n" +
-			"recovery across a dropped segment is impossible; pgb status and pgb restore say so.",
-		Flags: flags(config.KeyPGData, config.KeyCompression, config.KeyCompressionLevel, config.KeyWALTimeout, config.KeyWALPushQueueMax),
+			"recovery across a dropped segment is impossible; pgb status and pgb restore say so.\n\n" +
+			"Look-ahead (--wal-push-concurrency above 1, the default): for a segment in the data directory's\n" +
+			"pg_wal that PostgreSQL has marked ready, wal-push has a background archiver (one per data\n" +
+			"directory, started when none runs, exiting when idle) ship it and the next ready segments,\n" +
+			"wal-push-concurrency at once, and record each one in pg_wal/pgb/push once it is durable. The call\n" +
+			"for a recorded segment checks the record (same file, same repository, the object there with its\n" +
+			"recorded size) and exits 0 without reading the segment. An archiver's failure fails the call for\n" +
+			"that segment (PostgreSQL retries it); when no archiver runs, the call ships its segment itself.\n" +
+			".history, .partial and .backup files are always shipped by the call itself. See docs/wal-push.md.",
+		Flags: walPushFlags(),
 		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
 			return e.walPush(c, c.Args().First())
 		}),
@@ -45,7 +66,8 @@ func (e *env) walPush(c *cli.Context, path string) (err error) {
 		return usageError{err}
 	}
 	var cluster *archive.Cluster
-	if dir := e.dataDir(); dir != "" {
+	dir := e.dataDir()
+	if dir != "" {
 		cl, err := archive.ClusterFromDataDir(dir)
 		if err != nil {
 			return err
@@ -58,12 +80,105 @@ func (e *env) walPush(c *cli.Context, path string) (err error) {
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
+	fg := e.lookAhead(c, dir, rp, path)
+	if fg != nil {
+		done, err := e.pushAhead(ctx, fg, path)
+		if err != nil {
+			return pushFailed(err)
+		}
+		if done {
+			return nil
+		}
+	}
 	a := &archive.Archive{Repo: rp, Log: e.log}
 	res, err := a.Push(ctx, path, cluster)
 	if err != nil {
-		return fmt.Errorf("wal-push: %w", err)
+		return pushFailed(err)
 	}
 	e.log.Debug("archived", "file", res.File.Name, "bytes", res.Size, "stored", res.Stored,
 		"compression", res.Compressed, "duplicate", res.Duplicate, "duration", res.Duration)
+	if fg != nil {
+		// So that an archiver does not ship it again; the push is durable already.
+		if _, err := fg.Spool.RecordPush(ctx, rp, res); err != nil {
+			e.log.Warn("archived, but could not record it for the background archiver", "file", res.File.Name, "error", err)
+		}
+	}
 	return nil
+}
+
+// pushFailed is the one way wal-push fails: err becomes the command's one-line error
+// and a non-zero exit, so that PostgreSQL keeps the file and retries it.
+func pushFailed(err error) error {
+	return fmt.Errorf("wal-push: %w", err)
+}
+
+// lookAhead returns the look-ahead of this call, or nil when it does not apply: look-ahead
+// off (wal-push-concurrency 1), no data directory, or a file that is not a ready segment
+// in its pg_wal.
+func (e *env) lookAhead(c *cli.Context, dataDir string, rp *repo.Repo, path string) *lookahead.Foreground {
+	if e.cfg.WALPushConc < 2 || dataDir == "" {
+		return nil
+	}
+	dd, err := spool.DataDir("", dataDir)
+	if err != nil {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil
+	}
+	fg := &lookahead.Foreground{WALDir: filepath.Join(dd, "pg_wal"), Repo: rp, Start: e.archiverStarter(c), Log: e.log}
+	if !fg.Applies(abs) {
+		return nil
+	}
+	sp, err := spool.Open(dd, "push")
+	if err != nil {
+		e.log.Warn("look-ahead off for this call: pushing the segment itself", "error", err)
+		return nil
+	}
+	fg.Spool = lookahead.Spool(sp)
+	return fg
+}
+
+// pushAhead ships the segment at path through the background archiver. done says it
+// is durable in the repository; false with no error: the call ships it itself.
+func (e *env) pushAhead(ctx context.Context, fg *lookahead.Foreground, path string) (done bool, err error) {
+	if ok, err := fg.Recorded(ctx, path); ok || err != nil {
+		return ok, err
+	}
+	err = fg.Await(ctx, path)
+	if errors.Is(err, lookahead.ErrArchiverGone) {
+		e.log.Debug("shipping the segment in this call", "file", filepath.Base(path), "reason", err)
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// archiverStarter returns how this wal-push starts a background archiver: pgb itself,
+// with this call's settings (the same arguments, environment and working directory)
+// and the hidden command archiverCommandName, in a session of its own, stdio on
+// /dev/null (it logs to pg_wal/pgb/push/archiver.log).
+func (e *env) archiverStarter(c *cli.Context) func() (<-chan struct{}, error) {
+	return func() (<-chan struct{}, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		args, _ := c.App.Metadata["args"].([]string)
+		placed, err := placeFlags(c.App, args)
+		if err != nil || len(placed) < 2 || placed[1] != c.Command.Name {
+			return nil, fmt.Errorf("cannot rebuild the command line %q for the archiver", args)
+		}
+		cmd := exec.Command(exe, append([]string{archiverCommandName}, placed[2:]...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		exited := make(chan struct{})
+		go func() {
+			_ = cmd.Wait() // its outcome is in its log; this only reaps it
+			close(exited)
+		}()
+		return exited, nil
+	}
 }

@@ -166,6 +166,9 @@ func newCluster(t testing.TB) *Cluster {
 				t.Logf("pgtest: cleanup stop of %s: %v\n%s", c.dataDir, err, out)
 			}
 		}
+		if c.dataDir != "" {
+			StopPGBWorkers(c.dataDir)
+		}
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("pgtest: removing %s: %v", dir, err)
 		}

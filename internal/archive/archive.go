@@ -61,6 +61,9 @@ type PushResult struct {
 	Duplicate  bool  // the repository already held identical content
 	Duration   time.Duration
 	Compressed string
+	// Source is what fstat said of the file that was read, before it was read: which
+	// file (device, inode) and which version of it (size, modification time).
+	Source os.FileInfo
 }
 
 // Push archives the WAL file at path for cluster. It returns only once the object is
@@ -101,7 +104,7 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 		return PushResult{}, err
 	}
 	put, err := a.Repo.PutWAL(ctx, f, io.MultiReader(bytes.NewReader(head[:n]), in), fi.Size())
-	res := PushResult{File: f, Key: put.Key, Size: put.Sum.Size, Stored: put.Stored, Compressed: a.Repo.Codec().Name()}
+	res := PushResult{File: f, Key: put.Key, Size: put.Sum.Size, Stored: put.Stored, Compressed: a.Repo.Codec().Name(), Source: fi}
 	if errors.Is(err, repo.ErrChangedSize) {
 		return PushResult{}, fmt.Errorf("%s %w", path, err)
 	}

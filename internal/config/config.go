@@ -60,6 +60,7 @@ const (
 	KeyStorageRetries   = "storage-retries"
 	KeyArchiveTimeout   = "archive-timeout"
 	KeyWALTimeout       = "wal-timeout"
+	KeyWALPushConc      = "wal-push-concurrency"
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
@@ -117,6 +118,7 @@ var settings = []Setting{
 	{Key: KeyStorageRetries, Env: []string{"PGB_STORAGE_RETRIES"}, Default: "5", Kind: Int, Usage: "attempts per storage request before giving up (1 = no retry)"},
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
+	{Key: KeyWALPushConc, Env: []string{"PGB_WAL_PUSH_CONCURRENCY"}, Default: "2", Kind: Int, Usage: "WAL segments wal-push compresses and uploads at once, ahead of PostgreSQL's calls, in a background archiver (1 = no look-ahead: each call ships its own segment)"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
@@ -201,6 +203,7 @@ type Config struct {
 	StorageRetries   int
 	ArchiveTimeout   time.Duration
 	WALTimeout       time.Duration
+	WALPushConc      int // segments the background archiver ships at once; 1: no look-ahead
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
@@ -313,6 +316,10 @@ func Load(src Source) (Config, error) {
 	c.StorageRetries = integer(KeyStorageRetries)
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
 	c.WALTimeout = duration(KeyWALTimeout)
+	if c.WALPushConc = integer(KeyWALPushConc); c.WALPushConc < 1 || c.WALPushConc > 64 {
+		v, where := get(KeyWALPushConc)
+		errs = append(errs, fmt.Sprintf("%s: %q: want 1 (no look-ahead) to 64", where, v))
+	}
 	c.LockMaxAge = duration(KeyLockMaxAge)
 	for _, k := range []string{KeyRetainFull, KeyRetainDays} {
 		n := integer(k)

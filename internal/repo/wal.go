@@ -77,6 +77,16 @@ func (r *Repo) OpenWAL(ctx context.Context, f wal.File) (*Object, error) {
 	return r.open(ctx, WALKey(f))
 }
 
+// StatWAL returns the stored size of the archived WAL file f: one Stat (a HEAD on S3),
+// nothing read. A file the repository lacks is an error wrapping storage.ErrNotExist.
+func (r *Repo) StatWAL(ctx context.Context, f wal.File) (int64, error) {
+	o, err := r.st.Stat(ctx, WALKey(f))
+	if err != nil {
+		return 0, err
+	}
+	return o.Size, nil
+}
+
 // WALSum is the size and checksum of the archived WAL file f, from one ranged read of
 // its trailer.
 func (r *Repo) WALSum(ctx context.Context, f wal.File) (Sum, error) {
