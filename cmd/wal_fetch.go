@@ -33,8 +33,15 @@ func walFetchCommand() *cli.Command {
 			"       stops recovery instead of ending it early and promoting with committed transactions missing.\n" +
 			"       Also, on a standby too, NAME missing from a repository that belongs to another cluster\n" +
 			"       than the working directory's global/pg_control: a wrong --repo is never the end of the archive.\n" +
-			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).",
-		Flags: flags(config.KeyWALTimeout),
+			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).\n\n" +
+			"Prefetch (--wal-fetch-prefetch, default 8; 0 = off): for a segment, when the working directory\n" +
+			"or --pgdata/PGDATA is a data directory, a background process fetches the next segments (following\n" +
+			"the repository's timeline history files) into pg_wal/pgb/fetch, and exits when no request came for\n" +
+			"a few seconds. A spooled segment is served only when it came from this repository and its size\n" +
+			"and checksum match the stored object's; \"not in the archive\" always comes from asking the\n" +
+			"repository itself, and a prefetch failure is never reported: wal-fetch then fetches by itself.\n" +
+			"See docs/wal-fetch.md.",
+		Flags: flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch),
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
 			// restore_command that cannot work must stop recovery, not end it.
@@ -68,11 +75,22 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 		wd = "."
 	}
 	a := &archive.Archive{Repo: rp, Log: e.log, DataDir: wd}
+	sp := e.prefetchSpool(wd, name)
+	if sp.dir != "" {
+		if sum, ok := a.TakeSpooled(ctx, sp.dir, name, dest); ok {
+			e.log.Debug("fetched from the prefetch spool", "file", name, "bytes", sum.Size)
+			e.prefetchAfter(ctx, a, sp, name, sum.Size)
+			return nil
+		}
+	}
 	sum, err := a.Fetch(ctx, name, dest)
 	if err != nil {
 		return err
 	}
 	e.log.Debug("fetched", "file", name, "bytes", sum.Size)
+	if sp.dir != "" {
+		e.prefetchAfter(ctx, a, sp, name, sum.Size)
+	}
 	return nil
 }
 

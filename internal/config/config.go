@@ -60,6 +60,7 @@ const (
 	KeyStorageRetries   = "storage-retries"
 	KeyArchiveTimeout   = "archive-timeout"
 	KeyWALTimeout       = "wal-timeout"
+	KeyWALFetchPrefetch = "wal-fetch-prefetch"
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
@@ -116,6 +117,7 @@ var settings = []Setting{
 	{Key: KeyStorageRetries, Env: []string{"PGB_STORAGE_RETRIES"}, Default: "5", Kind: Int, Usage: "attempts per storage request before giving up (1 = no retry)"},
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
+	{Key: KeyWALFetchPrefetch, Env: []string{"PGB_WAL_FETCH_PREFETCH"}, Default: "8", Kind: Int, Usage: "segments wal-fetch prefetches ahead of PostgreSQL's request into pg_wal/pgb/fetch, by a background process (0 = off; at most 256)"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
@@ -199,6 +201,7 @@ type Config struct {
 	StorageRetries   int
 	ArchiveTimeout   time.Duration
 	WALTimeout       time.Duration
+	WALFetchPrefetch int // segments; 0 = off
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
@@ -308,6 +311,9 @@ func Load(src Source) (Config, error) {
 	c.ArchiveTimeout = duration(KeyArchiveTimeout)
 	c.WALTimeout = duration(KeyWALTimeout)
 	c.LockMaxAge = duration(KeyLockMaxAge)
+	if c.WALFetchPrefetch = integer(KeyWALFetchPrefetch); c.WALFetchPrefetch < 0 || c.WALFetchPrefetch > 256 {
+		errs = append(errs, fmt.Sprintf("wal-fetch-prefetch %d: want 0 (off) to 256 segments", c.WALFetchPrefetch))
+	}
 	for _, k := range []string{KeyRetainFull, KeyRetainDays} {
 		n := integer(k)
 		if n < 0 {
