@@ -35,13 +35,13 @@ func walFetchCommand() *cli.Command {
 			"       than the working directory's global/pg_control: a wrong --repo is never the end of the archive.\n" +
 			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).\n\n" +
 			"Prefetch (--wal-fetch-prefetch, default 8; 0 = off): for a segment, when the working directory\n" +
-			"or --pgdata/PGDATA is a data directory, a background process fetches the next segments (following\n" +
-			"the repository's timeline history files) into pg_wal/pgb/fetch, and exits when no request came for\n" +
-			"a few seconds. A spooled segment is served only when it came from this repository and its size\n" +
-			"and checksum match the stored object's; \"not in the archive\" always comes from asking the\n" +
-			"repository itself, and a prefetch failure is never reported: wal-fetch then fetches by itself.\n" +
-			"See docs/wal-fetch.md.",
-		Flags: flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch),
+			"(or else --pgdata/PGDATA, used for nothing else here) is a data directory, a background process\n" +
+			"fetches the next segments (following the repository's timeline history files) into\n" +
+			"pg_wal/pgb/fetch, and exits when no request came for 10 seconds. A spooled segment is served only\n" +
+			"when it came from this repository and its size and checksum match the stored object's; \"not in\n" +
+			"the archive\" always comes from asking the repository itself, and a prefetch failure is never\n" +
+			"reported: wal-fetch then fetches by itself. See docs/wal-fetch.md.",
+		Flags: flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch, config.KeyPGData),
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
 			// restore_command that cannot work must stop recovery, not end it.
