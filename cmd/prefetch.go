@@ -29,6 +29,9 @@ func prefetchKeys() []string {
 const (
 	prefetchIdle = 10 * time.Second
 	prefetchPoll = 5 * time.Millisecond
+	// prefetchAwait bounds how long wal-fetch waits for the prefetcher to finish
+	// writing the very segment it asks for, before fetching it itself.
+	prefetchAwait = 30 * time.Second
 )
 
 // prefetchWorkers is how many segments the prefetcher fetches at once.

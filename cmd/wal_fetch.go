@@ -77,7 +77,11 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 	a := &archive.Archive{Repo: rp, Log: e.log, DataDir: wd}
 	sp := e.prefetchSpool(wd, name)
 	if sp.dir != "" {
-		if sum, ok := a.TakeSpooled(ctx, sp.dir, name, dest); ok {
+		sum, ok := a.TakeSpooled(ctx, sp.dir, name, dest)
+		if !ok && archive.AwaitInFlight(ctx, sp.dir, name, prefetchAwait) {
+			sum, ok = a.TakeSpooled(ctx, sp.dir, name, dest)
+		}
+		if ok {
 			e.log.Debug("fetched from the prefetch spool", "file", name, "bytes", sum.Size)
 			e.prefetchAfter(ctx, a, sp, name, sum.Size)
 			return nil

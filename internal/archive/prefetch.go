@@ -452,3 +452,33 @@ func (t *timelines) history(ctx context.Context, a *Archive, tli uint32) []wal.T
 	t.newest, t.spans = newest, spans
 	return spans
 }
+
+// AwaitInFlight waits while the prefetcher is writing the segment name into the spool
+// dir, and reports whether it is there now: a wal-fetch that caught up with the
+// prefetcher takes its copy rather than fetch and decode the segment a second time.
+// It returns false at once when no prefetcher is writing name, as soon as the write
+// ends without the file (the prefetcher failed or gave up: the caller fetches), when
+// the prefetcher exits, and after at most max.
+func AwaitInFlight(ctx context.Context, dir, name string, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for i := 0; ; i++ {
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+		if !writing(dir, name) || time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		if i%25 == 24 {
+			if running, err := PrefetcherRunning(dir); err != nil || !running {
+				return false
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// writing reports whether a temp file of name is in the spool dir.
+func writing(dir, name string) bool {
+	m, err := filepath.Glob(filepath.Join(dir, tmpPrefix+name+"-*"))
+	return err == nil && len(m) > 0
+}

@@ -329,3 +329,45 @@ func TestAStorageErrorStillFailsTheFetchWhenTheSpoolHoldsOtherSegments(t *testin
 		t.Errorf("error %q does not say why", err)
 	}
 }
+
+func TestAFetchThatCaughtUpWithThePrefetcherWaitsForItsCopyOnlyWhileItIsBeingWritten(t *testing.T) {
+	ctx := context.Background()
+	name := names(1, 1)[0]
+	dir := t.TempDir()
+	if AwaitInFlight(ctx, dir, name, time.Minute) {
+		t.Fatal("waited for a segment nobody writes")
+	}
+	tmp := filepath.Join(dir, tmpPrefix+name+"-1")
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if AwaitInFlight(ctx, dir, name, time.Minute) {
+		t.Fatal("a temp file left by a dead prefetcher (no lock held) was waited for")
+	}
+	lock, held, err := lockPrefetcher(dir)
+	if err != nil || !held {
+		t.Fatalf("lock: %v %v", held, err)
+	}
+	defer func() { _ = lock.Close() }()
+	for _, c := range []struct {
+		name   string
+		finish func() error
+		want   bool
+	}{
+		{"the write completes", func() error { return os.Rename(tmp, filepath.Join(dir, name)) }, true},
+		{"the write fails", func() error { return os.Remove(tmp) }, false},
+	} {
+		if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(filepath.Join(dir, name))
+		got := make(chan bool, 1)
+		go func() { got <- AwaitInFlight(ctx, dir, name, time.Minute) }()
+		if err := c.finish(); err != nil {
+			t.Fatal(err)
+		}
+		if g := <-got; g != c.want {
+			t.Errorf("%s: AwaitInFlight = %v, want %v", c.name, g, c.want)
+		}
+	}
+}
