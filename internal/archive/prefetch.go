@@ -321,16 +321,20 @@ func (p *Prefetcher) clean(plan []entry, inflight map[string]string) {
 	}
 }
 
-// removeLeftovers removes the temp files of prefetchers that died: only the lock
-// holder writes temp files, and it holds the lock now.
+// removeLeftovers removes what an earlier prefetcher left: its temp files (only the
+// lock holder writes them, and it holds the lock now) and its segments, which may come
+// from another repository (a prefetcher that exits idle empties the spool; one that was
+// killed does not).
 func removeLeftovers(dir string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, de := range ents {
-		if n := de.Name(); strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, tmpPrefix+wantFile) {
-			_ = os.Remove(filepath.Join(dir, n)) // best effort: a leftover temp file
+		n := de.Name()
+		f, err := wal.Parse(n)
+		if (err == nil && f.Kind == wal.Segment) || strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, tmpPrefix+wantFile) {
+			_ = os.Remove(filepath.Join(dir, n)) // best effort: a leftover
 		}
 	}
 }
