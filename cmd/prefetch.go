@@ -28,7 +28,7 @@ func prefetchKeys() []string {
 // it looks for one.
 const (
 	prefetchIdle = 10 * time.Second
-	prefetchPoll = 5 * time.Millisecond
+	prefetchPoll = 5 * time.Millisecond // without inotify; with it, 20 times less often
 	// prefetchAwait bounds how long wal-fetch waits for the prefetcher to finish
 	// writing the very segment it asks for, before fetching it itself.
 	prefetchAwait = 30 * time.Second
@@ -168,7 +168,9 @@ func (e *env) prefetch(ctx context.Context, dataDir string) error {
 	if err != nil {
 		e.log.Error("prefetcher stopped", "err", err)
 	}
-	e.log.Debug("prefetcher exits")
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru) // for the log only
+	e.log.Info("prefetcher exits", "cpu_user", time.Duration(ru.Utime.Nano()), "cpu_sys", time.Duration(ru.Stime.Nano()))
 	return err
 }
 

@@ -159,6 +159,14 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 		return err
 	}
 	removeLeftovers(p.Dir)
+	notify := notifyWant(p.Dir)
+	defer notify.Close()
+	var woken <-chan struct{}
+	pollEvery := p.Poll
+	if notify != nil {
+		woken = notify.C
+		pollEvery = 20 * p.Poll // inotify wakes it: polling is only a fallback
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan result)
@@ -213,10 +221,10 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		if time.Since(last) > time.Second {
-			poll.Reset(20 * p.Poll) // quiet: look less often
+		if wait := p.Idle - time.Since(last); len(inflight) == 0 && wait > 0 && wait < pollEvery {
+			poll.Reset(wait)
 		} else {
-			poll.Reset(p.Poll)
+			poll.Reset(pollEvery)
 		}
 		select {
 		case <-ctx.Done():
@@ -236,6 +244,7 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 			}
 			p.clean(plan, inflight)
 		case <-poll.C:
+		case <-woken:
 		}
 	}
 	return nil
