@@ -207,16 +207,15 @@ func (a *Archive) serveClaimed(claimed, name, dest string, want RepoID) (repo.Su
 	if err != nil {
 		return repo.Sum{}, err
 	}
-	if _, err := io.Copy(h, io.NewSectionReader(fl, 0, rec.Size)); err != nil {
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(fl, 0, rec.Size), make([]byte, 1<<20)); err != nil {
 		return repo.Sum{}, err
 	}
 	if got := h.Sum(nil); !bytes.Equal(got, sum.Checksum[:len(got)]) {
 		return repo.Sum{}, fmt.Errorf("checksum mismatch: its bytes have %s, the stored object %s", hex.EncodeToString(got), sum.Hex())
 	}
+	// The bytes were fsynced by the prefetcher; the truncation is metadata, made durable
+	// with the rename by the directory sync below (one journal commit, not two).
 	if err := fl.Truncate(rec.Size); err != nil {
-		return repo.Sum{}, err
-	}
-	if err := fl.Sync(); err != nil {
 		return repo.Sum{}, err
 	}
 	if err := fl.Close(); err != nil {
