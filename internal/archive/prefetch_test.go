@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -206,7 +207,7 @@ func spooled(t *testing.T, dir string) []string {
 // waitFor waits until cond holds; the deadline only guards against a hang.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(5 * time.Minute) // generous: fsyncs on a loaded shared machine
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("gave up waiting for %s", what)
@@ -225,6 +226,7 @@ func names(from, to int) []string {
 
 func TestThePrefetcherFillsTheSpoolAheadOfEachRequestWithinItsDepthAndCleansTheRest(t *testing.T) {
 	a, segs := pushed(t, mem.New(), 10)
+	a.Log = slog.New(slog.NewTextHandler(testLog{t}, nil)) // a failure shows what the prefetcher met
 	dir := t.TempDir()
 	// A stale file of another request and a temp file of a prefetcher that died.
 	stale := wal.SegmentFileName(1, 1, segSize)
@@ -370,4 +372,12 @@ func TestAFetchThatCaughtUpWithThePrefetcherWaitsForItsCopyOnlyWhileItIsBeingWri
 			t.Errorf("%s: AwaitInFlight = %v, want %v", c.name, g, c.want)
 		}
 	}
+}
+
+// testLog writes log lines into the test's log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
