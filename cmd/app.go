@@ -31,10 +31,16 @@ type Build struct {
 func Main(ctx context.Context, args []string, build Build) int {
 	ctx, stop := withSignals(ctx)
 	defer stop()
-	return run(ctx, args, build, os.Stdout, os.Stderr)
+	return runWith(ctx, args, build, os.Stdout, os.Stderr, spawnDetached)
 }
 
+// run runs pgb in this process, as tests do: it never starts a background process.
 func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writer) (code int) {
+	return runWith(ctx, args, build, stdout, stderr, nil)
+}
+
+// runWith runs pgb; spawn starts a detached pgb (wal-fetch's prefetcher), nil: none.
+func runWith(ctx context.Context, args []string, build Build, stdout, stderr io.Writer, spawn spawnFunc) (code int) {
 	defer func() {
 		// A bug must never exit with Go's panic status 2, which restore_command would
 		// take for "not in the archive": report it and use the status that stops recovery.
@@ -45,7 +51,7 @@ func run(ctx context.Context, args []string, build Build, stdout, stderr io.Writ
 		}
 	}()
 	app := newApp(build, stdout, stderr)
-	app.Metadata = map[string]any{"args": args}
+	app.Metadata = map[string]any{"args": args, "spawn": spawn}
 	placed, err := placeFlags(app, args)
 	if err == nil {
 		err = app.RunContext(ctx, placed)
@@ -91,6 +97,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			statusCommand(),
 			drillCommand(),
 			extractCommand(),
+			prefetcherCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})
@@ -148,6 +155,8 @@ type env struct {
 	stderr io.Writer
 	// wrapStore, if set, wraps the store openRepo opens (a test hook of pgb delete).
 	wrapStore func(storage.Store) storage.Store
+	// spawn starts a detached pgb process (wal-fetch's prefetcher); nil: never.
+	spawn spawnFunc
 }
 
 // load resolves the configuration of the command being run.
@@ -167,6 +176,7 @@ func load(c *cli.Context) (*env, error) {
 	}
 	stderr := c.App.ErrWriter
 	e := &env{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stdout: c.App.Writer, stderr: stderr}
+	e.spawn, _ = c.App.Metadata["spawn"].(spawnFunc)
 	for _, w := range cfg.Warnings {
 		e.log.Warn(w)
 	}

@@ -33,8 +33,15 @@ func walFetchCommand() *cli.Command {
 			"       stops recovery instead of ending it early and promoting with committed transactions missing.\n" +
 			"       Also, on a standby too, NAME missing from a repository that belongs to another cluster\n" +
 			"       than the working directory's global/pg_control: a wrong --repo is never the end of the archive.\n" +
-			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).",
-		Flags: flags(config.KeyWALTimeout),
+			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).\n\n" +
+			"Prefetch (--wal-fetch-prefetch, default 8; 0 = off): for a segment, when the working directory\n" +
+			"(or else --pgdata/PGDATA, used for nothing else here) is a data directory, a background process\n" +
+			"fetches the next segments (following the repository's timeline history files) into\n" +
+			"pg_wal/pgb/fetch, and exits when no request came for 10 seconds. A spooled segment is served only\n" +
+			"when it came from this repository and its size and checksum match the stored object's; \"not in\n" +
+			"the archive\" always comes from asking the repository itself, and a prefetch failure is never\n" +
+			"reported: wal-fetch then fetches by itself. See docs/wal-fetch.md.",
+		Flags: flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch, config.KeyPGData),
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
 			// restore_command that cannot work must stop recovery, not end it.
@@ -68,11 +75,26 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 		wd = "."
 	}
 	a := &archive.Archive{Repo: rp, Log: e.log, DataDir: wd}
+	sp := e.prefetchSpool(wd, name)
+	if sp.dir != "" {
+		sum, ok := a.TakeSpooled(ctx, sp.dir, name, dest)
+		if !ok && archive.AwaitInFlight(ctx, sp.dir, name, prefetchAwait) {
+			sum, ok = a.TakeSpooled(ctx, sp.dir, name, dest)
+		}
+		if ok {
+			e.log.Debug("fetched from the prefetch spool", "file", name, "bytes", sum.Size)
+			e.prefetchAfter(ctx, a, sp, name, sum.Size)
+			return nil
+		}
+	}
 	sum, err := a.Fetch(ctx, name, dest)
 	if err != nil {
 		return err
 	}
 	e.log.Debug("fetched", "file", name, "bytes", sum.Size)
+	if sp.dir != "" {
+		e.prefetchAfter(ctx, a, sp, name, sum.Size)
+	}
 	return nil
 }
 

@@ -61,6 +61,7 @@ const (
 	KeyArchiveTimeout   = "archive-timeout"
 	KeyWALTimeout       = "wal-timeout"
 	KeyWALPushConc      = "wal-push-concurrency"
+	KeyWALFetchPrefetch = "wal-fetch-prefetch"
 	KeyPartSize         = "part-size"
 	KeyConcurrency      = "concurrency"
 	KeyFast             = "fast"
@@ -119,6 +120,7 @@ var settings = []Setting{
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
 	{Key: KeyWALPushConc, Env: []string{"PGB_WAL_PUSH_CONCURRENCY"}, Default: "2", Kind: Int, Usage: "WAL segments wal-push compresses and uploads at once, ahead of PostgreSQL's calls, in a background archiver (1 = no look-ahead: each call ships its own segment)"},
+	{Key: KeyWALFetchPrefetch, Env: []string{"PGB_WAL_FETCH_PREFETCH"}, Default: "8", Kind: Int, Usage: "segments wal-fetch prefetches ahead of PostgreSQL's request into pg_wal/pgb/fetch, by a background process (0 = off; at most 256)"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
@@ -204,6 +206,7 @@ type Config struct {
 	ArchiveTimeout   time.Duration
 	WALTimeout       time.Duration
 	WALPushConc      int // segments the background archiver ships at once; 1: no look-ahead
+	WALFetchPrefetch int // segments; 0 = off
 	PartSize         int64
 	Concurrency      int
 	Fast             bool
@@ -321,6 +324,9 @@ func Load(src Source) (Config, error) {
 		errs = append(errs, fmt.Sprintf("%s: %q: want 1 (no look-ahead) to 64", where, v))
 	}
 	c.LockMaxAge = duration(KeyLockMaxAge)
+	if c.WALFetchPrefetch = integer(KeyWALFetchPrefetch); c.WALFetchPrefetch < 0 || c.WALFetchPrefetch > 256 {
+		errs = append(errs, fmt.Sprintf("wal-fetch-prefetch %d: want 0 (off) to 256 segments", c.WALFetchPrefetch))
+	}
 	for _, k := range []string{KeyRetainFull, KeyRetainDays} {
 		n := integer(k)
 		if n < 0 {
