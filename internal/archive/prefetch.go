@@ -154,6 +154,10 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 		return ErrPrefetcherRunning
 	}
 	defer func() { _ = lock.Close() }() // releases the lock
+	// The holder's pid, for an operator (and test clean-ups) to find the prefetcher.
+	if err := lock.Truncate(0); err == nil {
+		_, _ = lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
 	id, err := p.Archive.RepoID(ctx)
 	if err != nil {
 		return err
