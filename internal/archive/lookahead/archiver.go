@@ -70,14 +70,14 @@ type shipped struct {
 // Run ships ready segments until it has found nothing to do for Idle, or ctx ends. It
 // returns ErrArchiverRunning at once when another archiver holds the lock.
 func (a *Archiver) Run(ctx context.Context) error {
-	lock, err := a.Spool.TakeLock(ctx)
+	rp := a.NewRepo()
+	lock, err := a.Spool.TakeLock(ctx, rp.String())
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
 	a.defaults()
 	a.known = map[string]Record{}
-	rp := a.NewRepo()
 	if id, err := rp.Identity(ctx); err == nil {
 		cur := MakeRepoID(rp.String(), id)
 		a.current = &cur

@@ -135,9 +135,18 @@ func (f *Foreground) holds(ctx context.Context, path string, rec Record) (string
 // ctx ends. It starts an archiver when none runs.
 func (f *Foreground) Await(ctx context.Context, path string) error {
 	name := filepath.Base(path)
+	// An archiver shipping to another repository (started before the configuration
+	// changed) is stopped; this call ships its segment itself rather than wait for a
+	// record it would not trust or report an error that is not its repository's.
+	if f.Spool.StopStale(f.Repo.String(), f.logger()) {
+		return fmt.Errorf("%w: it ships to another repository", ErrArchiverGone)
+	}
 	// An error recorded before this call is stale: this call is the retry it waited for.
+	// Look-ahead is only a speed-up: when the spool cannot be cleaned or no archiver can
+	// be started, the call ships its segment itself.
 	if err := f.Spool.ClearError(name); err != nil {
-		return err
+		f.logger().Warn("look-ahead off for this call: pushing the segment itself", "error", err)
+		return fmt.Errorf("%w: %w", ErrArchiverGone, err)
 	}
 	poll, liveness := f.Poll, f.Liveness
 	if poll <= 0 {
@@ -150,7 +159,8 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 	if !f.Spool.ArchiverRunning() {
 		var err error
 		if exited, err = f.Start(); err != nil {
-			return fmt.Errorf("start the background archiver: %w", err)
+			f.logger().Warn("could not start the background archiver: pushing the segment itself", "error", err)
+			return fmt.Errorf("%w: it could not be started: %w", ErrArchiverGone, err)
 		}
 	}
 	w := newWatcher(string(f.Spool), poll)
@@ -161,6 +171,9 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 			return err
 		}
 		if msg, ok := f.Spool.ReadError(name); ok {
+			if f.Spool.StopStale(f.Repo.String(), f.logger()) {
+				return fmt.Errorf("%w: it ships to another repository", ErrArchiverGone)
+			}
 			// Left in place: it keeps the archiver from retrying the segment until
 			// PostgreSQL's next call for it, which clears it first.
 			return fmt.Errorf("%w: %s", ErrArchiverFailed, msg)
