@@ -39,8 +39,8 @@ func TestBurstOf200SegmentsWithLookAheadLosesNothing(t *testing.T) {
 	if s := c.ArchiverStats(t); s.FailedCount != 0 {
 		t.Errorf("archive_command failed during the burst: %s\n%s", s, c.LogTail(20))
 	}
-	if _, err := os.Stat(filepath.Join(pushSpool(c), "archiver.lock")); err != nil {
-		t.Fatalf("no background archiver ever ran: %v", err)
+	if shipped := archiverShipped(t, c); shipped == 0 {
+		t.Fatal("the background archiver shipped no segment: every call shipped its own, look-ahead never worked")
 	}
 
 	r := restoreToTheEnd(t, repo)
@@ -137,4 +137,35 @@ func TestWalPushToARecreatedRepositoryShipsAgainDespiteItsRecords(t *testing.T) 
 		t.Fatalf("the new repository was not bound to the cluster: %v", err)
 	}
 	pgtest.StopPGBWorkers(c.DataDir())
+}
+
+// archiverShipped stops c, waits until no background archiver runs for it any more, and
+// returns how many segments its archivers shipped ahead of PostgreSQL's calls, as their
+// log says when they exit.
+func archiverShipped(t *testing.T, c *pgtest.Cluster) int {
+	t.Helper()
+	c.Stop(t)
+	lock := filepath.Join(pushSpool(c), "archiver.lock")
+	deadline := time.Now().Add(2 * time.Minute) // a hang guard: an idle archiver exits in seconds
+	for pgtest.LockHeld(lock) {
+		if time.Now().After(deadline) {
+			t.Fatal("the background archiver never exited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(pushSpool(c), "archiver.log"))
+	if err != nil {
+		t.Fatalf("no background archiver ever ran: %v", err)
+	}
+	total := 0
+	for _, f := range strings.Fields(string(b)) {
+		if n, ok := strings.CutPrefix(f, "shipped="); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil {
+				t.Fatalf("archiver log: %q: %v", f, err)
+			}
+			total += v
+		}
+	}
+	return total
 }
