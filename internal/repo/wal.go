@@ -79,7 +79,9 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 	return res, err
 }
 
-const copyBufSize = 1 << 20
+// copyBufSize is what PutWAL reads at a time: a multiple of the codecs' blocks, small
+// enough that the copy costs little resident memory.
+const copyBufSize = 256 << 10
 
 // WALBuffers lends PutWAL its buffers for reuse across calls; safe for concurrent use.
 // It keeps at most a few idle buffers: as many as were in use at once, up to
