@@ -84,9 +84,11 @@ func (e *env) walPushArchiver(c *cli.Context) error {
 	if e.wrapStore != nil {
 		st = e.wrapStore(st)
 	}
+	// One set of sealing buffers for the whole run: each segment's Repo borrows from it.
+	bufs := &repo.WALBuffers{}
 	a := &lookahead.Archiver{
 		Spool: sp, WALDir: filepath.Join(dd, "pg_wal"), Cluster: &cluster,
-		NewRepo:     func() *repo.Repo { return repo.New(st, repo.Options{Codec: codec, Log: e.log}) },
+		NewRepo:     func() *repo.Repo { return repo.New(st, repo.Options{Codec: codec, Log: e.log, Buffers: bufs}) },
 		Concurrency: e.cfg.WALPushConc, Timeout: e.cfg.WALTimeout, Log: e.log,
 	}
 	err = a.Run(ctx)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
@@ -43,18 +45,24 @@ var ErrChangedSize = errors.New("changed size while being read")
 // WALPut still carries the Sum of src, so the caller can compare (WALSum, OpenWAL).
 //
 // The whole sealed object is built in memory first (a compressed segment is a few
-// MiB), so a failed upload can be retried from the start.
+// MiB), so a failed upload can be retried from the start. With Options.Buffers the
+// memory is borrowed from there and given back once the store is done with it.
 func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64) (WALPut, error) {
 	// Room for the worst case (incompressible data), so the buffer is never copied while
-	// it grows. make, unlike bytes.Buffer.Grow, leaves fresh pages untouched: only the
-	// compressed bytes cost page faults.
-	buf := bytes.NewBuffer(make([]byte, 0, size+size/64+Overhead+64<<10))
+	// it grows. A fresh one from make, unlike bytes.Buffer.Grow, leaves its pages
+	// untouched: only the compressed bytes cost page faults.
+	need := int(size + size/64 + Overhead + 64<<10)
+	sealed := r.buffers.get(need)
+	defer r.buffers.put(sealed)
+	copyBuf := r.buffers.get(copyBufSize)
+	defer r.buffers.put(copyBuf)
+	buf := bytes.NewBuffer(sealed[:0])
 	ew, err := r.seal(buf, r.codec)
 	if err != nil {
 		return WALPut{}, err
 	}
 	// onlyReader hides a WriterTo (*os.File's copies in 32 KiB pieces).
-	n, err := io.CopyBuffer(ew, onlyReader{src}, make([]byte, 1<<20))
+	n, err := io.CopyBuffer(ew, onlyReader{src}, copyBuf[:copyBufSize])
 	if err != nil {
 		return WALPut{}, err
 	}
@@ -65,8 +73,58 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 		return WALPut{}, fmt.Errorf("%w (%d, now %d bytes)", ErrChangedSize, size, n)
 	}
 	res := WALPut{Key: WALKey(f), Stored: int64(buf.Len()), Sum: ew.Sum()}
+	// The store is done with the reader once Put returns (retries included): only then
+	// does the deferred put hand the buffer to the next segment.
 	err = r.st.Put(ctx, res.Key, bytes.NewReader(buf.Bytes()), storage.PutOptions{IfAbsent: true, Size: int64(buf.Len())})
 	return res, err
+}
+
+// copyBufSize is what PutWAL reads at a time: a multiple of the codecs' blocks, small
+// enough that the copy costs little resident memory.
+const copyBufSize = 256 << 10
+
+// WALBuffers lends PutWAL its buffers for reuse across calls; safe for concurrent use.
+// It keeps at most a few idle buffers: as many as were in use at once, up to
+// maxIdleBuffers. The zero value is ready; a nil *WALBuffers allocates afresh.
+type WALBuffers struct {
+	mu   sync.Mutex
+	idle [][]byte
+}
+
+const maxIdleBuffers = 8
+
+// get returns a buffer of length n: an idle one large enough (whatever it held before
+// is overwritten by its borrower, which uses only what it wrote), or a fresh one.
+func (p *WALBuffers) get(n int) []byte {
+	if p == nil {
+		return make([]byte, n)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	best := -1 // the smallest that fits: a copy buffer must not take a segment's
+	for i, b := range p.idle {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(p.idle[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]byte, n)
+	}
+	b := p.idle[best]
+	p.idle = slices.Delete(p.idle, best, best+1)
+	return b[:n]
+}
+
+// put gives b back for reuse.
+func (p *WALBuffers) put(b []byte) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) < maxIdleBuffers {
+		p.idle = append(p.idle, b[:cap(b)])
+	}
 }
 
 type onlyReader struct{ io.Reader }

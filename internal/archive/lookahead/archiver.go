@@ -22,8 +22,12 @@ const (
 	// DefaultIdle is how long an archiver that finds nothing to ship waits for more
 	// before it exits.
 	DefaultIdle = 2 * time.Second
-	// DefaultPoll is how often an archiver looks for new ready segments.
+	// DefaultPoll is how often an archiver looks for new ready segments when it cannot
+	// watch archive_status (no inotify).
 	DefaultPoll = 5 * time.Millisecond
+	// watchedPoll is how often an archiver that watches archive_status and its spool
+	// looks anyway: a safety net, events are what wake it.
+	watchedPoll = 500 * time.Millisecond
 	// staleTemp is the age after which a temp file left in the spool (by a process
 	// killed while writing a record) is removed.
 	staleTemp = 10 * time.Minute
@@ -46,7 +50,10 @@ type Archiver struct {
 	MaxAhead      int
 	MaxAheadBytes int64
 	Idle          time.Duration
-	Poll          time.Duration
+	// Poll is how often it looks for new ready segments without inotify; with it,
+	// changes in archive_status and the spool wake it, and it looks at least every
+	// half second anyway.
+	Poll time.Duration
 	// Timeout bounds the shipping of one segment (wal-timeout).
 	Timeout time.Duration
 	Log     *slog.Logger
@@ -86,6 +93,13 @@ func (a *Archiver) Run(ctx context.Context) error {
 	defer a.cleanup()
 	a.Log.Debug("archiver started", "concurrency", a.Concurrency, "wal", a.WALDir)
 
+	// Watched from before the first look, so that nothing created after it is missed.
+	w := newDirWatch(filepath.Join(a.WALDir, "archive_status"), string(a.Spool))
+	defer w.close()
+	poll := a.Poll
+	if w.ok {
+		poll = max(poll, watchedPoll)
+	}
 	inflight := map[string]bool{}
 	results := make(chan shipped)
 	var idleSince time.Time
@@ -109,12 +123,21 @@ func (a *Archiver) Run(ctx context.Context) error {
 		} else {
 			idleSince = time.Time{}
 		}
+		wait := poll
+		if !idleSince.IsZero() {
+			wait = max(time.Millisecond, min(wait, a.Idle-time.Since(idleSince)))
+		}
+		t := time.NewTimer(wait)
 		select {
 		case r := <-results:
+			t.Stop()
 			delete(inflight, r.segment)
 			a.done(ctx, r)
-		case <-time.After(a.Poll):
+		case <-w.C:
+			t.Stop()
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			if len(inflight) == 0 {
 				return nil
 			}

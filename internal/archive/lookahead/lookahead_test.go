@@ -405,3 +405,42 @@ func TestARecordIsTrustedOnlyForItsFileRepositoryAndObject(t *testing.T) {
 		})
 	}
 }
+
+// waitRecord waits until segment i has a record; the deadline only guards against a
+// hang.
+func (c *cluster) waitRecord(t *testing.T, i int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := c.spool.ReadRecord(segName(i)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("segment %d never recorded", i)
+		}
+		time.Sleep(time.Millisecond) //nolint:forbidigo // pacing of a condition wait, not synchronisation
+	}
+}
+
+// A segment PostgreSQL marks ready while the archiver waits is shipped when it is
+// marked, not at the next poll: the archiver watches archive_status. (Its poll here is
+// an hour.)
+func TestArchiverShipsASegmentMarkedReadyWhileItWaits(t *testing.T) {
+	c := newCluster(t, 1)
+	st := mem.New()
+	a := c.archiver(st, 2)
+	a.Poll, a.Idle = time.Hour, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	c.waitRecord(t, 1)
+	c.ready(t, 2)
+	c.waitRecord(t, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if a.Shipped != 2 || a.Failed != 0 {
+		t.Fatalf("shipped %d, failed %d; want 2 and 0", a.Shipped, a.Failed)
+	}
+}
