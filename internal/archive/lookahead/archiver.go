@@ -22,6 +22,8 @@ const (
 	// DefaultIdle is how long an archiver that finds nothing to ship waits for more
 	// before it exits.
 	DefaultIdle = 2 * time.Second
+	// DefaultCleanupEvery is how often a running archiver cleans its spool.
+	DefaultCleanupEvery = 10 * time.Second
 	// DefaultPoll is how often an archiver looks for new ready segments when it cannot
 	// watch archive_status (no inotify).
 	DefaultPoll = 5 * time.Millisecond
@@ -54,6 +56,9 @@ type Archiver struct {
 	// changes in archive_status and the spool wake it, and it looks at least every
 	// half second anyway.
 	Poll time.Duration
+	// CleanupEvery is how often a running archiver removes the records of segments no
+	// longer in pg_wal (it also does at start and exit).
+	CleanupEvery time.Duration
 	// Timeout bounds the shipping of one segment (wal-timeout).
 	Timeout time.Duration
 	Log     *slog.Logger
@@ -103,7 +108,14 @@ func (a *Archiver) Run(ctx context.Context) error {
 	inflight := map[string]bool{}
 	results := make(chan shipped)
 	var idleSince time.Time
+	lastCleanup := time.Now()
 	for {
+		// A busy archiver never idles: the records of segments PostgreSQL has since
+		// recycled are removed as it runs, not only when it exits.
+		if time.Since(lastCleanup) >= a.CleanupEvery {
+			a.cleanup()
+			lastCleanup = time.Now()
+		}
 		started := 0
 		if ctx.Err() == nil {
 			started = a.dispatch(ctx, inflight, results)
@@ -151,6 +163,9 @@ func (a *Archiver) Run(ctx context.Context) error {
 func (a *Archiver) defaults() {
 	if a.Concurrency < 1 {
 		a.Concurrency = 1
+	}
+	if a.CleanupEvery <= 0 {
+		a.CleanupEvery = DefaultCleanupEvery
 	}
 	if a.MaxAhead < 1 {
 		a.MaxAhead = DefaultMaxAhead
