@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -249,6 +251,12 @@ func loadProfile(name string, env awsEnv) (profile, error) {
 	}
 	home := env("HOME")
 	cfgFile, credFile := env("AWS_CONFIG_FILE"), env("AWS_SHARED_CREDENTIALS_FILE")
+	// The default files under HOME may sit in a directory this user cannot search
+	// (PostgreSQL's restore_command runs as postgres with the HOME of whoever started
+	// the server, say /root): like a missing file, that is no profile. A file named by
+	// AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE must be readable. (So is a HOME that
+	// is not a directory.)
+	defaultCfg, defaultCred := cfgFile == "", credFile == ""
 	if cfgFile == "" && home != "" {
 		cfgFile = filepath.Join(home, ".aws", "config")
 	}
@@ -258,13 +266,16 @@ func loadProfile(name string, env awsEnv) (profile, error) {
 	found := false
 	// The config file first: the credentials file's keys replace its keys.
 	for _, f := range []struct {
-		path   string
-		config bool
-	}{{cfgFile, true}, {credFile, false}} {
+		path         string
+		config, home bool
+	}{{cfgFile, true, defaultCfg}, {credFile, false, defaultCred}} {
 		if f.path == "" {
 			continue
 		}
 		keys, ok, err := readProfile(f.path, p.name, f.config)
+		if f.home && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.ENOTDIR)) {
+			continue
+		}
 		if err != nil {
 			return profile{}, err
 		}

@@ -188,3 +188,37 @@ func TestNoCredentialsSaysWhy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// restore_command runs as postgres with the HOME of whoever started the server (say
+// /root, which postgres cannot search): default shared files that cannot be reached
+// are no profile, not a failure of every wal-fetch. (Root passes permission checks, so
+// the test uses a HOME that is not a directory, which fails the same way.)
+func TestUnreachableDefaultSharedFilesAreNoProfile(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "home")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		if k == "HOME" {
+			return notDir
+		}
+		return ""
+	}
+	cfg, err := resolveAWSConfig(Config{AccessKeyID: "K", SecretAccessKey: "S"}, env, http.DefaultClient)
+	if err != nil {
+		t.Fatalf("static keys with an unreachable HOME: %v", err)
+	}
+	if cfg.Region != DefaultRegion {
+		t.Fatalf("region %q, want %q", cfg.Region, DefaultRegion)
+	}
+	// A file named explicitly must be readable.
+	env2 := func(k string) string {
+		if k == "AWS_CONFIG_FILE" {
+			return filepath.Join(notDir, "config")
+		}
+		return ""
+	}
+	if _, err := resolveAWSConfig(Config{AccessKeyID: "K", SecretAccessKey: "S"}, env2, http.DefaultClient); err == nil {
+		t.Fatal("an AWS_CONFIG_FILE that cannot be read was ignored")
+	}
+}
