@@ -38,7 +38,7 @@ func endCut(ws *window.Windows, a *archive, m *repo.Summary, named bool) error {
 		cause = "a gap in the archived WAL after " + w.LastSegment
 		for _, g := range ws.Gaps {
 			if from, ok := segNo(g.From, size); ok && from > last {
-				cause = gapCause(g)
+				cause = DescribeGap(g)
 				if !g.Dropped && !g.Damaged {
 					cause += " — if it is still being archived, retry once it is"
 				}
@@ -74,8 +74,9 @@ func endCut(ws *window.Windows, a *archive, m *repo.Summary, named bool) error {
 		beyond, advice, w.LastRecord, ws.Describe())
 }
 
-// gapCause is gap g as a cut's cause: what is missing and, for dropped WAL, why.
-func gapCause(g window.Gap) string {
+// DescribeGap is gap g as the cause of a cut window: which segments are missing,
+// damaged or dropped and, for dropped WAL, why (the gap record's cause).
+func DescribeGap(g window.Gap) string {
 	what := "missing"
 	switch {
 	case g.Dropped:
