@@ -204,6 +204,11 @@ func (d *drill) cleanup(created bool) {
 
 func (d *drill) run(ctx context.Context) error {
 	m, target, err := restore.Plan(ctx, d.rp, d.opt.Log, d.opt.Backup, d.opt.Target)
+	if errors.Is(err, restore.ErrArchiveCut) {
+		// Recovery to the end would stop short of archived WAL: a failed drill, as
+		// endWindow finds a cut with nothing archived after it.
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
 	if err != nil {
 		return err
 	}

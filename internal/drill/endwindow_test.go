@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -57,10 +59,10 @@ func putSegment(t *testing.T, st storage.Store, n uint64) {
 	}
 }
 
-// A drill to the end of the archive from a backup whose window ends at WAL dropped by
-// wal-push-queue-max (nothing archived after it yet) fails before restoring, saying
-// the segments were dropped, why, and what to do — not that they are "missing".
-func TestDrillToTheEndNamesTheCauseOfDroppedWAL(t *testing.T) {
+// putDroppedRepo is a repository with segments 02..04 archived, 05..06 dropped by
+// wal-push-queue-max, and backup b in 02.
+func putDroppedRepo(t *testing.T) (storage.Store, *repo.Repo) {
+	t.Helper()
 	ctx := context.Background()
 	st := mem.New()
 	for n := uint64(2); n <= 4; n++ {
@@ -78,6 +80,35 @@ func TestDrillToTheEndNamesTheCauseOfDroppedWAL(t *testing.T) {
 	if err := rp.PutBackup(ctx, m); err != nil {
 		t.Fatal(err)
 	}
+	return st, rp
+}
+
+// A drill to the end of the archive across dropped WAL with WAL archived after it is a
+// failed drill (not a refused request), found before anything is restored, with what
+// restore says: the drop, its cause, and the WAL beyond that recovery would not replay.
+func TestDrillToTheEndAcrossDroppedWALFails(t *testing.T) {
+	st, rp := putDroppedRepo(t)
+	putSegment(t, st, 7)
+	putSegment(t, st, 8)
+	d := &drill{rp: rp, rep: &Report{}, opt: Options{Target: &restore.Target{Kind: restore.ToEnd, Timeline: "latest"}, Log: slog.New(slog.DiscardHandler)}}
+	err := d.run(context.Background())
+	if !errors.Is(err, ErrFailed) || !errors.Is(err, restore.ErrArchiveCut) {
+		t.Fatalf("drill = %v, want a failed drill: recovery would promote before the dropped WAL", err)
+	}
+	for _, w := range []string{"dropped 000000010000000000000005 to 000000010000000000000006", "WAL dropped by wal-push-queue-max",
+		"never replaying the archived 000000010000000000000007 to 000000010000000000000008"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q lacks %q", err, w)
+		}
+	}
+}
+
+// A drill to the end of the archive from a backup whose window ends at WAL dropped by
+// wal-push-queue-max (nothing archived after it yet) fails before restoring, saying
+// the segments were dropped, why, and what to do — not that they are "missing".
+func TestDrillToTheEndNamesTheCauseOfDroppedWAL(t *testing.T) {
+	ctx := context.Background()
+	_, rp := putDroppedRepo(t)
 	d := &drill{rp: rp, rep: &Report{}}
 	_, err := d.endWindow(ctx, "b")
 	if !errors.Is(err, ErrFailed) {

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,6 +10,11 @@ import (
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/window"
 )
+
+// ErrArchiveCut means a restore to the end of the archive would stop at a cut in the
+// WAL (a gap, or WAL that ends early) before WAL archived after it. It comes wrapped
+// with ErrUnreachable.
+var ErrArchiveCut = errors.New("the end of the archive lies beyond a cut in the WAL")
 
 // endCut refuses a restore to the end of the archive from backup m when m's window
 // (in ws) ends before archived WAL on the followed history: a gap (missing, damaged or
@@ -67,10 +73,10 @@ func endCut(ws *window.Windows, a *archive, m *repo.Summary, named bool) error {
 	} else {
 		advice = "no backup here starts after the cut, so no restore can replay the WAL after it (a base backup taken now starts a window that reaches the newest WAL); "
 	}
-	return fmt.Errorf("%w: the end of the archive lies beyond a cut: recovery from backup %s would stop at %s, the end of its window (last record at LSN %s, WAL to %s), cut by %s; "+
+	return fmt.Errorf("%w: %w: recovery from backup %s would stop at %s, the end of its window (last record at LSN %s, WAL to %s), cut by %s; "+
 		"PostgreSQL would take the cut for the end of the archive and promote there, never replaying the archived %s; nothing was written: %s"+
 		"to recover to the end of this window, restore with --target-lsn %s (add --target-action promote to promote there); %s",
-		ErrUnreachable, m.Name, w.EndTime().UTC().Format(time.RFC3339Nano), w.LastRecord, w.LastSegment, cause,
+		ErrUnreachable, ErrArchiveCut, m.Name, w.EndTime().UTC().Format(time.RFC3339Nano), w.LastRecord, w.LastSegment, cause,
 		beyond, advice, w.LastRecord, ws.Describe())
 }
 
