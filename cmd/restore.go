@@ -50,7 +50,10 @@ func restoreCommand() *cli.Command {
 			"backup, in a gap of the archived WAL, or after the last archived commit is refused with the\n" +
 			"window (PostgreSQL would otherwise replay everything and stop with \"recovery ended before\n" +
 			"configured recovery target was reached\"). For the newest state there is, give no target: restore\n" +
-			"to the end of the archive. --target-beyond-archive accepts a target after the last archived\n" +
+			"to the end of the archive. That too is refused when the chosen backup's window is cut (dropped,\n" +
+			"missing or damaged WAL, or WAL that ends early) before WAL archived after the cut: PostgreSQL would\n" +
+			"promote at the cut, the later WAL never replayed; the line says what --target-lsn restores to the\n" +
+			"cut, or which backup after it reaches the end. --target-beyond-archive accepts a target after the last archived\n" +
 			"commit only for WAL that will be archived before replay gets there: recovery does not wait for\n" +
 			"it (wal-fetch reports a segment not archived yet as the end of the archive).\n\n" +
 			"--dry-run writes nothing: it chooses the backup and checks the target as above (and --pgdata, if\n" +

@@ -164,6 +164,28 @@ func TestArchiveOutageWithQueueMaxDropsWALAndRecordsTheGap(t *testing.T) {
 			t.Fatalf("restore refused but wrote %s: %v", dir, err)
 		}
 	}
+	// Restore to the end of the archive (no target) would stop at the drop and promote,
+	// never replaying the WAL archived after it: refused, saying so, nothing written.
+	for _, extra := range [][]string{nil, {"--dry-run"}} {
+		r := pgb(t, "", nil, append([]string{"restore", "--repo", repo, "--pgdata", dir}, extra...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "dropped "+dropped[0]) || !strings.Contains(r.stderr, "WAL dropped by wal-push-queue-max") ||
+			!strings.Contains(r.stderr, "never replaying the archived") || !strings.Contains(r.stderr, "--target-lsn") {
+			t.Fatalf("restore %v to the end of the archive across the dropped WAL: %s", extra, r)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Fatalf("restore refused but wrote %s: %v", dir, err)
+		}
+	}
+	// A backup taken after the drop starts a window that reaches the end: restore to
+	// the end starts from it.
+	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	s, r = statusJSON(t, repo)
+	if r.code != 0 || len(s.Backups) != 2 {
+		t.Fatalf("status after a backup past the drop: %s", r)
+	}
+	if r := mustPGB(t, "", nil, "restore", "--repo", repo, "--dry-run"); !strings.Contains(r.stdout, "would restore backup "+s.Backups[1].Name) {
+		t.Fatalf("restore --dry-run to the end after a backup past the drop: %s", r)
+	}
 	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--target-time", before.Format(time.RFC3339Nano))
 }
 

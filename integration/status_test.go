@@ -157,4 +157,12 @@ func TestStatusShowsAMissingWALSegmentAndRestoreAfterItIsRefused(t *testing.T) {
 			t.Fatalf("restore refused but wrote %s: %v", dir, err)
 		}
 	}
+	// To the end of the archive too: recovery would promote at the gap, the WAL
+	// archived after it never replayed.
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir); r.code != 1 || !strings.Contains(r.stderr, "missing "+mid) || !strings.Contains(r.stderr, "never replaying the archived") {
+		t.Fatalf("restore to the end of the archive across the gap: %s", r)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("restore refused but wrote %s: %v", dir, err)
+	}
 }

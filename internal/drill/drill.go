@@ -204,6 +204,11 @@ func (d *drill) cleanup(created bool) {
 
 func (d *drill) run(ctx context.Context) error {
 	m, target, err := restore.Plan(ctx, d.rp, d.opt.Log, d.opt.Backup, d.opt.Target)
+	if errors.Is(err, restore.ErrArchiveCut) {
+		// Recovery to the end would stop short of archived WAL: a failed drill, as
+		// endWindow finds a cut with nothing archived after it.
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -568,24 +573,28 @@ func (d *drill) endWindow(ctx context.Context, backup string) (*window.Window, e
 			d.win = w
 			return w, nil
 		}
-		why := "its last segment ends early with zeros"
+		why, dropped := "its last segment ends early with zeros", false
 		for _, g := range st.Gaps {
-			if g.From > w.LastSegment {
-				what := "missing"
-				if g.Damaged {
-					what = "damaged"
-				}
-				why = fmt.Sprintf("%s %s", what, g.From)
-				if g.To != g.From {
-					why += ".." + g.To
-				}
+			if !w.EndOfWAL && position(g.From) > position(w.LastSegment) {
+				why, dropped = restore.DescribeGap(g), g.Dropped
 				break
 			}
 		}
-		return nil, fmt.Errorf("%w: recovery from backup %s cannot reach the end of the archive: it stops after %s (%s); pgb status shows the window",
+		if dropped {
+			why += "; no restore can cross dropped WAL: drill to a --target within the window, or take a new base backup, which starts a window after the drop"
+		}
+		return nil, fmt.Errorf("%w: recovery from backup %s cannot reach the end of the archive: it stops after %s, cut by %s; pgb status shows the window",
 			ErrFailed, backup, w.LastSegment, why)
 	}
 	return nil, fmt.Errorf("%w: backup %s is in no recoverable window (pgb status shows why)", ErrFailed, backup)
+}
+
+// position is a segment name's place in the WAL, whatever its timeline.
+func position(seg string) string {
+	if len(seg) < 24 {
+		return seg
+	}
+	return seg[8:24]
 }
 
 // gather is what pgb status shows, once, before the restore, and the window backup

@@ -280,6 +280,21 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 		}
 		return true
 	}
+	// toEnd is m's verdict to the end of the archive: refused when m's window ends
+	// before archived WAL it cannot reach (see endCut).
+	toEnd := func(m *repo.Summary) error {
+		if t.Kind != ToEnd {
+			return nil
+		}
+		w := ws
+		if tli == 0 {
+			w = ownWindows[m.Timeline]
+		}
+		if w == nil {
+			return nil
+		}
+		return endCut(w, arch, m, name != "")
+	}
 	offHistory := func(m *repo.Summary) error {
 		return fmt.Errorf("%w: backup %s (timeline %d, LSN %s to %s) does not lie on the history of %s before it branched off, so PostgreSQL could not follow it; %s; choose the timeline with --target-timeline N",
 			ErrNoUsableBackup, m.Name, m.Timeline, m.StartLSN, m.StopLSN, tls.path(tli), tls.describe())
@@ -305,6 +320,9 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 				if !tls.onHistory(m, tli) {
 					return nil, nil, offHistory(m)
 				}
+				if err := toEnd(m); err != nil {
+					return nil, reach, err
+				}
 				return m, reach, nil
 			}
 		}
@@ -320,6 +338,9 @@ func choose(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, t *Targ
 			continue
 		}
 		if tls.onHistory(m, tli) {
+			if err := toEnd(m); err != nil {
+				return nil, reach, err
+			}
 			return m, reach, nil
 		}
 		if skipped == nil {

@@ -14,7 +14,10 @@ import (
 )
 
 // Restore to the end never starts from a backup whose own WAL (start to stop) is not
-// archived: PostgreSQL could never become consistent.
+// archived: PostgreSQL could never become consistent. Here the older backup's window
+// ends at that gap, before the archived 06..08, so restore to the end is refused
+// (TestRestoreToTheEndAcrossAMissingSegmentIsRefused); --target-immediate starts from
+// the older one.
 func TestRestoreToEndSkipsABackupWhoseWALIsMissing(t *testing.T) {
 	for _, kind := range []TargetKind{ToEnd, ToImmediate} {
 		st := mem.New()
@@ -23,7 +26,11 @@ func TestRestoreToEndSkipsABackupWhoseWALIsMissing(t *testing.T) {
 		backups := putBackups(t, st, []tlBackup{{"old", 1, 0x2000028, 0x2000100}, {"new", 1, 0x5000028, 0x5000100}})
 		target := Target{Kind: kind, Timeline: "latest"}
 		m, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, "")
-		if err != nil || m.Name != "old" {
+		if kind == ToEnd {
+			if m != nil || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "from backup old") {
+				t.Fatalf("%s: chose %v (%v), want a refusal: new's WAL 000000010000000000000005 is not archived and old's window ends before it", target, m, err)
+			}
+		} else if err != nil || m.Name != "old" {
 			t.Fatalf("%s: chose %v (%v), want old: new's WAL 000000010000000000000005 is not archived", target, m, err)
 		}
 		if _, err := Choose(context.Background(), repo.New(st, repo.Options{}), backups, &target, "new"); !errors.Is(err, ErrNoUsableBackup) {
