@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type Options struct {
 	// Log receives warnings (a stale lock taken over, objects left behind); nil
 	// discards them.
 	Log *slog.Logger
+	// PartCompressors is the most cores one lz4 backup part is compressed on; 0 means
+	// min(GOMAXPROCS, 4). Tests set it to take the parallel path on any host.
+	PartCompressors int
 }
 
 // Repo is one repository.
@@ -49,6 +53,9 @@ type Repo struct {
 	codec    compress.Codec
 	docCodec compress.Codec
 	log      *slog.Logger
+
+	partCompressors  int           // cores one lz4 part is compressed on, at most
+	extraCompressors chan struct{} // tokens: compressors beyond one per part, shared by every open part
 
 	mu sync.Mutex
 	id *Identity // cached once read or written
@@ -65,7 +72,12 @@ func New(st storage.Store, opt Options) *Repo {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Repo{st: st, codec: codec, docCodec: doc, log: log}
+	pc := opt.PartCompressors
+	if pc <= 0 {
+		pc = min(runtime.GOMAXPROCS(0), defaultPartCompressors)
+	}
+	return &Repo{st: st, codec: codec, docCodec: doc, log: log,
+		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget)}
 }
 
 // String names the repository for messages, without secrets.
