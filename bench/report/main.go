@@ -1,10 +1,14 @@
 // Command report prints the markdown report of a benchmark run (scripts/bench): the
 // tables of internal/benchreport for the rows of results.csv.
 //
-//	go run ./bench/report results.csv
+//	go run ./bench/report [-cores N] [-cores-from WHERE] results.csv
+//
+// -cores is the host's cores the machine's limits assume (scripts/bench passes the
+// run's nproc); without it the limits are left out.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 
@@ -12,17 +16,20 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: report RESULTS.csv (the harness's results: section,tool,variant,rep,wall_s,…)")
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	cores := fs.Int("cores", 0, "cores of the host the run was on (0: unknown, no limits)")
+	from := fs.String("cores-from", "given with -cores", "where the core count comes from, for the report")
+	if err := fs.Parse(os.Args[1:]); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: report [-cores N] RESULTS.csv (the harness's results: section,tool,variant,rep,wall_s,…)")
 		os.Exit(2)
 	}
-	if err := run(os.Args[1]); err != nil {
+	if err := run(fs.Arg(0), benchreport.Machine{Cores: *cores, CoresFrom: *from}); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string) error {
+func run(path string, m benchreport.Machine) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -32,5 +39,5 @@ func run(path string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return benchreport.Write(os.Stdout, benchreport.Summarise(rows))
+	return benchreport.WriteFor(os.Stdout, benchreport.Summarise(rows), m)
 }

@@ -145,12 +145,26 @@ var works = []struct{ section, title string }{
 	{"restore-random", "restore of that backup"},
 }
 
-// Write prints the report: one table per work item, then the machine's limits.
-func Write(w io.Writer, res []Result) error {
+// Machine is what the report knows of the host the run was on.
+type Machine struct {
+	Cores     int    // cores the machine's limits assume; 0: unknown, the limits are left out
+	CoresFrom string // where that count comes from (e.g. "nproc of the run")
+}
+
+// Write prints the report without the machine's limits (the host's cores unknown).
+func Write(w io.Writer, res []Result) error { return WriteFor(w, res, Machine{}) }
+
+// WriteFor prints the report: one table per work item, then the machine's limits on
+// m's cores.
+func WriteFor(w io.Writer, res []Result, m Machine) error {
 	var b strings.Builder
 	b.WriteString("Medians of the good repetitions. MiB/s: input bytes (WAL, or the data directory without pg_wal) over wall time. " +
-		"CPU s: the tool's own processes (user + system). \"vs pgBackRest\", \"vs WAL-G\": that tool's fastest variant's wall " +
-		"time over this row's (above 1: this row is faster), and the same for CPU seconds.\n\n")
+		"CPU s: the processes /usr/bin/time waited for (user + system): for WAL, only the per-segment calls, not the detached " +
+		"workers (pgb's look-ahead archiver and prefetcher, pgBackRest's async archiving). Host CPU s: the busy CPU of the whole " +
+		"host during the run, which counts them (and any other work on the host). \"vs pgBackRest\", \"vs WAL-G\": that tool's " +
+		"fastest variant's wall time over this row's (above 1: this row is faster), then the same for CPU seconds — for the WAL " +
+		"rows on host CPU, the only figure that counts the detached workers. Peak RSS is the largest process /usr/bin/time waited " +
+		"for: it does not include detached workers.\n\n")
 	for _, wk := range works {
 		var rs []Result
 		for _, r := range res {
@@ -163,7 +177,7 @@ func Write(w io.Writer, res []Result) error {
 		}
 		writeWork(&b, wk.section, wk.title, rs)
 	}
-	writeLimits(&b, res)
+	writeLimits(&b, res, m)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -180,28 +194,42 @@ func best(rs []Result, tool string) *Result {
 	return out
 }
 
+// detached reports whether a section's work is partly done by processes the timed
+// command does not wait for (the WAL sections: look-ahead archiver, prefetcher, async
+// archiving), so that only the host's CPU counts it.
+func detached(section string) bool { return strings.HasPrefix(section, "wal-") }
+
 func writeWork(b *strings.Builder, section, title string, rs []Result) {
 	pgbr, walg := best(rs, "pgbackrest"), best(rs, "wal-g")
+	onHost := detached(section)
+	cpuCol := "CPU s"
+	if onHost {
+		cpuCol = "calls' CPU s"
+	}
 	fmt.Fprintf(b, "### %s (`%s`)\n\n", title, section)
-	b.WriteString("| tool | variant | ok/n | wall s | MiB/s | CPU s | CPU s/GiB | peak RSS MiB | out MiB | vs pgBackRest | vs WAL-G |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| tool | variant | ok/n | wall s | MiB/s | %s | CPU s/GiB | host CPU s | peak RSS MiB | out MiB | vs pgBackRest | vs WAL-G |\n", cpuCol)
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.OK == 0 {
-			fmt.Fprintf(b, "| %s | %s | 0/%d | FAILED | | | | | | | |\n", r.Tool, r.Variant, r.N)
+			fmt.Fprintf(b, "| %s | %s | 0/%d | FAILED | | | | | | | | |\n", r.Tool, r.Variant, r.N)
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %d/%d | %.2f | %s | %.2f | %s | %.0f | %s | %s | %s |\n",
-			r.Tool, r.Variant, r.OK, r.N, r.Wall, num(r.MiBps(), 0), r.CPU, num(r.CPUPerGiB(), 2), r.RSSMiB,
-			num(r.OutBytes/mib, 0), ratio(pgbr, r), ratio(walg, r))
+		fmt.Fprintf(b, "| %s | %s | %d/%d | %.2f | %s | %.2f | %s | %s | %.0f | %s | %s | %s |\n",
+			r.Tool, r.Variant, r.OK, r.N, r.Wall, num(r.MiBps(), 0), r.CPU, num(r.CPUPerGiB(), 2), num(r.HostCPU, 2), r.RSSMiB,
+			num(r.OutBytes/mib, 0), ratio(pgbr, r, onHost), ratio(walg, r, onHost))
 	}
 	b.WriteString("\n")
 }
 
 // ratio is how many times faster r is than the anchor (anchor wall / r's wall), with
-// the CPU seconds ratio after it.
-func ratio(anchor *Result, r Result) string {
+// the CPU seconds ratio after it: of the host's busy CPU when onHost (the work of
+// detached processes counted), else of the timed processes.
+func ratio(anchor *Result, r Result, onHost bool) string {
 	if anchor == nil {
 		return ""
+	}
+	if onHost {
+		return fmt.Sprintf("%s× (host CPU %s×)", num(div(anchor.Wall, r.Wall), 2), num(div(anchor.HostCPU, r.HostCPU), 2))
 	}
 	return fmt.Sprintf("%s× (CPU %s×)", num(div(anchor.Wall, r.Wall), 2), num(div(anchor.CPU, r.CPU), 2))
 }
@@ -230,18 +258,17 @@ type limit struct {
 	cpuPerGiB float64 // CPU seconds per GiB of its codec on one core
 }
 
-// Cores is how many cores the limits assume (bench_ref.sh's compressors run on one;
-// the backup and restore rows use two workers).
-const Cores = 2
-
-func writeLimits(b *strings.Builder, res []Result) {
+func writeLimits(b *strings.Builder, res []Result, m Machine) {
+	if m.Cores <= 0 {
+		return
+	}
 	type target struct {
 		work, data, sample string
 	}
 	var lines []string
 	for _, t := range []target{{"backup", "pgbench", "data"}, {"restore", "pgbench", "data"},
 		{"backup-random", "random", "random"}, {"restore-random", "random", "random"}} {
-		l, ok := machineLimit(res, t.work, t.sample)
+		l, ok := machineLimit(res, t.work, t.sample, m.Cores)
 		if !ok {
 			continue
 		}
@@ -259,9 +286,9 @@ func writeLimits(b *strings.Builder, res []Result) {
 		return
 	}
 	b.WriteString("### The machine's limit and pgb's share of it\n\n")
-	fmt.Fprintf(b, "Limits from bench_ref.sh in the same run: backup = %d cores of `lz4 -1` compress; restore = the lesser of a 1 GiB "+
-		"`dd conv=fsync` write and %d cores of `lz4 -d`. \"CPU share\" is the limit's CPU per GiB over pgb's: the share pgb "+
-		"would reach with every core busy, which a loaded host does not change much.\n\n", Cores, Cores)
+	fmt.Fprintf(b, "Limits from bench_ref.sh in the same run, on %d cores (%s): backup = %d cores of `lz4 -1` compress; restore = the "+
+		"lesser of a 1 GiB `dd conv=fsync` write and %d cores of `lz4 -d`. \"CPU share\" is the limit's CPU per GiB over pgb's: the "+
+		"share pgb would reach with every core busy, which a loaded host does not change much.\n\n", m.Cores, m.CoresFrom, m.Cores, m.Cores)
 	b.WriteString("| work | limit | limit MiB/s | limit CPU s/GiB per core | pgb variant | pgb MiB/s | pgb % of limit | CPU share |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, l := range lines {
@@ -271,16 +298,17 @@ func writeLimits(b *strings.Builder, res []Result) {
 }
 
 // machineLimit computes a work item's limit from the ref rows of its sample.
-func machineLimit(res []Result, work, sample string) (limit, bool) {
+func machineLimit(res []Result, work, sample string, cores int) (limit, bool) {
+	c := float64(cores)
 	comp := find(res, "ref-compress", "lz4", sample+"-lz4-1")
 	decomp := find(res, "ref-decompress", "lz4", sample+"-lz4-1")
 	write := find(res, "ref", "write-dd", "fsync-1GiB")
 	switch {
 	case strings.HasPrefix(work, "backup") && comp != nil:
-		return limit{name: work, how: fmt.Sprintf("%d × lz4 -1 (%s)", Cores, sample),
-			mibps: Cores * comp.MiBps(), cpuPerGiB: comp.CPUPerGiB()}, true
+		return limit{name: work, how: fmt.Sprintf("%d × lz4 -1 (%s)", cores, sample),
+			mibps: c * comp.MiBps(), cpuPerGiB: comp.CPUPerGiB()}, true
 	case strings.HasPrefix(work, "restore") && decomp != nil:
-		l := limit{name: work, how: fmt.Sprintf("%d × lz4 -d (%s)", Cores, sample), mibps: Cores * decomp.MiBps(), cpuPerGiB: decomp.CPUPerGiB()}
+		l := limit{name: work, how: fmt.Sprintf("%d × lz4 -d (%s)", cores, sample), mibps: c * decomp.MiBps(), cpuPerGiB: decomp.CPUPerGiB()}
 		if write != nil && write.MiBps() < l.mibps {
 			l = limit{name: work, how: "dd conv=fsync write", mibps: write.MiBps(), cpuPerGiB: decomp.CPUPerGiB()}
 		}

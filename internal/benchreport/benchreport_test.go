@@ -26,7 +26,7 @@ func TestReportOfAFixtureRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got bytes.Buffer
-	if err := Write(&got, Summarise(rows)); err != nil {
+	if err := WriteFor(&got, Summarise(rows), Machine{Cores: 2, CoresFrom: "nproc of the run"}); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "report.md")
@@ -66,18 +66,22 @@ func TestRatiosAndLimits(t *testing.T) {
 	}
 	// pgBackRest's backup median wall is 18.17 s: pgb is 18.17/3.65 = 4.98× faster.
 	// and uses 5.95/1.95 = 3.05× less CPU.
-	if got := ratio(best(inSection(res, "backup"), "pgbackrest"), *pgb); got != "4.98× (CPU 3.05×)" {
+	if got := ratio(best(inSection(res, "backup"), "pgbackrest"), *pgb, false); got != "4.98× (CPU 3.05×)" {
 		t.Errorf("ratio to pgBackRest = %q, want 4.98× (CPU 3.05×)", got)
 	}
 	// The backup limit is 2 cores of lz4 -1: 1 GiB in a median 2.87 s, twice.
-	l, ok := machineLimit(res, "backup", "data")
+	l, ok := machineLimit(res, "backup", "data", 2)
 	if want := 2 * 1024 / 2.87; !ok || l.mibps < want-0.01 || l.mibps > want+0.01 {
 		t.Errorf("backup limit = %v MiB/s, want %.2f", l.mibps, want)
 	}
 	// The restore limit is the lesser of 2 × lz4 -d (1 GiB in a median 3.12 s, twice:
 	// 656 MiB/s) and the fsync'd write (1 GiB in 1.47 s: 697 MiB/s).
-	if l, ok := machineLimit(res, "restore", "data"); !ok || l.how != "2 × lz4 -d (data)" || int(l.mibps) != 656 {
+	if l, ok := machineLimit(res, "restore", "data", 2); !ok || l.how != "2 × lz4 -d (data)" || int(l.mibps) != 656 {
 		t.Errorf("restore limit = %+v, want 2 × lz4 -d at 656 MiB/s", l)
+	}
+	// On the run's 8 cores the backup limit is 8 compressors, not a fixed 2.
+	if l, ok := machineLimit(res, "backup", "data", 8); !ok || l.how != "8 × lz4 -1 (data)" || int(l.mibps) != 2854 {
+		t.Errorf("backup limit on 8 cores = %+v, want 8 × lz4 -1 at %d MiB/s", l, 2854)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -311,38 +310,68 @@ func (r *Repo) RemoveIncompleteBackup(ctx context.Context, name string) (left []
 // come, then Close, which returns once the part is durable. A part is stored whole or
 // not at all.
 type PartWriter struct {
-	key  string
-	pw   *io.PipeWriter
-	buf  *bufio.Writer
-	ew   *envelope.Writer
-	done chan error
+	key   string
+	pw    *io.PipeWriter
+	buf   *bufio.Writer
+	ew    *envelope.Writer
+	extra int           // compressors taken from the repository's shared budget
+	ret   func(int)     // gives them back
+	ended chan struct{} // closed once the upload has returned, with upErr set
+	upErr error
 }
 
-// partCompressors bounds the cores one lz4 part's stream is compressed on (its blocks
-// in parallel). Backup workers each build one part, and most of the time they keep
-// every core busy between them; but a backup's biggest file (a 1 GiB relation segment)
-// ends up alone in the last part still open, and without this it would be compressed
-// on one core while the others wait. Memory: about 512 KiB per compressor.
-const partCompressors = 4
+// Part compression and its memory. An lz4 part may be compressed on several cores (its
+// 256 KiB blocks in parallel): backup workers each build one part and usually keep
+// every core busy between them, but a backup's biggest file (a 1 GiB relation segment)
+// ends up alone in the last part still open, and on one core the others would wait.
+// Each compressor holds about 512 KiB of blocks in flight. A part gets one compressor
+// of its own and up to defaultPartCompressors-1 more from a budget shared by every
+// part open at once in the repository (extraCompressorBudget), so that memory does not
+// grow with workers × cores: at most extraCompressorBudget × 512 KiB = 6 MiB above one
+// compressor per worker, on a host of any size. zstd parts stay on one core each.
+const (
+	defaultPartCompressors = 4
+	extraCompressorBudget  = 12
+)
 
-// partCodec is the codec parts are written with: lz4 on several cores. zstd stays on
-// one per part: its parallel frames take 8 MiB each, which, per part, would make a
-// backup's memory grow with its workers.
-func partCodec(c compress.Codec) compress.Codec {
-	if c.ID() != compress.IDLZ4 {
-		return c
+// takeCompressors takes up to want-1 compressors from the shared budget without
+// waiting, and returns how many it took.
+func (r *Repo) takeCompressors(want int) int {
+	n := 0
+	for n < want-1 {
+		select {
+		case r.extraCompressors <- struct{}{}:
+			n++
+		default:
+			return n
+		}
 	}
-	return compress.WithConcurrency(c, min(runtime.GOMAXPROCS(0), partCompressors))
+	return n
+}
+
+func (r *Repo) returnCompressors(n int) {
+	for range n {
+		<-r.extraCompressors
+	}
 }
 
 // CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
+	codec := r.codec
+	w := &PartWriter{key: PartKey(backup, n), ended: make(chan struct{}), ret: r.returnCompressors}
+	if codec.ID() == compress.IDLZ4 && r.partCompressors > 1 {
+		w.extra = r.takeCompressors(r.partCompressors)
+		if w.extra > 0 {
+			codec = compress.WithConcurrency(codec, 1+w.extra)
+		}
+	}
 	pr, pw := io.Pipe()
-	w := &PartWriter{key: PartKey(backup, n), pw: pw, done: make(chan error, 1)}
+	w.pw = pw
 	w.buf = bufio.NewWriterSize(pw, 1<<20)
-	ew, err := r.seal(w.buf, partCodec(r.codec))
+	ew, err := r.seal(w.buf, codec)
 	if err != nil {
+		r.returnCompressors(w.extra)
 		return nil, err
 	}
 	w.ew = ew
@@ -352,7 +381,8 @@ func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWrite
 			err = fmt.Errorf("upload %s: %w", w.key, err)
 		}
 		pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-		w.done <- err
+		w.upErr = err
+		close(w.ended)
 	}()
 	return w, nil
 }
@@ -364,32 +394,53 @@ func errOr(err, alt error) error {
 	return alt
 }
 
-// Write encodes plain bytes of the part.
-func (w *PartWriter) Write(p []byte) (int, error) { return w.ew.Write(p) }
+// errUploadEnded: the upload returned before the part was complete.
+var errUploadEnded = errors.New("the upload ended before the part was complete")
+
+// Write encodes plain bytes of the part. Once the upload has failed it fails at once,
+// with the upload's error: with lz4 blocks compressed in parallel, a write to the
+// pipe fails only inside the codec, and would show only at Close, after the worker
+// had read and compressed the rest of the part for nothing.
+func (w *PartWriter) Write(p []byte) (int, error) {
+	select {
+	case <-w.ended:
+		return 0, errOr(w.upErr, errUploadEnded)
+	default:
+	}
+	return w.ew.Write(p)
+}
 
 // Close finishes the part and waits until the repository has it. It returns the
 // bytes stored.
 func (w *PartWriter) Close() (int64, error) {
+	defer w.release()
 	err := w.ew.Close()
 	if err == nil {
 		err = w.buf.Flush()
 	}
 	w.pw.CloseWithError(err)
-	if perr := <-w.done; perr != nil {
-		return 0, perr
+	<-w.ended
+	if w.upErr != nil {
+		return 0, w.upErr
 	}
 	return w.ew.Written(), err
 }
 
 // Abort breaks the upload so that nothing of the part is stored.
 func (w *PartWriter) Abort(cause error) {
+	defer w.release()
 	if cause == nil {
 		cause = errors.New("part aborted") // nil would end the stream cleanly: a truncated part
 	}
 	w.pw.CloseWithError(cause)
-	<-w.done //nolint:errcheck // the upload fails by design: cause is what is reported
+	<-w.ended
 	// Ends the codec's goroutines (parallel lz4 blocks): its writes fail on the closed pipe.
 	_ = w.ew.Close()
+}
+
+func (w *PartWriter) release() {
+	w.ret(w.extra)
+	w.extra = 0
 }
 
 // OpenPart opens part n of backup for verified reading.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	// process pushing many segments (the look-ahead archiver) reuses them rather than
 	// allocating and clearing ~17 MiB per segment. Several Repos may share one.
 	Buffers *WALBuffers
+	// PartCompressors is the most cores one lz4 backup part is compressed on; 0 means
+	// min(GOMAXPROCS, 4). Tests set it to take the parallel path on any host.
+	PartCompressors int
 }
 
 // Repo is one repository.
@@ -54,6 +58,9 @@ type Repo struct {
 	docCodec compress.Codec
 	log      *slog.Logger
 	buffers  *WALBuffers
+
+	partCompressors  int           // cores one lz4 part is compressed on, at most
+	extraCompressors chan struct{} // tokens: compressors beyond one per part, shared by every open part
 
 	mu sync.Mutex
 	id *Identity // cached once read or written
@@ -70,7 +77,12 @@ func New(st storage.Store, opt Options) *Repo {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers}
+	pc := opt.PartCompressors
+	if pc <= 0 {
+		pc = min(runtime.GOMAXPROCS(0), defaultPartCompressors)
+	}
+	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers,
+		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget)}
 }
 
 // String names the repository for messages, without secrets.

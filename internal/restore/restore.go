@@ -562,10 +562,11 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 	defer stop()
 	sorted := append([]repo.Part(nil), m.Parts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
+	slots := newReadAheadSlots()
 	err := workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan repo.Part) error {
 		buf := make([]byte, 256<<10)
 		for pt := range parts {
-			if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf); err != nil {
+			if err := r.restorePart(ctx, m, pt, want, spc, &restored, &done, buf, slots); err != nil {
 				return err
 			}
 		}
@@ -583,14 +584,14 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 }
 
 func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Part, want map[string]*repo.File,
-	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte) error {
+	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte, slots readAheadSlots) error {
 	o, err := r.Repo.OpenPart(ctx, m.Name, pt.N)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = o.Close() }() // read only: every file is verified against the manifest
 	key := o.Key()
-	ra := newReadAhead(o)
+	ra := slots.open(o)
 	defer func() { _ = ra.Close() }() // before o's Close (deferred first): ra stops reading o
 	tr := tar.NewReader(ra)
 	for {
