@@ -53,7 +53,7 @@ func doneSegments(t *testing.T, c *pgtest.Cluster) []string {
 }
 
 func TestArchiveCommandShipsEverySegmentByteForByte(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo, "--compression", "zstd")
 	last := c.GenerateWAL(t, 12)
@@ -98,7 +98,7 @@ func TestArchiveCommandShipsEverySegmentByteForByte(t *testing.T) {
 }
 
 func TestWalPushIsIdempotentAndRefusesDifferentContent(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
 	seg := c.SwitchWAL(t)
@@ -142,7 +142,7 @@ func TestWalPushIsIdempotentAndRefusesDifferentContent(t *testing.T) {
 }
 
 func TestWalPushRefusesBadInput(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
 	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
@@ -179,7 +179,7 @@ func TestWalPushRefusesBadInput(t *testing.T) {
 }
 
 func TestRepositoryOfAnotherClusterIsRefused(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	a := archivingCluster(t, repo)
 	a.WaitArchived(t, a.SwitchWAL(t), 30*time.Second)

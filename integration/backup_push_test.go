@@ -37,7 +37,7 @@ func errorLines(stderr string) []string {
 }
 
 func TestBackupPushOfAnOldCopyOfTheDataDirectoryIsRefused(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "CREATE TABLE before_copy AS SELECT generate_series(1, 100) AS v")
@@ -64,7 +64,7 @@ func TestBackupPushOfAnOldCopyOfTheDataDirectoryIsRefused(t *testing.T) {
 // server (like a second standby on the pgb host while PGHOST points at the first)
 // looks newer than the server's own data directory; it is not the server's either.
 func TestBackupPushOfANewerLookingCopyOfTheDataDirectoryIsRefused(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Stop(t)
@@ -95,7 +95,7 @@ func TestBackupPushOfANewerLookingCopyOfTheDataDirectoryIsRefused(t *testing.T) 
 }
 
 func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS v")
@@ -117,7 +117,7 @@ func TestBackupPushWithoutPGDATAReadsTheServersDataDirectory(t *testing.T) {
 }
 
 func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "ALTER SYSTEM SET allow_in_place_tablespaces = on")
@@ -145,7 +145,7 @@ func TestInPlaceTablespaceIsBackedUpAndRestored(t *testing.T) {
 // fail, saying that PostgreSQL stopped, while the upload is still held: noticing only
 // at pg_backup_stop would never get there.
 func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	endpoint, access, secret, bucket := s3test.StartVersityGW(t)
 	proxy := startFaultProxy(t, endpoint, 0, 7)
 	held := proxy.holdRequests(func(r *http.Request) bool {
@@ -202,7 +202,7 @@ func TestBackupPushSaysPlainlyWhenPostgreSQLStopsDuringTheCopy(t *testing.T) {
 }
 
 func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}

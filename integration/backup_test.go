@@ -30,7 +30,7 @@ func listBackups(t *testing.T, repo string) []string {
 }
 
 func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "5").CombinedOutput(); err != nil {
@@ -68,7 +68,7 @@ func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
 }
 
 func TestTablespaceIsBackedUpAndRestoredThroughTheMap(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
@@ -98,7 +98,7 @@ func TestTablespaceIsBackedUpAndRestoredThroughTheMap(t *testing.T) {
 }
 
 func TestSecondConcurrentBackupIsRefused(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
@@ -173,7 +173,7 @@ func (h *heldPart) release(t *testing.T) {
 }
 
 func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "10").CombinedOutput(); err != nil {
@@ -271,7 +271,7 @@ func TestKilledBackupLeavesNothingListedAndTheNextOneWorks(t *testing.T) {
 }
 
 func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "CREATE TABLE big AS SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
@@ -324,7 +324,7 @@ func TestCorruptByteInAPartIsCaughtOnRestore(t *testing.T) {
 }
 
 func TestBackupFetchRestoresFilesOnly(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
@@ -346,7 +346,7 @@ func TestBackupFetchRestoresFilesOnly(t *testing.T) {
 }
 
 func TestRestoreSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "CREATE TABLE kept AS SELECT generate_series(1, 1000) AS v")
@@ -430,7 +430,7 @@ func TestRestoreSkipsABackupWhoseManifestIsDamaged(t *testing.T) {
 }
 
 func TestRestoreAsRootIntoARootOwnedDirectoryGivesTheFilesToPostgres(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	if os.Geteuid() != 0 {
 		t.Skip("restoring as root needs root")
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func TestCheckPassesOnAWorkingSetup(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
 	r := mustPGB(t, "", c.Env(), "check", "--repo", repo)
@@ -26,7 +26,7 @@ func TestCheckPassesOnAWorkingSetup(t *testing.T) {
 }
 
 func TestCheckFailsWhenWALDoesNotArrive(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "/bin/false"})
 	c.Start(t)
@@ -42,7 +42,7 @@ func TestCheckFailsWhenWALDoesNotArrive(t *testing.T) {
 }
 
 func TestCheckRefusesARepositoryOfAnotherCluster(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	a := archivingCluster(t, repo)
 	a.WaitArchived(t, a.SwitchWAL(t), 30*time.Second)
@@ -55,7 +55,7 @@ func TestCheckRefusesARepositoryOfAnotherCluster(t *testing.T) {
 }
 
 func TestCheckReportsUnreachablePostgreSQL(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	r := pgb(t, "", []string{"PGHOST=127.0.0.1", "PGPORT=1", "PGUSER=postgres", "PGCONNECT_TIMEOUT=3"}, "check", "--repo", newRepo(t))
 	if r.code == 0 || !strings.Contains(r.stdout, "FAIL  connect to PostgreSQL") {
 		t.Fatalf("check without a server:\n%s", r)
@@ -66,7 +66,7 @@ func TestCheckReportsUnreachablePostgreSQL(t *testing.T) {
 // says so as soon as pg_stat_archiver shows the switched segment failing, quoting
 // last_failed_wal, instead of waiting out --archive-timeout.
 func TestCheckFailsAsSoonAsArchiveCommandFails(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "false"})
 	c.Start(t)
@@ -93,7 +93,7 @@ func TestCheckFailsAsSoonAsArchiveCommandFails(t *testing.T) {
 // TestCheckFlagsAnArchiveCommandThatIsNotPGB: an archive_command that copies WAL
 // elsewhere is a FAIL line saying what to set.
 func TestCheckFlagsAnArchiveCommandThatIsNotPGB(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	elsewhere := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "elsewhere"))
 	for _, cmd := range []string{"cp %p " + elsewhere + "/%f", pgtest.BuildPGB(t) + " wal-push --repo " + repo + " pg_wal/%f"} {

@@ -35,13 +35,13 @@ func archivedWAL(t *testing.T, repo string) []string {
 
 // The policy comes from the config file, as under cron.
 func TestDeleteKeepingTwoBackupsThenRestoreInsideTheWindow(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	deleteKeepingTwoOn(t, repo, configFile(t, "repo: "+repo+"\nretain-full: 2\n"), nil)
 }
 
 func TestDeleteKeepingTwoBackupsOnS3ThenRestoreInsideTheWindow(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	sel, _ := s3Repo(t, 0, "")
 	deleteKeepingTwoOn(t, "", sel, []string{"--retain-full", "2"})
 }
@@ -161,7 +161,7 @@ func wantWALFrom(names []string, start string) []string {
 // A backup taken with --permanent outlives a policy that keeps only the newest one,
 // and still restores: the WAL it needs to become consistent was kept.
 func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
 	s.src = archivingClusterWith(t, s.sel)

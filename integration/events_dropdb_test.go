@@ -15,7 +15,7 @@ import (
 // The restore command pgb events prints for a DROP DATABASE must bring the
 // database back with its rows.
 func TestRestoreBeforeADropDatabaseThatPgbEventsFound(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	bin := pgtest.BuildPGB(t)
 	src := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: bin + " wal-push --repo " + repo + " %p"})

@@ -14,7 +14,7 @@ import (
 // and deleted and committed after it: the restore command pgb events prints must be
 // accepted by pgb restore with that backup and bring every row back.
 func TestRestoreBeforeAMassDeleteThatWasOpenDuringTheBackup(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	bin := pgtest.BuildPGB(t)
 	src := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: bin + " wal-push --repo " + repo + " %p"})

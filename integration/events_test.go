@@ -74,7 +74,7 @@ func inTransaction(t *testing.T, c *pgtest.Cluster, stmts ...string) uint32 {
 // the printed restore command brings the dropped table back with every row
 // committed before the DROP.
 func TestFindTheDropTableWithPgbEventsAndRestoreJustBeforeIt(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	bin := pgtest.BuildPGB(t)
 	src := pgtest.NewCluster(t, pgtest.Options{

@@ -11,7 +11,7 @@ import (
 )
 
 func TestWalFetchExitCodesTellPostgreSQLWhatHappened(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
 	seg := c.SwitchWAL(t)
@@ -91,7 +91,7 @@ func fileExists(p string) bool {
 // exit codes: with a damaged segment in the archive, PostgreSQL must stop, not end
 // recovery early and come up promoted with committed transactions missing.
 func TestCorruptSegmentStopsRecoveryInsteadOfPromoting(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	bin := pgtest.BuildPGB(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)

@@ -29,7 +29,7 @@ func restoreToTheEnd(t *testing.T, repo string) *pgtest.Cluster {
 }
 
 func TestBurstOf200SegmentsWithLookAheadLosesNothing(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo) // default wal-push-concurrency: look-ahead on
 	mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
@@ -50,7 +50,7 @@ func TestBurstOf200SegmentsWithLookAheadLosesNothing(t *testing.T) {
 }
 
 func TestSIGKILLOfTheBackgroundArchiverMidUploadLosesNothing(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	// The hook (a pgbtest build only) makes the first archiver's first WAL upload once
 	// the marker's directory exists stop half-way, and say so in the marker file, with
@@ -101,7 +101,7 @@ func TestSIGKILLOfTheBackgroundArchiverMidUploadLosesNothing(t *testing.T) {
 }
 
 func TestWalPushToARecreatedRepositoryShipsAgainDespiteItsRecords(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo)
 	seg := c.SwitchWAL(t)

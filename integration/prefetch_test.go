@@ -83,7 +83,7 @@ func prefetcherGone(t *testing.T, c *pgtest.Cluster) {
 // A recovery across many segments with the default prefetch: every row comes back,
 // most segments come from the spool, and the prefetcher is gone once recovery ended.
 func TestRecoveryOfManySegmentsWithPrefetchReplaysEveryRow(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
 	s.src = archivingCluster(t, repo)
@@ -118,7 +118,7 @@ func TestRecoveryOfManySegmentsWithPrefetchReplaysEveryRow(t *testing.T) {
 // both, taking segments of timeline 2 from the spool after the switch and never a
 // spooled file of the wrong timeline.
 func TestPrefetchAcrossATimelineSwitchReplaysCorrectly(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
 	s.src = archivingCluster(t, repo)

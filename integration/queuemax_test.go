@@ -65,7 +65,7 @@ func readyAndDropped(t *testing.T, c *pgtest.Cluster) (ready, dropped []string) 
 // push records the drops as a gap, pgb status shows it with its cause, and a restore
 // to a time after it is refused with that cause, before anything is written.
 func TestArchiveOutageWithQueueMaxDropsWALAndRecordsTheGap(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := archivingCluster(t, repo, "--wal-push-queue-max", "32MiB")
 	c.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, pad text)")
@@ -193,7 +193,7 @@ func TestArchiveOutageWithQueueMaxDropsWALAndRecordsTheGap(t *testing.T) {
 // every segment and retries — and nothing is dropped: once the repository is back,
 // every segment reaches it and the window has no gap.
 func TestArchiveOutageWithoutQueueMaxFailsAndDropsNothing(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := ticksCluster(t, repo)
 	c.WaitArchived(t, c.SwitchWAL(t), 60*time.Second)

@@ -67,7 +67,7 @@ func commitAt(t *testing.T, c *pgtest.Cluster) time.Time {
 }
 
 func TestStatusShowsTheLastArchivedCommitAsTheEndOfTheWindow(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := ticksCluster(t, repo)
 	c.GenerateWAL(t, 2)
@@ -119,7 +119,7 @@ func TestStatusShowsTheLastArchivedCommitAsTheEndOfTheWindow(t *testing.T) {
 }
 
 func TestStatusShowsAMissingWALSegmentAndRestoreAfterItIsRefused(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := ticksCluster(t, repo)
 	commitAt(t, c)

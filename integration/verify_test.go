@@ -18,7 +18,7 @@ import (
 // archived and runs pgb verify --wal, which passes; then a flipped byte in a part, a
 // deleted part and a deleted WAL segment each make verify fail, naming the object.
 func TestVerifyPassesOnAFreshBackupAndNamesEachDamage(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	src.Exec(t, "CREATE TABLE big AS SELECT g, md5(g::text) FROM generate_series(1, 100000) g")
@@ -217,7 +217,7 @@ func TestVerifyOnS3UnderTransientFaultsPasses(t *testing.T) {
 // can see it), makes verify --deep fail naming that segment and the record's LSN,
 // while verify --wal still passes.
 func TestVerifyDeepNamesAChangedByteInAWALRecord(t *testing.T) {
-	pgtest.Require(t)
+	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")

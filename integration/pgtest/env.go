@@ -293,3 +293,14 @@ func makeTempDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// RequireParallel is Require for a top-level test that shares nothing with other tests
+// (its own clusters, repositories, ports and scratch directories): it runs in parallel
+// with the others that say so, which keeps the integration package within CI's time.
+// Tests that look at processes or servers beyond their own stay serial (Require).
+func RequireParallel(t *testing.T) string {
+	t.Helper()
+	bin := Require(t)
+	t.Parallel()
+	return bin
+}
