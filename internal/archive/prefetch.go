@@ -344,18 +344,24 @@ func (p *Prefetcher) plan(ctx context.Context, tl *timelines, w Want) []entry {
 // request (consumed or skipped), those beyond it, those of a timeline the plan does
 // not follow, and all but the first present candidate of each segment.
 func (p *Prefetcher) clean(plan []entry, inflight map[string]string) {
+	// What to keep is decided on the same listing as what to remove: a segment a worker
+	// renames into place meanwhile is in neither, so it is never removed by mistake.
+	ents, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	present := map[string]bool{}
+	for _, de := range ents {
+		present[de.Name()] = de.Type().IsRegular()
+	}
 	keep := map[string]bool{}
 	for _, e := range plan {
 		for _, n := range e.names {
-			if fi, err := os.Lstat(filepath.Join(p.Dir, n)); err == nil && fi.Mode().IsRegular() {
+			if present[n] {
 				keep[n] = true
 				break
 			}
 		}
-	}
-	ents, err := os.ReadDir(p.Dir)
-	if err != nil {
-		return
 	}
 	for _, de := range ents {
 		n := de.Name()
