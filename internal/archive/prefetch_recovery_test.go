@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,7 +58,10 @@ func TestAPrefetcherIgnoresARequestFileThatIsALinkAFIFOOrTooLargeAndExitsIdle(t 
 	done := make(chan error, 1)
 	go func() { done <- p.Run(context.Background()) }()
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
 	case <-time.After(time.Minute): // a hang guard only
 		// Unblock the stuck open so that the test process can end.
 		if f, err := os.OpenFile(filepath.Join(dir, wantFile), os.O_WRONLY, 0); err == nil {
@@ -140,7 +144,13 @@ func TestAFetchDoesNotWaitForATempFileAKilledPrefetcherLeftWhileTheNextOneStarts
 	p := &Prefetcher{Archive: a, Dir: dir, Depth: 2, Workers: 1, Idle: time.Hour, Poll: time.Millisecond, Timeout: time.Hour}
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	defer func() { close(release); cancel(); <-done }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	}()
 	// The identity does not answer until the end of the test: all that happens here
 	// happens before the prefetcher's first network call.
 	waitFor(t, "the dead prefetcher's temp file to go", func() bool {
@@ -263,7 +273,9 @@ func TestARecoveryAfterAKilledPrefetcherIsServedOnlyVerifiedSegments(t *testing.
 		return len(m) == 0 && reflect.DeepEqual(spooled(t, dir), names(2, 6))
 	})
 	cancel()
-	<-done
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v", err)
+	}
 	if got, _ := os.ReadFile(filepath.Join(dir, lockFile)); len(got) != 0 {
 		t.Errorf("the lock file still names %q after the prefetcher exited", got)
 	}
