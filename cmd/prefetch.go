@@ -30,8 +30,10 @@ const (
 	prefetchIdle = 10 * time.Second
 	prefetchPoll = 5 * time.Millisecond // without inotify; with it, 20 times less often
 	// prefetchAwait bounds how long wal-fetch waits for the prefetcher to finish
-	// writing the very segment it asks for, before fetching it itself.
-	prefetchAwait = 30 * time.Second
+	// writing the very segment it asks for, before fetching it itself (a quarter of
+	// what is left of wal-timeout when that is less): a prefetcher stuck on it must not
+	// delay recovery much.
+	prefetchAwait = 2 * time.Second
 )
 
 // prefetchWorkers is how many segments the prefetcher fetches at once.

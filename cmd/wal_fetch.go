@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -37,7 +39,10 @@ func walFetchCommand() *cli.Command {
 			"Prefetch (--wal-fetch-prefetch, default 8; 0 = off): for a segment, when the working directory\n" +
 			"(or else --pgdata/PGDATA, used for nothing else here) is a data directory, a background process\n" +
 			"fetches the next segments (following the repository's timeline history files) into\n" +
-			"pg_wal/pgb/fetch, and exits when no request came for 10 seconds. A spooled segment is served only\n" +
+			"pg_wal/pgb/fetch, and exits when no request came for 10 seconds, keeping the segments still\n" +
+			"ahead of the last request (up to --wal-fetch-prefetch of them). A wal-fetch that finds its\n" +
+			"segment being written waits for it a quarter of --wal-timeout at most (2 seconds at most), then\n" +
+			"fetches it by itself with a full --wal-timeout of its own. A spooled segment is served only\n" +
 			"when it came from this repository and its size and checksum match the stored object's; \"not in\n" +
 			"the archive\" always comes from asking the repository itself, and a prefetch failure is never\n" +
 			"reported: wal-fetch then fetches by itself. See docs/wal-fetch.md.",
@@ -78,7 +83,7 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 	sp := e.prefetchSpool(wd, name)
 	if sp.dir != "" {
 		sum, ok := a.TakeSpooled(ctx, sp.dir, name, dest)
-		if !ok && archive.AwaitInFlight(ctx, sp.dir, name, prefetchAwait) {
+		if !ok && archive.AwaitInFlight(ctx, sp.dir, name, awaitBudget(ctx)) {
 			sum, ok = a.TakeSpooled(ctx, sp.dir, name, dest)
 		}
 		if ok {
@@ -86,6 +91,11 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 			e.prefetchAfter(ctx, a, sp, name, sum.Size)
 			return nil
 		}
+		// The direct fetch gets a deadline of its own: what the spool took (a prefetcher
+		// stuck on this very segment) never eats into the repository's time.
+		var fcancel context.CancelFunc
+		ctx, fcancel = archive.WithDeadline(c.Context, e.cfg.WALTimeout)
+		defer fcancel()
 	}
 	sum, err := a.Fetch(ctx, name, dest)
 	if err != nil {
@@ -96,6 +106,16 @@ func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {
 		e.prefetchAfter(ctx, a, sp, name, sum.Size)
 	}
 	return nil
+}
+
+// awaitBudget is how long wal-fetch waits for the prefetcher to finish the segment it
+// asks for: a small share of what is left of its deadline, prefetchAwait at most.
+func awaitBudget(ctx context.Context) time.Duration {
+	d := prefetchAwait
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/4)
+	}
+	return max(d, 0)
 }
 
 // fetchExit maps a wal-fetch outcome onto the exit status PostgreSQL expects.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,7 @@ const (
 	PrefetchLogMax = 1 << 20
 	tmpPrefix      = ".tmp-"
 	takenInfix     = ".taken."
+	maxWant        = 4096 // bytes of a request file
 )
 
 // Want is a wal-fetch's request, which the prefetcher works ahead of.
@@ -69,8 +71,17 @@ func SignalWant(dir string, w Want) error {
 // readWant reads the latest request; ok is false when there is none or it does not
 // parse (the spool is local state, but still checked).
 func readWant(dir string) (w Want, ok bool) {
-	b, err := os.ReadFile(filepath.Join(dir, wantFile))
-	if err != nil || len(b) > 4096 {
+	// Never follow a link, never block on a FIFO, never read without a bound.
+	fl, err := os.OpenFile(filepath.Join(dir, wantFile), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return Want{}, false
+	}
+	defer func() { _ = fl.Close() }() // read-only
+	if fi, err := fl.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return Want{}, false
+	}
+	b, err := io.ReadAll(io.LimitReader(fl, maxWant+1))
+	if err != nil || len(b) > maxWant {
 		return Want{}, false
 	}
 	if json.Unmarshal(b, &w) != nil {
@@ -153,16 +164,24 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 	if !held {
 		return ErrPrefetcherRunning
 	}
-	defer func() { _ = lock.Close() }() // releases the lock
-	// The holder's pid, for an operator (and test clean-ups) to find the prefetcher.
-	if err := lock.Truncate(0); err == nil {
-		_, _ = lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	id, err := p.Archive.RepoID(ctx)
+	// The holder's pid, for an operator (and test clean-ups) to find the prefetcher,
+	// written before anything else and removed before the lock is released.
+	writePid(lock)
+	locked := true
+	defer func() {
+		if locked {
+			_ = lock.Truncate(0) // best effort: a stale pid only misleads an operator
+		}
+		_ = lock.Close() // releases the lock
+	}()
+	// Before any network call: a wal-fetch meanwhile must not wait for a temp file that
+	// nobody writes any more.
+	removeLeftovers(p.Dir)
+	id, err := p.repoID(ctx)
 	if err != nil {
 		return err
 	}
-	removeLeftovers(p.Dir)
+	p.removeForeign(id)
 	notify := notifyWant(p.Dir)
 	defer notify.Close()
 	var woken <-chan struct{}
@@ -217,10 +236,12 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 			}
 		}
 		if len(inflight) == 0 && time.Since(last) >= p.Idle {
-			// Nobody asked for a while: recovery ended or paused. What is spooled would
-			// only take room in pg_wal; a later request starts a prefetcher again.
-			p.clean(nil, inflight)
+			// Nobody asked for a while: replay is slow or paused, or recovery ended. What
+			// is still ahead of the last request stays (a later request, served by it,
+			// starts a prefetcher again, which does not fetch it again); the rest goes.
+			p.clean(plan, inflight)
 			if p.stillIdle(lock, seen) {
+				locked = false
 				break
 			}
 			continue
@@ -258,6 +279,7 @@ func (p *Prefetcher) Run(ctx context.Context) error {
 // again: a wal-fetch that signalled meanwhile found the lock held and started no
 // prefetcher, so this one must take the lock back and go on (unless another took it).
 func (p *Prefetcher) stillIdle(lock *os.File, seen string) bool {
+	_ = lock.Truncate(0) // best effort: the pid of a prefetcher that exits goes first
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); err != nil {
 		return true
 	}
@@ -267,7 +289,23 @@ func (p *Prefetcher) stillIdle(lock *os.File, seen string) bool {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return true // another prefetcher took over
 	}
+	writePid(lock)
 	return false
+}
+
+// writePid writes this process's pid into the lock file it holds.
+func writePid(lock *os.File) {
+	if err := lock.Truncate(0); err == nil {
+		_, _ = lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0) // best effort: for an operator
+	}
+}
+
+// repoID reads the repository's identity with a deadline of its own (wal-timeout).
+func (p *Prefetcher) repoID(ctx context.Context) (RepoID, error) {
+	ctx, cancel := WithDeadline(ctx, p.Timeout)
+	defer cancel()
+	id, err := p.Archive.RepoID(ctx)
+	return id, Explain(ctx, err)
 }
 
 // known marks the entries already spooled (or being fetched) as done.
@@ -306,18 +344,24 @@ func (p *Prefetcher) plan(ctx context.Context, tl *timelines, w Want) []entry {
 // request (consumed or skipped), those beyond it, those of a timeline the plan does
 // not follow, and all but the first present candidate of each segment.
 func (p *Prefetcher) clean(plan []entry, inflight map[string]string) {
+	// What to keep is decided on the same listing as what to remove: a segment a worker
+	// renames into place meanwhile is in neither, so it is never removed by mistake.
+	ents, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	present := map[string]bool{}
+	for _, de := range ents {
+		present[de.Name()] = de.Type().IsRegular()
+	}
 	keep := map[string]bool{}
 	for _, e := range plan {
 		for _, n := range e.names {
-			if fi, err := os.Lstat(filepath.Join(p.Dir, n)); err == nil && fi.Mode().IsRegular() {
+			if present[n] {
 				keep[n] = true
 				break
 			}
 		}
-	}
-	ents, err := os.ReadDir(p.Dir)
-	if err != nil {
-		return
 	}
 	for _, de := range ents {
 		n := de.Name()
@@ -325,6 +369,8 @@ func (p *Prefetcher) clean(plan []entry, inflight map[string]string) {
 		switch {
 		case err == nil && f.Kind == wal.Segment && !keep[n]:
 		case strings.Contains(n, takenInfix) && olderThan(p.Dir, n, time.Minute):
+		case strings.HasPrefix(n, tmpPrefix+wantFile) && olderThan(p.Dir, n, time.Minute):
+			// a request a killed wal-fetch did not finish writing
 		default:
 			continue
 		}
@@ -334,10 +380,10 @@ func (p *Prefetcher) clean(plan []entry, inflight map[string]string) {
 	}
 }
 
-// removeLeftovers removes what an earlier prefetcher left: its temp files (only the
-// lock holder writes them, and it holds the lock now) and its segments, which may come
-// from another repository (a prefetcher that exits idle empties the spool; one that was
-// killed does not).
+// removeLeftovers removes the temp files an earlier prefetcher left (only the lock
+// holder writes them, and it holds the lock now) and the requests a killed wal-fetch
+// did not finish writing (older than a minute: a live wal-fetch renames its own at once).
+// Spooled segments stay: removeForeign and clean decide on them.
 func removeLeftovers(dir string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -345,11 +391,53 @@ func removeLeftovers(dir string) {
 	}
 	for _, de := range ents {
 		n := de.Name()
-		f, err := wal.Parse(n)
-		if (err == nil && f.Kind == wal.Segment) || strings.HasPrefix(n, tmpPrefix) && !strings.HasPrefix(n, tmpPrefix+wantFile) {
-			_ = os.Remove(filepath.Join(dir, n)) // best effort: a leftover
+		if !strings.HasPrefix(n, tmpPrefix) {
+			continue
+		}
+		if strings.HasPrefix(n, tmpPrefix+wantFile) && !olderThan(dir, n, time.Minute) {
+			continue // a wal-fetch is writing it
+		}
+		_ = os.Remove(filepath.Join(dir, n)) // best effort: a leftover
+	}
+}
+
+// removeForeign removes the spooled segments an earlier prefetcher left that are not
+// this repository's (or whose record does not read): the others are kept, and verified
+// again when served.
+func (p *Prefetcher) removeForeign(id RepoID) {
+	ents, err := os.ReadDir(p.Dir)
+	if err != nil {
+		return
+	}
+	for _, de := range ents {
+		n := de.Name()
+		if f, err := wal.Parse(n); err != nil || f.Kind != wal.Segment {
+			continue
+		}
+		if rec, err := spooledRecord(filepath.Join(p.Dir, n)); err == nil && rec.Name == n && rec.Repo.same(id) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(p.Dir, n)); err == nil {
+			p.Archive.Log.Debug("removed a spooled file of another repository or with no valid record", "file", n)
 		}
 	}
+}
+
+// spooledRecord reads the record of the spooled file at path (a regular file only).
+func spooledRecord(path string) (spoolRecord, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return spoolRecord{}, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	fi, err := f.Stat()
+	if err != nil {
+		return spoolRecord{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return spoolRecord{}, errors.New("not a regular file")
+	}
+	return readSpoolRecord(f, fi.Size())
 }
 
 func olderThan(dir, name string, d time.Duration) bool {

@@ -276,21 +276,50 @@ func TestThePrefetcherFillsTheSpoolAheadOfEachRequestWithinItsDepthAndCleansTheR
 	}
 }
 
-func TestAnIdlePrefetcherEmptiesTheSpoolAndExits(t *testing.T) {
-	a, _ := pushed(t, mem.New(), 3)
+func TestAnIdlePrefetcherKeepsOnlyTheSegmentsAheadOfTheLastRequestAndExits(t *testing.T) {
+	a, _ := pushed(t, mem.New(), 6)
 	dir := t.TempDir()
-	if err := SignalWant(dir, Want{Name: names(1, 1)[0], SegSize: segSize, Repo: a.Repo.String()}); err != nil {
+	spoolFor(t, a, dir, names(1, 1)[0]) // behind the request
+	if err := SignalWant(dir, Want{Name: names(2, 2)[0], SegSize: segSize, Repo: a.Repo.String()}); err != nil {
 		t.Fatal(err)
 	}
-	p := &Prefetcher{Archive: a, Dir: dir, Depth: 4, Workers: 2, Idle: 50 * time.Millisecond, Poll: time.Millisecond, Timeout: time.Minute}
+	p := &Prefetcher{Archive: a, Dir: dir, Depth: 3, Workers: 2, Idle: 50 * time.Millisecond, Poll: time.Millisecond, Timeout: time.Minute}
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if left := spooled(t, dir); len(left) != 0 {
-		t.Errorf("an idle prefetcher left %v", left)
+	if left := spooled(t, dir); !reflect.DeepEqual(left, names(3, 5)) {
+		t.Errorf("an idle prefetcher left %v, want the %v ahead of the last request", left, names(3, 5))
 	}
 	if running, err := PrefetcherRunning(dir); err != nil || running {
 		t.Errorf("PrefetcherRunning = %v, %v after it exited", running, err)
+	}
+	if pid, _ := os.ReadFile(filepath.Join(dir, lockFile)); len(pid) != 0 {
+		t.Errorf("the lock file still names %q after the prefetcher exited", pid)
+	}
+}
+
+func TestAPrefetcherRemovesRequestsAKilledWALFetchLeftHalfWritten(t *testing.T) {
+	a, _ := pushed(t, mem.New(), 2)
+	dir := t.TempDir()
+	stale, fresh := filepath.Join(dir, tmpPrefix+wantFile+"-1"), filepath.Join(dir, tmpPrefix+wantFile+"-2")
+	for _, f := range []string{stale, fresh} {
+		if err := os.WriteFile(f, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	p := &Prefetcher{Archive: a, Dir: dir, Depth: 1, Workers: 1, Idle: time.Millisecond, Poll: time.Millisecond, Timeout: time.Minute}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); err == nil {
+		t.Error("a request a killed wal-fetch left two minutes ago is still there")
+	}
+	if _, err := os.Lstat(fresh); err != nil {
+		t.Errorf("a request a wal-fetch is writing now was removed: %v", err)
 	}
 }
 
