@@ -22,7 +22,12 @@ func TestABusyArchiverRemovesTheRecordsOfRecycledSegmentsAsItRuns(t *testing.T) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("archiver: %v", err)
+		}
+	}()
 
 	guard := time.Now().Add(time.Minute) // a hang guard, not a timing
 	waitFor := func(what string, cond func() bool) {
