@@ -301,8 +301,43 @@ func credentialProvider(cfg Config, prof profile, env awsEnv, region string, cli
 	if strings.EqualFold(env("AWS_EC2_METADATA_DISABLED"), "true") {
 		return noCredentials{}, nil
 	}
+	opts, err := imdsOptions(prof, env)
+	if err != nil {
+		return nil, err
+	}
 	// IMDS keeps the SDK's own short timeouts, so that a host off EC2 fails fast.
-	return ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = imds.New(imds.Options{}) }), nil
+	return ec2rolecreds.New(func(o *ec2rolecreds.Options) { o.Client = imds.New(opts) }), nil
+}
+
+// imdsOptions are the SDK's IMDS switches: AWS_EC2_METADATA_SERVICE_ENDPOINT (else
+// the profile's ec2_metadata_service_endpoint), AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE
+// (IPv4 or IPv6) and AWS_EC2_METADATA_V1_DISABLED, with their profile counterparts.
+func imdsOptions(prof profile, env awsEnv) (imds.Options, error) {
+	var o imds.Options
+	if o.Endpoint = env("AWS_EC2_METADATA_SERVICE_ENDPOINT"); o.Endpoint == "" {
+		o.Endpoint = prof.get("ec2_metadata_service_endpoint")
+	}
+	mode, from := env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"), "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"
+	if mode == "" {
+		mode, from = prof.get("ec2_metadata_service_endpoint_mode"), fmt.Sprintf("ec2_metadata_service_endpoint_mode of AWS profile %q", prof.name)
+	}
+	switch strings.ToLower(mode) {
+	case "":
+	case "ipv4":
+		o.EndpointMode = imds.EndpointModeStateIPv4
+	case "ipv6":
+		o.EndpointMode = imds.EndpointModeStateIPv6
+	default:
+		return o, fmt.Errorf("%s is %q: set it to IPv4 or IPv6", from, mode)
+	}
+	v1Off, err := boolSetting(env, "AWS_EC2_METADATA_V1_DISABLED", prof, "ec2_metadata_v1_disabled")
+	if err != nil {
+		return o, err
+	}
+	if v1Off {
+		o.EnableFallback = aws.FalseTernary
+	}
+	return o, nil
 }
 
 func webIdentity(tokenFile, role, session, region string, client *http.Client, stsEnd endpoint) aws.CredentialsProvider {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -282,5 +283,21 @@ func TestCABundleIsTrustedForTheStore(t *testing.T) {
 	t.Setenv("AWS_CA_BUNDLE", empty)
 	if err := stat(); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
 		t.Fatalf("bundle without a certificate: err = %v", err)
+	}
+}
+
+// The SDK's IMDS switches reach the instance-role client; a mode it does not know is
+// refused.
+func TestInstanceRoleFollowsTheIMDSSwitches(t *testing.T) {
+	prof := profile{name: "default", keys: map[string]string{"ec2_metadata_service_endpoint_mode": "IPv6"}}
+	o, err := imdsOptions(prof, envOf(t, map[string]string{"AWS_EC2_METADATA_V1_DISABLED": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.EndpointMode != imds.EndpointModeStateIPv6 || o.EnableFallback != aws.FalseTernary {
+		t.Errorf("options %+v, want IPv6 and no IMDSv1 fallback", o)
+	}
+	if _, err := imdsOptions(profile{}, envOf(t, map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE": "v6"})); err == nil {
+		t.Error("an unknown endpoint mode was accepted")
 	}
 }
