@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -246,9 +248,11 @@ sts =
 // AWS_CA_BUNDLE is trusted for the store's connections (replacing the system's roots,
 // as the SDK did); a file with no certificate is refused.
 func TestCABundleIsTrustedForTheStore(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound) // HEAD of a missing key
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the untrusted handshake is expected
+	srv.StartTLS()
 	defer srv.Close()
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "ca.pem")
