@@ -121,9 +121,13 @@ func resolveWithProfile(cfg Config, prof profile, env awsEnv, client *http.Clien
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("s3: %w", err)
 	}
-	stsEnd, err := endpointSettings("STS", "", prof, env)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("s3: %w", err)
+	// STS's settings are read only where web identity may need them, so that one pgb
+	// does not use cannot refuse the store.
+	var stsEnd endpoint
+	if env("AWS_WEB_IDENTITY_TOKEN_FILE") != "" || prof.get("web_identity_token_file") != "" {
+		if stsEnd, err = endpointSettings("STS", "", prof, env); err != nil {
+			return aws.Config{}, fmt.Errorf("s3: %w", err)
+		}
 	}
 	provider, err := credentialProvider(cfg, prof, env, region, client, stsEnd)
 	if err != nil {
