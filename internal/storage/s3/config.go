@@ -94,17 +94,20 @@ type Config struct {
 	// Prefix is the key prefix inside the bucket, without leading or trailing "/";
 	// object key k is stored as Prefix + "/" + k. Empty means the bucket's root.
 	Prefix string
-	// Region of the bucket. Empty: the SDK's configuration (AWS_REGION, the shared
-	// config profile), else DefaultRegion.
+	// Region of the bucket. Empty: AWS_DEFAULT_REGION, else the shared config
+	// profile's, else DefaultRegion (see credentials.go).
 	Region string
-	// Endpoint of an S3-compatible store, e.g. "http://127.0.0.1:7070". Empty: AWS.
+	// Endpoint of an S3-compatible store, e.g. "http://127.0.0.1:7070". Empty: the
+	// SDK's endpoint settings (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's),
+	// else AWS.
 	Endpoint string
 	// ForcePathStyle addresses buckets as http://endpoint/bucket/key, as most
 	// S3-compatible stores need.
 	ForcePathStyle bool
-	// Static credentials. Empty AccessKeyID and SecretAccessKey mean the SDK's default
-	// credential chain: AWS_ACCESS_KEY_ID etc., the shared config profile (AWS_PROFILE
-	// or Profile), web identity (IRSA), container and instance roles.
+	// Static credentials. Empty AccessKeyID and SecretAccessKey mean pgb's chain, in
+	// the SDK's order (see credentials.go): the named Profile, AWS_ACCESS_KEY /
+	// AWS_SECRET_KEY, web identity (IRSA), the default profile, container and instance
+	// roles.
 	AccessKeyID, SecretAccessKey, SessionToken string
 	// Profile selects a shared-config profile (like AWS_PROFILE).
 	Profile string

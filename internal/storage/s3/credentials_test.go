@@ -138,7 +138,7 @@ func TestCredentialChain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := credentialProvider(cfg, prof, env, awsCfg.Region, http.DefaultClient)
+			p, err := credentialProvider(cfg, prof, env, awsCfg.Region, http.DefaultClient, endpoint{})
 			if err != nil {
 				t.Fatal(err)
 			}

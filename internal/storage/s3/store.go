@@ -28,8 +28,10 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -52,15 +54,32 @@ var _ storage.Store = (*Store)(nil)
 // New validates cfg, fills in defaults and builds the S3 client. It makes no request
 // to the server: a wrong bucket, region or credentials show up on the first call.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	cfg = cfg.withDefaults()
+	cfg = withEnvironmentKeys(cfg.withDefaults(), os.Getenv)
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	transport := newTransport(cfg)
-	httpClient := &http.Client{Transport: wrapTransport(cfg, transport)}
-	awsCfg, err := loadAWSConfig(cfg, httpClient)
+	prof, err := loadProfile(cfg.Profile, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	roots, err := caBundle(prof, os.Getenv)
 	if err != nil {
 		return nil, err
+	}
+	transport := newTransport(cfg)
+	if roots != nil {
+		if transport.TLSClientConfig == nil {
+			transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		transport.TLSClientConfig.RootCAs = roots
+	}
+	httpClient := &http.Client{Transport: wrapTransport(cfg, transport)}
+	awsCfg, err := loadAWSConfig(cfg, prof, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	if awsCfg.BaseEndpoint != nil {
+		cfg.Endpoint = *awsCfg.BaseEndpoint // from the SDK's settings: String names it
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
