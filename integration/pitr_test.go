@@ -29,7 +29,7 @@ type scenario struct {
 
 func newScenario(t *testing.T) *scenario {
 	t.Helper()
-	pgtest.RequireParallel(t)
+	pgtest.Require(t)
 	repo := newRepo(t)
 	return newScenarioOn(t, repo, []string{"--repo", repo})
 }
@@ -37,7 +37,7 @@ func newScenario(t *testing.T) *scenario {
 // newScenarioOn plays the scenario against the repository that sel selects.
 func newScenarioOn(t *testing.T, repo string, sel []string) *scenario {
 	t.Helper()
-	pgtest.RequireParallel(t)
+	pgtest.Require(t)
 	s := &scenario{repo: repo, sel: sel}
 	s.src = archivingClusterWith(t, sel)
 	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")

@@ -24,7 +24,7 @@ type forked struct {
 // more rows and, with backupAfter, takes a second backup after the fork.
 func forkRepository(t *testing.T, backupAfter bool, copyArgs ...string) *forked {
 	t.Helper()
-	pgtest.RequireParallel(t)
+	pgtest.Require(t)
 	repo := newRepo(t)
 	f := &forked{scenario: &scenario{repo: repo, sel: []string{"--repo", repo}}}
 	f.src = archivingCluster(t, repo)

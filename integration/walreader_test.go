@@ -38,7 +38,7 @@ func TestArchivedWALCommitsAndRestorePointsMatchPgWaldump(t *testing.T) {
 }
 
 func archiveAndCrossCheck(t *testing.T, segMB int) {
-	pgtest.RequireParallel(t)
+	pgtest.Require(t)
 	archive := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "archive"))
 	c := pgtest.NewCluster(t, pgtest.Options{
 		ArchiveCommand: "cp %p " + archive + "/%f",
@@ -239,7 +239,7 @@ func writeTestdata(t *testing.T, out, archive string, names []string, dump strin
 // and then the end-of-recovery record naming both timelines. The reader
 // agrees with pg_waldump on every record of it.
 func TestArchivedWALAfterPromotionShowsTheEndOfRecovery(t *testing.T) {
-	pgtest.RequireParallel(t)
+	pgtest.Require(t)
 	tmp := pgtest.TempDir(t)
 	archive := pgtest.MkdirPG(t, filepath.Join(tmp, "archive"))
 	archive2 := pgtest.MkdirPG(t, filepath.Join(tmp, "archive2"))
