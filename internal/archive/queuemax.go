@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/bytesize"
+
 	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/spool"
@@ -139,7 +141,7 @@ func (q *QueueMax) ApplyAfterFailure(path string, pushErr error) error {
 	}
 	if bl.Bytes <= q.Limit {
 		return fmt.Errorf("%w (archiver backlog %s in %d files, within wal-push-queue-max %s: nothing dropped, PostgreSQL retries)",
-			pushErr, sizeText(bl.Bytes), bl.Files, sizeText(q.Limit))
+			pushErr, bytesize.Text(bl.Bytes), bl.Files, bytesize.Text(q.Limit))
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -154,7 +156,7 @@ func (q *QueueMax) ApplyAfterFailure(path string, pushErr error) error {
 		return fmt.Errorf("%w (wal-push-queue-max: the segment was not dropped, because its drop could not be recorded: %w)", pushErr, err)
 	}
 	q.Log.Error("WAL DROPPED by wal-push-queue-max: the push failed and the archiver backlog exceeds the limit; point-in-time recovery across this segment is no longer possible",
-		"segment", f.Name, "backlog", sizeText(bl.Bytes), "backlog_files", bl.Files, "limit", sizeText(q.Limit), "error", pushErr.Error())
+		"segment", f.Name, "backlog", bytesize.Text(bl.Bytes), "backlog_files", bl.Files, "limit", bytesize.Text(q.Limit), "error", pushErr.Error())
 	return nil
 }
 
@@ -434,16 +436,3 @@ func dropRanges(recs []DropRecord) []dropRange {
 }
 
 func validSegSize(s uint64) bool { return s >= 1<<20 && s <= 1<<30 && s&(s-1) == 0 }
-
-// sizeText is a byte count for a log line: 4.0 GiB, 12.5 MiB, 512 B.
-func sizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}

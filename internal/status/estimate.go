@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/pgb-project/pgb/internal/bytesize"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -162,7 +163,7 @@ func (e *Estimate) Text(indent string) []string {
 	}
 	if e.Note != "" {
 		return []string{
-			fmt.Sprintf("%sRTO estimate: none (restore %s, replay %s%s of WAL)", indent, size(e.RestoreBytes), atLeast, size(int64(e.WALBytes))),
+			fmt.Sprintf("%sRTO estimate: none (restore %s, replay %s%s of WAL)", indent, bytesize.Text(e.RestoreBytes), atLeast, bytesize.Text(int64(e.WALBytes))),
 			indent + "  " + e.Note,
 		}
 	}
@@ -172,8 +173,8 @@ func (e *Estimate) Text(indent string) []string {
 	}
 	return []string{
 		fmt.Sprintf("%sRTO estimate: %s%s (restore %s, replay %s%s)", indent, atLeast, dur(e.TotalSeconds), dur(e.RestoreSeconds), atLeast, dur(e.ReplaySeconds)),
-		fmt.Sprintf("%s  restore %s at %s/s, replay %s%s of WAL at %s/s", indent, size(e.RestoreBytes), rateText(e.RestoreBytesPerSecond),
-			atLeast, size(int64(e.WALBytes)), rateText(e.ReplayBytesPerSecond)),
+		fmt.Sprintf("%s  restore %s at %s/s, replay %s%s of WAL at %s/s", indent, bytesize.Text(e.RestoreBytes), rateText(e.RestoreBytesPerSecond),
+			atLeast, bytesize.Text(int64(e.WALBytes)), rateText(e.ReplayBytesPerSecond)),
 		fmt.Sprintf("%s  (throughput: %s on this repository)", indent, drills),
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/pgb-project/pgb/internal/bytesize"
 )
 
 // Write prints the report for a terminal: the window first, every line within 80
@@ -91,7 +93,7 @@ func (r *Report) Write(w io.Writer) error {
 			p("    %s", l)
 		}
 	}
-	r.writeArchiver(p, size)
+	r.writeArchiver(p, bytesize.Text)
 	r.writeDrills(p, short)
 	if r.SystemIdentifier != "" {
 		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
@@ -156,7 +158,7 @@ func (r *Report) writeArchiver(p func(string, ...any), size func(int64) string) 
 	if a.Files == 0 {
 		p("Archiver:    nothing waiting in pg_wal")
 	} else {
-		p("Archiver:    %d files (%s) waiting in pg_wal", a.Files, size(a.Bytes))
+		p("Archiver:    %d files (%s) waiting in pg_wal", a.Files, bytesize.Text(a.Bytes))
 		if a.Oldest != "" {
 			p("  oldest %s", a.Oldest)
 		}
@@ -179,7 +181,7 @@ func (r *Report) writeTarget(p func(string, ...any), ts func(time.Time) string) 
 	}
 	p("Target %s: reachable", t.Target)
 	p("  from backup %s", t.Backup)
-	p("  replaying %d segments, %s of WAL (%s stored)", t.Segments, size(int64(t.WALBytes)), size(t.StoredBytes))
+	p("  replaying %d segments, %s of WAL (%s stored)", t.Segments, bytesize.Text(int64(t.WALBytes)), bytesize.Text(t.StoredBytes))
 	p("  WAL %s .. %s", t.FromSegment, t.ToSegment)
 	if t.RTOEstimate != nil {
 		for _, l := range t.RTOEstimate.Text("  ") {
@@ -216,18 +218,6 @@ func pathText(path []uint32) string {
 		s = append(s, fmt.Sprint(t))
 	}
 	return strings.Join(s, "→")
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // ageText is a short age: 42s, 5m07s, 3h20m, 12d.
