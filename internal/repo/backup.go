@@ -23,11 +23,26 @@ import (
 // attempt was stored but lost its acknowledgement (S3, GCS) finds its own manifest.
 // Other content fails with an error wrapping storage.ErrExist and leaves the stored
 // manifest untouched.
+//
+// A manifest whose files are in m.List is written in format 2, streamed from the list
+// (never whole in memory); one with m.Files in format 1.
 func (r *Repo) PutBackup(ctx context.Context, m *Manifest) error {
-	m.Format = FormatVersion
-	m.FileCount, m.PartCount = len(m.Files), len(m.Parts)
+	if m.List != nil {
+		if len(m.Files) > 0 {
+			return fmt.Errorf("manifest of backup %s: files both in memory and in a list", m.Name)
+		}
+		m.Format = ManifestFormat
+		m.FileCount, m.Size = m.List.Count()
+	} else {
+		m.Format = FormatVersion
+		m.FileCount = len(m.Files)
+	}
+	m.PartCount = len(m.Parts)
 	if err := r.putOrSame(ctx, SummaryKey(m.Name), &m.Summary, "summary"); err != nil {
 		return err
+	}
+	if m.List != nil {
+		return r.putStreamOrSame(ctx, ManifestKey(m.Name), func(w io.Writer) error { return writeStreamed(w, m) }, "manifest")
 	}
 	return r.putOrSame(ctx, ManifestKey(m.Name), m, "manifest")
 }
@@ -43,6 +58,12 @@ func (r *Repo) putOrSame(ctx context.Context, key string, v any, what string) er
 		return err
 	}
 	same, cerr := r.storedEquals(ctx, key, js)
+	return foundStored(err, same, cerr, what, key)
+}
+
+// foundStored decides a write of what under key that found an object there (err): done
+// when the stored one is what the write holds (same), else err, saying why.
+func foundStored(err error, same bool, cerr error, what, key string) error {
 	switch {
 	case cerr != nil:
 		return fmt.Errorf("%w; and the stored %s could not be read to compare: %w", err, what, cerr)
@@ -52,54 +73,77 @@ func (r *Repo) putOrSame(ctx context.Context, key string, v any, what string) er
 	return nil
 }
 
-// ReadManifest reads one backup's manifest.
+// ReadManifest reads one backup's manifest whole, its files in m.Files sorted by path,
+// whatever its format. OpenManifest reads a large one without holding its files.
 func (r *Repo) ReadManifest(ctx context.Context, name string) (*Manifest, error) {
+	size, err := r.manifestSize(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return r.readManifest(ctx, name, size)
+}
+
+func (r *Repo) manifestSize(ctx context.Context, name string) (int64, error) {
 	info, err := r.st.Stat(ctx, ManifestKey(name))
 	if err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
-			return nil, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
+			return 0, fmt.Errorf("%w %q (pgb backup-list shows the backups)", ErrNoBackup, name)
 		}
-		return nil, fmt.Errorf("read manifest of backup %s: %w", name, err)
+		return 0, fmt.Errorf("read manifest of backup %s: %w", name, err)
 	}
-	return r.readManifest(ctx, name, info.Size)
+	return info.Size, nil
 }
 
-// Manifest reads the manifest of the backup that ListBackups described with s, and
-// checks that it says what s says: a summary that disagrees with its manifest marks a
-// damaged backup.
+// Manifest reads the manifest of the backup that ListBackups described with s, whole
+// (see ReadManifest), and checks that it says what s says: a summary that disagrees
+// with its manifest marks a damaged backup.
 func (r *Repo) Manifest(ctx context.Context, s *Summary) (*Manifest, error) {
 	m, err := r.ReadManifest(ctx, s.Name)
 	if err != nil {
 		return nil, err
 	}
-	a, _ := json.Marshal(&m.Summary)
-	b, _ := json.Marshal(s)
-	if !bytes.Equal(a, b) {
-		return nil, fmt.Errorf("backup %s is %w: its summary and its manifest disagree", s.Name, ErrDamagedBackup)
+	return m, sameSummary(m, s)
+}
+
+// OpenManifest is Manifest for a reader that goes through the files part by part
+// (restore): the files of a format 2 manifest go to a FileList in a temporary file in
+// dir ("": $TMPDIR), m.List, and memory does not grow with their number. A format 1
+// manifest is read whole into m.Files. Every entry is checked as it is read. The
+// caller closes m.
+func (r *Repo) OpenManifest(ctx context.Context, s *Summary, dir string) (*Manifest, error) {
+	size, err := r.manifestSize(ctx, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	list, err := NewFileList(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := r.readManifestFrom(ctx, s.Name, size, list)
+	if err == nil {
+		err = sameSummary(m, s)
+	}
+	if err != nil || m.List == nil {
+		_ = list.Close() // unused, or dropped with the error
+	}
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// readManifest reads a manifest stored in storedSize bytes.
+func sameSummary(m *Manifest, s *Summary) error {
+	a, _ := json.Marshal(&m.Summary)
+	b, _ := json.Marshal(s)
+	if !bytes.Equal(a, b) {
+		return fmt.Errorf("backup %s is %w: its summary and its manifest disagree", s.Name, ErrDamagedBackup)
+	}
+	return nil
+}
+
+// readManifest reads a manifest stored in storedSize bytes, whole.
 func (r *Repo) readManifest(ctx context.Context, name string, storedSize int64) (*Manifest, error) {
-	var m Manifest
-	limit := manifestLimit(storedSize)
-	why := fmt.Sprintf("pgb allows a manifest %dx its stored size of %s, at least %s and at most %s",
-		manifestRatio, sizeText(storedSize), sizeText(manifestFloor), sizeText(manifestCap))
-	if err := r.getJSON(ctx, ManifestKey(name), &m, limit, why); err != nil {
-		return nil, backupDocError(name, "manifest", err)
-	}
-	if err := checkSummary(name, &m.Summary); err != nil {
-		return nil, err
-	}
-	switch {
-	case m.FileCount == 0 && m.PartCount == 0: // written before summaries: count
-		m.FileCount, m.PartCount = len(m.Files), len(m.Parts)
-	case m.FileCount != len(m.Files) || m.PartCount != len(m.Parts):
-		return nil, fmt.Errorf("manifest of backup %s is %w: it counts %d files in %d parts but lists %d in %d",
-			name, ErrDamagedBackup, m.FileCount, m.PartCount, len(m.Files), len(m.Parts))
-	}
-	return &m, nil
+	return r.readManifestFrom(ctx, name, storedSize, nil)
 }
 
 // readSummary reads a backup's summary.
@@ -127,8 +171,8 @@ func backupDocError(name, what string, err error) error {
 }
 
 func checkSummary(name string, s *Summary) error {
-	if s.Format > FormatVersion {
-		return fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, s.Format, FormatVersion)
+	if s.Format > ManifestFormat {
+		return fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, s.Format, ManifestFormat)
 	}
 	if s.Name != name {
 		return fmt.Errorf("backup %s is %w: its manifest or summary describes backup %q", name, ErrDamagedBackup, s.Name)
@@ -268,6 +312,13 @@ var ErrBackupComplete = errors.New("the backup has a manifest: it is complete")
 // BackupRecorded reports whether m's manifest is stored with exactly m's content (a
 // write that failed after it was stored).
 func (r *Repo) BackupRecorded(ctx context.Context, m *Manifest) (bool, error) {
+	if m.List != nil {
+		same, err := r.storedEqualsStream(ctx, ManifestKey(m.Name), func(w io.Writer) error { return writeStreamed(w, m) })
+		if errors.Is(err, storage.ErrNotExist) {
+			return false, nil
+		}
+		return same, err
+	}
 	js, err := json.Marshal(m)
 	if err != nil {
 		return false, err
@@ -328,7 +379,8 @@ type PartWriter struct {
 // of its own and up to defaultPartCompressors-1 more from a budget shared by every
 // part open at once in the repository (extraCompressorBudget), so that memory does not
 // grow with workers × cores: at most extraCompressorBudget × 512 KiB = 6 MiB above one
-// compressor per worker, on a host of any size. zstd parts stay on one core each.
+// compressor per worker, on a host of any size. zstd parts stay on one core each, with
+// the long-stream window (compress.ForLongStreams: about 18 MiB per part being written).
 const (
 	defaultPartCompressors = 4
 	extraCompressorBudget  = 12
@@ -358,7 +410,7 @@ func (r *Repo) returnCompressors(n int) {
 // CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
-	codec := r.codec
+	codec := compress.ForLongStreams(r.codec)
 	w := &PartWriter{key: PartKey(backup, n), ended: make(chan struct{}), ret: r.returnCompressors}
 	if codec.ID() == compress.IDLZ4 && r.partCompressors > 1 {
 		w.extra = r.takeCompressors(r.partCompressors)

@@ -59,7 +59,7 @@ type Summary struct {
 	Compression   string    `json:"compression"`
 	Size          int64     `json:"size"`        // bytes of file data
 	StoredSize    int64     `json:"stored_size"` // bytes of parts in the repository
-	FileCount     int       `json:"file_count"`  // len(Manifest.Files)
+	FileCount     int       `json:"file_count"`  // files in the manifest
 	PartCount     int       `json:"part_count"`  // len(Manifest.Parts)
 	// Parent names the backup an incremental backup builds on; empty for a full
 	// backup (the only kind pgb writes today).
@@ -67,7 +67,9 @@ type Summary struct {
 }
 
 // Manifest describes one complete base backup: what PostgreSQL said about it, and
-// every directory and file in it with its checksum and the part that holds it.
+// every directory and file in it with its checksum and the part that holds it. The
+// files are in Files, or, for a backup with many files, in List (see FileList):
+// backup-push and restore never hold them all in memory.
 type Manifest struct {
 	Summary
 	Label         string       `json:"backup_label"`
@@ -81,6 +83,36 @@ type Manifest struct {
 	// DataDirOwner is who owned the data directory at backup time: a restore as root
 	// gives the files back to that user. Manifests of older pgb have none.
 	DataDirOwner *Owner `json:"data_directory_owner,omitempty"`
+
+	// List, when set, holds the files instead of Files (written in manifest format 2).
+	List *FileList `json:"-"`
+}
+
+// Close releases m.List.
+func (m *Manifest) Close() error {
+	if m == nil || m.List == nil {
+		return nil
+	}
+	return m.List.Close()
+}
+
+// EachFile calls fn with every file of m: those in m.Files, or part by part (in the
+// order of each part) those in m.List. The file is valid only during the call.
+func (m *Manifest) EachFile(fn func(*File) error) error {
+	if m.List == nil {
+		for i := range m.Files {
+			if err := fn(&m.Files[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, n := range m.List.Parts() {
+		if err := m.List.Each(n, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Duration is how long the backup took.

@@ -109,7 +109,7 @@ func TestReadManifestErrors(t *testing.T) {
 	}
 
 	// Newer format.
-	if err := New(st, Options{}).putJSON(ctx, ManifestKey("future"), map[string]any{"format": FormatVersion + 1, "name": "future"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("future"), map[string]any{"format": ManifestFormat + 1, "name": "future"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(st, Options{}).ReadManifest(ctx, "future"); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
@@ -196,7 +196,7 @@ func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	// e: written by a newer pgb.
-	if err := New(st, Options{}).putJSON(ctx, ManifestKey("e"), map[string]any{"format": FormatVersion + 1, "name": "e"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("e"), map[string]any{"format": ManifestFormat + 1, "name": "e"}); err != nil {
 		t.Fatal(err)
 	}
 	// b: its summary and its manifest damaged.

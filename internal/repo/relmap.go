@@ -1,9 +1,12 @@
 package repo
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -55,9 +58,133 @@ var ErrNoRelMap = errors.New("no relation names recorded")
 // PutRelMap records the relation names of a backup in progress: before its
 // summary and manifest, which stay last. A retried write that finds exactly
 // this map stored counts as done.
+//
+// The map is encoded as it is stored, one relation at a time: a cluster with hundreds
+// of thousands of relations never has its map's JSON in memory as well.
 func (r *Repo) PutRelMap(ctx context.Context, backup string, m *RelMap) error {
 	m.Format = RelMapFormat
-	return r.putOrSame(ctx, RelMapKey(backup), m, "relation map")
+	return r.PutRelMapFrom(ctx, backup, m)
+}
+
+// RelMapSource yields a relation map one relation at a time, so that one can be stored
+// without being built in memory (see PutRelMapFrom). A *RelMap is one.
+type RelMapSource interface {
+	DatabaseCount() int
+	// Database returns database i's oid, name and number of relations.
+	Database(i int) (oid uint32, name string, relations int)
+	// Relation returns relation j of database i.
+	Relation(i, j int) Relation
+}
+
+// DatabaseCount implements RelMapSource.
+func (m *RelMap) DatabaseCount() int { return len(m.Databases) }
+
+// Database implements RelMapSource.
+func (m *RelMap) Database(i int) (uint32, string, int) {
+	d := &m.Databases[i]
+	return d.OID, d.Name, len(d.Relations)
+}
+
+// Relation implements RelMapSource.
+func (m *RelMap) Relation(i, j int) Relation { return m.Databases[i].Relations[j] }
+
+// PutRelMapFrom is PutRelMap for a map that src yields, in format RelMapFormat.
+func (r *Repo) PutRelMapFrom(ctx context.Context, backup string, src RelMapSource) error {
+	return r.putStreamOrSame(ctx, RelMapKey(backup), func(w io.Writer) error { return writeRelMap(w, src) }, "relation map")
+}
+
+// RelMapWriter is what a relation map stream writes to (see PutRelMapStream): a
+// database, then its relations, then the next database.
+type RelMapWriter interface {
+	Database(oid uint32, name string) error
+	Relation(Relation) error
+}
+
+// PutRelMapStream is PutRelMap for a map that stream writes as it reads it, database
+// by database (from PostgreSQL's rows), so that it is never held whole. stream may be
+// called a second time: a retried write that finds a map stored compares it with what
+// stream writes again.
+func (r *Repo) PutRelMapStream(ctx context.Context, backup string, stream func(RelMapWriter) error) error {
+	return r.putStreamOrSame(ctx, RelMapKey(backup), func(w io.Writer) error {
+		rw := &relMapStreamWriter{bw: bufio.NewWriterSize(w, 64<<10)}
+		_, _ = fmt.Fprintf(rw.bw, `{"format":%d,"databases":[`, RelMapFormat) // a bufio.Writer keeps its first error for Flush
+		if err := stream(rw); err != nil {
+			return err
+		}
+		if rw.dbs > 0 {
+			_, _ = rw.bw.WriteString("]}")
+		}
+		_, _ = rw.bw.WriteString("]}")
+		return rw.bw.Flush()
+	}, "relation map")
+}
+
+// relMapStreamWriter writes a relation map as json.Marshal writes a RelMap.
+type relMapStreamWriter struct {
+	bw        *bufio.Writer
+	dbs, rels int // written so far; rels in the current database
+}
+
+func (w *relMapStreamWriter) Database(oid uint32, name string) error {
+	b, err := json.Marshal(name)
+	if err != nil {
+		return err
+	}
+	if w.dbs > 0 {
+		_, _ = w.bw.WriteString("]},")
+	}
+	w.dbs++
+	w.rels = 0
+	_, err = fmt.Fprintf(w.bw, `{"oid":%d,"name":%s,"relations":[`, oid, b)
+	return err
+}
+
+func (w *relMapStreamWriter) Relation(rel Relation) error {
+	if w.dbs == 0 {
+		return errors.New("relation map: a relation before any database")
+	}
+	b, err := json.Marshal(&rel)
+	if err != nil {
+		return err
+	}
+	if w.rels > 0 {
+		_ = w.bw.WriteByte(',')
+	}
+	w.rels++
+	_, err = w.bw.Write(b)
+	return err
+}
+
+// writeRelMap writes src as JSON, as json.Marshal would write its RelMap (an empty
+// list as []).
+func writeRelMap(w io.Writer, src RelMapSource) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_, _ = fmt.Fprintf(bw, `{"format":%d,"databases":[`, RelMapFormat) // a bufio.Writer keeps its first error for Flush
+	for i := range src.DatabaseCount() {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		oid, dbName, n := src.Database(i)
+		name, err := json.Marshal(dbName)
+		if err != nil {
+			return err
+		}
+		_, _ = fmt.Fprintf(bw, `{"oid":%d,"name":%s,"relations":[`, oid, name)
+		for j := range n {
+			if j > 0 {
+				_ = bw.WriteByte(',')
+			}
+			rel := src.Relation(i, j)
+			b, err := json.Marshal(&rel)
+			if err != nil {
+				return err
+			}
+			_, _ = bw.Write(b)
+		}
+		_, _ = bw.WriteString("]}")
+	}
+	_, _ = bw.WriteString("]}")
+	return bw.Flush()
 }
 
 // ReadRelMap reads a backup's relation names: ErrNoRelMap when it has none,

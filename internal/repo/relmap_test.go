@@ -1,7 +1,9 @@
 package repo
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -67,5 +69,68 @@ func TestRelMapLargerThanAllowedIsCorrupt(t *testing.T) {
 	}
 	if _, err := r.ReadRelMap(ctx, "b2"); !errors.Is(err, ErrNewerFormat) {
 		t.Fatalf("got %v, want ErrNewerFormat", err)
+	}
+}
+
+// The relation map, written as a stream, is the JSON json.Marshal makes of it.
+func TestRelMapIsWrittenAsJSONMarshalWould(t *testing.T) {
+	m := &RelMap{Format: RelMapFormat, Databases: []RelDatabase{
+		{OID: 5, Name: `po"st<gres>`, Relations: []Relation{{OID: 1, Filenode: 2, Schema: "public", Name: "t&1", Kind: "r"}, {OID: 3, Filenode: 4, Tablespace: 9, Schema: "s", Name: "ü", Kind: "i"}}},
+		{OID: 6, Name: "empty", Relations: []Relation{}},
+	}}
+	var got bytes.Buffer
+	if err := writeRelMap(&got, m); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(m)
+	if got.String() != string(want) {
+		t.Errorf("written\n%s\nwant\n%s", got.String(), want)
+	}
+}
+
+// A map written as a stream, database by database, is stored as PutRelMap stores it.
+func TestRelMapStreamIsStoredAsPutRelMapStoresIt(t *testing.T) {
+	for _, m := range []*RelMap{
+		{Databases: []RelDatabase{
+			{OID: 5, Name: `po"st<gres>`, Relations: []Relation{{OID: 1, Filenode: 2, Schema: "public", Name: "t&1", Kind: "r"}, {OID: 3, Filenode: 4, Tablespace: 9, Schema: "s", Name: "ü", Kind: "i"}}},
+			{OID: 6, Name: "empty", Relations: []Relation{}},
+			{OID: 7, Name: "one", Relations: []Relation{{OID: 8, Filenode: 8, Schema: "public", Name: "x", Kind: "r"}}},
+		}},
+		{Databases: []RelDatabase{}},
+	} {
+		ctx := context.Background()
+		st := mem.New()
+		r := New(st, Options{})
+		if err := r.PutRelMapStream(ctx, "b1", func(w RelMapWriter) error {
+			for _, d := range m.Databases {
+				if err := w.Database(d.OID, d.Name); err != nil {
+					return err
+				}
+				for _, rel := range d.Relations {
+					if err := w.Relation(rel); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PutRelMap(ctx, "b2", m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.ReadRelMap(ctx, "b1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := r.ReadRelMap(ctx, "b2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if !bytes.Equal(g, w) {
+			t.Errorf("streamed map\n%s\nwant\n%s", g, w)
+		}
 	}
 }

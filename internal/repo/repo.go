@@ -42,23 +42,31 @@ type Options struct {
 	// Log receives warnings (a stale lock taken over, objects left behind); nil
 	// discards them.
 	Log *slog.Logger
-	// Buffers, when set, lends PutWAL the buffers it seals a WAL file into, so that a
-	// process pushing many segments (the look-ahead archiver) reuses them rather than
-	// allocating and clearing ~17 MiB per segment. Several Repos may share one.
+	// Buffers, when set, lends PutWAL the memory it seals a WAL file into, so that a
+	// process pushing many segments (the look-ahead archiver) reuses it rather than
+	// allocating afresh per segment. Several Repos may share one.
 	Buffers *WALBuffers
+	// WALMemory is how much of one sealed WAL file PutWAL keeps in memory (the rest
+	// goes to a temporary file); 0 means DefaultWALMemory. Tests lower it.
+	WALMemory int64
 	// PartCompressors is the most cores one lz4 backup part is compressed on; 0 means
 	// min(GOMAXPROCS, 4). Tests set it to take the parallel path on any host.
 	PartCompressors int
+	// ManifestHeaderLimit bounds the header line of a format 2 manifest; 0 means
+	// DefaultManifestHeaderLimit. Tests lower it.
+	ManifestHeaderLimit int
 }
 
 // Repo is one repository.
 type Repo struct {
-	st       storage.Store
-	codec    compress.Codec
-	docCodec compress.Codec
-	log      *slog.Logger
-	buffers  *WALBuffers
+	st        storage.Store
+	codec     compress.Codec
+	docCodec  compress.Codec
+	log       *slog.Logger
+	buffers   *WALBuffers
+	walMemory int64
 
+	maxHeaderLine    int           // bound of a format 2 manifest's header line
 	partCompressors  int           // cores one lz4 part is compressed on, at most
 	extraCompressors chan struct{} // tokens: compressors beyond one per part, shared by every open part
 
@@ -81,8 +89,16 @@ func New(st storage.Store, opt Options) *Repo {
 	if pc <= 0 {
 		pc = min(runtime.GOMAXPROCS(0), defaultPartCompressors)
 	}
-	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers,
-		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget)}
+	mh := opt.ManifestHeaderLimit
+	if mh <= 0 {
+		mh = DefaultManifestHeaderLimit
+	}
+	wm := opt.WALMemory
+	if wm <= 0 {
+		wm = DefaultWALMemory
+	}
+	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
+		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh}
 }
 
 // String names the repository for messages, without secrets.

@@ -1,14 +1,11 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/storage"
@@ -44,25 +41,25 @@ var ErrChangedSize = errors.New("changed size while being read")
 // durable. When an object is already there the error wraps storage.ErrExist and the
 // WALPut still carries the Sum of src, so the caller can compare (WALSum, OpenWAL).
 //
-// The whole sealed object is built in memory first (a compressed segment is a few
-// MiB), so a failed upload can be retried from the start. With Options.Buffers the
-// memory is borrowed from there and given back once the store is done with it.
+// The whole sealed object is built before it is stored, so that a failed upload can
+// be retried from the start: its first Options.WALMemory bytes in memory (borrowed
+// from Options.Buffers when set), the rest in a temporary file with no name in
+// $TMPDIR. A push's memory stays bounded whatever its segment compresses to.
 func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64) (WALPut, error) {
-	// Room for the worst case (incompressible data), so the buffer is never copied while
-	// it grows. A fresh one from make, unlike bytes.Buffer.Grow, leaves its pages
-	// untouched: only the compressed bytes cost page faults.
-	need := int(size + size/64 + Overhead + 64<<10)
-	sealed := r.buffers.get(need)
-	defer r.buffers.put(sealed)
-	copyBuf := r.buffers.get(copyBufSize)
-	defer r.buffers.put(copyBuf)
-	buf := bytes.NewBuffer(sealed[:0])
-	ew, err := r.seal(buf, r.codec)
+	sealed := newSealBuf(r.buffers, r.walMemory, "", func(err error) {
+		// Not an error (the push goes on, in memory), but it takes up to a segment's
+		// worth of memory per push: say so, once per push.
+		r.log.Warn("sealing the WAL file in memory: its temporary file failed (is $TMPDIR full or read-only?)", "file", f.Name, "error", err)
+	})
+	defer sealed.Close()
+	copyBuf := r.buffers.chunk()
+	defer r.buffers.release(copyBuf)
+	ew, err := r.seal(sealed, r.codec)
 	if err != nil {
 		return WALPut{}, err
 	}
 	// onlyReader hides a WriterTo (*os.File's copies in 32 KiB pieces).
-	n, err := io.CopyBuffer(ew, onlyReader{src}, copyBuf[:copyBufSize])
+	n, err := io.CopyBuffer(ew, onlyReader{src}, copyBuf)
 	if err != nil {
 		return WALPut{}, err
 	}
@@ -72,59 +69,11 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 	if n != size {
 		return WALPut{}, fmt.Errorf("%w (%d, now %d bytes)", ErrChangedSize, size, n)
 	}
-	res := WALPut{Key: WALKey(f), Stored: int64(buf.Len()), Sum: ew.Sum()}
+	res := WALPut{Key: WALKey(f), Stored: sealed.Len(), Sum: ew.Sum()}
 	// The store is done with the reader once Put returns (retries included): only then
-	// does the deferred put hand the buffer to the next segment.
-	err = r.st.Put(ctx, res.Key, bytes.NewReader(buf.Bytes()), storage.PutOptions{IfAbsent: true, Size: int64(buf.Len())})
+	// does the deferred Close hand the memory to the next segment.
+	err = r.st.Put(ctx, res.Key, sealed.Reader(), storage.PutOptions{IfAbsent: true, Size: sealed.Len()})
 	return res, err
-}
-
-// copyBufSize is what PutWAL reads at a time: a multiple of the codecs' blocks, small
-// enough that the copy costs little resident memory.
-const copyBufSize = 256 << 10
-
-// WALBuffers lends PutWAL its buffers for reuse across calls; safe for concurrent use.
-// It keeps at most a few idle buffers: as many as were in use at once, up to
-// maxIdleBuffers. The zero value is ready; a nil *WALBuffers allocates afresh.
-type WALBuffers struct {
-	mu   sync.Mutex
-	idle [][]byte
-}
-
-const maxIdleBuffers = 8
-
-// get returns a buffer of length n: an idle one large enough (whatever it held before
-// is overwritten by its borrower, which uses only what it wrote), or a fresh one.
-func (p *WALBuffers) get(n int) []byte {
-	if p == nil {
-		return make([]byte, n)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	best := -1 // the smallest that fits: a copy buffer must not take a segment's
-	for i, b := range p.idle {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(p.idle[best])) {
-			best = i
-		}
-	}
-	if best < 0 {
-		return make([]byte, n)
-	}
-	b := p.idle[best]
-	p.idle = slices.Delete(p.idle, best, best+1)
-	return b[:n]
-}
-
-// put gives b back for reuse.
-func (p *WALBuffers) put(b []byte) {
-	if p == nil {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.idle) < maxIdleBuffers {
-		p.idle = append(p.idle, b[:cap(b)])
-	}
 }
 
 type onlyReader struct{ io.Reader }
@@ -223,6 +172,7 @@ func (r *Repo) WaitForWAL(ctx context.Context, f wal.File, timeout time.Duration
 // such as archive_command failing for it.
 func (r *Repo) WaitForWALUntil(ctx context.Context, f wal.File, timeout time.Duration, probe func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
+	delay := firstWALPoll
 	for {
 		_, err := r.st.Stat(ctx, WALKey(f))
 		if err == nil {
@@ -242,7 +192,16 @@ func (r *Repo) WaitForWALUntil(ctx context.Context, f wal.File, timeout time.Dur
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(delay):
 		}
+		delay = min(2*delay, lastWALPoll)
 	}
 }
+
+// WaitForWAL's polls: the first soon after the call, as the file usually arrives within
+// milliseconds (a backup-push waits for its stop segment, which PostgreSQL's
+// archive_command ships right after pg_backup_stop), then doubling up to every 100 ms.
+const (
+	firstWALPoll = 5 * time.Millisecond
+	lastWALPoll  = 100 * time.Millisecond
+)
