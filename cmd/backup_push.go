@@ -59,10 +59,14 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	if err != nil {
 		return fmt.Errorf("backup-push: %w", err)
 	}
+	defer func() { _ = m.Close() }() // its file list, a temporary file
 	d := time.Since(start)
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	e.log.Debug("backup timings", "total", r(d), "start", r(p.Stats.Start), "walk", r(p.Stats.Walk), "copy", r(p.Stats.Copy),
+		"stop", r(p.Stats.Stop), "wait_wal", r(p.Stats.WaitWAL), "manifest", r(p.Stats.Manifest))
 	// The backup is stored: failing to print the summary is no reason to fail.
 	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
-		m.Name, human(m.Size), len(m.Files), human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
+		m.Name, human(m.Size), m.FileCount, human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
 		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
 	return nil
 }

@@ -189,6 +189,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	pl, err := e.planRestore(c, name, dir, t, dry)
 	if pl != nil {
 		defer func() { _ = pl.rp.Close() }() // releases connections only: restore reads, and its writes are local
+		defer func() { _ = pl.m.Close() }()  // its file list, a temporary file
 	}
 	if err != nil {
 		return err
@@ -215,7 +216,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	}
 	d := time.Since(start)
 	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
-		m.Name, human(m.Size), len(m.Files), abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
+		m.Name, human(m.Size), m.FileCount, abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
 	if t == nil {
 		_, _ = fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil

@@ -20,7 +20,7 @@ func (e *env) restoreDryRun(ctx context.Context, pl *restorePlan) error {
 	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(e.stdout, "dry run: would restore backup %s (%s, %d files)%s\n", m.Name, human(m.Size), len(m.Files), where)
+	_, _ = fmt.Fprintf(e.stdout, "dry run: would restore backup %s (%s, %d files)%s\n", m.Name, human(m.Size), m.FileCount, where)
 	_, _ = fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s)\n", target, target.Timeline,
 		m.StopTime.UTC().Format("2006-01-02 15:04:05Z"), m.StopLSN)
 	for _, l := range est.Text("") {

@@ -52,8 +52,9 @@ func TestBackupStopsReadingSoonAfterAPartUploadFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer tr.close()
 	before := readChars(t)
-	err = p.copyFiles(context.Background(), tr, &repo.Manifest{Summary: repo.Summary{Name: "b"}}, os.Open)
+	err = p.copyFiles(context.Background(), tr, &repo.Manifest{Summary: repo.Summary{Name: "b"}, List: testList(t)}, os.Open)
 	read := readChars(t) - before
 	if err == nil {
 		t.Fatal("copyFiles succeeded with every part upload failing")

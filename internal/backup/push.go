@@ -88,8 +88,12 @@ type Pusher struct {
 
 // Stats are the timings of one backup.
 type Stats struct {
-	Start time.Duration // pg_backup_start, its checkpoint included
-	Copy  time.Duration // reading the files and uploading the parts
+	Start    time.Duration // pg_backup_start, its checkpoint included
+	Walk     time.Duration // listing the data directory
+	Copy     time.Duration // reading the files and uploading the parts
+	Stop     time.Duration // pg_backup_stop
+	WaitWAL  time.Duration // waiting until the stop segment is in the repository
+	Manifest time.Duration // writing the manifest (the relation names' wait included)
 }
 
 // Rate is the copy's throughput in bytes per second: size over the copy alone, so that
@@ -102,16 +106,24 @@ func Rate(size int64, copyTime time.Duration) float64 {
 	return float64(size) / copyTime.Seconds()
 }
 
-// Run takes one backup and returns its manifest. The backup exists only if Run
+// Run takes one backup and returns its manifest, whose files are in m.List: the
+// caller closes m. The backup exists only if Run
 // returns nil; on failure the parts it uploaded are removed (best effort) and nothing
 // can be mistaken for a good backup, since no manifest is written. When PostgreSQL
 // stops (or the session breaks) during the backup, the error wraps ErrServerGone.
 // The one exception is Options.Permanent: a complete backup that could not be marked
 // permanent is returned with the error that says so, and is kept.
 func (p *Pusher) Run(ctx context.Context) (*repo.Manifest, error) {
-	m, err := p.run(ctx)
+	list, err := repo.NewFileList("")
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.run(ctx, list)
 	if err != nil {
 		err = p.explain(ctx, err)
+	}
+	if m == nil {
+		_ = list.Close() // nothing refers to it
 	}
 	return m, err
 }
@@ -180,7 +192,7 @@ func (p *Pusher) watch(ctx context.Context, fn func(context.Context) error) erro
 	return err
 }
 
-func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
+func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, error) {
 	now := p.Now
 	if now == nil {
 		now = time.Now
@@ -213,7 +225,7 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 		Name: start.Format("20060102T150405Z"), SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
 		Compression: p.Repo.Codec().Name(),
-	}, DataDirOwner: ownerOf(dataDir)}
+	}, DataDirOwner: ownerOf(dataDir), List: list}
 	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
 	if err != nil {
 		return nil, err
@@ -265,10 +277,13 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	tw := now()
 	t, err := walk(dataDir, known, open)
 	if err != nil {
 		return nil, err
 	}
+	defer t.close()
+	p.Stats.Walk = now().Sub(tw)
 	for _, s := range t.skipped {
 		p.Log.Warn("not following a link in pg_tblspc that is no tablespace of this cluster (pg_tablespace); it is not backed up", "link", s)
 	}
@@ -293,21 +308,32 @@ func (p *Pusher) run(ctx context.Context) (*repo.Manifest, error) {
 	}
 	p.Stats.Copy = now().Sub(t1)
 
+	// The relation names are read and stored while the backup stops and its last WAL
+	// segment is awaited; nothing is written under the backup's name once run returns.
+	namesStored, abandonNames := p.startRelationNames(ctx, m.Name)
+	defer abandonNames()
+	ts := now()
 	stop, err := p.Src.BackupStop(ctx)
 	if err != nil {
 		return nil, err
 	}
+	p.Stats.Stop = now().Sub(ts)
 	m.StopLSN, m.Label, m.TablespaceMap, m.NextXID = stop.LSN, stop.Label, stop.TablespaceMap, stop.NextXID
 	m.StopTime = now().UTC()
 	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
 		return nil, err
 	}
+	tv := now()
 	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL) }); err != nil {
 		return nil, err
 	}
-	p.recordRelationNames(ctx, m.Name)
+	tm := now()
+	p.Stats.WaitWAL = tm.Sub(tv)
+	namesStored()
 	m.Sort()
-	if err := p.Repo.PutBackup(ctx, m); err != nil {
+	err = p.Repo.PutBackup(ctx, m)
+	p.Stats.Manifest = now().Sub(tm)
+	if err != nil {
 		// The manifest may be stored all the same (a lost acknowledgement, then
 		// failing retries): look before calling the backup failed or removing anything.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), manifestLookTimeout)
@@ -429,10 +455,9 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 	)
 	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
-	err := workpool.Run(ctx, p.Opt.Concurrency, t.files, func(ctx context.Context, work <-chan entry) error {
-		files, parts, err := p.worker(ctx, m.Name, work, &nextN, &done, open)
+	err := workpool.Run(ctx, p.Opt.Concurrency, t.items(), func(ctx context.Context, work <-chan item) error {
+		parts, err := p.worker(ctx, m.Name, m.List, t, work, &nextN, &done, open)
 		mu.Lock()
-		m.Files = append(m.Files, files...)
 		m.Parts = append(m.Parts, parts...)
 		mu.Unlock()
 		return err
@@ -443,18 +468,17 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 	for _, pt := range m.Parts {
 		m.StoredSize += pt.Stored
 	}
-	for _, f := range m.Files {
-		m.Size += f.Size
-	}
+	m.FileCount, m.Size = m.List.Count()
 	return nil
 }
 
 // part is one tar stream on its way into the repository.
 type part struct {
 	repo.Part
-	w  *repo.PartWriter
-	cw *countingWriter // between tar and w: where each file's header starts
-	tw *tar.Writer
+	list *repo.FileListWriter // the part's manifest entries
+	w    *repo.PartWriter
+	cw   *countingWriter // between tar and w: where each file's header starts
+	tw   *tar.Writer
 }
 
 type countingWriter struct {
@@ -468,12 +492,17 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (p *Pusher) openPart(ctx context.Context, backup string, n int) (*part, error) {
-	w, err := p.Repo.CreatePart(ctx, backup, n)
+func (p *Pusher) openPart(ctx context.Context, backup string, list *repo.FileList, n int) (*part, error) {
+	lw, err := list.Writer(n)
 	if err != nil {
 		return nil, err
 	}
-	pt := &part{Part: repo.Part{N: n, FileOffsets: true}, w: w, cw: &countingWriter{w: w}}
+	w, err := p.Repo.CreatePart(ctx, backup, n)
+	if err != nil {
+		_ = lw.Close() // the backup fails: the list goes with it
+		return nil, err
+	}
+	pt := &part{Part: repo.Part{N: n, FileOffsets: true}, list: lw, w: w, cw: &countingWriter{w: w}}
 	pt.tw = tar.NewWriter(pt.cw)
 	return pt, nil
 }
@@ -489,6 +518,10 @@ func (pt *part) offset() (int64, error) {
 
 // close finishes the part and waits until the repository has it.
 func (pt *part) close() error {
+	if err := pt.list.Close(); err != nil {
+		pt.w.Abort(err)
+		return err
+	}
 	if err := pt.tw.Close(); err != nil {
 		pt.w.Abort(err)
 		return err
@@ -499,54 +532,67 @@ func (pt *part) close() error {
 }
 
 // abort breaks the upload so that nothing of the part is stored.
-func (pt *part) abort(cause error) { pt.w.Abort(cause) }
+func (pt *part) abort(cause error) {
+	_ = pt.list.Close() // the backup fails: the list goes with it
+	pt.w.Abort(cause)
+}
 
-func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, nextN, done *atomic.Int64, open openFunc) ([]repo.File, []repo.Part, error) {
+// worker copies files into parts, one part at a time, and adds their entries to list.
+// It returns the parts it completed.
+func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList, t *tree, work <-chan item, nextN, done *atomic.Int64, open openFunc) ([]repo.Part, error) {
 	var (
-		files []repo.File
 		parts []repo.Part
 		cur   *part
 		buf   = make([]byte, 256<<10)
 	)
-	fail := func(err error) ([]repo.File, []repo.Part, error) {
+	fail := func(err error) ([]repo.Part, error) {
 		if cur != nil {
 			cur.abort(err)
 		}
-		return nil, nil, err
+		return nil, err
 	}
-	for e := range work {
+	one := func(e entry) error {
 		if ctx.Err() != nil {
-			return fail(context.Cause(ctx))
+			return context.Cause(ctx)
 		}
 		if cur == nil {
 			var err error
-			if cur, err = p.openPart(ctx, backup, int(nextN.Add(1))); err != nil {
-				return fail(err)
+			if cur, err = p.openPart(ctx, backup, list, int(nextN.Add(1))); err != nil {
+				return err
 			}
 		}
 		off, err := cur.offset()
 		if err != nil {
-			return fail(err)
+			return err
 		}
+		e.abs = e.where(t.root)
 		f, n, err := copyFile(cur.tw, e, buf, done, open)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		f.Offset = off
 		if n < 0 {
-			continue // vanished during the backup
+			return nil // vanished during the backup
 		}
 		f.Part = cur.N
-		files = append(files, f)
+		if err := cur.list.Add(&f); err != nil {
+			return err
+		}
 		cur.Files++
 		cur.Size += n
 		if cur.Size >= p.Opt.PartSize {
 			pt := cur
 			cur = nil // closed either way: fail must not abort it again
 			if err := pt.close(); err != nil {
-				return fail(err)
+				return err
 			}
 			parts = append(parts, pt.Part)
+		}
+		return nil
+	}
+	for it := range work {
+		if err := t.each(it, one); err != nil {
+			return fail(err)
 		}
 	}
 	if cur != nil {
@@ -557,7 +603,7 @@ func (p *Pusher) worker(ctx context.Context, backup string, work <-chan entry, n
 		}
 		parts = append(parts, pt.Part)
 	}
-	return files, parts, ctx.Err()
+	return parts, ctx.Err()
 }
 
 // copyFile appends one file to a tar stream. It copies the size the file has when it

@@ -82,14 +82,16 @@ func benchCopyFiles(b *testing.B, data string, shape map[string]int, workers int
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer t.close()
 	b.SetBytes(total)
 	b.ReportAllocs()
 	var stored int64
 	for i := 0; b.Loop(); i++ {
-		m := &repo.Manifest{Summary: repo.Summary{Name: fmt.Sprintf("b%d", i)}}
+		m := &repo.Manifest{Summary: repo.Summary{Name: fmt.Sprintf("b%d", i)}, List: testList(b)}
 		if err := p.copyFiles(ctx, t, m, os.Open); err != nil {
 			b.Fatal(err)
 		}
+		_ = m.Close()
 		stored = m.StoredSize
 		b.StopTimer()
 		if _, err := p.Repo.RemoveIncompleteBackup(ctx, m.Name); err != nil {
@@ -98,4 +100,15 @@ func benchCopyFiles(b *testing.B, data string, shape map[string]int, workers int
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total)/float64(stored), "ratio")
+}
+
+// testList is an empty file list in a temporary directory of tb, closed at its end.
+func testList(tb testing.TB) *repo.FileList {
+	tb.Helper()
+	l, err := repo.NewFileList(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = l.Close() })
+	return l
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 )
 
@@ -21,8 +22,35 @@ type namingSource struct {
 	err error
 }
 
-func (s *namingSource) RelationNames(context.Context) ([]pg.DatabaseRelations, []string, error) {
-	return s.dbs, []string{"locked_db: no pg_hba.conf entry"}, s.err
+func (s *namingSource) Databases(context.Context) ([]pg.Database, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	out := []pg.Database{{OID: 4, Name: "locked_db"}}
+	for _, d := range s.dbs {
+		out = append(out, pg.Database{OID: d.OID, Name: d.Name})
+	}
+	return out, nil
+}
+
+func (s *namingSource) EachRelation(_ context.Context, db string, limit int, fn func(pg.Relation) error) error {
+	if db == "locked_db" {
+		return errors.New("no pg_hba.conf entry")
+	}
+	for _, d := range s.dbs {
+		if d.Name != db {
+			continue
+		}
+		if len(d.Relations) > limit {
+			return errors.New("too many relations")
+		}
+		for _, r := range d.Relations {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func TestPushRecordsRelationNamesBeforeTheManifest(t *testing.T) {
@@ -83,5 +111,42 @@ func TestPushWithoutRelationNamesStillSucceeds(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "permission denied") {
 		t.Fatalf("the failure must be warned about: %s", log.String())
+	}
+}
+
+// blockingNames reads relation names until its context ends, as a database that answers
+// slowly.
+type blockingNames struct{ *fakeSource }
+
+func (blockingNames) Databases(context.Context) ([]pg.Database, error) {
+	return []pg.Database{{OID: 5, Name: "postgres"}}, nil
+}
+
+func (blockingNames) EachRelation(ctx context.Context, _ string, _ int, _ func(pg.Relation) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// The relation names are read while the backup stops; a backup that then fails leaves
+// nothing behind, the names' object included: it is never written after the failed
+// backup's objects are removed.
+func TestAFailedBackupLeavesNoRelationNamesBehind(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New() // the stop segment never arrives
+	src := blockingNames{newFakeSource(fx.dataDir)}
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Opt.ArchiveTimeout = time.Millisecond
+	if _, err := p.Run(context.Background()); err == nil {
+		t.Fatal("a backup whose stop segment never arrives succeeded")
+	}
+	err := st.List(context.Background(), "backups/", func(o storage.ObjectInfo) error {
+		if !strings.Contains(o.Key, "lock") {
+			t.Errorf("left behind: %s", o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,7 +34,9 @@ var (
 )
 
 // entry is one thing to back up. path is relative to the data directory and
-// "/"-separated; abs is where to read it.
+// "/"-separated; abs is where to read it, empty for the files of a walk: they are the
+// data directory joined with path (see where), and a cluster may have hundreds of
+// thousands of them.
 type entry struct {
 	path   string
 	abs    string
@@ -43,10 +45,22 @@ type entry struct {
 	target string // symlinks
 }
 
+// where is where to read e: abs, or root (the data directory) joined with path.
+// Tablespace files are reached through their link under pg_tblspc, as the walk
+// reached them.
+func (e entry) where(root string) string {
+	if e.abs != "" {
+		return e.abs
+	}
+	return filepath.Join(root, filepath.FromSlash(e.path))
+}
+
 // tree is the result of a walk.
 type tree struct {
+	root        string // the data directory
 	dirs        []entry
-	files       []entry
+	files       []entry     // files of smallFile bytes or more, biggest first
+	small       *smallFiles // the others (see smallFiles); close releases them
 	links       []entry
 	tablespaces []tablespace
 	bytes       int64
@@ -69,17 +83,31 @@ type tablespace struct {
 // location, as pg_tablespace says) and their contents listed under pg_tblspc/<oid>/;
 // any other link there is skipped (tree.skipped). pg_wal is kept as an empty directory
 // even when it is a link. Directories are read through open.
+//
+// The caller closes the tree.
 func walk(dataDir string, known map[uint32]string, open openFunc) (*tree, error) {
-	t := &tree{known: known, open: open}
+	small, err := newSmallFiles()
+	if err != nil {
+		return nil, err
+	}
+	t := &tree{root: dataDir, known: known, open: open, small: small}
 	if t.open == nil {
 		t.open = os.Open
 	}
 	if err := t.walkDir(dataDir, "", true); err != nil {
+		t.close()
+		return nil, err
+	}
+	if err := t.small.finish(); err != nil {
+		t.close()
 		return nil, err
 	}
 	sort.Slice(t.files, func(i, j int) bool { return t.files[i].size > t.files[j].size })
 	return t, nil
 }
+
+// close releases the list of small files.
+func (t *tree) close() { t.small.close() }
 
 // readDir lists a directory, sorted by name, opened through t.open.
 func (t *tree) readDir(abs string) ([]os.DirEntry, error) {
@@ -160,7 +188,14 @@ func (t *tree) walkDir(abs, rel string, top bool) error {
 				return err
 			}
 		case info.Mode().IsRegular():
-			t.files = append(t.files, entry{path: p, abs: a, mode: info.Mode().Perm(), size: info.Size()})
+			e := entry{path: p, mode: info.Mode().Perm(), size: info.Size()}
+			if e.size < smallFile {
+				if err := t.small.add(e); err != nil {
+					return err
+				}
+			} else {
+				t.files = append(t.files, e)
+			}
 			t.bytes += info.Size()
 		}
 		// sockets, devices and pipes are not part of a cluster's state

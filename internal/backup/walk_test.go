@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -185,7 +186,8 @@ func TestWalk(t *testing.T) {
 			// Files: exactly the kept set, each readable at abs with the right content.
 			got := map[string]bool{}
 			var sum int64
-			for _, e := range tr.files {
+			files := allFiles(t, tr)
+			for _, e := range files {
 				if got[e.path] {
 					t.Errorf("file %s listed twice", e.path)
 				}
@@ -199,11 +201,11 @@ func TestWalk(t *testing.T) {
 				if e.size != int64(len(want)) {
 					t.Errorf("file %s: size %d, want %d", e.path, e.size, len(want))
 				}
-				b, err := os.ReadFile(e.abs)
+				b, err := os.ReadFile(e.where(tr.root))
 				if err != nil {
-					t.Errorf("file %s: abs %s: %v", e.path, e.abs, err)
+					t.Errorf("file %s: at %s: %v", e.path, e.where(tr.root), err)
 				} else if !bytes.Equal(b, want) {
-					t.Errorf("file %s: abs %s holds other content", e.path, e.abs)
+					t.Errorf("file %s: %s holds other content", e.path, e.where(tr.root))
 				}
 				if e.mode != 0o600 {
 					t.Errorf("file %s: mode %o, want 600", e.path, e.mode)
@@ -219,8 +221,8 @@ func TestWalk(t *testing.T) {
 			if tr.bytes != wantBytes || sum != wantBytes {
 				t.Errorf("tree.bytes = %d (sum of listed sizes %d), want %d", tr.bytes, sum, wantBytes)
 			}
-			if !sort.SliceIsSorted(tr.files, func(i, j int) bool { return tr.files[i].size > tr.files[j].size }) {
-				t.Error("files are not ordered largest first")
+			if !sort.SliceIsSorted(tr.files, func(i, j int) bool { return tr.files[i].size > tr.files[j].size }) || len(tr.files) > 0 && tr.files[len(tr.files)-1].size < smallFile {
+				t.Error("the big files are not ordered largest first, or a small one is among them")
 			}
 
 			// Directories: exactly the expected set, no duplicates.
@@ -440,11 +442,11 @@ func TestWalkDoesNotFollowPlantedTablespaceLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, list := range [][]entry{tr.files, tr.dirs, tr.links} {
+	for _, list := range [][]entry{allFiles(t, tr), tr.dirs, tr.links} {
 		for _, e := range list {
-			if strings.Contains(e.abs, secret) || strings.HasPrefix(e.path, "pg_tblspc/99999") ||
+			if strings.Contains(e.where(tr.root), secret) || strings.HasPrefix(e.path, "pg_tblspc/99999") ||
 				strings.HasPrefix(e.path, "pg_tblspc/16401") || strings.HasPrefix(e.path, "pg_tblspc/abc") {
-				t.Errorf("walk followed a planted link: %s (%s)", e.path, e.abs)
+				t.Errorf("walk followed a planted link: %s (%s)", e.path, e.where(tr.root))
 			}
 		}
 	}
@@ -516,5 +518,58 @@ func TestRootReadsOnlyWhatTheClusterOwnerCanRead(t *testing.T) {
 	// The process's own credentials are untouched afterwards.
 	if _, err := os.ReadFile(filepath.Join(rootOnly, "secret")); err != nil {
 		t.Errorf("root lost access to its own file after reading as the owner: %v", err)
+	}
+}
+
+// allFiles is every file of tr, big and small; tr is closed at the test's end.
+func allFiles(t *testing.T, tr *tree) []entry {
+	t.Helper()
+	t.Cleanup(tr.close)
+	files, err := tr.allFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// Small files are listed on disk, in batches, not in memory: the walk still yields
+// every file once, the big ones first and biggest first, and a backup copies them all.
+func TestWalkListsSmallFilesInBatches(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]int64{}
+	write := func(p string, size int64) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want[p] = size
+	}
+	for i := range 2*smallBatch + 7 {
+		write(fmt.Sprintf("base/5/%d", 20000+i), int64(i%3)*8192)
+	}
+	write("base/5/big1", smallFile)
+	write("base/5/big2", smallFile+8192)
+	tr, err := walk(dir, nil, os.Open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.files) != 2 || tr.files[0].path != "base/5/big2" || tr.files[1].path != "base/5/big1" {
+		t.Errorf("big files %v, want big2 then big1", tr.files)
+	}
+	if n := len(tr.small.batches); n != 3 {
+		t.Errorf("%d batches of small files, want 3", n)
+	}
+	files := allFiles(t, tr)
+	if len(files) != len(want) || files[0].path != "base/5/big2" {
+		t.Fatalf("%d files listed, want %d, the biggest first", len(files), len(want))
+	}
+	for _, e := range files {
+		size, ok := want[e.path]
+		if !ok || size != e.size || e.mode != 0o600 {
+			t.Errorf("file %s: size %d mode %o; want %d (listed: %v)", e.path, e.size, e.mode, size, ok)
+		}
+		delete(want, e.path)
 	}
 }

@@ -212,6 +212,7 @@ func (d *drill) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = m.Close() }() // its file list, a temporary file
 	if target.Kind != restore.ToEnd && target.Action != "pause" {
 		target.Action = "pause" // the checks run at the target, read-only
 	}

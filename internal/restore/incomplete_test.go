@@ -20,7 +20,7 @@ func TestInterruptedRestoreIsRetriedWithForce(t *testing.T) {
 	ctx := context.Background()
 	b := takeBackup(t, "none")
 	n := -1
-	for _, f := range b.m.Files {
+	for _, f := range allFiles(t, b.m) {
 		if f.Path == bigFile {
 			n = f.Part
 		}

@@ -15,8 +15,8 @@ import (
 // that can reach the target (see Choose), and reads its manifest (ChooseManifest). t nil
 // means files only (backup-fetch): no recovery follows, so the end of the archive on
 // the backup's own timeline is the target and no timeline constrains the choice. It
-// returns the manifest and the target as Choose settled it (the timeline pinned, a
-// 32-bit XID made full).
+// returns the manifest, which the caller closes, and the target as Choose settled it
+// (the timeline pinned, a 32-bit XID made full).
 //
 // A damaged backup (found so by the listing, see repo.ListBackups, or when its manifest
 // is read) is skipped with a warning on log, unless it is the one named: that is an

@@ -301,9 +301,11 @@ func checkLayout(m *repo.Manifest) error {
 			return err
 		}
 	}
-	for _, f := range m.Files {
-		if err := add(f.Path, "file"); err != nil {
-			return err
+	if m.List == nil {
+		for _, f := range m.Files {
+			if err := add(f.Path, "file"); err != nil {
+				return err
+			}
 		}
 	}
 	for _, l := range m.Links {
@@ -319,13 +321,47 @@ func checkLayout(m *repo.Manifest) error {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	// above: every path with a directory or link under it, for files not held in
+	// memory (m.List), which are checked one by one against it.
+	above := map[string]bool{}
 	for _, p := range paths {
 		for a := path.Dir(p); a != "."; a = path.Dir(a) {
 			if k := kind[a]; k == "link" || k == "file" {
 				return fmt.Errorf("%w: the manifest lists %s %s under the %s %s; restore never writes through a link",
 					ErrDamaged, kind[p], p, k, a)
 			}
+			if m.List != nil {
+				if above[a] {
+					break // and so are a's ancestors
+				}
+				above[a] = true
+			}
 		}
+	}
+	if m.List != nil {
+		return m.EachFile(func(f *repo.File) error { return checkListedFile(kind, above, f.Path) })
+	}
+	return nil
+}
+
+// checkListedFile checks a file of a manifest whose files are not held in memory (see
+// repo.FileList) against its directories and links (kind, and above: the paths with a
+// directory or link under them): the file must be in a directory the manifest lists, at
+// a path it lists as nothing else and with nothing under it. So no file is under a link
+// or another file, nor a directory or link under a file; a path listed twice for files
+// is found when the second is created (O_EXCL), before anything is written through it.
+func checkListedFile(kind map[string]string, above map[string]bool, p string) error {
+	if !safePath(p) {
+		return fmt.Errorf("%w: file %q", ErrDamaged, p)
+	}
+	if k, ok := kind[p]; ok {
+		return fmt.Errorf("%w: the manifest lists %s both as a %s and as a file", ErrDamaged, p, k)
+	}
+	if above[p] {
+		return fmt.Errorf("%w: the manifest lists %s as a file and lists directories or links under it", ErrDamaged, p)
+	}
+	if d := path.Dir(p); d != "." && kind[d] != "directory" && kind[d] != "tablespace link" {
+		return fmt.Errorf("%w: the manifest lists the file %s in %s, which it does not list as a directory", ErrDamaged, p, d)
 	}
 	return nil
 }
@@ -550,6 +586,9 @@ func regularFile(target string) bool {
 // restoreParts downloads and unpacks every part, Concurrency at a time, checking each
 // file against the manifest.
 func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	if m.List != nil {
+		return r.restoreListed(ctx, m, spc)
+	}
 	want := make(map[string]*repo.File, len(m.Files))
 	for i := range m.Files {
 		want[m.Files[i].Path] = &m.Files[i]
@@ -585,27 +624,19 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 
 func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Part, want map[string]*repo.File,
 	spc map[uint32]string, restored *sync.Map, done *atomic.Int64, buf []byte, slots readAheadSlots) error {
-	o, err := r.Repo.OpenPart(ctx, m.Name, pt.N)
+	ps, err := r.openPart(ctx, m, pt.N, slots)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = o.Close() }() // read only: every file is verified against the manifest
-	key := o.Key()
-	ra := slots.open(o)
-	defer func() { _ = ra.Close() }() // before o's Close (deferred first): ra stops reading o
-	tr := tar.NewReader(ra)
+	defer ps.close()
+	key, tr := ps.key, ps.tr
 	for {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
-			// Read on to the part's end: its trailer (size and checksum of every byte,
-			// tar padding included) is checked only there.
-			if _, err := io.Copy(io.Discard, ra); err != nil {
-				return fmt.Errorf("%s: %w", key, wrapDamaged(err))
-			}
-			return nil
+			return ps.finish()
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, wrapDamaged(err))
@@ -619,6 +650,106 @@ func (r *Restorer) restorePart(ctx context.Context, m *repo.Manifest, pt repo.Pa
 		}
 		restored.Store(f.Path, true)
 	}
+}
+
+// restoreListed is restoreParts for a manifest whose files are in m.List: each part's
+// entries, in the order of its tar stream, are matched one by one with what the part
+// holds, so memory does not grow with the number of files.
+func (r *Restorer) restoreListed(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	var done atomic.Int64
+	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
+	defer stop()
+	sorted := append([]repo.Part(nil), m.Parts...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
+	slots := newReadAheadSlots()
+	return workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan repo.Part) error {
+		buf := make([]byte, 256<<10)
+		for pt := range parts {
+			if err := r.restoreListedPart(ctx, m, pt, spc, &done, buf, slots); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (r *Restorer) restoreListedPart(ctx context.Context, m *repo.Manifest, pt repo.Part, spc map[uint32]string,
+	done *atomic.Int64, buf []byte, slots readAheadSlots) error {
+	ps, err := r.openPart(ctx, m, pt.N, slots)
+	if err != nil {
+		return err
+	}
+	defer ps.close()
+	key, tr := ps.key, ps.tr
+	n := 0
+	err = m.List.Each(pt.N, func(f *repo.File) error {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return fmt.Errorf("%w: %s ends before %s, which the manifest lists there", ErrDamaged, key, f.Path)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, wrapDamaged(err))
+		}
+		if hdr.Name != f.Path || hdr.Typeflag != tar.TypeReg || hdr.Size != f.Size {
+			return fmt.Errorf("%w: %s holds %q where the manifest lists %s", ErrDamaged, key, hdr.Name, f.Path)
+		}
+		if err := r.writeFile(tr, f, spc, buf, done); err != nil {
+			return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != pt.Files {
+		return fmt.Errorf("%w: the manifest lists %d files in %s, and counts %d", ErrDamaged, n, key, pt.Files)
+	}
+	hdr, err := tr.Next()
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: %s holds %q, which the manifest does not list there", ErrDamaged, key, hdr.Name)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("%s: %w", key, wrapDamaged(err))
+	}
+	return ps.finish()
+}
+
+// partStream is one backup part opened for a restore: its tar entries, read one chunk
+// ahead of the writes.
+type partStream struct {
+	o   *repo.Object
+	ra  io.ReadCloser
+	key string
+	tr  *tar.Reader
+}
+
+func (r *Restorer) openPart(ctx context.Context, m *repo.Manifest, n int, slots readAheadSlots) (*partStream, error) {
+	o, err := r.Repo.OpenPart(ctx, m.Name, n)
+	if err != nil {
+		return nil, err
+	}
+	ra := slots.open(o)
+	return &partStream{o: o, ra: ra, key: o.Key(), tr: tar.NewReader(ra)}, nil
+}
+
+// close stops the read-ahead, then closes the part: read only, every file is verified
+// against the manifest.
+func (p *partStream) close() {
+	_ = p.ra.Close()
+	_ = p.o.Close()
+}
+
+// finish reads on to the part's end, past its last entry: its trailer (size and
+// checksum of every byte, tar padding included) is checked only there.
+func (p *partStream) finish() error {
+	if _, err := io.Copy(io.Discard, p.ra); err != nil {
+		return fmt.Errorf("%s: %w", p.key, wrapDamaged(err))
+	}
+	return nil
 }
 
 func wrapDamaged(err error) error {
@@ -644,6 +775,10 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 		rel += ".pgb-restore" // renamed into place last
 	}
 	out, err := createBeneath(root, rel)
+	if errors.Is(err, fs.ErrExist) {
+		// Restore writes into empty directories and creates each file once.
+		return fmt.Errorf("%w: the manifest lists %s twice", ErrDamaged, f.Path)
+	}
 	if err != nil {
 		return err
 	}

@@ -172,6 +172,18 @@ func takeBackup(t *testing.T, codecName string) backedUp {
 	if len(m.Parts) < 2 {
 		t.Fatalf("backup has %d parts; the tests want several", len(m.Parts))
 	}
+	_ = m.Close() // restore reads the manifest back, as pgb restore does
+	list, _, err := p.Repo.ListBackups(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListBackups = %v, %v", list, err)
+	}
+	if m, err = p.Repo.OpenManifest(ctx, list[0], t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	if m.List == nil || m.Format != repo.ManifestFormat {
+		t.Fatalf("the backup's manifest has format %d, its files not in a list", m.Format)
+	}
 	return backedUp{st: st, m: m, dataDir: dataDir, spcDir: spcDir}
 }
 
@@ -221,7 +233,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 			}
 
 			// Every file of the backup, identical to the source, with its mtime.
-			for _, f := range b.m.Files {
+			for _, f := range allFiles(t, b.m) {
 				src := filepath.Join(b.dataDir, filepath.FromSlash(f.Path))
 				want, err := os.ReadFile(src)
 				if err != nil {
@@ -249,7 +261,7 @@ func TestRestoreEndToEnd(t *testing.T) {
 			// Exactly those files, plus what restore writes itself.
 			var want []string
 			var spcWant []string
-			for _, f := range b.m.Files {
+			for _, f := range allFiles(t, b.m) {
 				if rest, ok := strings.CutPrefix(f.Path, "pg_tblspc/16400/"); ok {
 					spcWant = append(spcWant, rest)
 				} else {
@@ -365,7 +377,7 @@ func TestRestoreDamagedPart(t *testing.T) {
 			ctx := context.Background()
 			b := takeBackup(t, codec)
 			n := -1
-			for _, f := range b.m.Files {
+			for _, f := range allFiles(t, b.m) {
 				if f.Path == bigFile {
 					n = f.Part
 				}
@@ -404,7 +416,7 @@ func TestRestoreMissingPart(t *testing.T) {
 	ctx := context.Background()
 	b := takeBackup(t, "lz4")
 	n := -1
-	for _, f := range b.m.Files {
+	for _, f := range allFiles(t, b.m) {
 		if f.Path == "global/pg_control" {
 			n = f.Part
 		}
@@ -424,7 +436,8 @@ func TestRestoreManifestListsFileInNoPart(t *testing.T) {
 	ctx := context.Background()
 	b := takeBackup(t, "none")
 	m := *b.m
-	m.Files = append(append([]repo.File(nil), m.Files...), repo.File{Path: "base/5/99999", Size: 1, CRC: "00000000", Part: 1})
+	m.List = nil // read whole, as a format 1 manifest is
+	m.Files = append(allFiles(t, b.m), repo.File{Path: "base/5/99999", Size: 1, CRC: "00000000", Part: 1})
 	target := filepath.Join(t.TempDir(), "pgdata")
 	err := newRestorer(b.st, target, map[string]string{b.spcDir: filepath.Join(t.TempDir(), "ts")}, nil).Run(ctx, &m)
 	if !errors.Is(err, ErrDamaged) {
@@ -664,4 +677,14 @@ func TestAPartWhoseTrailerDoesNotMatchFailsTheRestore(t *testing.T) {
 	if !errors.Is(err, repo.ErrCorrupt) {
 		t.Fatalf("restore with a part whose trailer does not match = %v, want ErrCorrupt", err)
 	}
+}
+
+// allFiles returns the files of m, whether it holds them in m.Files or in m.List.
+func allFiles(t *testing.T, m *repo.Manifest) []repo.File {
+	t.Helper()
+	var out []repo.File
+	if err := m.EachFile(func(f *repo.File) error { out = append(out, *f); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -511,7 +511,8 @@ func FullXID(xid, ref uint64) uint64 {
 	return f
 }
 
-// ChooseManifest is Choose followed by reading the chosen backup's manifest. Listing
+// ChooseManifest is Choose followed by opening the chosen backup's manifest (see
+// repo.OpenManifest: the caller closes it). Listing
 // backups reads only their summaries, so a damaged manifest is found here: that backup
 // is skipped (reported to skipped) and the choice made again among the others, as if
 // the listing had found it damaged. A backup named by name that turns out damaged is
@@ -529,7 +530,7 @@ func ChooseManifest(ctx context.Context, rp *repo.Repo, backups []*repo.Summary,
 		if err != nil {
 			return nil, err
 		}
-		m, err := rp.Manifest(ctx, s)
+		m, err := rp.OpenManifest(ctx, s, "")
 		if err == nil {
 			*t = target
 			return m, nil
