@@ -54,6 +54,7 @@ func runWith(ctx context.Context, args []string, build Build, stdout, stderr io.
 	app.Metadata = map[string]any{"args": args, "spawn": spawn}
 	placed, err := placeFlags(app, args)
 	if err == nil {
+		keepFlagsOf(app, placed)
 		err = app.RunContext(ctx, placed)
 	}
 	return exitCode(interruptedError(ctx, err), stderr, logFormatFromArgs(args))
@@ -105,6 +106,27 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
+// keepFlagsOf drops the flags of every command but the one args run (args as
+// placeFlags leaves them: the command name first). urfave/cli formats the help text of
+// every flag of every command when it sets the app up, a tenth of the CPU of a
+// wal-push call, which PostgreSQL starts once per WAL segment. The command run keeps
+// its flags and its help; "pgb help CMD" and "pgb --help" name no command here and keep
+// them all.
+func keepFlagsOf(app *cli.App, args []string) {
+	if len(args) < 2 {
+		return
+	}
+	run := findCommand(app.Commands, args[1])
+	if run == nil {
+		return
+	}
+	for _, c := range app.Commands {
+		if c != run {
+			c.Flags = nil
+		}
+	}
+}
+
 func commitSuffix(c string) string {
 	if c == "" {
 		return ""
@@ -120,6 +142,7 @@ var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyLogLevel, 
 // backend's settings, plus keys.
 func flags(keys ...string) []cli.Flag {
 	all := append(append(append([]string(nil), commonKeys...), config.RepoKeys()...), keys...)
+	sort.Strings(all)
 	out := make([]cli.Flag, 0, len(all))
 	for _, k := range all {
 		s, ok := config.Lookup(k)
@@ -134,18 +157,29 @@ func flags(keys ...string) []cli.Flag {
 			out = append(out, &cli.BoolFlag{Name: s.Key, Usage: usage, EnvVars: s.Env, Category: s.Category})
 			continue
 		}
-		out = append(out, &cli.StringFlag{
+		out = append(out, settingFlag{StringFlag: &cli.StringFlag{
 			Name:        s.Key,
 			Usage:       usage,
 			EnvVars:     s.Env,
 			Value:       s.Default,
 			DefaultText: s.Default,
 			Category:    s.Category,
-		})
+		}, names: []string{s.Key}})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Names()[0] < out[j].Names()[0] })
 	return out
 }
+
+// settingFlag is a setting's string flag with its names computed once. urfave/cli's
+// own Names runs a regular expression on every call, and every flag lookup (IsSet,
+// loading the configuration) calls it for each flag of the command: that cost a fifth of
+// the CPU of a wal-push call, which PostgreSQL starts once per WAL segment.
+type settingFlag struct {
+	*cli.StringFlag
+	names []string
+}
+
+// Names returns the flag's names.
+func (f settingFlag) Names() []string { return f.names }
 
 // env is what a command runs with.
 type env struct {

@@ -43,7 +43,7 @@ func TestWALFetchFetchesItsSegmentItselfWhenThePrefetcherIsStuckWritingIt(t *tes
 	if r.code != 0 {
 		t.Fatalf("wal-fetch exit %d after %v with the segment in the repository: %s", r.code, time.Since(start).Round(time.Millisecond), r.stderr)
 	}
-	if got, _ := os.ReadFile(dest); !bytes.Equal(got, waltest.Segment(42, 1)) {
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, waltest.Stamped(seg1, waltest.Segment(42, 1))) {
 		t.Fatal("DEST does not hold the segment")
 	}
 }

@@ -40,7 +40,7 @@ func TestWALFetchStartsThePrefetcherWithItsSettingsAndNoSecretOnItsCommandLine(t
 	if r.code != 0 {
 		t.Fatalf("wal-fetch: %+v", r)
 	}
-	if got, _ := os.ReadFile(dest); !bytes.Equal(got, waltest.Segment(42, 1)) {
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, waltest.Stamped(seg1, waltest.Segment(42, 1))) {
 		t.Fatal("DEST does not hold the segment")
 	}
 	if len(calls) != 1 {

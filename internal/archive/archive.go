@@ -119,6 +119,11 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 	return res, nil
 }
 
+// ErrNotThisSegment means a file's content is not the WAL segment its name says: its
+// first page header is for another position in the WAL. Storing it under that name would
+// put wrong bytes in the archive and then refuse the real segment as a conflict.
+var ErrNotThisSegment = errors.New("not the WAL segment its name says")
+
 // checkOrigin works out which cluster wrote the file and refuses files that do not
 // belong to the given cluster. head is the start of the file, size its length.
 func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster, error) {
@@ -134,6 +139,11 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 	}
 	if int64(h.SegSize) != size {
 		return Cluster{}, fmt.Errorf("WAL segment is %d bytes but its header says %d: incomplete copy?", size, h.SegSize)
+	}
+	if start := wal.LSN(f.SegmentNumber(uint64(h.SegSize)) * uint64(h.SegSize)); h.PageAddr != start {
+		return Cluster{}, fmt.Errorf("%w: its first page is for WAL at %s, but segment %s starts at %s "+
+			"(a recycled segment file, or one copied under another name); PostgreSQL's archive_command only passes segments it has completed",
+			ErrNotThisSegment, h.PageAddr, f.SegmentName(), start)
 	}
 	if cluster == nil {
 		if h.MajorGuess == 0 {

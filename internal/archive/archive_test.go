@@ -210,7 +210,7 @@ func TestFetchOutcomes(t *testing.T) {
 	if _, err := newArchive(t, retry.New(fst, retry.Config{MaxAttempts: 3, Sleep: noWait}), "lz4").Fetch(ctx, name, dest); err != nil {
 		t.Fatalf("transient truncation: %v", err)
 	}
-	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segment(42, 1)) {
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, waltest.Stamped(name, segment(42, 1))) {
 		t.Fatal("fetched after retries differs")
 	}
 	os.Remove(dest)
@@ -275,5 +275,28 @@ func TestFetchOfAMissingFileFromAnotherClustersRepository(t *testing.T) {
 		if !errors.Is(err, c.want) {
 			t.Errorf("DataDir %q: Fetch = %v, want %v", c.dir, err, c.want)
 		}
+	}
+}
+
+// A file in pg_wal under a segment's name whose content is another segment (PostgreSQL
+// recycles old segment files under future names; a copy under the wrong name) is refused:
+// stored, it would be wrong bytes in the archive, and the real segment would then be
+// refused as a conflict.
+func TestSegmentWhoseHeaderIsForAnotherPositionIsRefused(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	a := newArchive(t, st, "lz4")
+	dir := dataDir(t, 42)
+	recycled := waltest.Stamped("000000010000000000000002", segment(42, 1))
+	_, err := a.Push(ctx, writeWAL(t, dir, "000000010000000000000009", recycled), cluster(t, dir))
+	if !errors.Is(err, ErrNotThisSegment) {
+		t.Fatalf("recycled segment: %v, want ErrNotThisSegment", err)
+	}
+	if _, err := st.Stat(ctx, "wal/0000000100000000/000000010000000000000009"); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("recycled segment stored: %v", err)
+	}
+	// The real segment 9 is then archived.
+	if _, err := a.Push(ctx, writeWAL(t, dir, "000000010000000000000009", segment(42, 9)), cluster(t, dir)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -119,6 +119,16 @@ func TestASpooledCopyIsServedOnlyWhenItIsThisRepositorysVerifiedFile(t *testing.
 			b.Repo = repo.New(renamed{st2, st.String()}, repo.Options{})
 			return b
 		}},
+		{name: "a repository whose identity cannot be read", damage: func(t *testing.T, dir string) *Archive {
+			st2 := mem.New()
+			b, _ := pushed(t, st2, 1)
+			spoolFor(t, b, dir, name) // this very repository's copy, until its identity goes
+			if err := st2.Delete(ctx, repo.IdentityKey); err != nil {
+				t.Fatal(err)
+			}
+			b.Repo = repo.New(st2, repo.Options{}) // nothing cached
+			return b
+		}},
 		{name: "a copy of the wrong size", damage: func(t *testing.T, dir string) *Archive {
 			rewrite(t, filepath.Join(dir, name), func(b []byte) []byte { return append(b[:100], b[len(b)-400:]...) })
 			return a

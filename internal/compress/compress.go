@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -31,6 +32,7 @@ type Codec interface {
 // single large stream, such as one WAL segment; leave it at 1 where many streams
 // already run side by side.
 func WithConcurrency(c Codec, n int) Codec {
+	n = max(n, 1)
 	switch c := c.(type) {
 	case lz4Codec:
 		c.concurrency = n
@@ -77,7 +79,7 @@ func New(name string, level int) (Codec, error) {
 		if level < 0 || level > 22 {
 			return nil, fmt.Errorf("zstd compression level %d out of range 1-22 (0 = default)", level)
 		}
-		return zstdCodec{level: level}, nil
+		return zstdCodec{level: level, pools: &encoderPools{}}, nil
 	}
 	return nil, fmt.Errorf("%w %q: want one of %s", ErrUnknownCodec, name, strings.Join(names, ", "))
 }
@@ -140,37 +142,176 @@ func (lz4Codec) NewReader(r io.Reader) (io.ReadCloser, error) {
 }
 
 // DefaultZstdLevel is zstd's level when none is set: 3, klauspost/compress's
-// SpeedDefault. On PostgreSQL WAL (16 MiB pgbench segments) it compresses about 10%
-// smaller than level 1 (SpeedFastest) at roughly 0.7× its speed, and still about twice
-// as fast per core as libzstd's level 3 (pgBackRest's default), whose output is about 4%
-// smaller; level 7 (SpeedBetterCompression) costs about libzstd-3's CPU and comes within
-// 2.5% of its size. Figures and conditions: README, "Compression".
+// SpeedDefault, libzstd's and pgBackRest's default level. On real PostgreSQL 15 data,
+// measured against the libzstd 1.5.4 CLI in the same run: a backup part (a pgbench
+// base/ as one tar stream) costs what `zstd -3` costs and comes out 2% smaller (the 8
+// MiB window of ForLongStreams); a 16 MiB WAL segment costs 1.1–1.3× `zstd -3`'s CPU
+// and comes out 4–5% larger, a gap no klauspost level closes near libzstd's cost (level
+// 7: still 4% larger at 3× the CPU). Level 1 (SpeedFastest) costs about what `zstd -1`
+// does, 9–11% larger than level 3. Before pgb dropped WithLowerEncoderMem, level 3
+// cost 1.9–2.6× what it costs now, for the same bytes. Figures and conditions: README,
+// "Compression".
 const DefaultZstdLevel = 3
 
-type zstdCodec struct{ level, concurrency int }
+// zstd windows: how far back a match may reach, and so the history an encoder keeps
+// (twice the window) and a reader needs. A stream is written with zstdWindow, libzstd's
+// window at level 3 for large inputs: on a 16 MiB WAL segment klauspost's default of 8
+// MiB compresses only 0.3% smaller, for four times the memory. ForLongStreams sets
+// longStreamWindow, which is klauspost's default from level 3 up (what pgb wrote backup
+// parts with at those levels; level 1 had 4 MiB): a backup part gains from it where files repeat further apart, such as
+// the system catalogs of template0, template1 and postgres, about 7 MiB each.
+const (
+	zstdWindow       = 2 << 20
+	longStreamWindow = 8 << 20
+)
+
+// ForLongStreams returns codec set for streams much longer than a WAL segment, such
+// as backup parts: zstd keeps 8 MiB of history instead of 2 MiB (an encoder then holds
+// about 18 MiB instead of 6). Other codecs are returned as they are.
+func ForLongStreams(c Codec) Codec {
+	if z, ok := c.(zstdCodec); ok {
+		z.long = true
+		return z
+	}
+	return c
+}
+
+type zstdCodec struct {
+	level, concurrency int
+	long               bool          // ForLongStreams
+	pools              *encoderPools // nil: a fresh encoder for each stream
+}
 
 func (zstdCodec) Name() string { return "zstd" }
 func (zstdCodec) ID() byte     { return IDZstd }
 
-func (c zstdCodec) NewWriter(w io.Writer) (io.WriteCloser, error) {
-	level := zstd.EncoderLevelFromZstd(DefaultZstdLevel)
-	if c.level > 0 {
-		level = zstd.EncoderLevelFromZstd(c.level)
+// options are the encoder options of c.
+//
+// Never WithLowerEncoderMem: it keeps only window+128 KiB of history, so once a stream
+// is longer than the window every 128 KiB block first moves the whole window down (8
+// MiB at klauspost's default window, 64 times the block): that copy, not the
+// compression, was most of what zstd cost pgb on WAL segments and backup parts
+// (README, "Compression").
+func (c zstdCodec) options() []zstd.EOption {
+	level := c.level
+	if level == 0 {
+		level = DefaultZstdLevel
 	}
-	// One frame per stream, whatever the concurrency: independent frames (what pgb
-	// wrote before, for concurrency above 1) cost ratio, a fresh encoder per frame and
-	// tens of MiB of buffers per segment. Readers take either.
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(max(c.concurrency, 1)),
-		zstd.WithEncoderCRC(false), zstd.WithLowerEncoderMem(true))
+	window := zstdWindow
+	if c.long {
+		window = longStreamWindow
+	}
+	return []zstd.EOption{zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(max(c.concurrency, 1)), zstd.WithWindowSize(window),
+		zstd.WithEncoderCRC(false)} // pgb checksums every object itself
+}
+
+// NewWriter compresses into w as one zstd frame, whatever the concurrency: independent
+// frames (what pgb wrote before, for concurrency above 1) cost ratio. Readers take
+// either. The encoder comes from the codec's pool and goes back there once Close has
+// succeeded, so that a run compressing many streams (WAL segments, backup parts) does
+// not build an encoder, its history and its tables for each.
+func (c zstdCodec) NewWriter(w io.Writer) (io.WriteCloser, error) {
+	key := poolKey{concurrency: max(c.concurrency, 1), long: c.long}
+	if enc := c.pools.get(key); enc != nil {
+		enc.Reset(w)
+		return &zstdWriter{enc: enc, pools: c.pools, key: key}, nil
+	}
+	enc, err := zstd.NewWriter(w, c.options()...)
 	if err != nil {
 		return nil, fmt.Errorf("zstd writer: %w", err)
 	}
-	return zw, nil
+	return &zstdWriter{enc: enc, pools: c.pools, key: key}, nil
 }
+
+// errWriterClosed: a write after Close.
+var errWriterClosed = errors.New("compress: write after close")
+
+type zstdWriter struct {
+	enc   *zstd.Encoder // nil once closed
+	pools *encoderPools
+	key   poolKey
+}
+
+func (z *zstdWriter) Write(p []byte) (int, error) {
+	if z.enc == nil {
+		return 0, errWriterClosed
+	}
+	return z.enc.Write(p)
+}
+
+// Close ends the frame. The encoder is reused only after a clean end: one whose
+// writes failed is dropped.
+func (z *zstdWriter) Close() error {
+	if z.enc == nil {
+		return nil
+	}
+	enc := z.enc
+	z.enc = nil
+	if err := enc.Close(); err != nil {
+		return err
+	}
+	enc.Reset(nil) // holds on to no destination while idle
+	z.pools.put(z.key, enc)
+	return nil
+}
+
+// encoderPools keeps the idle encoders of one codec (and of the copies WithConcurrency
+// and ForLongStreams make of it) for reuse; safe for concurrent use. An encoder's
+// concurrency and window are fixed when it is made, so each pair has its own list. A
+// list keeps at most maxIdleEncoders: as many as were in use at once, up to that. A
+// nil *encoderPools keeps none.
+type encoderPools struct {
+	mu   sync.Mutex
+	idle map[poolKey][]*zstd.Encoder
+}
+
+type poolKey struct {
+	concurrency int
+	long        bool
+}
+
+const maxIdleEncoders = 4
+
+func (p *encoderPools) get(k poolKey) *zstd.Encoder {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.idle[k]
+	if len(l) == 0 {
+		return nil
+	}
+	enc := l[len(l)-1]
+	l[len(l)-1] = nil
+	p.idle[k] = l[:len(l)-1]
+	return enc
+}
+
+func (p *encoderPools) put(k poolKey, enc *zstd.Encoder) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.idle == nil {
+		p.idle = make(map[poolKey][]*zstd.Encoder)
+	}
+	if len(p.idle[k]) < maxIdleEncoders {
+		p.idle[k] = append(p.idle[k], enc)
+	}
+}
+
+// maxReadWindow is the largest window a reader accepts: the largest pgb has ever
+// written (klauspost's default at every level, now longStreamWindow). A frame's header
+// declares its window and the decoder allocates that much history up front, so without
+// the bound a forged object of a few bytes would make each reader allocate 512 MiB.
+const maxReadWindow = longStreamWindow
 
 func (zstdCodec) NewReader(r io.Reader) (io.ReadCloser, error) {
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.IgnoreChecksum(true))
+		zstd.IgnoreChecksum(true), zstd.WithDecoderMaxWindow(maxReadWindow))
 	if err != nil {
 		return nil, fmt.Errorf("zstd reader: %w", err)
 	}

@@ -4,6 +4,7 @@ package waltest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -62,6 +63,7 @@ func DataDir(t testing.TB, sysid uint64) string {
 // WriteWAL writes data as dir/pg_wal/name and returns its path.
 func WriteWAL(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
+	Stamped(name, data)
 	p := filepath.Join(dir, "pg_wal", name)
 	write(t, p, data)
 	return p
@@ -72,4 +74,24 @@ func write(t testing.TB, p string, b []byte) {
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Stamped writes into a segment made by Segment (whose page address is zero) the address
+// its name says, as PostgreSQL's header would hold, and returns it: wal-push refuses a
+// segment whose first page is for another position. WriteWAL stamps what it writes, in
+// place; a test comparing with a fresh Segment stamps that one too.
+func Stamped(name string, data []byte) []byte {
+	if len(name) < 24 || len(data) < 40 || binary.LittleEndian.Uint64(data[8:]) != 0 {
+		return data
+	}
+	var log, seg uint64
+	if _, err := fmt.Sscanf(name[8:24], "%08X%08X", &log, &seg); err != nil {
+		return data
+	}
+	segSize := uint64(binary.LittleEndian.Uint32(data[32:]))
+	if segSize == 0 || segSize > 1<<30 {
+		return data
+	}
+	binary.LittleEndian.PutUint64(data[8:], (log*(0x100000000/segSize)+seg)*segSize)
+	return data
 }

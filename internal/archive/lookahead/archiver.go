@@ -47,7 +47,11 @@ type Archiver struct {
 	// identity document, and the archiver must notice a repository wiped and created
 	// again while it runs, as a wal-push process of its own would.
 	NewRepo func() *repo.Repo
-	// Concurrency is how many segments are shipped at once.
+	// Concurrency is how many segments are shipped at once while the archiver is less
+	// than Concurrency segments ahead of PostgreSQL's calls (recorded segments after
+	// the one last called for, Spool.MarkCalled); further ahead, one at a time. The
+	// calls, one at a time, are what PostgreSQL waits on then: shipping faster would
+	// only take their cores (and the database's).
 	Concurrency   int
 	MaxAhead      int
 	MaxAheadBytes int64
@@ -197,10 +201,13 @@ func (a *Archiver) dispatch(ctx context.Context, inflight map[string]bool, resul
 	if len(inflight) >= limit {
 		return 0
 	}
-	cands, err := a.candidates(inflight)
+	cands, ahead, err := a.candidates(inflight)
 	if err != nil {
 		a.Log.Warn("archiver: cannot look for ready segments", "error", err)
 		return 0
+	}
+	if ahead >= a.Concurrency {
+		limit = 1
 	}
 	n := 0
 	for _, seg := range cands {
@@ -216,16 +223,19 @@ func (a *Archiver) dispatch(ctx context.Context, inflight map[string]bool, resul
 
 // candidates lists the ready segments to ship now, oldest first: not in flight, not
 // recorded for the current repository, without an error record waiting for its
-// wal-push call; within the look-ahead bounds.
-func (a *Archiver) candidates(inflight map[string]bool) ([]string, error) {
+// wal-push call; within the look-ahead bounds. ahead counts the recorded ready
+// segments after the one PostgreSQL last called wal-push for (all of them when that is
+// not known): how far the archiver is ahead of the calls.
+func (a *Archiver) candidates(inflight map[string]bool) (out []string, ahead int, err error) {
 	ready, err := readySegments(filepath.Join(a.WALDir, "archive_status"))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	spool, err := names(string(a.Spool))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	called := a.Spool.LastCalled()
 	has := make(map[string]bool, len(spool))
 	for _, n := range spool {
 		has[n] = true
@@ -236,10 +246,12 @@ func (a *Archiver) candidates(inflight map[string]bool) ([]string, error) {
 			bound = int(min(int64(a.MaxAhead), max(1, a.MaxAheadBytes/fi.Size())))
 		}
 	}
-	var out []string
 	considered := 0
 	for _, seg := range ready {
 		if a.recorded(seg, has[seg+recordSuffix]) {
+			if seg > called {
+				ahead++
+			}
 			continue
 		}
 		if considered == bound {
@@ -259,7 +271,7 @@ func (a *Archiver) candidates(inflight map[string]bool) ([]string, error) {
 			out = append(out, seg)
 		}
 	}
-	return out, nil
+	return out, ahead, nil
 }
 
 // recorded reports whether segment has a record that holds for the current

@@ -63,13 +63,16 @@ func (f *Foreground) Applies(path string) bool {
 	return err == nil
 }
 
-// Recorded reports whether the segment at path is already durable in the
+// Recorded notes the call (Spool.MarkCalled) and reports whether the segment at path is already durable in the
 // repository: a record for it holds for this file (same device, inode, size and
 // modification time), this repository (location and identity document) and the
 // object there (one Stat: it exists with the recorded size). A record that does not
 // hold is removed. An error means the check itself could not be made.
 func (f *Foreground) Recorded(ctx context.Context, path string) (bool, error) {
 	name := filepath.Base(path)
+	if err := f.Spool.MarkCalled(name); err != nil {
+		f.logger().Debug("look-ahead: cannot note the call", "file", name, "error", err)
+	}
 	rec, err := f.Spool.ReadRecord(name)
 	if errors.Is(err, ErrNoRecord) {
 		return false, nil
@@ -101,22 +104,33 @@ func (f *Foreground) holds(ctx context.Context, path string, rec Record) (string
 	if rec.Repo.Location != f.Repo.String() {
 		return "recorded for another repository", nil
 	}
-	id, err := f.Repo.Identity(ctx)
-	if errors.Is(err, repo.ErrNoIdentity) {
-		return "the repository has no identity document", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if !MakeRepoID(f.Repo.String(), id).Equal(rec.Repo) {
-		return "recorded for a repository since created anew", nil
-	}
 	wf, err := wal.Parse(rec.Segment)
 	if err != nil {
 		return "", err
 	}
-	stored, err := f.Repo.StatWAL(ctx, wf)
-	if err != nil {
+	// The identity document and the object are asked for at once: on object storage
+	// each is a request, and a call's time is their latency.
+	type identity struct {
+		id  repo.Identity
+		err error
+	}
+	idc := make(chan identity, 1)
+	go func() {
+		id, err := f.Repo.Identity(ctx)
+		idc <- identity{id, err}
+	}()
+	stored, serr := f.Repo.StatWAL(ctx, wf)
+	got := <-idc
+	if errors.Is(got.err, repo.ErrNoIdentity) {
+		return "the repository has no identity document", nil
+	}
+	if got.err != nil {
+		return "", got.err
+	}
+	if !MakeRepoID(f.Repo.String(), got.id).Equal(rec.Repo) {
+		return "recorded for a repository since created anew", nil
+	}
+	if err := serr; err != nil {
 		if errors.Is(err, storage.ErrNotExist) {
 			return "the object is not in the repository", nil
 		}

@@ -179,6 +179,9 @@ func TestArchiverShipsEveryReadySegmentAndTheCallsFindThemRecorded(t *testing.T)
 		if _, err := st.Stat(context.Background(), repo.WALKey(mustParse(t, segName(i)))); err != nil {
 			t.Fatalf("%s recorded but not stored: %v", segName(i), err)
 		}
+		if got := c.spool.LastCalled(); got != segName(i) {
+			t.Fatalf("after the call for %s the archiver would see the calls at %q", segName(i), got)
+		}
 	}
 }
 
@@ -197,7 +200,7 @@ func TestArchiverShipsOldestFirstWithinItsBounds(t *testing.T) {
 	a.defaults()
 	a.known = map[string]Record{}
 	a.MaxAhead = 3
-	got, err := a.candidates(map[string]bool{})
+	got, _, err := a.candidates(map[string]bool{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +208,7 @@ func TestArchiverShipsOldestFirstWithinItsBounds(t *testing.T) {
 		t.Errorf("count bound 3: candidates %v, want %v", got, want)
 	}
 	a.MaxAheadBytes = 2 * waltest.SegSize
-	if got, _ = a.candidates(map[string]bool{segName(1): true}); fmt.Sprint(got) != fmt.Sprint([]string{segName(2)}) {
+	if got, _, _ = a.candidates(map[string]bool{segName(1): true}); fmt.Sprint(got) != fmt.Sprint([]string{segName(2)}) {
 		t.Errorf("byte bound 2 segments, one in flight: candidates %v", got)
 	}
 
@@ -442,5 +445,87 @@ func TestArchiverShipsASegmentMarkedReadyWhileItWaits(t *testing.T) {
 	}
 	if a.Shipped != 2 || a.Failed != 0 {
 		t.Fatalf("shipped %d, failed %d; want 2 and 0", a.Shipped, a.Failed)
+	}
+}
+
+// Once it is Concurrency segments ahead of PostgreSQL's calls, the archiver ships one
+// segment at a time, leaving the other cores to the calls; when the calls catch up,
+// it ships Concurrency at once again. Without a mark of the calls, every recorded
+// ready segment counts as ahead.
+func TestArchiverShipsOneAtATimeOnceAheadOfTheCalls(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t, 2)
+	st := mem.New()
+	run(t, c.archiver(st, 2))
+	for i := 3; i <= 7; i++ {
+		c.ready(t, i)
+	}
+	a := c.archiver(st, 2)
+	a.defaults()
+	a.known = map[string]Record{}
+	id, err := newRepo(st).Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := MakeRepoID(newRepo(st).String(), id)
+	a.current = &cur
+	results := make(chan shipped, 8)
+	ship := func(what string, want int) {
+		t.Helper()
+		inflight := map[string]bool{}
+		if n := a.dispatch(ctx, inflight, results); n != want {
+			t.Fatalf("%s: shipping %d at once, want %d", what, n, want)
+		}
+		for range want {
+			r := <-results
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			a.done(ctx, r)
+		}
+	}
+	ship("2 recorded, no call noted", 1) // ships 3
+	if err := c.spool.MarkCalled(segName(3)); err != nil {
+		t.Fatal(err)
+	}
+	ship("caught up: every recorded segment called", 2) // ships 4 and 5
+	if err := c.spool.MarkCalled(segName(2)); err != nil {
+		t.Fatal(err)
+	}
+	ship("3 ahead of the call for 2", 1) // ships 6
+	if err := c.spool.MarkCalled(segName(5)); err != nil {
+		t.Fatal(err)
+	}
+	ship("1 ahead of the call for 5", 1) // only 7 is left
+	if got := c.spool.LastCalled(); got != segName(5) {
+		t.Fatalf("LastCalled = %q, want %s", got, segName(5))
+	}
+}
+
+// The mark of the calls is untrusted input: anything but a segment name is no mark.
+func TestADamagedCallMarkIsNoMark(t *testing.T) {
+	c := newCluster(t, 0)
+	for _, b := range []string{"", "garbage", segName(1) + "\n", "../../etc/passwd0000000000", segName(1)[:23]} {
+		if err := os.WriteFile(filepath.Join(string(c.spool), calledName), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.spool.LastCalled(); got != "" {
+			t.Errorf("mark %q read as %q", b, got)
+		}
+	}
+	if err := c.spool.MarkCalled("00000001.history"); err == nil {
+		t.Error("a history file marked as a called segment")
+	}
+	link := filepath.Join(string(c.spool), calledName)
+	_ = os.Remove(link)
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.spool.MarkCalled(segName(1)); err == nil {
+		t.Error("the mark was written through a symbolic link")
+	}
+	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a file was made at the link's target: %v", err)
 	}
 }

@@ -37,6 +37,7 @@ const (
 	recordSuffix = ".ok"  // <segment>.ok: the segment is durable in the repository
 	errorSuffix  = ".err" // <segment>.err: the archiver failed to ship it; one line
 	lockName     = "archiver.lock"
+	calledName   = "called" // the segment PostgreSQL last called wal-push for
 	logName      = "archiver.log"
 	// maxRecord bounds what is read of a record or an error record: both are a few
 	// hundred bytes; anything longer is damaged and not trusted.
@@ -185,6 +186,39 @@ func (s Spool) readSmall(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrNoRecord, name, maxRecord)
 	}
 	return b, nil
+}
+
+// MarkCalled notes that PostgreSQL has called wal-push for segment, so that the
+// archiver knows how far ahead of the calls it is (see Archiver.Concurrency). Best
+// effort and not durable: a lost or damaged mark only costs the archiver its measure.
+// The name is written in place, all of it at once (24 bytes at offset 0, never a
+// truncation a reader could see in between).
+func (s Spool) MarkCalled(segment string) error {
+	if !segmentName(segment) {
+		return fmt.Errorf("lookahead: %q is not a WAL segment name", segment)
+	}
+	f, err := os.OpenFile(s.path(calledName), os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return fmt.Errorf("lookahead: %w", err)
+	}
+	_, err = f.WriteAt([]byte(segment), 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("lookahead: %w", err)
+	}
+	return nil
+}
+
+// LastCalled returns the segment MarkCalled last noted, "" when none is (or the mark
+// is damaged).
+func (s Spool) LastCalled() string {
+	b, err := s.readSmall(calledName)
+	if err != nil || len(b) != len("000000010000000000000001") || !segmentName(string(b)) {
+		return ""
+	}
+	return string(b)
 }
 
 // RemoveRecord removes the record of segment, if any.
