@@ -8,7 +8,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # urfave/cli's man-page/markdown generators, and cloud.google.com/go/storage's gRPC
 # direct-path/xDS modules (pgb's GCS backend uses the JSON API over HTTP). Keep the list
 # in step with .goreleaser.yaml, .golangci.yml and integration/pgtest (TestBuildTags).
-TAGS    := urfave_cli_no_docs,disable_grpc_modules
+TAGS    := urfave_cli_no_docs,disable_grpc_modules,grpcnotrace
 export GOFLAGS += -tags=$(TAGS)
 
 .PHONY: build test test-servers unit fuzz demo bench vet lint fmt clean
@@ -17,12 +17,15 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 ## test: vet plus every test, the integration tests against a real PostgreSQL 15 and the
-## S3 (versitygw, SeaweedFS) and GCS (fake-gcs-server) backend tests included.
+## S3 (versitygw, SeaweedFS) and GCS (fake-gcs-server) backend tests included, then
+## every benchmark run once.
 test: test-servers
 	scripts/ensure-postgres
 	$(GO) vet ./...
 	$(GO) vet -tags pgbtest,$(TAGS) ./cmd/
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...
+	# Every benchmark once: a change that breaks one fails here, not only in make bench.
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./cmd/ ./internal/...
 
 ## unit: the fast tests only (no PostgreSQL needed).
 unit:
@@ -33,7 +36,7 @@ unit:
 ## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
 FUZZTIME ?= 20000x
 fuzz:
-	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode; do \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode; do \
 		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
 	done
 

@@ -16,9 +16,11 @@ import (
 
 // buildTags are the tags every build of pgb uses (the Makefile's TAGS). They leave out
 // code pgb never runs and which costs start-up time in every wal-push and wal-fetch
-// call: urfave/cli's documentation generators and cloud.google.com/go/storage's gRPC
-// direct-path/xDS modules (pgb's GCS backend uses the JSON API over HTTP).
-var buildTags = []string{"urfave_cli_no_docs", "disable_grpc_modules"}
+// call: urfave/cli's documentation generators, cloud.google.com/go/storage's gRPC
+// direct-path/xDS modules (pgb's GCS backend uses the JSON API over HTTP) and gRPC's
+// request tracing (golang.org/x/net/trace, whose init registers /debug/requests and
+// /debug/events on http.DefaultServeMux).
+var buildTags = []string{"urfave_cli_no_docs", "disable_grpc_modules", "grpcnotrace"}
 
 // TestBuildTags fails when a place that builds, tests, vets or lints pgb loses a tag:
 // the Makefile (exported through GOFLAGS, and the pgbtest vet), the release build, the
@@ -97,6 +99,7 @@ func TestStartupDependencies(t *testing.T) {
 		"github.com/aws/aws-sdk-go-v2/service/ssooidc": "AWS SSO login profiles are not supported (internal/storage/s3/credentials.go)",
 		"github.com/aws/aws-sdk-go-v2/service/signin":  "AWS console login sessions are not supported (internal/storage/s3/credentials.go)",
 		"github.com/russross/blackfriday":              "urfave/cli's markdown generator (tag urfave_cli_no_docs)",
+		"golang.org/x/net/trace":                       "gRPC's request tracing, with debug pages on http.DefaultServeMux (tag grpcnotrace)",
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		for prefix, why := range unwanted {

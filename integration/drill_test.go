@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -518,7 +519,17 @@ func TestDrillAfterAKilledDrillWarnsOfItsServerAndHowToStopIt(t *testing.T) {
 	writingCluster(t, repo)
 	tmp := pgtest.TempDir(t)
 	b := startPGBReading(t, []string{"TMPDIR=" + tmp, "PGB_TEST_DRILL_HANG_AFTER_START=1"}, "drill", "--repo", repo)
-	pid := serverPid(b.until(t, "server started, pid", "the server started"))
+	started := b.until(t, "server started, pid", "the server started")
+	pid := serverPid(started)
+	// "server started" is said once postgres runs, before it has written its
+	// postmaster.pid. A drill killed that early leaves a server the next drill
+	// cannot find yet; this test is about one that is up.
+	_, data, _ := strings.Cut(started, "data directory ")
+	pgtest.WaitUntil(t, "the drill's server to write its postmaster.pid", 30*time.Second, func() (bool, string) {
+		b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+		first, _, _ := strings.Cut(string(b), "\n")
+		return err == nil && first == strconv.Itoa(pid), fmt.Sprintf("%q %v", first, err)
+	})
 	_ = b.cmd.Process.Kill()
 	_, _ = b.wait()
 	t.Cleanup(func() { // when the test fails before the stop command stopped it

@@ -22,7 +22,7 @@ import (
 // BuildTags are the build tags of every pgb build (the Makefile's TAGS): they leave out
 // urfave/cli's documentation generators and cloud.google.com/go/storage's gRPC
 // direct-path modules, which pgb never runs and which cost start-up time per call.
-const BuildTags = "urfave_cli_no_docs,disable_grpc_modules"
+const BuildTags = "urfave_cli_no_docs,disable_grpc_modules,grpcnotrace"
 
 var (
 	buildOnce sync.Once
