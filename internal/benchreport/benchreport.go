@@ -134,8 +134,8 @@ func median(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// works names the sections the harness and scripts/bench-random write, in the
-// report's order.
+// works names the sections the harness, scripts/bench-random and scripts/bench-s3
+// (s3-…: the repository on a local S3 server) write, in the report's order.
 var works = []struct{ section, title string }{
 	{"wal-push", "wal-push, one call per segment"},
 	{"wal-fetch", "wal-fetch, one call per segment"},
@@ -143,6 +143,10 @@ var works = []struct{ section, title string }{
 	{"restore", "restore of that backup"},
 	{"backup-random", "backup-push, incompressible data (random bytes)"},
 	{"restore-random", "restore of that backup"},
+	{"s3-wal-push", "wal-push to S3 (versitygw on loopback, HTTPS), one call per segment"},
+	{"s3-wal-fetch", "wal-fetch from S3, one call per segment"},
+	{"s3-backup", "backup-push to S3, pgbench data"},
+	{"s3-restore", "restore of that backup from S3"},
 }
 
 // Machine is what the report knows of the host the run was on.
@@ -165,6 +169,7 @@ func WriteFor(w io.Writer, res []Result, m Machine) error {
 		"fastest variant's wall time over this row's (above 1: this row is faster), then the same for CPU seconds — for the WAL " +
 		"rows on host CPU, the only figure that counts the detached workers. Peak RSS is the largest process /usr/bin/time waited " +
 		"for: it does not include detached workers.\n\n")
+	s3Noted := false
 	for _, wk := range works {
 		var rs []Result
 		for _, r := range res {
@@ -175,12 +180,22 @@ func WriteFor(w io.Writer, res []Result, m Machine) error {
 		if len(rs) == 0 {
 			continue
 		}
+		if strings.HasPrefix(wk.section, "s3-") && !s3Noted {
+			b.WriteString(s3Note)
+			s3Noted = true
+		}
 		writeWork(&b, wk.section, wk.title, rs)
 	}
 	writeLimits(&b, res, m)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// s3Note heads the sections of the runs against a local S3 server (scripts/bench-s3).
+const s3Note = "The s3-… sections: the same tools with their repository in a bucket of a local S3 server (versitygw, POSIX " +
+	"backend, HTTPS with keep-alive on loopback, each tool verifying its certificate), so that requests, not start-up, take the " +
+	"time. MiB/s and the ratios are per the same input bytes as above; out MiB of a push or a backup is what the bucket's " +
+	"directory grew by. Host CPU s there also counts the S3 server's own work, on the same cores.\n\n"
 
 // best is the fastest good result of tool among rs (nil: none).
 func best(rs []Result, tool string) *Result {
@@ -195,9 +210,11 @@ func best(rs []Result, tool string) *Result {
 }
 
 // detached reports whether a section's work is partly done by processes the timed
-// command does not wait for (the WAL sections: look-ahead archiver, prefetcher, async
-// archiving), so that only the host's CPU counts it.
-func detached(section string) bool { return strings.HasPrefix(section, "wal-") }
+// command does not wait for (the WAL sections, on a filesystem or S3: look-ahead
+// archiver, prefetcher, async archiving), so that only the host's CPU counts it.
+func detached(section string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(section, "s3-"), "wal-")
+}
 
 func writeWork(b *strings.Builder, section, title string, rs []Result) {
 	pgbr, walg := best(rs, "pgbackrest"), best(rs, "wal-g")

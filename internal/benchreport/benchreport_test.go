@@ -11,10 +11,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/report.md from the fixture")
 
-// The report of a fixture run (real rows of pgb and pgBackRest, made-up WAL-G and
-// random-data rows) is the reviewed one in testdata/report.md: medians over the good
-// repetitions, failed runs counted but not averaged, ratios to each anchor's fastest
-// variant, and pgb's share of the machine's limits.
+// The report of a fixture run (real rows of pgb and pgBackRest, on a filesystem and on
+// S3, made-up WAL-G and random-data rows) is the reviewed one in testdata/report.md:
+// medians over the good repetitions, failed runs counted but not averaged, ratios to each
+// anchor's fastest variant, and pgb's share of the machine's limits.
 func TestReportOfAFixtureRun(t *testing.T) {
 	f, err := os.Open(filepath.Join("testdata", "results.csv"))
 	if err != nil {
@@ -104,5 +104,69 @@ func TestParseRefusesAnotherFormat(t *testing.T) {
 		if _, err := Parse(strings.NewReader(in)); err == nil {
 			t.Errorf("Parse(%q) accepted it", in)
 		}
+	}
+}
+
+// The S3 runs (scripts/bench-s3) get their own sections, after the filesystem's: the
+// WAL ones compared on the host's CPU (pgb's archiver and prefetcher, pgBackRest's
+// async workers are detached there too), backup and restore on the timed processes',
+// with a note on what differs, written once and only when there are S3 rows.
+func TestS3Sections(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := Summarise(rows)
+	for _, s := range []string{"s3-wal-push", "s3-wal-fetch"} {
+		if !detached(s) {
+			t.Errorf("detached(%q) = false: its ratios would leave out the background workers", s)
+		}
+	}
+	for _, s := range []string{"s3-backup", "s3-restore", "backup"} {
+		if detached(s) {
+			t.Errorf("detached(%q) = true", s)
+		}
+	}
+	// pgBackRest's fastest S3 push is sync lz4 at 2.21 s and 4.92 host CPU s; pgb's
+	// took 1.55 s and 3.67 s: 1.43× and 1.34×.
+	push := inSection(res, "s3-wal-push")
+	pgb := find(res, "s3-wal-push", "pgb", "lz4")
+	if got := ratio(best(push, "pgbackrest"), *pgb, detached("s3-wal-push")); got != "1.43× (host CPU 1.34×)" {
+		t.Errorf("s3 wal-push ratio = %q, want 1.43× (host CPU 1.34×)", got)
+	}
+	// The failed restore repetition is counted, not averaged.
+	if r := find(res, "s3-restore", "pgb", "lz4"); r == nil || r.OK != 1 || r.N != 2 || r.Wall != 1.80 {
+		t.Errorf("pgb s3 restore = %+v, want 1 good run of 2 at 1.80 s", r)
+	}
+	var out bytes.Buffer
+	if err := Write(&out, res); err != nil {
+		t.Fatal(err)
+	}
+	report := out.String()
+	if n := strings.Count(report, s3Note); n != 1 {
+		t.Fatalf("the S3 note appears %d times, want once", n)
+	}
+	note, first := strings.Index(report, s3Note), strings.Index(report, "(`s3-wal-push`)")
+	if first < 0 || note > first || strings.Index(report, "(`restore-random`)") > note {
+		t.Errorf("the S3 note is not between the filesystem sections and the first S3 one:\n%s", report)
+	}
+
+	var fsOnly []Result
+	for _, r := range res {
+		if !strings.HasPrefix(r.Section, "s3-") {
+			fsOnly = append(fsOnly, r)
+		}
+	}
+	out.Reset()
+	if err := Write(&out, fsOnly); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), s3Note) || strings.Contains(out.String(), "s3-") {
+		t.Errorf("a run without S3 rows mentions S3:\n%s", out.String())
 	}
 }
