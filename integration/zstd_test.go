@@ -10,7 +10,7 @@ import (
 
 // zstd end to end, with streams longer than its windows: parts of 64 MiB (8 MiB window:
 // the encoder's history moves down many times within a part) and 16 MiB WAL segments
-// (2 MiB window), shipped by the look-ahead archiver, whose encoders are reused from one
+// (1 MiB window), shipped by the look-ahead archiver, whose encoders are reused from one
 // segment to the next. Every byte restored is checked by pgb; the data by PostgreSQL.
 func TestZstdBackupAndWALRestoreWhatWasWritten(t *testing.T) {
 	pgtest.RequireParallel(t)

@@ -208,8 +208,8 @@ func TestZstdReusesEncoders(t *testing.T) {
 	}
 }
 
-// Frames declare a 2 MiB window (libzstd's at level 3), so a reader of a WAL segment
-// needs no more history than that; klauspost's default was 8 MiB (4 MiB at level 1).
+// WAL frames declare a 1 MiB window, so a reader of a WAL segment needs no more history
+// than that; klauspost's default was 8 MiB (4 MiB at level 1), libzstd's 2 MiB.
 // Long streams (backup parts) keep 8 MiB.
 func TestZstdWindow(t *testing.T) {
 	plain := sample(1 << 20) // several blocks: the frame header declares the window
@@ -304,7 +304,7 @@ func TestZstdLongStreamsWriteWhatTheOldWriterWrote(t *testing.T) {
 	}
 	short, _ := New("zstd", 0)
 	if got := roundTrip(t, short, plain); len(got) <= old.Len() {
-		t.Errorf("a 2 MiB window found the matches 6 MiB back: %d bytes, 8 MiB window %d", len(got), old.Len())
+		t.Errorf("the WAL window found the matches 6 MiB back: %d bytes, 8 MiB window %d", len(got), old.Len())
 	}
 }
 
