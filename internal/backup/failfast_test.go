@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,36 +61,5 @@ func TestBackupStopsReadingSoonAfterAPartUploadFails(t *testing.T) {
 	}
 	if read > 16<<20 {
 		t.Errorf("read %d MiB of the data directory after the part's upload had failed (%v)", read>>20, err)
-	}
-}
-
-// The parts a copy leaves open once every file is read are stored together while the
-// backup stops. When one of them fails, the others stop too: an upload that hangs (a
-// stalled connection) ends with its context, so the backup fails instead of waiting
-// for it forever. Likewise aborting the tail ends a hanging upload.
-func TestATailPartThatFailsStopsTheOthers(t *testing.T) {
-	for _, abort := range []bool{false, true} {
-		ctx, cancel := context.WithCancelCause(context.Background())
-		st := faulty.New(mem.New(),
-			faulty.Rule{Op: faulty.Put, Key: repo.PartKey("b", 1), Fault: faulty.Hang},
-			faulty.Rule{Op: faulty.Put, Key: repo.PartKey("b", 2)})
-		r := repo.New(st, repo.Options{})
-		p := &Pusher{Repo: r}
-		list := testList(t)
-		tl := &tail{m: &repo.Manifest{Summary: repo.Summary{Name: "b"}, List: list}, cancel: cancel}
-		for _, n := range []int{1, 2} {
-			pt, err := p.openPart(ctx, "b", list, n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tl.parts = append(tl.parts, pt)
-		}
-		if abort {
-			tl.abort(errors.New("the session was lost")) // returns: the hanging upload ended
-			continue
-		}
-		if err := tl.finish(); !errors.Is(err, faulty.ErrInjected) {
-			t.Errorf("finish = %v, want the failed part's error", err)
-		}
 	}
 }

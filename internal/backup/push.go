@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +90,7 @@ type Pusher struct {
 type Stats struct {
 	Start    time.Duration // pg_backup_start, its checkpoint included
 	Walk     time.Duration // listing the data directory
-	Copy     time.Duration // reading the files and uploading the parts (the last parts' end overlaps Stop)
+	Copy     time.Duration // reading the files and uploading the parts
 	Stop     time.Duration // pg_backup_stop
 	WaitWAL  time.Duration // waiting until the stop segment is in the repository
 	Manifest time.Duration // writing the manifest (the relation names' wait included)
@@ -304,43 +303,10 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 		m.Tablespaces = append(m.Tablespaces, repo.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
 	t1 := now()
-	pctx, cancelParts := context.WithCancelCause(ctx)
-	defer cancelParts(nil)
-	var tl *tail
-	if err := p.watch(ctx, func(ctx context.Context) error {
-		var err error
-		tl, err = p.readFiles(ctx, pctx, cancelParts, t, m, open)
-		return err
-	}); err != nil {
-		if tl != nil { // every file was read, but the session was lost meanwhile
-			tl.abort(err)
-		}
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open) }); err != nil {
 		return nil, err
 	}
-	// The last parts are stored while the backup stops: joinParts waits for them, and
-	// runs before anything returns (the deferred cleanup must not race their uploads).
-	finished := make(chan error, 1)
-	go func() {
-		err := tl.finish()
-		p.Stats.Copy = now().Sub(t1)
-		finished <- err
-	}()
-	joined, joinErr := false, error(nil)
-	joinParts := func() error {
-		if !joined {
-			joined = true
-			if joinErr = <-finished; joinErr != nil {
-				cancelParts(joinErr)
-			}
-		}
-		return joinErr
-	}
-	defer func() {
-		if !joined { // the backup failed before its parts were in: stop their uploads
-			cancelParts(errBackupFailed)
-			_ = joinParts()
-		}
-	}()
+	p.Stats.Copy = now().Sub(t1)
 
 	// The relation names are read and stored while the backup stops and its last WAL
 	// segment is awaited; nothing is written under the backup's name once run returns.
@@ -352,9 +318,6 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 		return nil, err
 	}
 	p.Stats.Stop = now().Sub(ts)
-	if err := joinParts(); err != nil {
-		return nil, err
-	}
 	m.StopLSN, m.Label, m.TablespaceMap, m.NextXID = stop.LSN, stop.Label, stop.TablespaceMap, stop.NextXID
 	m.StopTime = now().UTC()
 	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
@@ -395,9 +358,6 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	}
 	return m, nil
 }
-
-// errBackupFailed cancels the uploads of a backup that failed elsewhere.
-var errBackupFailed = errors.New("the backup failed")
 
 // manifestLookTimeout bounds the check whether a manifest whose write failed is stored.
 const manifestLookTimeout = time.Minute
@@ -486,117 +446,30 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 	}
 }
 
-// copyFiles streams every file into parts, Concurrency at a time, and returns once the
-// repository has every part.
+// copyFiles streams every file into parts, Concurrency at a time.
 func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc) error {
-	pctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	tl, err := p.readFiles(ctx, pctx, cancel, t, m, open)
-	if err != nil {
-		return err
-	}
-	return tl.finish()
-}
-
-// readFiles streams every file into parts, Concurrency at a time, and returns once
-// every file is read. Each worker's last part may still be on its way into the
-// repository then: the caller ends them with the tail's finish or abort. A backup calls
-// pg_backup_stop during finish, since the server's part of the backup ends once every
-// file is read, and nothing of the backup counts before its manifest is written.
-// The parts upload under pctx, which outlives ctx (ctx ends with the copy: workpool,
-// watch); cancel cancels pctx, and readFiles calls it when the copy fails, before it
-// aborts any part (an upload that hangs ends only with its context). When readFiles
-// fails no part is left open.
-func (p *Pusher) readFiles(ctx, pctx context.Context, cancel context.CancelCauseFunc, t *tree, m *repo.Manifest, open openFunc) (*tail, error) {
 	var (
 		mu    sync.Mutex
-		tl    = &tail{m: m, cancel: cancel}
 		nextN atomic.Int64
 		done  atomic.Int64
 	)
 	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
 	err := workpool.Run(ctx, p.Opt.Concurrency, t.items(), func(ctx context.Context, work <-chan item) error {
-		// A failing copy (another worker, a stopped server) stops every upload at once,
-		// not only once this worker looks at ctx again, which may be a 1 GiB file later.
-		stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-		parts, last, err := p.worker(ctx, pctx, m.Name, m.List, t, work, &nextN, &done, open)
-		stop()
-		if err != nil {
-			cancel(err)
-			if last != nil {
-				last.abort(err)
-			}
-			return err
-		}
+		parts, err := p.worker(ctx, m.Name, m.List, t, work, &nextN, &done, open)
 		mu.Lock()
-		defer mu.Unlock()
 		m.Parts = append(m.Parts, parts...)
-		if last != nil {
-			tl.parts = append(tl.parts, last)
-		}
-		return nil
+		mu.Unlock()
+		return err
 	})
 	if err != nil {
-		tl.abort(err)
-		return nil, err
+		return err
 	}
-	return tl, nil
-}
-
-// tail is the parts a copy left open once every file was read: each worker's last.
-type tail struct {
-	parts  []*part
-	m      *repo.Manifest
-	cancel context.CancelCauseFunc // of the parts' uploads
-}
-
-// finish closes the parts, returns once the repository has them all or one failed,
-// and completes m: its parts, sizes and counts. The first part that fails stops the
-// other uploads (one that hangs ends only with its context).
-func (tl *tail) finish() error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error // the others fail because of it
-	)
-	for _, pt := range tl.parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pt.close(); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-				tl.cancel(err)
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	m := tl.m
-	for _, pt := range tl.parts {
-		m.Parts = append(m.Parts, pt.Part)
-	}
-	slices.SortFunc(m.Parts, func(a, b repo.Part) int { return a.N - b.N })
 	for _, pt := range m.Parts {
 		m.StoredSize += pt.Stored
 	}
 	m.FileCount, m.Size = m.List.Count()
 	return nil
-}
-
-// abort stops the uploads and aborts the parts: nothing of them is stored.
-func (tl *tail) abort(cause error) {
-	tl.cancel(cause)
-	for _, pt := range tl.parts {
-		pt.abort(cause)
-	}
-	tl.parts = nil
 }
 
 // part is one tar stream on its way into the repository.
@@ -665,16 +538,18 @@ func (pt *part) abort(cause error) {
 }
 
 // worker copies files into parts, one part at a time, and adds their entries to list.
-// It returns the parts it completed and its last part, still open (nil when it has
-// none), which the caller closes, or on failure aborts. Parts upload under pctx.
-func (p *Pusher) worker(ctx, pctx context.Context, backup string, list *repo.FileList, t *tree, work <-chan item, nextN, done *atomic.Int64, open openFunc) ([]repo.Part, *part, error) {
+// It returns the parts it completed.
+func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList, t *tree, work <-chan item, nextN, done *atomic.Int64, open openFunc) ([]repo.Part, error) {
 	var (
 		parts []repo.Part
 		cur   *part
 		buf   = make([]byte, 256<<10)
 	)
-	fail := func(err error) ([]repo.Part, *part, error) {
-		return nil, cur, err // the caller cancels the uploads, then aborts cur
+	fail := func(err error) ([]repo.Part, error) {
+		if cur != nil {
+			cur.abort(err)
+		}
+		return nil, err
 	}
 	one := func(e entry) error {
 		if ctx.Err() != nil {
@@ -682,7 +557,7 @@ func (p *Pusher) worker(ctx, pctx context.Context, backup string, list *repo.Fil
 		}
 		if cur == nil {
 			var err error
-			if cur, err = p.openPart(pctx, backup, list, int(nextN.Add(1))); err != nil {
+			if cur, err = p.openPart(ctx, backup, list, int(nextN.Add(1))); err != nil {
 				return err
 			}
 		}
@@ -720,10 +595,15 @@ func (p *Pusher) worker(ctx, pctx context.Context, backup string, list *repo.Fil
 			return fail(err)
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return fail(context.Cause(ctx))
+	if cur != nil {
+		pt := cur
+		cur = nil
+		if err := pt.close(); err != nil {
+			return fail(err)
+		}
+		parts = append(parts, pt.Part)
 	}
-	return parts, cur, nil
+	return parts, ctx.Err()
 }
 
 // copyFile appends one file to a tar stream. It copies the size the file has when it

@@ -792,13 +792,11 @@ func TestRateIsOverTheCopyOnly(t *testing.T) {
 	if p.Stats.Start < 10*time.Minute {
 		t.Errorf("Stats.Start = %s, want the ten-minute checkpoint", p.Stats.Start)
 	}
-	// The copy ends once its last parts are stored, which overlaps pg_backup_stop: a
-	// few readings of the clock, not the checkpoint's ten minutes.
-	if p.Stats.Copy < time.Second || p.Stats.Copy > 5*time.Second {
-		t.Errorf("Stats.Copy = %s, want 1s to 5s (the copy alone)", p.Stats.Copy)
+	if p.Stats.Copy != time.Second {
+		t.Errorf("Stats.Copy = %s, want 1s (the copy alone)", p.Stats.Copy)
 	}
-	if got, least := Rate(m.Size, p.Stats.Copy), float64(m.Size)/5; got < least {
-		t.Errorf("rate = %v B/s, want at least %v", got, least)
+	if got, want := Rate(m.Size, p.Stats.Copy), float64(m.Size); got != want {
+		t.Errorf("rate = %v B/s, want %v", got, want)
 	}
 	if !strings.Contains(logs.String(), "waiting for the checkpoint (spread; --fast to force it)") {
 		t.Errorf("a spread checkpoint is not announced; log:\n%s", logs.String())
@@ -880,11 +878,12 @@ func TestPushNoticesTheServerStoppingDuringTheCopy(t *testing.T) {
 	close(src.gone) // PostgreSQL stops while the files are copied
 	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	p.Opt.PingInterval = time.Millisecond
-	// Run returns although the uploads hang: the ping (during the reads) or the failing
-	// pg_backup_stop (once every file is read, while the last parts are stored) ends it.
 	_, err := p.Run(ctx)
-	if !errors.Is(err, ErrServerGone) {
-		t.Fatalf("Run = %v; want ErrServerGone", err)
+	if !errors.Is(err, ErrServerGone) || !errors.Is(err, errConnClosed) {
+		t.Fatalf("Run = %v; want ErrServerGone with the ping's error", err)
+	}
+	if src.stopped {
+		t.Error("pg_backup_stop was called on a lost session")
 	}
 	if list, _, err := repo.New(inner, repo.Options{}).ListBackups(ctx); err != nil || len(list) != 0 {
 		t.Errorf("ListBackups = %v, %v; want none", names(list), err)
