@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TAGS    := urfave_cli_no_docs,disable_grpc_modules,grpcnotrace
 export GOFLAGS += -tags=$(TAGS)
 
-.PHONY: build test test-servers unit fuzz demo bench vet lint fmt clean
+.PHONY: build test test-servers unit fuzz killtest demo bench vet lint fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -39,6 +39,13 @@ fuzz:
 	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode; do \
 		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
 	done
+
+## killtest: the random-kill test at KILLSCALE times the kills make test runs (200 there);
+## PGB_KILLTEST_SEED=N replays the kill instants of a run (the test logs its seed).
+KILLSCALE ?= 10
+killtest:
+	scripts/ensure-postgres
+	PGB_KILLTEST_SCALE=$(KILLSCALE) $(GO) test -count=1 -v -run '^TestKillingPgbAtRandomInstantsLosesNothing$$' -timeout 120m ./integration/
 
 ## demo: a throwaway cluster archiving through pgb, end to end.
 demo: build

@@ -1,0 +1,312 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+// killScale multiplies the kills of TestKillingPgbAtRandomInstantsLosesNothing:
+// PGB_KILLTEST_SCALE (make killtest sets it), 1 by default.
+func killScale(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("PGB_KILLTEST_SCALE")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("PGB_KILLTEST_SCALE=%q: want a positive integer", v)
+	}
+	return n
+}
+
+// killSeed is the seed of the kill instants: PGB_KILLTEST_SEED replays a run, whose
+// seed the test logs.
+func killSeed(t *testing.T) uint64 {
+	t.Helper()
+	if v := os.Getenv("PGB_KILLTEST_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("PGB_KILLTEST_SEED=%q: %v", v, err)
+		}
+		return n
+	}
+	return rand.Uint64()
+}
+
+// killer runs pgb commands and SIGKILLs them at random instants.
+type killer struct {
+	t      *testing.T
+	rnd    *rand.Rand
+	landed map[string]int // kills that hit a running command, by command
+	missed map[string]int // runs that ended before their kill
+}
+
+// runKilled runs pgb with args and sends it SIGKILL after a random delay up to
+// within: the test's input, not a synchronisation (the command may end first, which
+// is fine). It reports whether the kill landed and, when it did not, what the run did.
+func (k *killer) runKilled(name string, env []string, within time.Duration, args ...string) (bool, result) {
+	k.t.Helper()
+	cmd := exec.Command(pgtest.BuildPGB(k.t), args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	delay := time.Duration(k.rnd.Int64N(int64(within) + 1))
+	timer := time.AfterFunc(delay, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+	_ = cmd.Wait()
+	timer.Stop()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	r := result{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+	if ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+		k.landed[name]++
+		return true, r
+	}
+	k.missed[name]++
+	return false, r
+}
+
+// timed runs pgb once to the end and returns how long it took: the window the kills
+// of that command are spread over.
+func timed(t *testing.T, env []string, args ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	mustPGB(t, "", env, args...)
+	return time.Since(start)
+}
+
+// Every pgb command that writes or restores is killed with SIGKILL at random
+// instants, at least 200 times in all (PGB_KILLTEST_SCALE times more with make
+// killtest): wal-push (a call's own upload, and the look-ahead archiver PostgreSQL's
+// calls hand their segments to), backup-push, delete and restore. After every kill
+// the invariants hold: a WAL object is either absent or whole and verified; only
+// complete backups are listed, and pgb verify passes on them; the next run of the
+// command succeeds; a killed restore never leaves global/pg_control in place. At the
+// end, pgb delete --garbage removes what the kills left, pgb verify --wal passes, and
+// a restore to the end of the archive recovers every committed row.
+func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
+	pgtest.RequireParallel(t)
+	scale := killScale(t)
+	seed := killSeed(t)
+	t.Logf("kill instants: PGB_KILLTEST_SEED=%d, scale %d", seed, scale)
+	k := &killer{t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), landed: map[string]int{}, missed: map[string]int{}}
+	defer func() {
+		total := 0
+		for _, n := range k.landed {
+			total += n
+		}
+		t.Logf("kills that landed: %d in all %v; runs that ended first: %v", total, k.landed, k.missed)
+	}()
+
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	env := src.Env()
+	src.Exec(t, "CREATE TABLE k (id bigserial PRIMARY KEY, pad text)")
+	commit := func(n int) {
+		src.Exec(t, "INSERT INTO k (pad) SELECT repeat('x', 200) FROM generate_series(1, $1)", n)
+	}
+	commit(20000)
+	mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast")
+
+	// The look-ahead archiver, killed while PostgreSQL's calls hand it bursts of
+	// segments: archiving goes on (a call whose archiver is gone ships its segment
+	// itself), and every segment ends up archived whole (checked by verify below).
+	archiver := "_wal-push-archiver.*--repo " + repo
+	for i := 0; i < 10*scale; i++ {
+		hit := make(chan bool, 1)
+		// A random instant of the burst: the test's input, not a synchronisation.
+		timer := time.AfterFunc(time.Duration(k.rnd.Int64N(int64(300*time.Millisecond))), func() {
+			hit <- exec.Command("pkill", "-KILL", "-f", archiver).Run() == nil
+		})
+		src.GenerateWAL(t, 3)
+		if !timer.Stop() && <-hit {
+			k.landed["wal-push archiver"]++
+		} else {
+			k.missed["wal-push archiver"]++
+		}
+	}
+	src.WaitArchived(t, src.SwitchWAL(t), 2*time.Minute)
+
+	// wal-push calls killed during their own upload (a file outside a data directory
+	// is shipped by the call itself), into repositories of their own: after each kill
+	// the segment is either not archived or archived whole, and pushing it again
+	// succeeds and archives exactly its bytes.
+	segDir := pgtest.TempDir(t)
+	var segs []string
+	for _, name := range doneSegments(t, src) {
+		if len(segs) == 8 {
+			break
+		}
+		p := filepath.Join(segDir, name)
+		if r := pgb(t, "", nil, "wal-fetch", "--repo", repo, name, p); r.code != 0 {
+			continue // recycled, or before the first backup: not needed here
+		}
+		segs = append(segs, p)
+	}
+	if len(segs) < 4 {
+		t.Fatalf("only %d archived segments to push", len(segs))
+	}
+	wr := newRepo(t)
+	fetched := filepath.Join(pgtest.TempDir(t), "fetched")
+	push := timed(t, nil, "wal-push", "--repo", wr, segs[0])
+	check := func(wr, seg string) {
+		t.Helper()
+		out := fetched
+		r := pgb(t, "", nil, "wal-fetch", "--repo", wr, filepath.Base(seg), out)
+		switch r.code {
+		case 1: // not archived: the kill came before the object was in place
+		case 255: // a kill before the repository's identity was written: nothing else may be there
+			var objects []string // temp files of interrupted writes are no objects
+			for _, f := range repoFiles(t, wr) {
+				if !strings.HasPrefix(filepath.Base(f), ".tmp-") {
+					objects = append(objects, f)
+				}
+			}
+			if !strings.Contains(r.stderr, "not initialised") || len(objects) != 0 {
+				t.Fatalf("wal-fetch after a killed wal-push: %s\nrepository: %v", r, objects)
+			}
+		case 0:
+			if !sameFile(t, out, seg) {
+				t.Fatalf("a killed wal-push left %s archived with other bytes", filepath.Base(seg))
+			}
+		default:
+			t.Fatalf("wal-fetch after a killed wal-push (a damaged object?): %s", r)
+		}
+		_ = os.Remove(out)
+	}
+	for i := 0; k.landed["wal-push"] < 80*scale; i++ {
+		if i == len(segs) { // every segment archived: kill uploads into a new repository
+			i = 0
+			wr = newRepo(t)
+		}
+		seg := segs[i]
+		landed, r := k.runKilled("wal-push", nil, push, "wal-push", "--repo", wr, seg)
+		if !landed && r.code != 0 {
+			t.Fatalf("wal-push that was not killed: %s", r)
+		}
+		check(wr, seg)
+		mustPGB(t, "", nil, "wal-push", "--repo", wr, seg)
+		check(wr, seg)
+	}
+
+	// backup-push killed at any point from connecting to writing its manifest: only
+	// complete backups are listed, and verify passes on them.
+	verify := func(what string) {
+		t.Helper()
+		if r := pgb(t, "", nil, "verify", "--repo", repo); r.code != 0 {
+			t.Fatalf("verify after %s: %s", what, r)
+		}
+	}
+	backups := func() []string {
+		t.Helper()
+		var rows []struct {
+			Name string `json:"name"`
+		}
+		out := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json")
+		if err := json.Unmarshal([]byte(out.stdout), &rows); err != nil {
+			t.Fatalf("backup-list --json: %v\n%s", err, out.stdout)
+		}
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Name)
+		}
+		return names
+	}
+	bp := timed(t, env, "backup-push", "--repo", repo, "--fast")
+	for n := 0; k.landed["backup-push"] < 60*scale; n++ {
+		commit(100)
+		before := len(backups())
+		landed, r := k.runKilled("backup-push", env, bp, "backup-push", "--repo", repo, "--fast")
+		after := len(backups())
+		switch {
+		case !landed && r.code != 0:
+			t.Fatalf("backup-push that was not killed: %s", r)
+		case !landed && after != before+1:
+			t.Fatalf("backup-push succeeded, but %d backups are listed, %d before", after, before)
+		case landed && after > before+1:
+			t.Fatalf("a killed backup-push left %d backups listed, %d before", after, before)
+		}
+		if n%10 == 9 {
+			verify("killed backup-pushes")
+		}
+	}
+	verify("killed backup-pushes")
+	mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast") // the next run succeeds
+
+	// delete killed while it removes backups and WAL: what stays listed verifies, and
+	// the delete run again finishes the work.
+	del := []string{"delete", "--repo", repo, "--retain-full", "2", "--confirm"}
+	dt := timed(t, nil, del...)
+	for n := 0; k.landed["delete"] < 30*scale; n++ {
+		for len(backups()) < 4 {
+			commit(100)
+			mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast")
+		}
+		landed, r := k.runKilled("delete", nil, dt, del...)
+		if !landed && r.code != 0 {
+			t.Fatalf("delete that was not killed: %s", r)
+		}
+		if n%5 == 4 {
+			verify("killed deletes")
+		}
+	}
+	mustPGB(t, "", nil, del...)
+	if got := backups(); len(got) != 2 {
+		t.Fatalf("after the delete ran to its end: backups %v, want 2", got)
+	}
+	verify("killed deletes")
+
+	// restore killed while it writes the data directory: pg_control is never left in
+	// place, so PostgreSQL cannot start on half a directory.
+	rt := timed(t, nil, "restore", "--repo", repo, "--pgdata", filepath.Join(pgtest.TempDir(t), "timed"))
+	for k.landed["restore"] < 30*scale {
+		dir := filepath.Join(pgtest.TempDir(t), "killed")
+		landed, r := k.runKilled("restore", nil, rt, "restore", "--repo", repo, "--pgdata", dir)
+		switch {
+		case !landed && r.code != 0:
+			t.Fatalf("restore that was not killed: %s", r)
+		case landed && fileExists(filepath.Join(dir, "global", "pg_control")):
+			t.Fatalf("a killed restore left global/pg_control in %s", dir)
+		}
+		_ = os.RemoveAll(dir)
+	}
+
+	// What the kills left behind goes; the archive is whole; every committed row is
+	// recovered from the newest backup and the WAL after it.
+	commit(1000)
+	want := src.QueryInt(t, "SELECT count(*) FROM k")
+	src.WaitArchived(t, src.SwitchWAL(t), 2*time.Minute)
+	mustPGB(t, "", nil, "delete", "--repo", repo, "--garbage", "--grace", "1ms", "--confirm")
+	if r := pgb(t, "", nil, "verify", "--repo", repo, "--wal"); r.code != 0 {
+		t.Fatalf("verify --wal at the end: %s", r)
+	}
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 2*time.Minute)
+	if got := c.QueryInt(t, "SELECT count(*) FROM k"); got != want {
+		t.Fatalf("restore to the end after %s: %d rows, want %d", fmt.Sprint(k.landed), got, want)
+	}
+	total := 0
+	for _, n := range k.landed {
+		total += n
+	}
+	if total < 200*scale {
+		t.Fatalf("%d kills landed, want at least %d", total, 200*scale)
+	}
+}
