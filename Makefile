@@ -36,7 +36,7 @@ unit:
 ## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
 FUZZTIME ?= 20000x
 fuzz:
-	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode; do \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode internal/envelope:FuzzReader internal/envelope:FuzzParseTrailer internal/wal:FuzzParse internal/config:FuzzReadFile; do \
 		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
 	done
 

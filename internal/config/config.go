@@ -447,6 +447,11 @@ func ReadFile(path string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config file: %w", err)
 	}
+	return parseFile(path, b)
+}
+
+// parseFile is ReadFile on the bytes b of the file at path.
+func parseFile(path string, b []byte) (map[string]string, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("config file %s is not valid YAML: %w", path, err)

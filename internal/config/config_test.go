@@ -262,3 +262,23 @@ func TestRetentionPolicyFromTheFile(t *testing.T) {
 		t.Fatalf("a negative count: %v", err)
 	}
 }
+
+// A config file is read or refused with an error, never a panic; what is read holds
+// only known keys.
+func FuzzReadFile(f *testing.F) {
+	for _, s := range []string{"", "repo: /var/lib/pgb\ncompression: zstd\n", "repo: &a x\nconcurrency: *a\n", "- a\n- b\n",
+		"repo: [a, b]\n", "fast: true\n", "repo: ~\n", "{repo: x, repo: y}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		vals, err := parseFile("pgb.yaml", []byte(body))
+		if err != nil {
+			return
+		}
+		for k := range vals {
+			if _, ok := Lookup(k); !ok || k == KeyConfig {
+				t.Fatalf("ReadFile accepted key %q", k)
+			}
+		}
+	})
+}

@@ -3,6 +3,7 @@ package wal
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -100,4 +101,29 @@ func TestParseSegmentHeader(t *testing.T) {
 	if _, err := ParseSegmentHeader(b[:10]); !errors.Is(err, ErrNoHeader) {
 		t.Errorf("10 bytes accepted: %v", err)
 	}
+}
+
+// A name Parse accepts is one PostgreSQL would write: parsed again it gives the same
+// file, and its kind, timeline and segment agree with its text.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"000000010000000000000001", "00000002.history", "000000010000000A000000FF.partial",
+		"000000010000000000000002.00000028.backup", "00000000000000000000000", "0000000100000000000000g1", "../00000001.history"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		file, err := Parse(name)
+		if err != nil {
+			return
+		}
+		if file.Name != name || file.Timeline == 0 {
+			t.Fatalf("Parse(%q) = %+v", name, file)
+		}
+		again, err := Parse(file.Name)
+		if err != nil || again != file {
+			t.Fatalf("Parse(%q) again = %+v, %v; first %+v", name, again, err, file)
+		}
+		if file.Kind != History && name[:24] != fmt.Sprintf("%08X%08X%08X", file.Timeline, file.Log, file.Seg) {
+			t.Fatalf("Parse(%q) = %+v: not the name of its timeline, log and segment", name, file)
+		}
+	})
 }

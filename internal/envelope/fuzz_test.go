@@ -1,0 +1,77 @@
+package envelope
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/pgb-project/pgb/internal/compress"
+)
+
+// Repository objects are untrusted input: whatever the bytes, reading one never
+// panics, and either yields exactly the size its trailer states with a matching
+// checksum, or fails with ErrCorrupt (the source here cannot fail, so no error may
+// pass for a storage error).
+func FuzzReader(f *testing.F) {
+	for _, name := range []string{"none", "lz4", "zstd"} {
+		c, err := compress.New(name, 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, plain := range [][]byte{nil, []byte("pgb"), walLike(70<<10, 1)} {
+			var buf bytes.Buffer
+			w, err := NewWriter(&buf, c)
+			if err != nil {
+				f.Fatal(err)
+			}
+			if _, err := w.Write(plain); err != nil {
+				f.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				f.Fatal(err)
+			}
+			obj := buf.Bytes()
+			f.Add(obj)
+			f.Add(obj[:len(obj)-1])        // truncated trailer
+			f.Add(obj[:len(obj)/2])        // truncated body
+			f.Add(append(obj[:8:8], 0, 0)) // header only
+		}
+	}
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		r, err := NewReader(bytes.NewReader(obj))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("NewReader: %v, want ErrCorrupt", err)
+			}
+			return
+		}
+		defer func() { _ = r.Close() }()
+		n, err := io.Copy(io.Discard, r)
+		switch {
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("read: %v, want ErrCorrupt", err)
+		case err == nil && r.Sum().Size != n:
+			t.Fatalf("read %d bytes, trailer says %d", n, r.Sum().Size)
+		}
+	})
+}
+
+// A trailer parses or is refused as ErrCorrupt, and what parses encodes back to the
+// same bytes.
+func FuzzParseTrailer(f *testing.F) {
+	f.Add(encodeTrailer(Sum{Size: 16 << 20, Alg: algCRC32C, Checksum: [32]byte{1, 2, 3, 4}}))
+	f.Add(make([]byte, TrailerSize))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseTrailer(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("ParseTrailer: %v, want ErrCorrupt", err)
+			}
+			return
+		}
+		if got := encodeTrailer(s); !bytes.Equal(got, b) {
+			t.Fatalf("trailer %x parses to %+v, which encodes to %x", b, s, got)
+		}
+	})
+}
