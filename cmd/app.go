@@ -136,7 +136,7 @@ func commitSuffix(c string) string {
 
 // commonKeys are the settings every command takes.
 var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyLogLevel, config.KeyLogFormat,
-	config.KeyStorageTimeout, config.KeyStorageRetries}
+	config.KeyStorageTimeout, config.KeyStorageRetries, config.KeyAllowReadableConfig}
 
 // flags builds the flags of a command: the common settings, every repository
 // backend's settings, plus keys.

@@ -181,7 +181,7 @@ func TestProgressRateStartsWithTheCopy(t *testing.T) {
 	}
 }
 
-func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
+func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 	isolate(t)
 	repo := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "pgb.yaml")
@@ -192,17 +192,15 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := pgb(t, "--config", cfg, "backup-list")
-	if r.code != 0 || !strings.Contains(r.stderr, "level=WARN") || !strings.Contains(r.stderr, cfg) || !strings.Contains(r.stderr, "chmod 600") {
-		t.Errorf("no warning about a world-readable config file holding a secret: %+v", r)
+	if r.code != 255 || !strings.Contains(r.stderr, cfg) || !strings.Contains(r.stderr, "chmod 600") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("a world-readable config file holding a secret is not refused in one line: %+v", r)
 	}
-	if strings.Contains(r.stderr+r.stdout, "hunter5") {
-		t.Errorf("the secret was echoed: %+v", r)
+	r2 := pgb(t, "--config", cfg, "backup-list", "--allow-readable-config")
+	if r2.code != 0 || !strings.Contains(r2.stderr, "level=WARN") || !strings.Contains(r2.stderr, "chmod 600") {
+		t.Errorf("--allow-readable-config does not turn the refusal into a warning: %+v", r2)
 	}
-	if err := os.Chmod(cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if r := pgb(t, "--config", cfg, "backup-list"); r.code != 0 || strings.Contains(r.stderr, "WARN") {
-		t.Errorf("a 0600 config file was warned about: %+v", r)
+	if strings.Contains(r.stderr+r.stdout+r2.stderr+r2.stdout, "hunter5") {
+		t.Errorf("the secret was echoed: %+v %+v", r, r2)
 	}
 }
 

@@ -8,6 +8,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"runtime"
 	"sort"
@@ -48,27 +49,28 @@ type Setting struct {
 
 // Keys of the settings.
 const (
-	KeyConfig           = "config"
-	KeyRepo             = "repo"
-	KeyPGData           = "pgdata"
-	KeyPGDSN            = "pg-dsn"
-	KeyCompression      = "compression"
-	KeyCompressionLevel = "compression-level"
-	KeyLogLevel         = "log-level"
-	KeyLogFormat        = "log-format"
-	KeyStorageTimeout   = "storage-timeout"
-	KeyStorageRetries   = "storage-retries"
-	KeyArchiveTimeout   = "archive-timeout"
-	KeyWALTimeout       = "wal-timeout"
-	KeyWALPushConc      = "wal-push-concurrency"
-	KeyWALFetchPrefetch = "wal-fetch-prefetch"
-	KeyPartSize         = "part-size"
-	KeyConcurrency      = "concurrency"
-	KeyFast             = "fast"
-	KeyLockMaxAge       = "lock-max-age"
-	KeyRetainFull       = "retain-full"
-	KeyRetainDays       = "retain-days"
-	KeyWALPushQueueMax  = "wal-push-queue-max"
+	KeyConfig              = "config"
+	KeyRepo                = "repo"
+	KeyPGData              = "pgdata"
+	KeyPGDSN               = "pg-dsn"
+	KeyCompression         = "compression"
+	KeyCompressionLevel    = "compression-level"
+	KeyLogLevel            = "log-level"
+	KeyLogFormat           = "log-format"
+	KeyStorageTimeout      = "storage-timeout"
+	KeyStorageRetries      = "storage-retries"
+	KeyAllowReadableConfig = "allow-readable-config"
+	KeyArchiveTimeout      = "archive-timeout"
+	KeyWALTimeout          = "wal-timeout"
+	KeyWALPushConc         = "wal-push-concurrency"
+	KeyWALFetchPrefetch    = "wal-fetch-prefetch"
+	KeyPartSize            = "part-size"
+	KeyConcurrency         = "concurrency"
+	KeyFast                = "fast"
+	KeyLockMaxAge          = "lock-max-age"
+	KeyRetainFull          = "retain-full"
+	KeyRetainDays          = "retain-days"
+	KeyWALPushQueueMax     = "wal-push-queue-max"
 
 	KeyS3Endpoint        = "s3-endpoint"
 	KeyS3Region          = "s3-region"
@@ -117,6 +119,7 @@ var settings = []Setting{
 	{Key: KeyLogFormat, Env: []string{"PGB_LOG_FORMAT"}, Default: "text", Usage: "log format on stderr: text or json"},
 	{Key: KeyStorageTimeout, Env: []string{"PGB_STORAGE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "deadline of one storage request attempt"},
 	{Key: KeyStorageRetries, Env: []string{"PGB_STORAGE_RETRIES"}, Default: "5", Kind: Int, Usage: "attempts per storage request before giving up (1 = no retry)"},
+	{Key: KeyAllowReadableConfig, Env: []string{"PGB_ALLOW_READABLE_CONFIG"}, Default: "false", Kind: Bool, Usage: "go on (with a warning) when the config file holds a secret and other users can read it; without it pgb refuses"},
 	{Key: KeyArchiveTimeout, Env: []string{"PGB_ARCHIVE_TIMEOUT"}, Default: "60s", Kind: Duration, Usage: "how long check, backup-push and restore-point wait for a WAL segment to reach the repository"},
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
 	{Key: KeyWALPushConc, Env: []string{"PGB_WAL_PUSH_CONCURRENCY"}, Default: "2", Kind: Int, Usage: "WAL segments wal-push compresses and uploads at once, ahead of PostgreSQL's calls, in a background archiver (1 = no look-ahead: each call ships its own segment)"},
@@ -294,6 +297,14 @@ func Load(src Source) (Config, error) {
 	}
 	c.File = file
 	if w := exposedSecret(file, fileVals); file != "" && w != "" {
+		v, where := get(KeyAllowReadableConfig)
+		allow, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %q is not true or false", where, v)
+		}
+		if !allow {
+			return Config{}, fmt.Errorf("%s (or --%s to go on regardless)", w, KeyAllowReadableConfig)
+		}
 		c.Warnings = append(c.Warnings, w)
 	}
 	c.Given = map[string]string{}
@@ -500,7 +511,7 @@ func scalar(n *yaml.Node) *yaml.Node {
 func exposedSecret(path string, vals map[string]string) string {
 	var secrets []string
 	for k, v := range vals {
-		if s, _ := Lookup(k); s.Secret && v != "" {
+		if s, _ := Lookup(k); s.Secret && v != "" && (k != KeyPGDSN || dsnHasPassword(v)) {
 			secrets = append(secrets, k)
 		}
 	}
@@ -514,6 +525,20 @@ func exposedSecret(path string, vals map[string]string) string {
 	sort.Strings(secrets)
 	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as",
 		path, strings.Join(secrets, ", "), fi.Mode().Perm(), path)
+}
+
+// dsnHasPassword reports whether a PostgreSQL connection string holds a password: a
+// password keyword, or a URL with one (postgres://user:secret@host/db). Without one,
+// it names a server and a user, which are no secret.
+func dsnHasPassword(dsn string) bool {
+	if strings.Contains(strings.ToLower(dsn), "password") {
+		return true
+	}
+	if u, err := url.Parse(strings.TrimSpace(dsn)); err == nil && u.User != nil {
+		_, set := u.User.Password()
+		return set
+	}
+	return false
 }
 
 // ParseSize reads a byte size: a number with an optional k/KiB, m/MiB, g/GiB, t/TiB

@@ -143,14 +143,21 @@ func TestFileValuesAreTakenAsWritten(t *testing.T) {
 	}
 }
 
-func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
+// A config file that holds a secret and that other users can read is refused (a
+// usage error: pgb says what to chmod) unless allow-readable-config is set, which
+// turns the refusal into a warning. A connection string without a password is no
+// secret.
+func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 	for _, c := range []struct {
-		body string
-		mode os.FileMode
-		warn bool
+		body    string
+		mode    os.FileMode
+		exposed bool
 	}{
 		{"s3-secret-access-key: k\n", 0o644, true},
 		{"pg-dsn: password=x\n", 0o640, true},
+		{"pg-dsn: postgres://u:x@db/app\n", 0o604, true},
+		{"pg-dsn: host=db user=u\n", 0o644, false},
+		{"pg-dsn: postgres://u@db/app\n", 0o644, false},
 		{"s3-secret-access-key: k\n", 0o600, false},
 		{"repo: /x\n", 0o644, false},
 	} {
@@ -158,13 +165,19 @@ func TestConfigFileWithASecretReadableByOthersIsWarnedAbout(t *testing.T) {
 		if err := os.Chmod(file, c.mode); err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := Load(src(map[string]string{KeyConfig: file}))
+		_, err := Load(src(map[string]string{KeyConfig: file}))
+		refused := err != nil && strings.Contains(err.Error(), file) && strings.Contains(err.Error(), "chmod 600") &&
+			strings.Contains(err.Error(), "--allow-readable-config")
+		if refused != c.exposed || (!c.exposed && err != nil) {
+			t.Errorf("%q mode %o: err = %v, want a refusal: %v", c.body, c.mode, err, c.exposed)
+		}
+		cfg, err := Load(src(map[string]string{KeyConfig: file, KeyAllowReadableConfig: "true"}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		warned := len(cfg.Warnings) == 1 && strings.Contains(cfg.Warnings[0], file) && strings.Contains(cfg.Warnings[0], "chmod 600")
-		if warned != c.warn || (!c.warn && len(cfg.Warnings) > 0) {
-			t.Errorf("%q mode %o: warnings %q, want a warning: %v", c.body, c.mode, cfg.Warnings, c.warn)
+		if warned != c.exposed || (!c.exposed && len(cfg.Warnings) > 0) {
+			t.Errorf("%q mode %o, allowed: warnings %q, want a warning: %v", c.body, c.mode, cfg.Warnings, c.exposed)
 		}
 	}
 }

@@ -49,7 +49,7 @@ func Plan(ctx context.Context, rp *repo.Repo, log *slog.Logger, name string, t *
 // restoreCommandKeys are the settings restore_command carries besides --repo and
 // --config: every repository backend's, and how storage calls are timed and retried.
 func restoreCommandKeys() []string {
-	return append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries)
+	return append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries, config.KeyAllowReadableConfig)
 }
 
 // RestoreCommand is the restore_command the restored cluster runs: the pgb at self (an
