@@ -142,7 +142,7 @@ func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 		if why == "" || attempt > 0 {
 			return nil, locked
 		}
-		taken, err := takeOver(ctx, st, holder, raw, b, h.Now)
+		taken, err := takeOver(ctx, st, holder, raw, b, h, maxAge)
 		if err != nil {
 			return nil, err
 		}
@@ -166,9 +166,9 @@ func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 // remove the fresh lock that taker put meanwhile. The marker is removed at the end; a
 // marker older than markerStaleAfter is the leftover of a process killed mid-takeover
 // and is removed before claiming.
-func takeOver(ctx context.Context, st storage.Store, holder LockOwner, raw, b []byte, now func() time.Time) (bool, error) {
+func takeOver(ctx context.Context, st storage.Store, holder LockOwner, raw, b []byte, h Host, maxAge time.Duration) (bool, error) {
 	marker := markerKey(holder)
-	claimed, err := claimMarker(ctx, st, marker, b, now)
+	claimed, err := claimMarker(ctx, st, marker, b, h, maxAge)
 	if err != nil || !claimed {
 		return false, err
 	}
@@ -199,9 +199,11 @@ func markerKey(o LockOwner) string {
 }
 
 // claimMarker puts the marker if absent. A marker that exists is another taker's,
-// unless it holds our own body (a lost acknowledgement) or is older than
-// markerStaleAfter: then it is removed and claimed once more.
-func claimMarker(ctx context.Context, st storage.Store, marker string, b []byte, now func() time.Time) (bool, error) {
+// unless it holds our own body (a lost acknowledgement), or it is the leftover of a
+// taker that was killed: its process is proven gone as a lock holder's would be (same
+// host, boot and PID namespace, no process with its pid and start time), or the
+// marker is older than markerStaleAfter. A leftover is removed and claimed once more.
+func claimMarker(ctx context.Context, st storage.Store, marker string, b []byte, h Host, maxAge time.Duration) (bool, error) {
 	for attempt := 0; ; attempt++ {
 		err := st.Put(ctx, marker, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
 		if err == nil {
@@ -210,7 +212,8 @@ func claimMarker(ctx context.Context, st storage.Store, marker string, b []byte,
 		if !errors.Is(err, storage.ErrExist) {
 			return false, fmt.Errorf("take over stale backup lock: %w", err)
 		}
-		if got, err := readSmall(ctx, st, marker); err == nil && bytes.Equal(got, b) {
+		got, rerr := readSmall(ctx, st, marker)
+		if rerr == nil && bytes.Equal(got, b) {
 			return true, nil
 		}
 		if attempt > 0 {
@@ -223,7 +226,9 @@ func claimMarker(ctx context.Context, st storage.Store, marker string, b []byte,
 		if err != nil {
 			return false, fmt.Errorf("take over stale backup lock: %w", err)
 		}
-		if now().Sub(info.ModTime) < markerStaleAfter {
+		var taker LockOwner
+		takerGone := rerr == nil && json.Unmarshal(got, &taker) == nil && h.gone(taker, maxAge) != ""
+		if !takerGone && h.Now().Sub(info.ModTime) < markerStaleAfter {
 			return false, nil
 		}
 		if err := st.Delete(ctx, marker); err != nil && !errors.Is(err, storage.ErrNotExist) {

@@ -1,7 +1,9 @@
 package repo
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
@@ -102,5 +104,51 @@ func TestFailedLockPutLeavesNoLockBehind(t *testing.T) {
 	}
 	if _, err := fst.Inner().Stat(ctx, backupLockKey); !errors.Is(err, storage.ErrNotExist) {
 		t.Errorf("a failed acquire left its lock behind: %v", err)
+	}
+}
+
+// A backup-push killed in the middle of taking over a stale lock leaves its takeover
+// marker behind. The next run finds the marker's process gone too and takes the lock
+// over all the same, rather than report "another backup is running" until the marker
+// is an hour old (found by the random-kill test).
+func TestAMarkerLeftByAKilledTakerDoesNotBlockTheLock(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	host, _ := os.Hostname()
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		t.Skip(err)
+	}
+	dead := LockOwner{Host: host, PID: deadPID(t), Started: time.Now().UTC(), What: "killed backup",
+		BootID: realBootID(t), PIDNamespace: ns, Token: "dead"}
+	putLock(t, st, dead)
+	taker := dead
+	taker.PID, taker.Token, taker.What = deadPID(t), "killed-taker", "backup-push killed while taking over"
+	b, err := json.Marshal(taker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, markerKey(dead), bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := acquireLocal(ctx, st, "backup-push")
+	if err != nil {
+		t.Fatalf("a lock whose holder and whose taker were both killed is not taken over: %v", err)
+	}
+	defer func() { _ = l.Release(ctx) }()
+	if _, err := st.Stat(ctx, markerKey(dead)); !errors.Is(err, storage.ErrNotExist) {
+		t.Errorf("the dead taker's marker is left: %v", err)
+	}
+
+	// A marker whose taker may be alive (another host) still holds the lock back.
+	st2 := mem.New()
+	putLock(t, st2, dead)
+	taker.Host = "db2"
+	b, _ = json.Marshal(taker)
+	if err := st2.Put(ctx, markerKey(dead), bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acquireLocal(ctx, st2, "backup-push"); !errors.Is(err, ErrLocked) {
+		t.Errorf("a takeover in progress on another host was ignored: %v", err)
 	}
 }
