@@ -20,7 +20,7 @@ func backupMarkCommand() *cli.Command {
 			"retention policy of pgb delete; --no-permanent lifts that. The manifest is not changed: the mark\n" +
 			"is an object of its own (backups/NAME/permanent). It takes the backup lock: while a backup-push\n" +
 			"or delete runs it is refused (run it again once that is done).",
-		Flags: append(flags(config.KeyLockMaxAge),
+		Flags: append(flags(config.KeyLockMaxAge, config.KeyLockWait),
 			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent"},
 			&cli.BoolFlag{Name: "no-permanent", Usage: "lift the permanent mark"},
 		),
@@ -40,7 +40,7 @@ func (e *env) backupMark(ctx context.Context, name string, permanent bool) error
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: the write has completed or failed by now
-	err = retention.Mark(ctx, rp, name, permanent, time.Now(), repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log})
+	err = retention.Mark(ctx, rp, name, permanent, time.Now(), repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Wait: e.cfg.LockWait, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("backup-mark: %w", err)
 	}

@@ -26,7 +26,7 @@ func backupPushCommand() *cli.Command {
 			"(an old copy, or another copy that checkpointed later) is refused.\n\n" +
 			"--permanent marks the new backup permanent (see pgb backup-mark): pgb delete never deletes it.",
 		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
-			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge),
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait),
 			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupPush(c.Context, c.Bool("permanent"))
@@ -52,7 +52,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	p := &backup.Pusher{Repo: rp, Src: conn, Log: e.log, Opt: backup.Options{
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
-		LockMaxAge: e.cfg.LockMaxAge, Permanent: permanent,
+		LockMaxAge: e.cfg.LockMaxAge, LockWait: e.cfg.LockWait, Permanent: permanent,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)

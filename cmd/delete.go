@@ -36,7 +36,7 @@ func deleteCommand() *cli.Command {
 			"--json prints the plan (or, with --confirm, what was deleted) as one JSON document, described in\n" +
 			"README's pgb delete section: backups, WAL count and bytes, restore points, bytes freed, the\n" +
 			"window that remains, and whether it was a dry run.",
-		Flags: append(flags(config.KeyRetainFull, config.KeyRetainDays, config.KeyLockMaxAge),
+		Flags: append(flags(config.KeyRetainFull, config.KeyRetainDays, config.KeyLockMaxAge, config.KeyLockWait),
 			&cli.StringFlag{Name: "before", Usage: "delete the backups that ended before `TIMESTAMP` (RFC 3339), or that are older than the backup named"},
 			&cli.BoolFlag{Name: "confirm", Usage: "delete; without it, only print what would be deleted"},
 			&cli.BoolFlag{Name: "garbage", Usage: "remove what interrupted writes left behind instead of applying a policy"},
@@ -99,7 +99,7 @@ func (e *env) delete(ctx context.Context, pol retention.Policy, confirm, asJSON 
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every delete has completed or failed by now
 	res, err := retention.Delete(ctx, rp, retention.Options{Policy: pol, Now: time.Now(), Confirm: confirm,
-		Lock: repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log}, Log: e.log})
+		Lock: repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Wait: e.cfg.LockWait, Log: e.log}, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
@@ -164,7 +164,7 @@ func (e *env) deleteGarbage(ctx context.Context, grace time.Duration, confirm bo
 		return err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every delete has completed or failed by now
-	g, err := retention.CollectGarbage(ctx, rp, time.Now(), grace, confirm, repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Log: e.log})
+	g, err := retention.CollectGarbage(ctx, rp, time.Now(), grace, confirm, repo.LockOptions{MaxAge: e.cfg.LockMaxAge, Wait: e.cfg.LockWait, Log: e.log})
 	if err != nil {
 		return fmt.Errorf("delete --garbage: %w", err)
 	}

@@ -46,6 +46,7 @@ type Options struct {
 	Concurrency    int           // parts built and uploaded at once
 	ArchiveTimeout time.Duration // wait for the stop segment to reach the repository
 	LockMaxAge     time.Duration // take over a backup lock older than this (0: repo.DefaultLockMaxAge)
+	LockWait       time.Duration // wait this long for a held backup lock (0: fail at once)
 	// Permanent marks the backup permanent once its manifest is stored, before the
 	// backup lock is released: a delete, which takes the same lock, never sees the
 	// backup without its mark.
@@ -226,7 +227,7 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
 		Compression: p.Repo.Codec().Name(),
 	}, DataDirOwner: ownerOf(dataDir), List: list}
-	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Log: p.Log})
+	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Wait: p.Opt.LockWait, Log: p.Log})
 	if err != nil {
 		return nil, err
 	}

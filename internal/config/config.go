@@ -68,6 +68,7 @@ const (
 	KeyConcurrency         = "concurrency"
 	KeyFast                = "fast"
 	KeyLockMaxAge          = "lock-max-age"
+	KeyLockWait            = "lock-wait"
 	KeyRetainFull          = "retain-full"
 	KeyRetainDays          = "retain-days"
 	KeyWALPushQueueMax     = "wal-push-queue-max"
@@ -128,6 +129,7 @@ var settings = []Setting{
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
+	{Key: KeyLockWait, Env: []string{"PGB_LOCK_WAIT"}, Default: "0s", Kind: Duration, Usage: "wait up to this long for the backup lock another backup-push, delete or backup-mark holds, instead of failing at once (for cron jobs that may overlap)"},
 	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},
 	{Key: KeyRetainDays, Env: []string{"PGB_RETAIN_DAYS"}, Default: "0", Kind: Int, Usage: "pgb delete keeps what recovery to any point of the last `D` days needs (0 = not set)"},
 	{Key: KeyWALPushQueueMax, Env: []string{"PGB_WAL_PUSH_QUEUE_MAX"}, Default: "0", Kind: Size, Usage: "DROP WAL rather than fill pg_wal: when a push fails and the segments waiting in pg_wal/archive_status (.ready) exceed this `SIZE` (e.g. 4GiB), wal-push logs an error, records the dropped segment as a gap and exits 0 — point-in-time recovery across it is then impossible (0 = off: archiving fails until the repository is back)"},
@@ -214,6 +216,7 @@ type Config struct {
 	Concurrency      int
 	Fast             bool
 	LockMaxAge       time.Duration
+	LockWait         time.Duration
 	RetainFull       int // 0: not set
 	RetainDays       int // 0: not set
 	S3               S3
@@ -335,6 +338,13 @@ func Load(src Source) (Config, error) {
 		errs = append(errs, fmt.Sprintf("%s: %q: want 1 (no look-ahead) to 64", where, v))
 	}
 	c.LockMaxAge = duration(KeyLockMaxAge)
+	if v, where := get(KeyLockWait); true {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Sprintf("%s: %q is not a duration of 0 or more (e.g. 10m)", where, v))
+		}
+		c.LockWait = d
+	}
 	if c.WALFetchPrefetch = integer(KeyWALFetchPrefetch); c.WALFetchPrefetch < 0 || c.WALFetchPrefetch > 256 {
 		errs = append(errs, fmt.Sprintf("wal-fetch-prefetch %d: want 0 (off) to 256 segments", c.WALFetchPrefetch))
 	}

@@ -23,6 +23,16 @@ const backupLockKey = "locks/backup.json"
 // needs a larger --lock-max-age.
 const DefaultLockMaxAge = 24 * time.Hour
 
+// DefaultLockLease is how long a held lock stays valid without being renewed. The
+// holder renews it every DefaultLockLease/5 while it runs (lockRenewEvery), so only a
+// holder that is gone, hung or cut off from the repository lets it lapse; a lock whose
+// lease lapsed more than lockClockSkew ago is taken over from any host.
+const DefaultLockLease = 5 * time.Minute
+
+// lockClockSkew is how far apart the clocks of two hosts sharing a repository may be:
+// a lease counts as lapsed only that long after its end.
+const lockClockSkew = time.Minute
+
 // markerStaleAfter is the age after which a takeover marker is taken for the leftover
 // of a process killed in the middle of a takeover (which lasts a few requests).
 const markerStaleAfter = time.Hour
@@ -40,6 +50,7 @@ type Lock struct {
 	key   string
 	body  []byte
 	Owner LockOwner
+	stop  func() // stops the renewal of the lease
 }
 
 // LockOwner says who holds a lock. The fields after What let another process on the
@@ -60,7 +71,19 @@ type LockOwner struct {
 	BootID       string `json:"boot_id,omitempty"`
 	PIDNamespace string `json:"pid_ns,omitempty"`
 	ProcStart    uint64 `json:"proc_start,omitempty"`
+	// LeaseUntil is when the lock lapses unless renewed: the holder renews it in
+	// leaseKey(Token), a small object of its own, so that the lock object itself is
+	// never rewritten. Zero in locks written before leases: they lapse only by MaxAge.
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 }
+
+// leaseRenewal is what a holder writes to renew its lease.
+type leaseRenewal struct {
+	Until time.Time `json:"until"`
+}
+
+// leaseKey names the renewal object of the lock holding token.
+func leaseKey(token string) string { return backupLockKey + ".lease-" + token }
 
 // LockOptions tune AcquireBackupLock.
 type LockOptions struct {
@@ -71,6 +94,14 @@ type LockOptions struct {
 	MaxAge time.Duration
 	// Log receives the warning that a lock was taken over; nil discards it.
 	Log *slog.Logger
+	// Lease is how long the lock stays valid unless renewed; zero means
+	// DefaultLockLease. It is renewed every Lease/5 until Release.
+	Lease time.Duration
+	// Wait is how long to wait for a lock someone else holds before giving up with
+	// ErrLocked (--lock-wait); zero gives up at once.
+	Wait    time.Duration
+	poll    time.Duration // how often a Wait looks again; zero means lockPoll (tests lower it)
+	renewed func()        // called after each renewal of the lease (tests)
 }
 
 // AcquireBackupLock takes the repository's backup lock.
@@ -86,8 +117,38 @@ func (r *Repo) AcquireBackupLock(ctx context.Context, what string, opts LockOpti
 	if opts.Log == nil {
 		opts.Log = r.log
 	}
-	return acquireBackupLock(ctx, r.st, what, opts)
+	if opts.Wait <= 0 {
+		return acquireBackupLock(ctx, r.st, what, opts)
+	}
+	deadline := time.Now().Add(opts.Wait)
+	for logged := false; ; logged = true {
+		l, err := acquireBackupLock(ctx, r.st, what, opts)
+		left := time.Until(deadline)
+		if !errors.Is(err, ErrLocked) || left <= 0 {
+			if err != nil && errors.Is(err, ErrLocked) {
+				err = fmt.Errorf("%w (waited %s, --lock-wait)", err, opts.Wait)
+			}
+			return l, err
+		}
+		if !logged {
+			opts.Log.Info("waiting for the backup lock", "wait", opts.Wait, "held", err.Error())
+		}
+		poll := opts.poll
+		if poll <= 0 {
+			poll = lockPoll
+		}
+		t := time.NewTimer(min(poll, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
 }
+
+// lockPoll is how often a --lock-wait looks at the lock again.
+const lockPoll = 5 * time.Second
 
 func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts LockOptions) (*Lock, error) {
 	h := opts.Host
@@ -106,16 +167,22 @@ func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 	if err != nil {
 		return nil, err
 	}
-	me := LockOwner{Host: h.Name, PID: h.PID, Started: h.Now().UTC(), What: what, Token: token,
-		BootID: h.BootID, PIDNamespace: h.PIDNamespace}
+	lease := opts.Lease
+	if lease <= 0 {
+		lease = DefaultLockLease
+	}
+	started := h.Now().UTC()
+	me := LockOwner{Host: h.Name, PID: h.PID, Started: started, What: what, Token: token,
+		BootID: h.BootID, PIDNamespace: h.PIDNamespace, LeaseUntil: started.Add(lease)}
 	if h.ProcessStart != nil {
 		me.ProcStart, _ = h.ProcessStart(h.PID) // zero when unknown: then only the pid counts
 	}
 	b, _ := json.Marshal(me)
-	mine := &Lock{st: st, key: backupLockKey, body: b, Owner: me}
+	mine := &Lock{st: st, key: backupLockKey, body: b, Owner: me, stop: func() {}}
 	for attempt := 0; attempt < 2; attempt++ {
 		err := st.Put(ctx, backupLockKey, bytes.NewReader(b), storage.PutOptions{IfAbsent: true, Size: int64(len(b))})
 		if err == nil {
+			mine.renew(ctx, h, lease, log, opts.renewed)
 			return mine, nil
 		}
 		if !errors.Is(err, storage.ErrExist) {
@@ -134,11 +201,15 @@ func acquireBackupLock(ctx context.Context, st storage.Store, what string, opts 
 		if bytes.Equal(raw, b) {
 			// Our own Put committed the lock but its acknowledgement was lost, and a
 			// retry found it: the token makes the body unique to this acquisition.
+			mine.renew(ctx, h, lease, log, opts.renewed)
 			return mine, nil
 		}
 		locked := fmt.Errorf("%w in repository %s: %s since %s (pid %d on %s); if that process is gone, delete %s from the repository",
 			ErrLocked, st, holder.What, holder.Started.Format(time.RFC3339), holder.PID, holder.Host, backupLockKey)
 		why := h.gone(holder, maxAge)
+		if why == "" {
+			why = leaseLapsed(ctx, st, holder, h.Now())
+		}
 		if why == "" || attempt > 0 {
 			return nil, locked
 		}
@@ -186,6 +257,9 @@ func takeOver(ctx context.Context, st storage.Store, holder LockOwner, raw, b []
 	}
 	if err := st.Delete(ctx, backupLockKey); err != nil && !errors.Is(err, storage.ErrNotExist) {
 		return false, fmt.Errorf("remove stale backup lock: %w", err)
+	}
+	if holder.Token != "" {
+		_ = st.Delete(ctx, leaseKey(holder.Token)) // best effort: garbage once the lock is gone
 	}
 	return true, nil
 }
@@ -277,6 +351,12 @@ func readLock(ctx context.Context, st storage.Store) (LockOwner, []byte, error) 
 // Release says so with ErrLockLost. (The store has no conditional delete: a takeover
 // in the instant between the read and the delete is not detected.)
 func (l *Lock) Release(ctx context.Context) error {
+	if l.stop != nil {
+		l.stop()
+	}
+	if l.Owner.Token != "" {
+		defer func() { _ = l.st.Delete(context.WithoutCancel(ctx), leaseKey(l.Owner.Token)) }() // best effort: garbage once the lock is gone
+	}
 	_, cur, err := readLock(ctx, l.st)
 	if errors.Is(err, storage.ErrNotExist) {
 		return nil
@@ -291,4 +371,57 @@ func (l *Lock) Release(ctx context.Context) error {
 		return fmt.Errorf("release backup lock: %w", err)
 	}
 	return nil
+}
+
+// renew starts renewing the lease until Release: every lease/5 it writes a new end
+// into the lock's renewal object. A renewal that fails is logged; the lease then
+// lapses only once renewals have failed for its whole length.
+func (l *Lock) renew(ctx context.Context, h Host, lease time.Duration, log *slog.Logger, renewed func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(lease / 5)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			b, _ := json.Marshal(leaseRenewal{Until: h.Now().UTC().Add(lease)})
+			if err := l.st.Put(ctx, leaseKey(l.Owner.Token), bytes.NewReader(b), storage.PutOptions{Size: int64(len(b))}); err != nil && ctx.Err() == nil {
+				log.Warn("could not renew the backup lock's lease; another host may take the lock over once it lapses", "error", err, "lease", lease)
+			} else if renewed != nil {
+				renewed()
+			}
+		}
+	}()
+	l.stop = func() { cancel(); <-done }
+}
+
+// leaseLapsed says why the lease of holder has lapsed ("" if it has not, or the lock
+// has no lease): its end, renewed or not, is more than lockClockSkew before now.
+func leaseLapsed(ctx context.Context, st storage.Store, holder LockOwner, now time.Time) string {
+	if holder.LeaseUntil.IsZero() || holder.Token == "" {
+		return ""
+	}
+	until := holder.LeaseUntil
+	b, err := readSmall(ctx, st, leaseKey(holder.Token))
+	switch {
+	case err == nil:
+		var r leaseRenewal
+		if json.Unmarshal(b, &r) != nil {
+			return "" // damaged: cannot tell
+		}
+		if r.Until.After(until) {
+			until = r.Until
+		}
+	case !errors.Is(err, storage.ErrNotExist):
+		return "" // cannot tell
+	}
+	if now.Sub(until) <= lockClockSkew {
+		return ""
+	}
+	return fmt.Sprintf("its lease lapsed at %s, not renewed since (the holder is gone, hung or cut off from the repository)", until.Format(time.RFC3339))
 }
