@@ -271,8 +271,20 @@ type Reader struct {
 	hash    hash.Hash // CRC-32C
 	sha     hash.Hash // version 1 only: its trailer may be SHA-256, which shows only at the end
 	n       int64
+	limit   int64 // SetLimit; 0: none
 	sum     Sum
 	err     error
+}
+
+// SetLimit makes reading fail with ErrCorrupt as soon as the object decodes to more
+// than n plain bytes: a damaged or hostile object (a decompression bomb) is stopped
+// there, not at its trailer. The caller knows the most the object may hold (a WAL
+// segment's size, a backup part's files and their tar headers).
+func (r *Reader) SetLimit(n int64) { r.limit = n }
+
+// overLimit is the error of a read past SetLimit.
+func (r *Reader) overLimit() error {
+	return fmt.Errorf("%w: decodes to more than the %d bytes it may hold", ErrCorrupt, r.limit)
 }
 
 // NewReader reads the header from src and returns a verifying Reader. A version 1
@@ -316,8 +328,15 @@ func (r *Reader) Read(p []byte) (int, error) {
 	if r.err != nil {
 		return 0, r.err
 	}
+	if r.limit > 0 && int64(len(p)) > r.limit-r.n+1 {
+		p = p[:max(r.limit-r.n+1, 1)] // read at most one byte past the limit
+	}
 	n, err := r.dec.Read(p)
 	r.sumData(p[:n])
+	if r.limit > 0 && r.n > r.limit {
+		r.err = r.overLimit()
+		return 0, r.err
+	}
 	if errors.Is(err, io.EOF) {
 		err = r.finish()
 		r.err = err
@@ -334,7 +353,15 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 	buf := make([]byte, 128<<10)
 	var total int64
 	for r.err == nil {
-		n, rerr := io.ReadFull(r.dec, buf)
+		chunk := buf
+		if r.limit > 0 && int64(len(chunk)) > r.limit-r.n+1 {
+			chunk = chunk[:max(r.limit-r.n+1, 1)] // read at most one byte past the limit
+		}
+		n, rerr := io.ReadFull(r.dec, chunk)
+		if r.limit > 0 && r.n+int64(n) > r.limit {
+			r.err = r.overLimit()
+			return total, r.err
+		}
 		if n > 0 {
 			r.sumData(buf[:n])
 			_, werr := w.Write(buf[:n])

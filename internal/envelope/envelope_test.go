@@ -189,3 +189,54 @@ func crcHex(b []byte) string {
 	binary.BigEndian.PutUint32(c[:], crc32c.Checksum(b))
 	return hex.EncodeToString(c[:])
 }
+
+// A decompression bomb is stopped as soon as it decodes past what the object may hold
+// (SetLimit), not at its trailer: a few KiB of zstd that decode to 64 MiB yield at most
+// the limit and one byte, then ErrCorrupt. An object within its limit reads as usual.
+func TestSetLimitStopsADecompressionBomb(t *testing.T) {
+	c, err := compress.New("zstd", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj bytes.Buffer
+	w, err := NewWriter(&obj, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 64<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 1 << 20
+	for _, via := range []string{"Read", "WriteTo"} {
+		for _, tc := range []struct {
+			limit int64
+			ok    bool
+		}{{limit, false}, {64 << 20, true}, {64<<20 - 1, false}} {
+			r, err := NewReader(bytes.NewReader(obj.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.SetLimit(tc.limit)
+			var n int64
+			if via == "Read" {
+				n, err = io.Copy(io.Discard, onlyReader{r})
+			} else {
+				n, err = r.WriteTo(io.Discard)
+			}
+			switch {
+			case tc.ok && err != nil:
+				t.Errorf("%s, limit %d: %v", via, tc.limit, err)
+			case !tc.ok && !errors.Is(err, ErrCorrupt):
+				t.Errorf("%s, limit %d: err = %v, want ErrCorrupt", via, tc.limit, err)
+			case !tc.ok && n > tc.limit:
+				t.Errorf("%s, limit %d: %d bytes handed on", via, tc.limit, n)
+			}
+		}
+	}
+}
+
+// onlyReader hides WriteTo, so that io.Copy uses Read.
+type onlyReader struct{ io.Reader }

@@ -495,7 +495,22 @@ func (w *PartWriter) release() {
 	w.extra = 0
 }
 
-// OpenPart opens part n of backup for verified reading.
-func (r *Repo) OpenPart(ctx context.Context, backup string, n int) (*Object, error) {
-	return r.open(ctx, PartKey(backup, n))
+// OpenPart opens part p of backup for verified reading. Reading fails as ErrCorrupt as
+// soon as the part decodes to more than its manifest entry allows: its files' bytes and
+// their tar headers (maxTarOverhead per file), so that a hostile part cannot fill the
+// disk or run for hours before its trailer is reached.
+func (r *Repo) OpenPart(ctx context.Context, backup string, p Part) (*Object, error) {
+	o, err := r.open(ctx, PartKey(backup, p.N))
+	if err != nil {
+		return nil, err
+	}
+	if p.Size > 0 || p.Files > 0 { // a Part with neither (tests) sets no limit
+		o.er.SetLimit(p.Size + int64(p.Files+1)*maxTarOverhead)
+	}
+	return o, nil
 }
+
+// maxTarOverhead bounds what tar adds per file of a part: a 512-byte header, a PAX
+// header and its record for a long name (pgb's paths stay far below 2 KiB), and the
+// padding of the data to 512 bytes; plus, once per part, the two zero blocks that end it.
+const maxTarOverhead = 4096

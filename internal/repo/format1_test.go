@@ -43,7 +43,7 @@ func TestTheRepositoryLayerReadsARepositoryOfThePreviousRelease(t *testing.T) {
 		t.Fatalf("Manifest = %v (%d files), want 967 files without offsets", err, len(m.Files))
 	}
 	for _, pt := range m.Parts {
-		o, err := r.OpenPart(ctx, m.Name, pt.N)
+		o, err := r.OpenPart(ctx, m.Name, pt)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -133,7 +133,7 @@ func TestOpenPartsShareABoundedCompressorBudget(t *testing.T) {
 		t.Errorf("%d compressors still taken after every part was closed", n)
 	}
 	for n := 1; n <= 10; n++ {
-		o, err := r.OpenPart(context.Background(), "b", n)
+		o, err := r.OpenPart(context.Background(), "b", Part{N: n})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -80,8 +80,27 @@ type onlyReader struct{ io.Reader }
 
 // OpenWAL opens the archived WAL file f for verified reading. A file the repository
 // lacks is an error wrapping storage.ErrNotExist.
+//
+// Reading fails as ErrCorrupt as soon as the object decodes to more than a file of its
+// kind can hold (maxWALFileSize): a hostile object cannot fill the disk before its
+// trailer is reached.
 func (r *Repo) OpenWAL(ctx context.Context, f wal.File) (*Object, error) {
-	return r.open(ctx, WALKey(f))
+	o, err := r.open(ctx, WALKey(f))
+	if err != nil {
+		return nil, err
+	}
+	o.er.SetLimit(maxWALFileSize(f.Kind))
+	return o, nil
+}
+
+// maxWALFileSize is the most a WAL file of kind k may hold: a segment (or partial
+// segment) at most PostgreSQL's largest segment size, 1 GiB; a history or backup
+// history file wal.MaxHistorySize.
+func maxWALFileSize(k wal.Kind) int64 {
+	if k == wal.Segment || k == wal.Partial {
+		return 1 << 30
+	}
+	return wal.MaxHistorySize
 }
 
 // StatWAL returns the stored size of the archived WAL file f: one Stat (a HEAD on S3),

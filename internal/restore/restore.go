@@ -728,7 +728,16 @@ type partStream struct {
 }
 
 func (r *Restorer) openPart(ctx context.Context, m *repo.Manifest, n int, slots readAheadSlots) (*partStream, error) {
-	o, err := r.Repo.OpenPart(ctx, m.Name, n)
+	var part repo.Part
+	for _, p := range m.Parts {
+		if p.N == n {
+			part = p
+		}
+	}
+	if part.N != n {
+		return nil, fmt.Errorf("%w: part %d is not in the manifest's list of parts", ErrDamaged, n)
+	}
+	o, err := r.Repo.OpenPart(ctx, m.Name, part)
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPath map[string]int,
 	seen []atomic.Bool, buf []byte) (ok bool, err error) {
 	key := repo.PartKey(m.Name, p.N)
-	o, err := v.r.OpenPart(ctx, m.Name, p.N)
+	o, err := v.r.OpenPart(ctx, m.Name, p)
 	if err != nil {
 		if damage(err) {
 			v.problem(key, m.Name, "%s", describe(err))
