@@ -84,6 +84,16 @@ func TestIdentityChecks(t *testing.T) {
 	if err := id.Matches(7440292914373421110, 16); !errors.Is(err, ErrForeignCluster) || !strings.Contains(err.Error(), "major upgrade") {
 		t.Errorf("other major version: %v", err)
 	}
+	// pg_upgrade makes a new cluster: another system identifier and another major
+	// version. The refusal says what to do after a major upgrade, not only that the
+	// repository is another cluster's.
+	if err := id.Matches(7440292914373429999, 16); !errors.Is(err, ErrForeignCluster) || !strings.Contains(err.Error(), "major upgrade") ||
+		!strings.Contains(err.Error(), "new repository") {
+		t.Errorf("a cluster upgraded with pg_upgrade: %v", err)
+	}
+	if err := id.Matches(7440292914373429999, 15); !errors.Is(err, ErrForeignCluster) || strings.Contains(err.Error(), "major upgrade") {
+		t.Errorf("another cluster of the same version: %v", err)
+	}
 	if err := st.Put(ctx, IdentityKey, bytes.NewReader([]byte("{not json")), storage.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -104,6 +104,10 @@ func readIdentity(ctx context.Context, st storage.Store) (Identity, error) {
 
 // Matches checks that a cluster may write to a repository with identity id.
 func (id Identity) Matches(sys SystemID, pgVersion int) error {
+	if id.SystemID != sys && id.PGVersion != 0 && pgVersion != 0 && id.PGVersion != pgVersion {
+		return fmt.Errorf("%w: it holds cluster %s of PostgreSQL %d, this is cluster %s of PostgreSQL %d; after a major upgrade (pg_upgrade makes a new cluster) archive and back up into a new repository (--repo) and keep this one for the old backups (README: Major upgrades of PostgreSQL)",
+			ErrForeignCluster, id.SystemID, id.PGVersion, sys, pgVersion)
+	}
 	if id.SystemID != sys {
 		return fmt.Errorf("%w: it holds cluster %s, this is cluster %s; give each cluster its own repository (--repo)",
 			ErrForeignCluster, id.SystemID, sys)
