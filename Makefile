@@ -33,11 +33,13 @@ unit:
 
 ## fuzz: each fuzz target for FUZZTIME inputs (CI runs it); a count, not a duration: a time
 ## limit can end a run with a spurious "context deadline exceeded".
-## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages.
+## Minimising new inputs is skipped: the inputs are whole 8 kB WAL pages. A target written
+## pkg:Name:N runs N inputs instead (FuzzRestorePart restores a whole backup per input).
 FUZZTIME ?= 20000x
 fuzz:
-	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode internal/envelope:FuzzReader internal/envelope:FuzzParseTrailer internal/wal:FuzzParse internal/config:FuzzReadFile; do \
-		$(GO) test -run XXX -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 -parallel 1 ./$${t%%:*} || exit 1; \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/walsum:FuzzDecode internal/envelope:FuzzReader internal/envelope:FuzzParseTrailer internal/wal:FuzzParse internal/config:FuzzReadFile internal/restore:FuzzRestorePart:300x; do \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest#*:}; [ "$$n" = "$$rest" ] && n=$(FUZZTIME); \
+		$(GO) test -run XXX -fuzz "^$$name$$" -fuzztime $$n -fuzzminimizetime 0 -parallel 1 ./$$pkg || exit 1; \
 	done
 
 ## killtest: the random-kill test at KILLSCALE times the kills make test runs (200 there);

@@ -104,7 +104,7 @@ type backedUp struct {
 
 const bigFile = "base/5/16384"
 
-func takeBackup(t *testing.T, codecName string) backedUp {
+func takeBackup(t testing.TB, codecName string) backedUp {
 	t.Helper()
 	ctx := context.Background()
 	dataDir, spcDir := t.TempDir(), t.TempDir()
