@@ -250,7 +250,13 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	// delete killed while it removes backups and WAL: what stays listed verifies, and
 	// the delete run again finishes the work.
 	del := []string{"delete", "--repo", repo, "--retain-full", "2", "--confirm"}
-	dt := timed(t, nil, del...)
+	for len(backups()) < 4 {
+		commit(100)
+		mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast")
+	}
+	// Timed on a run that deletes two backups and their WAL; the kills come within the
+	// first three quarters of that, so that most land on a running delete.
+	dt := timed(t, nil, del...) * 3 / 4
 	for n := 0; k.landed["delete"] < 30*scale; n++ {
 		for len(backups()) < 4 {
 			commit(100)
@@ -288,6 +294,8 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	// What the kills left behind goes; the archive is whole; every committed row is
 	// recovered from the newest backup and the WAL after it.
 	commit(1000)
+	src.GenerateWAL(t, 16) // WAL for the final recovery to fetch, while its prefetcher is killed
+	commit(1000)
 	want := src.QueryInt(t, "SELECT count(*) FROM k")
 	src.WaitArchived(t, src.SwitchWAL(t), 2*time.Minute)
 	mustPGB(t, "", nil, "delete", "--repo", repo, "--garbage", "--grace", "1ms", "--confirm")
@@ -297,8 +305,32 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	// The wal-fetch prefetcher is killed at random instants while recovery runs:
+	// recovery takes only verified segments from its spool, and fetches the rest itself.
+	prefetcher := "_prefetch.*--repo[= ]" + repo // restore_command passes --repo=DIR on
+	stop, killed := make(chan struct{}), make(chan [2]int, 1)
+	go func() {
+		var landed, missed int
+		defer func() { killed <- [2]int{landed, missed} }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(k.rnd.Int64N(int64(200 * time.Millisecond)))): // a random instant: the input
+			}
+			if exec.Command("pkill", "-KILL", "-f", prefetcher).Run() == nil {
+				landed++
+			} else {
+				missed++
+			}
+		}
+	}()
 	c.Start(t)
 	c.WaitRecoveryDone(t, 2*time.Minute)
+	close(stop)
+	pk := <-killed
+	k.landed["wal-fetch prefetcher"] += pk[0]
+	k.missed["wal-fetch prefetcher"] += pk[1]
 	if got := c.QueryInt(t, "SELECT count(*) FROM k"); got != want {
 		t.Fatalf("restore to the end after %s: %d rows, want %d", fmt.Sprint(k.landed), got, want)
 	}
