@@ -282,9 +282,12 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	}
 	verify("killed deletes", "")
 
-	// restore killed while it writes the data directory: pg_control is never left in
-	// place, so PostgreSQL cannot start on half a directory.
-	rt := timed(t, nil, "restore", "--repo", repo, "--pgdata", filepath.Join(pgtest.TempDir(t), "timed"))
+	// restore killed while it writes the data directory: pg_control appears only once
+	// every file is whole and synced, so a killed restore either has no pg_control
+	// (PostgreSQL will not start on it) or is the whole restore (killed during its last
+	// steps: removing its incomplete-markers, printing its summary).
+	whole := filepath.Join(pgtest.TempDir(t), "whole")
+	rt := timed(t, nil, "restore", "--repo", repo, "--pgdata", whole)
 	for k.landed["restore"] < 30*scale {
 		dir := filepath.Join(pgtest.TempDir(t), "killed")
 		landed, r := k.runKilled("restore", nil, rt, "restore", "--repo", repo, "--pgdata", dir)
@@ -292,7 +295,10 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 		case !landed && r.code != 0:
 			t.Fatalf("restore that was not killed: %s", r)
 		case landed && fileExists(filepath.Join(dir, "global", "pg_control")):
-			t.Fatalf("a killed restore left global/pg_control in %s", dir)
+			if diff := treeDiff(t, whole, dir); diff != "" {
+				t.Fatalf("a killed restore left global/pg_control in %s, which is not the whole restore: %s", dir, diff)
+			}
+			k.landed["restore, after pg_control"]++
 		}
 		_ = os.RemoveAll(dir)
 	}
@@ -347,4 +353,56 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	if total < 200*scale {
 		t.Fatalf("%d kills landed, want at least %d", total, 200*scale)
 	}
+}
+
+// treeDiff compares the restored directory got with want, file by file (content, and
+// link targets), leaving out restore's incomplete-marker: "" when they are the same.
+func treeDiff(t *testing.T, want, got string) string {
+	t.Helper()
+	const marker = ".pgb-restore-incomplete"
+	list := func(root string) map[string]string {
+		out := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			switch {
+			case rel == "." || d.Name() == marker:
+			case d.Type()&os.ModeSymlink != 0:
+				target, err := os.Readlink(p)
+				if err != nil {
+					return err
+				}
+				out[rel] = "link " + target
+			case d.IsDir():
+				out[rel] = "dir"
+			default:
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				out[rel] = string(b)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	w, g := list(want), list(got)
+	for p, v := range w {
+		if gv, ok := g[p]; !ok {
+			return p + " is missing"
+		} else if gv != v {
+			return p + " differs"
+		}
+	}
+	for p := range g {
+		if _, ok := w[p]; !ok {
+			return p + " should not be there"
+		}
+	}
+	return ""
 }
