@@ -1,18 +1,27 @@
 // Package envelope is the on-disk format of every object pgb stores: a small header
-// naming the codec (and, later, the cipher), the encoded stream, and a trailer with
-// the size and checksum of the original bytes. Readers verify the trailer at the end
-// of the stream, so no byte is handed on as good unless its checksum matched.
+// naming the codec and the cipher, the encoded stream, and a trailer with the size and
+// checksum of the original bytes. Readers verify the trailer at the end of the stream,
+// so no byte is handed on as good unless its checksum matched.
 //
-//	header  (8 bytes):  "PGB\x00" | version (2) | codec id | cipher id (0 = none) | flags (0)
+//	header  (8 bytes):  "PGB\x00" | version (2) | codec id | cipher id | flags (0)
 //	body:               cipher(codec(plain bytes)): compress, then encrypt, never the reverse
-//	trailer (48 bytes): "PGBT" | checksum algorithm (1) | 3 zero bytes | plain size uint64 LE |
-//	                    checksum (32 bytes, left-aligned, zero-padded)
+//	trailer (48 bytes): "PGBT" | checksum algorithm | key id (3 bytes; zero unless keyed) |
+//	                    plain size uint64 LE | checksum (32 bytes, left-aligned, zero-padded)
 //
-// The checksum is CRC-32C (algorithm 1), as in PostgreSQL's own WAL records and backup
+// Cipher 0 (none): the body is codec(plain) and the trailer's checksum is the CRC-32C
+// (algorithm 1) of the plain bytes, as in PostgreSQL's own WAL records and backup
 // manifests: hardware-accelerated at tens of GB/s, so verifying costs nothing next to
-// decompression, and ample for detecting damage. Authenticity will come from the
-// cipher's AEAD once client-side encryption lands. The body is compressed first
-// because ciphertext does not compress.
+// decompression, and ample for detecting damage.
+//
+// Cipher 1 (age, see Encrypter): the body is an age stream whose plaintext is
+// codec(plain) followed by an inner trailer, the cipher 0 trailer (CRC-32C and size of
+// the plain bytes), so the plain checksum is only readable with the key. The outer
+// trailer carries the plain size and a keyed tag (algorithm 2): HMAC-SHA-256, under the
+// writers' MAC key (named by the key id), of the plain size, CRC-32C and CRC-32 (IEEE).
+// A writer that cannot decrypt compares a duplicate upload by that tag; someone with the
+// objects but not the MAC key learns nothing from it. Authenticity and integrity of the
+// body come from age's AEAD; the inner trailer then checks the decoding. The body is
+// compressed first because ciphertext does not compress.
 //
 // Versions (the header's fifth byte). Any change to these bytes takes a new version,
 // and readers keep reading every old one; TestGoldenBytes holds the writer to it.
@@ -32,12 +41,14 @@ package envelope
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 
 	"github.com/pgb-project/pgb/internal/compress"
@@ -68,7 +79,58 @@ const (
 const (
 	algSHA256 = 0 // version 1 only: written before the trailer had an algorithm byte
 	algCRC32C = 1
+	algTag    = 2 // cipher 1 only: HMAC-SHA-256 under a MAC key of size, CRC-32C and CRC-32
 )
+
+// Cipher ids (the header's seventh byte).
+const (
+	CipherNone = 0
+	CipherAge  = 1
+)
+
+// Encrypter encrypts the bodies of objects written with cipher 1. Implementations
+// live outside this package (internal/crypt), which knows nothing of keys.
+type Encrypter interface {
+	// Encrypt returns a writer that encrypts what is written to it into dst; its
+	// Close finishes the ciphertext (it does not close dst).
+	Encrypt(dst io.Writer) (io.WriteCloser, error)
+	// MACKey is the writers' secret key the outer trailer's tag is computed with, and
+	// its id (recorded in the trailer, so that tags under other keys are told apart).
+	MACKey() (id [3]byte, key []byte)
+}
+
+// Decrypter decrypts the bodies of objects written with cipher 1.
+type Decrypter interface {
+	// Decrypt returns the plaintext of the age stream src. An error wrapping
+	// ErrWrongKey means no identity it holds can decrypt the stream.
+	Decrypt(src io.Reader) (io.Reader, error)
+	// MACKey is the MAC key with this id, or nil when it is not known (the outer tag
+	// is then not checked: age's AEAD and the inner trailer still are).
+	MACKey(id [3]byte) []byte
+}
+
+// ErrNoKey means an object is encrypted and no identity was given to decrypt it.
+var ErrNoKey = errors.New("the object is encrypted and no identity to decrypt it is configured: set encryption-identity-file (PGB_ENCRYPTION_IDENTITY_FILE)")
+
+// ErrWrongKey means an object is encrypted and none of the identities given can
+// decrypt it: it was written for other recipients.
+var ErrWrongKey = errors.New("the object is encrypted for other recipients: none of the identities in encryption-identity-file can decrypt it")
+
+// Tag is the keyed tag of cipher 1 objects: HMAC-SHA-256 under key of the plain size,
+// CRC-32C and CRC-32 (IEEE). The two CRCs make an accidental match of different
+// contents a 2^-64 chance; the key makes the tag tell nothing to whoever lacks it.
+func Tag(key []byte, id [3]byte, size int64, crc32c, crcIEEE uint32) Sum {
+	m := hmac.New(sha256.New, key)
+	var b [8 + 8 + 4 + 4]byte
+	copy(b[:], "pgbtag1\x00")
+	binary.LittleEndian.PutUint64(b[8:], uint64(size))
+	binary.BigEndian.PutUint32(b[16:], crc32c)
+	binary.BigEndian.PutUint32(b[20:], crcIEEE)
+	m.Write(b[:])
+	s := Sum{Size: size, Alg: algTag, KeyID: id}
+	copy(s.Checksum[:], m.Sum(nil))
+	return s
+}
 
 func newHash() hash.Hash { return crc32c.New() }
 
@@ -83,7 +145,8 @@ var ErrNewerFormat = errors.New("written by a newer pgb")
 // Sum identifies the plain content of an object: its size and checksum.
 type Sum struct {
 	Size     int64
-	Alg      byte     // checksum algorithm (1 = CRC-32C; 0 = SHA-256, in old version 1 objects)
+	Alg      byte     // checksum algorithm (1 = CRC-32C; 0 = SHA-256, in old version 1 objects; 2 = keyed tag)
+	KeyID    [3]byte  // algorithm 2: which MAC key the tag is under
 	Checksum [32]byte // left-aligned; CRC-32C uses the first 4 bytes, big-endian
 }
 
@@ -95,20 +158,32 @@ func (s Sum) Hex() string {
 	return hex.EncodeToString(s.Checksum[:])
 }
 
+// Keyed says whether the checksum is a keyed tag (an encrypted object's outer trailer).
+func (s Sum) Keyed() bool { return s.Alg == algTag }
+
 // String describes the sum for messages.
 func (s Sum) String() string {
-	name := "crc32c"
-	if s.Alg == algSHA256 {
-		name = "sha256"
+	switch s.Alg {
+	case algSHA256:
+		return fmt.Sprintf("%d bytes, sha256 %s", s.Size, s.Hex())
+	case algTag:
+		return fmt.Sprintf("%d bytes, encrypted, tag %s under MAC key %x", s.Size, s.Hex()[:16], s.KeyID)
 	}
-	return fmt.Sprintf("%d bytes, %s %s", s.Size, name, s.Hex())
+	return fmt.Sprintf("%d bytes, crc32c %s", s.Size, s.Hex())
 }
 
 // MayEqual reports whether two objects with these sums may hold the same plain bytes:
 // the sizes match and so do the checksums, or the checksums cannot be compared (one
-// object's trailer is of an older algorithm). Only a byte comparison settles it.
+// object's trailer is of another algorithm, or a tag under another MAC key). Only a
+// byte comparison settles it, except where Same does.
 func (s Sum) MayEqual(o Sum) bool {
-	return s.Size == o.Size && (s.Alg != o.Alg || s.Checksum == o.Checksum)
+	return s.Size == o.Size && (s.Alg != o.Alg || s.KeyID != o.KeyID || s.Checksum == o.Checksum)
+}
+
+// Same reports whether two keyed tags under the same MAC key match: the objects hold
+// the same plain bytes, but for a 2^-64 chance (see Tag), with no byte comparison.
+func (s Sum) Same(o Sum) bool {
+	return s.Alg == algTag && o.Alg == algTag && s.KeyID == o.KeyID && s == o
 }
 
 func sumOf(h hash.Hash, n int64) Sum {
@@ -125,6 +200,13 @@ type Writer struct {
 	sum   Sum
 	done  bool
 	count *countingWriter
+
+	// cipher 1 only
+	cipher  io.WriteCloser // the age stream the codec writes into
+	ieee    hash.Hash32    // CRC-32 (IEEE) of the plain bytes, for the tag
+	macKey  []byte
+	macID   [3]byte
+	trailer Sum // the outer trailer, once closed
 }
 
 type countingWriter struct {
@@ -140,22 +222,50 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // NewWriter writes the header to dst and returns a Writer; Close writes the trailer.
 func NewWriter(dst io.Writer, codec compress.Codec) (*Writer, error) {
+	return NewEncryptedWriter(dst, codec, nil)
+}
+
+// NewEncryptedWriter is NewWriter with the body encrypted by enc (cipher 1); a nil enc
+// writes cipher 0, as NewWriter.
+func NewEncryptedWriter(dst io.Writer, codec compress.Codec, enc Encrypter) (*Writer, error) {
 	cw := &countingWriter{w: dst}
-	hdr := append(append([]byte(nil), headerMagic...), formatVersion, codec.ID(), 0, 0)
+	cipher := byte(CipherNone)
+	if enc != nil {
+		cipher = CipherAge
+	}
+	hdr := append(append([]byte(nil), headerMagic...), formatVersion, codec.ID(), cipher, 0)
 	if _, err := cw.Write(hdr); err != nil {
 		return nil, err
 	}
-	enc, err := codec.NewWriter(cw)
+	w := &Writer{hash: newHash(), count: cw}
+	var body io.Writer = cw
+	if enc != nil {
+		c, err := enc.Encrypt(cw)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt: %w", err)
+		}
+		w.cipher, body = c, c
+		w.ieee = crc32.NewIEEE()
+		w.macID, w.macKey = enc.MACKey()
+		if len(w.macKey) == 0 {
+			return nil, errors.New("encrypt: no MAC key")
+		}
+	}
+	e, err := codec.NewWriter(body)
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{enc: enc, hash: newHash(), count: cw}, nil
+	w.enc = e
+	return w, nil
 }
 
 // Write encodes p.
 func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.enc.Write(p)
 	w.hash.Write(p[:n])
+	if w.ieee != nil {
+		w.ieee.Write(p[:n])
+	}
 	w.n += int64(n)
 	return n, err
 }
@@ -170,12 +280,26 @@ func (w *Writer) Close() error {
 		return err
 	}
 	w.sum = sumOf(w.hash, w.n)
-	_, err := w.count.Write(encodeTrailer(w.sum))
+	w.trailer = w.sum
+	if w.cipher != nil {
+		if _, err := w.cipher.Write(encodeTrailer(w.sum)); err != nil {
+			return err
+		}
+		if err := w.cipher.Close(); err != nil {
+			return err
+		}
+		w.trailer = Tag(w.macKey, w.macID, w.n, binary.BigEndian.Uint32(w.sum.Checksum[:4]), w.ieee.Sum32())
+	}
+	_, err := w.count.Write(encodeTrailer(w.trailer))
 	return err
 }
 
-// Sum is the size and checksum of the plain bytes written; valid after Close.
+// Sum is the size and CRC-32C of the plain bytes written; valid after Close.
 func (w *Writer) Sum() Sum { return w.sum }
+
+// Trailer is what the object's (outer) trailer records, as ParseTrailer reads it back:
+// Sum for a cipher 0 object, the keyed tag for a cipher 1 one. Valid after Close.
+func (w *Writer) Trailer() Sum { return w.trailer }
 
 // Written is the number of encoded bytes written to dst so far (after Close: the
 // whole object's size).
@@ -185,6 +309,7 @@ func encodeTrailer(s Sum) []byte {
 	t := make([]byte, TrailerSize)
 	copy(t, trailerMagic)
 	t[4] = s.Alg
+	copy(t[5:8], s.KeyID[:])
 	binary.LittleEndian.PutUint64(t[8:], uint64(s.Size))
 	copy(t[16:], s.Checksum[:])
 	return t
@@ -197,24 +322,29 @@ func ParseTrailer(t []byte) (Sum, error) {
 	if len(t) != TrailerSize || !bytes.Equal(t[:4], trailerMagic) {
 		return Sum{}, fmt.Errorf("%w: bad trailer", ErrCorrupt)
 	}
-	if t[4] != algCRC32C && t[4] != algSHA256 {
+	if t[4] != algCRC32C && t[4] != algSHA256 && t[4] != algTag {
 		return Sum{}, fmt.Errorf("%w: unknown checksum algorithm %d", ErrCorrupt, t[4])
 	}
-	if !allZero(t[5:8]) {
+	if t[4] != algTag && !allZero(t[5:8]) {
 		return Sum{}, fmt.Errorf("%w: bad trailer (reserved bytes are not zero)", ErrCorrupt)
 	}
 	s := Sum{Alg: t[4], Size: int64(binary.LittleEndian.Uint64(t[8:]))}
+	copy(s.KeyID[:], t[5:8])
 	copy(s.Checksum[:], t[16:])
+	if s.Size < 0 {
+		return Sum{}, fmt.Errorf("%w: bad trailer (size %d)", ErrCorrupt, s.Size)
+	}
 	return s, nil
 }
 
-// parseTrailerOf is ParseTrailer for an object of the given version.
+// parseTrailerOf is ParseTrailer for an object of the given version: a cipher 0
+// object's trailer, or a cipher 1 object's inner one.
 func parseTrailerOf(version byte, t []byte) (Sum, error) {
 	s, err := ParseTrailer(t)
 	if err != nil {
 		return Sum{}, err
 	}
-	if s.Alg == algSHA256 && version != version1 {
+	if (s.Alg == algSHA256 && version != version1) || s.Alg == algTag {
 		return Sum{}, fmt.Errorf("%w: checksum algorithm %d is not defined in object format version %d", ErrCorrupt, s.Alg, version)
 	}
 	return s, nil
@@ -255,8 +385,11 @@ func ParseHeader(h []byte) (Header, error) {
 	if err != nil {
 		return Header{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	if h[6] != 0 {
-		return Header{}, fmt.Errorf("%w: object is encrypted (cipher %d) and this repository has no key configured", ErrCorrupt, h[6])
+	switch {
+	case h[6] > CipherAge:
+		return Header{}, fmt.Errorf("%w: %w: object cipher %d is not known to this pgb: upgrade pgb", ErrCorrupt, ErrNewerFormat, h[6])
+	case h[6] == CipherAge && h[4] < version2:
+		return Header{}, fmt.Errorf("%w: cipher %d is not defined in object format version %d", ErrCorrupt, h[6], h[4])
 	}
 	return Header{Version: h[4], Codec: codec, Cipher: h[6]}, nil
 }
@@ -265,7 +398,10 @@ func ParseHeader(h []byte) (Header, error) {
 // the size and checksum in the trailer matched what was decoded; any mismatch is an
 // error wrapping ErrCorrupt.
 type Reader struct {
-	hold    *holdback
+	hold    *holdback // what the codec reads from: the body (cipher 0) or the decrypted body (cipher 1)
+	outer   *holdback // cipher 1: the encrypted body, less the outer trailer
+	crypt   Decrypter // cipher 1
+	ieee    hash.Hash32
 	dec     io.ReadCloser
 	version byte
 	hash    hash.Hash // CRC-32C
@@ -289,8 +425,16 @@ func (r *Reader) overLimit() error {
 
 // NewReader reads the header from src and returns a verifying Reader. A version 1
 // object is hashed with SHA-256 as well as CRC-32C, since which of the two its trailer
-// holds shows only at its end: reading one costs more CPU than a version 2 object.
+// holds shows only at its end: reading one costs more CPU than a version 2 object. An
+// encrypted object (cipher 1) is refused with ErrNoKey: see NewDecryptingReader.
 func NewReader(src io.Reader) (*Reader, error) {
+	return NewDecryptingReader(src, nil)
+}
+
+// NewDecryptingReader is NewReader that decrypts cipher 1 objects with d (nil: none
+// can be read, ErrNoKey). The header of the age stream is read here: an object no
+// identity of d can decrypt fails here with an error wrapping ErrWrongKey.
+func NewDecryptingReader(src io.Reader, d Decrypter) (*Reader, error) {
 	hb := make([]byte, HeaderSize)
 	if _, err := io.ReadFull(src, hb); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -302,15 +446,33 @@ func NewReader(src io.Reader) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	r := &Reader{version: h.Version, hash: newHash()}
 	hold := newHoldback(src)
+	if h.Cipher == CipherAge {
+		if d == nil {
+			return nil, ErrNoKey
+		}
+		plain, err := d.Decrypt(hold)
+		if err != nil {
+			if se := hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
+				return nil, fmt.Errorf("read object: %w", se) // storage failed, not the data
+			}
+			if errors.Is(err, ErrWrongKey) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: the encrypted body does not open: %w", ErrCorrupt, err)
+		}
+		r.outer, r.crypt, r.ieee = hold, d, crc32.NewIEEE()
+		hold = newHoldback(plain)
+	}
+	if h.Version == version1 {
+		r.sha = sha256.New()
+	}
 	dec, err := h.Codec.NewReader(hold)
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{hold: hold, dec: dec, version: h.Version, hash: newHash()}
-	if h.Version == version1 {
-		r.sha = sha256.New()
-	}
+	r.hold, r.dec = hold, dec
 	return r, nil
 }
 
@@ -319,6 +481,9 @@ func (r *Reader) sumData(p []byte) {
 	r.hash.Write(p)
 	if r.sha != nil {
 		r.sha.Write(p)
+	}
+	if r.ieee != nil {
+		r.ieee.Write(p)
 	}
 	r.n += int64(len(p))
 }
@@ -386,20 +551,33 @@ func (r *Reader) WriteTo(w io.Writer) (int64, error) {
 }
 
 func (r *Reader) wrapDecodeErr(err error) error {
-	if se := r.hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
+	if se := r.storageErr(); se != nil {
 		return fmt.Errorf("read object: %w", se) // storage failed, not the data
 	}
-	return fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode
+	return fmt.Errorf("%w: %w", ErrCorrupt, err) // the body does not decode (or, encrypted, does not authenticate)
+}
+
+// storageErr is the error reading the object failed with, if it did: not the data's
+// fault. For an encrypted object the inner holdback's error is the cipher's (damage).
+func (r *Reader) storageErr() error {
+	h := r.hold
+	if r.outer != nil {
+		h = r.outer
+	}
+	if se := h.srcErr; se != nil && !errors.Is(se, io.EOF) {
+		return se
+	}
+	return nil
 }
 
 func (r *Reader) finish() error {
 	// The codec may stop before consuming all of the body (trailing garbage): drain it.
 	if n, err := io.Copy(io.Discard, r.hold); err != nil {
-		return fmt.Errorf("read object: %w", err)
+		return r.wrapDecodeErr(err)
 	} else if n > 0 {
 		return fmt.Errorf("%w: %d bytes of garbage after the encoded stream", ErrCorrupt, n)
 	}
-	if se := r.hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
+	if se := r.storageErr(); se != nil {
 		return fmt.Errorf("read object: %w", se)
 	}
 	if len(r.hold.tail()) != TrailerSize {
@@ -420,6 +598,38 @@ func (r *Reader) finish() error {
 	}
 	if got != s {
 		return fmt.Errorf("%w: checksum mismatch (%s, trailer says %s)", ErrCorrupt, got, s)
+	}
+	if r.outer != nil {
+		return r.finishOuter()
+	}
+	return io.EOF
+}
+
+// finishOuter checks an encrypted object's outer trailer, once the age stream ended
+// (its last chunk authenticated) and the inner trailer matched.
+func (r *Reader) finishOuter() error {
+	if n, err := io.Copy(io.Discard, r.outer); err != nil {
+		return fmt.Errorf("read object: %w", err)
+	} else if n > 0 {
+		return fmt.Errorf("%w: %d bytes after the encrypted stream", ErrCorrupt, n)
+	}
+	if len(r.outer.tail()) != TrailerSize {
+		return fmt.Errorf("%w: truncated (no trailer)", ErrCorrupt)
+	}
+	t, err := ParseTrailer(r.outer.tail())
+	if err != nil {
+		return err
+	}
+	if t.Alg != algTag {
+		return fmt.Errorf("%w: checksum algorithm %d is not defined for encrypted objects", ErrCorrupt, t.Alg)
+	}
+	if t.Size != r.n {
+		return fmt.Errorf("%w: decoded %d bytes, outer trailer says %d", ErrCorrupt, r.n, t.Size)
+	}
+	if key := r.crypt.MACKey(t.KeyID); key != nil {
+		if got := Tag(key, t.KeyID, r.n, binary.BigEndian.Uint32(r.sum.Checksum[:4]), r.ieee.Sum32()); got != t {
+			return fmt.Errorf("%w: the outer trailer's tag does not match the content", ErrCorrupt)
+		}
 	}
 	return io.EOF
 }

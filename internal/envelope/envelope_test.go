@@ -115,7 +115,7 @@ func TestDamageIsDetected(t *testing.T) {
 			"empty":                nil,
 			"bad magic":            flip(obj, 0),
 			"unknown codec":        set(obj, 5, 99),
-			"encrypted":            set(obj, 6, 1),
+			"unknown cipher":       set(obj, 6, 2),
 			"garbage appended":     append(append([]byte(nil), obj[:len(obj)-TrailerSize]...), append([]byte("xxxx"), obj[len(obj)-TrailerSize:]...)...),
 		}
 		for what, bad := range cases {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 
+	"filippo.io/age"
+
 	"github.com/pgb-project/pgb/internal/compress"
 )
 
@@ -41,8 +43,60 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, obj []byte) {
 		r, err := NewReader(bytes.NewReader(obj))
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("NewReader: %v, want ErrCorrupt", err)
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNoKey) {
+				t.Fatalf("NewReader: %v, want ErrCorrupt or ErrNoKey", err)
+			}
+			return
+		}
+		defer func() { _ = r.Close() }()
+		n, err := io.Copy(io.Discard, r)
+		switch {
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("read: %v, want ErrCorrupt", err)
+		case err == nil && r.Sum().Size != n:
+			t.Fatalf("read %d bytes, trailer says %d", n, r.Sum().Size)
+		}
+	})
+}
+
+// An encrypted object read with the key: whatever the bytes, reading never panics, and
+// either yields exactly the plain bytes its inner trailer states or fails with
+// ErrCorrupt or ErrWrongKey.
+func FuzzEncryptedReader(f *testing.F) {
+	id, err := age.ParseX25519Identity(fixedIdentity)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k := testKeys{recipients: []age.Recipient{id.Recipient()}, identities: []age.Identity{id},
+		macKey: bytes.Repeat([]byte{7}, 32), macID: [3]byte{1, 2, 3}, readMAC: true}
+	for _, name := range []string{"none", "lz4", "zstd"} {
+		c, err := compress.New(name, 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, plain := range [][]byte{nil, []byte("pgb"), walLike(70<<10, 1)} {
+			var buf bytes.Buffer
+			w, err := NewEncryptedWriter(&buf, c, k)
+			if err != nil {
+				f.Fatal(err)
+			}
+			if _, err := w.Write(plain); err != nil {
+				f.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				f.Fatal(err)
+			}
+			obj := buf.Bytes()
+			f.Add(obj)
+			f.Add(obj[:len(obj)-1])
+			f.Add(obj[:len(obj)/2])
+		}
+	}
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		r, err := NewDecryptingReader(bytes.NewReader(obj), decrypter{k})
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) {
+				t.Fatalf("NewDecryptingReader: %v, want ErrCorrupt or ErrWrongKey", err)
 			}
 			return
 		}

@@ -421,7 +421,7 @@ func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWrite
 	pr, pw := io.Pipe()
 	w.pw = pw
 	w.buf = bufio.NewWriterSize(pw, 1<<20)
-	ew, err := r.seal(w.buf, codec)
+	ew, err := r.seal(w.buf, codec, w.key)
 	if err != nil {
 		r.returnCompressors(w.extra)
 		return nil, err

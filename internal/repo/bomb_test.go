@@ -18,7 +18,7 @@ func sealed(t *testing.T, r *Repo, key string, plain []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	c, _ := compress.New("zstd", 0)
-	w, err := r.seal(&buf, c)
+	w, err := r.seal(&buf, c, key)
 	if err != nil {
 		t.Fatal(err)
 	}

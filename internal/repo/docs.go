@@ -12,8 +12,13 @@ import (
 )
 
 // storedEquals reports whether the object stored under key decodes to exactly want.
-// It reads at most one byte more than want.
+// It reads at most one byte more than want. An encrypted object is compared by its
+// keyed tag when it can be (sameByTag).
 func (r *Repo) storedEquals(ctx context.Context, key string, want []byte) (bool, error) {
+	same, decided, err := r.sameByTag(ctx, key, func(w io.Writer) error { _, err := w.Write(want); return err })
+	if decided || err != nil {
+		return same, err
+	}
 	o, err := r.open(ctx, key)
 	if err != nil {
 		return false, err
@@ -33,6 +38,30 @@ func (r *Repo) storedEquals(ctx context.Context, key string, want []byte) (bool,
 	return true, nil
 }
 
+// sameByTag compares the object stored under key with what write writes by the keyed
+// tag of its trailer (one ranged read), when this repository encrypts key and the
+// stored object is encrypted under the same MAC key: a writer that holds no identity
+// can still recognise its own earlier upload. decided is false when the tags cannot
+// be compared (not encrypted, another MAC key): only decoding the object settles it.
+func (r *Repo) sameByTag(ctx context.Context, key string, write func(io.Writer) error) (same, decided bool, err error) {
+	if r.encrypt == nil || !Encrypts(key) {
+		return false, false, nil
+	}
+	stored, err := r.readTrailer(ctx, key)
+	if err != nil {
+		return false, false, err
+	}
+	id, mac := r.encrypt.MACKey()
+	if !stored.Keyed() || stored.KeyID != id {
+		return false, false, nil
+	}
+	t := newTagWriter()
+	if err := write(t); err != nil {
+		return false, false, err
+	}
+	return stored.Same(t.tag(mac, id)), true, nil
+}
+
 // putJSON stores v as a sealed, zstd-compressed JSON document, only if absent.
 func (r *Repo) putJSON(ctx context.Context, key string, v any) error {
 	js, err := json.Marshal(v)
@@ -45,7 +74,7 @@ func (r *Repo) putJSON(ctx context.Context, key string, v any) error {
 // putDoc stores js as a sealed, zstd-compressed document, only if absent.
 func (r *Repo) putDoc(ctx context.Context, key string, js []byte) error {
 	var buf bytes.Buffer
-	w, err := r.seal(&buf, r.docCodec)
+	w, err := r.seal(&buf, r.docCodec, key)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func (r *Repo) putStream(ctx context.Context, key string, write func(io.Writer) 
 	}
 	defer func() { _ = f.Close() }() // a scratch copy: what is stored is checked by the store
 	bw := bufio.NewWriterSize(f, 64<<10)
-	w, err := r.seal(bw, r.docCodec)
+	w, err := r.seal(bw, r.docCodec, key)
 	if err != nil {
 		return err
 	}
@@ -119,6 +119,10 @@ func (r *Repo) putStream(ctx context.Context, key string, write func(io.Writer) 
 // storedEqualsStream reports whether the object stored under key decodes to exactly
 // what write writes, reading it alongside.
 func (r *Repo) storedEqualsStream(ctx context.Context, key string, write func(io.Writer) error) (bool, error) {
+	same, decided, err := r.sameByTag(ctx, key, write)
+	if decided || err != nil {
+		return same, err
+	}
 	o, err := r.open(ctx, key)
 	if err != nil {
 		return false, err

@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,16 @@ type Options struct {
 	// ManifestHeaderLimit bounds the header line of a format 2 manifest; 0 means
 	// DefaultManifestHeaderLimit. Tests lower it.
 	ManifestHeaderLimit int
+	// Encrypt, when set, encrypts the objects that hold table data (see Encrypts):
+	// client-side encryption. Nil writes them unencrypted.
+	Encrypt envelope.Encrypter
+	// EncryptErr, when set, is why this repository should encrypt but cannot (no
+	// recipients, no MAC key): every write of an object Encrypts names fails with it,
+	// and nothing is written unencrypted instead.
+	EncryptErr error
+	// Decrypt reads encrypted objects; nil: reading one fails with an error wrapping
+	// envelope.ErrNoKey.
+	Decrypt envelope.Decrypter
 }
 
 // Repo is one repository.
@@ -69,6 +80,10 @@ type Repo struct {
 	maxHeaderLine    int           // bound of a format 2 manifest's header line
 	partCompressors  int           // cores one lz4 part is compressed on, at most
 	extraCompressors chan struct{} // tokens: compressors beyond one per part, shared by every open part
+
+	encrypt    envelope.Encrypter
+	encryptErr error
+	decrypt    envelope.Decrypter
 
 	mu sync.Mutex
 	id *Identity // cached once read or written
@@ -98,7 +113,8 @@ func New(st storage.Store, opt Options) *Repo {
 		wm = DefaultWALMemory
 	}
 	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
-		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh}
+		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh,
+		encrypt: opt.Encrypt, encryptErr: opt.EncryptErr, decrypt: opt.Decrypt}
 }
 
 // String names the repository for messages, without secrets.
@@ -114,14 +130,47 @@ type Sum = envelope.Sum
 // stream that does not decode, or a size or checksum that does not match.
 var ErrCorrupt = envelope.ErrCorrupt
 
+// ErrNoKey means an object is encrypted and no identity was given to read it.
+var ErrNoKey = envelope.ErrNoKey
+
+// ErrWrongKey means an object is encrypted and none of the identities given can read it.
+var ErrWrongKey = envelope.ErrWrongKey
+
 // Overhead is what sealing adds to an object's encoded bytes.
 const Overhead = envelope.Overhead
 
-// seal returns a writer that encodes into dst; its Close writes the trailer. It is the
-// only place objects are sealed.
-func (r *Repo) seal(dst io.Writer, codec compress.Codec) (*envelope.Writer, error) {
-	return envelope.NewWriter(dst, codec)
+// seal returns a writer that encodes into dst what is to be stored under key; its
+// Close writes the trailer. It is the only place objects are sealed: encrypted when the
+// repository encrypts and Encrypts(key).
+func (r *Repo) seal(dst io.Writer, codec compress.Codec, key string) (*envelope.Writer, error) {
+	if !Encrypts(key) {
+		return envelope.NewWriter(dst, codec)
+	}
+	if r.encryptErr != nil {
+		return nil, fmt.Errorf("write %s: %w", key, r.encryptErr)
+	}
+	return envelope.NewEncryptedWriter(dst, codec, r.encrypt)
 }
+
+// Encrypts says whether the object under key is encrypted when the repository
+// encrypts: everything that holds table data or the cluster's files — WAL segments
+// and partial segments, backup parts, manifests (file lists, backup_label,
+// tablespace_map) and relation maps. What status and backup-list read without a key
+// stays readable: pgb.json, timeline and backup history files, backup summaries,
+// permanent marks, restore points, WAL summaries, drill and gap records, the lock.
+func Encrypts(key string) bool {
+	switch {
+	case strings.HasPrefix(key, walPrefix):
+		return !strings.HasSuffix(key, ".history") && !strings.HasSuffix(key, ".backup")
+	case strings.HasPrefix(key, backupsPrefix):
+		doc := key[strings.LastIndexByte(key, '/')+1:]
+		return doc == manifestName || doc == relMapName || strings.HasPrefix(doc, "part-")
+	}
+	return false
+}
+
+// Encrypting says whether new objects Encrypts names are encrypted.
+func (r *Repo) Encrypting() bool { return r.encrypt != nil || r.encryptErr != nil }
 
 // ErrVanished means an object that was there when reading began was gone when the
 // read was resumed: a failed read, which must not look like a missing object.
@@ -143,7 +192,7 @@ func (r *Repo) open(ctx context.Context, key string) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	er, err := envelope.NewReader(body)
+	er, err := envelope.NewDecryptingReader(body, r.decrypt)
 	if err != nil {
 		_ = body.Close() // read-only: the error is what matters
 		if errors.Is(err, storage.ErrNotExist) {

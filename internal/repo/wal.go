@@ -31,6 +31,9 @@ type WALPut struct {
 	Key    string // where, for messages
 	Stored int64  // bytes in the repository
 	Sum    Sum    // size and checksum of the plain bytes
+	// Trailer is what the object's trailer records (WALSum reads it back): Sum, or for
+	// an encrypted object its keyed tag.
+	Trailer Sum
 }
 
 // ErrChangedSize means a file did not yield the size it was announced with.
@@ -54,7 +57,7 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 	defer sealed.Close()
 	copyBuf := r.buffers.chunk()
 	defer r.buffers.release(copyBuf)
-	ew, err := r.seal(sealed, r.codec)
+	ew, err := r.seal(sealed, r.codec, WALKey(f))
 	if err != nil {
 		return WALPut{}, err
 	}
@@ -69,7 +72,7 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 	if n != size {
 		return WALPut{}, fmt.Errorf("%w (%d, now %d bytes)", ErrChangedSize, size, n)
 	}
-	res := WALPut{Key: WALKey(f), Stored: sealed.Len(), Sum: ew.Sum()}
+	res := WALPut{Key: WALKey(f), Stored: sealed.Len(), Sum: ew.Sum(), Trailer: ew.Trailer()}
 	// The store is done with the reader once Put returns (retries included): only then
 	// does the deferred Close hand the memory to the next segment.
 	err = r.st.Put(ctx, res.Key, sealed.Reader(), storage.PutOptions{IfAbsent: true, Size: sealed.Len()})
@@ -114,7 +117,7 @@ func (r *Repo) StatWAL(ctx context.Context, f wal.File) (int64, error) {
 }
 
 // WALSum is the size and checksum of the archived WAL file f, from one ranged read of
-// its trailer.
+// its trailer: for an encrypted object its keyed tag (compare with WALPut.Trailer).
 func (r *Repo) WALSum(ctx context.Context, f wal.File) (Sum, error) {
 	return r.readTrailer(ctx, WALKey(f))
 }

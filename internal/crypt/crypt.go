@@ -1,0 +1,232 @@
+// Package crypt holds pgb's client-side encryption keys (filippo.io/age) and implements
+// the envelope's Encrypter and Decrypter with them. It knows keys and nothing of the
+// repository: internal/repo decides which objects are encrypted.
+//
+// Writers (wal-push, backup-push) need the public recipients and the MAC key; readers
+// (wal-fetch, restore, verify, drill…) need an identity. The MAC key is a secret shared
+// by every writer: it keys the tag an encrypted object's trailer carries, so that a
+// writer that cannot decrypt can still tell a repeated upload of the same bytes from a
+// conflicting one, and whoever holds the objects without the key learns nothing from
+// the tag (see internal/envelope).
+package crypt
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"filippo.io/age"
+
+	"github.com/pgb-project/pgb/internal/envelope"
+)
+
+// MACKeyPrefix starts the text form of a MAC key: "pgb-mac-key-" and 64 hex digits.
+const MACKeyPrefix = "pgb-mac-key-"
+
+// maxKeyFile bounds what an identity or recipients file may hold.
+const maxKeyFile = 1 << 20
+
+// Keys are the encryption keys a process holds: any of them may be empty.
+type Keys struct {
+	recipients []age.Recipient
+	names      []string // the recipients' text forms, sorted
+	identities []age.Identity
+	macKey     []byte
+	macID      [3]byte
+}
+
+// ParseRecipients reads age recipients (age1…, age1pq1…) separated by commas, spaces
+// or newlines. Lines starting with # are comments.
+func ParseRecipients(text string) ([]age.Recipient, []string, error) {
+	var rs []age.Recipient
+	var names []string
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, f := range strings.FieldsFunc(line, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\r' }) {
+			rcs, err := age.ParseRecipients(strings.NewReader(f))
+			if err != nil {
+				if strings.HasPrefix(f, "AGE-SECRET-KEY") {
+					return nil, nil, errors.New("a recipient is a secret key (AGE-SECRET-KEY-…): give writers the public key (age1…), which age-keygen -y or pgb keygen prints")
+				}
+				return nil, nil, fmt.Errorf("recipient %q is not an age public key (age1…): %w", short(f), err)
+			}
+			rs = append(rs, rcs...)
+			names = append(names, f)
+		}
+	}
+	if len(rs) == 0 {
+		return nil, nil, errors.New("no recipients given")
+	}
+	return rs, names, nil
+}
+
+func short(s string) string {
+	if len(s) > 24 {
+		return s[:24] + "…"
+	}
+	return s
+}
+
+// ReadRecipientsFile reads ParseRecipients' format from a file.
+func ReadRecipientsFile(path string) ([]age.Recipient, []string, error) {
+	b, err := readKeyFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encryption recipients file: %w", err)
+	}
+	rs, names, err := ParseRecipients(string(b))
+	if err != nil {
+		return nil, nil, fmt.Errorf("encryption recipients file %s: %w", path, err)
+	}
+	return rs, names, nil
+}
+
+// ReadIdentityFile reads age identities (AGE-SECRET-KEY-1…, one per line, # comments)
+// from a file that only its owner may read: a key others can read is refused.
+func ReadIdentityFile(path string) ([]age.Identity, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("encryption identity file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("encryption identity file %s can be read by other users (mode %04o): chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := readKeyFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("encryption identity file: %w", err)
+	}
+	ids, err := age.ParseIdentities(strings.NewReader(string(b)))
+	if err != nil {
+		// age's errors never quote the key material.
+		return nil, fmt.Errorf("encryption identity file %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	b, err := io.ReadAll(io.LimitReader(bufio.NewReader(f), maxKeyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxKeyFile)
+	}
+	return b, nil
+}
+
+// ParseMACKey reads a MAC key's text form (MACKeyPrefix and 64 hex digits).
+func ParseMACKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	k, err := hex.DecodeString(strings.TrimPrefix(s, MACKeyPrefix))
+	if !strings.HasPrefix(s, MACKeyPrefix) || err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("encryption-mac-key is not a MAC key (%s and 64 hex digits, as pgb keygen prints)", MACKeyPrefix)
+	}
+	return k, nil
+}
+
+// NewMACKey makes a random MAC key in its text form.
+func NewMACKey() string {
+	var k [32]byte
+	_, _ = rand.Read(k[:]) // crypto/rand.Read never fails
+	return MACKeyPrefix + hex.EncodeToString(k[:])
+}
+
+// MACKeyID is the id of a MAC key recorded in trailers: the first 3 bytes of a hash
+// of the key, which tells keys apart without revealing them.
+func MACKeyID(key []byte) [3]byte {
+	h := sha256.Sum256(append([]byte("pgb mac key id\x00"), key...))
+	return [3]byte{h[0], h[1], h[2]}
+}
+
+// New gathers keys; any of them may be nil.
+func New(recipients []age.Recipient, names []string, identities []age.Identity, macKey []byte) *Keys {
+	k := &Keys{recipients: recipients, identities: identities, macKey: macKey}
+	k.names = append([]string(nil), names...)
+	sort.Strings(k.names)
+	if macKey != nil {
+		k.macID = MACKeyID(macKey)
+	}
+	return k
+}
+
+// CanWrite says whether the keys can seal objects: recipients and a MAC key.
+func (k *Keys) CanWrite() error {
+	switch {
+	case k == nil || len(k.recipients) == 0:
+		return errors.New("encryption is age but no recipients are given: set encryption-recipients or encryption-recipients-file (the public keys, age1…)")
+	case k.macKey == nil:
+		return errors.New("encryption is age but no encryption-mac-key is given: every host that writes to the repository needs the same one (pgb keygen makes one)")
+	}
+	return nil
+}
+
+// CanRead says whether the keys hold an identity.
+func (k *Keys) CanRead() bool { return k != nil && len(k.identities) > 0 }
+
+// Recipients are the recipients' text forms, sorted.
+func (k *Keys) Recipients() []string { return append([]string(nil), k.names...) }
+
+// MACKeyID is the id of the MAC key, if one is held.
+func (k *Keys) MACKeyID() ([3]byte, bool) { return k.macID, k.macKey != nil }
+
+// Encrypt implements envelope.Encrypter.
+func (k *Keys) Encrypt(dst io.Writer) (io.WriteCloser, error) {
+	return age.Encrypt(dst, k.recipients...)
+}
+
+// MACKey implements envelope.Encrypter.
+func (k *Keys) MACKey() ([3]byte, []byte) { return k.macID, k.macKey }
+
+// Decrypter is the reading side of Keys, as envelope.Decrypter.
+type Decrypter struct{ k *Keys }
+
+// Decrypter returns the keys' reading side, or nil when they hold no identity (an
+// encrypted object then fails with envelope.ErrNoKey).
+func (k *Keys) Decrypter() envelope.Decrypter {
+	if !k.CanRead() {
+		return nil
+	}
+	return Decrypter{k}
+}
+
+// Decrypt implements envelope.Decrypter.
+func (d Decrypter) Decrypt(src io.Reader) (io.Reader, error) {
+	r, err := age.Decrypt(src, d.k.identities...)
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		return nil, envelope.ErrWrongKey
+	}
+	return r, err
+}
+
+// MACKey implements envelope.Decrypter.
+func (d Decrypter) MACKey(id [3]byte) []byte {
+	if d.k.macKey != nil && id == d.k.macID {
+		return d.k.macKey
+	}
+	return nil
+}
+
+// Generate makes a new X25519 identity: its secret text (AGE-SECRET-KEY-1…) and its
+// recipient (age1…).
+func Generate() (identity, recipient string, err error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return "", "", err
+	}
+	return id.String(), id.Recipient().String(), nil
+}
