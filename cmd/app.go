@@ -13,10 +13,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/storage"
 )
 
@@ -99,6 +101,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			drillCommand(),
 			extractCommand(),
 			prefetcherCommand(),
+			keygenCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})
@@ -191,6 +194,10 @@ type env struct {
 	wrapStore func(storage.Store) storage.Store
 	// spawn starts a detached pgb process (wal-fetch's prefetcher); nil: never.
 	spawn spawnFunc
+
+	keysOnce sync.Once // encryptionKeys
+	keys     *crypt.Keys
+	keysErr  error
 }
 
 // load resolves the configuration of the command being run.

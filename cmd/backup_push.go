@@ -39,6 +39,9 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if err := e.canEncrypt(); err != nil {
+		return err
+	}
 	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
 	if err != nil {
 		return err

@@ -2,14 +2,18 @@ package cmd
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 
+	"filippo.io/age"
+
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/open"
@@ -55,7 +59,89 @@ func (e *env) openRepoThrough(ctx context.Context, create bool, codec compress.C
 	if wrap != nil {
 		st = wrap(st)
 	}
-	return repo.New(st, repo.Options{Codec: codec, Log: e.log}), nil
+	opt, err := e.repoOptions(codec)
+	if err != nil {
+		_ = st.Close() // nothing was written
+		return nil, err
+	}
+	return repo.New(st, opt), nil
+}
+
+// repoOptions are the options of a Repo writing bulk data with codec: with the
+// encryption keys the configuration names, read once per process.
+func (e *env) repoOptions(codec compress.Codec) (repo.Options, error) {
+	opt := repo.Options{Codec: codec, Log: e.log}
+	k, err := e.encryptionKeys()
+	if err != nil {
+		return repo.Options{}, err
+	}
+	opt.Decrypt = k.Decrypter()
+	if e.cfg.Encryption.Mode == "age" {
+		if werr := k.CanWrite(); werr != nil {
+			opt.EncryptErr = werr
+		} else {
+			opt.Encrypt = k
+		}
+	}
+	return opt, nil
+}
+
+// encryptionKeys reads and parses the keys the configuration names (recipients, the
+// identity file, the MAC key); none named gives empty keys. A key that cannot be read
+// or parsed is a usage error: the command must not go on without it.
+func (e *env) encryptionKeys() (*crypt.Keys, error) {
+	e.keysOnce.Do(func() { e.keys, e.keysErr = loadKeys(e.cfg.Encryption) })
+	return e.keys, e.keysErr
+}
+
+func loadKeys(c config.Encryption) (*crypt.Keys, error) {
+	var rs []age.Recipient
+	var names []string
+	if c.Recipients != "" {
+		r, n, err := crypt.ParseRecipients(c.Recipients)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("encryption-recipients: %w", err)}
+		}
+		rs, names = append(rs, r...), append(names, n...)
+	}
+	if c.RecipientsFile != "" {
+		r, n, err := crypt.ReadRecipientsFile(c.RecipientsFile)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		rs, names = append(rs, r...), append(names, n...)
+	}
+	var ids []age.Identity
+	if c.IdentityFile != "" {
+		var err error
+		if ids, err = crypt.ReadIdentityFile(c.IdentityFile); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	var mac []byte
+	if c.MACKey != "" {
+		var err error
+		if mac, err = crypt.ParseMACKey(c.MACKey); err != nil {
+			return nil, usageError{err}
+		}
+	}
+	return crypt.New(rs, names, ids, mac), nil
+}
+
+// canEncrypt fails, as a usage error, when new objects are to be encrypted and the
+// keys to do so are missing: wal-push and backup-push check it before anything else.
+func (e *env) canEncrypt() error {
+	if e.cfg.Encryption.Mode != "age" {
+		return nil
+	}
+	k, err := e.encryptionKeys()
+	if err != nil {
+		return err
+	}
+	if err := k.CanWrite(); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 func (e *env) codec() (compress.Codec, error) {

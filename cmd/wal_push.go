@@ -65,6 +65,9 @@ func (e *env) walPush(c *cli.Context, path string) (err error) {
 	if err != nil {
 		return usageError{err}
 	}
+	if err := e.canEncrypt(); err != nil {
+		return err
+	}
 	var cluster *archive.Cluster
 	dir := e.dataDir()
 	if dir != "" {

@@ -86,9 +86,15 @@ func (e *env) walPushArchiver(c *cli.Context) error {
 	}
 	// One set of sealing buffers for the whole run: each segment's Repo borrows from it.
 	bufs := &repo.WALBuffers{}
+	opt, err := e.repoOptions(codec)
+	if err != nil {
+		e.log.Error("archiver", "error", err)
+		return err
+	}
+	opt.Buffers = bufs
 	a := &lookahead.Archiver{
 		Spool: sp, WALDir: filepath.Join(dd, "pg_wal"), Cluster: &cluster,
-		NewRepo:     func() *repo.Repo { return repo.New(st, repo.Options{Codec: codec, Log: e.log, Buffers: bufs}) },
+		NewRepo:     func() *repo.Repo { return repo.New(st, opt) },
 		Concurrency: e.cfg.WALPushConc, Timeout: e.cfg.WALTimeout, Log: e.log,
 	}
 	err = a.Run(ctx)

@@ -109,7 +109,7 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 		return PushResult{}, fmt.Errorf("%s %w", path, err)
 	}
 	if errors.Is(err, storage.ErrExist) {
-		err = a.compareExisting(ctx, f, put.Sum, path)
+		err = a.compareExisting(ctx, f, put.Trailer, path)
 		res.Duplicate = err == nil
 	}
 	if err != nil {
@@ -159,19 +159,32 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 }
 
 // compareExisting decides whether the object already stored for f holds the same
-// content as the file at path, whose sum is sum. The trailer (one ranged read) settles
-// most cases; when size and checksum match (or the stored trailer has an older
-// checksum algorithm), the stored object is decoded and compared byte for byte, so a
-// checksum collision can never hide a conflict.
+// content as the file at path, whose trailer would be sum. The trailer (one ranged
+// read) settles most cases. Encrypted objects carry a keyed tag: two tags under the
+// same MAC key decide without decoding (a writer holds no identity to decode with).
+// Otherwise, when size and checksum match (or the checksums cannot be compared: an
+// older algorithm, a tag under another MAC key, one side encrypted), the stored object
+// is decoded and compared byte for byte, so a checksum collision can never hide a
+// conflict.
 func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum, path string) error {
 	stored, err := a.Repo.WALSum(ctx, f)
 	if err != nil {
 		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
 	}
+	if stored.Same(sum) {
+		a.Log.Info("already archived with identical content", "file", f.Name)
+		return nil
+	}
 	if stored.MayEqual(sum) {
-		if err = a.sameBytes(ctx, f, path); err == nil {
+		err = a.sameBytes(ctx, f, path)
+		if err == nil {
 			a.Log.Info("already archived with identical content", "file", f.Name)
 			return nil
+		}
+		if errors.Is(err, repo.ErrNoKey) || errors.Is(err, repo.ErrWrongKey) {
+			return fmt.Errorf("%w: stored %s, this file %s; the stored object is encrypted and cannot be compared here: "+
+				"give this host the encryption-mac-key the object was written with, or an encryption-identity-file that decrypts it; it is left untouched",
+				ErrConflict, stored, sum)
 		}
 	}
 	return fmt.Errorf("%w: stored %s, this file %s; "+

@@ -92,6 +92,12 @@ const (
 	KeyS3RateLimit       = "s3-rate-limit"
 	KeyS3Conditional     = "s3-conditional-writes"
 
+	KeyEncryption               = "encryption"
+	KeyEncryptionRecipients     = "encryption-recipients"
+	KeyEncryptionRecipientsFile = "encryption-recipients-file"
+	KeyEncryptionIdentityFile   = "encryption-identity-file"
+	KeyEncryptionMACKey         = "encryption-mac-key"
+
 	KeyGCSCredentialsFile = "gcs-credentials-file"
 	KeyGCSEndpoint        = "gcs-endpoint"
 	KeyGCSChunkSize       = "gcs-chunk-size"
@@ -106,6 +112,7 @@ const (
 const (
 	CategoryS3  = "S3 repository (s3://bucket/prefix)"
 	CategoryGCS = "GCS repository (gs://bucket/prefix)"
+	CategoryEnc = "Client-side encryption (age)"
 )
 
 // Settings is the table of every setting pgb knows.
@@ -153,6 +160,12 @@ var settings = []Setting{
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
 	{Key: KeyS3Conditional, Env: []string{"PGB_S3_CONDITIONAL_WRITES"}, Default: "enforced", Category: CategoryS3, Usage: "how put-if-absent works: enforced (If-None-Match, the safe default), head-check (for stores that ignore If-None-Match, as pgb check reports), unsupported"},
 
+	{Key: KeyEncryption, Env: []string{"PGB_ENCRYPTION"}, Default: "none", Category: CategoryEnc, Usage: "encrypt new WAL, backup parts and manifests before they leave this host: none or age (reading an encrypted object needs encryption-identity-file, whatever this says)"},
+	{Key: KeyEncryptionRecipients, Env: []string{"PGB_ENCRYPTION_RECIPIENTS"}, Category: CategoryEnc, Usage: "age public keys (age1…, comma-separated) new objects are encrypted to; writers (wal-push, backup-push) need only these, not the secret keys"},
+	{Key: KeyEncryptionRecipientsFile, Env: []string{"PGB_ENCRYPTION_RECIPIENTS_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age public keys, one a line (# comments), added to encryption-recipients"},
+	{Key: KeyEncryptionIdentityFile, Env: []string{"PGB_ENCRYPTION_IDENTITY_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age secret keys (AGE-SECRET-KEY-1…, one a line; mode 0600) that readers (wal-fetch, restore, verify, drill…) decrypt with: old keys too after a rotation"},
+	{Key: KeyEncryptionMACKey, Env: []string{"PGB_ENCRYPTION_MAC_KEY"}, Secret: true, Category: CategoryEnc, Usage: "secret every writer shares (pgb keygen makes one): keys the tag an encrypted object's trailer carries, so a writer recognises its own repeated upload without being able to decrypt"},
+
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
 	{Key: KeyGCSChunkSize, Env: []string{"PGB_GCS_CHUNK_SIZE"}, Default: "16MiB", Kind: Size, Category: CategoryGCS, Usage: "resumable upload chunk size (memory per upload)"},
@@ -173,7 +186,7 @@ var ignoredKeys = []string{KeyS3MaxAttempts, KeyGCSMaxAttempts}
 func RepoKeys() []string {
 	var out []string
 	for _, s := range settings {
-		if s.Category == CategoryS3 || s.Category == CategoryGCS {
+		if s.Category == CategoryS3 || s.Category == CategoryGCS || s.Category == CategoryEnc {
 			out = append(out, s.Key)
 		}
 	}
@@ -221,6 +234,7 @@ type Config struct {
 	RetainDays       int // 0: not set
 	S3               S3
 	GCS              GCS
+	Encryption       Encryption
 
 	// WALPushQueueMax is the archiver backlog (bytes of .ready segments in pg_wal)
 	// beyond which a failed wal-push drops its segment; 0: never drop.
@@ -239,6 +253,16 @@ type S3 struct {
 	RequestTimeout                             time.Duration
 	Conditional                                string // enforced, head-check or unsupported
 	Checksum                                   string // when-supported or when-required
+}
+
+// Encryption holds the client-side encryption settings, as given: the keys are read
+// and parsed by internal/crypt when a repository is opened.
+type Encryption struct {
+	Mode           string // none or age
+	Recipients     string
+	RecipientsFile string
+	IdentityFile   string
+	MACKey         string
 }
 
 // GCS holds the GCS repository settings.
@@ -414,6 +438,16 @@ func Load(src Source) (Config, error) {
 		KMSKeyName: str(KeyGCSKMSKeyName), ChunkSize: size(KeyGCSChunkSize, 256<<10),
 		Concurrency:    integer(KeyGCSConcurrency),
 		RequestTimeout: duration(KeyGCSRequestTimeout),
+	}
+	c.Encryption = Encryption{
+		Mode: strings.ToLower(str(KeyEncryption)), Recipients: str(KeyEncryptionRecipients),
+		RecipientsFile: str(KeyEncryptionRecipientsFile), IdentityFile: str(KeyEncryptionIdentityFile),
+		MACKey: str(KeyEncryptionMACKey),
+	}
+	switch c.Encryption.Mode {
+	case "none", "age":
+	default:
+		errs = append(errs, fmt.Sprintf("encryption %q: want none or age", c.Encryption.Mode))
 	}
 	if v, where := get(KeyWALPushQueueMax); true {
 		n, err := ParseSize(v)

@@ -81,7 +81,7 @@ func absolutePaths(cfg config.Config) config.Config {
 	for k, v := range cfg.Given {
 		given[k] = v
 	}
-	for _, k := range []string{config.KeyGCSCredentialsFile} { // the settings that name a local file
+	for _, k := range []string{config.KeyGCSCredentialsFile, config.KeyEncryptionIdentityFile, config.KeyEncryptionRecipientsFile} { // the settings that name a local file
 		if v := strings.TrimSpace(given[k]); v != "" && !filepath.IsAbs(v) {
 			if abs, err := filepath.Abs(v); err == nil {
 				given[k] = abs

@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+// keys are what pgb keygen made: the identity file (readers) and the settings writers
+// take.
+type keys struct {
+	identity, recipient, macKey string
+}
+
+func keygen(t *testing.T) keys {
+	t.Helper()
+	path := filepath.Join(pgtest.TempDir(t), "identity.txt")
+	r := mustPGB(t, "", nil, "keygen", path)
+	pgtest.ChownToPG(t, path)
+	k := keys{identity: path}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if v, ok := strings.CutPrefix(line, "encryption-recipients: "); ok {
+			k.recipient = v
+		}
+		if v, ok := strings.CutPrefix(line, "encryption-mac-key: "); ok {
+			k.macKey = v
+		}
+	}
+	if k.recipient == "" || k.macKey == "" {
+		t.Fatalf("pgb keygen printed no recipient or MAC key: %s", r)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("identity file: %v, mode %v", err, fi.Mode())
+	}
+	return k
+}
+
+// The user's story: the database host holds only the public recipient and the MAC
+// key, so whoever gets the bucket or the database host cannot read the backups; the
+// restore host holds the identity and recovers every committed row.
+func TestEncryptedRepositoryIsUnreadableWithoutTheIdentityAndRestoresEveryRowWithIt(t *testing.T) {
+	pgtest.RequireParallel(t)
+	k := keygen(t)
+	repo := newRepo(t)
+	// compression none: were a byte of a row stored unencrypted, it would show as is.
+	writer := configFile(t, "repo: "+repo+"\ncompression: none\nencryption: age\nencryption-recipients: "+k.recipient+
+		"\nencryption-mac-key: "+k.macKey+"\n")
+	reader := configFile(t, "repo: "+repo+"\nencryption-identity-file: "+k.identity+"\n")
+
+	s := newScenarioOn(t, repo, writer)
+	var m [16]byte
+	_, _ = rand.Read(m[:])
+	marker := "pgb-secret-" + hex.EncodeToString(m[:])
+	s.src.Exec(t, "INSERT INTO after_drop SELECT 2 FROM (SELECT '"+marker+"') x")
+	s.src.Exec(t, "CREATE TABLE secrets AS SELECT '"+marker+"'::text AS s")
+	s.src.Exec(t, "CHECKPOINT")
+	mustPGB(t, "", s.src.Env(), append(writer[:2:2], "backup-push", "--fast")...)
+	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
+
+	// Nothing in the repository shows the marker; what holds data is cipher 1.
+	encrypted := 0
+	for _, rel := range repoFiles(t, repo) {
+		b, err := os.ReadFile(filepath.Join(repo, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(marker)) {
+			t.Fatalf("%s holds the marker row in the clear", rel)
+		}
+		base := filepath.Base(rel)
+		holdsData := strings.HasPrefix(rel, "wal/") && !strings.Contains(base, ".") ||
+			base == "manifest" || strings.HasPrefix(base, "part-")
+		if holdsData {
+			if len(b) < 8 || b[6] != 1 {
+				t.Fatalf("%s is not encrypted (header % x)", rel, b[:min(len(b), 8)])
+			}
+			encrypted++
+		}
+	}
+	if encrypted < 5 {
+		t.Fatalf("only %d encrypted objects: the test looked at the wrong files", encrypted)
+	}
+
+	// The writer lists backups (summaries stay readable) but cannot restore.
+	mustPGB(t, "", nil, append(writer[:2:2], "backup-list")...)
+	target := filepath.Join(pgtest.TempDir(t), "by-writer")
+	r := pgb(t, "", nil, append(writer[:2:2], "restore", "--pgdata", target)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "encryption-identity-file") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("restore without the identity: %s", r)
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Fatalf("a refused restore wrote %d entries into its target", len(ents))
+	}
+	// wal-fetch without the identity: exit 255, which stops recovery, never 1 (the end of the archive).
+	done := doneSegments(t, s.src)
+	seg := done[len(done)-1] // the newest: still in pg_wal for copySegment
+	dest := filepath.Join(pgtest.TempDir(t), "seg")
+	r = pgb(t, "", nil, append(writer[:2:2], "wal-fetch", "--wal-fetch-prefetch", "0", seg, dest)...)
+	if r.code != 255 || !strings.Contains(r.stderr, "encryption-identity-file") {
+		t.Fatalf("wal-fetch without the identity: %s", r)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Fatalf("wal-fetch without the identity left %s: %v", dest, err)
+	}
+
+	// Another identity: the same refusals, naming the other recipients.
+	other := keygen(t)
+	wrong := configFile(t, "repo: "+repo+"\nencryption-identity-file: "+other.identity+"\n")
+	r = pgb(t, "", nil, append(wrong[:2:2], "wal-fetch", "--wal-fetch-prefetch", "0", seg, dest)...)
+	if r.code != 255 || !strings.Contains(r.stderr, "other recipients") {
+		t.Fatalf("wal-fetch with another identity: %s", r)
+	}
+	r = pgb(t, "", nil, append(wrong[:2:2], "restore", "--pgdata", target)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "other recipients") {
+		t.Fatalf("restore with another identity: %s", r)
+	}
+
+	// The writer recognises its own segment pushed again (no identity needed), and
+	// refuses different content under its name.
+	r = mustPGB(t, "", nil, append(writer[:2:2], "wal-push", "--pgdata", s.src.DataDir(), copySegment(t, s.src, seg, false))...)
+	if !strings.Contains(r.stderr, "already archived with identical content") {
+		t.Errorf("duplicate push did not say so:\n%s", r)
+	}
+	r = pgb(t, "", nil, append(writer[:2:2], "wal-push", "--pgdata", s.src.DataDir(), copySegment(t, s.src, seg, true))...)
+	if r.code == 0 || !strings.Contains(r.stderr, "different content") {
+		t.Fatalf("conflicting push: %s", r)
+	}
+
+	// The reader verifies everything and restores to just before the drop.
+	mustPGB(t, "", nil, append(reader[:2:2], "verify", "--wal")...)
+	s.sel = reader
+	c := s.restore(t, "--target-time", s.dropTime, "--target-action", "promote")
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != s.beforeDrop {
+		t.Fatalf("rows = %d, want every committed row: %d", got, s.beforeDrop)
+	}
+}
+
+// copySegment copies an archived segment of c out of pg_wal, flipping its last byte
+// when damage is set.
+func copySegment(t *testing.T, c *pgtest.Cluster, seg string, damage bool) string {
+	t.Helper()
+	data, err := os.ReadFile(c.WALFile(seg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if damage {
+		data[len(data)-1] ^= 0xFF
+	}
+	p := filepath.Join(pgtest.TempDir(t), seg)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
