@@ -40,6 +40,7 @@ type Keys struct {
 	identities []age.Identity
 	macKey     []byte
 	macID      [3]byte
+	set        [8]byte
 }
 
 // ParseRecipients reads age recipients (age1…, age1pq1…) separated by commas, spaces
@@ -157,6 +158,7 @@ func New(recipients []age.Recipient, names []string, identities []age.Identity, 
 	k := &Keys{recipients: recipients, identities: identities, macKey: macKey}
 	k.names = append([]string(nil), names...)
 	sort.Strings(k.names)
+	k.set = RecipientSetID(k.names)
 	if macKey != nil {
 		k.macID = MACKeyID(macKey)
 	}
@@ -190,6 +192,20 @@ func (k *Keys) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 
 // MACKey implements envelope.Encrypter.
 func (k *Keys) MACKey() ([3]byte, []byte) { return k.macID, k.macKey }
+
+// RecipientSet implements envelope.Encrypter.
+func (k *Keys) RecipientSet() [8]byte { return k.set }
+
+// RecipientSetID identifies a set of recipients (their text forms, in any order): the
+// first 8 bytes of a hash of them, sorted.
+func RecipientSetID(names []string) [8]byte {
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	h := sha256.Sum256([]byte("pgb recipients\x00" + strings.Join(sorted, "\n")))
+	var id [8]byte
+	copy(id[:], h[:8])
+	return id
+}
 
 // Decrypter is the reading side of Keys, as envelope.Decrypter.
 type Decrypter struct{ k *Keys }

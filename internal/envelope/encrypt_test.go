@@ -27,6 +27,11 @@ func (k testKeys) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 	return age.Encrypt(dst, k.recipients...)
 }
 func (k testKeys) MACKey() ([3]byte, []byte) { return k.macID, k.macKey }
+func (k testKeys) RecipientSet() [8]byte {
+	var s [8]byte
+	copy(s[:], k.recipients[0].(*age.X25519Recipient).String()[4:12])
+	return s
+}
 func (k testKeys) Decrypt(src io.Reader) (io.Reader, error) {
 	r, err := age.Decrypt(src, k.identities...)
 	var nm *age.NoIdentityMatchError
@@ -186,18 +191,23 @@ func TestDamageToEncryptedObjectsIsDetected(t *testing.T) {
 		codec, _ := compress.New(name, 0)
 		obj, _ := sealEncrypted(t, codec, k, walLike(300_000, 7))
 		cases := map[string][]byte{
-			"flipped age header byte": flip(obj, HeaderSize+40),
-			"flipped body byte":       flip(obj, len(obj)/2),
-			"flipped last body byte":  flip(obj, len(obj)-TrailerSize-1),
-			"flipped outer size":      flip(obj, len(obj)-TrailerSize+8),
-			"flipped outer tag":       flip(obj, len(obj)-TrailerSize+20),
-			"outer algorithm 1":       set(obj, len(obj)-TrailerSize+4, 1),
-			"truncated":               obj[:len(obj)-100],
-			"truncated at a chunk":    append(append([]byte(nil), obj[:HeaderSize+200+64<<10]...), obj[len(obj)-TrailerSize:]...),
-			"trailer missing":         obj[:len(obj)-TrailerSize],
-			"header only":             obj[:HeaderSize],
-			"garbage appended":        append(append([]byte(nil), obj[:len(obj)-TrailerSize]...), append([]byte("xxxx"), obj[len(obj)-TrailerSize:]...)...),
-			"codec changed":           set(obj, 5, (obj[5]+1)%3),
+			"flipped age header MAC": flip(obj, bytes.Index(obj, []byte("\n---"))+10),
+			"flipped body byte":      flip(obj, len(obj)/2),
+			"flipped last body byte": flip(obj, len(obj)-TrailerSize-1),
+			"flipped outer size":     flip(obj, len(obj)-TrailerSize+8),
+			"flipped outer tag":      flip(obj, len(obj)-TrailerSize+20),
+			"outer algorithm 1":      set(obj, len(obj)-TrailerSize+4, 1),
+			"truncated":              obj[:len(obj)-100],
+			"truncated at a chunk":   append(append([]byte(nil), obj[:HeaderSize+200+64<<10]...), obj[len(obj)-TrailerSize:]...),
+			"trailer missing":        obj[:len(obj)-TrailerSize],
+			"header only":            obj[:HeaderSize],
+			"garbage appended":       append(append([]byte(nil), obj[:len(obj)-TrailerSize]...), append([]byte("xxxx"), obj[len(obj)-TrailerSize:]...)...),
+			"codec changed":          set(obj, 5, (obj[5]+1)%3),
+		}
+		// Damage to the age header's stanza is a file key no identity unwraps: the
+		// same answer as a wrong key (the message says either).
+		if _, err := openWith(flip(obj, HeaderSize+40), decrypter{k}); !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) {
+			t.Errorf("%s, flipped age stanza byte: err = %v, want ErrCorrupt or ErrWrongKey", name, err)
 		}
 		for what, bad := range cases {
 			got, err := openWith(bad, decrypter{k})
@@ -244,6 +254,12 @@ func TestTagsCompareThePlainBytes(t *testing.T) {
 	_, b := sealEncrypted(t, zstd, k2, plain)
 	if !a.Trailer().Same(b.Trailer()) {
 		t.Fatal("the same bytes give different tags")
+	}
+	if set, ok := a.Trailer().RecipientSet(); !ok || set != k1.RecipientSet() {
+		t.Fatalf("the trailer names recipient set %x, want %x", set, k1.RecipientSet())
+	}
+	if _, ok := a.Sum().RecipientSet(); ok {
+		t.Fatal("a CRC-32C sum names a recipient set")
 	}
 	other := append([]byte(nil), plain...)
 	other[100_000] ^= 1

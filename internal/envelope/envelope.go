@@ -97,6 +97,10 @@ type Encrypter interface {
 	// MACKey is the writers' secret key the outer trailer's tag is computed with, and
 	// its id (recorded in the trailer, so that tags under other keys are told apart).
 	MACKey() (id [3]byte, key []byte)
+	// RecipientSet identifies the recipients Encrypt encrypts to; it is recorded in
+	// the outer trailer, so that which keys can read an object shows from one ranged
+	// read (pgb status), and is no secret.
+	RecipientSet() [8]byte
 }
 
 // Decrypter decrypts the bodies of objects written with cipher 1.
@@ -114,12 +118,14 @@ var ErrNoKey = errors.New("the object is encrypted and no identity to decrypt it
 
 // ErrWrongKey means an object is encrypted and none of the identities given can
 // decrypt it: it was written for other recipients.
-var ErrWrongKey = errors.New("the object is encrypted for other recipients: none of the identities in encryption-identity-file can decrypt it")
+var ErrWrongKey = errors.New("the object is encrypted for other recipients (or its encryption header is damaged): none of the identities in encryption-identity-file can decrypt it")
 
-// Tag is the keyed tag of cipher 1 objects: HMAC-SHA-256 under key of the plain size,
-// CRC-32C and CRC-32 (IEEE). The two CRCs make an accidental match of different
-// contents a 2^-64 chance; the key makes the tag tell nothing to whoever lacks it.
-func Tag(key []byte, id [3]byte, size int64, crc32c, crcIEEE uint32) Sum {
+// Tag is the outer trailer's checksum field of cipher 1 objects: the keyed tag, the
+// first 24 bytes of HMAC-SHA-256 under key of the plain size, CRC-32C and CRC-32
+// (IEEE), then the 8-byte id of the recipient set the object is encrypted to. The two
+// CRCs make an accidental match of different contents a 2^-64 chance; the key makes
+// the tag tell nothing to whoever lacks it.
+func Tag(key []byte, id [3]byte, set [8]byte, size int64, crc32c, crcIEEE uint32) Sum {
 	m := hmac.New(sha256.New, key)
 	var b [8 + 8 + 4 + 4]byte
 	copy(b[:], "pgbtag1\x00")
@@ -128,8 +134,22 @@ func Tag(key []byte, id [3]byte, size int64, crc32c, crcIEEE uint32) Sum {
 	binary.BigEndian.PutUint32(b[20:], crcIEEE)
 	m.Write(b[:])
 	s := Sum{Size: size, Alg: algTag, KeyID: id}
-	copy(s.Checksum[:], m.Sum(nil))
+	copy(s.Checksum[:tagSize], m.Sum(nil))
+	copy(s.Checksum[tagSize:], set[:])
 	return s
+}
+
+// tagSize is the bytes of the HMAC a tag keeps; the recipient set's id follows.
+const tagSize = 24
+
+// RecipientSet is the id of the recipient set a keyed tag's object is encrypted to;
+// ok is false for other sums.
+func (s Sum) RecipientSet() (set [8]byte, ok bool) {
+	if s.Alg != algTag {
+		return set, false
+	}
+	copy(set[:], s.Checksum[tagSize:])
+	return set, true
 }
 
 func newHash() hash.Hash { return crc32c.New() }
@@ -177,13 +197,21 @@ func (s Sum) String() string {
 // object's trailer is of another algorithm, or a tag under another MAC key). Only a
 // byte comparison settles it, except where Same does.
 func (s Sum) MayEqual(o Sum) bool {
-	return s.Size == o.Size && (s.Alg != o.Alg || s.KeyID != o.KeyID || s.Checksum == o.Checksum)
+	if s.Size != o.Size || s.Alg != o.Alg || s.KeyID != o.KeyID {
+		return s.Size == o.Size
+	}
+	if s.Alg == algTag {
+		return [tagSize]byte(s.Checksum[:tagSize]) == [tagSize]byte(o.Checksum[:tagSize])
+	}
+	return s.Checksum == o.Checksum
 }
 
 // Same reports whether two keyed tags under the same MAC key match: the objects hold
-// the same plain bytes, but for a 2^-64 chance (see Tag), with no byte comparison.
+// the same plain bytes, but for a 2^-64 chance (see Tag), with no byte comparison,
+// whatever recipients each was encrypted to.
 func (s Sum) Same(o Sum) bool {
-	return s.Alg == algTag && o.Alg == algTag && s.KeyID == o.KeyID && s == o
+	return s.Alg == algTag && o.Alg == algTag && s.KeyID == o.KeyID && s.Size == o.Size &&
+		[tagSize]byte(s.Checksum[:tagSize]) == [tagSize]byte(o.Checksum[:tagSize])
 }
 
 func sumOf(h hash.Hash, n int64) Sum {
@@ -206,6 +234,7 @@ type Writer struct {
 	ieee    hash.Hash32    // CRC-32 (IEEE) of the plain bytes, for the tag
 	macKey  []byte
 	macID   [3]byte
+	set     [8]byte
 	trailer Sum // the outer trailer, once closed
 }
 
@@ -247,6 +276,7 @@ func NewEncryptedWriter(dst io.Writer, codec compress.Codec, enc Encrypter) (*Wr
 		w.cipher, body = c, c
 		w.ieee = crc32.NewIEEE()
 		w.macID, w.macKey = enc.MACKey()
+		w.set = enc.RecipientSet()
 		if len(w.macKey) == 0 {
 			return nil, errors.New("encrypt: no MAC key")
 		}
@@ -288,7 +318,7 @@ func (w *Writer) Close() error {
 		if err := w.cipher.Close(); err != nil {
 			return err
 		}
-		w.trailer = Tag(w.macKey, w.macID, w.n, binary.BigEndian.Uint32(w.sum.Checksum[:4]), w.ieee.Sum32())
+		w.trailer = Tag(w.macKey, w.macID, w.set, w.n, binary.BigEndian.Uint32(w.sum.Checksum[:4]), w.ieee.Sum32())
 	}
 	_, err := w.count.Write(encodeTrailer(w.trailer))
 	return err
@@ -627,7 +657,8 @@ func (r *Reader) finishOuter() error {
 		return fmt.Errorf("%w: decoded %d bytes, outer trailer says %d", ErrCorrupt, r.n, t.Size)
 	}
 	if key := r.crypt.MACKey(t.KeyID); key != nil {
-		if got := Tag(key, t.KeyID, r.n, binary.BigEndian.Uint32(r.sum.Checksum[:4]), r.ieee.Sum32()); got != t {
+		set, _ := t.RecipientSet()
+		if got := Tag(key, t.KeyID, set, r.n, binary.BigEndian.Uint32(r.sum.Checksum[:4]), r.ieee.Sum32()); got != t {
 			return fmt.Errorf("%w: the outer trailer's tag does not match the content", ErrCorrupt)
 		}
 	}

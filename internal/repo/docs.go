@@ -59,7 +59,7 @@ func (r *Repo) sameByTag(ctx context.Context, key string, write func(io.Writer) 
 	if err := write(t); err != nil {
 		return false, false, err
 	}
-	return stored.Same(t.tag(mac, id)), true, nil
+	return stored.Same(t.tag(mac, id, r.encrypt.RecipientSet())), true, nil
 }
 
 // putJSON stores v as a sealed, zstd-compressed JSON document, only if absent.

@@ -24,6 +24,6 @@ func (t *tagWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tagWriter) tag(key []byte, id [3]byte) Sum {
-	return envelope.Tag(key, id, t.n, t.c.Sum32(), t.ieee.Sum32())
+func (t *tagWriter) tag(key []byte, id [3]byte, set [8]byte) Sum {
+	return envelope.Tag(key, id, set, t.n, t.c.Sum32(), t.ieee.Sum32())
 }
