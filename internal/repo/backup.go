@@ -38,6 +38,7 @@ func (r *Repo) PutBackup(ctx context.Context, m *Manifest) error {
 		m.FileCount = len(m.Files)
 	}
 	m.PartCount = len(m.Parts)
+	m.Encryption = r.encryptionInfo()
 	if err := r.putOrSame(ctx, SummaryKey(m.Name), &m.Summary, "summary"); err != nil {
 		return err
 	}
@@ -410,6 +411,9 @@ func (r *Repo) returnCompressors(n int) {
 // CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
+	if err := r.registerRecipients(ctx); err != nil {
+		return nil, err
+	}
 	codec := compress.ForLongStreams(r.codec)
 	w := &PartWriter{key: PartKey(backup, n), ended: make(chan struct{}), ret: r.returnCompressors}
 	if codec.ID() == compress.IDLZ4 && r.partCompressors > 1 {

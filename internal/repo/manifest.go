@@ -64,6 +64,9 @@ type Summary struct {
 	// Parent names the backup an incremental backup builds on; empty for a full
 	// backup (the only kind pgb writes today).
 	Parent string `json:"parent,omitempty"`
+	// Encryption says how the backup's parts and manifest are encrypted; nil: they
+	// are not.
+	Encryption *Encryption `json:"encryption,omitempty"`
 }
 
 // Manifest describes one complete base backup: what PostgreSQL said about it, and

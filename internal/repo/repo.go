@@ -85,8 +85,9 @@ type Repo struct {
 	encryptErr error
 	decrypt    envelope.Decrypter
 
-	mu sync.Mutex
-	id *Identity // cached once read or written
+	mu         sync.Mutex
+	id         *Identity // cached once read or written
+	registered bool      // registerRecipients stored (or found) the record
 }
 
 // New wraps st. The Repo does not own st: the caller closes it.

@@ -73,6 +73,11 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 		return WALPut{}, fmt.Errorf("%w (%d, now %d bytes)", ErrChangedSize, size, n)
 	}
 	res := WALPut{Key: WALKey(f), Stored: sealed.Len(), Sum: ew.Sum(), Trailer: ew.Trailer()}
+	if Encrypts(res.Key) {
+		if err := r.registerRecipients(ctx); err != nil {
+			return res, err
+		}
+	}
 	// The store is done with the reader once Put returns (retries included): only then
 	// does the deferred Close hand the memory to the next segment.
 	err = r.st.Put(ctx, res.Key, sealed.Reader(), storage.PutOptions{IfAbsent: true, Size: sealed.Len()})

@@ -83,8 +83,8 @@ func TestStatusShowsTheDrills(t *testing.T) {
 }
 
 // A drill's own look at the window (status.Gather without Drills) reads no drill
-// record: drills/ is not even listed (the five listings are wal/, backups/, the
-// permanent marks, restore-points/ and gaps/).
+// record: drills/ is not even listed (the six listings are wal/, backups/, the
+// permanent marks, restore-points/, gaps/ and encryption/).
 func TestGatherWithoutDrillsReadsNoDrillRecord(t *testing.T) {
 	st := mem.New()
 	bigRepo(t, st, 10, 1)
@@ -93,7 +93,7 @@ func TestGatherWithoutDrillsReadsNoDrillRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Drills != nil || c.lists != 5 || c.gets != 1+1+r.Summaries.Read {
+	if r.Drills != nil || c.lists != 6 || c.gets != 1+1+r.Summaries.Read {
 		t.Fatalf("drills %+v; %d lists, %d gets", r.Drills, c.lists, c.gets)
 	}
 }

@@ -51,6 +51,8 @@ type Report struct {
 	FilledGaps []window.Gap `json:"filled_gaps,omitempty"`
 	// Archiver is the archiver on this host, when status runs with a data directory.
 	Archiver *Archiver `json:"archiver,omitempty"`
+	// Encryption: which keys read the objects, when any is encrypted.
+	Encryption *EncryptionReport `json:"encryption,omitempty"`
 }
 
 // NewestWAL is the newest archived segment on the followed timeline's history.
@@ -82,6 +84,9 @@ type Backup struct {
 	Permanent bool      `json:"permanent"`
 	Usable    bool      `json:"usable"`
 	Why       string    `json:"why_unusable,omitempty"`
+	// RecipientSet is the recipient set its parts and manifest are encrypted to
+	// (EncryptionReport); "": not encrypted.
+	RecipientSet string `json:"recipient_set,omitempty"`
 }
 
 // RestorePoint is a restore point made with pgb restore-point.
@@ -165,6 +170,9 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 		return nil, err
 	}
 	r.fill(g, ws, opt.Now)
+	if err := r.gatherEncryption(ctx, rp, g); err != nil {
+		return nil, err
+	}
 	if opt.DataDir != "" {
 		r.Archiver = archiverOf(opt.DataDir, r.SystemIdentifier, &r.Warnings)
 	}
@@ -276,8 +284,12 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 	sort.Slice(r.Timelines, func(i, j int) bool { return r.Timelines[i].Timeline < r.Timelines[j].Timeline })
 	for _, b := range g.Backups {
 		why, bad := ws.Unusable[b.Name]
-		r.Backups = append(r.Backups, Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
-			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why})
+		bk := Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
+			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why}
+		if b.Encryption != nil {
+			bk.RecipientSet = b.Encryption.RecipientSet
+		}
+		r.Backups = append(r.Backups, bk)
 	}
 }
 

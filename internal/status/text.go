@@ -39,7 +39,11 @@ func (r *Report) Write(w io.Writer) error {
 				p("  after a gap, a new window:")
 			}
 			p("  from %s  end of backup %s", ts(win.Start.Time), win.Backup)
-			if c := win.LastCommit; c != nil {
+			if win.Unsummarised != "" {
+				p("  to   at least %s  (WAL archived to %s is encrypted and not yet", ts(win.EndTime()), win.LastSegment)
+				p("       summarised from %s on: pgb status with encryption-identity-file", win.Unsummarised)
+				p("       reads its last commit)")
+			} else if c := win.LastCommit; c != nil {
 				p("  to   %s  last archived commit (xid %d)", ts(c.Time), c.Xid)
 			} else if win.NoCommitIn > 0 {
 				p("  to   at least %s  (no commit in the newest %d", ts(win.EndTime()), win.NoCommitIn)
@@ -122,11 +126,15 @@ func (r *Report) Write(w io.Writer) error {
 		if !bk.Usable {
 			flags += " UNUSABLE"
 		}
+		if bk.RecipientSet != "" {
+			flags += " encrypted for " + bk.RecipientSet
+		}
 		p("  %-18s stop %s  TL %d%s", bk.Name, short(bk.StopTime), bk.Timeline, flags)
 		if !bk.Usable {
 			p("    %s", bk.Why)
 		}
 	}
+	r.writeEncryption(p, short)
 	if len(r.RestorePoints) > 0 {
 		p("Restore points:")
 		for _, rp := range r.RestorePoints {
@@ -240,4 +248,28 @@ func ageText(sec float64) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// writeEncryption says which keys read the repository's objects.
+func (r *Report) writeEncryption(p func(string, ...any), short func(time.Time) string) {
+	e := r.Encryption
+	if e == nil {
+		return
+	}
+	p("Encryption:  age; new objects were encrypted for %d recipient set(s)", len(e.RecipientSets))
+	for _, s := range e.RecipientSets {
+		p("  %s  first used %s on %s, MAC key %s:", s.ID, short(s.FirstUsed), printable(s.Host), s.MACKeyID)
+		for _, rc := range s.Recipients {
+			p("    %s", printable(rc))
+		}
+	}
+	for _, w := range e.WAL {
+		set := w.RecipientSet
+		if set == "" {
+			set = "not encrypted"
+		}
+		p("  WAL %s: %s", w.Segment, set)
+	}
+	p("  (WAL sampled at each end of every window; pgb verify --wal with")
+	p("  encryption-identity-file proves the identities read every object)")
 }

@@ -272,6 +272,8 @@ func (ws *Windows) Describe() string {
 	for _, w := range ws.Windows {
 		s := fmt.Sprintf("from %s (LSN %s, end of backup %s) to %s", w.Start.Time.UTC().Format(time.RFC3339), w.Start.LSN, w.Backup, w.EndTime().UTC().Format(time.RFC3339Nano))
 		switch {
+		case w.Unsummarised != "":
+			s += fmt.Sprintf(" at least (WAL archived to %s is encrypted and not summarised from %s on: give encryption-identity-file to read its last commit)", w.LastSegment, w.Unsummarised)
 		case w.LastCommit != nil:
 			s += fmt.Sprintf(" (last archived commit, xid %d, LSN %s; WAL archived to %s)", w.LastCommit.Xid, w.LastCommit.LSN, w.LastSegment)
 		case w.NoCommitIn > 0:

@@ -106,6 +106,11 @@ type Window struct {
 	// last commit is before NoCommitBefore and was not looked up: LastCommit is nil.
 	NoCommitIn     int    `json:"no_commit_in_newest_segments,omitempty"`
 	NoCommitBefore string `json:"no_commit_from_segment,omitempty"`
+	// Unsummarised names the window's newest segment whose summary could not be
+	// made because it is encrypted and no identity to read it was given (pgb status
+	// run where only writers' keys are): LastCommit, if any, is then only the last
+	// commit of the summaries that exist, and the window reaches at least that far.
+	Unsummarised string `json:"encrypted_unsummarised_from,omitempty"`
 
 	lastSeg  uint64
 	firstSeg uint64
@@ -421,6 +426,17 @@ func (ws *Windows) findEnd(w *Window, stopSeg uint64) (bool, error) {
 			return false, nil
 		}
 		s, err := ws.summary(n)
+		if errors.Is(err, repo.ErrNoKey) || errors.Is(err, repo.ErrWrongKey) {
+			// Encrypted, and this reader holds no identity: what summaries exist still
+			// give a lower bound.
+			if w.Unsummarised == "" {
+				w.Unsummarised = ws.present[n].Name
+			}
+			if n <= stopSeg {
+				return false, nil
+			}
+			continue
+		}
 		if isDamaged(err) {
 			// A segment that does not decode: recovery stops before it, as at a gap.
 			ws.dropped[n] = err

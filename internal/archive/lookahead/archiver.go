@@ -87,7 +87,7 @@ type shipped struct {
 // returns ErrArchiverRunning at once when another archiver holds the lock.
 func (a *Archiver) Run(ctx context.Context) error {
 	rp := a.NewRepo()
-	lock, err := a.Spool.TakeLock(ctx, rp.String())
+	lock, err := a.Spool.TakeLock(ctx, rp.Destination())
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 	a.defaults()
 	a.known = map[string]Record{}
 	if id, err := rp.Identity(ctx); err == nil {
-		cur := MakeRepoID(rp.String(), id)
+		cur := MakeRepoID(rp.Destination(), id)
 		a.current = &cur
 	}
 	a.cleanup()

@@ -101,7 +101,7 @@ func (f *Foreground) holds(ctx context.Context, path string, rec Record) (string
 	if src != rec.Source {
 		return "recorded for another version of the file", nil
 	}
-	if rec.Repo.Location != f.Repo.String() {
+	if rec.Repo.Location != f.Repo.Destination() {
 		return "recorded for another repository", nil
 	}
 	wf, err := wal.Parse(rec.Segment)
@@ -127,7 +127,7 @@ func (f *Foreground) holds(ctx context.Context, path string, rec Record) (string
 	if got.err != nil {
 		return "", got.err
 	}
-	if !MakeRepoID(f.Repo.String(), got.id).Equal(rec.Repo) {
+	if !MakeRepoID(f.Repo.Destination(), got.id).Equal(rec.Repo) {
 		return "recorded for a repository since created anew", nil
 	}
 	if err := serr; err != nil {
@@ -152,7 +152,7 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 	// An archiver shipping to another repository (started before the configuration
 	// changed) is stopped; this call ships its segment itself rather than wait for a
 	// record it would not trust or report an error that is not its repository's.
-	if f.Spool.StopStale(f.Repo.String(), f.logger()) {
+	if f.Spool.StopStale(f.Repo.Destination(), f.logger()) {
 		return fmt.Errorf("%w: it ships to another repository", ErrArchiverGone)
 	}
 	// An error recorded before this call is stale: this call is the retry it waited for.
@@ -185,7 +185,7 @@ func (f *Foreground) Await(ctx context.Context, path string) error {
 			return err
 		}
 		if msg, ok := f.Spool.ReadError(name); ok {
-			if f.Spool.StopStale(f.Repo.String(), f.logger()) {
+			if f.Spool.StopStale(f.Repo.Destination(), f.logger()) {
 				return fmt.Errorf("%w: it ships to another repository", ErrArchiverGone)
 			}
 			// Left in place: it keeps the archiver from retrying the segment until

@@ -286,7 +286,7 @@ func (s Spool) RecordPush(ctx context.Context, rp *repo.Repo, res archive.PushRe
 	if err != nil {
 		return Record{}, err
 	}
-	rec := Record{Segment: res.File.Name, Source: src, Repo: MakeRepoID(rp.String(), id), Stored: stored,
+	rec := Record{Segment: res.File.Name, Source: src, Repo: MakeRepoID(rp.Destination(), id), Stored: stored,
 		Sum: fmt.Sprintf("%d bytes, %s", res.Size, res.Compressed), Written: time.Now().UTC()}
 	return rec, s.WriteRecord(rec)
 }

@@ -1,0 +1,163 @@
+package repo
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/crypt"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+const encryptionPrefix = "encryption/"
+
+// RecipientSetKey is where the record of recipient set id (hex) lives.
+func RecipientSetKey(id string) string { return encryptionPrefix + "recipients-" + id + ".json" }
+
+// RecipientSet is the record of one set of recipients new objects were encrypted to:
+// the objects themselves name only its id (in their trailers, and backups in their
+// summaries), so that pgb status can say which keys read them. Written once, by the
+// first writer that encrypts to the set (put-if-absent; an existing record counts as
+// written). Sealed zstd JSON, unencrypted: recipients are public keys.
+type RecipientSet struct {
+	Format     int       `json:"format"`
+	ID         string    `json:"id"` // 16 hex digits: crypt.RecipientSetID of Recipients
+	Cipher     string    `json:"cipher"`
+	Recipients []string  `json:"recipients"`
+	MACKeyID   string    `json:"mac_key_id"` // 6 hex digits
+	FirstUsed  time.Time `json:"first_used"`
+	Host       string    `json:"host,omitempty"`
+}
+
+// Encryption says how a backup's objects were encrypted (Summary.Encryption).
+type Encryption struct {
+	Cipher       string   `json:"cipher"` // age
+	RecipientSet string   `json:"recipient_set"`
+	Recipients   []string `json:"recipients"`
+	MACKeyID     string   `json:"mac_key_id"`
+}
+
+// recipientLister is what an Encrypter tells of its recipients (crypt.Keys does).
+type recipientLister interface {
+	Recipients() []string
+	RecipientSet() [8]byte
+	MACKey() ([3]byte, []byte)
+}
+
+// encryptionInfo describes how this repository encrypts new objects; nil when it
+// does not.
+func (r *Repo) encryptionInfo() *Encryption {
+	rl, ok := r.encrypt.(recipientLister)
+	if !ok || r.encrypt == nil {
+		return nil
+	}
+	set := rl.RecipientSet()
+	id, _ := rl.MACKey()
+	return &Encryption{Cipher: "age", RecipientSet: hex.EncodeToString(set[:]), Recipients: rl.Recipients(), MACKeyID: hex.EncodeToString(id[:])}
+}
+
+// registerRecipients writes the record of the recipient set this repository encrypts
+// to, once per Repo, before the first encrypted object is stored.
+func (r *Repo) registerRecipients(ctx context.Context) error {
+	info := r.encryptionInfo()
+	if info == nil {
+		return nil
+	}
+	r.mu.Lock()
+	done := r.registered
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	host, _ := os.Hostname()
+	rec := RecipientSet{Format: 1, ID: info.RecipientSet, Cipher: info.Cipher, Recipients: info.Recipients,
+		MACKeyID: info.MACKeyID, FirstUsed: time.Now().UTC().Truncate(time.Second), Host: host}
+	err := r.putJSON(ctx, RecipientSetKey(rec.ID), rec)
+	if err != nil && !errors.Is(err, storage.ErrExist) {
+		return fmt.Errorf("record the encryption recipients: %w", err)
+	}
+	r.mu.Lock()
+	r.registered = true
+	r.mu.Unlock()
+	return nil
+}
+
+// ErrDamagedRecipientSet marks a recipient set record that cannot be used.
+var ErrDamagedRecipientSet = errors.New("damaged recipient set record")
+
+// RecipientSets reads every recipient set record, oldest first. A damaged one (its id
+// not that of its recipients, another format) is left out with a warning.
+func (r *Repo) RecipientSets(ctx context.Context) ([]RecipientSet, error) {
+	var keys []string
+	err := r.st.List(ctx, encryptionPrefix, func(o storage.ObjectInfo) error {
+		if strings.HasPrefix(o.Key, encryptionPrefix+"recipients-") && strings.HasSuffix(o.Key, ".json") {
+			keys = append(keys, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list recipient sets: %w", err)
+	}
+	var out []RecipientSet
+	for _, k := range keys {
+		var rs RecipientSet
+		err := r.getJSON(ctx, k, &rs, smallDocLimit, "a recipient set record is a few KiB")
+		if err == nil {
+			err = checkRecipientSet(k, rs)
+		}
+		switch {
+		case errors.Is(err, storage.ErrNotExist):
+			continue
+		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrDamagedRecipientSet):
+			r.log.Warn("skipping a damaged recipient set record", "key", k, "error", err)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		out = append(out, rs)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].FirstUsed.Before(out[j].FirstUsed) })
+	return out, nil
+}
+
+func checkRecipientSet(key string, rs RecipientSet) error {
+	id := crypt.RecipientSetID(rs.Recipients)
+	switch {
+	case rs.Format != 1:
+		return fmt.Errorf("%s: %w: format %d (upgrade pgb)", key, ErrDamagedRecipientSet, rs.Format)
+	case RecipientSetKey(rs.ID) != key || rs.ID != hex.EncodeToString(id[:]):
+		return fmt.Errorf("%s: %w: its id is not that of its recipients", key, ErrDamagedRecipientSet)
+	}
+	return nil
+}
+
+// WALRecipientSet says which recipient set the archived WAL file f is encrypted to
+// (16 hex digits), from one ranged read of its trailer; "" when it is not encrypted.
+func (r *Repo) WALRecipientSet(ctx context.Context, f wal.File) (string, error) {
+	s, err := r.readTrailer(ctx, WALKey(f))
+	if err != nil {
+		return "", err
+	}
+	if set, ok := s.RecipientSet(); ok {
+		return hex.EncodeToString(set[:]), nil
+	}
+	return "", nil
+}
+
+// Destination names where and how new objects are written: the repository (String),
+// and for one that encrypts the recipient set and MAC key it encrypts with. The
+// look-ahead archiver is bound to it, so that a wal-push whose keys changed (a key
+// rotation) neither trusts the records of an archiver still writing with the old ones
+// nor leaves that archiver running.
+func (r *Repo) Destination() string {
+	if e := r.encryptionInfo(); e != nil {
+		return r.String() + " (encrypted for " + e.RecipientSet + ", MAC key " + e.MACKeyID + ")"
+	}
+	return r.String()
+}
