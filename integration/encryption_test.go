@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,8 +89,12 @@ func TestEncryptedRepositoryIsUnreadableWithoutTheIdentityAndRestoresEveryRowWit
 		t.Fatalf("only %d encrypted objects: the test looked at the wrong files", encrypted)
 	}
 
-	// The writer lists backups (summaries stay readable) but cannot restore.
+	// The writer lists backups (summaries stay readable) and sees the window as far as
+	// it can without decrypting WAL, but cannot restore.
 	mustPGB(t, "", nil, append(writer[:2:2], "backup-list")...)
+	if st := mustPGB(t, "", nil, append(writer[:2:2], "status")...); !strings.Contains(st.stdout, "is encrypted and not yet") {
+		t.Fatalf("status without the identity does not say why the window's end is unknown:\n%s", st)
+	}
 	target := filepath.Join(pgtest.TempDir(t), "by-writer")
 	r := pgb(t, "", nil, append(writer[:2:2], "restore", "--pgdata", target)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "encryption-identity-file") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
@@ -159,4 +164,107 @@ func copySegment(t *testing.T, c *pgtest.Cluster, seg string, damage bool) strin
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A key rotation without a new repository: writers get the new recipient (the MAC key
+// stays); new WAL and backups are encrypted for it; pgb status, run on the writer
+// without any identity, names both sets; a reader holding only the new identity cannot
+// read what the old one guards, and one holding both restores to before the rotation.
+func TestKeyRotationKeepsOldBackupsReadableWithTheOldIdentity(t *testing.T) {
+	pgtest.RequireParallel(t)
+	a, b := keygen(t), keygen(t)
+	repo := newRepo(t)
+	writer := configFile(t, "")
+	conf := writer[1]
+	writeConf := func(k keys) {
+		t.Helper()
+		body := "repo: " + repo + "\nencryption: age\nencryption-recipients: " + k.recipient + "\nencryption-mac-key: " + a.macKey + "\n"
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pgtest.ChownToPG(t, conf)
+	}
+	writeConf(a)
+	c := archivingClusterWith(t, writer)
+	c.Exec(t, "CREATE TABLE t (id int)")
+	c.Exec(t, "INSERT INTO t SELECT generate_series(1, 100)")
+	mustPGB(t, "", c.Env(), "backup-push", "--config", conf, "--fast")
+	c.Exec(t, "INSERT INTO t SELECT generate_series(101, 200)")
+	before := c.QueryString(t, "SELECT clock_timestamp()")
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	writeConf(b) // the rotation: archive_command reads the file at each call
+	c.WaitFor(t, "the server clock to pass "+before, 10*time.Second, func() (bool, string, error) {
+		later, err := c.TryQueryString("SELECT clock_timestamp() > $1::timestamptz", before)
+		return later == "t", later, err
+	})
+	c.Exec(t, "INSERT INTO t SELECT generate_series(201, 300)")
+	mustPGB(t, "", c.Env(), "backup-push", "--config", conf, "--fast")
+	c.Exec(t, "INSERT INTO t SELECT generate_series(301, 400)")
+	c.WaitArchived(t, c.SwitchWAL(t), 30*time.Second)
+
+	var st struct {
+		Backups []struct {
+			RecipientSet string `json:"recipient_set"`
+		} `json:"backups"`
+		Encryption struct {
+			RecipientSets []struct {
+				ID         string   `json:"id"`
+				Recipients []string `json:"recipients"`
+			} `json:"recipient_sets"`
+			WAL []struct {
+				RecipientSet string `json:"recipient_set"`
+			} `json:"wal_samples"`
+		} `json:"encryption"`
+	}
+	out := mustPGB(t, "", nil, "status", "--config", conf, "--json")
+	if err := json.Unmarshal([]byte(out.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	sets := st.Encryption.RecipientSets
+	if len(sets) != 2 || len(st.Backups) != 2 || sets[0].Recipients[0] != a.recipient || sets[1].Recipients[0] != b.recipient {
+		t.Fatalf("status: %+v", st)
+	}
+	if st.Backups[0].RecipientSet != sets[0].ID || st.Backups[1].RecipientSet != sets[1].ID {
+		t.Fatalf("backups written for %+v, want %s then %s", st.Backups, sets[0].ID, sets[1].ID)
+	}
+	if w := st.Encryption.WAL; len(w) != 2 || w[0].RecipientSet != sets[0].ID || w[1].RecipientSet != sets[1].ID {
+		t.Fatalf("WAL samples %+v, want the oldest for %s and the newest for %s", w, sets[0].ID, sets[1].ID)
+	}
+	text := mustPGB(t, "", nil, "status", "--config", conf).stdout
+	if !strings.Contains(text, a.recipient) || !strings.Contains(text, b.recipient) || !strings.Contains(text, "encrypted for "+sets[0].ID) {
+		t.Fatalf("status text does not name both recipient sets:\n%s", text)
+	}
+
+	// Only the new identity: the old backup and WAL are unreadable, and verify says so.
+	onlyNew := configFile(t, "repo: "+repo+"\nencryption-identity-file: "+b.identity+"\n")
+	r := pgb(t, "", nil, append(onlyNew[:2:2], "verify", "--wal")...)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "other recipients") {
+		t.Fatalf("verify with only the new identity: %s", r)
+	}
+	// Both identities in one file: everything verifies, and a restore to before the
+	// rotation reads the old backup and the old WAL.
+	both := filepath.Join(pgtest.TempDir(t), "both.txt")
+	ia, err := os.ReadFile(a.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, err := os.ReadFile(b.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(both, append(ib, ia...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.ChownToPG(t, both)
+	reader := configFile(t, "repo: "+repo+"\nencryption-identity-file: "+both+"\n")
+	mustPGB(t, "", nil, append(reader[:2:2], "verify", "--wal")...)
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, append(reader[:2:2], "restore", "--pgdata", dir, "--target-time", before, "--target-action", "promote")...)
+	rc := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	rc.Start(t)
+	rc.WaitRecoveryDone(t, 60*time.Second)
+	if got := rc.QueryInt(t, "SELECT count(*) FROM t"); got != 200 {
+		t.Fatalf("rows before the rotation = %d, want 200", got)
+	}
 }
