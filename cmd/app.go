@@ -102,6 +102,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			extractCommand(),
 			prefetcherCommand(),
 			keygenCommand(),
+			rotatePassphraseCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

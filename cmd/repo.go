@@ -75,14 +75,7 @@ func (e *env) repoOptions(codec compress.Codec) (repo.Options, error) {
 	if err != nil {
 		return repo.Options{}, err
 	}
-	opt.Decrypt = k.Decrypter()
-	if e.cfg.Encryption.Mode == "age" {
-		if werr := k.CanWrite(); werr != nil {
-			opt.EncryptErr = werr
-		} else {
-			opt.Encrypt = k
-		}
-	}
+	opt.Keys, opt.EncryptNew, opt.Passphrase = k, e.cfg.Encryption.Mode == "age", e.cfg.Encryption.Passphrase
 	return opt, nil
 }
 
@@ -137,6 +130,9 @@ func (e *env) canEncrypt() error {
 	k, err := e.encryptionKeys()
 	if err != nil {
 		return err
+	}
+	if e.cfg.Encryption.Passphrase != "" && !k.HasRecipients() {
+		return nil // the passphrase key: opened (or made) by the first write
 	}
 	if err := k.CanWrite(); err != nil {
 		return usageError{err}

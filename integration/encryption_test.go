@@ -268,3 +268,37 @@ func TestKeyRotationKeepsOldBackupsReadableWithTheOldIdentity(t *testing.T) {
 		t.Fatalf("rows before the rotation = %d, want 200", got)
 	}
 }
+
+// Passphrase mode, the one-secret setup: the same config file archives, backs up and
+// restores; the repository holds its key sealed with the passphrase, and nothing in
+// the clear.
+func TestPassphraseEncryptedRepositoryRestoresToJustBeforeTheDrop(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	conf := configFile(t, "repo: "+repo+"\ncompression: none\nencryption: age\nencryption-passphrase: 'correct horse battery staple'\n")
+	s := newScenarioOn(t, repo, conf)
+	if _, err := os.Stat(filepath.Join(repo, "encryption", "passphrase-1.age")); err != nil {
+		t.Fatalf("no passphrase key in the repository: %v", err)
+	}
+	for _, rel := range repoFiles(t, repo) {
+		if strings.HasPrefix(rel, "wal/") && !strings.Contains(filepath.Base(rel), ".") {
+			b, err := os.ReadFile(filepath.Join(repo, rel))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b[6] != 1 {
+				t.Fatalf("%s is not encrypted", rel)
+			}
+		}
+	}
+	wrong := configFile(t, "repo: "+repo+"\nencryption-passphrase: 'not the passphrase at all'\n")
+	target := filepath.Join(pgtest.TempDir(t), "wrong")
+	if r := pgb(t, "", nil, append(wrong[:2:2], "restore", "--pgdata", target)...); r.code == 0 || !strings.Contains(r.stderr, "opens none") {
+		t.Fatalf("restore with a wrong passphrase: %s", r)
+	}
+	c := s.restore(t, "--target-time", s.dropTime, "--target-action", "promote")
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != s.beforeDrop {
+		t.Fatalf("rows = %d, want every committed row: %d", got, s.beforeDrop)
+	}
+}

@@ -97,6 +97,7 @@ const (
 	KeyEncryptionRecipientsFile = "encryption-recipients-file"
 	KeyEncryptionIdentityFile   = "encryption-identity-file"
 	KeyEncryptionMACKey         = "encryption-mac-key"
+	KeyEncryptionPassphrase     = "encryption-passphrase"
 
 	KeyGCSCredentialsFile = "gcs-credentials-file"
 	KeyGCSEndpoint        = "gcs-endpoint"
@@ -165,6 +166,8 @@ var settings = []Setting{
 	{Key: KeyEncryptionRecipientsFile, Env: []string{"PGB_ENCRYPTION_RECIPIENTS_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age public keys, one a line (# comments), added to encryption-recipients"},
 	{Key: KeyEncryptionIdentityFile, Env: []string{"PGB_ENCRYPTION_IDENTITY_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age secret keys (AGE-SECRET-KEY-1…, one a line; mode 0600) that readers (wal-fetch, restore, verify, drill…) decrypt with: old keys too after a rotation"},
 	{Key: KeyEncryptionMACKey, Env: []string{"PGB_ENCRYPTION_MAC_KEY"}, Secret: true, Category: CategoryEnc, Usage: "secret every writer shares (pgb keygen makes one): keys the tag an encrypted object's trailer carries, so a writer recognises its own repeated upload without being able to decrypt"},
+
+	{Key: KeyEncryptionPassphrase, Env: []string{"PGB_ENCRYPTION_PASSPHRASE"}, Secret: true, Category: CategoryEnc, Usage: "one secret that both writes and reads (instead of recipients and an identity file): the repository's key is kept in the repository, sealed with it (age scrypt: opening it costs about a second and 256 MiB, once per process that reads or writes encrypted objects)"},
 
 	{Key: KeyGCSCredentialsFile, Env: []string{"GOOGLE_APPLICATION_CREDENTIALS"}, Category: CategoryGCS, Usage: "service-account key `FILE` (default: Application Default Credentials)"},
 	{Key: KeyGCSEndpoint, Env: []string{"PGB_GCS_ENDPOINT", "STORAGE_EMULATOR_HOST"}, Category: CategoryGCS, Usage: "custom endpoint, e.g. an emulator (no authentication is used then)"},
@@ -263,6 +266,7 @@ type Encryption struct {
 	RecipientsFile string
 	IdentityFile   string
 	MACKey         string
+	Passphrase     string
 }
 
 // GCS holds the GCS repository settings.
@@ -442,7 +446,7 @@ func Load(src Source) (Config, error) {
 	c.Encryption = Encryption{
 		Mode: strings.ToLower(str(KeyEncryption)), Recipients: str(KeyEncryptionRecipients),
 		RecipientsFile: str(KeyEncryptionRecipientsFile), IdentityFile: str(KeyEncryptionIdentityFile),
-		MACKey: str(KeyEncryptionMACKey),
+		MACKey: str(KeyEncryptionMACKey), Passphrase: str(KeyEncryptionPassphrase),
 	}
 	switch c.Encryption.Mode {
 	case "none", "age":

@@ -41,6 +41,7 @@ type Keys struct {
 	macKey     []byte
 	macID      [3]byte
 	set        [8]byte
+	secrets    []string // passphrase keys: the identities' text, for a rotation
 }
 
 // ParseRecipients reads age recipients (age1…, age1pq1…) separated by commas, spaces
@@ -176,6 +177,9 @@ func (k *Keys) CanWrite() error {
 	return nil
 }
 
+// HasRecipients says whether recipients were given.
+func (k *Keys) HasRecipients() bool { return k != nil && len(k.recipients) > 0 }
+
 // CanRead says whether the keys hold an identity.
 func (k *Keys) CanRead() bool { return k != nil && len(k.identities) > 0 }
 
@@ -245,4 +249,134 @@ func Generate() (identity, recipient string, err error) {
 		return "", "", err
 	}
 	return id.String(), id.Recipient().String(), nil
+}
+
+// PassphraseKeyLimit bounds a sealed passphrase key (a few identities and a MAC key).
+const PassphraseKeyLimit = 64 << 10
+
+// NewPassphraseKey makes a repository key for passphrase mode: a new X25519 identity
+// and MAC key, after the identities of prior (a rotation keeps the old identities
+// readable under the new passphrase), sealed with the passphrase (age scrypt, its
+// default work factor: about a second and 256 MiB, once per process that needs the
+// key). It returns the sealed bytes and the keys they hold.
+func NewPassphraseKey(passphrase string, prior *Keys) ([]byte, *Keys, error) {
+	if len(passphrase) < 12 {
+		return nil, nil, errors.New("encryption-passphrase is shorter than 12 characters: choose a long one (it guards every backup)")
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return nil, nil, err
+	}
+	var b strings.Builder
+	b.WriteString("# pgb passphrase key: the first identity is the current one\n")
+	b.WriteString(id.String() + "\n")
+	ids := []age.Identity{id}
+	if prior != nil {
+		for _, s := range prior.secrets {
+			b.WriteString(s + "\n")
+		}
+		ids = append(ids, prior.identities...)
+	}
+	mac := NewMACKey()
+	b.WriteString(mac + "\n")
+	sr, err := age.NewScryptRecipient(passphrase)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out strings.Builder
+	w, err := age.Encrypt(&out, sr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return nil, nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, nil, err
+	}
+	k, err := parsePassphraseKey(b.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	return []byte(out.String()), k, nil
+}
+
+// ErrWrongPassphrase means a passphrase key does not open with the passphrase given.
+var ErrWrongPassphrase = errors.New("the passphrase does not open it")
+
+// OpenPassphraseKey opens a repository key sealed by NewPassphraseKey.
+func OpenPassphraseKey(passphrase string, sealed []byte) (*Keys, error) {
+	if len(sealed) > PassphraseKeyLimit {
+		return nil, fmt.Errorf("passphrase key is larger than %d bytes", PassphraseKeyLimit)
+	}
+	si, err := age.NewScryptIdentity(passphrase)
+	if err != nil {
+		return nil, err
+	}
+	r, err := age.Decrypt(strings.NewReader(string(sealed)), si)
+	if err != nil {
+		var nm *age.NoIdentityMatchError
+		if errors.As(err, &nm) {
+			return nil, ErrWrongPassphrase
+		}
+		return nil, fmt.Errorf("passphrase key does not open: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, PassphraseKeyLimit+1))
+	if err != nil {
+		return nil, fmt.Errorf("passphrase key does not open: %w", err)
+	}
+	return parsePassphraseKey(string(b))
+}
+
+func parsePassphraseKey(text string) (*Keys, error) {
+	var ids []age.Identity
+	var secrets []string
+	var mac []byte
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, MACKeyPrefix):
+			k, err := ParseMACKey(line)
+			if err != nil {
+				return nil, err
+			}
+			mac = k
+		default:
+			id, err := age.ParseX25519Identity(line)
+			if err != nil {
+				return nil, errors.New("passphrase key holds a line that is not a key")
+			}
+			ids, secrets = append(ids, id), append(secrets, line)
+		}
+	}
+	if len(ids) == 0 || mac == nil {
+		return nil, errors.New("passphrase key holds no identity or no MAC key")
+	}
+	cur := ids[0].(*age.X25519Identity).Recipient()
+	k := New([]age.Recipient{cur}, []string{cur.String()}, ids, mac)
+	k.secrets = secrets
+	return k, nil
+}
+
+// Merge returns keys that read with the identities of both k and o; writing keys
+// (recipients, MAC key) are k's, else o's.
+func (k *Keys) Merge(o *Keys) *Keys {
+	if o == nil {
+		return k
+	}
+	if k == nil {
+		return o
+	}
+	w := k
+	if len(k.recipients) == 0 {
+		w = o
+	}
+	mac := w.macKey
+	if mac == nil {
+		mac = o.macKey
+	}
+	m := New(w.recipients, w.names, append(append([]age.Identity(nil), k.identities...), o.identities...), mac)
+	m.secrets = append(append([]string(nil), k.secrets...), o.secrets...)
+	return m
 }

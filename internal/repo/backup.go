@@ -411,6 +411,9 @@ func (r *Repo) returnCompressors(n int) {
 // CreatePart starts the upload of part n (1-based) of backup. Exactly one of Close
 // or Abort must follow.
 func (r *Repo) CreatePart(ctx context.Context, backup string, n int) (*PartWriter, error) {
+	if err := r.sealing(ctx, PartKey(backup, n)); err != nil {
+		return nil, err
+	}
 	if err := r.registerRecipients(ctx); err != nil {
 		return nil, err
 	}

@@ -44,14 +44,23 @@ func (r *Repo) storedEquals(ctx context.Context, key string, want []byte) (bool,
 // can still recognise its own earlier upload. decided is false when the tags cannot
 // be compared (not encrypted, another MAC key): only decoding the object settles it.
 func (r *Repo) sameByTag(ctx context.Context, key string, write func(io.Writer) error) (same, decided bool, err error) {
-	if r.encrypt == nil || !Encrypts(key) {
+	if !Encrypts(key) || !r.Encrypting() {
+		return false, false, nil
+	}
+	if err := r.sealing(ctx, key); err != nil {
+		return false, false, err
+	}
+	r.keysMu.Lock()
+	enc := r.encrypt
+	r.keysMu.Unlock()
+	if enc == nil {
 		return false, false, nil
 	}
 	stored, err := r.readTrailer(ctx, key)
 	if err != nil {
 		return false, false, err
 	}
-	id, mac := r.encrypt.MACKey()
+	id, mac := enc.MACKey()
 	if !stored.Keyed() || stored.KeyID != id {
 		return false, false, nil
 	}
@@ -59,7 +68,7 @@ func (r *Repo) sameByTag(ctx context.Context, key string, write func(io.Writer) 
 	if err := write(t); err != nil {
 		return false, false, err
 	}
-	return stored.Same(t.tag(mac, id, r.encrypt.RecipientSet())), true, nil
+	return stored.Same(t.tag(mac, id, enc.RecipientSet())), true, nil
 }
 
 // putJSON stores v as a sealed, zstd-compressed JSON document, only if absent.
@@ -73,6 +82,9 @@ func (r *Repo) putJSON(ctx context.Context, key string, v any) error {
 
 // putDoc stores js as a sealed, zstd-compressed document, only if absent.
 func (r *Repo) putDoc(ctx context.Context, key string, js []byte) error {
+	if err := r.sealing(ctx, key); err != nil {
+		return err
+	}
 	var buf bytes.Buffer
 	w, err := r.seal(&buf, r.docCodec, key)
 	if err != nil {

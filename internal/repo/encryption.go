@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,8 +54,11 @@ type recipientLister interface {
 // encryptionInfo describes how this repository encrypts new objects; nil when it
 // does not.
 func (r *Repo) encryptionInfo() *Encryption {
-	rl, ok := r.encrypt.(recipientLister)
-	if !ok || r.encrypt == nil {
+	r.keysMu.Lock()
+	enc := r.encrypt
+	r.keysMu.Unlock()
+	rl, ok := enc.(recipientLister)
+	if !ok {
 		return nil
 	}
 	set := rl.RecipientSet()
@@ -156,6 +160,12 @@ func (r *Repo) WALRecipientSet(ctx context.Context, f wal.File) (string, error) 
 // rotation) neither trusts the records of an archiver still writing with the old ones
 // nor leaves that archiver running.
 func (r *Repo) Destination() string {
+	if r.passphraseWrites {
+		// Not the key's set: that is known only once the key is open, and this must
+		// not open it. The passphrase stands for it (hashed: this string is stored).
+		h := sha256.Sum256([]byte("pgb destination\x00" + r.passphrase))
+		return r.String() + " (encrypted with the passphrase key, passphrase " + hex.EncodeToString(h[:6]) + ")"
+	}
 	if e := r.encryptionInfo(); e != nil {
 		return r.String() + " (encrypted for " + e.RecipientSet + ", MAC key " + e.MACKeyID + ")"
 	}

@@ -92,6 +92,9 @@ func (r *Repo) putStream(ctx context.Context, key string, write func(io.Writer) 
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	defer func() { _ = f.Close() }() // a scratch copy: what is stored is checked by the store
+	if err := r.sealing(ctx, key); err != nil {
+		return err
+	}
 	bw := bufio.NewWriterSize(f, 64<<10)
 	w, err := r.seal(bw, r.docCodec, key)
 	if err != nil {

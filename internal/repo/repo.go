@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -56,16 +57,18 @@ type Options struct {
 	// ManifestHeaderLimit bounds the header line of a format 2 manifest; 0 means
 	// DefaultManifestHeaderLimit. Tests lower it.
 	ManifestHeaderLimit int
-	// Encrypt, when set, encrypts the objects that hold table data (see Encrypts):
-	// client-side encryption. Nil writes them unencrypted.
-	Encrypt envelope.Encrypter
-	// EncryptErr, when set, is why this repository should encrypt but cannot (no
-	// recipients, no MAC key): every write of an object Encrypts names fails with it,
-	// and nothing is written unencrypted instead.
-	EncryptErr error
-	// Decrypt reads encrypted objects; nil: reading one fails with an error wrapping
-	// envelope.ErrNoKey.
-	Decrypt envelope.Decrypter
+	// Keys are the encryption keys given (recipients, identities, MAC key): objects
+	// are decrypted with their identities; nil: none given.
+	Keys *crypt.Keys
+	// EncryptNew encrypts the new objects that hold table data (see Encrypts) to the
+	// recipients of Keys, else, without them, to the passphrase key (Passphrase).
+	// Where neither can, every write of such an object fails, and nothing is written
+	// unencrypted instead.
+	EncryptNew bool
+	// Passphrase is encryption-passphrase: the repository's passphrase key it opens
+	// (see passphrase.go) decrypts too, opened the first time an encrypted object is
+	// read or written.
+	Passphrase string
 }
 
 // Repo is one repository.
@@ -81,6 +84,12 @@ type Repo struct {
 	partCompressors  int           // cores one lz4 part is compressed on, at most
 	extraCompressors chan struct{} // tokens: compressors beyond one per part, shared by every open part
 
+	keys             *crypt.Keys
+	passphrase       string
+	passphraseWrites bool // new objects go to the passphrase key, once unlocked
+
+	keysMu     sync.Mutex
+	unlocked   bool // the passphrase key is open
 	encrypt    envelope.Encrypter
 	encryptErr error
 	decrypt    envelope.Decrypter
@@ -113,9 +122,20 @@ func New(st storage.Store, opt Options) *Repo {
 	if wm <= 0 {
 		wm = DefaultWALMemory
 	}
-	return &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
+	r := &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
 		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh,
-		encrypt: opt.Encrypt, encryptErr: opt.EncryptErr, decrypt: opt.Decrypt}
+		keys: opt.Keys, passphrase: opt.Passphrase, decrypt: opt.Keys.Decrypter()}
+	if opt.EncryptNew {
+		switch werr := opt.Keys.CanWrite(); {
+		case werr == nil:
+			r.encrypt = opt.Keys
+		case opt.Passphrase != "" && !opt.Keys.HasRecipients():
+			r.passphraseWrites = true
+		default:
+			r.encryptErr = werr
+		}
+	}
+	return r
 }
 
 // String names the repository for messages, without secrets.
@@ -144,13 +164,19 @@ const Overhead = envelope.Overhead
 // Close writes the trailer. It is the only place objects are sealed: encrypted when the
 // repository encrypts and Encrypts(key).
 func (r *Repo) seal(dst io.Writer, codec compress.Codec, key string) (*envelope.Writer, error) {
-	if !Encrypts(key) {
+	if !Encrypts(key) || !r.Encrypting() {
 		return envelope.NewWriter(dst, codec)
 	}
-	if r.encryptErr != nil {
-		return nil, fmt.Errorf("write %s: %w", key, r.encryptErr)
+	r.keysMu.Lock()
+	enc, encErr := r.encrypt, r.encryptErr
+	r.keysMu.Unlock()
+	if encErr != nil {
+		return nil, fmt.Errorf("write %s: %w", key, encErr)
 	}
-	return envelope.NewEncryptedWriter(dst, codec, r.encrypt)
+	if enc == nil {
+		return nil, fmt.Errorf("write %s: the passphrase key is not open", key) // a caller skipped unlock: a defect
+	}
+	return envelope.NewEncryptedWriter(dst, codec, enc)
 }
 
 // Encrypts says whether the object under key is encrypted when the repository
@@ -171,7 +197,21 @@ func Encrypts(key string) bool {
 }
 
 // Encrypting says whether new objects Encrypts names are encrypted.
-func (r *Repo) Encrypting() bool { return r.encrypt != nil || r.encryptErr != nil }
+func (r *Repo) Encrypting() bool {
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	return r.encrypt != nil || r.encryptErr != nil || r.passphraseWrites
+}
+
+// sealing makes the keys new objects are encrypted with ready (opening the passphrase
+// key when it is what they go to): every writer of an object Encrypts names calls it
+// before seal.
+func (r *Repo) sealing(ctx context.Context, key string) error {
+	if !Encrypts(key) || !r.passphraseWrites {
+		return nil
+	}
+	return r.unlock(ctx, true)
+}
 
 // ErrVanished means an object that was there when reading began was gone when the
 // read was resumed: a failed read, which must not look like a missing object.
@@ -193,7 +233,7 @@ func (r *Repo) open(ctx context.Context, key string) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	er, err := envelope.NewDecryptingReader(body, r.decrypt)
+	er, err := envelope.NewDecryptingReader(body, r.decrypter(ctx))
 	if err != nil {
 		_ = body.Close() // read-only: the error is what matters
 		if errors.Is(err, storage.ErrNotExist) {

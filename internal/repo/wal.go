@@ -57,6 +57,9 @@ func (r *Repo) PutWAL(ctx context.Context, f wal.File, src io.Reader, size int64
 	defer sealed.Close()
 	copyBuf := r.buffers.chunk()
 	defer r.buffers.release(copyBuf)
+	if err := r.sealing(ctx, WALKey(f)); err != nil {
+		return WALPut{}, err
+	}
 	ew, err := r.seal(sealed, r.codec, WALKey(f))
 	if err != nil {
 		return WALPut{}, err
