@@ -189,7 +189,6 @@ func (l *lazyDecrypter) MACKey(id [3]byte) []byte {
 	return d.MACKey(id)
 }
 
-
 // keyError is why the passphrase key did not open, as an ErrNoKey: the object cannot
 // be read, for that reason.
 type keyError struct{ err error }
