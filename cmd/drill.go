@@ -14,7 +14,6 @@ import (
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/drill"
 	"github.com/pgb-project/pgb/internal/repo"
-	"github.com/pgb-project/pgb/internal/restore"
 )
 
 // exitDrillFailed: the drill ran, and recovery did not reach the target or a check failed.
@@ -90,7 +89,7 @@ func (e *env) drill(c *cli.Context) error {
 		Timeout: c.Duration("timeout"), CheckTimeout: c.Duration("check-timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
 		BeforeStart:  drillBeforeStartHook(e.stderr),
-		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
+		OwnerWarning: e.serverCannotRead}
 	if isTTY(e.stderr) {
 		opt.Progress = e.stderr
 	}

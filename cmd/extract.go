@@ -145,7 +145,7 @@ func (e *env) extract(c *cli.Context) error {
 	opt.Drill = drill.Options{Target: opt.Drill.Target, Scratch: c.String("scratch"), Keep: c.Bool("keep"),
 		Timeout: c.Duration("timeout"), PGBin: c.String("pg-bin"), Owner: c.String("owner"), User: c.String("user"),
 		Concurrency: e.cfg.Concurrency, Log: e.log, Events: e.stderr, AfterStart: drillTestHook(),
-		OwnerWarning: func(o *restore.Owner) string { return configUnreadable(e.cfg.File, o) }}
+		OwnerWarning: e.serverCannotRead}
 	if isTTY(e.stderr) {
 		opt.Drill.Progress = e.stderr
 	}

@@ -235,7 +235,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		_, _ = fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
-	if w := configUnreadable(e.cfg.File, owner); w != "" {
+	if w := e.serverCannotRead(owner); w != "" {
 		e.log.Warn(w)
 	}
 	for _, n := range serverNeeds {
@@ -339,6 +339,24 @@ func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
 // first WAL file with a clear line, fixed by a chown before starting PostgreSQL, not
 // by restoring again.
 func configUnreadable(file string, owner *restore.Owner) string {
+	return unreadable(file, "--config", owner)
+}
+
+// serverCannotRead is configUnreadable for every file restore_command reads: the
+// config file and the encryption identity file.
+func (e *env) serverCannotRead(owner *restore.Owner) string {
+	w := configUnreadable(e.cfg.File, owner)
+	if iw := unreadable(e.cfg.Encryption.IdentityFile, "encryption-identity-file", owner); iw != "" {
+		if w != "" {
+			w += "; and "
+		}
+		w += iw
+	}
+	return w
+}
+
+// unreadable is configUnreadable for the file restore_command reads as setting.
+func unreadable(file, setting string, owner *restore.Owner) string {
 	if file == "" || owner == nil {
 		return ""
 	}
@@ -355,9 +373,9 @@ func configUnreadable(file string, owner *restore.Owner) string {
 	if blocked != abs {
 		fix = "give " + who + " search permission on " + shellQuote(blocked) + " (e.g. chmod o+x " + shellQuote(blocked) + ")"
 	}
-	return fmt.Sprintf("the server's OS user %s cannot read %s, which restore_command reads (--config): wal-fetch would stop recovery at the first WAL file; "+
-		"before starting PostgreSQL, %s, or restore with a --config it can read (judged from mode bits and primary group; supplementary groups and ACLs not checked)",
-		who, abs, fix)
+	return fmt.Sprintf("the server's OS user %s cannot read %s, which restore_command reads (%s): wal-fetch would stop recovery at the first WAL file; "+
+		"before starting PostgreSQL, %s, or restore with a %s it can read (judged from mode bits and primary group; supplementary groups and ACLs not checked)",
+		who, abs, setting, fix, setting)
 }
 
 // secretOrigin says where a secret that restore_command does not carry came from.

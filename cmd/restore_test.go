@@ -105,3 +105,25 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// The identity file is read by restore_command too: restore warns when the server's
+// OS user cannot read it.
+func TestRestoreWarnsWhenTheServerCannotReadTheIdentityFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	must(t, os.Chmod(dir, 0o755))
+	must(t, os.Chmod(filepath.Dir(dir), 0o755))
+	id := filepath.Join(dir, "identity.txt")
+	must(t, os.WriteFile(id, []byte("# key\n"), 0o600))
+	owner := &restore.Owner{UID: 4242, GID: 4242}
+	e := &env{cfg: config.Config{Encryption: config.Encryption{IdentityFile: id}}}
+	if w := e.serverCannotRead(owner); !strings.Contains(w, "chown 4242 "+id) || !strings.Contains(w, "encryption-identity-file") {
+		t.Errorf("warning %q does not say to chown %s", w, id)
+	}
+	must(t, os.Chown(id, 4242, 4242))
+	if w := e.serverCannotRead(owner); w != "" {
+		t.Errorf("readable identity file: warning %q", w)
+	}
+}

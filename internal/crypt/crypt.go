@@ -60,7 +60,9 @@ func ParseRecipients(text string) ([]age.Recipient, []string, error) {
 				if strings.HasPrefix(f, "AGE-SECRET-KEY") {
 					return nil, nil, errors.New("a recipient is a secret key (AGE-SECRET-KEY-…): give writers the public key (age1…), which age-keygen -y or pgb keygen prints")
 				}
-				return nil, nil, fmt.Errorf("recipient %q is not an age public key (age1…): %w", short(f), err)
+				// Not quoted: it may be a secret pasted into the wrong setting.
+				// age's error quotes it: left out.
+				return nil, nil, fmt.Errorf("recipient %d is not an age public key (age1…, as pgb keygen or age-keygen -y prints)", len(rs)+1)
 			}
 			rs = append(rs, rcs...)
 			names = append(names, f)
@@ -70,13 +72,6 @@ func ParseRecipients(text string) ([]age.Recipient, []string, error) {
 		return nil, nil, errors.New("no recipients given")
 	}
 	return rs, names, nil
-}
-
-func short(s string) string {
-	if len(s) > 24 {
-		return s[:24] + "…"
-	}
-	return s
 }
 
 // ReadRecipientsFile reads ParseRecipients' format from a file.
@@ -106,10 +101,21 @@ func ReadIdentityFile(path string) ([]age.Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encryption identity file: %w", err)
 	}
-	ids, err := age.ParseIdentities(strings.NewReader(string(b)))
-	if err != nil {
-		// age's errors never quote the key material.
-		return nil, fmt.Errorf("encryption identity file %s: %w", path, err)
+	var ids []age.Identity
+	for n, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, err := age.ParseIdentities(strings.NewReader(line))
+		if err != nil {
+			// age's error may quote part of the line, which is key material: left out.
+			return nil, fmt.Errorf("encryption identity file %s line %d is not an age identity (AGE-SECRET-KEY-1…)", path, n+1)
+		}
+		ids = append(ids, id...)
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("encryption identity file %s holds no identity", path)
 	}
 	return ids, nil
 }
