@@ -5,26 +5,62 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crypt"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/waltest"
 )
 
+// variants are the benchmarks' codecs, each also encrypted (age, one recipient).
+func variants() []string {
+	var out []string
+	for _, c := range compress.Names() {
+		out = append(out, c, c+"+age")
+	}
+	return out
+}
+
+// benchArchive is newArchive for a variant: codec, or codec+age.
+func benchArchive(b *testing.B, st storage.Store, variant string) *Archive {
+	codec, enc := strings.CutSuffix(variant, "+age")
+	a := newArchive(b, st, codec)
+	if enc {
+		a.Repo = repo.New(st, repo.Options{Codec: a.Repo.Codec(), Keys: benchKeys(b), EncryptNew: true})
+	}
+	return a
+}
+
+// benchKeys are keys that write and read.
+func benchKeys(b *testing.B) *crypt.Keys {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		b.Fatal(err)
+	}
+	mac, _ := crypt.ParseMACKey(crypt.NewMACKey())
+	r := id.Recipient()
+	return crypt.New([]age.Recipient{r}, []string{r.String()}, []age.Identity{id}, mac)
+}
+
 // BenchmarkPush pushes a 16 MiB segment into a filesystem repository (fsync included)
-// with each codec. MB/s is of WAL bytes.
+// with each codec, unencrypted and encrypted. MB/s is of WAL bytes.
 func BenchmarkPush(b *testing.B) {
-	for _, codec := range compress.Names() {
+	for _, codec := range variants() {
 		b.Run(codec, func(b *testing.B) {
 			ctx := context.Background()
 			st, err := fs.New(filepath.Join(b.TempDir(), "repo"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			a := newArchive(b, st, codec)
+			a := benchArchive(b, st, codec)
 			dir := waltest.DataDir(b, 42)
 			cl := cluster(b, dir)
 			seg := waltest.Segment(42, 1)
@@ -38,7 +74,7 @@ func BenchmarkPush(b *testing.B) {
 				b.StopTimer()
 				if i > 0 && i%len(paths) == 0 { // a fresh repository, so every push stores
 					st, _ = fs.New(filepath.Join(b.TempDir(), fmt.Sprint("repo", i)))
-					a.Repo = newArchive(b, st, codec).Repo
+					a.Repo = benchArchive(b, st, codec).Repo
 				}
 				b.StartTimer()
 				res, err := a.Push(ctx, paths[i%len(paths)], cl)
@@ -53,16 +89,17 @@ func BenchmarkPush(b *testing.B) {
 	}
 }
 
-// BenchmarkFetch fetches, verifies and durably writes a 16 MiB segment.
+// BenchmarkFetch fetches, verifies and durably writes a 16 MiB segment, unencrypted and
+// encrypted.
 func BenchmarkFetch(b *testing.B) {
-	for _, codec := range compress.Names() {
+	for _, codec := range variants() {
 		b.Run(codec, func(b *testing.B) {
 			ctx := context.Background()
 			st, err := fs.New(filepath.Join(b.TempDir(), "repo"))
 			if err != nil {
 				b.Fatal(err)
 			}
-			a := newArchive(b, st, codec)
+			a := benchArchive(b, st, codec)
 			dir := waltest.DataDir(b, 42)
 			const name = "000000010000000000000001"
 			if _, err := a.Push(ctx, waltest.WriteWAL(b, dir, name, waltest.Segment(42, 1)), cluster(b, dir)); err != nil {
