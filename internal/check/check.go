@@ -46,6 +46,7 @@ const (
 	StepRepository        = "repository"
 	StepConditionalWrites = "conditional-writes"
 	StepWALSwitch         = "wal-switch"
+	StepEncryption        = "encryption"
 )
 
 // Step is one verdict: Name says what was checked (one of the Step* constants),
@@ -191,6 +192,8 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	}
 	r.step = StepConditionalWrites
 	checkConditionalWrites(ctx, rp, opt.S3Conditional, r)
+	r.step = StepEncryption
+	checkEncryption(ctx, rp, r)
 	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
 	// alone is no reason not to look.
 	notPGB := 0
@@ -295,4 +298,24 @@ var pgbWALPush = regexp.MustCompile(`(^|[\s/'"])pgb[^\s/]*\s(.*\s)?wal-push(\s|$
 // CallsWALPush reports whether an archive_command runs pgb wal-push on %p.
 func CallsWALPush(cmdline string) bool {
 	return pgbWALPush.MatchString(cmdline) && strings.Contains(cmdline, "%p")
+}
+
+// checkEncryption says how new objects are encrypted, when they are or the repository
+// already holds encrypted ones; no step otherwise. Keys that cannot write fail it: every
+// wal-push would.
+func checkEncryption(ctx context.Context, rp *repo.Repo, r *recorder) {
+	st := rp.EncryptionState()
+	sets, err := rp.RecipientSets(ctx)
+	switch {
+	case st.Err != nil:
+		r.fail("%v", st.Err)
+	case st.Passphrase:
+		r.ok("encryption: age, with the repository's passphrase key (the first encrypted write opens it, or makes it)")
+	case st.Info != nil:
+		r.ok("encryption: age, new objects to recipient set %s (%d recipient(s)), MAC key %s; readers need the identities", st.Info.RecipientSet, len(st.Info.Recipients), st.Info.MACKeyID)
+	case err != nil:
+		r.warn("cannot tell whether the repository holds encrypted objects: %v", err)
+	case len(sets) > 0:
+		r.warn("the repository holds objects encrypted for %d recipient set(s), but encryption is none here: new WAL and backups would be stored unencrypted (set encryption: age)", len(sets))
+	}
 }

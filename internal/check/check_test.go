@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
@@ -111,6 +112,7 @@ type setup struct {
 	connectErr error
 	openErr    error
 	opt        Options
+	repoOpts   repo.Options
 }
 
 // want is one expected step: its name, verdict, and words of its message.
@@ -147,7 +149,7 @@ func runCheck(t *testing.T, s setup) (Result, *fakeDB) {
 			if s.openErr != nil {
 				return nil, s.openErr
 			}
-			return repo.New(st, repo.Options{}), nil
+			return repo.New(st, s.repoOpts), nil
 		},
 	}, opt)
 	return res, db
@@ -254,6 +256,32 @@ func TestCheckSteps(t *testing.T) {
 			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil},
 			{StepChecksums, Fail, []string{"set s3-checksum: when-required (PGB_S3_CHECKSUM)"}},
 		}},
+		{"encryption without recipients: every wal-push would fail", setup{repoOpts: repo.Options{EncryptNew: true}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepEncryption, Fail, []string{"encryption is age but no recipients are given"}},
+		}},
+		{"encryption to recipients", setup{repoOpts: repo.Options{EncryptNew: true, Keys: checkKeys(t)}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepEncryption, OK, []string{"encryption: age, new objects to recipient set", "(1 recipient(s))"}},
+			okSwitch,
+		}},
+		{"an encrypted repository written unencrypted here", setup{store: func(t *testing.T) storage.Store {
+			st := ownRepo(t)
+			r := repo.New(st, repo.Options{EncryptNew: true, Keys: checkKeys(t)})
+			if err := r.PutRestorePoint(context.Background(), repo.RestorePoint{Name: "x"}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := r.CreatePart(context.Background(), "20261203T000000Z", 1) // records the recipient set
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Abort(nil)
+			return st
+		}}, []want{
+			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil}, {StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+			{StepEncryption, Warn, []string{"holds objects encrypted for 1 recipient set(s), but encryption is none here"}},
+			okSwitch,
+		}},
 		{"conditional writes cannot be probed", setup{store: func(t *testing.T) storage.Store {
 			return prober{Store: ownRepo(t), err: errors.New("403 denied")}
 		}}, []want{
@@ -302,4 +330,18 @@ func steps(r Result) string {
 		fmt.Fprintf(&b, "  %-18s %-4s %s\n", s.Name, s.Status, s.Message)
 	}
 	return b.String()
+}
+
+// checkKeys are writers' keys: a recipient and a MAC key.
+func checkKeys(t *testing.T) *crypt.Keys {
+	_, rcp, err := crypt.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, names, err := crypt.ParseRecipients(rcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, _ := crypt.ParseMACKey(crypt.NewMACKey())
+	return crypt.New(rs, names, nil, mac)
 }

@@ -171,3 +171,22 @@ func (r *Repo) Destination() string {
 	}
 	return r.String()
 }
+
+// EncryptionState says how this repository encrypts new objects.
+type EncryptionState struct {
+	// Err: it should encrypt but cannot (no recipients, no MAC key).
+	Err error
+	// Passphrase: new objects go to the passphrase key (opened by the first write).
+	Passphrase bool
+	// Info: the recipients new objects go to; nil when none (not encrypting, or the
+	// passphrase key not open yet).
+	Info *Encryption
+}
+
+// EncryptionState reports how new objects are encrypted.
+func (r *Repo) EncryptionState() EncryptionState {
+	r.keysMu.Lock()
+	err := r.encryptErr
+	r.keysMu.Unlock()
+	return EncryptionState{Err: err, Passphrase: r.passphraseWrites, Info: r.encryptionInfo()}
+}
