@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/crypt"
+	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
