@@ -302,3 +302,32 @@ func TestPassphraseEncryptedRepositoryRestoresToJustBeforeTheDrop(t *testing.T) 
 		t.Fatalf("rows = %d, want every committed row: %d", got, s.beforeDrop)
 	}
 }
+
+// withEncryption adds age encryption, writing and reading, to the config file sel
+// names.
+func withEncryption(t *testing.T, sel []string) []string {
+	t.Helper()
+	k := keygen(t)
+	f, err := os.OpenFile(sel[1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("encryption: age\nencryption-recipients: " + k.recipient + "\nencryption-mac-key: " + k.macKey +
+		"\nencryption-identity-file: " + k.identity + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	return sel
+}
+
+// Encrypted objects read through a store that breaks requests mid-body: resumed reads
+// continue the ciphertext where they broke off, and every row comes back.
+func TestEncryptedPITROnS3UnderTransientFaults(t *testing.T) {
+	sel, _, proxy := s3RepoBehind(t, 0.15, "")
+	pitrOn(t, withEncryption(t, sel))
+	assertFaulted(t, proxy)
+}
+
+func TestEncryptedPITROnGCS(t *testing.T) {
+	pitrOn(t, withEncryption(t, gcsRepo(t, 0)))
+}
