@@ -52,6 +52,7 @@ type killer struct {
 	rnd    *rand.Rand
 	landed map[string]int // kills that hit a running command, by command
 	missed map[string]int // runs that ended before their kill
+	of     map[string]int // kills counted in landed, by what they hit (encrypted writes, a restore past pg_control)
 }
 
 // runKilled runs pgb with args and sends it SIGKILL after a random delay up to
@@ -103,18 +104,26 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	scale := killScale(t)
 	seed := killSeed(t)
 	t.Logf("kill instants: PGB_KILLTEST_SEED=%d, scale %d", seed, scale)
-	k := &killer{t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), landed: map[string]int{}, missed: map[string]int{}}
+	k := &killer{t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), landed: map[string]int{}, missed: map[string]int{}, of: map[string]int{}}
 	defer func() {
 		total := 0
 		for _, n := range k.landed {
 			total += n
 		}
-		t.Logf("kills that landed: %d in all %v; runs that ended first: %v", total, k.landed, k.missed)
+		t.Logf("kills that landed: %d in all %v, of them %v; runs that ended first: %v", total, k.landed, k.of, k.missed)
 	}()
 
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
 	env := src.Env()
+	// Every other backup and every other wal-push repository is encrypted (age): the
+	// kills hit encrypted writes too. Readers always hold the identity (harmless for
+	// what is not encrypted); the MAC key goes through the environment.
+	keys := keygen(t)
+	rd := []string{"--encryption-identity-file", keys.identity}
+	encFlags := []string{"--encryption", "age", "--encryption-recipients", keys.recipient}
+	encEnv := append(append([]string(nil), env...), "PGB_ENCRYPTION_MAC_KEY="+keys.macKey)
+	encNoPG := []string{"PGB_ENCRYPTION_MAC_KEY=" + keys.macKey}
 	src.Exec(t, "CREATE TABLE k (id bigserial PRIMARY KEY, pad text)")
 	commit := func(n int) {
 		src.Exec(t, "INSERT INTO k (pad) SELECT repeat('x', 200) FROM generate_series(1, $1)", n)
@@ -166,7 +175,7 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	check := func(wr, seg string) {
 		t.Helper()
 		out := fetched
-		r := pgb(t, "", nil, "wal-fetch", "--repo", wr, filepath.Base(seg), out)
+		r := pgb(t, "", nil, append(append([]string{"wal-fetch", "--repo", wr}, rd...), filepath.Base(seg), out)...)
 		switch r.code {
 		case 1: // not archived: the kill came before the object was in place
 		case 255: // a kill before the repository's identity was written: nothing else may be there
@@ -188,19 +197,28 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 		}
 		_ = os.Remove(out)
 	}
+	encrypted := false
 	for i := 0; k.landed["wal-push"] < 80*scale; i++ {
 		if i == len(segs) { // every segment archived: kill uploads into a new repository
 			i = 0
 			wr = newRepo(t)
+			encrypted = !encrypted
 		}
 		seg := segs[i]
-		landed, r := k.runKilled("wal-push", nil, push, "wal-push", "--repo", wr, seg)
+		args, wenv := []string{"wal-push", "--repo", wr, seg}, []string(nil)
+		if encrypted {
+			args, wenv = append(append([]string{"wal-push", "--repo", wr}, encFlags...), seg), encNoPG
+		}
+		landed, r := k.runKilled("wal-push", wenv, push, args...)
 		if !landed && r.code != 0 {
 			t.Fatalf("wal-push that was not killed: %s", r)
 		}
 		check(wr, seg)
-		mustPGB(t, "", nil, "wal-push", "--repo", wr, seg)
+		mustPGB(t, "", wenv, args...)
 		check(wr, seg)
+		if encrypted && landed {
+			k.of["wal-push, encrypted"]++
+		}
 	}
 
 	// backup-push killed at any point from connecting to writing its manifest: only
@@ -209,7 +227,7 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	// them after every tenth kill would grow with the square of the kills.
 	verify := func(what, name string) {
 		t.Helper()
-		args := []string{"verify", "--repo", repo}
+		args := append([]string{"verify", "--repo", repo}, rd...)
 		if name != "" {
 			args = append(args, "--backup", name)
 		}
@@ -236,7 +254,14 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	for n := 0; k.landed["backup-push"] < 60*scale; n++ {
 		commit(100)
 		before := len(backups())
-		landed, r := k.runKilled("backup-push", env, bp, "backup-push", "--repo", repo, "--fast")
+		args, benv := []string{"backup-push", "--repo", repo, "--fast"}, env
+		if n%2 == 1 {
+			args, benv = append(args, encFlags...), encEnv
+		}
+		landed, r := k.runKilled("backup-push", benv, bp, args...)
+		if landed && n%2 == 1 {
+			k.of["backup-push, encrypted"]++
+		}
 		after := len(backups())
 		switch {
 		case !landed && r.code != 0:
@@ -287,10 +312,10 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	// (PostgreSQL will not start on it) or is the whole restore (killed during its last
 	// steps: removing its incomplete-markers, printing its summary).
 	whole := filepath.Join(pgtest.TempDir(t), "whole")
-	rt := timed(t, nil, "restore", "--repo", repo, "--pgdata", whole)
+	rt := timed(t, nil, append([]string{"restore", "--repo", repo, "--pgdata", whole}, rd...)...)
 	for k.landed["restore"] < 30*scale {
 		dir := filepath.Join(pgtest.TempDir(t), "killed")
-		landed, r := k.runKilled("restore", nil, rt, "restore", "--repo", repo, "--pgdata", dir)
+		landed, r := k.runKilled("restore", nil, rt, append([]string{"restore", "--repo", repo, "--pgdata", dir}, rd...)...)
 		switch {
 		case !landed && r.code != 0:
 			t.Fatalf("restore that was not killed: %s", r)
@@ -298,7 +323,7 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 			if diff := treeDiff(t, whole, dir); diff != "" {
 				t.Fatalf("a killed restore left global/pg_control in %s, which is not the whole restore: %s", dir, diff)
 			}
-			k.landed["restore, after pg_control"]++
+			k.of["restore, after pg_control"]++
 		}
 		_ = os.RemoveAll(dir)
 	}
@@ -311,11 +336,11 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	want := src.QueryInt(t, "SELECT count(*) FROM k")
 	src.WaitArchived(t, src.SwitchWAL(t), 2*time.Minute)
 	mustPGB(t, "", nil, "delete", "--repo", repo, "--garbage", "--grace", "1ms", "--confirm")
-	if r := pgb(t, "", nil, "verify", "--repo", repo, "--wal"); r.code != 0 {
+	if r := pgb(t, "", nil, append([]string{"verify", "--repo", repo, "--wal"}, rd...)...); r.code != 0 {
 		t.Fatalf("verify --wal at the end: %s", r)
 	}
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
-	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	mustPGB(t, "", nil, append([]string{"restore", "--repo", repo, "--pgdata", dir}, rd...)...)
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	// The wal-fetch prefetcher is killed at random instants while recovery runs:
 	// recovery takes only verified segments from its spool, and fetches the rest itself.
