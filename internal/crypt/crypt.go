@@ -257,6 +257,10 @@ func Generate() (identity, recipient string, err error) {
 	return id.String(), id.Recipient().String(), nil
 }
 
+// passphraseWorkFactor is the scrypt work factor (log2 N) of passphrase keys: age's
+// default, about a second and 256 MiB. Readers refuse a key that declares more.
+const passphraseWorkFactor = 18
+
 // PassphraseKeyLimit bounds a sealed passphrase key (a few identities and a MAC key).
 const PassphraseKeyLimit = 64 << 10
 
@@ -289,6 +293,7 @@ func NewPassphraseKey(passphrase string, prior *Keys) ([]byte, *Keys, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	sr.SetWorkFactor(passphraseWorkFactor)
 	var out strings.Builder
 	w, err := age.Encrypt(&out, sr)
 	if err != nil {
@@ -319,6 +324,9 @@ func OpenPassphraseKey(passphrase string, sealed []byte) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A key file is repository data: one declaring a higher work factor than pgb
+	// writes would make every reader spend seconds and gigabytes on it.
+	si.SetMaxWorkFactor(passphraseWorkFactor)
 	r, err := age.Decrypt(strings.NewReader(string(sealed)), si)
 	if err != nil {
 		var nm *age.NoIdentityMatchError

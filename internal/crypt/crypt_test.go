@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 // Key material never appears in an error: a secret pasted into the wrong setting is
@@ -69,5 +71,29 @@ func TestRecipientSetIDIgnoresOrder(t *testing.T) {
 	rs, names, err := ParseRecipients("# writers\n" + a + ", " + b + "\n")
 	if err != nil || len(rs) != 2 || len(names) != 2 {
 		t.Fatalf("%d recipients, %v", len(rs), err)
+	}
+}
+
+// A passphrase key declaring a costlier scrypt than pgb writes is refused before any
+// work: a hostile repository cannot make readers spend seconds and gigabytes.
+func TestAPassphraseKeyWithAHigherWorkFactorIsRefused(t *testing.T) {
+	sr, err := age.NewScryptRecipient("correct horse battery staple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr.SetWorkFactor(1) // cheap to make; the header then claims 2^22
+	var b strings.Builder
+	w, err := age.Encrypt(&b, sr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	hostile := strings.Replace(b.String(), " 1\n", " 22\n", 1)
+	if hostile == b.String() {
+		t.Fatalf("test is wrong: no work factor found in %q", b.String())
+	}
+	_, err = OpenPassphraseKey("correct horse battery staple", []byte(hostile))
+	if err == nil || !strings.Contains(err.Error(), "work factor") {
+		t.Fatalf("err = %v", err)
 	}
 }
