@@ -21,6 +21,7 @@ func FuzzDocuments(f *testing.F) {
 	f.Add([]byte(`{"format":1,"name":"20260101T000000Z","files":[{"path_base64":"//8="}],"parts":[{"n":1}]}`))
 	f.Add([]byte(`{"name":"b","file_count":-1,"part_count":99}`))
 	f.Add([]byte("PGB\x00\x02\x00\x00\x00"))
+	f.Add([]byte(`{"format":1,"id":"0123456789abcdef","cipher":"age","recipients":["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"],"mac_key_id":"a1b2c3","first_used":"2026-12-03T03:00:00Z"}`))
 	f.Add([]byte(`{"format":1,"started":"2026-12-01T03:00:00Z","finished":"2026-12-01T03:00:01Z","ok":true,"backup":"b","rto":{"total_seconds":1e308}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := context.Background()
@@ -38,8 +39,9 @@ func FuzzDocuments(f *testing.F) {
 		put(restorePointKey("raw"), data)
 		at := time.Date(2026, 12, 1, 3, 0, 1, 0, time.UTC)
 		put(drillKey(at, "00000000000000ff", true), data)
+		put(PassphraseKeyKey(1), data) // the raw bytes: a reader bounds them before scrypt (not run here)
 		for _, key := range []string{ManifestKey(name), SummaryKey(name), restorePointKey("sealed"), PermanentKey(name), RelMapKey(name),
-			drillKey(at, "0000000000000001", true), drillKey(at, "0000000000000002", false)} {
+			drillKey(at, "0000000000000001", true), drillKey(at, "0000000000000002", false), RecipientSetKey("0123456789abcdef")} {
 			if err := r.putDoc(ctx, key, data); err != nil {
 				t.Fatal(err)
 			}
@@ -56,6 +58,16 @@ func FuzzDocuments(f *testing.F) {
 		_, _ = r.ListRestorePoints(ctx)
 		_, _ = r.PermanentBackups(ctx)
 		_, _ = r.ReadRelMap(ctx, name)
+		if sets, err := r.RecipientSets(ctx); err == nil {
+			for _, rs := range sets {
+				if checkRecipientSet(RecipientSetKey(rs.ID), rs) != nil {
+					t.Fatalf("a recipient set record that fails its check was returned: %+v", rs)
+				}
+			}
+		}
+		if gens, err := r.passphraseGenerations(ctx); err == nil && len(gens) == 1 {
+			_, _ = r.readPassphraseKey(ctx, gens[0])
+		}
 		if d, err := r.RecentDrills(ctx, 5); err == nil {
 			for _, x := range append(d.Successes, d.Last) {
 				if x != nil && x.Validate() != nil {
