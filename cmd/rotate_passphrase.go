@@ -39,10 +39,10 @@ func (e *env) rotatePassphrase(c *cli.Context) error {
 		fresh, _, _ = strings.Cut(string(b), "\n")
 	}
 	fresh = strings.TrimSpace(fresh)
-	switch {
-	case fresh == "":
+	switch fresh {
+	case "":
 		return usageError{errors.New("no new passphrase: set PGB_NEW_ENCRYPTION_PASSPHRASE or --new-passphrase-file")}
-	case fresh == e.cfg.Encryption.Passphrase:
+	case e.cfg.Encryption.Passphrase:
 		return usageError{errors.New("the new passphrase is the current one")}
 	}
 	rp, err := e.openRepo(c.Context, false, nil)

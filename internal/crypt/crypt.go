@@ -1,6 +1,8 @@
-// Package crypt holds pgb's client-side encryption keys (filippo.io/age) and implements
-// the envelope's Encrypter and Decrypter with them. It knows keys and nothing of the
-// repository: internal/repo decides which objects are encrypted.
+// Package crypt holds pgb's client-side encryption keys (filippo.io/age): Keys encrypt
+// and decrypt age streams and hold the MAC key, as internal/repo seals objects with
+// them (the envelope's Encrypter, and its Decrypter through repo's adapter). It knows
+// keys and nothing of the repository: internal/repo decides which objects are
+// encrypted.
 //
 // Writers (wal-push, backup-push) need the public recipients and the MAC key; readers
 // (wal-fetch, restore, verify, drill…) need an identity. The MAC key is a secret shared
@@ -23,8 +25,6 @@ import (
 	"strings"
 
 	"filippo.io/age"
-
-	"github.com/pgb-project/pgb/internal/envelope"
 )
 
 // MACKeyPrefix starts the text form of a MAC key: "pgb-mac-key-" and 64 hex digits.
@@ -217,32 +217,25 @@ func RecipientSetID(names []string) [8]byte {
 	return id
 }
 
-// Decrypter is the reading side of Keys, as envelope.Decrypter.
-type Decrypter struct{ k *Keys }
+// ErrNoIdentityMatch means none of the identities held can decrypt a stream: it was
+// encrypted for other recipients (or its header's stanzas are damaged).
+var ErrNoIdentityMatch = errors.New("no identity matches")
 
-// Decrypter returns the keys' reading side, or nil when they hold no identity (an
-// encrypted object then fails with envelope.ErrNoKey).
-func (k *Keys) Decrypter() envelope.Decrypter {
-	if !k.CanRead() {
-		return nil
-	}
-	return Decrypter{k}
-}
-
-// Decrypt implements envelope.Decrypter.
-func (d Decrypter) Decrypt(src io.Reader) (io.Reader, error) {
-	r, err := age.Decrypt(src, d.k.identities...)
+// Decrypt returns the plaintext of the age stream src, decrypted with the identities
+// held; ErrNoIdentityMatch when none can.
+func (k *Keys) Decrypt(src io.Reader) (io.Reader, error) {
+	r, err := age.Decrypt(src, k.identities...)
 	var nm *age.NoIdentityMatchError
 	if errors.As(err, &nm) {
-		return nil, envelope.ErrWrongKey
+		return nil, ErrNoIdentityMatch
 	}
 	return r, err
 }
 
-// MACKey implements envelope.Decrypter.
-func (d Decrypter) MACKey(id [3]byte) []byte {
-	if d.k.macKey != nil && id == d.k.macID {
-		return d.k.macKey
+// MACKeyFor is the MAC key with this id when the keys hold it, else nil.
+func (k *Keys) MACKeyFor(id [3]byte) []byte {
+	if k.macKey != nil && id == k.macID {
+		return k.macKey
 	}
 	return nil
 }
@@ -280,12 +273,10 @@ func NewPassphraseKey(passphrase string, prior *Keys) ([]byte, *Keys, error) {
 	var b strings.Builder
 	b.WriteString("# pgb passphrase key: the first identity is the current one\n")
 	b.WriteString(id.String() + "\n")
-	ids := []age.Identity{id}
 	if prior != nil {
 		for _, s := range prior.secrets {
 			b.WriteString(s + "\n")
 		}
-		ids = append(ids, prior.identities...)
 	}
 	mac := NewMACKey()
 	b.WriteString(mac + "\n")

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/crypt"
+	"github.com/pgb-project/pgb/internal/envelope"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -190,3 +192,25 @@ func (r *Repo) EncryptionState() EncryptionState {
 	r.keysMu.Unlock()
 	return EncryptionState{Err: err, Passphrase: r.passphraseWrites, Info: r.encryptionInfo()}
 }
+
+// decrypter adapts crypt.Keys to the envelope's Decrypter.
+type decrypter struct{ k *crypt.Keys }
+
+// decrypterOf is the envelope's Decrypter of k; nil when it holds no identity (an
+// encrypted object then fails with ErrNoKey).
+func decrypterOf(k *crypt.Keys) envelope.Decrypter {
+	if !k.CanRead() {
+		return nil
+	}
+	return decrypter{k}
+}
+
+func (d decrypter) Decrypt(src io.Reader) (io.Reader, error) {
+	r, err := d.k.Decrypt(src)
+	if errors.Is(err, crypt.ErrNoIdentityMatch) {
+		return nil, envelope.ErrWrongKey
+	}
+	return r, err
+}
+
+func (d decrypter) MACKey(id [3]byte) []byte { return d.k.MACKeyFor(id) }

@@ -141,7 +141,7 @@ func (r *Repo) unlock(ctx context.Context, write bool) error {
 		return err
 	}
 	r.unlocked = true
-	r.decrypt = r.keys.Merge(k).Decrypter()
+	r.decrypt = decrypterOf(r.keys.Merge(k))
 	if r.passphraseWrites {
 		r.encrypt, r.encryptErr = k, nil
 	}

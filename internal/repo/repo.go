@@ -124,7 +124,7 @@ func New(st storage.Store, opt Options) *Repo {
 	}
 	r := &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
 		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh,
-		keys: opt.Keys, passphrase: opt.Passphrase, decrypt: opt.Keys.Decrypter()}
+		keys: opt.Keys, passphrase: opt.Passphrase, decrypt: decrypterOf(opt.Keys)}
 	if opt.EncryptNew {
 		switch werr := opt.Keys.CanWrite(); {
 		case werr == nil:
