@@ -22,18 +22,7 @@ func FuzzReader(f *testing.F) {
 			f.Fatal(err)
 		}
 		for _, plain := range [][]byte{nil, []byte("pgb"), walLike(70<<10, 1)} {
-			var buf bytes.Buffer
-			w, err := NewWriter(&buf, c)
-			if err != nil {
-				f.Fatal(err)
-			}
-			if _, err := w.Write(plain); err != nil {
-				f.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				f.Fatal(err)
-			}
-			obj := buf.Bytes()
+			obj := sealWith(f, c, nil, plain)
 			f.Add(obj)
 			f.Add(obj[:len(obj)-1])        // truncated trailer
 			f.Add(obj[:len(obj)/2])        // truncated body
@@ -42,21 +31,29 @@ func FuzzReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, obj []byte) {
 		r, err := NewReader(bytes.NewReader(obj))
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNoKey) {
-				t.Fatalf("NewReader: %v, want ErrCorrupt or ErrNoKey", err)
-			}
-			return
-		}
-		defer func() { _ = r.Close() }()
-		n, err := io.Copy(io.Discard, r)
-		switch {
-		case err != nil && !errors.Is(err, ErrCorrupt):
-			t.Fatalf("read: %v, want ErrCorrupt", err)
-		case err == nil && r.Sum().Size != n:
-			t.Fatalf("read %d bytes, trailer says %d", n, r.Sum().Size)
-		}
+		readFuzzed(t, r, err, ErrNoKey)
 	})
+}
+
+// readFuzzed reads a fuzzed object whose reader NewReader or NewDecryptingReader
+// returned with err: opening may fail only as corrupt or with the key error allowed,
+// reading only as corrupt, and what reads to its end has its trailer's size.
+func readFuzzed(t *testing.T, r *Reader, err, allowed error) {
+	t.Helper()
+	if err != nil {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, allowed) {
+			t.Fatalf("opening: %v, want ErrCorrupt or %v", err, allowed)
+		}
+		return
+	}
+	defer func() { _ = r.Close() }()
+	n, err := io.Copy(io.Discard, r)
+	switch {
+	case err != nil && !errors.Is(err, ErrCorrupt):
+		t.Fatalf("read: %v, want ErrCorrupt", err)
+	case err == nil && r.Sum().Size != n:
+		t.Fatalf("read %d bytes, trailer says %d", n, r.Sum().Size)
+	}
 }
 
 // An encrypted object read with the key: whatever the bytes, reading never panics, and
@@ -75,18 +72,7 @@ func FuzzEncryptedReader(f *testing.F) {
 			f.Fatal(err)
 		}
 		for _, plain := range [][]byte{nil, []byte("pgb"), walLike(70<<10, 1)} {
-			var buf bytes.Buffer
-			w, err := NewEncryptedWriter(&buf, c, k)
-			if err != nil {
-				f.Fatal(err)
-			}
-			if _, err := w.Write(plain); err != nil {
-				f.Fatal(err)
-			}
-			if err := w.Close(); err != nil {
-				f.Fatal(err)
-			}
-			obj := buf.Bytes()
+			obj := sealWith(f, c, k, plain)
 			f.Add(obj)
 			f.Add(obj[:len(obj)-1])
 			f.Add(obj[:len(obj)/2])
@@ -94,20 +80,7 @@ func FuzzEncryptedReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, obj []byte) {
 		r, err := NewDecryptingReader(bytes.NewReader(obj), decrypter{k})
-		if err != nil {
-			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrWrongKey) {
-				t.Fatalf("NewDecryptingReader: %v, want ErrCorrupt or ErrWrongKey", err)
-			}
-			return
-		}
-		defer func() { _ = r.Close() }()
-		n, err := io.Copy(io.Discard, r)
-		switch {
-		case err != nil && !errors.Is(err, ErrCorrupt):
-			t.Fatalf("read: %v, want ErrCorrupt", err)
-		case err == nil && r.Sum().Size != n:
-			t.Fatalf("read %d bytes, trailer says %d", n, r.Sum().Size)
-		}
+		readFuzzed(t, r, err, ErrWrongKey)
 	})
 }
 
@@ -128,4 +101,21 @@ func FuzzParseTrailer(f *testing.F) {
 			t.Fatalf("trailer %x parses to %+v, which encodes to %x", b, s, got)
 		}
 	})
+}
+
+// sealWith seals plain with codec, encrypted with enc unless it is nil.
+func sealWith(f *testing.F, codec compress.Codec, enc Encrypter, plain []byte) []byte {
+	f.Helper()
+	var buf bytes.Buffer
+	w, err := NewEncryptedWriter(&buf, codec, enc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		f.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	return buf.Bytes()
 }
