@@ -127,3 +127,31 @@ func TestRestoreWarnsWhenTheServerCannotReadTheIdentityFile(t *testing.T) {
 		t.Errorf("readable identity file: warning %q", w)
 	}
 }
+
+// restore_command carries the identity file (by absolute path) and never the MAC key
+// or the passphrase: those are reported for the server to provide.
+func TestRestoreCommandCarriesTheIdentityFileAndNoEncryptionSecret(t *testing.T) {
+	isolate(t)
+	t.Chdir(t.TempDir())
+	given := map[string]string{
+		config.KeyRepo:                   "/var/lib/pgb",
+		config.KeyEncryptionIdentityFile: "keys/id.txt",
+		config.KeyEncryptionMACKey:       "pgb-mac-key-00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+		config.KeyEncryptionPassphrase:   "correct horse battery staple",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := given[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	if !strings.Contains(cmd, "--encryption-identity-file="+filepath.Join(wd, "keys/id.txt")) {
+		t.Errorf("restore_command %q does not carry the identity file by absolute path", cmd)
+	}
+	if strings.Contains(cmd, "00112233") || strings.Contains(cmd, "horse") || strings.Join(secrets, ",") != config.KeyEncryptionMACKey+","+config.KeyEncryptionPassphrase {
+		t.Errorf("secrets: command %q, reported %q", cmd, secrets)
+	}
+}
