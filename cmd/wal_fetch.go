@@ -131,8 +131,9 @@ func fetchExit(e *env, name string, err error) error {
 	case errors.Is(err, archive.ErrNotArchived):
 		e.log.Debug("not in the archive", "file", name)
 		return withCode(exitError, errSilent)
-	case errors.Is(err, repo.ErrForeignCluster):
-		// A wrong repository never works: stop recovery, on a standby too.
+	case errors.Is(err, repo.ErrForeignCluster), errors.Is(err, repo.ErrNoKey), errors.Is(err, repo.ErrWrongKey):
+		// A wrong repository, or a key that cannot decrypt the WAL, never works: stop
+		// recovery, on a standby too (retrying would only fall further behind).
 		return withCode(exitRecoveryMustStop, fmt.Errorf("wal-fetch %s: %w (exit %d stops recovery: fix restore_command and start PostgreSQL again)", name, err, exitRecoveryMustStop))
 	case standby():
 		return withCode(exitError, fmt.Errorf("wal-fetch %s: %w (standby: PostgreSQL will retry)", name, err))

@@ -161,7 +161,7 @@ var settings = []Setting{
 	{Key: KeyS3RateLimit, Env: []string{"PGB_S3_RATE_LIMIT"}, Default: "0", Kind: Int, Category: CategoryS3, Usage: "at most this many requests per second (0 = no limit)"},
 	{Key: KeyS3Conditional, Env: []string{"PGB_S3_CONDITIONAL_WRITES"}, Default: "enforced", Category: CategoryS3, Usage: "how put-if-absent works: enforced (If-None-Match, the safe default), head-check (for stores that ignore If-None-Match, as pgb check reports), unsupported"},
 
-	{Key: KeyEncryption, Env: []string{"PGB_ENCRYPTION"}, Default: "none", Category: CategoryEnc, Usage: "encrypt new WAL, backup parts and manifests before they leave this host: none or age (reading an encrypted object needs encryption-identity-file, whatever this says)"},
+	{Key: KeyEncryption, Env: []string{"PGB_ENCRYPTION"}, Default: "auto", Category: CategoryEnc, Usage: "encrypt new WAL, backup parts and manifests before they leave this host: age, none, or auto (age when encryption-recipients(-file) or encryption-passphrase is given); reading an encrypted object needs an identity whatever this says"},
 	{Key: KeyEncryptionRecipients, Env: []string{"PGB_ENCRYPTION_RECIPIENTS"}, Category: CategoryEnc, Usage: "age public keys (age1…, comma-separated) new objects are encrypted to; writers (wal-push, backup-push) need only these, not the secret keys"},
 	{Key: KeyEncryptionRecipientsFile, Env: []string{"PGB_ENCRYPTION_RECIPIENTS_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age public keys, one a line (# comments), added to encryption-recipients"},
 	{Key: KeyEncryptionIdentityFile, Env: []string{"PGB_ENCRYPTION_IDENTITY_FILE"}, Category: CategoryEnc, Usage: "`FILE` of age secret keys (AGE-SECRET-KEY-1…, one a line; mode 0600) that readers (wal-fetch, restore, verify, drill…) decrypt with: old keys too after a rotation"},
@@ -261,7 +261,7 @@ type S3 struct {
 // Encryption holds the client-side encryption settings, as given: the keys are read
 // and parsed by internal/crypt when a repository is opened.
 type Encryption struct {
-	Mode           string // none or age
+	Mode           string // none or age (auto is resolved by Load)
 	Recipients     string
 	RecipientsFile string
 	IdentityFile   string
@@ -450,8 +450,16 @@ func Load(src Source) (Config, error) {
 	}
 	switch c.Encryption.Mode {
 	case "none", "age":
+	case "auto":
+		c.Encryption.Mode = "none"
+		if c.Encryption.Recipients != "" || c.Encryption.RecipientsFile != "" || c.Encryption.Passphrase != "" {
+			c.Encryption.Mode = "age"
+		}
 	default:
-		errs = append(errs, fmt.Sprintf("encryption %q: want none or age", c.Encryption.Mode))
+		errs = append(errs, fmt.Sprintf("encryption %q: want age, none or auto", c.Encryption.Mode))
+	}
+	if c.Encryption.Mode == "none" && (c.Encryption.Recipients != "" || c.Encryption.RecipientsFile != "" || c.Encryption.Passphrase != "") {
+		c.Warnings = append(c.Warnings, "encryption: none although encryption keys are given: new WAL and backups are stored unencrypted (in a repository created encrypted, writing is refused)")
 	}
 	if v, where := get(KeyWALPushQueueMax); true {
 		n, err := ParseSize(v)

@@ -295,3 +295,33 @@ func FuzzReadFile(f *testing.F) {
 		}
 	})
 }
+
+// encryption: auto (the default) encrypts when writers' keys are given, so a host
+// that was given recipients or a passphrase never writes plaintext for want of
+// encryption: age; none with keys given is a warning.
+func TestEncryptionAutoEncryptsWhenKeysAreGiven(t *testing.T) {
+	for _, tc := range []struct {
+		given map[string]string
+		mode  string
+		warn  bool
+	}{
+		{map[string]string{}, "none", false},
+		{map[string]string{KeyEncryptionIdentityFile: "/k"}, "none", false},
+		{map[string]string{KeyEncryptionRecipients: "age1x"}, "age", false},
+		{map[string]string{KeyEncryptionPassphrase: "correct horse battery"}, "age", false},
+		{map[string]string{KeyEncryption: "none", KeyEncryptionRecipients: "age1x"}, "none", true},
+		{map[string]string{KeyEncryption: "age"}, "age", false},
+	} {
+		t.Setenv("PGB_CONFIG", "")
+		c, err := Load(func(k string) (string, bool) { v, ok := tc.given[k]; return v, ok })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Encryption.Mode != tc.mode || (len(c.Warnings) > 0) != tc.warn {
+			t.Errorf("%v: mode %q, warnings %q; want %q, warning %v", tc.given, c.Encryption.Mode, c.Warnings, tc.mode, tc.warn)
+		}
+	}
+	if _, err := Load(func(k string) (string, bool) { return "sometimes", k == KeyEncryption }); err == nil {
+		t.Error("encryption: sometimes was accepted")
+	}
+}

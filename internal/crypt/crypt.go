@@ -306,10 +306,13 @@ func NewPassphraseKey(passphrase string, prior *Keys) ([]byte, *Keys, error) {
 // ErrWrongPassphrase means a passphrase key does not open with the passphrase given.
 var ErrWrongPassphrase = errors.New("the passphrase does not open it")
 
+// ErrBadPassphraseKey means a passphrase key is damaged or not one pgb writes.
+var ErrBadPassphraseKey = errors.New("not a usable passphrase key")
+
 // OpenPassphraseKey opens a repository key sealed by NewPassphraseKey.
 func OpenPassphraseKey(passphrase string, sealed []byte) (*Keys, error) {
 	if len(sealed) > PassphraseKeyLimit {
-		return nil, fmt.Errorf("passphrase key is larger than %d bytes", PassphraseKeyLimit)
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrBadPassphraseKey, PassphraseKeyLimit)
 	}
 	si, err := age.NewScryptIdentity(passphrase)
 	if err != nil {
@@ -324,13 +327,17 @@ func OpenPassphraseKey(passphrase string, sealed []byte) (*Keys, error) {
 		if errors.As(err, &nm) {
 			return nil, ErrWrongPassphrase
 		}
-		return nil, fmt.Errorf("passphrase key does not open: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrBadPassphraseKey, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(r, PassphraseKeyLimit+1))
 	if err != nil {
-		return nil, fmt.Errorf("passphrase key does not open: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrBadPassphraseKey, err)
 	}
-	return parsePassphraseKey(string(b))
+	k, err := parsePassphraseKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadPassphraseKey, err)
+	}
+	return k, nil
 }
 
 func parsePassphraseKey(text string) (*Keys, error) {

@@ -487,8 +487,8 @@ func NewDecryptingReader(src io.Reader, d Decrypter) (*Reader, error) {
 			if se := hold.srcErr; se != nil && !errors.Is(se, io.EOF) {
 				return nil, fmt.Errorf("read object: %w", se) // storage failed, not the data
 			}
-			if errors.Is(err, ErrWrongKey) {
-				return nil, err
+			if errors.Is(err, ErrWrongKey) || errors.Is(err, ErrNoKey) {
+				return nil, err // not the object's fault
 			}
 			return nil, fmt.Errorf("%w: the encrypted body does not open: %w", ErrCorrupt, err)
 		}

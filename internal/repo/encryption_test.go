@@ -13,6 +13,7 @@ import (
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -165,5 +166,77 @@ func TestPassphraseModeAndItsRotation(t *testing.T) {
 	}
 	if err := putAndRead(t, nil, pw(old), "000000010000000000000003", data); !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("the old passphrase on what the new key wrote: %v, want ErrWrongKey", err)
+	}
+}
+
+// A passphrase that opens no key, or a store failing while the key is read, is never
+// taken for damage: restore would otherwise skip the backup as damaged and restore an
+// older one (found by review). Neither costs a second scrypt once the passphrase is
+// known to be wrong.
+func TestAPassphraseKeyThatDoesNotOpenIsNotDamage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scrypt runs of a second each")
+	}
+	ctx := context.Background()
+	st := mem.New()
+	const name = "20261203T030000Z"
+	w := New(st, Options{EncryptNew: true, Passphrase: "correct horse battery staple"})
+	if err := w.putOrSame(ctx, ManifestKey(name), map[string]any{"name": name}, "manifest"); err != nil {
+		t.Fatal(err)
+	}
+	wrong := New(st, Options{Passphrase: "not the passphrase at all"})
+	for i := 0; i < 2; i++ {
+		_, err := wrong.ReadManifest(ctx, name)
+		if !errors.Is(err, ErrNoKey) || !errors.Is(err, ErrWrongPassphrase) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrDamagedBackup) {
+			t.Fatalf("wrong passphrase, read %d: %v; want ErrNoKey and ErrWrongPassphrase, not damage", i+1, err)
+		}
+	}
+	boom := errors.New("connection reset")
+	failing := New(faulty.New(st, faulty.Rule{Op: faulty.List, Key: "encryption/", Err: boom, Count: 1}), Options{Passphrase: "correct horse battery staple"})
+	_, err := failing.ReadManifest(ctx, name)
+	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNoKey) {
+		t.Fatalf("store failing while the key is listed: %v; want the storage error", err)
+	}
+	if _, err := failing.ReadManifest(ctx, name); err != nil {
+		t.Fatalf("once the store answers again: %v", err)
+	}
+}
+
+// A repository created by an encrypting writer refuses writers that do not encrypt (a
+// host whose config lost its encryption settings), with nothing stored (found by
+// review).
+func TestARepositoryCreatedEncryptedRefusesUnencryptedWriters(t *testing.T) {
+	ctx := context.Background()
+	st := mem.New()
+	w, _ := writerKeys(t)
+	enc := New(st, Options{Keys: w, EncryptNew: true})
+	if _, err := enc.EnsureIdentity(ctx, Identity{SystemID: 7, PGVersion: 15}); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := New(st, Options{}).Identity(ctx); id.Encryption != "age" {
+		t.Fatalf("pgb.json says encryption %q, want age", id.Encryption)
+	}
+	plain := New(st, Options{})
+	f, _ := wal.Parse("000000010000000000000001")
+	if _, err := plain.PutWAL(ctx, f, bytes.NewReader(make([]byte, 1024)), 1024); !errors.Is(err, ErrMustEncrypt) {
+		t.Fatalf("an unencrypted wal-push: %v, want ErrMustEncrypt", err)
+	}
+	if _, err := plain.CreatePart(ctx, "20261203T030000Z", 1); !errors.Is(err, ErrMustEncrypt) {
+		t.Fatalf("an unencrypted backup part: %v, want ErrMustEncrypt", err)
+	}
+	if _, err := st.Stat(ctx, WALKey(f)); !errors.Is(err, storage.ErrNotExist) {
+		t.Fatalf("something was stored: %v", err)
+	}
+	// What status and backup-list read stays writable unencrypted (restore points).
+	if err := plain.PutRestorePoint(ctx, RestorePoint{Name: "before_release"}); err != nil {
+		t.Fatal(err)
+	}
+	// A repository created unencrypted takes both (encryption turned on later).
+	st2 := mem.New()
+	if _, err := New(st2, Options{}).EnsureIdentity(ctx, Identity{SystemID: 7, PGVersion: 15}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(st2, Options{}).PutWAL(ctx, f, bytes.NewReader(make([]byte, 1024)), 1024); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -33,7 +33,6 @@ func FuzzDocuments(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		put(IdentityKey, data)
 		put(backupLockKey, data)
 		put(ManifestKey("raw"), data)
 		put(restorePointKey("raw"), data)
@@ -46,6 +45,7 @@ func FuzzDocuments(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
+		put(IdentityKey, data) // after the sealed documents: writing them reads it
 		_, _ = r.Identity(ctx)
 		_, _, _ = readLock(ctx, st)
 		list, _, err := r.ListBackups(ctx)

@@ -26,6 +26,9 @@ type Identity struct {
 	Created    time.Time `json:"created"`
 	CreatedBy  string    `json:"created_by,omitempty"`
 	FirstWrite string    `json:"first_write,omitempty"` // what wrote the identity: "wal-push 0000…"
+	// Encryption is "age" for a repository whose first writer encrypted: writers that
+	// do not encrypt are refused there (ErrMustEncrypt). Absent otherwise.
+	Encryption string `json:"encryption,omitempty"`
 }
 
 // SystemID is a cluster's system identifier. It is a string in JSON, since a uint64
@@ -131,6 +134,9 @@ func (r *Repo) EnsureIdentity(ctx context.Context, want Identity) (Identity, err
 		return Identity{}, err
 	}
 	want.Format = FormatVersion
+	if r.Encrypting() {
+		want.Encryption = "age"
+	}
 	b, err := json.MarshalIndent(want, "", "  ")
 	if err != nil {
 		return Identity{}, err

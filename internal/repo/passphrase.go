@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/envelope"
@@ -55,6 +56,9 @@ func (r *Repo) readPassphraseKey(ctx context.Context, n int) ([]byte, error) {
 	return readLimited(rc, crypt.PassphraseKeyLimit, PassphraseKeyKey(n))
 }
 
+// maxPassphraseTries bounds the generations a process tries to open, newest first.
+const maxPassphraseTries = 8
+
 // ErrWrongPassphrase means the repository has passphrase keys and the passphrase
 // given opens none of them.
 var ErrWrongPassphrase = errors.New("encryption-passphrase opens none of the repository's passphrase keys (a wrong passphrase, or one rotated away)")
@@ -67,7 +71,11 @@ func (r *Repo) openPassphrase(ctx context.Context, create bool) (*crypt.Keys, in
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, n := range gens {
+	var damaged error
+	for i, n := range gens {
+		if i == maxPassphraseTries {
+			break // each try is a scrypt: a repository full of keys must not cost minutes
+		}
 		b, err := r.readPassphraseKey(ctx, n)
 		if errors.Is(err, storage.ErrNotExist) {
 			continue
@@ -76,15 +84,24 @@ func (r *Repo) openPassphrase(ctx context.Context, create bool) (*crypt.Keys, in
 			return nil, 0, err
 		}
 		k, err := crypt.OpenPassphraseKey(r.passphrase, b)
-		if errors.Is(err, crypt.ErrWrongPassphrase) {
+		switch {
+		case errors.Is(err, crypt.ErrWrongPassphrase):
 			continue
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", PassphraseKeyKey(n), err)
+		case err != nil:
+			// A damaged generation: an older one may still open (a rotation keeps
+			// every older identity in the newer, not the reverse).
+			r.log.Warn("skipping a damaged passphrase key", "key", PassphraseKeyKey(n), "error", err)
+			damaged = fmt.Errorf("%s: %w", PassphraseKeyKey(n), err)
+			continue
 		}
 		return k, n, nil
 	}
-	if len(gens) > 0 {
+	switch {
+	case damaged != nil:
+		return nil, 0, damaged
+	case len(gens) > maxPassphraseTries:
+		return nil, 0, fmt.Errorf("%w: tried the newest %d of %d generations stored under %s*", ErrWrongPassphrase, maxPassphraseTries, len(gens), passphraseKeyPrefix)
+	case len(gens) > 0:
 		return nil, 0, fmt.Errorf("%w: %d generation(s) stored under %s*", ErrWrongPassphrase, len(gens), passphraseKeyPrefix)
 	}
 	if !create {
@@ -109,10 +126,15 @@ func (r *Repo) openPassphrase(ctx context.Context, create bool) (*crypt.Keys, in
 // passphrase opens. Writers with the new passphrase encrypt to the new identity;
 // readers with it read everything.
 func (r *Repo) RotatePassphrase(ctx context.Context, newPassphrase string) (int, error) {
-	old, n, err := r.openPassphrase(ctx, false)
+	old, _, err := r.openPassphrase(ctx, false)
 	if err != nil {
 		return 0, err
 	}
+	gens, err := r.passphraseGenerations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := gens[0] // the newest, which the current passphrase may not open (an older one did)
 	b, _, err := crypt.NewPassphraseKey(newPassphrase, old)
 	if err != nil {
 		return 0, err
@@ -124,9 +146,12 @@ func (r *Repo) RotatePassphrase(ctx context.Context, newPassphrase string) (int,
 	return n + 1, err
 }
 
-// unlock opens the passphrase key once per Repo, the first time an encrypted object is
-// written (write) or read, and from then on encrypts (when the passphrase writes) and
-// decrypts with it. Without a passphrase it does nothing.
+// unlock opens the passphrase key once per Repo (or once per KeyRing shared by
+// several), the first time an encrypted object is written (write) or read, and from
+// then on encrypts (when the passphrase writes) and decrypts with it. Without a
+// passphrase it does nothing. A passphrase that opens no key is an error wrapping
+// ErrNoKey (and remembered: it costs a scrypt per key tried); a storage error is
+// returned as it is, and tried again next time.
 func (r *Repo) unlock(ctx context.Context, write bool) error {
 	if r.passphrase == "" {
 		return nil
@@ -136,8 +161,15 @@ func (r *Repo) unlock(ctx context.Context, write bool) error {
 	if r.unlocked {
 		return nil
 	}
-	k, _, err := r.openPassphrase(ctx, write && r.passphraseWrites)
+	if r.unlockErr != nil {
+		return r.unlockErr
+	}
+	k, err := r.ring.open(ctx, r, write && r.passphraseWrites)
 	if err != nil {
+		if isKeyFailure(err) {
+			r.unlockErr = keyError{err}
+			return r.unlockErr
+		}
 		return err
 	}
 	r.unlocked = true
@@ -148,45 +180,38 @@ func (r *Repo) unlock(ctx context.Context, write bool) error {
 	return nil
 }
 
-// decrypter is what open decrypts with: the identities given, and the passphrase key
-// once the first encrypted object needs it.
-func (r *Repo) decrypter(ctx context.Context) envelope.Decrypter {
+// isKeyFailure says whether err is about the passphrase or its key (wrong, damaged,
+// too costly), not about reaching the store.
+func isKeyFailure(err error) bool {
+	return errors.Is(err, ErrWrongPassphrase) || errors.Is(err, crypt.ErrBadPassphraseKey)
+}
+
+// unlockFor opens the passphrase key before an object is read when its header says it
+// is encrypted: the key's own failures then fail the read as what they are (no key;
+// a storage error), never as damage to the object. It returns the object's bytes,
+// whole.
+func (r *Repo) unlockFor(ctx context.Context, body io.Reader) (io.Reader, error) {
 	r.keysMu.Lock()
-	d, locked := r.decrypt, r.passphrase != "" && !r.unlocked
+	need := r.passphrase != "" && !r.unlocked
 	r.keysMu.Unlock()
-	if !locked {
-		return d
+	if !need {
+		return body, nil
 	}
-	return &lazyDecrypter{r: r, ctx: ctx}
-}
-
-// lazyDecrypter opens the passphrase key when an object turns out to be encrypted.
-type lazyDecrypter struct {
-	r   *Repo
-	ctx context.Context
-}
-
-func (l *lazyDecrypter) Decrypt(src io.Reader) (io.Reader, error) {
-	if err := l.r.unlock(l.ctx, false); err != nil {
-		return nil, keyError{err} // says why the passphrase gave no key; is ErrNoKey too
+	var hdr [envelope.HeaderSize]byte
+	n, err := io.ReadFull(body, hdr[:])
+	src := io.MultiReader(bytes.NewReader(hdr[:n]), body)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return src, nil // too short: the envelope says so
+	case err != nil:
+		return nil, fmt.Errorf("read object: %w", err)
 	}
-	l.r.keysMu.Lock()
-	d := l.r.decrypt
-	l.r.keysMu.Unlock()
-	if d == nil {
-		return nil, envelope.ErrNoKey
+	if h, err := envelope.ParseHeader(hdr[:]); err == nil && h.Cipher == envelope.CipherAge {
+		if err := r.unlock(ctx, false); err != nil {
+			return nil, err
+		}
 	}
-	return d.Decrypt(src)
-}
-
-func (l *lazyDecrypter) MACKey(id [3]byte) []byte {
-	l.r.keysMu.Lock()
-	d := l.r.decrypt
-	l.r.keysMu.Unlock()
-	if d == nil {
-		return nil
-	}
-	return d.MACKey(id)
+	return src, nil
 }
 
 // keyError is why the passphrase key did not open, as an ErrNoKey: the object cannot
@@ -195,3 +220,31 @@ type keyError struct{ err error }
 
 func (e keyError) Error() string   { return "the object is encrypted and " + e.err.Error() }
 func (e keyError) Unwrap() []error { return []error{envelope.ErrNoKey, e.err} }
+
+// KeyRing shares an opened passphrase key between the Repos of one process that
+// make a Repo per object (the look-ahead archiver): the key is opened once, not once
+// per Repo. The zero value is ready to use.
+type KeyRing struct {
+	mu   sync.Mutex
+	keys *crypt.Keys
+}
+
+// open returns the passphrase key: the ring's when it holds one, else opened (or,
+// with create, made) through r.
+func (k *KeyRing) open(ctx context.Context, r *Repo, create bool) (*crypt.Keys, error) {
+	if k == nil {
+		keys, _, err := r.openPassphrase(ctx, create)
+		return keys, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.keys != nil {
+		return k.keys, nil
+	}
+	keys, _, err := r.openPassphrase(ctx, create)
+	if err != nil {
+		return nil, err
+	}
+	k.keys = keys
+	return keys, nil
+}

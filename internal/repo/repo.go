@@ -69,6 +69,9 @@ type Options struct {
 	// (see passphrase.go) decrypts too, opened the first time an encrypted object is
 	// read or written.
 	Passphrase string
+	// KeyRing, when set, shares the opened passphrase key between Repos (several
+	// may share one): a process that makes a Repo per object opens it once.
+	KeyRing *KeyRing
 }
 
 // Repo is one repository.
@@ -88,8 +91,10 @@ type Repo struct {
 	passphrase       string
 	passphraseWrites bool // new objects go to the passphrase key, once unlocked
 
+	ring       *KeyRing // Options.KeyRing
 	keysMu     sync.Mutex
-	unlocked   bool // the passphrase key is open
+	unlocked   bool  // the passphrase key is open
+	unlockErr  error // why it did not open (no key), remembered
 	encrypt    envelope.Encrypter
 	encryptErr error
 	decrypt    envelope.Decrypter
@@ -124,7 +129,7 @@ func New(st storage.Store, opt Options) *Repo {
 	}
 	r := &Repo{st: st, codec: codec, docCodec: doc, log: log, buffers: opt.Buffers, walMemory: wm,
 		partCompressors: pc, extraCompressors: make(chan struct{}, extraCompressorBudget), maxHeaderLine: mh,
-		keys: opt.Keys, passphrase: opt.Passphrase, decrypt: decrypterOf(opt.Keys)}
+		keys: opt.Keys, passphrase: opt.Passphrase, ring: opt.KeyRing, decrypt: decrypterOf(opt.Keys)}
 	if opt.EncryptNew {
 		switch werr := opt.Keys.CanWrite(); {
 		case werr == nil:
@@ -207,10 +212,35 @@ func (r *Repo) Encrypting() bool {
 // key when it is what they go to): every writer of an object Encrypts names calls it
 // before seal.
 func (r *Repo) sealing(ctx context.Context, key string) error {
-	if !Encrypts(key) || !r.passphraseWrites {
+	if !Encrypts(key) {
+		return nil
+	}
+	if !r.Encrypting() {
+		return r.mayStoreUnencrypted(ctx)
+	}
+	if !r.passphraseWrites {
 		return nil
 	}
 	return r.unlock(ctx, true)
+}
+
+// ErrMustEncrypt means a writer that does not encrypt met a repository created
+// encrypted: nothing is stored unencrypted there.
+var ErrMustEncrypt = errors.New("this repository was created encrypted (pgb.json says encryption: age) and this pgb is not set to encrypt: set encryption: age with encryption-recipients and encryption-mac-key, or encryption-passphrase; nothing was stored unencrypted")
+
+// mayStoreUnencrypted fails with ErrMustEncrypt in a repository created encrypted.
+// pgb.json is read once per Repo (wal-push and backup-push have read it already).
+func (r *Repo) mayStoreUnencrypted(ctx context.Context) error {
+	id, err := r.Identity(ctx)
+	switch {
+	case errors.Is(err, ErrNoIdentity):
+		return nil // a new repository: the writer that creates pgb.json decides
+	case err != nil:
+		return err
+	case id.Encryption != "":
+		return ErrMustEncrypt
+	}
+	return nil
 }
 
 // ErrVanished means an object that was there when reading began was gone when the
@@ -233,7 +263,15 @@ func (r *Repo) open(ctx context.Context, key string) (*Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	er, err := envelope.NewDecryptingReader(body, r.decrypter(ctx))
+	src, err := r.unlockFor(ctx, body)
+	if err != nil {
+		_ = body.Close() // read-only: the error is what matters
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	r.keysMu.Lock()
+	dec := r.decrypt
+	r.keysMu.Unlock()
+	er, err := envelope.NewDecryptingReader(src, dec)
 	if err != nil {
 		_ = body.Close() // read-only: the error is what matters
 		if errors.Is(err, storage.ErrNotExist) {
