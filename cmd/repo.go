@@ -111,14 +111,15 @@ func loadKeys(c config.Encryption) (*crypt.Keys, error) {
 			return nil, usageError{err}
 		}
 	}
-	var mac []byte
-	if c.MACKey != "" {
-		var err error
-		if mac, err = crypt.ParseMACKey(c.MACKey); err != nil {
-			return nil, usageError{err}
-		}
+	macs, err := crypt.ParseMACKeys(c.MACKey)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	return crypt.New(rs, names, ids, mac), nil
+	var mac []byte
+	if len(macs) > 0 {
+		mac = macs[0]
+	}
+	return crypt.New(rs, names, ids, mac).WithReadMACKeys(macs...), nil
 }
 
 // canEncrypt fails, as a usage error, when new objects are to be encrypted and the

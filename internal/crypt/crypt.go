@@ -38,8 +38,9 @@ type Keys struct {
 	recipients []age.Recipient
 	names      []string // the recipients' text forms, sorted
 	identities []age.Identity
-	macKey     []byte
+	macKey     []byte // the writing MAC key
 	macID      [3]byte
+	readMACs   map[[3]byte][]byte // every MAC key held, by id: tags are checked against them
 	set        [8]byte
 	secrets    []string // passphrase keys: the identities' text, for a rotation
 }
@@ -136,6 +137,22 @@ func readKeyFile(path string) ([]byte, error) {
 	return b, nil
 }
 
+// ParseMACKeys reads a comma-separated list of MAC keys: the first is the writing one.
+func ParseMACKeys(s string) ([][]byte, error) {
+	var out [][]byte
+	for _, f := range strings.Split(s, ",") {
+		if strings.TrimSpace(f) == "" {
+			continue
+		}
+		k, err := ParseMACKey(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
 // ParseMACKey reads a MAC key's text form (MACKeyPrefix and 64 hex digits).
 func ParseMACKey(s string) ([]byte, error) {
 	s = strings.TrimSpace(s)
@@ -166,8 +183,10 @@ func New(recipients []age.Recipient, names []string, identities []age.Identity, 
 	k.names = append([]string(nil), names...)
 	sort.Strings(k.names)
 	k.set = RecipientSetID(k.names)
+	k.readMACs = map[[3]byte][]byte{}
 	if macKey != nil {
 		k.macID = MACKeyID(macKey)
+		k.readMACs[k.macID] = macKey
 	}
 	return k
 }
@@ -179,6 +198,15 @@ func (k *Keys) CanWrite() error {
 		return errors.New("encryption is age but no recipients are given: set encryption-recipients or encryption-recipients-file (the public keys, age1…)")
 	case k.macKey == nil:
 		return errors.New("encryption is age but no encryption-mac-key is given: every host that writes to the repository needs the same one (pgb keygen makes one)")
+	}
+	// age refuses some sets (post-quantum and classic recipients mixed): find out
+	// here, not at the first write.
+	w, err := age.Encrypt(io.Discard, k.recipients...)
+	if err == nil {
+		err = w.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("encryption-recipients cannot be used together: %w", err)
 	}
 	return nil
 }
@@ -232,12 +260,25 @@ func (k *Keys) Decrypt(src io.Reader) (io.Reader, error) {
 	return r, err
 }
 
-// MACKeyFor is the MAC key with this id when the keys hold it, else nil.
-func (k *Keys) MACKeyFor(id [3]byte) []byte {
-	if k.macKey != nil && id == k.macID {
-		return k.macKey
+// MACKeyFor is the MAC key with this id when the keys hold it, else nil; check says
+// whether they hold any: a reader that does checks every encrypted object's tag, and
+// refuses one under a MAC key it does not hold.
+func (k *Keys) MACKeyFor(id [3]byte) (key []byte, check bool) {
+	return k.readMACs[id], len(k.readMACs) > 0
+}
+
+// WithReadMACKeys returns k that also checks tags under these MAC keys (older ones:
+// k writes with its own).
+func (k *Keys) WithReadMACKeys(keys ...[]byte) *Keys {
+	c := *k
+	c.readMACs = map[[3]byte][]byte{}
+	for id, m := range k.readMACs {
+		c.readMACs[id] = m
 	}
-	return nil
+	for _, m := range keys {
+		c.readMACs[MACKeyID(m)] = m
+	}
+	return &c
 }
 
 // Generate makes a new X25519 identity: its secret text (AGE-SECRET-KEY-1…) and its
@@ -279,7 +320,12 @@ func NewPassphraseKey(passphrase string, prior *Keys) ([]byte, *Keys, error) {
 		}
 	}
 	mac := NewMACKey()
-	b.WriteString(mac + "\n")
+	b.WriteString(mac + "\n") // the first MAC key is the current one
+	if prior != nil {
+		for _, m := range prior.readMACs {
+			b.WriteString(MACKeyPrefix + hex.EncodeToString(m) + "\n")
+		}
+	}
 	sr, err := age.NewScryptRecipient(passphrase)
 	if err != nil {
 		return nil, nil, err
@@ -344,6 +390,7 @@ func parsePassphraseKey(text string) (*Keys, error) {
 	var ids []age.Identity
 	var secrets []string
 	var mac []byte
+	var older [][]byte
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		switch {
@@ -353,7 +400,11 @@ func parsePassphraseKey(text string) (*Keys, error) {
 			if err != nil {
 				return nil, err
 			}
-			mac = k
+			if mac == nil {
+				mac = k
+			} else {
+				older = append(older, k)
+			}
 		default:
 			id, err := age.ParseX25519Identity(line)
 			if err != nil {
@@ -366,7 +417,7 @@ func parsePassphraseKey(text string) (*Keys, error) {
 		return nil, errors.New("passphrase key holds no identity or no MAC key")
 	}
 	cur := ids[0].(*age.X25519Identity).Recipient()
-	k := New([]age.Recipient{cur}, []string{cur.String()}, ids, mac)
+	k := New([]age.Recipient{cur}, []string{cur.String()}, ids, mac).WithReadMACKeys(older...)
 	k.secrets = secrets
 	return k, nil
 }
@@ -389,6 +440,11 @@ func (k *Keys) Merge(o *Keys) *Keys {
 		mac = o.macKey
 	}
 	m := New(w.recipients, w.names, append(append([]age.Identity(nil), k.identities...), o.identities...), mac)
+	for _, x := range []*Keys{k, o} {
+		for _, mk := range x.readMACs {
+			m = m.WithReadMACKeys(mk)
+		}
+	}
 	m.secrets = append(append([]string(nil), k.secrets...), o.secrets...)
 	return m
 }

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,48 @@ func TestAPassphraseKeyWithAHigherWorkFactorIsRefused(t *testing.T) {
 	_, err = OpenPassphraseKey("correct horse battery staple", []byte(hostile))
 	if err == nil || !strings.Contains(err.Error(), "work factor") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Recipients age will not encrypt to together (post-quantum and classic mixed) are
+// refused when the keys are checked, not at the first write (found by review); a
+// post-quantum recipient alone works, written and read back.
+func TestRecipientsAgeCannotUseTogetherAreRefusedUpFront(t *testing.T) {
+	pq, err := age.GenerateHybridIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, classic, _ := Generate()
+	mac, _ := ParseMACKey(NewMACKey())
+	rs, names, err := ParseRecipients(pq.Recipient().String() + "," + classic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := New(rs, names, nil, mac).CanWrite(); err == nil || !strings.Contains(err.Error(), "cannot be used together") {
+		t.Fatalf("mixed recipients: %v", err)
+	}
+	rs, names, err = ParseRecipients(pq.Recipient().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := New(rs, names, []age.Identity{pq}, mac)
+	if err := k.CanWrite(); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	w, err := k.Encrypt(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write([]byte("row"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := k.Decrypt(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(r); string(got) != "row" {
+		t.Fatalf("read back %q", got)
 	}
 }

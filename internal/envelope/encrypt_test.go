@@ -43,11 +43,11 @@ func (k testKeys) Decrypt(src io.Reader) (io.Reader, error) {
 
 type decrypter struct{ testKeys }
 
-func (d decrypter) MACKey(id [3]byte) []byte {
+func (d decrypter) MACKey(id [3]byte) ([]byte, bool) {
 	if d.readMAC && id == d.macID {
-		return d.macKey
+		return d.macKey, true
 	}
-	return nil
+	return nil, d.readMAC
 }
 
 // fixedIdentity is the identity of testdata/v2-age-zstd.obj (a test key, nothing else).
@@ -196,6 +196,7 @@ func TestDamageToEncryptedObjectsIsDetected(t *testing.T) {
 			"flipped last body byte": flip(obj, len(obj)-TrailerSize-1),
 			"flipped outer size":     flip(obj, len(obj)-TrailerSize+8),
 			"flipped outer tag":      flip(obj, len(obj)-TrailerSize+20),
+			"another MAC key id":     flip(obj, len(obj)-TrailerSize+5), // a reader holding MAC keys refuses it
 			"outer algorithm 1":      set(obj, len(obj)-TrailerSize+4, 1),
 			"truncated":              obj[:len(obj)-100],
 			"truncated at a chunk":   append(append([]byte(nil), obj[:HeaderSize+200+64<<10]...), obj[len(obj)-TrailerSize:]...),

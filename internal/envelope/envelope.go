@@ -19,9 +19,12 @@
 // trailer carries the plain size and a keyed tag (algorithm 2): HMAC-SHA-256, under the
 // writers' MAC key (named by the key id), of the plain size, CRC-32C and CRC-32 (IEEE).
 // A writer that cannot decrypt compares a duplicate upload by that tag; someone with the
-// objects but not the MAC key learns nothing from it. Authenticity and integrity of the
-// body come from age's AEAD; the inner trailer then checks the decoding. The body is
-// compressed first because ciphertext does not compress.
+// objects but not the MAC key learns nothing from it. age's AEAD makes damage and
+// truncation of the body fail, and the inner trailer then checks the decoding. age does
+// not authenticate the writer (anyone who knows a recipient can make an object that
+// decrypts): a reader that holds the MAC key checks the tag too, and refuses an object
+// tagged under a key it does not hold. The body is compressed first because ciphertext
+// does not compress.
 //
 // Versions (the header's fifth byte). Any change to these bytes takes a new version,
 // and readers keep reading every old one; TestGoldenBytes holds the writer to it.
@@ -30,7 +33,8 @@
 //	   SHA-256 of the plain bytes (32 bytes)
 //	1  written from commit 7dad72f until version 2: the version 2 trailer, CRC-32C
 //	   (algorithm 1), under the same version byte; told apart by the algorithm byte
-//	2  written now: the trailer above, algorithm 1 only
+//	2  written now: the trailer above, algorithm 1 (cipher 0; cipher 1's inner trailer)
+//	   or 2 (cipher 1's outer trailer)
 //
 // A reader refuses, as ErrCorrupt, a checksum algorithm its version does not define, a
 // nonzero flags byte, and a version it does not know (a newer one also as
@@ -108,9 +112,11 @@ type Decrypter interface {
 	// Decrypt returns the plaintext of the age stream src. An error wrapping
 	// ErrWrongKey means no identity it holds can decrypt the stream.
 	Decrypt(src io.Reader) (io.Reader, error)
-	// MACKey is the MAC key with this id, or nil when it is not known (the outer tag
-	// is then not checked: age's AEAD and the inner trailer still are).
-	MACKey(id [3]byte) []byte
+	// MACKey is the MAC key with this id, or nil when it is not held. check says
+	// whether the reader holds MAC keys at all: if it does, an object tagged under one
+	// it does not hold is refused; if not, the outer tag is not checked (age's AEAD
+	// and the inner trailer still are).
+	MACKey(id [3]byte) (key []byte, check bool)
 }
 
 // ErrNoKey means an object is encrypted and no identity was given to decrypt it.
@@ -656,7 +662,11 @@ func (r *Reader) finishOuter() error {
 	if t.Size != r.n {
 		return fmt.Errorf("%w: decoded %d bytes, outer trailer says %d", ErrCorrupt, r.n, t.Size)
 	}
-	if key := r.crypt.MACKey(t.KeyID); key != nil {
+	key, check := r.crypt.MACKey(t.KeyID)
+	if check && key == nil {
+		return fmt.Errorf("%w: tagged under MAC key %x, which this reader does not hold (encryption-mac-key): written by someone without the writers' MAC key, or under an older one", ErrCorrupt, t.KeyID)
+	}
+	if key != nil {
 		set, _ := t.RecipientSet()
 		if got := Tag(key, t.KeyID, set, r.n, binary.BigEndian.Uint32(r.sum.Checksum[:4]), r.ieee.Sum32()); got != t {
 			return fmt.Errorf("%w: the outer trailer's tag does not match the content", ErrCorrupt)

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -134,11 +133,17 @@ func (r *Repo) RecipientSets(ctx context.Context) ([]RecipientSet, error) {
 
 func checkRecipientSet(key string, rs RecipientSet) error {
 	id := crypt.RecipientSetID(rs.Recipients)
+	mac, err := hex.DecodeString(rs.MACKeyID)
 	switch {
 	case rs.Format != 1:
 		return fmt.Errorf("%s: %w: format %d (upgrade pgb)", key, ErrDamagedRecipientSet, rs.Format)
 	case RecipientSetKey(rs.ID) != key || rs.ID != hex.EncodeToString(id[:]):
 		return fmt.Errorf("%s: %w: its id is not that of its recipients", key, ErrDamagedRecipientSet)
+	case rs.Cipher != "age" || err != nil || len(mac) != 3:
+		return fmt.Errorf("%s: %w: cipher %q, MAC key id %q", key, ErrDamagedRecipientSet, rs.Cipher, rs.MACKeyID)
+	}
+	if _, _, err := crypt.ParseRecipients(strings.Join(rs.Recipients, "\n")); err != nil {
+		return fmt.Errorf("%s: %w: %w", key, ErrDamagedRecipientSet, err)
 	}
 	return nil
 }
@@ -156,6 +161,14 @@ func (r *Repo) WALRecipientSet(ctx context.Context, f wal.File) (string, error) 
 	return "", nil
 }
 
+// CanDecrypt says whether this repository holds a key to read encrypted objects (an
+// identity, or a passphrase, whether or not it opens).
+func (r *Repo) CanDecrypt() bool {
+	r.keysMu.Lock()
+	defer r.keysMu.Unlock()
+	return r.decrypt != nil || r.passphrase != ""
+}
+
 // Destination names where and how new objects are written: the repository (String),
 // and for one that encrypts the recipient set and MAC key it encrypts with. The
 // look-ahead archiver is bound to it, so that a wal-push whose keys changed (a key
@@ -164,9 +177,12 @@ func (r *Repo) WALRecipientSet(ctx context.Context, f wal.File) (string, error) 
 func (r *Repo) Destination() string {
 	if r.passphraseWrites {
 		// Not the key's set: that is known only once the key is open, and this must
-		// not open it. The passphrase stands for it (hashed: this string is stored).
-		h := sha256.Sum256([]byte("pgb destination\x00" + r.passphrase))
-		return r.String() + " (encrypted with the passphrase key, passphrase " + hex.EncodeToString(h[:6]) + ")"
+		// not open it. Nor anything derived from the passphrase: this string is stored
+		// in pg_wal/pgb, and a fast hash of a passphrase is a way to test guesses. A
+		// running archiver keeps the key it opened after a rotate-passphrase until it
+		// idles out; what it writes stays readable, the new generation holding every
+		// older identity.
+		return r.String() + " (encrypted with the passphrase key)"
 	}
 	if e := r.encryptionInfo(); e != nil {
 		return r.String() + " (encrypted for " + e.RecipientSet + ", MAC key " + e.MACKeyID + ")"
@@ -213,4 +229,4 @@ func (d decrypter) Decrypt(src io.Reader) (io.Reader, error) {
 	return r, err
 }
 
-func (d decrypter) MACKey(id [3]byte) []byte { return d.k.MACKeyFor(id) }
+func (d decrypter) MACKey(id [3]byte) ([]byte, bool) { return d.k.MACKeyFor(id) }

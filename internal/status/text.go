@@ -127,7 +127,7 @@ func (r *Report) Write(w io.Writer) error {
 			flags += " UNUSABLE"
 		}
 		if bk.RecipientSet != "" {
-			flags += " encrypted for " + bk.RecipientSet
+			flags += " encrypted for " + printable(bk.RecipientSet) // from the summary: untrusted
 		}
 		p("  %-18s stop %s  TL %d%s", bk.Name, short(bk.StopTime), bk.Timeline, flags)
 		if !bk.Usable {
@@ -258,7 +258,7 @@ func (r *Report) writeEncryption(p func(string, ...any), short func(time.Time) s
 	}
 	p("Encryption:  age; new objects were encrypted for %d recipient set(s)", len(e.RecipientSets))
 	for _, s := range e.RecipientSets {
-		p("  %s  first used %s on %s, MAC key %s:", s.ID, short(s.FirstUsed), printable(s.Host), s.MACKeyID)
+		p("  %s  first used %s on %s, MAC key %s:", printable(s.ID), short(s.FirstUsed), printable(s.Host), printable(s.MACKeyID))
 		for _, rc := range s.Recipients {
 			p("    %s", printable(rc))
 		}
