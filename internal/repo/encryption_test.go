@@ -240,3 +240,38 @@ func TestARepositoryCreatedEncryptedRefusesUnencryptedWriters(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Repos sharing a KeyRing (the look-ahead archiver makes one per segment) open the
+// passphrase key once between them, not once each: a scrypt of a second and 256 MiB
+// per segment would stall archiving (found by review).
+func TestReposSharingAKeyRingOpenThePassphraseKeyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a scrypt run of a second")
+	}
+	opened := 0
+	counting := &countGets{Store: mem.New(), prefix: "encryption/passphrase-", n: &opened}
+	ring := &KeyRing{}
+	for i, seg := range []string{"000000010000000000000001", "000000010000000000000002", "000000010000000000000003"} {
+		r := New(counting, Options{EncryptNew: true, Passphrase: "correct horse battery staple", KeyRing: ring})
+		if err := putAndRead(t, r, r, seg, []byte("row")); err != nil {
+			t.Fatalf("segment %d: %v", i+1, err)
+		}
+	}
+	if opened > 1 {
+		t.Fatalf("the passphrase key was read %d times, want at most once", opened)
+	}
+}
+
+// countGets counts the Gets of keys under prefix.
+type countGets struct {
+	storage.Store
+	prefix string
+	n      *int
+}
+
+func (c *countGets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, c.prefix) {
+		*c.n++
+	}
+	return c.Store.Get(ctx, key, off, n)
+}
