@@ -92,7 +92,7 @@ func (e *env) walPushArchiver(c *cli.Context) error {
 		return err
 	}
 	opt.Buffers = bufs
-	opt.KeyRing = &repo.KeyRing{} // a passphrase key is opened once per run, not per segment
+	opt.KeyRing = &repo.KeyRing{} // a passphrase key opened, a recipient set recorded, once per run, not per segment
 	a := &lookahead.Archiver{
 		Spool: sp, WALDir: filepath.Join(dd, "pg_wal"), Cluster: &cluster,
 		NewRepo:     func() *repo.Repo { return repo.New(st, opt) },

@@ -77,7 +77,7 @@ func (r *Repo) registerRecipients(ctx context.Context) error {
 	r.mu.Lock()
 	done := r.registered
 	r.mu.Unlock()
-	if done {
+	if done || r.ring.registered(info.RecipientSet) {
 		return nil
 	}
 	host, _ := os.Hostname()
@@ -90,6 +90,7 @@ func (r *Repo) registerRecipients(ctx context.Context) error {
 	r.mu.Lock()
 	r.registered = true
 	r.mu.Unlock()
+	r.ring.register(info.RecipientSet)
 	return nil
 }
 

@@ -275,3 +275,35 @@ func (c *countGets) Get(ctx context.Context, key string, off, n int64) (io.ReadC
 	}
 	return c.Store.Get(ctx, key, off, n)
 }
+
+// Repos sharing a KeyRing store the record of their recipient set once between them:
+// the archiver's Repo per segment would otherwise add a request per segment.
+func TestReposSharingAKeyRingRecordTheRecipientSetOnce(t *testing.T) {
+	puts := 0
+	st := &countPuts{Store: mem.New(), prefix: "encryption/recipients-", n: &puts}
+	w, _ := writerKeys(t)
+	ring := &KeyRing{}
+	for _, seg := range []string{"000000010000000000000001", "000000010000000000000002", "000000010000000000000003"} {
+		f, _ := wal.Parse(seg)
+		if _, err := New(st, Options{Keys: w, EncryptNew: true, KeyRing: ring}).PutWAL(context.Background(), f, bytes.NewReader([]byte("row")), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if puts != 1 {
+		t.Fatalf("the recipient set record was put %d times, want once", puts)
+	}
+}
+
+// countPuts counts the Puts of keys under prefix.
+type countPuts struct {
+	storage.Store
+	prefix string
+	n      *int
+}
+
+func (c *countPuts) Put(ctx context.Context, key string, r io.Reader, o storage.PutOptions) error {
+	if strings.HasPrefix(key, c.prefix) {
+		*c.n++
+	}
+	return c.Store.Put(ctx, key, r, o)
+}

@@ -227,6 +227,30 @@ func (e keyError) Unwrap() []error { return []error{envelope.ErrNoKey, e.err} }
 type KeyRing struct {
 	mu   sync.Mutex
 	keys *crypt.Keys
+	sets map[string]bool // recipient sets whose record is stored (registerRecipients)
+}
+
+// registered says whether the record of recipient set id is known to be stored.
+func (k *KeyRing) registered(id string) bool {
+	if k == nil {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sets[id]
+}
+
+// register notes that the record of recipient set id is stored.
+func (k *KeyRing) register(id string) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sets == nil {
+		k.sets = map[string]bool{}
+	}
+	k.sets[id] = true
 }
 
 // open returns the passphrase key: the ring's when it holds one, else opened (or,

@@ -69,8 +69,9 @@ type Options struct {
 	// (see passphrase.go) decrypts too, opened the first time an encrypted object is
 	// read or written.
 	Passphrase string
-	// KeyRing, when set, shares the opened passphrase key between Repos (several
-	// may share one): a process that makes a Repo per object opens it once.
+	// KeyRing, when set, shares the opened passphrase key, and which recipient set
+	// records are stored, between Repos (several may share one): a process that makes
+	// a Repo per object opens the key and records the set once.
 	KeyRing *KeyRing
 }
 
