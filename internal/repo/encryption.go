@@ -82,7 +82,7 @@ func (r *Repo) registerRecipients(ctx context.Context) error {
 	}
 	host, _ := os.Hostname()
 	rec := RecipientSet{Format: 1, ID: info.RecipientSet, Cipher: info.Cipher, Recipients: info.Recipients,
-		MACKeyID: info.MACKeyID, FirstUsed: time.Now().UTC().Truncate(time.Second), Host: host}
+		MACKeyID: info.MACKeyID, FirstUsed: time.Now().UTC(), Host: host}
 	err := r.putJSON(ctx, RecipientSetKey(rec.ID), rec)
 	if err != nil && !errors.Is(err, storage.ErrExist) {
 		return fmt.Errorf("record the encryption recipients: %w", err)
@@ -128,7 +128,12 @@ func (r *Repo) RecipientSets(ctx context.Context) ([]RecipientSet, error) {
 		}
 		out = append(out, rs)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].FirstUsed.Before(out[j].FirstUsed) })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FirstUsed.Equal(out[j].FirstUsed) {
+			return out[i].FirstUsed.Before(out[j].FirstUsed)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out, nil
 }
 
