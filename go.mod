@@ -5,7 +5,7 @@ go 1.26.8
 require (
 	cloud.google.com/go/auth v0.24.1
 	cloud.google.com/go/storage v1.70.0
-	filippo.io/age v1.3.2
+	filippo.io/age v1.3.2 // client-side encryption (issue 12): the reference age implementation (C2SP spec), audited, used by SOPS and others
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/credentials v1.20.16
 	github.com/aws/aws-sdk-go-v2/feature/ec2/imds v1.20.8
