@@ -11,7 +11,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 TAGS    := urfave_cli_no_docs,disable_grpc_modules,grpcnotrace
 export GOFLAGS += -tags=$(TAGS)
 
-.PHONY: build test test-servers unit fuzz killtest demo bench vet lint fmt clean
+.PHONY: build test test-servers unit race fuzz killtest demo bench vet lint fmt clean
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -26,6 +26,10 @@ test: test-servers
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...
 	# Every benchmark once: a change that breaks one fails here, not only in make bench.
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./cmd/ ./internal/...
+
+## race: the unit tests (short mode: no PostgreSQL) under the race detector; CI runs it.
+race:
+	$(GO) test -count=1 -short -race -timeout 20m ./cmd/ ./internal/...
 
 ## unit: the fast tests only (no PostgreSQL needed).
 unit:
