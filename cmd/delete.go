@@ -181,6 +181,9 @@ func (e *env) deleteGarbage(ctx context.Context, grace time.Duration, confirm bo
 	if n := len(g.Summaries); n > 0 {
 		_, _ = fmt.Fprintf(e.stdout, "%s %d cached WAL summar%s whose segment is gone (walsum/)\n", verb, n, map[bool]string{true: "y", false: "ies"}[n == 1])
 	}
+	if n := g.TempFiles; n > 0 {
+		_, _ = fmt.Fprintf(e.stdout, "%s %d temp file(s) killed backups left (backups/*/.tmp-*)\n", verb, n)
+	}
 	_, _ = fmt.Fprintf(e.stdout, "%s %s of leftovers older than %s\n", verb, human(g.Bytes), grace)
 	if !g.Deleted {
 		_, _ = fmt.Fprintln(e.stdout, "dry run: nothing was removed; add --confirm to remove")

@@ -264,3 +264,17 @@ func (r *Repo) DeleteRestorePoint(ctx context.Context, name string) error {
 	}
 	return nil
 }
+
+// StaleTemps finds (and with remove deletes) the temp files that killed writers left
+// below backups/ last written before cutoff, on stores that keep such files (the
+// filesystem); it returns how many files and bytes. Call it holding the backup lock:
+// backups/ is written only under it, so no live writer's file is among them.
+func (r *Repo) StaleTemps(ctx context.Context, cutoff time.Time, remove bool) (files int, bytes int64, err error) {
+	c, ok := storage.Unwrap(r.st).(interface {
+		RemoveStaleTemps(ctx context.Context, prefix string, cutoff time.Time, remove bool) (int, int64, error)
+	})
+	if !ok {
+		return 0, 0, nil
+	}
+	return c.RemoveStaleTemps(ctx, backupsPrefix, cutoff, remove)
+}

@@ -148,6 +148,9 @@ type Garbage struct {
 	Probes  []repo.Probe            // check probes
 	// Summaries are cached WAL summaries whose segment is gone.
 	Summaries []repo.Probe
+	// TempFiles are temp files killed backups left (filesystem repositories), in
+	// directories nothing writes again; counted in Bytes.
+	TempFiles int
 	Bytes     int64
 	Deleted   bool
 }
@@ -197,8 +200,16 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 			g.Bytes += p.Size
 		}
 	}
+	n, b, err := r.StaleTemps(ctx, edge, false)
+	if err != nil {
+		return g, err
+	}
+	g.TempFiles, g.Bytes = n, g.Bytes+b
 	if !confirm {
 		return g, nil
+	}
+	if _, _, err := r.StaleTemps(ctx, edge, true); err != nil {
+		return g, err
 	}
 	for _, b := range g.Backups {
 		if err := r.DeleteBackup(ctx, b.Name); err != nil {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/faulty"
+	"github.com/pgb-project/pgb/internal/storage/fs"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/walsum"
@@ -324,5 +327,39 @@ func TestDeleteRemovesWALOldestFirstInBatches(t *testing.T) {
 	}
 	if got := listWAL(t, r); !reflect.DeepEqual(got, segNames(1, 2502, 2503)) {
 		t.Fatalf("WAL left after the rerun %v", got)
+	}
+}
+
+// A backup-push killed mid-part on a filesystem repository leaves a temp file in a
+// directory of its own, which nothing writes again: delete --garbage removes it and
+// the directory (the kill test's long run filled gigabytes with them).
+func TestGarbageRemovesTheTempFilesOfKilledBackups(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := fs.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(st, repo.Options{})
+	dir := filepath.Join(root, "backups", "20261203T035758Z")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-660862890"), make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if g, err := CollectGarbage(ctx, r, now, time.Hour, true, repo.LockOptions{}); err != nil || g.TempFiles != 0 {
+		t.Fatalf("a young temp file: %+v, %v", g, err)
+	}
+	g, err := CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, false, repo.LockOptions{})
+	if err != nil || g.TempFiles != 1 || g.Bytes != 4096 || g.Deleted {
+		t.Fatalf("dry run: %+v, %v", g, err)
+	}
+	if g, err = CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, true, repo.LockOptions{}); err != nil || g.TempFiles != 1 {
+		t.Fatalf("collected %+v, %v", g, err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the killed backup's directory: %v, want it gone", err)
 	}
 }

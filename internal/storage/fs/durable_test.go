@@ -98,3 +98,55 @@ func TestPutRemovesStaleTempFiles(t *testing.T) {
 		t.Errorf("young temp file: %v, want it kept", err)
 	}
 }
+
+// A killed backup leaves temp files in a directory nothing writes again: only
+// RemoveStaleTemps removes them (the kill test's scale-10 run filled gigabytes with
+// them). Young ones and real objects stay.
+func TestRemoveStaleTempsCleansWhatKilledBackupsLeft(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	r := root(t, s)
+	killed := filepath.Join(r, "backups", "20261203T035758Z")
+	live := filepath.Join(r, "backups", "20261203T041356Z")
+	for _, d := range []string{killed, live} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := filepath.Join(killed, ".tmp-660862890")
+	if err := os.WriteFile(old, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	young := filepath.Join(live, ".tmp-1")
+	if err := os.WriteFile(young, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "backups/20261203T041356Z/summary", strings.NewReader("s"), storage.PutOptions{Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n, b, err := s.RemoveStaleTemps(ctx, "backups/", time.Now().Add(-time.Hour), false)
+	if err != nil || n != 1 || b != 4096 {
+		t.Fatalf("dry run: %d files, %d bytes, %v; want 1, 4096", n, b, err)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Fatalf("a dry run removed it: %v", err)
+	}
+	if n, _, err := s.RemoveStaleTemps(ctx, "backups/", time.Now().Add(-time.Hour), true); err != nil || n != 1 {
+		t.Fatalf("remove: %d, %v", n, err)
+	}
+	if _, err := os.Stat(killed); !os.IsNotExist(err) {
+		t.Fatalf("the killed backup's directory: %v, want it gone", err)
+	}
+	for _, p := range []string{young, filepath.Join(live, "summary")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s: %v, want it kept", p, err)
+		}
+	}
+	if n, _, err := s.RemoveStaleTemps(ctx, "nothing-here/", time.Now(), true); err != nil || n != 0 {
+		t.Fatalf("a missing prefix: %d, %v", n, err)
+	}
+}

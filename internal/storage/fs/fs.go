@@ -559,3 +559,52 @@ func (s *Store) walk(ctx context.Context, dirKey, partial string, fn func(storag
 	}
 	return nil
 }
+
+// RemoveStaleTemps finds, below the key prefix (a directory: "backups/"), the temp
+// files that killed writers left and that were last written before cutoff, and with remove
+// deletes them and the directories they leave empty. It returns how many files and
+// bytes it found. The next Put into a directory removes its stale temp files, but a
+// killed backup leaves them in a directory of its own that nothing writes again: only
+// this removes them. The caller makes sure no writer is live below prefix (pgb delete
+// --garbage holds the backup lock, under which alone backups/ is written).
+func (s *Store) RemoveStaleTemps(ctx context.Context, prefix string, cutoff time.Time, remove bool) (files int, bytes int64, err error) {
+	dir, err := s.path(strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return 0, 0, err
+	}
+	var emptied []string
+	err = filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if !strings.HasPrefix(d.Name(), tmpPrefix) || !d.Type().IsRegular() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			return nil // gone meanwhile, or young
+		}
+		files++
+		bytes += fi.Size()
+		if remove {
+			if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return err
+			}
+			emptied = append(emptied, filepath.Dir(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return files, bytes, fmt.Errorf("fs: stale temp files below %q: %w", prefix, err)
+	}
+	for _, d := range emptied {
+		s.removeEmptyDirs(d)
+	}
+	return files, bytes, nil
+}
