@@ -65,24 +65,7 @@ func newTestKeys(t *testing.T) testKeys {
 
 func sealEncrypted(t *testing.T, codec compress.Codec, k testKeys, plain []byte) ([]byte, *Writer) {
 	t.Helper()
-	var buf bytes.Buffer
-	w, err := NewEncryptedWriter(&buf, codec, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(plain); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if w.Sum().Size != int64(len(plain)) || w.Sum().Hex() != crcHex(plain) {
-		t.Fatalf("writer sum = %+v", w.Sum())
-	}
-	if w.Written() != int64(buf.Len()) {
-		t.Fatalf("Written() = %d, buffer has %d", w.Written(), buf.Len())
-	}
-	return buf.Bytes(), w
+	return sealTo(t, codec, k, plain)
 }
 
 // openWith decodes obj through Read and WriteTo with d, insisting that they agree.

@@ -33,8 +33,16 @@ func walLike(n int, seed int64) []byte {
 
 func seal(t *testing.T, codec compress.Codec, plain []byte) []byte {
 	t.Helper()
+	obj, _ := sealTo(t, codec, nil, plain)
+	return obj
+}
+
+// sealTo seals plain with codec, encrypted by enc unless it is nil, and checks what
+// the writer reports.
+func sealTo(t *testing.T, codec compress.Codec, enc Encrypter, plain []byte) ([]byte, *Writer) {
+	t.Helper()
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, codec)
+	w, err := NewEncryptedWriter(&buf, codec, enc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +58,7 @@ func seal(t *testing.T, codec compress.Codec, plain []byte) []byte {
 	if w.Written() != int64(buf.Len()) {
 		t.Fatalf("Written() = %d, buffer has %d", w.Written(), buf.Len())
 	}
-	return buf.Bytes()
+	return buf.Bytes(), w
 }
 
 // open decodes obj both ways, through Read and through WriteTo, and insists that the
