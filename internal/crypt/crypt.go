@@ -23,6 +23,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"filippo.io/age"
 )
@@ -43,6 +44,15 @@ type Keys struct {
 	readMACs   map[[3]byte][]byte // every MAC key held, by id: tags are checked against them
 	set        [8]byte
 	secrets    []string // passphrase keys: the identities' text, for a rotation
+	trial      *trial   // CanWrite's trial encryption, done once per recipient set
+}
+
+// trial is the memoised result of a trial encryption to a Keys' recipients: it costs
+// two X25519 operations, and every Repo made with the keys asks (the look-ahead
+// archiver makes one per segment).
+type trial struct {
+	once sync.Once
+	err  error
 }
 
 // ParseRecipients reads age recipients (age1…, age1pq1…) separated by commas, spaces
@@ -179,7 +189,7 @@ func MACKeyID(key []byte) [3]byte {
 
 // New gathers keys; any of them may be nil.
 func New(recipients []age.Recipient, names []string, identities []age.Identity, macKey []byte) *Keys {
-	k := &Keys{recipients: recipients, identities: identities, macKey: macKey}
+	k := &Keys{recipients: recipients, identities: identities, macKey: macKey, trial: &trial{}}
 	k.names = append([]string(nil), names...)
 	sort.Strings(k.names)
 	k.set = RecipientSetID(k.names)
@@ -201,14 +211,16 @@ func (k *Keys) CanWrite() error {
 	}
 	// age refuses some sets (post-quantum and classic recipients mixed): find out
 	// here, not at the first write.
-	w, err := age.Encrypt(io.Discard, k.recipients...)
-	if err == nil {
-		err = w.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("encryption-recipients cannot be used together: %w", err)
-	}
-	return nil
+	k.trial.once.Do(func() {
+		w, err := age.Encrypt(io.Discard, k.recipients...)
+		if err == nil {
+			err = w.Close()
+		}
+		if err != nil {
+			k.trial.err = fmt.Errorf("encryption-recipients cannot be used together: %w", err)
+		}
+	})
+	return k.trial.err
 }
 
 // HasRecipients says whether recipients were given.
