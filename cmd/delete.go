@@ -182,7 +182,7 @@ func (e *env) deleteGarbage(ctx context.Context, grace time.Duration, confirm bo
 		_, _ = fmt.Fprintf(e.stdout, "%s %d cached WAL summar%s whose segment is gone (walsum/)\n", verb, n, map[bool]string{true: "y", false: "ies"}[n == 1])
 	}
 	if n := g.TempFiles; n > 0 {
-		_, _ = fmt.Fprintf(e.stdout, "%s %d temp file(s) killed backups left (backups/*/.tmp-*)\n", verb, n)
+		_, _ = fmt.Fprintf(e.stdout, "%s %d temp file(s) or incomplete upload(s) killed backups left (fs: .tmp-* files below backups/ and wal/; S3: multipart uploads there)\n", verb, n)
 	}
 	_, _ = fmt.Fprintf(e.stdout, "%s %s of leftovers older than %s\n", verb, human(g.Bytes), grace)
 	if !g.Deleted {

@@ -265,10 +265,12 @@ func (r *Repo) DeleteRestorePoint(ctx context.Context, name string) error {
 	return nil
 }
 
-// StaleTemps finds (and with remove deletes) the temp files that killed writers left
-// below backups/ last written before cutoff, on stores that keep such files (the
-// filesystem); it returns how many files and bytes. Call it holding the backup lock:
-// backups/ is written only under it, so no live writer's file is among them.
+// StaleTemps finds (and with remove deletes) what killed writers left unfinished below
+// backups/ and wal/ before cutoff, on stores that keep such leftovers: temp files
+// (filesystem), incomplete multipart uploads (S3). It returns how many and their bytes.
+// Call it holding the backup lock, under which alone backups/ is written; a wal-push
+// writing below wal/ meanwhile is younger than any sensible cutoff (a day by default),
+// and one that is not fails and is retried by PostgreSQL.
 func (r *Repo) StaleTemps(ctx context.Context, cutoff time.Time, remove bool) (files int, bytes int64, err error) {
 	c, ok := storage.Unwrap(r.st).(interface {
 		RemoveStaleTemps(ctx context.Context, prefix string, cutoff time.Time, remove bool) (int, int64, error)
@@ -276,5 +278,12 @@ func (r *Repo) StaleTemps(ctx context.Context, cutoff time.Time, remove bool) (f
 	if !ok {
 		return 0, 0, nil
 	}
-	return c.RemoveStaleTemps(ctx, backupsPrefix, cutoff, remove)
+	for _, p := range []string{backupsPrefix, walPrefix} {
+		n, b, err := c.RemoveStaleTemps(ctx, p, cutoff, remove)
+		files, bytes = files+n, bytes+b
+		if err != nil {
+			return files, bytes, err
+		}
+	}
+	return files, bytes, nil
 }

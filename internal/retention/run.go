@@ -148,8 +148,9 @@ type Garbage struct {
 	Probes  []repo.Probe            // check probes
 	// Summaries are cached WAL summaries whose segment is gone.
 	Summaries []repo.Probe
-	// TempFiles are temp files killed backups left (filesystem repositories), in
-	// directories nothing writes again; counted in Bytes.
+	// TempFiles are what killed writers left unfinished below backups/ and wal/: temp
+	// files in directories nothing writes again (filesystem repositories), incomplete
+	// multipart uploads (S3); counted in Bytes.
 	TempFiles int
 	Bytes     int64
 	Deleted   bool

@@ -332,7 +332,8 @@ func TestDeleteRemovesWALOldestFirstInBatches(t *testing.T) {
 
 // A backup-push killed mid-part on a filesystem repository leaves a temp file in a
 // directory of its own, which nothing writes again: delete --garbage removes it and
-// the directory (the kill test's long run filled gigabytes with them).
+// the directory (the kill test's long run filled gigabytes with them); the same for a
+// wal-push's in an old WAL directory.
 func TestGarbageRemovesTheTempFilesOfKilledBackups(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -348,18 +349,29 @@ func TestGarbageRemovesTheTempFilesOfKilledBackups(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".tmp-660862890"), make([]byte, 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A wal-push killed in a timeline directory it never writes again (the next 4 GiB
+	// of WAL go to the next one) leaves its temp file there for good too.
+	walDir := filepath.Join(root, "wal", "0000000100000007")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(walDir, ".tmp-17"), make([]byte, 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	if g, err := CollectGarbage(ctx, r, now, time.Hour, true, repo.LockOptions{}); err != nil || g.TempFiles != 0 {
 		t.Fatalf("a young temp file: %+v, %v", g, err)
 	}
 	g, err := CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, false, repo.LockOptions{})
-	if err != nil || g.TempFiles != 1 || g.Bytes != 4096 || g.Deleted {
+	if err != nil || g.TempFiles != 2 || g.Bytes != 5096 || g.Deleted {
 		t.Fatalf("dry run: %+v, %v", g, err)
 	}
-	if g, err = CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, true, repo.LockOptions{}); err != nil || g.TempFiles != 1 {
+	if g, err = CollectGarbage(ctx, r, now.Add(2*time.Hour), time.Hour, true, repo.LockOptions{}); err != nil || g.TempFiles != 2 {
 		t.Fatalf("collected %+v, %v", g, err)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("the killed backup's directory: %v, want it gone", err)
+	for _, d := range []string{dir, walDir} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Fatalf("the killed writer's directory %s: %v, want it gone", d, err)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -564,5 +566,76 @@ func TestRateLimit(t *testing.T) {
 	}
 	if d := time.Since(start); d < 400*time.Millisecond {
 		t.Fatalf("30 requests at 20/s took only %v", d)
+	}
+}
+
+// ---- incomplete uploads left by killed writers ----
+
+// A writer killed mid-upload leaves its multipart upload incomplete, and S3 keeps (and
+// bills) the parts until someone aborts it. RemoveStaleTemps, which pgb delete
+// --garbage calls, finds those initiated before the cutoff below the prefix, adds up
+// their parts and with remove aborts them; younger ones, and uploads outside the prefix
+// or the store's own prefix, are left alone.
+func TestStaleMultipartUploadsAreFoundAndAborted(t *testing.T) {
+	cfg := versityConfig(t)
+	st := newStore(t, cfg)
+	admin := s3test.AdminClient(cfg.Endpoint)
+	ctx := t.Context()
+	start := func(obj string, size int) {
+		t.Helper()
+		up, err := admin.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(obj)})
+		if err != nil {
+			t.Fatalf("CreateMultipartUpload %s: %v", obj, err)
+		}
+		if _, err := admin.UploadPart(ctx, &awss3.UploadPartInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(obj),
+			UploadId: up.UploadId, PartNumber: aws.Int32(1), Body: bytes.NewReader(pattern(1, size))}); err != nil {
+			t.Fatalf("UploadPart %s: %v", obj, err)
+		}
+	}
+	start(cfg.Prefix+"/backups/20261203T010203Z/part.00000", 70000)
+	start(cfg.Prefix+"/wal/0000000100000000/000000010000000000000001", 1000)
+	start("other/backups/20261203T010203Z/part.00000", 1000)
+	left := func() (keys []string) {
+		t.Helper()
+		out, err := admin.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: aws.String(cfg.Bucket)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range out.Uploads {
+			keys = append(keys, aws.ToString(u.Key))
+		}
+		sort.Strings(keys)
+		return keys
+	}
+	all := left()
+	if len(all) != 3 {
+		t.Fatalf("uploads started: %q", all)
+	}
+	type sweeper interface {
+		RemoveStaleTemps(ctx context.Context, prefix string, cutoff time.Time, remove bool) (int, int64, error)
+	}
+	sw, ok := storage.Store(st).(sweeper)
+	if !ok {
+		t.Fatal("the S3 store does not sweep incomplete uploads")
+	}
+	if n, b, err := sw.RemoveStaleTemps(ctx, "backups/", time.Now().Add(-time.Hour), true); err != nil || n != 0 || b != 0 {
+		t.Fatalf("cutoff before the uploads began: %d uploads, %d bytes, %v; want none", n, b, err)
+	}
+	later := time.Now().Add(time.Hour)
+	if n, b, err := sw.RemoveStaleTemps(ctx, "backups/", later, false); err != nil || n != 1 || b != 70000 {
+		t.Fatalf("counting: %d uploads, %d bytes, %v; want 1 upload of 70000 bytes", n, b, err)
+	}
+	if got := left(); !slices.Equal(got, all) {
+		t.Fatalf("counting aborted uploads: %q left of %q", got, all)
+	}
+	if n, b, err := sw.RemoveStaleTemps(ctx, "backups/", later, true); err != nil || n != 1 || b != 70000 {
+		t.Fatalf("removing: %d uploads, %d bytes, %v; want 1 upload of 70000 bytes", n, b, err)
+	}
+	want := []string{"other/backups/20261203T010203Z/part.00000", cfg.Prefix + "/wal/0000000100000000/000000010000000000000001"}
+	if got := left(); !slices.Equal(got, want) {
+		t.Fatalf("uploads left: %q, want %q", got, want)
+	}
+	if n, _, err := sw.RemoveStaleTemps(ctx, "backups/", later, true); err != nil || n != 0 {
+		t.Fatalf("a second sweep: %d uploads, %v; want none", n, err)
 	}
 }
