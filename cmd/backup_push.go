@@ -10,6 +10,7 @@ import (
 	"github.com/pgb-project/pgb/internal/backup"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func backupPushCommand() *cli.Command {
@@ -24,9 +25,12 @@ func backupPushCommand() *cli.Command {
 			"The data directory read is the server's own (SHOW data_directory) unless --pgdata/PGDATA names\n" +
 			"it; a directory whose global/pg_control does not show exactly the server's last checkpoint\n" +
 			"(an old copy, or another copy that checkpointed later) is refused.\n\n" +
-			"--permanent marks the new backup permanent (see pgb backup-mark): pgb delete never deletes it.",
+			"--permanent marks the new backup permanent (see pgb backup-mark): pgb delete never deletes it.\n\n" +
+			"On a cluster with data checksums every relation page read is checked; pages that fail (twice, and\n" +
+			"not written since the backup started) are listed in the manifest and the summary line, and the\n" +
+			"backup is stored all the same. --fail-on-corrupt-page makes that exit 1.",
 		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
-			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait),
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyFailOnCorruptPage, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait),
 			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.backupPush(c.Context, c.Bool("permanent"))
@@ -71,7 +75,31 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
 		m.Name, human(m.Size), m.FileCount, human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
 		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
+	if m.CorruptPages > 0 {
+		err := fmt.Errorf("backup %s is stored, but %d page(s) failed their data checksum: %s (pgb verify --backup %s lists them; the database's copies are damaged: find the cause, e.g. the disk, and repair from a backup taken before the damage or by recovery)",
+			m.Name, m.CorruptPages, corruptSample(m.Corrupt), m.Name)
+		_, _ = fmt.Fprintf(e.stdout, "WARNING: %s\n", err)
+		if e.cfg.FailOnCorruptPage {
+			return err
+		}
+	}
 	return nil
+}
+
+// corruptSample names the first damaged pages: "base/5/16384 block 5 (and 3 more)".
+func corruptSample(list []repo.CorruptPages) string {
+	if len(list) == 0 || len(list[0].Blocks) == 0 {
+		return "the list was not kept"
+	}
+	s := fmt.Sprintf("%s block %d", list[0].Path, list[0].Blocks[0])
+	more := len(list[0].Blocks) - 1
+	for _, c := range list[1:] {
+		more += len(c.Blocks)
+	}
+	if more > 0 {
+		s += fmt.Sprintf(" (and %d more listed)", more)
+	}
+	return s
 }
 
 func ratio(stored, size int64) float64 {

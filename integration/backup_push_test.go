@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -243,5 +244,51 @@ func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
 	}
 	if names := listBackups(t, repo); len(names) != 1 {
 		t.Fatalf("backups = %v, want only the first", names)
+	}
+}
+
+// A page damaged on disk (dd into a table's file while the cluster is stopped) is
+// found by backup-push on a cluster with data checksums: the backup is stored all the
+// same (it is still the best copy there is), its summary line and pgb verify name the
+// file and the block, and with --fail-on-corrupt-page backup-push exits 1 once the
+// backup is stored.
+func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	c := pgtest.NewCluster(t, pgtest.Options{
+		ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p",
+		InitDBArgs:     []string{"--data-checksums"},
+		Conf:           []string{"autovacuum = off"}, // nothing reads the damaged page before the backup
+	})
+	c.Start(t)
+	c.Exec(t, "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS v FROM generate_series(1, 5000) g")
+	c.Exec(t, "CHECKPOINT")
+	rel := c.QueryString(t, "SELECT pg_relation_filepath('t')")
+	c.Stop(t)
+	dd := exec.Command("dd", "of="+filepath.Join(c.DataDir(), rel), "bs=1", "seek="+strconv.Itoa(3*8192+4000), "count=1", "conv=notrunc")
+	dd.Stdin = strings.NewReader("\x55")
+	if out, err := dd.CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v: %s", err, out)
+	}
+	c.Start(t)
+
+	named := rel + " block 3"
+	r := mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast")
+	if !strings.Contains(r.stdout, "1 page(s) failed their data checksum") || !strings.Contains(r.stdout, named) {
+		t.Fatalf("backup-push did not report the damaged page %s: %s", named, r)
+	}
+	if names := listBackups(t, repo); len(names) != 1 {
+		t.Fatalf("backups = %v, want the one just taken", names)
+	}
+	v := pgb(t, "", nil, "verify", "--repo", repo)
+	if v.code == 0 || !strings.Contains(v.stdout+v.stderr, rel) || !strings.Contains(v.stdout+v.stderr, "blocks 3)") {
+		t.Fatalf("verify of a backup holding a damaged page: %s", v)
+	}
+	r = pgb(t, "", c.Env(), "backup-push", "--repo", repo, "--fast", "--fail-on-corrupt-page")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, named) {
+		t.Fatalf("backup-push --fail-on-corrupt-page: %s, want exit 1 naming %s", r, named)
+	}
+	if names := listBackups(t, repo); len(names) != 2 {
+		t.Fatalf("backups = %v: the second is stored too", names)
 	}
 }

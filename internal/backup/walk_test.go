@@ -346,7 +346,7 @@ func TestCopyFile(t *testing.T) {
 			var out bytes.Buffer
 			tw := tar.NewWriter(&out)
 			var done atomic.Int64
-			f, n, err := copyFile(tw, e, make([]byte, tc.bufSize), &done, os.Open)
+			f, n, err := copyFile(tw, e, make([]byte, tc.bufSize), &done, os.Open, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -390,7 +390,7 @@ func TestCopyFileVanished(t *testing.T) {
 	tw := tar.NewWriter(&out)
 	var done atomic.Int64
 	e := entry{path: "base/5/16384", abs: filepath.Join(t.TempDir(), "16384"), mode: 0o600, size: 8192}
-	f, n, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open)
+	f, n, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open, nil)
 	if err != nil || n >= 0 {
 		t.Fatalf("copyFile of a vanished file = %+v, %d, %v; want n < 0 and no error", f, n, err)
 	}
@@ -417,7 +417,7 @@ func TestCopyFileUnreadable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := entry{path: "x", abs: filepath.Join(dir, "d", "x", "notadir"), mode: 0o600}
-	if _, _, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open); err == nil {
+	if _, _, err := copyFile(tw, e, make([]byte, 1024), &done, os.Open, nil); err == nil {
 		t.Error("copyFile of a path under a regular file succeeded")
 	}
 }
@@ -507,7 +507,7 @@ func TestRootReadsOnlyWhatTheClusterOwnerCanRead(t *testing.T) {
 		tw := tar.NewWriter(&out)
 		var done atomic.Int64
 		e := entry{path: p, abs: filepath.Join(dataDir, p), mode: 0o600}
-		_, _, err := copyFile(tw, e, make([]byte, 1024), &done, open)
+		_, _, err := copyFile(tw, e, make([]byte, 1024), &done, open, nil)
 		if err == nil || !strings.Contains(err.Error(), p) || !errors.Is(err, fs.ErrPermission) {
 			t.Errorf("copyFile(%s) as root = %v; want a permission error naming it", p, err)
 		}

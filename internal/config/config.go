@@ -67,6 +67,7 @@ const (
 	KeyPartSize            = "part-size"
 	KeyConcurrency         = "concurrency"
 	KeyFast                = "fast"
+	KeyFailOnCorruptPage   = "fail-on-corrupt-page"
 	KeyLockMaxAge          = "lock-max-age"
 	KeyLockWait            = "lock-wait"
 	KeyRetainFull          = "retain-full"
@@ -136,6 +137,7 @@ var settings = []Setting{
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
+	{Key: KeyFailOnCorruptPage, Env: []string{"PGB_FAIL_ON_CORRUPT_PAGE"}, Default: "false", Kind: Bool, Usage: "backup-push exits 1 when pages failed their data checksum (the backup is stored all the same: it is still the best copy there is); without it, a warning"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 	{Key: KeyLockWait, Env: []string{"PGB_LOCK_WAIT"}, Default: "0s", Kind: Duration, Usage: "wait up to this long for the backup lock another backup-push, delete or backup-mark holds, instead of failing at once (for cron jobs that may overlap)"},
 	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},
@@ -214,30 +216,31 @@ type Config struct {
 	File     string   // the config file that was read, "" if none
 	Warnings []string // what the user should fix but pgb can work with, one line each
 	// Given holds the values set above the file, by flag or environment, by key.
-	Given            map[string]string
-	Repo             string
-	PGData           string
-	PGDSN            string
-	Compression      string
-	CompressionLevel int
-	LogLevel         string
-	LogFormat        string
-	StorageTimeout   time.Duration
-	StorageRetries   int
-	ArchiveTimeout   time.Duration
-	WALTimeout       time.Duration
-	WALPushConc      int // segments the background archiver ships at once; 1: no look-ahead
-	WALFetchPrefetch int // segments; 0 = off
-	PartSize         int64
-	Concurrency      int
-	Fast             bool
-	LockMaxAge       time.Duration
-	LockWait         time.Duration
-	RetainFull       int // 0: not set
-	RetainDays       int // 0: not set
-	S3               S3
-	GCS              GCS
-	Encryption       Encryption
+	Given             map[string]string
+	Repo              string
+	PGData            string
+	PGDSN             string
+	Compression       string
+	CompressionLevel  int
+	LogLevel          string
+	LogFormat         string
+	StorageTimeout    time.Duration
+	StorageRetries    int
+	ArchiveTimeout    time.Duration
+	WALTimeout        time.Duration
+	WALPushConc       int // segments the background archiver ships at once; 1: no look-ahead
+	WALFetchPrefetch  int // segments; 0 = off
+	PartSize          int64
+	Concurrency       int
+	Fast              bool
+	FailOnCorruptPage bool
+	LockMaxAge        time.Duration
+	LockWait          time.Duration
+	RetainFull        int // 0: not set
+	RetainDays        int // 0: not set
+	S3                S3
+	GCS               GCS
+	Encryption        Encryption
 
 	// WALPushQueueMax is the archiver backlog (bytes of .ready segments in pg_wal)
 	// beyond which a failed wal-push drops its segment; 0: never drop.
@@ -478,6 +481,13 @@ func Load(src Source) (Config, error) {
 			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
 		}
 		c.Fast = b
+	}
+	if v, where := get(KeyFailOnCorruptPage); true {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
+		}
+		c.FailOnCorruptPage = b
 	}
 
 	if len(errs) == 0 {

@@ -67,6 +67,10 @@ type Summary struct {
 	// Encryption says how the backup's parts and manifest are encrypted; nil: they
 	// are not.
 	Encryption *Encryption `json:"encryption,omitempty"`
+	// CorruptPages counts the pages that failed their data checksum when the backup
+	// read them (clusters with data checksums), after a second read and the LSN check
+	// (see Manifest.Corrupt); 0 when all passed or the cluster has no checksums.
+	CorruptPages int `json:"corrupt_pages,omitempty"`
 }
 
 // Manifest describes one complete base backup: what PostgreSQL said about it, and
@@ -86,6 +90,10 @@ type Manifest struct {
 	// DataDirOwner is who owned the data directory at backup time: a restore as root
 	// gives the files back to that user. Manifests of older pgb have none.
 	DataDirOwner *Owner `json:"data_directory_owner,omitempty"`
+
+	// Corrupt lists the pages counted in CorruptPages, by file, at most
+	// MaxCorruptListed blocks in all.
+	Corrupt []CorruptPages `json:"corrupt,omitempty"`
 
 	// List, when set, holds the files instead of Files (written in manifest format 2).
 	List *FileList `json:"-"`
@@ -120,6 +128,17 @@ func (m *Manifest) EachFile(fn func(*File) error) error {
 
 // Duration is how long the backup took.
 func (m *Summary) Duration() time.Duration { return m.StopTime.Sub(m.StartTime) }
+
+// CorruptPages are the blocks of one file whose data checksum failed when the backup
+// read them: block numbers within the file (not the relation fork).
+type CorruptPages struct {
+	Path   string   `json:"path"`
+	Blocks []uint32 `json:"blocks"`
+}
+
+// MaxCorruptListed bounds the blocks Manifest.Corrupt lists: a cluster with a damaged
+// disk can have millions; the count in Summary.CorruptPages goes on.
+const MaxCorruptListed = 1000
 
 // Tablespace is a user tablespace in a backup.
 type Tablespace struct {

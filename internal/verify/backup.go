@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 
 	"github.com/pgb-project/pgb/internal/crc32c"
@@ -30,6 +31,17 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 			return nil
 		}
 		return err
+	}
+	// Pages damaged in the database when the backup read them: the repository is
+	// sound, but a restore brings them back as they were.
+	listed := 0
+	for _, c := range m.Corrupt {
+		listed += len(c.Blocks)
+		v.problem(s.Name+"/"+c.Path, s.Name, "%d page(s) failed their data checksum when backup-push read them (blocks %s): the database's copy was damaged, and the backup holds it as read",
+			len(c.Blocks), blockList(c.Blocks))
+	}
+	if more := m.CorruptPages - listed; more > 0 {
+		v.problem(repo.ManifestKey(s.Name), s.Name, "%d more page(s) failed their data checksum when backup-push read them (not listed: the manifest keeps at most %d)", more, repo.MaxCorruptListed)
 	}
 	byPath := make(map[string]int, len(m.Files))
 	parts := make(map[int]repo.Part, len(m.Parts))
@@ -80,6 +92,22 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 		return v.backupWAL(ctx, s)
 	}
 	return nil
+}
+
+// blockList is blocks as "1, 5, 9", the first 20 of them.
+func blockList(blocks []uint32) string {
+	var b strings.Builder
+	for i, n := range blocks {
+		if i == 20 {
+			fmt.Fprintf(&b, ", … %d more", len(blocks)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, n)
+	}
+	return b.String()
 }
 
 // part reads one part to its end and checks each file in it. ok is false when the
