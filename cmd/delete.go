@@ -181,6 +181,9 @@ func (e *env) deleteGarbage(ctx context.Context, grace time.Duration, confirm bo
 	if n := len(g.Summaries); n > 0 {
 		_, _ = fmt.Fprintf(e.stdout, "%s %d cached WAL summar%s whose segment is gone (walsum/)\n", verb, n, map[bool]string{true: "y", false: "ies"}[n == 1])
 	}
+	if g.TempsSkipped != "" {
+		_, _ = fmt.Fprintf(e.stdout, "WARNING: unfinished uploads were not looked for: %s (grant listing and aborting multipart uploads, or set a bucket lifecycle rule AbortIncompleteMultipartUpload)\n", g.TempsSkipped)
+	}
 	if n := g.TempFiles; n > 0 {
 		_, _ = fmt.Fprintf(e.stdout, "%s %d temp file(s) or incomplete upload(s) killed backups left (fs: .tmp-* files below backups/ and wal/; S3: multipart uploads there)\n", verb, n)
 	}

@@ -15,11 +15,14 @@ import (
 // cluster with data checksums reads, as pgBackRest does, so that a damaged page is
 // found when there is still time to act, not when it is restored. A page that fails
 // is read a second time (PostgreSQL may have been writing it: the first read saw half
-// of it); when it fails again but its LSN is at or past the backup's start, it was
-// written since the backup began and WAL replay rewrites it from the full-page image
-// the WAL holds from the start on, so it is not corrupt either. What remains is
-// counted and listed (at most repo.MaxCorruptListed blocks). The pages go into the
-// backup as read: the backup is still the best copy there is.
+// of it); one that comes back short was truncated meanwhile (a dropped or vacuumed
+// relation), which is no damage. One that fails again but carries an LSN at or past
+// the backup's start was written since the backup began, and WAL replay rewrites it
+// from the full-page image the WAL holds from the start on — unless its LSN is beyond
+// the backup's stop, which no write during the backup can give (WAL is flushed before
+// the page is written): result counts those too. What remains is counted and listed
+// (at most repo.MaxCorruptListed blocks). The pages go into the backup as read: the
+// backup is still the best copy there is.
 type pageChecker struct {
 	start wal.LSN
 
@@ -27,16 +30,30 @@ type pageChecker struct {
 	count  int
 	listed int
 	byPath map[string][]uint32
+	held   []heldPage // failed, with an LSN past the start: judged at the stop
 }
+
+// heldPage is a page that failed its checksum twice but was possibly written during
+// the backup.
+type heldPage struct {
+	path  string
+	block uint32
+	lsn   wal.LSN
+}
+
+// maxHeld bounds the pages kept for judging at the stop; past it they are taken as
+// written during the backup, as PostgreSQL's own base backup takes them all.
+const maxHeld = 10000
 
 func newPageChecker(start wal.LSN) *pageChecker {
 	return &pageChecker{start: start, byPath: map[string][]uint32{}}
 }
 
-// chunk checks the whole pages of chunk, the bytes of file path (opened as f) at
-// offset off, which is a multiple of the page size. A page that passes on its second
-// read replaces the first read in chunk. Files that hold no relation pages are let
-// through.
+// chunk checks the whole pages of chunk, bytes read from file path (opened as f) at
+// offset off, a multiple of the page size; bytes the file no longer had (zeros
+// copyFile pads a shrunken file with) must not be passed. A page that passes on its
+// second read replaces the first read in chunk. Files that hold no relation pages are
+// let through.
 func (c *pageChecker) chunk(f io.ReaderAt, path string, off int64, chunk []byte) {
 	if c == nil {
 		return
@@ -55,14 +72,15 @@ func (c *pageChecker) chunk(f io.ReaderAt, path string, off int64, chunk []byte)
 		if again == nil {
 			again = make([]byte, pagecheck.BlockSize)
 		}
-		if n, _ := f.ReadAt(again, off+int64(i)); n == len(again) {
-			if pagecheck.Verify(again, first+inFile) != pagecheck.Mismatch {
-				copy(page, again)
-				continue
-			}
-			page = again
+		if n, _ := f.ReadAt(again, off+int64(i)); n < len(again) {
+			continue // truncated since the first read: replay of the truncation empties it
 		}
-		if wal.LSN(pagemap.PageLSN(page)) >= c.start {
+		if pagecheck.Verify(again, first+inFile) != pagecheck.Mismatch {
+			copy(page, again)
+			continue
+		}
+		if lsn := wal.LSN(pagemap.PageLSN(again)); lsn >= c.start {
+			c.hold(path, inFile, lsn)
 			continue
 		}
 		c.add(path, inFile)
@@ -79,10 +97,24 @@ func (c *pageChecker) add(path string, block uint32) {
 	}
 }
 
-// result is the count of corrupt pages and their list, by path.
-func (c *pageChecker) result() (int, []repo.CorruptPages) {
+func (c *pageChecker) hold(path string, block uint32, lsn wal.LSN) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.held) < maxHeld {
+		c.held = append(c.held, heldPage{path, block, lsn})
+	}
+}
+
+// result is the count of corrupt pages and their list, by path, once the backup
+// stopped at stop: held pages with an LSN beyond it count too.
+func (c *pageChecker) result(stop wal.LSN) (int, []repo.CorruptPages) {
 	if c == nil {
 		return 0, nil
+	}
+	for _, h := range c.held {
+		if h.lsn > stop {
+			c.add(h.path, h.block)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -30,8 +30,10 @@ type rereads map[int64][]byte
 func (r rereads) ReadAt(p []byte, off int64) (int, error) { return copy(p, r[off]), nil }
 
 // A page that fails its checksum is corrupt only when a second read fails too and it
-// was not written since the backup started; a page that passes on its second read (a
-// torn first read) goes into the backup as read the second time; new pages pass.
+// was not written during the backup (its LSN is before the start, or past the stop,
+// where no write during the backup can put it); a page that passes on its second read
+// (a torn first read) goes into the backup as read the second time; one truncated
+// before the second read and new pages pass.
 func TestPageCheckerCountsOnlyPagesThatStayCorrupt(t *testing.T) {
 	const start = 5000
 	const bs = pagecheck.BlockSize
@@ -47,24 +49,28 @@ func TestPageCheckerCountsOnlyPagesThatStayCorrupt(t *testing.T) {
 	chunk = append(chunk, written...)                  // fails, but written since the start
 	chunk = append(chunk, make([]byte, bs)...)         // new page
 	chunk = append(chunk, checksummedPage(1, 0, 9)...) // wrong block number: corrupt (transposed)
-	chunk = append(chunk, bad[:100]...)                // a partial last page: not checked
-	second := rereads{1 * bs: bad, 2 * bs: torn, 3 * bs: written, 5 * bs: checksummedPage(1, 0, 9)}
+	chunk = append(chunk, bad...)                      // fails, but truncated before the second read
+	future := checksummedPage(start+900, 131072+7, 6)
+	future[6000] ^= 0xff
+	chunk = append(chunk, future...)    // fails with an LSN past the stop: damaged, LSN included
+	chunk = append(chunk, bad[:100]...) // a partial last page: not checked
+	second := rereads{1 * bs: bad, 2 * bs: torn, 3 * bs: written, 5 * bs: checksummedPage(1, 0, 9), 6 * bs: bad[:100], 7 * bs: future}
 
 	ck := newPageChecker(start)
 	ck.chunk(second, "base/1/16384.1", 0, chunk)
 	ck.chunk(second, "base/1/PG_VERSION", 0, chunk) // no relation pages: not checked
 	ck.chunk(second, "base/1/16385", 100, chunk)    // not on a page boundary: not checked
-	n, list := ck.result()
-	want := []repo.CorruptPages{{Path: "base/1/16384.1", Blocks: []uint32{1, 5}}}
-	if n != 2 || !reflect.DeepEqual(list, want) {
-		t.Fatalf("corrupt: %d %+v, want 2 %+v", n, list, want)
+	n, list := ck.result(start + 500)
+	want := []repo.CorruptPages{{Path: "base/1/16384.1", Blocks: []uint32{1, 5, 7}}}
+	if n != 3 || !reflect.DeepEqual(list, want) {
+		t.Fatalf("corrupt: %d %+v, want 3 %+v", n, list, want)
 	}
 	if !bytes.Equal(chunk[2*bs:3*bs], torn) {
 		t.Fatal("the torn page's second read did not replace its first")
 	}
 	var none *pageChecker // clusters without data checksums
 	none.chunk(second, "base/1/16384", 0, chunk)
-	if n, l := none.result(); n != 0 || l != nil {
+	if n, l := none.result(0); n != 0 || l != nil {
 		t.Fatalf("nil checker: %d %v", n, l)
 	}
 }
@@ -75,8 +81,8 @@ func TestPageCheckerListsABoundedNumberOfBlocks(t *testing.T) {
 	bad := make([]byte, pagecheck.BlockSize)
 	bad[14], bad[100] = 1, 1 // pd_upper set, no checksum
 	chunk := bytes.Repeat(bad, repo.MaxCorruptListed+10)
-	ck.chunk(rereads{}, "base/1/2", 0, chunk)
-	n, list := ck.result()
+	ck.chunk(bytes.NewReader(chunk), "base/1/2", 0, chunk)
+	n, list := ck.result(0)
 	if n != repo.MaxCorruptListed+10 || len(list) != 1 || len(list[0].Blocks) != repo.MaxCorruptListed {
 		t.Fatalf("%d counted, %d listed", n, len(list[0].Blocks))
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/crc32c"
+	"github.com/pgb-project/pgb/internal/pagecheck"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/repo"
@@ -303,8 +304,9 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	for _, ts := range t.tablespaces {
 		m.Tablespaces = append(m.Tablespaces, repo.Tablespace{OID: ts.oid, Name: names[ts.oid], Location: ts.location})
 	}
+	ck := p.pageChecker(m, info)
 	t1 := now()
-	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open) }); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open, ck) }); err != nil {
 		return nil, err
 	}
 	p.Stats.Copy = now().Sub(t1)
@@ -320,6 +322,11 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	}
 	p.Stats.Stop = now().Sub(ts)
 	m.StopLSN, m.Label, m.TablespaceMap, m.NextXID = stop.LSN, stop.Label, stop.TablespaceMap, stop.NextXID
+	m.CorruptPages, m.Corrupt = ck.result(m.StopLSN)
+	for _, c := range m.Corrupt {
+		p.Log.Warn("pages failed their data checksum (read twice; no LSN of a write during the backup): the backup holds them as read",
+			"file", c.Path, "blocks", c.Blocks)
+	}
 	m.StopTime = now().UTC()
 	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
 		return nil, err
@@ -358,6 +365,20 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 		}
 	}
 	return m, nil
+}
+
+// pageChecker is what checks the data checksums of the pages a backup of m reads:
+// nil when the cluster has none, or pages or segments of a size pgb does not check.
+func (p *Pusher) pageChecker(m *repo.Manifest, info pg.ClusterInfo) *pageChecker {
+	if !m.DataChecksums {
+		return nil
+	}
+	if info.BlockSize != pagecheck.BlockSize || info.SegmentBlocks != pagecheck.SegmentBlocks {
+		p.Log.Warn("page checksums are not verified during this backup: pgb checks 8 KiB pages in 1 GiB segment files",
+			"block_size", info.BlockSize, "blocks_per_segment", info.SegmentBlocks)
+		return nil
+	}
+	return newPageChecker(m.StartLSN)
 }
 
 // manifestLookTimeout bounds the check whether a manifest whose write failed is stored.
@@ -448,12 +469,8 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 }
 
 // copyFiles streams every file into parts, Concurrency at a time, checking the
-// data checksums of relation pages on clusters that have them.
-func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc) error {
-	var ck *pageChecker
-	if m.DataChecksums {
-		ck = newPageChecker(m.StartLSN)
-	}
+// data checksums of relation pages with ck (nil: not checked).
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc, ck *pageChecker) error {
 	var (
 		mu    sync.Mutex
 		nextN atomic.Int64
@@ -475,11 +492,6 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 		m.StoredSize += pt.Stored
 	}
 	m.FileCount, m.Size = m.List.Count()
-	m.CorruptPages, m.Corrupt = ck.result()
-	for _, c := range m.Corrupt {
-		p.Log.Warn("pages failed their data checksum (read twice; not written since the backup started): the backup holds them as read",
-			"file", c.Path, "blocks", c.Blocks)
-	}
 	return nil
 }
 
@@ -644,17 +656,25 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 	}
 	crc := crc32c.New()
 	var copied int64
+	shrunk := false
 	for copied < size {
 		want := min(int64(len(buf)), size-copied)
-		n, rerr := io.ReadFull(f, buf[:want])
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			clear(buf[n:want]) // the file shrank: pad
-			n, rerr = int(want), nil
+		read := 0
+		if !shrunk {
+			var rerr error
+			read, rerr = io.ReadFull(f, buf[:want])
+			switch {
+			case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
+				// The file shrank: the rest is zeros, even if it grows again meanwhile
+				// (reading on would put its new bytes at the wrong offsets).
+				shrunk = true
+			case rerr != nil:
+				return repo.File{}, 0, fmt.Errorf("read %s: %w", e.abs, rerr)
+			}
 		}
-		if rerr != nil {
-			return repo.File{}, 0, fmt.Errorf("read %s: %w", e.abs, rerr)
-		}
-		ck.chunk(f, e.path, copied, buf[:n]) // before the checksum: a second read may replace a page
+		clear(buf[read:want])
+		n := int(want)
+		ck.chunk(f, e.path, copied, buf[:read]) // before the checksum: a second read may replace a page
 		crc.Write(buf[:n])
 		if _, err := tw.Write(buf[:n]); err != nil {
 			return repo.File{}, 0, err

@@ -74,7 +74,8 @@ type cursor struct {
 // ErrCorrupt when one ends early or holds more than its map and size say. It returns
 // the bytes written: the newest layer's Size (baseSize without layers).
 //
-// Memory is one block per layer: the blocks are merged as they stream.
+// Memory is one block, plus 4 bytes per block a layer stores (its block list): the
+// blocks are merged as they stream.
 func Reconstruct(w io.Writer, base io.Reader, baseSize int64, layers []Layer) (int64, error) {
 	if baseSize < 0 || Blocks(baseSize) > MaxBlocks {
 		return 0, fmt.Errorf("%w: a full copy of %d bytes", ErrCorrupt, baseSize)

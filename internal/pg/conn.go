@@ -231,6 +231,7 @@ type ClusterInfo struct {
 	Checksums     bool
 	SegSize       uint64
 	BlockSize     int
+	SegmentBlocks int // blocks per relation segment file (RELSEG_SIZE)
 	Tablespaces   []Tablespace
 }
 
@@ -248,8 +249,8 @@ func (c *Conn) Cluster(ctx context.Context) (ClusterInfo, error) {
 	var checksum int32
 	var seg int64
 	err := c.c.QueryRow(ctx, `SELECT s.system_identifier, current_setting('data_directory'),
-		i.data_page_checksum_version, i.bytes_per_wal_segment, i.database_block_size
-		FROM pg_control_system() s, pg_control_init() i`).Scan(&sys, &ci.DataDirectory, &checksum, &seg, &ci.BlockSize)
+		i.data_page_checksum_version, i.bytes_per_wal_segment, i.database_block_size, i.blocks_per_segment
+		FROM pg_control_system() s, pg_control_init() i`).Scan(&sys, &ci.DataDirectory, &checksum, &seg, &ci.BlockSize, &ci.SegmentBlocks)
 	if err != nil {
 		return ci, fmt.Errorf("read cluster settings: %w", privilegeHint(err, "pg_control_init()"))
 	}

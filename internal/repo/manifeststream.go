@@ -412,7 +412,31 @@ func checkHeader(m *Manifest) (map[int]*Part, error) {
 		}
 		parts[pt.N] = pt
 	}
+	if err := checkCorrupt(m); err != nil {
+		return nil, err
+	}
 	return parts, nil
+}
+
+// checkCorrupt checks the pages a manifest says failed their checksum: what verify
+// prints of them must be bounded and name real paths.
+func checkCorrupt(m *Manifest) error {
+	listed := 0
+	for _, c := range m.Corrupt {
+		if !ValidPath(c.Path) || len(c.Blocks) == 0 {
+			return fmt.Errorf("its list of damaged pages names %.200q, not a file with blocks", c.Path)
+		}
+		for i := 1; i < len(c.Blocks); i++ {
+			if c.Blocks[i] <= c.Blocks[i-1] {
+				return fmt.Errorf("its damaged pages of %s are not in order", c.Path)
+			}
+		}
+		listed += len(c.Blocks)
+	}
+	if listed > MaxCorruptListed || m.CorruptPages < listed {
+		return fmt.Errorf("it counts %d damaged pages but lists %d (at most %d are listed)", m.CorruptPages, listed, MaxCorruptListed)
+	}
+	return nil
 }
 
 // checkEntry checks one file entry of a format 2 manifest: its path, its part and its

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,19 @@ func TestStreamedManifestRefusesHostileEntries(t *testing.T) {
 		return c
 	}
 	long := `{"path":"base/5/` + strings.Repeat("a", 20000) + `"}` + "\n"
+	// corrupt is the header with damaged pages: n counted, list listed.
+	corrupt := func(n int, list string) string {
+		return strings.Replace(header, `"parts":`, fmt.Sprintf(`"corrupt_pages":%d,"corrupt":[%s],"parts":`, n, list), 1)
+	}
+	blocks := func(n int) string {
+		var b []string
+		for i := range n {
+			b = append(b, strconv.Itoa(i))
+		}
+		return strings.Join(b, ",")
+	}
+	// The control: damaged pages listed as backup-push lists them are accepted.
+	listed := corrupt(1500, `{"path":"base/5/1","blocks":[3,7]},{"path":"base/5/2.1","blocks":[`+blocks(998)+`]}`)
 	for _, tc := range []struct {
 		name    string
 		header  string
@@ -189,6 +203,7 @@ func TestStreamedManifestRefusesHostileEntries(t *testing.T) {
 		newer   bool
 	}{
 		{"unchanged (the control)", header, entries, false},
+		{"damaged pages listed (a control)", listed, entries, false},
 		{"path outside", header, entry(0, `"base/5/`, `"../../etc/`), false},
 		{"absolute path", header, entry(0, `"base/5/`, `"/etc/`), false},
 		{"unclean path", header, entry(0, `"base/5/`, `"base//5/`), false},
@@ -209,6 +224,12 @@ func TestStreamedManifestRefusesHostileEntries(t *testing.T) {
 		{"part without offsets", strings.Replace(header, `"file_offsets":true`, `"file_offsets":false`, 1), entries, false},
 		{"part number out of range", strings.Replace(header, `"n":3`, `"n":4`, 1), entries, false},
 		{"newer format", strings.Replace(header, `{"format":2,`, `{"format":3,`, 1), entries, true},
+		{"damaged pages outside", corrupt(1, `{"path":"../x","blocks":[3]}`), entries, false},
+		{"damaged pages of no path", corrupt(1, `{"path":"","blocks":[3]}`), entries, false},
+		{"damaged pages without blocks", corrupt(0, `{"path":"base/5/1","blocks":[]}`), entries, false},
+		{"damaged pages out of order", corrupt(2, `{"path":"base/5/1","blocks":[3,3]}`), entries, false},
+		{"more damaged pages listed than counted", corrupt(1, `{"path":"base/5/1","blocks":[3,4]}`), entries, false},
+		{"too many damaged pages listed", corrupt(5000, `{"path":"base/5/1","blocks":[`+blocks(1001)+`]}`), entries, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -222,7 +243,7 @@ func TestStreamedManifestRefusesHostileEntries(t *testing.T) {
 			switch {
 			case tc.newer:
 				want = ErrNewerFormat
-			case tc.header == header && slices.Equal(tc.entries, entries):
+			case (tc.header == header || tc.header == listed) && slices.Equal(tc.entries, entries):
 				want = nil
 			}
 			if _, err := r.ReadManifest(ctx, name); !errors.Is(err, want) || (want == nil) != (err == nil) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 )
 
 // Options tune Delete.
@@ -152,8 +153,11 @@ type Garbage struct {
 	// files in directories nothing writes again (filesystem repositories), incomplete
 	// multipart uploads (S3); counted in Bytes.
 	TempFiles int
-	Bytes     int64
-	Deleted   bool
+	// TempsSkipped says why those leftovers could not be looked for (a store, or
+	// credentials, that do not allow it); the rest is collected all the same.
+	TempsSkipped string
+	Bytes        int64
+	Deleted      bool
 }
 
 // CollectGarbage finds, and with confirm removes, the objects interrupted writes left
@@ -202,15 +206,20 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 		}
 	}
 	n, b, err := r.StaleTemps(ctx, edge, false)
-	if err != nil {
+	switch {
+	case errors.Is(err, storage.ErrUnsupported):
+		g.TempsSkipped = err.Error()
+	case err != nil:
 		return g, err
 	}
 	g.TempFiles, g.Bytes = n, g.Bytes+b
 	if !confirm {
 		return g, nil
 	}
-	if _, _, err := r.StaleTemps(ctx, edge, true); err != nil {
-		return g, err
+	if g.TempsSkipped == "" {
+		if _, _, err := r.StaleTemps(ctx, edge, true); err != nil {
+			return g, err
+		}
 	}
 	for _, b := range g.Backups {
 		if err := r.DeleteBackup(ctx, b.Name); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -373,5 +374,28 @@ func TestGarbageRemovesTheTempFilesOfKilledBackups(t *testing.T) {
 		if _, err := os.Stat(d); !os.IsNotExist(err) {
 			t.Fatalf("the killed writer's directory %s: %v, want it gone", d, err)
 		}
+	}
+}
+
+// refusingSweeper is a store that does not allow looking for unfinished uploads (an S3
+// policy without the multipart permissions).
+type refusingSweeper struct{ *fs.Store }
+
+func (refusingSweeper) RemoveStaleTemps(context.Context, string, time.Time, bool) (int, int64, error) {
+	return 0, 0, fmt.Errorf("%w: s3: list incomplete uploads: AccessDenied", storage.ErrUnsupported)
+}
+
+// A store that refuses the sweep of unfinished uploads does not stop delete --garbage:
+// the rest is removed, and the report says what was skipped.
+func TestGarbageGoesOnWhenTheStoreRefusesTheUploadSweep(t *testing.T) {
+	ctx := context.Background()
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := repo.New(refusingSweeper{st}, repo.Options{})
+	g, err := CollectGarbage(ctx, r, time.Now(), time.Hour, true, repo.LockOptions{})
+	if err != nil || !g.Deleted || !strings.Contains(g.TempsSkipped, "AccessDenied") {
+		t.Fatalf("garbage with a refused sweep: %+v, %v", g, err)
 	}
 }

@@ -9,11 +9,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -637,5 +639,40 @@ func TestStaleMultipartUploadsAreFoundAndAborted(t *testing.T) {
 	}
 	if n, _, err := sw.RemoveStaleTemps(ctx, "backups/", later, true); err != nil || n != 0 {
 		t.Fatalf("a second sweep: %d uploads, %v; want none", n, err)
+	}
+}
+
+// A server whose listing of incomplete uploads pages without moving on does not keep
+// the sweep going for ever, and one that refuses the listing (no permission) makes it
+// storage.ErrUnsupported, so that pgb delete --garbage goes on without it.
+func TestStaleUploadSweepStopsOnABrokenListingAndYieldsToARefusal(t *testing.T) {
+	var lists atomic.Int64
+	var deny atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.URL.Query()["uploads"]; !ok {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		lists.Add(1)
+		if deny.Load() {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>no s3:ListBucketMultipartUploads</Message></Error>`)
+			return
+		}
+		// Always the same next page: it never moves on.
+		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket><NextKeyMarker>pgb/backups/x</NextKeyMarker><NextUploadIdMarker>u1</NextUploadIdMarker><MaxUploads>1000</MaxUploads><IsTruncated>true</IsTruncated></ListMultipartUploadsResult>`)
+	}))
+	defer srv.Close()
+	st := newStore(t, s3.Config{Bucket: "b", Prefix: "pgb", Region: "us-east-1", Endpoint: srv.URL, ForcePathStyle: true,
+		AccessKeyID: "k", SecretAccessKey: "s", RequestTimeout: 10 * time.Second, Retry: retry.Policy{MaxAttempts: 1}})
+	_, _, err := st.RemoveStaleTemps(t.Context(), "backups/", time.Now(), true)
+	if err == nil || !strings.Contains(err.Error(), "does not move on") || lists.Load() != 2 {
+		t.Fatalf("a listing that pages in place: %v after %d requests, want an error after 2", err, lists.Load())
+	}
+	deny.Store(true)
+	_, _, err = st.RemoveStaleTemps(t.Context(), "backups/", time.Now(), true)
+	if !errors.Is(err, storage.ErrUnsupported) {
+		t.Fatalf("a refused listing: %v, want storage.ErrUnsupported", err)
 	}
 }

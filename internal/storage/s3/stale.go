@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/pgb-project/pgb/internal/storage"
 )
@@ -30,13 +31,16 @@ func (s *Store) RemoveStaleTemps(ctx context.Context, prefix string, cutoff time
 		return 0, 0, err
 	}
 	in := &s3.ListMultipartUploadsInput{Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(s.base + prefix)}
-	for {
+	for pages := 0; ; pages++ {
 		if err := ctx.Err(); err != nil {
 			return uploads, bytes, fmt.Errorf("s3: incomplete uploads below %q: %w", prefix, err)
 		}
+		if pages == maxListPages {
+			return uploads, bytes, fmt.Errorf("s3: incomplete uploads below %q: more than %d pages of them", prefix, maxListPages)
+		}
 		page, err := s.client.ListMultipartUploads(ctx, in)
 		if err != nil {
-			return uploads, bytes, s.translateError("list incomplete uploads", prefix, err)
+			return uploads, bytes, s.sweepError("list incomplete uploads", prefix, err)
 		}
 		for _, u := range page.Uploads {
 			obj, id := aws.ToString(u.Key), aws.ToString(u.UploadId)
@@ -59,8 +63,9 @@ func (s *Store) RemoveStaleTemps(ctx context.Context, prefix string, cutoff time
 		if !aws.ToBool(page.IsTruncated) {
 			return uploads, bytes, nil
 		}
-		if aws.ToString(page.NextKeyMarker) == "" && aws.ToString(page.NextUploadIdMarker) == "" {
-			return uploads, bytes, fmt.Errorf("s3: incomplete uploads below %q: the listing is truncated but names no next page", prefix)
+		nk, nu := aws.ToString(page.NextKeyMarker), aws.ToString(page.NextUploadIdMarker)
+		if nk == "" && nu == "" || nk == aws.ToString(in.KeyMarker) && nu == aws.ToString(in.UploadIdMarker) {
+			return uploads, bytes, fmt.Errorf("s3: incomplete uploads below %q: the listing is truncated but its next page does not move on (%q, %q)", prefix, nk, nu)
 		}
 		in.KeyMarker, in.UploadIdMarker = page.NextKeyMarker, page.NextUploadIdMarker
 	}
@@ -70,15 +75,19 @@ func (s *Store) RemoveStaleTemps(ctx context.Context, prefix string, cutoff time
 // gone meanwhile.
 func (s *Store) uploadedBytes(ctx context.Context, key, obj, id string) (int64, error) {
 	var n int64
-	p := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(obj), UploadId: aws.String(id)})
-	for p.HasMorePages() {
+	p := s3.NewListPartsPaginator(s.client, &s3.ListPartsInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(obj), UploadId: aws.String(id)},
+		func(o *s3.ListPartsPaginatorOptions) { o.StopOnDuplicateToken = true })
+	for pages := 0; p.HasMorePages(); pages++ {
+		if pages == maxListPages {
+			return 0, fmt.Errorf("s3: the parts of an incomplete upload of %q: more than %d pages of them", key, maxListPages)
+		}
 		page, err := p.NextPage(ctx)
 		var noUpload *types.NoSuchUpload
 		if errors.As(err, &noUpload) {
 			return 0, nil
 		}
 		if err != nil {
-			return 0, s.translateError("list the parts of an incomplete upload of", key, err)
+			return 0, s.sweepError("list the parts of an incomplete upload of", key, err)
 		}
 		for _, part := range page.Parts {
 			n += aws.ToInt64(part.Size)
@@ -97,5 +106,24 @@ func (s *Store) abortStale(ctx context.Context, key, obj, id string) error {
 	if err == nil || errors.As(err, &noUpload) {
 		return nil
 	}
-	return s.translateError("abort an incomplete upload of", key, err)
+	return s.sweepError("abort an incomplete upload of", key, err)
+}
+
+// maxListPages bounds the pages of one listing the sweep reads (1000 entries each):
+// a server that never stops paging must not keep it going for ever.
+const maxListPages = 10000
+
+// sweepError is translateError, marking as storage.ErrUnsupported the answers of a
+// store, or of credentials, that do not allow the sweep (no permission to list or
+// abort multipart uploads, or a server without those calls): the caller can then go on
+// without it.
+func (s *Store) sweepError(op, key string, err error) error {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "AccessDenied", "NotImplemented", "MethodNotAllowed", "InvalidRequest":
+			return fmt.Errorf("%w: %w", storage.ErrUnsupported, s.translateError(op, key, err))
+		}
+	}
+	return s.translateError(op, key, err)
 }
