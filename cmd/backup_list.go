@@ -43,6 +43,9 @@ type backupRow struct {
 	Files      int       `json:"files,omitempty"`
 	Parts      int       `json:"parts,omitempty"`
 	PGVersion  int       `json:"pg_version,omitempty"`
+	// CorruptPages counts the pages that failed their data checksum when the backup
+	// read them (see backup-push).
+	CorruptPages int `json:"corrupt_pages,omitempty"`
 }
 
 func (e *env) backupList(ctx context.Context, asJSON bool) error {
@@ -60,7 +63,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		rows = append(rows, backupRow{Name: m.Name, Status: "ok", StartTime: m.StartTime, StopTime: m.StopTime,
 			StartLSN: m.StartLSN.String(), StopLSN: m.StopLSN.String(), StartWAL: m.StartWAL, StopWAL: m.StopWAL,
 			Timeline: m.Timeline, Size: m.Size, StoredSize: m.StoredSize, Duration: m.Duration().Seconds(),
-			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion})
+			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion, CorruptPages: m.CorruptPages})
 	}
 	for _, d := range damaged {
 		e.log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
@@ -81,9 +84,13 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 			_, _ = fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
 			continue
 		}
+		status := r.Status
+		if r.CorruptPages > 0 {
+			status += fmt.Sprintf(" (%d damaged page(s): pgb verify --backup %s)", r.CorruptPages, r.Name)
+		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
 			r.StopTime.Format(time.RFC3339), r.StartLSN, r.StopLSN, r.Timeline, human(r.Size), human(r.StoredSize),
-			time.Duration(r.Duration*float64(time.Second)).Round(time.Second), r.Status)
+			time.Duration(r.Duration*float64(time.Second)).Round(time.Second), status)
 	}
 	return tw.Flush()
 }

@@ -280,6 +280,12 @@ func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
 	if names := listBackups(t, repo); len(names) != 1 {
 		t.Fatalf("backups = %v, want the one just taken", names)
 	}
+	if l := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json"); !strings.Contains(l.stdout, `"corrupt_pages": 1`) {
+		t.Fatalf("backup-list --json does not count the damaged page: %s", l.stdout)
+	}
+	if l := mustPGB(t, "", nil, "backup-list", "--repo", repo); !strings.Contains(l.stdout, "1 damaged page(s)") {
+		t.Fatalf("backup-list does not show the damaged page: %s", l.stdout)
+	}
 	v := pgb(t, "", nil, "verify", "--repo", repo)
 	if v.code == 0 || !strings.Contains(v.stdout+v.stderr, rel) || !strings.Contains(v.stdout+v.stderr, "blocks 3)") {
 		t.Fatalf("verify of a backup holding a damaged page: %s", v)
