@@ -286,6 +286,9 @@ func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
 	if l := mustPGB(t, "", nil, "backup-list", "--repo", repo); !strings.Contains(l.stdout, "1 damaged page(s)") {
 		t.Fatalf("backup-list does not show the damaged page: %s", l.stdout)
 	}
+	if s := mustPGB(t, "", nil, "status", "--repo", repo); !strings.Contains(s.stdout, "holds 1 damaged page(s)") {
+		t.Fatalf("status does not show the damaged page: %s", s.stdout)
+	}
 	v := pgb(t, "", nil, "verify", "--repo", repo)
 	if v.code == 0 || !strings.Contains(v.stdout+v.stderr, rel) || !strings.Contains(v.stdout+v.stderr, "blocks 3)") {
 		t.Fatalf("verify of a backup holding a damaged page: %s", v)

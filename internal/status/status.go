@@ -87,6 +87,9 @@ type Backup struct {
 	// RecipientSet is the recipient set its parts and manifest are encrypted to
 	// (EncryptionReport); "": not encrypted.
 	RecipientSet string `json:"recipient_set,omitempty"`
+	// CorruptPages counts the pages that failed their data checksum when backup-push
+	// read them: the backup holds them damaged.
+	CorruptPages int `json:"corrupt_pages,omitempty"`
 }
 
 // RestorePoint is a restore point made with pgb restore-point.
@@ -285,7 +288,8 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 	for _, b := range g.Backups {
 		why, bad := ws.Unusable[b.Name]
 		bk := Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
-			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why}
+			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why,
+			CorruptPages: max(b.CorruptPages, 0)}
 		if b.Encryption != nil {
 			bk.RecipientSet = b.Encryption.RecipientSet
 		}

@@ -129,6 +129,9 @@ func (r *Report) Write(w io.Writer) error {
 		if bk.RecipientSet != "" {
 			flags += " encrypted for " + printable(bk.RecipientSet) // from the summary: untrusted
 		}
+		if bk.CorruptPages > 0 {
+			flags += fmt.Sprintf(" holds %d damaged page(s) (pgb verify --backup %s)", bk.CorruptPages, bk.Name)
+		}
 		p("  %-18s stop %s  TL %d%s", bk.Name, short(bk.StopTime), bk.Timeline, flags)
 		if !bk.Usable {
 			p("    %s", bk.Why)
