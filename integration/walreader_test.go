@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -288,5 +289,68 @@ func TestArchivedWALAfterPromotionShowsTheEndOfRecovery(t *testing.T) {
 		if r.EndOfRecovery != nil && (r.EndOfRecovery.Timeline != 2 || r.EndOfRecovery.PrevTimeline != 1) {
 			t.Fatalf("end of recovery %+v, want timeline 1 → 2", *r.EndOfRecovery)
 		}
+	}
+}
+
+// The database copies an incremental backup must know of (their files keep the
+// template's page LSNs) are found in real PostgreSQL 15 WAL: CREATE DATABASE …
+// STRATEGY FILE_COPY and ALTER DATABASE … SET TABLESPACE, and not a WAL_LOG creation.
+func TestDatabaseCopiesAreFoundInArchivedWAL(t *testing.T) {
+	pgtest.Require(t)
+	tmp := pgtest.TempDir(t)
+	archive := pgtest.MkdirPG(t, filepath.Join(tmp, "archive"))
+	spc := pgtest.MkdirPG(t, filepath.Join(tmp, "spc"))
+	const segSize = 1 << 20
+	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "cp %p " + archive + "/%f", WALSegSizeMB: 1})
+	c.Start(t)
+	first := c.SwitchWAL(t)
+	c.Exec(t, "CREATE DATABASE copied STRATEGY FILE_COPY")
+	c.Exec(t, "CREATE DATABASE logged STRATEGY WAL_LOG")
+	c.Exec(t, "CREATE TABLESPACE spc LOCATION '"+spc+"'")
+	c.Exec(t, "ALTER DATABASE copied SET TABLESPACE spc")
+	last := c.SwitchWAL(t)
+	c.WaitArchived(t, last, 60*time.Second)
+	oid := func(q string) uint32 {
+		t.Helper()
+		return uint32(c.QueryInt(t, q))
+	}
+	copied, logged := oid("SELECT oid FROM pg_database WHERE datname = 'copied'"), oid("SELECT oid FROM pg_database WHERE datname = 'logged'")
+	spcOID := oid("SELECT oid FROM pg_tablespace WHERE spcname = 'spc'")
+
+	names := segmentsBetween(t, archive, first, last)
+	var rs []io.Reader
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(archive, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rs = append(rs, f)
+	}
+	rd, err := wal.NewReader(io.MultiReader(rs...), segSize, segmentStart(t, names[0], segSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		r, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := wal.DecodeChange(&r, rd.PostgreSQLMajor())
+		if err != nil {
+			t.Fatalf("%s: %v", r.LSN, err)
+		}
+		// (The first segment holds initdb's copies too.)
+		if ch.Kind == wal.DatabaseCopy && (ch.Database == copied || ch.Database == logged) {
+			got = append(got, fmt.Sprint(ch.Database, "@", ch.Tablespaces))
+		}
+	}
+	want := []string{fmt.Sprint(copied, "@", []uint32{1663}), fmt.Sprint(copied, "@", []uint32{spcOID})}
+	if !slices.Equal(got, want) {
+		t.Fatalf("database copies %v, want %v (the WAL_LOG database %d is no copy)", got, want, logged)
 	}
 }

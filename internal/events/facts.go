@@ -206,8 +206,8 @@ func (c *Collector) Add(rec *wal.Record) error {
 	if err != nil {
 		return err
 	}
-	if ch.Kind == wal.NoChange && len(rec.Blocks) == 0 {
-		return nil
+	if (ch.Kind == wal.NoChange || ch.Kind == wal.DatabaseCopy) && len(rec.Blocks) == 0 {
+		return nil // a database copy loses nothing: events does not report it
 	}
 	w := c.work(rec.Xid)
 	for _, b := range rec.Blocks {

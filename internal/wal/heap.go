@@ -46,8 +46,12 @@ const (
 // Database resource manager: XLOG_DBASE_DROP is 0x10 up to PostgreSQL 14 and
 // 0x20 from 15 (dbcommands_xlog.h), when 0x10 became CREATE_WAL_LOG.
 const (
+	dbaseCopy   = 0x00 // XLOG_DBASE_CREATE_FILE_COPY (XLOG_DBASE_CREATE before 15)
 	dbaseDrop14 = 0x10
 	dbaseDrop15 = 0x20
+	// sizeDbaseCopy is xl_dbase_create_file_copy_rec: database, tablespace, and the
+	// template's database and tablespace.
+	sizeDbaseCopy = 16
 )
 
 // ChangeKind says what a record does that can lose data.
@@ -62,6 +66,11 @@ const (
 	FileCreate                      // smgr CREATE: a new relation file (new table, TRUNCATE, VACUUM FULL, CLUSTER, rewrite)
 	DatabaseDrop                    // dbase DROP
 	InplaceUpdate                   // heap INPLACE: a row overwritten outside any transaction (VACUUM, DROP DATABASE marking the database invalid)
+	// DatabaseCopy is dbase CREATE by file copy: every CREATE DATABASE before 15,
+	// STRATEGY FILE_COPY and ALTER DATABASE … SET TABLESPACE since. The files are copied
+	// outside WAL, their pages keeping the template's LSNs (an incremental backup must
+	// store them whole). Database and Tablespaces[0] are the copy's.
+	DatabaseCopy
 )
 
 func (k ChangeKind) String() string {
@@ -78,6 +87,8 @@ func (k ChangeKind) String() string {
 		return "database drop"
 	case InplaceUpdate:
 		return "inplace update"
+	case DatabaseCopy:
+		return "database copy"
 	}
 	return "none"
 }
@@ -103,7 +114,8 @@ type Change struct {
 }
 
 // DecodeChange decodes the records that make data go away: heap DELETE, UPDATE
-// and HOT_UPDATE (one row each), heap TRUNCATE, smgr CREATE and dbase DROP, and
+// and HOT_UPDATE (one row each), heap TRUNCATE, smgr CREATE and dbase DROP, dbase
+// CREATE by file copy (which incremental backups must know of), and
 // heap INPLACE (DROP DATABASE marks the database invalid with one), as
 // PostgreSQL 12–17 write them; major is the reader's PostgreSQLMajor (0 when
 // unknown: taken as 15 or later). Any other record is NoChange. A record of
@@ -167,6 +179,12 @@ func DecodeChange(rec *Record, major int) (Change, error) {
 		}
 		return Change{Kind: FileCreate, Rel: RelFileNode{le.Uint32(d), le.Uint32(d[4:]), le.Uint32(d[8:])}, Fork: uint8(fork)}, nil
 	case RmgrDbase:
+		if op == dbaseCopy {
+			if len(d) < sizeDbaseCopy {
+				return Change{}, fmt.Errorf("dbase CREATE (file copy) has %d bytes of data, want %d", len(d), sizeDbaseCopy)
+			}
+			return Change{Kind: DatabaseCopy, Database: le.Uint32(d), Tablespaces: []uint32{le.Uint32(d[4:])}}, nil
+		}
 		drop := uint8(dbaseDrop15)
 		if major != 0 && major < 15 {
 			drop = dbaseDrop14

@@ -17,6 +17,7 @@ import (
 
 var (
 	blkref0RE = regexp.MustCompile(`blkref #0: rel (\d+)/(\d+)/(\d+) `)
+	copyRE    = regexp.MustCompile(`^CREATE_FILE_COPY copy dir (\d+)/(\d+) to (\d+)/(\d+)$`)
 	createRE  = regexp.MustCompile(`^CREATE (base/(\d+)|global)/(\d+)(_\w+)?$`)
 )
 
@@ -51,11 +52,15 @@ func TestDecodeChangeAgreesWithPgWaldump(t *testing.T) {
 			t.Fatalf("%s: %v", r.LSN, err)
 		}
 		counts[c.Kind]++
-		if want := wantChange(t, e); want != fmt.Sprint(c.Kind, " ", c.Rel) {
-			t.Errorf("%s (%s %s): decoded %v %v, pg_waldump says %s", r.LSN, e.Rmgr, e.Desc, c.Kind, c.Rel, want)
+		got := fmt.Sprint(c.Kind, " ", c.Rel)
+		if c.Kind == wal.DatabaseCopy {
+			got = fmt.Sprint(c.Kind, " ", c.Tablespaces, "/", c.Database)
+		}
+		if want := wantChange(t, e); want != got {
+			t.Errorf("%s (%s %s): decoded %s, pg_waldump says %s", r.LSN, e.Rmgr, e.Desc, got, want)
 		}
 	}
-	if counts[wal.RowDelete] == 0 || counts[wal.RowUpdate] == 0 || counts[wal.FileCreate] == 0 {
+	if counts[wal.RowDelete] == 0 || counts[wal.RowUpdate] == 0 || counts[wal.FileCreate] == 0 || counts[wal.DatabaseCopy] == 0 {
 		t.Fatalf("the segments should hold deletes, updates and file creations: %v", counts)
 	}
 }
@@ -81,6 +86,13 @@ func wantChange(t *testing.T, e waldumptest.Entry) string {
 			spc, db = "1664", "0"
 		}
 		return fmt.Sprintf("%v %s/%s/%s", wal.FileCreate, spc, db, m[3])
+	case e.Rmgr == "Database" && op == "CREATE_FILE_COPY":
+		// initdb creates template0 and postgres by copying template1.
+		m := copyRE.FindStringSubmatch(e.Desc)
+		if m == nil {
+			t.Fatalf("pg_waldump line %q not understood", e.Desc)
+		}
+		return fmt.Sprintf("%v [%s]/%s", wal.DatabaseCopy, m[3], m[4])
 	case e.Rmgr == "Heap" && op == "TRUNCATE", e.Rmgr == "Database" && op == "DROP":
 		t.Fatalf("%s %s: not in the committed segments; update this test", e.Rmgr, e.Desc)
 	}
@@ -133,6 +145,9 @@ func TestDecodeChangeBodies(t *testing.T) {
 		{"drop database, 12", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x10, MainData: le32(16500, 1663)}, 12, "database drop 0/0/0 16500 [1663]", false},
 		{"drop database, negative count", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x20, MainData: le32(16500, 0x80000000)}, 15, "", true},
 		{"drop database, short", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x20, MainData: le32(16500)}, 15, "", true},
+		{"create database FILE_COPY, 15", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x00, MainData: le32(16500, 16401, 1, 1663)}, 15, "database copy 0/0/0 16500 [16401]", false},
+		{"create database, 14 (always a copy)", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x00, MainData: le32(16500, 1663, 1, 1663)}, 14, "database copy 0/0/0 16500 [1663]", false},
+		{"create database FILE_COPY, short", wal.Record{RmgrID: wal.RmgrDbase, Info: 0x00, MainData: le32(16500, 1663, 1)}, 15, "", true},
 		{"inplace update", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}, Blocks: blk}, 15, "inplace update 1663/5/16384 0 []", false},
 		{"inplace update, short", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4}, Blocks: blk}, 15, "", true},
 		{"inplace update without a block", wal.Record{RmgrID: wal.RmgrHeap, Info: 0x70, MainData: []byte{4, 0}}, 15, "", true},
