@@ -30,6 +30,19 @@ func archivingClusterWith(t *testing.T, flags []string) *pgtest.Cluster {
 	return c
 }
 
+// checksumCluster starts a cluster initialised with data checksums whose
+// archive_command is pgb wal-push into repo ("": no archiving), with extra settings.
+func checksumCluster(t *testing.T, repo string, conf ...string) *pgtest.Cluster {
+	t.Helper()
+	opts := pgtest.Options{InitDBArgs: []string{"--data-checksums"}, Conf: conf}
+	if repo != "" {
+		opts.ArchiveCommand = pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p"
+	}
+	c := pgtest.NewCluster(t, opts)
+	c.Start(t)
+	return c
+}
+
 func newRepo(t *testing.T) string {
 	t.Helper()
 	return pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "repo"))

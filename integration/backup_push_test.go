@@ -255,12 +255,7 @@ func TestBackupPushAsRootReadsOnlyWhatThePostgresUserCanRead(t *testing.T) {
 func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
 	pgtest.RequireParallel(t)
 	repo := newRepo(t)
-	c := pgtest.NewCluster(t, pgtest.Options{
-		ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p",
-		InitDBArgs:     []string{"--data-checksums"},
-		Conf:           []string{"autovacuum = off"}, // nothing reads the damaged page before the backup
-	})
-	c.Start(t)
+	c := checksumCluster(t, repo, "autovacuum = off") // nothing reads the damaged page before the backup
 	c.Exec(t, "CREATE TABLE t AS SELECT g AS id, repeat('x', 200) AS v FROM generate_series(1, 5000) g")
 	c.Exec(t, "CHECKPOINT")
 	rel := c.QueryString(t, "SELECT pg_relation_filepath('t')")

@@ -35,11 +35,7 @@ func listBackups(t *testing.T, repo string) []string {
 func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
 	pgtest.RequireParallel(t)
 	repo := newRepo(t)
-	src := pgtest.NewCluster(t, pgtest.Options{
-		ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p",
-		InitDBArgs:     []string{"--data-checksums"},
-	})
-	src.Start(t)
+	src := checksumCluster(t, repo)
 	if out, err := src.Command(t, "pgbench", "-i", "-q", "-s", "5").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}

@@ -58,8 +58,7 @@ func blockList(m pagemap.Map) []uint32 {
 // truncated tail can come back from the base.
 func TestAnIncrementalWouldStoreExactlyTheBlocksWrittenSinceItsBaseStarted(t *testing.T) {
 	pgtest.RequireParallel(t)
-	c := pgtest.NewCluster(t, pgtest.Options{InitDBArgs: []string{"--data-checksums"}})
-	c.Start(t)
+	c := checksumCluster(t, "")
 	c.Exec(t, "CREATE TABLE t (id int, v int) WITH (fillfactor = 10, autovacuum_enabled = off)")
 	c.Exec(t, "INSERT INTO t SELECT g, 0 FROM generate_series(1, 3000) g")
 	c.Exec(t, "VACUUM FREEZE t")
@@ -119,8 +118,7 @@ func TestAnIncrementalWouldStoreExactlyTheBlocksWrittenSinceItsBaseStarted(t *te
 // that block and no other.
 func TestPageChecksumsOfARealClusterVerifyAndADamagedPageIsFound(t *testing.T) {
 	pgtest.RequireParallel(t)
-	c := pgtest.NewCluster(t, pgtest.Options{InitDBArgs: []string{"--data-checksums"}})
-	c.Start(t)
+	c := checksumCluster(t, "")
 	c.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	c.Exec(t, "INSERT INTO t SELECT g, repeat('x', g % 300) FROM generate_series(1, 20000) g")
 	c.Exec(t, "DELETE FROM t WHERE id % 7 = 0")
