@@ -56,7 +56,7 @@ fuzz:
 
 ## killtest: the random-kill test at KILLSCALE times the kills make test runs (200 there);
 ## PGB_KILLTEST_SEED=N replays the kill instants of a run (the test logs its seed).
-KILLSCALE ?= 10
+KILLSCALE ?= 2
 killtest:
 	scripts/ensure-postgres
 	PGB_KILLTEST_SCALE=$(KILLSCALE) $(GO) test -count=1 -v -run '^TestKillingPgbAtRandomInstantsLosesNothing$$' -timeout 120m ./integration/
