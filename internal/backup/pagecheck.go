@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/pgb-project/pgb/internal/pagecheck"
-	"github.com/pgb-project/pgb/internal/pagemap"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -79,7 +78,7 @@ func (c *pageChecker) chunk(f io.ReaderAt, path string, off int64, chunk []byte)
 			copy(page, again)
 			continue
 		}
-		if lsn := wal.LSN(pagemap.PageLSN(again)); lsn >= c.start {
+		if lsn := wal.LSN(pagecheck.PageLSN(again)); lsn >= c.start {
 			c.hold(path, inFile, lsn)
 			continue
 		}

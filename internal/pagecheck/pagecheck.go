@@ -71,6 +71,15 @@ func Checksum(page []byte, blkno uint32) uint16 {
 	return uint16(result%65535 + 1)
 }
 
+// PageLSN is the page's pd_lsn (as a WAL position).
+func PageLSN(page []byte) uint64 {
+	ne := binary.NativeEndian
+	return uint64(ne.Uint32(page[0:]))<<32 | uint64(ne.Uint32(page[4:]))
+}
+
+// IsNew says whether the page was never initialised: pd_upper is 0 (PageIsNew).
+func IsNew(page []byte) bool { return binary.NativeEndian.Uint16(page[14:]) == 0 }
+
 // Stored is the page's pd_checksum.
 func Stored(page []byte) uint16 { return binary.NativeEndian.Uint16(page[checksumOffset:]) }
 
@@ -94,7 +103,7 @@ func Verify(page []byte, blkno uint32) Verdict {
 	if len(page) != BlockSize {
 		return Mismatch
 	}
-	if binary.NativeEndian.Uint16(page[14:]) == 0 { // pd_upper: a new page
+	if IsNew(page) {
 		for _, b := range page {
 			if b != 0 {
 				return Mismatch

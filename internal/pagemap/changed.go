@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+
+	"github.com/pgb-project/pgb/internal/pagecheck"
 )
 
 // relationFile matches the paths (relative to the data directory, "/"-separated) of
@@ -41,12 +43,6 @@ const (
 	maxAlignMask = 7
 )
 
-// PageLSN is a page's pd_lsn.
-func PageLSN(page []byte) LSN {
-	ne := binary.NativeEndian
-	return LSN(ne.Uint32(page[0:]))<<32 | LSN(ne.Uint32(page[4:]))
-}
-
 // Changed says whether a block must be stored by an incremental backup whose base
 // backup started at since (its start LSN, from the base's backup_label). The rule:
 //
@@ -70,11 +66,11 @@ func Changed(page []byte, since LSN) bool {
 	if len(page) != BlockSize {
 		return true
 	}
-	ne := binary.NativeEndian
-	upper := ne.Uint16(page[offUpper:])
-	if upper == 0 {
+	if pagecheck.IsNew(page) {
 		return true
 	}
+	ne := binary.NativeEndian
+	upper := ne.Uint16(page[offUpper:])
 	lower, special := ne.Uint16(page[offLower:]), ne.Uint16(page[offSpecial:])
 	flags, sv := ne.Uint16(page[offFlags:]), ne.Uint16(page[offSizeVers:])
 	if flags&^validFlags != 0 || lower < headerSize || lower > upper || upper > special ||
@@ -82,7 +78,7 @@ func Changed(page []byte, since LSN) bool {
 		int(sv&0xFF00) != BlockSize || sv&0x00FF != layoutVer {
 		return true
 	}
-	return PageLSN(page) >= since
+	return pagecheck.PageLSN(page) >= since
 }
 
 // Scan reads a file of size bytes from r, block by block, and returns the blocks an

@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/pgb-project/pgb/internal/pagecheck"
 )
 
 // BlockSize is PostgreSQL's page size (BLCKSZ) in the builds pgb supports.
-const BlockSize = 8192
+const BlockSize = pagecheck.BlockSize
 
 // MaxBlocks bounds the blocks of one relation segment file: RELSEG_SIZE is 131072
 // blocks (1 GiB) in standard builds; a build with larger segments (--with-segsize) is
