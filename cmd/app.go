@@ -161,6 +161,9 @@ func flags(keys ...string) []cli.Flag {
 			out = append(out, &cli.BoolFlag{Name: s.Key, Usage: usage, EnvVars: s.Env, Category: s.Category})
 			continue
 		}
+		if s.NoFlag {
+			panic("setting " + k + " has no flag") // programming error, caught by tests
+		}
 		out = append(out, settingFlag{StringFlag: &cli.StringFlag{
 			Name:        s.Key,
 			Usage:       usage,
@@ -204,6 +207,14 @@ type env struct {
 // load resolves the configuration of the command being run.
 func load(c *cli.Context) (*env, error) {
 	src := func(key string) (string, bool) {
+		if s, _ := config.Lookup(key); s.NoFlag {
+			for _, e := range s.Env {
+				if v, ok := os.LookupEnv(e); ok && v != "" {
+					return v, true
+				}
+			}
+			return "", false
+		}
 		if !hasFlag(c, key) || !c.IsSet(key) {
 			return "", false
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pgb-project/pgb/internal/repo"
 )
 
 func backupListCommand() *cli.Command {
@@ -27,9 +29,14 @@ func backupListCommand() *cli.Command {
 // backupRow is one backup as backup-list shows it. A damaged backup has its name, its
 // status and the reason only.
 type backupRow struct {
-	Name       string    `json:"name"`
-	Status     string    `json:"status"`          // ok, damaged
-	Error      string    `json:"error,omitempty"` // why a backup is damaged
+	Name   string `json:"name"`
+	Status string `json:"status"`          // ok, damaged, broken-chain
+	Error  string `json:"error,omitempty"` // why a backup is damaged or its chain broken
+	// Type is full or incremental; an incremental backup names its Parent, and Chain
+	// is every backup a restore of it reads, its full backup first.
+	Type       string    `json:"type,omitempty"`
+	Parent     string    `json:"parent,omitempty"`
+	Chain      []string  `json:"chain,omitempty"`
 	StartTime  time.Time `json:"start_time,omitzero"`
 	StopTime   time.Time `json:"stop_time,omitzero"`
 	StartLSN   string    `json:"start_lsn,omitempty"`
@@ -38,7 +45,7 @@ type backupRow struct {
 	StopWAL    string    `json:"stop_wal,omitempty"`
 	Timeline   uint32    `json:"timeline,omitempty"`
 	Size       int64     `json:"size,omitempty"`
-	StoredSize int64     `json:"stored_size,omitempty"`
+	StoredSize int64     `json:"stored_size,omitempty"` // the backup's own parts: not its chain's
 	Duration   float64   `json:"duration_seconds,omitempty"`
 	Files      int       `json:"files,omitempty"`
 	Parts      int       `json:"parts,omitempty"`
@@ -60,10 +67,21 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 	}
 	rows := make([]backupRow, 0, len(ms)+len(damaged))
 	for _, m := range ms {
-		rows = append(rows, backupRow{Name: m.Name, Status: "ok", StartTime: m.StartTime, StopTime: m.StopTime,
+		row := backupRow{Name: m.Name, Status: "ok", Type: "full", Parent: m.Parent, StartTime: m.StartTime, StopTime: m.StopTime,
 			StartLSN: m.StartLSN.String(), StopLSN: m.StopLSN.String(), StartWAL: m.StartWAL, StopWAL: m.StopWAL,
 			Timeline: m.Timeline, Size: m.Size, StoredSize: m.StoredSize, Duration: m.Duration().Seconds(),
-			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion, CorruptPages: m.CorruptPages})
+			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion, CorruptPages: m.CorruptPages}
+		if m.Incremental() {
+			row.Type = "incremental"
+			chain, err := repo.Chain(ms, m.Name)
+			if err != nil {
+				row.Status, row.Error = "broken-chain", err.Error()
+			}
+			for _, c := range chain {
+				row.Chain = append(row.Chain, c.Name)
+			}
+		}
+		rows = append(rows, row)
 	}
 	for _, d := range damaged {
 		e.log.Warn("damaged backup: restore skips it", "backup", d.Name, "reason", d.Err.Error())
@@ -78,17 +96,24 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	// tabwriter holds every line (each has a tab) until Flush, which reports write errors.
-	_, _ = fmt.Fprintln(tw, "NAME\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION\tSTATUS")
+	_, _ = fmt.Fprintln(tw, "NAME\tTYPE\tSTART\tSTOP\tSTART LSN\tSTOP LSN\tTL\tSIZE\tSTORED\tDURATION\tSTATUS")
 	for _, r := range rows {
-		if r.Status != "ok" {
-			_, _ = fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
+		if r.Status == "damaged" {
+			_, _ = fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.Name, r.Status)
 			continue
 		}
 		status := r.Status
+		if r.Status == "broken-chain" {
+			status += fmt.Sprintf(" (its parent %s is missing or damaged: it cannot be restored)", r.Parent)
+		}
 		if r.CorruptPages > 0 {
 			status += fmt.Sprintf(" (%d damaged page(s): pgb verify --backup %s)", r.CorruptPages, r.Name)
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, r.StartTime.Format(time.RFC3339),
+		kind := r.Type
+		if r.Parent != "" {
+			kind = fmt.Sprintf("incr on %s (chain of %d)", r.Parent, max(len(r.Chain), 2))
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, kind, r.StartTime.Format(time.RFC3339),
 			r.StopTime.Format(time.RFC3339), r.StartLSN, r.StopLSN, r.Timeline, human(r.Size), human(r.StoredSize),
 			time.Duration(r.Duration*float64(time.Second)).Round(time.Second), status)
 	}

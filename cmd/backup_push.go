@@ -30,9 +30,20 @@ func backupPushCommand() *cli.Command {
 			"not written since the backup started) are listed in the manifest and the summary line, and the\n" +
 			"backup is stored all the same. --fail-on-corrupt-page makes that exit 1.",
 		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
-			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyFailOnCorruptPage, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait),
-			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"}),
+			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyFailOnCorruptPage, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait,
+			config.KeyFullEvery, config.KeyChecksumDelta),
+			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"},
+			&cli.BoolFlag{Name: "incremental", Usage: "take an incremental backup on the newest backup (a full one when none can be its base); overrides incremental in the config file or PGB_INCREMENTAL (off, on, auto)"},
+			&cli.BoolFlag{Name: "full", Usage: "take a full backup, whatever incremental in the config file or PGB_INCREMENTAL says"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			switch {
+			case c.Bool("incremental") && c.Bool("full"):
+				return usageError{fmt.Errorf("--incremental and --full contradict each other: give one")}
+			case c.Bool("incremental"):
+				e.cfg.Incremental = backup.IncrementalOn
+			case c.Bool("full"):
+				e.cfg.Incremental = backup.IncrementalOff
+			}
 			return e.backupPush(c.Context, c.Bool("permanent"))
 		}),
 	}
@@ -60,6 +71,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 		DataDir: e.cfg.PGData, Fast: e.cfg.Fast, PartSize: e.cfg.PartSize, Concurrency: e.cfg.Concurrency,
 		ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
 		LockMaxAge: e.cfg.LockMaxAge, LockWait: e.cfg.LockWait, Permanent: permanent,
+		Incremental: e.cfg.Incremental, FullEvery: e.cfg.FullEvery, ChecksumDelta: e.cfg.ChecksumDelta,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)
@@ -72,8 +84,13 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	e.log.Debug("backup timings", "total", r(d), "start", r(p.Stats.Start), "walk", r(p.Stats.Walk), "copy", r(p.Stats.Copy),
 		"stop", r(p.Stats.Stop), "wait_wal", r(p.Stats.WaitWAL), "manifest", r(p.Stats.Manifest))
 	// The backup is stored: failing to print the summary is no reason to fail.
-	_, _ = fmt.Fprintf(e.stdout, "backup %s complete: %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
-		m.Name, human(m.Size), m.FileCount, human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
+	kind := "full backup"
+	if m.Incremental() {
+		kind = fmt.Sprintf("incremental backup on %s: %d files unchanged, %d as changed pages, %d whole",
+			m.Parent, p.Stats.Unchanged.Load(), p.Stats.Paged.Load(), p.Stats.Whole.Load())
+	}
+	_, _ = fmt.Fprintf(e.stdout, "backup %s complete (%s): %s in %d files, stored %s (%s, ratio %.2f), %d part(s), %s (copy %s, %.0f MB/s), LSN %s to %s\n",
+		m.Name, kind, human(m.Size), m.FileCount, human(m.StoredSize), m.Compression, ratio(m.StoredSize, m.Size), len(m.Parts),
 		d.Round(time.Millisecond), p.Stats.Copy.Round(time.Millisecond), backup.Rate(m.Size, p.Stats.Copy)/(1<<20), m.StartLSN, m.StopLSN)
 	if m.CorruptPages > 0 {
 		err := fmt.Errorf("backup %s is stored, but %d page(s) failed their data checksum: %s (pgb verify --backup %s lists them; the database's copies are damaged: find the cause, e.g. the disk, and repair from a backup taken before the damage or by recovery)",

@@ -54,7 +54,7 @@ func TestBackupStopsReadingSoonAfterAPartUploadFails(t *testing.T) {
 	}
 	defer tr.close()
 	before := readChars(t)
-	err = p.copyFiles(context.Background(), tr, &repo.Manifest{Summary: repo.Summary{Name: "b"}, List: testList(t)}, os.Open, nil)
+	err = p.copyFiles(context.Background(), tr, &repo.Manifest{Summary: repo.Summary{Name: "b"}, List: testList(t)}, os.Open, nil, nil)
 	read := readChars(t) - before
 	if err == nil {
 		t.Fatal("copyFiles succeeded with every part upload failing")

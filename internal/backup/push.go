@@ -58,6 +58,15 @@ type Options struct {
 	// PingInterval is how often the backup session is checked while files are copied
 	// and while the stop segment is awaited; 0 means DefaultPingInterval.
 	PingInterval time.Duration
+	// Incremental is IncrementalOff (or ""), IncrementalOn or IncrementalAuto: whether
+	// the backup builds on the newest one, storing only what changed since.
+	Incremental string
+	// FullEvery is the most backups a chain holds under IncrementalAuto (0:
+	// DefaultFullEvery).
+	FullEvery int
+	// ChecksumDelta makes an incremental backup read every file: size and
+	// modification time judge nothing unchanged.
+	ChecksumDelta bool
 }
 
 // DefaultPingInterval is how often a backup checks that PostgreSQL is still there.
@@ -96,6 +105,10 @@ type Stats struct {
 	Stop     time.Duration // pg_backup_stop
 	WaitWAL  time.Duration // waiting until the stop segment is in the repository
 	Manifest time.Duration // writing the manifest (the relation names' wait included)
+
+	// Of an incremental backup: files not stored (unchanged since the base), stored as
+	// changed pages, and stored whole.
+	Unchanged, Paged, Whole atomic.Int64
 }
 
 // Rate is the copy's throughput in bytes per second: size over the copy alone, so that
@@ -240,6 +253,10 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	if m.Name, err = p.freeName(ctx, m.Name); err != nil {
 		return nil, err
 	}
+	b, err := p.chooseBase(ctx, m.SystemID, m.PGVersion)
+	if err != nil {
+		return nil, err
+	}
 
 	ok := false
 	defer func() {
@@ -261,7 +278,17 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
 		return nil, err
 	}
-	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL)
+	var inc *increment
+	switch {
+	case b == nil:
+	case b.sum.Timeline != m.Timeline || b.sum.StopLSN > m.StartLSN:
+		p.Log.Info("taking a full backup: the timeline changed since the newest backup (a promotion or a recovery)",
+			"backup", b.sum.Name, "its_timeline", b.sum.Timeline, "timeline", m.Timeline)
+	default:
+		inc = newIncrement(b, p.Opt.ChecksumDelta)
+		m.Parent = b.sum.Name
+	}
+	p.Log.Info("backup started", "backup", m.Name, "start_lsn", m.StartLSN, "start_wal", m.StartWAL, "parent", m.Parent)
 	if err := p.checkLive(ctx, dataDir, info.DataDirectory); err != nil {
 		return nil, err
 	}
@@ -306,7 +333,7 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	}
 	ck := p.pageChecker(m, info)
 	t1 := now()
-	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open, ck) }); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.copyFiles(ctx, t, m, open, ck, inc) }); err != nil {
 		return nil, err
 	}
 	p.Stats.Copy = now().Sub(t1)
@@ -470,7 +497,7 @@ func (p *Pusher) cleanup(ctx context.Context, name string) {
 
 // copyFiles streams every file into parts, Concurrency at a time, checking the
 // data checksums of relation pages with ck (nil: not checked).
-func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc, ck *pageChecker) error {
+func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open openFunc, ck *pageChecker, inc *increment) error {
 	var (
 		mu    sync.Mutex
 		nextN atomic.Int64
@@ -478,13 +505,26 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 	)
 	stopProgress := progress.Start(p.Opt.Progress, &done, t.bytes, time.Second)
 	defer stopProgress()
-	err := workpool.Run(ctx, p.Opt.Concurrency, t.items(), func(ctx context.Context, work <-chan item) error {
-		parts, err := p.worker(ctx, m.Name, m.List, t, work, &nextN, &done, open, ck)
+	w := &work{backup: m.Name, list: m.List, t: t, nextN: &nextN, done: &done, open: open, ck: ck, inc: inc}
+	if inc != nil {
+		lw, err := m.List.Writer(0)
+		if err != nil {
+			return err
+		}
+		w.unchanged = &unchangedList{w: lw}
+	}
+	err := workpool.Run(ctx, p.Opt.Concurrency, t.items(), func(ctx context.Context, items <-chan item) error {
+		parts, err := p.worker(ctx, w, items)
 		mu.Lock()
 		m.Parts = append(m.Parts, parts...)
 		mu.Unlock()
 		return err
 	})
+	if w.unchanged != nil {
+		if cerr := w.unchanged.w.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -560,9 +600,36 @@ func (pt *part) abort(cause error) {
 	pt.w.Abort(cause)
 }
 
-// worker copies files into parts, one part at a time, and adds their entries to list.
-// It returns the parts it completed.
-func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList, t *tree, work <-chan item, nextN, done *atomic.Int64, open openFunc, ck *pageChecker) ([]repo.Part, error) {
+// work is what the workers of one backup share.
+type work struct {
+	backup    string
+	list      *repo.FileList
+	t         *tree
+	nextN     *atomic.Int64
+	done      *atomic.Int64
+	open      openFunc
+	ck        *pageChecker
+	inc       *increment     // nil: a full backup
+	unchanged *unchangedList // the entries of files unchanged since the base (inc set)
+}
+
+// unchangedList is the manifest entries of the files an incremental backup does not
+// store, added by every worker.
+type unchangedList struct {
+	mu sync.Mutex
+	w  *repo.FileListWriter
+}
+
+func (u *unchangedList) add(f *repo.File) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.w.Add(f)
+}
+
+// worker copies files into parts, one part at a time, and adds their entries to the
+// list. It returns the parts it completed.
+func (p *Pusher) worker(ctx context.Context, w *work, items <-chan item) ([]repo.Part, error) {
+	backup, list, t, nextN, done, open, ck := w.backup, w.list, w.t, w.nextN, w.done, w.open, w.ck
 	var (
 		parts []repo.Part
 		cur   *part
@@ -578,6 +645,29 @@ func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList,
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
+		e.abs = e.where(t.root)
+		var j judgement
+		if w.inc != nil {
+			var err error
+			if j, err = w.inc.judge(e, open, buf, ck, done); err != nil {
+				return err
+			}
+			if j.f != nil {
+				defer func() { _ = j.f.Close() }() // read only
+			}
+			if j.kind == storeUnchanged {
+				if j.file.Path == "" {
+					return nil // vanished during the backup
+				}
+				p.Stats.Unchanged.Add(1)
+				return w.unchanged.add(&j.file)
+			}
+			if j.kind == storePages {
+				p.Stats.Paged.Add(1)
+			} else {
+				p.Stats.Whole.Add(1)
+			}
+		}
 		if cur == nil {
 			var err error
 			if cur, err = p.openPart(ctx, backup, list, int(nextN.Add(1))); err != nil {
@@ -588,10 +678,20 @@ func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList,
 		if err != nil {
 			return err
 		}
-		e.abs = e.where(t.root)
-		f, n, err := copyFile(cur.tw, e, buf, done, open, ck)
+		var (
+			f repo.File
+			n int64
+		)
+		if j.kind == storePages {
+			f, n, err = copyPages(cur.tw, e, j, buf)
+		} else {
+			f, n, err = copyFile(cur.tw, e, buf, done, open, ck)
+		}
 		if err != nil {
 			return err
+		}
+		if w.inc != nil {
+			p.Log.Debug("incremental: stored", "file", f.Path, "pages", j.kind == storePages, "bytes", n, "size", f.Size)
 		}
 		f.Offset = off
 		if n < 0 {
@@ -613,7 +713,7 @@ func (p *Pusher) worker(ctx context.Context, backup string, list *repo.FileList,
 		}
 		return nil
 	}
-	for it := range work {
+	for it := range items {
 		if err := t.each(it, one); err != nil {
 			return fail(err)
 		}

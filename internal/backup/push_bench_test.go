@@ -88,7 +88,7 @@ func benchCopyFiles(b *testing.B, data string, shape map[string]int, workers int
 	var stored int64
 	for i := 0; b.Loop(); i++ {
 		m := &repo.Manifest{Summary: repo.Summary{Name: fmt.Sprintf("b%d", i)}, List: testList(b)}
-		if err := p.copyFiles(ctx, t, m, os.Open, nil); err != nil {
+		if err := p.copyFiles(ctx, t, m, os.Open, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		_ = m.Close()

@@ -45,6 +45,9 @@ type Setting struct {
 	Kind     Kind
 	Secret   bool   // never echoed; warn when given on the command line
 	Category string // --help group
+	// NoFlag: set in the config file or the environment only (a command may have a
+	// flag of that name with another meaning, e.g. backup-push's --incremental).
+	NoFlag bool
 }
 
 // Keys of the settings.
@@ -68,6 +71,9 @@ const (
 	KeyConcurrency         = "concurrency"
 	KeyFast                = "fast"
 	KeyFailOnCorruptPage   = "fail-on-corrupt-page"
+	KeyIncremental         = "incremental"
+	KeyFullEvery           = "full-every"
+	KeyChecksumDelta       = "checksum-delta"
 	KeyLockMaxAge          = "lock-max-age"
 	KeyLockWait            = "lock-wait"
 	KeyRetainFull          = "retain-full"
@@ -137,6 +143,9 @@ var settings = []Setting{
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
+	{Key: KeyIncremental, Env: []string{"PGB_INCREMENTAL"}, Default: "off", NoFlag: true, Usage: "what backup-push takes: off (full backups), on (incremental on the newest backup when there is one) or auto (incremental, but a full one once a chain holds full-every backups); backup-push --incremental and --full override it"},
+	{Key: KeyFullEvery, Env: []string{"PGB_FULL_EVERY"}, Default: "7", Kind: Int, Usage: "with incremental: auto, a chain holds at most `N` backups, its full one included, before backup-push takes a full one again"},
+	{Key: KeyChecksumDelta, Env: []string{"PGB_CHECKSUM_DELTA"}, Default: "false", Kind: Bool, Usage: "an incremental backup reads every file instead of judging one with the size and modification time it had in the previous backup unchanged"},
 	{Key: KeyFailOnCorruptPage, Env: []string{"PGB_FAIL_ON_CORRUPT_PAGE"}, Default: "false", Kind: Bool, Usage: "backup-push exits 1 when pages failed their data checksum (the backup is stored all the same: it is still the best copy there is); without it, a warning"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 	{Key: KeyLockWait, Env: []string{"PGB_LOCK_WAIT"}, Default: "0s", Kind: Duration, Usage: "wait up to this long for the backup lock another backup-push, delete or backup-mark holds, instead of failing at once (for cron jobs that may overlap)"},
@@ -234,6 +243,9 @@ type Config struct {
 	Concurrency       int
 	Fast              bool
 	FailOnCorruptPage bool
+	Incremental       string // off, on or auto
+	FullEvery         int
+	ChecksumDelta     bool
 	LockMaxAge        time.Duration
 	LockWait          time.Duration
 	RetainFull        int // 0: not set
@@ -481,6 +493,23 @@ func Load(src Source) (Config, error) {
 			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
 		}
 		c.Fast = b
+	}
+	c.Incremental = strings.ToLower(str(KeyIncremental))
+	switch c.Incremental {
+	case "off", "on", "auto":
+	default:
+		v, where := get(KeyIncremental)
+		errs = append(errs, fmt.Sprintf("%s: %q: want off, on or auto", where, v))
+	}
+	if c.FullEvery = integer(KeyFullEvery); c.FullEvery < 1 {
+		errs = append(errs, fmt.Sprintf("full-every: %d: want 1 or more", c.FullEvery))
+	}
+	if v, where := get(KeyChecksumDelta); true {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %q is not true or false", where, v))
+		}
+		c.ChecksumDelta = b
 	}
 	if v, where := get(KeyFailOnCorruptPage); true {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))

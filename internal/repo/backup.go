@@ -32,6 +32,9 @@ func (r *Repo) PutBackup(ctx context.Context, m *Manifest) error {
 			return fmt.Errorf("manifest of backup %s: files both in memory and in a list", m.Name)
 		}
 		m.Format = ManifestFormat
+		if m.Parent != "" {
+			m.Format = IncrementalFormat
+		}
 		m.FileCount, m.Size = m.List.Count()
 	} else {
 		m.Format = FormatVersion
@@ -172,8 +175,14 @@ func backupDocError(name, what string, err error) error {
 }
 
 func checkSummary(name string, s *Summary) error {
-	if s.Format > ManifestFormat {
-		return fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, s.Format, ManifestFormat)
+	if s.Format > IncrementalFormat {
+		return fmt.Errorf("backup %s is %w: it has format %d, this pgb understands up to %d: upgrade pgb", name, ErrNewerFormat, s.Format, IncrementalFormat)
+	}
+	if (s.Format == IncrementalFormat) != (s.Parent != "") {
+		return fmt.Errorf("backup %s is %w: a manifest of format %d with parent %q", name, ErrDamagedBackup, s.Format, s.Parent)
+	}
+	if s.Parent != "" && (!validBackupName(s.Parent) || s.Parent == s.Name) {
+		return fmt.Errorf("backup %s is %w: its parent %.80q is not a backup name", name, ErrDamagedBackup, s.Parent)
 	}
 	if s.Name != name {
 		return fmt.Errorf("backup %s is %w: its manifest or summary describes backup %q", name, ErrDamagedBackup, s.Name)

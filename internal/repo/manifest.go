@@ -3,10 +3,12 @@ package repo
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pagemap"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -61,8 +63,9 @@ type Summary struct {
 	StoredSize    int64     `json:"stored_size"` // bytes of parts in the repository
 	FileCount     int       `json:"file_count"`  // files in the manifest
 	PartCount     int       `json:"part_count"`  // len(Manifest.Parts)
-	// Parent names the backup an incremental backup builds on; empty for a full
-	// backup (the only kind pgb writes today).
+	// Parent names the backup an incremental backup builds on (its manifest has
+	// IncrementalFormat); empty for a full backup. The chain of parents ends at a full
+	// backup, and a restore needs every backup of it.
 	Parent string `json:"parent,omitempty"`
 	// Encryption says how the backup's parts and manifest are encrypted; nil: they
 	// are not.
@@ -121,6 +124,23 @@ func (m *Manifest) EachFile(fn func(*File) error) error {
 	for _, n := range m.List.Parts() {
 		if err := m.List.Each(n, fn); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// EachFileOfPart calls fn with every file part n holds, in the order of its tar
+// stream (m.Files of a format 1 manifest are in path order; their parts hold them in
+// that order too).
+func (m *Manifest) EachFileOfPart(n int, fn func(*File) error) error {
+	if m.List != nil {
+		return m.List.Each(n, fn)
+	}
+	for i := range m.Files {
+		if m.Files[i].Part == n {
+			if err := fn(&m.Files[i]); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -191,6 +211,41 @@ type File struct {
 	// stream, when the part has FileOffsets: one file can be read without the files
 	// before it.
 	Offset int64 `json:"offset,omitempty"`
+
+	// In an incremental backup (Summary.Parent set), a file is one of three kinds:
+	//   - Part 0 (Unchanged): no part of this backup holds it; its content is the
+	//     parent's file of the same path, which has the same Size. CRC repeats the
+	//     parent entry's.
+	//   - Pages set (Delta): its part holds only the blocks of the file that Pages
+	//     lists (an encoded pagemap.Map), Stored bytes in all, in block order; every
+	//     other block is the parent's. CRC is of those Stored bytes. Size is the file's.
+	//   - neither: stored whole, as in a full backup.
+	Pages  []byte `json:"pages,omitempty"`
+	Stored int64  `json:"stored,omitempty"`
+}
+
+// Unchanged says that f's content is its parent backup's (incremental backups).
+func (f *File) Unchanged() bool { return f.Part == 0 }
+
+// Delta says that f's part holds only the blocks f.Pages lists.
+func (f *File) Delta() bool { return f.Pages != nil }
+
+// TarSize is how many bytes of content f's part holds for it.
+func (f *File) TarSize() int64 {
+	if f.Delta() {
+		return f.Stored
+	}
+	return f.Size
+}
+
+// Layer returns the blocks a Delta file's part holds (checked when the manifest was
+// read): pages, in block order, are their bytes.
+func (f *File) Layer(pages io.Reader) (pagemap.Layer, error) {
+	m, err := pagemap.Decode(f.Pages, uint32(min(pagemap.Blocks(f.Size), pagemap.MaxBlocks)))
+	if err != nil {
+		return pagemap.Layer{}, fmt.Errorf("%s: its page map: %w", f.Path, err)
+	}
+	return pagemap.Layer{Size: f.Size, Map: m, Pages: pages}, nil
 }
 
 // Sort orders directories and files by path, so manifests are stable.

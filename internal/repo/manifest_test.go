@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 	if got.Format != FormatVersion || got.Name != m.Name || got.SystemID != m.SystemID || got.StopLSN != m.StopLSN ||
 		got.StartLSN != m.StartLSN || !got.StopTime.Equal(m.StopTime) || got.NextXID != m.NextXID || got.Label != m.Label ||
-		len(got.Files) != 2 || got.Files[1] != m.Files[1] || !got.Files[0].MTime.Equal(m.Files[0].MTime) ||
+		len(got.Files) != 2 || !reflect.DeepEqual(got.Files[1], m.Files[1]) || !got.Files[0].MTime.Equal(m.Files[0].MTime) ||
 		len(got.Parts) != 1 || got.Parts[0] != m.Parts[0] || len(got.Links) != 1 || got.Links[0] != m.Links[0] ||
 		len(got.Tablespaces) != 1 || got.Tablespaces[0] != m.Tablespaces[0] {
 		t.Errorf("manifest round trip:\n got %+v\nwant %+v", got, m)
@@ -109,7 +110,7 @@ func TestReadManifestErrors(t *testing.T) {
 	}
 
 	// Newer format.
-	if err := New(st, Options{}).putJSON(ctx, ManifestKey("future"), map[string]any{"format": ManifestFormat + 1, "name": "future"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("future"), map[string]any{"format": IncrementalFormat + 1, "name": "future"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := New(st, Options{}).ReadManifest(ctx, "future"); err == nil || !strings.Contains(err.Error(), "upgrade pgb") {
@@ -196,7 +197,7 @@ func TestListBackupsSkipsAndReportsDamagedManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	// e: written by a newer pgb.
-	if err := New(st, Options{}).putJSON(ctx, ManifestKey("e"), map[string]any{"format": ManifestFormat + 1, "name": "e"}); err != nil {
+	if err := New(st, Options{}).putJSON(ctx, ManifestKey("e"), map[string]any{"format": IncrementalFormat + 1, "name": "e"}); err != nil {
 		t.Fatal(err)
 	}
 	// b: its summary and its manifest damaged.

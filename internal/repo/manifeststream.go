@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pgb-project/pgb/internal/pagemap"
 	"github.com/pgb-project/pgb/internal/storage"
 )
 
@@ -24,6 +25,12 @@ import (
 // offset in the part (the order of the part's tar stream). A reader holds only the
 // header and one entry at a time. Every part lists its file offsets.
 const ManifestFormat = 2
+
+// IncrementalFormat is the manifest format of an incremental backup: format 2 whose
+// summary names a Parent, and whose file list may start with files unchanged since
+// it (part 0) and hold page maps (see File). A pgb that reads only format 2 refuses it
+// as newer, rather than restoring a part of a cluster as if it were the whole.
+const IncrementalFormat = 3
 
 // streamedPrefix is how a format 2 (or later) manifest begins: json.Marshal writes the
 // summary's format first.
@@ -52,7 +59,17 @@ func writeStreamed(w io.Writer, m *Manifest) error {
 	}
 	parts := slices.Clone(m.Parts)
 	slices.SortFunc(parts, func(a, b Part) int { return a.N - b.N })
-	listed := 0
+	// The files unchanged since the parent (incremental backups) come first.
+	listed := m.List.PartCount(0)
+	if listed > 0 && m.Parent == "" {
+		return fmt.Errorf("manifest of backup %s: %d files are listed unchanged, but it has no parent backup", m.Name, listed)
+	}
+	if err := m.List.eachLine(0, func(line []byte) error {
+		_, err := bw.Write(line)
+		return err
+	}); err != nil {
+		return err
+	}
 	for _, pt := range parts {
 		if got := m.List.PartCount(pt.N); got != pt.Files || (got > 0 && !pt.FileOffsets) {
 			return fmt.Errorf("manifest of backup %s: part %d counts %d files, its list holds %d", m.Name, pt.N, pt.Files, got)
@@ -327,11 +344,11 @@ func (r *Repo) readManifestFrom(ctx context.Context, name string, storedSize int
 			return nil, damaged("file entry %d: %v", i+1, err)
 		}
 		pt := parts[cur.Part]
-		if err := checkEntry(&cur, pt, prev); err != nil {
+		if err := checkEntry(&cur, pt, prev, m.Parent != ""); err != nil {
 			return nil, damaged("file entry %d: %v", i+1, err)
 		}
 		counts[cur.Part]++
-		if counts[cur.Part] > pt.Files {
+		if pt != nil && counts[cur.Part] > pt.Files {
 			return nil, damaged("part %d holds more files than the %d it counts", pt.N, pt.Files)
 		}
 		if size += cur.Size; size < 0 {
@@ -364,10 +381,15 @@ func (r *Repo) readManifestFrom(ctx context.Context, name string, storedSize int
 	} else if n > 0 {
 		return nil, damaged("%d bytes follow its last file entry", n)
 	}
+	unchanged := m.FileCount
 	for _, pt := range parts {
 		if counts[pt.N] != pt.Files {
 			return nil, damaged("part %d counts %d files but lists %d", pt.N, pt.Files, counts[pt.N])
 		}
+		unchanged -= pt.Files
+	}
+	if counts[0] != unchanged {
+		return nil, damaged("it counts %d files in no part but lists %d", unchanged, counts[0])
 	}
 	if size != m.Size {
 		return nil, damaged("its files hold %d bytes, its summary says %d", size, m.Size)
@@ -439,14 +461,29 @@ func checkCorrupt(m *Manifest) error {
 	return nil
 }
 
-// checkEntry checks one file entry of a format 2 manifest: its path, its part and its
-// place after prev.
-func checkEntry(f *File, pt *Part, prev *File) error {
+// checkEntry checks one file entry of a format 2 or 3 manifest: its path, its part and
+// its place after prev. incremental says the manifest has a parent: only then may an
+// entry be unchanged (part 0, listed first) or hold a page map.
+func checkEntry(f *File, pt *Part, prev *File, incremental bool) error {
 	if !ValidPath(f.Path) {
 		return fmt.Errorf("path %.200q is not a relative path inside the backup", f.Path)
 	}
+	if f.Part == 0 && incremental {
+		switch {
+		case f.Offset != 0 || f.Delta() || f.Stored != 0 || f.Size < 0 || f.Mode&^0o7777 != 0:
+			return fmt.Errorf("%s: unchanged since the parent, but with an offset, pages or an impossible size or mode", f.Path)
+		case prev != nil && prev.Part != 0:
+			return fmt.Errorf("%s: unchanged since the parent, but listed after files in parts", f.Path)
+		case !validCRC(f.CRC):
+			return fmt.Errorf("%s: checksum %.20q is no CRC-32C", f.Path, f.CRC)
+		}
+		return nil
+	}
 	if pt == nil {
 		return fmt.Errorf("%s: part %d is not in the manifest", f.Path, f.Part)
+	}
+	if err := checkPages(f, incremental); err != nil {
+		return err
 	}
 	if !pt.FileOffsets {
 		return fmt.Errorf("%s: part %d lists no file offsets", f.Path, f.Part)
@@ -454,12 +491,44 @@ func checkEntry(f *File, pt *Part, prev *File) error {
 	if f.Size < 0 || f.Offset < 0 || f.Mode&^0o7777 != 0 {
 		return fmt.Errorf("%s: impossible size, offset or mode", f.Path)
 	}
-	if len(f.CRC) != 8 || strings.Trim(f.CRC, "0123456789abcdef") != "" {
+	if !validCRC(f.CRC) {
 		return fmt.Errorf("%s: checksum %.20q is no CRC-32C", f.Path, f.CRC)
 	}
 	if prev != nil && (f.Part < prev.Part || f.Part == prev.Part && f.Offset <= prev.Offset) {
 		return fmt.Errorf("%s (part %d at %d) comes after %s (part %d at %d): entries are ordered by part and offset",
 			f.Path, f.Part, f.Offset, prev.Path, prev.Part, prev.Offset)
+	}
+	return nil
+}
+
+func validCRC(s string) bool {
+	return len(s) == 8 && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// checkPages checks the page map of a Delta entry: only in an incremental backup,
+// within the file, its partial last block stored, and Stored the bytes it lists.
+func checkPages(f *File, incremental bool) error {
+	if !f.Delta() {
+		if f.Stored != 0 {
+			return fmt.Errorf("%s: stored bytes without a page map", f.Path)
+		}
+		return nil
+	}
+	if !incremental {
+		return fmt.Errorf("%s: a page map in a backup with no parent", f.Path)
+	}
+	if f.Size < 0 || pagemap.Blocks(f.Size) > pagemap.MaxBlocks {
+		return fmt.Errorf("%s: a page map for a file of %d bytes", f.Path, f.Size)
+	}
+	l, err := f.Layer(nil)
+	if err != nil {
+		return err
+	}
+	if err := l.Check(f.Size); err != nil {
+		return fmt.Errorf("%s: %w", f.Path, err)
+	}
+	if l.Stored() != f.Stored {
+		return fmt.Errorf("%s: its page map holds %d bytes, its entry says %d", f.Path, l.Stored(), f.Stored)
 	}
 	return nil
 }

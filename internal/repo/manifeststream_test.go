@@ -223,7 +223,7 @@ func TestStreamedManifestRefusesHostileEntries(t *testing.T) {
 		{"header lists files", strings.Replace(header, `"parts":`, `"files":[],"parts":`, 1), entries, false},
 		{"part without offsets", strings.Replace(header, `"file_offsets":true`, `"file_offsets":false`, 1), entries, false},
 		{"part number out of range", strings.Replace(header, `"n":3`, `"n":4`, 1), entries, false},
-		{"newer format", strings.Replace(header, `{"format":2,`, `{"format":3,`, 1), entries, true},
+		{"newer format", strings.Replace(header, `{"format":2,`, `{"format":4,`, 1), entries, true},
 		{"damaged pages outside", corrupt(1, `{"path":"../x","blocks":[3]}`), entries, false},
 		{"damaged pages of no path", corrupt(1, `{"path":"","blocks":[3]}`), entries, false},
 		{"damaged pages without blocks", corrupt(0, `{"path":"base/5/1","blocks":[]}`), entries, false},

@@ -110,9 +110,6 @@ func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 		return fmt.Errorf("--pgdata %q must be an absolute path", r.Opt.DataDir)
 	}
 	r.Opt.DataDir = filepath.Clean(r.Opt.DataDir)
-	if m.Parent != "" {
-		return fmt.Errorf("backup %s is %w: it is an incremental backup on %s, which this pgb cannot restore: upgrade pgb", m.Name, repo.ErrNewerFormat, m.Parent)
-	}
 	spc, err := r.tablespaceLocations(m)
 	if err != nil {
 		return err
@@ -586,6 +583,9 @@ func regularFile(target string) bool {
 // restoreParts downloads and unpacks every part, Concurrency at a time, checking each
 // file against the manifest.
 func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	if m.Incremental() {
+		return r.restoreChain(ctx, m, spc)
+	}
 	if m.List != nil {
 		return r.restoreListed(ctx, m, spc)
 	}
@@ -806,9 +806,7 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 		n += int64(k)
 		done.Add(int64(k))
 	}
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
-	if got := hex.EncodeToString(sum[:]); got != f.CRC {
+	if got := crcHex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
 	if r.Opt.Owner != nil {
@@ -820,6 +818,12 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 		return err
 	}
 	return out.Close()
+}
+
+func crcHex(v uint32) string {
+	var sum [4]byte
+	binary.BigEndian.PutUint32(sum[:], v)
+	return hex.EncodeToString(sum[:])
 }
 
 // createBeneath creates the new file rel below root without following any symbolic

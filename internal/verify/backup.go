@@ -54,6 +54,9 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 			continue
 		}
 		byPath[f.Path] = i
+		if f.Unchanged() && m.Incremental() {
+			continue // its content is the parent's: verified with the parent
+		}
 		if _, ok := parts[f.Part]; !ok {
 			v.problem(s.Name+"/"+f.Path, s.Name, "the manifest puts it in part %d, which the manifest does not list", f.Part)
 		}
@@ -84,7 +87,7 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 	}
 	for i, f := range m.Files {
 		// A file of a part that did not decode is covered by that part's problem.
-		if !seen[i].Load() && good[f.Part] {
+		if !seen[i].Load() && good[f.Part] && !(f.Unchanged() && m.Incremental()) {
 			v.problem(s.Name+"/"+f.Path, s.Name, "in the manifest (part %d) but in no part", f.Part)
 		}
 	}
@@ -170,8 +173,8 @@ func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPa
 			return v.partError(ctx, key, m.Name, err)
 		}
 		v.nfil.Add(1)
-		if n != f.Size {
-			v.problem(m.Name+"/"+f.Path, m.Name, "part %d holds %d bytes, the manifest says %d", p.N, n, f.Size)
+		if n != f.TarSize() {
+			v.problem(m.Name+"/"+f.Path, m.Name, "part %d holds %d bytes, the manifest says %d", p.N, n, f.TarSize())
 		} else if crc != f.CRC {
 			v.problem(m.Name+"/"+f.Path, m.Name, "checksum mismatch in part %d (crc32c %s, manifest says %s)", p.N, crc, f.CRC)
 		}

@@ -144,12 +144,27 @@ func (v *verifier) backups(ctx context.Context) ([]*repo.Summary, error) {
 		}
 	}
 	v.all = all
+	// An incremental backup is restorable only with its whole chain: each backup of
+	// it is verified, and a chain missing one is a problem of the backup.
+	chain := func(s *repo.Summary) []*repo.Summary {
+		c, err := repo.Chain(all, s.Name)
+		if err != nil {
+			v.problem(repo.ManifestKey(s.Name), s.Name, "%s", err.Error())
+			return []*repo.Summary{s}
+		}
+		return c
+	}
 	if v.opt.Backup == "" {
+		for _, s := range all {
+			if s.Incremental() {
+				chain(s)
+			}
+		}
 		return all, nil
 	}
 	for _, s := range all {
 		if s.Name == v.opt.Backup {
-			return []*repo.Summary{s}, nil
+			return chain(s), nil
 		}
 	}
 	for _, d := range damaged {

@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/integration/pgtest"
+)
+
+// dumpAll is pg_dumpall of c: every database, role and object, as SQL, without the
+// random keys of its \restrict lines.
+func dumpAll(t *testing.T, c *pgtest.Cluster) string {
+	t.Helper()
+	out, err := c.Command(t, "pg_dumpall", "--no-sync").Output()
+	if err != nil {
+		t.Fatalf("pg_dumpall: %v", err)
+	}
+	return restrictKey.ReplaceAllString(string(out), `\${1}restrict KEY`)
+}
+
+var restrictKey = regexp.MustCompile(`(?m)^\\(un)?restrict \S+$`)
+
+// incrementalBackup runs backup-push --incremental and returns the backup's name and
+// its summary line, failing unless it is an incremental backup on parent.
+func incrementalBackup(t *testing.T, src *pgtest.Cluster, repo, parent string) (string, int64) {
+	t.Helper()
+	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental")
+	m := regexp.MustCompile(`backup (\S+) complete \(incremental backup on ([^:]+): \d+ files unchanged, ([1-9]\d*) as changed pages`).FindStringSubmatch(r.stdout)
+	if m == nil || m[2] != parent {
+		t.Fatalf("backup-push --incremental on %s must store changed pages of pgbench's tables: %s", parent, r)
+	}
+	return m[1], storedSize(t, repo, m[1])
+}
+
+// storedSize is the bytes a backup's own parts take in the repository.
+func storedSize(t *testing.T, repo, name string) int64 {
+	t.Helper()
+	var rows []struct {
+		Name       string `json:"name"`
+		StoredSize int64  `json:"stored_size"`
+		Parent     string `json:"parent"`
+	}
+	out := mustPGB(t, "", nil, "backup-list", "--repo", repo, "--json")
+	if err := json.Unmarshal([]byte(out.stdout), &rows); err != nil {
+		t.Fatalf("backup-list --json: %v\n%s", err, out.stdout)
+	}
+	for _, r := range rows {
+		if r.Name == name {
+			return r.StoredSize
+		}
+	}
+	t.Fatalf("backup %s is not listed: %s", name, out.stdout)
+	return 0
+}
+
+func pgbench(t *testing.T, c *pgtest.Cluster, args ...string) {
+	t.Helper()
+	if out, err := c.Command(t, "pgbench", args...).CombinedOutput(); err != nil {
+		t.Fatalf("pgbench %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// full → pgbench → incremental → pgbench and the hard cases → incremental → drop: a
+// restore of the second incremental backup to just before the drop is the source as
+// it was then, database for database (pg_dumpall), with the relations that were
+// truncated, shrunk by VACUUM, re-created or copied from a template since the full
+// backup. Then a byte flipped in the full backup's part fails restore and verify of
+// the newest backup, naming the object.
+func TestIncrementalChainRestoresEveryCommittedRow(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	// No autovacuum: what the backups store is what the test changes.
+	src := checksumCluster(t, repo, "autovacuum = off")
+	pgbench(t, src, "-i", "-q", "-s", "3")
+	src.Exec(t, "CREATE TABLE shrinks AS SELECT g, repeat('s', 200) AS pad FROM generate_series(1, 60000) g")
+	src.Exec(t, "CREATE TABLE truncated AS SELECT g FROM generate_series(1, 50000) g")
+	src.Exec(t, "CREATE TABLE recreated AS SELECT g FROM generate_series(1, 50000) g")
+	src.Exec(t, "CREATE DATABASE copied")
+	// Not compressed, so that a byte flipped in a part is a byte flipped in a file (in
+	// a compressed stream it can decode to the same bytes, which are then intact).
+	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental", "--compression", "none")
+	full := regexp.MustCompile(`backup (\S+) complete \(full backup\)`).FindStringSubmatch(r.stdout)
+	if full == nil {
+		t.Fatalf("the first backup-push --incremental must take a full backup (no base): %s", r)
+	}
+	fullStored := storedSize(t, repo, full[1])
+
+	pgbench(t, src, "-n", "-c", "2", "-t", "300")
+	incr1, stored1 := incrementalBackup(t, src, repo, full[1])
+
+	pgbench(t, src, "-n", "-c", "2", "-t", "300")
+	// VACUUM cuts the end of shrinks; TRUNCATE and DROP/CREATE give new files that
+	// must not show the old rows; a database dropped and created again by copying its
+	// template keeps the template's page LSNs.
+	src.Exec(t, "DELETE FROM shrinks WHERE g > 1000")
+	src.Exec(t, "VACUUM shrinks")
+	src.Exec(t, "TRUNCATE truncated")
+	src.Exec(t, "INSERT INTO truncated SELECT g FROM generate_series(1, 10) g")
+	src.Exec(t, "DROP TABLE recreated")
+	src.Exec(t, "CREATE TABLE recreated AS SELECT g * 2 AS g FROM generate_series(1, 20000) g")
+	src.Exec(t, "DROP DATABASE copied")
+	src.Exec(t, "CREATE DATABASE copied STRATEGY FILE_COPY")
+	incr2, stored2 := incrementalBackup(t, src, repo, incr1)
+
+	if stored1 >= fullStored || stored2 >= fullStored {
+		t.Errorf("incremental backups stored %d and %d bytes, the full one %d: they should store less", stored1, stored2, fullStored)
+	}
+	src.Exec(t, "INSERT INTO truncated VALUES (-1)") // committed after the backup, before the drop
+	want := dumpAll(t, src)
+	lsnBefore := src.QueryString(t, "SELECT pg_current_wal_lsn()")
+	src.Exec(t, "DROP TABLE pgbench_accounts")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	r = mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--target-lsn", lsnBefore, "--target-action", "promote")
+	if !strings.Contains(r.stdout, incr2) {
+		t.Fatalf("restore to %s should use backup %s, the newest before it: %s", lsnBefore, incr2, r)
+	}
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := dumpAll(t, c); got != want {
+		t.Fatalf("pg_dumpall of the restored cluster differs from the source's before the drop (%d and %d bytes)", len(got), len(want))
+	}
+	if out, err := c.Command(t, "psql", "-XAtc", "CREATE EXTENSION amcheck; SELECT bt_index_check('pgbench_accounts_pkey', true)").CombinedOutput(); err != nil {
+		t.Fatalf("amcheck on the restored index: %v\n%s", err, out)
+	}
+	c.Stop(t)
+	mustPGB(t, "", nil, "verify", "--repo", repo, "--backup", incr2)
+	list := mustPGB(t, "", nil, "backup-list", "--repo", repo)
+	if !strings.Contains(list.stdout, "incr on "+incr1+" (chain of 3)") {
+		t.Fatalf("backup-list must show %s's chain: %s", incr2, list)
+	}
+
+	// A byte flipped in the full backup's largest part: the newest backup cannot be
+	// restored, and verify says which object is damaged.
+	parts, _ := filepath.Glob(filepath.Join(repo, "backups", full[1], "part-*"))
+	if len(parts) == 0 {
+		t.Fatal("the full backup has no parts")
+	}
+	largest := parts[0]
+	for _, p := range parts {
+		if fileSize(t, p) > fileSize(t, largest) {
+			largest = p
+		}
+	}
+	data, err := os.ReadFile(largest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(largest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	object := "backups/" + full[1] + "/" + filepath.Base(largest)
+	dir2 := filepath.Join(pgtest.TempDir(t), "restored2")
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir2, "--backup", incr2); r.code == 0 || !strings.Contains(r.stderr, object) {
+		t.Fatalf("restore of %s with a damaged base must fail naming %s: %s", incr2, object, r)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, "global", "pg_control")); err == nil {
+		t.Fatal("a failed restore left global/pg_control: PostgreSQL could start it")
+	}
+	if r := pgb(t, "", nil, "verify", "--repo", repo, "--backup", incr2); r.code == 0 || !strings.Contains(r.stdout+r.stderr, object) {
+		t.Fatalf("verify of %s with a damaged base must fail naming %s: %s", incr2, object, r)
+	}
+}

@@ -1,0 +1,317 @@
+package restore
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pgb-project/pgb/internal/crc32c"
+	"github.com/pgb-project/pgb/internal/pagemap"
+	"github.com/pgb-project/pgb/internal/progress"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/workpool"
+)
+
+// A restore of an incremental backup goes through its chain, full backup first: each
+// backup's parts are read once, in parallel, and each file is written whole from the
+// newest backup that holds it whole, then patched with the blocks the backups after
+// it stored (in their order), and cut to the size the next one says. Every byte
+// written is checked against the checksum of what its backup stored, every page map
+// against the file's sizes along the chain, and every file of the backup must come out
+// of it: anything else is ErrDamaged, naming the object.
+
+// filePlan is how one file of the backup being restored comes out of the chain.
+type filePlan struct {
+	from    int    // the chain index of the backup holding it whole; -1 while unknown
+	deltas  uint64 // the chain indexes of backups whose pages patch it
+	last    int    // the newest chain index writing it
+	expect  int64  // the size the next older backup must list (unchanged), or
+	pending *pagemap.Layer
+	visited int // the chain index whose list named it last
+	mode    uint32
+	mtime   time.Time
+	size    int64
+}
+
+// chainPlan resolves every file of the chain's last backup (chain[len-1], m) to the
+// backups holding it, reading the older manifests' lists (each opened, checked, and
+// closed by the caller).
+func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
+	n := len(chain) - 1
+	plan := map[string]*filePlan{}
+	visit := func(k int, f *repo.File, p *filePlan) error {
+		if p.visited == k {
+			return fmt.Errorf("%w: the manifest of backup %s lists %s twice", ErrDamaged, chain[k].Name, f.Path)
+		}
+		p.visited = k
+		if k < n {
+			if p.pending != nil {
+				if err := p.pending.Check(f.Size); err != nil {
+					return fmt.Errorf("%w: %s: the page map of a newer backup does not follow backup %s's copy: %w", ErrDamaged, f.Path, chain[k].Name, err)
+				}
+			} else if f.Size != p.expect {
+				return fmt.Errorf("%w: %s: a newer backup says it is unchanged since backup %s, which lists it with another size", ErrDamaged, f.Path, chain[k].Name)
+			}
+		}
+		p.pending = nil
+		switch {
+		case f.Unchanged():
+			if k == 0 {
+				return fmt.Errorf("%w: %s: the full backup %s lists it as unchanged", ErrDamaged, f.Path, chain[k].Name)
+			}
+			p.expect = f.Size
+		case f.Delta():
+			if k == 0 {
+				return fmt.Errorf("%w: %s: the full backup %s holds pages of it only", ErrDamaged, f.Path, chain[k].Name)
+			}
+			l, err := f.Layer(nil)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrDamaged, err)
+			}
+			p.pending = &l
+			p.deltas |= 1 << k
+			p.last = max(p.last, k)
+		default:
+			p.from = k
+			p.last = max(p.last, k)
+		}
+		return nil
+	}
+	if err := chain[n].EachFile(func(f *repo.File) error {
+		if plan[f.Path] != nil {
+			return fmt.Errorf("%w: the manifest of backup %s lists %s twice", ErrDamaged, chain[n].Name, f.Path)
+		}
+		p := &filePlan{from: -1, visited: -1, last: -1, mode: f.Mode, mtime: f.MTime, size: f.Size}
+		plan[f.Path] = p
+		return visit(n, f, p)
+	}); err != nil {
+		return nil, err
+	}
+	for k := n - 1; k >= 0; k-- {
+		if err := chain[k].EachFile(func(f *repo.File) error {
+			p := plan[f.Path]
+			if p == nil || p.from >= 0 {
+				return nil // not in the backup restored, or found whole in a newer one
+			}
+			return visit(k, f, p)
+		}); err != nil {
+			return nil, err
+		}
+	}
+	for name, p := range plan {
+		if p.from < 0 {
+			return nil, fmt.Errorf("%w: %s: no backup of the chain from %s to %s holds it whole", ErrDamaged, name, chain[0].Name, chain[n].Name)
+		}
+	}
+	return plan, nil
+}
+
+// restoreChain is restoreParts for an incremental backup m.
+func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	backups, _, err := r.Repo.ListBackups(ctx)
+	if err != nil {
+		return err
+	}
+	sums, err := repo.Chain(backups, m.Name)
+	if err != nil {
+		return err
+	}
+	chain := make([]*repo.Manifest, len(sums))
+	chain[len(sums)-1] = m
+	defer func() {
+		for _, c := range chain[:len(sums)-1] {
+			_ = c.Close() // a temporary file list
+		}
+	}()
+	for i, s := range sums[:len(sums)-1] {
+		if chain[i], err = r.Repo.OpenManifest(ctx, s, ""); err != nil {
+			return fmt.Errorf("backup %s needs backup %s (its chain): %w", m.Name, s.Name, err)
+		}
+	}
+	plan, err := chainPlan(chain)
+	if err != nil {
+		return err
+	}
+	var done atomic.Int64
+	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
+	defer stop()
+	slots := newReadAheadSlots()
+	var written atomic.Int64
+	for k, c := range chain {
+		parts := append([]repo.Part(nil), c.Parts...)
+		sort.Slice(parts, func(i, j int) bool { return parts[i].Size > parts[j].Size })
+		err := workpool.Run(ctx, r.Opt.Concurrency, parts, func(ctx context.Context, ch <-chan repo.Part) error {
+			buf := make([]byte, 256<<10)
+			for pt := range ch {
+				if err := r.restoreLayerPart(ctx, c, k, pt, plan, spc, &done, &written, buf, slots); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if int(written.Load()) != len(plan) {
+		return fmt.Errorf("%w: %d of the %d files of backup %s came out of its chain", ErrDamaged, written.Load(), len(plan), m.Name)
+	}
+	return nil
+}
+
+// restoreLayerPart writes what part pt of c, chain index k, holds for the files of
+// plan: whole files whose newest whole copy it is, and pages of files it patches. The
+// others are read past; the part's checksum covers them.
+func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int, pt repo.Part, plan map[string]*filePlan,
+	spc map[uint32]string, done, written *atomic.Int64, buf []byte, slots readAheadSlots) error {
+	ps, err := r.openPart(ctx, c, pt.N, slots)
+	if err != nil {
+		return err
+	}
+	defer ps.close()
+	key, tr := ps.key, ps.tr
+	n := 0
+	err = c.EachFileOfPart(pt.N, func(f *repo.File) error {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return fmt.Errorf("%w: %s ends before %s, which the manifest lists there", ErrDamaged, key, f.Path)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, wrapDamaged(err))
+		}
+		if hdr.Name != f.Path || hdr.Typeflag != tar.TypeReg || hdr.Size != f.TarSize() {
+			return fmt.Errorf("%w: %s holds %q where the manifest lists %s", ErrDamaged, key, hdr.Name, f.Path)
+		}
+		n++
+		p := plan[f.Path]
+		switch {
+		case p == nil:
+		case p.from == k && !f.Delta():
+			w := *f
+			if p.last == k {
+				w.MTime = p.mtime
+			}
+			if err := r.writeFile(tr, &w, spc, buf, done); err != nil {
+				return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
+			}
+			written.Add(1)
+		case p.deltas&(1<<k) != 0 && f.Delta():
+			if err := r.patchFile(tr, f, spc, buf, done, p.last == k, p.mtime); err != nil {
+				return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n != pt.Files {
+		return fmt.Errorf("%w: the manifest lists %d files in %s, and counts %d", ErrDamaged, n, key, pt.Files)
+	}
+	hdr, err := tr.Next()
+	switch {
+	case err == nil:
+		return fmt.Errorf("%w: %s holds %q, which the manifest does not list there", ErrDamaged, key, hdr.Name)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("%s: %w", key, wrapDamaged(err))
+	}
+	return ps.finish()
+}
+
+// patchFile writes the blocks of f (a Delta entry) into the file an older backup of
+// the chain wrote, cut or extended to f.Size first, and checks them against f.CRC.
+// last: no newer backup patches it, so it gets its final modification time.
+func (r *Restorer) patchFile(src io.Reader, f *repo.File, spc map[uint32]string, buf []byte, done *atomic.Int64, last bool, mtime time.Time) error {
+	if !safePath(f.Path) || f.Path == controlFile {
+		return fmt.Errorf("%w: unsafe path", ErrDamaged)
+	}
+	l, err := f.Layer(nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	root, rel, err := r.localRoot(f.Path, spc)
+	if err != nil {
+		return err
+	}
+	out, err := openBeneath(root, rel)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
+	if err := out.Truncate(f.Size); err != nil {
+		return err
+	}
+	crc := crc32c.New()
+	page := buf[:pagemap.BlockSize]
+	var werr error
+	l.Map.Blocks(func(b uint32) bool {
+		off := int64(b) * pagemap.BlockSize
+		p := page[:min(pagemap.BlockSize, f.Size-off)]
+		if _, err := io.ReadFull(src, p); err != nil {
+			werr = wrapDamaged(err)
+			return false
+		}
+		crc.Write(p)
+		if _, err := out.WriteAt(p, off); err != nil {
+			werr = err
+			return false
+		}
+		done.Add(int64(len(p)))
+		return true
+	})
+	if werr != nil {
+		return werr
+	}
+	if got := crcHex(crc.Sum32()); got != f.CRC {
+		return fmt.Errorf("%w: checksum mismatch of its changed pages (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
+	}
+	if last {
+		if err := setMTime(out, mtime); err != nil {
+			return err
+		}
+	}
+	return out.Close()
+}
+
+// openBeneath opens the existing regular file rel below root for writing, following
+// no symbolic link (see createBeneath).
+func openBeneath(root, rel string) (*os.File, error) {
+	name := filepath.Join(root, rel)
+	d, err := os.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = d.Close() }() // a directory opened only to resolve beneath it
+	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
+		Flags:   unix.O_WRONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		return os.OpenFile(name, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return nil, fmt.Errorf("%w: %s: no older backup of the chain wrote it before its pages: %w", ErrDamaged, name, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: %s is not a regular file restore wrote", ErrDamaged, name)
+	}
+	return f, nil
+}
