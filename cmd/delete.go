@@ -18,11 +18,14 @@ func deleteCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "delete",
 		Usage: "delete old backups and the WAL only they need, by a retention policy (dry run unless --confirm)",
-		Description: "Policies: --retain-full N keeps the newest N backups; --retain-days D keeps what recovery to\n" +
+		Description: "Policies: --retain-full N keeps the newest N full backups and every backup after them;\n" +
+			"--retain-days D keeps what recovery to\n" +
 			"any point of the last D days needs (the newest backup that ended before then, and every later\n" +
 			"one); --before TIMESTAMP|BACKUP deletes the backups that ended before the time, or that are older\n" +
 			"than the named backup. With several, a backup is kept when any keeps it. retain-full and\n" +
 			"retain-days can be set in the config file; a policy given on the command line replaces the file's.\n\n" +
+			"A chain is one unit: a kept incremental backup keeps every backup it builds on, its full one\n" +
+			"included, and the WAL from there on.\n\n" +
 			"Never deleted: the newest backup, a backup marked permanent (backup-push --permanent,\n" +
 			"backup-mark) and the WAL it needs to become consistent, timeline history files, and any WAL\n" +
 			"from the lowest start of the kept backups on (every timeline). Restore points before the\n" +

@@ -149,7 +149,7 @@ var settings = []Setting{
 	{Key: KeyFailOnCorruptPage, Env: []string{"PGB_FAIL_ON_CORRUPT_PAGE"}, Default: "false", Kind: Bool, Usage: "backup-push exits 1 when pages failed their data checksum (the backup is stored all the same: it is still the best copy there is); without it, a warning"},
 	{Key: KeyLockMaxAge, Env: []string{"PGB_LOCK_MAX_AGE"}, Default: "24h", Kind: Duration, Usage: "a backup lock older than this is taken over even when its holder cannot be proven gone (another host, boot or container); must exceed the longest backup"},
 	{Key: KeyLockWait, Env: []string{"PGB_LOCK_WAIT"}, Default: "0s", Kind: Duration, Usage: "wait up to this long for the backup lock another backup-push, delete or backup-mark holds, instead of failing at once (for cron jobs that may overlap)"},
-	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` backups (0 = not set)"},
+	{Key: KeyRetainFull, Env: []string{"PGB_RETAIN_FULL"}, Default: "0", Kind: Int, Usage: "pgb delete keeps the newest `N` full backups and every backup after them (0 = not set)"},
 	{Key: KeyRetainDays, Env: []string{"PGB_RETAIN_DAYS"}, Default: "0", Kind: Int, Usage: "pgb delete keeps what recovery to any point of the last `D` days needs (0 = not set)"},
 	{Key: KeyWALPushQueueMax, Env: []string{"PGB_WAL_PUSH_QUEUE_MAX"}, Default: "0", Kind: Size, Usage: "DROP WAL rather than fill pg_wal: when a push fails and the segments waiting in pg_wal/archive_status (.ready) exceed this `SIZE` (e.g. 4GiB), wal-push logs an error, records the dropped segment as a gap and exits 0 — point-in-time recovery across it is then impossible (0 = off: archiving fails until the repository is back)"},
 

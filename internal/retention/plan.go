@@ -25,7 +25,8 @@ import (
 // Policy says which backups to keep. Each set field keeps a run of the newest backups;
 // with several set, a backup is kept when any of them keeps it.
 type Policy struct {
-	// RetainFull keeps the newest RetainFull backups (0: not set).
+	// RetainFull keeps the newest RetainFull full backups and every backup after them
+	// (0: not set).
 	RetainFull int
 	// RetainDays keeps what recovery to any point of the last RetainDays days needs:
 	// the newest backup that ended before now minus RetainDays days and every backup
@@ -101,8 +102,34 @@ func Make(in Input) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	// A chain is one unit: an incremental backup kept keeps every backup it builds on,
+	// and with them the WAL from its full backup on, so that what status shows as
+	// recoverable stays so. A permanent one keeps its chain's backups (not their WAL).
+	index := make(map[string]int, len(bs))
 	for i, b := range bs {
-		if i >= first || b.Permanent {
+		index[b.Name] = i
+	}
+	ancestors := func(i int, fn func(int)) {
+		for n := 0; bs[i].Parent != "" && n < repo.MaxChain; n++ {
+			j, ok := index[bs[i].Parent]
+			if !ok || j >= i {
+				return // a broken chain: nothing older is needed by it
+			}
+			fn(j)
+			i = j
+		}
+	}
+	for i := len(bs) - 1; i >= first; i-- {
+		ancestors(i, func(j int) { first = min(first, j) })
+	}
+	chainOfPermanent := map[int]bool{}
+	for i, b := range bs[:first] {
+		if b.Permanent {
+			ancestors(i, func(j int) { chainOfPermanent[j] = true })
+		}
+	}
+	for i, b := range bs {
+		if i >= first || b.Permanent || chainOfPermanent[i] {
 			p.Keep = append(p.Keep, b)
 			continue
 		}
@@ -192,7 +219,17 @@ func firstKept(bs []Backup, p Policy, now time.Time) (int, error) {
 	first := len(bs) - 1
 	keep := func(i int) { first = min(first, max(i, 0)) }
 	if p.RetainFull > 0 {
-		keep(len(bs) - p.RetainFull)
+		// Full backups count: the RetainFull-th newest full one and all after it.
+		i, fulls := 0, 0
+		for j := len(bs) - 1; j >= 0; j-- {
+			if !bs[j].Incremental() {
+				if fulls++; fulls == p.RetainFull {
+					i = j
+					break
+				}
+			}
+		}
+		keep(i)
 	}
 	if p.RetainDays > 0 {
 		edge := now.Add(-time.Duration(p.RetainDays) * 24 * time.Hour)

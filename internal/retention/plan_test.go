@@ -219,3 +219,70 @@ func TestConsistencyOnlyNamesThePermanentBackupsOlderThanWhatAPolicyKeeps(t *tes
 		})
 	}
 }
+
+// incr is backup b as an incremental backup on parent.
+func incr(b Backup, parent string) Backup {
+	b.Parent = parent
+	return b
+}
+
+// A chain is one unit: --retain-full counts full backups, a kept incremental backup
+// keeps every backup it builds on (and the WAL from its full one on), a permanent
+// incremental one keeps its chain's backups, and a broken chain keeps nothing older.
+func TestPlanKeepsWholeChains(t *testing.T) {
+	now := t0.Add(30 * 24 * time.Hour)
+	f1 := backup("f1", 1, 2, 3, 1, false)
+	i1 := incr(backup("i1", 1, 5, 6, 2, false), "f1")
+	i2 := incr(backup("i2", 1, 8, 9, 3, false), "i1")
+	f2 := backup("f2", 1, 11, 12, 4, false)
+	i3 := incr(backup("i3", 1, 14, 15, 5, false), "f2")
+	wal := segs(1, 2, 16)
+	for _, tc := range []struct {
+		name       string
+		backups    []Backup
+		policy     Policy
+		keep, gone []string
+		walFrom    uint64 // the oldest segment kept
+	}{
+		{"retain-full 1 keeps the newest full backup and its incremental", []Backup{f1, i1, i2, f2, i3}, Policy{RetainFull: 1},
+			[]string{"f2", "i3"}, []string{"f1", "i1", "i2"}, 11},
+		{"retain-full 2 keeps both chains", []Backup{f1, i1, i2, f2, i3}, Policy{RetainFull: 2},
+			[]string{"f1", "i1", "i2", "f2", "i3"}, []string{}, 2},
+		{"keeping the newest incremental keeps its full backup", []Backup{f1, i1, i2}, Policy{BeforeBackup: "i2"},
+			[]string{"f1", "i1", "i2"}, []string{}, 2},
+		{"retain-days keeping a mid-chain backup keeps its chain", []Backup{f1, i1, i2, f2, i3}, Policy{RetainDays: 27},
+			[]string{"f1", "i1", "i2", "f2", "i3"}, []string{}, 2},
+		{"a permanent incremental keeps its chain's backups", []Backup{f1, i1, {Summary: i2.Summary, Permanent: true}, f2, i3}, Policy{RetainFull: 1},
+			[]string{"f1", "i1", "i2", "f2", "i3"}, []string{}, 11},
+		{"a broken chain keeps nothing older", []Backup{f1, incr(backup("i9", 1, 8, 9, 3, false), "gone"), f2}, Policy{BeforeBackup: "i9"},
+			[]string{"i9", "f2"}, []string{"f1"}, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Make(Input{Backups: tc.backups, WAL: wal, Policy: tc.policy, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep, gone := names(p.Keep), names(p.Delete)
+			sort.Strings(keep)
+			sort.Strings(gone)
+			sort.Strings(tc.keep)
+			sort.Strings(tc.gone)
+			if !reflect.DeepEqual(keep, tc.keep) || !reflect.DeepEqual(gone, tc.gone) {
+				t.Fatalf("keep %v delete %v, want keep %v delete %v", keep, gone, tc.keep, tc.gone)
+			}
+			for _, o := range p.WAL {
+				if o.SegmentNumber(seg) >= tc.walFrom {
+					t.Fatalf("deletes %s, at or after segment %d which a kept backup needs", o.Name, tc.walFrom)
+				}
+			}
+			for _, o := range p.WAL {
+				if n := o.SegmentNumber(seg); tc.policy.RetainFull == 1 && len(tc.keep) == 5 && (n == 8 || n == 9) {
+					t.Fatalf("deletes %s, which the permanent backup i2 needs to become consistent", o.Name)
+				}
+			}
+			if tc.walFrom > 2 && len(p.WAL) == 0 {
+				t.Fatalf("deletes no WAL before segment %d", tc.walFrom)
+			}
+		})
+	}
+}
