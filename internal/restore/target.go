@@ -531,6 +531,13 @@ func ChooseManifest(ctx context.Context, rp *repo.Repo, backups []*repo.Summary,
 			return nil, err
 		}
 		m, err := rp.OpenManifest(ctx, s, "")
+		if err == nil && m.Incremental() {
+			// Restorable only with its whole chain, each backup of it listed (usable).
+			if _, cerr := repo.Chain(backups, s.Name); cerr != nil {
+				_ = m.Close() // not used
+				err = fmt.Errorf("%w (%w)", cerr, repo.ErrDamagedBackup)
+			}
+		}
 		if err == nil {
 			*t = target
 			return m, nil

@@ -1,0 +1,182 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/pagemap"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// incrementalDoc is the stored text of an incremental manifest: two files unchanged
+// since parent "20261123T190000Z", and in part 1 one stored whole and one as pages
+// (blocks 0 and 3 of a 5-block file).
+func incrementalDoc(t *testing.T, name string) (header string, entries []string) {
+	t.Helper()
+	ctx := context.Background()
+	m := listedManifest(t, name, 0)
+	m.Parent = "20261123T190000Z"
+	m.List = mustList(t)
+	m.Parts, m.Size = nil, 0
+	mtime := time.Date(2026, 11, 23, 20, 0, 0, 0, time.UTC)
+	u, err := m.List.Writer(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"base/5/1", "base/5/2"} {
+		if err := u.Add(&File{Path: p, Size: 8192, Mode: 0o600, MTime: mtime, CRC: "0000abcd"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := u.Close(); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := pagemap.Of(0, 3).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := m.List.Writer(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole := File{Path: "global/pg_control", Size: 8192, Mode: 0o600, MTime: mtime, CRC: "00001111", Part: 1}
+	paged := File{Path: "base/5/3", Size: 5 * 8192, Mode: 0o600, MTime: mtime, CRC: "00002222", Part: 1, Offset: 9000,
+		Pages: enc, Stored: 2 * 8192}
+	for _, f := range []*File{&whole, &paged} {
+		if err := w.Add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = []Part{{N: 1, Files: 2, Size: 8192 + 2*8192, Stored: 7, FileOffsets: true}}
+	r := New(mem.New(), Options{})
+	if err := r.PutBackup(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Format != IncrementalFormat || m.FileCount != 4 || m.Size != 8*8192 {
+		t.Fatalf("format %d, %d files, %d bytes", m.Format, m.FileCount, m.Size)
+	}
+	back, err := r.ReadManifest(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]string{}
+	for _, f := range back.Files {
+		switch {
+		case f.Unchanged():
+			kinds[f.Path] = "unchanged"
+		case f.Delta():
+			l, err := f.Layer(nil)
+			if err != nil || l.Map.Len() != 2 || !l.Map.Has(3) || f.TarSize() != 2*8192 {
+				t.Fatalf("%s: map %v (%v), tar size %d", f.Path, l.Map, err, f.TarSize())
+			}
+			kinds[f.Path] = "pages"
+		default:
+			kinds[f.Path] = "whole"
+		}
+	}
+	if kinds["base/5/1"] != "unchanged" || kinds["base/5/2"] != "unchanged" || kinds["base/5/3"] != "pages" || kinds["global/pg_control"] != "whole" {
+		t.Fatalf("read back as %v", kinds)
+	}
+	o, err := r.open(ctx, ManifestKey(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = o.Close() }()
+	b, err := io.ReadAll(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	return lines[0], lines[1 : len(lines)-1]
+}
+
+// An incremental manifest (format 3) reads back with its three kinds of file; one
+// whose unchanged entries, page maps or parent do not hold together is refused as
+// damaged, by both readers, before restore uses it.
+func TestIncrementalManifestRefusesWhatDoesNotHoldTogether(t *testing.T) {
+	const name = "20261123T200000Z"
+	header, entries := incrementalDoc(t, name)
+	if !strings.HasPrefix(header, `{"format":3,`) || len(entries) != 4 {
+		t.Fatalf("header %s, %d entries", header, len(entries))
+	}
+	entry := func(i int, old, repl string) []string {
+		c := append([]string(nil), entries...)
+		if !strings.Contains(c[i], old) {
+			t.Fatalf("entry %s lacks %s", c[i], old)
+		}
+		c[i] = strings.Replace(c[i], old, repl, 1)
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		header  string
+		entries []string
+		ok      bool
+	}{
+		{"as written (the control)", header, entries, true},
+		{"no parent", strings.Replace(header, `"parent":"20261123T190000Z",`, ``, 1), entries, false},
+		{"format 2 with a parent", strings.Replace(header, `{"format":3,`, `{"format":2,`, 1), entries, false},
+		{"its own parent", strings.Replace(header, `"parent":"20261123T190000Z"`, `"parent":"`+name+`"`, 1), entries, false},
+		{"a parent that is no backup name", strings.Replace(header, `"parent":"20261123T190000Z"`, `"parent":"../x"`, 1), entries, false},
+		{"unchanged with an offset", header, entry(0, `"crc32c"`, `"offset":5,"crc32c"`), false},
+		{"unchanged with pages", header, entry(0, `"crc32c"`, `"pages":"AQEAAA==","stored":8192,"crc32c"`), false},
+		{"unchanged after stored files", header, []string{entries[0], entries[2], entries[1], entries[3]}, false},
+		{"stored bytes that are not the map's", header, entry(3, `"stored":16384`, `"stored":8192`), false},
+		{"a map beyond the file", header, entry(3, `"size":40960`, `"size":16384`), false},
+		{"a map that does not decode", header, entry(3, `"pages":"`, `"pages":"AA`), false},
+		{"stored bytes without a map", header, entry(2, `"crc32c"`, `"stored":5,"crc32c"`), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			r := New(mem.New(), Options{})
+			doc := tc.header + strings.Join(tc.entries, "")
+			if err := r.putDoc(ctx, ManifestKey(name), []byte(doc)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := r.ReadManifest(ctx, name)
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrDamagedBackup)) {
+				t.Errorf("ReadManifest = %v, want ok %v", err, tc.ok)
+			}
+			m, err := r.readManifestFrom(ctx, name, int64(len(doc)), mustList(t))
+			if tc.ok != (err == nil) || (!tc.ok && !errors.Is(err, ErrDamagedBackup)) {
+				t.Errorf("OpenManifest = %v, want ok %v", err, tc.ok)
+			}
+			_ = m.Close()
+		})
+	}
+}
+
+// Chain follows parents to the full backup, and refuses a chain missing a backup, one
+// whose parent stopped after its child started, or a loop.
+func TestChain(t *testing.T) {
+	s := func(name, parent string, start, stop uint64) *Summary {
+		return &Summary{Name: name, Parent: parent, StartLSN: wal0(start), StopLSN: wal0(stop), Timeline: 1}
+	}
+	f, i1, i2 := s("f", "", 1, 2), s("i1", "f", 3, 4), s("i2", "i1", 5, 6)
+	c, err := Chain([]*Summary{i2, f, i1}, "i2")
+	if err != nil || len(c) != 3 || c[0] != f || c[2] != i2 {
+		t.Fatalf("Chain = %v, %v", c, err)
+	}
+	for _, tc := range []struct {
+		name    string
+		backups []*Summary
+	}{
+		{"missing", []*Summary{f, i2}},
+		{"parent stopped after", []*Summary{f, s("i1", "f", 3, 9), i2}},
+		{"loop", []*Summary{s("i1", "i2", 3, 4), s("i2", "i1", 4, 4)}},
+	} {
+		if _, err := Chain(tc.backups, "i2"); !errors.Is(err, ErrBrokenChain) {
+			t.Errorf("%s: Chain = %v, want ErrBrokenChain", tc.name, err)
+		}
+	}
+}
+
+func wal0(n uint64) wal.LSN { return wal.LSN(n << 24) }
