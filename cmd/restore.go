@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -95,7 +96,8 @@ func restoreFlags(targets bool) []cli.Flag {
 	out := []cli.Flag{
 		&cli.StringSliceFlag{Name: "tablespace-map", Usage: "restore the tablespace at OLD to NEW (`OLD=NEW`, repeatable)"},
 		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the backed-up data directory)"},
-		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + ")"},
+		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + "); with --delta, go on despite a stale postmaster.pid or a missing pg_control"},
+		&cli.BoolFlag{Name: "delta", Usage: "restore into --pgdata holding an older copy of the same cluster, its server stopped: files whose size and checksum match the backup's are kept, the others written, the rest removed"},
 	}
 	if !targets {
 		return out
@@ -200,7 +202,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	abs, rp, m, target, owner := pl.abs, pl.rp, pl.m, pl.target, pl.owner
 	var serverNeeds []string
 	opt := restore.Options{DataDir: abs, TablespaceMap: pl.spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
-		Force: c.Bool("force"), Progress: progress(e.stderr, "restore")}
+		Force: c.Bool("force"), Delta: c.Bool("delta"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
 		for _, k := range pl.secrets {
 			serverNeeds = append(serverNeeds, secretOrigin(c, k))
@@ -215,8 +217,12 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 			m.Name, abs, err, restore.IncompleteMarker)
 	}
 	d := time.Since(start)
-	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files) into %s in %s, %.0f MB/s, every file verified\n",
-		m.Name, human(m.Size), m.FileCount, abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
+	kept := ""
+	if opt.Delta {
+		kept = fmt.Sprintf(" (--delta: %d of them already there and kept)", r.Kept)
+	}
+	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files%s) into %s in %s, %.0f MB/s, every file verified\n",
+		m.Name, human(m.Size), m.FileCount, kept, abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
 	if t == nil {
 		_, _ = fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil
@@ -279,7 +285,11 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 		if err != nil {
 			return nil, err
 		}
-		if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
+		if c.Bool("delta") {
+			if err := restore.CheckDeltaTarget(abs, 0, true); err != nil && !errors.Is(err, restore.ErrOtherCluster) {
+				return nil, err // the cluster is checked once the backup is chosen
+			}
+		} else if err := restore.CheckTarget(abs, c.Bool("force")); err != nil {
 			return nil, err
 		}
 		pl.abs = abs

@@ -297,7 +297,7 @@ func crcHex(v uint32) string {
 }
 
 // copyPages appends the blocks j.pages lists of the file j.f, e.path, to a tar stream:
-// its entry holds them in block order. A block the file no longer has (it shrank) is
+// its entry holds the encoded map, then the blocks in block order. A block the file no longer has (it shrank) is
 // stored as zeros, as copyFile does.
 func copyPages(tw *tar.Writer, e entry, j judgement, buf []byte) (repo.File, int64, error) {
 	fi, err := j.f.Stat()
@@ -309,12 +309,16 @@ func copyPages(tw *tar.Writer, e entry, j judgement, buf []byte) (repo.File, int
 		return repo.File{}, 0, err
 	}
 	layer := pagemap.Layer{Size: j.size, Map: j.pages}
-	stored := layer.Stored()
+	stored := int64(len(enc)) + layer.Stored()
 	hdr := &tar.Header{Name: e.path, Size: stored, Mode: int64(e.mode), ModTime: fi.ModTime().Truncate(time.Second), Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return repo.File{}, 0, err
 	}
 	crc := crc32c.New()
+	crc.Write(enc)
+	if _, err := tw.Write(enc); err != nil {
+		return repo.File{}, 0, err
+	}
 	page := buf[:pagemap.BlockSize]
 	var rerr error
 	j.pages.Blocks(func(b uint32) bool {
@@ -337,5 +341,5 @@ func copyPages(tw *tar.Writer, e entry, j judgement, buf []byte) (repo.File, int
 		return repo.File{}, 0, rerr
 	}
 	return repo.File{Path: e.path, Size: j.size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: crcHex(crc.Sum32()),
-		Pages: enc, Stored: stored}, stored, nil
+		MapLen: int64(len(enc)), Stored: stored}, stored, nil
 }

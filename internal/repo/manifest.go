@@ -216,21 +216,22 @@ type File struct {
 	//   - Part 0 (Unchanged): no part of this backup holds it; its content is the
 	//     parent's file of the same path, which has the same Size. CRC repeats the
 	//     parent entry's.
-	//   - Pages set (Delta): its part holds only the blocks of the file that Pages
-	//     lists (an encoded pagemap.Map), Stored bytes in all, in block order; every
-	//     other block is the parent's. CRC is of those Stored bytes. Size is the file's.
+	//   - MapLen set (Delta): its tar entry holds a page map (an encoded pagemap.Map)
+	//     of MapLen bytes, then the blocks of the file it lists in block order: Stored
+	//     bytes in all, CRC their checksum. Every other block is the parent's. Size is
+	//     the file's.
 	//   - neither: stored whole, as in a full backup.
-	Pages  []byte `json:"pages,omitempty"`
-	Stored int64  `json:"stored,omitempty"`
+	MapLen int64 `json:"map_len,omitempty"`
+	Stored int64 `json:"stored,omitempty"`
 }
 
 // Unchanged says that f's content is its parent backup's (incremental backups).
 func (f *File) Unchanged() bool { return f.Part == 0 }
 
-// Delta says that f's part holds only the blocks f.Pages lists.
-func (f *File) Delta() bool { return f.Pages != nil }
+// Delta says that f's tar entry holds a page map and the blocks it lists.
+func (f *File) Delta() bool { return f.MapLen > 0 }
 
-// TarSize is how many bytes of content f's part holds for it.
+// TarSize is how many bytes f's tar entry holds.
 func (f *File) TarSize() int64 {
 	if f.Delta() {
 		return f.Stored
@@ -238,14 +239,35 @@ func (f *File) TarSize() int64 {
 	return f.Size
 }
 
-// Layer returns the blocks a Delta file's part holds (checked when the manifest was
-// read): pages, in block order, are their bytes.
-func (f *File) Layer(pages io.Reader) (pagemap.Layer, error) {
-	m, err := pagemap.Decode(f.Pages, uint32(min(pagemap.Blocks(f.Size), pagemap.MaxBlocks)))
-	if err != nil {
+// MaxMapLen bounds the page map of a file of size bytes: every run of blocks takes at
+// most 10 bytes, and there are at most as many runs as blocks.
+func MaxMapLen(size int64) int64 { return 16 + 10*pagemap.Blocks(size) }
+
+// ReadLayer reads the page map at the start of f's tar entry (a Delta entry, checked
+// when the manifest was read) from r, and returns the layer it describes, its pages
+// the rest of the entry. The map must lie within the file and account for the
+// entry's size.
+func (f *File) ReadLayer(r io.Reader) (pagemap.Layer, error) {
+	if !f.Delta() || f.MapLen > MaxMapLen(f.Size) {
+		return pagemap.Layer{}, fmt.Errorf("%s: %w: no page map, or one too large", f.Path, ErrCorrupt)
+	}
+	enc := make([]byte, f.MapLen)
+	if _, err := io.ReadFull(r, enc); err != nil {
 		return pagemap.Layer{}, fmt.Errorf("%s: its page map: %w", f.Path, err)
 	}
-	return pagemap.Layer{Size: f.Size, Map: m, Pages: pages}, nil
+	m, err := pagemap.Decode(enc, uint32(min(pagemap.Blocks(f.Size), pagemap.MaxBlocks)))
+	if err != nil {
+		return pagemap.Layer{}, fmt.Errorf("%s: its page map: %w: %w", f.Path, ErrCorrupt, err)
+	}
+	l := pagemap.Layer{Size: f.Size, Map: m}
+	if got := f.MapLen + l.Stored(); got != f.Stored {
+		return pagemap.Layer{}, fmt.Errorf("%s: %w: its page map and pages take %d bytes, its entry says %d", f.Path, ErrCorrupt, got, f.Stored)
+	}
+	if err := l.Check(f.Size); err != nil {
+		return pagemap.Layer{}, fmt.Errorf("%s: %w: %w", f.Path, ErrCorrupt, err)
+	}
+	l.Pages = io.LimitReader(r, f.Stored-f.MapLen)
+	return l, nil
 }
 
 // Sort orders directories and files by path, so manifests are stable.

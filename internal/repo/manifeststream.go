@@ -470,7 +470,7 @@ func checkEntry(f *File, pt *Part, prev *File, incremental bool) error {
 	}
 	if f.Part == 0 && incremental {
 		switch {
-		case f.Offset != 0 || f.Delta() || f.Stored != 0 || f.Size < 0 || f.Mode&^0o7777 != 0:
+		case f.Offset != 0 || f.MapLen != 0 || f.Stored != 0 || f.Size < 0 || f.Mode&^0o7777 != 0:
 			return fmt.Errorf("%s: unchanged since the parent, but with an offset, pages or an impossible size or mode", f.Path)
 		case prev != nil && prev.Part != 0:
 			return fmt.Errorf("%s: unchanged since the parent, but listed after files in parts", f.Path)
@@ -505,30 +505,21 @@ func validCRC(s string) bool {
 	return len(s) == 8 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
-// checkPages checks the page map of a Delta entry: only in an incremental backup,
-// within the file, its partial last block stored, and Stored the bytes it lists.
+// checkPages checks a Delta entry: only in an incremental backup, its map within
+// MaxMapLen, and its stored bytes room for the map and at most every block (the map
+// itself is checked when restore reads it, see File.ReadLayer).
 func checkPages(f *File, incremental bool) error {
-	if !f.Delta() {
-		if f.Stored != 0 {
-			return fmt.Errorf("%s: stored bytes without a page map", f.Path)
-		}
+	switch {
+	case f.MapLen == 0 && f.Stored == 0:
 		return nil
-	}
-	if !incremental {
+	case f.MapLen == 0:
+		return fmt.Errorf("%s: stored bytes without a page map", f.Path)
+	case !incremental:
 		return fmt.Errorf("%s: a page map in a backup with no parent", f.Path)
-	}
-	if f.Size < 0 || pagemap.Blocks(f.Size) > pagemap.MaxBlocks {
-		return fmt.Errorf("%s: a page map for a file of %d bytes", f.Path, f.Size)
-	}
-	l, err := f.Layer(nil)
-	if err != nil {
-		return err
-	}
-	if err := l.Check(f.Size); err != nil {
-		return fmt.Errorf("%s: %w", f.Path, err)
-	}
-	if l.Stored() != f.Stored {
-		return fmt.Errorf("%s: its page map holds %d bytes, its entry says %d", f.Path, l.Stored(), f.Stored)
+	case f.MapLen < 0 || f.Size < 0 || pagemap.Blocks(f.Size) > pagemap.MaxBlocks || f.MapLen > MaxMapLen(f.Size):
+		return fmt.Errorf("%s: a page map of %d bytes for a file of %d bytes", f.Path, f.MapLen, f.Size)
+	case f.Stored < f.MapLen || f.Stored-f.MapLen > f.Size:
+		return fmt.Errorf("%s: %d bytes stored for a map of %d bytes and a file of %d", f.Path, f.Stored, f.MapLen, f.Size)
 	}
 	return nil
 }

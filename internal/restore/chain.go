@@ -35,12 +35,15 @@ type filePlan struct {
 	from    int    // the chain index of the backup holding it whole; -1 while unknown
 	deltas  uint64 // the chain indexes of backups whose pages patch it
 	last    int    // the newest chain index writing it
-	expect  int64  // the size the next older backup must list (unchanged), or
-	pending *pagemap.Layer
-	visited int // the chain index whose list named it last
+	expect  int64   // the size the next older backup must list, when unchanged there
+	prev    []int64 // by chain index k with pages: the file's size in backup k-1
+	pending int     // the chain index of pages waiting for the next older size; -1: none
+	visited int     // the chain index whose list named it last
 	mode    uint32
 	mtime   time.Time
 	size    int64
+	crc     string // of the whole copy in backup from: its content when deltas is 0
+	keep    bool   // a delta restore found it already there, as the backup has it
 }
 
 // chainPlan resolves every file of the chain's last backup (chain[len-1], m) to the
@@ -55,15 +58,13 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 		}
 		p.visited = k
 		if k < n {
-			if p.pending != nil {
-				if err := p.pending.Check(f.Size); err != nil {
-					return fmt.Errorf("%w: %s: the page map of a newer backup does not follow backup %s's copy: %w", ErrDamaged, f.Path, chain[k].Name, err)
-				}
+			if p.pending >= 0 {
+				p.prev[p.pending] = f.Size
 			} else if f.Size != p.expect {
 				return fmt.Errorf("%w: %s: a newer backup says it is unchanged since backup %s, which lists it with another size", ErrDamaged, f.Path, chain[k].Name)
 			}
 		}
-		p.pending = nil
+		p.pending = -1
 		switch {
 		case f.Unchanged():
 			if k == 0 {
@@ -74,15 +75,14 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 			if k == 0 {
 				return fmt.Errorf("%w: %s: the full backup %s holds pages of it only", ErrDamaged, f.Path, chain[k].Name)
 			}
-			l, err := f.Layer(nil)
-			if err != nil {
-				return fmt.Errorf("%w: %w", ErrDamaged, err)
+			if p.prev == nil {
+				p.prev = make([]int64, n+1)
 			}
-			p.pending = &l
+			p.pending = k
 			p.deltas |= 1 << k
 			p.last = max(p.last, k)
 		default:
-			p.from = k
+			p.from, p.crc = k, f.CRC
 			p.last = max(p.last, k)
 		}
 		return nil
@@ -91,7 +91,7 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 		if plan[f.Path] != nil {
 			return fmt.Errorf("%w: the manifest of backup %s lists %s twice", ErrDamaged, chain[n].Name, f.Path)
 		}
-		p := &filePlan{from: -1, visited: -1, last: -1, mode: f.Mode, mtime: f.MTime, size: f.Size}
+		p := &filePlan{from: -1, visited: -1, last: -1, pending: -1, mode: f.Mode, mtime: f.MTime, size: f.Size}
 		plan[f.Path] = p
 		return visit(n, f, p)
 	}); err != nil {
@@ -116,15 +116,17 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 	return plan, nil
 }
 
-// restoreChain is restoreParts for an incremental backup m.
+// restoreChain is restoreParts for an incremental backup m, and for a delta restore.
 func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
-	backups, _, err := r.Repo.ListBackups(ctx)
-	if err != nil {
-		return err
-	}
-	sums, err := repo.Chain(backups, m.Name)
-	if err != nil {
-		return err
+	sums := []*repo.Summary{&m.Summary}
+	if m.Incremental() {
+		backups, _, err := r.Repo.ListBackups(ctx)
+		if err != nil {
+			return err
+		}
+		if sums, err = repo.Chain(backups, m.Name); err != nil {
+			return err
+		}
 	}
 	chain := make([]*repo.Manifest, len(sums))
 	chain[len(sums)-1] = m
@@ -134,6 +136,7 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 		}
 	}()
 	for i, s := range sums[:len(sums)-1] {
+		var err error
 		if chain[i], err = r.Repo.OpenManifest(ctx, s, ""); err != nil {
 			return fmt.Errorf("backup %s needs backup %s (its chain): %w", m.Name, s.Name, err)
 		}
@@ -142,13 +145,28 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 	if err != nil {
 		return err
 	}
+	if r.Opt.Delta {
+		if err := r.prepareDelta(ctx, m, plan); err != nil {
+			return err
+		}
+		if err := r.makeDirsInside(m, spc); err != nil {
+			return err
+		}
+	}
 	var done atomic.Int64
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
 	slots := newReadAheadSlots()
 	var written atomic.Int64
 	for k, c := range chain {
-		parts := append([]repo.Part(nil), c.Parts...)
+		var parts []repo.Part
+		for _, pt := range c.Parts {
+			if need, err := partNeeded(c, k, pt, plan); err != nil {
+				return err
+			} else if need {
+				parts = append(parts, pt)
+			}
+		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i].Size > parts[j].Size })
 		err := workpool.Run(ctx, r.Opt.Concurrency, parts, func(ctx context.Context, ch <-chan repo.Part) error {
 			buf := make([]byte, 256<<10)
@@ -161,6 +179,14 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 		})
 		if err != nil {
 			return err
+		}
+	}
+	for name, p := range plan {
+		if p.keep {
+			if err := r.finishKept(name, p, spc); err != nil {
+				return err
+			}
+			written.Add(1)
 		}
 	}
 	if int(written.Load()) != len(plan) {
@@ -198,7 +224,7 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 		n++
 		p := plan[f.Path]
 		switch {
-		case p == nil:
+		case p == nil || p.keep:
 		case p.from == k && !f.Delta():
 			w := *f
 			if p.last == k {
@@ -209,7 +235,7 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 			}
 			written.Add(1)
 		case p.deltas&(1<<k) != 0 && f.Delta():
-			if err := r.patchFile(tr, f, spc, buf, done, p.last == k, p.mtime); err != nil {
+			if err := r.patchFile(tr, f, p.prev[k], spc, buf, done, p.last == k, p.mtime); err != nil {
 				return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
 			}
 		}
@@ -234,13 +260,17 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 // patchFile writes the blocks of f (a Delta entry) into the file an older backup of
 // the chain wrote, cut or extended to f.Size first, and checks them against f.CRC.
 // last: no newer backup patches it, so it gets its final modification time.
-func (r *Restorer) patchFile(src io.Reader, f *repo.File, spc map[uint32]string, buf []byte, done *atomic.Int64, last bool, mtime time.Time) error {
+func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc map[uint32]string, buf []byte, done *atomic.Int64, last bool, mtime time.Time) error {
 	if !safePath(f.Path) || f.Path == controlFile {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
-	l, err := f.Layer(nil)
+	crc := crc32c.New()
+	l, err := f.ReadLayer(io.TeeReader(src, crc))
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrDamaged, err)
+		return wrapDamaged(err)
+	}
+	if err := l.Check(prevSize); err != nil {
+		return fmt.Errorf("%w: its page map does not follow the older backup's copy of %d bytes: %w", ErrDamaged, prevSize, err)
 	}
 	root, rel, err := r.localRoot(f.Path, spc)
 	if err != nil {
@@ -254,17 +284,15 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, spc map[uint32]string,
 	if err := out.Truncate(f.Size); err != nil {
 		return err
 	}
-	crc := crc32c.New()
 	page := buf[:pagemap.BlockSize]
 	var werr error
 	l.Map.Blocks(func(b uint32) bool {
 		off := int64(b) * pagemap.BlockSize
 		p := page[:min(pagemap.BlockSize, f.Size-off)]
-		if _, err := io.ReadFull(src, p); err != nil {
+		if _, err := io.ReadFull(l.Pages, p); err != nil {
 			werr = wrapDamaged(err)
 			return false
 		}
-		crc.Write(p)
 		if _, err := out.WriteAt(p, off); err != nil {
 			werr = err
 			return false

@@ -48,6 +48,11 @@ type Options struct {
 	// recovery.signal. Nil (backup-fetch) restores the files only.
 	Recovery *Recovery
 	Progress progress.Func
+	// Delta restores into a directory holding an older copy of the same cluster
+	// (stopped): files that already match are kept, the others written, and what the
+	// backup does not hold removed. Force then accepts a stale postmaster.pid or a
+	// missing pg_control.
+	Delta bool
 	// ContainLinks is for a copy that must write nowhere outside DataDir (a drill):
 	// each link of the backup other than the tablespaces' (pg_wal is a directory
 	// already) is made an empty directory in its place, unless it leads to a regular
@@ -75,6 +80,8 @@ type Restorer struct {
 	// directories under pg_tblspc rather than links, restored where they were.
 	// Contained lists the links ContainLinks made empty directories.
 	Contained []repo.Link
+	// Kept is how many files a delta restore found matching and kept.
+	Kept int
 
 	inPlace map[uint32]bool
 }
@@ -118,6 +125,9 @@ func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 		return err
 	}
 	r.inPlace = inPlaceTablespaces(m, spc)
+	if r.Opt.Delta {
+		return r.runDelta(ctx, m, spc)
+	}
 	if r.Opt.Force {
 		if err := r.clearForce(spc); err != nil {
 			return err
@@ -155,6 +165,12 @@ func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 	if err := r.restoreParts(ctx, m, spc); err != nil {
 		return err
 	}
+	return r.finish(m, spc)
+}
+
+// finish writes the recovery files and the links, syncs, and puts pg_control in place
+// last.
+func (r *Restorer) finish(m *repo.Manifest, spc map[uint32]string) error {
 	if err := r.writeRecoveryFiles(m, spc); err != nil {
 		return err
 	}

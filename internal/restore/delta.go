@@ -1,0 +1,255 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/pgb-project/pgb/internal/crc32c"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/workpool"
+)
+
+// A delta restore (Options.Delta) restores into a directory that holds an older copy of
+// the same cluster: a file whose size and content checksum are the backup's is kept,
+// every other file is written from the backup as a restore into an empty directory
+// writes it, and whatever the backup does not hold is removed (files, directories,
+// links; never followed). The server must be stopped, and the copy's pg_control must
+// name the backup's cluster. pg_control is removed first and written last, so that an
+// interrupted delta restore, like any other, leaves a directory PostgreSQL will not
+// start; it is marked incomplete (IncompleteMarker), and the same command finishes it.
+
+// ErrServerRunning means a PostgreSQL server runs on the directory a delta restore
+// would write into.
+var ErrServerRunning = errors.New("a PostgreSQL server is running on it")
+
+// ErrOtherCluster means the directory a delta restore would write into holds another
+// cluster than the backup's.
+var ErrOtherCluster = errors.New("it holds another cluster")
+
+// ErrDoubtful means a delta restore found something it will only go on with under
+// --force: a stale postmaster.pid, or no readable pg_control.
+var ErrDoubtful = errors.New("restore --delta needs --force to go on")
+
+// CheckDeltaTarget checks dir for a delta restore of a backup of cluster sysID: it
+// exists, no server runs on it, and its pg_control names that cluster. force accepts a
+// stale postmaster.pid and a missing or unreadable pg_control (an interrupted restore's
+// marker accepts the latter without it).
+func CheckDeltaTarget(dir string, sysID uint64, force bool) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--delta restores into an existing copy of the cluster: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--delta: %s is not a directory", dir)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid")); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+		if pid > 0 && alive(pid) {
+			return fmt.Errorf("%s: %w (postmaster.pid names process %d): stop it first (pg_ctl -D %s stop); nothing was written", dir, ErrServerRunning, pid, dir)
+		}
+		if !force {
+			return fmt.Errorf("%s holds a postmaster.pid of no running process (%d): the server was not shut down cleanly; %w (nothing was written)", dir, pid, ErrDoubtful)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("--delta: %w", err)
+	}
+	ctl, err := pg.ReadControl(dir)
+	switch {
+	case err == nil && ctl.SystemID != sysID:
+		return fmt.Errorf("%s: %w (system identifier %d; the backup's is %d): restore into an empty directory instead; nothing was written", dir, ErrOtherCluster, ctl.SystemID, sysID)
+	case err != nil && !hasMarker(dir) && !force:
+		return fmt.Errorf("%s: no readable global/pg_control (%v): whose copy it is cannot be told; %w (nothing was written)", dir, err, ErrDoubtful)
+	}
+	return nil
+}
+
+// runDelta is Run for Options.Delta.
+func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	if len(m.Tablespaces) > 0 || len(m.Links) > 0 {
+		return fmt.Errorf("backup %s has tablespaces or links, which restore --delta does not handle yet: restore into an empty directory (nothing was written)", m.Name)
+	}
+	if err := CheckDeltaTarget(r.Opt.DataDir, uint64(m.SystemID), r.Opt.Force); err != nil {
+		return err
+	}
+	if err := r.writeMarker(r.Opt.DataDir, m.Name, nil); err != nil {
+		return err
+	}
+	if err := r.restoreChain(ctx, m, spc); err != nil {
+		return err
+	}
+	return r.finish(m, spc)
+}
+
+// alive says whether process pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// prepareDelta readies r.Opt.DataDir for a delta restore of m, whose files plan
+// resolves: it removes pg_control (and postmaster.pid), checks the content of every
+// file the backup holds whole in one backup of its chain against that backup's
+// checksum (marking those that match kept), and removes everything else that is not a
+// directory of m.
+func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[string]*filePlan) error {
+	dir := r.Opt.DataDir
+	for _, name := range []string{filepath.FromSlash(controlFile), "postmaster.pid"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	dirs := map[string]bool{}
+	for _, d := range m.Dirs {
+		for p := d.Path; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+			dirs[p] = true
+		}
+	}
+	type found struct {
+		rel string
+		p   *filePlan
+	}
+	var (
+		check  []found
+		remove []string // files and links, then directories deepest first
+		rmdirs []string
+	)
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		ents, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(rel)))
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			p := e.Name()
+			if rel != "" {
+				p = rel + "/" + p
+			}
+			switch {
+			case rel == "" && p == IncompleteMarker:
+			case e.IsDir() && dirs[p]:
+				if err := walk(p); err != nil {
+					return err
+				}
+			case e.IsDir():
+				rmdirs = append(rmdirs, p)
+			case e.Type().IsRegular() && plan[p] != nil && plan[p].deltas == 0:
+				check = append(check, found{p, plan[p]})
+			default:
+				remove = append(remove, p) // not the backup's, a link, or patched by the chain
+			}
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		return fmt.Errorf("--delta: read %s: %w", dir, err)
+	}
+	var differ atomic.Int64
+	err := workpool.Run(ctx, r.Opt.Concurrency, check, func(ctx context.Context, ch <-chan found) error {
+		buf := make([]byte, 256<<10)
+		for f := range ch {
+			same, err := sameContent(filepath.Join(dir, filepath.FromSlash(f.rel)), f.p, buf)
+			if err != nil {
+				return err
+			}
+			if same {
+				f.p.keep = true
+				continue
+			}
+			differ.Add(1)
+			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(f.rel))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("--delta: %w", err)
+	}
+	for _, p := range remove {
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--delta: %w", err)
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(rmdirs)))
+	for _, p := range rmdirs {
+		if err := os.RemoveAll(filepath.Join(dir, filepath.FromSlash(p))); err != nil {
+			return fmt.Errorf("--delta: %w", err)
+		}
+	}
+	r.Kept = len(check) - int(differ.Load())
+	r.Log.Info("delta restore: files kept as they were", "kept", r.Kept, "rewritten", differ.Load(), "removed", len(remove), "directories_removed", len(rmdirs))
+	return nil
+}
+
+// sameContent says whether the file at name has the size and checksum p's backup
+// stored it with.
+func sameContent(name string, p *filePlan, buf []byte) (bool, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = f.Close() }() // read only
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != p.size {
+		return false, err
+	}
+	h := crc32c.New()
+	n, err := io.CopyBuffer(h, f, buf)
+	if err != nil {
+		return false, err
+	}
+	return n == p.size && crcHex(h.Sum32()) == p.crc, nil
+}
+
+// finishKept gives a kept file the owner and modification time the backup says.
+func (r *Restorer) finishKept(rel string, p *filePlan, spc map[uint32]string) error {
+	root, relp, err := r.localRoot(rel, spc)
+	if err != nil {
+		return err
+	}
+	f, err := openBeneath(root, relp)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if r.Opt.Owner != nil {
+		if err := f.Chown(r.Opt.Owner.UID, r.Opt.Owner.GID); err != nil {
+			return err
+		}
+	}
+	if err := setMTime(f, p.mtime); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// partNeeded says whether part pt of c, chain index k, holds anything to write.
+func partNeeded(c *repo.Manifest, k int, pt repo.Part, plan map[string]*filePlan) (bool, error) {
+	needed := false
+	err := c.EachFileOfPart(pt.N, func(f *repo.File) error {
+		p := plan[f.Path]
+		if p != nil && !p.keep && (p.from == k && !f.Delta() || p.deltas&(1<<k) != 0 && f.Delta()) {
+			needed = true
+			return errStop
+		}
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return needed, err
+}
+
+var errStop = errors.New("stop")
