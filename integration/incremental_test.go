@@ -169,3 +169,75 @@ func TestIncrementalChainRestoresEveryCommittedRow(t *testing.T) {
 		t.Fatalf("verify of %s with a damaged base must fail naming %s: %s", incr2, object, r)
 	}
 }
+
+// A drill copy restored yesterday and then written to (promoted, a table added) is
+// brought to today's backup with restore --delta: only what differs is written, what
+// the backup lacks is removed, and the result dumps exactly like a restore into an
+// empty directory. A running server, and another cluster's directory, are refused
+// with nothing written.
+func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	src := checksumCluster(t, repo, "autovacuum = off")
+	pgbench(t, src, "-i", "-q", "-s", "2")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	stale := filepath.Join(pgtest.TempDir(t), "stale")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale)
+	old := pgtest.OpenDataDir(t, stale, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	old.Start(t)
+	old.WaitRecoveryDone(t, 120*time.Second)
+	old.Exec(t, "CREATE TABLE only_in_the_stale_copy AS SELECT g FROM generate_series(1, 10000) g")
+	old.Exec(t, "UPDATE pgbench_branches SET bbalance = -1")
+	old.Exec(t, "CHECKPOINT")
+
+	pgbench(t, src, "-n", "-c", "2", "-t", "200")
+	src.Exec(t, "CREATE TABLE after_the_copy AS SELECT g FROM generate_series(1, 5000) g")
+	src.Exec(t, "CREATE DATABASE made_later")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+	want := dumpAll(t, src)
+
+	// The stale copy's server still runs: refused, nothing written.
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta"); r.code == 0 || !strings.Contains(r.stderr, "server is running") {
+		t.Fatalf("restore --delta onto a running server: %s", r)
+	}
+	if n := old.QueryInt(t, "SELECT count(*) FROM only_in_the_stale_copy"); n != 10000 {
+		t.Fatalf("the refused restore changed the running copy: %d rows", n)
+	}
+	old.Stop(t)
+
+	// Another cluster's directory: refused, nothing written.
+	other := pgtest.NewCluster(t, pgtest.Options{})
+	before := repoFiles(t, other.DataDir())
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", other.DataDir(), "--delta", "--force"); r.code == 0 || !strings.Contains(r.stderr, "another cluster") {
+		t.Fatalf("restore --delta into another cluster: %s", r)
+	}
+	if after := repoFiles(t, other.DataDir()); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Fatal("the refused restore --delta changed another cluster's directory")
+	}
+
+	r := mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta")
+	kept := regexp.MustCompile(`--delta: (\d+) of them already there and kept`).FindStringSubmatch(r.stdout)
+	if kept == nil || kept[1] == "0" {
+		t.Fatalf("restore --delta kept nothing of the stale copy: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(stale, ".pgb-restore-incomplete")); err == nil {
+		t.Fatal("restore --delta left its directory marked incomplete")
+	}
+	fresh := filepath.Join(pgtest.TempDir(t), "fresh")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", fresh)
+
+	got := map[string]string{}
+	for _, dir := range []string{stale, fresh} {
+		c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+		c.Start(t)
+		c.WaitRecoveryDone(t, 120*time.Second)
+		got[dir] = dumpAll(t, c)
+		c.Stop(t)
+	}
+	if got[stale] != want || got[fresh] != want {
+		t.Fatalf("dumps differ from the source's: delta restore %v, full restore %v", got[stale] == want, got[fresh] == want)
+	}
+}
