@@ -96,11 +96,16 @@ func (p *Pusher) chooseBase(ctx context.Context, sysID repo.SystemID, major int)
 		return full("the newest chain is as long as pgb allows", "backups", len(chain))
 	}
 	m, err := p.Repo.Manifest(ctx, parent)
-	if err != nil {
-		if errors.Is(err, repo.ErrDamagedBackup) || errors.Is(err, repo.ErrNewerFormat) {
-			p.Log.Warn("the newest backup's manifest is unusable", "backup", parent.Name, "error", err)
-			return full("the newest backup cannot be read")
-		}
+	switch {
+	case errors.Is(err, repo.ErrNoKey) || errors.Is(err, repo.ErrWrongKey):
+		// An encrypted repository written with recipients only: the parent's file
+		// list cannot be read here.
+		p.Log.Warn("an incremental backup needs to read the newest backup's manifest, and this host holds no identity that decrypts it (encryption-identity-file)", "backup", parent.Name)
+		return full("the newest backup's manifest cannot be decrypted")
+	case errors.Is(err, repo.ErrDamagedBackup) || errors.Is(err, repo.ErrNewerFormat):
+		p.Log.Warn("the newest backup's manifest is unusable", "backup", parent.Name, "error", err)
+		return full("the newest backup cannot be read")
+	case err != nil:
 		return nil, err
 	}
 	defer func() { _ = m.Close() }() // read whole: no list

@@ -32,9 +32,9 @@ import (
 
 // filePlan is how one file of the backup being restored comes out of the chain.
 type filePlan struct {
-	from    int    // the chain index of the backup holding it whole; -1 while unknown
-	deltas  uint64 // the chain indexes of backups whose pages patch it
-	last    int    // the newest chain index writing it
+	from    int     // the chain index of the backup holding it whole; -1 while unknown
+	deltas  uint64  // the chain indexes of backups whose pages patch it
+	last    int     // the newest chain index writing it
 	expect  int64   // the size the next older backup must list, when unchanged there
 	prev    []int64 // by chain index k with pages: the file's size in backup k-1
 	pending int     // the chain index of pages waiting for the next older size; -1: none

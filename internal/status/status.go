@@ -90,6 +90,10 @@ type Backup struct {
 	// CorruptPages counts the pages that failed their data checksum when backup-push
 	// read them: the backup holds them damaged.
 	CorruptPages int `json:"corrupt_pages,omitempty"`
+	// Parent names the backup an incremental backup builds on ("": a full backup);
+	// StoredSize is the backup's own parts.
+	Parent     string `json:"parent,omitempty"`
+	StoredSize int64  `json:"stored_size"`
 }
 
 // RestorePoint is a restore point made with pgb restore-point.
@@ -289,7 +293,7 @@ func (r *Report) fill(g *window.Repository, ws *window.Windows, now time.Time) {
 		why, bad := ws.Unusable[b.Name]
 		bk := Backup{Name: b.Name, Timeline: b.Timeline, StartLSN: b.StartLSN, StopLSN: b.StopLSN,
 			StartTime: b.StartTime.UTC(), StopTime: b.StopTime.UTC(), Permanent: g.Permanent[b.Name], Usable: !bad, Why: why,
-			CorruptPages: max(b.CorruptPages, 0)}
+			CorruptPages: max(b.CorruptPages, 0), Parent: b.Parent, StoredSize: b.StoredSize}
 		if b.Encryption != nil {
 			bk.RecipientSet = b.Encryption.RecipientSet
 		}

@@ -132,7 +132,11 @@ func (r *Report) Write(w io.Writer) error {
 		if bk.CorruptPages > 0 {
 			flags += fmt.Sprintf(" holds %d damaged page(s) (pgb verify --backup %s)", bk.CorruptPages, bk.Name)
 		}
-		p("  %-18s stop %s  TL %d%s", bk.Name, short(bk.StopTime), bk.Timeline, flags)
+		kind := "full"
+		if bk.Parent != "" {
+			kind = "incr on " + printable(bk.Parent) // from the summary: untrusted
+		}
+		p("  %-18s stop %s  TL %d  %s, stored %s%s", bk.Name, short(bk.StopTime), bk.Timeline, kind, bytesize.Text(bk.StoredSize), flags)
 		if !bk.Usable {
 			p("    %s", bk.Why)
 		}

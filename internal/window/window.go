@@ -308,6 +308,12 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 	byRun := map[int][]*repo.Summary{}
 	for _, b := range in.Backups {
 		ws.backups[b.Name] = b
+		if b.Incremental() {
+			if _, err := repo.Chain(in.Backups, b.Name); err != nil {
+				ws.Unusable[b.Name] = err.Error()
+				continue
+			}
+		}
 		if !onHistory(ws.spans, b) {
 			ws.Unusable[b.Name] = fmt.Sprintf("timeline %d at LSN %s is not on the history of timeline %d", b.Timeline, b.StopLSN, ws.Timeline)
 			continue
