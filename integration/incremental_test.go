@@ -218,7 +218,32 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 		t.Fatal("the refused restore --delta changed another cluster's directory")
 	}
 
+	// Links planted in the copy are removed, never followed: a file and a directory
+	// outside it stay as they were.
+	outside := pgtest.TempDir(t)
+	sentinel := filepath.Join(outside, "sentinel")
+	if err := os.WriteFile(sentinel, []byte("untouched"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(stale, "postgresql.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(sentinel, filepath.Join(stale, "postgresql.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(stale, "pg_logical")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(stale, "pg_logical")); err != nil {
+		t.Fatal(err)
+	}
 	r := mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta")
+	if b, err := os.ReadFile(sentinel); err != nil || string(b) != "untouched" {
+		t.Fatalf("restore --delta wrote through a link it found: %q, %v", b, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(stale, "pg_logical")); err != nil || !fi.IsDir() {
+		t.Fatalf("pg_logical after restore --delta: %v, %v", fi, err)
+	}
 	kept := regexp.MustCompile(`--delta: (\d+) of them already there and kept`).FindStringSubmatch(r.stdout)
 	if kept == nil || kept[1] == "0" {
 		t.Fatalf("restore --delta kept nothing of the stale copy: %s", r)

@@ -14,3 +14,17 @@ func TestChecksumIsCastagnoli(t *testing.T) {
 		t.Fatalf("New() over two writes = %#x, want 0xe3069283", got)
 	}
 }
+
+// Combine gives the checksum of the whole from its pieces, whatever the split.
+func TestCombineEqualsTheWhole(t *testing.T) {
+	data := make([]byte, 300000)
+	for i := range data {
+		data[i] = byte(i*7 + i>>8)
+	}
+	whole := Checksum(data)
+	for _, cut := range []int{0, 1, 7, 4096, 65536, 123457, len(data) - 1, len(data)} {
+		if got := Combine(Checksum(data[:cut]), Checksum(data[cut:]), int64(len(data)-cut)); got != whole {
+			t.Errorf("cut at %d: %#x, want %#x", cut, got, whole)
+		}
+	}
+}

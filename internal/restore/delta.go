@@ -116,10 +116,6 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			dirs[p] = true
 		}
 	}
-	type found struct {
-		rel string
-		p   *filePlan
-	}
 	var (
 		check  []found
 		remove []string // files and links, then directories deepest first
@@ -155,27 +151,20 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 	if err := walk(""); err != nil {
 		return fmt.Errorf("--delta: read %s: %w", dir, err)
 	}
-	var differ atomic.Int64
-	err := workpool.Run(ctx, r.Opt.Concurrency, check, func(ctx context.Context, ch <-chan found) error {
-		buf := make([]byte, 256<<10)
-		for f := range ch {
-			same, err := sameContent(filepath.Join(dir, filepath.FromSlash(f.rel)), f.p, buf)
-			if err != nil {
-				return err
-			}
-			if same {
-				f.p.keep = true
-				continue
-			}
-			differ.Add(1)
-			if err := os.Remove(filepath.Join(dir, filepath.FromSlash(f.rel))); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	kept, err := r.sameFiles(ctx, dir, check)
 	if err != nil {
 		return fmt.Errorf("--delta: %w", err)
+	}
+	differ := 0
+	for i, f := range check {
+		if kept[i] {
+			f.p.keep = true
+			continue
+		}
+		differ++
+		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(f.rel))); err != nil {
+			return fmt.Errorf("--delta: %w", err)
+		}
 	}
 	for _, p := range remove {
 		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -188,29 +177,101 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			return fmt.Errorf("--delta: %w", err)
 		}
 	}
-	r.Kept = len(check) - int(differ.Load())
-	r.Log.Info("delta restore: files kept as they were", "kept", r.Kept, "rewritten", differ.Load(), "removed", len(remove), "directories_removed", len(rmdirs))
+	r.Kept = len(check) - differ
+	r.Log.Info("delta restore: files kept as they were", "kept", r.Kept, "rewritten", differ, "removed", len(remove), "directories_removed", len(rmdirs))
 	return nil
 }
 
-// sameContent says whether the file at name has the size and checksum p's backup
-// stored it with.
-func sameContent(name string, p *filePlan, buf []byte) (bool, error) {
+// found is a file a delta restore found where the backup has one.
+type found struct {
+	rel string
+	p   *filePlan
+}
+
+// deltaChunk is how much of one file a worker checksums at a time: a large relation
+// segment is read by every worker, not one.
+const deltaChunk = 64 << 20
+
+// sameFiles says, for each file of check, whether it has the size and the CRC-32C its
+// backup stored it with, reading the files in pieces of deltaChunk, Concurrency at once,
+// and combining the pieces' checksums.
+func (r *Restorer) sameFiles(ctx context.Context, dir string, check []found) ([]bool, error) {
+	type piece struct {
+		file   int
+		n      int // the piece's index in its file
+		off, l int64
+	}
+	var (
+		pieces []piece
+		sums   = make([][]uint32, len(check))
+		bad    = make([]atomic.Bool, len(check))
+	)
+	for i, f := range check {
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.rel)))
+		if err != nil {
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() || fi.Size() != f.p.size {
+			bad[i].Store(true)
+			continue
+		}
+		n := 0
+		for off := int64(0); off < f.p.size || n == 0; off += deltaChunk {
+			pieces = append(pieces, piece{file: i, n: n, off: off, l: min(deltaChunk, f.p.size-off)})
+			n++
+		}
+		sums[i] = make([]uint32, n)
+	}
+	err := workpool.Run(ctx, r.Opt.Concurrency, pieces, func(ctx context.Context, ch <-chan piece) error {
+		buf := make([]byte, 256<<10)
+		for pc := range ch {
+			if bad[pc.file].Load() {
+				continue
+			}
+			sum, ok, err := pieceCRC(filepath.Join(dir, filepath.FromSlash(check[pc.file].rel)), pc.off, pc.l, buf)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				bad[pc.file].Store(true)
+			}
+			sums[pc.file][pc.n] = sum
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(check))
+	for i, f := range check {
+		if bad[i].Load() {
+			continue
+		}
+		crc, left := uint32(0), f.p.size
+		for _, s := range sums[i] {
+			l := min(deltaChunk, left)
+			crc = crc32c.Combine(crc, s, l)
+			left -= l
+		}
+		out[i] = crcHex(crc) == f.p.crc
+	}
+	return out, nil
+}
+
+// pieceCRC is the CRC-32C of l bytes of the file name from off; ok is false when the
+// file holds fewer.
+func pieceCRC(name string, off, l int64, buf []byte) (uint32, bool, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	defer func() { _ = f.Close() }() // read only
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() != p.size {
-		return false, err
-	}
 	h := crc32c.New()
-	n, err := io.CopyBuffer(h, f, buf)
+	n, err := io.CopyBuffer(h, io.NewSectionReader(f, off, l), buf)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
-	return n == p.size && crcHex(h.Sum32()) == p.crc, nil
+	return h.Sum32(), n == l, nil
 }
 
 // finishKept gives a kept file the owner and modification time the backup says.
