@@ -70,7 +70,7 @@ func CheckDeltaTarget(dir string, sysID uint64, force bool) error {
 	case err == nil && ctl.SystemID != sysID:
 		return fmt.Errorf("%s: %w (system identifier %d; the backup's is %d): restore into an empty directory instead; nothing was written", dir, ErrOtherCluster, ctl.SystemID, sysID)
 	case err != nil && !hasMarker(dir) && !force:
-		return fmt.Errorf("%s: no readable global/pg_control (%v): whose copy it is cannot be told; %w (nothing was written)", dir, err, ErrDoubtful)
+		return fmt.Errorf("%s: no readable global/pg_control (%w): whose copy it is cannot be told; %w (nothing was written)", dir, err, ErrDoubtful)
 	}
 	return nil
 }

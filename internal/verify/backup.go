@@ -87,7 +87,8 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 	}
 	for i, f := range m.Files {
 		// A file of a part that did not decode is covered by that part's problem.
-		if !seen[i].Load() && good[f.Part] && !(f.Unchanged() && m.Incremental()) {
+		inPart := !f.Unchanged() || !m.Incremental()
+		if !seen[i].Load() && good[f.Part] && inPart {
 			v.problem(s.Name+"/"+f.Path, s.Name, "in the manifest (part %d) but in no part", f.Part)
 		}
 	}
