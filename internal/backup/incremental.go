@@ -58,9 +58,9 @@ type baseFile struct {
 }
 
 // chooseBase finds the backup an incremental backup of cluster sysID (PostgreSQL major
-// version major) builds on: the newest one, whose whole chain is in the repository and
+// version major, data checksums on or off) builds on: the newest one, whose whole chain is in the repository and
 // readable. nil, with the reason logged, means a full backup.
-func (p *Pusher) chooseBase(ctx context.Context, sysID repo.SystemID, major int) (*base, error) {
+func (p *Pusher) chooseBase(ctx context.Context, sysID repo.SystemID, major int, checksums bool) (*base, error) {
 	mode := p.Opt.Incremental
 	if mode == "" || mode == IncrementalOff {
 		return nil, nil
@@ -77,8 +77,14 @@ func (p *Pusher) chooseBase(ctx context.Context, sysID repo.SystemID, major int)
 		return full("the repository holds no backup to base an incremental one on")
 	}
 	parent := backups[len(backups)-1]
-	if parent.SystemID != sysID || parent.PGVersion != major {
+	switch {
+	case parent.SystemID != sysID || parent.PGVersion != major:
 		return full("the newest backup is of another cluster or PostgreSQL version", "backup", parent.Name)
+	case parent.DataChecksums != checksums:
+		// pg_checksums rewrote every page without changing its LSN.
+		return full("data checksums were turned on or off since the newest backup", "backup", parent.Name)
+	case parent.Format < repo.ManifestFormat:
+		return full("the newest backup was written by an older pgb (manifest format 1)", "backup", parent.Name)
 	}
 	chain, err := repo.Chain(backups, parent.Name)
 	if err != nil {

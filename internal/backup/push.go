@@ -253,7 +253,7 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	if m.Name, err = p.freeName(ctx, m.Name); err != nil {
 		return nil, err
 	}
-	b, err := p.chooseBase(ctx, m.SystemID, m.PGVersion)
+	b, err := p.chooseBase(ctx, m.SystemID, m.PGVersion, m.DataChecksums)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ const (
 //     and extended again since, which must not come back (zeros compress to nothing);
 //   - a page whose header is not a valid PostgreSQL page header is stored: its LSN
 //     cannot be trusted (a torn read; a page PostgreSQL itself would reject);
+//   - a page with pd_lsn 0 (initialised, never WAL-logged) is stored, as a new one;
 //   - a page with pd_lsn ≥ since is stored: it was modified at or after the base's
 //     start, including while the base was copying it;
 //   - any other page is unchanged since the base's start: every modification of a
@@ -78,7 +79,11 @@ func Changed(page []byte, since LSN) bool {
 		int(sv&0xFF00) != BlockSize || sv&0x00FF != layoutVer {
 		return true
 	}
-	return pagecheck.PageLSN(page) >= since
+	// pd_lsn 0: initialised (PageInit) but never WAL-logged, e.g. a page a relation was
+	// extended by whose first insert failed before its record: like a new page, it may
+	// stand where the base holds an older page.
+	lsn := pagecheck.PageLSN(page)
+	return lsn == 0 || lsn >= since
 }
 
 // Scan reads a file of size bytes from r, block by block, and returns the blocks an

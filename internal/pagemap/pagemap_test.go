@@ -157,6 +157,7 @@ func TestChangedStoresNewerPagesAndEverythingItCannotJudge(t *testing.T) {
 		{"LSN in the high word", page(0x4_0000_0000, 1), true},
 		{"new page, all zeros", make([]byte, BlockSize), true},
 		{"new page with an old LSN", set(page(1, 0), offUpper, 0), true},
+		{"initialised, never WAL-logged (LSN 0)", page(0, 0), true},
 		{"partial block", page(1, 1)[:4096], true},
 		{"unknown flag bits", set(page(1, 1), offFlags, 0x10), true},
 		{"lower above upper", set(page(1, 1), offLower, 5000), true},

@@ -37,8 +37,10 @@ func Chain(backups []*Summary, name string) ([]*Summary, error) {
 			return nil, fmt.Errorf("backup %s: %w: its parent %s is not in the repository (deleted, or damaged: pgb backup-list says which)", name, ErrBrokenChain, s.Parent)
 		case len(chain) >= MaxChain:
 			return nil, fmt.Errorf("backup %s: %w: it is more than %d backups long", name, ErrBrokenChain, MaxChain)
-		case p.SystemID != s.SystemID || p.StopLSN > s.StartLSN || p.Timeline != s.Timeline:
-			return nil, fmt.Errorf("backup %s: %w: its parent %s is of another cluster or timeline, or stopped after it started", name, ErrBrokenChain, p.Name)
+		case p.SystemID != s.SystemID || p.StopLSN > s.StartLSN || p.Timeline != s.Timeline || p.DataChecksums != s.DataChecksums:
+			return nil, fmt.Errorf("backup %s: %w: its parent %s is of another cluster, timeline or data checksum setting, or stopped after it started", name, ErrBrokenChain, p.Name)
+		case p.Format < ManifestFormat:
+			return nil, fmt.Errorf("backup %s: %w: its parent %s has manifest format %d, whose parts are not in the order of its list", name, ErrBrokenChain, p.Name, p.Format)
 		}
 		chain = append(chain, p)
 		s = p

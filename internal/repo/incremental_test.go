@@ -157,7 +157,11 @@ func TestIncrementalManifestRefusesWhatDoesNotHoldTogether(t *testing.T) {
 // whose parent stopped after its child started, or a loop.
 func TestChain(t *testing.T) {
 	s := func(name, parent string, start, stop uint64) *Summary {
-		return &Summary{Name: name, Parent: parent, StartLSN: wal0(start), StopLSN: wal0(stop), Timeline: 1}
+		f := ManifestFormat
+		if parent != "" {
+			f = IncrementalFormat
+		}
+		return &Summary{Format: f, Name: name, Parent: parent, StartLSN: wal0(start), StopLSN: wal0(stop), Timeline: 1}
 	}
 	f, i1, i2 := s("f", "", 1, 2), s("i1", "f", 3, 4), s("i2", "i1", 5, 6)
 	c, err := Chain([]*Summary{i2, f, i1}, "i2")
@@ -171,6 +175,8 @@ func TestChain(t *testing.T) {
 		{"missing", []*Summary{f, i2}},
 		{"parent stopped after", []*Summary{f, s("i1", "f", 3, 9), i2}},
 		{"loop", []*Summary{s("i1", "i2", 3, 4), s("i2", "i1", 4, 4)}},
+		{"data checksums turned on", []*Summary{f, i1, func() *Summary { c := *i2; c.DataChecksums = true; return &c }()}},
+		{"a parent in manifest format 1", []*Summary{func() *Summary { c := *f; c.Format = 1; return &c }(), i1, i2}},
 	} {
 		if _, err := Chain(tc.backups, "i2"); !errors.Is(err, ErrBrokenChain) {
 			t.Errorf("%s: Chain = %v, want ErrBrokenChain", tc.name, err)

@@ -116,6 +116,32 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 	return plan, nil
 }
 
+// CheckChain checks that incremental backup name can be resolved from its chain
+// (backups as ListBackups returns them): every backup of it is listed and its manifest
+// readable, and every file of it comes out of the chain (see chainPlan). It reads the
+// manifests only; the parts are verify's.
+func CheckChain(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, name string) error {
+	sums, err := repo.Chain(backups, name)
+	if err != nil {
+		return err
+	}
+	chain := make([]*repo.Manifest, 0, len(sums))
+	defer func() {
+		for _, c := range chain {
+			_ = c.Close() // a temporary file list
+		}
+	}()
+	for _, s := range sums {
+		m, err := rp.OpenManifest(ctx, s, "")
+		if err != nil {
+			return fmt.Errorf("backup %s needs backup %s (its chain): %w", name, s.Name, err)
+		}
+		chain = append(chain, m)
+	}
+	_, err = chainPlan(chain)
+	return err
+}
+
 // restoreChain is restoreParts for an incremental backup m, and for a delta restore.
 func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
 	sums := []*repo.Summary{&m.Summary}
@@ -276,7 +302,7 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc ma
 	if err != nil {
 		return err
 	}
-	out, err := openBeneath(root, rel)
+	out, err := openBeneath(root, rel, unix.O_WRONLY)
 	if err != nil {
 		return err
 	}
@@ -314,9 +340,9 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc ma
 	return out.Close()
 }
 
-// openBeneath opens the existing regular file rel below root for writing, following
-// no symbolic link (see createBeneath).
-func openBeneath(root, rel string) (*os.File, error) {
+// openBeneath opens the existing regular file rel below root (mode: unix.O_WRONLY or
+// O_RDONLY), following no symbolic link (see createBeneath).
+func openBeneath(root, rel string, mode int) (*os.File, error) {
 	name := filepath.Join(root, rel)
 	d, err := os.Open(root)
 	if err != nil {
@@ -324,11 +350,11 @@ func openBeneath(root, rel string) (*os.File, error) {
 	}
 	defer func() { _ = d.Close() }() // a directory opened only to resolve beneath it
 	fd, err := unix.Openat2(int(d.Fd()), rel, &unix.OpenHow{
-		Flags:   unix.O_WRONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Flags:   uint64(mode) | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
 	})
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		return os.OpenFile(name, os.O_WRONLY|unix.O_NOFOLLOW, 0)
+		return os.OpenFile(name, mode|unix.O_NOFOLLOW, 0)
 	}
 	if errors.Is(err, unix.ENOENT) {
 		return nil, fmt.Errorf("%w: %s: no older backup of the chain wrote it before its pages: %w", ErrDamaged, name, fs.ErrNotExist)

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
@@ -77,6 +79,9 @@ func CheckDeltaTarget(dir string, sysID uint64, force bool) error {
 
 // runDelta is Run for Options.Delta.
 func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
+	if m.List == nil {
+		return fmt.Errorf("backup %s has manifest format %d (an older pgb's), which restore --delta does not read: restore into an empty directory (nothing was written)", m.Name, m.Format)
+	}
 	if len(m.Tablespaces) > 0 || len(m.Links) > 0 {
 		return fmt.Errorf("backup %s has tablespaces or links, which restore --delta does not handle yet: restore into an empty directory (nothing was written)", m.Name)
 	}
@@ -280,7 +285,7 @@ func (r *Restorer) finishKept(rel string, p *filePlan, spc map[uint32]string) er
 	if err != nil {
 		return err
 	}
-	f, err := openBeneath(root, relp)
+	f, err := openBeneath(root, relp, unix.O_RDONLY) // fchown and futimens need no write access
 	if err != nil {
 		return err
 	}

@@ -112,8 +112,8 @@ func Make(in Input) (Plan, error) {
 	ancestors := func(i int, fn func(int)) {
 		for n := 0; bs[i].Parent != "" && n < repo.MaxChain; n++ {
 			j, ok := index[bs[i].Parent]
-			if !ok || j >= i {
-				return // a broken chain: nothing older is needed by it
+			if !ok {
+				return // a broken chain: nothing is needed by it
 			}
 			fn(j)
 			i = j

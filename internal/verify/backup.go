@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/workpool"
 )
@@ -31,6 +32,17 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 			return nil
 		}
 		return err
+	}
+	if s.Incremental() {
+		// Its files must come out of its chain as restore resolves them.
+		err := restore.CheckChain(ctx, v.r, v.all, s.Name)
+		switch {
+		case err == nil || errors.Is(err, repo.ErrBrokenChain): // a broken chain is reported with the listing
+		case damage(err) || errors.Is(err, restore.ErrDamaged):
+			v.problem(repo.ManifestKey(s.Name), s.Name, "%s", err.Error())
+		default:
+			return err
+		}
 	}
 	// Pages damaged in the database when the backup read them: the repository is
 	// sound, but a restore brings them back as they were.
