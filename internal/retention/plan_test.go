@@ -254,6 +254,9 @@ func TestPlanKeepsWholeChains(t *testing.T) {
 			[]string{"f1", "i1", "i2", "f2", "i3"}, []string{}, 2},
 		{"a permanent incremental keeps its chain's backups", []Backup{f1, i1, {Summary: i2.Summary, Permanent: true}, f2, i3}, Policy{RetainFull: 1},
 			[]string{"f1", "i1", "i2", "f2", "i3"}, []string{}, 11},
+		{"a permanent incremental's parent that sorts after it (a clock stepped back) is kept",
+			[]Backup{{Summary: incr(backup("p1", 1, 2, 3, 1, false), "pf").Summary, Permanent: true}, backup("pf", 1, 0, 1, 2, false), f2, i3},
+			Policy{RetainFull: 1}, []string{"p1", "pf", "f2", "i3"}, []string{}, 11},
 		{"a broken chain keeps nothing older", []Backup{f1, incr(backup("i9", 1, 8, 9, 3, false), "gone"), f2}, Policy{BeforeBackup: "i9"},
 			[]string{"i9", "f2"}, []string{"f1"}, 8},
 	} {
