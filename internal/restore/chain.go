@@ -194,6 +194,7 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 			}
 		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i].Size > parts[j].Size })
+		t0 := time.Now()
 		err := workpool.Run(ctx, r.Opt.Concurrency, parts, func(ctx context.Context, ch <-chan repo.Part) error {
 			buf := make([]byte, 256<<10)
 			for pt := range ch {
@@ -206,6 +207,7 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 		if err != nil {
 			return err
 		}
+		r.Log.Debug("chain: backup restored", "backup", c.Name, "index", k, "parts", len(parts), "took", time.Since(t0).Round(time.Millisecond))
 	}
 	for name, p := range plan {
 		if p.keep {
