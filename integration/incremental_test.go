@@ -168,6 +168,22 @@ func TestIncrementalChainRestoresEveryCommittedRow(t *testing.T) {
 	if r := pgb(t, "", nil, "verify", "--repo", repo, "--backup", incr2); r.code == 0 || !strings.Contains(r.stdout+r.stderr, object) {
 		t.Fatalf("verify of %s with a damaged base must fail naming %s: %s", incr2, object, r)
 	}
+
+	// A backup of the chain deleted by hand: the newest is listed as a broken chain, is
+	// not chosen by restore, and the next incremental backup-push takes a full backup.
+	if err := os.RemoveAll(filepath.Join(repo, "backups", incr1)); err != nil {
+		t.Fatal(err)
+	}
+	if list := mustPGB(t, "", nil, "backup-list", "--repo", repo); !strings.Contains(list.stdout, "broken-chain") {
+		t.Fatalf("backup-list after %s was deleted: %s", incr1, list)
+	}
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", filepath.Join(pgtest.TempDir(t), "r3"), "--backup", incr2); r.code == 0 || !strings.Contains(r.stderr, "chain of backups is broken") {
+		t.Fatalf("restore of %s without %s: %s", incr2, incr1, r)
+	}
+	r = mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental")
+	if !strings.Contains(r.stdout, "(full backup)") || !strings.Contains(r.stderr, "chain is incomplete") {
+		t.Fatalf("backup-push --incremental on a broken chain must take a full backup and say why: %s", r)
+	}
 }
 
 // A drill copy restored yesterday and then written to (promoted, a table added) is

@@ -175,6 +175,7 @@ func TestChain(t *testing.T) {
 		{"missing", []*Summary{f, i2}},
 		{"parent stopped after", []*Summary{f, s("i1", "f", 3, 9), i2}},
 		{"loop", []*Summary{s("i1", "i2", 3, 4), s("i2", "i1", 4, 4)}},
+		{"a parent on another timeline", []*Summary{f, func() *Summary { c := *i1; c.Timeline = 2; return &c }(), i2}},
 		{"data checksums turned on", []*Summary{f, i1, func() *Summary { c := *i2; c.DataChecksums = true; return &c }()}},
 		{"a parent in manifest format 1", []*Summary{func() *Summary { c := *f; c.Format = 1; return &c }(), i1, i2}},
 	} {
