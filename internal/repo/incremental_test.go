@@ -84,17 +84,7 @@ func incrementalDoc(t *testing.T, name string) (header string, entries []string)
 	if kinds["base/5/1"] != "unchanged" || kinds["base/5/2"] != "unchanged" || kinds["base/5/3"] != "pages" || kinds["global/pg_control"] != "whole" {
 		t.Fatalf("read back as %v", kinds)
 	}
-	o, err := r.open(ctx, ManifestKey(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = o.Close() }()
-	b, err := io.ReadAll(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(string(b), "\n")
-	return lines[0], lines[1 : len(lines)-1]
+	return storedLines(t, r, name)
 }
 
 // An incremental manifest (format 3) reads back with its three kinds of file; one

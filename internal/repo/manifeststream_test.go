@@ -150,7 +150,14 @@ func streamedDoc(t testing.TB, name string, nFiles int) (header string, entries 
 	if err := r.PutBackup(ctx, listedManifest(t, name, nFiles)); err != nil {
 		t.Fatal(err)
 	}
-	o, err := r.open(ctx, ManifestKey(name))
+	return storedLines(t, r, name)
+}
+
+// storedLines is the stored manifest of backup name, decoded: its first line and its
+// entry lines, each with its newline.
+func storedLines(t testing.TB, r *Repo, name string) (header string, entries []string) {
+	t.Helper()
+	o, err := r.open(context.Background(), ManifestKey(name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -228,28 +228,7 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 // others are read past; the part's checksum covers them.
 func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int, pt repo.Part, plan map[string]*filePlan,
 	spc map[uint32]string, done, written *atomic.Int64, buf []byte, slots readAheadSlots) error {
-	ps, err := r.openPart(ctx, c, pt.N, slots)
-	if err != nil {
-		return err
-	}
-	defer ps.close()
-	key, tr := ps.key, ps.tr
-	n := 0
-	err = c.EachFileOfPart(pt.N, func(f *repo.File) error {
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return fmt.Errorf("%w: %s ends before %s, which the manifest lists there", ErrDamaged, key, f.Path)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", key, wrapDamaged(err))
-		}
-		if hdr.Name != f.Path || hdr.Typeflag != tar.TypeReg || hdr.Size != f.TarSize() {
-			return fmt.Errorf("%w: %s holds %q where the manifest lists %s", ErrDamaged, key, hdr.Name, f.Path)
-		}
-		n++
+	return r.eachPartEntry(ctx, c, pt, slots, func(key string, tr *tar.Reader, f *repo.File) error {
 		p := plan[f.Path]
 		switch {
 		case p == nil || p.keep:
@@ -269,20 +248,6 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if n != pt.Files {
-		return fmt.Errorf("%w: the manifest lists %d files in %s, and counts %d", ErrDamaged, n, key, pt.Files)
-	}
-	hdr, err := tr.Next()
-	switch {
-	case err == nil:
-		return fmt.Errorf("%w: %s holds %q, which the manifest does not list there", ErrDamaged, key, hdr.Name)
-	case !errors.Is(err, io.EOF):
-		return fmt.Errorf("%s: %w", key, wrapDamaged(err))
-	}
-	return ps.finish()
 }
 
 // patchFile writes the blocks of f (a Delta entry) into the file an older backup of

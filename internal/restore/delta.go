@@ -290,12 +290,7 @@ func (r *Restorer) finishKept(rel string, p *filePlan, spc map[uint32]string) er
 		return err
 	}
 	defer func() { _ = f.Close() }()
-	if r.Opt.Owner != nil {
-		if err := f.Chown(r.Opt.Owner.UID, r.Opt.Owner.GID); err != nil {
-			return err
-		}
-	}
-	if err := setMTime(f, p.mtime); err != nil {
+	if err := r.own(f, p.mtime); err != nil {
 		return err
 	}
 	return f.Close()

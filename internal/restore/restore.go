@@ -691,6 +691,20 @@ func (r *Restorer) restoreListed(ctx context.Context, m *repo.Manifest, spc map[
 
 func (r *Restorer) restoreListedPart(ctx context.Context, m *repo.Manifest, pt repo.Part, spc map[uint32]string,
 	done *atomic.Int64, buf []byte, slots readAheadSlots) error {
+	return r.eachPartEntry(ctx, m, pt, slots, func(key string, tr *tar.Reader, f *repo.File) error {
+		if err := r.writeFile(tr, f, spc, buf, done); err != nil {
+			return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
+		}
+		return nil
+	})
+}
+
+// eachPartEntry reads part pt of m alongside the entries its list holds for it, in the
+// order of its tar stream, calling fn with each entry and the tar reader at its data
+// (what fn leaves unread is skipped). A part that holds other entries, more or fewer,
+// or that fails its checksum at the end, is ErrDamaged naming the object.
+func (r *Restorer) eachPartEntry(ctx context.Context, m *repo.Manifest, pt repo.Part, slots readAheadSlots,
+	fn func(key string, tr *tar.Reader, f *repo.File) error) error {
 	ps, err := r.openPart(ctx, m, pt.N, slots)
 	if err != nil {
 		return err
@@ -698,7 +712,7 @@ func (r *Restorer) restoreListedPart(ctx context.Context, m *repo.Manifest, pt r
 	defer ps.close()
 	key, tr := ps.key, ps.tr
 	n := 0
-	err = m.List.Each(pt.N, func(f *repo.File) error {
+	err = m.EachFileOfPart(pt.N, func(f *repo.File) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
@@ -709,14 +723,11 @@ func (r *Restorer) restoreListedPart(ctx context.Context, m *repo.Manifest, pt r
 		if err != nil {
 			return fmt.Errorf("%s: %w", key, wrapDamaged(err))
 		}
-		if hdr.Name != f.Path || hdr.Typeflag != tar.TypeReg || hdr.Size != f.Size {
+		if hdr.Name != f.Path || hdr.Typeflag != tar.TypeReg || hdr.Size != f.TarSize() {
 			return fmt.Errorf("%w: %s holds %q where the manifest lists %s", ErrDamaged, key, hdr.Name, f.Path)
 		}
-		if err := r.writeFile(tr, f, spc, buf, done); err != nil {
-			return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
-		}
 		n++
-		return nil
+		return fn(key, tr, f)
 	})
 	if err != nil {
 		return err
@@ -825,15 +836,21 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 	if got := crcHex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	if r.Opt.Owner != nil {
-		if err := out.Chown(r.Opt.Owner.UID, r.Opt.Owner.GID); err != nil {
-			return err
-		}
-	}
-	if err := setMTime(out, f.MTime); err != nil {
+	if err := r.own(out, f.MTime); err != nil {
 		return err
 	}
 	return out.Close()
+}
+
+// own gives a restored file the owner restore gives files (Opt.Owner) and its
+// modification time from the manifest.
+func (r *Restorer) own(f *os.File, mtime time.Time) error {
+	if r.Opt.Owner != nil {
+		if err := f.Chown(r.Opt.Owner.UID, r.Opt.Owner.GID); err != nil {
+			return err
+		}
+	}
+	return setMTime(f, mtime)
 }
 
 func crcHex(v uint32) string {
