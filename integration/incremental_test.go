@@ -32,7 +32,7 @@ func incrementalBackup(t *testing.T, src *pgtest.Cluster, repo, parent string) (
 	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental")
 	m := regexp.MustCompile(`backup (\S+) complete \(incremental backup on ([^:]+): \d+ files unchanged, ([1-9]\d*) as changed pages`).FindStringSubmatch(r.stdout)
 	if m == nil || m[2] != parent {
-		t.Fatalf("backup-push --incremental on %s must store changed pages of pgbench's tables: %s", parent, r)
+		t.Fatalf("backup-push --incremental on %s must store changed pages of the tables: %s", parent, r)
 	}
 	return m[1], storedSize(t, repo, m[1])
 }
@@ -58,6 +58,24 @@ func storedSize(t *testing.T, repo, name string) int64 {
 	return 0
 }
 
+// ageDatabases makes c's databases look created an hour ago (their PG_VERSION files'
+// modification time), as a production cluster's are: an incremental backup stores every
+// file of a database whose PG_VERSION was written after its parent started (less one
+// second), and a test runs initdb, CREATE DATABASE and the full backup within a second.
+func ageDatabases(t *testing.T, c *pgtest.Cluster) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(c.DataDir(), "base", "*", "PG_VERSION"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no PG_VERSION under base/: %v", err)
+	}
+	old := time.Now().Add(-time.Hour)
+	for _, f := range files {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func pgbench(t *testing.T, c *pgtest.Cluster, args ...string) {
 	t.Helper()
 	if out, err := c.Command(t, "pgbench", args...).CombinedOutput(); err != nil {
@@ -81,6 +99,7 @@ func TestIncrementalChainRestoresEveryCommittedRow(t *testing.T) {
 	src.Exec(t, "CREATE TABLE truncated AS SELECT g FROM generate_series(1, 50000) g")
 	src.Exec(t, "CREATE TABLE recreated AS SELECT g FROM generate_series(1, 50000) g")
 	src.Exec(t, "CREATE DATABASE copied")
+	ageDatabases(t, src)
 	// Not compressed, so that a byte flipped in a part is a byte flipped in a file (in
 	// a compressed stream it can decode to the same bytes, which are then intact).
 	r := mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast", "--incremental", "--compression", "none")
@@ -280,5 +299,37 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	}
 	if got[stale] != want || got[fresh] != want {
 		t.Fatalf("dumps differ from the source's: delta restore %v, full restore %v", got[stale] == want, got[fresh] == want)
+	}
+}
+
+// An incremental backup of a cluster with a tablespace restores through the tablespace
+// map: the tablespace's relation files come out of the chain like the data directory's.
+func TestIncrementalBackupWithATablespaceRestoresThroughTheMap(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	src := archivingCluster(t, repo)
+	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
+	src.Exec(t, "CREATE TABLESPACE fast LOCATION '"+spc+"'")
+	src.Exec(t, "CREATE TABLE on_fast (v int) TABLESPACE fast")
+	src.Exec(t, "CREATE TABLE on_base (v int)")
+	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 50000)")
+	src.Exec(t, "INSERT INTO on_base SELECT generate_series(1, 50000)")
+	ageDatabases(t, src)
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	src.Exec(t, "UPDATE on_fast SET v = -v WHERE v % 5000 = 0")
+	src.Exec(t, "UPDATE on_base SET v = -v WHERE v % 5000 = 0")
+	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(50001, 60000)")
+	incrementalBackup(t, src, repo, listBackups(t, repo)[0])
+	want := src.QueryString(t, "SELECT (SELECT sum(v) FROM on_fast) || '/' || (SELECT sum(v) FROM on_base)")
+	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
+
+	base := pgtest.TempDir(t)
+	dir, newSpc := filepath.Join(base, "restored"), filepath.Join(base, "spc2")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--tablespace-map", spc+"="+newSpc)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryString(t, "SELECT (SELECT sum(v) FROM on_fast) || '/' || (SELECT sum(v) FROM on_base)"); got != want {
+		t.Fatalf("sums on the tablespace / the data directory = %s, source %s", got, want)
 	}
 }
