@@ -329,7 +329,52 @@ func TestIncrementalBackupWithATablespaceRestoresThroughTheMap(t *testing.T) {
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	c.Start(t)
 	c.WaitRecoveryDone(t, 60*time.Second)
-	if got := c.QueryString(t, "SELECT (SELECT sum(v) FROM on_fast) || '/' || (SELECT sum(v) FROM on_base)"); got != want {
+	sums := "SELECT (SELECT sum(v) FROM on_fast) || '/' || (SELECT sum(v) FROM on_base)"
+	if got := c.QueryString(t, sums); got != want {
 		t.Fatalf("sums on the tablespace / the data directory = %s, source %s", got, want)
+	}
+
+	// That copy, written to, then brought back to the backup by restore --delta: the
+	// tablespace's files are judged like the data directory's, and a stray file in its
+	// location goes.
+	c.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 1000)")
+	c.Exec(t, "CREATE TABLE stray (v int) TABLESPACE fast")
+	c.Exec(t, "INSERT INTO stray VALUES (1)")
+	c.Stop(t)
+	stray, _ := filepath.Glob(filepath.Join(newSpc, "PG_*", "*", "*"))
+	r := mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--tablespace-map", spc+"="+newSpc, "--delta")
+	if !regexp.MustCompile(`--delta: [1-9]\d* of them already there and kept`).MatchString(r.stdout) {
+		t.Fatalf("restore --delta kept nothing: %s", r)
+	}
+	gone := 0
+	for _, f := range stray {
+		if _, err := os.Lstat(f); err != nil {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Fatalf("restore --delta left every file of %s, the stray table's included", newSpc)
+	}
+	c = pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 60*time.Second)
+	if got := c.QueryString(t, sums); got != want {
+		t.Fatalf("after restore --delta: sums = %s, source %s", got, want)
+	}
+	if n := c.QueryInt(t, "SELECT count(*) FROM pg_class WHERE relname = 'stray'"); n != 0 {
+		t.Fatal("the stray table survived restore --delta")
+	}
+
+	// A --tablespace-map to a directory that is no tablespace's is refused, untouched.
+	c.Stop(t)
+	other := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "not-a-tablespace"))
+	if err := os.WriteFile(filepath.Join(other, "keep.txt"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", dir, "--tablespace-map", spc+"="+other, "--delta"); r.code == 0 || !strings.Contains(r.stderr, "keep.txt") {
+		t.Fatalf("restore --delta into a directory that is no tablespace's: %s", r)
+	}
+	if b, err := os.ReadFile(filepath.Join(other, "keep.txt")); err != nil || string(b) != "mine" {
+		t.Fatalf("the refused restore --delta touched %s: %q, %v", other, b, err)
 	}
 }

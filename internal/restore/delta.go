@@ -82,19 +82,59 @@ func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint3
 	if m.List == nil {
 		return fmt.Errorf("backup %s has manifest format %d (an older pgb's), which restore --delta does not read: restore into an empty directory (nothing was written)", m.Name, m.Format)
 	}
-	if len(m.Tablespaces) > 0 || len(m.Links) > 0 {
-		return fmt.Errorf("backup %s has tablespaces or links, which restore --delta does not handle yet: restore into an empty directory (nothing was written)", m.Name)
+	if len(m.Links) > 0 {
+		return fmt.Errorf("backup %s has links other than tablespaces' (such as pg_wal elsewhere), which restore --delta does not handle yet: restore into an empty directory (nothing was written)", m.Name)
 	}
 	if err := CheckDeltaTarget(r.Opt.DataDir, uint64(m.SystemID), r.Opt.Force); err != nil {
 		return err
 	}
-	if err := r.writeMarker(r.Opt.DataDir, m.Name, nil); err != nil {
+	// A tablespace's location may hold the older copy's files (found and judged like the
+	// data directory's), or not exist yet.
+	for oid, loc := range spc {
+		if r.inPlace[oid] {
+			continue
+		}
+		if err := checkDeltaTablespace(loc); err != nil {
+			return err
+		}
+	}
+	for _, loc := range values(spc) {
+		if err := r.mkdir(loc); err != nil {
+			return err
+		}
+	}
+	if err := r.writeMarker(r.Opt.DataDir, m.Name, spc); err != nil {
 		return err
+	}
+	for _, loc := range values(spc) {
+		if err := r.writeMarker(loc, m.Name, nil); err != nil {
+			return err
+		}
 	}
 	if err := r.restoreChain(ctx, m, spc); err != nil {
 		return err
 	}
 	return r.finish(m, spc)
+}
+
+// checkDeltaTablespace makes sure a delta restore may empty loc of what the backup does
+// not hold: it is absent, or a directory holding only PostgreSQL's version directories
+// (PG_15_202209061) and a restore's marker — not some other directory a mistyped
+// --tablespace-map names.
+func checkDeltaTablespace(loc string) error {
+	ents, err := os.ReadDir(loc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tablespace location %s: %w (nothing was written)", loc, err)
+	}
+	for _, e := range ents {
+		if e.Name() != IncompleteMarker && (!e.IsDir() || !strings.HasPrefix(e.Name(), "PG_")) {
+			return fmt.Errorf("tablespace location %s holds %s, which no PostgreSQL tablespace holds: restore --delta would remove it; check --tablespace-map (nothing was written)", loc, e.Name())
+		}
+	}
+	return nil
 }
 
 // alive says whether process pid exists.
@@ -108,7 +148,7 @@ func alive(pid int) bool {
 // file the backup holds whole in one backup of its chain against that backup's
 // checksum (marking those that match kept), and removes everything else that is not a
 // directory of m.
-func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[string]*filePlan) error {
+func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[string]*filePlan, spc map[uint32]string) error {
 	dir := r.Opt.DataDir
 	for _, name := range []string{filepath.FromSlash(controlFile), "postmaster.pid"} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -123,40 +163,57 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 	}
 	var (
 		check  []found
-		remove []string // files and links, then directories deepest first
+		remove []string // files and links (absolute), then directories deepest first
 		rmdirs []string
 	)
-	var walk func(rel string) error
-	walk = func(rel string) error {
-		ents, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(rel)))
+	// walk goes through root, whose paths in the backup start with prefix ("" for the
+	// data directory, pg_tblspc/OID for a tablespace's location).
+	var walk func(root, prefix, rel string) error
+	walk = func(root, prefix, rel string) error {
+		abs := filepath.Join(root, filepath.FromSlash(rel))
+		ents, err := os.ReadDir(abs)
 		if err != nil {
 			return err
 		}
 		for _, e := range ents {
-			p := e.Name()
+			r := e.Name()
 			if rel != "" {
-				p = rel + "/" + p
+				r = rel + "/" + r
 			}
+			p := r
+			if prefix != "" {
+				p = prefix + "/" + r
+			}
+			a := filepath.Join(abs, e.Name())
 			switch {
-			case rel == "" && p == IncompleteMarker:
+			case rel == "" && e.Name() == IncompleteMarker:
 			case e.IsDir() && dirs[p]:
-				if err := walk(p); err != nil {
+				if err := walk(root, prefix, r); err != nil {
 					return err
 				}
 			case e.IsDir():
-				rmdirs = append(rmdirs, p)
+				rmdirs = append(rmdirs, a)
 			case e.Type().IsRegular() && plan[p] != nil && plan[p].deltas == 0:
-				check = append(check, found{p, plan[p]})
+				check = append(check, found{a, plan[p]})
 			default:
-				remove = append(remove, p) // not the backup's, a link, or patched by the chain
+				// not the backup's, a link (a tablespace's too: made again), or patched
+				remove = append(remove, a)
 			}
 		}
 		return nil
 	}
-	if err := walk(""); err != nil {
+	if err := walk(dir, "", ""); err != nil {
 		return fmt.Errorf("--delta: read %s: %w", dir, err)
 	}
-	kept, err := r.sameFiles(ctx, dir, check)
+	for oid, loc := range spc {
+		if r.inPlace[oid] {
+			continue // a directory under pg_tblspc: walked with the data directory
+		}
+		if err := walk(loc, fmt.Sprintf("pg_tblspc/%d", oid), ""); err != nil {
+			return fmt.Errorf("--delta: read %s: %w", loc, err)
+		}
+	}
+	kept, err := r.sameFiles(ctx, check)
 	if err != nil {
 		return fmt.Errorf("--delta: %w", err)
 	}
@@ -167,18 +224,18 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			continue
 		}
 		differ++
-		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(f.rel))); err != nil {
+		if err := os.Remove(f.abs); err != nil {
 			return fmt.Errorf("--delta: %w", err)
 		}
 	}
-	for _, p := range remove {
-		if err := os.Remove(filepath.Join(dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	for _, a := range remove {
+		if err := os.Remove(a); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("--delta: %w", err)
 		}
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(rmdirs)))
-	for _, p := range rmdirs {
-		if err := os.RemoveAll(filepath.Join(dir, filepath.FromSlash(p))); err != nil {
+	for _, a := range rmdirs {
+		if err := os.RemoveAll(a); err != nil {
 			return fmt.Errorf("--delta: %w", err)
 		}
 	}
@@ -189,7 +246,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 
 // found is a file a delta restore found where the backup has one.
 type found struct {
-	rel string
+	abs string
 	p   *filePlan
 }
 
@@ -200,7 +257,7 @@ const deltaChunk = 64 << 20
 // sameFiles says, for each file of check, whether it has the size and the CRC-32C its
 // backup stored it with, reading the files in pieces of deltaChunk, Concurrency at once,
 // and combining the pieces' checksums.
-func (r *Restorer) sameFiles(ctx context.Context, dir string, check []found) ([]bool, error) {
+func (r *Restorer) sameFiles(ctx context.Context, check []found) ([]bool, error) {
 	type piece struct {
 		file   int
 		n      int // the piece's index in its file
@@ -212,7 +269,7 @@ func (r *Restorer) sameFiles(ctx context.Context, dir string, check []found) ([]
 		bad    = make([]atomic.Bool, len(check))
 	)
 	for i, f := range check {
-		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f.rel)))
+		fi, err := os.Lstat(f.abs)
 		if err != nil {
 			return nil, err
 		}
@@ -233,7 +290,7 @@ func (r *Restorer) sameFiles(ctx context.Context, dir string, check []found) ([]
 			if bad[pc.file].Load() {
 				continue
 			}
-			sum, ok, err := pieceCRC(filepath.Join(dir, filepath.FromSlash(check[pc.file].rel)), pc.off, pc.l, buf)
+			sum, ok, err := pieceCRC(check[pc.file].abs, pc.off, pc.l, buf)
 			if err != nil {
 				return err
 			}
