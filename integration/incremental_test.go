@@ -278,6 +278,27 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(stale, "pg_logical")); err != nil {
 		t.Fatal(err)
 	}
+	// Interrupted: the newest backup's parts are missing when it gets to them. The copy
+	// is left marked incomplete, without pg_control; the same command, once the parts
+	// are back, finishes it.
+	newest := listBackups(t, repo)
+	parts, _ := filepath.Glob(filepath.Join(repo, "backups", newest[len(newest)-1], "part-*"))
+	for _, p := range parts {
+		if err := os.Rename(p, p+".away"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := pgb(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta"); r.code == 0 {
+		t.Fatalf("restore --delta without the backup's parts: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(stale, "global", "pg_control")); err == nil {
+		t.Fatal("an interrupted restore --delta left global/pg_control: PostgreSQL could start the copy")
+	}
+	for _, p := range parts {
+		if err := os.Rename(p+".away", p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta")
 	if b, err := os.ReadFile(sentinel); err != nil || string(b) != "untouched" {
 		t.Fatalf("restore --delta wrote through a link it found: %q, %v", b, err)
