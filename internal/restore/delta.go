@@ -103,13 +103,8 @@ func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint3
 			return err
 		}
 	}
-	if err := r.writeMarker(r.Opt.DataDir, m.Name, spc); err != nil {
+	if err := r.writeMarkers(m.Name, spc); err != nil {
 		return err
-	}
-	for _, loc := range values(spc) {
-		if err := r.writeMarker(loc, m.Name, nil); err != nil {
-			return err
-		}
 	}
 	if err := r.restoreChain(ctx, m, spc); err != nil {
 		return err

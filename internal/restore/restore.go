@@ -151,13 +151,8 @@ func (r *Restorer) Run(ctx context.Context, m *repo.Manifest) error {
 	if err := r.makeDirs(m, spc, existing); err != nil {
 		return err
 	}
-	if err := r.writeMarker(r.Opt.DataDir, m.Name, spc); err != nil {
+	if err := r.writeMarkers(m.Name, spc); err != nil {
 		return err
-	}
-	for _, loc := range values(spc) {
-		if err := r.writeMarker(loc, m.Name, nil); err != nil {
-			return err
-		}
 	}
 	if err := r.makeDirsInside(m, spc); err != nil {
 		return err
@@ -195,6 +190,20 @@ func (r *Restorer) finish(m *repo.Manifest, spc map[uint32]string) error {
 		}
 	}
 	return removeMarker(r.Opt.DataDir)
+}
+
+// writeMarkers marks the data directory and every tablespace directory incomplete
+// (IncompleteMarker) until the restore's very last step.
+func (r *Restorer) writeMarkers(backup string, spc map[uint32]string) error {
+	if err := r.writeMarker(r.Opt.DataDir, backup, spc); err != nil {
+		return err
+	}
+	for _, loc := range values(spc) {
+		if err := r.writeMarker(loc, backup, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func values(m map[uint32]string) []string {
