@@ -566,11 +566,19 @@ func (t *timelines) history(ctx context.Context, a *Archive, tli uint32) []wal.T
 // the prefetcher exits, and after at most max.
 func AwaitInFlight(ctx context.Context, dir, name string, max time.Duration) bool {
 	deadline := time.Now().Add(max)
+	done := func() bool {
+		fi, err := os.Lstat(filepath.Join(dir, name))
+		return err == nil && fi.Mode().IsRegular()
+	}
 	for i := 0; ; i++ {
-		if fi, err := os.Lstat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
+		if done() {
 			return true
 		}
-		if !writing(dir, name) || time.Now().After(deadline) || ctx.Err() != nil {
+		if !writing(dir, name) {
+			// The write may have completed (renamed into place) between the two looks.
+			return done()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
 		if i%25 == 24 {
