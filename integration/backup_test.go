@@ -73,13 +73,21 @@ func TestBackupWhilePgbenchWritesRestoresConsistently(t *testing.T) {
 	}
 }
 
-func TestTablespaceIsBackedUpAndRestoredThroughTheMap(t *testing.T) {
-	pgtest.RequireParallel(t)
-	repo := newRepo(t)
+// tablespaceCluster is an archiving cluster with a tablespace "fast" (at the returned
+// location) holding an empty table on_fast (v int).
+func tablespaceCluster(t *testing.T, repo string) (*pgtest.Cluster, string) {
+	t.Helper()
 	src := archivingCluster(t, repo)
 	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
 	src.Exec(t, "CREATE TABLESPACE fast LOCATION '"+spc+"'")
 	src.Exec(t, "CREATE TABLE on_fast (v int) TABLESPACE fast")
+	return src, spc
+}
+
+func TestTablespaceIsBackedUpAndRestoredThroughTheMap(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	src, spc := tablespaceCluster(t, repo)
 	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 5000)")
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
 	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(5001, 6000)")

@@ -334,10 +334,7 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 func TestIncrementalBackupWithATablespaceRestoresThroughTheMap(t *testing.T) {
 	pgtest.RequireParallel(t)
 	repo := newRepo(t)
-	src := archivingCluster(t, repo)
-	spc := pgtest.MkdirPG(t, filepath.Join(pgtest.TempDir(t), "spc"))
-	src.Exec(t, "CREATE TABLESPACE fast LOCATION '"+spc+"'")
-	src.Exec(t, "CREATE TABLE on_fast (v int) TABLESPACE fast")
+	src, spc := tablespaceCluster(t, repo)
 	src.Exec(t, "CREATE TABLE on_base (v int)")
 	src.Exec(t, "INSERT INTO on_fast SELECT generate_series(1, 50000)")
 	src.Exec(t, "INSERT INTO on_base SELECT generate_series(1, 50000)")

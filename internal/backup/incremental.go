@@ -3,8 +3,6 @@ package backup
 import (
 	"archive/tar"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -298,13 +296,7 @@ func fileCRC(f *os.File, size int64, buf []byte) (string, int64, error) {
 	if err != nil {
 		return "", n, err
 	}
-	return crcHex(crc.Sum32()), n, nil
-}
-
-func crcHex(v uint32) string {
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], v)
-	return hex.EncodeToString(sum[:])
+	return crc32c.Hex(crc.Sum32()), n, nil
 }
 
 // copyPages appends the blocks j.pages lists of the file j.f, e.path, to a tar stream:
@@ -351,6 +343,6 @@ func copyPages(tw *tar.Writer, e entry, j judgement, buf []byte) (repo.File, int
 	if rerr != nil {
 		return repo.File{}, 0, rerr
 	}
-	return repo.File{Path: e.path, Size: j.size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: crcHex(crc.Sum32()),
+	return repo.File{Path: e.path, Size: j.size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: crc32c.Hex(crc.Sum32()),
 		MapLen: int64(len(enc)), Stored: stored}, stored, nil
 }

@@ -78,7 +78,7 @@ func TestJudgeStoresWhatChangedSinceTheBase(t *testing.T) {
 	// A non-relation file with the base's content but a new time.
 	conf := []byte("shared_buffers = 128MB\n")
 	write("postgresql.conf", conf, time.Now())
-	inBase("postgresql.conf", int64(len(conf)), old, crcHex(crc32c.Checksum(conf)))
+	inBase("postgresql.conf", int64(len(conf)), old, crc32c.Hex(crc32c.Checksum(conf)))
 	// Not in the base.
 	write("base/5/400", relPage(9), time.Now())
 

@@ -7,8 +7,6 @@ package backup
 import (
 	"archive/tar"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -782,7 +780,5 @@ func copyFile(tw *tar.Writer, e entry, buf []byte, done *atomic.Int64, open open
 		copied += int64(n)
 		done.Add(int64(n))
 	}
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc.Sum32())
-	return repo.File{Path: e.path, Size: size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: hex.EncodeToString(sum[:])}, size, nil
+	return repo.File{Path: e.path, Size: size, Mode: uint32(e.mode), MTime: fi.ModTime().UTC(), CRC: crc32c.Hex(crc.Sum32())}, size, nil
 }

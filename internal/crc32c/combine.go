@@ -53,3 +53,14 @@ func square(out, mat *[32]uint32) {
 		out[i] = times(mat, mat[i])
 	}
 }
+
+// Hex is a CRC-32C as manifests write it: 8 lowercase hex digits, big-endian.
+func Hex(v uint32) string {
+	const digits = "0123456789abcdef"
+	var b [8]byte
+	for i := 7; i >= 0; i-- {
+		b[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
+}

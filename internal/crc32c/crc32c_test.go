@@ -28,3 +28,12 @@ func TestCombineEqualsTheWhole(t *testing.T) {
 		}
 	}
 }
+
+// Hex writes a checksum as manifests hold it: 8 lowercase hex digits, big-endian.
+func TestHex(t *testing.T) {
+	for v, want := range map[uint32]string{0: "00000000", 0xe3069283: "e3069283", 0x0000abcd: "0000abcd"} {
+		if got := Hex(v); got != want {
+			t.Errorf("Hex(%#x) = %s, want %s", v, got, want)
+		}
+	}
+}

@@ -296,7 +296,7 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc ma
 	if werr != nil {
 		return werr
 	}
-	if got := crcHex(crc.Sum32()); got != f.CRC {
+	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch of its changed pages (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
 	if last {

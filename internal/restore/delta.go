@@ -310,7 +310,7 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found) ([]bool, error)
 			crc = crc32c.Combine(crc, s, l)
 			left -= l
 		}
-		out[i] = crcHex(crc) == f.p.crc
+		out[i] = crc32c.Hex(crc) == f.p.crc
 	}
 	return out, nil
 }

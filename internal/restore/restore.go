@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -842,7 +840,7 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 		n += int64(k)
 		done.Add(int64(k))
 	}
-	if got := crcHex(crc.Sum32()); got != f.CRC {
+	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
 	if err := r.own(out, f.MTime); err != nil {
@@ -860,12 +858,6 @@ func (r *Restorer) own(f *os.File, mtime time.Time) error {
 		}
 	}
 	return setMTime(f, mtime)
-}
-
-func crcHex(v uint32) string {
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], v)
-	return hex.EncodeToString(sum[:])
 }
 
 // createBeneath creates the new file rel below root without following any symbolic

@@ -3,8 +3,6 @@ package verify
 import (
 	"archive/tar"
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -216,9 +214,7 @@ func (v *verifier) partError(ctx context.Context, key, backup string, err error)
 func sum(r io.Reader, buf []byte) (string, int64, error) {
 	h := crc32c.New()
 	n, err := io.CopyBuffer(h, onlyReader{r}, buf)
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], h.Sum32())
-	return hex.EncodeToString(b[:]), n, err
+	return crc32c.Hex(h.Sum32()), n, err
 }
 
 type onlyReader struct{ io.Reader }
