@@ -22,10 +22,10 @@ import (
 	"github.com/pgb-project/pgb/internal/workpool"
 )
 
-// A restore of an incremental backup goes through its chain, full backup first: each
-// backup's parts are read once, in parallel, and each file is written whole from the
-// newest backup that holds it whole, then patched with the blocks the backups after
-// it stored (in their order), and cut to the size the next one says. Every byte
+// A restore of an incremental backup goes through its chain, newest backup first: each
+// backup's parts are read once, in parallel, and each file is written from the newest
+// backup that holds it whole, or, when backups after that one store pages of it, block
+// by block from the newest backup storing each block (see claim). Every byte
 // written is checked against the checksum of what its backup stored, every page map
 // against the file's sizes along the chain, and every file of the backup must come out
 // of it: anything else is ErrDamaged, naming the object.
@@ -42,8 +42,9 @@ type filePlan struct {
 	mode    uint32
 	mtime   time.Time
 	size    int64
-	crc     string // of the whole copy in backup from: its content when deltas is 0
-	keep    bool   // a delta restore found it already there, as the backup has it
+	crc     string   // of the whole copy in backup from: its content when deltas is 0
+	keep    bool     // a delta restore found it already there, as the backup has it
+	covered []uint64 // with deltas, while it is written: the blocks written (claim)
 }
 
 // chainPlan resolves every file of the chain's last backup (chain[len-1], m) to the
@@ -184,7 +185,9 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 	defer stop()
 	slots := newReadAheadSlots()
 	var written atomic.Int64
-	for k, c := range chain {
+	// Newest first: each block is written once, by the newest backup storing it.
+	for k := len(chain) - 1; k >= 0; k-- {
+		c := chain[k]
 		var parts []repo.Part
 		for _, pt := range c.Parts {
 			if need, err := partNeeded(c, k, pt, plan); err != nil {
@@ -230,30 +233,90 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 	spc map[uint32]string, done, written *atomic.Int64, buf []byte, slots readAheadSlots) error {
 	return r.eachPartEntry(ctx, c, pt, slots, func(key string, tr *tar.Reader, f *repo.File) error {
 		p := plan[f.Path]
+		var err error
 		switch {
 		case p == nil || p.keep:
-		case p.from == k && !f.Delta():
+			return nil
+		case p.from == k && !f.Delta() && p.deltas == 0:
 			w := *f
-			if p.last == k {
-				w.MTime = p.mtime
-			}
-			if err := r.writeFile(tr, &w, spc, buf, done); err != nil {
-				return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
-			}
+			w.MTime = p.mtime
+			err = r.writeFile(tr, &w, spc, buf, done)
+			written.Add(1)
+		case p.from == k && !f.Delta():
+			err = r.fillFile(tr, f, p, spc, buf, done)
 			written.Add(1)
 		case p.deltas&(1<<k) != 0 && f.Delta():
-			if err := r.patchFile(tr, f, p.prev[k], spc, buf, done, p.last == k, p.mtime); err != nil {
-				return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
-			}
+			err = r.patchFile(tr, f, p, k, spc, buf, done)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: file %s: %w", key, f.Path, err)
 		}
 		return nil
 	})
 }
 
-// patchFile writes the blocks of f (a Delta entry) into the file an older backup of
-// the chain wrote, cut or extended to f.Size first, and checks them against f.CRC.
-// last: no newer backup patches it, so it gets its final modification time.
-func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc map[uint32]string, buf []byte, done *atomic.Int64, last bool, mtime time.Time) error {
+// A file that backups of the chain patch is written newest backup first, each block
+// once: the newest backup storing a block writes it, and older ones skip the blocks
+// written already (claimed), down to the backup holding the file whole, which fills in
+// the rest. The block a backup stores must have the length the file's last block has
+// in the backup restored (pagemap.Layer.Check makes it so: a block cut by a truncation
+// is stored anew), which is how pagemap.Reconstruct resolves a file too.
+
+// claim says whether block b, of n bytes in the backup holding it, is still to be
+// written (and marks it written): it is not beyond the file's size in the backup
+// restored, and no newer backup wrote it.
+func (p *filePlan) claim(b uint32, n int) (bool, error) {
+	if int64(b) >= pagemap.Blocks(p.size) || p.covered[b/64]&(1<<(b%64)) != 0 {
+		return false, nil
+	}
+	if want := min(pagemap.BlockSize, p.size-int64(b)*pagemap.BlockSize); int64(n) != want {
+		return false, fmt.Errorf("%w: block %d has %d bytes in the backup storing it last, and must have %d", ErrDamaged, b, n, want)
+	}
+	p.covered[b/64] |= 1 << (b % 64)
+	return true, nil
+}
+
+// putBlocks writes, of the blocks from first on that data holds (as a copy of
+// srcSize bytes holds them), those the file still needs (claim), in as few writes as
+// runs of them.
+func (p *filePlan) putBlocks(out *os.File, first uint32, data []byte, srcSize int64, done *atomic.Int64) error {
+	runFrom, runTo := 0, 0 // the bytes of data of the run being gathered
+	flush := func() error {
+		if runTo > runFrom {
+			off := int64(first)*pagemap.BlockSize + int64(runFrom)
+			if _, err := out.WriteAt(data[runFrom:runTo], off); err != nil {
+				return err
+			}
+			done.Add(int64(runTo - runFrom))
+		}
+		return nil
+	}
+	for at := 0; at < len(data); {
+		b := first + uint32(at/pagemap.BlockSize)
+		n := int(min(pagemap.BlockSize, srcSize-int64(b)*pagemap.BlockSize, int64(len(data)-at)))
+		ok, err := p.claim(b, n)
+		if err != nil {
+			return err
+		}
+		if !ok || at != runTo {
+			if err := flush(); err != nil {
+				return err
+			}
+			runFrom, runTo = at, at
+		}
+		if ok {
+			runTo = at + n
+		}
+		at += n
+	}
+	return flush()
+}
+
+// patchFile writes the blocks of f, a Delta entry of chain index k, that no newer
+// backup wrote, and checks its map against the file's size in the backup before and
+// its map and pages against f.CRC. The newest backup patching the file creates it, at
+// the size it has in the backup restored.
+func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
 	if !safePath(f.Path) || f.Path == controlFile {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
@@ -262,49 +325,118 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, prevSize int64, spc ma
 	if err != nil {
 		return wrapDamaged(err)
 	}
-	if err := l.Check(prevSize); err != nil {
-		return fmt.Errorf("%w: its page map does not follow the older backup's copy of %d bytes: %w", ErrDamaged, prevSize, err)
+	if err := l.Check(p.prev[k]); err != nil {
+		return fmt.Errorf("%w: its page map does not follow the older backup's copy of %d bytes: %w", ErrDamaged, p.prev[k], err)
 	}
-	root, rel, err := r.localRoot(f.Path, spc)
-	if err != nil {
-		return err
-	}
-	out, err := openBeneath(root, rel, unix.O_WRONLY)
+	out, err := r.openLayered(f.Path, p, k == p.last, spc)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
-	if err := out.Truncate(f.Size); err != nil {
-		return err
+	// Runs of consecutive blocks are read into buf together and written together.
+	first, count := uint32(0), 0
+	flush := func() error {
+		if count == 0 {
+			return nil
+		}
+		data := buf[:min(int64(count)*pagemap.BlockSize, f.Size-int64(first)*pagemap.BlockSize)]
+		if _, err := io.ReadFull(l.Pages, data); err != nil {
+			return wrapDamaged(err)
+		}
+		count = 0
+		return p.putBlocks(out, first, data, f.Size, done)
 	}
-	page := buf[:pagemap.BlockSize]
 	var werr error
 	l.Map.Blocks(func(b uint32) bool {
-		off := int64(b) * pagemap.BlockSize
-		p := page[:min(pagemap.BlockSize, f.Size-off)]
-		if _, err := io.ReadFull(l.Pages, p); err != nil {
-			werr = wrapDamaged(err)
-			return false
+		if count > 0 && (b != first+uint32(count) || (count+1)*pagemap.BlockSize > len(buf)) {
+			if werr = flush(); werr != nil {
+				return false
+			}
 		}
-		if _, err := out.WriteAt(p, off); err != nil {
-			werr = err
-			return false
+		if count == 0 {
+			first = b
 		}
-		done.Add(int64(len(p)))
+		count++
 		return true
 	})
+	if werr == nil {
+		werr = flush()
+	}
 	if werr != nil {
 		return werr
 	}
 	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch of its changed pages (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	if last {
-		if err := setMTime(out, mtime); err != nil {
+	return out.Close()
+}
+
+// fillFile writes, from f, the whole copy of a file that newer backups patched, the
+// blocks they did not write, checks f against its checksum, and finishes the file:
+// every block of it written, its owner and modification time set.
+func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
+	if !safePath(f.Path) || f.Path == controlFile {
+		return fmt.Errorf("%w: unsafe path", ErrDamaged)
+	}
+	out, err := r.openLayered(f.Path, p, false, spc)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
+	crc := crc32c.New()
+	chunk := len(buf) / pagemap.BlockSize * pagemap.BlockSize
+	for n := int64(0); n < f.Size; {
+		data := buf[:min(int64(chunk), f.Size-n)]
+		if _, err := io.ReadFull(src, data); err != nil {
+			return wrapDamaged(err)
+		}
+		crc.Write(data)
+		if err := p.putBlocks(out, uint32(n/pagemap.BlockSize), data, f.Size, done); err != nil {
 			return err
 		}
+		n += int64(len(data))
+	}
+	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
+		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
+	}
+	for b := uint32(0); int64(b) < pagemap.Blocks(p.size); b++ {
+		if p.covered[b/64]&(1<<(b%64)) == 0 {
+			return fmt.Errorf("%w: block %d of it is in no backup of the chain", ErrDamaged, b)
+		}
+	}
+	p.covered = nil
+	if err := r.own(out, p.mtime); err != nil {
+		return err
 	}
 	return out.Close()
+}
+
+// openLayered opens the file at rel that backups of the chain patch: create (for the
+// newest of them) makes it, at its size in the backup restored, else it must exist.
+func (r *Restorer) openLayered(rel string, p *filePlan, create bool, spc map[uint32]string) (*os.File, error) {
+	root, lrel, err := r.localRoot(rel, spc)
+	if err != nil {
+		return nil, err
+	}
+	if !create {
+		if p.covered == nil {
+			return nil, fmt.Errorf("%w: no newer backup of the chain wrote its pages first", ErrDamaged)
+		}
+		return openBeneath(root, lrel, unix.O_WRONLY)
+	}
+	out, err := createBeneath(root, lrel)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: the chain writes it twice", ErrDamaged)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := out.Truncate(p.size); err != nil {
+		_ = out.Close()
+		return nil, err
+	}
+	p.covered = make([]uint64, (pagemap.Blocks(p.size)+63)/64)
+	return out, nil
 }
 
 // openBeneath opens the existing regular file rel below root (mode: unix.O_WRONLY or
@@ -324,7 +456,7 @@ func openBeneath(root, rel string, mode int) (*os.File, error) {
 		return os.OpenFile(name, mode|unix.O_NOFOLLOW, 0)
 	}
 	if errors.Is(err, unix.ENOENT) {
-		return nil, fmt.Errorf("%w: %s: no older backup of the chain wrote it before its pages: %w", ErrDamaged, name, fs.ErrNotExist)
+		return nil, fmt.Errorf("%w: %s: not written by a newer backup of the chain: %w", ErrDamaged, name, fs.ErrNotExist)
 	}
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}

@@ -1,9 +1,17 @@
 package restore
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/pagemap"
 	"github.com/pgb-project/pgb/internal/repo"
 )
@@ -63,6 +71,100 @@ func TestChainPlan(t *testing.T) {
 	} {
 		if _, err := chainPlan(tc.chain); !errors.Is(err, ErrDamaged) {
 			t.Errorf("%s: chainPlan = %v, want ErrDamaged", tc.name, err)
+		}
+	}
+}
+
+// A file that incremental backups patch is written newest backup first, each block
+// once (claim); what comes out must be what pagemap.Reconstruct makes of the same
+// copies oldest first, whatever the chain did to the file: extended, truncated (to a
+// partial block too), extended again, rewritten here and there.
+func TestChainFilesComeOutAsReconstructBuildsThem(t *testing.T) {
+	const b = pagemap.BlockSize
+	rnd := rand.New(rand.NewPCG(13, 1))
+	size := func() int64 {
+		s := rnd.Int64N(12) * b
+		if rnd.IntN(5) == 0 {
+			s += 1 + rnd.Int64N(b-1) // a partial last block
+		}
+		return s
+	}
+	content := func(n int64) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rnd.IntN(256))
+		}
+		return p
+	}
+	for trial := range 300 {
+		dir := t.TempDir()
+		r := &Restorer{Opt: Options{DataDir: dir}}
+		baseSize := size()
+		base := content(baseSize)
+		var (
+			layers  []pagemap.Layer
+			entries [][]byte
+			files   []repo.File
+		)
+		prev := baseSize
+		for range 1 + rnd.IntN(5) {
+			s := size()
+			n := uint32(pagemap.Blocks(s))
+			var blocks []uint32
+			for blk := uint32(0); blk < n; blk++ {
+				if int64(blk) >= prev/b || (blk == n-1 && s%b != 0) || rnd.IntN(3) == 0 {
+					blocks = append(blocks, blk)
+				}
+			}
+			l := pagemap.Layer{Size: s, Map: pagemap.Of(blocks...)}
+			pg := content(l.Stored())
+			enc, err := l.Map.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry := slices.Concat(enc, pg)
+			l.Pages = bytes.NewReader(pg)
+			layers = append(layers, l)
+			entries = append(entries, entry)
+			files = append(files, repo.File{Path: "base/5/16384", Size: s, MapLen: int64(len(enc)), Stored: int64(len(entry)), CRC: crc32c.Hex(crc32c.Checksum(entry))})
+			prev = s
+		}
+		var want bytes.Buffer
+		if _, err := pagemap.Reconstruct(&want, bytes.NewReader(base), baseSize, layers); err != nil {
+			t.Fatalf("trial %d: Reconstruct: %v", trial, err)
+		}
+		chain := []*repo.Manifest{layerOf("f", "", repo.File{Path: "base/5/16384", Size: baseSize, Part: 1, CRC: crc32c.Hex(crc32c.Checksum(base))})}
+		for i, f := range files {
+			f.Part = 1
+			chain = append(chain, layerOf(fmt.Sprint("i", i+1), chain[i].Name, f))
+		}
+		plan, err := chainPlan(chain)
+		if err != nil {
+			t.Fatalf("trial %d: chainPlan: %v", trial, err)
+		}
+		p := plan["base/5/16384"]
+		if err := os.MkdirAll(filepath.Join(dir, "base/5"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, (1+rnd.IntN(4))*b) // runs longer than buf are written in pieces
+		var done atomic.Int64
+		for k := len(chain) - 1; k >= 1; k-- {
+			if err := r.patchFile(bytes.NewReader(entries[k-1]), &chain[k].Files[0], p, k, nil, buf, &done); err != nil {
+				t.Fatalf("trial %d: patch with backup %d: %v", trial, k, err)
+			}
+		}
+		if err := r.fillFile(bytes.NewReader(base), &chain[0].Files[0], p, nil, buf, &done); err != nil {
+			t.Fatalf("trial %d: fill: %v", trial, err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "base/5/16384"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("trial %d: restored %d bytes differ from the %d Reconstruct makes (base %d bytes, layers %v)", trial, len(got), want.Len(), baseSize, files)
+		}
+		if done.Load() != int64(want.Len()) {
+			t.Fatalf("trial %d: %d bytes written for a file of %d: a block was written twice or not at all", trial, done.Load(), want.Len())
 		}
 	}
 }

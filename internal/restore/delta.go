@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -208,10 +209,12 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			return fmt.Errorf("--delta: read %s: %w", loc, err)
 		}
 	}
+	t0 := time.Now()
 	kept, err := r.sameFiles(ctx, check)
 	if err != nil {
 		return fmt.Errorf("--delta: %w", err)
 	}
+	r.Log.Debug("delta restore: files checksummed", "files", len(check), "took", time.Since(t0).Round(time.Millisecond))
 	differ := 0
 	for i, f := range check {
 		if kept[i] {
