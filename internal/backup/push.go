@@ -711,18 +711,35 @@ func (p *Pusher) worker(ctx context.Context, w *work, items <-chan item) ([]repo
 		}
 		return nil
 	}
+	closeCur := func() error {
+		if cur == nil {
+			return nil
+		}
+		pt := cur
+		cur = nil
+		if err := pt.close(); err != nil {
+			return err
+		}
+		parts = append(parts, pt.Part)
+		return nil
+	}
+	// Small files go into parts of their own: a restore that needs only some of them
+	// (a delta restore rewrites pg_control and postgresql.auto.conf every time) then
+	// reads a few MiB rather than a part that also holds relation segments.
+	small := false
 	for it := range items {
+		if (it.batch != nil) != small {
+			if err := closeCur(); err != nil {
+				return fail(err)
+			}
+			small = it.batch != nil
+		}
 		if err := t.each(it, one); err != nil {
 			return fail(err)
 		}
 	}
-	if cur != nil {
-		pt := cur
-		cur = nil
-		if err := pt.close(); err != nil {
-			return fail(err)
-		}
-		parts = append(parts, pt.Part)
+	if err := closeCur(); err != nil {
+		return fail(err)
 	}
 	return parts, ctx.Err()
 }

@@ -1023,3 +1023,41 @@ func withFiles(t *testing.T, m *repo.Manifest) *repo.Manifest {
 	c.Sort()
 	return &c
 }
+
+// Small files go into parts of their own, never after a relation segment: a restore
+// that needs only some of them (a delta restore rewrites pg_control and
+// postgresql.auto.conf every time) reads a few MiB, not a part of a GiB.
+func TestPushKeepsSmallFilesOutOfTheBigFilesParts(t *testing.T) {
+	for _, concurrency := range []int{1, 2} {
+		ctx := context.Background()
+		fx := newBackupFixture(t, testSystemID, map[string][]byte{
+			"base/5/16500":   randomBytes(7, 2<<20),
+			"base/5/16500.1": randomBytes(8, smallFile),
+			"base/5/16501":   randomBytes(9, 3<<20/2),
+		})
+		st := mem.New()
+		putWAL(t, st, "000000010000000000000002")
+		src := newFakeSource(fx.dataDir)
+		src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+		m, err := newPusher(st, src, fx.dataDir, 1<<30, concurrency, time.Now()).Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big, small := map[int]int{}, map[int]int{}
+		for _, f := range withFiles(t, m).Files {
+			if f.Size >= smallFile {
+				big[f.Part]++
+			} else if f.Part != 0 {
+				small[f.Part]++
+			}
+		}
+		if len(big) == 0 || len(small) == 0 {
+			t.Fatalf("concurrency %d: parts of big files %v, of small ones %v: want both", concurrency, big, small)
+		}
+		for n := range big {
+			if small[n] > 0 {
+				t.Errorf("concurrency %d: part %d holds %d big files and %d small ones", concurrency, n, big[n], small[n])
+			}
+		}
+	}
+}
