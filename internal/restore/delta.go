@@ -210,7 +210,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 		}
 	}
 	t0 := time.Now()
-	kept, err := r.sameFiles(ctx, check)
+	kept, err := r.sameFiles(ctx, check, deltaChunk)
 	if err != nil {
 		return fmt.Errorf("--delta: %w", err)
 	}
@@ -253,9 +253,9 @@ type found struct {
 const deltaChunk = 64 << 20
 
 // sameFiles says, for each file of check, whether it has the size and the CRC-32C its
-// backup stored it with, reading the files in pieces of deltaChunk, Concurrency at once,
+// backup stored it with, reading the files in pieces of chunk bytes, Concurrency at once,
 // and combining the pieces' checksums.
-func (r *Restorer) sameFiles(ctx context.Context, check []found) ([]bool, error) {
+func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([]bool, error) {
 	type piece struct {
 		file   int
 		n      int // the piece's index in its file
@@ -276,8 +276,8 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found) ([]bool, error)
 			continue
 		}
 		n := 0
-		for off := int64(0); off < f.p.size || n == 0; off += deltaChunk {
-			pieces = append(pieces, piece{file: i, n: n, off: off, l: min(deltaChunk, f.p.size-off)})
+		for off := int64(0); off < f.p.size || n == 0; off += chunk {
+			pieces = append(pieces, piece{file: i, n: n, off: off, l: min(chunk, f.p.size-off)})
 			n++
 		}
 		sums[i] = make([]uint32, n)
@@ -307,9 +307,9 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found) ([]bool, error)
 		if bad[i].Load() {
 			continue
 		}
-		crc, left := uint32(0), f.p.size
-		for _, s := range sums[i] {
-			l := min(deltaChunk, left)
+		crc, left := sums[i][0], f.p.size-chunk
+		for _, s := range sums[i][1:] {
+			l := min(chunk, left)
 			crc = crc32c.Combine(crc, s, l)
 			left -= l
 		}
