@@ -221,6 +221,20 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	repo := newRepo(t)
 	src := checksumCluster(t, repo, "autovacuum = off")
 	pgbench(t, src, "-i", "-q", "-s", "2")
+	// A configuration file kept outside the data directory, through a link: the backup
+	// lists the link, and every restore makes it again.
+	confDir := pgtest.TempDir(t)
+	ident := filepath.Join(confDir, "pg_ident.conf")
+	if err := os.Rename(filepath.Join(src.DataDir(), "pg_ident.conf"), ident); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(ident, filepath.Join(src.DataDir(), "pg_ident.conf")); err != nil {
+		t.Fatal(err)
+	}
+	identBefore, err := os.ReadFile(ident)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
 	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
 
@@ -278,6 +292,13 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(stale, "pg_logical")); err != nil {
 		t.Fatal(err)
 	}
+	// The backup's link replaced by a file of the copy's own: made a link again.
+	if err := os.Remove(filepath.Join(stale, "pg_ident.conf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "pg_ident.conf"), []byte("# the copy's own\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// Interrupted: the newest backup's parts are missing when it gets to them. The copy
 	// is left marked incomplete, without pg_control; the same command, once the parts
 	// are back, finishes it.
@@ -305,6 +326,12 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	}
 	if fi, err := os.Lstat(filepath.Join(stale, "pg_logical")); err != nil || !fi.IsDir() {
 		t.Fatalf("pg_logical after restore --delta: %v, %v", fi, err)
+	}
+	if target, err := os.Readlink(filepath.Join(stale, "pg_ident.conf")); err != nil || target != ident {
+		t.Fatalf("pg_ident.conf after restore --delta: link to %q (%v), want the backup's link to %s", target, err, ident)
+	}
+	if b, err := os.ReadFile(ident); err != nil || string(b) != string(identBefore) {
+		t.Fatalf("restore --delta wrote through the backup's link: %q, %v", b, err)
 	}
 	kept := regexp.MustCompile(`--delta: (\d+) of them already there and kept`).FindStringSubmatch(r.stdout)
 	if kept == nil || kept[1] == "0" {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,10 +24,11 @@ import (
 	"github.com/pgb-project/pgb/internal/workpool"
 )
 
-// A restore of an incremental backup goes through its chain, newest backup first: each
-// backup's parts are read once, in parallel, and each file is written from the newest
-// backup that holds it whole, or, when backups after that one store pages of it, block
-// by block from the newest backup storing each block (see claim). Every byte
+// A restore of an incremental backup goes through its chain: each backup's parts are
+// read once, those of every backup of the chain in one pool of workers, and each file is
+// written from the newest backup that holds it whole, or, when backups after that one
+// store pages of it, block by block from the newest backup storing each block, whatever
+// order the backups come in (see layered). Every byte
 // written is checked against the checksum of what its backup stored, every page map
 // against the file's sizes along the chain, and every file of the backup must come out
 // of it: anything else is ErrDamaged, naming the object.
@@ -44,7 +47,8 @@ type filePlan struct {
 	size    int64
 	crc     string   // of the whole copy in backup from: its content when deltas is 0
 	keep    bool     // a delta restore found it already there, as the backup has it
-	covered []uint64 // with deltas, while it is written: the blocks written (claim)
+	settled bool     // and with the owner and time restore gives it
+	lay     *layered // with deltas, while it is written
 }
 
 // chainPlan resolves every file of the chain's last backup (chain[len-1], m) to the
@@ -183,39 +187,66 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 	var done atomic.Int64
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
-	slots := newReadAheadSlots()
-	var written atomic.Int64
-	// Newest first: each block is written once, by the newest backup storing it.
+	// The parts of every backup of the chain go to one pool of workers and are
+	// restored at once: a file patched along the chain keeps each block from the newest
+	// backup writing it, in whatever order they come.
+	type job struct {
+		k  int
+		pt repo.Part
+	}
+	var jobs []job
 	for k := len(chain) - 1; k >= 0; k-- {
-		c := chain[k]
 		var parts []repo.Part
-		for _, pt := range c.Parts {
-			if need, err := partNeeded(c, k, pt, plan); err != nil {
+		for _, pt := range chain[k].Parts {
+			if need, err := partNeeded(chain[k], k, pt, plan); err != nil {
 				return err
 			} else if need {
 				parts = append(parts, pt)
 			}
 		}
-		sort.Slice(parts, func(i, j int) bool { return parts[i].Size > parts[j].Size })
-		t0 := time.Now()
-		err := workpool.Run(ctx, r.Opt.Concurrency, parts, func(ctx context.Context, ch <-chan repo.Part) error {
-			buf := make([]byte, 256<<10)
-			for pt := range ch {
-				if err := r.restoreLayerPart(ctx, c, k, pt, plan, spc, &done, &written, buf, slots); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		for _, pt := range parts {
+			jobs = append(jobs, job{k, pt})
 		}
-		r.Log.Debug("chain: backup restored", "backup", c.Name, "index", k, "parts", len(parts), "took", time.Since(t0).Round(time.Millisecond))
 	}
+	// Costliest first, whichever backup they are of: the full backup's part holding the
+	// largest relation segments starts at once, the increments' parts beside it.
+	sort.SliceStable(jobs, func(i, j int) bool { return partCost(jobs[i].pt) > partCost(jobs[j].pt) })
+	for _, p := range plan {
+		if p.deltas != 0 && !p.keep {
+			p.lay = newLayered(p)
+		}
+	}
+	defer func() {
+		for _, p := range plan {
+			if p.lay != nil {
+				p.lay.close() // left open by a failed restore
+			}
+		}
+	}()
+	slots := newReadAheadSlots()
+	var written atomic.Int64
+	t0 := time.Now()
+	err = workpool.Run(ctx, r.Opt.Concurrency, jobs, func(ctx context.Context, ch <-chan job) error {
+		buf := make([]byte, 256<<10)
+		for j := range ch {
+			t1 := time.Now()
+			if err := r.restoreLayerPart(ctx, chain[j.k], j.k, j.pt, plan, spc, &done, &written, buf, slots); err != nil {
+				return err
+			}
+			r.Log.Debug("chain: part restored", "backup", chain[j.k].Name, "part", j.pt.N, "stored", j.pt.Stored, "from", t1.Sub(t0).Round(time.Millisecond), "took", time.Since(t1).Round(time.Millisecond))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.Log.Debug("chain: backups restored", "backups", len(chain), "parts", len(jobs), "took", time.Since(t0).Round(time.Millisecond))
 	for name, p := range plan {
 		if p.keep {
-			if err := r.finishKept(name, p, spc); err != nil {
-				return err
+			if !p.settled {
+				if err := r.finishKept(name, p, spc); err != nil {
+					return err
+				}
 			}
 			written.Add(1)
 		}
@@ -225,6 +256,13 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 	}
 	return nil
 }
+
+// partCost is what restoring part pt costs, in bytes: its size, and for each file as
+// much as writing fileCost bytes (creating a file, setting its owner and time: a
+// part of a thousand small files takes as long as one of 60 MiB).
+func partCost(pt repo.Part) int64 { return pt.Size + int64(pt.Files)*fileCost }
+
+const fileCost = 64 << 10
 
 // restoreLayerPart writes what part pt of c, chain index k, holds for the files of
 // plan: whole files whose newest whole copy it is, and pages of files it patches. The
@@ -255,67 +293,169 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 	})
 }
 
-// A file that backups of the chain patch is written newest backup first, each block
-// once: the newest backup storing a block writes it, and older ones skip the blocks
-// written already (claimed), down to the backup holding the file whole, which fills in
-// the rest. The block a backup stores must have the length the file's last block has
-// in the backup restored (pagemap.Layer.Check makes it so: a block cut by a truncation
-// is stored anew), which is how pagemap.Reconstruct resolves a file too.
-
-// claim says whether block b, of n bytes in the backup holding it, is still to be
-// written (and marks it written): it is not beyond the file's size in the backup
-// restored, and no newer backup wrote it.
-func (p *filePlan) claim(b uint32, n int) (bool, error) {
-	if int64(b) >= pagemap.Blocks(p.size) || p.covered[b/64]&(1<<(b%64)) != 0 {
-		return false, nil
-	}
-	if want := min(pagemap.BlockSize, p.size-int64(b)*pagemap.BlockSize); int64(n) != want {
-		return false, fmt.Errorf("%w: block %d has %d bytes in the backup storing it last, and must have %d", ErrDamaged, b, n, want)
-	}
-	p.covered[b/64] |= 1 << (b % 64)
-	return true, nil
+// layered is a file that backups of the chain patch, while they write it. They may
+// write it in any order, at once: each block keeps the bytes of the newest backup that
+// wrote it (owner), so the file comes out as pagemap.Reconstruct builds it — each
+// block from the newest backup storing it, else from the one holding the file whole.
+// The first backup to get to the file creates it at its size in the backup restored,
+// and writes are cut there; the last one checks that every block was written, and by
+// a backup storing it at its final length (pagemap.Layer.Check makes the newest one
+// do so), then gives the file its owner and time and closes it.
+//
+// Memory, while the file is being written: a byte per block, and a lock per
+// lockBlocks blocks (some 160 KiB per GiB of the file).
+type layered struct {
+	size  int64
+	mtime time.Time
+	once  sync.Once
+	f     *os.File
+	err   error
+	left  atomic.Int32 // backups still to write it
+	locks []sync.Mutex // by lockBlocks blocks
+	owner []uint8      // by block: 1 + the chain index of the backup whose bytes it holds (0: none), | badLength
 }
 
-// putBlocks writes, of the blocks from first on that data holds (as a copy of
-// srcSize bytes holds them), those the file still needs (claim), in as few writes as
-// runs of them.
-func (p *filePlan) putBlocks(out *os.File, first uint32, data []byte, srcSize int64, done *atomic.Int64) error {
-	runFrom, runTo := 0, 0 // the bytes of data of the run being gathered
+const (
+	lockBlocks = 32
+	badLength  = 0x80 // the owner's block had another length than the file's final one
+)
+
+func newLayered(p *filePlan) *layered {
+	l := &layered{size: p.size, mtime: p.mtime}
+	l.left.Store(int32(bits.OnesCount64(p.deltas) + 1))
+	return l
+}
+
+// open returns the file, created by the first backup to get to it.
+func (l *layered) open(r *Restorer, rel string, spc map[uint32]string) (*os.File, error) {
+	l.once.Do(func() {
+		n := pagemap.Blocks(l.size)
+		l.locks, l.owner = make([]sync.Mutex, (n+lockBlocks-1)/lockBlocks), make([]uint8, n)
+		root, lrel, err := r.localRoot(rel, spc)
+		if err != nil {
+			l.err = err
+			return
+		}
+		f, err := createBeneath(root, lrel)
+		if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%w: the manifest lists %s twice", ErrDamaged, rel)
+		}
+		if err == nil {
+			if err = f.Truncate(l.size); err != nil {
+				_ = f.Close()
+			}
+		}
+		l.f, l.err = f, err
+	})
+	return l.f, l.err
+}
+
+// write writes, for the backup of chain index k, the blocks from first on that data
+// holds (as a copy of srcSize bytes holds them), but those a newer backup wrote.
+func (l *layered) write(k int, first uint32, data []byte, srcSize int64, done *atomic.Int64) error {
+	mine := uint8(k + 1)
+	for at := 0; at < len(data); {
+		if (int64(first)+int64(at/pagemap.BlockSize))*pagemap.BlockSize >= l.size {
+			break // beyond the file's final size: cut
+		}
+		stripe := (first + uint32(at/pagemap.BlockSize)) / lockBlocks
+		end := min(len(data), int(int64(stripe+1)*lockBlocks-int64(first))*pagemap.BlockSize)
+		if err := l.writeStripe(mine, first, data, at, end, srcSize, done); err != nil {
+			return err
+		}
+		at = end
+	}
+	return nil
+}
+
+// writeStripe is write for the bytes at..end of data, which lie in one lock's blocks.
+// The lock is held through the writes, so that a newer backup's bytes, once written,
+// stay.
+func (l *layered) writeStripe(mine uint8, first uint32, data []byte, at, end int, srcSize int64, done *atomic.Int64) error {
+	b0 := first + uint32(at/pagemap.BlockSize)
+	mu := &l.locks[b0/lockBlocks]
+	mu.Lock()
+	defer mu.Unlock()
+	runFrom, runTo := at, at // the bytes of data of the run being gathered
 	flush := func() error {
 		if runTo > runFrom {
-			off := int64(first)*pagemap.BlockSize + int64(runFrom)
-			if _, err := out.WriteAt(data[runFrom:runTo], off); err != nil {
+			if _, err := l.f.WriteAt(data[runFrom:runTo], int64(first)*pagemap.BlockSize+int64(runFrom)); err != nil {
 				return err
 			}
-			done.Add(int64(runTo - runFrom))
 		}
 		return nil
 	}
-	for at := 0; at < len(data); {
+	for ; at < end; at += pagemap.BlockSize {
 		b := first + uint32(at/pagemap.BlockSize)
-		n := int(min(pagemap.BlockSize, srcSize-int64(b)*pagemap.BlockSize, int64(len(data)-at)))
-		ok, err := p.claim(b, n)
-		if err != nil {
-			return err
+		off := int64(b) * pagemap.BlockSize
+		n := int(min(pagemap.BlockSize, srcSize-off, int64(end-at)))
+		var o uint8
+		if off < l.size {
+			o = l.owner[b] &^ badLength
 		}
-		if !ok || at != runTo {
+		if off >= l.size || o > mine {
+			// Beyond the file's final size, or a newer backup's.
 			if err := flush(); err != nil {
 				return err
 			}
-			runFrom, runTo = at, at
+			runFrom, runTo = at+pagemap.BlockSize, at+pagemap.BlockSize
+			continue
 		}
-		if ok {
-			runTo = at + n
+		w := int(min(int64(n), l.size-off)) // cut at the final size
+		final := min(pagemap.BlockSize, l.size-off)
+		own := mine
+		if int64(n) != final {
+			own |= badLength
 		}
-		at += n
+		l.owner[b] = own
+		if o == 0 {
+			done.Add(final) // progress: the file's bytes, each block counted once
+		}
+		if at != runTo {
+			if err := flush(); err != nil {
+				return err
+			}
+			runFrom = at
+		}
+		runTo = at + w
 	}
 	return flush()
 }
 
-// patchFile writes the blocks of f, a Delta entry of chain index k, that no newer
+// finish is a backup's last step on the file: the last of them checks that every
+// block was written, at its final length, then sets the file's owner and time and
+// closes it.
+func (l *layered) finish(r *Restorer) error {
+	if l.left.Add(-1) != 0 {
+		return nil
+	}
+	for b, o := range l.owner {
+		switch {
+		case o == 0:
+			return fmt.Errorf("%w: block %d of it is in no backup of the chain", ErrDamaged, b)
+		case o&badLength != 0:
+			return fmt.Errorf("%w: block %d has another length in the backup storing it last than the file's size allows", ErrDamaged, b)
+		}
+	}
+	f := l.f
+	l.f, l.owner, l.locks = nil, nil, nil
+	defer func() { _ = f.Close() }() // for the error path: success closes it below and checks
+	if err := r.own(f, l.mtime); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// close closes the file when a failed restore left it open.
+func (l *layered) close() {
+	if l.f != nil {
+		_ = l.f.Close()
+	}
+}
+
+// patchFile writes the blocks of f, a Delta entry of chain index k, but those a newer
 // backup wrote, and checks its map against the file's size in the backup before and
-// its map and pages against f.CRC. The newest backup patching the file creates it, at
-// the size it has in the backup restored.
+// its map and pages against f.CRC.
 func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
 	if !safePath(f.Path) || f.Path == controlFile {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
@@ -328,11 +468,9 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 	if err := l.Check(p.prev[k]); err != nil {
 		return fmt.Errorf("%w: its page map does not follow the older backup's copy of %d bytes: %w", ErrDamaged, p.prev[k], err)
 	}
-	out, err := r.openLayered(f.Path, p, k == p.last, spc)
-	if err != nil {
+	if _, err := p.lay.open(r, f.Path, spc); err != nil {
 		return err
 	}
-	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
 	// Runs of consecutive blocks are read into buf together and written together.
 	first, count := uint32(0), 0
 	flush := func() error {
@@ -344,7 +482,7 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 			return wrapDamaged(err)
 		}
 		count = 0
-		return p.putBlocks(out, first, data, f.Size, done)
+		return p.lay.write(k, first, data, f.Size, done)
 	}
 	var werr error
 	l.Map.Blocks(func(b uint32) bool {
@@ -368,21 +506,18 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch of its changed pages (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	return out.Close()
+	return p.lay.finish(r)
 }
 
-// fillFile writes, from f, the whole copy of a file that newer backups patched, the
-// blocks they did not write, checks f against its checksum, and finishes the file:
-// every block of it written, its owner and modification time set.
+// fillFile writes, from f, the whole copy of a file that newer backups patch, the
+// blocks they do not write, and checks f against its checksum.
 func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[uint32]string, buf []byte, done *atomic.Int64) error {
 	if !safePath(f.Path) || f.Path == controlFile {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
-	out, err := r.openLayered(f.Path, p, false, spc)
-	if err != nil {
+	if _, err := p.lay.open(r, f.Path, spc); err != nil {
 		return err
 	}
-	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
 	crc := crc32c.New()
 	chunk := len(buf) / pagemap.BlockSize * pagemap.BlockSize
 	for n := int64(0); n < f.Size; {
@@ -391,7 +526,7 @@ func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[ui
 			return wrapDamaged(err)
 		}
 		crc.Write(data)
-		if err := p.putBlocks(out, uint32(n/pagemap.BlockSize), data, f.Size, done); err != nil {
+		if err := p.lay.write(p.from, uint32(n/pagemap.BlockSize), data, f.Size, done); err != nil {
 			return err
 		}
 		n += int64(len(data))
@@ -399,44 +534,7 @@ func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[ui
 	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	for b := uint32(0); int64(b) < pagemap.Blocks(p.size); b++ {
-		if p.covered[b/64]&(1<<(b%64)) == 0 {
-			return fmt.Errorf("%w: block %d of it is in no backup of the chain", ErrDamaged, b)
-		}
-	}
-	p.covered = nil
-	if err := r.own(out, p.mtime); err != nil {
-		return err
-	}
-	return out.Close()
-}
-
-// openLayered opens the file at rel that backups of the chain patch: create (for the
-// newest of them) makes it, at its size in the backup restored, else it must exist.
-func (r *Restorer) openLayered(rel string, p *filePlan, create bool, spc map[uint32]string) (*os.File, error) {
-	root, lrel, err := r.localRoot(rel, spc)
-	if err != nil {
-		return nil, err
-	}
-	if !create {
-		if p.covered == nil {
-			return nil, fmt.Errorf("%w: no newer backup of the chain wrote its pages first", ErrDamaged)
-		}
-		return openBeneath(root, lrel, unix.O_WRONLY)
-	}
-	out, err := createBeneath(root, lrel)
-	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%w: the chain writes it twice", ErrDamaged)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := out.Truncate(p.size); err != nil {
-		_ = out.Close()
-		return nil, err
-	}
-	p.covered = make([]uint64, (pagemap.Blocks(p.size)+63)/64)
-	return out, nil
+	return p.lay.finish(r)
 }
 
 // openBeneath opens the existing regular file rel below root (mode: unix.O_WRONLY or

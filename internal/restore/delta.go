@@ -28,7 +28,8 @@ import (
 // the same cluster: a file whose size and content checksum are the backup's is kept,
 // every other file is written from the backup as a restore into an empty directory
 // writes it, and whatever the backup does not hold is removed (files, directories,
-// links; never followed). The server must be stopped, and the copy's pg_control must
+// links; never followed). Every link is removed, the backup's among them, and the
+// backup's are made again at the end, as a restore into an empty directory makes them. The server must be stopped, and the copy's pg_control must
 // name the backup's cluster. pg_control is removed first and written last, so that an
 // interrupted delta restore, like any other, leaves a directory PostgreSQL will not
 // start; it is marked incomplete (IncompleteMarker), and the same command finishes it.
@@ -82,9 +83,6 @@ func CheckDeltaTarget(dir string, sysID uint64, force bool) error {
 func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint32]string) error {
 	if m.List == nil {
 		return fmt.Errorf("backup %s has manifest format %d (an older pgb's), which restore --delta does not read: restore into an empty directory (nothing was written)", m.Name, m.Format)
-	}
-	if len(m.Links) > 0 {
-		return fmt.Errorf("backup %s has links other than tablespaces' (such as pg_wal elsewhere), which restore --delta does not handle yet: restore into an empty directory (nothing was written)", m.Name)
 	}
 	if err := CheckDeltaTarget(r.Opt.DataDir, uint64(m.SystemID), r.Opt.Force); err != nil {
 		return err
@@ -190,7 +188,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			case e.IsDir():
 				rmdirs = append(rmdirs, a)
 			case e.Type().IsRegular() && plan[p] != nil && plan[p].deltas == 0:
-				check = append(check, found{a, plan[p]})
+				check = append(check, found{abs: a, p: plan[p]})
 			default:
 				// not the backup's, a link (a tablespace's too: made again), or patched
 				remove = append(remove, a)
@@ -218,7 +216,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 	differ := 0
 	for i, f := range check {
 		if kept[i] {
-			f.p.keep = true
+			f.p.keep, f.p.settled = true, f.settled
 			continue
 		}
 		differ++
@@ -244,8 +242,9 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 
 // found is a file a delta restore found where the backup has one.
 type found struct {
-	abs string
-	p   *filePlan
+	abs     string
+	p       *filePlan
+	settled bool // it has the backup's modification time, and restore's owner
 }
 
 // deltaChunk is how much of one file a worker checksums at a time: a large relation
@@ -275,6 +274,7 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 			bad[i].Store(true)
 			continue
 		}
+		check[i].settled = fi.ModTime().Equal(f.p.mtime) && r.owns(fi)
 		n := 0
 		for off := int64(0); off < f.p.size || n == 0; off += chunk {
 			pieces = append(pieces, piece{file: i, n: n, off: off, l: min(chunk, f.p.size-off)})
@@ -332,6 +332,15 @@ func pieceCRC(name string, off, l int64, buf []byte) (uint32, bool, error) {
 		return 0, false, err
 	}
 	return h.Sum32(), n == l, nil
+}
+
+// owns says whether fi belongs to the owner restore gives files (any, without one).
+func (r *Restorer) owns(fi os.FileInfo) bool {
+	if r.Opt.Owner == nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == r.Opt.Owner.UID && int(st.Gid) == r.Opt.Owner.GID
 }
 
 // finishKept gives a kept file the owner and modification time the backup says.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/crc32c"
 )
@@ -23,7 +24,7 @@ func TestSameFilesCombinesThePiecesChecksums(t *testing.T) {
 		if err := os.WriteFile(abs, content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		check = append(check, found{abs, &filePlan{size: int64(len(backup)), crc: crc32c.Hex(crc32c.Checksum(backup))}})
+		check = append(check, found{abs: abs, p: &filePlan{size: int64(len(backup)), crc: crc32c.Hex(crc32c.Checksum(backup))}})
 		want = append(want, same)
 	}
 	data := make([]byte, 3*chunk+123)
@@ -40,6 +41,12 @@ func TestSameFilesCombinesThePiecesChecksums(t *testing.T) {
 	}
 	add("shorter", data[:len(data)-1], data, false)
 	add("longer", data, data[:len(data)-1], false)
+	// One kept file already has the backup's modification time: nothing to set on it.
+	mtime := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	if err := os.Chtimes(check[3].abs, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	check[3].p.mtime = mtime
 	got, err := r.sameFiles(context.Background(), check, chunk)
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +54,9 @@ func TestSameFilesCombinesThePiecesChecksums(t *testing.T) {
 	for i := range check {
 		if got[i] != want[i] {
 			t.Errorf("%s: kept %v, want %v", filepath.Base(check[i].abs), got[i], want[i])
+		}
+		if check[i].settled != (i == 3) {
+			t.Errorf("%s: settled %v: only the one with the backup's time is", filepath.Base(check[i].abs), check[i].settled)
 		}
 	}
 }

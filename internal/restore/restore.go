@@ -623,7 +623,7 @@ func (r *Restorer) restoreParts(ctx context.Context, m *repo.Manifest, spc map[u
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
 	sorted := append([]repo.Part(nil), m.Parts...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
+	sort.SliceStable(sorted, func(i, j int) bool { return partCost(sorted[i]) > partCost(sorted[j]) })
 	slots := newReadAheadSlots()
 	err := workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan repo.Part) error {
 		buf := make([]byte, 256<<10)
@@ -683,7 +683,7 @@ func (r *Restorer) restoreListed(ctx context.Context, m *repo.Manifest, spc map[
 	stop := progress.Start(r.Opt.Progress, &done, m.Size, time.Second)
 	defer stop()
 	sorted := append([]repo.Part(nil), m.Parts...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Size > sorted[j].Size })
+	sort.SliceStable(sorted, func(i, j int) bool { return partCost(sorted[i]) > partCost(sorted[j]) })
 	slots := newReadAheadSlots()
 	return workpool.Run(ctx, r.Opt.Concurrency, sorted, func(ctx context.Context, parts <-chan repo.Part) error {
 		buf := make([]byte, 256<<10)
