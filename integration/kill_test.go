@@ -93,10 +93,12 @@ func timed(t *testing.T, env []string, args ...string) time.Duration {
 // Every pgb command that writes or restores is killed with SIGKILL at random
 // instants, at least 200 times in all (PGB_KILLTEST_SCALE times more with make
 // killtest): wal-push (a call's own upload, and the look-ahead archiver PostgreSQL's
-// calls hand their segments to), backup-push, delete and restore. After every kill
-// the invariants hold: a WAL object is either absent or whole and verified; only
+// calls hand their segments to), backup-push (full, incremental, encrypted), delete,
+// restore (of a full backup and of an incremental one) and restore --delta. After every
+// kill the invariants hold: a WAL object is either absent or whole and verified; only
 // complete backups are listed, and pgb verify passes on them; the next run of the
-// command succeeds; a killed restore never leaves global/pg_control in place. At the
+// command succeeds; a killed restore never leaves global/pg_control in place, and a
+// killed delta restore only the one it started from. At the
 // end, pgb delete --garbage removes what the kills left, pgb verify --wal passes, and
 // a restore to the end of the archive recovers every committed row.
 func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
@@ -255,12 +257,18 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 		commit(100)
 		before := len(backups())
 		args, benv := []string{"backup-push", "--repo", repo, "--fast"}, env
-		if n%2 == 1 {
+		switch {
+		case n%2 == 1:
 			args, benv = append(args, encFlags...), encEnv
+		case n%4 == 2: // on the newest backup, or a full one when that is encrypted
+			args = append(args, "--incremental")
 		}
 		landed, r := k.runKilled("backup-push", benv, bp, args...)
 		if landed && n%2 == 1 {
 			k.of["backup-push, encrypted"]++
+		}
+		if landed && n%4 == 2 {
+			k.of["backup-push, incremental"]++
 		}
 		after := len(backups())
 		switch {
@@ -316,22 +324,67 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	// restore killed while it writes the data directory: pg_control appears only once
 	// every file is whole and synced, so a killed restore either has no pg_control
 	// (PostgreSQL will not start on it) or is the whole restore (killed during its last
-	// steps: removing its incomplete-markers, printing its summary).
-	whole := filepath.Join(pgtest.TempDir(t), "whole")
-	rt := timed(t, nil, append([]string{"restore", "--repo", repo, "--pgdata", whole}, rd...)...)
-	for k.landed["restore"] < 30*scale {
+	// steps: removing its incomplete-markers, printing its summary). Every other
+	// restore is of an incremental backup, written from its chain.
+	full := backups()[len(backups())-1]
+	commit(100)
+	mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast", "--incremental")
+	incr := backups()[len(backups())-1]
+	whole := map[string]string{}
+	var rt time.Duration
+	for _, b := range []string{full, incr} {
+		whole[b] = filepath.Join(pgtest.TempDir(t), "whole-"+b)
+		rt = max(rt, timed(t, nil, append([]string{"restore", "--repo", repo, "--pgdata", whole[b], "--backup", b}, rd...)...))
+	}
+	for n := 0; k.landed["restore"] < 30*scale; n++ {
+		b := []string{full, incr}[n%2]
 		dir := filepath.Join(pgtest.TempDir(t), "killed")
-		landed, r := k.runKilled("restore", nil, rt, append([]string{"restore", "--repo", repo, "--pgdata", dir}, rd...)...)
+		landed, r := k.runKilled("restore", nil, rt, append([]string{"restore", "--repo", repo, "--pgdata", dir, "--backup", b}, rd...)...)
 		switch {
 		case !landed && r.code != 0:
 			t.Fatalf("restore that was not killed: %s", r)
 		case landed && fileExists(filepath.Join(dir, "global", "pg_control")):
-			if diff := treeDiff(t, whole, dir); diff != "" {
-				t.Fatalf("a killed restore left global/pg_control in %s, which is not the whole restore: %s", dir, diff)
+			if diff := treeDiff(t, whole[b], dir); diff != "" {
+				t.Fatalf("a killed restore of %s left global/pg_control in %s, which is not the whole restore: %s", b, dir, diff)
 			}
 			k.of["restore, after pg_control"]++
 		}
+		if landed && b == incr {
+			k.of["restore, of an incremental backup"]++
+		}
 		_ = os.RemoveAll(dir)
+	}
+
+	// restore --delta killed while it brings a copy of one backup to the other (full to
+	// incremental and back): pg_control is removed first and put back last, so a killed
+	// delta restore leaves either the copy it started from (killed before it removed
+	// anything) or no pg_control; the same command run again finishes it, and the
+	// directory is then exactly what a restore into an empty one makes.
+	dir := filepath.Join(pgtest.TempDir(t), "delta")
+	mustPGB(t, "", nil, append([]string{"restore", "--repo", repo, "--pgdata", dir, "--backup", full}, rd...)...)
+	deltaTo := func(b string) []string {
+		return append([]string{"restore", "--delta", "--repo", repo, "--pgdata", dir, "--backup", b}, rd...)
+	}
+	deltaTime := timed(t, nil, deltaTo(incr)...)
+	for n := 0; k.landed["restore --delta"] < 20*scale; n++ {
+		b, from := []string{full, incr}[n%2], []string{incr, full}[n%2]
+		landed, r := k.runKilled("restore --delta", nil, deltaTime, deltaTo(b)...)
+		switch {
+		case !landed && r.code != 0:
+			t.Fatalf("restore --delta that was not killed: %s", r)
+		case landed && fileExists(filepath.Join(dir, "global", "pg_control")):
+			if treeDiff(t, whole[b], dir) != "" && treeDiff(t, whole[from], dir) != "" {
+				t.Fatalf("a killed restore --delta to %s left global/pg_control in %s, which is neither the copy of %s it started from nor the whole restore: %s",
+					b, dir, from, treeDiff(t, whole[b], dir))
+			}
+			k.of["restore --delta, with pg_control"]++
+		}
+		if landed {
+			mustPGB(t, "", nil, deltaTo(b)...)
+		}
+		if diff := treeDiff(t, whole[b], dir); diff != "" {
+			t.Fatalf("restore --delta to %s, run again after a kill, is not what a restore into an empty directory makes: %s", b, diff)
+		}
 	}
 
 	// What the kills left behind goes; the archive is whole; every committed row is
@@ -345,7 +398,7 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	if r := pgb(t, "", nil, append([]string{"verify", "--repo", repo, "--wal"}, rd...)...); r.code != 0 {
 		t.Fatalf("verify --wal at the end: %s", r)
 	}
-	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	dir = filepath.Join(pgtest.TempDir(t), "restored")
 	mustPGB(t, "", nil, append([]string{"restore", "--repo", repo, "--pgdata", dir}, rd...)...)
 	c := pgtest.OpenDataDir(t, dir, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	// The wal-fetch prefetcher is killed at random instants while recovery runs:
