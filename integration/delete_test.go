@@ -192,3 +192,42 @@ func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
 		t.Fatalf("rows in the permanent backup = %d, want %d", got, atPermanent)
 	}
 }
+
+// A permanent incremental backup keeps its chain through a delete: the backups it
+// builds on stay, with the WAL each needs to become consistent, verify finds nothing
+// missing (it judges them by that WAL, not by WAL to the end of the archive), and the
+// permanent backup still restores.
+func TestPermanentIncrementalBackupKeepsItsChainThroughDelete(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
+	s.src = archivingClusterWith(t, s.sel)
+	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
+	s.tick(t, 5)
+	s.backup(t)
+	s.tick(t, 5)
+	mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast", "--incremental", "--permanent")...)
+	atPermanent := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
+	s.tick(t, 5)
+	s.backup(t)
+	s.tick(t, 5)
+	s.backup(t)
+	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
+	before := deleteTestBackups(t, s)
+	if len(before) != 4 {
+		t.Fatalf("backups %v, want 4", before)
+	}
+	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "1", "--confirm")...)
+	after := deleteTestBackups(t, s)
+	if want := []listedBackup{before[0], before[1], before[3]}; !reflect.DeepEqual(after, want) {
+		t.Fatalf("backups after delete %v, want the permanent incremental, its full backup and the newest %v", after, want)
+	}
+	if r := pgb(t, "", nil, s.cmd("verify", "--wal")...); r.code != 0 {
+		t.Fatalf("verify --wal after delete kept a permanent incremental backup's chain: %s", r)
+	}
+	c := s.restore(t, "--backup", before[1].Name, "--target-immediate", "--target-action", "promote")
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != atPermanent {
+		t.Fatalf("rows in the permanent incremental backup = %d, want %d", got, atPermanent)
+	}
+}

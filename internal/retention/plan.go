@@ -7,7 +7,8 @@
 // and the descendants its history reaches); Plan keeps, more simply, every WAL file
 // whose segment is not older than the lowest start segment of the backups the policy
 // keeps. A permanent backup older than that keeps the WAL it needs to become
-// consistent: its start segment to its stop segment, on its timeline. Timeline
+// consistent: its start segment to its stop segment, on its timeline; so do the
+// backups its chain builds on, which it keeps too. Timeline
 // history files are always kept. Restore points before the lowest end of the kept
 // backups can no longer be reached and are deleted with their WAL.
 package retention
@@ -122,10 +123,13 @@ func Make(in Input) (Plan, error) {
 	for i := len(bs) - 1; i >= first; i-- {
 		ancestors(i, func(j int) { first = min(first, j) })
 	}
-	chainOfPermanent := map[int]bool{}
+	// A permanent backup older than what the policy keeps, and the backups of its chain
+	// (bases it is restored from), keep the WAL each needs to become consistent.
+	chainOfPermanent, consistent := map[int]bool{}, map[int]bool{}
 	for i, b := range bs[:first] {
 		if b.Permanent {
-			ancestors(i, func(j int) { chainOfPermanent[j] = true })
+			consistent[i] = true
+			ancestors(i, func(j int) { chainOfPermanent[j], consistent[j] = true, true })
 		}
 	}
 	for i, b := range bs {
@@ -149,7 +153,7 @@ func Make(in Input) (Plan, error) {
 		cutoff, reach = min(cutoff, b.StartLSN.SegmentNumber(segSize)), min(reach, b.StopLSN)
 	}
 	for _, o := range in.WAL {
-		if o.Kind == wal.History || o.SegmentNumber(segSize) >= cutoff || needed(o, bs[:first], segSize) {
+		if o.Kind == wal.History || o.SegmentNumber(segSize) >= cutoff || needed(o, bs[:first], consistent, segSize) {
 			continue
 		}
 		p.WAL = append(p.WAL, o)
@@ -171,11 +175,11 @@ func Make(in Input) (Plan, error) {
 }
 
 // ConsistencyOnly names the backups of which a retention run may have kept only the
-// WAL they need to become consistent (start to stop segment): the permanent backups
-// older than the oldest backup that is not permanent — or, when every backup is
-// permanent, older than the newest. Recovery from such a backup reaches its end and
-// no further once a policy has run, so verify and status judge it by that. backups
-// may be in any order; permanent holds the marked names.
+// WAL they need to become consistent (start to stop segment): the permanent backups,
+// and the backups their chains build on, older than the oldest backup that is neither
+// and than the newest backup's chain. Recovery from such a
+// backup reaches its end and no further once a policy has run, so verify and status
+// judge it by that. backups may be in any order; permanent holds the marked names.
 func ConsistencyOnly(backups []*repo.Summary, permanent map[string]bool) map[string]bool {
 	if len(backups) == 0 {
 		return nil
@@ -187,9 +191,32 @@ func ConsistencyOnly(backups []*repo.Summary, permanent map[string]bool) map[str
 		}
 		return bs[i].StopLSN < bs[j].StopLSN
 	})
-	edge := len(bs) - 1
-	for i, b := range bs {
+	byName := make(map[string]*repo.Summary, len(bs))
+	for _, b := range bs {
+		byName[b.Name] = b
+	}
+	kept := map[string]bool{} // permanent, or a base of a permanent backup's chain
+	for _, b := range bs {
 		if !permanent[b.Name] {
+			continue
+		}
+		kept[b.Name] = true
+		for p, n := byName[b.Parent], 0; p != nil && n < repo.MaxChain; p, n = byName[p.Parent], n+1 {
+			kept[p.Name] = true
+		}
+	}
+	// The newest backup is kept by every policy, with its chain and the WAL from the
+	// chain's full backup on.
+	index := make(map[string]int, len(bs))
+	for i, b := range bs {
+		index[b.Name] = i
+	}
+	edge := len(bs) - 1
+	for p, n := byName[bs[edge].Parent], 0; p != nil && n < repo.MaxChain; p, n = byName[p.Parent], n+1 {
+		edge = min(edge, index[p.Name])
+	}
+	for i, b := range bs[:edge] {
+		if !kept[b.Name] {
 			edge = i
 			break
 		}
@@ -201,11 +228,12 @@ func ConsistencyOnly(backups []*repo.Summary, permanent map[string]bool) map[str
 	return out
 }
 
-// needed reports whether a permanent backup among older needs o to become consistent.
-func needed(o repo.WALObject, older []Backup, segSize uint64) bool {
+// needed reports whether a backup among older that consistent names (by index) needs o
+// to become consistent.
+func needed(o repo.WALObject, older []Backup, consistent map[int]bool, segSize uint64) bool {
 	n := o.SegmentNumber(segSize)
-	for _, b := range older {
-		if b.Permanent && o.Timeline == b.Timeline &&
+	for i, b := range older {
+		if consistent[i] && o.Timeline == b.Timeline &&
 			n >= b.StartLSN.SegmentNumber(segSize) && n <= b.StopLSN.SegmentNumber(segSize) {
 			return true
 		}

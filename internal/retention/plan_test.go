@@ -205,6 +205,14 @@ func TestConsistencyOnlyNamesThePermanentBackupsOlderThanWhatAPolicyKeeps(t *tes
 		{"two permanent oldest", []Backup{backup("a", 1, 2, 3, 1, true), backup("b", 1, 5, 6, 2, true), backup("c", 1, 8, 9, 3, false)}, []string{"a", "b"}},
 		{"all permanent: the newest reaches on", []Backup{backup("a", 1, 2, 3, 1, true), backup("b", 1, 5, 6, 2, true)}, []string{"a"}},
 		{"one permanent", []Backup{backup("a", 1, 2, 3, 1, true)}, nil},
+		// A permanent incremental backup keeps the backups its chain builds on, and
+		// retention the WAL each needs to become consistent, no more.
+		{"a permanent incremental and its chain", []Backup{backup("f1", 1, 2, 3, 1, false), incr(backup("i1", 1, 5, 6, 2, false), "f1"),
+			incr(backup("i2", 1, 8, 9, 3, true), "i1"), backup("f2", 1, 11, 12, 4, false)}, []string{"f1", "i1", "i2"}},
+		{"a chain after the permanent one's is not", []Backup{backup("f1", 1, 2, 3, 1, false), incr(backup("i1", 1, 5, 6, 2, true), "f1"),
+			incr(backup("i2", 1, 8, 9, 3, false), "f1"), backup("f2", 1, 11, 12, 4, false)}, []string{"f1", "i1"}},
+		{"the newest backup's chain reaches on", []Backup{backup("f1", 1, 2, 3, 1, false), incr(backup("i1", 1, 5, 6, 2, true), "f1"),
+			backup("f2", 1, 8, 9, 3, true), incr(backup("i2", 1, 11, 12, 4, true), "f2")}, []string{"f1", "i1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := ConsistencyOnly(sum(c.bs...))
@@ -279,8 +287,10 @@ func TestPlanKeepsWholeChains(t *testing.T) {
 				}
 			}
 			for _, o := range p.WAL {
-				if n := o.SegmentNumber(seg); tc.policy.RetainFull == 1 && len(tc.keep) == 5 && (n == 8 || n == 9) {
-					t.Fatalf("deletes %s, which the permanent backup i2 needs to become consistent", o.Name)
+				// i2 is permanent, and f1 and i1 its chain's bases: each keeps its start
+				// to stop segments.
+				if n := o.SegmentNumber(seg); tc.policy.RetainFull == 1 && len(tc.keep) == 5 && (n == 8 || n == 9 || n == 2 || n == 3 || n == 5 || n == 6) {
+					t.Fatalf("deletes %s, which the permanent backup i2 or a backup of its chain needs to become consistent", o.Name)
 				}
 			}
 			if tc.walFrom > 2 && len(p.WAL) == 0 {
