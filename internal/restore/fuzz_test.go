@@ -7,10 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/envelope"
+	"github.com/pgb-project/pgb/internal/pagemap"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/storage/mem"
@@ -110,6 +113,57 @@ func FuzzRestorePart(f *testing.F) {
 					t.Fatalf("restore succeeded, but %s differs from the backed-up file (%v)", p, gerr)
 				}
 			}
+		}
+	})
+}
+
+// An incremental backup's entry of a file (its page map, then its pages) is whatever
+// the repository holds, and so are the sizes its manifest gives. Whatever they are,
+// writing the pages never panics, never makes the file larger than its size in the
+// backup restored, never writes beside it, and fails as ErrDamaged or corrupt on
+// anything that does not add up.
+func FuzzPatchFile(f *testing.F) {
+	const b = pagemap.BlockSize
+	seed := func(size int64, blocks ...uint32) []byte {
+		l := pagemap.Layer{Size: size, Map: pagemap.Of(blocks...)}
+		enc, err := l.Map.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
+		}
+		return append(enc, bytes.Repeat([]byte{7}, int(l.Stored()))...)
+	}
+	f.Add(seed(3*b, 0, 2), int64(3*b), int64(2*b), int64(3*b), uint8(0))
+	f.Add(seed(b+100, 1), int64(b+100), int64(b), int64(2*b), uint8(1))
+	f.Add(seed(0), int64(0), int64(4*b), int64(0), uint8(2))
+	f.Fuzz(func(t *testing.T, entry []byte, size, prev, final int64, mapLen uint8) {
+		if size < 0 || size > 64*b || final < 0 || final > 64*b {
+			return // the manifest's checks bound sizes before a restore gets here
+		}
+		top := t.TempDir()
+		dir := filepath.Join(top, "target")
+		if err := os.MkdirAll(filepath.Join(dir, "base/5"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ml := int64(mapLen)
+		if ml == 0 || ml > int64(len(entry)) {
+			ml = int64(len(entry))
+		}
+		fl := &repo.File{Path: "base/5/16384", Size: size, MapLen: ml, Stored: int64(len(entry)), CRC: crc32c.Hex(crc32c.Checksum(entry))}
+		p := &filePlan{size: final, from: 0, deltas: 1 << 1, last: 1, prev: []int64{0, prev}}
+		p.lay = newLayered(p)
+		r := &Restorer{Opt: Options{DataDir: dir}}
+		var done atomic.Int64
+		err := r.patchFile(bytes.NewReader(entry), fl, p, 1, nil, make([]byte, 4*b), &done)
+		p.lay.close()
+		if err != nil && !errors.Is(err, ErrDamaged) && !errors.Is(err, repo.ErrCorrupt) {
+			t.Fatalf("patch from a hostile entry: %v, want ErrDamaged or corrupt", err)
+		}
+		if fi, serr := os.Stat(filepath.Join(dir, "base/5/16384")); serr == nil && fi.Size() != final {
+			t.Fatalf("the file has %d bytes, its size in the backup restored is %d", fi.Size(), final)
+		}
+		ents, rerr := os.ReadDir(top)
+		if rerr != nil || len(ents) != 1 {
+			t.Fatalf("patch wrote beside its target: %v, %v", ents, rerr)
 		}
 	})
 }
