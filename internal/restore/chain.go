@@ -105,12 +105,25 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 	for k := n - 1; k >= 0; k-- {
 		if err := chain[k].EachFile(func(f *repo.File) error {
 			p := plan[f.Path]
-			if p == nil || p.from >= 0 {
-				return nil // not in the backup restored, or found whole in a newer one
+			switch {
+			case p == nil:
+				return nil // not in the backup restored
+			case p.visited == k:
+				return fmt.Errorf("%w: the manifest of backup %s lists %s twice", ErrDamaged, chain[k].Name, f.Path)
+			case p.from >= 0:
+				p.visited = k // found whole in a newer one (or this one, and listed twice)
+				return nil
 			}
 			return visit(k, f, p)
 		}); err != nil {
 			return nil, err
+		}
+		// A backup storing pages of a file, or saying it is unchanged, builds on its
+		// parent's copy: the parent must list it.
+		for name, p := range plan {
+			if p.from < 0 && p.visited == k+1 {
+				return nil, fmt.Errorf("%w: %s: backup %s builds on backup %s's copy of it, which that backup does not list", ErrDamaged, name, chain[k+1].Name, chain[k].Name)
+			}
 		}
 	}
 	for name, p := range plan {
@@ -216,13 +229,6 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 			p.lay = newLayered(p)
 		}
 	}
-	defer func() {
-		for _, p := range plan {
-			if p.lay != nil {
-				p.lay.close() // left open by a failed restore
-			}
-		}
-	}()
 	slots := newReadAheadSlots()
 	var written atomic.Int64
 	t0 := time.Now()
@@ -295,72 +301,97 @@ func (r *Restorer) restoreLayerPart(ctx context.Context, c *repo.Manifest, k int
 
 // layered is a file that backups of the chain patch, while they write it. They may
 // write it in any order, at once: each block keeps the bytes of the newest backup that
-// wrote it (owner), so the file comes out as pagemap.Reconstruct builds it — each
+// wrote it (its owner), so the file comes out as pagemap.Reconstruct builds it — each
 // block from the newest backup storing it, else from the one holding the file whole.
 // The first backup to get to the file creates it at its size in the backup restored,
-// and writes are cut there; the last one checks that every block was written, and by
-// a backup storing it at its final length (pagemap.Layer.Check makes the newest one
-// do so), then gives the file its owner and time and closes it.
+// and writes are cut there; each backup opens it for its own writes and closes it
+// after. The last one checks that every block was written, and by a backup storing it
+// at its final length (pagemap.Layer.Check makes the newest one do so), then gives
+// the file its owner and time.
 //
-// Memory, while the file is being written: a byte per block, and a lock per
-// lockBlocks blocks (some 160 KiB per GiB of the file).
+// Memory, while the file is being written: some 160 bytes per run of lockBlocks blocks
+// (1 MiB) some backup wrote (a byte per block, a lock, the map's entry), so never more
+// than the bytes read allow, whatever sizes a manifest claims.
 type layered struct {
-	size  int64
-	mtime time.Time
-	once  sync.Once
-	f     *os.File
-	err   error
-	left  atomic.Int32 // backups still to write it
-	locks []sync.Mutex // by lockBlocks blocks
-	owner []uint8      // by block: 1 + the chain index of the backup whose bytes it holds (0: none), | badLength
+	size    int64
+	mtime   time.Time
+	once    sync.Once
+	err     error         // of creating the file
+	by      atomic.Uint64 // the chain indexes of the backups that began writing it
+	left    atomic.Int32  // backups still to write it
+	mu      sync.Mutex    // over stripes
+	stripes map[uint32]*stripe
+}
+
+// stripe is lockBlocks blocks of a layered file: who wrote each, under its lock.
+type stripe struct {
+	mu    sync.Mutex
+	owner [lockBlocks]uint8 // 1 + the chain index of the backup whose bytes it holds (0: none), | badLength
 }
 
 const (
-	lockBlocks = 32
+	lockBlocks = 128
 	badLength  = 0x80 // the owner's block had another length than the file's final one
 )
 
 func newLayered(p *filePlan) *layered {
-	l := &layered{size: p.size, mtime: p.mtime}
+	l := &layered{size: p.size, mtime: p.mtime, stripes: map[uint32]*stripe{}}
 	l.left.Store(int32(bits.OnesCount64(p.deltas) + 1))
 	return l
 }
 
-// open returns the file, created by the first backup to get to it.
-func (l *layered) open(r *Restorer, rel string, spc map[uint32]string) (*os.File, error) {
+// open opens the file for the writes of the backup of chain index k, created by the
+// first backup to get to it. Each backup writes it once.
+func (l *layered) open(r *Restorer, rel string, k int, spc map[uint32]string) (*os.File, error) {
+	if old := l.by.Or(1 << k); old&(1<<k) != 0 || l.left.Load() <= 0 {
+		return nil, fmt.Errorf("%w: backup %d of the chain holds it twice", ErrDamaged, k)
+	}
+	root, lrel, err := r.localRoot(rel, spc)
+	if err != nil {
+		return nil, err
+	}
 	l.once.Do(func() {
-		n := pagemap.Blocks(l.size)
-		l.locks, l.owner = make([]sync.Mutex, (n+lockBlocks-1)/lockBlocks), make([]uint8, n)
-		root, lrel, err := r.localRoot(rel, spc)
-		if err != nil {
-			l.err = err
-			return
-		}
 		f, err := createBeneath(root, lrel)
 		if errors.Is(err, fs.ErrExist) {
 			err = fmt.Errorf("%w: the manifest lists %s twice", ErrDamaged, rel)
 		}
 		if err == nil {
-			if err = f.Truncate(l.size); err != nil {
-				_ = f.Close()
+			err = f.Truncate(l.size)
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
 		}
-		l.f, l.err = f, err
+		l.err = err
 	})
-	return l.f, l.err
+	if l.err != nil {
+		return nil, l.err
+	}
+	return openBeneath(root, lrel, unix.O_WRONLY)
 }
 
-// write writes, for the backup of chain index k, the blocks from first on that data
-// holds (as a copy of srcSize bytes holds them), but those a newer backup wrote.
-func (l *layered) write(k int, first uint32, data []byte, srcSize int64, done *atomic.Int64) error {
+// stripe returns stripe n, made on its first write.
+func (l *layered) stripe(n uint32) *stripe {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stripes[n]
+	if st == nil {
+		st = &stripe{}
+		l.stripes[n] = st
+	}
+	return st
+}
+
+// write writes to out, for the backup of chain index k, the blocks from first on that
+// data holds (as a copy of srcSize bytes holds them), but those a newer backup wrote.
+func (l *layered) write(out *os.File, k int, first uint32, data []byte, srcSize int64, done *atomic.Int64) error {
 	mine := uint8(k + 1)
 	for at := 0; at < len(data); {
 		if (int64(first)+int64(at/pagemap.BlockSize))*pagemap.BlockSize >= l.size {
 			break // beyond the file's final size: cut
 		}
-		stripe := (first + uint32(at/pagemap.BlockSize)) / lockBlocks
-		end := min(len(data), int(int64(stripe+1)*lockBlocks-int64(first))*pagemap.BlockSize)
-		if err := l.writeStripe(mine, first, data, at, end, srcSize, done); err != nil {
+		n := (first + uint32(at/pagemap.BlockSize)) / lockBlocks
+		end := min(len(data), int(int64(n+1)*lockBlocks-int64(first))*pagemap.BlockSize)
+		if err := l.writeStripe(out, l.stripe(n), mine, first, data, at, end, srcSize, done); err != nil {
 			return err
 		}
 		at = end
@@ -368,18 +399,15 @@ func (l *layered) write(k int, first uint32, data []byte, srcSize int64, done *a
 	return nil
 }
 
-// writeStripe is write for the bytes at..end of data, which lie in one lock's blocks.
-// The lock is held through the writes, so that a newer backup's bytes, once written,
-// stay.
-func (l *layered) writeStripe(mine uint8, first uint32, data []byte, at, end int, srcSize int64, done *atomic.Int64) error {
-	b0 := first + uint32(at/pagemap.BlockSize)
-	mu := &l.locks[b0/lockBlocks]
-	mu.Lock()
-	defer mu.Unlock()
+// writeStripe is write for the bytes at..end of data, which lie in stripe st. Its lock
+// is held through the writes, so that a newer backup's bytes, once written, stay.
+func (l *layered) writeStripe(out *os.File, st *stripe, mine uint8, first uint32, data []byte, at, end int, srcSize int64, done *atomic.Int64) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	runFrom, runTo := at, at // the bytes of data of the run being gathered
 	flush := func() error {
 		if runTo > runFrom {
-			if _, err := l.f.WriteAt(data[runFrom:runTo], int64(first)*pagemap.BlockSize+int64(runFrom)); err != nil {
+			if _, err := out.WriteAt(data[runFrom:runTo], int64(first)*pagemap.BlockSize+int64(runFrom)); err != nil {
 				return err
 			}
 		}
@@ -389,11 +417,7 @@ func (l *layered) writeStripe(mine uint8, first uint32, data []byte, at, end int
 		b := first + uint32(at/pagemap.BlockSize)
 		off := int64(b) * pagemap.BlockSize
 		n := int(min(pagemap.BlockSize, srcSize-off, int64(end-at)))
-		var o uint8
-		if off < l.size {
-			o = l.owner[b] &^ badLength
-		}
-		if off >= l.size || o > mine {
+		if off >= l.size || st.owner[b%lockBlocks]&^badLength > mine {
 			// Beyond the file's final size, or a newer backup's.
 			if err := flush(); err != nil {
 				return err
@@ -407,10 +431,10 @@ func (l *layered) writeStripe(mine uint8, first uint32, data []byte, at, end int
 		if int64(n) != final {
 			own |= badLength
 		}
-		l.owner[b] = own
-		if o == 0 {
+		if st.owner[b%lockBlocks] == 0 {
 			done.Add(final) // progress: the file's bytes, each block counted once
 		}
+		st.owner[b%lockBlocks] = own
 		if at != runTo {
 			if err := flush(); err != nil {
 				return err
@@ -422,35 +446,31 @@ func (l *layered) writeStripe(mine uint8, first uint32, data []byte, at, end int
 	return flush()
 }
 
-// finish is a backup's last step on the file: the last of them checks that every
-// block was written, at its final length, then sets the file's owner and time and
-// closes it.
-func (l *layered) finish(r *Restorer) error {
-	if l.left.Add(-1) != 0 {
-		return nil
-	}
-	for b, o := range l.owner {
-		switch {
-		case o == 0:
-			return fmt.Errorf("%w: block %d of it is in no backup of the chain", ErrDamaged, b)
-		case o&badLength != 0:
-			return fmt.Errorf("%w: block %d has another length in the backup storing it last than the file's size allows", ErrDamaged, b)
+// finish is a backup's last step on the file, out its descriptor (closed here): the
+// last of them checks that every block was written, at its final length, then sets
+// the file's owner and time.
+func (l *layered) finish(r *Restorer, out *os.File) error {
+	defer func() { _ = out.Close() }() // for the error paths: success closes it below and checks
+	if l.left.Add(-1) == 0 {
+		nb := pagemap.Blocks(l.size)
+		for b := int64(0); b < nb; b++ {
+			var o uint8
+			if st := l.stripes[uint32(b/lockBlocks)]; st != nil {
+				o = st.owner[b%lockBlocks]
+			}
+			switch {
+			case o == 0:
+				return fmt.Errorf("%w: block %d of it is in no backup of the chain", ErrDamaged, b)
+			case o&badLength != 0:
+				return fmt.Errorf("%w: block %d has another length in the backup storing it last than the file's size allows", ErrDamaged, b)
+			}
+		}
+		l.stripes = nil
+		if err := r.own(out, l.mtime); err != nil {
+			return err
 		}
 	}
-	f := l.f
-	l.f, l.owner, l.locks = nil, nil, nil
-	defer func() { _ = f.Close() }() // for the error path: success closes it below and checks
-	if err := r.own(f, l.mtime); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// close closes the file when a failed restore left it open.
-func (l *layered) close() {
-	if l.f != nil {
-		_ = l.f.Close()
-	}
+	return out.Close()
 }
 
 // patchFile writes the blocks of f, a Delta entry of chain index k, but those a newer
@@ -468,9 +488,11 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 	if err := l.Check(p.prev[k]); err != nil {
 		return fmt.Errorf("%w: its page map does not follow the older backup's copy of %d bytes: %w", ErrDamaged, p.prev[k], err)
 	}
-	if _, err := p.lay.open(r, f.Path, spc); err != nil {
+	out, err := p.lay.open(r, f.Path, k, spc)
+	if err != nil {
 		return err
 	}
+	defer func() { _ = out.Close() }() // for the error paths: finish closes it
 	// Runs of consecutive blocks are read into buf together and written together.
 	first, count := uint32(0), 0
 	flush := func() error {
@@ -482,7 +504,7 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 			return wrapDamaged(err)
 		}
 		count = 0
-		return p.lay.write(k, first, data, f.Size, done)
+		return p.lay.write(out, k, first, data, f.Size, done)
 	}
 	var werr error
 	l.Map.Blocks(func(b uint32) bool {
@@ -506,7 +528,7 @@ func (r *Restorer) patchFile(src io.Reader, f *repo.File, p *filePlan, k int, sp
 	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch of its changed pages (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	return p.lay.finish(r)
+	return p.lay.finish(r, out)
 }
 
 // fillFile writes, from f, the whole copy of a file that newer backups patch, the
@@ -515,9 +537,14 @@ func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[ui
 	if !safePath(f.Path) || f.Path == controlFile {
 		return fmt.Errorf("%w: unsafe path", ErrDamaged)
 	}
-	if _, err := p.lay.open(r, f.Path, spc); err != nil {
+	if f.Size > pagemap.MaxBlocks*pagemap.BlockSize {
+		return fmt.Errorf("%w: a relation file of %d bytes", ErrDamaged, f.Size) // as pagemap.Reconstruct refuses it
+	}
+	out, err := p.lay.open(r, f.Path, p.from, spc)
+	if err != nil {
 		return err
 	}
+	defer func() { _ = out.Close() }() // for the error paths: finish closes it
 	crc := crc32c.New()
 	chunk := len(buf) / pagemap.BlockSize * pagemap.BlockSize
 	for n := int64(0); n < f.Size; {
@@ -526,7 +553,7 @@ func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[ui
 			return wrapDamaged(err)
 		}
 		crc.Write(data)
-		if err := p.lay.write(p.from, uint32(n/pagemap.BlockSize), data, f.Size, done); err != nil {
+		if err := p.lay.write(out, p.from, uint32(n/pagemap.BlockSize), data, f.Size, done); err != nil {
 			return err
 		}
 		n += int64(len(data))
@@ -534,7 +561,7 @@ func (r *Restorer) fillFile(src io.Reader, f *repo.File, p *filePlan, spc map[ui
 	if got := crc32c.Hex(crc.Sum32()); got != f.CRC {
 		return fmt.Errorf("%w: checksum mismatch (crc32c %s, manifest says %s)", ErrDamaged, got, f.CRC)
 	}
-	return p.lay.finish(r)
+	return p.lay.finish(r, out)
 }
 
 // openBeneath opens the existing regular file rel below root (mode: unix.O_WRONLY or

@@ -68,6 +68,9 @@ func TestChainPlan(t *testing.T) {
 		{"held whole nowhere", []*repo.Manifest{full, layerOf("i1", "f", same("new", b), whole("b", b), whole("gone", b))}},
 		{"the full backup lists it unchanged", []*repo.Manifest{layerOf("f", "", same("a", b)), layerOf("i1", "f", same("a", b))}},
 		{"listed twice", []*repo.Manifest{full, layerOf("i1", "f", whole("a", b), whole("a", b))}},
+		{"held whole twice in an older backup", []*repo.Manifest{layerOf("f", "", whole("a", 2*b), whole("a", 2*b)), layerOf("i1", "f", pages(t, "a", 2*b, 1))}},
+		{"pages on a copy the parent does not list", []*repo.Manifest{full, layerOf("i1", "f", whole("b", b)), layerOf("i2", "i1", pages(t, "a", 4*b, 1), same("b", b))}},
+		{"unchanged since a parent that does not list it", []*repo.Manifest{full, layerOf("i1", "f", whole("b", b)), layerOf("i2", "i1", same("a", 4*b), same("b", b))}},
 	} {
 		if _, err := chainPlan(tc.chain); !errors.Is(err, ErrDamaged) {
 			t.Errorf("%s: chainPlan = %v, want ErrDamaged", tc.name, err)
@@ -85,6 +88,9 @@ func TestChainFilesComeOutAsReconstructBuildsThem(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(13, 1))
 	size := func() int64 {
 		s := rnd.Int64N(12) * b
+		if rnd.IntN(4) == 0 {
+			s = (lockBlocks - 8 + rnd.Int64N(2*lockBlocks)) * b // across locks' runs of blocks
+		}
 		if rnd.IntN(5) == 0 {
 			s += 1 + rnd.Int64N(b-1) // a partial last block
 		}
@@ -172,5 +178,45 @@ func TestChainFilesComeOutAsReconstructBuildsThem(t *testing.T) {
 		if done.Load() != int64(want.Len()) {
 			t.Fatalf("trial %d: progress counts %d bytes for a file of %d", trial, done.Load(), want.Len())
 		}
+	}
+}
+
+// Each backup of the chain writes a patched file once: a second whole copy, or pages
+// after the file was finished, are damage, never a panic or a rewrite.
+func TestLayeredFileTakesEachBackupOnce(t *testing.T) {
+	const b = pagemap.BlockSize
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "base/5"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := &Restorer{Opt: Options{DataDir: dir}}
+	base := bytes.Repeat([]byte{1}, 2*b)
+	l := pagemap.Layer{Size: 2 * b, Map: pagemap.Of(1)}
+	enc, err := l.Map.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := slices.Concat(enc, bytes.Repeat([]byte{2}, b))
+	full := repo.File{Path: "base/5/16384", Size: 2 * b, CRC: crc32c.Hex(crc32c.Checksum(base))}
+	incr := repo.File{Path: "base/5/16384", Size: 2 * b, MapLen: int64(len(enc)), Stored: int64(len(entry)), CRC: crc32c.Hex(crc32c.Checksum(entry))}
+	p := &filePlan{size: 2 * b, from: 0, deltas: 1 << 1, last: 1, prev: []int64{0, 2 * b}}
+	p.lay = newLayered(p)
+	var done atomic.Int64
+	buf := make([]byte, 4*b)
+	if err := r.fillFile(bytes.NewReader(base), &full, p, nil, buf, &done); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.fillFile(bytes.NewReader(base), &full, p, nil, buf, &done); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("a second whole copy from the same backup: %v, want ErrDamaged", err)
+	}
+	if err := r.patchFile(bytes.NewReader(entry), &incr, p, 1, nil, buf, &done); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.patchFile(bytes.NewReader(entry), &incr, p, 1, nil, buf, &done); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("pages after the file was finished: %v, want ErrDamaged", err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "base/5/16384"))
+	if err != nil || !bytes.Equal(got, slices.Concat(base[:b], bytes.Repeat([]byte{2}, b))) {
+		t.Fatalf("the file after the refused writes: %v", err)
 	}
 }

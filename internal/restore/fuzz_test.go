@@ -154,7 +154,6 @@ func FuzzPatchFile(f *testing.F) {
 		r := &Restorer{Opt: Options{DataDir: dir}}
 		var done atomic.Int64
 		err := r.patchFile(bytes.NewReader(entry), fl, p, 1, nil, make([]byte, 4*b), &done)
-		p.lay.close()
 		if err != nil && !errors.Is(err, ErrDamaged) && !errors.Is(err, repo.ErrCorrupt) {
 			t.Fatalf("patch from a hostile entry: %v, want ErrDamaged or corrupt", err)
 		}
