@@ -293,7 +293,10 @@ func TestKillingPgbAtRandomInstantsLosesNothing(t *testing.T) {
 	mustPGB(t, "", env, "backup-push", "--repo", repo, "--fast") // the next run succeeds
 
 	// delete killed while it removes backups and WAL: what stays listed verifies, and
-	// the delete run again finishes the work.
+	// the delete run again finishes the work. The backups from here on are full ones:
+	// the incremental ones above (and the full ones they build on) go first, so that
+	// --retain-full 2 keeps two backups and every delete below has some to remove.
+	mustPGB(t, "", nil, "delete", "--repo", repo, "--retain-full", "1", "--confirm")
 	del := []string{"delete", "--repo", repo, "--retain-full", "2", "--confirm"}
 	for len(backups()) < 4 {
 		commit(100)
