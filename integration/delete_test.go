@@ -161,34 +161,61 @@ func wantWALFrom(names []string, start string) []string {
 	return out
 }
 
-// A backup taken with --permanent outlives a policy that keeps only the newest one,
-// and still restores: the WAL it needs to become consistent was kept.
-func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
-	pgtest.RequireParallel(t)
+// permanentScenario is an archiving cluster with a table of ticks, five committed: the
+// start of the tests of permanent backups.
+func permanentScenario(t *testing.T) *scenario {
+	t.Helper()
 	repo := newRepo(t)
 	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
 	s.src = archivingClusterWith(t, s.sel)
 	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
 	s.tick(t, 5)
-	mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast", "--permanent")...)
-	atPermanent := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
-	s.tick(t, 5)
-	s.backup(t)
-	s.tick(t, 5)
-	s.backup(t)
+	return s
+}
+
+// twoLaterBackups commits ticks and takes two full backups, then waits for the WAL:
+// what comes after the permanent backup of these tests.
+func (s *scenario) twoLaterBackups(t *testing.T) {
+	t.Helper()
+	for range 2 {
+		s.tick(t, 5)
+		s.backup(t)
+	}
 	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
-	before := deleteTestBackups(t, s)
-	if len(before) != 3 {
-		t.Fatalf("backups %v, want 3", before)
+}
+
+// retainOneFull runs delete --retain-full 1 on the scenario's n backups and returns
+// the backups listed before and after.
+func (s *scenario) retainOneFull(t *testing.T, n int) (before, after []listedBackup) {
+	t.Helper()
+	if before = deleteTestBackups(t, s); len(before) != n {
+		t.Fatalf("backups %v, want %d", before, n)
 	}
 	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "1", "--confirm")...)
-	after := deleteTestBackups(t, s)
+	return before, deleteTestBackups(t, s)
+}
+
+// ticksAtEnd restores backup name to its end (promoted) and counts the ticks there.
+func (s *scenario) ticksAtEnd(t *testing.T, name string) int64 {
+	t.Helper()
+	c := s.restore(t, "--backup", name, "--target-immediate", "--target-action", "promote")
+	c.WaitRecoveryDone(t, 120*time.Second)
+	return c.QueryInt(t, "SELECT count(*) FROM ticks")
+}
+
+// A backup taken with --permanent outlives a policy that keeps only the newest one,
+// and still restores: the WAL it needs to become consistent was kept.
+func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
+	pgtest.RequireParallel(t)
+	s := permanentScenario(t)
+	mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast", "--permanent")...)
+	atPermanent := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
+	s.twoLaterBackups(t)
+	before, after := s.retainOneFull(t, 3)
 	if want := []listedBackup{before[0], before[2]}; !reflect.DeepEqual(after, want) {
 		t.Fatalf("backups after delete %v, want the permanent and the newest %v", after, want)
 	}
-	c := s.restore(t, "--backup", before[0].Name, "--target-immediate", "--target-action", "promote")
-	c.WaitRecoveryDone(t, 120*time.Second)
-	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != atPermanent {
+	if got := s.ticksAtEnd(t, before[0].Name); got != atPermanent {
 		t.Fatalf("rows in the permanent backup = %d, want %d", got, atPermanent)
 	}
 }
@@ -199,35 +226,20 @@ func TestPermanentBackupSurvivesDeleteAndRestores(t *testing.T) {
 // permanent backup still restores.
 func TestPermanentIncrementalBackupKeepsItsChainThroughDelete(t *testing.T) {
 	pgtest.RequireParallel(t)
-	repo := newRepo(t)
-	s := &scenario{repo: repo, sel: []string{"--repo", repo}}
-	s.src = archivingClusterWith(t, s.sel)
-	s.src.Exec(t, "CREATE TABLE ticks (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp(), pad text)")
-	s.tick(t, 5)
+	s := permanentScenario(t)
 	s.backup(t)
 	s.tick(t, 5)
 	mustPGB(t, "", s.src.Env(), s.cmd("backup-push", "--fast", "--incremental", "--permanent")...)
 	atPermanent := s.src.QueryInt(t, "SELECT count(*) FROM ticks")
-	s.tick(t, 5)
-	s.backup(t)
-	s.tick(t, 5)
-	s.backup(t)
-	s.src.WaitArchived(t, s.src.SwitchWAL(t), 30*time.Second)
-	before := deleteTestBackups(t, s)
-	if len(before) != 4 {
-		t.Fatalf("backups %v, want 4", before)
-	}
-	mustPGB(t, "", nil, s.cmd("delete", "--retain-full", "1", "--confirm")...)
-	after := deleteTestBackups(t, s)
+	s.twoLaterBackups(t)
+	before, after := s.retainOneFull(t, 4)
 	if want := []listedBackup{before[0], before[1], before[3]}; !reflect.DeepEqual(after, want) {
 		t.Fatalf("backups after delete %v, want the permanent incremental, its full backup and the newest %v", after, want)
 	}
 	if r := pgb(t, "", nil, s.cmd("verify", "--wal")...); r.code != 0 {
 		t.Fatalf("verify --wal after delete kept a permanent incremental backup's chain: %s", r)
 	}
-	c := s.restore(t, "--backup", before[1].Name, "--target-immediate", "--target-action", "promote")
-	c.WaitRecoveryDone(t, 120*time.Second)
-	if got := c.QueryInt(t, "SELECT count(*) FROM ticks"); got != atPermanent {
+	if got := s.ticksAtEnd(t, before[1].Name); got != atPermanent {
 		t.Fatalf("rows in the permanent incremental backup = %d, want %d", got, atPermanent)
 	}
 }
