@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -78,8 +79,8 @@ func TestChainPlan(t *testing.T) {
 	}
 }
 
-// A file that incremental backups patch is written by the backups of the chain in
-// whatever order their parts come (layered); what comes out must be what
+// A file that incremental backups patch is written by the backups of the chain at
+// once, in any order (layered); what comes out must be what
 // pagemap.Reconstruct makes of the same copies oldest first, whatever the chain did to
 // the file: extended, truncated (to a partial block too), extended again, rewritten
 // here and there.
@@ -103,7 +104,11 @@ func TestChainFilesComeOutAsReconstructBuildsThem(t *testing.T) {
 		}
 		return p
 	}
-	for trial := range 300 {
+	trials := 300
+	if testing.Short() {
+		trials = 60 // make race
+	}
+	for trial := range trials {
 		dir := t.TempDir()
 		r := &Restorer{Opt: Options{DataDir: dir}}
 		baseSize := size()
@@ -154,19 +159,23 @@ func TestChainFilesComeOutAsReconstructBuildsThem(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.lay = newLayered(p)
-		buf := make([]byte, (1+rnd.IntN(4))*b) // runs longer than buf are written in pieces
 		var done atomic.Int64
-		// The backups come in any order: restore reads their parts at once.
+		// The backups come at once, in any order: restore reads their parts so.
+		errs := make([]error, len(chain))
+		var wg sync.WaitGroup
 		for _, k := range rnd.Perm(len(chain)) {
-			var err error
-			if k == 0 {
-				err = r.fillFile(bytes.NewReader(base), &chain[0].Files[0], p, nil, buf, &done)
-			} else {
-				err = r.patchFile(bytes.NewReader(entries[k-1]), &chain[k].Files[0], p, k, nil, buf, &done)
-			}
-			if err != nil {
-				t.Fatalf("trial %d: backup %d: %v", trial, k, err)
-			}
+			buf := make([]byte, (1+rnd.IntN(4))*b) // runs longer than buf are written in pieces
+			wg.Go(func() {
+				if k == 0 {
+					errs[k] = r.fillFile(bytes.NewReader(base), &chain[0].Files[0], p, nil, buf, &done)
+				} else {
+					errs[k] = r.patchFile(bytes.NewReader(entries[k-1]), &chain[k].Files[0], p, k, nil, buf, &done)
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
 		}
 		got, err := os.ReadFile(filepath.Join(dir, "base/5/16384"))
 		if err != nil {

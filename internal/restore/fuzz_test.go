@@ -153,6 +153,16 @@ func FuzzPatchFile(f *testing.F) {
 		p.lay = newLayered(p)
 		r := &Restorer{Opt: Options{DataDir: dir}}
 		var done atomic.Int64
+		// The older copy the pages go onto: prev bytes (when the manifest's checks
+		// would let such a size through).
+		base := make([]byte, min(max(prev, 0), 64*b))
+		whole := &repo.File{Path: fl.Path, Size: int64(len(base)), CRC: crc32c.Hex(crc32c.Checksum(base))}
+		if err := r.fillFile(bytes.NewReader(base), whole, p, nil, make([]byte, 4*b), &done); err != nil {
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("the whole copy: %v", err)
+			}
+			return
+		}
 		err := r.patchFile(bytes.NewReader(entry), fl, p, 1, nil, make([]byte, 4*b), &done)
 		if err != nil && !errors.Is(err, ErrDamaged) && !errors.Is(err, repo.ErrCorrupt) {
 			t.Fatalf("patch from a hostile entry: %v, want ErrDamaged or corrupt", err)
