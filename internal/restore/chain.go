@@ -37,7 +37,6 @@ import (
 type filePlan struct {
 	from    int     // the chain index of the backup holding it whole; -1 while unknown
 	deltas  uint64  // the chain indexes of backups whose pages patch it
-	last    int     // the newest chain index writing it
 	expect  int64   // the size the next older backup must list, when unchanged there
 	prev    []int64 // by chain index k with pages: the file's size in backup k-1
 	pending int     // the chain index of pages waiting for the next older size; -1: none
@@ -85,10 +84,8 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 			}
 			p.pending = k
 			p.deltas |= 1 << k
-			p.last = max(p.last, k)
 		default:
 			p.from, p.crc = k, f.CRC
-			p.last = max(p.last, k)
 		}
 		return nil
 	}
@@ -96,7 +93,7 @@ func chainPlan(chain []*repo.Manifest) (map[string]*filePlan, error) {
 		if plan[f.Path] != nil {
 			return fmt.Errorf("%w: the manifest of backup %s lists %s twice", ErrDamaged, chain[n].Name, f.Path)
 		}
-		p := &filePlan{from: -1, visited: -1, last: -1, pending: -1, mode: f.Mode, mtime: f.MTime, size: f.Size}
+		p := &filePlan{from: -1, visited: -1, pending: -1, mode: f.Mode, mtime: f.MTime, size: f.Size}
 		plan[f.Path] = p
 		return visit(n, f, p)
 	}); err != nil {

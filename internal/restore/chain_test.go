@@ -47,13 +47,12 @@ func TestChainPlan(t *testing.T) {
 	want := map[string]struct {
 		from   int
 		deltas uint64
-		last   int
-	}{"a": {0, 1 << 2, 2}, "b": {0, 1 << 1, 1}, "c": {1, 0, 1}}
+	}{"a": {0, 1 << 2}, "b": {0, 1 << 1}, "c": {1, 0}}
 	if len(plan) != len(want) {
 		t.Fatalf("plan of %d files, want %d", len(plan), len(want))
 	}
 	for p, w := range want {
-		if got := plan[p]; got == nil || got.from != w.from || got.deltas != w.deltas || got.last != w.last {
+		if got := plan[p]; got == nil || got.from != w.from || got.deltas != w.deltas {
 			t.Errorf("%s: %+v, want %+v", p, got, w)
 		}
 	}
@@ -208,7 +207,7 @@ func TestLayeredFileTakesEachBackupOnce(t *testing.T) {
 	entry := slices.Concat(enc, bytes.Repeat([]byte{2}, b))
 	full := repo.File{Path: "base/5/16384", Size: 2 * b, CRC: crc32c.Hex(crc32c.Checksum(base))}
 	incr := repo.File{Path: "base/5/16384", Size: 2 * b, MapLen: int64(len(enc)), Stored: int64(len(entry)), CRC: crc32c.Hex(crc32c.Checksum(entry))}
-	p := &filePlan{size: 2 * b, from: 0, deltas: 1 << 1, last: 1, prev: []int64{0, 2 * b}}
+	p := &filePlan{size: 2 * b, from: 0, deltas: 1 << 1, prev: []int64{0, 2 * b}}
 	p.lay = newLayered(p)
 	var done atomic.Int64
 	buf := make([]byte, 4*b)

@@ -149,7 +149,7 @@ func FuzzPatchFile(f *testing.F) {
 			ml = int64(len(entry))
 		}
 		fl := &repo.File{Path: "base/5/16384", Size: size, MapLen: ml, Stored: int64(len(entry)), CRC: crc32c.Hex(crc32c.Checksum(entry))}
-		p := &filePlan{size: final, from: 0, deltas: 1 << 1, last: 1, prev: []int64{0, prev}}
+		p := &filePlan{size: final, from: 0, deltas: 1 << 1, prev: []int64{0, prev}}
 		p.lay = newLayered(p)
 		r := &Restorer{Opt: Options{DataDir: dir}}
 		var done atomic.Int64
