@@ -33,6 +33,37 @@ func pages(t *testing.T, p string, size int64, blocks ...uint32) repo.File {
 	return repo.File{Path: p, Size: size, Part: 1, MapLen: int64(len(enc)), Stored: int64(len(enc)) + l.Stored()}
 }
 
+// The parts a chain restore needs start newest backup first, each backup's costliest
+// first: every page of a file a newer backup patches is written before the copy it
+// patches fills the blocks around it, and the disk gets each page once.
+func TestChainJobsPatchBeforeTheyFill(t *testing.T) {
+	const b = pagemap.BlockSize
+	in := func(f repo.File, part int) repo.File { f.Part = part; return f }
+	full := layerOf("f", "", in(whole("a", 4*b), 2), in(whole("b", 2*b), 1), in(whole("gone", b), 3))
+	full.Parts = []repo.Part{{N: 1, Files: 1, Size: 2 * b}, {N: 2, Files: 1, Size: 4 * b}, {N: 3, Files: 1, Size: b}}
+	i1 := layerOf("i1", "f", in(pages(t, "a", 4*b, 0, 1), 1), same("b", 2*b), in(whole("c", 9*b), 2))
+	i1.Parts = []repo.Part{{N: 1, Files: 1, Size: 2 * b}, {N: 2, Files: 1, Size: 9 * b}}
+	i2 := layerOf("i2", "i1", in(pages(t, "a", 4*b, 3), 1), same("b", 2*b), same("c", 9*b))
+	i2.Parts = []repo.Part{{N: 1, Files: 1, Size: b}}
+	chain := []*repo.Manifest{full, i1, i2}
+	plan, err := chainPlan(chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := chainJobs(chain, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, j := range jobs {
+		got = append(got, fmt.Sprintf("%s/%d", chain[j.k].Name, j.pt.N))
+	}
+	// Part 3 of the full backup holds only a file the newest backup does not list.
+	if want := []string{"i2/1", "i1/2", "i1/1", "f/2", "f/1"}; !slices.Equal(got, want) {
+		t.Errorf("parts in the order %v, want %v", got, want)
+	}
+}
+
 // chainPlan finds, for each file of the newest backup, the backup holding it whole and
 // those patching it, and refuses a chain whose entries do not follow each other.
 func TestChainPlan(t *testing.T) {
