@@ -98,6 +98,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the backed-up data directory)"},
 		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + "); with --delta, go on despite a stale postmaster.pid or a missing pg_control"},
 		&cli.BoolFlag{Name: "delta", Usage: "restore into --pgdata holding an older copy of the same cluster, its server stopped: files whose size and checksum match the backup's are kept, the others written, the rest removed"},
+		&cli.BoolFlag{Name: "trust-time", Usage: "with --delta: keep, without reading it, a file whose size and modification time are the ones the backup recorded, more than a second before the backup started (the rule incremental backups use; a tool that sets times back defeats it); by default every file is read and checksummed"},
 	}
 	if !targets {
 		return out
@@ -202,7 +203,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	abs, rp, m, target, owner := pl.abs, pl.rp, pl.m, pl.target, pl.owner
 	var serverNeeds []string
 	opt := restore.Options{DataDir: abs, TablespaceMap: pl.spcMap, Owner: owner, Concurrency: e.cfg.Concurrency,
-		Force: c.Bool("force"), Delta: c.Bool("delta"), Progress: progress(e.stderr, "restore")}
+		Force: c.Bool("force"), Delta: c.Bool("delta"), TrustTime: c.Bool("trust-time"), Progress: progress(e.stderr, "restore")}
 	if t != nil {
 		for _, k := range pl.secrets {
 			serverNeeds = append(serverNeeds, secretOrigin(c, k))
@@ -217,12 +218,15 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 			m.Name, abs, err, restore.IncompleteMarker)
 	}
 	d := time.Since(start)
-	kept := ""
+	kept, verified := "", "every file verified"
 	if opt.Delta {
 		kept = fmt.Sprintf(" (--delta: %d of them already there and kept)", r.Kept)
 	}
-	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files%s) into %s in %s, %.0f MB/s, every file verified\n",
-		m.Name, human(m.Size), m.FileCount, kept, abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20))
+	if r.KeptByTime > 0 {
+		verified = fmt.Sprintf("every file verified but the %d kept by size and time (--trust-time), which were not read", r.KeptByTime)
+	}
+	_, _ = fmt.Fprintf(e.stdout, "restored backup %s (%s, %d files%s) into %s in %s, %.0f MB/s, %s\n",
+		m.Name, human(m.Size), m.FileCount, kept, abs, d.Round(time.Millisecond), float64(m.Size)/d.Seconds()/(1<<20), verified)
 	if t == nil {
 		_, _ = fmt.Fprintf(e.stdout, "no recovery settings written: add recovery.signal and a restore_command yourself\n")
 		return nil
@@ -284,6 +288,9 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return nil, err
+		}
+		if c.Bool("trust-time") && !c.Bool("delta") {
+			return nil, usagef("--trust-time goes with --delta: it says which files already in --pgdata to keep unread")
 		}
 		if c.Bool("delta") {
 			if err := restore.CheckDeltaTarget(abs, 0, true); err != nil && !errors.Is(err, restore.ErrOtherCluster) {

@@ -81,6 +81,7 @@ func TestUsageErrorsExitAbove125WithOneLine(t *testing.T) {
 		{"bad value", []string{"wal-push", "--repo", repo, "--storage-retries", "many", seg}, `--storage-retries: "many" is not a whole number`},
 		{"bad boolean", []string{"backup-push", "--repo", repo, "--fast=maybe"}, `invalid boolean value "maybe" for --fast: parse error; see pgb backup-push --help`},
 		{"missing config file", []string{"--config", "/nonexistent/pgb.yaml", "wal-fetch", seg1, dest}, "/nonexistent/pgb.yaml"},
+		{"--trust-time without --delta", []string{"restore", "--repo", repo, "--pgdata", filepath.Join(t.TempDir(), "new"), "--trust-time"}, "--trust-time goes with --delta"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,6 +236,9 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// template1's files, which nothing here writes, last written an hour ago: restore
+	// --delta --trust-time may keep them unread whenever the backups run.
+	template1 := setTimesBack(t, filepath.Join(src.DataDir(), "base", "1"), time.Hour)
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
 	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
 
@@ -354,6 +358,56 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	if got[stale] != want || got[fresh] != want {
 		t.Fatalf("dumps differ from the source's: delta restore %v, full restore %v", got[stale] == want, got[fresh] == want)
 	}
+
+	// Trusting times, the copy (its server started and stopped since, for the dump) is
+	// brought to the backup again: what its server wrote since the restore is written,
+	// and template1's files are kept unread, the output says so.
+	stray := filepath.Join(stale, "base", "1", "pgb_stray")
+	if err := os.WriteFile(stray, []byte("not the backup's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time")
+	unread := regexp.MustCompile(`but the (\d+) kept by size and time \(--trust-time\)`).FindStringSubmatch(r.stdout)
+	n := -1
+	if unread != nil {
+		n, _ = strconv.Atoi(unread[1])
+	}
+	if n < template1/2 {
+		t.Fatalf("restore --delta --trust-time kept fewer than half of template1's %d files unread: %s", template1, r)
+	}
+	if _, err := os.Stat(stray); err == nil {
+		t.Fatal("restore --delta --trust-time left a file the backup does not hold")
+	}
+	c := pgtest.OpenDataDir(t, stale, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if d := dumpAll(t, c); d != want {
+		t.Fatal("after restore --delta --trust-time the copy dumps unlike the source")
+	}
+	c.Stop(t)
+}
+
+// setTimesBack sets the modification time of every regular file of dir back by d, and
+// says how many there are.
+func setTimesBack(t *testing.T, dir string, d time.Duration) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, at := 0, time.Now().Add(-d)
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			if err := os.Chtimes(filepath.Join(dir, e.Name()), at, at); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatalf("no files in %s", dir)
+	}
+	return n
 }
 
 // An incremental backup of a cluster with a tablespace restores through the tablespace

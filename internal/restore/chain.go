@@ -187,7 +187,7 @@ func (r *Restorer) restoreChain(ctx context.Context, m *repo.Manifest, spc map[u
 		return err
 	}
 	if r.Opt.Delta {
-		if err := r.prepareDelta(ctx, m, plan, spc); err != nil {
+		if err := r.prepareDelta(ctx, chain, plan, spc); err != nil {
 			return err
 		}
 		if err := r.makeDirsInside(m, spc); err != nil {

@@ -137,12 +137,13 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// prepareDelta readies r.Opt.DataDir for a delta restore of m, whose files plan
-// resolves: it removes pg_control (and postmaster.pid), checks the content of every
-// file the backup holds whole in one backup of its chain against that backup's
-// checksum (marking those that match kept), and removes everything else that is not a
-// directory of m.
-func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[string]*filePlan, spc map[uint32]string) error {
+// prepareDelta readies r.Opt.DataDir for a delta restore of m, the last backup of
+// chain, whose files plan resolves: it removes pg_control (and postmaster.pid), checks
+// the content of every file the backup holds whole in one backup of its chain against
+// that backup's checksum (or, with Options.TrustTime, its size and time), marking those
+// that match kept, and removes everything else that is not a directory of m.
+func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, plan map[string]*filePlan, spc map[uint32]string) error {
+	m := chain[len(chain)-1]
 	dir := r.Opt.DataDir
 	for _, name := range []string{filepath.FromSlash(controlFile), "postmaster.pid"} {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -188,7 +189,8 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			case e.IsDir():
 				rmdirs = append(rmdirs, a)
 			case e.Type().IsRegular() && plan[p] != nil && plan[p].deltas == 0:
-				check = append(check, found{abs: a, p: plan[p]})
+				from := chain[plan[p].from]
+				check = append(check, found{abs: a, p: plan[p], notAfter: from.StartTime.Add(-timeSlack), setAfter: from.StopTime.Add(timeSlack)})
 			default:
 				// not the backup's, a link (a tablespace's too: made again), or patched
 				remove = append(remove, a)
@@ -212,9 +214,12 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 	if err != nil {
 		return fmt.Errorf("--delta: %w", err)
 	}
-	r.Log.Debug("delta restore: files checksummed", "files", len(check), "took", time.Since(t0).Round(time.Millisecond))
-	differ := 0
+	r.Log.Debug("delta restore: files judged", "files", len(check), "took", time.Since(t0).Round(time.Millisecond))
+	differ, byTime := 0, 0
 	for i, f := range check {
+		if f.byTime {
+			byTime++
+		}
 		if kept[i] {
 			f.p.keep, f.p.settled = true, f.settled
 			continue
@@ -235,16 +240,34 @@ func (r *Restorer) prepareDelta(ctx context.Context, m *repo.Manifest, plan map[
 			return fmt.Errorf("--delta: %w", err)
 		}
 	}
-	r.Kept = len(check) - differ
-	r.Log.Info("delta restore: files kept as they were", "kept", r.Kept, "rewritten", differ, "removed", len(remove), "directories_removed", len(rmdirs))
+	r.Kept, r.KeptByTime = len(check)-differ, byTime
+	r.Log.Info("delta restore: files kept as they were", "kept", r.Kept, "kept_by_time", byTime, "rewritten", differ, "removed", len(remove), "directories_removed", len(rmdirs))
 	return nil
 }
 
 // found is a file a delta restore found where the backup has one.
 type found struct {
-	abs     string
-	p       *filePlan
-	settled bool // it has the backup's modification time, and restore's owner
+	abs      string
+	p        *filePlan
+	notAfter time.Time // with TrustTime: a time the backup recorded must be before this,
+	setAfter time.Time // or have been set on the file after this (the backup's stop)
+	settled  bool      // it has the backup's modification time, and restore's owner
+	byTime   bool      // TrustTime kept it unread
+}
+
+// timeSlack is how long before the start of the backup holding a file its
+// modification time must be for TrustTime to keep it unread: the kernel stamps writes
+// with a clock that lags the one the backup's start was read from by up to a few
+// milliseconds, so a file written again just after the backup read it could keep that
+// time. It is the rule backup-push judges a file unchanged by. A time set on the file
+// (its inode changed) more than timeSlack after the backup stopped is one a restore
+// gave it, with the backup's bytes, and any write since would have moved it.
+const timeSlack = time.Second
+
+// changedAfter says whether fi's inode changed (ctime) after t.
+func changedAfter(fi os.FileInfo, t time.Time) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && time.Unix(st.Ctim.Sec, st.Ctim.Nsec).After(t)
 }
 
 // deltaChunk is how much of one file a worker checksums at a time: a large relation
@@ -253,7 +276,8 @@ const deltaChunk = 64 << 20
 
 // sameFiles says, for each file of check, whether it has the size and the CRC-32C its
 // backup stored it with, reading the files in pieces of chunk bytes, Concurrency at once,
-// and combining the pieces' checksums.
+// and combining the pieces' checksums; with Options.TrustTime, a file with the size and
+// the modification time the backup recorded, before found.notAfter, is not read.
 func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([]bool, error) {
 	type piece struct {
 		file   int
@@ -274,7 +298,12 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 			bad[i].Store(true)
 			continue
 		}
-		check[i].settled = fi.ModTime().Equal(f.p.mtime) && r.owns(fi)
+		sameTime := fi.ModTime().Equal(f.p.mtime)
+		check[i].settled = sameTime && r.owns(fi)
+		if r.Opt.TrustTime && sameTime && (f.p.mtime.Before(f.notAfter) || changedAfter(fi, f.setAfter)) {
+			check[i].byTime = true
+			continue
+		}
 		n := 0
 		for off := int64(0); off < f.p.size || n == 0; off += chunk {
 			pieces = append(pieces, piece{file: i, n: n, off: off, l: min(chunk, f.p.size-off)})
@@ -304,6 +333,10 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 	}
 	out := make([]bool, len(check))
 	for i, f := range check {
+		if f.byTime {
+			out[i] = true
+			continue
+		}
 		if bad[i].Load() {
 			continue
 		}

@@ -60,3 +60,80 @@ func TestSameFilesCombinesThePiecesChecksums(t *testing.T) {
 		}
 	}
 }
+
+// With TrustTime, a file whose size and modification time are the backup's is kept
+// unread when that time is more than timeSlack before the backup started, or was set
+// on the file after the backup stopped (as restore sets it); any other file is read and
+// checksummed, and kept only when its content is the backup's.
+func TestTrustTimeKeepsUnreadOnlyWhatTheRuleAllows(t *testing.T) {
+	dir := t.TempDir()
+	r := &Restorer{Opt: Options{Concurrency: 2, TrustTime: true}}
+	backup := []byte("the backup's content")
+	other := []byte("the backup's CONTENT") // as long as backup
+	if len(other) != len(backup) {
+		t.Fatal("the contents must have one size")
+	}
+	old := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	cases := []struct {
+		name               string
+		content            []byte
+		mtime              time.Time // of the file; the backup recorded old
+		notAfter, setAfter time.Time
+		kept, byTime       bool
+	}{
+		// Another content, read for none of these: the rule is all that judged them.
+		{"time long before the backup started", other, old, old.Add(time.Minute), time.Now().Add(time.Hour), true, true},
+		{"time set after the backup stopped", other, old, old, time.Now().Add(-time.Minute), true, true},
+		// Read and checksummed.
+		{"time too close to the backup's start", other, old, old, time.Now().Add(time.Hour), false, false},
+		{"another time", other, old.Add(time.Second), old.Add(time.Minute), time.Now().Add(-time.Minute), false, false},
+		{"another time, the backup's content", backup, old.Add(time.Second), old.Add(time.Minute), time.Now().Add(-time.Minute), true, false},
+		{"time too close, the backup's content", backup, old, old, time.Now().Add(time.Hour), true, false},
+	}
+	var check []found
+	for i, c := range cases {
+		abs := filepath.Join(dir, string(rune('a'+i)))
+		if err := os.WriteFile(abs, c.content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(abs, c.mtime, c.mtime); err != nil {
+			t.Fatal(err)
+		}
+		p := &filePlan{size: int64(len(backup)), mtime: old, crc: crc32c.Hex(crc32c.Checksum(backup))}
+		check = append(check, found{abs: abs, p: p, notAfter: c.notAfter, setAfter: c.setAfter})
+	}
+	// A file of another size is not kept, whatever its time.
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, backup[1:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(short, old, old); err != nil {
+		t.Fatal(err)
+	}
+	check = append(check, found{abs: short, p: &filePlan{size: int64(len(backup)), mtime: old}, notAfter: old.Add(time.Minute)})
+	got, err := r.sameFiles(context.Background(), check, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		if got[i] != c.kept || check[i].byTime != c.byTime {
+			t.Errorf("%s: kept %v unread %v, want %v %v", c.name, got[i], check[i].byTime, c.kept, c.byTime)
+		}
+	}
+	if last := len(check) - 1; got[last] || check[last].byTime {
+		t.Error("a file of another size was kept")
+	}
+	// Without TrustTime, only the content counts.
+	r.Opt.TrustTime = false
+	for i := range check {
+		check[i].byTime = false
+	}
+	if got, err = r.sameFiles(context.Background(), check, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		if want := string(c.content) == string(backup); got[i] != want || check[i].byTime {
+			t.Errorf("%s, checksummed: kept %v unread %v, want %v", c.name, got[i], check[i].byTime, want)
+		}
+	}
+}

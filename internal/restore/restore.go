@@ -51,6 +51,12 @@ type Options struct {
 	// backup does not hold removed. Force then accepts a stale postmaster.pid or a
 	// missing pg_control.
 	Delta bool
+	// TrustTime, with Delta, keeps without reading it a file whose size and
+	// modification time (to the nanosecond) are the ones the backup holding it
+	// recorded, when that time is more than timeSlack before that backup started: the
+	// rule incremental backups judge a file unchanged by (docs/incremental.md). Without
+	// it every file is read and checksummed.
+	TrustTime bool
 	// ContainLinks is for a copy that must write nowhere outside DataDir (a drill):
 	// each link of the backup other than the tablespaces' (pg_wal is a directory
 	// already) is made an empty directory in its place, unless it leads to a regular
@@ -78,8 +84,9 @@ type Restorer struct {
 	// directories under pg_tblspc rather than links, restored where they were.
 	// Contained lists the links ContainLinks made empty directories.
 	Contained []repo.Link
-	// Kept is how many files a delta restore found matching and kept.
-	Kept int
+	// Kept is how many files a delta restore found matching and kept; KeptByTime how
+	// many of them Options.TrustTime kept unread.
+	Kept, KeptByTime int
 
 	inPlace map[uint32]bool
 }
