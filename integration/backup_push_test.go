@@ -265,6 +265,14 @@ func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
 	if out, err := dd.CombinedOutput(); err != nil {
 		t.Fatalf("dd: %v: %s", err, out)
 	}
+	// Last written an hour ago, as far as its time (and its database's PG_VERSION's)
+	// says: an incremental backup keeps the full one's copy without reading it (below).
+	hourAgo := time.Now().Add(-time.Hour)
+	for _, f := range []string{rel, filepath.Join(filepath.Dir(rel), "PG_VERSION")} {
+		if err := os.Chtimes(filepath.Join(c.DataDir(), f), hourAgo, hourAgo); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.Start(t)
 
 	named := rel + " block 3"
@@ -294,5 +302,11 @@ func TestBackupPushFindsAPageDamagedOnDisk(t *testing.T) {
 	}
 	if names := listBackups(t, repo); len(names) != 2 {
 		t.Fatalf("backups = %v: the second is stored too", names)
+	}
+	// An incremental backup that keeps the file unread still holds the damaged page (a
+	// restore takes it from the full backup), and says so.
+	r = mustPGB(t, "", c.Env(), "backup-push", "--repo", repo, "--fast", "--incremental")
+	if !strings.Contains(r.stdout, "incremental backup on") || !strings.Contains(r.stdout, "1 page(s) failed their data checksum") || !strings.Contains(r.stdout, named) {
+		t.Fatalf("an incremental backup keeping the damaged file unread does not report its page %s: %s", named, r)
 	}
 }

@@ -43,9 +43,10 @@ const wholeShare = 2
 // base is the backup an incremental backup builds on, and what its manifest says of
 // each file.
 type base struct {
-	sum   *repo.Summary
-	chain int // backups in its chain, itself and its full backup included
-	files map[string]baseFile
+	sum     *repo.Summary
+	chain   int // backups in its chain, itself and its full backup included
+	files   map[string]baseFile
+	corrupt map[string][]uint32 // the damaged pages it lists, by file
 }
 
 type baseFile struct {
@@ -113,7 +114,10 @@ func (p *Pusher) chooseBase(ctx context.Context, sysID repo.SystemID, major int,
 		return nil, err
 	}
 	defer func() { _ = m.Close() }() // read whole: no list
-	b := &base{sum: parent, chain: len(chain), files: make(map[string]baseFile, m.FileCount)}
+	b := &base{sum: parent, chain: len(chain), files: make(map[string]baseFile, m.FileCount), corrupt: map[string][]uint32{}}
+	for _, c := range m.Corrupt {
+		b.corrupt[c.Path] = append(b.corrupt[c.Path], c.Blocks...)
+	}
 	for _, f := range m.Files {
 		bf := baseFile{size: f.Size, mtime: f.MTime, crc: f.CRC, delta: f.Delta()}
 		if f.Unchanged() {
@@ -199,6 +203,7 @@ func (in *increment) judge(e entry, open openFunc, buf []byte, ck *pageChecker, 
 	if !in.checksumDelta && size == bf.size && fi.ModTime().Equal(bf.mtime) && fi.ModTime().Before(in.notAfter) &&
 		(eligible || !pagemap.Eligible(e.path)) {
 		done.Add(size)
+		ck.carry(e.path, in.base.corrupt[e.path]) // unread: the base's copy, damaged pages and all
 		return unchanged, nil
 	}
 	if !eligible {

@@ -96,6 +96,18 @@ func (c *pageChecker) add(path string, block uint32) {
 	}
 }
 
+// carry counts the blocks of path that failed their checksum in the base of an
+// incremental backup which keeps the base's copy of the file unread: restore takes
+// them from there, damaged as they are.
+func (c *pageChecker) carry(path string, blocks []uint32) {
+	if c == nil {
+		return
+	}
+	for _, b := range blocks {
+		c.add(path, b)
+	}
+}
+
 func (c *pageChecker) hold(path string, block uint32, lsn wal.LSN) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
