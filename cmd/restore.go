@@ -98,7 +98,7 @@ func restoreFlags(targets bool) []cli.Flag {
 		&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the restored files belong to (default: the owner of the backed-up data directory)"},
 		&cli.BoolFlag{Name: "force", Usage: "first clear what an interrupted restore left (only directories holding " + restore.IncompleteMarker + "); with --delta, go on despite a stale postmaster.pid or a missing pg_control"},
 		&cli.BoolFlag{Name: "delta", Usage: "restore into --pgdata holding an older copy of the same cluster, its server stopped: files whose size and checksum match the backup's are kept, the others written, the rest removed"},
-		&cli.BoolFlag{Name: "trust-time", Usage: "with --delta: keep, without reading it, a file whose size and modification time are the ones the backup recorded, more than a second before the backup started (the rule incremental backups use; a tool that sets times back defeats it); by default every file is read and checksummed"},
+		&cli.BoolFlag{Name: "trust-time", Usage: "with --delta: keep, without reading it, a file whose size and modification time are the backup's and that nothing changed since the restore that wrote it (its record in .pgb-restored), or whose time is over a second before the backup started; trusts the clock and that nobody set times back or forged the record; by default every file is read and checksummed"},
 	}
 	if !targets {
 		return out

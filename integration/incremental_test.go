@@ -237,8 +237,13 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// template1's files, which nothing here writes, last written an hour ago: restore
-	// --delta --trust-time may keep them unread whenever the backups run.
+	// --delta --trust-time may keep them unread whenever the backups run; but its
+	// pg_filenode.map, an hour ahead, only by the record of the restore that wrote it.
 	template1 := setTimesBack(t, filepath.Join(src.DataDir(), "base", "1"), time.Hour)
+	ahead := filepath.Join("base", "1", "pg_filenode.map")
+	if err := os.Chtimes(filepath.Join(src.DataDir(), ahead), time.Now().Add(time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
 	src.WaitArchived(t, src.SwitchWAL(t), 30*time.Second)
 
@@ -360,23 +365,46 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	}
 
 	// Trusting times, the copy (its server started and stopped since, for the dump) is
-	// brought to the backup again: what its server wrote since the restore is written,
-	// and template1's files are kept unread, the output says so.
+	// brought to the backup again. Without the record of the restore that wrote it,
+	// the files last written over a second before their backup began are kept unread:
+	// template1's. With it, every file unchanged since that restore, pg_filenode.map
+	// too. A file changed since, and set back to its time, is read and written again.
 	stray := filepath.Join(stale, "base", "1", "pgb_stray")
 	if err := os.WriteFile(stray, []byte("not the backup's"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r = mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time")
-	unread := regexp.MustCompile(`but the (\d+) kept by size and time \(--trust-time\)`).FindStringSubmatch(r.stdout)
-	n := -1
-	if unread != nil {
-		n, _ = strconv.Atoi(unread[1])
+	if err := os.Remove(filepath.Join(stale, ".pgb-restored")); err != nil {
+		t.Fatalf("the delta restore left no record: %v", err)
 	}
-	if n < template1/2 {
-		t.Fatalf("restore --delta --trust-time kept fewer than half of template1's %d files unread: %s", template1, r)
+	byRule := keptUnread(t, mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time"))
+	if byRule < template1/2 {
+		t.Fatalf("restore --delta --trust-time kept %d files unread, fewer than half of template1's %d", byRule, template1)
 	}
 	if _, err := os.Stat(stray); err == nil {
 		t.Fatal("restore --delta --trust-time left a file the backup does not hold")
+	}
+	if byRecord := keptUnread(t, mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time")); byRecord <= byRule {
+		t.Fatalf("with the record of the restore before, restore --delta --trust-time kept %d files unread, without it %d", byRecord, byRule)
+	}
+	fi, err := os.Stat(filepath.Join(stale, ahead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want1, err := os.ReadFile(filepath.Join(fresh, ahead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := append([]byte(nil), want1...)
+	tampered[len(tampered)-1] ^= 0xff
+	if err := os.WriteFile(filepath.Join(stale, ahead), tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(stale, ahead), fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time")
+	if b, err := os.ReadFile(filepath.Join(stale, ahead)); err != nil || string(b) != string(want1) {
+		t.Fatalf("%s changed since the restore, its time set back: kept by restore --delta --trust-time (%v)", ahead, err)
 	}
 	c := pgtest.OpenDataDir(t, stale, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	c.Start(t)
@@ -385,6 +413,20 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 		t.Fatal("after restore --delta --trust-time the copy dumps unlike the source")
 	}
 	c.Stop(t)
+}
+
+// keptUnread is how many files restore --delta --trust-time says it kept unread.
+func keptUnread(t *testing.T, r result) int {
+	t.Helper()
+	m := regexp.MustCompile(`but the (\d+) kept by size and time \(--trust-time\)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // setTimesBack sets the modification time of every regular file of dir back by d, and

@@ -26,6 +26,7 @@ var (
 		"current_logfiles.tmp": true, "backup_label": true, "backup_label.old": true,
 		"tablespace_map": true, "tablespace_map.old": true, "backup_manifest": true,
 		"recovery.signal": true, "standby.signal": true,
+		".pgb-restored": true, // pgb restore's record of what it left (restore.RecordFile): this directory's own
 	}
 	// Temporary relations: t<backend>_<relfilenode>[_fork][.segment].
 	tempRelation = regexp.MustCompile(`^t[0-9]+_[0-9]+(_[a-z]+)?(\.[0-9]+)?$`)

@@ -94,7 +94,7 @@ func newWalkFixture(t *testing.T, walSymlink bool) walkFixture {
 		"postmaster.pid", "postmaster.opts",
 		"backup_label", "backup_label.old",
 		"tablespace_map", "tablespace_map.old", "backup_manifest",
-		"recovery.signal", "standby.signal",
+		"recovery.signal", "standby.signal", ".pgb-restored",
 		"postgresql.auto.conf.tmp", "current_logfiles.tmp",
 		"base/5/.pgb-tmp-postgresql.auto.conf-123",
 	}

@@ -87,6 +87,22 @@ func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint3
 	if err := CheckDeltaTarget(r.Opt.DataDir, uint64(m.SystemID), r.Opt.Force); err != nil {
 		return err
 	}
+	// An interrupted restore may have set a file's time and size without its bytes
+	// reaching the disk (a crash before its sync): then no time is trusted.
+	interrupted := hasMarker(r.Opt.DataDir)
+	for _, loc := range spc {
+		interrupted = interrupted || hasMarker(loc)
+	}
+	rec, err := r.loadRecord(r.Opt.DataDir, uint64(m.SystemID))
+	if err != nil {
+		return err
+	}
+	r.trust = r.Opt.TrustTime && !interrupted
+	if r.trust {
+		r.rec = rec
+	} else if r.Opt.TrustTime {
+		r.Log.Warn("an interrupted restore left this directory: --trust-time is ignored, every file is read", "dir", r.Opt.DataDir)
+	}
 	// A tablespace's location may hold the older copy's files (found and judged like the
 	// data directory's), or not exist yet.
 	for oid, loc := range spc {
@@ -161,6 +177,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 		remove []string // files and links (absolute), then directories deepest first
 		rmdirs []string
 	)
+	recs := r.rec
 	// walk goes through root, whose paths in the backup start with prefix ("" for the
 	// data directory, pg_tblspc/OID for a tablespace's location).
 	var walk func(root, prefix, rel string) error
@@ -189,8 +206,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 			case e.IsDir():
 				rmdirs = append(rmdirs, a)
 			case e.Type().IsRegular() && plan[p] != nil && plan[p].deltas == 0:
-				from := chain[plan[p].from]
-				check = append(check, found{abs: a, p: plan[p], notAfter: from.StartTime.Add(-timeSlack), setAfter: from.StopTime.Add(timeSlack)})
+				check = append(check, found{abs: a, path: p, p: plan[p], notAfter: chain[plan[p].from].StartTime.Add(-timeSlack), rec: recs[p]})
 			default:
 				// not the backup's, a link (a tablespace's too: made again), or patched
 				remove = append(remove, a)
@@ -222,6 +238,7 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 		}
 		if kept[i] {
 			f.p.keep, f.p.settled = true, f.settled
+			r.restored.add(restoredFile{path: f.path, crc: f.p.crc, size: f.p.size, mtime: f.p.mtime})
 			continue
 		}
 		differ++
@@ -248,26 +265,26 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 // found is a file a delta restore found where the backup has one.
 type found struct {
 	abs      string
+	path     string // in the backup
 	p        *filePlan
-	notAfter time.Time // with TrustTime: a time the backup recorded must be before this,
-	setAfter time.Time // or have been set on the file after this (the backup's stop)
-	settled  bool      // it has the backup's modification time, and restore's owner
-	byTime   bool      // TrustTime kept it unread
+	notAfter time.Time    // with TrustTime: a time the backup recorded must be before this,
+	rec      *recordEntry // or the file be as the restore record has it
+	settled  bool         // it has the backup's modification time, and restore's owner
+	byTime   bool         // TrustTime kept it unread
 }
 
 // timeSlack is how long before the start of the backup holding a file its
 // modification time must be for TrustTime to keep it unread: the kernel stamps writes
 // with a clock that lags the one the backup's start was read from by up to a few
 // milliseconds, so a file written again just after the backup read it could keep that
-// time. It is the rule backup-push judges a file unchanged by. A time set on the file
-// (its inode changed) more than timeSlack after the backup stopped is one a restore
-// gave it, with the backup's bytes, and any write since would have moved it.
+// time. It is the rule backup-push judges a file unchanged by.
 const timeSlack = time.Second
 
-// changedAfter says whether fi's inode changed (ctime) after t.
-func changedAfter(fi os.FileInfo, t time.Time) bool {
+// oneLink says whether fi has no other name: a hard link (cp -al, rsync --link-dest)
+// shares its inode with another copy, which may change it.
+func oneLink(fi os.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && time.Unix(st.Ctim.Sec, st.Ctim.Nsec).After(t)
+	return ok && st.Nlink == 1
 }
 
 // deltaChunk is how much of one file a worker checksums at a time: a large relation
@@ -276,8 +293,10 @@ const deltaChunk = 64 << 20
 
 // sameFiles says, for each file of check, whether it has the size and the CRC-32C its
 // backup stored it with, reading the files in pieces of chunk bytes, Concurrency at once,
-// and combining the pieces' checksums; with Options.TrustTime, a file with the size and
-// the modification time the backup recorded, before found.notAfter, is not read.
+// and combining the pieces' checksums. With Options.TrustTime (r.trust), a file with the
+// size and the modification time the backup recorded, and no other link, is not read
+// when that time is before found.notAfter, or when the restore record has it with the
+// backup's checksum and it is still, inode and change time, as recorded.
 func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([]bool, error) {
 	type piece struct {
 		file   int
@@ -300,7 +319,7 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 		}
 		sameTime := fi.ModTime().Equal(f.p.mtime)
 		check[i].settled = sameTime && r.owns(fi)
-		if r.Opt.TrustTime && sameTime && (f.p.mtime.Before(f.notAfter) || changedAfter(fi, f.setAfter)) {
+		if r.trust && sameTime && oneLink(fi) && (f.p.mtime.Before(f.notAfter) || f.rec != nil && f.rec.CRC == f.p.crc && f.rec.same(fi)) {
 			check[i].byTime = true
 			continue
 		}

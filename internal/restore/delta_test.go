@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,34 +62,66 @@ func TestSameFilesCombinesThePiecesChecksums(t *testing.T) {
 	}
 }
 
-// With TrustTime, a file whose size and modification time are the backup's is kept
-// unread when that time is more than timeSlack before the backup started, or was set
-// on the file after the backup stopped (as restore sets it); any other file is read and
-// checksummed, and kept only when its content is the backup's.
+// With TrustTime, a file whose size and modification time are the backup's, and that
+// has no other link, is kept unread when that time is more than timeSlack before the
+// backup started, or when the restore record has it, with the backup's checksum, as it
+// still is; any other file is read and checksummed, and kept only when its content is
+// the backup's.
 func TestTrustTimeKeepsUnreadOnlyWhatTheRuleAllows(t *testing.T) {
 	dir := t.TempDir()
-	r := &Restorer{Opt: Options{Concurrency: 2, TrustTime: true}}
+	r := &Restorer{Opt: Options{Concurrency: 2, TrustTime: true}, trust: true}
 	backup := []byte("the backup's content")
 	other := []byte("the backup's CONTENT") // as long as backup
-	if len(other) != len(backup) {
-		t.Fatal("the contents must have one size")
-	}
+	crc := crc32c.Hex(crc32c.Checksum(backup))
 	old := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	recorded := func(t *testing.T, abs string) *recordEntry { // the file as it is now
+		t.Helper()
+		fi, err := os.Lstat(abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return &recordEntry{CRC: crc, Size: fi.Size(), MTimeNano: fi.ModTime().UnixNano(), CTimeNano: ctime(st).UnixNano(), Dev: st.Dev, Ino: st.Ino}
+	}
 	cases := []struct {
-		name               string
-		content            []byte
-		mtime              time.Time // of the file; the backup recorded old
-		notAfter, setAfter time.Time
-		kept, byTime       bool
+		name         string
+		content      []byte
+		mtime        time.Time // of the file; the backup recorded old
+		notAfter     time.Time
+		rec          func(t *testing.T, abs string) *recordEntry // then
+		kept, byTime bool
 	}{
 		// Another content, read for none of these: the rule is all that judged them.
-		{"time long before the backup started", other, old, old.Add(time.Minute), time.Now().Add(time.Hour), true, true},
-		{"time set after the backup stopped", other, old, old, time.Now().Add(-time.Minute), true, true},
+		{"time long before the backup started", other, old, old.Add(time.Minute), nil, true, true},
+		{"as the record has it", other, old, old, recorded, true, true},
 		// Read and checksummed.
-		{"time too close to the backup's start", other, old, old, time.Now().Add(time.Hour), false, false},
-		{"another time", other, old.Add(time.Second), old.Add(time.Minute), time.Now().Add(-time.Minute), false, false},
-		{"another time, the backup's content", backup, old.Add(time.Second), old.Add(time.Minute), time.Now().Add(-time.Minute), true, false},
-		{"time too close, the backup's content", backup, old, old, time.Now().Add(time.Hour), true, false},
+		{"time too close to the backup's start, no record", other, old, old, nil, false, false},
+		{"another time", other, old.Add(time.Second), old.Add(time.Minute), recorded, false, false},
+		{"another time, the backup's content", backup, old.Add(time.Second), old.Add(time.Minute), nil, true, false},
+		{"changed since the record (chmod)", other, old, old, func(t *testing.T, abs string) *recordEntry {
+			e := recorded(t, abs)
+			if err := os.Chmod(abs, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			return e
+		}, false, false},
+		{"recorded with another checksum", other, old, old, func(t *testing.T, abs string) *recordEntry {
+			e := recorded(t, abs)
+			e.CRC = crc32c.Hex(crc32c.Checksum(other))
+			return e
+		}, false, false},
+		{"recorded as another inode", other, old, old, func(t *testing.T, abs string) *recordEntry {
+			e := recorded(t, abs)
+			e.Ino++
+			return e
+		}, false, false},
+		{"a second link to it", other, old, old.Add(time.Minute), func(t *testing.T, abs string) *recordEntry {
+			if err := os.Link(abs, abs+".link"); err != nil {
+				t.Fatal(err)
+			}
+			return nil
+		}, false, false},
+		{"time too close, the backup's content", backup, old, old, nil, true, false},
 	}
 	var check []found
 	for i, c := range cases {
@@ -99,8 +132,12 @@ func TestTrustTimeKeepsUnreadOnlyWhatTheRuleAllows(t *testing.T) {
 		if err := os.Chtimes(abs, c.mtime, c.mtime); err != nil {
 			t.Fatal(err)
 		}
-		p := &filePlan{size: int64(len(backup)), mtime: old, crc: crc32c.Hex(crc32c.Checksum(backup))}
-		check = append(check, found{abs: abs, p: p, notAfter: c.notAfter, setAfter: c.setAfter})
+		var rec *recordEntry
+		if c.rec != nil {
+			rec = c.rec(t, abs)
+		}
+		p := &filePlan{size: int64(len(backup)), mtime: old, crc: crc}
+		check = append(check, found{abs: abs, p: p, notAfter: c.notAfter, rec: rec})
 	}
 	// A file of another size is not kept, whatever its time.
 	short := filepath.Join(dir, "short")
@@ -124,7 +161,7 @@ func TestTrustTimeKeepsUnreadOnlyWhatTheRuleAllows(t *testing.T) {
 		t.Error("a file of another size was kept")
 	}
 	// Without TrustTime, only the content counts.
-	r.Opt.TrustTime = false
+	r.trust = false
 	for i := range check {
 		check[i].byTime = false
 	}

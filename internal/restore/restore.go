@@ -53,9 +53,11 @@ type Options struct {
 	Delta bool
 	// TrustTime, with Delta, keeps without reading it a file whose size and
 	// modification time (to the nanosecond) are the ones the backup holding it
-	// recorded, when that time is more than timeSlack before that backup started: the
-	// rule incremental backups judge a file unchanged by (docs/incremental.md). Without
-	// it every file is read and checksummed.
+	// recorded, when that time is more than timeSlack before that backup started (the
+	// rule incremental backups judge a file unchanged by), or when it is still, inode
+	// and change time, as the record of the restore that wrote it says (RecordFile);
+	// neither after an interrupted restore. Without it every file is read and
+	// checksummed (docs/incremental.md, "Delta restore").
 	TrustTime bool
 	// ContainLinks is for a copy that must write nowhere outside DataDir (a drill):
 	// each link of the backup other than the tablespaces' (pg_wal is a directory
@@ -87,6 +89,10 @@ type Restorer struct {
 	// Kept is how many files a delta restore found matching and kept; KeptByTime how
 	// many of them Options.TrustTime kept unread.
 	Kept, KeptByTime int
+
+	restored restoredFiles           // for the record (RecordFile)
+	rec      map[string]*recordEntry // a delta restore's: the record found, by path
+	trust    bool                    // a delta restore's: Opt.TrustTime, and no interrupted restore before
 
 	inPlace map[uint32]bool
 }
@@ -194,7 +200,11 @@ func (r *Restorer) finish(m *repo.Manifest, spc map[uint32]string) error {
 			return err
 		}
 	}
-	return removeMarker(r.Opt.DataDir)
+	if err := removeMarker(r.Opt.DataDir); err != nil {
+		return err
+	}
+	r.writeRecord(m, spc)
+	return nil
 }
 
 // writeMarkers marks the data directory and every tablespace directory incomplete
@@ -856,7 +866,11 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 	if err := r.own(out, f.MTime); err != nil {
 		return err
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return err
+	}
+	r.restored.add(restoredFile{path: f.Path, crc: f.CRC, size: f.Size, mtime: f.MTime})
+	return nil
 }
 
 // writebackChunk is how much of a file restore writes before it has the kernel start

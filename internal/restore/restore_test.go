@@ -268,6 +268,20 @@ func TestRestoreEndToEnd(t *testing.T) {
 					want = append(want, f.Path)
 				}
 			}
+			// The record lists every file of the backup, as restore left it (but
+			// postgresql.auto.conf, which the recovery settings changed).
+			rec, err := r.loadRecord(target, uint64(b.m.SystemID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range allFiles(t, b.m) {
+				if changed := tc.rec != nil && f.Path == "postgresql.auto.conf"; (rec[f.Path] == nil) != changed {
+					t.Errorf("%s: recorded %v", f.Path, rec[f.Path] != nil)
+				}
+			}
+			if len(rec) < len(allFiles(t, b.m))-1 {
+				t.Errorf("the record holds %d files, the backup %d", len(rec), len(allFiles(t, b.m)))
+			}
 			want = append(want, "backup_label", "tablespace_map")
 			if tc.rec != nil {
 				want = append(want, "recovery.signal")

@@ -1,0 +1,107 @@
+package restore
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/repo"
+)
+
+// A finished restore records the files that still hold the backup's bytes, as they
+// are; a delta restore reads the record once, removing it first, and takes it only
+// when it is a whole record of the same cluster.
+func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
+	dir := t.TempDir()
+	r := &Restorer{Opt: Options{DataDir: dir}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	mtime := time.Date(2026, 12, 1, 3, 0, 0, 123456789, time.UTC)
+	for _, name := range []string{"PG_VERSION", "postgresql.auto.conf", "gone", "linked"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(dir, name), mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		r.restored.add(restoredFile{path: name, crc: "crc-" + name, size: int64(len(name)), mtime: mtime})
+	}
+	// Changed after it was written (the recovery settings), removed, linked: not recorded.
+	if err := os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte("postgresql.auto.conf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "linked"), filepath.Join(t.TempDir(), "other")); err != nil {
+		t.Fatal(err)
+	}
+	m := &repo.Manifest{Summary: repo.Summary{Name: "b1", SystemID: 42}}
+	r.writeRecord(m, nil)
+	if _, err := os.Stat(filepath.Join(dir, RecordFile)); err != nil {
+		t.Fatalf("no record written: %v", err)
+	}
+	if got, err := r.loadRecord(dir, 43); err != nil || got != nil {
+		t.Fatalf("record of cluster 42 taken for cluster 43: %v, %v", got, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, RecordFile)); err == nil {
+		t.Fatal("the record is still there once a delta restore read it")
+	}
+	r.writeRecord(m, nil)
+	got, err := r.loadRecord(dir, 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["PG_VERSION"] == nil || got["PG_VERSION"].CRC != "crc-PG_VERSION" {
+		t.Fatalf("record %v, want PG_VERSION alone", got)
+	}
+	fi, err := os.Lstat(filepath.Join(dir, "PG_VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got["PG_VERSION"].same(fi) {
+		t.Fatal("the record does not hold PG_VERSION as it is")
+	}
+
+	// Not a record: ignored, and removed all the same; a link is never followed.
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, make := range map[string]func(p string) error{
+		"garbage": func(p string) error {
+			return os.WriteFile(p, []byte("{\"format\":1,\"system_id\":42,\"files\":[{"), 0o600)
+		},
+		"other format": func(p string) error { return os.WriteFile(p, []byte(`{"format":2,"system_id":42}`), 0o600) },
+		"a link":       func(p string) error { return os.Symlink(outside, p) },
+		"a directory":  func(p string) error { return os.Mkdir(p, 0o700) },
+		"too large": func(p string) error {
+			f, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if _, err := f.WriteString(`{"format":1,"system_id":42,"files":[` + strings.Repeat(" ", 16)); err != nil {
+				return err
+			}
+			return f.Truncate(maxRecordSize + 1)
+		},
+	} {
+		p := filepath.Join(dir, RecordFile)
+		if err := make(p); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.loadRecord(dir, 42)
+		if err != nil || got != nil {
+			t.Errorf("%s: %v, %v: want no record and no error", name, got, err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s: left in place", name)
+		}
+	}
+	if b, err := os.ReadFile(outside); err != nil || string(b) != "{}" {
+		t.Fatal("the file a link named was changed")
+	}
+}
