@@ -53,6 +53,8 @@ type backupRow struct {
 	// CorruptPages counts the pages that failed their data checksum when the backup
 	// read them (see backup-push).
 	CorruptPages int `json:"corrupt_pages,omitempty"`
+	// FromStandby: taken on a hot standby (backup-push --primary-dsn).
+	FromStandby bool `json:"from_standby,omitempty"`
 }
 
 func (e *env) backupList(ctx context.Context, asJSON bool) error {
@@ -70,7 +72,7 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		row := backupRow{Name: m.Name, Status: "ok", Type: "full", Parent: m.Parent, StartTime: m.StartTime, StopTime: m.StopTime,
 			StartLSN: m.StartLSN.String(), StopLSN: m.StopLSN.String(), StartWAL: m.StartWAL, StopWAL: m.StopWAL,
 			Timeline: m.Timeline, Size: m.Size, StoredSize: m.StoredSize, Duration: m.Duration().Seconds(),
-			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion, CorruptPages: m.CorruptPages}
+			Files: m.FileCount, Parts: m.PartCount, PGVersion: m.PGVersion, CorruptPages: m.CorruptPages, FromStandby: m.FromStandby}
 		if m.Incremental() {
 			row.Type = "incremental"
 			chain, err := repo.Chain(ms, m.Name)
@@ -112,6 +114,9 @@ func (e *env) backupList(ctx context.Context, asJSON bool) error {
 		kind := r.Type
 		if r.Parent != "" {
 			kind = fmt.Sprintf("incr on %s (chain of %d)", r.Parent, max(len(r.Chain), 2))
+		}
+		if r.FromStandby {
+			kind += ", from a standby"
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.Name, kind, r.StartTime.Format(time.RFC3339),
 			r.StopTime.Format(time.RFC3339), r.StartLSN, r.StopLSN, r.Timeline, human(r.Size), human(r.StoredSize),

@@ -29,7 +29,7 @@ func backupPushCommand() *cli.Command {
 			"On a cluster with data checksums every relation page read is checked; pages that fail (twice, and\n" +
 			"not written since the backup started) are listed in the manifest and the summary line, and the\n" +
 			"backup is stored all the same. --fail-on-corrupt-page makes that exit 1.",
-		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyCompression, config.KeyCompressionLevel,
+		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyPrimaryDSN, config.KeyStandbyMaxLag, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyFailOnCorruptPage, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait,
 			config.KeyFullEvery, config.KeyChecksumDelta),
 			&cli.BoolFlag{Name: "permanent", Usage: "mark the backup permanent: pgb delete never deletes it"},
@@ -62,6 +62,15 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
+	var primary backup.Primary
+	if e.cfg.PrimaryDSN != "" {
+		pc, err := pg.Connect(ctx, e.cfg.PrimaryDSN)
+		if err != nil {
+			return fmt.Errorf("--primary-dsn: %w", err)
+		}
+		defer func() { _ = pc.Close(context.WithoutCancel(ctx)) }() // read and switch only
+		primary = pc
+	}
 	rp, err := e.openRepo(ctx, true, codec)
 	if err != nil {
 		return err
@@ -72,6 +81,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 		ArchiveTimeout: e.cfg.ArchiveTimeout, Progress: progress(e.stderr, "backup"),
 		LockMaxAge: e.cfg.LockMaxAge, LockWait: e.cfg.LockWait, Permanent: permanent,
 		Incremental: e.cfg.Incremental, FullEvery: e.cfg.FullEvery, ChecksumDelta: e.cfg.ChecksumDelta,
+		Primary: primary, StandbyMaxLag: e.cfg.StandbyMaxLag,
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)

@@ -37,8 +37,39 @@ type Source interface {
 	ControlCheckpoint(ctx context.Context) (pg.Control, error)
 }
 
+// StandbySource is a Source that may be a hot standby. A backup taken there reads the
+// standby's data directory, names its WAL segments itself (pg_walfile_name does not
+// run in recovery), and stops on the standby's recovery timeline.
+type StandbySource interface {
+	InRecovery(ctx context.Context) (bool, error)
+	ReplayPaused(ctx context.Context) (bool, error)
+	ReplayLSN(ctx context.Context) (wal.LSN, error)
+	RecoveryTimeline(ctx context.Context) (uint32, error)
+}
+
+// Primary is the primary of the standby a backup is taken from (--primary-dsn). A
+// standby cannot switch WAL: the primary completes the segment of the backup's stop
+// point, and with Options.Fast checkpoints first, so that the standby's restartpoint,
+// where the backup starts, is recent.
+type Primary interface {
+	SystemID(ctx context.Context) (uint64, error)
+	CurrentLSN(ctx context.Context) (wal.LSN, error)
+	SwitchWAL(ctx context.Context) (string, error)
+	Checkpoint(ctx context.Context) error
+}
+
+// DefaultStandbyMaxLag is how far behind its primary a standby may have replayed for a
+// backup to be taken there (Options.StandbyMaxLag).
+const DefaultStandbyMaxLag = 1 << 30
+
 // Options tune a backup.
 type Options struct {
+	// Primary, for a backup taken on a standby, is its primary (nil: the stop segment
+	// is awaited until the primary completes it by itself, e.g. at archive_timeout).
+	Primary Primary
+	// StandbyMaxLag: a standby that has replayed more than this many bytes of WAL
+	// less than its Primary is refused (0: DefaultStandbyMaxLag).
+	StandbyMaxLag  int64
 	DataDir        string
 	Fast           bool          // immediate checkpoint at start
 	PartSize       int64         // uncompressed bytes per tar part (a larger file makes a larger part)
@@ -226,6 +257,10 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 		return nil, fmt.Errorf("--pgdata %s is cluster %d, but the server pgb connected to is cluster %d (data directory %s): point --pgdata and the connection at the same cluster",
 			dataDir, ctl.SystemID, info.SystemID, info.DataDirectory)
 	}
+	standby, err := p.standby(ctx, info.SystemID)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := p.Repo.EnsureIdentity(ctx, repo.Identity{
 		SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(), Created: now().UTC(),
 		CreatedBy: "pgb", FirstWrite: "backup-push",
@@ -237,7 +272,7 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	m := &repo.Manifest{Summary: repo.Summary{
 		Name: start.Format("20060102T150405Z"), SystemID: repo.SystemID(info.SystemID), PGVersion: p.Src.Major(),
 		DataChecksums: info.Checksums, WALSegSize: info.SegSize, StartTime: start, DataDir: info.DataDirectory,
-		Compression: p.Repo.Codec().Name(),
+		Compression: p.Repo.Codec().Name(), FromStandby: standby != nil,
 	}, DataDirOwner: ownerOf(dataDir), List: list}
 	lock, err := p.Repo.AcquireBackupLock(ctx, "backup-push", repo.LockOptions{MaxAge: p.Opt.LockMaxAge, Wait: p.Opt.LockWait, Log: p.Log})
 	if err != nil {
@@ -268,12 +303,21 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	}
 	p.Stats = Stats{}
 	t0 := now()
+	if standby != nil && p.Opt.Fast && p.Opt.Primary != nil {
+		// The standby's restartpoint, where its backup starts, can only be at a
+		// checkpoint it replayed: have the primary make one now.
+		if err := p.Opt.Primary.Checkpoint(ctx); err != nil {
+			return nil, fmt.Errorf("--primary-dsn: %w", err)
+		}
+	}
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
 	if err != nil {
 		return nil, err
 	}
 	p.Stats.Start = now().Sub(t0)
-	if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
+	if standby != nil {
+		m.StartWAL = walFileName(m.Timeline, m.StartLSN, info.SegSize)
+	} else if m.StartWAL, err = p.Src.WALFileName(ctx, m.StartLSN); err != nil {
 		return nil, err
 	}
 	var inc *increment
@@ -353,11 +397,15 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 			"file", c.Path, "blocks", c.Blocks)
 	}
 	m.StopTime = now().UTC()
-	if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
+	if standby != nil {
+		if err := p.stopOnStandby(ctx, standby, m); err != nil {
+			return nil, err
+		}
+	} else if m.StopWAL, err = p.Src.WALFileName(ctx, m.StopLSN); err != nil {
 		return nil, err
 	}
 	tv := now()
-	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL) }); err != nil {
+	if err := p.watch(ctx, func(ctx context.Context) error { return p.waitForWAL(ctx, m.StopWAL, standby != nil) }); err != nil {
 		return nil, err
 	}
 	tm := now()
@@ -448,17 +496,107 @@ func (p *Pusher) checkLive(ctx context.Context, dataDir, serverDir string) error
 
 // waitForWAL waits until the backup's stop segment is in the repository: without it
 // the backup cannot be made consistent.
-func (p *Pusher) waitForWAL(ctx context.Context, name string) error {
+func (p *Pusher) waitForWAL(ctx context.Context, name string, standby bool) error {
 	f, err := wal.Parse(name)
 	if err != nil {
 		return err
 	}
 	err = p.Repo.WaitForWAL(ctx, f, p.Opt.ArchiveTimeout)
 	if errors.Is(err, repo.ErrWALTimeout) {
+		hint := "check archiving with pgb check"
+		if standby {
+			hint = "a backup taken on a standby needs its stop segment archived into this repository by the primary (archive_command) or by the standby " +
+				"(archive_mode = always), and completed by the primary: give --primary-dsn to have pgb switch WAL there, or set its archive_timeout"
+		}
 		return fmt.Errorf("the backup's stop WAL segment %s did not reach the repository within %s (--archive-timeout): "+
-			"without it the backup cannot be restored, so it was not recorded; check archiving with pgb check", name, p.Opt.ArchiveTimeout)
+			"without it the backup cannot be restored, so it was not recorded; %s", name, p.Opt.ArchiveTimeout, hint)
 	}
 	return err
+}
+
+// standby returns the source as a StandbySource when it is a hot standby in recovery
+// (nil for a primary), once it has checked that a backup can be taken there: replay is
+// not paused, and with a Primary, that is the same cluster and the standby is at most
+// StandbyMaxLag behind it.
+func (p *Pusher) standby(ctx context.Context, sysID uint64) (StandbySource, error) {
+	s, ok := p.Src.(StandbySource)
+	if !ok {
+		return nil, nil
+	}
+	in, err := s.InRecovery(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !in {
+		if p.Opt.Primary != nil {
+			p.Log.Warn("--primary-dsn is for a backup taken on a standby; the server pgb connected to is a primary: it is not used")
+		}
+		return nil, nil
+	}
+	paused, err := s.ReplayPaused(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if paused {
+		return nil, errors.New("the standby's WAL replay is paused (pg_wal_replay_pause()), so a backup there could never stop: resume it with SELECT pg_wal_replay_resume(), or back up the primary")
+	}
+	if p.Opt.Primary == nil {
+		p.Log.Info("backing up a standby: the backup is complete once the primary completes the WAL segment of its stop point and it is archived (--primary-dsn has pgb switch WAL on the primary)")
+		return s, nil
+	}
+	id, err := p.Opt.Primary.SystemID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--primary-dsn: %w", err)
+	}
+	if id != sysID {
+		return nil, fmt.Errorf("--primary-dsn connects to cluster %d, but the standby being backed up is cluster %d: point it at this standby's primary", id, sysID)
+	}
+	cur, err := p.Opt.Primary.CurrentLSN(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("--primary-dsn: %w", err)
+	}
+	replayed, err := s.ReplayLSN(ctx)
+	if err != nil {
+		return nil, err
+	}
+	maxLag := p.Opt.StandbyMaxLag
+	if maxLag <= 0 {
+		maxLag = DefaultStandbyMaxLag
+	}
+	if cur > replayed && int64(cur-replayed) > maxLag {
+		return nil, fmt.Errorf("the standby has replayed WAL up to %s, %d MiB behind its primary (at %s), more than --standby-max-lag (%d MiB): a backup there would lag as much; let it catch up, or back up the primary",
+			replayed, int64(cur-replayed)>>20, cur, maxLag>>20)
+	}
+	return s, nil
+}
+
+// stopOnStandby names m's stop segment on the standby's recovery timeline, and has the
+// Primary, if any, complete it.
+func (p *Pusher) stopOnStandby(ctx context.Context, s StandbySource, m *repo.Manifest) error {
+	tli, err := s.RecoveryTimeline(ctx)
+	if err != nil {
+		return err
+	}
+	m.StopTimeline = tli
+	m.StopWAL = walFileName(tli, m.StopLSN, m.WALSegSize)
+	if p.Opt.Primary != nil {
+		done, err := p.Opt.Primary.SwitchWAL(ctx)
+		if err != nil {
+			return fmt.Errorf("--primary-dsn: %w", err)
+		}
+		p.Log.Debug("the primary switched WAL for the standby's backup", "completed", done, "stop_wal", m.StopWAL)
+	}
+	return nil
+}
+
+// walFileName is pg_walfile_name(lsn) on timeline tli: the segment holding the byte
+// before lsn (an LSN at a segment's start ends the segment before).
+func walFileName(tli uint32, lsn wal.LSN, segSize uint64) string {
+	seg := uint64(0)
+	if lsn > 0 {
+		seg = uint64(lsn-1) / segSize
+	}
+	return wal.SegmentFileName(tli, seg, segSize)
 }
 
 // freeName returns name, or name-2, name-3… when a backup already uses it (two

@@ -56,6 +56,8 @@ const (
 	KeyRepo                = "repo"
 	KeyPGData              = "pgdata"
 	KeyPGDSN               = "pg-dsn"
+	KeyPrimaryDSN          = "primary-dsn"
+	KeyStandbyMaxLag       = "standby-max-lag"
 	KeyCompression         = "compression"
 	KeyCompressionLevel    = "compression-level"
 	KeyLogLevel            = "log-level"
@@ -140,6 +142,8 @@ var settings = []Setting{
 	{Key: KeyWALTimeout, Env: []string{"PGB_WAL_TIMEOUT"}, Default: "2m", Kind: Duration, Usage: "overall deadline of one wal-push or wal-fetch, retries included (wal-fetch then exits 255)"},
 	{Key: KeyWALPushConc, Env: []string{"PGB_WAL_PUSH_CONCURRENCY"}, Default: "2", Kind: Int, Usage: "WAL segments wal-push compresses and uploads at once, ahead of PostgreSQL's calls, in a background archiver (1 = no look-ahead: each call ships its own segment)"},
 	{Key: KeyWALFetchPrefetch, Env: []string{"PGB_WAL_FETCH_PREFETCH"}, Default: "8", Kind: Int, Usage: "segments wal-fetch prefetches ahead of PostgreSQL's request into pg_wal/pgb/fetch, by a background process (0 = off; at most 256)"},
+	{Key: KeyPrimaryDSN, Env: []string{"PGB_PRIMARY_DSN"}, Secret: true, Usage: "backup-push on a hot standby: connection string of its primary, where pgb switches WAL to complete the backup's stop segment (and checkpoints first, with --fast); without it the backup waits until the primary completes that segment itself"},
+	{Key: KeyStandbyMaxLag, Env: []string{"PGB_STANDBY_MAX_LAG"}, Default: "1GiB", Kind: Size, Usage: "backup-push on a hot standby, with primary-dsn: refuse a standby that has replayed more than this much WAL less than its primary"},
 	{Key: KeyPartSize, Env: []string{"PGB_PART_SIZE"}, Default: "1GiB", Kind: Size, Usage: "uncompressed size of one backup part (KiB, MiB, GiB suffixes)"},
 	{Key: KeyConcurrency, Env: []string{"PGB_CONCURRENCY"}, Default: "0", Kind: Int, Usage: "backup parts uploaded, or restored, or objects verified, at once (0 = number of CPUs)"},
 	{Key: KeyFast, Env: []string{"PGB_BACKUP_FAST"}, Default: "false", Kind: Bool, Usage: "start the backup with an immediate checkpoint instead of a spread one"},
@@ -229,6 +233,8 @@ type Config struct {
 	Repo              string
 	PGData            string
 	PGDSN             string
+	PrimaryDSN        string
+	StandbyMaxLag     int64
 	Compression       string
 	CompressionLevel  int
 	LogLevel          string
@@ -368,6 +374,7 @@ func Load(src Source) (Config, error) {
 	c.Repo = str(KeyRepo)
 	c.PGData = str(KeyPGData)
 	c.PGDSN = str(KeyPGDSN)
+	c.PrimaryDSN = str(KeyPrimaryDSN)
 	c.Compression = strings.ToLower(str(KeyCompression))
 	c.CompressionLevel = integer(KeyCompressionLevel)
 	c.LogLevel = strings.ToLower(str(KeyLogLevel))
@@ -418,6 +425,7 @@ func Load(src Source) (Config, error) {
 		}
 		return n
 	}
+	c.StandbyMaxLag = size(KeyStandbyMaxLag, 1)
 	boolean := func(key string) bool {
 		v, where := get(key)
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
@@ -606,7 +614,7 @@ func scalar(n *yaml.Node) *yaml.Node {
 func exposedSecret(path string, vals map[string]string) string {
 	var secrets []string
 	for k, v := range vals {
-		if s, _ := Lookup(k); s.Secret && v != "" && (k != KeyPGDSN || dsnHasPassword(v)) {
+		if s, _ := Lookup(k); s.Secret && v != "" && (k != KeyPGDSN && k != KeyPrimaryDSN || dsnHasPassword(v)) {
 			secrets = append(secrets, k)
 		}
 	}

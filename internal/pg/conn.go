@@ -296,3 +296,53 @@ func (c *Conn) InRecovery(ctx context.Context) (bool, error) {
 	err := c.c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&r)
 	return r, err
 }
+
+// ReplayPaused reports pg_is_wal_replay_paused(): a standby whose replay was paused
+// (pg_wal_replay_pause()) reaches no new point, so a backup there cannot stop.
+func (c *Conn) ReplayPaused(ctx context.Context) (bool, error) {
+	var r bool
+	if err := c.c.QueryRow(ctx, "SELECT pg_is_wal_replay_paused()").Scan(&r); err != nil {
+		return false, fmt.Errorf("read whether replay is paused: %w", err)
+	}
+	return r, nil
+}
+
+// ReplayLSN is pg_last_wal_replay_lsn(): how far a standby has replayed.
+func (c *Conn) ReplayLSN(ctx context.Context) (wal.LSN, error) {
+	return c.lsn(ctx, "SELECT coalesce(pg_last_wal_replay_lsn(), '0/0')::text", "the replay position")
+}
+
+// CurrentLSN is pg_current_wal_lsn(): where a primary writes WAL.
+func (c *Conn) CurrentLSN(ctx context.Context) (wal.LSN, error) {
+	return c.lsn(ctx, "SELECT pg_current_wal_lsn()::text", "the WAL position")
+}
+
+func (c *Conn) lsn(ctx context.Context, q, what string) (wal.LSN, error) {
+	var s string
+	if err := c.c.QueryRow(ctx, q).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read %s: %w", what, err)
+	}
+	return wal.ParseLSN(s)
+}
+
+// RecoveryTimeline is the timeline of a standby's minimum recovery point
+// (pg_control_recovery()): the timeline of the stop point pg_backup_stop returns there.
+func (c *Conn) RecoveryTimeline(ctx context.Context) (uint32, error) {
+	var tli int64
+	if err := c.c.QueryRow(ctx, "SELECT min_recovery_end_timeline FROM pg_control_recovery()").Scan(&tli); err != nil {
+		return 0, fmt.Errorf("read the recovery timeline: %w", privilegeHint(err, "pg_control_recovery()"))
+	}
+	return uint32(tli), nil
+}
+
+// Checkpoint runs CHECKPOINT (superuser or pg_checkpoint).
+func (c *Conn) Checkpoint(ctx context.Context) error {
+	if _, err := c.c.Exec(ctx, "CHECKPOINT"); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42501" {
+			return fmt.Errorf("checkpoint: %w (connect as a superuser, or GRANT pg_checkpoint to the pgb role)", err)
+		}
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}

@@ -74,6 +74,11 @@ type Summary struct {
 	// read them (clusters with data checksums), after a second read and the LSN check
 	// (see Manifest.Corrupt); 0 when all passed or the cluster has no checksums.
 	CorruptPages int `json:"corrupt_pages,omitempty"`
+	// FromStandby says the backup was taken on a hot standby (its files read from the
+	// standby's data directory); StopTimeline is then the timeline of its stop point,
+	// which may follow Timeline when the standby followed a promotion meanwhile.
+	FromStandby  bool   `json:"from_standby,omitempty"`
+	StopTimeline uint32 `json:"stop_timeline,omitempty"`
 }
 
 // Manifest describes one complete base backup: what PostgreSQL said about it, and
