@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -405,6 +406,19 @@ func TestDeltaRestoreBringsAStaleCopyToTheBackup(t *testing.T) {
 	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time")
 	if b, err := os.ReadFile(filepath.Join(stale, ahead)); err != nil || string(b) != string(want1) {
 		t.Fatalf("%s changed since the restore, its time set back: kept by restore --delta --trust-time (%v)", ahead, err)
+	}
+	// A server that crashed on the copy (its postmaster.pid left behind, which --force
+	// accepts) may have had bytes reach the disk without their times: nothing is kept
+	// unread then.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "postmaster.pid"), []byte(strconv.Itoa(gone.Process.Pid)+"\n"+stale+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", stale, "--delta", "--trust-time", "--force"); keptUnread(t, r) != 0 || !strings.Contains(r.stderr, "--trust-time is ignored") {
+		t.Fatalf("restore --delta --trust-time after a crash kept files unread: %s", r)
 	}
 	c := pgtest.OpenDataDir(t, stale, pgtest.Options{Conf: []string{"archive_mode = off"}})
 	c.Start(t)

@@ -214,6 +214,7 @@ func (in *increment) judge(e entry, open openFunc, buf []byte, ck *pageChecker, 
 			}
 			if n == size && crc == bf.crc {
 				done.Add(size)
+				ck.carry(e.path, in.base.corrupt[e.path]) // not page-checked here: the base's bytes
 				return unchanged, nil
 			}
 		}

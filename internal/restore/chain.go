@@ -35,19 +35,20 @@ import (
 
 // filePlan is how one file of the backup being restored comes out of the chain.
 type filePlan struct {
-	from    int     // the chain index of the backup holding it whole; -1 while unknown
-	deltas  uint64  // the chain indexes of backups whose pages patch it
-	expect  int64   // the size the next older backup must list, when unchanged there
-	prev    []int64 // by chain index k with pages: the file's size in backup k-1
-	pending int     // the chain index of pages waiting for the next older size; -1: none
-	visited int     // the chain index whose list named it last
-	mode    uint32
-	mtime   time.Time
-	size    int64
-	crc     string   // of the whole copy in backup from: its content when deltas is 0
-	keep    bool     // a delta restore found it already there, as the backup has it
-	settled bool     // and with the owner and time restore gives it
-	lay     *layered // with deltas, while it is written
+	from      int     // the chain index of the backup holding it whole; -1 while unknown
+	deltas    uint64  // the chain indexes of backups whose pages patch it
+	expect    int64   // the size the next older backup must list, when unchanged there
+	prev      []int64 // by chain index k with pages: the file's size in backup k-1
+	pending   int     // the chain index of pages waiting for the next older size; -1: none
+	visited   int     // the chain index whose list named it last
+	mode      uint32
+	mtime     time.Time
+	size      int64
+	crc       string   // of the whole copy in backup from: its content when deltas is 0
+	keep      bool     // a delta restore found it already there, as the backup has it
+	settled   bool     // and with the owner and time restore gives it
+	unchecked bool     // and kept by its time alone (Options.TrustTime's first rule), unread
+	lay       *layered // with deltas, while it is written
 }
 
 // chainPlan resolves every file of the chain's last backup (chain[len-1], m) to the

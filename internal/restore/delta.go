@@ -88,20 +88,18 @@ func (r *Restorer) runDelta(ctx context.Context, m *repo.Manifest, spc map[uint3
 		return err
 	}
 	// An interrupted restore may have set a file's time and size without its bytes
-	// reaching the disk (a crash before its sync): then no time is trusted.
+	// reaching the disk (a crash before its sync), and a server that crashed (its
+	// postmaster.pid left behind, accepted with --force) may have had bytes reach the
+	// disk without the times its writes set: then no time is trusted.
 	interrupted := hasMarker(r.Opt.DataDir)
 	for _, loc := range spc {
 		interrupted = interrupted || hasMarker(loc)
 	}
-	rec, err := r.loadRecord(r.Opt.DataDir, uint64(m.SystemID))
-	if err != nil {
-		return err
-	}
-	r.trust = r.Opt.TrustTime && !interrupted
-	if r.trust {
-		r.rec = rec
-	} else if r.Opt.TrustTime {
-		r.Log.Warn("an interrupted restore left this directory: --trust-time is ignored, every file is read", "dir", r.Opt.DataDir)
+	_, err := os.Lstat(filepath.Join(r.Opt.DataDir, "postmaster.pid"))
+	crashed := err == nil
+	r.trust = r.Opt.TrustTime && !interrupted && !crashed
+	if r.Opt.TrustTime && !r.trust {
+		r.Log.Warn("an interrupted restore, or a server that crashed, left this directory: --trust-time is ignored, every file is read", "dir", r.Opt.DataDir)
 	}
 	// A tablespace's location may hold the older copy's files (found and judged like the
 	// data directory's), or not exist yet.
@@ -177,7 +175,14 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 		remove []string // files and links (absolute), then directories deepest first
 		rmdirs []string
 	)
-	recs := r.rec
+	// The record of the restore before (read and removed whether trusted or not).
+	recs, err := r.loadRecord(dir, uint64(m.SystemID), func(p string) bool { pl := plan[p]; return pl != nil && pl.deltas == 0 })
+	if err != nil {
+		return fmt.Errorf("--delta: %w", err)
+	}
+	if !r.trust {
+		recs = nil
+	}
 	// walk goes through root, whose paths in the backup start with prefix ("" for the
 	// data directory, pg_tblspc/OID for a tablespace's location).
 	var walk func(root, prefix, rel string) error
@@ -237,8 +242,12 @@ func (r *Restorer) prepareDelta(ctx context.Context, chain []*repo.Manifest, pla
 			byTime++
 		}
 		if kept[i] {
-			f.p.keep, f.p.settled = true, f.settled
-			r.restored.add(restoredFile{path: f.path, crc: f.p.crc, size: f.p.size, mtime: f.p.mtime})
+			f.p.keep, f.p.settled, f.p.unchecked = true, f.settled, f.rule1
+			if f.settled && !f.rule1 {
+				// Checked (or as the record had it), and not touched again: recorded as
+				// it was when read. One kept by rule 1 alone was not checked.
+				r.restored.add(restoredFile{path: f.path, crc: f.p.crc, size: f.p.size, mtime: f.p.mtime, id: f.id})
+			}
 			continue
 		}
 		differ++
@@ -271,6 +280,8 @@ type found struct {
 	rec      *recordEntry // or the file be as the restore record has it
 	settled  bool         // it has the backup's modification time, and restore's owner
 	byTime   bool         // TrustTime kept it unread
+	rule1    bool         // by its time alone (not by the record)
+	id       fileID       // as found, before it was read
 }
 
 // timeSlack is how long before the start of the backup holding a file its
@@ -319,9 +330,13 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 		}
 		sameTime := fi.ModTime().Equal(f.p.mtime)
 		check[i].settled = sameTime && r.owns(fi)
-		if r.trust && sameTime && oneLink(fi) && (f.p.mtime.Before(f.notAfter) || f.rec != nil && f.rec.CRC == f.p.crc && f.rec.same(fi)) {
-			check[i].byTime = true
-			continue
+		check[i].id, _ = idOf(fi)
+		if r.trust && sameTime && oneLink(fi) {
+			byRecord := f.rec != nil && f.rec.CRC == f.p.crc && f.rec.same(fi)
+			if byRecord || f.p.mtime.Before(f.notAfter) {
+				check[i].byTime, check[i].rule1 = true, !byRecord
+				continue
+			}
 		}
 		n := 0
 		for off := int64(0); off < f.p.size || n == 0; off += chunk {
@@ -357,6 +372,12 @@ func (r *Restorer) sameFiles(ctx context.Context, check []found, chunk int64) ([
 			continue
 		}
 		if bad[i].Load() {
+			continue
+		}
+		// Changed while it was read: judged by bytes that may not be its own.
+		if fi, err := os.Lstat(f.abs); err != nil || !fi.Mode().IsRegular() || fi.Size() != f.p.size {
+			continue
+		} else if id, _ := idOf(fi); id != f.id {
 			continue
 		}
 		crc, left := sums[i][0], f.p.size-chunk
@@ -408,6 +429,9 @@ func (r *Restorer) finishKept(rel string, p *filePlan, spc map[uint32]string) er
 	defer func() { _ = f.Close() }()
 	if err := r.own(f, p.mtime); err != nil {
 		return err
+	}
+	if !p.unchecked {
+		r.addRestored(f, rel, p.crc, p.size, p.mtime)
 	}
 	return f.Close()
 }

@@ -61,12 +61,41 @@ func (e *recordEntry) same(fi os.FileInfo) bool {
 
 func ctime(st *syscall.Stat_t) time.Time { return time.Unix(st.Ctim.Sec, st.Ctim.Nsec) }
 
-// restoredFile is a file restore wrote, or kept, with the backup's bytes: a candidate
-// for the record.
+// restoredFile is a file restore wrote, or kept, with the backup's bytes, and its
+// identity then (fileID): a candidate for the record, taken only if it still has it.
 type restoredFile struct {
 	path, crc string
 	size      int64
 	mtime     time.Time
+	id        fileID
+}
+
+// fileID is what tells one state of a file from another without reading it: any
+// write, chmod, chown, link, rename or time set changes its ctime.
+type fileID struct {
+	dev, ino uint64
+	ctime    int64 // nanoseconds
+}
+
+// idOf is fi's fileID; ok is false when fi has none (not a stat of this system).
+func idOf(fi os.FileInfo) (fileID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, false
+	}
+	return fileID{dev: st.Dev, ino: st.Ino, ctime: ctime(st).UnixNano()}, true
+}
+
+// addRestored records that f, open on the file path holds the backup's bytes (checked),
+// with its identity now.
+func (r *Restorer) addRestored(f *os.File, path, crc string, size int64, mtime time.Time) {
+	fi, err := f.Stat()
+	if err != nil {
+		return // not recorded: a later --trust-time reads it
+	}
+	if id, ok := idOf(fi); ok {
+		r.restored.add(restoredFile{path: path, crc: crc, size: size, mtime: mtime, id: id})
+	}
 }
 
 // restoredFiles collects the files of a restore, from its workers.
@@ -82,15 +111,14 @@ func (l *restoredFiles) add(f restoredFile) {
 }
 
 // writeRecord leaves RecordFile in the data directory of restore of m, which finished:
-// the files it wrote or kept that still have the backup's size and modification time
-// (those it changed after, postgresql.auto.conf with the recovery settings, have
-// another time). Without it every file is read by the next delta restore, so it is
-// not written on a filesystem that stamps whole seconds (its ctimes have no
-// nanoseconds): a write in the same second as the record would leave the ctime
-// recorded. A failure is logged, not returned: the restore is complete.
+// the files it wrote or checked that still are as they were when their bytes were
+// checked (same identity, size and time: those it changed after, like
+// postgresql.auto.conf with the recovery settings or pg_control renamed into place,
+// are not). A file whose ctime has no nanoseconds is left out: on a filesystem that
+// stamps whole seconds, a change in the same second would keep the recorded ctime.
+// A failure is logged, not returned: the restore is complete.
 func (r *Restorer) writeRecord(m *repo.Manifest, spc map[uint32]string) {
 	rec := record{Format: recordFormat, SystemID: uint64(m.SystemID), Backup: m.Name}
-	fine := false
 	for _, f := range r.restored.files {
 		root, rel, err := r.localRoot(f.path, spc)
 		if err != nil {
@@ -101,15 +129,15 @@ func (r *Restorer) writeRecord(m *repo.Manifest, spc map[uint32]string) {
 			continue
 		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || !fi.Mode().IsRegular() || st.Nlink != 1 || fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
+		if id, _ := idOf(fi); !ok || id != f.id || !fi.Mode().IsRegular() || st.Nlink != 1 || st.Ctim.Nsec == 0 ||
+			fi.Size() != f.size || !fi.ModTime().Equal(f.mtime) {
 			continue
 		}
-		fine = fine || st.Ctim.Nsec != 0
 		rec.Files = append(rec.Files, recordEntry{Path: f.path, CRC: f.crc, Size: f.size, MTimeNano: f.mtime.UnixNano(),
-			CTimeNano: ctime(st).UnixNano(), Dev: st.Dev, Ino: st.Ino})
+			CTimeNano: f.id.ctime, Dev: f.id.dev, Ino: f.id.ino})
 	}
-	if !fine {
-		r.Log.Debug("no restore record written: no file has a change time finer than a second", "dir", r.Opt.DataDir)
+	if len(rec.Files) == 0 {
+		r.Log.Debug("no restore record written: no file is as it was when checked, with a change time finer than a second", "dir", r.Opt.DataDir)
 		return
 	}
 	rec.Taken = time.Now().UTC()
@@ -123,17 +151,28 @@ func (r *Restorer) writeRecord(m *repo.Manifest, spc map[uint32]string) {
 }
 
 // loadRecord reads and removes RecordFile from dir, before a delta restore changes
-// anything there, and returns its entries by path when it is a whole record of the
-// cluster sysID. One that is absent, a link (removed, never followed), too large,
-// unreadable, of another cluster or format gives none (every file is then read): it
-// only ever spares reads. Its removal need not be durable: a record that comes back
-// after a crash matches no file the interrupted restore changed.
-func (r *Restorer) loadRecord(dir string, sysID uint64) (map[string]*recordEntry, error) {
+// anything there, and returns the entries of the files want names, by path, when it is
+// a whole record of the cluster sysID. One that is absent, not a regular file (left for
+// the delta restore to judge as any other file; never opened, never followed), larger
+// than maxRecordSize, unreadable, of another cluster or format gives none (every file is
+// then read): it only ever spares reads. Entries are decoded one by one and only those
+// want names kept, so a hostile record holds no more memory than the plan. Its removal
+// need not be durable: a record that comes back after a crash matches no file the
+// interrupted restore changed.
+func (r *Restorer) loadRecord(dir string, sysID uint64, want func(path string) bool) (map[string]*recordEntry, error) {
 	name := filepath.Join(dir, RecordFile)
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	fi, err := os.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		r.Log.Warn("restore record ignored: not a regular file; every file is read", "file", name)
+		return nil, nil
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err == nil {
 		defer func() { _ = f.Close() }() // read only
 	}
@@ -142,12 +181,12 @@ func (r *Restorer) loadRecord(dir string, sysID uint64) (map[string]*recordEntry
 	}
 	var entries map[string]*recordEntry
 	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && (!fi.Mode().IsRegular() || fi.Size() > maxRecordSize) {
-			err = fmt.Errorf("not a regular file of at most %d bytes", maxRecordSize)
+		var ofi os.FileInfo
+		if ofi, err = f.Stat(); err == nil && (!os.SameFile(fi, ofi) || ofi.Size() > maxRecordSize) {
+			err = fmt.Errorf("replaced while opened, or larger than %d bytes", maxRecordSize)
 		}
 		if err == nil {
-			entries, err = decodeRecord(f, sysID)
+			entries, err = decodeRecord(f, sysID, want)
 		}
 	}
 	if err != nil {
@@ -157,23 +196,58 @@ func (r *Restorer) loadRecord(dir string, sysID uint64) (map[string]*recordEntry
 	return entries, nil
 }
 
-// decodeRecord decodes a record of at most maxRecordSize bytes from rd, and returns
-// its entries by path when it is of format recordFormat and the cluster sysID.
-func decodeRecord(rd io.Reader, sysID uint64) (map[string]*recordEntry, error) {
-	var rec record
+// decodeRecord decodes a record of at most maxRecordSize bytes from rd, entry by entry,
+// and returns the entries want names, by path, when it is of format recordFormat and
+// the cluster sysID.
+func decodeRecord(rd io.Reader, sysID uint64, want func(path string) bool) (map[string]*recordEntry, error) {
 	dec := json.NewDecoder(io.LimitReader(rd, maxRecordSize))
-	if err := dec.Decode(&rec); err != nil {
+	var (
+		format int
+		id     uint64
+		out    = map[string]*recordEntry{}
+	)
+	if t, err := dec.Token(); err != nil {
 		return nil, fmt.Errorf("not a restore record: %w", err)
+	} else if t != json.Delim('{') {
+		return nil, errors.New("not a restore record: not a JSON object")
 	}
-	if rec.Format != recordFormat {
-		return nil, fmt.Errorf("restore record of format %d, not %d", rec.Format, recordFormat)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("not a restore record: %w", err)
+		}
+		key, _ := t.(string)
+		switch key {
+		case "format":
+			err = dec.Decode(&format)
+		case "system_id":
+			err = dec.Decode(&id)
+		case "files":
+			if t, err = dec.Token(); err == nil && t != json.Delim('[') {
+				err = errors.New("files is not a list")
+			}
+			for err == nil && dec.More() {
+				var e recordEntry
+				if err = dec.Decode(&e); err == nil && want(e.Path) {
+					out[e.Path] = &e
+				}
+			}
+			if err == nil {
+				_, err = dec.Token() // ]
+			}
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not a restore record: %w", err)
+		}
 	}
-	if rec.SystemID != sysID {
-		return nil, fmt.Errorf("restore record of another cluster (system identifier %d)", rec.SystemID)
+	if format != recordFormat {
+		return nil, fmt.Errorf("restore record of format %d, not %d", format, recordFormat)
 	}
-	out := make(map[string]*recordEntry, len(rec.Files))
-	for i := range rec.Files {
-		out[rec.Files[i].Path] = &rec.Files[i]
+	if id != sysID {
+		return nil, fmt.Errorf("restore record of another cluster (system identifier %d)", id)
 	}
 	return out, nil
 }

@@ -18,18 +18,28 @@ import (
 func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
 	dir := t.TempDir()
 	r := &Restorer{Opt: Options{DataDir: dir}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	all := func(string) bool { return true }
 	mtime := time.Date(2026, 12, 1, 3, 0, 0, 123456789, time.UTC)
-	for _, name := range []string{"PG_VERSION", "postgresql.auto.conf", "gone", "linked"} {
+	for _, name := range []string{"PG_VERSION", "postgresql.auto.conf", "gone", "linked", "chmod"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chtimes(filepath.Join(dir, name), mtime, mtime); err != nil {
 			t.Fatal(err)
 		}
-		r.restored.add(restoredFile{path: name, crc: "crc-" + name, size: int64(len(name)), mtime: mtime})
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.addRestored(f, name, "crc-"+name, int64(len(name)), mtime)
+		_ = f.Close()
 	}
-	// Changed after it was written (the recovery settings), removed, linked: not recorded.
+	// Changed after it was checked (the recovery settings; a chmod, which keeps its
+	// size and time), removed, linked: not recorded.
 	if err := os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte("postgresql.auto.conf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "chmod"), 0o640); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
@@ -43,14 +53,14 @@ func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, RecordFile)); err != nil {
 		t.Fatalf("no record written: %v", err)
 	}
-	if got, err := r.loadRecord(dir, 43); err != nil || got != nil {
+	if got, err := r.loadRecord(dir, 43, all); err != nil || got != nil {
 		t.Fatalf("record of cluster 42 taken for cluster 43: %v, %v", got, err)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, RecordFile)); err == nil {
 		t.Fatal("the record is still there once a delta restore read it")
 	}
 	r.writeRecord(m, nil)
-	got, err := r.loadRecord(dir, 42)
+	got, err := r.loadRecord(dir, 42, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +75,14 @@ func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
 		t.Fatal("the record does not hold PG_VERSION as it is")
 	}
 
-	// Not a record: ignored, and removed all the same; a link is never followed.
+	// Only the entries asked for are kept.
+	r.writeRecord(m, nil)
+	if got, err := r.loadRecord(dir, 42, func(string) bool { return false }); err != nil || len(got) != 0 {
+		t.Fatalf("entries kept that were not asked for: %v, %v", got, err)
+	}
+
+	// Not a record: ignored; a regular file is removed all the same, anything else
+	// left to the delta restore; a link is never followed.
 	outside := filepath.Join(t.TempDir(), "outside")
 	if err := os.WriteFile(outside, []byte("{}"), 0o600); err != nil {
 		t.Fatal(err)
@@ -93,13 +110,19 @@ func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
 		if err := make(p); err != nil {
 			t.Fatal(err)
 		}
-		got, err := r.loadRecord(dir, 42)
+		got, err := r.loadRecord(dir, 42, all)
 		if err != nil || got != nil {
 			t.Errorf("%s: %v, %v: want no record and no error", name, got, err)
 		}
-		if _, err := os.Lstat(p); err == nil {
+		fi, err := os.Lstat(p)
+		if regular := name != "a link" && name != "a directory"; regular && err == nil {
 			t.Errorf("%s: left in place", name)
+		} else if !regular && err != nil {
+			t.Errorf("%s: removed (%v), but it is left to the delta restore", name, err)
+		} else if !regular && name == "a directory" && !fi.IsDir() {
+			t.Errorf("%s: changed", name)
 		}
+		_ = os.RemoveAll(p)
 	}
 	if b, err := os.ReadFile(outside); err != nil || string(b) != "{}" {
 		t.Fatal("the file a link named was changed")

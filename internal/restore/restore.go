@@ -90,9 +90,8 @@ type Restorer struct {
 	// many of them Options.TrustTime kept unread.
 	Kept, KeptByTime int
 
-	restored restoredFiles           // for the record (RecordFile)
-	rec      map[string]*recordEntry // a delta restore's: the record found, by path
-	trust    bool                    // a delta restore's: Opt.TrustTime, and no interrupted restore before
+	restored restoredFiles // for the record (RecordFile)
+	trust    bool          // a delta restore's: Opt.TrustTime, and no interrupted restore or crashed server before
 
 	inPlace map[uint32]bool
 }
@@ -437,7 +436,8 @@ func (r *Restorer) inPlaceDir(name string) bool {
 }
 
 func safePath(p string) bool {
-	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.HasPrefix(p, "../") && p != ".."
+	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.HasPrefix(p, "../") && p != ".." &&
+		p != RecordFile // restore's own, never a backup's
 }
 
 func (r *Restorer) chown(p string) error {
@@ -866,11 +866,8 @@ func (r *Restorer) writeFile(src io.Reader, f *repo.File, spc map[uint32]string,
 	if err := r.own(out, f.MTime); err != nil {
 		return err
 	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	r.restored.add(restoredFile{path: f.Path, crc: f.CRC, size: f.Size, mtime: f.MTime})
-	return nil
+	r.addRestored(out, f.Path, f.CRC, f.Size, f.MTime)
+	return out.Close()
 }
 
 // writebackChunk is how much of a file restore writes before it has the kernel start

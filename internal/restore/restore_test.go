@@ -268,18 +268,19 @@ func TestRestoreEndToEnd(t *testing.T) {
 					want = append(want, f.Path)
 				}
 			}
-			// The record lists every file of the backup, as restore left it (but
-			// postgresql.auto.conf, which the recovery settings changed).
-			rec, err := r.loadRecord(target, uint64(b.m.SystemID))
+			// The record lists every file of the backup, as restore left it: not
+			// pg_control, renamed into place after it was checked, nor
+			// postgresql.auto.conf, which the recovery settings changed.
+			rec, err := r.loadRecord(target, uint64(b.m.SystemID), func(string) bool { return true })
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range allFiles(t, b.m) {
-				if changed := tc.rec != nil && f.Path == "postgresql.auto.conf"; (rec[f.Path] == nil) != changed {
+				if changed := f.Path == controlFile || tc.rec != nil && f.Path == "postgresql.auto.conf"; (rec[f.Path] == nil) != changed {
 					t.Errorf("%s: recorded %v", f.Path, rec[f.Path] != nil)
 				}
 			}
-			if len(rec) < len(allFiles(t, b.m))-1 {
+			if len(rec) < len(allFiles(t, b.m))-2 {
 				t.Errorf("the record holds %d files, the backup %d", len(rec), len(allFiles(t, b.m)))
 			}
 			want = append(want, "backup_label", "tablespace_map")
