@@ -1,0 +1,125 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/storage/mem"
+	"github.com/pgb-project/pgb/internal/wal"
+)
+
+// fakeStandby is a fakeSource in recovery: pg_walfile_name fails there, as on a real
+// standby, and its stop point is on recoveryTLI.
+type fakeStandby struct {
+	*fakeSource
+	paused      bool
+	replayed    wal.LSN
+	recoveryTLI uint32
+}
+
+func (s *fakeStandby) InRecovery(context.Context) (bool, error)   { return true, nil }
+func (s *fakeStandby) ReplayPaused(context.Context) (bool, error) { return s.paused, nil }
+func (s *fakeStandby) ReplayLSN(context.Context) (wal.LSN, error) { return s.replayed, nil }
+func (s *fakeStandby) RecoveryTimeline(context.Context) (uint32, error) {
+	return s.recoveryTLI, nil
+}
+func (s *fakeStandby) WALFileName(context.Context, wal.LSN) (string, error) {
+	return "", errors.New("ERROR: recovery is in progress (SQLSTATE 55000)")
+}
+
+// fakePrimary records what a standby's backup asks of its primary, in order.
+type fakePrimary struct {
+	sys     uint64
+	current wal.LSN
+	mu      sync.Mutex
+	calls   []string
+}
+
+func (p *fakePrimary) call(c string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = append(p.calls, c)
+}
+func (p *fakePrimary) SystemID(context.Context) (uint64, error)    { return p.sys, nil }
+func (p *fakePrimary) CurrentLSN(context.Context) (wal.LSN, error) { return p.current, nil }
+func (p *fakePrimary) SwitchWAL(context.Context) (string, error) {
+	p.call("switch")
+	return "000000010000000000000002", nil
+}
+func (p *fakePrimary) Checkpoint(context.Context) error { p.call("checkpoint"); return nil }
+
+// A backup on a standby names its segments itself, its stop segment on the standby's
+// recovery timeline, has the primary checkpoint before it starts (--fast) and switch
+// WAL once it stopped, and says where it was taken.
+func TestPushOnAStandbyNamesItsWALAndHasThePrimarySwitch(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000020000000000000002") // the stop segment, on the standby's timeline 2
+	src := &fakeStandby{fakeSource: newFakeSource(fx.dataDir), replayed: 0x2000100, recoveryTLI: 2}
+	primary := &fakePrimary{sys: testSystemID, current: 0x2100000}
+	src.onStart = func() { primary.call("start") }
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Opt.Primary = primary
+	m, err := p.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.FromStandby || m.StopTimeline != 2 || m.StartWAL != "000000010000000000000002" || m.StopWAL != "000000020000000000000002" {
+		t.Errorf("from standby %v, stop timeline %d, WAL %s to %s; want true, 2, 000000010000000000000002 to 000000020000000000000002",
+			m.FromStandby, m.StopTimeline, m.StartWAL, m.StopWAL)
+	}
+	if got := strings.Join(primary.calls, " "); got != "checkpoint start switch" {
+		t.Errorf("the primary was asked: %s; want checkpoint start switch", got)
+	}
+}
+
+// What cannot make a backup on a standby is refused before anything is stored.
+func TestPushOnAStandbyRefusesWhatCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(s *fakeStandby, p *fakePrimary)
+		want string
+	}{
+		{"replay paused", func(s *fakeStandby, _ *fakePrimary) { s.paused = true }, "replay is paused"},
+		{"another cluster's primary", func(_ *fakeStandby, p *fakePrimary) { p.sys++ }, "point it at this standby's primary"},
+		{"far behind", func(s *fakeStandby, p *fakePrimary) { p.current = s.replayed + 2<<30 }, "behind its primary"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newBackupFixture(t, testSystemID, nil)
+			st := mem.New()
+			putWAL(t, st, "000000010000000000000002")
+			src := &fakeStandby{fakeSource: newFakeSource(fx.dataDir), replayed: 0x2000100, recoveryTLI: 1}
+			primary := &fakePrimary{sys: testSystemID, current: 0x2100000}
+			tc.set(src, primary)
+			p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			p.Opt.Primary = primary
+			if _, err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an error saying %q", err, tc.want)
+			}
+			if src.startLabel != "" {
+				t.Error("pg_backup_start was called")
+			}
+			if left := allKeys(t, st, "backups/"); len(left) != 0 {
+				t.Errorf("objects written: %v", left)
+			}
+		})
+	}
+}
+
+// pg_walfile_name's rule: an LSN at a segment's start ends the segment before it.
+func TestWALFileNameIsPgWalfileName(t *testing.T) {
+	const seg = 16 << 20
+	for lsn, want := range map[wal.LSN]string{
+		0x3000028: "000000010000000000000003",
+		0x4000000: "000000010000000000000003",
+		0x4000001: "000000010000000000000004",
+	} {
+		if got := walFileName(1, lsn, seg); got != want {
+			t.Errorf("walFileName(%s) = %s, want %s", lsn, got, want)
+		}
+	}
+}
