@@ -11,6 +11,7 @@ import (
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/wal"
 )
 
 func backupPushCommand() *cli.Command {
@@ -64,12 +65,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
 	var primary backup.Primary
 	if e.cfg.PrimaryDSN != "" {
-		pc, err := pg.Connect(ctx, e.cfg.PrimaryDSN)
-		if err != nil {
-			return fmt.Errorf("--primary-dsn: %w", err)
-		}
-		defer func() { _ = pc.Close(context.WithoutCancel(ctx)) }() // read and switch only
-		primary = pc
+		primary = lazyPrimary{dsn: e.cfg.PrimaryDSN}
 	}
 	rp, err := e.openRepo(ctx, true, codec)
 	if err != nil {
@@ -134,4 +130,42 @@ func ratio(stored, size int64) float64 {
 		return 1
 	}
 	return float64(stored) / float64(size)
+}
+
+// lazyPrimary is the primary of --primary-dsn, connected for each question: the backup
+// may copy for hours, longer than an idle connection lives (idle_session_timeout, a
+// pooler, a failover).
+type lazyPrimary struct{ dsn string }
+
+func (l lazyPrimary) with(ctx context.Context, fn func(c *pg.Conn) error) error {
+	c, err := pg.ConnectTo(ctx, l.dsn, "--primary-dsn / PGB_PRIMARY_DSN")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close(context.WithoutCancel(ctx)) }() // questions only: nothing pending
+	return fn(c)
+}
+
+func (l lazyPrimary) InRecovery(ctx context.Context) (in bool, err error) {
+	err = l.with(ctx, func(c *pg.Conn) (err error) { in, err = c.InRecovery(ctx); return err })
+	return in, err
+}
+
+func (l lazyPrimary) SystemID(ctx context.Context) (id uint64, err error) {
+	err = l.with(ctx, func(c *pg.Conn) (err error) { id, err = c.SystemID(ctx); return err })
+	return id, err
+}
+
+func (l lazyPrimary) CurrentLSN(ctx context.Context) (lsn wal.LSN, err error) {
+	err = l.with(ctx, func(c *pg.Conn) (err error) { lsn, err = c.CurrentLSN(ctx); return err })
+	return lsn, err
+}
+
+func (l lazyPrimary) SwitchWAL(ctx context.Context) (name string, err error) {
+	err = l.with(ctx, func(c *pg.Conn) (err error) { name, err = c.SwitchWAL(ctx); return err })
+	return name, err
+}
+
+func (l lazyPrimary) Checkpoint(ctx context.Context) error {
+	return l.with(ctx, func(c *pg.Conn) error { return c.Checkpoint(ctx) })
 }

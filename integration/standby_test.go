@@ -61,11 +61,15 @@ func TestBackupFromAStandbyRestoresEveryCommittedRow(t *testing.T) {
 	}
 	// Without the primary's connection, nothing completes the stop segment on an idle
 	// primary (archive_timeout 0): the backup is not recorded, and the error says how.
-	// (Some WAL into a new segment first, replayed, so that the stop point is inside it.)
+	// (Some WAL into a new segment first, and a checkpoint, both replayed: the
+	// backup's restartpoint then flushes the pages, so that the standby's minimum
+	// recovery point, where its backup stops, is inside that segment.)
 	primary.Exec(t, "CREATE TABLE replayed AS SELECT 1 AS one")
-	standby.WaitFor(t, "the standby to replay the new table", 60*time.Second, func() (bool, string, error) {
-		s, err := standby.TryQueryString("SELECT to_regclass('replayed') IS NOT NULL")
-		return s == "t", "replayed: " + s, err
+	primary.Exec(t, "CHECKPOINT")
+	ckpt := primary.QueryString(t, "SELECT checkpoint_lsn::text FROM pg_control_checkpoint()")
+	standby.WaitFor(t, "the standby to replay the primary's checkpoint", 60*time.Second, func() (bool, string, error) {
+		s, err := standby.TryQueryString("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", ckpt)
+		return s == "t", "replayed past " + ckpt + ": " + s, err
 	})
 	if r := pgb(t, "", standby.Env(), "backup-push", "--repo", repo, "--fast", "--archive-timeout", "2s"); r.code == 0 || !strings.Contains(r.stderr, "give --primary-dsn") {
 		t.Fatalf("backup-push on a standby whose stop segment the primary does not complete: %s", r)

@@ -176,7 +176,9 @@ type judgement struct {
 // whole unless --checksum-delta finds its content the base's.
 func (in *increment) judge(e entry, open openFunc, buf []byte, ck *pageChecker, done *atomic.Int64) (judgement, error) {
 	bf, inBase := in.base.files[e.path]
-	if !inBase {
+	if !inBase || e.path == controlFile {
+		// pg_control is always stored: the parent's would end the recovery of a
+		// backup taken on a standby at the parent's minimum recovery point.
 		return judgement{kind: storeWhole}, nil
 	}
 	eligible := pagemap.Eligible(e.path) && !in.recreated(e)

@@ -12,6 +12,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +54,7 @@ type StandbySource interface {
 // point, and with Options.Fast checkpoints first, so that the standby's restartpoint,
 // where the backup starts, is recent.
 type Primary interface {
+	InRecovery(ctx context.Context) (bool, error)
 	SystemID(ctx context.Context) (uint64, error)
 	CurrentLSN(ctx context.Context) (wal.LSN, error)
 	SwitchWAL(ctx context.Context) (string, error)
@@ -305,9 +308,10 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	t0 := now()
 	if standby != nil && p.Opt.Fast && p.Opt.Primary != nil {
 		// The standby's restartpoint, where its backup starts, can only be at a
-		// checkpoint it replayed: have the primary make one now.
+		// checkpoint it replayed: have the primary make one now (if the standby has not
+		// replayed it yet when the backup starts, it starts at the one before).
 		if err := p.Opt.Primary.Checkpoint(ctx); err != nil {
-			return nil, fmt.Errorf("--primary-dsn: %w", err)
+			p.Log.Warn("the primary did not checkpoint: the standby's backup starts at its last restartpoint", "error", err)
 		}
 	}
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
@@ -538,11 +542,16 @@ func (p *Pusher) standby(ctx context.Context, sysID uint64) (StandbySource, erro
 		return nil, err
 	}
 	if paused {
-		return nil, errors.New("the standby's WAL replay is paused (pg_wal_replay_pause()), so a backup there could never stop: resume it with SELECT pg_wal_replay_resume(), or back up the primary")
+		return nil, errors.New("the standby's WAL replay is paused (pg_wal_replay_pause()): a backup there would end at the paused point, however late it stops; resume it with SELECT pg_wal_replay_resume(), or back up the primary")
 	}
 	if p.Opt.Primary == nil {
 		p.Log.Info("backing up a standby: the backup is complete once the primary completes the WAL segment of its stop point and it is archived (--primary-dsn has pgb switch WAL on the primary)")
 		return s, nil
+	}
+	if in, err := p.Opt.Primary.InRecovery(ctx); err != nil {
+		return nil, fmt.Errorf("--primary-dsn: %w", err)
+	} else if in {
+		return nil, errors.New("--primary-dsn connects to a server in recovery (another standby), which cannot switch WAL: point it at the primary")
 	}
 	id, err := p.Opt.Primary.SystemID(ctx)
 	if err != nil {
@@ -577,6 +586,13 @@ func (p *Pusher) stopOnStandby(ctx context.Context, s StandbySource, m *repo.Man
 	if err != nil {
 		return err
 	}
+	// The standby followed a new timeline (or was promoted) during the backup: its
+	// start and stop are on different timelines, which pgb does not record.
+	start := labelTimeline(m.Label)
+	if tli == 0 || tli != m.Timeline || start != 0 && start != m.Timeline {
+		return fmt.Errorf("the standby changed timeline during the backup (started on timeline %d, label says %d, stops on %d): nothing was stored; take the backup again",
+			m.Timeline, start, tli)
+	}
 	m.StopTimeline = tli
 	m.StopWAL = walFileName(tli, m.StopLSN, m.WALSegSize)
 	if p.Opt.Primary != nil {
@@ -587,6 +603,19 @@ func (p *Pusher) stopOnStandby(ctx context.Context, s StandbySource, m *repo.Man
 		p.Log.Debug("the primary switched WAL for the standby's backup", "completed", done, "stop_wal", m.StopWAL)
 	}
 	return nil
+}
+
+// labelTimeline is the START TIMELINE a backup_label names (0: none).
+func labelTimeline(label string) uint32 {
+	for _, line := range strings.Split(label, "\n") {
+		if v, ok := strings.CutPrefix(line, "START TIMELINE: "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
+			if err == nil {
+				return uint32(n)
+			}
+		}
+	}
+	return 0
 }
 
 // walFileName is pg_walfile_name(lsn) on timeline tli: the segment holding the byte
@@ -656,6 +685,15 @@ func (p *Pusher) copyFiles(ctx context.Context, t *tree, m *repo.Manifest, open 
 		mu.Unlock()
 		return err
 	})
+	if err == nil && t.control != nil {
+		// pg_control after every other file, in a part of its own (tree.control).
+		last := make(chan item, 1)
+		last <- item{big: *t.control}
+		close(last)
+		var parts []repo.Part
+		parts, err = p.worker(ctx, w, last)
+		m.Parts = append(m.Parts, parts...)
+	}
 	if w.unchanged != nil {
 		if cerr := w.unchanged.w.Close(); err == nil {
 			err = cerr

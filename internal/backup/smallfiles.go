@@ -153,13 +153,17 @@ func (t *tree) each(it item, fn func(entry) error) error {
 	return t.small.each(*it.batch, fn)
 }
 
-// allFiles returns every file of the walk: the big ones first, biggest first.
+// allFiles returns every file of the walk: the big ones first, biggest first, and
+// pg_control last.
 func (t *tree) allFiles() ([]entry, error) {
 	var out []entry
 	for _, it := range t.items() {
 		if err := t.each(it, func(e entry) error { out = append(out, e); return nil }); err != nil {
 			return nil, err
 		}
+	}
+	if t.control != nil {
+		out = append(out, *t.control)
 	}
 	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 )
@@ -19,6 +21,14 @@ type fakeStandby struct {
 	paused      bool
 	replayed    wal.LSN
 	recoveryTLI uint32
+	onStop      func()
+}
+
+func (s *fakeStandby) BackupStop(ctx context.Context) (pg.BackupStopResult, error) {
+	if s.onStop != nil {
+		s.onStop()
+	}
+	return s.fakeSource.BackupStop(ctx)
 }
 
 func (s *fakeStandby) InRecovery(context.Context) (bool, error)   { return true, nil }
@@ -33,11 +43,14 @@ func (s *fakeStandby) WALFileName(context.Context, wal.LSN) (string, error) {
 
 // fakePrimary records what a standby's backup asks of its primary, in order.
 type fakePrimary struct {
-	sys     uint64
-	current wal.LSN
-	mu      sync.Mutex
-	calls   []string
+	sys       uint64
+	current   wal.LSN
+	recovered bool // it is a standby itself
+	mu        sync.Mutex
+	calls     []string
 }
+
+func (p *fakePrimary) InRecovery(context.Context) (bool, error) { return p.recovered, nil }
 
 func (p *fakePrimary) call(c string) {
 	p.mu.Lock()
@@ -58,22 +71,23 @@ func (p *fakePrimary) Checkpoint(context.Context) error { p.call("checkpoint"); 
 func TestPushOnAStandbyNamesItsWALAndHasThePrimarySwitch(t *testing.T) {
 	fx := newBackupFixture(t, testSystemID, nil)
 	st := mem.New()
-	putWAL(t, st, "000000020000000000000002") // the stop segment, on the standby's timeline 2
-	src := &fakeStandby{fakeSource: newFakeSource(fx.dataDir), replayed: 0x2000100, recoveryTLI: 2}
+	putWAL(t, st, "000000010000000000000002")
+	src := &fakeStandby{fakeSource: newFakeSource(fx.dataDir), replayed: 0x2000100, recoveryTLI: 1}
 	primary := &fakePrimary{sys: testSystemID, current: 0x2100000}
 	src.onStart = func() { primary.call("start") }
+	src.onStop = func() { primary.call("stop") }
 	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	p.Opt.Primary = primary
 	m, err := p.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.FromStandby || m.StopTimeline != 2 || m.StartWAL != "000000010000000000000002" || m.StopWAL != "000000020000000000000002" {
-		t.Errorf("from standby %v, stop timeline %d, WAL %s to %s; want true, 2, 000000010000000000000002 to 000000020000000000000002",
+	if !m.FromStandby || m.StopTimeline != 1 || m.StartWAL != "000000010000000000000002" || m.StopWAL != "000000010000000000000002" {
+		t.Errorf("from standby %v, stop timeline %d, WAL %s to %s; want true, 1, 000000010000000000000002 to 000000010000000000000002",
 			m.FromStandby, m.StopTimeline, m.StartWAL, m.StopWAL)
 	}
-	if got := strings.Join(primary.calls, " "); got != "checkpoint start switch" {
-		t.Errorf("the primary was asked: %s; want checkpoint start switch", got)
+	if got := strings.Join(primary.calls, " "); got != "checkpoint start stop switch" {
+		t.Errorf("the primary was asked: %s; want checkpoint start stop switch", got)
 	}
 }
 
@@ -87,6 +101,8 @@ func TestPushOnAStandbyRefusesWhatCannotWork(t *testing.T) {
 		{"replay paused", func(s *fakeStandby, _ *fakePrimary) { s.paused = true }, "replay is paused"},
 		{"another cluster's primary", func(_ *fakeStandby, p *fakePrimary) { p.sys++ }, "point it at this standby's primary"},
 		{"far behind", func(s *fakeStandby, p *fakePrimary) { p.current = s.replayed + 2<<30 }, "behind its primary"},
+		{"a primary in recovery", func(_ *fakeStandby, p *fakePrimary) { p.recovered = true }, "another standby"},
+		{"a new timeline during the backup", func(s *fakeStandby, _ *fakePrimary) { s.recoveryTLI = 2 }, "changed timeline during the backup"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newBackupFixture(t, testSystemID, nil)
@@ -100,7 +116,7 @@ func TestPushOnAStandbyRefusesWhatCannotWork(t *testing.T) {
 			if _, err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run = %v, want an error saying %q", err, tc.want)
 			}
-			if src.startLabel != "" {
+			if src.startLabel != "" && tc.name != "a new timeline during the backup" {
 				t.Error("pg_backup_start was called")
 			}
 			if left := allKeys(t, st, "backups/"); len(left) != 0 {
@@ -120,6 +136,46 @@ func TestWALFileNameIsPgWalfileName(t *testing.T) {
 	} {
 		if got := walFileName(1, lsn, seg); got != want {
 			t.Errorf("walFileName(%s) = %s, want %s", lsn, got, want)
+		}
+	}
+}
+
+// pg_control is copied after every other file, in a part of its own: in a backup of a
+// standby its minimum recovery point ends the restore's recovery, so it must be at
+// least as new as every page copied; incremental backups store it every time.
+func TestPushCopiesPgControlLast(t *testing.T) {
+	for _, incremental := range []bool{false, true} {
+		fx := newBackupFixture(t, testSystemID, nil)
+		st := mem.New()
+		putWAL(t, st, "000000010000000000000002")
+		putWAL(t, st, "000000010000000000000003")
+		src := newFakeSource(fx.dataDir)
+		p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		if incremental {
+			if _, err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			p.Opt.Incremental = IncrementalOn
+			p.Now = func() time.Time { return time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC) }
+			src.startLSN, src.stopLSN = 0x3000028, 0x3000100
+		}
+		m, err := p.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if incremental && m.Parent == "" {
+			t.Fatal("not an incremental backup")
+		}
+		last := 0
+		for _, pt := range m.Parts {
+			last = max(last, pt.N)
+		}
+		var in []string
+		if err := m.EachFileOfPart(last, func(f *repo.File) error { in = append(in, f.Path); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if len(in) != 1 || in[0] != controlFile {
+			t.Errorf("incremental %v: the last part (%d of %d) holds %v, want %s alone", incremental, last, len(m.Parts), in, controlFile)
 		}
 	}
 }

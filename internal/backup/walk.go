@@ -13,6 +13,9 @@ import (
 	"strings"
 )
 
+// controlFile is pg_control, which a backup copies last (tree.control).
+const controlFile = "global/pg_control"
+
 // What PostgreSQL's own base backup leaves out (src/backend/backup/basebackup.c).
 var (
 	// Directories whose contents are skipped; the directory itself is kept.
@@ -58,10 +61,15 @@ func (e entry) where(root string) string {
 
 // tree is the result of a walk.
 type tree struct {
-	root        string // the data directory
-	dirs        []entry
-	files       []entry     // files of smallFile bytes or more, biggest first
-	small       *smallFiles // the others (see smallFiles); close releases them
+	root  string // the data directory
+	dirs  []entry
+	files []entry     // files of smallFile bytes or more, biggest first
+	small *smallFiles // the others (see smallFiles); close releases them
+	// control is global/pg_control, copied alone after every other file: in a backup
+	// taken on a standby its minRecoveryPoint is where the restore becomes
+	// consistent, so it must not be older than any page copied (as pg_basebackup
+	// sends it last).
+	control     *entry
 	links       []entry
 	tablespaces []tablespace
 	bytes       int64
@@ -190,11 +198,14 @@ func (t *tree) walkDir(abs, rel string, top bool) error {
 			}
 		case info.Mode().IsRegular():
 			e := entry{path: p, mode: info.Mode().Perm(), size: info.Size()}
-			if e.size < smallFile {
+			switch {
+			case p == controlFile:
+				t.control = &e
+			case e.size < smallFile:
 				if err := t.small.add(e); err != nil {
 					return err
 				}
-			} else {
+			default:
 				t.files = append(t.files, e)
 			}
 			t.bytes += info.Size()

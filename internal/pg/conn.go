@@ -21,14 +21,19 @@ type Conn struct {
 // Connect opens a connection. An empty dsn means the libpq environment variables
 // (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE, …) alone.
 func Connect(ctx context.Context, dsn string) (*Conn, error) {
+	return ConnectTo(ctx, dsn, "--pg-dsn / PGB_PG_DSN and the PG* variables")
+}
+
+// ConnectTo is Connect for a connection string set by where (named in errors).
+func ConnectTo(ctx context.Context, dsn, where string) (*Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("PostgreSQL connection settings: %w (check --pg-dsn / PGB_PG_DSN and the PG* variables)", err)
+		return nil, fmt.Errorf("PostgreSQL connection settings: %w (check %s)", err, where)
 	}
 	cfg.RuntimeParams["application_name"] = "pgb"
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w (check --pg-dsn / PGB_PG_DSN and the PG* variables)", err)
+		return nil, fmt.Errorf("connect to PostgreSQL: %w (check %s)", err, where)
 	}
 	conn := &Conn{c: c}
 	var v string
