@@ -166,6 +166,7 @@ func (l lazyPrimary) SwitchWAL(ctx context.Context) (name string, err error) {
 	return name, err
 }
 
-func (l lazyPrimary) Checkpoint(ctx context.Context) error {
-	return l.with(ctx, func(c *pg.Conn) error { return c.Checkpoint(ctx) })
+func (l lazyPrimary) Checkpoint(ctx context.Context) (at wal.LSN, err error) {
+	err = l.with(ctx, func(c *pg.Conn) (err error) { at, err = c.Checkpoint(ctx); return err })
+	return at, err
 }

@@ -58,7 +58,8 @@ type Primary interface {
 	SystemID(ctx context.Context) (uint64, error)
 	CurrentLSN(ctx context.Context) (wal.LSN, error)
 	SwitchWAL(ctx context.Context) (string, error)
-	Checkpoint(ctx context.Context) error
+	// Checkpoint runs CHECKPOINT and returns the location of the checkpoint record.
+	Checkpoint(ctx context.Context) (wal.LSN, error)
 }
 
 // DefaultStandbyMaxLag is how far behind its primary a standby may have replayed for a
@@ -307,12 +308,7 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	p.Stats = Stats{}
 	t0 := now()
 	if standby != nil && p.Opt.Fast && p.Opt.Primary != nil {
-		// The standby's restartpoint, where its backup starts, can only be at a
-		// checkpoint it replayed: have the primary make one now (if the standby has not
-		// replayed it yet when the backup starts, it starts at the one before).
-		if err := p.Opt.Primary.Checkpoint(ctx); err != nil {
-			p.Log.Warn("the primary did not checkpoint: the standby's backup starts at its last restartpoint", "error", err)
-		}
+		p.primaryCheckpoint(ctx, standby)
 	}
 	m.StartLSN, m.Timeline, err = p.Src.BackupStart(ctx, "pgb "+m.Name, p.Opt.Fast)
 	if err != nil {
@@ -327,9 +323,14 @@ func (p *Pusher) run(ctx context.Context, list *repo.FileList) (*repo.Manifest, 
 	var inc *increment
 	switch {
 	case b == nil:
-	case b.sum.Timeline != m.Timeline || b.sum.StopLSN > m.StartLSN:
+	case b.sum.Timeline != m.Timeline:
 		p.Log.Info("taking a full backup: the timeline changed since the newest backup (a promotion or a recovery)",
 			"backup", b.sum.Name, "its_timeline", b.sum.Timeline, "timeline", m.Timeline)
+	case b.sum.StopLSN > m.StartLSN:
+		// On a standby the backup starts at its last restartpoint, which may be older
+		// than the newest backup's stop: no checkpoint replayed since.
+		p.Log.Info("taking a full backup: this backup starts before the newest backup stopped (on a standby: no checkpoint replayed since; --primary-dsn with --fast has the primary make one)",
+			"backup", b.sum.Name, "its_stop_lsn", b.sum.StopLSN, "start_lsn", m.StartLSN)
 	default:
 		inc = newIncrement(b, p.Opt.ChecksumDelta)
 		m.Parent = b.sum.Name
@@ -577,6 +578,41 @@ func (p *Pusher) standby(ctx context.Context, sysID uint64) (StandbySource, erro
 			replayed, int64(cur-replayed)>>20, cur, maxLag>>20)
 	}
 	return s, nil
+}
+
+// replayWait bounds how long a backup on a standby waits for it to replay the
+// checkpoint its primary just made; replayPoll is how often it looks.
+const (
+	replayWait = time.Minute
+	replayPoll = 50 * time.Millisecond
+)
+
+// primaryCheckpoint has the Primary checkpoint, then waits (up to replayWait) until the
+// standby has replayed that checkpoint: the standby's restartpoint, where its backup
+// starts, can only be at a checkpoint it replayed. Failing either, the backup starts
+// at the standby's last restartpoint, which is correct, only older.
+func (p *Pusher) primaryCheckpoint(ctx context.Context, s StandbySource) {
+	at, err := p.Opt.Primary.Checkpoint(ctx)
+	if err != nil {
+		p.Log.Warn("the primary did not checkpoint: the standby's backup starts at its last restartpoint", "error", err)
+		return
+	}
+	deadline := time.Now().Add(replayWait)
+	for {
+		replayed, err := s.ReplayLSN(ctx)
+		if err == nil && replayed >= at {
+			return
+		}
+		if err != nil || time.Now().After(deadline) {
+			p.Log.Warn("the standby has not replayed the primary's checkpoint: its backup starts at its last restartpoint", "checkpoint", at, "replayed", replayed, "error", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(replayPoll):
+		}
+	}
 }
 
 // stopOnStandby names m's stop segment on the standby's recovery timeline, and has the

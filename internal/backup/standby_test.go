@@ -22,6 +22,7 @@ type fakeStandby struct {
 	replayed    wal.LSN
 	recoveryTLI uint32
 	onStop      func()
+	onReplay    func() wal.LSN // the replay position, as it moves
 }
 
 func (s *fakeStandby) BackupStop(ctx context.Context) (pg.BackupStopResult, error) {
@@ -33,7 +34,12 @@ func (s *fakeStandby) BackupStop(ctx context.Context) (pg.BackupStopResult, erro
 
 func (s *fakeStandby) InRecovery(context.Context) (bool, error)   { return true, nil }
 func (s *fakeStandby) ReplayPaused(context.Context) (bool, error) { return s.paused, nil }
-func (s *fakeStandby) ReplayLSN(context.Context) (wal.LSN, error) { return s.replayed, nil }
+func (s *fakeStandby) ReplayLSN(context.Context) (wal.LSN, error) {
+	if s.onReplay != nil {
+		return s.onReplay(), nil
+	}
+	return s.replayed, nil
+}
 func (s *fakeStandby) RecoveryTimeline(context.Context) (uint32, error) {
 	return s.recoveryTLI, nil
 }
@@ -43,11 +49,12 @@ func (s *fakeStandby) WALFileName(context.Context, wal.LSN) (string, error) {
 
 // fakePrimary records what a standby's backup asks of its primary, in order.
 type fakePrimary struct {
-	sys       uint64
-	current   wal.LSN
-	recovered bool // it is a standby itself
-	mu        sync.Mutex
-	calls     []string
+	sys        uint64
+	current    wal.LSN
+	recovered  bool    // it is a standby itself
+	checkpoint wal.LSN // where its CHECKPOINT writes its record
+	mu         sync.Mutex
+	calls      []string
 }
 
 func (p *fakePrimary) InRecovery(context.Context) (bool, error) { return p.recovered, nil }
@@ -63,7 +70,10 @@ func (p *fakePrimary) SwitchWAL(context.Context) (string, error) {
 	p.call("switch")
 	return "000000010000000000000002", nil
 }
-func (p *fakePrimary) Checkpoint(context.Context) error { p.call("checkpoint"); return nil }
+func (p *fakePrimary) Checkpoint(context.Context) (wal.LSN, error) {
+	p.call("checkpoint")
+	return p.checkpoint, nil
+}
 
 // A backup on a standby names its segments itself, its stop segment on the standby's
 // recovery timeline, has the primary checkpoint before it starts (--fast) and switch
@@ -177,5 +187,34 @@ func TestPushCopiesPgControlLast(t *testing.T) {
 		if len(in) != 1 || in[0] != controlFile {
 			t.Errorf("incremental %v: the last part (%d of %d) holds %v, want %s alone", incremental, last, len(m.Parts), in, controlFile)
 		}
+	}
+}
+
+// With --fast, the primary checkpoints and the backup starts once the standby has
+// replayed that checkpoint, so that its restartpoint is recent.
+func TestPushOnAStandbyStartsOnceThePrimarysCheckpointIsReplayed(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	primary := &fakePrimary{sys: testSystemID, current: 0x3100000, checkpoint: 0x3000100}
+	steps := []wal.LSN{0x2000100, 0x2000100, 0x2800000, 0x3000100}
+	src := &fakeStandby{fakeSource: newFakeSource(fx.dataDir), recoveryTLI: 1}
+	src.onReplay = func() wal.LSN {
+		primary.call("replay")
+		at := steps[0]
+		if len(steps) > 1 {
+			steps = steps[1:]
+		}
+		return at
+	}
+	src.onStart = func() { primary.call("start") }
+	p := newPusher(st, src, fx.dataDir, 1<<20, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	p.Opt.Primary = primary
+	if _, err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The lag check's look, then the checkpoint, then looks until it is replayed.
+	if got := strings.Join(primary.calls, " "); got != "replay checkpoint replay replay replay start switch" {
+		t.Errorf("calls: %s; want replay checkpoint replay replay replay start switch", got)
 	}
 }

@@ -340,14 +340,16 @@ func (c *Conn) RecoveryTimeline(ctx context.Context) (uint32, error) {
 	return uint32(tli), nil
 }
 
-// Checkpoint runs CHECKPOINT (superuser or pg_checkpoint).
-func (c *Conn) Checkpoint(ctx context.Context) error {
+// Checkpoint runs CHECKPOINT (superuser or pg_checkpoint) and returns the location of
+// the checkpoint record it wrote (pg_control_checkpoint()).
+func (c *Conn) Checkpoint(ctx context.Context) (wal.LSN, error) {
 	if _, err := c.c.Exec(ctx, "CHECKPOINT"); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42501" {
-			return fmt.Errorf("checkpoint: %w (connect as a superuser, or GRANT pg_checkpoint to the pgb role)", err)
+			return 0, fmt.Errorf("checkpoint: %w (connect as a superuser, or GRANT pg_checkpoint to the pgb role)", err)
 		}
-		return fmt.Errorf("checkpoint: %w", err)
+		return 0, fmt.Errorf("checkpoint: %w", err)
 	}
-	return nil
+	ctl, err := c.ControlCheckpoint(ctx)
+	return ctl.Checkpoint, err
 }
