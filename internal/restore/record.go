@@ -54,9 +54,9 @@ type recordEntry struct {
 
 // same says whether fi, a file found where e's was, still is the one recorded.
 func (e *recordEntry) same(fi os.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && fi.Mode().IsRegular() && st.Nlink == 1 && st.Dev == e.Dev && st.Ino == e.Ino &&
-		fi.Size() == e.Size && fi.ModTime().UnixNano() == e.MTimeNano && ctime(st).UnixNano() == e.CTimeNano
+	id, ok := idOf(fi)
+	return ok && fi.Mode().IsRegular() && oneLink(fi) && id == fileID{dev: e.Dev, ino: e.Ino, ctime: e.CTimeNano} &&
+		fi.Size() == e.Size && fi.ModTime().UnixNano() == e.MTimeNano
 }
 
 func ctime(st *syscall.Stat_t) time.Time { return time.Unix(st.Ctim.Sec, st.Ctim.Nsec) }

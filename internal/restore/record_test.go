@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"os"
@@ -127,4 +128,24 @@ func TestRestoreRecordHoldsWhatTheRestoreLeftAsTheBackupHasIt(t *testing.T) {
 	if b, err := os.ReadFile(outside); err != nil || string(b) != "{}" {
 		t.Fatal("the file a link named was changed")
 	}
+}
+
+// A hostile record (the data directory is written by others too) either decodes into
+// entries of the paths asked for, of the cluster asked for, or is refused; never more.
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add([]byte(`{"format":1,"system_id":42,"backup":"b","taken":"2026-12-01T00:00:00Z","files":[{"path":"PG_VERSION","crc":"00000000","size":3,"mtime_ns":1,"ctime_ns":2,"dev":3,"ino":4}]}`))
+	f.Add([]byte(`{"files":[{},{},{"path":"x"}],"format":1,"system_id":42}`))
+	f.Add([]byte(`{"format":2,"system_id":42}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := decodeRecord(bytes.NewReader(b), 42, func(p string) bool { return p == "PG_VERSION" })
+		if err != nil {
+			return
+		}
+		for p, e := range got {
+			if p != "PG_VERSION" || e.Path != p {
+				t.Fatalf("entry %q (path %q) kept, not asked for", p, e.Path)
+			}
+		}
+	})
 }
