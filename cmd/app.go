@@ -139,7 +139,7 @@ func commitSuffix(c string) string {
 }
 
 // commonKeys are the settings every command takes.
-var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyLogLevel, config.KeyLogFormat,
+var commonKeys = []string{config.KeyConfig, config.KeyRepo, config.KeyRepos, config.KeyLogLevel, config.KeyLogFormat,
 	config.KeyStorageTimeout, config.KeyStorageRetries, config.KeyAllowReadableConfig}
 
 // flags builds the flags of a command: the common settings, every repository

@@ -21,7 +21,7 @@ func backupListCommand() *cli.Command {
 			"restore and backup-fetch skip it. --json prints the same as a JSON array.",
 		Flags: append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			return e.backupList(c.Context, c.Bool("json"))
+			return e.each(c, func(e *env) error { return e.backupList(c.Context, c.Bool("json")) })
 		}),
 	}
 }

@@ -29,6 +29,10 @@ func backupMarkCommand() *cli.Command {
 			if on == off {
 				return usagef("backup-mark wants exactly one of --permanent and --no-permanent")
 			}
+			e, err := e.one(c) // a backup's name is its repository's own
+			if err != nil {
+				return err
+			}
 			return e.backupMark(c.Context, c.Args().First(), on)
 		}),
 	}

@@ -45,7 +45,7 @@ func backupPushCommand() *cli.Command {
 			case c.Bool("full"):
 				e.cfg.Incremental = backup.IncrementalOff
 			}
-			return e.backupPush(c.Context, c.Bool("permanent"))
+			return e.each(c, func(e *env) error { return e.backupPush(c.Context, c.Bool("permanent")) })
 		}),
 	}
 }

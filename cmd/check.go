@@ -25,7 +25,7 @@ func checkCommand() *cli.Command {
 			"failure.",
 		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			return e.check(c.Context)
+			return e.each(c, func(e *env) error { return e.check(c.Context) })
 		}),
 	}
 }

@@ -57,13 +57,15 @@ func deleteCommand() *cli.Command {
 				if c.Duration("grace") <= 0 {
 					return usagef("--grace %s: want a positive duration, e.g. 24h", c.Duration("grace"))
 				}
-				return e.deleteGarbage(c.Context, c.Duration("grace"), c.Bool("confirm"))
+				return e.each(c, func(e *env) error { return e.deleteGarbage(c.Context, c.Duration("grace"), c.Bool("confirm")) })
 			}
-			pol, err := e.policy(c.String("before"))
-			if err != nil {
-				return err
-			}
-			return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
+			return e.each(c, func(e *env) error {
+				pol, err := e.policy(c.String("before"))
+				if err != nil {
+					return err
+				}
+				return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
+			})
 		}),
 	}
 }

@@ -71,7 +71,9 @@ func drillCommand() *cli.Command {
 			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE`"},
 			&cli.StringFlag{Name: "prom", Usage: "also write the result as Prometheus metrics to `FILE` (textfile collector; written atomically, also when the drill fails)"},
 		),
-		Action: action(0, "none", func(c *cli.Context, e *env) error { return e.drill(c) }),
+		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			return e.each(c, func(e *env) error { return e.drill(c) })
+		}),
 	}
 }
 
@@ -102,7 +104,7 @@ func (e *env) drill(c *cli.Context) error {
 			return usagef("--check-sql %s: %v", f, err)
 		}
 	}
-	if opt.RestoreCommand, _, err = e.restoreCommand(); err != nil {
+	if opt.RestoreCommand, _, err = e.restoreCommand(e.ownRepo()); err != nil {
 		return err
 	}
 	rp, err := e.openRepo(ctx, false, nil)

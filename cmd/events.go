@@ -42,7 +42,7 @@ func eventsCommand() *cli.Command {
 				return err
 			}
 			opt.Log = e.log
-			return e.events(c.Context, opt, c.Bool("json"))
+			return e.first().events(c.Context, opt, c.Bool("json"))
 		}),
 	}
 }

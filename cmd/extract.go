@@ -76,7 +76,7 @@ func extractCommand() *cli.Command {
 			&cli.StringFlag{Name: "owner", Usage: "when run as root, the OS `USER` the copy runs as"},
 			&cli.StringFlag{Name: "user", Usage: "database `USER` to connect to the copy as (default: the copy's OS user name)"},
 		),
-		Action: action(0, "none", func(c *cli.Context, e *env) error { return e.extract(c) }),
+		Action: action(0, "none", func(c *cli.Context, e *env) error { return e.first().extract(c) }),
 	}
 }
 
@@ -149,7 +149,7 @@ func (e *env) extract(c *cli.Context) error {
 	if isTTY(e.stderr) {
 		opt.Drill.Progress = e.stderr
 	}
-	if opt.Drill.RestoreCommand, _, err = e.restoreCommand(); err != nil {
+	if opt.Drill.RestoreCommand, _, err = e.restoreCommand(e.ownRepo()); err != nil {
 		return err
 	}
 	rp, err := e.openRepo(ctx, false, nil)

@@ -106,6 +106,9 @@ func (e *env) prefetchAfter(ctx context.Context, a *archive.Archive, sp fetchSpo
 // --config), secrets given by flag in the environment, never on a command line.
 func (e *env) startPrefetcher(dataDir string) error {
 	flags, secrets := config.PassOn(e.cfg, prefetchKeys())
+	if e.cfg.RepoName != "" {
+		flags = withRepoFlag(nil, flags, e.cfg.RepoName) // the prefetcher works for this repository alone
+	}
 	environ := os.Environ()
 	for _, k := range secrets {
 		if s, ok := config.Lookup(k); ok && len(s.Env) > 0 {
@@ -128,6 +131,10 @@ func prefetcherCommand() *cli.Command {
 		ArgsUsage: "DATADIR",
 		Flags:     flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch),
 		Action: action(1, "DATADIR", func(c *cli.Context, e *env) error {
+			e, err := e.one(c) // started by wal-fetch with --repo NAME when there are several
+			if err != nil {
+				return err
+			}
 			return e.prefetch(c.Context, c.Args().First())
 		}),
 	}

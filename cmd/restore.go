@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -245,7 +246,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	default:
 		_, _ = fmt.Fprintln(e.stdout, "      at the target it shuts down; remove the recovery_target_* settings and start it again to promote")
 	}
-	if w := e.serverCannotRead(owner); w != "" {
+	if w := pl.env.serverCannotRead(owner); w != "" {
 		e.log.Warn(w)
 	}
 	for _, n := range serverNeeds {
@@ -267,6 +268,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 type restorePlan struct {
 	abs            string // the target directory; "" for a dry run without --pgdata
 	spcMap         map[string]string
+	env            *env // working on the repository rp is (of several, the one chosen)
 	rp             *repo.Repo
 	m              *repo.Manifest
 	target         restore.Target
@@ -309,22 +311,18 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 	if c.String("owner") != "" && os.Geteuid() != 0 {
 		return nil, usagef("--owner needs root")
 	}
-	if t != nil {
-		if pl.restoreCommand, pl.secrets, err = e.restoreCommand(); err != nil {
-			return nil, err
-		}
-	}
 	var wrap func(storage.Store) storage.Store
 	if dry {
 		wrap = readonly.New // a dry run writes nothing, not even a WAL summary
 	}
-	rp, err := e.openRepoThrough(ctx, false, nil, wrap)
+	fetchFrom, err := e.pickRepo(ctx, pl, name, t, wrap)
 	if err != nil {
-		return nil, err
-	}
-	pl.rp = rp
-	if pl.m, pl.target, err = restore.Plan(ctx, rp, e.log, name, t); err != nil {
 		return pl, err
+	}
+	if t != nil {
+		if pl.restoreCommand, pl.secrets, err = e.restoreCommand(fetchFrom); err != nil {
+			return pl, err
+		}
 	}
 	// Without a directory (a dry run) the owner of its parent is unknown: checked
 	// only when --owner or the manifest names one.
@@ -338,14 +336,83 @@ func (e *env) planRestore(c *cli.Context, name, dir string, t *restore.Target, d
 	return pl, nil
 }
 
+// pickRepo opens the repository the restore reads, chooses the backup and target in
+// it and sets them in pl (pl.rp, pl.m, pl.target, pl.env). With several repositories,
+// of those selected that open and can reach the target, the one whose backup is
+// newest, the first listed among equals; one that cannot be opened is left out with a
+// warning. fetchFrom is what restore_command's --repo names: the repository's URL, or
+// the names of the repositories that opened, the chosen one first.
+func (e *env) pickRepo(ctx context.Context, pl *restorePlan, name string, t *restore.Target, wrap func(storage.Store) storage.Store) (fetchFrom string, err error) {
+	if !e.cfg.Multi() {
+		rp, err := e.openRepoThrough(ctx, false, nil, wrap)
+		if err != nil {
+			return "", err
+		}
+		pl.rp, pl.env = rp, e
+		pl.m, pl.target, err = restore.Plan(ctx, rp, e.log, name, t)
+		return e.cfg.Repo, err
+	}
+	type candidate struct {
+		env    *env
+		rp     *repo.Repo
+		m      *repo.Manifest
+		target restore.Target
+	}
+	var best *candidate
+	var opened []string
+	var errs []error
+	for _, r := range e.cfg.Selected {
+		child := e.forRepo(r)
+		rp, err := child.openRepoThrough(ctx, false, nil, wrap)
+		if err != nil {
+			e.log.Warn("this repository cannot be opened: the restore goes on without it, and restore_command leaves it out", "repo", r.Name, "error", err)
+			errs = append(errs, fmt.Errorf("repository %s: %w", r.Name, err))
+			continue
+		}
+		opened = append(opened, r.Name)
+		m, target, err := restore.Plan(ctx, rp, child.log, name, t)
+		if err != nil {
+			e.log.Info("this repository cannot restore to the target", "repo", r.Name, "error", err)
+			errs = append(errs, fmt.Errorf("repository %s: %w", r.Name, err))
+			_ = rp.Close() // releases connections only: nothing was written
+			continue
+		}
+		if best == nil || m.StopLSN > best.m.StopLSN {
+			if best != nil {
+				_ = best.m.Close() // its file list, a temporary file
+				_ = best.rp.Close()
+			}
+			best = &candidate{child, rp, m, target}
+			continue
+		}
+		_ = m.Close()
+		_ = rp.Close()
+	}
+	if best == nil {
+		return "", errors.Join(errs...)
+	}
+	pl.env, pl.rp, pl.m, pl.target = best.env, best.rp, best.m, best.target
+	e.log.Info("restoring from repository "+best.env.cfg.RepoName, "backup", best.m.Name)
+	order := []string{best.env.cfg.RepoName}
+	for _, n := range opened {
+		if n != best.env.cfg.RepoName {
+			order = append(order, n)
+		}
+	}
+	return strings.Join(order, ","), nil
+}
+
 // restoreCommand is the restore_command the restored cluster runs: this pgb, by
-// absolute path, with the repository settings it needs (see restore.RestoreCommand).
-func (e *env) restoreCommand() (cmd string, secrets []string, err error) {
+// absolute path, wal-fetch from fetchFrom (pickRepo), with the repository settings it
+// needs (see restore.RestoreCommand).
+func (e *env) restoreCommand(fetchFrom string) (cmd string, secrets []string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, fmt.Errorf("find pgb's own path for restore_command: %w", err)
 	}
-	cmd, secrets = restore.RestoreCommand(self, e.cfg)
+	cfg := e.cfg
+	cfg.Repo = fetchFrom
+	cmd, secrets = restore.RestoreCommand(self, cfg)
 	return cmd, secrets, nil
 }
 

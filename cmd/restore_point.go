@@ -33,7 +33,7 @@ func restorePointCommand() *cli.Command {
 			Usage: "list restore points, oldest first",
 			Flags: append(flags(), &cli.BoolFlag{Name: "json", Usage: "print a JSON array"}),
 			Action: action(0, "none", func(c *cli.Context, e *env) error {
-				return e.restorePointList(c.Context, c.Bool("json"))
+				return e.each(c, func(e *env) error { return e.restorePointList(c.Context, c.Bool("json")) })
 			}),
 		}},
 	}
@@ -48,12 +48,31 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
-	r, err := e.openRepo(ctx, false, nil)
-	if err != nil {
-		return err
+	// With several repositories, one point in PostgreSQL, recorded in each selected.
+	envs := []*env{e}
+	if e.cfg.Multi() {
+		envs = envs[:0]
+		for _, r := range e.cfg.Selected {
+			envs = append(envs, e.forRepo(r))
+		}
 	}
-	defer func() { _ = r.Close() }() // releases connections only: every write has completed or failed by now
-	c, err := restorepoint.Create(ctx, conn, r, name, restorepoint.Options{ArchiveTimeout: e.cfg.ArchiveTimeout})
+	var rps []*repo.Repo
+	defer func() {
+		for _, r := range rps {
+			_ = r.Close() // releases connections only: every write has completed or failed by now
+		}
+	}()
+	for _, e := range envs {
+		r, err := e.openRepo(ctx, false, nil)
+		if err != nil {
+			if e.cfg.RepoName != "" {
+				return fmt.Errorf("repository %s: %w; nothing was created", e.cfg.RepoName, err)
+			}
+			return err
+		}
+		rps = append(rps, r)
+	}
+	c, err := restorepoint.Create(ctx, conn, rps[0], name, restorepoint.Options{ArchiveTimeout: e.cfg.ArchiveTimeout, Also: rps[1:]})
 	if err != nil {
 		return err
 	}

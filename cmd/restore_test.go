@@ -31,7 +31,7 @@ func TestRestoreCommandCarriesSettingsFromFlagsAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand()
+	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand(cfg.Repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRestoreCommandEscapesPercentInValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, _, err := (&env{cfg: cfg}).restoreCommand()
+	cmd, _, err := (&env{cfg: cfg}).restoreCommand(cfg.Repo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestRestoreCommandCarriesTheIdentityFileAndNoEncryptionSecret(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand()
+	cmd, secrets, err := (&env{cfg: cfg}).restoreCommand(cfg.Repo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,10 @@ func rotatePassphraseCommand() *cli.Command {
 			"still opens the old generation (and what was written with it) until that is removed by hand.",
 		Flags: append(flags(), &cli.StringFlag{Name: "new-passphrase-file", Usage: "read the new passphrase from `FILE` (its first line)"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			e, err := e.one(c)
+			if err != nil {
+				return err
+			}
 			return e.rotatePassphrase(c)
 		}),
 	}

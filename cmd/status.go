@@ -2,7 +2,10 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -63,7 +66,26 @@ func statusCommand() *cli.Command {
 			if err != nil {
 				return usagef("--drill-max-age %q: %v", c.String("drill-max-age"), err)
 			}
-			return e.status(c.Context, t, c.Bool("json"), maxAge)
+			// With several repositories, one that cannot reach the target (or anything)
+			// is no failure while another can: restore picks that one.
+			var reports []repoReport
+			var unreachable error
+			err = e.eachThen(c, func(ce *env) error {
+				r, err := ce.status(c.Context, t, c.Bool("json"), maxAge)
+				if r != nil {
+					reports = append(reports, repoReport{ce.cfg.RepoName, r})
+				}
+				var coded codedError
+				if e.cfg.Multi() && errors.As(err, &coded) && coded.code == exitUnreachable {
+					unreachable = err
+					return nil
+				}
+				return err
+			}, func() (string, any) { return combinedWindows(reports) })
+			if err == nil && unreachable != nil && !anyReaches(reports) {
+				return withCode(exitUnreachable, fmt.Errorf("no repository: %w", unreachable))
+			}
+			return err
 		}),
 	}
 }
@@ -109,16 +131,16 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) error {
+func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) (*status.Report, error) {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
 	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
 		DataDir: e.queueDataDir()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if asJSON {
 		err = e.printJSON(r)
@@ -126,13 +148,82 @@ func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillM
 		err = r.Write(e.stdout)
 	}
 	if err != nil {
-		return err
+		return r, err
 	}
 	switch {
 	case r.Target != nil && !r.Target.Reachable:
-		return withCode(exitUnreachable, fmt.Errorf("%s cannot be reached: %s", r.Target.Target, r.Target.Reason))
+		return r, withCode(exitUnreachable, fmt.Errorf("%s cannot be reached: %s", r.Target.Target, r.Target.Reason))
 	case len(r.Windows) == 0:
-		return withCode(exitUnreachable, fmt.Errorf("nothing in %s is recoverable", r.Repository))
+		return r, withCode(exitUnreachable, fmt.Errorf("nothing in %s is recoverable", r.Repository))
 	}
-	return nil
+	return r, nil
+}
+
+// anyReaches reports whether one of reports has a window and reaches its target.
+func anyReaches(reports []repoReport) bool {
+	for _, rr := range reports {
+		if len(rr.r.Windows) > 0 && (rr.r.Target == nil || rr.r.Target.Reachable) {
+			return true
+		}
+	}
+	return false
+}
+
+// repoReport is the status of one of several repositories.
+type repoReport struct {
+	name string
+	r    *status.Report
+}
+
+// combinedSpan is a stretch of time that some of several repositories can each
+// recover to any point of, alone.
+type combinedSpan struct {
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+	Repos []string  `json:"repositories"`
+}
+
+// combinedWindows is what several repositories can recover to together: the union of
+// their windows (a point in it is in the window of one of them, which restore picks),
+// as text and as the spans of the --json document's "combined".
+func combinedWindows(reports []repoReport) (string, any) {
+	var spans []combinedSpan
+	for _, rr := range reports {
+		for _, w := range rr.r.Windows {
+			spans = append(spans, combinedSpan{From: w.Start.Time, To: w.EndTime(), Repos: []string{rr.name}})
+		}
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].From.Before(spans[j].From) })
+	var out []combinedSpan
+	for _, sp := range spans {
+		if n := len(out); n > 0 && !sp.From.After(out[n-1].To) {
+			last := &out[n-1]
+			if sp.To.After(last.To) {
+				last.To = sp.To
+			}
+			for _, name := range sp.Repos {
+				if !slices.Contains(last.Repos, name) {
+					last.Repos = append(last.Repos, name)
+				}
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	var b strings.Builder
+	if len(out) == 0 {
+		b.WriteString("Recoverable: NOTHING in any repository\n")
+	}
+	for i, sp := range out {
+		if i == 0 {
+			b.WriteString("Recoverable window of the repositories together (restore picks one that reaches the target):\n")
+		} else {
+			b.WriteString("  after a gap in every repository, a new window:\n")
+		}
+		fmt.Fprintf(&b, "  from %s\n  to   %s  (%s)\n", sp.From.Local().Format(time.RFC3339), sp.To.Local().Format(time.RFC3339), strings.Join(sp.Repos, ", "))
+	}
+	if out == nil {
+		out = []combinedSpan{}
+	}
+	return b.String(), map[string]any{"windows": out}
 }

@@ -37,8 +37,10 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON document (docs/verify.md)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			return e.verify(c.Context, verify.Options{Backup: c.String("backup"), WAL: c.Bool("wal"),
-				Deep: c.Bool("deep"), Concurrency: e.cfg.Concurrency}, c.Bool("json"))
+			return e.each(c, func(e *env) error {
+				return e.verify(c.Context, verify.Options{Backup: c.String("backup"), WAL: c.Bool("wal"),
+					Deep: c.Bool("deep"), Concurrency: e.cfg.Concurrency}, c.Bool("json"))
+			})
 		}),
 	}
 }

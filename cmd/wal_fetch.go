@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -45,7 +46,13 @@ func walFetchCommand() *cli.Command {
 			"fetches it by itself with a full --wal-timeout of its own. A spooled segment is served only\n" +
 			"when it came from this repository and its size and checksum match the stored object's; \"not in\n" +
 			"the archive\" always comes from asking the repository itself, and a prefetch failure is never\n" +
-			"reported: wal-fetch then fetches by itself. See docs/wal-fetch.md.",
+			"reported: wal-fetch then fetches by itself. See docs/wal-fetch.md.\n\n" +
+			"With several repositories (repos), wal-fetch tries each one --repo selects (all by default), in\n" +
+			"that order, and falls through to the next when NAME is not in one, or one cannot be read\n" +
+			"(unreachable, a damaged object): exit 0 when any one has it. Exit 1 (the end of the archive) only\n" +
+			"when every one answered that NAME is not there: when one could not answer, the exit status is\n" +
+			"that failure's (255 in archive recovery). Another cluster's repository or a missing key stops\n" +
+			"recovery at once. Only the first repository is prefetched from (docs/multi-repo.md).",
 		Flags: flags(config.KeyWALTimeout, config.KeyWALFetchPrefetch, config.KeyPGData),
 		Action: func(c *cli.Context) error {
 			// Every failure, a misconfiguration included, goes through fetchExit: a
@@ -57,9 +64,56 @@ func walFetchCommand() *cli.Command {
 			if err != nil {
 				return fetchExit(nil, c.Args().First(), err)
 			}
-			return fetchExit(e, c.Args().First(), e.walFetch(c, c.Args().Get(0), c.Args().Get(1)))
+			return fetchExit(e, c.Args().First(), e.walFetchAll(c, c.Args().Get(0), c.Args().Get(1)))
 		},
 	}
+}
+
+// walFetchAll is wal-fetch: from the one repository, or from the first of those
+// selected of repos that has NAME, in their order. ErrNotArchived only when every one
+// said NAME is not there: a repository that could not answer may hold it, so its
+// failure is the outcome then (recovery stops, rather than end early). Another
+// cluster's repository, a key that cannot decrypt, a usage mistake or an interruption
+// end the search at once.
+func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
+	if !e.cfg.Multi() {
+		return e.walFetch(c, name, dest)
+	}
+	var failed error
+	for i, r := range e.cfg.Selected {
+		child := e.forRepo(r)
+		if i > 0 {
+			child.cfg.WALFetchPrefetch = 0 // one prefetcher, for the first repository
+		}
+		err := child.walFetch(c, name, dest)
+		var ue usageError
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, archive.ErrNotArchived):
+			continue
+		case errors.As(err, &ue), c.Err() != nil,
+			errors.Is(err, repo.ErrForeignCluster), errors.Is(err, repo.ErrNoKey), errors.Is(err, repo.ErrWrongKey):
+			return fmt.Errorf("repository %s: %w", r.Name, err)
+		}
+		e.log.Warn("wal-fetch: this repository failed: trying the next", "repo", r.Name, "file", name, "error", err)
+		if failed == nil {
+			failed = fmt.Errorf("repository %s: %w (and no other repository has it)", r.Name, err)
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	return fmt.Errorf("%w in any of %s", archive.ErrNotArchived, strings.Join(names(e.cfg.Selected), ", "))
+}
+
+// names are the names of rs.
+func names(rs []config.Repository) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.Name)
+	}
+	return out
 }
 
 func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {

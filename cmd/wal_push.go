@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -47,12 +49,50 @@ func walPushCommand() *cli.Command {
 			"for a recorded segment checks the record (same file, same repository, the object there with its\n" +
 			"recorded size) and exits 0 without reading the segment. An archiver's failure fails the call for\n" +
 			"that segment (PostgreSQL retries it); when no archiver runs, the call ships its segment itself.\n" +
-			".history, .partial and .backup files are always shipped by the call itself. See docs/wal-push.md.",
+			".history, .partial and .backup files are always shipped by the call itself. See docs/wal-push.md.\n\n" +
+			"With several repositories (repos), the file is stored in each one --repo selects (all by\n" +
+			"default), at once, each with its own look-ahead archiver (pg_wal/pgb/push-NAME); wal-push exits 0\n" +
+			"only when every one holds it, so a repository that is down fails archiving and PostgreSQL retries\n" +
+			"until it is back: none silently misses WAL (docs/multi-repo.md).",
 		Flags: walPushFlags(),
 		Action: action(1, "PATH", func(c *cli.Context, e *env) error {
-			return e.walPush(c, c.Args().First())
+			return e.walPushAll(c, c.Args().First())
 		}),
 	}
+}
+
+// walPushAll is wal-push: into the one repository, or each one selected of repos, at
+// once; an error unless every one holds the file. A repository's failure does not stop
+// the others: what they stored stays (a retry finds it there, an identical duplicate).
+func (e *env) walPushAll(c *cli.Context, path string) error {
+	if !e.cfg.Multi() {
+		return e.walPush(c, path)
+	}
+	if e.cfg.WALPushQueueMax > 0 {
+		return usagef("wal-push-queue-max is not supported with several repositories (repos): it would drop WAL from every one for the fault of one; remove it, or archive to one repository")
+	}
+	errs := make([]error, len(e.cfg.Selected))
+	var wg sync.WaitGroup
+	for i, r := range e.cfg.Selected {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.forRepo(r).walPush(c, path); err != nil {
+				errs[i] = fmt.Errorf("repository %s: %w", r.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// pushSpool is the name of the look-ahead's directory in pg_wal/pgb: push for the one
+// repository, push-NAME for each of repos (each has its own archiver and records).
+func (e *env) pushSpool() string {
+	if e.cfg.RepoName != "" {
+		return "push-" + e.cfg.RepoName
+	}
+	return "push"
 }
 
 func (e *env) walPush(c *cli.Context, path string) (err error) {
@@ -134,7 +174,7 @@ func (e *env) lookAhead(c *cli.Context, dataDir string, rp *repo.Repo, path stri
 	if !fg.Applies(abs) {
 		return nil
 	}
-	sp, err := spool.Open(dd, "push")
+	sp, err := spool.Open(dd, e.pushSpool())
 	if err != nil {
 		e.log.Warn("look-ahead off for this call: pushing the segment itself", "error", err)
 		return nil
@@ -172,7 +212,11 @@ func (e *env) archiverStarter(c *cli.Context) func() (<-chan struct{}, error) {
 		if err != nil || len(placed) < 2 || placed[1] != c.Command.Name {
 			return nil, fmt.Errorf("cannot rebuild the command line %q for the archiver", args)
 		}
-		cmd := exec.Command(exe, append([]string{archiverCommandName}, placed[2:]...)...)
+		rest := placed[2:]
+		if e.cfg.RepoName != "" {
+			rest = withRepoFlag(allFlags(c.App.Commands), rest, e.cfg.RepoName) // the archiver works for this repository alone
+		}
+		cmd := exec.Command(exe, append([]string{archiverCommandName}, rest...)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 		if err := cmd.Start(); err != nil {
 			return nil, err
@@ -184,4 +228,31 @@ func (e *env) archiverStarter(c *cli.Context) func() (<-chan struct{}, error) {
 		}()
 		return exited, nil
 	}
+}
+
+// withRepoFlag is the arguments of a command (flags, then operands) with every --repo
+// flag replaced by one --repo=name, first; known says which flags take a value (nil:
+// every flag is written --flag=value).
+func withRepoFlag(known map[string]bool, args []string, name string) []string {
+	out := []string{"--" + config.KeyRepo + "=" + name}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			return append(out, args[i:]...)
+		}
+		flag, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		takesValue := known[flag]
+		if flag == config.KeyRepo {
+			if !hasValue {
+				i++ // its value
+			}
+			continue
+		}
+		out = append(out, a)
+		if takesValue && !hasValue && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
 }

@@ -39,11 +39,15 @@ func walPushArchiverCommand() *cli.Command {
 // for, until it is idle. It exits 0 at once when another one runs.
 func (e *env) walPushArchiver(c *cli.Context) error {
 	ctx := c.Context
+	e, err := e.one(c) // started by wal-push with --repo NAME when there are several
+	if err != nil {
+		return err
+	}
 	dd, err := spool.DataDir("", e.dataDir())
 	if err != nil {
 		return err
 	}
-	dir, err := spool.Open(dd, "push")
+	dir, err := spool.Open(dd, e.pushSpool())
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,7 @@ type Setting struct {
 const (
 	KeyConfig              = "config"
 	KeyRepo                = "repo"
+	KeyRepos               = "repos"
 	KeyPGData              = "pgdata"
 	KeyPGDSN               = "pg-dsn"
 	KeyPrimaryDSN          = "primary-dsn"
@@ -128,7 +130,8 @@ const (
 // Settings is the table of every setting pgb knows.
 var settings = []Setting{
 	{Key: KeyConfig, Env: []string{"PGB_CONFIG"}, Usage: "YAML config `FILE` (default " + DefaultFile + " when it exists)"},
-	{Key: KeyRepo, Env: []string{"PGB_REPO"}, Usage: "repository `URL`: /abs/path, file:///abs/path, s3://bucket/prefix or gs://bucket/prefix"},
+	{Key: KeyRepo, Env: []string{"PGB_REPO"}, Usage: "repository `URL`: /abs/path, file:///abs/path, s3://bucket/prefix or gs://bucket/prefix; with repos: the NAME of one (or NAME,NAME… or all) to work on"},
+	{Key: KeyRepos, Env: []string{"PGB_REPOS"}, Usage: "several repositories, as `NAME=URL,NAME=URL…` (in the config file: a list of entries, each a name, a repo and that repository's own settings; see docs/multi-repo.md); every repository gets every WAL file, and --repo NAME picks one"},
 	{Key: KeyPGData, Env: []string{"PGDATA"}, Usage: "PostgreSQL data `DIR` (default: backup-push reads the server's data_directory; wal-push the working directory when it holds global/pg_control, as under archive_command)"},
 	{Key: KeyPGDSN, Env: []string{"PGB_PG_DSN"}, Usage: "PostgreSQL connection string; without it the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE… apply", Secret: true},
 	{Key: KeyCompression, Env: []string{"PGB_COMPRESSION"}, Default: "lz4", Usage: "compression for new objects: lz4, zstd or none (reading never needs it)"},
@@ -229,8 +232,17 @@ type Config struct {
 	File     string   // the config file that was read, "" if none
 	Warnings []string // what the user should fix but pgb can work with, one line each
 	// Given holds the values set above the file, by flag or environment, by key.
-	Given             map[string]string
-	Repo              string
+	Given map[string]string
+	// Repo is the URL of the repository this configuration works on. With several
+	// repositories (repos) it is "" in what Load returns: For gives each one's.
+	Repo string
+	// Repos are the repositories repos lists, in its order; nil when one repository
+	// (repo) is configured. Selected are those --repo names, in its order (every one
+	// of Repos when it names none, or all).
+	Repos, Selected []Repository
+	// RepoName is the name of the repository (from repos) this configuration is For;
+	// "" for the one repository of repo.
+	RepoName          string
 	PGData            string
 	PGDSN             string
 	PrimaryDSN        string
@@ -263,6 +275,34 @@ type Config struct {
 	// WALPushQueueMax is the archiver backlog (bytes of .ready segments in pg_wal)
 	// beyond which a failed wal-push drops its segment; 0: never drop.
 	WALPushQueueMax int64
+}
+
+// Repository is one entry of repos: its name, URL and the settings each repository
+// has of its own (each taken from the entry, else from the settings around it).
+type Repository struct {
+	Name, Repo             string
+	S3                     S3
+	GCS                    GCS
+	Encryption             Encryption
+	RetainFull, RetainDays int
+}
+
+// For is c working on the repository r: its URL and own settings in place of c's.
+func (c Config) For(r Repository) Config {
+	c.RepoName, c.Repo = r.Name, r.Repo
+	c.S3, c.GCS, c.Encryption = r.S3, r.GCS, r.Encryption
+	c.RetainFull, c.RetainDays = r.RetainFull, r.RetainDays
+	c.Repos, c.Selected = nil, nil
+	return c
+}
+
+// Multi reports whether several repositories (repos) are configured.
+func (c Config) Multi() bool { return len(c.Repos) > 0 }
+
+// RepoEntryKeys are the settings an entry of repos may set for its repository alone,
+// besides its name: the URL, every backend's settings, encryption and retention.
+func RepoEntryKeys() []string {
+	return append([]string{KeyRepo, KeyRetainFull, KeyRetainDays}, RepoKeys()...)
 }
 
 // S3 holds the S3 repository settings.
@@ -311,13 +351,150 @@ func Load(src Source) (Config, error) {
 			file = DefaultFile
 		}
 	}
-	fileVals := map[string]string{}
+	fc := fileContents{vals: map[string]string{}}
 	if file != "" {
 		var err error
-		if fileVals, err = ReadFile(file); err != nil {
+		if fc, err = readFile(file); err != nil {
 			return Config{}, err
 		}
 	}
+	c, err := resolve(src, file, fc.vals, true, fc.repos)
+	if err != nil {
+		return Config{}, err
+	}
+	return withRepos(c, src, file, fc)
+}
+
+// withRepos resolves the repositories of repos, given above the file (NAME=URL,…) or
+// in it (a list, or the same string), and the selection --repo makes among them.
+func withRepos(c Config, src Source, file string, fc fileContents) (Config, error) {
+	entries, from := fc.repos, "repos in "+file
+	if v, ok := src(KeyRepos); ok {
+		var err error
+		if entries, err = parseReposString(v); err != nil {
+			return Config{}, fmt.Errorf("invalid configuration: --%s: %w", KeyRepos, err)
+		}
+		from = "--" + KeyRepos
+	}
+	if len(entries) == 0 {
+		if strings.EqualFold(c.Repo, "all") {
+			return Config{}, fmt.Errorf("invalid configuration: --repo all: no repositories are listed (repos)")
+		}
+		return c, nil
+	}
+	if _, inFile := fc.vals[KeyRepo]; inFile {
+		return Config{}, fmt.Errorf("invalid configuration: config file %s has both repo and repos: keep one (a single repository is an entry of repos too)", file)
+	}
+	seen := map[string]bool{}
+	for _, ent := range entries {
+		name := ent[keyName]
+		switch {
+		case !validRepoName(name):
+			return Config{}, fmt.Errorf("invalid configuration: %s: repository name %q: want 1 to 32 of a-z, 0-9, - and _, starting with a letter, and not all", from, name)
+		case seen[name]:
+			return Config{}, fmt.Errorf("invalid configuration: %s: repository name %q appears twice", from, name)
+		case strings.TrimSpace(ent[KeyRepo]) == "":
+			return Config{}, fmt.Errorf("invalid configuration: %s: repository %q has no repo (its URL)", from, name)
+		}
+		seen[name] = true
+		entSrc := func(key string) (string, bool) {
+			if v, ok := ent[key]; ok {
+				return v, true
+			}
+			if key == KeyRepo {
+				return "", false
+			}
+			return src(key)
+		}
+		rc, err := resolve(entSrc, file, fc.vals, false, nil)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w (repository %s)", err, name)
+		}
+		c.Repos = append(c.Repos, Repository{Name: name, Repo: rc.Repo, S3: rc.S3, GCS: rc.GCS,
+			Encryption: rc.Encryption, RetainFull: rc.RetainFull, RetainDays: rc.RetainDays})
+	}
+	sel := strings.TrimSpace(c.Repo)
+	c.Repo = ""
+	if sel == "" || strings.EqualFold(sel, "all") {
+		c.Selected = append([]Repository(nil), c.Repos...)
+		return c, nil
+	}
+	picked := map[string]bool{}
+	for _, n := range strings.Split(sel, ",") {
+		n = strings.TrimSpace(n)
+		r, ok := c.Repository(n)
+		if !ok {
+			return Config{}, fmt.Errorf("invalid configuration: --repo %q: with repos, give the name of a repository (%s), several separated by commas, or all", sel, strings.Join(c.RepoNames(), ", "))
+		}
+		if !picked[n] {
+			picked[n] = true
+			c.Selected = append(c.Selected, r)
+		}
+	}
+	return c, nil
+}
+
+// Repository returns the repository of repos called name.
+func (c Config) Repository(name string) (Repository, bool) {
+	for _, r := range c.Repos {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Repository{}, false
+}
+
+// RepoNames are the names of repos, in its order.
+func (c Config) RepoNames() []string {
+	out := make([]string, 0, len(c.Repos))
+	for _, r := range c.Repos {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// keyName is the key of a repos entry's name.
+const keyName = "name"
+
+// validRepoName reports whether s can name a repository: short, lower-case, no
+// character that a URL or a list of names uses, and not the word all.
+func validRepoName(s string) bool {
+	if s == "" || len(s) > 32 || s == "all" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseReposString reads repos as flag, environment variable or a string in the file:
+// NAME=URL entries separated by commas.
+func parseReposString(s string) ([]map[string]string, error) {
+	var out []map[string]string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, url, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not NAME=URL", part)
+		}
+		out = append(out, map[string]string{keyName: strings.TrimSpace(name), KeyRepo: strings.TrimSpace(url)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q lists no repository (NAME=URL,NAME=URL…)", s)
+	}
+	return out, nil
+}
+
+// resolve is Load on the values of src and the config file: top is the configuration
+// itself (not one of its repositories), whose file is checked for exposed secrets
+// (those of the entries too) and ignored keys.
+func resolve(src Source, file string, fileVals map[string]string, top bool, entries []map[string]string) (Config, error) {
 	get := func(key string) (string, string) {
 		if v, ok := src(key); ok {
 			return v, "--" + key
@@ -348,7 +525,7 @@ func Load(src Source) (Config, error) {
 		return d
 	}
 	c.File = file
-	if w := exposedSecret(file, fileVals); file != "" && w != "" {
+	if w := exposedSecret(file, fileVals, entries); top && file != "" && w != "" {
 		v, where := get(KeyAllowReadableConfig)
 		allow, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
@@ -366,6 +543,9 @@ func Load(src Source) (Config, error) {
 		}
 	}
 	for _, k := range ignoredKeys {
+		if !top {
+			break
+		}
 		_, inFile := fileVals[k]
 		if _, given := c.Given[k]; given || inFile {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s is ignored: storage-retries sets the attempts of every storage request, in one layer so that they do not multiply; remove %s", k, k))
@@ -555,40 +735,99 @@ func Load(src Source) (Config, error) {
 // exactly as written (0123_4567 stays 0123_4567, not the number YAML would make of it),
 // so that a secret cannot silently change. Unknown keys are an error, so a typo cannot
 // silently leave a setting at its default; so are a key given twice and a value that is
-// not a scalar. true/false are accepted only for boolean settings.
+// not a scalar. true/false are accepted only for boolean settings. repos, the one key
+// that takes a list, is left out: see readFile.
 func ReadFile(path string) (map[string]string, error) {
+	fc, err := readFile(path)
+	return fc.vals, err
+}
+
+// fileContents is what a config file holds: its settings, and the entries of its repos
+// list (each the settings of one repository, its name under "name").
+type fileContents struct {
+	vals  map[string]string
+	repos []map[string]string
+}
+
+func readFile(path string) (fileContents, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
+		return fileContents{}, fmt.Errorf("config file: %w", err)
 	}
 	return parseFile(path, b)
 }
 
-// parseFile is ReadFile on the bytes b of the file at path.
-func parseFile(path string, b []byte) (map[string]string, error) {
+// parseFile is readFile on the bytes b of the file at path.
+func parseFile(path string, b []byte) (fileContents, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("config file %s is not valid YAML: %w", path, err)
+		return fileContents{}, fmt.Errorf("config file %s is not valid YAML: %w", path, err)
 	}
-	out := map[string]string{}
+	fc := fileContents{vals: map[string]string{}}
 	if doc.Kind == 0 || len(doc.Content) == 0 { // empty file
-		return out, nil
+		return fc, nil
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("config file %s is not a map of settings (key: value, one a line)", path)
+		return fileContents{}, fmt.Errorf("config file %s is not a map of settings (key: value, one a line)", path)
+	}
+	vals, err := parseMap(path, root, func(k string) bool { _, ok := Lookup(k); return ok })
+	if err != nil {
+		return fileContents{}, err
+	}
+	fc.vals = vals
+	if v, ok := vals[KeyRepos]; ok {
+		delete(fc.vals, KeyRepos)
+		if v != "" {
+			if fc.repos, err = parseReposString(v); err != nil {
+				return fileContents{}, fmt.Errorf("config file %s: repos: %w", path, err)
+			}
+		}
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		kn, vn := root.Content[i], scalar(root.Content[i+1])
+		if root.Content[i].Value != KeyRepos || scalar(root.Content[i+1]).Kind != yaml.SequenceNode {
+			continue
+		}
+		entryKeys := map[string]bool{keyName: true}
+		for _, k := range RepoEntryKeys() {
+			entryKeys[k] = true
+		}
+		for _, en := range scalar(root.Content[i+1]).Content {
+			en = scalar(en)
+			if en.Kind != yaml.MappingNode {
+				return fileContents{}, fmt.Errorf("config file %s line %d: an entry of repos is a map (name: NAME, repo: URL, and that repository's own settings)", path, en.Line)
+			}
+			ent, err := parseMap(path, en, func(k string) bool { return entryKeys[k] })
+			if err != nil {
+				return fileContents{}, fmt.Errorf("%w (in repos: an entry takes name, %s)", err, strings.Join(RepoEntryKeys(), ", "))
+			}
+			fc.repos = append(fc.repos, ent)
+		}
+		if len(fc.repos) == 0 {
+			return fileContents{}, fmt.Errorf("config file %s line %d: repos lists no repository", path, root.Content[i].Line)
+		}
+	}
+	return fc, nil
+}
+
+// parseMap reads the mapping node m of the file at path: keys that known accepts, to
+// scalar values taken as written; a repos key with a list as value is left to the
+// caller.
+func parseMap(path string, m *yaml.Node, known func(string) bool) (map[string]string, error) {
+	out := map[string]string{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		kn, vn := m.Content[i], scalar(m.Content[i+1])
 		k := kn.Value
-		s, ok := Lookup(k)
-		if kn.Kind != yaml.ScalarNode || !ok || k == KeyConfig {
+		s, _ := Lookup(k)
+		if kn.Kind != yaml.ScalarNode || !known(k) || k == KeyConfig {
 			return nil, fmt.Errorf("config file %s line %d: unknown key %q (keys are the flag names, e.g. repo, compression)", path, kn.Line, k)
 		}
 		if _, dup := out[k]; dup {
 			return nil, fmt.Errorf("config file %s line %d: key %q appears twice", path, kn.Line, k)
 		}
 		switch {
+		case k == KeyRepos && vn.Kind == yaml.SequenceNode:
+			out[k] = ""
 		case vn.Kind != yaml.ScalarNode:
 			return nil, fmt.Errorf("config file %s line %d: key %q wants a single value", path, kn.Line, k)
 		case vn.Tag == "!!null":
@@ -610,12 +849,15 @@ func scalar(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-// exposedSecret warns when the config file holds a secret and other users can read it.
-func exposedSecret(path string, vals map[string]string) string {
+// exposedSecret warns when the config file holds a secret (at its top or in an entry
+// of repos) and other users can read it.
+func exposedSecret(path string, vals map[string]string, entries []map[string]string) string {
 	var secrets []string
-	for k, v := range vals {
-		if s, _ := Lookup(k); s.Secret && v != "" && (k != KeyPGDSN && k != KeyPrimaryDSN || dsnHasPassword(v)) {
-			secrets = append(secrets, k)
+	for _, m := range append([]map[string]string{vals}, entries...) {
+		for k, v := range m {
+			if s, _ := Lookup(k); s.Secret && v != "" && (k != KeyPGDSN && k != KeyPrimaryDSN || dsnHasPassword(v)) && !slices.Contains(secrets, k) {
+				secrets = append(secrets, k)
+			}
 		}
 	}
 	if len(secrets) == 0 {

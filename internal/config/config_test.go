@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -280,17 +281,25 @@ func TestRetentionPolicyFromTheFile(t *testing.T) {
 // only known keys.
 func FuzzReadFile(f *testing.F) {
 	for _, s := range []string{"", "repo: /var/lib/pgb\ncompression: zstd\n", "repo: &a x\nconcurrency: *a\n", "- a\n- b\n",
-		"repo: [a, b]\n", "fast: true\n", "repo: ~\n", "{repo: x, repo: y}"} {
+		"repo: [a, b]\n", "fast: true\n", "repo: ~\n", "{repo: x, repo: y}",
+		"repos:\n  - name: a\n    repo: /x\n  - {name: b, repo: s3://b/p, s3-region: eu}\n", "repos: a=/x,b=/y\n", "repos: [[a]]\n"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		vals, err := parseFile("pgb.yaml", []byte(body))
+		fc, err := parseFile("pgb.yaml", []byte(body))
 		if err != nil {
 			return
 		}
-		for k := range vals {
-			if _, ok := Lookup(k); !ok || k == KeyConfig {
+		for k := range fc.vals {
+			if _, ok := Lookup(k); !ok || k == KeyConfig || k == KeyRepos {
 				t.Fatalf("ReadFile accepted key %q", k)
+			}
+		}
+		for _, ent := range fc.repos {
+			for k := range ent {
+				if k != keyName && !slices.Contains(RepoEntryKeys(), k) {
+					t.Fatalf("an entry of repos accepted key %q", k)
+				}
 			}
 		}
 	})
@@ -323,5 +332,101 @@ func TestEncryptionAutoEncryptsWhenKeysAreGiven(t *testing.T) {
 	}
 	if _, err := Load(func(k string) (string, bool) { return "sometimes", k == KeyEncryption }); err == nil {
 		t.Error("encryption: sometimes was accepted")
+	}
+}
+
+// Several repositories: each entry of repos has its own URL and settings, the settings
+// around it for the rest; --repo picks among them by name.
+func TestReposEntriesTakeTheirOwnSettingsAndTheRestFromAround(t *testing.T) {
+	file := writeFile(t, `compression: zstd
+s3-region: us-east-1
+retain-full: 2
+repos:
+  - name: local
+    repo: /var/lib/pgb/main
+  - name: offsite
+    repo: s3://bucket/prod
+    s3-region: eu-west-1
+    retain-full: 8
+    encryption-recipients: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq
+`)
+	c, err := Load(src(map[string]string{KeyConfig: file, KeyS3Region: "ap-south-1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Multi() || len(c.Repos) != 2 || len(c.Selected) != 2 || c.Repo != "" {
+		t.Fatalf("repos = %+v, selected %+v, repo %q", c.Repos, c.Selected, c.Repo)
+	}
+	local, offsite := c.For(c.Repos[0]), c.For(c.Repos[1])
+	if local.Repo != "/var/lib/pgb/main" || local.RepoName != "local" || local.RetainFull != 2 || local.S3.Region != "ap-south-1" || local.Encryption.Mode != "none" {
+		t.Errorf("local = %+v", local)
+	}
+	if offsite.Repo != "s3://bucket/prod" || offsite.S3.Region != "eu-west-1" || offsite.RetainFull != 8 || offsite.Encryption.Mode != "age" || offsite.Compression != "zstd" {
+		t.Errorf("offsite = %+v", offsite)
+	}
+	if offsite.Multi() {
+		t.Error("a repository's configuration still lists repos")
+	}
+	for sel, want := range map[string][]string{"offsite": {"offsite"}, "offsite,local": {"offsite", "local"}, "all": {"local", "offsite"}, "local,local": {"local"}} {
+		c, err := Load(src(map[string]string{KeyConfig: file, KeyRepo: sel}))
+		if err != nil {
+			t.Fatalf("--repo %s: %v", sel, err)
+		}
+		var got []string
+		for _, r := range c.Selected {
+			got = append(got, r.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("--repo %s selects %v, want %v", sel, got, want)
+		}
+	}
+}
+
+func TestReposFlagForm(t *testing.T) {
+	c, err := Load(src(map[string]string{KeyConfig: "", KeyRepos: "a=/srv/a, b=s3://bucket/b", KeyRepo: "b"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Repos) != 2 || c.Repos[1].Repo != "s3://bucket/b" || len(c.Selected) != 1 || c.Selected[0].Name != "b" {
+		t.Errorf("repos = %+v, selected %+v", c.Repos, c.Selected)
+	}
+}
+
+func TestReposMistakesAreNamed(t *testing.T) {
+	for body, want := range map[string]string{
+		"repo: /x\nrepos: a=/y\n":                                    "has both repo and repos",
+		"repos:\n  - name: a\n    repo: /x\n    compression: zstd\n": `unknown key "compression"`,
+		"repos:\n  - name: a\n":                                      `repository "a" has no repo`,
+		"repos:\n  - name: Bad\n    repo: /x\n":                      `repository name "Bad"`,
+		"repos:\n  - name: all\n    repo: /x\n":                      `repository name "all"`,
+		"repos: a=/x,a=/y\n":                                         `"a" appears twice`,
+		"repos: a\n":                                                 `"a" is not NAME=URL`,
+		"repos: []\n":                                                "repos lists no repository",
+		"repos:\n  - /x\n":                                           "an entry of repos is a map",
+		"repos:\n  - name: a\n    repo: /x\n    s3-max-parts: 0\n":   "s3-max-parts 0",
+	} {
+		_, err := Load(src(map[string]string{KeyConfig: writeFile(t, body)}))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want it to mention %s", body, err, want)
+		}
+	}
+	_, err := Load(src(map[string]string{KeyConfig: "", KeyRepos: "a=/x", KeyRepo: "b"}))
+	if err == nil || !strings.Contains(err.Error(), `--repo "b": with repos, give the name of a repository (a)`) {
+		t.Errorf("unknown name: %v", err)
+	}
+	_, err = Load(src(map[string]string{KeyConfig: "", KeyRepo: "all"}))
+	if err == nil || !strings.Contains(err.Error(), "no repositories are listed") {
+		t.Errorf("--repo all without repos: %v", err)
+	}
+}
+
+func TestASecretInAReposEntryOfAReadableFileIsRefused(t *testing.T) {
+	file := writeFile(t, "repos:\n  - name: a\n    repo: s3://b/p\n    s3-secret-access-key: hunter2\n")
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(src(map[string]string{KeyConfig: file}))
+	if err == nil || !strings.Contains(err.Error(), "holds a secret (s3-secret-access-key)") {
+		t.Errorf("err = %v", err)
 	}
 }

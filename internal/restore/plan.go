@@ -49,11 +49,12 @@ func Plan(ctx context.Context, rp *repo.Repo, log *slog.Logger, name string, t *
 // restoreCommandKeys are the settings restore_command carries besides --repo and
 // --config: every repository backend's, and how storage calls are timed and retried.
 func restoreCommandKeys() []string {
-	return append(config.RepoKeys(), config.KeyStorageTimeout, config.KeyStorageRetries, config.KeyAllowReadableConfig)
+	return append(config.RepoKeys(), config.KeyRepos, config.KeyStorageTimeout, config.KeyStorageRetries, config.KeyAllowReadableConfig)
 }
 
 // RestoreCommand is the restore_command the restored cluster runs: the pgb at self (an
-// absolute path), wal-fetch, with the repository settings of cfg it needs. Settings
+// absolute path), wal-fetch, from cfg.Repo (a URL, or names of repos), with the
+// repository settings of cfg it needs. Settings
 // given by flag or environment become flags (PostgreSQL runs it in its own
 // environment); the config file travels as --config, by absolute path, and so does a
 // key file (gcs-credentials-file) given by a relative path. Every word is

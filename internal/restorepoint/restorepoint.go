@@ -25,6 +25,9 @@ type DB interface {
 type Options struct {
 	ArchiveTimeout time.Duration    // how long the point's segment may take to reach the repository
 	Now            func() time.Time // the clock the point's time is read from; nil is time.Now
+	// Also are more repositories of the cluster (several repositories): each is checked
+	// like the first, gets the point's record too and has its segment waited for.
+	Also []*repo.Repo
 }
 
 // Created is a restore point that exists: in PostgreSQL's WAL and in the repository.
@@ -56,30 +59,51 @@ func Create(ctx context.Context, db DB, rp *repo.Repo, name string, opt Options)
 	if err != nil {
 		return Created{}, err
 	}
-	id, err := rp.Identity(ctx)
-	if err != nil {
-		return Created{}, err
-	}
-	if err := id.Matches(repo.SystemID(sysid), db.Major()); err != nil {
-		return Created{}, err
-	}
-	// Only a name known to be free is used: PostgreSQL's restore point cannot be undone.
-	switch _, err := rp.ReadRestorePoint(ctx, name); {
-	case err == nil:
-		return Created{}, fmt.Errorf("%w: %q; pick another name", repo.ErrRestorePointExists, name)
-	case !errors.Is(err, repo.ErrNoRestorePoint):
-		return Created{}, fmt.Errorf("restore point %q: cannot tell whether the name is free: %w; nothing was created: "+
-			"retry once the repository answers, or pick another name", name, err)
+	all := append([]*repo.Repo{rp}, opt.Also...)
+	for _, rp := range all {
+		id, err := rp.Identity(ctx)
+		if err != nil {
+			return Created{}, err
+		}
+		if err := id.Matches(repo.SystemID(sysid), db.Major()); err != nil {
+			return Created{}, err
+		}
+		// Only a name known to be free is used: PostgreSQL's restore point cannot be undone.
+		switch _, err := rp.ReadRestorePoint(ctx, name); {
+		case err == nil:
+			return Created{}, fmt.Errorf("%w: %q; pick another name", repo.ErrRestorePointExists, name)
+		case !errors.Is(err, repo.ErrNoRestorePoint):
+			return Created{}, fmt.Errorf("restore point %q: cannot tell whether the name is free: %w; nothing was created: "+
+				"retry once the repository answers, or pick another name", name, err)
+		}
 	}
 	lsn, tli, err := db.CreateRestorePoint(ctx, name)
 	if err != nil {
 		return Created{}, err
 	}
 	point := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
-	if err := rp.PutRestorePoint(ctx, point); err != nil {
-		return Created{}, err
+	for i, r := range all {
+		if err := r.PutRestorePoint(ctx, point); err != nil {
+			if i == 0 {
+				return Created{}, err
+			}
+			return Created{Point: point}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d, but not recorded in %s: %w; "+
+				"restoring from that repository, use --target-lsn %s", name, lsn, tli, r, err, lsn)
+		}
 	}
 	seg, archived := archive.SwitchWAL(ctx, db, rp, opt.ArchiveTimeout)
+	if archived == nil && seg != "" {
+		for _, other := range opt.Also {
+			f, err := wal.Parse(seg)
+			if err == nil {
+				err = other.WaitForWAL(ctx, f, opt.ArchiveTimeout)
+			}
+			if err != nil {
+				archived = fmt.Errorf("%s: %w", other, err)
+				break
+			}
+		}
+	}
 	if archived != nil && seg == "" {
 		return Created{Point: point}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded, but WAL was not switched after it: %w; "+
 			"recovering to it needs the segment holding it archived: run SELECT pg_switch_wal(); (as a role allowed to), or wait for the segment to fill",
