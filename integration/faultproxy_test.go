@@ -29,7 +29,14 @@ type faultProxy struct {
 	faults   atomic.Int64
 	requests atomic.Int64
 	hold     atomic.Pointer[hold]
+	// down: every request is answered by a connection reset, as by a server that
+	// was stopped (setDown).
+	down atomic.Bool
 }
+
+// setDown makes the store behind the proxy look stopped (every connection reset) or
+// back up.
+func (p *faultProxy) setDown(down bool) { p.down.Store(down) }
 
 // hold is the proxy's "hold" mode: requests it matches are read in full and then left
 // unanswered until the test releases them (or the client gives up on them): a client
@@ -95,7 +102,11 @@ func startFaultProxy(t *testing.T, target string, failRate float64, seed int64) 
 			h.serve(w, r)
 			return
 		}
-		switch p.pick() {
+		fault := p.pick()
+		if p.down.Load() {
+			fault = "reset"
+		}
+		switch fault {
 		case "503":
 			p.faults.Add(1)
 			writeSlowDown(w)
