@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -121,5 +123,82 @@ func TestBackupFromAStandbyRestoresEveryCommittedRow(t *testing.T) {
 	}
 	if n := c.QueryInt(t, "SELECT count(*) FROM pgbench_history"); n != history {
 		t.Fatalf("restored %d pgbench_history rows, the primary had %d at the target", n, history)
+	}
+}
+
+// A standby that archives itself (archive_mode = always), into the same repository as
+// its primary: each archives every segment, the second push of a segment an identical
+// duplicate, never a conflict. A backup on it without --primary-dsn completes once the
+// primary completes the stop segment (archive_timeout would; here the test switches
+// WAL on the primary while the backup waits), and restores every committed row.
+func TestBackupFromAStandbyThatArchivesItself(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	primary := archivingCluster(t, repo)
+	primary.Exec(t, "CREATE TABLE rows (id int PRIMARY KEY)")
+	dir := filepath.Join(pgtest.TempDir(t), "standby")
+	if out, err := primary.Command(t, "pg_basebackup", "-D", dir, "-X", "stream", "-c", "fast", "-R", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	standby := pgtest.OpenDataDir(t, dir, pgtest.Options{ArchiveCommand: pgtest.BuildPGB(t) + " wal-push --repo " + repo + " %p",
+		Conf: []string{"hot_standby = on", "archive_mode = always"}})
+	standby.Start(t)
+	if m := standby.QueryString(t, "SHOW archive_mode"); m != "always" {
+		t.Fatalf("archive_mode = %s on the standby", m)
+	}
+	for i := 1; i <= 20; i++ {
+		primary.Exec(t, "INSERT INTO rows VALUES ($1)", i)
+	}
+
+	cmd := exec.Command(pgtest.BuildPGB(t), "backup-push", "--repo", repo, "--archive-timeout", "5m")
+	cmd.Env = append(cleanEnv(), standby.Env()...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var waitErr error
+	next := 21
+	pgtest.WaitUntil(t, "the backup on the standby to complete", 4*time.Minute, func() (bool, string) {
+		select {
+		case waitErr = <-done:
+			return true, ""
+		default:
+		}
+		// What archive_timeout would do: complete the segment the primary writes.
+		primary.Exec(t, "INSERT INTO rows VALUES ($1)", next)
+		next++
+		primary.SwitchWAL(t)
+		return false, "still waiting for its stop segment"
+	})
+	if waitErr != nil || !strings.Contains(out.String(), "complete") {
+		t.Fatalf("backup-push on the standby: %v\nstdout:\n%s\nstderr:\n%s", waitErr, out.String(), errb.String())
+	}
+
+	for i := 1000; i < 1100; i++ {
+		primary.Exec(t, "INSERT INTO rows VALUES ($1)", i)
+	}
+	want := primary.QueryInt(t, "SELECT count(*) FROM rows")
+	target := primary.QueryString(t, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US+00')")
+	primary.Exec(t, "SELECT pg_sleep(0.01)") // the next commit's time is after the target's
+	primary.Exec(t, "INSERT INTO rows VALUES (5000)")
+	last := primary.SwitchWAL(t)
+	primary.WaitArchived(t, last, 60*time.Second)
+	standby.WaitArchived(t, last, 60*time.Second)
+	for name, c := range map[string]*pgtest.Cluster{"primary": primary, "standby": standby} {
+		if s := c.ArchiverStats(t); s.FailedCount != 0 || s.ArchivedCount == 0 {
+			t.Fatalf("%s: archived %d, failed %d (last failed %s): both must archive every segment without a conflict", name, s.ArchivedCount, s.FailedCount, s.LastFailedWAL)
+		}
+	}
+
+	restored := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", restored, "--target-time", target, "--target-action", "promote")
+	c := pgtest.OpenDataDir(t, restored, pgtest.Options{Conf: []string{"archive_mode = off"}})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if n := c.QueryInt(t, "SELECT count(*) FROM rows"); n != want {
+		t.Fatalf("restored %d rows, want the %d committed before the target", n, want)
 	}
 }
