@@ -2,12 +2,14 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/backup"
+	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
@@ -29,7 +31,10 @@ func backupPushCommand() *cli.Command {
 			"--permanent marks the new backup permanent (see pgb backup-mark): pgb delete never deletes it.\n\n" +
 			"On a cluster with data checksums every relation page read is checked; pages that fail (twice, and\n" +
 			"not written since the backup started) are listed in the manifest and the summary line, and the\n" +
-			"backup is stored all the same. --fail-on-corrupt-page makes that exit 1.",
+			"backup is stored all the same. --fail-on-corrupt-page makes that exit 1.\n\n" +
+			"With several repositories (repos): the backup goes into the first one --repo selects (all by\n" +
+			"default) and is then copied into each other one, read back and verified, with the ancestors it\n" +
+			"needs there: the data directory is read once (docs/multi-repo.md).",
 		Flags: append(flags(config.KeyPGData, config.KeyPGDSN, config.KeyPrimaryDSN, config.KeyStandbyMaxLag, config.KeyCompression, config.KeyCompressionLevel,
 			config.KeyPartSize, config.KeyConcurrency, config.KeyFast, config.KeyFailOnCorruptPage, config.KeyArchiveTimeout, config.KeyLockMaxAge, config.KeyLockWait,
 			config.KeyFullEvery, config.KeyChecksumDelta),
@@ -45,22 +50,102 @@ func backupPushCommand() *cli.Command {
 			case c.Bool("full"):
 				e.cfg.Incremental = backup.IncrementalOff
 			}
-			return e.each(c, func(e *env) error { return e.backupPush(c.Context, c.Bool("permanent")) })
+			return e.backupPushAll(c, c.Bool("permanent"))
 		}),
 	}
 }
 
-func (e *env) backupPush(ctx context.Context, permanent bool) error {
-	codec, err := e.codec()
-	if err != nil {
-		return usageError{err}
+// backupPushAll is backup-push: into the one repository; with several (repos), into
+// the first selected, reading the data directory once, then copied into each other
+// one (backup.Copy: read back, verified, and written with that repository's own
+// settings). When the first fails, the next one takes the backup. Where the copy
+// cannot read the backup back (it is encrypted and this host has only recipients,
+// no identity), that repository gets a backup of its own. Every repository is tried;
+// the error names each that failed.
+func (e *env) backupPushAll(c *cli.Context, permanent bool) error {
+	ctx := c.Context
+	if !e.cfg.Multi() || len(e.cfg.Selected) == 1 {
+		return e.each(c, func(e *env) error { _, err := e.backupPush(ctx, permanent); return err })
 	}
+	var from *env
+	var name string
+	i := 0
+	return e.each(c, func(ce *env) error {
+		defer func() { i++ }()
+		if from != nil {
+			err := ce.copyBackup(ctx, from, name)
+			if !errors.Is(err, errCannotReadBack) {
+				return err
+			}
+			ce.log.Warn("the backup cannot be copied from "+from.cfg.RepoName+" (its objects are encrypted and no identity is given to read them back): taking a backup of this repository's own", "backup", name)
+			_, err = ce.backupPush(ctx, permanent)
+			return err
+		}
+		n, err := ce.backupPush(ctx, permanent)
+		if n != "" { // stored (a backup with damaged pages fails with --fail-on-corrupt-page, stored all the same)
+			from, name = ce, n
+		} else if i+1 < len(e.cfg.Selected) {
+			ce.log.Warn("the backup failed in this repository: the next one takes it", "error", err)
+		}
+		return err
+	})
+}
+
+// errCannotReadBack: a backup's objects in a repository are encrypted and no key here
+// decrypts them, so it cannot be copied from there.
+var errCannotReadBack = errors.New("the backup cannot be read back to be copied")
+
+// copyBackup copies backup name from the repository of from into e's, with the
+// ancestors e's lacks, and prints one line for each.
+func (e *env) copyBackup(ctx context.Context, from *env, name string) error {
 	if err := e.canEncrypt(); err != nil {
 		return err
 	}
-	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+	none, _ := compress.New("none", 0) // the source is only read
+	src, err := from.openRepo(ctx, false, none)
 	if err != nil {
 		return err
+	}
+	defer func() { _ = src.Close() }() // read-only
+	if src.Encrypting() && !src.CanDecrypt() {
+		return errCannotReadBack
+	}
+	dst, err := e.openRepo(ctx, true, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dst.Close() }() // every write has completed or failed by now
+	start := time.Now()
+	copied, err := backup.Copy(ctx, src, dst, name, backup.CopyOptions{Concurrency: e.cfg.Concurrency, ArchiveTimeout: e.cfg.ArchiveTimeout,
+		LockMaxAge: e.cfg.LockMaxAge, LockWait: e.cfg.LockWait, Log: e.log})
+	for _, c := range copied {
+		if c.Already {
+			_, _ = fmt.Fprintf(e.stdout, "backup %s is already in this repository\n", c.Name)
+			continue
+		}
+		_, _ = fmt.Fprintf(e.stdout, "backup %s complete (copied from repository %s, without reading the data directory again): stored %s, in %s\n",
+			c.Name, from.cfg.RepoName, human(c.Stored), time.Since(start).Round(time.Millisecond))
+	}
+	if errors.Is(err, repo.ErrNoKey) {
+		return errCannotReadBack
+	}
+	if err != nil {
+		return fmt.Errorf("backup-push: copy of backup %s from repository %s: %w", name, from.cfg.RepoName, err)
+	}
+	return nil
+}
+
+func (e *env) backupPush(ctx context.Context, permanent bool) (string, error) {
+	codec, err := e.codec()
+	if err != nil {
+		return "", usageError{err}
+	}
+	if err := e.canEncrypt(); err != nil {
+		return "", err
+	}
+	conn, err := pg.Connect(ctx, e.cfg.PGDSN)
+	if err != nil {
+		return "", err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
 	var primary backup.Primary
@@ -69,7 +154,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	}
 	rp, err := e.openRepo(ctx, true, codec)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: every write has completed or failed by now
 	p := &backup.Pusher{Repo: rp, Src: conn, Log: e.log, Opt: backup.Options{
@@ -82,7 +167,7 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 	start := time.Now()
 	m, err := p.Run(ctx)
 	if err != nil {
-		return fmt.Errorf("backup-push: %w", err)
+		return "", fmt.Errorf("backup-push: %w", err)
 	}
 	defer func() { _ = m.Close() }() // its file list, a temporary file
 	d := time.Since(start)
@@ -103,10 +188,10 @@ func (e *env) backupPush(ctx context.Context, permanent bool) error {
 			m.Name, m.CorruptPages, corruptSample(m.Corrupt), m.Name)
 		_, _ = fmt.Fprintf(e.stdout, "WARNING: %s\n", err)
 		if e.cfg.FailOnCorruptPage {
-			return err
+			return m.Name, err
 		}
 	}
-	return nil
+	return m.Name, nil
 }
 
 // corruptSample names the first damaged pages: "base/5/16384 block 5 (and 3 more)".

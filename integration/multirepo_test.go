@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +16,10 @@ import (
 // Two repositories, a local one and an offsite S3 one (versitygw). The offsite one goes
 // down while the cluster archives: archive_command fails, so PostgreSQL keeps the WAL
 // and retries, while the local one already has it; once the store is back both end up
-// with every segment. Then the local repository is lost whole: a point-in-time restore
-// from the offsite one alone recovers every row committed before the target.
+// with every segment. A backup-push to both reads the data directory once: an
+// incremental backup into local, copied with its full one into offsite. Then the
+// local repository is lost whole: a point-in-time restore from the offsite one alone
+// (from the copied chain) recovers every row committed before the target.
 func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.T) {
 	pgtest.RequireParallel(t)
 	local := newRepo(t)
@@ -36,10 +39,7 @@ func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.
 	with := func(args ...string) []string { return append(args, cfg...) }
 	src := archivingClusterWith(t, cfg)
 	src.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
-	push := mustPGB(t, "", src.Env(), with("backup-push", "--fast")...)
-	if !strings.Contains(push.stdout, "== repository local") || !strings.Contains(push.stdout, "== repository offsite") || strings.Count(push.stdout, " complete") != 2 {
-		t.Fatalf("backup-push did not back up to each repository: %s", push)
-	}
+	mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--repo", "local")...) // the offsite repository has no backup yet
 
 	proxy.setDown(true)
 	for i := 1; i <= 50; i++ {
@@ -60,6 +60,14 @@ func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.
 	}
 
 	proxy.setDown(false)
+	// One read of the data directory for both: an incremental backup into local, copied
+	// into offsite with the full backup it needs there.
+	push := mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--incremental")...)
+	if !strings.Contains(push.stdout, "== repository offsite") || strings.Count(push.stdout, "(copied from repository local") != 2 ||
+		!strings.Contains(push.stdout, "complete (incremental backup on") {
+		t.Fatalf("backup-push did not take an incremental backup into local and copy it, with its full one, into offsite: %s", push)
+	}
+	incr := regexp.MustCompile(`backup (\S+) complete \(incremental`).FindStringSubmatch(push.stdout)[1]
 	for i := 51; i <= 100; i++ {
 		src.Exec(t, "INSERT INTO t VALUES ($1)", i)
 	}
@@ -101,6 +109,9 @@ func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.
 	}
 	dir := filepath.Join(pgtest.TempDir(t), "restored")
 	r := mustPGB(t, "", nil, with("restore", "--pgdata", dir, "--target-time", target, "--target-action", "promote")...)
+	if !strings.Contains(r.stdout, "restored backup "+incr) {
+		t.Errorf("restore did not restore the copied incremental backup %s: %s", incr, r)
+	}
 	if !strings.Contains(r.stderr, "repo=local") {
 		t.Errorf("restore did not say the local repository cannot be opened: %s", r)
 	}

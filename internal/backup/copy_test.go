@@ -1,0 +1,113 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/pg"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/restore"
+	"github.com/pgb-project/pgb/internal/storage"
+	"github.com/pgb-project/pgb/internal/storage/mem"
+)
+
+// A backup copied into another repository is that repository's own: written with its
+// compression, restorable from it alone, byte for byte; a second copy finds it there
+// and writes nothing. A part that does not verify, or a stop segment the destination
+// does not have, fails the copy and leaves nothing of the backup there.
+func TestCopiedBackupRestoresFromTheOtherRepositoryAlone(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if len(m.Parts) < 2 {
+		t.Fatalf("the fixture makes %d part(s); the test wants several", len(m.Parts))
+	}
+	from := repo.New(st, repo.Options{})
+	zstd, err := compress.New("zstd", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dstStore := mem.New()
+	putWAL(t, dstStore, "000000010000000000000002")
+	dst := repo.New(dstStore, repo.Options{Codec: zstd})
+	opt := CopyOptions{Concurrency: 2, ArchiveTimeout: 2 * time.Second}
+	copied, err := Copy(ctx, from, dst, m.Name, opt)
+	if err != nil || len(copied) != 1 || copied[0].Already || copied[0].Stored == 0 {
+		t.Fatalf("Copy = %+v, %v", copied, err)
+	}
+	list, _, err := dst.ListBackups(ctx)
+	if err != nil || len(list) != 1 || list[0].Name != m.Name || list[0].Compression != "zstd" || list[0].StoredSize != copied[0].Stored {
+		t.Fatalf("destination lists %+v, %v", list, err)
+	}
+	got, err := dst.Manifest(ctx, list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	dir := filepath.Join(base, "restored")
+	r := &restore.Restorer{Repo: dst, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
+		DataDir: dir, TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
+	}}
+	if err := r.Run(ctx, got); err != nil {
+		t.Fatalf("restore from the copy: %v", err)
+	}
+	checkRestored(t, fx, dir)
+
+	if again, err := Copy(ctx, from, dst, m.Name, opt); err != nil || len(again) != 1 || !again[0].Already {
+		t.Fatalf("second Copy = %+v, %v; want it found there", again, err)
+	}
+
+	// A damaged part in the source: the copy fails, nothing of the backup is left.
+	damaged := mem.New()
+	putWAL(t, damaged, "000000010000000000000002")
+	key := repo.PartKey(m.Name, 2)
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	bad := bytes.Clone(b)
+	bad[len(bad)/2] ^= 0x55
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.Delete(ctx, key))
+	must(st.Put(ctx, key, bytes.NewReader(bad), storage.PutOptions{Size: -1}))
+	if _, err := Copy(ctx, from, repo.New(damaged, repo.Options{Codec: zstd}), m.Name, opt); err == nil {
+		t.Fatal("a damaged part was copied")
+	}
+	if keys := allKeys(t, damaged, repo.BackupPrefix(m.Name)); len(keys) != 0 {
+		t.Fatalf("a failed copy left %v", keys)
+	}
+	must(st.Delete(ctx, key))
+	must(st.Put(ctx, key, bytes.NewReader(b), storage.PutOptions{Size: -1}))
+
+	// The destination lacks the stop segment: no manifest, nothing left.
+	noWAL := mem.New()
+	opt.ArchiveTimeout = 50 * time.Millisecond
+	if _, err := Copy(ctx, from, repo.New(noWAL, repo.Options{Codec: zstd}), m.Name, opt); err == nil || !strings.Contains(err.Error(), "did not reach") {
+		t.Fatalf("copy without the stop segment there: %v", err)
+	}
+	if keys := allKeys(t, noWAL, repo.BackupPrefix(m.Name)); len(keys) != 0 {
+		t.Fatalf("a copy without its WAL left %v", keys)
+	}
+}
