@@ -68,8 +68,8 @@ func drillCommand() *cli.Command {
 			&cli.StringFlag{Name: "check-sql", Usage: "run the statements of `FILE` as checks (see above)"},
 			&cli.BoolFlag{Name: "keep", Usage: "leave the server running and the scratch directory (not after a signal), and say how to connect"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON (docs/drill.md)"},
-			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE`"},
-			&cli.StringFlag{Name: "prom", Usage: "also write the result as Prometheus metrics to `FILE` (textfile collector; written atomically, also when the drill fails)"},
+			&cli.StringFlag{Name: "report", Usage: "also write the JSON report to `FILE` (with repos: one per repository, its name before the extension: report.offsite.json)"},
+			&cli.StringFlag{Name: "prom", Usage: "also write the result as Prometheus metrics to `FILE` (textfile collector; written atomically, also when the drill fails; with repos: one per repository, pgb.offsite.prom)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.each(c, func(e *env) error { return e.drill(c) })
@@ -128,7 +128,7 @@ func (e *env) drill(c *cli.Context) error {
 	// Recorded last, once the report is complete, passed or failed; a drill whose
 	// record could not be written prints its report and fails.
 	rerr := drill.Save(ctx, rp, rep, c.App.Version)
-	if f := c.String("prom"); f != "" {
+	if f := e.perRepoFile(c.String("prom")); f != "" {
 		if perr := e.writeProm(ctx, f, rp, rep); perr != nil && rerr == nil {
 			rerr = perr
 		}
@@ -148,7 +148,7 @@ func (e *env) drill(c *cli.Context) error {
 }
 
 func (e *env) printDrill(c *cli.Context, rep *drill.Report) error {
-	if f := c.String("report"); f != "" {
+	if f := e.perRepoFile(c.String("report")); f != "" {
 		if err := writeReport(f, rep); err != nil {
 			return fmt.Errorf("--report %s: %w", f, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -55,6 +56,18 @@ func (e *env) ownRepo() string {
 		return e.cfg.RepoName
 	}
 	return e.cfg.Repo
+}
+
+// perRepoFile is the file path names for e's repository: with repos, the repository's
+// name goes before the extension (pgb.prom becomes pgb.offsite.prom), so that a
+// command run on each repository writes a file for each, beside the others, rather
+// than one file that the last repository overwrites.
+func (e *env) perRepoFile(path string) string {
+	if path == "" || e.cfg.RepoName == "" {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "." + e.cfg.RepoName + ext
 }
 
 // repoResult is one repository's part of the JSON document each prints.
@@ -129,7 +142,10 @@ func (e *env) eachThen(c *cli.Context, fn func(*env) error, summary func() (text
 			return err
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return withCode(exitCode(errs[0], nopWriter{}, ""), errors.Join(errs...)) // the first failure's exit status
 }
 
 // nopWriter discards what is written to it.

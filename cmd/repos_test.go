@@ -89,6 +89,24 @@ func TestTwoRepositoriesEachGetEveryWALFileAndFetchFallsThrough(t *testing.T) {
 	if _, err := os.Stat(dest); err == nil {
 		t.Fatal("a failed fetch wrote its destination")
 	}
+	// a failed lately: it is asked after b, so a fetch b can serve does not wait on it.
+	mark := filepath.Join(dir, "pg_wal", "pgb", "fetch-failing", "a")
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the failure of a is not remembered: %v", err)
+	}
+	if r := fetch(seg2); r.code != 0 || strings.Contains(r.stderr, "this repository failed") {
+		t.Fatalf("fetch with a failing lately: %+v, want b asked first", r)
+	}
+	// a is back and answers: it is forgotten, and still asked for what only it has.
+	must(t, os.Remove(a))
+	must(t, os.Rename(a+".away", a))
+	must(t, os.Remove(filepath.Join(b, "wal", "0000000100000000", seg2)))
+	if r := fetch(seg2); r.code != 0 {
+		t.Fatalf("fetch of a segment only a has, a demoted: %+v", r)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("a answered, but its failure is still remembered")
+	}
 }
 
 // Read commands go through every repository: backup-list --json is one document with
@@ -125,7 +143,38 @@ func TestReadCommandsCoverEachRepository(t *testing.T) {
 	if r := pgb(t, "backup-mark", "--permanent", "x"); r.code != exitUsage || !strings.Contains(r.stderr, "give --repo with one of a, b") {
 		t.Errorf("backup-mark without --repo: %+v", r)
 	}
-	if r := pgb(t, "backup-list", "--repo", "c"); r.code != exitUsage || !strings.Contains(r.stderr, `--repo "c"`) {
+	if r := pgb(t, "backup-list", "--repo", "c"); r.code != exitUsage || !strings.Contains(r.stderr, `--repo / PGB_REPO "c"`) {
 		t.Errorf("unknown repository: %+v", r)
+	}
+}
+
+// A restore whose every repository fails says why in one line: never a crash.
+func TestRestoreWithNoUsableRepositorySaysWhy(t *testing.T) {
+	isolate(t)
+	base := t.TempDir()
+	t.Setenv("PGB_REPOS", "a="+filepath.Join(base, "a")+",b="+filepath.Join(base, "b"))
+	for _, args := range [][]string{
+		{"restore", "--pgdata", filepath.Join(base, "new")},
+		{"restore", "--dry-run"},
+		{"restore", "--pgdata", filepath.Join(base, "new"), "--repo", "b"},
+	} {
+		r := pgb(t, args...)
+		if r.code == 0 || strings.Contains(r.stderr, "internal error") || !strings.Contains(r.stderr, "repository b") {
+			t.Errorf("%v: %+v, want one line naming the repository that failed", args, r)
+		}
+	}
+}
+
+// With repos, a file a command writes for each repository gets the repository's name.
+func TestPerRepositoryFilesDoNotOverwriteEachOther(t *testing.T) {
+	e := &env{}
+	if got := e.perRepoFile("/var/lib/prom/pgb.prom"); got != "/var/lib/prom/pgb.prom" {
+		t.Errorf("one repository: %s", got)
+	}
+	e.cfg.RepoName = "offsite"
+	for in, want := range map[string]string{"/var/lib/prom/pgb.prom": "/var/lib/prom/pgb.offsite.prom", "report": "report.offsite", "": ""} {
+		if got := e.perRepoFile(in); got != want {
+			t.Errorf("perRepoFile(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -192,8 +192,14 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	dry := t != nil && c.Bool("dry-run")
 	pl, err := e.planRestore(c, name, dir, t, dry)
 	if pl != nil {
-		defer func() { _ = pl.rp.Close() }() // releases connections only: restore reads, and its writes are local
-		defer func() { _ = pl.m.Close() }()  // its file list, a temporary file
+		defer func() {
+			if pl.m != nil {
+				_ = pl.m.Close() // its file list, a temporary file
+			}
+			if pl.rp != nil {
+				_ = pl.rp.Close() // releases connections only: restore reads, and its writes are local
+			}
+		}()
 	}
 	if err != nil {
 		return err

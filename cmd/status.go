@@ -69,21 +69,20 @@ func statusCommand() *cli.Command {
 			// With several repositories, one that cannot reach the target (or anything)
 			// is no failure while another can: restore picks that one.
 			var reports []repoReport
-			var unreachable error
+			other := false // a failure other than "cannot be reached"
 			err = e.eachThen(c, func(ce *env) error {
 				r, err := ce.status(c.Context, t, c.Bool("json"), maxAge)
 				if r != nil {
 					reports = append(reports, repoReport{ce.cfg.RepoName, r})
 				}
 				var coded codedError
-				if e.cfg.Multi() && errors.As(err, &coded) && coded.code == exitUnreachable {
-					unreachable = err
-					return nil
+				if err != nil && (!errors.As(err, &coded) || coded.code != exitUnreachable) {
+					other = true
 				}
 				return err
 			}, func() (string, any) { return combinedWindows(reports) })
-			if err == nil && unreachable != nil && !anyReaches(reports) {
-				return withCode(exitUnreachable, fmt.Errorf("no repository: %w", unreachable))
+			if err != nil && e.cfg.Multi() && !other && anyReaches(reports) {
+				return nil // each report says what its repository cannot reach
 			}
 			return err
 		}),

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,6 +16,7 @@ import (
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/spool"
 )
 
 func walFetchCommand() *cli.Command {
@@ -79,8 +82,9 @@ func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 	if !e.cfg.Multi() {
 		return e.walFetch(c, name, dest)
 	}
+	health := newFetchHealth()
 	var failed error
-	for i, r := range e.cfg.Selected {
+	for i, r := range health.order(e.cfg.Selected) {
 		child := e.forRepo(r)
 		if i > 0 {
 			child.cfg.WALFetchPrefetch = 0 // one prefetcher, for the first repository
@@ -89,14 +93,17 @@ func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 		var ue usageError
 		switch {
 		case err == nil:
+			health.answered(r.Name)
 			return nil
 		case errors.Is(err, archive.ErrNotArchived):
+			health.answered(r.Name)
 			continue
 		case errors.As(err, &ue), c.Err() != nil,
 			errors.Is(err, repo.ErrForeignCluster), errors.Is(err, repo.ErrNoKey), errors.Is(err, repo.ErrWrongKey):
 			return fmt.Errorf("repository %s: %w", r.Name, err)
 		}
 		e.log.Warn("wal-fetch: this repository failed: trying the next", "repo", r.Name, "file", name, "error", err)
+		health.failed(r.Name)
 		if failed == nil {
 			failed = fmt.Errorf("repository %s: %w (and no other repository has it)", r.Name, err)
 		}
@@ -203,4 +210,72 @@ func fetchExit(e *env, name string, err error) error {
 func standby() bool {
 	_, err := os.Stat("standby.signal")
 	return err == nil
+}
+
+// fetchDemotion is how long a repository that failed a wal-fetch (unreachable, a
+// damaged object) is asked after the others: recovery fetches segment after segment,
+// and one that hangs until wal-timeout each time would hold it back for as long per
+// segment although another repository has them all.
+const fetchDemotion = time.Minute
+
+// fetchHealth remembers, across wal-fetch calls of one data directory, the
+// repositories that failed lately: a file per repository in pg_wal/pgb/fetch-failing,
+// its time the failure's. It only changes the order: every repository is still asked
+// before a file is called not archived. Without a data directory (or a spool that
+// cannot be opened) it remembers nothing.
+type fetchHealth struct{ dir string }
+
+func newFetchHealth() fetchHealth {
+	wd, err := os.Getwd()
+	if err != nil {
+		return fetchHealth{}
+	}
+	dd, err := spool.DataDir(wd, "") // restore_command runs in the data directory
+	if err != nil {
+		return fetchHealth{}
+	}
+	dir, err := spool.Open(dd, "fetch-failing")
+	if err != nil {
+		return fetchHealth{}
+	}
+	return fetchHealth{dir: dir}
+}
+
+// order is rs with those that failed within fetchDemotion moved last, each group in
+// its order.
+func (h fetchHealth) order(rs []config.Repository) []config.Repository {
+	if h.dir == "" {
+		return rs
+	}
+	var ok, late []config.Repository
+	for _, r := range rs {
+		if fi, err := os.Lstat(filepath.Join(h.dir, r.Name)); err == nil && time.Since(fi.ModTime()) < fetchDemotion {
+			late = append(late, r)
+			continue
+		}
+		ok = append(ok, r)
+	}
+	return append(ok, late...)
+}
+
+// failed records that the repository name failed now.
+func (h fetchHealth) failed(name string) {
+	if h.dir == "" {
+		return
+	}
+	p := filepath.Join(h.dir, name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return // remembering is best effort
+	}
+	_ = f.Close()
+	now := time.Now()
+	_ = os.Chtimes(p, now, now)
+}
+
+// answered forgets a failure of the repository name: it answered.
+func (h fetchHealth) answered(name string) {
+	if h.dir != "" {
+		_ = os.Remove(filepath.Join(h.dir, name)) // absent: nothing to forget
+	}
 }

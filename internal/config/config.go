@@ -369,21 +369,26 @@ func Load(src Source) (Config, error) {
 // in it (a list, or the same string), and the selection --repo makes among them.
 func withRepos(c Config, src Source, file string, fc fileContents) (Config, error) {
 	entries, from := fc.repos, "repos in "+file
-	if v, ok := src(KeyRepos); ok {
+	if _, inFile := fc.vals[KeyRepo]; inFile && len(fc.repos) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: config file %s has both repo and repos: keep one (a single repository is an entry of repos too)", file)
+	}
+	if v, ok := src(KeyRepos); ok && strings.TrimSpace(v) != "" { // an empty PGB_REPOS is no list
 		var err error
 		if entries, err = parseReposString(v); err != nil {
-			return Config{}, fmt.Errorf("invalid configuration: --%s: %w", KeyRepos, err)
+			return Config{}, fmt.Errorf("invalid configuration: --%s / PGB_REPOS: %w", KeyRepos, err)
 		}
-		from = "--" + KeyRepos
+		from = "--" + KeyRepos + " / PGB_REPOS"
+		if _, inFile := fc.vals[KeyRepo]; inFile {
+			if _, given := src(KeyRepo); !given {
+				c.Repo = "" // the list given above the file replaces its one repository
+			}
+		}
 	}
 	if len(entries) == 0 {
 		if strings.EqualFold(c.Repo, "all") {
 			return Config{}, fmt.Errorf("invalid configuration: --repo all: no repositories are listed (repos)")
 		}
 		return c, nil
-	}
-	if _, inFile := fc.vals[KeyRepo]; inFile {
-		return Config{}, fmt.Errorf("invalid configuration: config file %s has both repo and repos: keep one (a single repository is an entry of repos too)", file)
 	}
 	seen := map[string]bool{}
 	for _, ent := range entries {
@@ -398,6 +403,13 @@ func withRepos(c Config, src Source, file string, fc fileContents) (Config, erro
 		}
 		seen[name] = true
 		entSrc := func(key string) (string, bool) {
+			if key == KeyRetainFull || key == KeyRetainDays {
+				// A retention given for this run (pgb delete --retain-full 8) is
+				// what the user asks to keep, in every repository.
+				if v, ok := src(key); ok {
+					return v, true
+				}
+			}
 			if v, ok := ent[key]; ok {
 				return v, true
 			}
@@ -409,6 +421,11 @@ func withRepos(c Config, src Source, file string, fc fileContents) (Config, erro
 		rc, err := resolve(entSrc, file, fc.vals, false, nil)
 		if err != nil {
 			return Config{}, fmt.Errorf("%w (repository %s)", err, name)
+		}
+		for _, w := range rc.Warnings {
+			if !slices.Contains(c.Warnings, w) {
+				c.Warnings = append(c.Warnings, "repository "+name+": "+w)
+			}
 		}
 		c.Repos = append(c.Repos, Repository{Name: name, Repo: rc.Repo, S3: rc.S3, GCS: rc.GCS,
 			Encryption: rc.Encryption, RetainFull: rc.RetainFull, RetainDays: rc.RetainDays})
@@ -424,7 +441,7 @@ func withRepos(c Config, src Source, file string, fc fileContents) (Config, erro
 		n = strings.TrimSpace(n)
 		r, ok := c.Repository(n)
 		if !ok {
-			return Config{}, fmt.Errorf("invalid configuration: --repo %q: with repos, give the name of a repository (%s), several separated by commas, or all", sel, strings.Join(c.RepoNames(), ", "))
+			return Config{}, fmt.Errorf("invalid configuration: --repo / PGB_REPO %q: with repos, give the name of a repository (%s), several separated by commas, or all", sel, strings.Join(c.RepoNames(), ", "))
 		}
 		if !picked[n] {
 			picked[n] = true

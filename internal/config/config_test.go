@@ -411,7 +411,7 @@ func TestReposMistakesAreNamed(t *testing.T) {
 		}
 	}
 	_, err := Load(src(map[string]string{KeyConfig: "", KeyRepos: "a=/x", KeyRepo: "b"}))
-	if err == nil || !strings.Contains(err.Error(), `--repo "b": with repos, give the name of a repository (a)`) {
+	if err == nil || !strings.Contains(err.Error(), `--repo / PGB_REPO "b": with repos, give the name of a repository (a)`) {
 		t.Errorf("unknown name: %v", err)
 	}
 	_, err = Load(src(map[string]string{KeyConfig: "", KeyRepo: "all"}))
@@ -428,5 +428,48 @@ func TestASecretInAReposEntryOfAReadableFileIsRefused(t *testing.T) {
 	_, err := Load(src(map[string]string{KeyConfig: file}))
 	if err == nil || !strings.Contains(err.Error(), "holds a secret (s3-secret-access-key)") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// What pgb delete --retain-full (or --retain-days) asks to keep is kept in every
+// repository, whatever the entries say: the entries' retention is the default.
+func TestRetentionGivenForTheRunBeatsTheEntries(t *testing.T) {
+	file := writeFile(t, "repos:\n  - name: a\n    repo: /x\n    retain-full: 2\n  - name: b\n    repo: /y\n")
+	c, err := Load(src(map[string]string{KeyConfig: file, KeyRetainFull: "8"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range c.Repos {
+		if r.RetainFull != 8 {
+			t.Errorf("repository %s keeps %d full backups, want the 8 of --retain-full", r.Name, r.RetainFull)
+		}
+	}
+	c, err = Load(src(map[string]string{KeyConfig: file}))
+	if err != nil || c.Repos[0].RetainFull != 2 || c.Repos[1].RetainFull != 0 {
+		t.Errorf("without the flag: %+v, %v", c.Repos, err)
+	}
+}
+
+func TestReposGivenAboveTheFileReplaceItsRepo(t *testing.T) {
+	file := writeFile(t, "repo: /from/file\n")
+	c, err := Load(src(map[string]string{KeyConfig: file, KeyRepos: "a=/x,b=/y"}))
+	if err != nil || len(c.Selected) != 2 {
+		t.Fatalf("--repos over a file's repo: %+v, %v", c.Selected, err)
+	}
+	c, err = Load(src(map[string]string{KeyConfig: file, KeyRepos: " "})) // PGB_REPOS exported empty
+	if err != nil || c.Multi() || c.Repo != "/from/file" {
+		t.Fatalf("an empty PGB_REPOS: %+v, %v", c, err)
+	}
+}
+
+// A warning about an entry's settings is given, naming the repository.
+func TestAnEntrysWarningsAreKept(t *testing.T) {
+	file := writeFile(t, "repos:\n  - name: a\n    repo: /x\n  - name: off\n    repo: /y\n    encryption: none\n    encryption-recipients: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n")
+	c, err := Load(src(map[string]string{KeyConfig: file}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.HasPrefix(c.Warnings[0], "repository off: encryption: none although encryption keys are given") {
+		t.Errorf("warnings = %q", c.Warnings)
 	}
 }

@@ -82,18 +82,31 @@ func Create(ctx context.Context, db DB, rp *repo.Repo, name string, opt Options)
 		return Created{}, err
 	}
 	point := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
-	for i, r := range all {
+	if err := rp.PutRestorePoint(ctx, point); err != nil {
+		return Created{}, err
+	}
+	// Another repository that cannot record it: the point exists all the same, and its
+	// WAL is switched and waited for; the error names what is missing where.
+	var unrecorded []error
+	recorded := []*repo.Repo{}
+	for _, r := range opt.Also {
 		if err := r.PutRestorePoint(ctx, point); err != nil {
-			if i == 0 {
-				return Created{}, err
-			}
-			return Created{Point: point}, fmt.Errorf("restore point %q was created at LSN %s on timeline %d, but not recorded in %s: %w; "+
-				"restoring from that repository, use --target-lsn %s", name, lsn, tli, r, err, lsn)
+			unrecorded = append(unrecorded, fmt.Errorf("%s: %w", r, err))
+			continue
 		}
+		recorded = append(recorded, r)
 	}
 	seg, archived := archive.SwitchWAL(ctx, db, rp, opt.ArchiveTimeout)
+	if len(unrecorded) > 0 {
+		if archived != nil {
+			unrecorded = append(unrecorded, fmt.Errorf("and its segment %q did not reach %s: %w", seg, rp, archived))
+		}
+		c := Created{Point: point, Segment: seg, Archived: archived}
+		return c, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded in %s, but not in every repository (%w): "+
+			"restoring from one without it, give --target-lsn %s", name, lsn, tli, rp, errors.Join(unrecorded...), lsn)
+	}
 	if archived == nil && seg != "" {
-		for _, other := range opt.Also {
+		for _, other := range recorded {
 			f, err := wal.Parse(seg)
 			if err == nil {
 				err = other.WaitForWAL(ctx, f, opt.ArchiveTimeout)

@@ -196,3 +196,49 @@ func TestCreateSaysThePointExistsWhenTheWALSwitchFails(t *testing.T) {
 		t.Errorf("the point was not recorded: %v", err)
 	}
 }
+
+// With several repositories: one point in PostgreSQL, recorded in each, its WAL waited
+// for in each; a name taken in any one is refused before PostgreSQL is asked; one that
+// cannot record it gets the point all the same in the others, the WAL switched, and an
+// error naming what is missing where.
+func TestCreateRecordsOnePointInEveryRepository(t *testing.T) {
+	ctx := context.Background()
+	opt := func(also ...*repo.Repo) Options {
+		return Options{ArchiveTimeout: time.Minute, Now: func() time.Time { return at }, Also: also}
+	}
+	first, second := ownRepo(t), ownRepo(t)
+	putSeg := func(st storage.Store) {
+		f, _ := wal.Parse("000000010000000000000003")
+		if err := st.Put(ctx, repo.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putSeg(second) // what wal-push stores in every repository
+	db := newDB(first)
+	c, err := Create(ctx, db, repo.New(first, repo.Options{}), "p", opt(repo.New(second, repo.Options{})))
+	if err != nil || c.Archived != nil || len(db.created) != 1 {
+		t.Fatalf("Create = %+v, %v; created %v", c, err, db.created)
+	}
+	for _, st := range []storage.Store{first, second} {
+		if _, err := repo.New(st, repo.Options{}).ReadRestorePoint(ctx, "p"); err != nil {
+			t.Fatalf("not recorded in each repository: %v", err)
+		}
+	}
+
+	// Taken in the second: refused before PostgreSQL.
+	db = newDB(ownRepo(t))
+	if _, err := Create(ctx, db, repo.New(db.st, repo.Options{}), "p", opt(repo.New(second, repo.Options{}))); !errors.Is(err, repo.ErrRestorePointExists) || len(db.created) != 0 {
+		t.Fatalf("a name taken in the second repository: %v, created %v", err, db.created)
+	}
+
+	// The second cannot record it: recorded in the first, WAL switched there, an error.
+	broken := faulty.New(ownRepo(t), faulty.Rule{Op: faulty.Put, Key: "restore-points/q.json", Fault: faulty.Fail})
+	db = newDB(ownRepo(t))
+	c, err = Create(ctx, db, repo.New(db.st, repo.Options{}), "q", opt(repo.New(broken, repo.Options{})))
+	if err == nil || !strings.Contains(err.Error(), "not in every repository") || c.Point.Name != "q" || c.Segment == "" {
+		t.Fatalf("second repository failing: %+v, %v", c, err)
+	}
+	if _, err := repo.New(db.st, repo.Options{}).ReadRestorePoint(ctx, "q"); err != nil {
+		t.Fatalf("the first repository lost the point: %v", err)
+	}
+}
