@@ -3,6 +3,7 @@ package backup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/pgb-project/pgb/internal/compress"
+	"github.com/pgb-project/pgb/internal/crypt"
 	"github.com/pgb-project/pgb/internal/pg"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
@@ -111,3 +115,70 @@ func TestCopiedBackupRestoresFromTheOtherRepositoryAlone(t *testing.T) {
 		t.Fatalf("a copy without its WAL left %v", keys)
 	}
 }
+
+// A copy into a repository that encrypts is encrypted there with its own keys:
+// unreadable without them, restorable with them.
+func TestCopyIntoAnEncryptingRepositoryEncrypts(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac, err := crypt.ParseMACKey(crypt.NewMACKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := crypt.New([]age.Recipient{id.Recipient()}, []string{id.Recipient().String()}, []age.Identity{id}, mac)
+	dstStore := mem.New()
+	putWAL(t, dstStore, "000000010000000000000002")
+	codec, _ := compress.New("lz4", 0)
+	if _, err := Copy(ctx, repo.New(st, repo.Options{}), repo.New(dstStore, repo.Options{Codec: codec, Keys: keys, EncryptNew: true}), m.Name,
+		CopyOptions{Concurrency: 2, ArchiveTimeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(mustOpenPart(t, repo.New(dstStore, repo.Options{}), m.Name)); !errors.Is(err, repo.ErrNoKey) {
+		t.Fatalf("a copied part read without a key: %v, want ErrNoKey", err)
+	}
+	dst := repo.New(dstStore, repo.Options{Keys: keys})
+	list, _, err := dst.ListBackups(ctx)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListBackups = %v, %v", names(list), err)
+	}
+	got, err := dst.Manifest(ctx, list[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	r := &restore.Restorer{Repo: dst, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
+		DataDir: filepath.Join(base, "restored"), TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
+	}}
+	if err := r.Run(ctx, got); err != nil {
+		t.Fatalf("restore from the encrypted copy: %v", err)
+	}
+	checkRestored(t, fx, filepath.Join(base, "restored"))
+}
+
+// mustOpenPart opens part 1 of backup in rp, or fails with what opening it says.
+func mustOpenPart(t *testing.T, rp *repo.Repo, backup string) io.Reader {
+	t.Helper()
+	o, err := rp.OpenPart(context.Background(), backup, repo.Part{N: 1})
+	if err != nil {
+		return errReader{err}
+	}
+	t.Cleanup(func() { _ = o.Close() })
+	return o
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
