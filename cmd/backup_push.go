@@ -74,10 +74,14 @@ func (e *env) backupPushAll(c *cli.Context, permanent bool) error {
 		defer func() { i++ }()
 		if from != nil {
 			err := ce.copyBackup(ctx, from, name)
-			if !errors.Is(err, errCannotReadBack) {
+			switch {
+			case errors.Is(err, errCannotReadBack):
+				ce.log.Warn("the backup cannot be copied from "+from.cfg.RepoName+" (its objects are encrypted and no identity is given to read them back): taking a backup of this repository's own", "backup", name)
+			case errors.Is(err, backup.ErrChainNotThere):
+				ce.log.Warn("the backup's base is not in this repository and cannot be copied there (its WAL is not there: the repository was added later): taking a backup of this repository's own", "backup", name, "why", err)
+			default:
 				return err
 			}
-			ce.log.Warn("the backup cannot be copied from "+from.cfg.RepoName+" (its objects are encrypted and no identity is given to read them back): taking a backup of this repository's own", "backup", name)
 			_, err = ce.backupPush(ctx, permanent)
 			return err
 		}
@@ -119,6 +123,9 @@ func (e *env) copyBackup(ctx context.Context, from *env, name string) error {
 	copied, err := backup.Copy(ctx, src, dst, name, backup.CopyOptions{Concurrency: e.cfg.Concurrency, ArchiveTimeout: e.cfg.ArchiveTimeout,
 		LockMaxAge: e.cfg.LockMaxAge, LockWait: e.cfg.LockWait, Log: e.log})
 	for _, c := range copied {
+		if !c.Complete {
+			continue
+		}
 		if c.Already {
 			_, _ = fmt.Fprintf(e.stdout, "backup %s is already in this repository\n", c.Name)
 			continue
@@ -126,7 +133,7 @@ func (e *env) copyBackup(ctx context.Context, from *env, name string) error {
 		_, _ = fmt.Fprintf(e.stdout, "backup %s complete (copied from repository %s, without reading the data directory again): stored %s, in %s\n",
 			c.Name, from.cfg.RepoName, human(c.Stored), time.Since(start).Round(time.Millisecond))
 	}
-	if errors.Is(err, repo.ErrNoKey) {
+	if errors.Is(err, backup.ErrReadBack) && errors.Is(err, repo.ErrNoKey) {
 		return errCannotReadBack
 	}
 	if err != nil {
@@ -166,10 +173,15 @@ func (e *env) backupPush(ctx context.Context, permanent bool) (string, error) {
 	}}
 	start := time.Now()
 	m, err := p.Run(ctx)
+	if m != nil {
+		defer func() { _ = m.Close() }() // its file list, a temporary file
+	}
 	if err != nil {
+		if m != nil {
+			return m.Name, fmt.Errorf("backup-push: %w", err) // complete, not marked permanent
+		}
 		return "", fmt.Errorf("backup-push: %w", err)
 	}
-	defer func() { _ = m.Close() }() // its file list, a temporary file
 	d := time.Since(start)
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	e.log.Debug("backup timings", "total", r(d), "start", r(p.Stats.Start), "walk", r(p.Stats.Walk), "copy", r(p.Stats.Copy),

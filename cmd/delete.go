@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -60,6 +62,7 @@ func deleteCommand() *cli.Command {
 				return e.each(c, func(e *env) error { return e.deleteGarbage(c.Context, c.Duration("grace"), c.Bool("confirm")) })
 			}
 			return e.each(c, func(e *env) error {
+				e.retentionFlags(c)
 				pol, err := e.policy(c.String("before"))
 				if err != nil {
 					return err
@@ -67,6 +70,24 @@ func deleteCommand() *cli.Command {
 				return e.delete(c.Context, pol, c.Bool("confirm"), c.Bool("json"))
 			})
 		}),
+	}
+}
+
+// retentionFlags makes --retain-full and --retain-days given on the command line the
+// retention of e's repository, over its entry of repos: what this run is asked to
+// keep, in every repository. (An entry's own setting beats the environment: a
+// host-wide PGB_RETAIN_FULL does not shorten what one repository keeps.)
+func (e *env) retentionFlags(c *cli.Context) {
+	if e.cfg.RepoName == "" {
+		return
+	}
+	for key, to := range map[string]*int{config.KeyRetainFull: &e.cfg.RetainFull, config.KeyRetainDays: &e.cfg.RetainDays} {
+		if !flagGiven(c, key) {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(c.String(key))); err == nil { // checked by config.Load already
+			*to = n
+		}
 	}
 }
 

@@ -3,10 +3,13 @@ package cmd
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/waltest"
 )
@@ -176,5 +179,74 @@ func TestPerRepositoryFilesDoNotOverwriteEachOther(t *testing.T) {
 		if got := e.perRepoFile(in); got != want {
 			t.Errorf("perRepoFile(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Another cluster's repository never ends recovery early: a segment of that name there
+// is never served (its header names the other cluster); among several it hides no
+// file another repository has; a file in none stops recovery (exit 255), on a standby
+// too, rather than be called not archived.
+func TestAForeignRepositoryAmongSeveralNeitherHidesNorEndsTheArchive(t *testing.T) {
+	isolate(t)
+	base := t.TempDir()
+	foreign, own := filepath.Join(base, "foreign"), filepath.Join(base, "own")
+	other := waltest.DataDir(t, 43)
+	const seg1 = "000000010000000000000001"
+	if r := pgb(t, "wal-push", "--pgdata", other, "--repo", foreign, waltest.WriteWAL(t, other, seg1, waltest.Stamped(seg1, waltest.Segment(43, 1)))); r.code != 0 {
+		t.Fatalf("wal-push into the foreign repository: %+v", r)
+	}
+	dir := waltest.DataDir(t, 42)
+	body := waltest.Stamped(seg1, waltest.Segment(42, 1))
+	if r := pgb(t, "wal-push", "--pgdata", dir, "--repo", own, waltest.WriteWAL(t, dir, seg1, body)); r.code != 0 {
+		t.Fatalf("wal-push: %+v", r)
+	}
+	t.Setenv("PGB_REPOS", "foreign="+foreign+",own="+own)
+	t.Chdir(dir)
+	dest := filepath.Join(base, "fetched")
+	if r := pgb(t, "wal-fetch", "--wal-fetch-prefetch", "0", seg1, dest); r.code != 0 {
+		t.Fatalf("fetch with another cluster's repository first: %+v", r)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, body) {
+		t.Fatal("fetched bytes differ")
+	}
+	// One repository, another cluster's, that holds a segment of that name: its bytes
+	// are never served (PostgreSQL would take them for the end of its WAL).
+	t.Setenv("PGB_REPOS", "")
+	_ = os.Remove(dest)
+	if r := pgb(t, "wal-fetch", "--wal-fetch-prefetch", "0", "--repo", foreign, seg1, dest); r.code != exitRecoveryMustStop || !strings.Contains(r.stderr, "wrong repository") {
+		t.Fatalf("fetch of another cluster's segment: %+v, want exit %d", r, exitRecoveryMustStop)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("another cluster's segment was written to its destination")
+	}
+	t.Setenv("PGB_REPOS", "foreign="+foreign+",own="+own)
+	must(t, os.WriteFile("standby.signal", nil, 0o600))
+	if r := pgb(t, "wal-fetch", "--wal-fetch-prefetch", "0", "000000010000000000000009", dest); r.code != exitRecoveryMustStop || !strings.Contains(r.stderr, "repository foreign") {
+		t.Fatalf("a file in neither, one repository another cluster's: %+v, want exit %d naming it", r, exitRecoveryMustStop)
+	}
+}
+
+// pgb delete --retain-full on the command line is what the run keeps in every
+// repository, over the entries; without it each entry's own retention applies.
+func TestRetentionOnTheCommandLineBeatsTheEntries(t *testing.T) {
+	set := flag.NewFlagSet("delete", flag.ContinueOnError)
+	set.String("retain-full", "", "")
+	set.String("retain-days", "", "")
+	if err := set.Parse([]string{"--retain-full", "8"}); err != nil {
+		t.Fatal(err)
+	}
+	app := &cli.App{Metadata: map[string]any{"args": []string{"pgb", "delete", "--retain-full", "8"}}}
+	c := cli.NewContext(app, set, nil)
+	e := &env{}
+	e.cfg.RepoName, e.cfg.RetainFull, e.cfg.RetainDays = "offsite", 2, 30
+	e.retentionFlags(c)
+	if e.cfg.RetainFull != 8 || e.cfg.RetainDays != 30 {
+		t.Errorf("retain-full %d, retain-days %d; want the command line's 8 and the entry's 30", e.cfg.RetainFull, e.cfg.RetainDays)
+	}
+	app.Metadata["args"] = []string{"pgb", "delete"}
+	e.cfg.RetainFull = 2
+	e.retentionFlags(c)
+	if e.cfg.RetainFull != 2 {
+		t.Errorf("without the flag on the command line: retain-full %d, want the entry's 2", e.cfg.RetainFull)
 	}
 }

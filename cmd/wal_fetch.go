@@ -38,7 +38,8 @@ func walFetchCommand() *cli.Command {
 			"       usage error (unknown flag, missing argument, bad setting) on a standby too: PostgreSQL\n" +
 			"       stops recovery instead of ending it early and promoting with committed transactions missing.\n" +
 			"       Also, on a standby too, NAME missing from a repository that belongs to another cluster\n" +
-			"       than the working directory's global/pg_control: a wrong --repo is never the end of the archive.\n" +
+			"       than the working directory's global/pg_control, or a segment NAME whose header names another\n" +
+			"       cluster: a wrong --repo is never the end of the archive.\n" +
 			"  130, 143  interrupted by SIGINT, SIGTERM (above 125 too: recovery stops).\n\n" +
 			"Prefetch (--wal-fetch-prefetch, default 8; 0 = off): for a segment, when the working directory\n" +
 			"(or else --pgdata/PGDATA, used for nothing else here) is a data directory, a background process\n" +
@@ -75,15 +76,16 @@ func walFetchCommand() *cli.Command {
 // walFetchAll is wal-fetch: from the one repository, or from the first of those
 // selected of repos that has NAME, in their order. ErrNotArchived only when every one
 // said NAME is not there: a repository that could not answer may hold it, so its
-// failure is the outcome then (recovery stops, rather than end early). Another
-// cluster's repository, a key that cannot decrypt, a usage mistake or an interruption
-// end the search at once.
+// failure is the outcome then (recovery stops, rather than end early); another
+// cluster's repository or a key that cannot decrypt is that outcome first (it stops
+// recovery on a standby too). A usage mistake or an interruption ends the search at
+// once.
 func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 	if !e.cfg.Multi() {
 		return e.walFetch(c, name, dest)
 	}
 	health := newFetchHealth()
-	var failed error
+	var failed, fatal error
 	for i, r := range health.order(e.cfg.Selected) {
 		child := e.forRepo(r)
 		if i > 0 {
@@ -98,9 +100,16 @@ func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 		case errors.Is(err, archive.ErrNotArchived):
 			health.answered(r.Name)
 			continue
-		case errors.As(err, &ue), c.Err() != nil,
-			errors.Is(err, repo.ErrForeignCluster), errors.Is(err, repo.ErrNoKey), errors.Is(err, repo.ErrWrongKey):
+		case errors.As(err, &ue), c.Err() != nil:
 			return fmt.Errorf("repository %s: %w", r.Name, err)
+		case errors.Is(err, repo.ErrForeignCluster), errors.Is(err, repo.ErrNoKey), errors.Is(err, repo.ErrWrongKey):
+			// Never works, but another repository may serve the file: the search goes
+			// on, and this is the outcome if none does.
+			health.answered(r.Name)
+			if fatal == nil {
+				fatal = fmt.Errorf("repository %s: %w", r.Name, err)
+			}
+			continue
 		}
 		e.log.Warn("wal-fetch: this repository failed: trying the next", "repo", r.Name, "file", name, "error", err)
 		health.failed(r.Name)
@@ -108,7 +117,10 @@ func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 			failed = fmt.Errorf("repository %s: %w (and no other repository has it)", r.Name, err)
 		}
 	}
-	if failed != nil {
+	switch {
+	case fatal != nil:
+		return fatal
+	case failed != nil:
 		return failed
 	}
 	return fmt.Errorf("%w in any of %s", archive.ErrNotArchived, strings.Join(names(e.cfg.Selected), ", "))

@@ -13,7 +13,8 @@ import (
 	"github.com/pgb-project/pgb/internal/storage/s3/s3test"
 )
 
-// Two repositories, a local one and an offsite S3 one (versitygw). The offsite one goes
+// Two repositories, a local one and an offsite S3 one (versitygw), added to archiving
+// later: a backup whose base it cannot have is taken there anew. The offsite one goes
 // down while the cluster archives: archive_command fails, so PostgreSQL keeps the WAL
 // and retries, while the local one already has it; once the store is back both end up
 // with every segment. A backup-push to both reads the data directory once: an
@@ -37,9 +38,22 @@ func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.
 		"    s3-access-key-id: "+access+"\n"+
 		"    s3-secret-access-key: "+secret+"\n")
 	with := func(args ...string) []string { return append(args, cfg...) }
-	src := archivingClusterWith(t, cfg)
+	// At first only the local repository is archived into, and backed up.
+	src := archivingClusterWith(t, append([]string{"--repo", "local"}, cfg...))
 	src.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
-	mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--repo", "local")...) // the offsite repository has no backup yet
+	mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--repo", "local")...)
+	// The offsite repository is added to archiving. An incremental backup into local
+	// cannot be copied there (its base's WAL never reached it): offsite gets a backup
+	// of its own.
+	src.Exec(t, "ALTER SYSTEM SET archive_command = '"+pgtest.BuildPGB(t)+" wal-push "+strings.Join(cfg, " ")+" %p'")
+	src.Exec(t, "SELECT pg_reload_conf()")
+	src.WaitArchived(t, src.SwitchWAL(t), 60*time.Second)
+	own := mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--incremental")...)
+	if !strings.Contains(own.stderr, "taking a backup of this repository's own") || strings.Count(own.stdout, "complete (full backup") != 1 ||
+		strings.Count(own.stdout, "complete (incremental backup on") != 1 {
+		t.Fatalf("backup-push with a base offsite cannot have: want an incremental backup into local and a full one of offsite's own: %s", own)
+	}
+	mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--full", "--repo", "local")...) // offsite has its WAL, not the backup
 
 	proxy.setDown(true)
 	for i := 1; i <= 50; i++ {
@@ -60,6 +74,7 @@ func TestArchivingToTwoRepositoriesSurvivesAnOutageAndEitherRestores(t *testing.
 	}
 
 	proxy.setDown(false)
+	src.WaitArchived(t, src.SwitchWAL(t), 120*time.Second) // the retries caught up
 	// One read of the data directory for both: an incremental backup into local, copied
 	// into offsite with the full backup it needs there.
 	push := mustPGB(t, "", src.Env(), with("backup-push", "--fast", "--incremental")...)

@@ -255,6 +255,19 @@ func (a *Archive) Fetch(ctx context.Context, name, dest string) (repo.Sum, error
 	return sum, nil
 }
 
+// systemID is the system identifier of the cluster in DataDir, which fetched segments
+// must carry; 0 (no check) without one.
+func (a *Archive) systemID() uint64 {
+	if a.DataDir == "" {
+		return 0
+	}
+	c, err := pg.ReadControl(a.DataDir)
+	if err != nil {
+		return 0 // not a data directory, or unreadable: the WAL's own checks remain
+	}
+	return c.SystemID
+}
+
 // notArchived is the error for name, which the repository lacks: ErrNotArchived (the
 // end of the archive) only when the repository exists and, with DataDir a data
 // directory, belongs to its cluster; otherwise an error wrapping repo.ErrNoIdentity
@@ -292,7 +305,7 @@ func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.
 		return repo.Sum{}, true, err
 	}
 	defer out.Abort()
-	if err := copyWAL(out, o, f, make([]byte, 1<<20)); err != nil {
+	if err := copyWAL(out, o, f, make([]byte, 1<<20), a.systemID()); err != nil {
 		return repo.Sum{}, true, fmt.Errorf("%s: %w", o.Key(), err)
 	}
 	if err := out.Commit(); err != nil {

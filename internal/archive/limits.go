@@ -25,8 +25,9 @@ const (
 // 1 GiB; a .history file at most wal.MaxHistorySize (what restore's history parser
 // accepts), a .backup file at most maxBackupFileSize. It
 // never reads more than one byte past the limit; a file of the wrong size is an error
-// wrapping repo.ErrCorrupt.
-func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
+// wrapping repo.ErrCorrupt. With sysID not 0, a segment whose header names another
+// cluster is an error wrapping repo.ErrForeignCluster.
+func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte, sysID uint64) error {
 	limit := int64(maxBackupFileSize)
 	exact := false
 	var head []byte
@@ -44,6 +45,11 @@ func copyWAL(w io.Writer, r io.Reader, f wal.File, buf []byte) error {
 		h, err := wal.ParseSegmentHeader(head)
 		if err != nil {
 			return fmt.Errorf("%w: not a WAL segment: %w", repo.ErrCorrupt, err)
+		}
+		if sysID != 0 && h.SystemID != sysID {
+			// PostgreSQL would take another cluster's segment for the end of its WAL
+			// and, restoring to the end, promote with what follows missing.
+			return fmt.Errorf("%w: the segment is cluster %d's, the data directory is cluster %d's: wrong repository in restore_command", repo.ErrForeignCluster, h.SystemID, sysID)
 		}
 		if h.SegSize < minSegSize || h.SegSize > maxSegSize {
 			return fmt.Errorf("%w: its header records a segment size of %d bytes, not a power of two from 1 MiB to 1 GiB", repo.ErrCorrupt, h.SegSize)

@@ -489,7 +489,7 @@ func (p *Prefetcher) spoolOne(ctx context.Context, name string, id RepoID) (foun
 			_ = os.Remove(tmp.Name()) // best effort: the error is reported
 		}
 	}()
-	if err := copyWAL(tmp, o, f, make([]byte, 1<<20)); err != nil {
+	if err := copyWAL(tmp, o, f, make([]byte, 1<<20), p.Archive.systemID()); err != nil {
 		return true, fmt.Errorf("%s: %w", o.Key(), err)
 	}
 	sum := o.Sum()

@@ -182,3 +182,49 @@ func mustOpenPart(t *testing.T, rp *repo.Repo, backup string) io.Reader {
 type errReader struct{ err error }
 
 func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// Each repository names its own backups by their start time: the copy of a backup
+// into a repository where another backup has its name goes in under name-copy, and a
+// later copy finds it there by what it is, not by its name.
+func TestCopyWhereTheNameIsTakenByAnotherBackup(t *testing.T) {
+	ctx := context.Background()
+	fx := newBackupFixture(t, testSystemID, nil)
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, dstStore := mem.New(), mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	putWAL(t, dstStore, "000000010000000000000002")
+	m, err := newPusher(st, newFakeSource(fx.dataDir), fx.dataDir, 16<<10, 2, at).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	own := newFakeSource(fx.dataDir)
+	own.stopLSN = 0x2000200 // the destination's own backup, taken in the same second
+	if om, err := newPusher(dstStore, own, fx.dataDir, 16<<10, 2, at).Run(ctx); err != nil || om.Name != m.Name {
+		t.Fatalf("the destination's own backup: %v (named %v)", err, om)
+	} else {
+		_ = om.Close()
+	}
+	dst := repo.New(dstStore, repo.Options{})
+	opt := CopyOptions{Concurrency: 2, ArchiveTimeout: time.Second}
+	copied, err := Copy(ctx, repo.New(st, repo.Options{}), dst, m.Name, opt)
+	if err != nil || len(copied) != 1 || copied[0].Name != m.Name+"-copy" {
+		t.Fatalf("Copy = %+v, %v; want it in as %s-copy", copied, err, m.Name)
+	}
+	list, _, err := dst.ListBackups(ctx)
+	if err != nil || len(list) != 2 {
+		t.Fatalf("destination lists %v, %v", names(list), err)
+	}
+	for _, s := range list {
+		got, err := dst.Manifest(ctx, s)
+		if err != nil {
+			t.Fatalf("backup %s: %v", s.Name, err)
+		}
+		if s.Name == m.Name+"-copy" && (got.StopLSN != m.StopLSN || got.Name != s.Name) {
+			t.Errorf("the copy holds %s stopping at %s", got.Name, got.StopLSN)
+		}
+	}
+	if again, err := Copy(ctx, repo.New(st, repo.Options{}), dst, m.Name, opt); err != nil || len(again) != 1 || !again[0].Already || again[0].Name != m.Name+"-copy" {
+		t.Fatalf("second Copy = %+v, %v; want it found as %s-copy", again, err, m.Name)
+	}
+}

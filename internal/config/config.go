@@ -403,13 +403,6 @@ func withRepos(c Config, src Source, file string, fc fileContents) (Config, erro
 		}
 		seen[name] = true
 		entSrc := func(key string) (string, bool) {
-			if key == KeyRetainFull || key == KeyRetainDays {
-				// A retention given for this run (pgb delete --retain-full 8) is
-				// what the user asks to keep, in every repository.
-				if v, ok := src(key); ok {
-					return v, true
-				}
-			}
 			if v, ok := ent[key]; ok {
 				return v, true
 			}

@@ -82,29 +82,36 @@ func Create(ctx context.Context, db DB, rp *repo.Repo, name string, opt Options)
 		return Created{}, err
 	}
 	point := repo.RestorePoint{Name: name, LSN: lsn, Timeline: tli, Time: now().UTC()}
-	if err := rp.PutRestorePoint(ctx, point); err != nil {
-		return Created{}, err
-	}
-	// Another repository that cannot record it: the point exists all the same, and its
-	// WAL is switched and waited for; the error names what is missing where.
+	// A repository that cannot record it: the point exists in PostgreSQL all the same
+	// (it cannot be undone there), it is recorded where it can be, and its WAL is
+	// switched; the error names what is missing where and the LSN to restore to.
 	var unrecorded []error
-	recorded := []*repo.Repo{}
-	for _, r := range opt.Also {
+	var recorded []*repo.Repo
+	for _, r := range all {
 		if err := r.PutRestorePoint(ctx, point); err != nil {
 			unrecorded = append(unrecorded, fmt.Errorf("%s: %w", r, err))
 			continue
 		}
 		recorded = append(recorded, r)
 	}
-	seg, archived := archive.SwitchWAL(ctx, db, rp, opt.ArchiveTimeout)
+	if len(recorded) == 0 {
+		seg, _ := archive.SwitchWAL(ctx, db, rp, 0) // so that its WAL is archived all the same
+		return Created{Point: point, Segment: seg}, fmt.Errorf("restore point %q was created in PostgreSQL at LSN %s on timeline %d, but could not be recorded (%w): "+
+			"restore to it with --target-lsn %s, or create another name once the repository answers", name, lsn, tli, errors.Join(unrecorded...), lsn)
+	}
+	seg, archived := archive.SwitchWAL(ctx, db, recorded[0], opt.ArchiveTimeout)
 	if len(unrecorded) > 0 {
-		if archived != nil {
-			unrecorded = append(unrecorded, fmt.Errorf("and its segment %q did not reach %s: %w", seg, rp, archived))
+		switch {
+		case seg == "":
+			unrecorded = append(unrecorded, fmt.Errorf("and WAL was not switched after it: %w", archived))
+		case archived != nil:
+			unrecorded = append(unrecorded, fmt.Errorf("and its segment %s did not reach %s: %w", seg, recorded[0], archived))
 		}
 		c := Created{Point: point, Segment: seg, Archived: archived}
 		return c, fmt.Errorf("restore point %q was created at LSN %s on timeline %d and recorded in %s, but not in every repository (%w): "+
-			"restoring from one without it, give --target-lsn %s", name, lsn, tli, rp, errors.Join(unrecorded...), lsn)
+			"restoring from one without it, give --target-lsn %s", name, lsn, tli, recorded[0], errors.Join(unrecorded...), lsn)
 	}
+	recorded = recorded[1:]
 	if archived == nil && seg != "" {
 		for _, other := range recorded {
 			f, err := wal.Parse(seg)

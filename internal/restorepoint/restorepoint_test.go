@@ -241,4 +241,17 @@ func TestCreateRecordsOnePointInEveryRepository(t *testing.T) {
 	if _, err := repo.New(db.st, repo.Options{}).ReadRestorePoint(ctx, "q"); err != nil {
 		t.Fatalf("the first repository lost the point: %v", err)
 	}
+
+	// The first cannot record it: the second does, and the error says where it is not.
+	brokenFirst := faulty.New(ownRepo(t), faulty.Rule{Op: faulty.Put, Key: "restore-points/r.json", Fault: faulty.Fail})
+	fine := ownRepo(t)
+	putSeg(fine)
+	db = newDB(brokenFirst)
+	c, err = Create(ctx, db, repo.New(brokenFirst, repo.Options{}), "r", opt(repo.New(fine, repo.Options{})))
+	if err == nil || !strings.Contains(err.Error(), "not in every repository") || c.Point.Name != "r" {
+		t.Fatalf("first repository failing: %+v, %v", c, err)
+	}
+	if _, err := repo.New(fine, repo.Options{}).ReadRestorePoint(ctx, "r"); err != nil {
+		t.Fatalf("the second repository did not record the point: %v", err)
+	}
 }
