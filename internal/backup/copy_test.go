@@ -28,16 +28,7 @@ import (
 // does not have, fails the copy and leaves nothing of the backup there.
 func TestCopiedBackupRestoresFromTheOtherRepositoryAlone(t *testing.T) {
 	ctx := context.Background()
-	fx := newBackupFixture(t, testSystemID, nil)
-	st := mem.New()
-	putWAL(t, st, "000000010000000000000002")
-	src := newFakeSource(fx.dataDir)
-	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
-	m, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	fx, st, m := pushedBackup(t)
 	if len(m.Parts) < 2 {
 		t.Fatalf("the fixture makes %d part(s); the test wants several", len(m.Parts))
 	}
@@ -58,19 +49,7 @@ func TestCopiedBackupRestoresFromTheOtherRepositoryAlone(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Name != m.Name || list[0].Compression != "zstd" || list[0].StoredSize != copied[0].Stored {
 		t.Fatalf("destination lists %+v, %v", list, err)
 	}
-	got, err := dst.Manifest(ctx, list[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := t.TempDir()
-	dir := filepath.Join(base, "restored")
-	r := &restore.Restorer{Repo: dst, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
-		DataDir: dir, TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
-	}}
-	if err := r.Run(ctx, got); err != nil {
-		t.Fatalf("restore from the copy: %v", err)
-	}
-	checkRestored(t, fx, dir)
+	restoreAndCheck(t, dst, list[0], fx)
 
 	if again, err := Copy(ctx, from, dst, m.Name, opt); err != nil || len(again) != 1 || !again[0].Already {
 		t.Fatalf("second Copy = %+v, %v; want it found there", again, err)
@@ -120,16 +99,7 @@ func TestCopiedBackupRestoresFromTheOtherRepositoryAlone(t *testing.T) {
 // unreadable without them, restorable with them.
 func TestCopyIntoAnEncryptingRepositoryEncrypts(t *testing.T) {
 	ctx := context.Background()
-	fx := newBackupFixture(t, testSystemID, nil)
-	st := mem.New()
-	putWAL(t, st, "000000010000000000000002")
-	src := newFakeSource(fx.dataDir)
-	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
-	m, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	fx, st, m := pushedBackup(t)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -154,18 +124,7 @@ func TestCopyIntoAnEncryptingRepositoryEncrypts(t *testing.T) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("ListBackups = %v, %v", names(list), err)
 	}
-	got, err := dst.Manifest(ctx, list[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := t.TempDir()
-	r := &restore.Restorer{Repo: dst, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
-		DataDir: filepath.Join(base, "restored"), TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
-	}}
-	if err := r.Run(ctx, got); err != nil {
-		t.Fatalf("restore from the encrypted copy: %v", err)
-	}
-	checkRestored(t, fx, filepath.Join(base, "restored"))
+	restoreAndCheck(t, dst, list[0], fx)
 }
 
 // mustOpenPart opens part 1 of backup in rp, or fails with what opening it says.
@@ -227,4 +186,39 @@ func TestCopyWhereTheNameIsTakenByAnotherBackup(t *testing.T) {
 	if again, err := Copy(ctx, repo.New(st, repo.Options{}), dst, m.Name, opt); err != nil || len(again) != 1 || !again[0].Already || again[0].Name != m.Name+"-copy" {
 		t.Fatalf("second Copy = %+v, %v; want it found as %s-copy", again, err, m.Name)
 	}
+}
+
+// pushedBackup is a backup of a new fixture in a new repository, whose stop segment
+// it holds.
+func pushedBackup(t *testing.T) (backupFixture, *mem.Store, *repo.Manifest) {
+	t.Helper()
+	fx := newBackupFixture(t, testSystemID, nil)
+	st := mem.New()
+	putWAL(t, st, "000000010000000000000002")
+	src := newFakeSource(fx.dataDir)
+	src.tablespaces = []pg.Tablespace{{OID: 16400, Name: "ts", Location: fx.spcDir}}
+	m, err := newPusher(st, src, fx.dataDir, 16<<10, 2, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return fx, st, m
+}
+
+// restoreAndCheck restores backup s of rp into a new directory and checks that it
+// holds fx's files byte for byte.
+func restoreAndCheck(t *testing.T, rp *repo.Repo, s *repo.Summary, fx backupFixture) {
+	t.Helper()
+	m, err := rp.Manifest(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := t.TempDir()
+	r := &restore.Restorer{Repo: rp, Log: slog.New(slog.DiscardHandler), Opt: restore.Options{
+		DataDir: filepath.Join(base, "restored"), TablespaceMap: map[string]string{fx.spcDir: filepath.Join(base, "spc")}, Concurrency: 2,
+	}}
+	if err := r.Run(context.Background(), m); err != nil {
+		t.Fatalf("restore of backup %s: %v", s.Name, err)
+	}
+	checkRestored(t, fx, filepath.Join(base, "restored"))
 }
