@@ -16,11 +16,14 @@ import (
 // Several repositories (repos): every command works on the repositories --repo
 // selects (all of them by default) through one of these, composed here so that the
 // commands themselves work on one repository as they always did:
-//   - each: in turn, under a heading naming each (backup-push, backup-list, status,
-//     verify, delete, check, events, drill, backup-mark, restore-point list);
-//   - one: exactly one, named by --repo (extract, rotate-passphrase);
+//   - each: in turn, under a heading naming each (backup-list, status, verify, delete,
+//     check, drill, restore-point list; backup-push, which copies its backup from the
+//     first into the others);
+//   - one: exactly one, named by --repo (backup-mark, rotate-passphrase);
+//   - first: the first selected (events, extract);
 //   - wal-push stores in all at once, wal-fetch tries them in order, restore picks the
-//     one whose backup is newest (their own files).
+//     one whose backup is newest, restore-point records one point in each (their own
+//     files).
 
 // forRepo is e working on the repository r of repos.
 func (e *env) forRepo(r config.Repository) *env {
