@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,5 +89,26 @@ func TestInPlaceTablespaceSurvivesBackupAndRestore(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "tablespace_map")); err != nil || bytes.Contains(b, []byte("16500")) {
 		t.Errorf("tablespace_map = %q, %v; want only the linked tablespace", b, err)
+	}
+}
+
+// A restore writes its record (.pgb-restored) before it puts global/pg_control in
+// place, its last step: a restore killed while writing the record leaves its
+// temporary file in a directory without pg_control, never in a finished one. (The
+// kill test found one: pg_control there, and .pgb-tmp-.pgb-restored-… beside it.)
+func TestRestoreRecordIsOnDiskBeforePgControl(t *testing.T) {
+	fx := newBackupFixture(t, testSystemID, nil)
+	dir := backupAndRestore(t, fx)
+	ctime := func(rel string) int64 {
+		t.Helper()
+		fi, err := os.Lstat(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return st.Ctim.Nano()
+	}
+	if rec, ctl := ctime(restore.RecordFile), ctime("global/pg_control"); rec > ctl {
+		t.Fatalf("the record changed at %d, after pg_control appeared at %d", rec, ctl)
 	}
 }

@@ -183,6 +183,10 @@ func (r *Restorer) finish(m *repo.Manifest, spc map[uint32]string) error {
 	if err := r.makeLinks(m, spc); err != nil {
 		return err
 	}
+	// The record too, before pg_control: a restore killed while writing it leaves its
+	// temporary file in a directory that is still incomplete (no pg_control, the
+	// marker), never in a finished one; and a record the marker outlives is not trusted.
+	r.writeRecord(m, spc)
 	// Everything on disk before pg_control appears: without it PostgreSQL will not
 	// start, so an interrupted restore can never pass for a whole one.
 	for _, dir := range append([]string{r.Opt.DataDir}, values(spc)...) {
@@ -199,11 +203,7 @@ func (r *Restorer) finish(m *repo.Manifest, spc map[uint32]string) error {
 			return err
 		}
 	}
-	if err := removeMarker(r.Opt.DataDir); err != nil {
-		return err
-	}
-	r.writeRecord(m, spc)
-	return nil
+	return removeMarker(r.Opt.DataDir)
 }
 
 // writeMarkers marks the data directory and every tablespace directory incomplete
