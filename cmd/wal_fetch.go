@@ -123,16 +123,7 @@ func (e *env) walFetchAll(c *cli.Context, name, dest string) error {
 	case failed != nil:
 		return failed
 	}
-	return fmt.Errorf("%w in any of %s", archive.ErrNotArchived, strings.Join(names(e.cfg.Selected), ", "))
-}
-
-// names are the names of rs.
-func names(rs []config.Repository) []string {
-	out := make([]string, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, r.Name)
-	}
-	return out
+	return fmt.Errorf("%w in any of %s", archive.ErrNotArchived, strings.Join(config.Names(e.cfg.Selected), ", "))
 }
 
 func (e *env) walFetch(c *cli.Context, name, dest string) (err error) {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/repo"
@@ -233,7 +232,6 @@ func copyOne(ctx context.Context, src, dst *repo.Repo, s *repo.Summary, as, pare
 		}
 	}()
 	parts := make([]repo.Part, len(m.Parts))
-	var mu sync.Mutex
 	idx := make([]int, len(m.Parts))
 	for i := range idx {
 		idx[i] = i
@@ -244,9 +242,7 @@ func copyOne(ctx context.Context, src, dst *repo.Repo, s *repo.Summary, as, pare
 			if err != nil {
 				return err
 			}
-			mu.Lock()
-			parts[i] = p
-			mu.Unlock()
+			parts[i] = p // each index goes to one worker, and Run returns once all have
 		}
 		return nil
 	})

@@ -455,9 +455,12 @@ func (c Config) Repository(name string) (Repository, bool) {
 }
 
 // RepoNames are the names of repos, in its order.
-func (c Config) RepoNames() []string {
-	out := make([]string, 0, len(c.Repos))
-	for _, r := range c.Repos {
+func (c Config) RepoNames() []string { return Names(c.Repos) }
+
+// Names are the names of rs, in their order.
+func Names(rs []Repository) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
 		out = append(out, r.Name)
 	}
 	return out
