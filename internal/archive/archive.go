@@ -296,20 +296,47 @@ func (a *Archive) notArchived(ctx context.Context, name string) error {
 // read (its resumption finding nothing) is a failed read, never the end of the archive.
 func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.Sum, opened bool, err error) {
 	o, err := a.Repo.OpenWAL(ctx, f)
+	if errors.Is(err, storage.ErrNotExist) && f.Kind == wal.Segment {
+		return a.fetchStreamed(ctx, f, dest)
+	}
 	if err != nil {
 		return repo.Sum{}, false, err
 	}
 	defer func() { _ = o.Close() }() // read-only: the envelope check decides
-	out, err := atomicfile.Create(dest, 0o600)
-	if err != nil {
-		return repo.Sum{}, true, err
-	}
-	defer out.Abort()
-	if err := copyWAL(out, o, f, make([]byte, 1<<20), a.systemID()); err != nil {
-		return repo.Sum{}, true, fmt.Errorf("%s: %w", o.Key(), err)
-	}
-	if err := out.Commit(); err != nil {
+	if err := a.copyTo(dest, o, f, o.Key()); err != nil {
 		return repo.Sum{}, true, err
 	}
 	return o.Sum(), true, nil
+}
+
+// fetchStreamed reads a segment that pgb wal-stream has stored only as chunks (the
+// segment it is writing, or was when the primary was lost): the streamed bytes,
+// zero-padded to the segment's size, as PostgreSQL's own WAL receiver leaves it.
+// Recovery replays to the last streamed byte and stops there. No chunk from the
+// segment's start is "not there" (opened is false).
+func (a *Archive) fetchStreamed(ctx context.Context, f wal.File, dest string) (sum repo.Sum, opened bool, err error) {
+	s, err := a.Repo.OpenStreamedWAL(ctx, f)
+	if err != nil {
+		return repo.Sum{}, !errors.Is(err, storage.ErrNotExist), err
+	}
+	defer func() { _ = s.Close() }() // read-only: each chunk's envelope check decides
+	if err := a.copyTo(dest, s, f, f.Name+" (streamed)"); err != nil {
+		return repo.Sum{}, true, err
+	}
+	a.Log.Info("served a segment from streamed chunks, zero-padded after the last streamed byte",
+		"file", f.Name, "streamed_bytes", s.End, "segment_bytes", s.SegSize)
+	return repo.Sum{Size: s.SegSize}, true, nil
+}
+
+// copyTo writes the WAL file r (of kind f, named what for errors) to dest atomically.
+func (a *Archive) copyTo(dest string, r io.Reader, f wal.File, what string) error {
+	out, err := atomicfile.Create(dest, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Abort()
+	if err := copyWAL(out, r, f, make([]byte, 1<<20), a.systemID()); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return out.Commit()
 }
