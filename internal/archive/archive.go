@@ -97,25 +97,60 @@ func (a *Archive) Push(ctx context.Context, path string, cluster *Cluster) (Push
 	if err != nil {
 		return PushResult{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := a.Repo.EnsureIdentity(ctx, repo.Identity{
-		SystemID: cl.SystemID, PGVersion: cl.PGVersion, Created: time.Now().UTC(),
-		CreatedBy: "pgb", FirstWrite: "wal-push " + f.Name,
-	}); err != nil {
-		return PushResult{}, err
-	}
-	put, err := a.Repo.PutWAL(ctx, f, io.MultiReader(bytes.NewReader(head[:n]), in), fi.Size())
-	res := PushResult{File: f, Key: put.Key, Size: put.Sum.Size, Stored: put.Stored, Compressed: a.Repo.Codec().Name(), Source: fi}
+	res, err := a.store(ctx, f, cl, "wal-push", io.MultiReader(bytes.NewReader(head[:n]), in), fi.Size(),
+		func(stored io.Reader) error { return sameContent(stored, path) })
 	if errors.Is(err, repo.ErrChangedSize) {
 		return PushResult{}, fmt.Errorf("%s %w", path, err)
 	}
+	if err != nil {
+		return PushResult{}, err
+	}
+	res.Source = fi
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// PushData archives data as the WAL file f, exactly as Push archives a file of that
+// name and content: what pgb wal-stream stores of a segment it has received whole, and
+// of a timeline history file. A segment must belong to cluster (not nil).
+func (a *Archive) PushData(ctx context.Context, f wal.File, data []byte, cluster *Cluster) (PushResult, error) {
+	start := time.Now()
+	cl, err := checkOrigin(f, data[:min(len(data), wal.LongHeaderSize)], int64(len(data)), cluster)
+	if err != nil {
+		return PushResult{}, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	res, err := a.store(ctx, f, cl, "wal-stream", bytes.NewReader(data), int64(len(data)), func(stored io.Reader) error {
+		return sameReader(stored, bytes.NewReader(data), int64(len(data)))
+	})
+	if err != nil {
+		return PushResult{}, err
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// store puts the size bytes of src as f into the repository of cluster cl (by names
+// the command, for a new repository's pgb.json). When an
+// object is already there, same compares its decoded content with what src held.
+func (a *Archive) store(ctx context.Context, f wal.File, cl Cluster, by string, src io.Reader, size int64, same func(io.Reader) error) (PushResult, error) {
+	if _, err := a.Repo.EnsureIdentity(ctx, repo.Identity{
+		SystemID: cl.SystemID, PGVersion: cl.PGVersion, Created: time.Now().UTC(),
+		CreatedBy: "pgb", FirstWrite: by + " " + f.Name,
+	}); err != nil {
+		return PushResult{}, err
+	}
+	put, err := a.Repo.PutWAL(ctx, f, src, size)
+	res := PushResult{File: f, Key: put.Key, Size: put.Sum.Size, Stored: put.Stored, Compressed: a.Repo.Codec().Name()}
+	if errors.Is(err, repo.ErrChangedSize) {
+		return PushResult{}, err
+	}
 	if errors.Is(err, storage.ErrExist) {
-		err = a.compareExisting(ctx, f, put.Trailer, path)
+		err = a.compareExisting(ctx, f, put.Trailer, same)
 		res.Duplicate = err == nil
 	}
 	if err != nil {
 		return PushResult{}, fmt.Errorf("archive %s: %w", f.Name, err)
 	}
-	res.Duration = time.Since(start)
 	return res, nil
 }
 
@@ -166,7 +201,7 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 // older algorithm, a tag under another MAC key, one side encrypted), the stored object
 // is decoded and compared byte for byte, so a checksum collision can never hide a
 // conflict.
-func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum, path string) error {
+func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum, same func(io.Reader) error) error {
 	stored, err := a.Repo.WALSum(ctx, f)
 	if err != nil {
 		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
@@ -178,7 +213,7 @@ func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum,
 		return nil
 	}
 	if stored.MayEqual(sum) {
-		err = a.sameBytes(ctx, f, path)
+		err = a.sameBytes(ctx, f, same)
 		if err == nil {
 			a.Log.Info("already archived with identical content", "file", f.Name)
 			return nil
@@ -194,15 +229,15 @@ func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum,
 		ErrConflict, stored, sum)
 }
 
-// sameBytes decodes the stored object and compares it with the file, as a stream
-// that reads at most one byte more than the file holds.
-func (a *Archive) sameBytes(ctx context.Context, f wal.File, path string) error {
+// sameBytes decodes the stored object and compares it, with same, with what was to be
+// stored.
+func (a *Archive) sameBytes(ctx context.Context, f wal.File, same func(io.Reader) error) error {
 	o, err := a.Repo.OpenWAL(ctx, f)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = o.Close() }() // read-only: the envelope check decides
-	return sameContent(o, path)
+	return same(o)
 }
 
 // ErrTimeout means a WAL command ran out of its overall deadline (WithDeadline).

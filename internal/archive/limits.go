@@ -117,8 +117,14 @@ func sameContent(stored io.Reader, path string) error {
 	if err != nil {
 		return err
 	}
+	return sameReader(stored, local, fi.Size())
+}
+
+// sameReader compares the decoded stored object with the size bytes of local, reading
+// at most one byte more than that from stored.
+func sameReader(stored, local io.Reader, size int64) error {
 	a, b := make([]byte, 256<<10), make([]byte, 256<<10)
-	lr := io.LimitReader(stored, fi.Size()+1)
+	lr := io.LimitReader(stored, size+1)
 	for {
 		n, err := io.ReadFull(lr, a)
 		if n > 0 {
