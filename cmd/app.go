@@ -94,6 +94,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			deleteCommand(),
 			backupFetchCommand(),
 			restorePointCommand(),
+			walStreamCommand(),
 			restoreCommand(),
 			verifyCommand(),
 			eventsCommand(),

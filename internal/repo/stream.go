@@ -34,7 +34,8 @@ type Chunk struct {
 
 func chunkPrefix(f wal.File) string { return WALKey(f) + chunkDirSuffix }
 
-func chunkKey(f wal.File, start, end int64) string {
+// ChunkKey is where the chunk [start, end) of segment f is stored.
+func ChunkKey(f wal.File, start, end int64) string {
 	return fmt.Sprintf("%s%08X-%08X", chunkPrefix(f), start, end)
 }
 
@@ -74,7 +75,7 @@ func (r *Repo) PutWALChunk(ctx context.Context, f wal.File, start int64, data []
 	if f.Kind != wal.Segment || start < 0 || len(data) == 0 || end > maxChunkEnd {
 		return fmt.Errorf("store a streamed chunk: bad chunk %s [%d, %d)", f.Name, start, end)
 	}
-	key := chunkKey(f, start, end)
+	key := ChunkKey(f, start, end)
 	if err := r.sealing(ctx, key); err != nil {
 		return err
 	}
