@@ -55,8 +55,8 @@ type Options struct {
 // is stored in each.
 type Streamer struct {
 	Archives []*archive.Archive
-	Opt     Options
-	Log     *slog.Logger
+	Opt      Options
+	Log      *slog.Logger
 	// Progress, when set, is called after each store with the position durable in the
 	// repository.
 	Progress func(Position)
