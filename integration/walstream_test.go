@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/integration/pgtest"
+	"github.com/pgb-project/pgb/internal/wal"
 )
 
 // With wal-stream as the synchronous standby and no archive_command at all, every
@@ -33,7 +35,11 @@ func TestASynchronousStreamLosesNoCommitWhenThePrimaryDies(t *testing.T) {
 			src.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, pad text)")
 			mustPGB(t, "", src.Env(), append([]string{"backup-push", "--fast"}, sel...)...)
 			const rows = 300
+			var before string // the WAL position before the last commit
 			for i := 1; i <= rows; i++ {
+				if i == rows {
+					before = src.QueryString(t, "SELECT pg_current_wal_lsn()::text")
+				}
 				src.Exec(t, "INSERT INTO t VALUES ($1, repeat('x', 2000))", i)
 			}
 			// The primary dies right after the last commit returned, with everything on it,
@@ -45,6 +51,27 @@ func TestASynchronousStreamLosesNoCommitWhenThePrimaryDies(t *testing.T) {
 			src.StopImmediate(t)
 			if err := os.RemoveAll(src.DataDir()); err != nil {
 				t.Fatal(err)
+			}
+
+			// status ends the window at the last commit, read from the streamed chunks.
+			var st struct {
+				Windows []struct {
+					LastCommit struct {
+						LSN wal.LSN `json:"lsn"`
+					} `json:"last_commit"`
+					Streamed bool `json:"streamed"`
+				} `json:"windows"`
+			}
+			out := mustPGB(t, "", nil, append([]string{"status", "--json"}, sel...)...)
+			if err := json.Unmarshal([]byte(out.stdout), &st); err != nil || len(st.Windows) != 1 {
+				t.Fatalf("status --json: %v\n%s", err, out.stdout)
+			}
+			last, err := wal.ParseLSN(before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := st.Windows[0]; !w.Streamed || w.LastCommit.LSN < last {
+				t.Fatalf("status: the window ends at the commit at %s (streamed %v), want the last commit, after %s:\n%s", w.LastCommit.LSN, w.Streamed, last, out.stdout)
 			}
 
 			dir := filepath.Join(pgtest.TempDir(t), "restored")

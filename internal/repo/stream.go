@@ -159,11 +159,21 @@ type StreamedSegment struct {
 // One listing of wal/ (recursive): a segment also archived whole is listed too; the
 // caller decides (the whole segment wins).
 func (r *Repo) ListStreamedSegments(ctx context.Context) ([]StreamedSegment, error) {
+	return r.ListWALAndStreamed(ctx, func(WALObject) error { return nil })
+}
+
+// ListWALAndStreamed is ListWAL that also returns, from the same one listing, the
+// segments that have streamed chunks (ListStreamedSegments).
+func (r *Repo) ListWALAndStreamed(ctx context.Context, fn func(WALObject) error) ([]StreamedSegment, error) {
 	var out []StreamedSegment
 	err := r.st.List(ctx, walPrefix, func(o storage.ObjectInfo) error {
 		i := strings.Index(o.Key, chunkDirSuffix)
 		if i < 0 {
-			return nil
+			f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
+			if err != nil || o.Key != WALKey(f) {
+				return nil
+			}
+			return fn(WALObject{File: f, Key: o.Key, Size: o.Size, Stored: o.ModTime})
 		}
 		f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key[:i], '/')+1 : i])
 		if err != nil || f.Kind != wal.Segment || o.Key[:i] != WALKey(f) {
@@ -182,7 +192,7 @@ func (r *Repo) ListStreamedSegments(ctx context.Context) ([]StreamedSegment, err
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list streamed WAL: %w", err)
+		return nil, err
 	}
 	return out, nil
 }

@@ -44,7 +44,11 @@ func (r *Report) Write(w io.Writer) error {
 				p("       summarised from %s on: pgb status with encryption-identity-file", win.Unsummarised)
 				p("       reads its last commit)")
 			} else if c := win.LastCommit; c != nil {
-				p("  to   %s  last archived commit (xid %d)", ts(c.Time), c.Xid)
+				what := "last archived commit"
+				if win.Streamed {
+					what = "last streamed commit"
+				}
+				p("  to   %s  %s (xid %d)", ts(c.Time), what, c.Xid)
 			} else if win.NoCommitIn > 0 {
 				p("  to   at least %s  (no commit in the newest %d", ts(win.EndTime()), win.NoCommitIn)
 				p("       segments, from %s: the last commit", win.NoCommitBefore)
@@ -53,6 +57,8 @@ func (r *Report) Write(w io.Writer) error {
 				p("  to   %s  (no commit archived after the backup)", ts(win.EndTime()))
 			}
 			switch {
+			case win.Streamed:
+				p("       (%s is being streamed: held as wal-stream's chunks, to its last streamed byte)", win.LastSegment)
 			case win.EndOfWAL:
 				p("  CUT where the WAL of %s ends early (zeros)", win.LastSegment)
 			case win.CutCause != "":

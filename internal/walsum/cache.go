@@ -71,7 +71,7 @@ func (c *Cache) Get(ctx context.Context, f wal.File) (*Summary, error) {
 		return nil, fmt.Errorf("%s: %w: %w", f.Name, wal.ErrCorruptRecord, err)
 	}
 	c.Stats.Computed++
-	if s.Open || c.ReadOnly {
+	if s.Open || s.Streamed || c.ReadOnly {
 		return s, nil
 	}
 	if err := c.store(ctx, f, s, stale); err != nil {
@@ -113,7 +113,7 @@ func (c *Cache) store(ctx context.Context, f wal.File, s *Summary, stale bool) e
 // compute decodes segment f, and as much of the segments after it on its timeline as
 // its last record needs.
 func (c *Cache) compute(ctx context.Context, f wal.File) (*Summary, error) {
-	o, err := c.rp.OpenWAL(ctx, f)
+	o, streamed, err := c.open(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -131,13 +131,14 @@ func (c *Cache) compute(ctx context.Context, f wal.File) (*Summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		no, err := c.rp.OpenWAL(ctx, nf)
+		no, more, err := c.open(ctx, nf)
 		if errors.Is(err, storage.ErrNotExist) {
 			return nil, ErrNoMore
 		}
 		if err != nil {
 			return nil, err
 		}
+		streamed = streamed || more
 		opened = append(opened, no)
 		return no, nil
 	}
@@ -145,12 +146,33 @@ func (c *Cache) compute(ctx context.Context, f wal.File) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.Streamed = streamed
 	// The rest of the segment (a switch's padding, unwritten zeros) is read too: only
 	// reading to the end checks the object's size and checksum.
 	if _, err := io.Copy(io.Discard, o); err != nil {
 		return nil, fmt.Errorf("read %s: %w", f.Name, err)
 	}
 	return s, nil
+}
+
+// open opens the archived segment f; one that only pgb wal-stream's chunks hold is
+// opened from them, zero-padded (streamed is true), as wal-fetch serves it.
+func (c *Cache) open(ctx context.Context, f wal.File) (rc io.ReadCloser, streamed bool, err error) {
+	o, err := c.rp.OpenWAL(ctx, f)
+	if err == nil {
+		return o, false, nil
+	}
+	if !errors.Is(err, storage.ErrNotExist) {
+		return nil, false, err
+	}
+	s, serr := c.rp.OpenStreamedWAL(ctx, f)
+	if serr != nil {
+		if errors.Is(serr, storage.ErrNotExist) {
+			return nil, false, err
+		}
+		return nil, false, serr
+	}
+	return s, true, nil
 }
 
 // SegmentSize reads the segment size from the long page header of the archived

@@ -87,6 +87,9 @@ type Summary struct {
 	// Open: the last record continues into a segment that is not archived; it is
 	// not counted. An open summary is never cached.
 	Open bool `json:"-"`
+	// Streamed: computed from pgb wal-stream's chunks (the segment, or one its last
+	// record continues into, is still being streamed): never cached.
+	Streamed bool `json:"-"`
 }
 
 // ErrNoMore is what a Next function returns when the following segment is not

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/wal"
@@ -41,7 +42,7 @@ func Gather(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, log *sl
 	}
 	g.Backups = backups
 	var objs []repo.WALObject
-	err := rp.ListWAL(ctx, func(o repo.WALObject) error {
+	streamed, err := rp.ListWALAndStreamed(ctx, func(o repo.WALObject) error {
 		switch o.Kind {
 		case wal.History:
 			g.Histories[o.Timeline] = o
@@ -64,10 +65,26 @@ func Gather(ctx context.Context, rp *repo.Repo, backups []*repo.Summary, log *sl
 	if g.SegSize == 0 {
 		g.SegSize = 16 << 20
 	}
+	whole := map[string]bool{}
 	for _, o := range objs {
+		whole[o.Name] = true
 		g.Segments[o.Timeline] = append(g.Segments[o.Timeline], Segment{
 			Name: o.Name, Timeline: o.Timeline, SegNo: o.SegmentNumber(g.SegSize), Size: o.Size, Stored: o.Stored,
 		})
+	}
+	// Segments pgb wal-stream holds only as chunks (the one it is writing): recovery
+	// reads them zero-padded, to their last streamed byte (wal-fetch).
+	for _, o := range streamed {
+		if whole[o.Name] {
+			continue
+		}
+		segs := g.Segments[o.Timeline]
+		n := o.SegmentNumber(g.SegSize)
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].SegNo >= n })
+		segs = append(segs, Segment{})
+		copy(segs[i+1:], segs[i:])
+		segs[i] = Segment{Name: o.Name, Timeline: o.Timeline, SegNo: n, Stored: o.Stored, Streamed: true}
+		g.Segments[o.Timeline] = segs
 	}
 	for tli, o := range g.Histories {
 		b, err := rp.ReadHistory(ctx, tli)

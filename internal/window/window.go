@@ -28,6 +28,9 @@ type Segment struct {
 	SegNo    uint64
 	Size     int64     // bytes stored
 	Stored   time.Time // when the store says it was stored
+	// Streamed: only pgb wal-stream's chunks hold it (the segment being streamed);
+	// recovery reads it to its last streamed byte.
+	Streamed bool
 }
 
 // Input is what the windows are computed from.
@@ -101,6 +104,9 @@ type Window struct {
 	// copied while it was written), so replay stops there although later segments
 	// are archived.
 	EndOfWAL bool `json:"end_of_wal,omitempty"`
+	// Streamed: the window's last segment is held only as pgb wal-stream's chunks (the
+	// segment being streamed); the window reaches its last streamed commit.
+	Streamed bool `json:"streamed,omitempty"`
 	// NoCommitIn: no commit was found in the window's newest NoCommitIn segments
 	// (MaxCommitScan), from NoCommitBefore on; the scan stopped there. The window's
 	// last commit is before NoCommitBefore and was not looked up: LastCommit is nil.
@@ -340,6 +346,7 @@ func (ws *Windows) build(nums []uint64) (bool, error) {
 			Backup: b.Name, Start: Point{LSN: b.StopLSN, Time: b.StopTime.UTC()},
 			FirstSegment: ws.name(seg(b.StartLSN)), LastSegment: ws.name(r.b),
 			CutByGap: i < len(runs)-1 || tailCut, EndOfWAL: ws.cutAfter[r.b], CutCause: ws.dropCause(r.b + 1),
+			Streamed: ws.present[r.b].Streamed,
 			firstSeg: seg(b.StartLSN), lastSeg: r.b, tliOf: ws.tliOf,
 			LastRecord: b.StopLSN, EndLSN: b.StopLSN,
 		}
