@@ -185,8 +185,11 @@ func (srv *server) timelineOf(lsn wal.LSN) uint32 {
 }
 
 func majorVersion(v string) (int, error) {
-	head, _, _ := strings.Cut(v, ".")
-	n, err := strconv.Atoi(strings.TrimRightFunc(head, func(r rune) bool { return r < '0' || r > '9' }))
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	n, err := strconv.Atoi(v[:i])
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("server_version %q: not a PostgreSQL version", v)
 	}
@@ -275,11 +278,11 @@ func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`)
 // digits and underscores, at most 63 characters.
 func ValidSlotName(name string) error {
 	if name == "" || len(name) > 63 {
-		return fmt.Errorf("%w: slot name %q: 1 to 63 characters", errSettings, name)
+		return fmt.Errorf("--slot %q: a slot name has 1 to 63 characters", name)
 	}
 	for _, r := range name {
 		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
-			return fmt.Errorf("%w: slot name %q: only lower-case letters, digits and underscores", errSettings, name)
+			return fmt.Errorf("--slot %q: a slot name has only lower-case letters, digits and underscores", name)
 		}
 	}
 	return nil
