@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgb-project/pgb/integration/pgtest"
+	"github.com/pgb-project/pgb/internal/storage/s3/s3test"
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
@@ -88,4 +89,103 @@ func TestASynchronousStreamLosesNoCommitWhenThePrimaryDies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The stream from a standby survives a restart of pgb (the slot kept the WAL written
+// meanwhile), an outage of the repository's S3 server, a restart of PostgreSQL, and
+// the standby's promotion (it follows the new timeline): a restore to the end of the
+// archive has every row, from both timelines, with no archive_command anywhere.
+func TestTheStreamSurvivesRestartsAndFollowsAPromotion(t *testing.T) {
+	pgtest.RequireParallel(t)
+	sel, _, proxy := s3RepoVia(t, s3test.StartVersityGW, true, 0, "")
+	primary := pgtest.NewCluster(t, pgtest.Options{})
+	primary.Start(t)
+	primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	standby := newStandby(t, primary)
+	streamArgs := append([]string{"wal-stream", "--flush-interval", "100ms", "--storage-retries", "1"}, sel...)
+	stream := startPGBReading(t, standby.Env(), streamArgs...)
+	t.Cleanup(func() { _ = stream.cmd.Process.Kill(); _, _ = stream.wait() })
+	stream.until(t, "streaming WAL", "that it streams")
+	// A backup of the primary; its stop segment reaches the repository through the
+	// standby's stream.
+	mustPGB(t, "", primary.Env(), append([]string{"backup-push", "--fast"}, sel...)...)
+	insert := func(from, to int) {
+		for i := from; i <= to; i++ {
+			primary.Exec(t, "INSERT INTO t VALUES ($1)", i)
+		}
+	}
+	insert(1, 50)
+
+	// pgb is killed; rows are written while it is down; it starts again.
+	_ = stream.cmd.Process.Kill()
+	_, _ = stream.wait()
+	insert(51, 100)
+	stream = startPGBReading(t, standby.Env(), streamArgs...)
+	stream.until(t, "streaming WAL", "that it streams again")
+
+	// The repository's server goes away while WAL comes in, and comes back.
+	proxy.setDown(true)
+	insert(101, 150)
+	stream.until(t, "WAL stream interrupted", "that the repository failed")
+	proxy.setDown(false)
+	stream.until(t, "streaming WAL", "that it streams after the outage")
+
+	// PostgreSQL (the standby it streams from) restarts.
+	standby.Restart(t)
+	stream.until(t, "WAL stream interrupted", "that the server went away")
+	stream.until(t, "streaming WAL", "that it streams after the restart")
+	insert(151, 200)
+
+	// The primary is lost; the standby is promoted: the stream follows timeline 2.
+	waitReplayed(t, primary, standby)
+	primary.StopImmediate(t)
+	standby.Promote(t)
+	stream.until(t, "following the timeline switch", "that it follows the new timeline")
+	standby.WaitFor(t, "the promotion", 60*time.Second, func() (bool, string, error) {
+		in, err := standby.TryQueryString("SELECT pg_is_in_recovery()::text")
+		return in == "false", "still in recovery", err
+	})
+	for i := 201; i <= 250; i++ {
+		standby.Exec(t, "INSERT INTO t VALUES ($1)", i)
+	}
+	end, err := wal.ParseLSN(standby.QueryString(t, "SELECT pg_current_wal_lsn()::text"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby.WaitFor(t, "the stream to store the last commit", 120*time.Second, func() (bool, string, error) {
+		r := pgb(t, "", nil, append([]string{"status", "--json"}, sel...)...)
+		var st struct {
+			Windows []struct {
+				EndLSN wal.LSN `json:"end_lsn"`
+			} `json:"windows"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Windows) == 0 {
+			return false, r.String(), nil
+		}
+		return st.Windows[len(st.Windows)-1].EndLSN >= end-1024, r.stdout, nil
+	})
+	_ = stream.cmd.Process.Signal(syscall.SIGTERM)
+	if out, err := stream.wait(); err != nil {
+		t.Fatalf("wal-stream did not exit cleanly on SIGTERM: %v\n%s", err, out)
+	}
+	standby.StopImmediate(t)
+
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, append([]string{"restore", "--pgdata", dir}, sel...)...)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	if n := c.QueryInt(t, "SELECT count(*) FROM t"); n != 250 {
+		t.Fatalf("restored %d rows, want all 250 (both timelines)", n)
+	}
+}
+
+// waitReplayed waits until standby has replayed all the WAL primary has written.
+func waitReplayed(t *testing.T, primary, standby *pgtest.Cluster) {
+	t.Helper()
+	lsn := primary.QueryString(t, "SELECT pg_current_wal_lsn()::text")
+	standby.WaitFor(t, "the standby to replay "+lsn, 60*time.Second, func() (bool, string, error) {
+		ok, err := standby.TryQueryString("SELECT (pg_last_wal_replay_lsn() >= '" + lsn + "')::text")
+		return ok == "true", "behind", err
+	})
 }
