@@ -189,3 +189,51 @@ func waitReplayed(t *testing.T, primary, standby *pgtest.Cluster) {
 		return ok == "true", "behind", err
 	})
 }
+
+// Without --synchronous commits do not wait for the stream, and what a sudden loss of
+// the primary (and of pgb) costs is at most the flush interval: every row committed
+// two intervals before the loss is restored.
+func TestAnAsynchronousStreamLosesAtMostTheFlushInterval(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	src := pgtest.NewCluster(t, pgtest.Options{})
+	src.Start(t)
+	const interval = 500 * time.Millisecond
+	stream := startPGBReading(t, src.Env(), "wal-stream", "--repo", repo, "--flush-interval", interval.String())
+	t.Cleanup(func() { _ = stream.cmd.Process.Kill(); _, _ = stream.wait() })
+	stream.until(t, "streaming WAL", "that it streams")
+	src.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	var committed []time.Time // when the commit of row i+1 returned
+	for start := time.Now(); time.Since(start) < 6*interval; {
+		src.Exec(t, "INSERT INTO t VALUES ($1)", len(committed)+1)
+		committed = append(committed, time.Now())
+	}
+	lost := time.Now()
+	_ = stream.cmd.Process.Kill()
+	src.StopImmediate(t)
+	_, _ = stream.wait()
+	// The rows that must be there: those committed two intervals before the loss.
+	must := 0
+	for i, at := range committed {
+		if at.Before(lost.Add(-2 * interval)) {
+			must = i + 1
+		}
+	}
+	if must == 0 {
+		t.Fatalf("no commit was older than two flush intervals (%d rows)", len(committed))
+	}
+	dir := filepath.Join(pgtest.TempDir(t), "restored")
+	mustPGB(t, "", nil, "restore", "--repo", repo, "--pgdata", dir)
+	c := pgtest.OpenDataDir(t, dir, pgtest.Options{})
+	c.Start(t)
+	c.WaitRecoveryDone(t, 120*time.Second)
+	n := c.QueryInt(t, "SELECT count(*) FROM t")
+	if maxID := c.QueryInt(t, "SELECT coalesce(max(id), 0) FROM t"); maxID != n {
+		t.Fatalf("restored %d rows up to id %d: a hole", n, maxID)
+	}
+	if n < int64(must) {
+		t.Fatalf("restored %d rows, want at least the %d committed %s before the loss (of %d)", n, must, 2*interval, len(committed))
+	}
+	t.Logf("%d rows committed, %d restored, %d required", len(committed), n, must)
+}
