@@ -134,8 +134,9 @@ func median(v []float64) float64 {
 	return (v[n/2-1] + v[n/2]) / 2
 }
 
-// works names the sections the harness, scripts/bench-random and scripts/bench-s3
-// (s3-…: the repository on a local S3 server) write, in the report's order.
+// works names the sections the harness, scripts/bench-random, scripts/bench-s3 (s3-…:
+// the repository on a local S3 server) and scripts/bench-stream write, in the report's
+// order.
 var works = []struct{ section, title string }{
 	{"wal-push", "wal-push, one call per segment"},
 	{"wal-fetch", "wal-fetch, one call per segment"},
@@ -147,6 +148,7 @@ var works = []struct{ section, title string }{
 	{"s3-wal-fetch", "wal-fetch from S3, one call per segment"},
 	{"s3-backup", "backup-push to S3, pgbench data"},
 	{"s3-restore", "restore of that backup from S3"},
+	{"wal-ship", "shipping the WAL backlog of a pgbench -i burst until the repository holds it all: archive_command (one call per segment) or wal-stream"},
 }
 
 // Machine is what the report knows of the host the run was on.

@@ -47,6 +47,7 @@ const (
 	StepConditionalWrites = "conditional-writes"
 	StepWALSwitch         = "wal-switch"
 	StepEncryption        = "encryption"
+	StepWALStream         = "wal-stream"
 )
 
 // Step is one verdict: Name says what was checked (one of the Step* constants),
@@ -80,6 +81,7 @@ type DB interface {
 	Major() int
 	ServerVersionNum() int
 	Setting(ctx context.Context, name string) (string, error)
+	WALSenders(ctx context.Context) ([]pg.WALSender, error)
 	Close(ctx context.Context) error
 }
 
@@ -95,6 +97,7 @@ type Options struct {
 	ArchiveTimeout time.Duration // how long the switched segment may take to arrive
 	S3Conditional  string        // s3-conditional-writes: "head-check" turns a store that ignores If-None-Match into a warning
 	S3Checksum     string        // s3-checksum: "when-required" suits a store that rejects the SDK's default checksums
+	StreamAppName  string        // application_name of pgb wal-stream ("": pgb)
 	// OnStep, if not nil, is called with each step as soon as it is decided (to print
 	// progress while the WAL switch is waited for).
 	OnStep func(Step)
@@ -148,14 +151,22 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	}
 	r.ok("connected to PostgreSQL %d (server_version_num %d, system identifier %d)", conn.Major(), conn.ServerVersionNum(), sysid)
 
+	r.step = StepWALStream
+	streaming, err := checkStream(ctx, conn, opt.StreamAppName, r)
+	if err != nil {
+		return err
+	}
 	r.step = StepArchiveMode
 	mode, err := conn.Setting(ctx, "archive_mode")
 	if err != nil {
 		return err
 	}
-	if mode == "off" {
-		r.fail("archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL")
-	} else {
+	switch {
+	case mode == "off" && streaming:
+		r.ok("archive_mode = off: WAL reaches the repository through pgb wal-stream alone")
+	case mode == "off":
+		r.fail("archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL (or run pgb wal-stream)")
+	default:
 		r.ok("archive_mode = %s", mode)
 	}
 	r.step = StepArchiveCommand
@@ -163,8 +174,11 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	if err != nil {
 		return err
 	}
-	noArchiving := mode == "off"
+	noArchiving := mode == "off" && !streaming
 	switch {
+	case mode == "off" && streaming:
+	case (strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)") && streaming:
+		r.ok("archive_command is empty: WAL reaches the repository through pgb wal-stream alone")
 	case strings.TrimSpace(cmdline) == "" || cmdline == "(disabled)":
 		r.fail("archive_command is empty: set archive_command = 'pgb wal-push %%p' and reload PostgreSQL")
 		noArchiving = true
@@ -197,7 +211,7 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	// No point waiting for WAL that cannot arrive; an archive_command that is not pgb's
 	// alone is no reason not to look.
 	notPGB := 0
-	if !CallsWALPush(cmdline) {
+	if !CallsWALPush(cmdline) && !streaming {
 		notPGB = 1
 	}
 	if noArchiving || r.res.Failed() > notPGB {
@@ -205,6 +219,31 @@ func run(ctx context.Context, deps Deps, opt Options, r *recorder) error {
 	}
 	r.step = StepWALSwitch
 	return checkWALSwitch(ctx, conn, rp, opt, r)
+}
+
+// checkStream reports a pgb wal-stream connected to the server (a WAL sender whose
+// application_name is app, streaming): then WAL reaches the repository through it, and
+// archive_command is not needed. No step when none is.
+func checkStream(ctx context.Context, conn DB, app string, r *recorder) (bool, error) {
+	if app == "" {
+		app = "pgb"
+	}
+	ss, err := conn.WALSenders(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range ss {
+		if s.AppName != app || s.State != "streaming" {
+			continue
+		}
+		if s.SyncState == "sync" || s.SyncState == "quorum" {
+			r.ok("pgb wal-stream is connected (application_name %s) and synchronous: a commit returns once its WAL is in the repository (RPO 0)", app)
+		} else {
+			r.ok("pgb wal-stream is connected (application_name %s), not synchronous (%s): commits do not wait for it; synchronous_standby_names = '%s' makes RPO 0", app, s.SyncState, app)
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 // checkChecksums says which s3-checksum the store needs, when it can tell (S3); no step

@@ -27,7 +27,10 @@ type fakeDB struct {
 	failing  bool
 	switched int
 	closed   bool
+	senders  []pg.WALSender // pg_stat_replication; a streaming "pgb" stores each switched segment
 }
+
+func (d *fakeDB) WALSenders(context.Context) ([]pg.WALSender, error) { return d.senders, nil }
 
 func (d *fakeDB) SystemID(context.Context) (uint64, error) { return sysid, nil }
 func (d *fakeDB) Major() int                               { return 15 }
@@ -52,7 +55,8 @@ func (d *fakeDB) Archiver(context.Context) (pg.ArchiverStats, error) {
 
 func (d *fakeDB) SwitchWAL(ctx context.Context) (string, error) {
 	d.switched++
-	if !d.failing && CallsWALPush(d.settings["archive_command"]) && d.settings["archive_mode"] != "off" {
+	archives := CallsWALPush(d.settings["archive_command"]) && d.settings["archive_mode"] != "off"
+	if !d.failing && (archives || len(d.senders) > 0) {
 		f, _ := wal.Parse(segment)
 		if err := d.st.Put(ctx, repo.WALKey(f), strings.NewReader("wal"), storage.PutOptions{Size: 3}); err != nil {
 			return "", err
@@ -113,6 +117,7 @@ type setup struct {
 	openErr    error
 	opt        Options
 	repoOpts   repo.Options
+	senders    []pg.WALSender
 }
 
 // want is one expected step: its name, verdict, and words of its message.
@@ -134,7 +139,7 @@ func runCheck(t *testing.T, s setup) (Result, *fakeDB) {
 	if settings == nil {
 		settings = working()
 	}
-	db := &fakeDB{st: st, settings: settings, failing: s.failing}
+	db := &fakeDB{st: st, settings: settings, failing: s.failing, senders: s.senders}
 	clock := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
 	opt := s.opt
 	opt.Now = func() time.Time { clock = clock.Add(1500 * time.Millisecond); return clock }
@@ -176,8 +181,35 @@ func TestCheckSteps(t *testing.T) {
 		}},
 		{"archive_mode off: no WAL switch", setup{settings: map[string]string{"archive_mode": "off", "archive_command": "pgb wal-push %p"}}, []want{
 			{StepPostgreSQL, OK, nil},
-			{StepArchiveMode, Fail, []string{"archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL"}},
+			{StepArchiveMode, Fail, []string{"archive_mode = off: set archive_mode = on in postgresql.conf and restart PostgreSQL (or run pgb wal-stream)"}},
 			{StepArchiveCommand, OK, nil}, {StepRepository, OK, nil},
+		}},
+		{"archive_mode off with pgb wal-stream connected, synchronous", setup{
+			settings: map[string]string{"archive_mode": "off", "archive_command": ""},
+			senders:  []pg.WALSender{{AppName: "walreceiver", State: "streaming", SyncState: "async"}, {AppName: "pgb", State: "streaming", SyncState: "sync"}}}, []want{
+			{StepPostgreSQL, OK, nil},
+			{StepWALStream, OK, []string{"pgb wal-stream is connected (application_name pgb) and synchronous", "RPO 0"}},
+			{StepArchiveMode, OK, []string{"archive_mode = off: WAL reaches the repository through pgb wal-stream alone"}},
+			{StepRepository, OK, nil},
+			okSwitch,
+		}},
+		{"archive_command empty with pgb wal-stream connected, asynchronous", setup{
+			settings: map[string]string{"archive_mode": "on", "archive_command": ""},
+			senders:  []pg.WALSender{{AppName: "pgb", State: "streaming", SyncState: "async"}}}, []want{
+			{StepPostgreSQL, OK, nil},
+			{StepWALStream, OK, []string{"not synchronous (async)", "synchronous_standby_names = 'pgb' makes RPO 0"}},
+			{StepArchiveMode, OK, nil},
+			{StepArchiveCommand, OK, []string{"archive_command is empty: WAL reaches the repository through pgb wal-stream alone"}},
+			{StepRepository, OK, nil},
+			okSwitch,
+		}},
+		{"archive_mode off, a stream of another name only: no WAL path", setup{
+			settings: map[string]string{"archive_mode": "off", "archive_command": ""},
+			senders:  []pg.WALSender{{AppName: "walreceiver", State: "streaming", SyncState: "async"}}}, []want{
+			{StepPostgreSQL, OK, nil},
+			{StepArchiveMode, Fail, []string{"(or run pgb wal-stream)"}},
+			{StepArchiveCommand, Fail, nil},
+			{StepRepository, OK, nil},
 		}},
 		{"archive_command empty: no WAL switch", setup{settings: map[string]string{"archive_mode": "on", "archive_command": "(disabled)"}}, []want{
 			{StepPostgreSQL, OK, nil}, {StepArchiveMode, OK, nil},

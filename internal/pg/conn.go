@@ -353,3 +353,29 @@ func (c *Conn) Checkpoint(ctx context.Context) (wal.LSN, error) {
 	ctl, err := c.ControlCheckpoint(ctx)
 	return ctl.Checkpoint, err
 }
+
+// WALSender is a connected WAL receiver, as pg_stat_replication shows it.
+type WALSender struct {
+	AppName, State, SyncState string
+}
+
+// WALSenders lists the server's WAL senders (standbys, pg_receivewal, pgb wal-stream).
+func (c *Conn) WALSenders(ctx context.Context) ([]WALSender, error) {
+	rows, err := c.c.Query(ctx, "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, '') FROM pg_stat_replication")
+	if err != nil {
+		return nil, fmt.Errorf("read pg_stat_replication: %w", err)
+	}
+	defer rows.Close()
+	var out []WALSender
+	for rows.Next() {
+		var s WALSender
+		if err := rows.Scan(&s.AppName, &s.State, &s.SyncState); err != nil {
+			return nil, fmt.Errorf("read pg_stat_replication: %w", err)
+		}
+		out = append(out, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read pg_stat_replication: %w", err)
+	}
+	return out, nil
+}
