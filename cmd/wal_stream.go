@@ -35,7 +35,7 @@ func walStreamCommand() *cli.Command {
 			&cli.StringFlag{Name: "slot", Value: "pgb", EnvVars: []string{"PGB_SLOT"}, Usage: "physical replication slot to stream through (created when missing)"},
 			&cli.StringFlag{Name: "application-name", Value: "pgb", EnvVars: []string{"PGB_APPLICATION_NAME"}, Usage: "application_name of the stream: what synchronous_standby_names names"},
 			&cli.DurationFlag{Name: "flush-interval", Value: time.Second, EnvVars: []string{"PGB_FLUSH_INTERVAL"}, Usage: "store received WAL at least this often"},
-			&cli.StringFlag{Name: "flush-bytes", Value: "1MiB", EnvVars: []string{"PGB_FLUSH_BYTES"}, Usage: "store received WAL once this much waits"},
+			&cli.StringFlag{Name: "flush-bytes", Value: "16MiB", EnvVars: []string{"PGB_FLUSH_BYTES"}, Usage: "store received WAL once this much waits (the default, a whole default segment, leaves it to --flush-interval: a segment filled within the interval is stored whole only)"},
 			&cli.BoolFlag{Name: "synchronous", EnvVars: []string{"PGB_SYNCHRONOUS"}, Usage: "store received WAL as soon as none more waits, for synchronous replication (RPO 0)"},
 			&cli.DurationFlag{Name: "status-interval", Value: 10 * time.Second, Usage: "tell the server the stream's position at least this often"},
 		),

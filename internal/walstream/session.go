@@ -38,9 +38,9 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if sl.created && s.resume.LSN != 0 {
+	if resume := s.resumeAt(); sl.created && resume.LSN != 0 {
 		s.Log.Error("the replication slot was gone (dropped?) and has been created again: WAL the server removed meanwhile is not in the repository unless archive_command stored it; pgb status shows the gap, and recovery cannot cross it: take a new backup",
-			"slot", s.Opt.Slot, "durable_lsn", s.resume.LSN.String(), "slot_restart_lsn", sl.restart.String())
+			"slot", s.Opt.Slot, "durable_lsn", resume.LSN.String(), "slot_restart_lsn", sl.restart.String())
 	} else if sl.created {
 		s.Log.Info("created the physical replication slot: the server keeps WAL for the stream from now on, also while it is down", "slot", s.Opt.Slot)
 	}
@@ -125,9 +125,9 @@ func (s *Streamer) storeHistory(ctx context.Context, srv *server, tli uint32) er
 // has none. Never past the server's own WAL.
 func (s *Streamer) startPosition(ctx context.Context, srv *server, sl slot) (wal.LSN, error) {
 	var start wal.LSN
-	switch {
-	case s.resume.LSN != 0:
-		start = s.segStart(srv, s.resume.LSN)
+	switch resume := s.resumeAt(); {
+	case resume.LSN != 0:
+		start = s.segStart(srv, resume.LSN)
 	default:
 		newest, found, err := s.newestSegment(ctx, srv)
 		if err != nil {
@@ -237,29 +237,47 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 	if err != nil {
 		return Position{}, err
 	}
-	lastStatus := time.Time{}
+	defer func() { _ = w.close() }() // the segments being stored are stored, or fail, before the session ends
+	// A signal ends the wait for the next message at once.
+	stop := context.AfterFunc(ctx, func() { _ = srv.conn.Conn().SetReadDeadline(time.Now()) })
+	defer stop()
+	var lastStatus time.Time
+	var reported wal.LSN
+	report := func() error {
+		reported = w.durable()
+		lastStatus = time.Now()
+		return s.sendStatus(srv.conn, w)
+	}
 	for {
 		if ctx.Err() != nil {
 			// Store what was received and tell the server, with a deadline of its own.
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
 			err := w.flush(fctx)
+			if cerr := w.close(); err == nil {
+				err = cerr
+			}
 			if err == nil {
-				err = s.sendStatus(srv.conn, w)
+				err = report()
 			}
 			return Position{}, err
 		}
+		if err := w.failed(); err != nil {
+			return Position{}, err
+		}
 		now := time.Now()
-		if now.Sub(lastStatus) >= s.Opt.StatusInterval {
-			if err := s.sendStatus(srv.conn, w); err != nil {
+		if now.Sub(lastStatus) >= s.Opt.StatusInterval || w.durable() != reported {
+			if err := report(); err != nil {
 				return Position{}, err
 			}
-			lastStatus = now
 		}
 		deadline := earliest(now.Add(time.Second), lastStatus.Add(s.Opt.StatusInterval))
+		if w.waiting() {
+			deadline = earliest(deadline, now.Add(5*time.Millisecond)) // to report a segment stored
+		}
 		if w.pending() > 0 {
 			if s.Opt.Synchronous {
-				deadline = now.Add(time.Millisecond)
+				deadline = now.Add(syncIdle)
 			} else {
 				deadline = earliest(deadline, w.pendingSince.Add(s.Opt.FlushInterval))
 			}
@@ -267,13 +285,15 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 		if err := srv.conn.Conn().SetReadDeadline(deadline); err != nil {
 			return Position{}, err
 		}
+		if ctx.Err() != nil {
+			continue // ended since the check above: the deadline just set would hold it up
+		}
 		msg, err := srv.conn.ReceiveMessage(context.Background())
 		if err != nil && isTimeout(err) {
 			if w.pending() > 0 && (s.Opt.Synchronous || time.Since(w.pendingSince) >= s.Opt.FlushInterval) {
-				if err := s.flushAndReport(ctx, srv, w); err != nil {
+				if err := w.flush(ctx); err != nil {
 					return Position{}, err
 				}
-				lastStatus = time.Now()
 			}
 			continue
 		}
@@ -295,10 +315,9 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 					return Position{}, err
 				}
 				if w.pending() >= s.Opt.FlushBytes {
-					if err := s.flushAndReport(ctx, srv, w); err != nil {
+					if err := w.flush(ctx); err != nil {
 						return Position{}, err
 					}
-					lastStatus = time.Now()
 				}
 			case pglogrepl.PrimaryKeepaliveMessageByteID:
 				k, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
@@ -306,7 +325,9 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 					return Position{}, fmt.Errorf("receive WAL: %w", err)
 				}
 				if k.ReplyRequested {
-					lastStatus = time.Time{}
+					if err := report(); err != nil {
+						return Position{}, err
+					}
 				}
 			}
 		case *pgproto3.CopyDone:
@@ -315,7 +336,7 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 			if err := w.endTimeline(ctx); err != nil {
 				return Position{}, err
 			}
-			if err := s.sendStatus(srv.conn, w); err != nil {
+			if err := report(); err != nil {
 				return Position{}, err
 			}
 			cdr, err := pglogrepl.SendStandbyCopyDone(ctx, srv.conn)
@@ -333,13 +354,6 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 			return Position{}, fmt.Errorf("receive WAL: unexpected %T", msg)
 		}
 	}
-}
-
-func (s *Streamer) flushAndReport(ctx context.Context, srv *server, w *writer) error {
-	if err := w.flush(ctx); err != nil {
-		return err
-	}
-	return s.sendStatus(srv.conn, w)
 }
 
 // sendStatus tells the server how far WAL was received and how far it is durable in
@@ -368,3 +382,8 @@ func earliest(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// syncIdle is how long --synchronous waits for more WAL before it stores what came:
+// WAL the server sends in one go arrives within it, and a commit waiting for the store
+// is not held up for more.
+const syncIdle = 200 * time.Microsecond

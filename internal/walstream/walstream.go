@@ -61,6 +61,7 @@ type Streamer struct {
 	// repository.
 	Progress func(Position)
 
+	mu sync.Mutex
 	// Where the previous session left off, for the next one in this process.
 	resume Position
 }
@@ -83,7 +84,7 @@ var errSettings = errors.New("wal-stream settings")
 func (s *Streamer) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
-		before := s.resume
+		before := s.resumeAt()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
 			return nil
@@ -93,10 +94,10 @@ func (s *Streamer) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		if s.resume != before {
+		if s.resumeAt() != before {
 			backoff = time.Second
 		}
-		s.Log.Error("WAL stream interrupted; reconnecting", "error", err.Error(), "retry_in", backoff.String(), "durable_lsn", s.resume.LSN.String())
+		s.Log.Error("WAL stream interrupted; reconnecting", "error", err.Error(), "retry_in", backoff.String(), "durable_lsn", s.resumeAt().LSN.String())
 		select {
 		case <-ctx.Done():
 			return nil

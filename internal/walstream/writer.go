@@ -16,8 +16,18 @@ import (
 // not tens of thousands, and each byte is stored a few times at most.
 const mergeFanout = 16
 
+// storeMemory bounds the buffers of complete segments being stored while the next one
+// is received (receiving overlaps compressing and storing): four 16 MiB segments, one
+// of the largest (1 GiB) segments.
+const storeMemory = 64 << 20
+
+// maxStoreWorkers is how many complete segments are stored at once.
+const maxStoreWorkers = 2
+
 // writer holds the segment being received and stores it: chunks as it fills, the
-// whole segment once complete.
+// whole segment once complete. Complete segments are stored in the background, two at
+// once and a few more waiting (storeMemory); the position reported durable never
+// passes one that is not stored yet.
 type writer struct {
 	s       *Streamer
 	srv     *server
@@ -31,6 +41,25 @@ type writer struct {
 	// written are the chunks this writer stored of this segment, oldest first, each
 	// with its size class, for merging.
 	written []written
+
+	ctx   context.Context
+	queue chan segJob   // complete segments to store, in order
+	spare chan []byte   // buffers to receive into
+	done  chan struct{} // closed when the storing goroutine has ended
+	mu    sync.Mutex
+	// queued counts the segments handed to the queue and not stored yet; storedEnd is
+	// the end of the segments stored without a hole from the writer's start; stored
+	// holds those stored past a hole (another still being stored).
+	queued    int
+	storedEnd wal.LSN
+	stored    map[uint64]bool
+	err       error // the storing goroutine's failure: the session ends with it
+	closed    bool
+}
+
+type segJob struct {
+	segNo uint64
+	buf   []byte
 }
 
 type written struct {
@@ -40,12 +69,19 @@ type written struct {
 
 // newWriter starts at pos, which is at the start of a segment. Chunks stored of that
 // segment before (by an earlier run) count as durable: the bytes they hold are not
-// stored again.
+// stored again. close must be called once the writer is done with.
 func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*writer, error) {
 	if uint64(pos.LSN)%srv.segSize != 0 {
 		return nil, fmt.Errorf("the stream must start at a segment's start, not %s", pos.LSN)
 	}
-	w := &writer{s: s, srv: srv, tli: pos.Timeline, segNo: uint64(pos.LSN) / srv.segSize, buf: make([]byte, srv.segSize)}
+	extra := int(min(max(storeMemory/srv.segSize, 1), 4))
+	workers := min(extra, maxStoreWorkers)
+	w := &writer{s: s, srv: srv, tli: pos.Timeline, segNo: uint64(pos.LSN) / srv.segSize, buf: make([]byte, srv.segSize),
+		ctx: ctx, queue: make(chan segJob, extra-workers), spare: make(chan []byte, extra), done: make(chan struct{}),
+		stored: map[uint64]bool{}}
+	for i := 0; i < extra; i++ {
+		w.spare <- make([]byte, srv.segSize)
+	}
 	var mu sync.Mutex
 	w.flushed = len(w.buf)
 	err := s.each(func(a *archive.Archive) error {
@@ -61,8 +97,101 @@ func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*w
 	if err != nil {
 		return nil, err
 	}
-	s.resume = Position{Timeline: pos.Timeline, LSN: pos.LSN + wal.LSN(w.flushed)}
+	w.storedEnd = pos.LSN
+	s.durableNow(Position{Timeline: pos.Timeline, LSN: pos.LSN + wal.LSN(w.flushed)})
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.storeLoop()
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(w.done)
+	}()
 	return w, nil
+}
+
+// storeLoop stores queued segments until the queue is closed (several run at once);
+// after a failure they store nothing more (the session ends and starts again from what
+// is durable). They store with a context that a signal does not cancel: what was
+// received is stored before pgb exits.
+func (w *writer) storeLoop() {
+	ctx := context.WithoutCancel(w.ctx)
+	for j := range w.queue {
+		err := w.failed()
+		if err == nil {
+			err = w.storeSegment(ctx, j)
+		}
+		w.mu.Lock()
+		w.queued--
+		if err != nil && w.err == nil {
+			w.err = err
+		}
+		before := w.storedEnd
+		if err == nil {
+			w.stored[j.segNo] = true
+			for next := uint64(w.storedEnd) / w.srv.segSize; w.stored[next]; next++ {
+				delete(w.stored, next)
+				w.storedEnd = wal.LSN((next + 1) * w.srv.segSize)
+			}
+		}
+		end := w.storedEnd
+		w.mu.Unlock()
+		w.spare <- j.buf
+		if end != before {
+			w.s.durableNow(Position{Timeline: w.tli, LSN: end})
+		}
+	}
+}
+
+// storeSegment stores a complete segment exactly as wal-push would, then removes its
+// chunks.
+func (w *writer) storeSegment(ctx context.Context, j segJob) error {
+	f, err := wal.Parse(wal.SegmentFileName(w.tli, j.segNo, w.srv.segSize))
+	if err != nil {
+		return err
+	}
+	err = w.s.each(func(a *archive.Archive) error {
+		res, err := a.PushData(ctx, f, j.buf, &w.srv.cluster)
+		if err != nil {
+			return err
+		}
+		w.s.Log.Debug("stored segment", "file", f.Name, "stored_bytes", res.Stored, "duplicate", res.Duplicate, "repository", a.Repo.String())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.dropChunks(ctx, f)
+	return nil
+}
+
+// failed is the storing goroutine's failure, if any.
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// close waits until the queued segments are stored (or failed) and returns the first
+// failure. It may be called more than once.
+func (w *writer) close() error {
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	<-w.done
+	return w.failed()
+}
+
+// waiting says whether complete segments are still being stored.
+func (w *writer) waiting() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued > 0
 }
 
 func (w *writer) file() wal.File {
@@ -78,8 +207,17 @@ func (w *writer) segStart() wal.LSN { return wal.LSN(w.segNo * w.srv.segSize) }
 // received is the position up to which WAL arrived.
 func (w *writer) received() wal.LSN { return w.segStart() + wal.LSN(w.n) }
 
-// durable is the position up to which WAL is stored in the repository.
-func (w *writer) durable() wal.LSN { return w.segStart() + wal.LSN(w.flushed) }
+// durable is the position up to which WAL is stored in the repository: while complete
+// segments wait to be stored, the end of the last one stored.
+func (w *writer) durable() wal.LSN {
+	w.mu.Lock()
+	q, end := w.queued, w.storedEnd
+	w.mu.Unlock()
+	if q > 0 {
+		return end
+	}
+	return w.segStart() + wal.LSN(w.flushed)
+}
 
 // pending is how many received bytes are not stored yet.
 func (w *writer) pending() int { return max(w.n-w.flushed, 0) }
@@ -105,25 +243,30 @@ func (w *writer) add(ctx context.Context, lsn wal.LSN, data []byte) error {
 	return nil
 }
 
-// complete stores the whole segment exactly as wal-push would, then removes its chunks,
-// and moves on to the next segment.
+// complete hands the whole segment to the storing goroutine and moves on to the next
+// segment, in a spare buffer (waiting for one while storeAhead segments wait).
 func (w *writer) complete(ctx context.Context) error {
-	f := w.file()
-	err := w.s.each(func(a *archive.Archive) error {
-		res, err := a.PushData(ctx, f, w.buf, &w.srv.cluster)
-		if err != nil {
-			return err
-		}
-		w.s.Log.Debug("stored segment", "file", f.Name, "stored_bytes", res.Stored, "duplicate", res.Duplicate, "repository", a.Repo.String())
-		return nil
-	})
-	if err != nil {
+	if err := w.failed(); err != nil {
 		return err
 	}
-	w.dropChunks(ctx, f)
+	w.mu.Lock()
+	w.queued++
+	w.mu.Unlock()
+	select {
+	case w.queue <- segJob{segNo: w.segNo, buf: w.buf}:
+	case <-ctx.Done():
+		w.mu.Lock()
+		w.queued--
+		w.mu.Unlock()
+		return ctx.Err()
+	}
+	select {
+	case w.buf = <-w.spare:
+	case <-ctx.Done():
+		w.buf = make([]byte, w.srv.segSize) // what was received is stored on the way out
+	}
 	w.segNo++
 	w.n, w.flushed, w.written = 0, 0, w.written[:0]
-	w.s.durableNow(Position{Timeline: w.tli, LSN: w.segStart()})
 	return nil
 }
 
@@ -158,7 +301,9 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 	w.flushed = end
 	w.written = append(w.written, written{start: start, end: end})
-	w.s.durableNow(Position{Timeline: w.tli, LSN: w.durable()})
+	if !w.waiting() {
+		w.s.durableNow(Position{Timeline: w.tli, LSN: w.durable()})
+	}
 	w.merge(ctx, f)
 	return nil
 }
@@ -204,6 +349,9 @@ func (w *writer) endTimeline(ctx context.Context) error {
 	if err := w.flush(ctx); err != nil {
 		return err
 	}
+	if err := w.close(); err != nil {
+		return err
+	}
 	clear(w.buf[w.n:])
 	f := w.file()
 	pf, err := wal.Parse(f.Name + ".partial")
@@ -221,10 +369,23 @@ func (w *writer) endTimeline(ctx context.Context) error {
 	return nil
 }
 
-// durableNow records how far WAL is durable, for the next session and Progress.
+// durableNow records how far WAL is durable, for the next session and Progress. It
+// never goes back on a timeline.
 func (s *Streamer) durableNow(p Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p.Timeline == s.resume.Timeline && p.LSN <= s.resume.LSN {
+		return
+	}
 	s.resume = p
 	if s.Progress != nil {
 		s.Progress(p)
 	}
+}
+
+// resumeAt is where the next session starts from.
+func (s *Streamer) resumeAt() Position {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resume
 }

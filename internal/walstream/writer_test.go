@@ -62,12 +62,15 @@ func TestAStreamedSegmentIsChunksUntilCompleteThenWhole(t *testing.T) {
 	if len(cs) != 10 {
 		t.Fatalf("%d chunks after 100 flushes, want 10 (merged 16 to 1)", len(cs))
 	}
-	if s.resume.LSN != start.LSN+100*piece {
-		t.Fatalf("durable position %s, want %s", s.resume.LSN, start.LSN+100*piece)
+	if s.resumeAt().LSN != start.LSN+100*piece {
+		t.Fatalf("durable position %s, want %s", s.resumeAt().LSN, start.LSN+100*piece)
 	}
 	want := make([]byte, waltest.SegSize)
 	copy(want, seg[:100*piece])
 	fetchAndCompare(t, s.Archives[0], name, want)
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
 
 	// A restart from the segment's start: what the chunks hold is not stored again.
 	w2, err := s.newWriter(ctx, srv, start)
@@ -86,12 +89,15 @@ func TestAStreamedSegmentIsChunksUntilCompleteThenWhole(t *testing.T) {
 	if err := w2.add(ctx, start.LSN+50*piece, seg[50*piece:]); err != nil {
 		t.Fatal(err)
 	}
+	if err := w2.close(); err != nil { // the segment is stored in the background
+		t.Fatal(err)
+	}
 	if cs, err := rp.ListWALChunks(ctx, f); err != nil || len(cs) != 0 {
 		t.Fatalf("chunks left once the segment is whole: %d (%v)", len(cs), err)
 	}
 	fetchAndCompare(t, s.Archives[0], name, seg)
-	if s.resume.LSN != start.LSN+waltest.SegSize || w2.segNo != 6 || w2.n != 0 {
-		t.Fatalf("after the segment: durable %s, segment %d, %d bytes", s.resume.LSN, w2.segNo, w2.n)
+	if s.resumeAt().LSN != start.LSN+waltest.SegSize || w2.segNo != 6 || w2.n != 0 {
+		t.Fatalf("after the segment: durable %s, segment %d, %d bytes", s.resumeAt().LSN, w2.segNo, w2.n)
 	}
 	// Data that is not where the stream is, is refused.
 	if err := w2.add(ctx, start.LSN, seg[:10]); err == nil {
@@ -147,5 +153,45 @@ func TestSettingsAsTheServerShowsThem(t *testing.T) {
 		if err := ValidSlotName(n); err == nil {
 			t.Errorf("slot %q accepted", n)
 		}
+	}
+}
+
+// Segments completed faster than they are stored are stored two at a time, and the
+// durable position only ever covers segments stored without a hole before them.
+func TestSegmentsStoredInTheBackgroundAreDurableInOrder(t *testing.T) {
+	ctx := context.Background()
+	s, srv := testStreamer(t)
+	var seen []wal.LSN
+	s.Progress = func(p Position) { seen = append(seen, p.LSN) }
+	start := Position{Timeline: 1, LSN: wal.LSN(8 * waltest.SegSize)}
+	w, err := s.newWriter(ctx, srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segs [][]byte
+	for i := uint64(8); i < 12; i++ {
+		segs = append(segs, waltest.Stamped(wal.SegmentFileName(1, i, waltest.SegSize), waltest.Segment(42, int64(i))))
+	}
+	for i, seg := range segs {
+		if err := w.add(ctx, start.LSN+wal.LSN(i*waltest.SegSize), seg); err != nil {
+			t.Fatal(err)
+		}
+		if d := w.durable(); d > start.LSN+wal.LSN(i*waltest.SegSize) {
+			t.Fatalf("durable %s before segment %d is stored", d, i)
+		}
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.durable(), start.LSN+4*waltest.SegSize; got != want {
+		t.Fatalf("durable %s after all four, want %s", got, want)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] <= seen[i-1] || uint64(seen[i])%waltest.SegSize != 0 {
+			t.Fatalf("durable positions %v: not whole segments in order", seen)
+		}
+	}
+	for i, seg := range segs {
+		fetchAndCompare(t, s.Archives[0], wal.SegmentFileName(1, uint64(8+i), waltest.SegSize), seg)
 	}
 }
