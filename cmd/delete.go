@@ -161,6 +161,9 @@ func printDeletePlan(w io.Writer, res retention.Result) {
 		}
 		_, _ = fmt.Fprintf(w, "%s %d WAL file(s), %s to %s (%s)\n", verb, n, res.WAL[0].Name, res.WAL[n-1].Name, human(size))
 	}
+	if n := len(res.Streamed); n > 0 {
+		_, _ = fmt.Fprintf(w, "%s the streamed chunks of %d segment(s) before the window (wal-stream), %s to %s\n", verb, n, res.Streamed[0].Name, res.Streamed[n-1].Name)
+	}
 	if n := len(res.Drills); n > 0 {
 		_, _ = fmt.Fprintf(w, "%s %d drill record(s), %s to %s (keeping the newest %d and the newest successful one)\n", verb, n,
 			res.Drills[0].Finished.UTC().Format(time.RFC3339), res.Drills[n-1].Finished.UTC().Format(time.RFC3339), retention.KeepDrills)
@@ -206,6 +209,9 @@ func (e *env) deleteGarbage(ctx context.Context, grace time.Duration, confirm bo
 	}
 	if n := len(g.Summaries); n > 0 {
 		_, _ = fmt.Fprintf(e.stdout, "%s %d cached WAL summar%s whose segment is gone (walsum/)\n", verb, n, map[bool]string{true: "y", false: "ies"}[n == 1])
+	}
+	if n := len(g.Streamed); n > 0 {
+		_, _ = fmt.Fprintf(e.stdout, "%s the streamed chunks of %d segment(s) stored whole since (wal-stream stopped before removing them)\n", verb, n)
 	}
 	if g.TempsSkipped != "" {
 		_, _ = fmt.Fprintf(e.stdout, "WARNING: unfinished uploads were not looked for: %s (grant listing and aborting multipart uploads, or set a bucket lifecycle rule AbortIncompleteMultipartUpload)\n", g.TempsSkipped)

@@ -59,6 +59,8 @@ type deleteWALJSON struct {
 	Bytes int64  `json:"bytes"`
 	First string `json:"first,omitempty"` // the oldest file deleted
 	Last  string `json:"last,omitempty"`  // the newest file deleted
+	// StreamedSegments counts the segments whose wal-stream chunks are deleted with it.
+	StreamedSegments int `json:"streamed_segments,omitempty"`
 }
 
 type deleteWindowJSON struct {
@@ -90,6 +92,7 @@ func printDeleteJSON(w io.Writer, res retention.Result) {
 	for _, rp := range res.RestorePoints {
 		doc.RestorePoints = append(doc.RestorePoints, deleteRestorePoint{Name: rp.Name, LSN: rp.LSN.String(), Timeline: rp.Timeline, Time: rp.Time.UTC()})
 	}
+	doc.WAL.StreamedSegments = len(res.Streamed)
 	for _, o := range res.WAL {
 		doc.WAL.Count++
 		doc.WAL.Bytes += o.Size

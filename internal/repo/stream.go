@@ -29,6 +29,7 @@ const chunkDirSuffix = ".stream/"
 type Chunk struct {
 	Start, End int64 // byte offsets in the segment
 	Key        string
+	Size       int64 // bytes stored
 	Stored     time.Time
 }
 
@@ -133,7 +134,7 @@ func (r *Repo) ListWALChunks(ctx context.Context, f wal.File) ([]Chunk, error) {
 	err := r.st.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		s, e, ok := parseChunk(strings.TrimPrefix(o.Key, prefix))
 		if ok {
-			cs = append(cs, Chunk{Start: s, End: e, Key: o.Key, Stored: o.ModTime})
+			cs = append(cs, Chunk{Start: s, End: e, Key: o.Key, Size: o.Size, Stored: o.ModTime})
 		}
 		return nil
 	})
@@ -404,4 +405,28 @@ func (s *StreamedWAL) Close() error {
 		return err
 	}
 	return nil
+}
+
+// DeleteStreamed removes every chunk of the streamed segment f, and says how many bytes
+// they held.
+func (r *Repo) DeleteStreamed(ctx context.Context, f wal.File) (int64, error) {
+	cs, err := r.ListWALChunks(ctx, f)
+	if err != nil || len(cs) == 0 {
+		return 0, err
+	}
+	var n int64
+	for _, c := range cs {
+		n += c.Size
+	}
+	return n, r.DeleteWALChunks(ctx, cs)
+}
+
+// StreamedSize is how many bytes the chunks of the streamed segment f hold.
+func (r *Repo) StreamedSize(ctx context.Context, f wal.File) (int64, error) {
+	cs, err := r.ListWALChunks(ctx, f)
+	var n int64
+	for _, c := range cs {
+		n += c.Size
+	}
+	return n, err
 }

@@ -56,8 +56,10 @@ type Backup struct {
 
 // Input is the repository as it stands.
 type Input struct {
-	Backups       []Backup // any order
-	WAL           []repo.WALObject
+	Backups []Backup // any order
+	WAL     []repo.WALObject
+	// Streamed are the segments pgb wal-stream holds chunks of.
+	Streamed      []repo.StreamedSegment
 	RestorePoints []repo.RestorePoint
 	Policy        Policy
 	Now           time.Time
@@ -74,9 +76,12 @@ type Window struct {
 
 // Plan is what a policy deletes.
 type Plan struct {
-	Keep          []Backup         // oldest first
-	Delete        []Backup         // oldest first
-	WAL           []repo.WALObject // oldest first
+	Keep   []Backup         // oldest first
+	Delete []Backup         // oldest first
+	WAL    []repo.WALObject // oldest first
+	// Streamed are segments whose streamed chunks go with the WAL: older than every
+	// kept backup needs (their chunks' bytes are not counted in Bytes).
+	Streamed      []repo.StreamedSegment
 	RestorePoints []repo.RestorePoint
 	Bytes         int64  // stored bytes freed
 	Window        Window // the zero Window when the repository has no backup
@@ -158,6 +163,13 @@ func Make(in Input) (Plan, error) {
 		}
 		p.WAL = append(p.WAL, o)
 		p.Bytes += o.Size
+	}
+	for _, st := range in.Streamed {
+		o := repo.WALObject{File: st.File}
+		if st.SegmentNumber(segSize) >= cutoff || needed(o, bs[:first], consistent, segSize) {
+			continue
+		}
+		p.Streamed = append(p.Streamed, st)
 	}
 	sort.SliceStable(p.WAL, func(i, j int) bool {
 		a, b := p.WAL[i].SegmentNumber(segSize), p.WAL[j].SegmentNumber(segSize)

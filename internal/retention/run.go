@@ -57,7 +57,7 @@ func Load(ctx context.Context, r *repo.Repo, log *slog.Logger) (Input, error) {
 	for _, s := range sums {
 		in.Backups = append(in.Backups, Backup{Summary: s, Permanent: perm[s.Name]})
 	}
-	if err := r.ListWAL(ctx, func(o repo.WALObject) error { in.WAL = append(in.WAL, o); return nil }); err != nil {
+	if in.Streamed, err = r.ListWALAndStreamed(ctx, func(o repo.WALObject) error { in.WAL = append(in.WAL, o); return nil }); err != nil {
 		return Input{}, fmt.Errorf("list WAL: %w", err)
 	}
 	if in.RestorePoints, err = r.ListRestorePoints(ctx); err != nil {
@@ -140,6 +140,11 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 	if err := r.DeleteWALs(ctx, res.WAL); err != nil {
 		return err
 	}
+	for _, st := range res.Streamed {
+		if _, err := r.DeleteStreamed(ctx, st.File); err != nil {
+			return err
+		}
+	}
 	return r.DeleteDrills(ctx, res.Drills)
 }
 
@@ -149,6 +154,9 @@ type Garbage struct {
 	Probes  []repo.Probe            // check probes
 	// Summaries are cached WAL summaries whose segment is gone.
 	Summaries []repo.Probe
+	// Streamed are segments stored whole that still have pgb wal-stream's chunks (a
+	// stream stopped between storing the segment and removing them).
+	Streamed []repo.StreamedSegment
 	// TempFiles are what killed writers left unfinished below backups/ and wal/: temp
 	// files in directories nothing writes again (filesystem repositories), incomplete
 	// multipart uploads (S3); counted in Bytes.
@@ -205,6 +213,21 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 			g.Bytes += p.Size
 		}
 	}
+	whole := map[string]bool{}
+	streamed, err := r.ListWALAndStreamed(ctx, func(o repo.WALObject) error { whole[o.Name] = true; return nil })
+	if err != nil {
+		return g, err
+	}
+	for _, st := range streamed {
+		if whole[st.Name] && st.Stored.Before(edge) {
+			n, err := r.StreamedSize(ctx, st.File)
+			if err != nil {
+				return g, err
+			}
+			g.Streamed = append(g.Streamed, st)
+			g.Bytes += n
+		}
+	}
 	n, b, err := r.StaleTemps(ctx, edge, false)
 	switch {
 	case errors.Is(err, storage.ErrUnsupported):
@@ -233,6 +256,11 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 	}
 	if err := r.DeleteOrphanWALSummaries(ctx, g.Summaries); err != nil {
 		return g, err
+	}
+	for _, st := range g.Streamed {
+		if _, err := r.DeleteStreamed(ctx, st.File); err != nil {
+			return g, err
+		}
 	}
 	g.Deleted = true
 	return g, nil

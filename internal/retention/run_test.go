@@ -399,3 +399,57 @@ func TestGarbageGoesOnWhenTheStoreRefusesTheUploadSweep(t *testing.T) {
 		t.Fatalf("garbage with a refused sweep: %+v, %v", g, err)
 	}
 }
+
+// pgb wal-stream's chunks go with the WAL before the window, and, by delete --garbage,
+// where the segment was stored whole since; the chunks of the segment being streamed
+// stay.
+func TestDeleteRemovesStreamedChunksThatNothingReads(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(mem.New(), repo.Options{})
+	fill(t, r)
+	chunks := func(n uint64) wal.File {
+		f, err := wal.Parse(wal.SegmentFileName(1, n, seg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, start := range []int64{0, 100} {
+			if err := r.PutWALChunk(ctx, f, start, []byte(strings.Repeat("w", 100))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return f
+	}
+	before, old, kept, streaming := chunks(3), chunks(4), chunks(7), chunks(11)
+	res, err := Delete(ctx, r, Options{Policy: Policy{RetainFull: 2}, Now: t0.Add(10 * 24 * time.Hour), Confirm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Streamed) != 2 || res.Streamed[0].Name != before.Name || res.Streamed[1].Name != old.Name {
+		t.Fatalf("delete planned the chunks of %+v, want segments 3 and 4", res.Streamed)
+	}
+	left := func() []string {
+		ss, err := r.ListStreamedSegments(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	if got, want := left(), []string{kept.Name, streaming.Name}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("chunks left of %v, want %v", got, want)
+	}
+	// Segment 7 is stored whole: its chunks are garbage; segment 11 is being streamed.
+	g, err := CollectGarbage(ctx, r, time.Now().Add(time.Hour), time.Minute, true, repo.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Streamed) != 1 || g.Streamed[0].Name != kept.Name || g.Bytes == 0 {
+		t.Fatalf("garbage: streamed %+v, %d bytes", g.Streamed, g.Bytes)
+	}
+	if got, want := left(), []string{streaming.Name}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("chunks left of %v, want %v", got, want)
+	}
+}
