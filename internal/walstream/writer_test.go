@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/pgb-project/pgb/internal/archive"
 	"github.com/pgb-project/pgb/internal/compress"
 	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage/faulty"
 	"github.com/pgb-project/pgb/internal/storage/mem"
 	"github.com/pgb-project/pgb/internal/wal"
 	"github.com/pgb-project/pgb/internal/waltest"
@@ -193,5 +195,58 @@ func TestSegmentsStoredInTheBackgroundAreDurableInOrder(t *testing.T) {
 	}
 	for i, seg := range segs {
 		fetchAndCompare(t, s.Archives[0], wal.SegmentFileName(1, uint64(8+i), waltest.SegSize), seg)
+	}
+}
+
+// With two repositories WAL is durable only once both hold it: one failing holds the
+// durable position back, and a stream restarted from there fills it in.
+func TestWithTwoRepositoriesDurableMeansStoredInBoth(t *testing.T) {
+	ctx := context.Background()
+	s, srv := testStreamer(t)
+	broken := faulty.New(mem.New(), faulty.Rule{Op: faulty.Put, Key: "wal/"})
+	c, err := compress.New("lz4", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &archive.Archive{Repo: repo.New(broken, repo.Options{Codec: c}), Log: s.Log}
+	s.Archives = append(s.Archives, second)
+	const name = "000000010000000000000003"
+	seg := waltest.Stamped(name, waltest.Segment(42, 3))
+	start := Position{Timeline: 1, LSN: wal.LSN(3 * waltest.SegSize)}
+	w, err := s.newWriter(ctx, srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.add(ctx, start.LSN, seg[:5000]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.flush(ctx); err == nil || !strings.Contains(err.Error(), "repository") {
+		t.Fatalf("a chunk the second repository refused: %v, want its error", err)
+	}
+	if d := w.durable(); d != start.LSN {
+		t.Fatalf("durable %s after a failed store, want %s", d, start.LSN)
+	}
+	if err := w.add(ctx, start.LSN+5000, seg[5000:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err == nil {
+		t.Fatal("the whole segment the second repository refused was taken as stored")
+	}
+	if d := s.resumeAt().LSN; d != start.LSN {
+		t.Fatalf("resume at %s, want %s", d, start.LSN)
+	}
+	broken.Reset()
+	w, err = s.newWriter(ctx, srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.add(ctx, start.LSN, seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range s.Archives {
+		fetchAndCompare(t, a, name, seg)
 	}
 }
