@@ -93,6 +93,7 @@ func (e *env) walStream(c *cli.Context) error {
 			Synchronous:    c.Bool("synchronous"),
 			StatusInterval: c.Duration("status-interval"),
 			MaxBackoff:     30 * time.Second,
+			ReceiveTimeout: time.Minute,
 		},
 	}
 	return s.Run(ctx)

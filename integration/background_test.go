@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pgb-project/pgb/integration/pgtest"
 )
@@ -44,8 +45,12 @@ func startPGBReading(t *testing.T, env []string, args ...string) *background {
 
 // until reads stderr up to the first line containing marker and returns it; when
 // pgb's stderr ends first, it kills pgb and fails the test saying what it waited for.
+// A pgb that says nothing of the kind within untilLimit is killed, so that a test
+// fails with what it said instead of hanging.
 func (b *background) until(t *testing.T, marker, what string) string {
 	t.Helper()
+	limit := time.AfterFunc(untilLimit, func() { _ = b.cmd.Process.Kill() })
+	defer limit.Stop()
 	for l := range b.lines {
 		b.seen = append(b.seen, l)
 		if strings.Contains(l, marker) {
@@ -54,9 +59,12 @@ func (b *background) until(t *testing.T, marker, what string) string {
 	}
 	_ = b.cmd.Process.Kill()
 	_ = b.cmd.Wait()
-	t.Fatalf("pgb never said %s:\n%s", what, strings.Join(b.seen, "\n"))
+	t.Fatalf("pgb never said %s (killed after %s at the latest):\n%s", what, untilLimit, strings.Join(b.seen, "\n"))
 	return ""
 }
+
+// untilLimit bounds how long until waits for a line.
+const untilLimit = 3 * time.Minute
 
 // wait reads the rest of stderr, waits for pgb to exit and returns the whole of its
 // stderr and how it ended.

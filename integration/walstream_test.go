@@ -237,3 +237,45 @@ func TestAnAsynchronousStreamLosesAtMostTheFlushInterval(t *testing.T) {
 	}
 	t.Logf("%d rows committed, %d restored, %d required", len(committed), n, must)
 }
+
+// WAL the server removed while the stream was down and its slot gone is never
+// skipped silently: the stream says so in an ERROR naming the range, goes on from
+// what the server has, and pgb status shows the gap.
+func TestWALLostWhileTheSlotWasGoneIsALoudErrorAndAGap(t *testing.T) {
+	pgtest.RequireParallel(t)
+	repo := newRepo(t)
+	src := pgtest.NewCluster(t, pgtest.Options{Conf: []string{"min_wal_size = 32MB", "max_wal_size = 64MB"}})
+	src.Start(t)
+	stream := startPGBReading(t, src.Env(), "wal-stream", "--repo", repo, "--flush-interval", "100ms")
+	t.Cleanup(func() { _ = stream.cmd.Process.Kill(); _, _ = stream.wait() })
+	stream.until(t, "streaming WAL", "that it streams")
+	src.Exec(t, "CREATE TABLE t (id int)")
+	mustPGB(t, "", src.Env(), "backup-push", "--repo", repo, "--fast")
+	_ = stream.cmd.Process.Kill()
+	_, _ = stream.wait()
+	// The slot is dropped while the stream is down, and the server moves on: the
+	// segments written meanwhile are removed at the checkpoints.
+	src.Exec(t, "SELECT pg_drop_replication_slot('pgb')")
+	for i := 0; i < 8; i++ {
+		src.Exec(t, "INSERT INTO t SELECT generate_series(1, 1000)")
+		src.SwitchWAL(t)
+		src.Exec(t, "CHECKPOINT")
+	}
+	stream = startPGBReading(t, src.Env(), "wal-stream", "--repo", repo, "--flush-interval", "100ms")
+	line := stream.until(t, "no longer on the server", "that WAL was lost")
+	if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "from=") || !strings.Contains(line, "to=") {
+		t.Fatalf("the loss is not an ERROR naming the range: %s", line)
+	}
+	stream.until(t, "streaming WAL", "that it streams from what the server has")
+	src.SwitchWAL(t)
+	var st struct {
+		Gaps []json.RawMessage `json:"gaps"`
+	}
+	src.WaitFor(t, "status to show the gap", 60*time.Second, func() (bool, string, error) {
+		r := pgb(t, "", nil, "status", "--json", "--repo", repo)
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			return false, r.String(), nil
+		}
+		return len(st.Gaps) > 0, r.stdout, nil
+	})
+}

@@ -204,7 +204,8 @@ func checkOrigin(f wal.File, head []byte, size int64, cluster *Cluster) (Cluster
 func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum, same func(io.Reader) error) error {
 	stored, err := a.Repo.WALSum(ctx, f)
 	if err != nil {
-		return fmt.Errorf("%w; and its trailer could not be read to compare: %w", ErrConflict, err)
+		// Not a conflict (yet): the stored object could not be read. A retry compares.
+		return fmt.Errorf("the repository already holds %s, and its trailer could not be read to compare it with this file: %w", f.Name, err)
 	}
 	// A tag decides only for a writer that cannot decrypt: its CRCs are no defence
 	// against bytes crafted to match, so a host that can compare the bytes does.
@@ -332,7 +333,17 @@ func (a *Archive) notArchived(ctx context.Context, name string) error {
 func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.Sum, opened bool, err error) {
 	o, err := a.Repo.OpenWAL(ctx, f)
 	if errors.Is(err, storage.ErrNotExist) && f.Kind == wal.Segment {
-		return a.fetchStreamed(ctx, f, dest)
+		// Not stored whole: maybe streamed. The stream may complete the segment (and
+		// remove its chunks) or merge chunks (removing the merged ones) while this
+		// reads: then the segment, or the chunks, are looked for once more before
+		// either answer stands.
+		for try := 0; errors.Is(err, storage.ErrNotExist); try++ {
+			sum, opened, serr := a.fetchStreamed(ctx, f, dest)
+			if try == 1 || !(errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished)) {
+				return sum, opened, serr
+			}
+			o, err = a.Repo.OpenWAL(ctx, f)
+		}
 	}
 	if err != nil {
 		return repo.Sum{}, false, err

@@ -168,3 +168,59 @@ func TestCoverFromStartTakesTheFewestChunksWithoutAHole(t *testing.T) {
 		}
 	}
 }
+
+// racingStore runs hook once, just before the first listing of a chunk directory:
+// the moment between wal-fetch's OpenWAL (not there yet) and its ListWALChunks.
+type racingStore struct {
+	storage.Store
+	hook func()
+}
+
+func (r *racingStore) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if strings.HasSuffix(prefix, ".stream/") && r.hook != nil {
+		h := r.hook
+		r.hook = nil
+		h()
+	}
+	return r.Store.List(ctx, prefix, fn)
+}
+
+// The streamed segment completes while wal-fetch runs: the whole segment is stored,
+// then its chunks removed, between fetch's look for the whole segment and its listing
+// of the chunks. The segment is fetched: "not in the archive" (exit 1, the end of the
+// archive for PostgreSQL) would end recovery before WAL the repository holds.
+func TestAFetchRacingTheSegmentsCompletionGetsTheSegment(t *testing.T) {
+	ctx := context.Background()
+	inner := mem.New()
+	writer := newArchive(t, inner, "lz4") // the stream's view of the same store
+	rs := &racingStore{Store: inner}
+	a := newArchive(t, rs, "lz4")
+	const name = "000000010000000000000007"
+	seg := waltest.Stamped(name, segment(42, 7))
+	f, _ := wal.Parse(name)
+	if _, err := writer.Repo.EnsureIdentity(ctx, repo.Identity{SystemID: 42, PGVersion: 15, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := writer.Repo.PutWALChunk(ctx, f, 0, seg[:300_000]); err != nil {
+		t.Fatal(err)
+	}
+	rs.hook = func() {
+		if _, err := writer.PushData(ctx, f, seg, &Cluster{SystemID: 42, PGVersion: 15}); err != nil {
+			t.Error(err)
+		}
+		cs, err := writer.Repo.ListWALChunks(ctx, f)
+		if err == nil {
+			err = writer.Repo.DeleteWALChunks(ctx, cs)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if _, err := a.Fetch(ctx, name, dest); err != nil {
+		t.Fatalf("Fetch of a segment stored whole meanwhile: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, seg) {
+		t.Fatal("fetched bytes are not the segment")
+	}
+}

@@ -236,9 +236,12 @@ func checkStream(ctx context.Context, conn DB, app string, r *recorder) (bool, e
 		if s.AppName != app || s.State != "streaming" {
 			continue
 		}
-		if s.SyncState == "sync" || s.SyncState == "quorum" {
+		switch s.SyncState {
+		case "sync":
 			r.ok("pgb wal-stream is connected (application_name %s) and synchronous: a commit returns once its WAL is in the repository (RPO 0)", app)
-		} else {
+		case "quorum":
+			r.ok("pgb wal-stream is connected (application_name %s) in a quorum (ANY n): a commit returns once its WAL is in the repository or on enough of the other standbys", app)
+		default:
 			r.ok("pgb wal-stream is connected (application_name %s), not synchronous (%s): commits do not wait for it; synchronous_standby_names = '%s' makes RPO 0", app, s.SyncState, app)
 		}
 		return true, nil

@@ -111,15 +111,16 @@ func (r *Repo) PutWALChunk(ctx context.Context, f wal.File, start int64, data []
 var ErrChunkConflict = errors.New("a streamed chunk already stored under these offsets holds other bytes")
 
 func (r *Repo) sameChunk(ctx context.Context, key string, data []byte) error {
+	// A stored chunk that cannot be read is not a conflict (yet): a retry compares.
 	o, err := r.open(ctx, key)
 	if err != nil {
-		return fmt.Errorf("%w; and it could not be read to compare: %w", ErrChunkConflict, err)
+		return fmt.Errorf("a streamed chunk is already stored under %s, and it could not be read to compare: %w", key, err)
 	}
 	defer func() { _ = o.Close() }() // read-only
 	o.er.SetLimit(int64(len(data)))
 	got, err := io.ReadAll(o)
 	if err != nil {
-		return fmt.Errorf("%w; and it could not be read to compare: %w", ErrChunkConflict, err)
+		return fmt.Errorf("a streamed chunk is already stored under %s, and it could not be read to compare: %w", key, err)
 	}
 	if !bytes.Equal(got, data) {
 		return fmt.Errorf("%s: %w", key, ErrChunkConflict)
@@ -266,6 +267,7 @@ type StreamedWAL struct {
 	next int   // index of the next part to open
 	left int64 // bytes still to come from cur
 	pos  int64 // bytes given so far
+	idle int   // reads in a row that gave nothing
 }
 
 // OpenStreamedWAL opens what the stream stored of segment f. A segment with no chunk
@@ -349,6 +351,13 @@ func (s *StreamedWAL) Read(p []byte) (int, error) {
 				p = p[:s.left]
 			}
 			n, err := s.cur.Read(p)
+			if n == 0 && err == nil {
+				if s.idle++; s.idle > 100 {
+					return 0, fmt.Errorf("%s: %w", s.cur.Key(), io.ErrNoProgress)
+				}
+				continue
+			}
+			s.idle = 0
 			s.left -= int64(n)
 			s.pos += int64(n)
 			if errors.Is(err, io.EOF) && s.left > 0 {

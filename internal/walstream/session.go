@@ -55,22 +55,20 @@ func (s *Streamer) session(ctx context.Context) error {
 		return err
 	}
 	pos := Position{Timeline: srv.timelineOf(start), LSN: start}
-	jumped := false
 	for {
 		next, err := s.stream(ctx, srv, pos)
+		if ctx.Err() != nil {
+			return err // stopped: what was received is stored (or err says why not)
+		}
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "58P01" && !jumped {
-			// The server no longer has the WAL asked for: stream from what the slot holds,
-			// and say loudly that the WAL in between is lost to the repository.
-			sl, serr := s.ensureSlot(ctx, srv.conn)
-			if serr != nil || sl.restart == 0 || s.segStart(srv, sl.restart) <= pos.LSN {
-				return err
-			}
-			to := s.segStart(srv, sl.restart)
-			s.Log.Error("WAL the stream needs is no longer on the server: it is not in the repository unless archive_command stored it; pgb status shows the gap and recovery cannot cross it: take a new backup",
-				"from", pos.LSN.String(), "to", to.String(), "server_error", pgErr.Message)
-			pos, jumped = Position{Timeline: srv.timelineOf(to), LSN: to}, true
-			continue
+		if errors.As(err, &pgErr) && walRemoved(pgErr) {
+			// The server no longer has the WAL asked for. The connection is not usable
+			// for more (the error came mid-command): the next session, on a new one,
+			// streams from what the slot holds and says loudly what is lost.
+			s.mu.Lock()
+			s.removed = pos.LSN
+			s.mu.Unlock()
+			return err
 		}
 		if err != nil {
 			return err
@@ -111,23 +109,46 @@ func (s *Streamer) storeHistory(ctx context.Context, srv *server, tli uint32) er
 	if err != nil {
 		return err
 	}
-	if tli == srv.tli {
+	if tli >= srv.tli {
+		// The server's own timeline, or a newer one it was promoted to: the history
+		// the start position and the timelines of segments are worked out from.
 		if srv.history, err = wal.ParseHistory(tli, h.Content); err != nil {
 			return err
 		}
+		srv.tli = tli
 	}
 	return nil
 }
 
-// startPosition is where a session starts streaming: the start of the segment where
-// the previous session in this process left off; otherwise the segment after the
-// newest one in the repository, or where the slot holds WAL from when the repository
-// has none. Never past the server's own WAL.
+// startPosition is where a session starts streaming, always at a segment's start:
+// where the previous session in this process left off; otherwise the segment after the
+// newest one in the repository, but no later than where the slot holds WAL from (the
+// slot advances only to what was stored, so a segment missing before the newest one,
+// such as one a killed pgb was still storing, is streamed again), or where the slot
+// holds WAL from when the repository has none. Never past the server's own WAL, nor
+// past the end of the resumed timeline in the server's history. After the server said
+// the WAL asked for is gone, from where the slot holds WAL, with an ERROR naming what is
+// lost.
 func (s *Streamer) startPosition(ctx context.Context, srv *server, sl slot) (wal.LSN, error) {
+	s.mu.Lock()
+	resume, removed := s.resume, s.removed
+	s.removed = 0
+	s.mu.Unlock()
 	var start wal.LSN
-	switch resume := s.resumeAt(); {
+	switch {
+	case removed != 0 && sl.restart > removed:
+		start = s.segStart(srv, sl.restart)
+		s.Log.Error("WAL the stream needs is no longer on the server: it is not in the repository unless archive_command stored it; pgb status shows the gap and recovery cannot cross it: take a new backup",
+			"from", removed.String(), "to", start.String(), "slot", s.Opt.Slot)
 	case resume.LSN != 0:
 		start = s.segStart(srv, resume.LSN)
+		// The resumed timeline may end earlier on this server (a failover to a standby
+		// that had not received all of it): go on from where it ends here.
+		for _, sp := range srv.history {
+			if sp.TLI == resume.Timeline && sp.End != wal.EndOfTimeline && start > s.segStart(srv, sp.End) {
+				start = s.segStart(srv, sp.End)
+			}
+		}
 	default:
 		newest, found, err := s.newestSegment(ctx, srv)
 		if err != nil {
@@ -136,6 +157,12 @@ func (s *Streamer) startPosition(ctx context.Context, srv *server, sl slot) (wal
 		switch {
 		case found:
 			start = wal.LSN((newest + 1) * srv.segSize)
+			if !sl.created && sl.restart != 0 {
+				start = min(start, s.segStart(srv, sl.restart))
+			} else if sl.restart != 0 && start < s.segStart(srv, sl.restart) {
+				s.Log.Warn("the slot was created now: the WAL between the repository's newest segment and where the slot holds WAL from is streamed only if the server still has it",
+					"from", start.String(), "slot_restart_lsn", sl.restart.String())
+			}
 		case sl.restart != 0:
 			start = s.segStart(srv, sl.restart)
 		default:
@@ -174,12 +201,10 @@ func (s *Streamer) newestSegment(ctx context.Context, srv *server) (uint64, bool
 func newestIn(ctx context.Context, rp *repo.Repo, srv *server) (uint64, bool, error) {
 	var newest uint64
 	found := false
-	onHistory := map[uint32]bool{}
-	for _, sp := range srv.history {
-		onHistory[sp.TLI] = true
-	}
 	err := rp.ListWAL(ctx, func(o repo.WALObject) error {
-		if o.Kind != wal.Segment || !onHistory[o.Timeline] {
+		// Only a segment of the timeline the server's history has at its start counts:
+		// not one another server wrote on past where this one's history leaves it.
+		if o.Kind != wal.Segment || srv.timelineOf(wal.LSN(o.SegmentNumber(srv.segSize)*srv.segSize)) != o.Timeline {
 			return nil
 		}
 		if n := o.SegmentNumber(srv.segSize); !found || n > newest {
@@ -212,7 +237,11 @@ func (s *Streamer) warnIfNotSynchronous(ctx context.Context, conn *pgconn.PgConn
 func namesStandby(v, app string) bool {
 	f := func(r rune) bool { return r == ',' || r == '(' || r == ')' || r == ' ' || r == '\t' }
 	for _, w := range strings.FieldsFunc(v, f) {
+		quoted := strings.HasPrefix(w, `"`)
 		w = strings.Trim(w, `"`)
+		if !quoted && (strings.EqualFold(w, "first") || strings.EqualFold(w, "any")) {
+			continue // FIRST n (…), ANY n (…)
+		}
 		if w == "*" || strings.EqualFold(w, app) {
 			return true
 		}
@@ -238,12 +267,21 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 		return Position{}, err
 	}
 	defer func() { _ = w.close() }() // the segments being stored are stored, or fail, before the session ends
-	// A signal ends the wait for the next message at once.
+	// A signal ends the wait for the next message at once. The deadline is cleared on
+	// the way out: what follows on the connection (the end of a timeline, the next
+	// command) must not meet a deadline long passed.
 	stop := context.AfterFunc(ctx, func() { _ = srv.conn.Conn().SetReadDeadline(time.Now()) })
-	defer stop()
+	defer func() {
+		stop()
+		_ = srv.conn.Conn().SetReadDeadline(time.Time{})
+	}()
+	lastMsg, lastPing := time.Now(), time.Time{}
 	var lastStatus time.Time
 	var reported wal.LSN
 	report := func() error {
+		if err := w.failed(); err != nil {
+			return err
+		}
 		reported = w.durable()
 		lastStatus = time.Now()
 		return s.sendStatus(srv.conn, w)
@@ -295,11 +333,24 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 					return Position{}, err
 				}
 			}
+			// A server that sent nothing, not even a keepalive, for ReceiveTimeout is gone
+			// (a half-open connection): end the session and connect again. At half of it,
+			// ask for a reply.
+			switch silent := time.Since(lastMsg); {
+			case s.Opt.ReceiveTimeout > 0 && silent >= s.Opt.ReceiveTimeout:
+				return Position{}, fmt.Errorf("receive WAL: nothing from the server for %s (its connection is gone?)", silent.Round(time.Second))
+			case s.Opt.ReceiveTimeout > 0 && silent >= s.Opt.ReceiveTimeout/2 && time.Since(lastPing) >= s.Opt.ReceiveTimeout/2:
+				lastPing = time.Now()
+				if err := s.ping(srv.conn, w); err != nil {
+					return Position{}, err
+				}
+			}
 			continue
 		}
 		if err != nil {
 			return Position{}, fmt.Errorf("receive WAL: %w", err)
 		}
+		lastMsg = time.Now()
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if len(m.Data) == 0 {
@@ -314,7 +365,9 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 				if err := w.add(ctx, wal.LSN(x.WALStart), x.WALData); err != nil {
 					return Position{}, err
 				}
-				if w.pending() >= s.Opt.FlushBytes {
+				// Also when messages keep coming too close together for the receive deadline
+				// ever to pass: the interval bounds how long received WAL waits.
+				if w.pending() >= s.Opt.FlushBytes || (w.pending() > 0 && time.Since(w.pendingSince) >= s.Opt.FlushInterval) {
 					if err := w.flush(ctx); err != nil {
 						return Position{}, err
 					}
@@ -333,6 +386,10 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 		case *pgproto3.CopyDone:
 			// The server ended the timeline: what was received of it is stored, the last
 			// segment as PostgreSQL's own receiver leaves it (.partial).
+			stop()
+			if err := srv.conn.Conn().SetReadDeadline(time.Time{}); err != nil {
+				return Position{}, err
+			}
 			if err := w.endTimeline(ctx); err != nil {
 				return Position{}, err
 			}
@@ -349,22 +406,39 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 			return Position{Timeline: uint32(cdr.Timeline), LSN: wal.LSN(cdr.LSN)}, nil
 		case *pgproto3.ErrorResponse:
 			return Position{}, errorResponse(m)
-		case *pgproto3.NoticeResponse:
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		case *pgproto3.CommandComplete:
+			return Position{}, errors.New("receive WAL: the server ended the stream (shutting down?)")
 		default:
 			return Position{}, fmt.Errorf("receive WAL: unexpected %T", msg)
 		}
 	}
 }
 
+// ping sends the stream's position asking the server for a reply.
+func (s *Streamer) ping(conn *pgconn.PgConn, w *writer) error {
+	durable := min(w.durable(), w.received())
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: pglogrepl.LSN(w.received()), WALFlushPosition: pglogrepl.LSN(max(durable, 1)),
+		WALApplyPosition: pglogrepl.LSN(max(durable, 1)), ReplyRequested: true,
+	})
+	if err != nil {
+		return fmt.Errorf("send the stream's position: %w", err)
+	}
+	return nil
+}
+
 // sendStatus tells the server how far WAL was received and how far it is durable in
 // the repository: the flush position (which synchronous replication waits for and the
 // slot advances to) is never more than what is stored.
 func (s *Streamer) sendStatus(conn *pgconn.PgConn, w *writer) error {
-	durable := w.durable()
+	// Never more than this server sent in this session: chunks stored before may hold
+	// more of a timeline than this server has of it (a failover).
+	durable := min(w.durable(), w.received())
 	if durable == 0 {
 		return nil // nothing stored: the library would take 0 for "as far as written"
 	}
-	recv := max(w.received(), durable)
+	recv := w.received()
 	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(recv),
 		WALFlushPosition: pglogrepl.LSN(durable),
@@ -387,3 +461,10 @@ func earliest(a, b time.Time) time.Time {
 // WAL the server sends in one go arrives within it, and a commit waiting for the store
 // is not held up for more.
 const syncIdle = 200 * time.Microsecond
+
+// walRemoved says whether the server refused to stream because the WAL asked for is
+// gone: "requested WAL segment … has already been removed", whose error code depends
+// on the errno the server had at hand (58P01 for ENOENT, other codes otherwise).
+func walRemoved(e *pgconn.PgError) bool {
+	return e.Code == "58P01" || strings.Contains(e.Message, "has already been removed")
+}

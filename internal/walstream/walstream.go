@@ -49,6 +49,9 @@ type Options struct {
 	StatusInterval time.Duration
 	// MaxBackoff bounds the wait before reconnecting after a lost connection.
 	MaxBackoff time.Duration
+	// ReceiveTimeout ends a session whose server sent nothing for that long (as
+	// wal_receiver_timeout does); at half of it the stream asks for a reply. 0: never.
+	ReceiveTimeout time.Duration
 }
 
 // Streamer streams WAL into one or more repositories: a position is durable once it
@@ -64,6 +67,8 @@ type Streamer struct {
 	mu sync.Mutex
 	// Where the previous session left off, for the next one in this process.
 	resume Position
+	// removed is where the server said the WAL asked for is gone (0: it did not).
+	removed wal.LSN
 }
 
 // Position is a place in the WAL on a timeline.
@@ -87,6 +92,11 @@ func (s *Streamer) Run(ctx context.Context) error {
 		before := s.resumeAt()
 		err := s.session(ctx)
 		if ctx.Err() != nil {
+			// Stopped by a signal: what was received is stored first, and a failure to
+			// store it is this run's outcome.
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("stopping: %w", err)
+			}
 			return nil
 		}
 		for _, f := range fatalErrors {

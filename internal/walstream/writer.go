@@ -18,7 +18,7 @@ const mergeFanout = 16
 
 // storeMemory bounds the buffers of complete segments being stored while the next one
 // is received (receiving overlaps compressing and storing): four 16 MiB segments, one
-// of the largest (1 GiB) segments.
+// of the largest (1 GiB) segments; the segment being received has a buffer too.
 const storeMemory = 64 << 20
 
 // maxStoreWorkers is how many complete segments are stored at once.
@@ -211,10 +211,10 @@ func (w *writer) received() wal.LSN { return w.segStart() + wal.LSN(w.n) }
 // segments wait to be stored, the end of the last one stored.
 func (w *writer) durable() wal.LSN {
 	w.mu.Lock()
-	q, end := w.queued, w.storedEnd
+	end, err := w.storedEnd, w.err
 	w.mu.Unlock()
-	if q > 0 {
-		return end
+	if err != nil || end < w.segStart() {
+		return end // a segment before this one is not stored (yet, or at all)
 	}
 	return w.segStart() + wal.LSN(w.flushed)
 }
@@ -243,8 +243,8 @@ func (w *writer) add(ctx context.Context, lsn wal.LSN, data []byte) error {
 	return nil
 }
 
-// complete hands the whole segment to the storing goroutine and moves on to the next
-// segment, in a spare buffer (waiting for one while storeAhead segments wait).
+// complete hands the whole segment to the storing goroutines and moves on to the next
+// segment, in a spare buffer (waiting for one while the others are being stored).
 func (w *writer) complete(ctx context.Context) error {
 	if err := w.failed(); err != nil {
 		return err
@@ -252,19 +252,11 @@ func (w *writer) complete(ctx context.Context) error {
 	w.mu.Lock()
 	w.queued++
 	w.mu.Unlock()
-	select {
-	case w.queue <- segJob{segNo: w.segNo, buf: w.buf}:
-	case <-ctx.Done():
-		w.mu.Lock()
-		w.queued--
-		w.mu.Unlock()
-		return ctx.Err()
-	}
-	select {
-	case w.buf = <-w.spare:
-	case <-ctx.Done():
-		w.buf = make([]byte, w.srv.segSize) // what was received is stored on the way out
-	}
+	// Neither wait heeds ctx: the workers store with a context a signal does not
+	// cancel, so a queue place and a spare buffer always come, and what was received is
+	// stored on the way out.
+	w.queue <- segJob{segNo: w.segNo, buf: w.buf}
+	w.buf = <-w.spare
 	w.segNo++
 	w.n, w.flushed, w.written = 0, 0, w.written[:0]
 	return nil
@@ -288,6 +280,9 @@ func (w *writer) dropChunks(ctx context.Context, f wal.File) {
 // flush stores what was received and not stored yet as a chunk, then merges chunks of
 // one size class when there are mergeFanout of them.
 func (w *writer) flush(ctx context.Context) error {
+	if err := w.failed(); err != nil {
+		return err
+	}
 	if w.pending() == 0 {
 		return nil
 	}
@@ -301,9 +296,7 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 	w.flushed = end
 	w.written = append(w.written, written{start: start, end: end})
-	if !w.waiting() {
-		w.s.durableNow(Position{Timeline: w.tli, LSN: w.durable()})
-	}
+	w.s.durableNow(Position{Timeline: w.tli, LSN: w.durable()})
 	w.merge(ctx, f)
 	return nil
 }
@@ -343,17 +336,24 @@ func (w *writer) merge(ctx context.Context, f wal.File) {
 // received, as PostgreSQL's own receiver does: <segment>.partial, zero-filled after
 // the last byte. Its chunks go once it is stored.
 func (w *writer) endTimeline(ctx context.Context) error {
-	if w.n == 0 {
-		return nil
-	}
 	if err := w.flush(ctx); err != nil {
 		return err
 	}
 	if err := w.close(); err != nil {
 		return err
 	}
-	clear(w.buf[w.n:])
+	if w.n == 0 {
+		return nil // the timeline ended at a segment's end: that segment is stored whole
+	}
 	f := w.file()
+	if w.flushed > w.n {
+		// Chunks stored before (from a server that went further on this timeline) reach
+		// past this server's end of it: they are left as they are, not cut.
+		w.s.Log.Warn("the old timeline's streamed chunks reach past where this server's copy of it ends; they are kept",
+			"file", f.Name, "streamed_bytes", w.flushed, "timeline_ends_at_byte", w.n)
+		return nil
+	}
+	clear(w.buf[w.n:])
 	pf, err := wal.Parse(f.Name + ".partial")
 	if err != nil {
 		return err
