@@ -339,7 +339,7 @@ func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.
 		// either answer stands.
 		for try := 0; errors.Is(err, storage.ErrNotExist); try++ {
 			sum, opened, serr := a.fetchStreamed(ctx, f, dest)
-			if try == 1 || !(errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished)) {
+			if again := errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished); try == 1 || !again {
 				return sum, opened, serr
 			}
 			o, err = a.Repo.OpenWAL(ctx, f)
