@@ -128,6 +128,9 @@ func TestS3PermanentFaultsFailFastWithOneLine(t *testing.T) {
 	c := pgtest.NewCluster(t, pgtest.Options{ArchiveCommand: "/bin/true"})
 	c.Start(t)
 	seg := c.SwitchWAL(t)
+	// Archived (by /bin/true) first: a segment still marked ready would have wal-push
+	// start its look-ahead archiver, whose own requests the proxies would count.
+	c.WaitArchived(t, seg, 60*time.Second)
 
 	good, _ := s3Repo(t, 0, "")
 	bad, wrongSecret, badProxy := s3RepoCounted(t, "wrong-secret-s3cr3t")

@@ -219,6 +219,10 @@ func (a *Archive) compareExisting(ctx context.Context, f wal.File, sum repo.Sum,
 			a.Log.Info("already archived with identical content", "file", f.Name)
 			return nil
 		}
+		if !errors.Is(err, errContentDiffers) && !errors.Is(err, repo.ErrNoKey) && !errors.Is(err, repo.ErrWrongKey) {
+			// Not a conflict (yet): the stored object could not be read. A retry compares.
+			return fmt.Errorf("the repository already holds %s, and it could not be read to compare it with this file: %w", f.Name, err)
+		}
 		if errors.Is(err, repo.ErrNoKey) || errors.Is(err, repo.ErrWrongKey) {
 			return fmt.Errorf("%w: stored %s, this file %s; the stored object is encrypted and cannot be compared here: "+
 				"give this host the encryption-mac-key the object was written with, or an encryption-identity-file that decrypts it; it is left untouched",
@@ -339,7 +343,7 @@ func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.
 		// either answer stands.
 		for try := 0; errors.Is(err, storage.ErrNotExist); try++ {
 			sum, opened, serr := a.fetchStreamed(ctx, f, dest)
-			if again := errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished); try == 1 || !again {
+			if again := errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished); try == 2 || !again {
 				return sum, opened, serr
 			}
 			o, err = a.Repo.OpenWAL(ctx, f)

@@ -120,6 +120,9 @@ func sameContent(stored io.Reader, path string) error {
 	return sameReader(stored, local, fi.Size())
 }
 
+// errContentDiffers means a stored object decoded to other bytes than compared with.
+var errContentDiffers = errors.New("content differs")
+
 // sameReader compares the decoded stored object with the size bytes of local, reading
 // at most one byte more than that from stored.
 func sameReader(stored, local io.Reader, size int64) error {
@@ -129,7 +132,7 @@ func sameReader(stored, local io.Reader, size int64) error {
 		n, err := io.ReadFull(lr, a)
 		if n > 0 {
 			if _, lerr := io.ReadFull(local, b[:n]); lerr != nil || !bytes.Equal(a[:n], b[:n]) {
-				return errors.New("content differs")
+				return errContentDiffers
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF { // the decoded stream ended, verified
@@ -140,7 +143,7 @@ func sameReader(stored, local io.Reader, size int64) error {
 		}
 	}
 	if m, _ := local.Read(b[:1]); m > 0 {
-		return errors.New("content differs (the stored object is shorter)")
+		return fmt.Errorf("%w (the stored object is shorter)", errContentDiffers)
 	}
 	return nil
 }

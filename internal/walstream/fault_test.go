@@ -2,6 +2,7 @@ package walstream
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -158,5 +159,41 @@ func TestTheStartCountsOnlySegmentsOnTheServersHistory(t *testing.T) {
 	}
 	if start > wal.LSN(0x12*waltest.SegSize) {
 		t.Errorf("start %s on timeline %d: timeline 2's segments 0x12..0x%x are skipped", start, srv.timelineOf(start), uint64(start)/waltest.SegSize-1)
+	}
+}
+
+// Chunks stored before hold other bytes than the server now sends at the same place
+// (another server on this timeline): the stream stops with a conflict instead of
+// counting the old chunks as what it was sent.
+func TestChunksStoredBeforeMustHoldWhatTheServerSendsAgain(t *testing.T) {
+	ctx := context.Background()
+	s, srv := faultyStreamer(t)
+	start := Position{Timeline: 1, LSN: wal.LSN(4 * waltest.SegSize)}
+	w, err := s.newWriter(ctx, srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := seg(1, 4)
+	if err := w.add(ctx, start.LSN, old[:50_000]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	other := append([]byte(nil), old[:60_000]...)
+	other[40_000] ^= 1
+	w, err = s.newWriter(ctx, srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.close() }()
+	if err := w.add(ctx, start.LSN, other[:30_000]); err != nil {
+		t.Fatalf("the same bytes again: %v", err)
+	}
+	if err := w.add(ctx, start.LSN+30_000, other[30_000:]); !errors.Is(err, repo.ErrChunkConflict) {
+		t.Fatalf("other bytes where chunks are stored: %v, want ErrChunkConflict", err)
 	}
 }

@@ -38,6 +38,24 @@ func (s *Streamer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if !sl.created && sl.restart == 0 {
+		// A slot that holds no WAL: invalidated (max_slot_wal_keep_size), or made
+		// without reserving any. Made again, reserving WAL from now on; what the server
+		// removed meanwhile is lost to the repository, and startPosition says so.
+		s.Log.Error("the replication slot holds no WAL (invalidated by max_slot_wal_keep_size?): creating it again; WAL the server removed meanwhile is not in the repository unless archive_command stored it, and pgb status shows the gap",
+			"slot", s.Opt.Slot)
+		if _, err := srv.conn.Exec(ctx, "DROP_REPLICATION_SLOT "+quoteIdent(s.Opt.Slot)).ReadAll(); err != nil {
+			return fmt.Errorf("drop the replication slot %s that holds no WAL: %w", s.Opt.Slot, err)
+		}
+		if sl, err = s.ensureSlot(ctx, srv.conn); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.removed == 0 {
+			s.removed = max(s.resume.LSN, 1)
+		}
+		s.mu.Unlock()
+	}
 	if resume := s.resumeAt(); sl.created && resume.LSN != 0 {
 		s.Log.Error("the replication slot was gone (dropped?) and has been created again: WAL the server removed meanwhile is not in the repository unless archive_command stored it; pgb status shows the gap, and recovery cannot cross it: take a new backup",
 			"slot", s.Opt.Slot, "durable_lsn", resume.LSN.String(), "slot_restart_lsn", sl.restart.String())
@@ -136,7 +154,7 @@ func (s *Streamer) startPosition(ctx context.Context, srv *server, sl slot) (wal
 	s.mu.Unlock()
 	var start wal.LSN
 	switch {
-	case removed != 0 && sl.restart > removed:
+	case removed != 0 && s.segStart(srv, sl.restart) > removed:
 		start = s.segStart(srv, sl.restart)
 		s.Log.Error("WAL the stream needs is no longer on the server: it is not in the repository unless archive_command stored it; pgb status shows the gap and recovery cannot cross it: take a new backup",
 			"from", removed.String(), "to", start.String(), "slot", s.Opt.Slot)
@@ -276,6 +294,9 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 		_ = srv.conn.Conn().SetReadDeadline(time.Time{})
 	}()
 	lastMsg, lastPing := time.Now(), time.Time{}
+	// Stores in the loop are not cut short by a signal: the loop sees it next, and
+	// stores what was received before it stops.
+	sctx := context.WithoutCancel(ctx)
 	var lastStatus time.Time
 	var reported wal.LSN
 	report := func() error {
@@ -329,7 +350,7 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 		msg, err := srv.conn.ReceiveMessage(context.Background())
 		if err != nil && isTimeout(err) {
 			if w.pending() > 0 && (s.Opt.Synchronous || time.Since(w.pendingSince) >= s.Opt.FlushInterval) {
-				if err := w.flush(ctx); err != nil {
+				if err := w.flush(sctx); err != nil {
 					return Position{}, err
 				}
 			}
@@ -362,13 +383,13 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 				if err != nil {
 					return Position{}, fmt.Errorf("receive WAL: %w", err)
 				}
-				if err := w.add(ctx, wal.LSN(x.WALStart), x.WALData); err != nil {
+				if err := w.add(sctx, wal.LSN(x.WALStart), x.WALData); err != nil {
 					return Position{}, err
 				}
 				// Also when messages keep coming too close together for the receive deadline
 				// ever to pass: the interval bounds how long received WAL waits.
 				if w.pending() >= s.Opt.FlushBytes || (w.pending() > 0 && time.Since(w.pendingSince) >= s.Opt.FlushInterval) {
-					if err := w.flush(ctx); err != nil {
+					if err := w.flush(sctx); err != nil {
 						return Position{}, err
 					}
 				}
@@ -390,10 +411,15 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 			if err := srv.conn.Conn().SetReadDeadline(time.Time{}); err != nil {
 				return Position{}, err
 			}
-			if err := w.endTimeline(ctx); err != nil {
+			if err := w.endTimeline(sctx); err != nil {
 				return Position{}, err
 			}
 			if err := report(); err != nil {
+				return Position{}, err
+			}
+			// The server's answer, read with a deadline of its own (SendStandbyCopyDone
+			// heeds no context): a connection gone half-open here ends the session.
+			if err := srv.conn.Conn().SetReadDeadline(time.Now().Add(max(s.Opt.ReceiveTimeout, 10*time.Second))); err != nil {
 				return Position{}, err
 			}
 			cdr, err := pglogrepl.SendStandbyCopyDone(ctx, srv.conn)

@@ -159,8 +159,8 @@ func (srv *server) identify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if major < 12 {
-		return fmt.Errorf("%w: PostgreSQL %d is not supported: pgb needs 12 or later", errSettings, major)
+	if major < 15 {
+		return fmt.Errorf("%w: PostgreSQL %d: pgb wal-stream needs PostgreSQL 15 or later (READ_REPLICATION_SLOT); archive with archive_command = 'pgb wal-push %%p'", errSettings, major)
 	}
 	srv.cluster = archive.Cluster{SystemID: repo.SystemID(id), PGVersion: major}
 	srv.tli, srv.flushed = uint32(sys.Timeline), wal.LSN(sys.XLogPos)

@@ -1,8 +1,10 @@
 package walstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -41,6 +43,9 @@ type writer struct {
 	// written are the chunks this writer stored of this segment, oldest first, each
 	// with its size class, for merging.
 	written []written
+	// prior holds what chunks stored before (by an earlier run) hold of this segment:
+	// the bytes received again must be the same, or they are not this WAL.
+	prior []byte
 
 	ctx   context.Context
 	queue chan segJob   // complete segments to store, in order
@@ -97,8 +102,12 @@ func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*w
 	if err != nil {
 		return nil, err
 	}
+	if w.flushed > 0 {
+		if w.prior, err = priorBytes(ctx, s.Archives[0], w.file(), w.flushed); err != nil {
+			return nil, err
+		}
+	}
 	w.storedEnd = pos.LSN
-	s.durableNow(Position{Timeline: pos.Timeline, LSN: pos.LSN + wal.LSN(w.flushed)})
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
@@ -112,6 +121,20 @@ func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*w
 		close(w.done)
 	}()
 	return w, nil
+}
+
+// priorBytes reads the first n bytes chunks stored before hold of segment f.
+func priorBytes(ctx context.Context, a *archive.Archive, f wal.File, n int) ([]byte, error) {
+	sw, err := a.Repo.OpenStreamedWAL(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sw.Close() }() // read-only
+	b := make([]byte, n)
+	if _, err := io.ReadFull(sw, b); err != nil {
+		return nil, fmt.Errorf("read the chunks stored of %s: %w", f.Name, err)
+	}
+	return b, nil
 }
 
 // storeLoop stores queued segments until the queue is closed (several run at once);
@@ -231,6 +254,16 @@ func (w *writer) add(ctx context.Context, lsn wal.LSN, data []byte) error {
 		if w.pending() == 0 {
 			w.pendingSince = time.Now()
 		}
+		if w.n < len(w.prior) {
+			k := min(len(data), len(w.prior)-w.n)
+			if !bytes.Equal(data[:k], w.prior[w.n:w.n+k]) {
+				return fmt.Errorf("%w: %s: the server sent other WAL at byte %d than the chunks stored before hold (another server on this timeline?); nothing was stored over them",
+					repo.ErrChunkConflict, w.file().Name, w.n)
+			}
+			if w.n+k == len(w.prior) {
+				w.prior = nil
+			}
+		}
 		k := copy(w.buf[w.n:], data)
 		w.n += k
 		data = data[k:]
@@ -332,41 +365,17 @@ func (w *writer) merge(ctx context.Context, f wal.File) {
 	}
 }
 
-// endTimeline stores the last segment of a timeline that ended, as far as it was
-// received, as PostgreSQL's own receiver does: <segment>.partial, zero-filled after
-// the last byte. Its chunks go once it is stored.
+// endTimeline stores what was received of the timeline that ended and waits for the
+// segments being stored. The last segment's chunks stay as they are: they are that
+// timeline's WAL (a recovery to it reads them), and removing them before the next
+// timeline's copy of the segment is stored would leave nothing to read. No .partial is
+// stored: the promoted server's archive_command stores its own, with bytes after the
+// switch point that differ from zeros, and two copies would conflict.
 func (w *writer) endTimeline(ctx context.Context) error {
 	if err := w.flush(ctx); err != nil {
 		return err
 	}
-	if err := w.close(); err != nil {
-		return err
-	}
-	if w.n == 0 {
-		return nil // the timeline ended at a segment's end: that segment is stored whole
-	}
-	f := w.file()
-	if w.flushed > w.n {
-		// Chunks stored before (from a server that went further on this timeline) reach
-		// past this server's end of it: they are left as they are, not cut.
-		w.s.Log.Warn("the old timeline's streamed chunks reach past where this server's copy of it ends; they are kept",
-			"file", f.Name, "streamed_bytes", w.flushed, "timeline_ends_at_byte", w.n)
-		return nil
-	}
-	clear(w.buf[w.n:])
-	pf, err := wal.Parse(f.Name + ".partial")
-	if err != nil {
-		return err
-	}
-	err = w.s.each(func(a *archive.Archive) error {
-		_, err := a.PushData(ctx, pf, w.buf, &w.srv.cluster)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	w.dropChunks(ctx, f)
-	return nil
+	return w.close()
 }
 
 // durableNow records how far WAL is durable, for the next session and Progress. It

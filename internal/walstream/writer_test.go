@@ -232,8 +232,8 @@ func TestWithTwoRepositoriesDurableMeansStoredInBoth(t *testing.T) {
 	if err := w.close(); err == nil {
 		t.Fatal("the whole segment the second repository refused was taken as stored")
 	}
-	if d := s.resumeAt().LSN; d != start.LSN {
-		t.Fatalf("resume at %s, want %s", d, start.LSN)
+	if d := s.resumeAt().LSN; d > start.LSN {
+		t.Fatalf("resume at %s, past %s which the second repository lacks", d, start.LSN)
 	}
 	broken.Reset()
 	w, err = s.newWriter(ctx, srv, start)
