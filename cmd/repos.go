@@ -43,6 +43,18 @@ func (e *env) one(c *cli.Context) (*env, error) {
 	return nil, usagef("%s works on one repository: give --repo with one of %s", c.Command.FullName(), strings.Join(e.cfg.RepoNames(), ", "))
 }
 
+// selected is e for each repository selected: e itself without repos.
+func (e *env) selected() []*env {
+	if !e.cfg.Multi() {
+		return []*env{e}
+	}
+	envs := make([]*env, 0, len(e.cfg.Selected))
+	for _, r := range e.cfg.Selected {
+		envs = append(envs, e.forRepo(r))
+	}
+	return envs
+}
+
 // first is e working on its one repository, or the first one selected of repos
 // (events and extract read the same WAL and backups from any).
 func (e *env) first() *env {

@@ -49,13 +49,7 @@ func (e *env) restorePoint(ctx context.Context, name string) error {
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }() // ends the session: nothing is pending on it
 	// With several repositories, one point in PostgreSQL, recorded in each selected.
-	envs := []*env{e}
-	if e.cfg.Multi() {
-		envs = envs[:0]
-		for _, r := range e.cfg.Selected {
-			envs = append(envs, e.forRepo(r))
-		}
-	}
+	envs := e.selected()
 	var rps []*repo.Repo
 	defer func() {
 		for _, r := range rps {

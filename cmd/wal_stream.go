@@ -57,13 +57,7 @@ func (e *env) walStream(c *cli.Context) error {
 	if c.Duration("flush-interval") <= 0 || c.Duration("status-interval") <= 0 {
 		return usagef("--flush-interval and --status-interval must be positive durations, such as 1s")
 	}
-	envs := []*env{e}
-	if e.cfg.Multi() {
-		envs = envs[:0]
-		for _, r := range e.cfg.Selected {
-			envs = append(envs, e.forRepo(r))
-		}
-	}
+	envs := e.selected()
 	var archives []*archive.Archive
 	defer func() {
 		for _, a := range archives {

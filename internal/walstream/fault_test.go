@@ -38,20 +38,28 @@ func segKey(tli uint32, n uint64) string {
 	return repo.WALKey(f)
 }
 
+// segmentEightFails is a writer that has received segment 8 of timeline 1 whole, whose
+// store fails.
+func segmentEightFails(t *testing.T) (*Streamer, *writer, Position) {
+	t.Helper()
+	s, srv := faultyStreamer(t, faulty.Rule{Op: faulty.Put, Key: segKey(1, 8)})
+	start := Position{Timeline: 1, LSN: wal.LSN(8 * waltest.SegSize)}
+	w, err := s.newWriter(context.Background(), srv, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.add(context.Background(), start.LSN, seg(1, 8)); err != nil {
+		t.Fatal(err)
+	}
+	return s, w, start
+}
+
 // Segment 8 fails to store in the background while segment 9 comes in: neither the
 // durable position (reported to PostgreSQL) nor where the next session resumes passes
 // segment 8, and no chunk of 9 is stored after the failure.
 func TestAFailedSegmentStoreHoldsTheDurablePositionBack(t *testing.T) {
 	ctx := context.Background()
-	s, srv := faultyStreamer(t, faulty.Rule{Op: faulty.Put, Key: segKey(1, 8)})
-	start := Position{Timeline: 1, LSN: wal.LSN(8 * waltest.SegSize)}
-	w, err := s.newWriter(ctx, srv, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.add(ctx, start.LSN, seg(1, 8)); err != nil {
-		t.Fatal(err)
-	}
+	s, w, start := segmentEightFails(t)
 	if err := w.add(ctx, start.LSN+waltest.SegSize, seg(1, 9)[:1000]); err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +81,8 @@ func TestAFailedSegmentStoreHoldsTheDurablePositionBack(t *testing.T) {
 // and its store fails: the end of the timeline fails with it, and the switch is not
 // followed past the missing segment.
 func TestATimelineEndingAtASegmentsEndWaitsForItsStore(t *testing.T) {
-	ctx := context.Background()
-	s, srv := faultyStreamer(t, faulty.Rule{Op: faulty.Put, Key: segKey(1, 8)})
-	start := Position{Timeline: 1, LSN: wal.LSN(8 * waltest.SegSize)}
-	w, err := s.newWriter(ctx, srv, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.add(ctx, start.LSN, seg(1, 8)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.endTimeline(ctx); err == nil {
+	_, w, _ := segmentEightFails(t)
+	if err := w.endTimeline(context.Background()); err == nil {
 		t.Errorf("endTimeline returned nil though segment 8 failed to store; durable %s", w.durable())
 	}
 }
