@@ -405,8 +405,8 @@ func (s *Streamer) stream(ctx context.Context, srv *server, pos Position) (Posit
 				}
 			}
 		case *pgproto3.CopyDone:
-			// The server ended the timeline: what was received of it is stored, the last
-			// segment as PostgreSQL's own receiver leaves it (.partial).
+			// The server ended the timeline: what was received of it is stored (its last
+			// segment stays as chunks, see endTimeline) before the next timeline is asked for.
 			stop()
 			if err := srv.conn.Conn().SetReadDeadline(time.Time{}); err != nil {
 				return Position{}, err
