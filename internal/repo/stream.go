@@ -40,6 +40,11 @@ func ChunkKey(f wal.File, start, end int64) string {
 	return fmt.Sprintf("%s%08X-%08X", chunkPrefix(f), start, end)
 }
 
+// maxChunks bounds the chunks of one segment a reader lists: the stream merges them
+// sixteen to one, so a segment has a few dozen; a repository holding far more is
+// damaged or hostile, and listing them all would take unbounded memory.
+const maxChunks = 1 << 16
+
 // maxChunkEnd bounds a chunk's offsets: PostgreSQL's largest segment is 1 GiB.
 const maxChunkEnd = 1 << 30
 
@@ -134,9 +139,13 @@ func (r *Repo) ListWALChunks(ctx context.Context, f wal.File) ([]Chunk, error) {
 	var cs []Chunk
 	err := r.st.List(ctx, prefix, func(o storage.ObjectInfo) error {
 		s, e, ok := parseChunk(strings.TrimPrefix(o.Key, prefix))
-		if ok {
-			cs = append(cs, Chunk{Start: s, End: e, Key: o.Key, Size: o.Size, Stored: o.ModTime})
+		if !ok {
+			return nil
 		}
+		if len(cs) == maxChunks {
+			return fmt.Errorf("%w: more than %d streamed chunks of one segment", ErrCorrupt, maxChunks)
+		}
+		cs = append(cs, Chunk{Start: s, End: e, Key: o.Key, Size: o.Size, Stored: o.ModTime})
 		return nil
 	})
 	if err != nil {
