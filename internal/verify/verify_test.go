@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -475,4 +476,40 @@ func TestPartWhoseDataDisagreesWithItsManifestSizeIsNamed(t *testing.T) {
 	})
 	_, ps := run(t, f.st, Options{Backup: name})
 	wantOne(t, ps, repo.PartKey(name, 1), "holds 3 bytes of file data, the manifest says 4")
+}
+
+// verify --wal reads the segment pgb wal-stream holds only as chunks, as wal-fetch
+// serves it: sound chunks pass, a damaged one is named.
+func TestStreamedChunksAreReadAndADamagedOneIsNamed(t *testing.T) {
+	f := newFixture(t)
+	wf, err := wal.Parse(wal.SegmentFileName(2, 10, segSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := segment(2, 10)
+	for _, c := range [][2]int{{0, 4096}, {4096, 20000}} {
+		if err := f.rp.PutWALChunk(f.ctx, wf, int64(c[0]), data[c[0]:c[1]]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, ps := run(t, f.st, Options{WAL: true})
+	if len(ps) != 0 || rep.WALObjects != 14 {
+		t.Fatalf("sound chunks: problems %v, %d WAL objects read (want 14)", ps, rep.WALObjects)
+	}
+	cs, err := f.rp.ListWALChunks(f.ctx, wf)
+	if err != nil || len(cs) != 2 {
+		t.Fatalf("chunks %v, %v", cs, err)
+	}
+	raw, err := f.st.Get(f.ctx, cs[1].Key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(raw)
+	_ = raw.Close()
+	b[len(b)/2] ^= 0xff
+	if err := f.st.Put(f.ctx, cs[1].Key, bytes.NewReader(b), storage.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, ps = run(t, f.st, Options{WAL: true})
+	wantOne(t, ps, repo.WALKey(wf)+".stream/", "corrupt")
 }

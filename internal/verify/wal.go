@@ -87,6 +87,48 @@ func (v *verifier) wal(ctx context.Context, backups []*repo.Summary) error {
 	if !v.opt.WAL {
 		return nil
 	}
+	if err := v.walObjects(ctx, backups); err != nil {
+		return err
+	}
+	if v.opt.Backup != "" {
+		return nil
+	}
+	return v.streamed(ctx)
+}
+
+// streamed reads every segment that only pgb wal-stream's chunks hold as wal-fetch
+// serves it: each chunk to its verified end, the segment's header against its name.
+func (v *verifier) streamed(ctx context.Context) error {
+	whole := map[string]bool{}
+	ss, err := v.r.ListWALAndStreamed(ctx, func(o repo.WALObject) error { whole[o.Name] = true; return nil })
+	if err != nil {
+		return err
+	}
+	for _, s := range ss {
+		if whole[s.Name] {
+			continue
+		}
+		v.nobj.Add(1)
+		key := repo.WALKey(s.File) + ".stream/"
+		sw, err := v.r.OpenStreamedWAL(ctx, s.File)
+		if err == nil {
+			_, err = io.Copy(io.Discard, sw)
+			_ = sw.Close() // read-only: reading to the end verified it
+		}
+		switch {
+		case errors.Is(err, repo.ErrNotStreamed):
+			v.problem(key, "", "streamed chunks with none from the segment's start: wal-fetch cannot serve the segment")
+		case errors.Is(err, repo.ErrCorrupt) || errors.Is(err, repo.ErrVanished):
+			v.problem(key, "", "%v", err)
+		case err != nil:
+			return err
+		}
+	}
+	return nil
+}
+
+// walObjects checks the archive's WAL objects (see wal).
+func (v *verifier) walObjects(ctx context.Context, backups []*repo.Summary) error {
 	st := &walState{hist: map[uint32][]wal.TimelineSpan{}}
 	for _, s := range backups {
 		if walRangeProblem(s) == "" {
