@@ -73,8 +73,9 @@ type written struct {
 }
 
 // newWriter starts at pos, which is at the start of a segment. Chunks stored of that
-// segment before (by an earlier run) count as durable: the bytes they hold are not
-// stored again. close must be called once the writer is done with.
+// segment before (by an earlier run) are not stored again: the server must send the
+// same bytes there (add compares), and they count as durable once it has. close must be
+// called once the writer is done with.
 func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*writer, error) {
 	if uint64(pos.LSN)%srv.segSize != 0 {
 		return nil, fmt.Errorf("the stream must start at a segment's start, not %s", pos.LSN)
@@ -104,7 +105,11 @@ func (s *Streamer) newWriter(ctx context.Context, srv *server, pos Position) (*w
 	}
 	if w.flushed > 0 {
 		if w.prior, err = priorBytes(ctx, s.Archives[0], w.file(), w.flushed); err != nil {
-			return nil, err
+			// Chunks that cannot be read back count for nothing: this run stores the
+			// segment's bytes again.
+			s.Log.Warn("the streamed chunks stored before of this segment cannot be read back; storing its bytes again",
+				"file", w.file().Name, "error", err.Error())
+			w.flushed, w.prior = 0, nil
 		}
 	}
 	w.storedEnd = pos.LSN
