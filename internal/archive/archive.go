@@ -339,11 +339,14 @@ func (a *Archive) fetch(ctx context.Context, f wal.File, dest string) (sum repo.
 	if errors.Is(err, storage.ErrNotExist) && f.Kind == wal.Segment {
 		// Not stored whole: maybe streamed. The stream may complete the segment (and
 		// remove its chunks) or merge chunks (removing the merged ones) while this
-		// reads: then the segment, or the chunks, are looked for once more before
-		// either answer stands.
+		// reads: then the segment, or the chunks, are looked for again before either
+		// answer stands.
+		// "Not streamed" is looked at once more (the usual end of the archive costs one
+		// listing and one look more), a chunk vanishing mid-read twice more.
 		for try := 0; errors.Is(err, storage.ErrNotExist); try++ {
 			sum, opened, serr := a.fetchStreamed(ctx, f, dest)
-			if again := errors.Is(serr, repo.ErrNotStreamed) || errors.Is(serr, repo.ErrVanished); try == 2 || !again {
+			again := errors.Is(serr, repo.ErrVanished) || (try == 0 && errors.Is(serr, repo.ErrNotStreamed))
+			if try == 2 || !again {
 				return sum, opened, serr
 			}
 			o, err = a.Repo.OpenWAL(ctx, f)

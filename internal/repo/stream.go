@@ -180,11 +180,10 @@ func (r *Repo) ListWALAndStreamed(ctx context.Context, fn func(WALObject) error)
 	err := r.st.List(ctx, walPrefix, func(o storage.ObjectInfo) error {
 		i := strings.Index(o.Key, chunkDirSuffix)
 		if i < 0 {
-			f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-			if err != nil || o.Key != WALKey(f) {
-				return nil
+			if w, ok := walObjectAt(o); ok {
+				return fn(w)
 			}
-			return fn(WALObject{File: f, Key: o.Key, Size: o.Size, Stored: o.ModTime})
+			return nil
 		}
 		f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key[:i], '/')+1 : i])
 		if err != nil || f.Kind != wal.Segment || o.Key[:i] != WALKey(f) {
@@ -425,18 +424,13 @@ func (s *StreamedWAL) Close() error {
 	return nil
 }
 
-// DeleteStreamed removes every chunk of the streamed segment f, and says how many bytes
-// they held.
-func (r *Repo) DeleteStreamed(ctx context.Context, f wal.File) (int64, error) {
+// DeleteStreamed removes every chunk of the streamed segment f.
+func (r *Repo) DeleteStreamed(ctx context.Context, f wal.File) error {
 	cs, err := r.ListWALChunks(ctx, f)
 	if err != nil || len(cs) == 0 {
-		return 0, err
+		return err
 	}
-	var n int64
-	for _, c := range cs {
-		n += c.Size
-	}
-	return n, r.DeleteWALChunks(ctx, cs)
+	return r.DeleteWALChunks(ctx, cs)
 }
 
 // StreamedSize is how many bytes the chunks of the streamed segment f hold.

@@ -162,12 +162,21 @@ func (r *Repo) ListWALRange(ctx context.Context, tli, fromLog, toLog uint32, fn 
 
 func (r *Repo) listWAL(ctx context.Context, prefix string, fn func(WALObject) error) error {
 	return r.st.List(ctx, prefix, func(o storage.ObjectInfo) error {
-		f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || o.Key != WALKey(f) {
-			return nil
+		if w, ok := walObjectAt(o); ok {
+			return fn(w)
 		}
-		return fn(WALObject{File: f, Key: o.Key, Size: o.Size, Stored: o.ModTime})
+		return nil
 	})
+}
+
+// walObjectAt is the WAL file stored as o; ok is false for any other object under wal/
+// (not where pgb puts a WAL file of its name, or a streamed chunk).
+func walObjectAt(o storage.ObjectInfo) (w WALObject, ok bool) {
+	f, err := wal.Parse(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
+	if err != nil || o.Key != WALKey(f) {
+		return WALObject{}, false
+	}
+	return WALObject{File: f, Key: o.Key, Size: o.Size, Stored: o.ModTime}, true
 }
 
 // ReadHistory reads the archived history file of timeline tli, at most

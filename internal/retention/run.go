@@ -141,7 +141,7 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 		return err
 	}
 	for _, st := range res.Streamed {
-		if _, err := r.DeleteStreamed(ctx, st.File); err != nil {
+		if err := r.DeleteStreamed(ctx, st.File); err != nil {
 			return err
 		}
 	}
@@ -258,7 +258,7 @@ func CollectGarbage(ctx context.Context, r *repo.Repo, now time.Time, grace time
 		return g, err
 	}
 	for _, st := range g.Streamed {
-		if _, err := r.DeleteStreamed(ctx, st.File); err != nil {
+		if err := r.DeleteStreamed(ctx, st.File); err != nil {
 			return g, err
 		}
 	}
