@@ -81,6 +81,7 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 		Writer:                 stdout,
 		ErrWriter:              stderr,
 		HideHelpCommand:        true,
+		HideVersion:            true, // --version is the version command (placeFlags)
 		UseShortOptionHandling: false,
 		ExitErrHandler:         func(*cli.Context, error) {}, // exit codes are decided in exit.go only
 		Commands: []*cli.Command{
@@ -104,6 +105,9 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			prefetcherCommand(),
 			keygenCommand(),
 			rotatePassphraseCommand(),
+			versionCommand(build),
+			completionCommand(),
+			manCommand(),
 		},
 	}
 	app.OnUsageError = onUsageError("", &cli.Command{Flags: app.Flags})

@@ -33,8 +33,10 @@ func placeFlags(app *cli.App, args []string) ([]string, error) {
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch name {
-		case "help", "h", "version", "v":
-			return args, nil // pgb's own flags: urfave/cli handles them
+		case "help", "h":
+			return args, nil // urfave/cli handles them
+		case "version", "v":
+			return []string{args[0], "version"}, nil // pgb --version: the version command
 		}
 		takesValue, ok := known[name]
 		if !ok {

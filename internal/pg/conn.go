@@ -45,12 +45,20 @@ func ConnectTo(ctx context.Context, dsn, where string) (*Conn, error) {
 		_ = c.Close(ctx) // the error returned says why
 		return nil, fmt.Errorf("server_version_num %q: %w", v, err)
 	}
-	if conn.Version < 120000 {
+	if conn.Version < MinMajor*10000 {
 		_ = c.Close(ctx) // the error returned says why
-		return nil, fmt.Errorf("PostgreSQL %d is not supported: pgb needs 12 or later", conn.Version/10000)
+		return nil, fmt.Errorf("PostgreSQL %d is not supported: pgb needs %d or later", conn.Version/10000, MinMajor)
 	}
 	return conn, nil
 }
+
+// MinMajor is the oldest PostgreSQL major version pgb connects to.
+const MinMajor = 12
+
+// TestedMajors lists the PostgreSQL major versions the integration suite runs against
+// (pgb --version prints them; integration.TestVersionNamesThePostgreSQLItIsTestedWith
+// fails when the server the suite runs is not among them).
+func TestedMajors() []int { return []int{15} }
 
 // Close ends the session.
 func (c *Conn) Close(ctx context.Context) error { return c.c.Close(ctx) }

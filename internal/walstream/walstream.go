@@ -27,6 +27,10 @@ import (
 	"github.com/pgb-project/pgb/internal/wal"
 )
 
+// MinMajor is the oldest PostgreSQL major version the stream works with: it reads its
+// slot with READ_REPLICATION_SLOT, new in 15.
+const MinMajor = 15
+
 // Options configure a Streamer.
 type Options struct {
 	// DSN is the connection string of the server to stream from (libpq's keywords or
@@ -159,8 +163,8 @@ func (srv *server) identify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if major < 15 {
-		return fmt.Errorf("%w: PostgreSQL %d: pgb wal-stream needs PostgreSQL 15 or later (READ_REPLICATION_SLOT); archive with archive_command = 'pgb wal-push %%p'", errSettings, major)
+	if major < MinMajor {
+		return fmt.Errorf("%w: PostgreSQL %d: pgb wal-stream needs PostgreSQL %d or later (READ_REPLICATION_SLOT); archive with archive_command = 'pgb wal-push %%p'", errSettings, major, MinMajor)
 	}
 	srv.cluster = archive.Cluster{SystemID: repo.SystemID(id), PGVersion: major}
 	srv.tli, srv.flushed = uint32(sys.Timeline), wal.LSN(sys.XLogPos)
