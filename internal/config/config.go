@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -877,12 +878,28 @@ func exposedSecret(path string, vals map[string]string, entries []map[string]str
 		return ""
 	}
 	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm()&0o044 == 0 {
+	if err != nil || !readableByOthers(fi) {
 		return ""
 	}
 	sort.Strings(secrets)
-	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as",
+	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as (or chmod 640 with pgb's group, as the packages install it: root:postgres)",
 		path, strings.Join(secrets, ", "), fi.Mode().Perm(), path)
+}
+
+// readableByOthers reports whether users other than pgb's own can read the file: anyone
+// (o+r), or a group that is not the one pgb runs with (g+r). The packages install
+// /etc/pgb/pgb.yaml root:postgres 0640: readable by the postgres group pgb runs as,
+// writable only by root.
+func readableByOthers(fi os.FileInfo) bool {
+	perm := fi.Mode().Perm()
+	if perm&0o004 != 0 {
+		return true
+	}
+	if perm&0o040 == 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || int(st.Gid) != os.Getegid()
 }
 
 // dsnHasPassword reports whether a PostgreSQL connection string holds a password: a

@@ -150,21 +150,34 @@ func TestFileValuesAreTakenAsWritten(t *testing.T) {
 // secret.
 func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 	for _, c := range []struct {
-		body    string
-		mode    os.FileMode
-		exposed bool
+		body     string
+		mode     os.FileMode
+		exposed  bool
+		strangeG bool // the file's group is not pgb's (needs root to set)
 	}{
-		{"s3-secret-access-key: k\n", 0o644, true},
-		{"pg-dsn: password=x\n", 0o640, true},
-		{"pg-dsn: postgres://u:x@db/app\n", 0o604, true},
-		{"pg-dsn: host=db user=u\n", 0o644, false},
-		{"pg-dsn: postgres://u@db/app\n", 0o644, false},
-		{"s3-secret-access-key: k\n", 0o600, false},
-		{"repo: /x\n", 0o644, false},
+		{"s3-secret-access-key: k\n", 0o644, true, false},
+		{"pg-dsn: password=x\n", 0o640, true, true},
+		// root:postgres 0640, as the packages install it, read by pgb as postgres: the
+		// group is pgb's own.
+		{"pg-dsn: password=x\n", 0o640, false, false},
+		{"pg-dsn: postgres://u:x@db/app\n", 0o604, true, false},
+		{"pg-dsn: host=db user=u\n", 0o644, false, false},
+		{"pg-dsn: postgres://u@db/app\n", 0o644, false, false},
+		{"s3-secret-access-key: k\n", 0o600, false, false},
+		{"repo: /x\n", 0o644, false, false},
 	} {
 		file := writeFile(t, c.body)
 		if err := os.Chmod(file, c.mode); err != nil {
 			t.Fatal(err)
+		}
+		if c.strangeG {
+			if os.Geteuid() != 0 {
+				t.Logf("%q mode %o, another group: not run (needs root to chown)", c.body, c.mode)
+				continue
+			}
+			if err := os.Chown(file, -1, os.Getegid()+12345); err != nil {
+				t.Fatal(err)
+			}
 		}
 		_, err := Load(src(map[string]string{KeyConfig: file}))
 		refused := err != nil && strings.Contains(err.Error(), file) && strings.Contains(err.Error(), "chmod 600") &&
