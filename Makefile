@@ -2,7 +2,8 @@
 GO      ?= go
 BIN     ?= bin/pgb
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # TAGS: every build, test and vet of pgb uses them (exported through GOFLAGS). They leave
 # out code pgb never runs and that costs start-up time in every wal-push/wal-fetch call:
 # urfave/cli's man-page/markdown generators, and cloud.google.com/go/storage's gRPC
@@ -19,7 +20,7 @@ export GOFLAGS += -tags=$(TAGS)
 GOTOOLCHAIN ?= go1.27.3
 export GOTOOLCHAIN
 
-.PHONY: build test test-servers unit race fuzz killtest demo bench vet lint vuln fmt clean
+.PHONY: build test test-servers unit race fuzz killtest demo bench vet lint vuln fmt clean package package-check
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -65,6 +66,16 @@ killtest:
 demo: build
 	scripts/ensure-postgres
 	scripts/demo.sh $(abspath $(BIN))
+
+## package: static linux/amd64 and linux/arm64 binaries and their .deb and .rpm packages
+## in dist/ (scripts/package; nfpm pinned there, built from the Go module proxy).
+package:
+	VERSION=$(VERSION) COMMIT=$(COMMIT) TAGS=$(TAGS) scripts/package
+
+## package-check: installs the .deb of make package (dpkg -i, as root) and checks what it
+## installed (scripts/package-check); CI runs it. It removes the package again.
+package-check: package
+	scripts/package-check
 
 ## bench: the project's own benchmarks (see scripts/bench).
 bench:
@@ -112,4 +123,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
