@@ -106,6 +106,8 @@ func newApp(build Build, stdout, stderr io.Writer) *cli.App {
 			keygenCommand(),
 			rotatePassphraseCommand(),
 			versionCommand(build),
+
+			metricsCommand(),
 			completionCommand(),
 			manCommand(),
 		},

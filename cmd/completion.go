@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"io"
+	"sort"
 
 	"github.com/urfave/cli/v2"
 
@@ -11,7 +12,7 @@ import (
 // allCommands describes every visible command with its flags. The app running this
 // command dropped the other commands' flags (keepFlagsOf), so it builds a fresh one.
 func allCommands() []clidoc.Command {
-	return clidoc.Describe(newApp(Build{}, io.Discard, io.Discard))
+	return describeCommands(newApp(Build{}, io.Discard, io.Discard))
 }
 
 func completionCommand() *cli.Command {
@@ -54,11 +55,44 @@ func manCommand() *cli.Command {
 					{Title: "Files", Body: "/etc/pgb/pgb.yaml  the configuration file (PGB_CONFIG, --config); the packages install a commented example\n" +
 						"/lib/systemd/system/pgb-backup.timer  nightly backup-push, then delete (retention)\n" +
 						"/lib/systemd/system/pgb-drill.timer  weekly restore drill\n" +
-						"/lib/systemd/system/pgb-wal-stream.service  WAL streaming (RPO 0 with --synchronous)"},
+						"/lib/systemd/system/pgb-wal-stream.service  WAL streaming (RPO 0 with --synchronous)\n" +
+						"/lib/systemd/system/pgb-metrics.service  Prometheus metrics on 127.0.0.1:9187\n" +
+						"/usr/share/doc/pgb/prometheus-alerts.yaml  example alert rules (docs/metrics.md)"},
 					{Title: "See also", Body: "postgres(1), pg_basebackup(1), pgbackrest(1)\n" +
 						"/usr/share/doc/pgb/ : README.md, docs/runbook.md (what to do when the database is gone), docs/*.md"},
 				},
 			}, allCommands())
 		},
 	}
+}
+
+// describeCommands lists the visible commands of app with their flags, in app's order.
+func describeCommands(app *cli.App) []clidoc.Command {
+	var out []clidoc.Command
+	for _, c := range app.Commands {
+		if c.Hidden {
+			continue
+		}
+		cmd := clidoc.Command{Name: c.Name, Usage: c.Usage, ArgsUsage: c.ArgsUsage, Description: c.Description}
+		for _, f := range c.Flags {
+			names := f.Names()
+			if len(names) == 0 {
+				continue
+			}
+			fl := clidoc.Flag{Name: names[0], Aliases: names[1:]}
+			if d, ok := f.(cli.DocGenerationFlag); ok {
+				fl.TakesValue = d.TakesValue()
+				fl.Usage = d.GetUsage()
+				fl.Env = d.GetEnvVars()
+				fl.Default = d.GetDefaultText()
+			}
+			if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+				continue
+			}
+			cmd.Flags = append(cmd.Flags, fl)
+		}
+		sort.Slice(cmd.Flags, func(i, j int) bool { return cmd.Flags[i].Name < cmd.Flags[j].Name })
+		out = append(out, cmd)
+	}
+	return out
 }

@@ -13,8 +13,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/metrics"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
+	"github.com/pgb-project/pgb/internal/storage"
 )
 
 // exitUnreachable is pgb status's answer "no": the target cannot be reached, or
@@ -38,6 +40,11 @@ func statusCommand() *cli.Command {
 			"first backup, in a gap, after the last archived commit) and the nearest reachable points.\n" +
 			"An xid's commit is not looked up: --xid is never refused on the xids around it, and says so.\n" +
 			"restore runs the very same check. --json prints the report as JSON (docs/status.md).\n\n" +
+			"--prom FILE also writes the report as Prometheus metrics (window start and end, newest WAL\n" +
+			"and its age, gaps, last backup, drills; docs/metrics.md), atomically, also when a repository\n" +
+			"cannot be read (pgb_repository_up 0). From cron:\n" +
+			"  */5 * * * *  pgb status --prom /var/lib/prometheus/node-exporter/pgb.prom > /dev/null\n" +
+			"pgb metrics serves the same over HTTP.\n\n" +
 			"It shows the last successful pgb drill (when, backup, RTO, RPO) and the last drill if it failed\n" +
 			"after that, and warns when no drill succeeded or the last success is older than --drill-max-age\n" +
 			"(a warning line, and \"warnings\" in --json: the exit status stays 0).\n\n" +
@@ -55,6 +62,7 @@ func statusCommand() *cli.Command {
 			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)? (its commit is not looked up)"},
 			&cli.BoolFlag{Name: "exclusive", Usage: "the target is to stop just before the point (as restore --target-exclusive)"},
 			&cli.StringFlag{Name: "timeline", Value: "latest", Usage: "the timeline to follow: latest or a number (as restore --target-timeline)"},
+			&cli.StringFlag{Name: "prom", Usage: "also write the status as Prometheus metrics to `FILE`, for node_exporter's textfile collector (atomically; every repository; docs/metrics.md)"},
 			&cli.StringFlag{Name: "drill-max-age", Value: "8d", Usage: "warn when the last successful pgb drill is older than `AGE` (e.g. 8d, 36h)"},
 		),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
@@ -69,18 +77,25 @@ func statusCommand() *cli.Command {
 			// With several repositories, one that cannot reach the target (or anything)
 			// is no failure while another can: restore picks that one.
 			var reports []repoReport
+			var prom []metrics.Repo
 			other := false // a failure other than "cannot be reached"
 			err = e.eachThen(c, func(ce *env) error {
 				r, err := ce.status(c.Context, t, c.Bool("json"), maxAge)
 				if r != nil {
 					reports = append(reports, repoReport{ce.cfg.RepoName, r})
 				}
+				prom = append(prom, ce.metricsOf(r, err))
 				var coded codedError
 				if err != nil && (!errors.As(err, &coded) || coded.code != exitUnreachable) {
 					other = true
 				}
 				return err
 			}, func() (string, any) { return combinedWindows(reports) })
+			if f := c.String("prom"); f != "" {
+				if perr := metrics.WriteFile(f, prom); perr != nil {
+					return errors.Join(err, fmt.Errorf("--prom %s: %w", f, perr))
+				}
+			}
 			if err != nil && e.cfg.Multi() && !other && anyReaches(reports) {
 				return nil // each report says what its repository cannot reach
 			}
@@ -130,14 +145,19 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) (*status.Report, error) {
+// gatherStatus reads e's repository's status report.
+func (e *env) gatherStatus(ctx context.Context, t *restore.Target, drillMaxAge time.Duration) (*status.Report, error) {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
-	r, err := status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
+	return status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
 		DataDir: e.queueDataDir()})
+}
+
+func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) (*status.Report, error) {
+	r, err := e.gatherStatus(ctx, t, drillMaxAge)
 	if err != nil {
 		return nil, err
 	}
@@ -225,4 +245,20 @@ func combinedWindows(reports []repoReport) (string, any) {
 		out = []combinedSpan{}
 	}
 	return b.String(), map[string]any{"windows": out}
+}
+
+// metricsOf is what the metrics say of e's repository: its report, or the error that
+// kept it from being read.
+func (e *env) metricsOf(r *status.Report, err error) metrics.Repo {
+	m := metrics.Repo{URL: e.cfg.Repo, Report: r, Gathered: time.Now(),
+		RetentionPromise: time.Duration(e.cfg.RetainDays) * 24 * time.Hour}
+	if loc, lerr := storage.ParseLocation(e.cfg.Repo); lerr == nil {
+		m.URL = loc.String() // as the report and pgb drill --prom name it
+	}
+	if r != nil {
+		m.URL = r.Repository
+	} else {
+		m.Err = err
+	}
+	return m
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-
-	"github.com/urfave/cli/v2"
 )
 
 // Flag is one flag of a command as the documents need it.
@@ -29,37 +27,6 @@ type Command struct {
 	ArgsUsage   string
 	Description string
 	Flags       []Flag
-}
-
-// Describe lists the visible commands of app with their flags, in app's order.
-func Describe(app *cli.App) []Command {
-	var out []Command
-	for _, c := range app.Commands {
-		if c.Hidden {
-			continue
-		}
-		cmd := Command{Name: c.Name, Usage: c.Usage, ArgsUsage: c.ArgsUsage, Description: c.Description}
-		for _, f := range c.Flags {
-			names := f.Names()
-			if len(names) == 0 {
-				continue
-			}
-			fl := Flag{Name: names[0], Aliases: names[1:]}
-			if d, ok := f.(cli.DocGenerationFlag); ok {
-				fl.TakesValue = d.TakesValue()
-				fl.Usage = d.GetUsage()
-				fl.Env = d.GetEnvVars()
-				fl.Default = d.GetDefaultText()
-			}
-			if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
-				continue
-			}
-			cmd.Flags = append(cmd.Flags, fl)
-		}
-		sort.Slice(cmd.Flags, func(i, j int) bool { return cmd.Flags[i].Name < cmd.Flags[j].Name })
-		out = append(out, cmd)
-	}
-	return out
 }
 
 func dash(name string) string {
