@@ -12,10 +12,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pgb-project/pgb/internal/atomicfile"
 	"github.com/pgb-project/pgb/internal/config"
 	"github.com/pgb-project/pgb/internal/metrics"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/status"
+	"github.com/pgb-project/pgb/internal/statushtml"
 	"github.com/pgb-project/pgb/internal/storage"
 )
 
@@ -45,6 +47,10 @@ func statusCommand() *cli.Command {
 			"cannot be read (pgb_repository_up 0). From cron:\n" +
 			"  */5 * * * *  pgb status --prom /var/lib/prometheus/node-exporter/pgb.prom > /dev/null\n" +
 			"pgb metrics serves the same over HTTP.\n\n" +
+			"--html FILE also draws the report as one self-contained HTML page (no external assets; works\n" +
+			"offline): per repository, the recoverable window on a time axis ending at the last archived\n" +
+			"commit, the gaps in red, and each timeline's backups and restore points, the drills, with the\n" +
+			"exact times on hover and in a table.\n\n" +
 			"It shows the last successful pgb drill (when, backup, RTO, RPO) and the last drill if it failed\n" +
 			"after that, and warns when no drill succeeded or the last success is older than --drill-max-age\n" +
 			"(a warning line, and \"warnings\" in --json: the exit status stays 0).\n\n" +
@@ -62,6 +68,7 @@ func statusCommand() *cli.Command {
 			&cli.StringFlag{Name: "xid", Usage: "can pgb recover to the commit of transaction `XID` (32-bit or full)? (its commit is not looked up)"},
 			&cli.BoolFlag{Name: "exclusive", Usage: "the target is to stop just before the point (as restore --target-exclusive)"},
 			&cli.StringFlag{Name: "timeline", Value: "latest", Usage: "the timeline to follow: latest or a number (as restore --target-timeline)"},
+			&cli.StringFlag{Name: "html", Usage: "also draw the status as one self-contained HTML page in `FILE`: the window on a time axis, gaps, backups, restore points, drills (docs/status.md)"},
 			&cli.StringFlag{Name: "prom", Usage: "also write the status as Prometheus metrics to `FILE`, for node_exporter's textfile collector (atomically; every repository; docs/metrics.md)"},
 			&cli.StringFlag{Name: "drill-max-age", Value: "8d", Usage: "warn when the last successful pgb drill is older than `AGE` (e.g. 8d, 36h)"},
 		),
@@ -91,6 +98,15 @@ func statusCommand() *cli.Command {
 				}
 				return err
 			}, func() (string, any) { return combinedWindows(reports) })
+			if f := c.String("html"); f != "" {
+				var rs []*status.Report
+				for _, rr := range reports {
+					rs = append(rs, rr.r)
+				}
+				if herr := writeStatusHTML(f, rs, c.App.Version); herr != nil {
+					return errors.Join(err, fmt.Errorf("--html %s: %w", f, herr))
+				}
+			}
 			if f := c.String("prom"); f != "" {
 				if perr := metrics.WriteFile(f, prom); perr != nil {
 					return errors.Join(err, fmt.Errorf("--prom %s: %w", f, perr))
@@ -261,4 +277,17 @@ func (e *env) metricsOf(r *status.Report, err error) metrics.Repo {
 		m.Err = err
 	}
 	return m
+}
+
+// writeStatusHTML draws reports as one HTML page in file, atomically.
+func writeStatusHTML(file string, reports []*status.Report, version string) error {
+	f, err := atomicfile.Create(file, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := statushtml.Write(f, statushtml.Page{Reports: reports, Now: time.Now(), Version: version}); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
 }

@@ -32,8 +32,9 @@ func metricValue(t *testing.T, text, name, repo string) float64 {
 
 // A monitoring system watching pgb sees the recoverable window end at the last
 // archived commit — not at the newest backup — in the textfile pgb status --prom
-// writes and on pgb metrics' /metrics, and sees a repository that cannot be read as down.
-func TestPrometheusSeesTheWindowEndAtTheLastArchivedCommit(t *testing.T) {
+// writes, on pgb metrics' /metrics and on the page pgb status --html draws, and sees a
+// repository that cannot be read as down.
+func TestMonitoringSeesTheWindowEndAtTheLastArchivedCommit(t *testing.T) {
 	pgtest.RequireParallel(t)
 	repo := newRepo(t)
 	c := ticksCluster(t, repo)
@@ -70,6 +71,18 @@ func TestPrometheusSeesTheWindowEndAtTheLastArchivedCommit(t *testing.T) {
 	}
 	if got := metricValue(t, text, "pgb_backups", label); got != 1 {
 		t.Errorf("textfile: backups %v", got)
+	}
+
+	// The page says the same in words (internal/statushtml's tests check the drawing).
+	page := filepath.Join(dir, "status.html")
+	mustPGB(t, "", nil, "status", "--repo", repo, "--html", page)
+	h, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastText := s.Windows[0].LastCommit.Time.UTC().Format("2006-01-02 15:04:05.000 UTC")
+	if !strings.Contains(string(h), "The latest recoverable point is the last archived commit, "+lastText) {
+		t.Errorf("the page does not name the last archived commit %s as the latest recoverable point", lastText)
 	}
 
 	// A repository that is gone: the file says so (up 0), and status fails.
