@@ -242,11 +242,10 @@ func view(r *status.Report, now time.Time) repoView {
 	v.Height = y + 40
 
 	// The summary, in words.
-	switch n := len(r.Windows); {
-	case n == 0:
+	if n := len(r.Windows); n == 0 {
 		v.Nothing = true
 		v.Summary = append(v.Summary, "Nothing is recoverable: no usable backup with the WAL it needs.")
-	default:
+	} else {
 		last := r.Windows[n-1]
 		v.Summary = append(v.Summary, fmt.Sprintf("Recoverable: any point from %s to %s.", ts(r.Windows[0].Start.Time), ts(last.EndTime())))
 		if last.LastCommit != nil {
