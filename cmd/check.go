@@ -23,9 +23,10 @@ func checkCommand() *cli.Command {
 			"the repository; it fails at once when pg_stat_archiver shows archive_command failing for that\n" +
 			"segment (see the PostgreSQL log for why). Prints one ok/FAIL line per step; exits 1 on any\n" +
 			"failure.",
-		Flags: flags(config.KeyPGDSN, config.KeyArchiveTimeout),
+		Flags: append(flags(config.KeyPGDSN, config.KeyArchiveTimeout),
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON document: passed, and each step's name, status (ok, warn, fail) and message"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
-			return e.each(c, func(e *env) error { return e.check(c.Context) })
+			return e.each(c, func(e *env) error { return e.check(c.Context, c.Bool("json")) })
 		}),
 	}
 }
@@ -33,7 +34,11 @@ func checkCommand() *cli.Command {
 // check runs the steps (internal/check) and prints one line per step as it is decided.
 // Its writes are not checked: the exit status carries the verdict, and there is
 // nowhere better to report a broken stdout.
-func (e *env) check(ctx context.Context) error {
+func (e *env) check(ctx context.Context, asJSON bool) error {
+	onStep := e.printStep
+	if asJSON {
+		onStep = nil
+	}
 	res := check.Run(ctx, check.Deps{
 		Connect: func(ctx context.Context) (check.DB, error) {
 			conn, err := pg.Connect(ctx, e.cfg.PGDSN)
@@ -47,8 +52,22 @@ func (e *env) check(ctx context.Context) error {
 		ArchiveTimeout: e.cfg.ArchiveTimeout,
 		S3Conditional:  e.cfg.S3.Conditional,
 		S3Checksum:     e.cfg.S3.Checksum,
-		OnStep:         e.printStep,
+		OnStep:         onStep,
 	})
+	if asJSON {
+		n := res.Failed()
+		if err := e.printJSON(struct {
+			Passed bool `json:"passed"`
+			Failed int  `json:"failed"`
+			check.Result
+		}{n == 0, n, res}); err != nil {
+			return err
+		}
+		if n > 0 {
+			return withCode(exitError, errSilent)
+		}
+		return nil
+	}
 	if n := res.Failed(); n > 0 {
 		_, _ = fmt.Fprintf(e.stdout, "check FAILED (%d problem(s))\n", n)
 		return withCode(exitError, errSilent)

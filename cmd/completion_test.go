@@ -161,3 +161,22 @@ func TestVersionNamesCommitGoAndTestedPostgreSQL(t *testing.T) {
 		t.Errorf("completion fish: %d %s", r.code, r.stderr)
 	}
 }
+
+// pgb check --json is one document, also when a step fails (exit 1).
+func TestCheckJSONIsOneDocument(t *testing.T) {
+	isolate(t)
+	r := pgb(t, "check", "--json", "--repo", t.TempDir(), "--pg-dsn", "host="+t.TempDir()+" connect_timeout=2")
+	var doc struct {
+		Passed bool `json:"passed"`
+		Failed int  `json:"failed"`
+		Steps  []struct {
+			Name, Status, Message string
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("check --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	if r.code != 1 || doc.Passed || doc.Failed == 0 || len(doc.Steps) == 0 || doc.Steps[0].Name != "postgresql" || doc.Steps[0].Status != "fail" {
+		t.Errorf("check --json without a server: exit %d, %+v", r.code, doc)
+	}
+}

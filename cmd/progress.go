@@ -25,17 +25,30 @@ func progress(w io.Writer, what string) func(done, total int64) {
 	}
 	var m rateMeter
 	return func(done, total int64) {
-		pct := 100.0
-		if total > 0 {
-			pct = float64(done) * 100 / float64(total)
-		}
-		rate := m.rate(time.Now(), done) / (1 << 20)
 		// Progress is cosmetic: a failed write must not fail the command.
-		_, _ = fmt.Fprintf(w, "\r%s: %s of %s (%.0f%%), %.0f MB/s   ", what, human(done), human(total), pct, rate)
+		_, _ = fmt.Fprint(w, progressLine(what, done, total, m.rate(time.Now(), done)))
 		if done >= total {
 			_, _ = fmt.Fprintln(w)
 		}
 	}
+}
+
+// progressLine is one redraw of the status line: bytes done of total, the share, the
+// rate (bytes per second) and the time left at that rate.
+func progressLine(what string, done, total int64, rate float64) string {
+	pct := 100.0
+	if total > 0 {
+		pct = float64(done) * 100 / float64(total)
+	}
+	eta := ""
+	switch {
+	case done >= total:
+	case rate > 0:
+		eta = ", " + time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second).String() + " left"
+	default:
+		eta = ", time left unknown"
+	}
+	return fmt.Sprintf("\r%s: %s of %s (%.0f%%), %.0f MB/s%s   ", what, human(done), human(total), pct, rate/(1<<20), eta)
 }
 
 // human formats a byte count.

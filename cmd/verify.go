@@ -64,6 +64,17 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error
 		mu       sync.Mutex
 		problems = []verify.Problem{}
 	)
+	if isTTY(e.stderr) {
+		bars := map[string]func(done, total int64){}
+		opt.Progress = func(backup string, done, total int64) {
+			bar, ok := bars[backup]
+			if !ok {
+				bar = progress(e.stderr, "verify "+backup)
+				bars[backup] = bar
+			}
+			bar(done, total)
+		}
+	}
 	opt.OnProblem = func(p verify.Problem) {
 		if asJSON {
 			mu.Lock()

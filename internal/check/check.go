@@ -37,6 +37,9 @@ func (s Status) String() string {
 	}
 }
 
+// MarshalText names the status in JSON: "ok", "warn" or "fail".
+func (s Status) MarshalText() ([]byte, error) { return []byte(strings.ToLower(s.String())), nil }
+
 // Step names: what each step checked.
 const (
 	StepPostgreSQL        = "postgresql"

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pgb-project/pgb/internal/crc32c"
 	"github.com/pgb-project/pgb/internal/repo"
@@ -77,6 +79,7 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 	for i := range idx {
 		idx[i] = i
 	}
+	stop := v.progress(s.Name, m)
 	err = workpool.Run(ctx, v.opt.Concurrency, idx, func(ctx context.Context, ch <-chan int) error {
 		buf := make([]byte, 256<<10)
 		for i := range ch {
@@ -88,6 +91,7 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 		}
 		return nil
 	})
+	stop()
 	if err != nil {
 		return err
 	}
@@ -106,6 +110,43 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 		return v.backupWAL(ctx, s)
 	}
 	return nil
+}
+
+// progressInterval is how often Options.Progress hears how far a backup's read is.
+const progressInterval = 250 * time.Millisecond
+
+// progress calls Options.Progress for backup m while its parts are read, until the
+// returned stop, which reports it read.
+func (v *verifier) progress(name string, m *repo.Manifest) (stop func()) {
+	if v.opt.Progress == nil {
+		return func() {}
+	}
+	var total int64
+	for _, p := range m.Parts {
+		total += p.Size
+	}
+	base := v.nbyt.Load()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(progressInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				v.opt.Progress(name, min(v.nbyt.Load()-base, total), total)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		v.opt.Progress(name, total, total)
+	}
 }
 
 // blockList is blocks as "1, 5, 9", the first 20 of them.

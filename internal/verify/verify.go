@@ -46,6 +46,10 @@ type Options struct {
 	// OnProblem, if set, is called for each problem as it is found, one call at a
 	// time.
 	OnProblem func(Problem)
+	// Progress, if set, is called while a backup's parts are read, a few times a
+	// second, with the bytes of file data read of the total the manifest lists, and
+	// once with done == total when the backup is read.
+	Progress func(backup string, done, total int64)
 }
 
 // Problem is one thing wrong in the repository.

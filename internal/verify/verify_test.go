@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -512,4 +513,29 @@ func TestStreamedChunksAreReadAndADamagedOneIsNamed(t *testing.T) {
 	}
 	_, ps = run(t, f.st, Options{WAL: true})
 	wantOne(t, ps, repo.WALKey(wf)+".stream/", "corrupt")
+}
+
+// Progress hears of each backup, never more than its total, and ends at the total: the
+// file data the manifest lists.
+func TestProgressEndsAtTheManifestsData(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	var calls [][3]int64
+	rep, ps := run(t, f.st, Options{Progress: func(backup string, done, total int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, [3]int64{int64(len(backup)), done, total})
+	}})
+	if len(ps) != 0 || len(calls) == 0 {
+		t.Fatalf("problems %v, %d progress calls", ps, len(calls))
+	}
+	last := calls[len(calls)-1]
+	if last[1] != rep.Bytes || last[2] != rep.Bytes {
+		t.Errorf("last progress %d of %d, want %d of %d", last[1], last[2], rep.Bytes, rep.Bytes)
+	}
+	for _, c := range calls {
+		if c[0] == 0 || c[1] > c[2] {
+			t.Errorf("progress call %v", c)
+		}
+	}
 }
