@@ -50,7 +50,7 @@ unit:
 ## pkg:Name:N runs N inputs instead (FuzzRestorePart restores a whole backup per input).
 FUZZTIME ?= 20000x
 fuzz:
-	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/repo:FuzzStreamedChunks internal/walsum:FuzzDecode internal/envelope:FuzzReader internal/envelope:FuzzEncryptedReader internal/envelope:FuzzParseTrailer internal/wal:FuzzParse internal/config:FuzzReadFile internal/pagemap:FuzzDecode internal/restore:FuzzRestorePart:300x internal/restore:FuzzPatchFile:5000x internal/restore:FuzzDecodeRecord; do \
+	for t in internal/wal:FuzzReader internal/wal:FuzzDecodeCommit internal/wal:FuzzDecodeChange internal/wal:FuzzParseHistory internal/repo:FuzzDocuments internal/repo:FuzzStreamedManifest internal/repo:FuzzDrillRecord internal/repo:FuzzGapRecord internal/repo:FuzzStreamedChunks internal/repo:FuzzVerifyRecord internal/walsum:FuzzDecode internal/envelope:FuzzReader internal/envelope:FuzzEncryptedReader internal/envelope:FuzzParseTrailer internal/wal:FuzzParse internal/config:FuzzReadFile internal/pagemap:FuzzDecode internal/restore:FuzzRestorePart:300x internal/restore:FuzzPatchFile:5000x internal/restore:FuzzDecodeRecord; do \
 		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$${rest#*:}; [ "$$n" = "$$rest" ] && n=$(FUZZTIME); \
 		$(GO) test -run XXX -fuzz "^$$name$$" -fuzztime $$n -fuzzminimizetime 0 -parallel 1 ./$$pkg || exit 1; \
 	done

@@ -168,6 +168,10 @@ func printDeletePlan(w io.Writer, res retention.Result) {
 		_, _ = fmt.Fprintf(w, "%s %d drill record(s), %s to %s (keeping the newest %d and the newest successful one)\n", verb, n,
 			res.Drills[0].Finished.UTC().Format(time.RFC3339), res.Drills[n-1].Finished.UTC().Format(time.RFC3339), retention.KeepDrills)
 	}
+	if n := len(res.Verifies); n > 0 {
+		_, _ = fmt.Fprintf(w, "%s %d verify record(s), %s to %s (keeping the newest %d and the newest that passed)\n", verb, n,
+			res.Verifies[0].Finished.UTC().Format(time.RFC3339), res.Verifies[n-1].Finished.UTC().Format(time.RFC3339), retention.KeepDrills)
+	}
 	permanent := 0
 	for _, b := range res.Keep {
 		if b.Permanent {

@@ -23,8 +23,10 @@ type deleteJSON struct {
 	WAL           deleteWALJSON          `json:"wal"`
 	// DrillRecords counts the drill records deleted (would be): all but the newest
 	// retention.KeepDrills and the newest successful one.
-	DrillRecords int   `json:"drill_records"`
-	BytesFreed   int64 `json:"bytes_freed"` // would be freed, in a dry run
+	DrillRecords int `json:"drill_records"`
+	// VerifyRecords counts the verify records deleted (would be), kept as drill records are.
+	VerifyRecords int   `json:"verify_records"`
+	BytesFreed    int64 `json:"bytes_freed"` // would be freed, in a dry run
 	// Window is what remains recoverable: from the end of the oldest kept backup to
 	// the last archived WAL; null when the repository has no backup.
 	Window *deleteWindowJSON `json:"window"`
@@ -85,7 +87,7 @@ func deleteBackups(bs []retention.Backup) []deleteBackupJSON {
 func printDeleteJSON(w io.Writer, res retention.Result) {
 	doc := deleteJSON{DryRun: !res.Deleted, Deleted: res.Deleted, Backups: deleteBackups(res.Delete),
 		Unfinished: []deleteUnfinishedJSON{}, Kept: deleteBackups(res.Keep), RestorePoints: []deleteRestorePoint{},
-		BytesFreed: res.Bytes, DrillRecords: len(res.Drills)}
+		BytesFreed: res.Bytes, DrillRecords: len(res.Drills), VerifyRecords: len(res.Verifies)}
 	for _, b := range res.Unfinished {
 		doc.Unfinished = append(doc.Unfinished, deleteUnfinishedJSON{Name: b.Name, Objects: b.Objects, StoredSize: b.Size})
 	}

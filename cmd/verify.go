@@ -2,12 +2,17 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pgb-project/pgb/internal/config"
+	"github.com/pgb-project/pgb/internal/repo"
+	"github.com/pgb-project/pgb/internal/storage"
 	"github.com/pgb-project/pgb/internal/verify"
 )
 
@@ -29,7 +34,11 @@ func verifyCommand() *cli.Command {
 			"segment boundaries. Each problem names the segment and the LSN (docs/verify.md).\n\n" +
 			"Prints one line per problem (the object, and what is wrong) as it is found, then one summary\n" +
 			"line. Exits 0 only when everything checked is sound; 1 when a problem was found or the\n" +
-			"repository could not be read. --json prints one document instead (docs/verify.md).",
+			"repository could not be read. --json prints one document instead (docs/verify.md).\n\n" +
+			"The outcome is recorded in the repository (verifies/; the newest 30 and the newest that passed\n" +
+			"are kept): pgb status shows the last verify, and the metrics pgb_last_verify_success and\n" +
+			"pgb_last_successful_verify_timestamp_seconds. An interrupted verify is not recorded; one whose\n" +
+			"record cannot be written warns.",
 		Flags: append(flags(config.KeyConcurrency),
 			&cli.StringFlag{Name: "backup", Usage: "verify only the backup `NAME` (and with --wal only the WAL it needs)"},
 			&cli.BoolFlag{Name: "wal", Usage: "also verify the WAL archive: continuity and every WAL object"},
@@ -39,7 +48,7 @@ func verifyCommand() *cli.Command {
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
 			return e.each(c, func(e *env) error {
 				return e.verify(c.Context, verify.Options{Backup: c.String("backup"), WAL: c.Bool("wal"),
-					Deep: c.Bool("deep"), Concurrency: e.cfg.Concurrency}, c.Bool("json"))
+					Deep: c.Bool("deep"), Concurrency: e.cfg.Concurrency}, c.Bool("json"), c.App.Version)
 			})
 		}),
 	}
@@ -54,7 +63,7 @@ type verifyJSON struct {
 
 // verify runs the check and prints each problem as it is found, then one summary
 // line. Writes to stdout are not checked: the exit status carries the verdict.
-func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error {
+func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool, version string) error {
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
 		return err
@@ -75,16 +84,24 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error
 			bar(done, total)
 		}
 	}
+	var first []string // the record keeps the first few
 	opt.OnProblem = func(p verify.Problem) {
-		if asJSON {
-			mu.Lock()
-			problems = append(problems, p)
-			mu.Unlock()
-			return
+		mu.Lock()
+		if len(first) < repo.VerifyProblemsKept {
+			first = append(first, oneLine(p.String()))
 		}
-		_, _ = fmt.Fprintln(e.stdout, "PROBLEM  "+oneLine(p.String()))
+		if asJSON {
+			problems = append(problems, p)
+		}
+		mu.Unlock()
+		if !asJSON {
+			_, _ = fmt.Fprintln(e.stdout, "PROBLEM  "+oneLine(p.String()))
+		}
 	}
+	started := time.Now()
 	rep, err := verify.Run(ctx, rp, opt)
+	e.recordVerify(ctx, rp, repo.VerifyRecord{Started: started, Finished: time.Now(), Scope: verifyScope(opt),
+		FirstProblems: first, Version: version}, rep, err)
 	if err != nil {
 		return err
 	}
@@ -99,6 +116,55 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool) error
 		return withCode(exitError, errSilent)
 	}
 	return nil
+}
+
+// verifyScope says what verify checked, for its record.
+func verifyScope(opt verify.Options) string {
+	scope := "backups"
+	switch {
+	case opt.Deep:
+		scope = "backups, WAL and every WAL record"
+	case opt.WAL:
+		scope = "backups and WAL"
+	}
+	if opt.Backup != "" {
+		scope += " of backup " + opt.Backup
+	}
+	return scope
+}
+
+// recordVerify leaves the outcome of a verify that ran in the repository (pgb status
+// and the metrics show it). A verify interrupted by a signal proved nothing and is not
+// recorded. A record that cannot be written (a reader's credentials that cannot write)
+// is a warning: the verify's own verdict stands.
+func (e *env) recordVerify(ctx context.Context, rp *repo.Repo, v repo.VerifyRecord, rep *verify.Report, err error) {
+	var in interrupted
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &in) {
+		return
+	}
+	switch {
+	case err != nil:
+		v.Error = oneLine(err.Error())
+		v.FirstProblems = nil
+	default:
+		v.OK, v.Problems = rep.OK(), rep.Problems
+		v.Backups, v.Bytes, v.WALObjects = rep.Backups, rep.Bytes, rep.WALObjects
+	}
+	if !v.OK && v.Problems == 0 && v.Error == "" {
+		v.Error = "failed" // cannot happen: a report is OK exactly when it has no problem
+	}
+	if len(v.FirstProblems) > v.Problems {
+		v.FirstProblems = v.FirstProblems[:v.Problems]
+	}
+	// Not into a repository that is none (no pgb.json): a mistyped --repo must not
+	// become a directory of verify records.
+	if _, ierr := rp.Identity(context.WithoutCancel(ctx)); errors.Is(ierr, repo.ErrNoIdentity) || errors.Is(ierr, storage.ErrNotExist) {
+		return
+	}
+	v.Host, _ = os.Hostname()
+	if _, werr := rp.PutVerify(context.WithoutCancel(ctx), v); werr != nil {
+		e.log.Warn("the verify's outcome could not be recorded in the repository: pgb status and the metrics will not show it", "err", werr)
+	}
 }
 
 func verifySummary(rep *verify.Report, withWAL, deep bool) string {

@@ -54,32 +54,37 @@ var descs = struct {
 	backupEnd, backupStart, backupDuration, backupSize, backupInfo           desc
 	backups, backupsUnusable, backupsBytes                                   desc
 	drillTime, drillSuccess, drillLastSuccess, drillRTO, drillRPO, retention desc
+	verifyTime, verifySuccess, verifyProblems, verifyLastSuccess             desc
 }{
-	up:               newDesc("pgb_repository_up", "1 if pgb could read the repository's status at the last attempt, else 0 (the other metrics are then from the last read that worked)."),
-	gathered:         newDesc("pgb_status_timestamp_seconds", "When the status these metrics come from was read."),
-	windows:          newDesc("pgb_recovery_windows", "Stretches of time recovery can reach (more than one: a gap cuts the window)."),
-	windowStart:      newDesc("pgb_recovery_window_start_timestamp_seconds", "Earliest point recovery can reach: where the oldest usable backup becomes consistent."),
-	windowEnd:        newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery can reach: the last archived commit (the newest backup's end when no commit was archived after it)."),
-	lastCommit:       newDesc("pgb_last_archived_commit_timestamp_seconds", "Time of the last commit found in the archived WAL (absent: none after the newest backup)."),
-	newestWAL:        newDesc("pgb_wal_newest_timestamp_seconds", "When the newest archived WAL segment of the followed timeline was stored."),
-	newestWALAge:     newDesc("pgb_wal_newest_age_seconds", "Age of the newest archived WAL segment when the status was read: the data lost if the primary died then (RPO)."),
-	gaps:             newDesc("pgb_wal_gaps", "Gaps in the archived WAL of the followed timelines: recovery cannot cross them."),
-	missing:          newDesc("pgb_wal_missing_segments", "WAL segments missing in those gaps."),
-	damaged:          newDesc("pgb_wal_damaged_segments", "Archived WAL segments that do not decode."),
-	backupEnd:        newDesc("pgb_backup_last_end_timestamp_seconds", "When the newest usable backup ended (became consistent)."),
-	backupStart:      newDesc("pgb_backup_last_start_timestamp_seconds", "When the newest usable backup started."),
-	backupDuration:   newDesc("pgb_backup_last_duration_seconds", "How long the newest usable backup took."),
-	backupSize:       newDesc("pgb_backup_last_size_bytes", "Bytes the newest usable backup stores (its own parts: an incremental one's only)."),
-	backupInfo:       newDesc("pgb_backup_last_info", "The newest usable backup: its name and type (full or incremental). Always 1.", "backup", "type"),
-	backups:          newDesc("pgb_backups", "Backups in the repository, by type.", "type"),
-	backupsUnusable:  newDesc("pgb_backups_unusable", "Backups that cannot start a recovery (off the timeline's history, or missing WAL)."),
-	backupsBytes:     newDesc("pgb_backups_stored_bytes", "Bytes all backups store."),
-	drillTime:        newDesc("pgb_last_drill_timestamp_seconds", "When the newest pgb drill recorded in the repository finished."),
-	drillSuccess:     newDesc("pgb_last_drill_success", "1 if the newest recorded pgb drill passed, else 0."),
-	drillLastSuccess: newDesc("pgb_last_successful_drill_timestamp_seconds", "When the newest successful pgb drill finished (0: none recorded)."),
-	drillRTO:         newDesc("pgb_last_successful_drill_rto_seconds", "RTO the newest successful drill measured: restore start to a queryable database."),
-	drillRPO:         newDesc("pgb_last_successful_drill_rpo_seconds", "RPO the newest successful drill measured: last archived commit minus last commit recovered."),
-	retention:        newDesc("pgb_retention_promise_seconds", "How far back recovery is promised (retain-days): alert when the window starts later than now minus this."),
+	up:                newDesc("pgb_repository_up", "1 if pgb could read the repository's status at the last attempt, else 0 (the other metrics are then from the last read that worked)."),
+	gathered:          newDesc("pgb_status_timestamp_seconds", "When the status these metrics come from was read."),
+	windows:           newDesc("pgb_recovery_windows", "Stretches of time recovery can reach (more than one: a gap cuts the window)."),
+	windowStart:       newDesc("pgb_recovery_window_start_timestamp_seconds", "Earliest point recovery can reach: where the oldest usable backup becomes consistent."),
+	windowEnd:         newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery can reach: the last archived commit (the newest backup's end when no commit was archived after it)."),
+	lastCommit:        newDesc("pgb_last_archived_commit_timestamp_seconds", "Time of the last commit found in the archived WAL (absent: none after the newest backup)."),
+	newestWAL:         newDesc("pgb_wal_newest_timestamp_seconds", "When the newest archived WAL segment of the followed timeline was stored."),
+	newestWALAge:      newDesc("pgb_wal_newest_age_seconds", "Age of the newest archived WAL segment when the status was read: the data lost if the primary died then (RPO)."),
+	gaps:              newDesc("pgb_wal_gaps", "Gaps in the archived WAL of the followed timelines: recovery cannot cross them."),
+	missing:           newDesc("pgb_wal_missing_segments", "WAL segments missing in those gaps."),
+	damaged:           newDesc("pgb_wal_damaged_segments", "Archived WAL segments that do not decode."),
+	backupEnd:         newDesc("pgb_backup_last_end_timestamp_seconds", "When the newest usable backup ended (became consistent)."),
+	backupStart:       newDesc("pgb_backup_last_start_timestamp_seconds", "When the newest usable backup started."),
+	backupDuration:    newDesc("pgb_backup_last_duration_seconds", "How long the newest usable backup took."),
+	backupSize:        newDesc("pgb_backup_last_size_bytes", "Bytes the newest usable backup stores (its own parts: an incremental one's only)."),
+	backupInfo:        newDesc("pgb_backup_last_info", "The newest usable backup: its name and type (full or incremental). Always 1.", "backup", "type"),
+	backups:           newDesc("pgb_backups", "Backups in the repository, by type.", "type"),
+	backupsUnusable:   newDesc("pgb_backups_unusable", "Backups that cannot start a recovery (off the timeline's history, or missing WAL)."),
+	backupsBytes:      newDesc("pgb_backups_stored_bytes", "Bytes all backups store."),
+	drillTime:         newDesc("pgb_last_drill_timestamp_seconds", "When the newest pgb drill recorded in the repository finished."),
+	drillSuccess:      newDesc("pgb_last_drill_success", "1 if the newest recorded pgb drill passed, else 0."),
+	drillLastSuccess:  newDesc("pgb_last_successful_drill_timestamp_seconds", "When the newest successful pgb drill finished (0: none recorded)."),
+	drillRTO:          newDesc("pgb_last_successful_drill_rto_seconds", "RTO the newest successful drill measured: restore start to a queryable database."),
+	drillRPO:          newDesc("pgb_last_successful_drill_rpo_seconds", "RPO the newest successful drill measured: last archived commit minus last commit recovered."),
+	verifyTime:        newDesc("pgb_last_verify_timestamp_seconds", "When the newest pgb verify recorded in the repository finished."),
+	verifySuccess:     newDesc("pgb_last_verify_success", "1 if the newest recorded pgb verify found everything sound, else 0 (problems, or it could not finish)."),
+	verifyProblems:    newDesc("pgb_last_verify_problems", "Problems the newest recorded pgb verify found."),
+	verifyLastSuccess: newDesc("pgb_last_successful_verify_timestamp_seconds", "When the newest pgb verify that passed finished (0: none recorded)."),
+	retention:         newDesc("pgb_retention_promise_seconds", "How far back recovery is promised (retain-days): alert when the window starts later than now minus this."),
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
@@ -175,6 +180,22 @@ func collect(r Repo, fams *families) {
 			g(descs.drillLastSuccess, 0)
 		}
 	}
+	if v := rep.Verifies; v != nil {
+		if l := v.Last; l != nil {
+			ok := 0.0
+			if l.OK {
+				ok = 1
+			}
+			g(descs.verifyTime, unix(l.Finished))
+			g(descs.verifySuccess, ok)
+			g(descs.verifyProblems, float64(l.Problems))
+		}
+		last := 0.0
+		if s := v.LastSuccess; s != nil {
+			last = unix(s.Finished)
+		}
+		g(descs.verifyLastSuccess, last)
+	}
 }
 
 // families gathers gauges by metric.
@@ -255,7 +276,8 @@ func Names() []string {
 	ds := []desc{descs.up, descs.gathered, descs.windows, descs.windowStart, descs.windowEnd, descs.lastCommit,
 		descs.newestWAL, descs.newestWALAge, descs.gaps, descs.missing, descs.damaged, descs.backupEnd, descs.backupStart,
 		descs.backupDuration, descs.backupSize, descs.backupInfo, descs.backups, descs.backupsUnusable, descs.backupsBytes,
-		descs.drillTime, descs.drillSuccess, descs.drillLastSuccess, descs.drillRTO, descs.drillRPO, descs.retention}
+		descs.drillTime, descs.drillSuccess, descs.drillLastSuccess, descs.drillRTO, descs.drillRPO, descs.retention,
+		descs.verifyTime, descs.verifySuccess, descs.verifyProblems, descs.verifyLastSuccess}
 	out := make([]string, len(ds))
 	for i, d := range ds {
 		out[i] = d.name

@@ -35,6 +35,10 @@ func report() *status.Report {
 			{Name: "b2", StartTime: t0.Add(-25 * time.Hour), StopTime: t0.Add(-24 * time.Hour), Usable: true, StoredSize: 200, Parent: "b1"},
 			{Name: "b3", StartTime: t0.Add(-2 * time.Hour), StopTime: t0.Add(-90 * time.Minute), Usable: false, StoredSize: 50},
 		},
+		Verifies: &status.Verifies{
+			Last:        &status.Verify{Finished: t0.Add(-2 * time.Hour), Problems: 4, Scope: "backups"},
+			LastSuccess: &status.Verify{Finished: t0.Add(-26 * time.Hour), OK: true},
+		},
 		Drills: &status.Drills{
 			LastSuccess: &status.Drill{Finished: t0.Add(-72 * time.Hour), RTOSeconds: 120, RPOSeconds: &rpo},
 			LastFailed:  &status.Drill{Finished: t0.Add(-time.Hour), Error: "boom"},
@@ -115,6 +119,10 @@ func TestMetricsSayWhatStatusSays(t *testing.T) {
 		{"pgb_last_successful_drill_rto_seconds", nil, 120},
 		{"pgb_last_successful_drill_rpo_seconds", nil, 2.5},
 		{"pgb_retention_promise_seconds", nil, 14 * 86400},
+		{"pgb_last_verify_timestamp_seconds", nil, sec(-2 * time.Hour)},
+		{"pgb_last_verify_success", nil, 0},
+		{"pgb_last_verify_problems", nil, 4},
+		{"pgb_last_successful_verify_timestamp_seconds", nil, sec(-26 * time.Hour)},
 	} {
 		if got := value(t, mfs, c.name, append([]string{"repo", "s3://bucket/db"}, c.labels...)...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

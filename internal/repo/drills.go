@@ -146,7 +146,13 @@ func drillKey(t time.Time, rnd string, ok bool) string {
 
 // parseDrillKey reads a key drillKey wrote; false for anything else.
 func parseDrillKey(key string) (t time.Time, ok bool, valid bool) {
-	name, found := strings.CutPrefix(key, drillsPrefix)
+	return parseRecordKey(drillsPrefix, key)
+}
+
+// parseRecordKey reads a record's key under prefix (drills/, verifies/):
+// <finished>-<16 hex digits>-<ok|failed>.json; false for anything else.
+func parseRecordKey(prefix, key string) (t time.Time, ok bool, valid bool) {
+	name, found := strings.CutPrefix(key, prefix)
 	if !found {
 		return t, false, false
 	}
@@ -241,15 +247,20 @@ type DrillKey struct {
 // ListDrillKeys lists the drill records, oldest first, in one listing, without
 // reading them. Keys that are not drill records' names are left out.
 func (r *Repo) ListDrillKeys(ctx context.Context) ([]DrillKey, error) {
+	return r.listRecordKeys(ctx, drillsPrefix, "drill")
+}
+
+// listRecordKeys lists the records under prefix, oldest first.
+func (r *Repo) listRecordKeys(ctx context.Context, prefix, what string) ([]DrillKey, error) {
 	var out []DrillKey
-	err := r.st.List(ctx, drillsPrefix, func(o storage.ObjectInfo) error {
-		if t, ok, valid := parseDrillKey(o.Key); valid {
+	err := r.st.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		if t, ok, valid := parseRecordKey(prefix, o.Key); valid {
 			out = append(out, DrillKey{Key: o.Key, Finished: t, OK: ok})
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list drill records: %w", err)
+		return nil, fmt.Errorf("list %s records: %w", what, err)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Finished.Equal(out[j].Finished) {
@@ -381,15 +392,20 @@ func (r *Repo) RecentDrillsAt(ctx context.Context, successes int, now time.Time)
 // DeleteDrills removes the drill records named (keys ListDrillKeys returned), in
 // batches where the store has them. Records already gone count as removed.
 func (r *Repo) DeleteDrills(ctx context.Context, keys []DrillKey) error {
+	return r.deleteRecords(ctx, drillsPrefix, "drill", keys)
+}
+
+// deleteRecords removes the records under prefix named by keys.
+func (r *Repo) deleteRecords(ctx context.Context, prefix, what string, keys []DrillKey) error {
 	ks := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if _, _, valid := parseDrillKey(k.Key); !valid {
-			return fmt.Errorf("%q is not a drill record", k.Key)
+		if _, _, valid := parseRecordKey(prefix, k.Key); !valid {
+			return fmt.Errorf("%q is not a %s record", k.Key, what)
 		}
 		ks = append(ks, k.Key)
 	}
 	if err := storage.DeleteAll(ctx, r.st, ks); err != nil {
-		return fmt.Errorf("remove drill records: %w", err)
+		return fmt.Errorf("remove %s records: %w", what, err)
 	}
 	return nil
 }

@@ -49,3 +49,16 @@ func oldDrills(ctx context.Context, r *repo.Repo, now time.Time) ([]repo.DrillKe
 	}
 	return OldDrills(keys, KeepDrills), nil
 }
+
+// oldVerifies lists the verify records a delete removes, as oldDrills does the drill
+// records: all but the newest KeepDrills and the newest that passed.
+func oldVerifies(ctx context.Context, r *repo.Repo, now time.Time) ([]repo.DrillKey, error) {
+	keys, err := r.ListVerifyKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for len(keys) > 0 && keys[len(keys)-1].Finished.After(now.Add(repo.DrillClockSlack)) {
+		keys = keys[:len(keys)-1]
+	}
+	return OldDrills(keys, KeepDrills), nil
+}

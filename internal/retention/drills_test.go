@@ -44,3 +44,32 @@ func TestDeleteKeepsTheNewestDrillsAndTheLastSuccessfulOne(t *testing.T) {
 		t.Fatalf("%+v, %v", d, err)
 	}
 }
+
+// Verify records are kept as drill records are: the newest, and the newest that passed.
+func TestDeleteKeepsTheNewestVerifiesAndTheLastThatPassed(t *testing.T) {
+	ctx := context.Background()
+	r := repo.New(mem.New(), repo.Options{})
+	t0 := time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
+	n := KeepDrills + 7
+	for i := 0; i < n; i++ {
+		v := repo.VerifyRecord{Started: t0, Finished: t0.Add(time.Duration(i) * 24 * time.Hour), OK: i < 3, Scope: "backups"}
+		if !v.OK {
+			v.Problems = 1
+		}
+		if _, err := r.PutVerify(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := t0.Add(time.Duration(n) * 24 * time.Hour)
+	res, err := Delete(ctx, r, Options{Policy: Policy{RetainFull: 1}, Now: now, Confirm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Verifies) != n-KeepDrills-1 {
+		t.Fatalf("%d verify records deleted, want %d", len(res.Verifies), n-KeepDrills-1)
+	}
+	v, err := r.RecentVerifies(ctx, now)
+	if err != nil || v.LastSuccess == nil || !v.LastSuccess.Finished.Equal(t0.Add(2*24*time.Hour)) {
+		t.Fatalf("%+v, %v", v, err)
+	}
+}

@@ -30,8 +30,11 @@ type Result struct {
 	Unfinished []repo.IncompleteBackup
 	// Drills are the drill records beyond the newest KeepDrills (the newest
 	// successful one is kept too).
-	Drills  []repo.DrillKey
-	Deleted bool // the plan was carried out
+	Drills []repo.DrillKey
+	// Verifies are the verify records beyond the newest KeepDrills (the newest that
+	// passed is kept too).
+	Verifies []repo.DrillKey
+	Deleted  bool // the plan was carried out
 }
 
 // Load reads what planning needs from the repository. A backup written by a newer
@@ -110,6 +113,9 @@ func Delete(ctx context.Context, r *repo.Repo, opt Options) (res Result, err err
 	if res.Drills, err = oldDrills(ctx, r, opt.Now); err != nil {
 		return res, err
 	}
+	if res.Verifies, err = oldVerifies(ctx, r, opt.Now); err != nil {
+		return res, err
+	}
 	if !opt.Confirm {
 		return res, nil
 	}
@@ -145,7 +151,10 @@ func carryOut(ctx context.Context, r *repo.Repo, res Result) error {
 			return err
 		}
 	}
-	return r.DeleteDrills(ctx, res.Drills)
+	if err := r.DeleteDrills(ctx, res.Drills); err != nil {
+		return err
+	}
+	return r.DeleteVerifies(ctx, res.Verifies)
 }
 
 // Garbage is what interrupted writes left behind.

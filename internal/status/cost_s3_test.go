@@ -66,9 +66,10 @@ func TestStatusRequestsOnS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("S3, %d segments, %d backups: %d LIST pages, %d GET, %d HEAD", segments, backups, cnt.lists, cnt.gets, cnt.heads)
-	// wal/: 2 pages of 1,000 keys; backups/ twice, restore-points/, drills/, gaps/ and
-	// encryption/ once: 1 page each. pgb.json, a summary per backup, one WAL summary, the drills read.
-	if len(r.Windows) != 1 || cnt.lists != 2+6 || cnt.gets != 1+backups+1+drillReads || cnt.heads != 0 {
+	// wal/: 2 pages of 1,000 keys; backups/ twice, restore-points/, drills/, verifies/, gaps/
+	// and encryption/ once: 1 page each. pgb.json, a summary per backup, one WAL summary, the
+	// drills read.
+	if len(r.Windows) != 1 || cnt.lists != 2+7 || cnt.gets != 1+backups+1+drillReads || cnt.heads != 0 {
 		t.Fatalf("%d LIST pages, %d GET, %d HEAD; windows %d", cnt.lists, cnt.gets, cnt.heads, len(r.Windows))
 	}
 }

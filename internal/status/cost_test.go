@@ -153,9 +153,10 @@ func TestStatusRequestsAreBounded(t *testing.T) {
 		}
 		walPages := (segments + pageSize - 1) / pageSize
 		// LIST: wal/ (walPages pages), backups/ twice (backups and permanent marks),
-		// restore-points/, drills/, gaps/, encryption/. GET: pgb.json, one summary per backup, the WAL
-		// summaries read, the newest drill and the 5 newest successful ones.
-		wantPages, wantGets := walPages+6, 1+30+r.Summaries.Read+drillReads
+		// restore-points/, drills/, verifies/, gaps/, encryption/. GET: pgb.json, one summary per
+		// backup, the WAL summaries read, the newest drill and the 5 newest successful ones
+		// (no verify records here).
+		wantPages, wantGets := walPages+7, 1+30+r.Summaries.Read+drillReads
 		t.Logf("%d segments, 30 backups: %d LIST calls (%d pages), %d GET, %d HEAD", segments, c.lists, c.pages, c.gets, c.stats)
 		if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
 			t.Errorf("%d segments: %d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", segments, c.pages, c.gets, c.stats, wantPages, wantGets)
@@ -201,9 +202,9 @@ func TestStatusOfATargetListsTheArchiveOnce(t *testing.T) {
 	if r.Target == nil || !r.Target.Reachable {
 		t.Fatalf("target %+v", r.Target)
 	}
-	// LIST: wal/ (2 pages), backups/ twice, restore-points/, drills/, gaps/, encryption/. GET: pgb.json, a
-	// summary per backup, the WAL summaries the window needs, read once, the drills.
-	wantPages, wantGets := 2+6, 1+30+r.Summaries.Read+drillReads
+	// LIST: wal/ (2 pages), backups/ twice, restore-points/, drills/, verifies/, gaps/, encryption/.
+	// GET: pgb.json, a summary per backup, the WAL summaries the window needs, read once, the drills.
+	wantPages, wantGets := 2+7, 1+30+r.Summaries.Read+drillReads
 	t.Logf("%d LIST calls (%d pages), %d GET, %d HEAD", c.lists, c.pages, c.gets, c.stats)
 	if c.pages != wantPages || c.gets != wantGets || c.stats != 0 {
 		t.Errorf("%d list pages, %d gets, %d stats; want %d pages, %d gets, 0 stats", c.pages, c.gets, c.stats, wantPages, wantGets)

@@ -44,6 +44,8 @@ type Report struct {
 	// Drills: the last successful drill, a failed one after it, and the warning
 	// when there is none or it is too old (docs/status.md, "Drills").
 	Drills *Drills `json:"drills,omitempty"`
+	// Verifies: the last pgb verify and the last that passed (docs/status.md).
+	Verifies *Verifies `json:"verifies,omitempty"`
 	// Warnings are what status warns about (the exit status stays 0).
 	Warnings []string `json:"warnings"`
 
@@ -202,6 +204,9 @@ func Gather(ctx context.Context, rp *repo.Repo, opt Options) (*Report, error) {
 			return nil, err
 		}
 		r.Drills, successes = drills, ok
+		if r.Verifies, err = gatherVerifies(ctx, rp, opt.Now); err != nil {
+			return nil, err
+		}
 		for _, w := range []string{drills.Warning, drills.FutureWarning, drills.UnreadWarning} {
 			if w != "" {
 				r.Warnings = append(r.Warnings, w)

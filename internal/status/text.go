@@ -105,6 +105,7 @@ func (r *Report) Write(w io.Writer) error {
 	}
 	r.writeArchiver(p, bytesize.Text)
 	r.writeDrills(p, short)
+	r.writeVerifies(p, short)
 	if r.SystemIdentifier != "" {
 		p("System:      %s, PostgreSQL %d", r.SystemIdentifier, r.PGVersion)
 	}

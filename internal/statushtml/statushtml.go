@@ -216,9 +216,15 @@ func view(r *status.Report, now time.Time) repoView {
 		y += LaneH
 	}
 
-	// Drills.
-	if d := r.Drills; d != nil && (d.LastSuccess != nil || d.LastFailed != nil) {
-		l := lane{Name: "drills", Y: y}
+	// Drills and verifies.
+	hasDrill := r.Drills != nil && (r.Drills.LastSuccess != nil || r.Drills.LastFailed != nil)
+	hasVerify := r.Verifies != nil && r.Verifies.Last != nil
+	if hasDrill || hasVerify {
+		l := lane{Name: "drills, verify", Y: y}
+		d := r.Drills
+		if d == nil {
+			d = &status.Drills{}
+		}
 		for _, x := range []*status.Drill{d.LastSuccess, d.LastFailed} {
 			if x == nil {
 				continue
@@ -229,6 +235,22 @@ func view(r *status.Report, now time.Time) repoView {
 			}
 			l.Marks = append(l.Marks, mark{X: sc.x(x.Finished), Y: y + LaneH/2, Class: class, Title: what + ", finished " + ts(x.Finished)})
 			v.Rows = append(v.Rows, row{Kind: "drill", Name: x.Backup, From: ts(x.Finished), Note: what})
+		}
+		if hasVerify {
+			for _, x := range []*status.Verify{r.Verifies.Last, r.Verifies.LastSuccess} {
+				if x == nil || (x == r.Verifies.LastSuccess && r.Verifies.Last.OK) {
+					continue // the last that passed is the last: drawn once
+				}
+				class, what := "verify ok", "verify passed ("+x.Scope+")"
+				switch {
+				case x.Error != "":
+					class, what = "verify failed", "verify could not finish: "+x.Error
+				case !x.OK:
+					class, what = "verify failed", fmt.Sprintf("verify FAILED: %d problem(s) in %s", x.Problems, x.Scope)
+				}
+				l.Marks = append(l.Marks, mark{X: sc.x(x.Finished) - 5, W: 10, Y: y + LaneH/2 - 5, H: 10, Class: class, Title: what + ", finished " + ts(x.Finished)})
+				v.Rows = append(v.Rows, row{Kind: "verify", From: ts(x.Finished), Note: what})
+			}
 		}
 		v.Lanes = append(v.Lanes, l)
 		y += LaneH
@@ -263,6 +285,12 @@ func view(r *status.Report, now time.Time) repoView {
 	}
 	if newest != nil {
 		v.Summary = append(v.Summary, fmt.Sprintf("The newest backup, %s, ended at %s: recovery starts there and replays WAL forward; it is not the latest recoverable point.", newest.Name, ts(newest.StopTime)))
+	}
+	if vs := r.Verifies; vs != nil && vs.Last != nil && !vs.Last.OK {
+		v.Summary = append(v.Summary, fmt.Sprintf("The last pgb verify (%s) FAILED: the repository may not restore as drawn.", ts(vs.Last.Finished)))
+	}
+	if d := r.Drills; d != nil && d.LastFailed != nil {
+		v.Summary = append(v.Summary, fmt.Sprintf("The last drill (%s) FAILED.", ts(d.LastFailed.Finished)))
 	}
 	if w := r.NewestWAL; w != nil {
 		v.Summary = append(v.Summary, fmt.Sprintf("Newest WAL archived %s (%s old when read): what was written since would be lost if the primary died then.", ts(w.Stored), (time.Duration(w.AgeSeconds)*time.Second).String()))
@@ -314,6 +342,8 @@ svg text { font: 11px system-ui, sans-serif; fill: #333; }
 .point.unreachable { fill: #fff; }
 .drill.ok { fill: {{.Window}}; }
 .drill.failed { fill: {{.Gap}}; }
+.verify.ok { fill: {{.Window}}; }
+.verify.failed { fill: {{.Gap}}; }
 .lastcommit { stroke: {{.Last}}; stroke-width: 2; }
 .now { stroke: #999; stroke-dasharray: 4 3; }
 .lane { stroke: #eee; }

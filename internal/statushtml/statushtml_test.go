@@ -42,6 +42,10 @@ func sample() *status.Report {
 			LastFailed:  &status.Drill{Finished: now.Add(-10 * time.Hour), Backup: "b3", Error: "check failed"},
 		},
 		NewestWAL: &status.NewestWAL{Stored: now.Add(-4 * time.Hour), AgeSeconds: 4 * 3600},
+		Verifies: &status.Verifies{
+			Last:        &status.Verify{Finished: now.Add(-2 * time.Hour), Problems: 2, Scope: "backups and WAL"},
+			LastSuccess: &status.Verify{Finished: now.Add(-26 * time.Hour), OK: true, Scope: "backups and WAL"},
+		},
 	}
 }
 
@@ -63,6 +67,8 @@ func TestThePageSaysTheLatestRecoverablePointInWords(t *testing.T) {
 		"it is not the latest recoverable point",
 		"restore point before_release at 2026-12-03 16:00:00.000 UTC (reachable)",
 		"drill FAILED: check failed",
+		"verify FAILED: 2 problem(s) in backups and WAL",
+		"The last pgb verify (2026-12-04 10:00:00.000 UTC) FAILED",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page does not say %q", want)
