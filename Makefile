@@ -30,6 +30,7 @@ build:
 ## every benchmark run once.
 test: test-servers
 	scripts/ensure-postgres
+	scripts/ensure-test-tools
 	$(GO) vet ./...
 	$(GO) vet -tags pgbtest,$(TAGS) ./cmd/
 	AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:1 $(GO) test -count=1 -timeout 25m ./...

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 // completeBash runs the bash completion script for the words typed so far (the last one
@@ -77,10 +79,7 @@ func TestZshCompletionDescribesCommandsAndFlags(t *testing.T) {
 	isolate(t)
 	zsh, err := exec.LookPath("zsh")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("zsh is not installed: .ci/run installs it")
-		}
-		t.Skip("zsh is not installed")
+		testenv.SkipOrFail(t, "zsh is not installed (scripts/ensure-test-tools installs it)")
 	}
 	r := pgb(t, "completion", "zsh")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "#compdef pgb\n") {
@@ -131,7 +130,7 @@ func TestManPageListsEveryCommandAndRendersCleanly(t *testing.T) {
 	}
 	groff, err := exec.LookPath("groff")
 	if err != nil {
-		t.Skip("groff is not installed: rendering not checked")
+		testenv.SkipOrFail(t, "groff is not installed: rendering not checked (scripts/ensure-test-tools installs it)")
 	}
 	page := filepath.Join(t.TempDir(), "pgb.1")
 	if err := os.WriteFile(page, []byte(r.stdout), 0o644); err != nil {
