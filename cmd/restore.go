@@ -62,8 +62,12 @@ func restoreCommand() *cli.Command {
 			"given, --tablespace-map and the owner, refusing what the restore refuses), then prints the backup, the WAL to replay and an RTO estimate from the restore and replay\n" +
 			"throughput the newest successful pgb drill runs measured on this repository (the median of the\n" +
 			"last 5), or says that no drill is recorded.",
-		Flags: append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
+		Flags: append(append(flags(config.KeyPGData, config.KeyConcurrency), restoreFlags(true)...),
+			&cli.BoolFlag{Name: "json", Usage: "with --dry-run: print the plan as one JSON document (backup, target, RTO estimate)"}),
 		Action: action(0, "none", func(c *cli.Context, e *env) error {
+			if c.Bool("json") && !c.Bool("dry-run") {
+				return usagef("--json goes with --dry-run: a restore prints its progress and what to do next")
+			}
 			t, err := parseTarget(c)
 			if err != nil {
 				return err
@@ -205,7 +209,7 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 		return err
 	}
 	if dry {
-		return e.restoreDryRun(ctx, pl)
+		return e.restoreDryRun(ctx, pl, c.Bool("json"))
 	}
 	abs, rp, m, target, owner := pl.abs, pl.rp, pl.m, pl.target, pl.owner
 	var serverNeeds []string

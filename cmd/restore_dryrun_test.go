@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,22 @@ func TestRestoreDryRunEstimatesTheRTOFromTheDrills(t *testing.T) {
 	r = pgb(t, "restore", "--repo", dir, "--dry-run")
 	if r.code != 0 || !strings.Contains(r.stdout, "replay 32.0 MiB of WAL") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// restore --dry-run --json is one document; --json without --dry-run is a usage error.
+func TestRestoreDryRunJSON(t *testing.T) {
+	isolate(t)
+	dir, _ := smallRepo(t, 100<<20)
+	r := pgb(t, "restore", "--repo", dir, "--dry-run", "--json", "--target-lsn", "0/3001000")
+	var doc restoreDryRunJSON
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 {
+		t.Fatalf("exit %d: %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	if !doc.DryRun || doc.Backup != "20261201T100200Z" || doc.Size != 100<<20 || doc.RTOEstimate == nil || !strings.Contains(doc.Target, "0/3001000") {
+		t.Errorf("restore --dry-run --json: %+v", doc)
+	}
+	if r := pgb(t, "restore", "--repo", dir, "--pgdata", t.TempDir(), "--json"); r.code != exitUsage || !strings.Contains(r.stderr, "--json goes with --dry-run") {
+		t.Errorf("restore --json: exit %d %s", r.code, r.stderr)
 	}
 }
