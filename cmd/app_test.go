@@ -191,6 +191,7 @@ func TestProgressLineSaysTimeLeft(t *testing.T) {
 		{256 << 20, 1 << 30, 64 << 20, "backup: 256.0 MiB of 1.0 GiB (25%), 64 MB/s, 12s left"},
 		{0, 1 << 30, 0, "backup: 0 B of 1.0 GiB (0%), 0 MB/s, time left unknown"},
 		{1 << 30, 1 << 30, 64 << 20, "backup: 1.0 GiB of 1.0 GiB (100%), 64 MB/s   "},
+		{1, 1 << 40, 10, "backup: 1 B of 1.0 TiB (0%), 0 MB/s, more than 100 days left"}, // a stalled copy
 	} {
 		if got := progressLine("backup", c.done, c.total, c.rate); !strings.Contains(got, c.want) || !strings.HasPrefix(got, "\r") {
 			t.Errorf("progressLine(%d, %d, %v) = %q, want %q", c.done, c.total, c.rate, got, c.want)

@@ -56,7 +56,7 @@ func manCommand() *cli.Command {
 						"/lib/systemd/system/pgb-backup.timer  nightly backup-push, then delete (retention)\n" +
 						"/lib/systemd/system/pgb-drill.timer  weekly restore drill\n" +
 						"/lib/systemd/system/pgb-wal-stream.service  WAL streaming (RPO 0 with --synchronous)\n" +
-						"/lib/systemd/system/pgb-metrics.service  Prometheus metrics on 127.0.0.1:9187\n" +
+						"/lib/systemd/system/pgb-metrics.service  Prometheus metrics on 127.0.0.1:9863\n" +
 						"/usr/share/doc/pgb/prometheus-alerts.yaml  example alert rules (docs/metrics.md)"},
 					{Title: "See also", Body: "postgres(1), pg_basebackup(1), pgbackrest(1)\n" +
 						"/usr/share/doc/pgb/ : README.md, docs/runbook.md (what to do when the database is gone), docs/*.md"},

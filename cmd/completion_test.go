@@ -51,6 +51,10 @@ func TestBashCompletionOffersCommandsAndTheirFlags(t *testing.T) {
 		{[]string{"pgb", "--config", "/etc/pgb/pgb.yaml", "wal-stream", "--sync"}, "--synchronous", ""},
 		{[]string{"pgb", "status", "--js"}, "--json", ""},
 		{[]string{"pgb", "--ver"}, "--version", ""},
+		// --flag=value, as bash splits it.
+		{[]string{"pgb", "--config", "=", "/x", "wal-stream", "--sync"}, "--synchronous", ""},
+		// Before the command, any command's flag.
+		{[]string{"pgb", "--con"}, "--config", ""},
 	} {
 		got := completeBash(t, script, c.words...)
 		if !contains(got, c.want) || (c.not != "" && contains(got, c.not)) {
@@ -107,9 +111,14 @@ source ` + script
 	if out := run("pgb", "''"); !strings.Contains(out, "\nwal-fetch:") || !strings.Contains(out, "\nrestore:") {
 		t.Errorf("commands offered:\n%s", out)
 	}
-	out := run("pgb", "restore", "--t")
-	if !strings.Contains(out, "--target-name=[") || !strings.Contains(out, "--delta[") || strings.Contains(out, "--synchronous") {
-		t.Errorf("restore's flags offered:\n%s", out)
+	for _, words := range [][]string{{"pgb", "restore", "--t"}, {"pgb", "--config", "/etc/pgb/pgb.yaml", "restore", "--t"}} {
+		out := run(words...)
+		if !strings.Contains(out, "--target-name=[") || !strings.Contains(out, "--delta[") || strings.Contains(out, "--synchronous") {
+			t.Errorf("%q: restore's flags offered:\n%s", words, out)
+		}
+	}
+	if out := run("pgb", "--config", "/etc/pgb/pgb.yaml", "''"); !strings.Contains(out, "\nwal-fetch:") {
+		t.Errorf("commands offered after a flag:\n%s", out)
 	}
 }
 

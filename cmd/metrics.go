@@ -21,14 +21,15 @@ func metricsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "metrics",
 		Usage: "serve Prometheus metrics of the repository (window, newest WAL, gaps, backups, drills) over HTTP",
-		Description: "Listens on --listen (default 127.0.0.1:9187) and serves /metrics: what pgb status says of each\n" +
+		Description: "Listens on --listen (default 127.0.0.1:9863) and serves /metrics: what pgb status says of each\n" +
 			"repository, as metrics (docs/metrics.md lists them, with example alert rules). The repository is\n" +
-			"read at most once every --interval, when a scrape asks and the last read is older; scrapes in\n" +
-			"between get that read's figures. A repository that cannot be read is pgb_repository_up 0, with\n" +
-			"the figures of the last read that worked. SIGTERM or SIGINT stop it (exit 0).\n\n" +
+			"read at most once every --interval, in the background, when a scrape asks and the last read is\n" +
+			"older: scrapes get the figures of the last read that finished at once (only the first waits).\n" +
+			"A repository that cannot be read is pgb_repository_up 0, with the figures of the last read that\n" +
+			"worked. SIGTERM or SIGINT stop it (exit 0).\n\n" +
 			"For cron and node_exporter's textfile collector instead: pgb status --prom FILE.",
 		Flags: append(flags(config.KeyPGData),
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9187", Usage: "serve on `ADDR` (host:port; :9187 for every interface)"},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9863", Usage: "serve on `ADDR` (host:port; :9863 for every interface; 9187 is postgres_exporter's, often on the same host)"},
 			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "read the repository at most once per `DURATION`"},
 			&cli.DurationFlag{Name: "read-timeout", Value: 5 * time.Minute, Usage: "give up a read of the repository after `DURATION` (pgb_repository_up 0)"},
 		),
@@ -40,49 +41,89 @@ func metricsCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("--listen %s: %w", c.String("listen"), err)
 			}
-			s := &metricsSource{envs: e.selected(), interval: c.Duration("interval"), timeout: c.Duration("read-timeout"), ctx: c.Context}
+			envs := e.selected()
+			s := &metricsSource{n: len(envs), interval: c.Duration("interval"), timeout: c.Duration("read-timeout"), ctx: c.Context, now: time.Now,
+				readOne: func(ctx context.Context, i int) metrics.Repo {
+					r, err := envs[i].gatherStatus(ctx, nil, 8*24*time.Hour)
+					if err != nil {
+						envs[i].log.Warn("metrics: the repository could not be read", "repo", envs[i].cfg.Repo, "err", err)
+					}
+					return envs[i].metricsOf(r, err)
+				}}
 			return serveMetrics(c.Context, ln, s, e)
 		}),
 	}
 }
 
-// metricsSource reads every selected repository's status, at most once per interval,
-// one read at a time.
+// metricsSource reads every selected repository's status in the background, at most
+// once per interval: a scrape never waits for a read, but for the first one (as long as
+// its request lasts), and gets the figures of the last read that finished.
 type metricsSource struct {
-	envs     []*env
+	n        int                                           // repositories
+	readOne  func(ctx context.Context, i int) metrics.Repo // reads repository i
 	interval time.Duration
 	timeout  time.Duration
-	ctx      context.Context
+	ctx      context.Context // the server's: a read outlives the scrape that started it
+	now      func() time.Time
 
-	mu   sync.Mutex
-	last time.Time
-	repo []metrics.Repo
+	mu      sync.Mutex
+	last    time.Time      // when the last read started
+	repo    []metrics.Repo // the last read's figures; nil before the first
+	running chan struct{}  // closed when the read under way ends; nil: none
+	wg      sync.WaitGroup
 }
 
-func (s *metricsSource) repos() []metrics.Repo {
+// repos returns the last figures read, starting a read when they are older than the
+// interval; before the first read finishes it waits for it until ctx ends.
+func (s *metricsSource) repos(ctx context.Context) []metrics.Repo {
+	s.mu.Lock()
+	if s.running == nil && (s.last.IsZero() || s.now().Sub(s.last) >= s.interval) {
+		s.last, s.running = s.now(), make(chan struct{})
+		s.wg.Add(1)
+		go s.read(s.running)
+	}
+	running, out := s.running, s.repo
+	s.mu.Unlock()
+	if out != nil || running == nil {
+		return out
+	}
+	select {
+	case <-running:
+	case <-ctx.Done():
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.last.IsZero() && time.Since(s.last) < s.interval {
-		return s.repo
+	if s.repo == nil {
+		// Still reading: say so rather than serve nothing.
+		return nil // served as no series at all: Prometheus marks the scrape up, nothing to alert on yet
+
 	}
-	s.last = time.Now()
-	out := make([]metrics.Repo, len(s.envs))
-	for i, e := range s.envs {
+	return s.repo
+}
+
+// read reads every repository, one at a time, and publishes the figures.
+func (s *metricsSource) read(done chan struct{}) {
+	defer s.wg.Done()
+	s.mu.Lock()
+	prev := s.repo
+	s.mu.Unlock()
+	out := make([]metrics.Repo, s.n)
+	for i := range out {
 		ctx, cancel := context.WithTimeout(s.ctx, s.timeout)
-		r, err := e.gatherStatus(ctx, nil, 8*24*time.Hour)
+		m := s.readOne(ctx, i)
 		cancel()
-		m := e.metricsOf(r, err)
-		if err != nil {
-			e.log.Warn("metrics: the repository could not be read", "repo", e.cfg.Repo, "err", err)
-			if i < len(s.repo) && s.repo[i].Report != nil {
-				// Keep the last figures that were read: their timestamps tell their age.
-				m.Report, m.Gathered, m.URL = s.repo[i].Report, s.repo[i].Gathered, s.repo[i].URL
+		if m.Err != nil {
+			if i < len(prev) && prev[i].Report != nil {
+				// Keep the last figures read: their timestamps tell their age.
+				m.Report, m.Gathered, m.URL, m.Stale = prev[i].Report, prev[i].Gathered, prev[i].URL, true
 			}
 		}
 		out[i] = m
 	}
-	s.repo = out
-	return out
+	s.mu.Lock()
+	s.repo, s.running = out, nil
+	s.mu.Unlock()
+	close(done)
 }
 
 // serveMetrics serves /metrics on ln until ctx ends (a signal: exit 0).
@@ -91,7 +132,7 @@ func serveMetrics(ctx context.Context, ln net.Listener, s *metricsSource, e *env
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		format := expfmt.NegotiateAccept(r.Header, expfmt.DefaultAcceptedFormats()...)
 		var b bytes.Buffer
-		if err := metrics.Encode(&b, format, s.repos()); err != nil {
+		if err := metrics.Encode(&b, format, s.repos(r.Context())); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
@@ -119,6 +160,7 @@ func serveMetrics(ctx context.Context, ln net.Listener, s *metricsSource, e *env
 	if err := srv.Shutdown(shut); err != nil {
 		return fmt.Errorf("metrics: shutting down: %w", err)
 	}
+	s.wg.Wait() // a read under way ends with ctx
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}

@@ -16,6 +16,7 @@ type pkgFile struct {
 	Src      string `yaml:"src"`
 	Dst      string `yaml:"dst"`
 	Type     string `yaml:"type"`
+	Packager string `yaml:"packager"`
 	FileInfo struct {
 		Mode uint32 `yaml:"mode"`
 	} `yaml:"file_info"`
@@ -37,7 +38,7 @@ func readYAML(t *testing.T, path string, v any) {
 func describe(files []pkgFile) []string {
 	var out []string
 	for _, f := range files {
-		out = append(out, fmt.Sprintf("%s %s %o", f.Dst, f.Type, f.FileInfo.Mode))
+		out = append(out, fmt.Sprintf("%s %s %o %s", f.Dst, f.Type, f.FileInfo.Mode, f.Packager))
 	}
 	sort.Strings(out)
 	return out
@@ -101,7 +102,7 @@ func TestPackageContentsAgree(t *testing.T) {
 		t.Errorf("postinstall: goreleaser %q, nfpm.yaml %q", n.Scripts.Postinstall, nf.Scripts.Postinstall)
 	}
 	// goreleaser adds the binary itself (bindir); nfpm.yaml lists it.
-	want := append(describe(n.Contents), "/usr/bin/pgb  755")
+	want := append(describe(n.Contents), "/usr/bin/pgb  755 ")
 	sort.Strings(want)
 	if got := describe(nf.Contents); !slices.Equal(got, want) {
 		t.Errorf("package contents differ:\nnfpm.yaml:         %q\n.goreleaser.yaml:  %q", got, want)
@@ -114,7 +115,7 @@ func TestPackageContentsAgree(t *testing.T) {
 			t.Errorf("package source %s: %v", f.Src, err)
 		}
 	}
-	if d := describe(nf.Contents); !slices.Contains(d, "/etc/pgb/pgb.yaml config|noreplace 640") {
+	if d := describe(nf.Contents); !slices.Contains(d, "/etc/pgb/pgb.yaml config|noreplace 640 ") {
 		t.Errorf("the config file is not a 0640 conffile: %q", d)
 	}
 }

@@ -33,6 +33,10 @@ func progress(w io.Writer, what string) func(done, total int64) {
 	}
 }
 
+// maxETA is the longest time left a progress line names (a stalled copy's rate would
+// overflow a time.Duration).
+const maxETA = 100 * 24 * time.Hour
+
 // progressLine is one redraw of the status line: bytes done of total, the share, the
 // rate (bytes per second) and the time left at that rate.
 func progressLine(what string, done, total int64, rate float64) string {
@@ -43,8 +47,10 @@ func progressLine(what string, done, total int64, rate float64) string {
 	eta := ""
 	switch {
 	case done >= total:
-	case rate > 0:
+	case rate > 0 && float64(total-done)/rate < maxETA.Seconds():
 		eta = ", " + time.Duration(float64(total-done)/rate*float64(time.Second)).Round(time.Second).String() + " left"
+	case rate > 0:
+		eta = ", more than 100 days left"
 	default:
 		eta = ", time left unknown"
 	}

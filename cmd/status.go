@@ -98,19 +98,29 @@ func statusCommand() *cli.Command {
 				}
 				return err
 			}, func() (string, any) { return combinedWindows(reports) })
+			// Both files are written whatever else failed; a failure to write one
+			// does not keep the other from being written.
+			var ferr []error
 			if f := c.String("html"); f != "" {
-				var rs []*status.Report
-				for _, rr := range reports {
-					rs = append(rs, rr.r)
+				page := statushtml.Page{Now: time.Now(), Version: c.App.Version}
+				for _, m := range prom {
+					if m.Report != nil {
+						page.Reports = append(page.Reports, m.Report)
+					} else {
+						page.Failed = append(page.Failed, statushtml.Failure{Repository: m.URL, Err: oneLine(m.Err.Error())})
+					}
 				}
-				if herr := writeStatusHTML(f, rs, c.App.Version); herr != nil {
-					return errors.Join(err, fmt.Errorf("--html %s: %w", f, herr))
+				if herr := writeStatusHTML(f, page); herr != nil {
+					ferr = append(ferr, fmt.Errorf("--html %s: %w", f, herr))
 				}
 			}
 			if f := c.String("prom"); f != "" {
 				if perr := metrics.WriteFile(f, prom); perr != nil {
-					return errors.Join(err, fmt.Errorf("--prom %s: %w", f, perr))
+					ferr = append(ferr, fmt.Errorf("--prom %s: %w", f, perr))
 				}
+			}
+			if len(ferr) > 0 {
+				return errors.Join(append([]error{err}, ferr...)...)
 			}
 			if err != nil && e.cfg.Multi() && !other && anyReaches(reports) {
 				return nil // each report says what its repository cannot reach
@@ -279,13 +289,13 @@ func (e *env) metricsOf(r *status.Report, err error) metrics.Repo {
 	return m
 }
 
-// writeStatusHTML draws reports as one HTML page in file, atomically.
-func writeStatusHTML(file string, reports []*status.Report, version string) error {
+// writeStatusHTML draws page in file, atomically.
+func writeStatusHTML(file string, page statushtml.Page) error {
 	f, err := atomicfile.Create(file, 0o644)
 	if err != nil {
 		return err
 	}
-	if err := statushtml.Write(f, statushtml.Page{Reports: reports, Now: time.Now(), Version: version}); err != nil {
+	if err := statushtml.Write(f, page); err != nil {
 		f.Abort()
 		return err
 	}

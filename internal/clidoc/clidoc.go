@@ -55,16 +55,25 @@ func Bash(w io.Writer, prog string, cmds []Command) error {
 		}
 	}
 	b.WriteString("  for ((i = 1; i < COMP_CWORD; i++)); do\n    w=\"${COMP_WORDS[i]}\"\n    case \"$w\" in\n")
+	// bash splits --flag=value into --flag, = and value (COMP_WORDBREAKS).
 	if len(valued) > 0 {
-		fmt.Fprintf(&b, "      %s) ((i++)) ;;\n", strings.Join(sortedKeys(valued), "|"))
+		fmt.Fprintf(&b, "      %s) if [[ \"${COMP_WORDS[i+1]}\" == \"=\" ]]; then ((i += 2)); else ((i++)); fi ;;\n", strings.Join(sortedKeys(valued), "|"))
 	}
-	b.WriteString("      -*) ;;\n      *) cmd=\"$w\"; break ;;\n    esac\n  done\n")
+	b.WriteString("      =) ((i++)) ;;\n      -*) ;;\n      *) cmd=\"$w\"; break ;;\n    esac\n  done\n")
 	names := make([]string, len(cmds))
 	for i, c := range cmds {
 		names[i] = c.Name
 	}
 	b.WriteString("  case \"$cmd\" in\n")
-	fmt.Fprintf(&b, "    \"\") COMPREPLY=($(compgen -W %q -- \"$cur\")) ;;\n", strings.Join(append(names, "--help", "--version"), " "))
+	all := map[string]bool{"--help": true, "--version": true}
+	for _, c := range cmds {
+		for _, f := range c.Flags {
+			all[dash(f.Name)] = true
+		}
+	}
+	// Before the command: its name, or a flag any command takes (pgb places them).
+	fmt.Fprintf(&b, "    \"\") if [[ \"$cur\" == -* ]]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); else COMPREPLY=($(compgen -W %q -- \"$cur\")); fi ;;\n",
+		strings.Join(sortedKeys(all), " "), strings.Join(names, " "))
 	for _, c := range cmds {
 		flags := []string{"--help"}
 		for _, f := range c.Flags {
@@ -97,8 +106,24 @@ func Zsh(w io.Writer, prog string, cmds []Command) error {
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "    '%s:%s'\n", c.Name, zshQuote(c.Usage))
 	}
-	b.WriteString("  )\n  if (( CURRENT == 2 )); then\n    _describe -t commands 'pgb command' commands\n    return\n  fi\n")
-	b.WriteString("  case \"${words[2]}\" in\n")
+	valued := map[string]bool{}
+	for _, c := range cmds {
+		for _, f := range c.Flags {
+			if f.TakesValue {
+				valued[dash(f.Name)] = true
+			}
+		}
+	}
+	// The command is the first word that is no flag nor a flag's value (flags may come
+	// before it: pgb --config F restore ...); _arguments then sees the words from it on.
+	b.WriteString("  )\n  local -i ci=0 i\n  for (( i = 2; i < CURRENT; i++ )); do\n    case \"${words[i]}\" in\n")
+	if len(valued) > 0 {
+		fmt.Fprintf(&b, "      %s) (( i++ )) ;;\n", strings.Join(sortedKeys(valued), "|"))
+	}
+	b.WriteString("      -*) ;;\n      *) ci=i; break ;;\n    esac\n  done\n")
+	b.WriteString("  if (( ci == 0 )); then\n    _describe -t commands 'pgb command' commands\n    return\n  fi\n")
+	b.WriteString("  local cmd=\"${words[ci]}\"\n  shift $(( ci - 1 )) words\n  (( CURRENT -= ci - 1 ))\n")
+	b.WriteString("  case \"$cmd\" in\n")
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "    %s)\n      _arguments \\\n", c.Name)
 		for _, f := range c.Flags {

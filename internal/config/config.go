@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"os/user"
 	"runtime"
 	"slices"
 	"sort"
@@ -882,14 +883,16 @@ func exposedSecret(path string, vals map[string]string, entries []map[string]str
 		return ""
 	}
 	sort.Strings(secrets)
-	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as (or chmod 640 with pgb's group, as the packages install it: root:postgres)",
+	return fmt.Sprintf("config file %s holds a secret (%s) and other users can read it (mode %04o): chmod 600 %s, owned by the user pgb runs as (or chmod 640 with a group of that user's own, as the packages install it: root:postgres)",
 		path, strings.Join(secrets, ", "), fi.Mode().Perm(), path)
 }
 
-// readableByOthers reports whether users other than pgb's own can read the file: anyone
-// (o+r), or a group that is not the one pgb runs with (g+r). The packages install
-// /etc/pgb/pgb.yaml root:postgres 0640: readable by the postgres group pgb runs as,
-// writable only by root.
+// readableByOthers reports whether users other than the file's owner and the service
+// user of its group can read it: anyone (o+r), or a group that is not a user's own
+// private group (g+r). The packages install /etc/pgb/pgb.yaml root:postgres 0640:
+// the postgres group is the postgres user's own (a user named like the group, whose
+// primary group it is), so only root and postgres read it. A shared group (users,
+// staff) or a group that cannot be looked up counts as others.
 func readableByOthers(fi os.FileInfo) bool {
 	perm := fi.Mode().Perm()
 	if perm&0o004 != 0 {
@@ -899,7 +902,22 @@ func readableByOthers(fi os.FileInfo) bool {
 		return false
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	return !ok || int(st.Gid) != os.Getegid()
+	if !ok {
+		return true
+	}
+	return !privateGroup(st.Gid)
+}
+
+// privateGroup reports whether gid is a user's private group: a user of the group's
+// name has it as primary group.
+func privateGroup(gid uint32) bool {
+	id := strconv.FormatUint(uint64(gid), 10)
+	g, err := user.LookupGroupId(id)
+	if err != nil {
+		return false
+	}
+	u, err := user.Lookup(g.Name)
+	return err == nil && u.Gid == id
 }
 
 // dsnHasPassword reports whether a PostgreSQL connection string holds a password: a

@@ -2,8 +2,10 @@ package config
 
 import (
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,9 +159,9 @@ func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 	}{
 		{"s3-secret-access-key: k\n", 0o644, true, false},
 		{"pg-dsn: password=x\n", 0o640, true, true},
-		// root:postgres 0640, as the packages install it, read by pgb as postgres: the
-		// group is pgb's own.
-		{"pg-dsn: password=x\n", 0o640, false, false},
+		// root:postgres 0640, as the packages install it: postgres is the postgres
+		// user's own group (here: root's, the group the test files get as root).
+		{"pg-dsn: password=x\n", 0o640, !privateGroup(uint32(os.Getegid())), false},
 		{"pg-dsn: postgres://u:x@db/app\n", 0o604, true, false},
 		{"pg-dsn: host=db user=u\n", 0o644, false, false},
 		{"pg-dsn: postgres://u@db/app\n", 0o644, false, false},
@@ -175,7 +177,7 @@ func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 				t.Logf("%q mode %o, another group: not run (needs root to chown)", c.body, c.mode)
 				continue
 			}
-			if err := os.Chown(file, -1, os.Getegid()+12345); err != nil {
+			if err := os.Chown(file, -1, 100); err != nil { // Debian's shared group "users" (or none)
 				t.Fatal(err)
 			}
 		}
@@ -479,5 +481,34 @@ func TestAnEntrysWarningsAreKept(t *testing.T) {
 	}
 	if len(c.Warnings) != 1 || !strings.HasPrefix(c.Warnings[0], "repository off: encryption: none although encryption keys are given") {
 		t.Errorf("warnings = %q", c.Warnings)
+	}
+}
+
+// The packaged file, root:postgres 0640, holds secrets only root and postgres read:
+// accepted. The same file in a shared group (users) is not.
+func TestPackagedConfigModeIsAccepted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown")
+	}
+	pg, err := user.LookupGroup("postgres")
+	if err != nil {
+		t.Skip("no postgres group here")
+	}
+	gid, _ := strconv.Atoi(pg.Gid)
+	for _, c := range []struct {
+		gid     int
+		exposed bool
+	}{{gid, false}, {100, true}} {
+		file := writeFile(t, "s3-secret-access-key: k\n")
+		if err := os.Chmod(file, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(file, 0, c.gid); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(src(map[string]string{KeyConfig: file}))
+		if (err != nil) != c.exposed {
+			t.Errorf("root:%d 0640: err = %v, want refused: %v", c.gid, err, c.exposed)
+		}
 	}
 }

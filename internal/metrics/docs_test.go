@@ -47,7 +47,7 @@ func TestAlertRulesAndDocsNameRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"PgbNoWALArchived", "PgbNoRecentBackup", "PgbDrillFailed", "PgbNoRecentDrill", "PgbWindowShorterThanPromised"} {
+	for _, want := range []string{"PgbNoWALArchived", "PgbNoRecentBackup", "PgbDrillFailed", "PgbNoRecentDrill", "PgbWindowShorterThanPromised", "PgbNothingRecoverable", "PgbVerifyFailed"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("no alert %s", want)
 		}

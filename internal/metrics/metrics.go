@@ -13,13 +13,17 @@
 package metrics
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"sort"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pgb-project/pgb/internal/atomicfile"
@@ -36,6 +40,9 @@ type Repo struct {
 	RetentionPromise time.Duration
 	// Gathered is when the report was made.
 	Gathered time.Time
+	// Stale: Report is an earlier read's, kept while the repository cannot be read
+	// (Err): the newest WAL's age of that moment is left out.
+	Stale bool
 }
 
 // desc is one metric: its name, help and extra labels (repo comes first, always).
@@ -55,12 +62,14 @@ var descs = struct {
 	backups, backupsUnusable, backupsBytes                                   desc
 	drillTime, drillSuccess, drillLastSuccess, drillRTO, drillRPO, retention desc
 	verifyTime, verifySuccess, verifyProblems, verifyLastSuccess             desc
+	windowEndExact                                                           desc
 }{
 	up:                newDesc("pgb_repository_up", "1 if pgb could read the repository's status at the last attempt, else 0 (the other metrics are then from the last read that worked)."),
 	gathered:          newDesc("pgb_status_timestamp_seconds", "When the status these metrics come from was read."),
 	windows:           newDesc("pgb_recovery_windows", "Stretches of time recovery can reach (more than one: a gap cuts the window)."),
 	windowStart:       newDesc("pgb_recovery_window_start_timestamp_seconds", "Earliest point recovery can reach: where the oldest usable backup becomes consistent."),
-	windowEnd:         newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery can reach: the last archived commit (the newest backup's end when no commit was archived after it)."),
+	windowEnd:         newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery is known to reach: the last archived commit; at least the newest backup's end when the last commit was not found (pgb_recovery_window_end_exact 0)."),
+	windowEndExact:    newDesc("pgb_recovery_window_end_exact", "1 if the window's end is its last archived commit, 0 if it is a lower bound (no commit found in the newest segments read, or their summaries could not be made)."),
 	lastCommit:        newDesc("pgb_last_archived_commit_timestamp_seconds", "Time of the last commit found in the archived WAL (absent: none after the newest backup)."),
 	newestWAL:         newDesc("pgb_wal_newest_timestamp_seconds", "When the newest archived WAL segment of the followed timeline was stored."),
 	newestWALAge:      newDesc("pgb_wal_newest_age_seconds", "Age of the newest archived WAL segment when the status was read: the data lost if the primary died then (RPO)."),
@@ -109,14 +118,22 @@ func collect(r Repo, fams *families) {
 	if n := len(rep.Windows); n > 0 {
 		g(descs.windowStart, unix(rep.Windows[0].Start.Time))
 		last := rep.Windows[n-1]
-		g(descs.windowEnd, unix(last.EndTime()))
+		end, exact := rep.WindowEnd(last)
+		g(descs.windowEnd, unix(end))
+		x := 0.0
+		if exact {
+			x = 1
+		}
+		g(descs.windowEndExact, x)
 		if last.LastCommit != nil {
 			g(descs.lastCommit, unix(last.LastCommit.Time))
 		}
 	}
 	if w := rep.NewestWAL; w != nil {
 		g(descs.newestWAL, unix(w.Stored))
-		g(descs.newestWALAge, w.AgeSeconds)
+		if !r.Stale {
+			g(descs.newestWALAge, w.AgeSeconds)
+		}
 	}
 	var missing uint64
 	for _, gap := range rep.Gaps {
@@ -258,17 +275,96 @@ func Write(w io.Writer, repos []Repo) error {
 
 // WriteFile writes the metrics of repos to path atomically (a temp file beside it,
 // synced, then renamed), readable by node_exporter (mode 0644): the textfile collector
-// never reads a half-written file.
+// never reads a half-written file. For a repository that could not be read, the
+// figures the file held for it before are kept (their timestamps say how old they
+// are; the age of the newest WAL, a figure of that moment, is dropped), as pgb metrics
+// keeps the last figures read: the series, and the alerts on them, do not vanish with
+// a failed read.
 func WriteFile(path string, repos []Repo) error {
+	fams := Gather(repos)
+	var failed []string
+	for _, r := range repos {
+		if r.Report == nil {
+			failed = append(failed, r.URL)
+		}
+	}
+	if len(failed) > 0 {
+		fams = mergeKept(fams, keptFrom(path, failed))
+	}
 	f, err := atomicfile.Create(path, 0o644)
 	if err != nil {
 		return err
 	}
-	if err := Write(f, repos); err != nil {
-		f.Abort()
-		return err
+	enc := expfmt.NewEncoder(f, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range fams {
+		if err := enc.Encode(mf); err != nil {
+			f.Abort()
+			return fmt.Errorf("metrics: %w", err)
+		}
 	}
 	return f.Commit()
+}
+
+// keptMax bounds the textfile read back for the figures of a repository that could
+// not be read: pgb writes a few kilobytes per repository.
+const keptMax = 4 << 20
+
+// keptFrom reads the families of the file at path and keeps the samples of the
+// repositories named, but pgb_repository_up (written anew) and the newest WAL's age.
+// A file that is missing, too large or does not parse keeps nothing.
+func keptFrom(path string, urls []string) []*dto.MetricFamily {
+	fd, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = fd.Close() }() // read-only
+	b, err := io.ReadAll(io.LimitReader(fd, keptMax+1))
+	if err != nil || len(b) > keptMax {
+		return nil
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	old, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	if err != nil {
+		return nil
+	}
+	var out []*dto.MetricFamily
+	for name, mf := range old {
+		if name == descs.up.name || name == descs.newestWALAge.name || !known(name) {
+			continue
+		}
+		kept := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "repo" && slices.Contains(urls, l.GetValue()) {
+					kept.Metric = append(kept.Metric, m)
+				}
+			}
+		}
+		if len(kept.Metric) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out
+}
+
+func known(name string) bool { return slices.Contains(Names(), name) }
+
+// mergeKept adds the kept samples to fams, sorted by name.
+func mergeKept(fams, kept []*dto.MetricFamily) []*dto.MetricFamily {
+	by := map[string]*dto.MetricFamily{}
+	for _, mf := range fams {
+		by[mf.GetName()] = mf
+	}
+	for _, k := range kept {
+		if mf, ok := by[k.GetName()]; ok {
+			mf.Metric = append(mf.Metric, k.Metric...)
+			continue
+		}
+		by[k.GetName()] = k
+		fams = append(fams, k)
+	}
+	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
+	return fams
 }
 
 // Names lists the name of every metric pgb exports (docs/metrics.md documents each).
@@ -277,7 +373,7 @@ func Names() []string {
 		descs.newestWAL, descs.newestWALAge, descs.gaps, descs.missing, descs.damaged, descs.backupEnd, descs.backupStart,
 		descs.backupDuration, descs.backupSize, descs.backupInfo, descs.backups, descs.backupsUnusable, descs.backupsBytes,
 		descs.drillTime, descs.drillSuccess, descs.drillLastSuccess, descs.drillRTO, descs.drillRPO, descs.retention,
-		descs.verifyTime, descs.verifySuccess, descs.verifyProblems, descs.verifyLastSuccess}
+		descs.verifyTime, descs.verifySuccess, descs.verifyProblems, descs.verifyLastSuccess, descs.windowEndExact}
 	out := make([]string, len(ds))
 	for i, d := range ds {
 		out[i] = d.name

@@ -100,6 +100,7 @@ func TestMetricsSayWhatStatusSays(t *testing.T) {
 		// The end is the last archived commit, never the newest backup.
 		{"pgb_recovery_window_end_timestamp_seconds", nil, sec(-time.Minute)},
 		{"pgb_last_archived_commit_timestamp_seconds", nil, sec(-time.Minute)},
+		{"pgb_recovery_window_end_exact", nil, 1},
 		{"pgb_wal_newest_timestamp_seconds", nil, sec(-45 * time.Second)},
 		{"pgb_wal_newest_age_seconds", nil, 45},
 		{"pgb_wal_gaps", nil, 1},
@@ -191,5 +192,64 @@ func TestWriteFileIsAtomicAndReadable(t *testing.T) {
 	// An unwritable place fails, and says so.
 	if err := WriteFile(filepath.Join(t.TempDir(), "missing", "pgb.prom"), nil); err == nil {
 		t.Error("writing into a missing directory succeeded")
+	}
+}
+
+// A window whose last commit was not found ends at least at its newest backup's end,
+// and says that the end is a lower bound.
+func TestAWindowWithoutALastCommitEndsAtLeastAtItsNewestBackup(t *testing.T) {
+	r := &status.Report{Repository: "/r",
+		Windows: []*window.Window{{Backup: "b1", Start: window.Point{Time: t0.Add(-48 * time.Hour)}, Backups: []string{"b1", "b2"}, NoCommitIn: 64}},
+		Backups: []status.Backup{
+			{Name: "b1", StartTime: t0.Add(-49 * time.Hour), StopTime: t0.Add(-48 * time.Hour), Usable: true},
+			{Name: "b2", StartTime: t0.Add(-2 * time.Hour), StopTime: t0.Add(-time.Hour), Usable: true},
+		}}
+	var b bytes.Buffer
+	if err := Write(&b, []Repo{{URL: "/r", Report: r, Gathered: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	mfs := parse(t, b.Bytes())
+	if got, want := value(t, mfs, "pgb_recovery_window_end_timestamp_seconds", "repo", "/r"), float64(t0.Add(-time.Hour).Unix()); got != want {
+		t.Errorf("window end %v, want the newest backup's end %v", got, want)
+	}
+	if got := value(t, mfs, "pgb_recovery_window_end_exact", "repo", "/r"); got != 0 {
+		t.Errorf("end exact = %v, want 0", got)
+	}
+	if _, ok := mfs["pgb_last_archived_commit_timestamp_seconds"]; ok {
+		t.Error("a last archived commit is reported where none was found")
+	}
+}
+
+// A repository that cannot be read keeps, in the textfile, the figures the file held
+// for it (the alerts on them neither vanish nor resolve), but not the WAL's age of that
+// moment; another repository's figures are new.
+func TestTheTextfileKeepsTheLastFiguresOfAnUnreadableRepository(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "pgb.prom")
+	if err := WriteFile(p, []Repo{{URL: "s3://bucket/db", Report: report(), Gathered: t0}, {URL: "/other", Report: report(), Gathered: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(time.Hour)
+	if err := WriteFile(p, []Repo{{URL: "s3://bucket/db", Err: errors.New("down")}, {URL: "/other", Report: &status.Report{Repository: "/other"}, Gathered: later}}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	mfs := parse(t, b)
+	if v := value(t, mfs, "pgb_repository_up", "repo", "s3://bucket/db"); v != 0 {
+		t.Errorf("up %v", v)
+	}
+	if v := value(t, mfs, "pgb_status_timestamp_seconds", "repo", "s3://bucket/db"); v != float64(t0.Unix()) {
+		t.Errorf("the kept figures' timestamp %v, want the old read's %v", v, t0.Unix())
+	}
+	if v := value(t, mfs, "pgb_wal_gaps", "repo", "s3://bucket/db"); v != 1 {
+		t.Errorf("kept gaps %v", v)
+	}
+	if v := value(t, mfs, "pgb_status_timestamp_seconds", "repo", "/other"); v != float64(later.Unix()) {
+		t.Errorf("the other repository's figures are not new: %v", v)
+	}
+	if v := value(t, mfs, "pgb_recovery_windows", "repo", "/other"); v != 0 {
+		t.Errorf("the other repository's old windows were kept: %v", v)
+	}
+	if strings.Contains(string(b), `pgb_wal_newest_age_seconds{repo="s3://bucket/db"}`) {
+		t.Error("the WAL's age of an old read is kept")
 	}
 }

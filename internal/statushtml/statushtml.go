@@ -14,7 +14,6 @@ import (
 	"html/template"
 	"io"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/status"
@@ -43,8 +42,17 @@ const (
 // Page is what the page shows.
 type Page struct {
 	Reports []*status.Report
+	// Failed are the repositories that could not be read: each gets a section that
+	// says so, never a silent absence.
+	Failed  []Failure
 	Now     time.Time
 	Version string
+}
+
+// Failure is a repository that could not be read, and why.
+type Failure struct {
+	Repository string
+	Err        string
 }
 
 type mark struct {
@@ -81,6 +89,7 @@ type repoView struct {
 	NowX        float64
 	Rows        []row
 	Nothing     bool
+	Failed      bool // could not be read: no drawing, no table
 	AxisFrom    string
 	AxisTo      string
 	AxisFromRaw int64 // Unix milliseconds: the tests map times to pixels with them
@@ -140,26 +149,39 @@ func view(r *status.Report, now time.Time) repoView {
 	// Lane 1: the recoverable window(s) and the gaps between them.
 	win := lane{Name: "recoverable", Y: y}
 	for i, w := range r.Windows {
-		x0, x1 := sc.x(w.Start.Time), sc.x(w.EndTime())
-		end := "the backup's end (no commit archived after it)"
-		if w.LastCommit != nil {
-			end = "last archived commit " + ts(w.LastCommit.Time) + fmt.Sprintf(" (xid %d)", w.LastCommit.Xid)
+		wEnd, exact := r.WindowEnd(w)
+		x0, x1 := sc.x(w.Start.Time), sc.x(wEnd)
+		end := "last archived commit " + ts(wEnd)
+		switch {
+		case exact:
+			end += fmt.Sprintf(" (xid %d)", w.LastCommit.Xid)
+		case w.NoCommitIn > 0:
+			end = fmt.Sprintf("at least %s (no commit found in the newest %d segments read; the last commit is earlier than segment %s, and later than this)", ts(wEnd), w.NoCommitIn, w.NoCommitBefore)
+		case w.Unsummarised != "":
+			end = fmt.Sprintf("at least %s (WAL from segment %s is encrypted and could not be read here)", ts(wEnd), w.Unsummarised)
+		default:
+			end = fmt.Sprintf("at least %s (no commit archived after the backup)", ts(wEnd))
 		}
 		win.Marks = append(win.Marks, mark{X: x0, W: max(x1-x0, minBarW), Y: y + (LaneH-barH)/2, H: barH, Class: "window",
 			Title: fmt.Sprintf("recoverable from %s (backup %s consistent) to %s", ts(w.Start.Time), w.Backup, end)})
-		v.Rows = append(v.Rows, row{Kind: "recoverable window", Name: "from backup " + w.Backup, From: ts(w.Start.Time), To: ts(w.EndTime()), Note: strings.TrimPrefix(end, "the ")})
+		v.Rows = append(v.Rows, row{Kind: "recoverable window", Name: "from backup " + w.Backup, From: ts(w.Start.Time), To: ts(wEnd), Note: end})
 		if i+1 < len(r.Windows) {
 			next := r.Windows[i+1]
 			g0, g1 := x1, sc.x(next.Start.Time)
 			win.Marks = append(win.Marks, mark{X: g0, W: max(g1-g0, minBarW), Y: y + (LaneH-barH)/2, H: barH, Class: "gap",
-				Title: fmt.Sprintf("NOT recoverable from %s to %s: WAL missing or damaged", ts(w.EndTime()), ts(next.Start.Time))})
-			v.Rows = append(v.Rows, row{Kind: "gap", Name: "not recoverable", From: ts(w.EndTime()), To: ts(next.Start.Time), Note: "WAL missing or damaged"})
+				Title: fmt.Sprintf("NOT recoverable from %s to %s: WAL missing or damaged", ts(wEnd), ts(next.Start.Time))})
+			v.Rows = append(v.Rows, row{Kind: "gap", Name: "not recoverable", From: ts(wEnd), To: ts(next.Start.Time), Note: "WAL missing or damaged"})
 		}
 	}
 	if n := len(r.Windows); n > 0 {
 		last := r.Windows[n-1]
-		x := sc.x(last.EndTime())
-		v.EndLine = &mark{X: x, Title: "last archived commit: " + ts(last.EndTime()) + " — the latest point recovery reaches", Label: "last archived commit " + last.EndTime().UTC().Format("01-02 15:04:05")}
+		wEnd, exact := r.WindowEnd(last)
+		x := sc.x(wEnd)
+		if exact {
+			v.EndLine = &mark{X: x, Title: "last archived commit: " + ts(wEnd) + " — the latest point recovery reaches", Label: "last archived commit " + wEnd.UTC().Format("01-02 15:04:05")}
+		} else {
+			v.EndLine = &mark{X: x, Title: "recovery reaches at least " + ts(wEnd) + ": the last commit was not found", Label: "recoverable to at least " + wEnd.UTC().Format("01-02 15:04:05")}
+		}
 	}
 	v.Lanes = append(v.Lanes, win)
 	y += LaneH
@@ -179,8 +201,13 @@ func view(r *status.Report, now time.Time) repoView {
 	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
 	for _, tl := range order {
 		l := lane{Name: fmt.Sprintf("timeline %d", tl), Y: y}
+		omitted := 0
 		for _, b := range r.Backups {
-			if b.Timeline != tl || len(l.Marks) >= maxPoints {
+			if b.Timeline != tl {
+				continue
+			}
+			if len(l.Marks) >= maxPoints {
+				omitted++
 				continue
 			}
 			kind, class := "full backup", "full"
@@ -201,7 +228,11 @@ func view(r *status.Report, now time.Time) repoView {
 			v.Rows = append(v.Rows, row{Kind: kind, Name: b.Name, Timeline: fmt.Sprint(tl), From: ts(b.StartTime), To: ts(b.StopTime), Note: fmt.Sprintf("%d bytes stored", b.StoredSize)})
 		}
 		for _, p := range r.RestorePoints {
-			if p.Timeline != tl || len(l.Marks) >= maxPoints {
+			if p.Timeline != tl {
+				continue
+			}
+			if len(l.Marks) >= maxPoints {
+				omitted++
 				continue
 			}
 			reach := "reachable"
@@ -211,6 +242,9 @@ func view(r *status.Report, now time.Time) repoView {
 			}
 			l.Marks = append(l.Marks, mark{X: sc.x(p.Time), Y: y + LaneH/2, Class: class, Title: fmt.Sprintf("restore point %s at %s (%s)", p.Name, ts(p.Time), reach)})
 			v.Rows = append(v.Rows, row{Kind: "restore point", Name: p.Name, Timeline: fmt.Sprint(tl), From: ts(p.Time), Note: reach})
+		}
+		if omitted > 0 {
+			v.Rows = append(v.Rows, row{Kind: "not shown", Timeline: fmt.Sprint(tl), Note: fmt.Sprintf("%d more backups and restore points of this timeline (pgb backup-list and pgb restore-point list show them all)", omitted)})
 		}
 		v.Lanes = append(v.Lanes, l)
 		y += LaneH
@@ -269,9 +303,12 @@ func view(r *status.Report, now time.Time) repoView {
 		v.Summary = append(v.Summary, "Nothing is recoverable: no usable backup with the WAL it needs.")
 	} else {
 		last := r.Windows[n-1]
-		v.Summary = append(v.Summary, fmt.Sprintf("Recoverable: any point from %s to %s.", ts(r.Windows[0].Start.Time), ts(last.EndTime())))
-		if last.LastCommit != nil {
+		wEnd, exact := r.WindowEnd(last)
+		if exact {
+			v.Summary = append(v.Summary, fmt.Sprintf("Recoverable: any point from %s to %s.", ts(r.Windows[0].Start.Time), ts(wEnd)))
 			v.Summary = append(v.Summary, fmt.Sprintf("The latest recoverable point is the last archived commit, %s (xid %d).", ts(last.LastCommit.Time), last.LastCommit.Xid))
+		} else {
+			v.Summary = append(v.Summary, fmt.Sprintf("Recoverable: any point from %s to at least %s: the last archived commit was not found (pgb status says why).", ts(r.Windows[0].Start.Time), ts(wEnd)))
 		}
 		if n > 1 {
 			v.Summary = append(v.Summary, fmt.Sprintf("%d gaps cut the window: the times between the green bars cannot be recovered to.", n-1))
@@ -303,6 +340,10 @@ func Write(w io.Writer, p Page) error {
 	var views []repoView
 	for _, r := range p.Reports {
 		views = append(views, view(r, p.Now))
+	}
+	for _, f := range p.Failed {
+		views = append(views, repoView{Repository: f.Repository, Nothing: true, Failed: true,
+			Summary: []string{"This repository could not be read: " + f.Err, "Nothing is shown for it: what it can recover is unknown until it can be read."}})
 	}
 	return page.Execute(w, struct {
 		Repos             []repoView
@@ -356,7 +397,7 @@ th { background: #f6f6f6; }
 </head>
 <body>
 <h1>pgb status</h1>
-<div class="meta">Read {{.Now}}{{if .Version}} by pgb {{.Version}}{{end}}. Hover over a mark for its exact times; the table below lists them all.</div>
+<div class="meta">Read {{.Now}}{{if .Version}} by pgb {{.Version}}{{end}}. Hover over a mark for its exact times; the table below lists them.</div>
 <div class="legend meta">
 <span><i class="sw" style="background:{{.Window}}"></i>recoverable window (continuous WAL)</span>
 <span><i class="sw" style="background:{{.Gap}}"></i>gap: not recoverable</span>
@@ -369,7 +410,7 @@ th { background: #f6f6f6; }
 <section class="repo" data-axis-from="{{.AxisFromRaw}}" data-axis-to="{{.AxisToRaw}}">
 <h2>{{.Repository}}</h2>
 <div class="summary{{if .Nothing}} nothing{{end}}">{{range .Summary}}<p>{{.}}</p>{{end}}{{range .Warnings}}<p class="warn">Warning: {{.}}</p>{{end}}</div>
-<svg width="{{$.Width}}" height="{{.Height}}" viewBox="0 0 {{$.Width}} {{.Height}}" role="img" aria-label="recoverable window of {{.Repository}}">
+{{if not .Failed}}<svg width="{{$.Width}}" height="{{.Height}}" viewBox="0 0 {{$.Width}} {{.Height}}" role="img" aria-label="recoverable window of {{.Repository}}">
 {{range .Lanes}}<line class="lane" x1="0" x2="{{$.Width}}" y1="{{.Y}}" y2="{{.Y}}"/>
 <text x="4" y="{{.Y}}" dy="21">{{.Name}}</text>
 {{range .Marks}}{{if eq .Class "window" "gap"}}<rect class="{{.Class}}" x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Title}}</title></rect>
@@ -387,7 +428,7 @@ th { background: #f6f6f6; }
 <tr><th>what</th><th>name</th><th>timeline</th><th>from</th><th>to</th><th>note</th></tr>
 {{range .Rows}}<tr><td>{{.Kind}}</td><td>{{.Name}}</td><td>{{.Timeline}}</td><td>{{.From}}</td><td>{{.To}}</td><td>{{.Note}}</td></tr>
 {{end}}</table>
-</section>
+{{end}}</section>
 {{end}}
 </body>
 </html>

@@ -294,3 +294,32 @@ func TestChromiumConsoleCheckSeesAnError(t *testing.T) {
 		t.Error("a page loading an image gave no console message: the check cannot see errors")
 	}
 }
+
+// A window whose last commit was not found is drawn and said to reach "at least" its
+// newest backup's end, never called the last archived commit; a repository that could
+// not be read has a section saying so.
+func TestAnUnknownEndIsALowerBoundAndAnUnreadableRepositoryIsNamed(t *testing.T) {
+	r := &status.Report{Repository: "/r", Time: now,
+		Windows: []*window.Window{{Backup: "b1", Start: window.Point{Time: now.Add(-48 * time.Hour)}, Backups: []string{"b1", "b2"}, NoCommitIn: 64, NoCommitBefore: "000000010000000000000040"}},
+		Backups: []status.Backup{
+			{Name: "b1", Timeline: 1, StartTime: now.Add(-49 * time.Hour), StopTime: now.Add(-48 * time.Hour), Usable: true},
+			{Name: "b2", Timeline: 1, StartTime: now.Add(-2 * time.Hour), StopTime: now.Add(-time.Hour), Usable: true},
+		}}
+	var b bytes.Buffer
+	if err := Write(&b, Page{Reports: []*status.Report{r}, Failed: []Failure{{Repository: "s3://gone/x", Err: "access denied"}}, Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, want := range []string{
+		"to at least 2026-12-04 11:00:00.000 UTC: the last archived commit was not found",
+		"recoverable to at least 12-04 11:00:00",
+		"s3://gone/x", "This repository could not be read: access denied",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not say %q", want)
+		}
+	}
+	if strings.Contains(page, "The latest recoverable point is the last archived commit") {
+		t.Error("the page calls a lower bound the last archived commit")
+	}
+}
