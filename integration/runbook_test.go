@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgb-project/pgb/integration/pgtest"
+	"github.com/pgb-project/pgb/internal/testenv"
 )
 
 // runbookPath is the disaster runbook whose marked blocks the test runs.
@@ -43,6 +45,9 @@ type runbookBlock struct {
 // transaction.
 func TestTheRunbookRecoversADroppedTable(t *testing.T) {
 	pgBin := pgtest.RequireParallel(t)
+	if _, err := exec.LookPath("jq"); err != nil {
+		testenv.SkipOrFail(t, "jq is not installed: docs/runbook.md uses it (scripts/ensure-test-tools installs it)")
+	}
 	blocks := readRunbookBlocks(t, runbookPath)
 	repo := newRepo(t)
 	src := archivingCluster(t, repo)
