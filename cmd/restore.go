@@ -245,12 +245,18 @@ func (e *env) restore(c *cli.Context, name, dir string, t *restore.Target) error
 	_, _ = fmt.Fprintf(e.stdout, "recovery target: %s, timeline %s (backup ends at %s, LSN %s, on timeline %d)\n",
 		target, target.Timeline, m.StopTime.Format(time.RFC3339), m.StopLSN, m.Timeline)
 	_, _ = fmt.Fprintf(e.stdout, "next: start PostgreSQL on it, e.g.  pg_ctl -D %s start\n", abs)
+	_, _ = fmt.Fprintln(e.stdout, "      it has the source's port and socket: beside a running server, set port (and unix_socket_directories)")
+	_, _ = fmt.Fprintln(e.stdout, "      in its postgresql.auto.conf first (docs/runbook.md, step 4)")
 	switch {
 	case target.Kind == restore.ToEnd:
 		_, _ = fmt.Fprintln(e.stdout, "      it replays every archived WAL file, then promotes and opens for writes")
 	case target.Action == "pause":
 		_, _ = fmt.Fprintln(e.stdout, "      at the target it pauses, read-only: check the data, then SELECT pg_wal_replay_resume(); to promote")
 		_, _ = fmt.Fprintln(e.stdout, "      (or restore again with another target if this is not the right point)")
+		if target.Exclusive {
+			_, _ = fmt.Fprintln(e.stdout, "      paused just before a commit, recovery still holds that transaction's locks: a query on a table it")
+			_, _ = fmt.Fprintln(e.stdout, "      dropped or truncated waits until the copy is promoted (SET lock_timeout = '5s' first; docs/runbook.md, step 5)")
+		}
 	case target.Action == "promote":
 		_, _ = fmt.Fprintln(e.stdout, "      at the target it promotes and opens for writes on a new timeline")
 	default:

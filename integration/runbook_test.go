@@ -121,6 +121,15 @@ func TestTheRunbookRecoversADroppedTable(t *testing.T) {
 	if n := countLinesWithPrefix(out, "restored backup "); n != 2 {
 		t.Errorf("pgb restore ran %d times, want 2 (the first try and the way back):\n%s", n, out)
 	}
+	// The way back stops just before the DROP's commit: pgb restore says that its lock
+	// is still held while paused (once: the first try was not exclusive), and that the
+	// copy needs its own port.
+	if n := strings.Count(out, "recovery still holds that transaction's locks"); n != 1 {
+		t.Errorf("pgb restore warned %d times of the locks held at an exclusive target, want once:\n%s", n, out)
+	}
+	if n := strings.Count(out, "it has the source's port and socket"); n != 2 {
+		t.Errorf("pgb restore said %d times that the copy has the source's port, want twice:\n%s", n, out)
+	}
 
 	// The copy: promoted, exactly the rows committed before the DROP, and no
 	// transaction committed after it.
