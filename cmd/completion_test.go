@@ -137,6 +137,9 @@ func TestManPageListsEveryCommandAndRendersCleanly(t *testing.T) {
 	if !strings.Contains(r.stdout, `\fB\-\-target\-name\fR \fIvalue\fR`) {
 		t.Error("the man page does not list restore --target-name")
 	}
+	if strings.Contains(r.stdout, "`") {
+		t.Error("the man page shows urfave/cli's `placeholders` literally")
+	}
 	groff, err := exec.LookPath("groff")
 	if err != nil {
 		testenv.SkipOrFail(t, "groff is not installed: rendering not checked (scripts/ensure-test-tools installs it)")
@@ -164,6 +167,11 @@ func TestVersionNamesCommitGoAndTestedPostgreSQL(t *testing.T) {
 	var v versionInfo
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Version != "test" || len(v.PGTested) == 0 {
 		t.Errorf("version --json: %v %+v\n%s", err, v, r.stdout)
+	}
+	for _, args := range [][]string{{"--version", "extra"}, {"--version=false"}} {
+		if r := pgb(t, args...); r.code != exitUsage {
+			t.Errorf("pgb %q: exit %d, want a usage error", args, r.code)
+		}
 	}
 	if r := pgb(t, "completion", "fish"); r.code != exitUsage || !strings.Contains(r.stderr, "bash or zsh") {
 		t.Errorf("completion fish: %d %s", r.code, r.stderr)

@@ -36,6 +36,9 @@ func placeFlags(app *cli.App, args []string) ([]string, error) {
 		case "help", "h":
 			return args, nil // urfave/cli handles them
 		case "version", "v":
+			if len(args) != 2 || hasValue {
+				return nil, usagef("%s takes no value and no other argument: pgb --version", a)
+			}
 			return []string{args[0], "version"}, nil // pgb --version: the version command
 		}
 		takesValue, ok := known[name]
