@@ -46,14 +46,7 @@ func Bash(w io.Writer, prog string, cmds []Command) error {
 	fmt.Fprintf(&b, "%s() {\n", fn)
 	b.WriteString("  local cur=\"${COMP_WORDS[COMP_CWORD]}\" cmd=\"\" i w\n")
 	// Flags before the command may take a value (pgb --config F wal-fetch): skip it.
-	valued := map[string]bool{}
-	for _, c := range cmds {
-		for _, f := range c.Flags {
-			if f.TakesValue {
-				valued[dash(f.Name)] = true
-			}
-		}
-	}
+	valued := valuedFlags(cmds)
 	b.WriteString("  for ((i = 1; i < COMP_CWORD; i++)); do\n    w=\"${COMP_WORDS[i]}\"\n    case \"$w\" in\n")
 	// bash splits --flag=value into --flag, = and value (COMP_WORDBREAKS).
 	if len(valued) > 0 {
@@ -106,14 +99,7 @@ func Zsh(w io.Writer, prog string, cmds []Command) error {
 	for _, c := range cmds {
 		fmt.Fprintf(&b, "    '%s:%s'\n", c.Name, zshQuote(c.Usage))
 	}
-	valued := map[string]bool{}
-	for _, c := range cmds {
-		for _, f := range c.Flags {
-			if f.TakesValue {
-				valued[dash(f.Name)] = true
-			}
-		}
-	}
+	valued := valuedFlags(cmds)
 	// The command is the first word that is no flag nor a flag's value (flags may come
 	// before it: pgb --config F restore ...); _arguments then sees the words from it on.
 	b.WriteString("  )\n  local -i ci=0 i\n  for (( i = 2; i < CURRENT; i++ )); do\n    case \"${words[i]}\" in\n")
@@ -141,6 +127,19 @@ func Zsh(w io.Writer, prog string, cmds []Command) error {
 	fmt.Fprintf(&b, "%s \"$@\"\n", fn)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// valuedFlags is the set of every command's flags that take a value.
+func valuedFlags(cmds []Command) map[string]bool {
+	valued := map[string]bool{}
+	for _, c := range cmds {
+		for _, f := range c.Flags {
+			if f.TakesValue {
+				valued[dash(f.Name)] = true
+			}
+		}
+	}
+	return valued
 }
 
 func firstLine(s string) string {

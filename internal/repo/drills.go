@@ -140,8 +140,12 @@ func drillOutcome(ok bool) string {
 }
 
 // drillKey is where a record finished at t with outcome ok and random suffix rnd lives.
-func drillKey(t time.Time, rnd string, ok bool) string {
-	return drillsPrefix + t.UTC().Format(drillTimeFormat) + "-" + rnd + "-" + drillOutcome(ok) + ".json"
+func drillKey(t time.Time, rnd string, ok bool) string { return recordKey(drillsPrefix, t, rnd, ok) }
+
+// recordKey is where a record under prefix finished at t with outcome ok and random
+// suffix rnd lives.
+func recordKey(prefix string, t time.Time, rnd string, ok bool) string {
+	return prefix + t.UTC().Format(drillTimeFormat) + "-" + rnd + "-" + drillOutcome(ok) + ".json"
 }
 
 // parseDrillKey reads a key drillKey wrote; false for anything else.
@@ -192,13 +196,20 @@ func (r *Repo) PutDrill(ctx context.Context, d DrillRecord) (string, error) {
 	if err := d.Validate(); err != nil {
 		return "", fmt.Errorf("record the drill: %w", err)
 	}
+	return r.putRecord(ctx, drillsPrefix, "drill", d.Finished, d.OK, d)
+}
+
+// putRecord stores doc, a record that finished at finished with outcome ok, under
+// prefix<finished>-<random>-<ok|failed>.json, only if absent (a new random name each
+// call: never overwriting), and returns its key.
+func (r *Repo) putRecord(ctx context.Context, prefix, what string, finished time.Time, ok bool, doc any) (string, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return "", err
 	}
-	key := drillKey(d.Finished, hex.EncodeToString(rnd[:]), d.OK)
-	if err := r.putJSON(ctx, key, d); err != nil {
-		return "", fmt.Errorf("record the drill in %s: %w", key, err)
+	key := recordKey(prefix, finished, hex.EncodeToString(rnd[:]), ok)
+	if err := r.putJSON(ctx, key, doc); err != nil {
+		return "", fmt.Errorf("record the %s in %s: %w", what, key, err)
 	}
 	return key, nil
 }
@@ -218,22 +229,43 @@ func cutUTF8(s string, n int) string {
 // against its key: a record that does not decode, fails Validate, or whose time or
 // outcome disagree with its key wraps ErrDamagedDrill (or ErrCorrupt).
 func (r *Repo) ReadDrill(ctx context.Context, key string) (*DrillRecord, error) {
-	t, ok, valid := parseDrillKey(key)
-	if !valid {
-		return nil, fmt.Errorf("%s: %w: not a drill record's name", key, ErrDamagedDrill)
-	}
 	var d DrillRecord
-	if err := r.getJSON(ctx, key, &d, drillLimit, "a drill record is a few hundred bytes"); err != nil {
+	if err := r.readRecord(ctx, drillsPrefix, key, &d, recordCheck{what: "drill", limit: drillLimit, why: "a drill record is a few hundred bytes",
+		damaged: ErrDamagedDrill, validate: d.Validate, finished: func() time.Time { return d.Finished }, ok: func() bool { return d.OK }}); err != nil {
 		return nil, err
-	}
-	if err := d.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if d.OK != ok || !d.Finished.UTC().Truncate(time.Millisecond).Equal(t) {
-		return nil, fmt.Errorf("%s: %w: its document says finished %s, ok %v", key, ErrDamagedDrill, d.Finished.UTC().Format(time.RFC3339Nano), d.OK)
 	}
 	d.Key = key
 	return &d, nil
+}
+
+// recordCheck says how readRecord reads and checks one kind of record.
+type recordCheck struct {
+	what, why string
+	limit     int64
+	damaged   error // the kind's sentinel
+	validate  func() error
+	finished  func() time.Time
+	ok        func() bool
+}
+
+// readRecord reads the record under key into doc and checks it against its key: a
+// record that does not decode, fails validate, or whose time or outcome disagree with
+// its key wraps c.damaged (or ErrCorrupt).
+func (r *Repo) readRecord(ctx context.Context, prefix, key string, doc any, c recordCheck) error {
+	t, ok, valid := parseRecordKey(prefix, key)
+	if !valid {
+		return fmt.Errorf("%s: %w: not a %s record's name", key, c.damaged, c.what)
+	}
+	if err := r.getJSON(ctx, key, doc, c.limit, c.why); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	if c.ok() != ok || !c.finished().UTC().Truncate(time.Millisecond).Equal(t) {
+		return fmt.Errorf("%s: %w: its document says finished %s, ok %v", key, c.damaged, c.finished().UTC().Format(time.RFC3339Nano), c.ok())
+	}
+	return nil
 }
 
 // DrillKey is a drill record's key as listed: when it finished and its outcome, as

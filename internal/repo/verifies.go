@@ -2,8 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -110,32 +108,15 @@ func (r *Repo) PutVerify(ctx context.Context, v VerifyRecord) (string, error) {
 	if err := v.Validate(); err != nil {
 		return "", fmt.Errorf("record the verify: %w", err)
 	}
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return "", err
-	}
-	key := verifiesPrefix + v.Finished.Format(drillTimeFormat) + "-" + hex.EncodeToString(rnd[:]) + "-" + drillOutcome(v.OK) + ".json"
-	if err := r.putJSON(ctx, key, v); err != nil {
-		return "", fmt.Errorf("record the verify in %s: %w", key, err)
-	}
-	return key, nil
+	return r.putRecord(ctx, verifiesPrefix, "verify", v.Finished, v.OK, v)
 }
 
 // ReadVerify reads the record under key and checks it against its key.
 func (r *Repo) ReadVerify(ctx context.Context, key string) (*VerifyRecord, error) {
-	t, ok, valid := parseRecordKey(verifiesPrefix, key)
-	if !valid {
-		return nil, fmt.Errorf("%s: %w: not a verify record's name", key, ErrDamagedVerify)
-	}
 	var v VerifyRecord
-	if err := r.getJSON(ctx, key, &v, verifyLimit, "a verify record is a few kilobytes"); err != nil {
+	if err := r.readRecord(ctx, verifiesPrefix, key, &v, recordCheck{what: "verify", limit: verifyLimit, why: "a verify record is a few kilobytes",
+		damaged: ErrDamagedVerify, validate: v.Validate, finished: func() time.Time { return v.Finished }, ok: func() bool { return v.OK }}); err != nil {
 		return nil, err
-	}
-	if err := v.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
-	}
-	if v.OK != ok || !v.Finished.UTC().Truncate(time.Millisecond).Equal(t) {
-		return nil, fmt.Errorf("%s: %w: its document says finished %s, ok %v", key, ErrDamagedVerify, v.Finished.UTC().Format(time.RFC3339Nano), v.OK)
 	}
 	v.Key = key
 	return &v, nil
