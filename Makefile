@@ -20,7 +20,7 @@ export GOFLAGS += -tags=$(TAGS)
 GOTOOLCHAIN ?= go1.27.3
 export GOTOOLCHAIN
 
-.PHONY: build test test-servers unit race fuzz killtest demo bench vet lint vuln fmt clean package package-check
+.PHONY: build test test-servers unit race fuzz killtest demo bench vet lint vuln fmt clean package package-check release-check
 
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -72,6 +72,14 @@ demo: build
 ## in dist/ (scripts/package; nfpm pinned there, built from the Go module proxy).
 package:
 	VERSION=$(VERSION) COMMIT=$(COMMIT) TAGS=$(TAGS) scripts/package
+
+## release-check: goreleaser check on .goreleaser.yaml, with a goreleaser you provide
+## (GORELEASER=/path/to/goreleaser). The Go module proxy here serves no approved release of
+## goreleaser, so the project pins none and CI does not run it; TestPackageContentsAgree
+## keeps .goreleaser.yaml in step with make package, which CI builds and installs.
+GORELEASER ?= goreleaser
+release-check:
+	$(GORELEASER) check
 
 ## package-check: installs the .deb of make package (dpkg -i, as root) and checks what it
 ## installed (scripts/package-check); CI runs it. It removes the package again.
