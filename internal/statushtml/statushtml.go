@@ -345,6 +345,12 @@ func Write(w io.Writer, p Page) error {
 		views = append(views, repoView{Repository: f.Repository, Nothing: true, Failed: true,
 			Summary: []string{"This repository could not be read: " + f.Err, "Nothing is shown for it: what it can recover is unknown until it can be read."}})
 	}
+	// Parsed here, not at package initialisation: every pgb process (wal-push's, once
+	// per WAL segment) would pay for it.
+	page, err := template.New("page").Parse(pageTemplate)
+	if err != nil {
+		return fmt.Errorf("statushtml: %w", err)
+	}
 	return page.Execute(w, struct {
 		Repos             []repoView
 		Now, Version      string
@@ -355,7 +361,7 @@ func Write(w io.Writer, p Page) error {
 	}{views, ts(p.Now), p.Version, SVGWidth, Left, PlotWidth, ColorWindow, ColorGap, ColorLastCommit, barH, LaneH, markerR})
 }
 
-var page = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+const pageTemplate = `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -432,4 +438,4 @@ th { background: #f6f6f6; }
 {{end}}
 </body>
 </html>
-`))
+`
