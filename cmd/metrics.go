@@ -44,11 +44,11 @@ func metricsCommand() *cli.Command {
 			envs := e.selected()
 			s := &metricsSource{n: len(envs), interval: c.Duration("interval"), timeout: c.Duration("read-timeout"), ctx: c.Context, now: time.Now,
 				readOne: func(ctx context.Context, i int) metrics.Repo {
-					r, err := envs[i].gatherStatus(ctx, nil, 8*24*time.Hour)
+					r, label, err := envs[i].gatherStatus(ctx, nil, 8*24*time.Hour)
 					if err != nil {
-						envs[i].log.Warn("metrics: the repository could not be read", "repo", envs[i].cfg.Repo, "err", err)
+						envs[i].log.Warn("metrics: the repository could not be read", "repo", label, "err", err)
 					}
-					return envs[i].metricsOf(r, err)
+					return envs[i].metricsOf(r, label, err)
 				}}
 			return serveMetrics(c.Context, ln, s, e)
 		}),
@@ -83,6 +83,16 @@ func (s *metricsSource) repos(ctx context.Context) []metrics.Repo {
 		go s.read(s.running)
 	}
 	running, out := s.running, s.repo
+	if running != nil && out != nil && s.now().Sub(s.last) > s.hungAfter() {
+		// A read that outlived every timeout (a store that ignores them: a hung
+		// mount): the last figures, as stale, and the repository down.
+		hung := make([]metrics.Repo, len(out))
+		for i, m := range out {
+			m.Err, m.Stale = fmt.Errorf("the read of the repository started %s ago has not ended", s.now().Sub(s.last).Round(time.Second)), m.Report != nil
+			hung[i] = m
+		}
+		out = hung
+	}
 	s.mu.Unlock()
 	if out != nil || running == nil {
 		return out
@@ -94,12 +104,14 @@ func (s *metricsSource) repos(ctx context.Context) []metrics.Repo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.repo == nil {
-		// Still reading: say so rather than serve nothing.
-		return nil // served as no series at all: Prometheus marks the scrape up, nothing to alert on yet
-
+		return nil // still reading: no series yet (pgb_repository_up comes with the first read)
 	}
 	return s.repo
 }
+
+// hungAfter is how long a read may take before the repositories count as down: each
+// repository's read is bounded by timeout, and a minute more.
+func (s *metricsSource) hungAfter() time.Duration { return time.Duration(s.n)*s.timeout + time.Minute }
 
 // read reads every repository, one at a time, and publishes the figures.
 func (s *metricsSource) read(done chan struct{}) {
@@ -160,7 +172,15 @@ func serveMetrics(ctx context.Context, ln net.Listener, s *metricsSource, e *env
 	if err := srv.Shutdown(shut); err != nil {
 		return fmt.Errorf("metrics: shutting down: %w", err)
 	}
-	s.wg.Wait() // a read under way ends with ctx
+	// A read under way ends with ctx, unless the store ignores it: then pgb exits
+	// without it rather than hang until systemd kills it.
+	ended := make(chan struct{})
+	go func() { s.wg.Wait(); close(ended) }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		e.log.Warn("metrics: a read of the repository did not end; exiting without it")
+	}
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("metrics: %w", err)
 	}

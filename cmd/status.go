@@ -87,11 +87,11 @@ func statusCommand() *cli.Command {
 			var prom []metrics.Repo
 			other := false // a failure other than "cannot be reached"
 			err = e.eachThen(c, func(ce *env) error {
-				r, err := ce.status(c.Context, t, c.Bool("json"), maxAge)
+				r, label, err := ce.status(c.Context, t, c.Bool("json"), maxAge)
 				if r != nil {
 					reports = append(reports, repoReport{ce.cfg.RepoName, r})
 				}
-				prom = append(prom, ce.metricsOf(r, err))
+				prom = append(prom, ce.metricsOf(r, label, err))
 				var coded codedError
 				if err != nil && (!errors.As(err, &coded) || coded.code != exitUnreachable) {
 					other = true
@@ -171,22 +171,36 @@ func parseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// gatherStatus reads e's repository's status report.
-func (e *env) gatherStatus(ctx context.Context, t *restore.Target, drillMaxAge time.Duration) (*status.Report, error) {
+// gatherStatus reads e's repository's status report. label names the repository as
+// the report does (with an S3 or GCS endpoint: "s3://bucket/prefix at URL"), also when
+// it could not be read: the metrics' repo label stays the same either way.
+func (e *env) gatherStatus(ctx context.Context, t *restore.Target, drillMaxAge time.Duration) (r *status.Report, label string, err error) {
+	label = e.cfg.Repo
+	if loc, lerr := storage.ParseLocation(e.cfg.Repo); lerr == nil {
+		label = loc.String()
+	}
 	rp, err := e.openRepo(ctx, false, nil)
 	if err != nil {
-		return nil, err
+		return nil, label, err
 	}
 	defer func() { _ = rp.Close() }() // releases connections only: summaries are durable when written
-	return status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
+	r, err = status.Gather(ctx, rp, status.Options{Now: time.Now(), Target: t, Log: e.log, Drills: true, DrillMaxAge: drillMaxAge,
 		DataDir: e.queueDataDir()})
+	return r, rp.String(), err
 }
 
-func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) (*status.Report, error) {
-	r, err := e.gatherStatus(ctx, t, drillMaxAge)
+func (e *env) status(ctx context.Context, t *restore.Target, asJSON bool, drillMaxAge time.Duration) (*status.Report, string, error) {
+	r, label, err := e.gatherStatus(ctx, t, drillMaxAge)
 	if err != nil {
-		return nil, err
+		return nil, label, err
 	}
+	r, err = e.printStatus(r, asJSON)
+	return r, label, err
+}
+
+// printStatus prints r and says whether it reaches its target, or anything.
+func (e *env) printStatus(r *status.Report, asJSON bool) (*status.Report, error) {
+	var err error
 	if asJSON {
 		err = e.printJSON(r)
 	} else {
@@ -273,17 +287,12 @@ func combinedWindows(reports []repoReport) (string, any) {
 	return b.String(), map[string]any{"windows": out}
 }
 
-// metricsOf is what the metrics say of e's repository: its report, or the error that
-// kept it from being read.
-func (e *env) metricsOf(r *status.Report, err error) metrics.Repo {
-	m := metrics.Repo{URL: e.cfg.Repo, Report: r, Gathered: time.Now(),
+// metricsOf is what the metrics say of e's repository, labelled label: its report, or
+// the error that kept it from being read.
+func (e *env) metricsOf(r *status.Report, label string, err error) metrics.Repo {
+	m := metrics.Repo{URL: label, Report: r, Gathered: time.Now(),
 		RetentionPromise: time.Duration(e.cfg.RetainDays) * 24 * time.Hour}
-	if loc, lerr := storage.ParseLocation(e.cfg.Repo); lerr == nil {
-		m.URL = loc.String() // as the report and pgb drill --prom name it
-	}
-	if r != nil {
-		m.URL = r.Repository
-	} else {
+	if r == nil {
 		m.Err = err
 	}
 	return m

@@ -68,7 +68,7 @@ func (e *env) verify(ctx context.Context, opt verify.Options, asJSON bool, versi
 	if err != nil {
 		return err
 	}
-	defer func() { _ = rp.Close() }() // releases connections only: nothing is written
+	defer func() { _ = rp.Close() }() // releases connections only: the record is written and durable before
 	var (
 		mu       sync.Mutex
 		problems = []verify.Problem{}
@@ -141,6 +141,9 @@ func (e *env) recordVerify(ctx context.Context, rp *repo.Repo, v repo.VerifyReco
 	var in interrupted
 	if ctx.Err() != nil && errors.As(context.Cause(ctx), &in) {
 		return
+	}
+	if errors.Is(err, verify.ErrNoBackup) {
+		return // a mistyped --backup verified nothing: no outcome to record
 	}
 	switch {
 	case err != nil:

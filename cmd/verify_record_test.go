@@ -39,6 +39,14 @@ func TestVerifyIsRecordedAndStatusShowsIt(t *testing.T) {
 		t.Errorf("status text:\n%s", r.stdout)
 	}
 
+	// A mistyped --backup verified nothing: no record, the last verify stays as it was.
+	if r := pgb(t, "verify", "--repo", repo, "--backup", "20991231T000000Z"); r.code == 0 {
+		t.Fatalf("verify of a backup that does not exist: %+v", r)
+	}
+	if failed, _ := filepath.Glob(filepath.Join(repo, "verifies", "*-failed.json")); len(failed) != 0 {
+		t.Errorf("a mistyped --backup was recorded as a failed verify: %v", failed)
+	}
+
 	empty := t.TempDir()
 	_ = pgb(t, "verify", "--repo", empty)
 	if ents, _ := os.ReadDir(empty); len(ents) != 0 {

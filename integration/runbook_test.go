@@ -25,9 +25,9 @@ import (
 const runbookPath = "../docs/runbook.md"
 
 // runbookFence opens a block of docs/runbook.md that the test runs.
-const runbookFence = "```sh runbook"
+const runbookFence = "```bash runbook"
 
-// runbookBlock is one ```sh runbook block: its first line's number in the file and
+// runbookBlock is one ```bash runbook block: its first line's number in the file and
 // its text.
 type runbookBlock struct {
 	line int
@@ -184,7 +184,7 @@ func ordersFingerprint(t *testing.T, rows [][]string) (int64, string) {
 	return n, rows[0][1]
 }
 
-// readRunbookBlocks returns the ```sh runbook blocks of the file, in order.
+// readRunbookBlocks returns the ```bash runbook blocks of the file, in order.
 func readRunbookBlocks(t *testing.T, path string) []runbookBlock {
 	t.Helper()
 	data, err := os.ReadFile(path)

@@ -887,12 +887,15 @@ func exposedSecret(path string, vals map[string]string, entries []map[string]str
 		path, strings.Join(secrets, ", "), fi.Mode().Perm(), path)
 }
 
-// readableByOthers reports whether users other than the file's owner and the service
-// user of its group can read it: anyone (o+r), or a group that is not a user's own
-// private group (g+r). The packages install /etc/pgb/pgb.yaml root:postgres 0640:
-// the postgres group is the postgres user's own (a user named like the group, whose
-// primary group it is), so only root and postgres read it. A shared group (users,
-// staff) or a group that cannot be looked up counts as others.
+// readableByOthers reports whether users other than the one pgb runs as (and root)
+// can read the file: anyone (o+r), or a group (g+r) other than the private group of
+// the service user — the user pgb runs as, or postgres when pgb runs as root — in a
+// file owned by root or by pgb's user. The packages install /etc/pgb/pgb.yaml
+// root:postgres 0640: read by root and by postgres, whose own group it is (a user
+// named like the group, whose primary group it is). Another user's group (www-data),
+// a shared group (users) or a group that cannot be looked up counts as others. A
+// user added to the postgres group can read the file, as it can read a data
+// directory with group access.
 func readableByOthers(fi os.FileInfo) bool {
 	perm := fi.Mode().Perm()
 	if perm&0o004 != 0 {
@@ -905,19 +908,35 @@ func readableByOthers(fi os.FileInfo) bool {
 	if !ok {
 		return true
 	}
-	return !privateGroup(st.Gid)
+	me, err := user.Current()
+	if err != nil {
+		return true
+	}
+	owner := strconv.FormatUint(uint64(st.Uid), 10)
+	if owner != "0" && owner != me.Uid {
+		return true
+	}
+	service := me
+	if me.Uid == "0" {
+		if service, err = user.Lookup(serviceUser); err != nil {
+			return true
+		}
+	}
+	return !privateGroupOf(service, st.Gid)
 }
 
-// privateGroup reports whether gid is a user's private group: a user of the group's
-// name has it as primary group.
-func privateGroup(gid uint32) bool {
+// serviceUser is the user PostgreSQL, and so pgb, runs as.
+const serviceUser = "postgres"
+
+// privateGroupOf reports whether gid is u's private group: its primary group, named
+// as u.
+func privateGroupOf(u *user.User, gid uint32) bool {
 	id := strconv.FormatUint(uint64(gid), 10)
-	g, err := user.LookupGroupId(id)
-	if err != nil {
+	if u.Gid != id {
 		return false
 	}
-	u, err := user.Lookup(g.Name)
-	return err == nil && u.Gid == id
+	g, err := user.LookupGroupId(id)
+	return err == nil && g.Name == u.Username
 }
 
 // dsnHasPassword reports whether a PostgreSQL connection string holds a password: a

@@ -161,7 +161,7 @@ func TestConfigFileWithASecretReadableByOthersIsRefused(t *testing.T) {
 		{"pg-dsn: password=x\n", 0o640, true, true},
 		// root:postgres 0640, as the packages install it: postgres is the postgres
 		// user's own group (here: root's, the group the test files get as root).
-		{"pg-dsn: password=x\n", 0o640, !privateGroup(uint32(os.Getegid())), false},
+		{"pg-dsn: password=x\n", 0o640, !ownPrivateGroup(), false},
 		{"pg-dsn: postgres://u:x@db/app\n", 0o604, true, false},
 		{"pg-dsn: host=db user=u\n", 0o644, false, false},
 		{"pg-dsn: postgres://u@db/app\n", 0o644, false, false},
@@ -484,8 +484,23 @@ func TestAnEntrysWarningsAreKept(t *testing.T) {
 	}
 }
 
+// ownPrivateGroup reports whether the files this test makes (owned by its user, in its
+// primary group) count as readable only by pgb's service user's group.
+func ownPrivateGroup() bool {
+	me, err := user.Current()
+	if err != nil {
+		return false
+	}
+	gid, _ := strconv.Atoi(me.Gid)
+	if me.Uid == "0" {
+		pg, err := user.Lookup(serviceUser)
+		return err == nil && pg.Gid == me.Gid && privateGroupOf(pg, uint32(gid))
+	}
+	return privateGroupOf(me, uint32(gid))
+}
+
 // The packaged file, root:postgres 0640, holds secrets only root and postgres read:
-// accepted. The same file in a shared group (users) is not.
+// accepted. The same file in a shared group (users) or another service's group is not.
 func TestPackagedConfigModeIsAccepted(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to chown")
@@ -495,10 +510,18 @@ func TestPackagedConfigModeIsAccepted(t *testing.T) {
 		t.Skip("no postgres group here")
 	}
 	gid, _ := strconv.Atoi(pg.Gid)
-	for _, c := range []struct {
+	cases := []struct {
 		gid     int
 		exposed bool
-	}{{gid, false}, {100, true}} {
+	}{{gid, false}, {100, true}}
+	if wd, err := user.LookupGroup("www-data"); err == nil {
+		other, _ := strconv.Atoi(wd.Gid)
+		cases = append(cases, struct {
+			gid     int
+			exposed bool
+		}{other, true})
+	}
+	for _, c := range cases {
 		file := writeFile(t, "s3-secret-access-key: k\n")
 		if err := os.Chmod(file, 0o640); err != nil {
 			t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -68,7 +69,7 @@ var descs = struct {
 	gathered:          newDesc("pgb_status_timestamp_seconds", "When the status these metrics come from was read."),
 	windows:           newDesc("pgb_recovery_windows", "Stretches of time recovery can reach (more than one: a gap cuts the window)."),
 	windowStart:       newDesc("pgb_recovery_window_start_timestamp_seconds", "Earliest point recovery can reach: where the oldest usable backup becomes consistent."),
-	windowEnd:         newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery is known to reach: the last archived commit; at least the newest backup's end when the last commit was not found (pgb_recovery_window_end_exact 0)."),
+	windowEnd:         newDesc("pgb_recovery_window_end_timestamp_seconds", "Latest point recovery reaches: the last archived commit; a lower bound, as pgb status's \"at least\", when the last commit was not found (pgb_recovery_window_end_exact 0)."),
 	windowEndExact:    newDesc("pgb_recovery_window_end_exact", "1 if the window's end is its last archived commit, 0 if it is a lower bound (no commit found in the newest segments read, or their summaries could not be made)."),
 	lastCommit:        newDesc("pgb_last_archived_commit_timestamp_seconds", "Time of the last commit found in the archived WAL (absent: none after the newest backup)."),
 	newestWAL:         newDesc("pgb_wal_newest_timestamp_seconds", "When the newest archived WAL segment of the followed timeline was stored."),
@@ -329,7 +330,11 @@ func keptFrom(path string, urls []string) []*dto.MetricFamily {
 	}
 	var out []*dto.MetricFamily
 	for name, mf := range old {
-		if name == descs.up.name || name == descs.newestWALAge.name || !known(name) {
+		// Not what is written anew for a repository that cannot be read (up, the
+		// retention promise), nor the WAL's age of that moment, nor what pgb does not
+		// write (another type, another name).
+		if name == descs.up.name || name == descs.retention.name || name == descs.newestWALAge.name || !known(name) ||
+			mf.GetType() != dto.MetricType_GAUGE {
 			continue
 		}
 		kept := &dto.MetricFamily{Name: mf.Name, Help: mf.Help, Type: mf.Type}
@@ -349,22 +354,43 @@ func keptFrom(path string, urls []string) []*dto.MetricFamily {
 
 func known(name string) bool { return slices.Contains(Names(), name) }
 
-// mergeKept adds the kept samples to fams, sorted by name.
+// mergeKept adds the kept samples to fams, sorted by name, but never a sample whose
+// labels a fresh one of its family has (node_exporter refuses a series twice).
 func mergeKept(fams, kept []*dto.MetricFamily) []*dto.MetricFamily {
 	by := map[string]*dto.MetricFamily{}
 	for _, mf := range fams {
 		by[mf.GetName()] = mf
 	}
 	for _, k := range kept {
-		if mf, ok := by[k.GetName()]; ok {
-			mf.Metric = append(mf.Metric, k.Metric...)
-			continue
+		mf, ok := by[k.GetName()]
+		if !ok {
+			mf = &dto.MetricFamily{Name: k.Name, Help: k.Help, Type: k.Type}
+			by[k.GetName()] = mf
+			fams = append(fams, mf)
 		}
-		by[k.GetName()] = k
-		fams = append(fams, k)
+		seen := map[string]bool{}
+		for _, m := range mf.Metric {
+			seen[labelKey(m)] = true
+		}
+		for _, m := range k.Metric {
+			if key := labelKey(m); !seen[key] {
+				seen[key] = true
+				mf.Metric = append(mf.Metric, m)
+			}
+		}
 	}
 	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
 	return fams
+}
+
+// labelKey is a sample's label set, in a canonical form.
+func labelKey(m *dto.Metric) string {
+	pairs := make([]string, 0, len(m.GetLabel()))
+	for _, l := range m.GetLabel() {
+		pairs = append(pairs, l.GetName()+"\x00"+l.GetValue())
+	}
+	sort.Strings(pairs)
+	return strings.Join(pairs, "\x01")
 }
 
 // Names lists the name of every metric pgb exports (docs/metrics.md documents each).

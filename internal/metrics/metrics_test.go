@@ -195,9 +195,9 @@ func TestWriteFileIsAtomicAndReadable(t *testing.T) {
 	}
 }
 
-// A window whose last commit was not found ends at least at its newest backup's end,
-// and says that the end is a lower bound.
-func TestAWindowWithoutALastCommitEndsAtLeastAtItsNewestBackup(t *testing.T) {
+// A window whose last commit was not found ends where restore's check ends it (its
+// start: a later target is refused), and says that the end is a lower bound.
+func TestAWindowWithoutALastCommitEndsAtLeastWhereRestoreChecks(t *testing.T) {
 	r := &status.Report{Repository: "/r",
 		Windows: []*window.Window{{Backup: "b1", Start: window.Point{Time: t0.Add(-48 * time.Hour)}, Backups: []string{"b1", "b2"}, NoCommitIn: 64}},
 		Backups: []status.Backup{
@@ -209,8 +209,8 @@ func TestAWindowWithoutALastCommitEndsAtLeastAtItsNewestBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	mfs := parse(t, b.Bytes())
-	if got, want := value(t, mfs, "pgb_recovery_window_end_timestamp_seconds", "repo", "/r"), float64(t0.Add(-time.Hour).Unix()); got != want {
-		t.Errorf("window end %v, want the newest backup's end %v", got, want)
+	if got, want := value(t, mfs, "pgb_recovery_window_end_timestamp_seconds", "repo", "/r"), float64(t0.Add(-48*time.Hour).Unix()); got != want {
+		t.Errorf("window end %v, want the window's start %v (restore refuses later targets)", got, want)
 	}
 	if got := value(t, mfs, "pgb_recovery_window_end_exact", "repo", "/r"); got != 0 {
 		t.Errorf("end exact = %v, want 0", got)
@@ -229,11 +229,24 @@ func TestTheTextfileKeepsTheLastFiguresOfAnUnreadableRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := t0.Add(time.Hour)
-	if err := WriteFile(p, []Repo{{URL: "s3://bucket/db", Err: errors.New("down")}, {URL: "/other", Report: &status.Report{Repository: "/other"}, Gathered: later}}); err != nil {
-		t.Fatal(err)
+	for i := 0; i < 3; i++ { // three failed runs in a row: no series twice
+		if err := WriteFile(p, []Repo{{URL: "s3://bucket/db", Err: errors.New("down"), RetentionPromise: 24 * time.Hour},
+			{URL: "/other", Report: &status.Report{Repository: "/other"}, Gathered: later}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b, _ := os.ReadFile(p)
 	mfs := parse(t, b)
+	for _, mf := range mfs {
+		seen := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			if k := labelKey(m); seen[k] {
+				t.Errorf("%s%v twice", mf.GetName(), m.GetLabel())
+			} else {
+				seen[k] = true
+			}
+		}
+	}
 	if v := value(t, mfs, "pgb_repository_up", "repo", "s3://bucket/db"); v != 0 {
 		t.Errorf("up %v", v)
 	}

@@ -360,23 +360,11 @@ func memoSummaries(f func(window.Segment) (*walsum.Summary, error)) func(window.
 	}
 }
 
-// WindowEnd is how far the window w of r is known to reach, and whether that is exact:
-// its last commit when one was found and the scan was complete; otherwise at least
-// the end of the newest backup inside it (or its start): the last commit was not
-// looked up (NoCommitIn), the newest summaries could not be made (Unsummarised), or
-// no commit was archived after the backups.
+// WindowEnd is how far the window w of r reaches, as restore checks a target against
+// it, and whether that is exact: its last commit when one was found and the scan was
+// complete. Otherwise it is a lower bound ("at least", as the text says): the last
+// commit was not looked up (NoCommitIn), the newest summaries could not be made
+// (Unsummarised), or no commit was archived after the window's backup (its end).
 func (r *Report) WindowEnd(w *window.Window) (end time.Time, exact bool) {
-	if w.LastCommit != nil {
-		end = w.LastCommit.Time
-	} else {
-		end = w.Start.Time
-	}
-	for _, name := range w.Backups {
-		for i := range r.Backups {
-			if b := &r.Backups[i]; b.Name == name && b.StopTime.After(end) {
-				end = b.StopTime
-			}
-		}
-	}
-	return end, w.LastCommit != nil && w.NoCommitIn == 0 && w.Unsummarised == ""
+	return w.EndTime(), w.LastCommit != nil && w.NoCommitIn == 0 && w.Unsummarised == ""
 }

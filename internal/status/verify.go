@@ -53,6 +53,9 @@ func (r *Report) writeVerifies(p func(string, ...any), short func(time.Time) str
 	if v == nil {
 		return
 	}
+	if n := v.Damaged + v.Future; n > 0 {
+		defer p("  (%d verify record(s) passed over: %d damaged, %d dated in the future: a host's wrong clock)", n, v.Damaged, v.Future)
+	}
 	l := v.Last
 	switch {
 	case l == nil:

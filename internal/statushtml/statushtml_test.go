@@ -295,8 +295,8 @@ func TestChromiumConsoleCheckSeesAnError(t *testing.T) {
 	}
 }
 
-// A window whose last commit was not found is drawn and said to reach "at least" its
-// newest backup's end, never called the last archived commit; a repository that could
+// A window whose last commit was not found is drawn and said to reach "at least" where
+// restore's check ends it, never called the last archived commit; a repository that could
 // not be read has a section saying so.
 func TestAnUnknownEndIsALowerBoundAndAnUnreadableRepositoryIsNamed(t *testing.T) {
 	r := &status.Report{Repository: "/r", Time: now,
@@ -311,8 +311,8 @@ func TestAnUnknownEndIsALowerBoundAndAnUnreadableRepositoryIsNamed(t *testing.T)
 	}
 	page := b.String()
 	for _, want := range []string{
-		"to at least 2026-12-04 11:00:00.000 UTC: the last archived commit was not found",
-		"recoverable to at least 12-04 11:00:00",
+		"to at least 2026-12-02 12:00:00.000 UTC: the last archived commit was not found",
+		"recoverable to at least 12-02 12:00:00",
 		"s3://gone/x", "This repository could not be read: access denied",
 	} {
 		if !strings.Contains(page, want) {
