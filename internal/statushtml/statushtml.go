@@ -30,6 +30,7 @@ const (
 	markerR   = 6    // radius of a drill's dot
 	minBarW   = 2.0  // a window shorter than this is still drawn this wide
 	maxPoints = 2000 // at most this many marks per lane: a hostile repository cannot blow the page up
+	maxLanes  = 50   // and at most this many timelines drawn
 )
 
 // Colours the tests look for in the screenshot.
@@ -199,6 +200,10 @@ func view(r *status.Report, now time.Time) repoView {
 		order = append(order, tl)
 	}
 	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
+	if len(order) > maxLanes {
+		v.Rows = append(v.Rows, row{Kind: "not shown", Note: fmt.Sprintf("%d more timelines, before timeline %d (pgb status lists them all)", len(order)-maxLanes, order[len(order)-maxLanes])})
+		order = order[len(order)-maxLanes:] // the newest
+	}
 	for _, tl := range order {
 		l := lane{Name: fmt.Sprintf("timeline %d", tl), Y: y}
 		omitted := 0
@@ -321,7 +326,15 @@ func view(r *status.Report, now time.Time) repoView {
 		}
 	}
 	if newest != nil {
-		v.Summary = append(v.Summary, fmt.Sprintf("The newest backup, %s, ended at %s: recovery starts there and replays WAL forward; it is not the latest recoverable point.", newest.Name, ts(newest.StopTime)))
+		exact := false
+		if n := len(r.Windows); n > 0 {
+			_, exact = r.WindowEnd(r.Windows[n-1])
+		}
+		if exact {
+			v.Summary = append(v.Summary, fmt.Sprintf("The newest backup, %s, ended at %s: recovery starts there and replays WAL forward; it is not the latest recoverable point.", newest.Name, ts(newest.StopTime)))
+		} else {
+			v.Summary = append(v.Summary, fmt.Sprintf("The newest backup, %s, ended at %s: recovery starts there and replays WAL forward.", newest.Name, ts(newest.StopTime)))
+		}
 	}
 	if vs := r.Verifies; vs != nil && vs.Last != nil && !vs.Last.OK {
 		v.Summary = append(v.Summary, fmt.Sprintf("The last pgb verify (%s) FAILED: the repository may not restore as drawn.", ts(vs.Last.Finished)))

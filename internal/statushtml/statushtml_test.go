@@ -323,3 +323,18 @@ func TestAnUnknownEndIsALowerBoundAndAnUnreadableRepositoryIsNamed(t *testing.T)
 		t.Error("the page calls a lower bound the last archived commit")
 	}
 }
+
+// Thousands of timelines (a hostile repository) draw at most maxLanes lanes.
+func TestManyTimelinesAreBounded(t *testing.T) {
+	r := &status.Report{Repository: "/r", Time: now}
+	for i := 1; i <= 500; i++ {
+		r.RestorePoints = append(r.RestorePoints, status.RestorePoint{Name: "p", Timeline: uint32(i), Time: now.Add(-time.Hour)})
+	}
+	page := render(t, r)
+	if n := strings.Count(page, ">timeline "); n > maxLanes {
+		t.Errorf("%d timelines drawn, at most %d", n, maxLanes)
+	}
+	if !strings.Contains(page, "450 more timelines") {
+		t.Error("the page does not say that timelines were left out")
+	}
+}
