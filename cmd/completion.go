@@ -11,9 +11,10 @@ import (
 
 // allCommands describes every visible command with its flags. The app running this
 // command dropped the other commands' flags (keepFlagsOf), so it builds a fresh one.
-func allCommands() []clidoc.Command {
-	return describeCommands(newApp(Build{}, io.Discard, io.Discard))
-}
+func allCommands() []clidoc.Command { return describeCommands(fullApp()) }
+
+// fullApp is pgb's app with every command's flags.
+func fullApp() *cli.App { return newApp(Build{}, io.Discard, io.Discard) }
 
 func completionCommand() *cli.Command {
 	return &cli.Command{
@@ -47,7 +48,7 @@ func manCommand() *cli.Command {
 			if err := exactArgs(c, 0, "none"); err != nil {
 				return err
 			}
-			app := newApp(Build{}, io.Discard, io.Discard)
+			app := fullApp()
 			return clidoc.Man(c.App.Writer, clidoc.Page{
 				Name: "pgb", Section: 1, Date: c.String("date"), Version: c.App.Version,
 				Summary: app.Usage, Description: app.Description,
@@ -61,7 +62,7 @@ func manCommand() *cli.Command {
 					{Title: "See also", Body: "postgres(1), pg_basebackup(1), pgbackrest(1)\n" +
 						"/usr/share/doc/pgb/ : README.md, docs/runbook.md (what to do when the database is gone), docs/*.md"},
 				},
-			}, allCommands())
+			}, describeCommands(app))
 		},
 	}
 }

@@ -35,19 +35,13 @@ func OldDrills(keys []repo.DrillKey, keep int) []repo.DrillKey {
 	return out
 }
 
-// oldDrills lists the drill records a delete removes, as of now. A record dated after
-// now + repo.DrillClockSlack (a drill host's wrong clock, as status warns) is neither
-// removed nor counted among the newest kept: it would displace the real last success.
-// (Nor is it removed: with this host's clock behind, every record would look so.)
+// oldDrills lists the drill records a delete removes, as of now.
 func oldDrills(ctx context.Context, r *repo.Repo, now time.Time) ([]repo.DrillKey, error) {
 	keys, err := r.ListDrillKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for len(keys) > 0 && keys[len(keys)-1].Finished.After(now.Add(repo.DrillClockSlack)) {
-		keys = keys[:len(keys)-1] // oldest first: those dated in the future are last
-	}
-	return OldDrills(keys, KeepDrills), nil
+	return OldDrills(notFuture(keys, now), KeepDrills), nil
 }
 
 // oldVerifies lists the verify records a delete removes, as oldDrills does the drill
@@ -57,8 +51,16 @@ func oldVerifies(ctx context.Context, r *repo.Repo, now time.Time) ([]repo.Drill
 	if err != nil {
 		return nil, err
 	}
+	return OldDrills(notFuture(keys, now), KeepDrills), nil
+}
+
+// notFuture leaves out of keys (oldest first) the records dated after now +
+// repo.DrillClockSlack (a host's wrong clock, as status warns): they are neither
+// removed nor counted among the newest kept, where they would displace the real last
+// success. (Nor removed: with this host's clock behind, every record would look so.)
+func notFuture(keys []repo.DrillKey, now time.Time) []repo.DrillKey {
 	for len(keys) > 0 && keys[len(keys)-1].Finished.After(now.Add(repo.DrillClockSlack)) {
 		keys = keys[:len(keys)-1]
 	}
-	return OldDrills(keys, KeepDrills), nil
+	return keys
 }

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pgb-project/pgb/internal/crc32c"
+	"github.com/pgb-project/pgb/internal/progress"
 	"github.com/pgb-project/pgb/internal/repo"
 	"github.com/pgb-project/pgb/internal/restore"
 	"github.com/pgb-project/pgb/internal/storage"
@@ -112,11 +112,8 @@ func (v *verifier) backup(ctx context.Context, s *repo.Summary) error {
 	return nil
 }
 
-// progressInterval is how often Options.Progress hears how far a backup's read is.
-const progressInterval = 250 * time.Millisecond
-
-// progress calls Options.Progress for backup m while its parts are read, until the
-// returned stop, which reports it read.
+// progress reports backup m's read to Options.Progress (internal/progress: about once
+// a second and once at the end) until the returned stop.
 func (v *verifier) progress(name string, m *repo.Manifest) (stop func()) {
 	if v.opt.Progress == nil {
 		return func() {}
@@ -125,28 +122,8 @@ func (v *verifier) progress(name string, m *repo.Manifest) (stop func()) {
 	for _, p := range m.Parts {
 		total += p.Size
 	}
-	base := v.nbyt.Load()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(progressInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				v.opt.Progress(name, min(v.nbyt.Load()-base, total), total)
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-		v.opt.Progress(name, total, total)
-	}
+	v.backupRead.Store(0)
+	return progress.Start(func(done, total int64) { v.opt.Progress(name, min(done, total), total) }, &v.backupRead, total, time.Second)
 }
 
 // blockList is blocks as "1, 5, 9", the first 20 of them.
@@ -221,6 +198,7 @@ func (v *verifier) part(ctx context.Context, m *repo.Manifest, p repo.Part, byPa
 		}
 		crc, n, err := sum(tr, buf)
 		v.nbyt.Add(n)
+		v.backupRead.Add(n)
 		if err != nil {
 			return v.partError(ctx, key, m.Name, err)
 		}

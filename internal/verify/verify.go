@@ -46,9 +46,9 @@ type Options struct {
 	// OnProblem, if set, is called for each problem as it is found, one call at a
 	// time.
 	OnProblem func(Problem)
-	// Progress, if set, is called while a backup's parts are read, a few times a
-	// second, with the bytes of file data read of the total the manifest lists, and
-	// once with done == total when the backup is read.
+	// Progress, if set, is called while a backup's parts are read, about once a
+	// second (internal/progress), with the bytes of file data read of the total the
+	// manifest lists, and once more when the backup is read.
 	Progress func(backup string, done, total int64)
 }
 
@@ -95,8 +95,11 @@ type verifier struct {
 	nprt atomic.Int64
 	nfil atomic.Int64
 	nbyt atomic.Int64
-	nrec atomic.Int64 // WAL records decoded
-	ndec atomic.Int64 // bytes of WAL decoded
+	// backupRead is nbyt of the backup being read (backups are read one at a time),
+	// for Options.Progress.
+	backupRead atomic.Int64
+	nrec       atomic.Int64 // WAL records decoded
+	ndec       atomic.Int64 // bytes of WAL decoded
 }
 
 func (v *verifier) problem(object, backup, format string, a ...any) {
